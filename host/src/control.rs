@@ -1,0 +1,151 @@
+//! The control socket of a running job: `host save` and `host stop` reach the job through it.
+//!
+//! A Unix socket inside the job's folder (owner-only, like the whole state folder), one JSON
+//! request line and one JSON response line per connection. The server turns requests into
+//! [`runtime::Request`]s; the runtime never knows about sockets.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::{self, Saved};
+
+/// Largest request line the server reads.
+pub const REQUEST_BYTES_MAX: u64 = 64 * 1024;
+/// How long a client waits for a job to answer (a savepoint of large state takes a while).
+pub const RESPONSE_WAIT_MS_MAX: u64 = 10 * 60 * 1_000;
+
+/// A request to a running job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
+pub enum ControlRequest {
+    /// Take a savepoint, and stop right after it with `stop`.
+    Save {
+        /// Stop after the savepoint.
+        stop: bool,
+    },
+    /// Stop without a savepoint: output since the last checkpoint is not committed.
+    Cancel,
+}
+
+/// A running job's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "kebab-case")]
+pub enum ControlResponse {
+    /// The savepoint was written.
+    Saved(Saved),
+    /// The job was cancelled.
+    Cancelled,
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Why a control request did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Nothing listens on the socket.
+    #[error("job is not running (nothing listens on {0})")]
+    NotRunning(PathBuf),
+    /// The connection broke.
+    #[error("control socket {path}: {source}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// Binds the control socket at `path`, owner-only, replacing a stale one.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves control requests until `requests` closes (the job ended).
+pub async fn serve(listener: UnixListener, requests: mpsc::Sender<runtime::Request>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, requests).await {
+                tracing::warn!("control connection failed: {e}");
+            }
+        });
+    }
+}
+
+async fn answer(stream: UnixStream, requests: mpsc::Sender<runtime::Request>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    tokio::io::BufReader::new(read.take(REQUEST_BYTES_MAX)).read_line(&mut line).await?;
+    let response = match serde_json::from_str::<ControlRequest>(&line) {
+        Err(e) => ControlResponse::Error { message: format!("malformed request: {e}") },
+        Ok(request) => forward(request, &requests).await,
+    };
+    let mut out = serde_json::to_vec(&response).expect("responses serialize");
+    out.push(b'\n');
+    write.write_all(&out).await
+}
+
+async fn forward(request: ControlRequest, requests: &mpsc::Sender<runtime::Request>) -> ControlResponse {
+    let gone = || ControlResponse::Error { message: "the job is ending".to_owned() };
+    match request {
+        ControlRequest::Save { stop } => {
+            let (reply, answer) = oneshot::channel();
+            if requests.send(runtime::Request::Save { stop, reply }).await.is_err() {
+                return gone();
+            }
+            match answer.await {
+                Ok(Ok(saved)) => ControlResponse::Saved(saved),
+                Ok(Err(message)) => ControlResponse::Error { message },
+                Err(_) => gone(),
+            }
+        }
+        ControlRequest::Cancel => {
+            let (reply, answer) = oneshot::channel();
+            if requests.send(runtime::Request::Cancel { reply }).await.is_err() {
+                return gone();
+            }
+            match answer.await {
+                Ok(()) => ControlResponse::Cancelled,
+                Err(_) => gone(),
+            }
+        }
+    }
+}
+
+/// Sends one request to the job listening at `path` and waits for its answer (blocking).
+pub fn call(path: &Path, request: &ControlRequest) -> Result<ControlResponse, ControlError> {
+    let io = |source| ControlError::Io { path: path.to_owned(), source };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|_| ControlError::NotRunning(path.to_owned()))?;
+    stream.set_read_timeout(Some(Duration::from_millis(RESPONSE_WAIT_MS_MAX))).map_err(io)?;
+    let mut line = serde_json::to_vec(request).expect("requests serialize");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    serde_json::from_str(&answer).map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
+/// Whether a job listens at `path`.
+pub fn is_listening(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}

@@ -1,0 +1,254 @@
+//! One subtask's instance of a component: its own `Store`, memory limit, grants and a
+//! deadline on every call.
+//!
+//! Every guest call has three outcomes, kept apart: it returned, it refused (the guest
+//! returned `Err`), or it trapped (including running past its deadline or memory limit).
+//! Both failures name the subtask and the call.
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use super::bindings::{operator, sink, source, Batch, Context, ModuleInfo, PollResult, StateOrigin};
+use super::{Engine, EngineError, HostState, Module, EPOCH_TICK_MS};
+use crate::ids::SubtaskId;
+use crate::topology::{Mount, Role};
+
+/// Resource limits of one instance.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest linear memory the guest may grow to, in bytes.
+    pub memory_bytes_max: usize,
+    /// Longest one guest call may run, in milliseconds, before it is interrupted.
+    pub call_ms_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes_max: 256 << 20, call_ms_max: 10_000 }
+    }
+}
+
+/// A guest call that did not return normally.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The guest returned an error.
+    #[error("{subtask}: `{call}` refused: {message}")]
+    Refused {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// Which export.
+        call: &'static str,
+        /// The guest's message.
+        message: String,
+    },
+    /// The guest trapped, ran past its deadline or its memory limit.
+    #[error("{subtask}: `{call}` trapped: {trap}")]
+    Trapped {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// Which export.
+        call: &'static str,
+        /// Wasmtime's description of the trap.
+        trap: String,
+    },
+}
+
+/// The world a role's component must implement.
+pub fn world_name(role: Role) -> &'static str {
+    match role {
+        Role::Source => "source",
+        Role::Operator => "operator",
+        Role::Sink => "sink",
+    }
+}
+
+/// A component linked for its role's world.
+#[derive(Clone)]
+pub(super) enum RolePre {
+    Source(source::SourcePre<HostState>),
+    Operator(operator::OperatorPre<HostState>),
+    Sink(sink::SinkPre<HostState>),
+}
+
+impl RolePre {
+    /// Links `component` and checks its exports against the world of `role`.
+    pub(super) fn new(linker: &Linker<HostState>, component: &Component, role: Role) -> wasmtime::Result<Self> {
+        let pre = linker.instantiate_pre(component)?;
+        Ok(match role {
+            Role::Source => RolePre::Source(source::SourcePre::new(pre)?),
+            Role::Operator => RolePre::Operator(operator::OperatorPre::new(pre)?),
+            Role::Sink => RolePre::Sink(sink::SinkPre::new(pre)?),
+        })
+    }
+}
+
+enum Bindings {
+    Source(source::Source),
+    Operator(operator::Operator),
+    Sink(sink::Sink),
+}
+
+/// A live instance owned by one subtask.
+pub struct Instance {
+    subtask: SubtaskId,
+    store: Store<HostState>,
+    bindings: Bindings,
+    call_ticks_max: u64,
+}
+
+impl Engine {
+    /// Instantiates `module` for `subtask` in a fresh store with `limits` and `mounts`.
+    pub async fn instantiate(
+        &self,
+        module: &Module,
+        subtask: SubtaskId,
+        limits: Limits,
+        mounts: &[Mount],
+    ) -> Result<Instance, EngineError> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stderr();
+        for mount in mounts {
+            let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            wasi.preopened_dir(&mount.host, &mount.guest, perms).map_err(|e| EngineError::Grant {
+                path: mount.host.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes_max)
+                .trap_on_grow_failure(true)
+                .build(),
+            ticks_left: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|mut store| {
+            let state = store.data_mut();
+            if state.ticks_left == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            // Yield to tokio at every tick so a busy guest never pins a worker thread.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
+        store.data_mut().ticks_left = limits.call_ms_max.div_ceil(EPOCH_TICK_MS);
+        store.set_epoch_deadline(1);
+        let failed = |e: wasmtime::Error| EngineError::Instantiate { module: module.path.clone(), reason: format!("{e:#}") };
+        let bindings = match &module.pre {
+            RolePre::Source(pre) => Bindings::Source(pre.instantiate_async(&mut store).await.map_err(failed)?),
+            RolePre::Operator(pre) => Bindings::Operator(pre.instantiate_async(&mut store).await.map_err(failed)?),
+            RolePre::Sink(pre) => Bindings::Sink(pre.instantiate_async(&mut store).await.map_err(failed)?),
+        };
+        Ok(Instance {
+            subtask,
+            store,
+            bindings,
+            call_ticks_max: limits.call_ms_max.div_ceil(EPOCH_TICK_MS),
+        })
+    }
+}
+
+/// Calls an export that every world has (`describe`, `init`, `snapshot`, `restore`).
+macro_rules! call_stateful {
+    ($self:ident, $method:ident $(, $arg:expr)*) => {{
+        $self.arm_deadline();
+        match &$self.bindings {
+            Bindings::Source(b) => b.$method(&mut $self.store $(, $arg)*).await,
+            Bindings::Operator(b) => b.$method(&mut $self.store $(, $arg)*).await,
+            Bindings::Sink(b) => b.$method(&mut $self.store $(, $arg)*).await,
+        }
+    }};
+}
+
+impl Instance {
+    /// The subtask this instance belongs to.
+    pub fn subtask(&self) -> &SubtaskId {
+        &self.subtask
+    }
+
+    fn arm_deadline(&mut self) {
+        self.store.data_mut().ticks_left = self.call_ticks_max;
+        self.store.set_epoch_deadline(1);
+    }
+
+    fn trapped(&self, call: &'static str, e: wasmtime::Error) -> GuestError {
+        GuestError::Trapped { subtask: self.subtask.clone(), call, trap: format!("{e:#}") }
+    }
+
+    fn outcome<T>(&self, call: &'static str, result: wasmtime::Result<Result<T, String>>) -> Result<T, GuestError> {
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err(GuestError::Refused { subtask: self.subtask.clone(), call, message }),
+            Err(e) => Err(self.trapped(call, e)),
+        }
+    }
+
+    /// The module's name and version.
+    pub async fn describe(&mut self) -> Result<ModuleInfo, GuestError> {
+        let result = call_stateful!(self, call_describe);
+        result.map_err(|e| self.trapped("describe", e))
+    }
+
+    /// Starts the subtask.
+    pub async fn init(&mut self, context: &Context) -> Result<(), GuestError> {
+        let result = call_stateful!(self, call_init, context);
+        self.outcome("init", result)
+    }
+
+    /// Serializes the subtask's state.
+    pub async fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<u8>, GuestError> {
+        let result = call_stateful!(self, call_snapshot, checkpoint);
+        self.outcome("snapshot", result)
+    }
+
+    /// Restores the subtask's state from a blob `origin` wrote.
+    pub async fn restore(&mut self, state: &[u8], origin: &StateOrigin) -> Result<(), GuestError> {
+        let result = call_stateful!(self, call_restore, state, origin);
+        self.outcome("restore", result)
+    }
+
+    /// Operators: transforms a batch.
+    pub async fn process(&mut self, input: &Batch) -> Result<Batch, GuestError> {
+        self.arm_deadline();
+        let Bindings::Operator(b) = &self.bindings else { unreachable!("process on a non-operator") };
+        let result = b.call_process(&mut self.store, input).await;
+        self.outcome("process", result)
+    }
+
+    /// Sources: at most `max_records` records, or the end.
+    pub async fn poll(&mut self, max_records: u32) -> Result<PollResult, GuestError> {
+        self.arm_deadline();
+        let Bindings::Source(b) = &self.bindings else { unreachable!("poll on a non-source") };
+        let result = b.call_poll(&mut self.store, max_records).await;
+        self.outcome("poll", result)
+    }
+
+    /// Sinks: accepts a batch into the open transaction.
+    pub async fn write(&mut self, input: &Batch) -> Result<(), GuestError> {
+        self.arm_deadline();
+        let Bindings::Sink(b) = &self.bindings else { unreachable!("write on a non-sink") };
+        let result = b.call_write(&mut self.store, input).await;
+        self.outcome("write", result)
+    }
+
+    /// Sinks: makes the open transaction durable as checkpoint `checkpoint`'s.
+    pub async fn prepare_commit(&mut self, checkpoint: u64) -> Result<(), GuestError> {
+        self.arm_deadline();
+        let Bindings::Sink(b) = &self.bindings else { unreachable!("prepare-commit on a non-sink") };
+        let result = b.call_prepare_commit(&mut self.store, checkpoint).await;
+        self.outcome("prepare-commit", result)
+    }
+
+    /// Sinks: publishes every transaction up to `checkpoint`.
+    pub async fn commit(&mut self, checkpoint: u64) -> Result<(), GuestError> {
+        self.arm_deadline();
+        let Bindings::Sink(b) = &self.bindings else { unreachable!("commit on a non-sink") };
+        let result = b.call_commit(&mut self.store, checkpoint).await;
+        self.outcome("commit", result)
+    }
+}
+

@@ -1,0 +1,37 @@
+//! A host for stream jobs whose operators are WebAssembly components, with consistent
+//! checkpoints and pinned, relocatable savepoints, so that stateful jobs survive upgrades.
+//!
+//! # Layout
+//! - [`ids`]: job, operator, checkpoint and savepoint ids.
+//! - [`topology`]: the job file and the validated [`topology::Plan`].
+//! - [`engine`]: wasmtime, the compiled-module cache, one instance per subtask.
+//! - [`barrier`]: barriers, their alignment, the coordinator's decisions (pure).
+//! - [`store`]: the state folder: checkpoints, savepoints, metadata, atomic writes.
+//! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
+//! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.
+//! - [`control`]: the control socket of a running job, and its client.
+//!
+//! The command line (`host/src/cli.rs`) belongs to the binary.
+//!
+//! # Follow one record
+//! A source subtask ([`runtime::subtask`]) polls its guest for a batch, the
+//! [`runtime::partition`] splits it by key group, [`runtime::channel`] carries it (bounded by
+//! records, for back-pressure) to an operator subtask, which calls `process` on its guest
+//! ([`engine::instance`]) and sends the result on, until a sink subtask `write`s it.
+//!
+//! # Follow one barrier
+//! The coordinator task in [`runtime`] asks [`barrier::Coordinator`] for barrier N and sends it
+//! to every source subtask; each emits it in-band after its last record. Downstream, a subtask's
+//! [`barrier::Aligner`] holds back inputs that delivered N until all have; then it snapshots
+//! its guest, hands the blob to [`store::Store::write_state`] off the hot path, forwards the
+//! barrier, and acks. When every subtask acked, the coordinator writes `_metadata` and
+//! publishes the folder ([`store`]), tells the sinks to commit, and applies retention.
+
+pub mod barrier;
+pub mod control;
+pub mod engine;
+pub mod ids;
+pub mod runtime;
+pub mod savepoint;
+pub mod store;
+pub mod topology;

@@ -1,0 +1,315 @@
+//! The coordinator task: triggers checkpoints, collects acks, completes checkpoints and
+//! savepoints, tells sinks to commit, applies retention, and ends the job.
+//!
+//! One barrier's journey, the host's side: a periodic tick or a `save` request asks
+//! [`Coordinator::trigger`] for barrier N, which goes to every source subtask as a command. Acks
+//! come back as events once each subtask's state file is durable; when the pure coordinator says
+//! `Complete`, this task writes `_metadata` and publishes the folder (a checkpoint under the
+//! job, a savepoint under `savepoints/`), then sends `Commit(N)` to every sink.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::subtask::{Command, Event, Subtask};
+use super::{OperatorInfo, Outcome, Request, Saved};
+use crate::barrier::{retention_victims, Barrier, BarrierKind, Coordinator, Progress};
+use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
+use crate::store::{Metadata, OperatorState, StateFile, Store};
+use crate::topology::{Plan, Role};
+
+type Reply = oneshot::Sender<Result<Saved, String>>;
+
+/// The coordinator of one job, with everything it needs before it runs.
+pub struct CoordinatorTask {
+    job: JobId,
+    job_file: String,
+    operators: Vec<OperatorInfo>,
+    store: Store,
+    commands: BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
+    events: mpsc::UnboundedReceiver<Event>,
+    coordinator: Coordinator,
+    checkpoint_interval_ms: u64,
+    checkpoints_retained: u32,
+    /// State files acked for the checkpoint in flight.
+    acked: BTreeMap<SubtaskId, StateFile>,
+    /// Save requests waiting for their turn (one checkpoint is in flight at a time).
+    queued: VecDeque<(bool, Reply)>,
+    /// The save request the checkpoint in flight answers, if any.
+    answering: Option<Reply>,
+    /// Source subtasks that have not yet run dry.
+    sources_running: usize,
+    /// Set once a barrier with `then_stop` was triggered: no new checkpoints.
+    stopping: Option<Barrier>,
+    /// The savepoint the stop wrote, once complete.
+    final_savepoint: Option<Saved>,
+}
+
+impl CoordinatorTask {
+    /// A coordinator for a built job whose first checkpoint will be `first`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        job: JobId,
+        job_file: String,
+        plan: &Plan,
+        operators: Vec<OperatorInfo>,
+        store: Store,
+        commands: BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
+        events: mpsc::UnboundedReceiver<Event>,
+        first: CheckpointId,
+    ) -> Self {
+        let sources_running = plan
+            .operators
+            .iter()
+            .filter(|op| op.role == Role::Source)
+            .map(|op| op.parallelism as usize)
+            .sum();
+        CoordinatorTask {
+            coordinator: Coordinator::new(commands.keys().cloned(), first),
+            job,
+            job_file,
+            operators,
+            store,
+            commands,
+            events,
+            checkpoint_interval_ms: plan.checkpoint_interval_ms,
+            checkpoints_retained: plan.checkpoints_retained,
+            acked: BTreeMap::new(),
+            queued: VecDeque::new(),
+            answering: None,
+            sources_running,
+            stopping: None,
+            final_savepoint: None,
+        }
+    }
+
+    /// The job's operators.
+    pub fn operators(&self) -> &[OperatorInfo] {
+        &self.operators
+    }
+
+    /// Runs the job's subtasks until the job ends, and says how it ended.
+    pub async fn run(mut self, subtasks: Vec<Subtask>, mut requests: mpsc::Receiver<Request>) -> Outcome {
+        let mut tasks = JoinSet::new();
+        let mut names = BTreeMap::new();
+        for subtask in subtasks {
+            let (id, events) = (subtask.id.clone(), subtask.events.clone());
+            let name = id.to_string();
+            let handle = tasks.spawn(async move {
+                let event = match subtask.run().await {
+                    Ok(()) => Event::Done(id),
+                    Err(e) => Event::Failed(e.to_string()),
+                };
+                let _ = events.send(event);
+            });
+            names.insert(handle.id(), name);
+        }
+        let mut running = tasks.len();
+        let period = Duration::from_millis(self.checkpoint_interval_ms.max(1));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        let outcome = loop {
+            tokio::select! {
+                _ = ticker.tick(), if self.checkpoint_interval_ms > 0 => {
+                    if !self.coordinator.is_busy() && self.stopping.is_none() {
+                        self.trigger(BarrierKind::Checkpoint, false);
+                    }
+                }
+                Some(request) = requests.recv() => match request {
+                    Request::Save { stop, reply } => {
+                        if self.stopping.is_some() {
+                            let _ = reply.send(Err("the job is already stopping".to_owned()));
+                        } else {
+                            self.queued.push_back((stop, reply));
+                            self.trigger_next();
+                        }
+                    }
+                    Request::Cancel { reply } => {
+                        tasks.shutdown().await;
+                        self.abort_in_flight("the job was stopped");
+                        let _ = reply.send(());
+                        break Outcome::Stopped(None);
+                    }
+                },
+                Some(event) = self.events.recv() => match event {
+                    Event::Acked { subtask, checkpoint, file } => self.on_ack(subtask, checkpoint, file).await,
+                    Event::SnapshotFailed { checkpoint, error } => {
+                        tracing::warn!(%checkpoint, "checkpoint aborted: {error}");
+                        if self.coordinator.abort(checkpoint).is_some() {
+                            self.abandon(checkpoint, &error);
+                            if self.stopping.is_some_and(|b| b.checkpoint == checkpoint) {
+                                tasks.shutdown().await;
+                                break Outcome::Failed(format!("the final checkpoint {checkpoint} failed: {error}"));
+                            }
+                            self.trigger_next();
+                        }
+                    }
+                    Event::SourceExhausted => {
+                        self.sources_running -= 1;
+                        self.trigger_next();
+                    }
+                    Event::Done(subtask) => {
+                        tracing::debug!(%subtask, "subtask done");
+                        running -= 1;
+                        if running == 0 {
+                            break match self.final_savepoint.take() {
+                                Some(saved) => Outcome::Stopped(Some(saved)),
+                                None => Outcome::Finished,
+                            };
+                        }
+                    }
+                    Event::Failed(error) => {
+                        tasks.shutdown().await;
+                        self.abort_in_flight(&error);
+                        break Outcome::Failed(error);
+                    }
+                },
+                Some(joined) = tasks.join_next_with_id() => {
+                    if let Err(e) = joined {
+                        if e.is_panic() {
+                            let name = names.get(&e.id()).cloned().unwrap_or_default();
+                            tasks.shutdown().await;
+                            self.abort_in_flight("a subtask panicked");
+                            break Outcome::Failed(format!("subtask {name} panicked"));
+                        }
+                    }
+                }
+            }
+        };
+        tracing::info!(job = %self.job, ?outcome, "job ended");
+        outcome
+    }
+
+    /// Triggers the next queued save, or the final checkpoint once every source ran dry.
+    fn trigger_next(&mut self) {
+        if self.coordinator.is_busy() || self.stopping.is_some() {
+            return;
+        }
+        if let Some((stop, reply)) = self.queued.pop_front() {
+            self.answering = Some(reply);
+            self.trigger(BarrierKind::Savepoint, stop);
+        } else if self.sources_running == 0 {
+            self.trigger(BarrierKind::Checkpoint, true);
+        }
+    }
+
+    fn trigger(&mut self, kind: BarrierKind, then_stop: bool) {
+        let barrier = self.coordinator.trigger(kind, then_stop).expect("no checkpoint in flight");
+        tracing::debug!(checkpoint = %barrier.checkpoint, ?kind, then_stop, "triggering");
+        if then_stop {
+            self.stopping = Some(barrier);
+        }
+        self.acked.clear();
+        for (subtask, commands) in &self.commands {
+            if self.is_source(subtask) {
+                let _ = commands.send(Command::Trigger(barrier));
+            }
+        }
+    }
+
+    fn is_source(&self, subtask: &SubtaskId) -> bool {
+        self.operators.iter().any(|op| op.id == subtask.operator && op.role == Role::Source)
+    }
+
+    async fn on_ack(&mut self, subtask: SubtaskId, checkpoint: CheckpointId, file: StateFile) {
+        let progress = self.coordinator.ack(checkpoint, &subtask);
+        if progress == Progress::Stale {
+            return;
+        }
+        self.acked.insert(subtask, file);
+        let Progress::Complete(barrier) = progress else { return };
+        match self.complete(barrier).await {
+            Ok(saved) => {
+                for (subtask, commands) in &self.commands {
+                    if self.operators.iter().any(|op| op.id == subtask.operator && op.role == Role::Sink) {
+                        let _ = commands.send(Command::Commit(checkpoint));
+                    }
+                }
+                if let Some(saved) = saved {
+                    if barrier.then_stop {
+                        self.final_savepoint = Some(saved.clone());
+                    }
+                    if let Some(reply) = self.answering.take() {
+                        let _ = reply.send(Ok(saved));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%checkpoint, "cannot complete checkpoint: {error}");
+                self.abandon(checkpoint, &error);
+            }
+        }
+        self.trigger_next();
+    }
+
+    /// Writes the metadata and publishes the folder; applies retention to checkpoints.
+    async fn complete(&mut self, barrier: Barrier) -> Result<Option<Saved>, String> {
+        let metadata = Metadata {
+            job: self.job.clone(),
+            checkpoint: barrier.checkpoint,
+            kind: barrier.kind,
+            completed_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            job_file: self.job_file.clone(),
+            operators: self
+                .operators
+                .iter()
+                .map(|op| OperatorState {
+                    id: op.id.clone(),
+                    module_sha256: op.module_sha256.clone(),
+                    module_name: op.module_name.clone(),
+                    module_version: op.module_version.clone(),
+                    parallelism: op.parallelism,
+                    files: self
+                        .acked
+                        .iter()
+                        .filter(|(subtask, _)| subtask.operator == op.id)
+                        .map(|(_, file)| file.clone())
+                        .collect(),
+                })
+                .collect(),
+        };
+        let store = self.store.clone();
+        let keep = self.checkpoints_retained;
+        let blocking = tokio::task::spawn_blocking(move || match metadata.kind {
+            BarrierKind::Savepoint => {
+                let id = SavepointId::generate(&metadata.job, metadata.checkpoint);
+                let path = store.complete_savepoint(&metadata, &id)?;
+                Ok(Some(Saved { id, checkpoint: metadata.checkpoint, path }))
+            }
+            BarrierKind::Checkpoint => {
+                store.complete_checkpoint(&metadata)?;
+                let victims = retention_victims(&store.checkpoints(&metadata.job)?, keep);
+                store.remove_checkpoints(&metadata.job, &victims)?;
+                Ok(None)
+            }
+        });
+        let result: Result<_, crate::store::StoreError> = blocking.await.expect("store calls do not panic");
+        let saved = result.map_err(|e| e.to_string())?;
+        tracing::info!(checkpoint = %barrier.checkpoint, kind = ?barrier.kind, "checkpoint complete");
+        Ok(saved)
+    }
+
+    /// Drops the files of a checkpoint that will never complete and answers its requester.
+    fn abandon(&mut self, checkpoint: CheckpointId, error: &str) {
+        if let Err(e) = self.store.abort(&self.job, checkpoint) {
+            tracing::warn!("cannot clean up checkpoint {checkpoint}: {e}");
+        }
+        if let Some(reply) = self.answering.take() {
+            let _ = reply.send(Err(format!("savepoint {checkpoint} failed: {error}")));
+        }
+    }
+
+    /// The job is ending abnormally: drop the checkpoint in flight, answer every requester.
+    fn abort_in_flight(&mut self, error: &str) {
+        if let Some(barrier) = self.coordinator.in_flight() {
+            self.coordinator.abort(barrier.checkpoint);
+            self.abandon(barrier.checkpoint, error);
+        }
+        for (_, reply) in self.queued.drain(..) {
+            let _ = reply.send(Err(format!("the job ended before the savepoint: {error}")));
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The one loop every subtask runs: take input (or poll the source), call the guest, send the
+//! output on; align barriers, snapshot, forward them; commit when told.
+//!
+//! Guest calls are never raced against anything: a call runs to completion (or to its
+//! deadline) before the loop looks at its inputs again, because dropping a guest call midway
+//! would leave its instance unusable. Only waiting on channels and timers is raced.
+
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::channel::{batch_len, Closed, Message, Receiver};
+use super::partition::{check_batch, Output};
+use crate::barrier::{Aligner, Alignment, Barrier};
+use crate::engine::bindings::{Batch, PollResult};
+use crate::engine::{GuestError, Instance};
+use crate::ids::{CheckpointId, JobId, SubtaskId};
+use crate::store::{StateFile, Store};
+use crate::topology::Role;
+
+/// Most records a source is asked for in one `poll`.
+pub const POLL_RECORDS_MAX: u32 = 1_024;
+/// Pause after a source returned no records, before it is polled again.
+const IDLE_POLL_MS: u64 = 10;
+
+/// What the coordinator tells a subtask.
+#[derive(Debug)]
+pub enum Command {
+    /// Sources: emit this barrier now (after snapshotting).
+    Trigger(Barrier),
+    /// Sinks: checkpoint N is complete; publish its transactions.
+    Commit(CheckpointId),
+}
+
+/// What a subtask tells the coordinator.
+#[derive(Debug)]
+pub enum Event {
+    /// Its state for `checkpoint` is durable in `file`.
+    Acked {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// Which checkpoint.
+        checkpoint: CheckpointId,
+        /// The state file written.
+        file: StateFile,
+    },
+    /// It could not snapshot for `checkpoint`; the checkpoint must be aborted.
+    SnapshotFailed {
+        /// Which checkpoint.
+        checkpoint: CheckpointId,
+        /// Why, naming the subtask.
+        error: String,
+    },
+    /// A source has nothing more to emit.
+    SourceExhausted,
+    /// It ended normally.
+    Done(SubtaskId),
+    /// It failed; the job must stop.
+    Failed(String),
+}
+
+/// Why a subtask stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum SubtaskError {
+    /// A guest call failed.
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// The guest produced a batch the host cannot read.
+    #[error("{subtask}: {problem}")]
+    Malformed {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// What is wrong with the batch.
+        problem: String,
+    },
+    /// A downstream subtask is gone: the job is failing elsewhere.
+    #[error(transparent)]
+    Closed(#[from] Closed),
+}
+
+/// One subtask, wired and ready to run.
+pub struct Subtask {
+    /// Which subtask.
+    pub id: SubtaskId,
+    /// Its operator's role.
+    pub role: Role,
+    /// Its guest instance, initialized and restored.
+    pub instance: Instance,
+    /// One channel per upstream subtask (none for a source).
+    pub inputs: Vec<Receiver>,
+    /// Its outgoing edges (none for a sink).
+    pub output: Output,
+    /// Commands from the coordinator.
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    /// Events to the coordinator.
+    pub events: mpsc::UnboundedSender<Event>,
+    /// Where snapshots are written.
+    pub store: Store,
+    /// The job, for the state folder's paths.
+    pub job: JobId,
+    /// Sources only: throttle.
+    pub records_per_second_max: Option<u64>,
+}
+
+impl Subtask {
+    /// Runs until the subtask's inputs end (or its source stops), the coordinator goes away, or
+    /// something fails.
+    pub async fn run(self) -> Result<(), SubtaskError> {
+        match self.role {
+            Role::Source => self.run_source().await,
+            Role::Operator | Role::Sink => self.run_downstream().await,
+        }
+    }
+
+    async fn run_source(mut self) -> Result<(), SubtaskError> {
+        let mut exhausted = false;
+        let mut throttle = Throttle::new(self.records_per_second_max);
+        loop {
+            let wait = throttle.wait();
+            let command = tokio::select! {
+                biased;
+                command = self.commands.recv() => Some(command),
+                () = tokio::time::sleep_until(wait), if !exhausted => None,
+            };
+            match command {
+                Some(Some(Command::Trigger(barrier))) => {
+                    self.checkpoint(barrier).await?;
+                    self.output.barrier(barrier)?;
+                    if barrier.then_stop {
+                        self.output.end()?;
+                        return Ok(());
+                    }
+                }
+                Some(Some(Command::Commit(_))) => unreachable!("sources have nothing to commit"),
+                // The coordinator is gone: the job was cancelled.
+                Some(None) => return Ok(()),
+                None => match self.instance.poll(throttle.batch_records_max()).await? {
+                    PollResult::Records(batch) => {
+                        self.check(&batch)?;
+                        throttle.emitted(batch_len(&batch));
+                        self.output.send(batch).await?;
+                    }
+                    PollResult::End => {
+                        exhausted = true;
+                        let _ = self.events.send(Event::SourceExhausted);
+                    }
+                },
+            }
+        }
+    }
+
+    async fn run_downstream(mut self) -> Result<(), SubtaskError> {
+        let mut aligner = Aligner::new(self.inputs.len());
+        let mut last_barrier: Option<Barrier> = None;
+        while !aligner.all_ended() {
+            let step = tokio::select! {
+                biased;
+                command = self.commands.recv() => Err(command),
+                message = next_message(&mut self.inputs, &aligner) => Ok(message),
+            };
+            let alignment = match step {
+                Err(Some(Command::Commit(checkpoint))) => {
+                    self.instance.commit(checkpoint.0).await?;
+                    continue;
+                }
+                Err(Some(Command::Trigger(_))) => unreachable!("only sources are triggered"),
+                Err(None) => return Ok(()),
+                Ok((_, Message::Batch(batch))) => {
+                    self.on_batch(batch).await?;
+                    continue;
+                }
+                Ok((input, Message::Barrier(barrier))) => aligner.on_barrier(input, barrier),
+                Ok((input, Message::End)) => aligner.on_end(input),
+            };
+            if let Alignment::Aligned(barrier) = alignment {
+                self.checkpoint(barrier).await?;
+                self.output.barrier(barrier)?;
+                last_barrier = Some(barrier);
+            }
+        }
+        self.output.end()?;
+        // A sink that passed a final barrier stays until that checkpoint is committed.
+        if let Some(last) = last_barrier.filter(|b| b.then_stop && self.role == Role::Sink) {
+            while let Some(command) = self.commands.recv().await {
+                if let Command::Commit(checkpoint) = command {
+                    self.instance.commit(checkpoint.0).await?;
+                    if checkpoint >= last.checkpoint {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_batch(&mut self, batch: Batch) -> Result<(), SubtaskError> {
+        match self.role {
+            Role::Sink => Ok(self.instance.write(&batch).await?),
+            _ => {
+                let output = self.instance.process(&batch).await?;
+                self.check(&output)?;
+                Ok(self.output.send(output).await?)
+            }
+        }
+    }
+
+    fn check(&self, batch: &Batch) -> Result<(), SubtaskError> {
+        check_batch(batch).map_err(|problem| SubtaskError::Malformed { subtask: self.id.clone(), problem })
+    }
+
+    /// Snapshots the guest for `barrier` and writes the blob off the hot path; the ack (or the
+    /// failure) reaches the coordinator once the write is durable. A guest that refuses only
+    /// aborts this checkpoint; a trap fails the subtask.
+    async fn checkpoint(&mut self, barrier: Barrier) -> Result<(), SubtaskError> {
+        let checkpoint = barrier.checkpoint;
+        let snapshot = async {
+            if self.role == Role::Sink {
+                self.instance.prepare_commit(checkpoint.0).await?;
+            }
+            self.instance.snapshot(checkpoint.0).await
+        };
+        let blob = match snapshot.await {
+            Ok(blob) => blob,
+            Err(error @ GuestError::Refused { .. }) => {
+                let _ = self.events.send(Event::SnapshotFailed { checkpoint, error: error.to_string() });
+                return Ok(());
+            }
+            Err(trap) => return Err(trap.into()),
+        };
+        let (store, job, subtask, events) = (self.store.clone(), self.job.clone(), self.id.clone(), self.events.clone());
+        tokio::spawn(async move {
+            let write = {
+                let subtask = subtask.clone();
+                tokio::task::spawn_blocking(move || store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &blob))
+            };
+            let event = match write.await.expect("state writes do not panic") {
+                Ok(file) => Event::Acked { subtask, checkpoint, file },
+                Err(e) => Event::SnapshotFailed { checkpoint, error: format!("{subtask}: {e}") },
+            };
+            let _ = events.send(event);
+        });
+        Ok(())
+    }
+}
+
+/// The next message from any input not held back by alignment, fairly. An input whose sender
+/// is gone counts as ended.
+async fn next_message(inputs: &mut [Receiver], aligner: &Aligner) -> (usize, Message) {
+    let mut start = 0;
+    poll_fn(|cx| {
+        let n = inputs.len();
+        for offset in 0..n {
+            let i = (start + offset) % n;
+            if aligner.is_blocked(i) || aligner.is_ended(i) {
+                continue;
+            }
+            if let Poll::Ready(message) = inputs[i].poll_recv(cx) {
+                start = i + 1;
+                return Poll::Ready((i, message.unwrap_or(Message::End)));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Paces a source to at most `records_per_second_max` records per second.
+struct Throttle {
+    rate: Option<u64>,
+    started: Instant,
+    emitted: u64,
+    idle_until: Instant,
+}
+
+impl Throttle {
+    fn new(rate: Option<u64>) -> Self {
+        let now = Instant::now();
+        Throttle { rate, started: now, emitted: 0, idle_until: now }
+    }
+
+    /// Batches small enough that a throttled source emits about 20 per second.
+    fn batch_records_max(&self) -> u32 {
+        self.rate.map_or(POLL_RECORDS_MAX, |rate| (rate / 20).clamp(1, u64::from(POLL_RECORDS_MAX)) as u32)
+    }
+
+    fn emitted(&mut self, records: usize) {
+        self.emitted += records as u64;
+        if records == 0 {
+            self.idle_until = Instant::now() + Duration::from_millis(IDLE_POLL_MS);
+        }
+    }
+
+    /// When the source may be polled next.
+    fn wait(&self) -> Instant {
+        let paced = self.rate.map_or(self.started, |rate| {
+            self.started + Duration::from_secs_f64(self.emitted as f64 / rate as f64)
+        });
+        paced.max(self.idle_until)
+    }
+}

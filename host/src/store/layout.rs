@@ -1,0 +1,115 @@
+//! Every path in the state folder, built in one place.
+//!
+//! ```text
+//! <root>/jobs/<job-id>/job.toml, status, control.sock
+//! <root>/jobs/<job-id>/checkpoints/<n>/{_metadata, <operator-id>-<subtask>.state}
+//! <root>/jobs/<job-id>/checkpoints/.in-progress-<n>/   (a checkpoint being written)
+//! <root>/savepoints/<savepoint-id>/{_metadata, <operator-id>-<subtask>.state}
+//! <root>/cache/<sha256>-<engine>.cwasm
+//! ```
+//! No other module formats a path inside the state folder.
+
+use std::path::{Path, PathBuf};
+
+use crate::ids::{CheckpointId, JobId, SavepointId};
+
+/// Name of the metadata file inside a checkpoint or savepoint folder.
+pub const METADATA_FILE: &str = "_metadata";
+const IN_PROGRESS_PREFIX: &str = ".in-progress-";
+
+/// The paths of one state folder.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout of the state folder at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The state folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Folder holding one folder per job.
+    pub fn jobs(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
+    /// One job's folder.
+    pub fn job(&self, job: &JobId) -> PathBuf {
+        self.jobs().join(job.as_str())
+    }
+
+    /// The job file a job was started with.
+    pub fn job_file(&self, job: &JobId) -> PathBuf {
+        self.job(job).join("job.toml")
+    }
+
+    /// The job's status file.
+    pub fn job_status(&self, job: &JobId) -> PathBuf {
+        self.job(job).join("status")
+    }
+
+    /// The Unix socket a running job listens on for control requests.
+    pub fn control_socket(&self, job: &JobId) -> PathBuf {
+        self.job(job).join("control.sock")
+    }
+
+    /// Folder of a job's retained checkpoints.
+    pub fn checkpoints(&self, job: &JobId) -> PathBuf {
+        self.job(job).join("checkpoints")
+    }
+
+    /// A completed checkpoint's folder.
+    pub fn checkpoint(&self, job: &JobId, checkpoint: CheckpointId) -> PathBuf {
+        self.checkpoints(job).join(checkpoint.0.to_string())
+    }
+
+    /// Where the state of a checkpoint (or savepoint) in progress is written.
+    pub fn in_progress(&self, job: &JobId, checkpoint: CheckpointId) -> PathBuf {
+        self.checkpoints(job).join(format!("{IN_PROGRESS_PREFIX}{}", checkpoint.0))
+    }
+
+    /// The checkpoint number of a folder name inside `checkpoints/`, if it is a completed one.
+    pub fn parse_checkpoint_name(name: &str) -> Option<CheckpointId> {
+        let digits = name.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty();
+        digits.then(|| name.parse().ok().map(CheckpointId)).flatten()
+    }
+
+    /// Folder holding every savepoint.
+    pub fn savepoints(&self) -> PathBuf {
+        self.root.join("savepoints")
+    }
+
+    /// One savepoint's folder.
+    pub fn savepoint(&self, id: &SavepointId) -> PathBuf {
+        self.savepoints().join(id.as_str())
+    }
+
+    /// The compiled-module cache.
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// File name of one subtask's state blob inside a point folder.
+    pub fn state_file_name(operator: &str, subtask: u32) -> String {
+        format!("{operator}-{subtask}.state")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_digit_names_are_completed_checkpoints() {
+        assert_eq!(Layout::parse_checkpoint_name("12"), Some(CheckpointId(12)));
+        assert_eq!(Layout::parse_checkpoint_name(".in-progress-12"), None);
+        assert_eq!(Layout::parse_checkpoint_name("+1"), None);
+        assert_eq!(Layout::parse_checkpoint_name(""), None);
+    }
+}

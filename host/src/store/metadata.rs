@@ -1,0 +1,180 @@
+//! `_metadata`: the versioned description of one checkpoint or savepoint.
+//!
+//! Last step of a barrier's journey: once every subtask's state file is durable, the runtime
+//! describes them here (operator, module, length and checksum of each file) and the store writes
+//! it atomically. On restore, this is read and verified first; each state file is verified
+//! against it before any module sees a byte. Encoding and verification only: no I/O.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::barrier::BarrierKind;
+use crate::ids::{CheckpointId, JobId, OperatorId};
+
+/// First bytes of every `_metadata` file.
+pub const MAGIC: &[u8; 8] = b"JHPOINT\0";
+/// The format this host writes. Older formats it can read are listed in [`decode`].
+pub const FORMAT_VERSION: u32 = 1;
+/// Length of the SHA-256 trailer.
+const CHECKSUM_LEN: usize = 32;
+
+/// Everything needed to resume from one checkpoint or savepoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The job that took it.
+    pub job: JobId,
+    /// Its checkpoint number within that job.
+    pub checkpoint: CheckpointId,
+    /// Checkpoint or savepoint.
+    pub kind: BarrierKind,
+    /// When it completed, in milliseconds since the Unix epoch.
+    pub completed_unix_ms: u64,
+    /// The job file the job ran, verbatim.
+    pub job_file: String,
+    /// One entry per operator, in the job's topological order.
+    pub operators: Vec<OperatorState>,
+}
+
+/// The state of one operator in a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// Stable operator id.
+    pub id: OperatorId,
+    /// SHA-256 of the module that wrote the state, lower-case hex.
+    pub module_sha256: String,
+    /// The module's own name (from `describe`).
+    pub module_name: String,
+    /// The module's own version (from `describe`).
+    pub module_version: String,
+    /// Parallelism when the state was written.
+    pub parallelism: u32,
+    /// One file per subtask, by subtask index.
+    pub files: Vec<StateFile>,
+}
+
+/// One subtask's state blob on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Subtask index.
+    pub subtask: u32,
+    /// File name inside the point's folder (no path separators).
+    pub file: String,
+    /// Length in bytes.
+    pub len: u64,
+    /// SHA-256 of the contents.
+    pub sha256: [u8; 32],
+}
+
+/// Why a `_metadata` file cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetadataError {
+    /// Too short or does not start with the magic bytes.
+    #[error("not a checkpoint metadata file (bad magic or too short)")]
+    NotMetadata,
+    /// Written by a format this host does not know.
+    #[error("unknown metadata format version {0} (this host reads version {FORMAT_VERSION})")]
+    UnknownVersion(u32),
+    /// The trailing checksum does not match: the file is corrupt or truncated.
+    #[error("metadata checksum mismatch: the file is corrupt or truncated")]
+    Checksum,
+    /// The checksum matches but the body does not decode.
+    #[error("metadata does not decode: {0}")]
+    Decode(String),
+}
+
+impl Metadata {
+    /// Total bytes of state across all files.
+    pub fn state_bytes(&self) -> u64 {
+        self.operators.iter().flat_map(|op| &op.files).map(|f| f.len).sum()
+    }
+}
+
+/// Encodes metadata as: magic, format version (u32 LE), postcard body, SHA-256 of all before.
+pub fn encode(metadata: &Metadata) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    postcard::to_io(metadata, &mut out).expect("writing to a Vec cannot fail");
+    let checksum = Sha256::digest(&out);
+    out.extend_from_slice(&checksum);
+    out
+}
+
+/// Decodes and verifies metadata written by [`encode`].
+pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
+    let header = MAGIC.len() + 4;
+    if bytes.len() < header + CHECKSUM_LEN || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(MetadataError::NotMetadata);
+    }
+    let version = u32::from_le_bytes(bytes[MAGIC.len()..header].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(MetadataError::UnknownVersion(version));
+    }
+    let (signed, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    if Sha256::digest(signed).as_slice() != checksum {
+        return Err(MetadataError::Checksum);
+    }
+    postcard::from_bytes(&signed[header..]).map_err(|e| MetadataError::Decode(e.to_string()))
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Metadata {
+        Metadata {
+            job: "job-abc".parse().unwrap(),
+            checkpoint: CheckpointId(3),
+            kind: BarrierKind::Savepoint,
+            completed_unix_ms: 1_700_000_000_000,
+            job_file: "name = \"x\"".to_owned(),
+            operators: vec![OperatorState {
+                id: "counter".parse().unwrap(),
+                module_sha256: "ab".repeat(32),
+                module_name: "word-counter".to_owned(),
+                module_version: "1.0.0".to_owned(),
+                parallelism: 1,
+                files: vec![StateFile {
+                    subtask: 0,
+                    file: "counter-0.state".to_owned(),
+                    len: 5,
+                    sha256: sha256(b"hello"),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips() {
+        assert_eq!(decode(&encode(&sample())).unwrap(), sample());
+    }
+
+    #[test]
+    fn metadata_refuses_every_flipped_bit() {
+        let bytes = encode(&sample());
+        for bit in 0..bytes.len() * 8 {
+            let mut corrupt = bytes.clone();
+            corrupt[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&corrupt).is_err(), "bit {bit} flipped went unnoticed");
+        }
+    }
+
+    #[test]
+    fn metadata_refuses_every_truncation() {
+        let bytes = encode(&sample());
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "truncation to {len} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn metadata_names_an_unknown_format_version() {
+        let mut bytes = encode(&sample());
+        bytes[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&9u32.to_le_bytes());
+        assert_eq!(decode(&bytes), Err(MetadataError::UnknownVersion(9)));
+    }
+}

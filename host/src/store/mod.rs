@@ -1,0 +1,318 @@
+//! The state folder: jobs, their checkpoints, savepoints and the compiled-module cache.
+//!
+//! Where a barrier's journey ends: each subtask's snapshot is written into the checkpoint's
+//! in-progress folder ([`Store::write_state`]); when the coordinator says the checkpoint is
+//! complete, [`Store::complete_checkpoint`] or [`Store::complete_savepoint`] writes `_metadata`
+//! and publishes the folder atomically. On restore, [`Store::read_point`] and
+//! [`Store::read_states`] verify every checksum before any byte reaches a module.
+//! Synchronous `std::fs`: the runtime calls it from blocking tasks.
+
+pub mod atomic;
+pub mod layout;
+pub mod metadata;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
+pub use layout::Layout;
+use layout::METADATA_FILE;
+pub use metadata::{Metadata, MetadataError, OperatorState, StateFile};
+
+/// A failure of the state folder, naming the path at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error on a path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path at fault.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The folder is not a checkpoint or savepoint (no `_metadata`).
+    #[error("{path}: not a checkpoint or savepoint folder (no {METADATA_FILE})")]
+    NotAPoint {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// `_metadata` is unusable.
+    #[error("{path}: {source}")]
+    Metadata {
+        /// The `_metadata` file.
+        path: PathBuf,
+        /// Why it is unusable.
+        source: MetadataError,
+    },
+    /// A state file does not match what `_metadata` says of it.
+    #[error("{path}: corrupt state file: {problem}")]
+    CorruptState {
+        /// The state file.
+        path: PathBuf,
+        /// Length or checksum mismatch, or missing.
+        problem: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+/// What a job is doing, as recorded in its status file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum JobState {
+    /// Running in the process `pid`.
+    Running {
+        /// The host process running it.
+        pid: u32,
+    },
+    /// Every source ended and the final checkpoint was committed.
+    Finished,
+    /// Stopped on request.
+    Stopped {
+        /// The final savepoint, if one was asked for.
+        savepoint: Option<SavepointId>,
+    },
+    /// Failed with this error.
+    Failed {
+        /// The error, naming the operator at fault.
+        error: String,
+    },
+}
+
+/// A job's status file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job.
+    pub job: JobId,
+    /// The job's name from its job file.
+    pub name: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// What it is doing.
+    #[serde(flatten)]
+    pub state: JobState,
+}
+
+/// A checkpoint or savepoint read from disk, its metadata verified.
+#[derive(Clone, Debug)]
+pub struct Point {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its verified metadata.
+    pub metadata: Metadata,
+}
+
+/// State blobs of a point, by operator id and subtask index, every checksum verified.
+pub type States = BTreeMap<(OperatorId, u32), Vec<u8>>;
+
+/// The state folder.
+#[derive(Clone, Debug)]
+pub struct Store {
+    layout: Layout,
+}
+
+impl Store {
+    /// Opens the state folder at `root`, creating it owner-only (0700) if needed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let layout = Layout::new(root);
+        for dir in [layout.root().to_owned(), layout.jobs(), layout.savepoints(), layout.cache()] {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_error(&dir))?;
+        }
+        let root = layout.root();
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_error(root))?;
+        Ok(Store { layout })
+    }
+
+    /// Paths inside this state folder.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Records a new job and the job file it runs.
+    pub fn create_job(&self, status: &JobStatus, job_file: &str) -> Result<(), StoreError> {
+        let dir = self.layout.checkpoints(&status.job);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_error(&dir))?;
+        let path = self.layout.job_file(&status.job);
+        atomic::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
+        self.write_status(status)
+    }
+
+    /// Replaces a job's status file.
+    pub fn write_status(&self, status: &JobStatus) -> Result<(), StoreError> {
+        let path = self.layout.job_status(&status.job);
+        let json = serde_json::to_vec_pretty(status).expect("status serializes");
+        atomic::write_file(&path, &json).map_err(io_error(&path))
+    }
+
+    /// Reads a job's status file.
+    pub fn read_status(&self, job: &JobId) -> Result<JobStatus, StoreError> {
+        let path = self.layout.job_status(job);
+        let bytes = fs::read(&path).map_err(io_error(&path))?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Io {
+            path,
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })
+    }
+
+    /// Every job with a folder here, sorted by id.
+    pub fn jobs(&self) -> Result<Vec<JobId>, StoreError> {
+        let mut jobs: Vec<JobId> = self.list_names(&self.layout.jobs())?
+            .into_iter()
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        jobs.sort();
+        Ok(jobs)
+    }
+
+    /// Writes one subtask's state blob for a checkpoint in progress, durably.
+    pub fn write_state(
+        &self,
+        job: &JobId,
+        checkpoint: CheckpointId,
+        operator: &OperatorId,
+        subtask: u32,
+        blob: &[u8],
+    ) -> Result<StateFile, StoreError> {
+        let dir = self.layout.in_progress(job, checkpoint);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_error(&dir))?;
+        let file = Layout::state_file_name(operator.as_str(), subtask);
+        let path = dir.join(&file);
+        let sha256 = metadata::sha256(blob);
+        atomic::write_file_in_building_dir(&path, blob).map_err(io_error(&path))?;
+        Ok(StateFile { subtask, file, len: blob.len() as u64, sha256 })
+    }
+
+    /// Publishes a complete checkpoint: `_metadata` is written, then the folder renamed.
+    pub fn complete_checkpoint(&self, metadata: &Metadata) -> Result<PathBuf, StoreError> {
+        let to = self.layout.checkpoint(&metadata.job, metadata.checkpoint);
+        self.publish(metadata, &to)?;
+        Ok(to)
+    }
+
+    /// Publishes a complete savepoint under `id`, outside the job's folder.
+    pub fn complete_savepoint(&self, metadata: &Metadata, id: &SavepointId) -> Result<PathBuf, StoreError> {
+        let to = self.layout.savepoint(id);
+        self.publish(metadata, &to)?;
+        Ok(to)
+    }
+
+    fn publish(&self, metadata: &Metadata, to: &Path) -> Result<(), StoreError> {
+        let from = self.layout.in_progress(&metadata.job, metadata.checkpoint);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&from).map_err(io_error(&from))?;
+        let bytes = metadata::encode(metadata);
+        // Pair assertion: what is about to be written must decode to what was meant.
+        assert_eq!(metadata::decode(&bytes).as_ref(), Ok(metadata), "metadata round trip");
+        let path = from.join(METADATA_FILE);
+        atomic::write_file_in_building_dir(&path, &bytes).map_err(io_error(&path))?;
+        // Until this rename, a crash leaves only an in-progress folder that no reader lists.
+        atomic::publish_dir(&from, to).map_err(io_error(to))
+    }
+
+    /// Drops a checkpoint in progress (aborted or failed).
+    pub fn abort(&self, job: &JobId, checkpoint: CheckpointId) -> Result<(), StoreError> {
+        let dir = self.layout.in_progress(job, checkpoint);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A job's completed, retained checkpoints, oldest first.
+    pub fn checkpoints(&self, job: &JobId) -> Result<Vec<CheckpointId>, StoreError> {
+        let mut ids: Vec<_> = self.list_names(&self.layout.checkpoints(job))?
+            .iter()
+            .filter_map(|name| Layout::parse_checkpoint_name(name))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Deletes these retained checkpoints of a job (never savepoints: they live elsewhere).
+    pub fn remove_checkpoints(&self, job: &JobId, victims: &[CheckpointId]) -> Result<(), StoreError> {
+        for &checkpoint in victims {
+            let dir = self.layout.checkpoint(job, checkpoint);
+            fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Every savepoint folder's id, sorted.
+    pub fn savepoint_ids(&self) -> Result<Vec<SavepointId>, StoreError> {
+        let mut ids: Vec<SavepointId> = self.list_names(&self.layout.savepoints())?
+            .into_iter()
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Deletes a savepoint; the only way one is ever removed.
+    pub fn remove_savepoint(&self, id: &SavepointId) -> Result<PathBuf, StoreError> {
+        let dir = self.layout.savepoint(id);
+        fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
+        atomic::sync_dir(&self.layout.savepoints()).map_err(io_error(&self.layout.savepoints()))?;
+        Ok(dir)
+    }
+
+    /// Reads and verifies a point's `_metadata`.
+    pub fn read_point(&self, dir: &Path) -> Result<Point, StoreError> {
+        let path = dir.join(METADATA_FILE);
+        let bytes = match fs::read(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotAPoint { path: dir.to_owned() });
+            }
+            other => other.map_err(io_error(&path))?,
+        };
+        let metadata = metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
+        Ok(Point { dir: dir.to_owned(), metadata })
+    }
+
+    /// Reads every state file of a point, verifying each length and checksum. The files are
+    /// opened through a capability on the point's folder, so a name in `_metadata` can never
+    /// reach outside it.
+    pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
+        let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
+            .map_err(io_error(&point.dir))?;
+        let mut states = States::new();
+        for op in &point.metadata.operators {
+            for file in &op.files {
+                let path = point.dir.join(&file.file);
+                let corrupt = |problem: String| StoreError::CorruptState { path: path.clone(), problem };
+                let blob = folder.read(&file.file).map_err(|e| corrupt(e.to_string()))?;
+                if blob.len() as u64 != file.len {
+                    return Err(corrupt(format!("{} bytes, metadata says {}", blob.len(), file.len)));
+                }
+                if metadata::sha256(&blob) != file.sha256 {
+                    return Err(corrupt("checksum mismatch".to_owned()));
+                }
+                states.insert((op.id.clone(), file.subtask), blob);
+            }
+        }
+        Ok(states)
+    }
+
+    fn list_names(&self, dir: &Path) -> Result<Vec<String>, StoreError> {
+        let entries = match fs::read_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other.map_err(io_error(dir))?,
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error(dir))?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests;

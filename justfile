@@ -1,0 +1,23 @@
+# Tasks for the job host. `./dev` installs `just` and the wasm target, then runs these.
+
+wasm_target := "wasm32-wasip2"
+guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p file-sink"
+
+# Build the example components (release, wasm32-wasip2) into target/wasm32-wasip2/release.
+guests:
+    cargo build --locked --release --target {{wasm_target}} {{guests}}
+
+# Build the host (dev profile; dependencies optimized, see Cargo.toml).
+host:
+    cargo build --locked -p host
+
+# Everything CI checks: formatting, warnings as errors, unit and end-to-end tests.
+test: guests
+    cargo fmt --all -- --check
+    RUSTFLAGS="-D warnings" cargo build --locked -p host --all-targets
+    RUSTFLAGS="-D warnings" cargo test --locked -p host
+    cargo test --locked -p jobhost-guest -p counter-v2
+
+# The demo: run a word count, save it, upgrade the counter to v2, resume from the savepoint.
+demo: guests host
+    bash examples/wordcount/demo.sh
