@@ -136,7 +136,7 @@ struct Prepared {
     job_file: PathBuf,
     text: String,
     plan: Plan,
-    restore: Option<(String, RestoreFrom)>,
+    restore: Option<(PathBuf, RestoreFrom)>,
 }
 
 fn prepare(
@@ -159,13 +159,14 @@ fn prepare(
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
             let dir = savepoint::resolve(store, &point)?;
             let (metadata, states) = savepoint::load_for(store, &dir, &plan, allow_non_restored)?;
-            Some((dir.display().to_string(), RestoreFrom { metadata, states }))
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            Some((dir, RestoreFrom { metadata, states }))
         }
     };
     Ok(Prepared { job_file: job_file.to_owned(), text, plan, restore })
 }
 
-async fn build(store: &Store, prepared: Prepared, job: JobId) -> anyhow::Result<(runtime::Job, Option<String>, String, String)> {
+async fn build(store: &Store, prepared: Prepared, job: JobId) -> anyhow::Result<(runtime::Job, Option<PathBuf>, String, String)> {
     let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow::anyhow!("{e:#}"))?);
     let (from, restore) = match prepared.restore {
         Some((from, restore)) => (Some(from), Some(restore)),
@@ -178,7 +179,7 @@ async fn build(store: &Store, prepared: Prepared, job: JobId) -> anyhow::Result<
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
             match &from {
-                Some(from) => bail!("cannot start {} from {from}:\n  - {}", prepared.job_file.display(), list.join("\n  - ")),
+                Some(from) => bail!("cannot start {} from {}:\n  - {}", prepared.job_file.display(), from.display(), list.join("\n  - ")),
                 None => bail!("cannot start {}:\n  - {}", prepared.job_file.display(), list.join("\n  - ")),
             }
         }
@@ -188,7 +189,7 @@ async fn build(store: &Store, prepared: Prepared, job: JobId) -> anyhow::Result<
 async fn check_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
     let (job, from, _, _) = build(&store, prepared, JobId::generate()).await?;
     let operators: Vec<String> = job.operators().iter().map(|op| format!("{} ({} {})", op.id, op.module_name, op.module_version)).collect();
-    println!("ok: {} would resume from {}", operators.join(", "), from.unwrap_or_default());
+    println!("ok: {} would resume from {}", operators.join(", "), from.unwrap_or_default().display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -200,6 +201,7 @@ async fn run_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
         job: job_id.clone(),
         name,
         started_unix_ms,
+        resumed_from: from.clone(),
         state: JobState::Running { pid: std::process::id() },
     };
     store.create_job(&status, &text)?;
@@ -211,7 +213,7 @@ async fn run_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
     println!("{job_id}");
     std::io::stdout().flush()?;
     match &from {
-        Some(from) => tracing::info!(job = %job_id, "running, resumed from {from}"),
+        Some(from) => tracing::info!(job = %job_id, "running, resumed from {}", from.display()),
         None => tracing::info!(job = %job_id, "running"),
     }
 

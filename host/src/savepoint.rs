@@ -129,7 +129,14 @@ pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, Savepoint
             if !store.layout().job(&job).is_dir() {
                 return Err(not_found());
             }
-            latest_of_job(store, &job, None)?.ok_or(SavepointError::NothingRetained(job))
+            if let Some(dir) = latest_of_job(store, &job, None)? {
+                return Ok(dir);
+            }
+            // A job that died before its first checkpoint still holds the state it resumed from.
+            match store.read_status(&job).ok().and_then(|status| status.resumed_from) {
+                Some(dir) if dir.is_dir() => Ok(dir),
+                _ => Err(SavepointError::NothingRetained(job)),
+            }
         }
     }
 }

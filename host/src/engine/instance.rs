@@ -176,7 +176,10 @@ impl Instance {
     }
 
     fn trapped(&self, call: &'static str, e: wasmtime::Error) -> GuestError {
-        GuestError::Trapped { subtask: self.subtask.clone(), call, trap: format!("{e:#}") }
+        // The root cause says what happened ("call stack exhausted", "out of fuel"); the full
+        // chain carries the guest backtrace, for the log.
+        tracing::debug!(subtask = %self.subtask, call, "guest trapped: {e:?}");
+        GuestError::Trapped { subtask: self.subtask.clone(), call, trap: e.root_cause().to_string() }
     }
 
     fn outcome<T>(&self, call: &'static str, result: wasmtime::Result<Result<T, String>>) -> Result<T, GuestError> {

@@ -95,6 +95,10 @@ pub struct JobStatus {
     pub name: String,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
+    /// The checkpoint or savepoint folder it resumed from, if any: its latest state until it
+    /// completes a checkpoint of its own.
+    #[serde(default)]
+    pub resumed_from: Option<PathBuf>,
     /// What it is doing.
     #[serde(flatten)]
     pub state: JobState,

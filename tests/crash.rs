@@ -1,0 +1,30 @@
+//! Guarantee 3: `kill -9` of the host, then `run --from JOB_ID`, loses and repeats nothing.
+
+use std::time::Duration;
+
+use crate::util::{assert_exactly_once, input_text, Dir, WordCount};
+
+const LINES: usize = 3_000;
+
+#[test]
+fn kill_9_then_resume_from_the_job_id_loses_and_repeats_nothing() {
+    let dir = Dir::new(LINES);
+    let job = dir.write_job(&WordCount { checkpoint_interval_ms: 100, ..WordCount::default() });
+    let mut from: Option<String> = None;
+    // Kill the host three times at different moments, resuming each time from the job killed.
+    for delay_ms in [700, 450, 900] {
+        let mut args = vec![job.to_str().unwrap().to_owned()];
+        if let Some(previous) = &from {
+            args.extend(["--from".to_owned(), previous.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let running = dir.start(&args);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        from = Some(running.job.clone());
+        running.kill();
+    }
+    let listed = dir.host_ok(&["list"]);
+    assert!(listed.contains("crashed"), "{listed}");
+    dir.start(&[job.to_str().unwrap(), "--from", from.as_deref().unwrap()]).wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}

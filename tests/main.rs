@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `host` binary running real `.wasm` components.
+//!
+//! The components come from `guest-examples/`, built by `just guests` (the README's test
+//! command builds them first).
+
+mod bad_input;
+mod crash;
+mod savepoint;
+mod util;

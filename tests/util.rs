@@ -1,0 +1,323 @@
+//! Helpers for the end-to-end tests: a scratch folder with a word-count job, the `host`
+//! binary, and the expected output computed independently of the host.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest any single job may run in a test before it counts as hung.
+const JOB_WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// The compiled example component `name` (e.g. `counter_v1`).
+pub fn guest(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run `just guests` (or `./dev test`) first", path.display());
+    path
+}
+
+/// A scratch folder holding a state folder (`home`), an input file and a job file.
+pub struct Dir {
+    tmp: tempfile::TempDir,
+}
+
+/// What the word-count job file is made of.
+pub struct WordCount {
+    /// Component of the `counter` operator.
+    pub counter: PathBuf,
+    /// Id of the counter operator.
+    pub counter_id: &'static str,
+    /// Parallelism of the counter.
+    pub counter_parallelism: u32,
+    /// Source throttle, lines per second.
+    pub lines_per_second: u64,
+    /// Checkpoint interval.
+    pub checkpoint_interval_ms: u64,
+    /// Checkpoints retained.
+    pub checkpoints_retained: u32,
+}
+
+impl Default for WordCount {
+    fn default() -> Self {
+        WordCount {
+            counter: guest("counter_v1"),
+            counter_id: "counter",
+            counter_parallelism: 2,
+            lines_per_second: 1_500,
+            checkpoint_interval_ms: 200,
+            checkpoints_retained: 2,
+        }
+    }
+}
+
+impl Dir {
+    /// A fresh scratch folder with `lines` lines of deterministic words as input.
+    pub fn new(lines: usize) -> Dir {
+        let tmp = tempfile::Builder::new().prefix("e2e").tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("input")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("output")).unwrap();
+        std::fs::write(tmp.path().join("input/words.txt"), input_text(lines)).unwrap();
+        Dir { tmp }
+    }
+
+    /// The scratch folder.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The state folder the host uses.
+    pub fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+
+    /// Writes `job.toml` for a word count and returns its path.
+    pub fn write_job(&self, job: &WordCount) -> PathBuf {
+        let text = format!(
+            r#"
+name = "wordcount"
+checkpoint_interval_ms = {interval}
+checkpoints_retained = {retained}
+
+[[operators]]
+id = "lines"
+role = "source"
+module = "{source}"
+records_per_second_max = {rate}
+config = {{ path = "/input/words.txt" }}
+mounts = [{{ host = "input", guest = "/input" }}]
+
+[[operators]]
+id = "tokenize"
+role = "operator"
+module = "{tokenizer}"
+parallelism = 2
+
+[[operators]]
+id = "{counter_id}"
+role = "operator"
+module = "{counter}"
+parallelism = {counter_parallelism}
+
+[[operators]]
+id = "sink"
+role = "sink"
+module = "{sink}"
+parallelism = 2
+config = {{ dir = "/output" }}
+mounts = [{{ host = "output", guest = "/output", writable = true }}]
+
+[[edges]]
+from = "lines"
+to = "tokenize"
+partition = "rebalance"
+
+[[edges]]
+from = "tokenize"
+to = "{counter_id}"
+partition = "key-by"
+
+[[edges]]
+from = "{counter_id}"
+to = "sink"
+partition = "rebalance"
+"#,
+            interval = job.checkpoint_interval_ms,
+            retained = job.checkpoints_retained,
+            source = guest("line_source").display(),
+            rate = job.lines_per_second,
+            tokenizer = guest("tokenizer").display(),
+            counter_id = job.counter_id,
+            counter = job.counter.display(),
+            counter_parallelism = job.counter_parallelism,
+            sink = guest("file_sink").display(),
+        );
+        let path = self.path().join("job.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs `host ARGS` to completion.
+    pub fn host(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running host")
+    }
+
+    /// Runs `host ARGS`, asserting success; returns stdout.
+    pub fn host_ok(&self, args: &[&str]) -> String {
+        let output = self.host(args);
+        assert!(
+            output.status.success(),
+            "host {args:?} failed ({})\nstdout: {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs `host ARGS`, asserting failure; returns stderr.
+    pub fn host_err(&self, args: &[&str]) -> String {
+        let output = self.host(args);
+        assert!(
+            !output.status.success(),
+            "host {args:?} succeeded but should have failed\nstdout: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    /// Starts `host run ARGS` in the background and waits for it to print the job id.
+    pub fn start(&self, args: &[&str]) -> RunningJob {
+        let mut child = self
+            .command(&[&["run"], args].concat())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning host run");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let job = line.trim().to_owned();
+        if job.is_empty() {
+            let output = child.wait_with_output().unwrap();
+            panic!("host run {args:?} printed no job id; stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+        }
+        RunningJob { child, job }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+        command.args(args).env("HOST_HOME", self.home()).env("HOST_LOG", "host=warn").current_dir(self.path());
+        command
+    }
+
+    /// The committed output: every part file of the sink, in checkpoint order.
+    pub fn committed_output(&self) -> Vec<String> {
+        let mut parts: Vec<PathBuf> = std::fs::read_dir(self.path().join("output"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("part-"))
+            .collect();
+        parts.sort();
+        parts
+            .iter()
+            .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Every file under `sub` with its bytes, to show that a refused command changed nothing.
+    pub fn snapshot_tree(&self, sub: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut stack = vec![sub.to_owned()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_none_or(|e| e != "sock") {
+                    files.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+                }
+            }
+        }
+        files
+    }
+}
+
+/// A `host run` in the background.
+pub struct RunningJob {
+    /// The process.
+    pub child: Child,
+    /// The job id it printed.
+    pub job: String,
+}
+
+impl RunningJob {
+    /// Waits for the job to end; returns whether it succeeded and its stderr.
+    pub fn wait(mut self) -> (bool, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                return (status.success(), stderr);
+            }
+            if started.elapsed() > JOB_WAIT_MAX {
+                let _ = self.child.kill();
+                panic!("job {} did not end within {JOB_WAIT_MAX:?}", self.job);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for a successful end, panicking with stderr otherwise.
+    pub fn wait_ok(self) {
+        let job = self.job.clone();
+        let (ok, stderr) = self.wait();
+        assert!(ok, "job {job} failed:\n{stderr}");
+    }
+
+    /// `kill -9`.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Deterministic input: `lines` lines of 1 to 12 words from a vocabulary of 300.
+pub fn input_text(lines: usize) -> String {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut text = String::new();
+    for _ in 0..lines {
+        let words = 1 + next() % 12;
+        let line: Vec<String> = (0..words).map(|_| format!("w{}", next() % 300)).collect();
+        text.push_str(&line.join(" "));
+        text.push('\n');
+    }
+    text
+}
+
+/// How many times each word occurs in `text`: what an uninterrupted count ends with.
+pub fn word_counts(text: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for word in text.split_whitespace() {
+        *counts.entry(word.to_owned()).or_default() += 1;
+    }
+    counts
+}
+
+/// Checks that the committed output is exactly what an uninterrupted run writes: for every
+/// word seen n times, the updates `word 1` … `word n`, each once (v1 `word count` lines and
+/// v2 `word count first-seen=…` lines alike).
+pub fn assert_exactly_once(output: &[String], input: &str) {
+    let mut seen: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    for line in output {
+        let mut fields = line.split_whitespace();
+        let (Some(word), Some(count)) = (fields.next(), fields.next()) else {
+            panic!("malformed output line `{line}`");
+        };
+        *seen.entry((word.to_owned(), count.parse().expect("count"))).or_default() += 1;
+    }
+    let expected = word_counts(input);
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(repeated.is_empty(), "records repeated in the output (showing 5): {repeated:?}");
+    let mut lost = Vec::new();
+    for (word, n) in &expected {
+        for count in 1..=*n {
+            if !seen.contains_key(&(word.clone(), count)) {
+                lost.push(format!("{word} {count}"));
+            }
+        }
+    }
+    assert!(lost.is_empty(), "{} records lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    let total: u64 = expected.values().sum();
+    assert_eq!(output.len() as u64, total, "output has extra records");
+}
