@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{guest, Dir, WordCount};
+use crate::util::{Dir, WordCount, guest};
 
 const LINES: usize = 2_000;
 
@@ -14,7 +14,12 @@ fn with_savepoint() -> (Dir, String, std::path::PathBuf) {
     let job = dir.write_job(&WordCount::default());
     let running = dir.start(&[job.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(500));
-    let savepoint = dir.host_ok(&["stop", "--save", &running.job]).lines().next().unwrap().to_owned();
+    let savepoint = dir
+        .host_ok(&["stop", "--save", &running.job])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
     running.wait_ok();
     (dir, savepoint, job)
 }
@@ -25,7 +30,10 @@ fn refused(dir: &Dir, args: &[&str], needles: &[&str]) {
     let before = dir.snapshot_tree(&dir.home());
     let stderr = dir.host_err(args);
     for needle in needles {
-        assert!(stderr.contains(needle), "`host {args:?}`: expected `{needle}` in:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "`host {args:?}`: expected `{needle}` in:\n{stderr}"
+        );
     }
     let mut after = dir.snapshot_tree(&dir.home());
     // The compiled-module cache may gain entries; state may not change.
@@ -33,8 +41,15 @@ fn refused(dir: &Dir, args: &[&str], needles: &[&str]) {
     after.retain(|path, _| !path.starts_with(&cache));
     let mut before = before;
     before.retain(|path, _| !path.starts_with(&cache));
-    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "`host {args:?}` changed the state folder");
-    assert!(before == after, "`host {args:?}` changed a file in the state folder");
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "`host {args:?}` changed the state folder"
+    );
+    assert!(
+        before == after,
+        "`host {args:?}` changed a file in the state folder"
+    );
 }
 
 fn replace_in(path: &Path, from: &str, to: &str) {
@@ -46,8 +61,19 @@ fn replace_in(path: &Path, from: &str, to: &str) {
 #[test]
 fn a_missing_module_is_named() {
     let dir = Dir::new(10);
-    let job = dir.write_job(&WordCount { counter: dir.path().join("nowhere/counter.wasm"), ..WordCount::default() });
-    refused(&dir, &["run", job.to_str().unwrap()], &["operator `counter`", "nowhere/counter.wasm", "cannot read module"]);
+    let job = dir.write_job(&WordCount {
+        counter: dir.path().join("nowhere/counter.wasm"),
+        ..WordCount::default()
+    });
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap()],
+        &[
+            "operator `counter`",
+            "nowhere/counter.wasm",
+            "cannot read module",
+        ],
+    );
 }
 
 #[test]
@@ -55,16 +81,38 @@ fn a_malformed_module_is_named() {
     let dir = Dir::new(10);
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm this is not a component").unwrap();
-    let job = dir.write_job(&WordCount { counter: bogus, ..WordCount::default() });
-    refused(&dir, &["run", job.to_str().unwrap()], &["operator `counter`", "bogus.wasm", "not a valid WebAssembly component"]);
+    let job = dir.write_job(&WordCount {
+        counter: bogus,
+        ..WordCount::default()
+    });
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap()],
+        &[
+            "operator `counter`",
+            "bogus.wasm",
+            "not a valid WebAssembly component",
+        ],
+    );
 }
 
 #[test]
 fn a_component_of_the_wrong_world_is_named() {
     let dir = Dir::new(10);
     // The sink component lacks `process`, which the operator world requires.
-    let job = dir.write_job(&WordCount { counter: guest("file_sink"), ..WordCount::default() });
-    refused(&dir, &["run", job.to_str().unwrap()], &["operator `counter`", "file_sink.wasm", "does not implement the `operator` world"]);
+    let job = dir.write_job(&WordCount {
+        counter: guest("file_sink"),
+        ..WordCount::default()
+    });
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap()],
+        &[
+            "operator `counter`",
+            "file_sink.wasm",
+            "does not implement the `operator` world",
+        ],
+    );
 }
 
 #[test]
@@ -72,10 +120,22 @@ fn job_files_with_duplicate_or_unknown_ids_or_cycles_are_refused() {
     let dir = Dir::new(10);
     let job = dir.write_job(&WordCount::default());
     replace_in(&job, "id = \"tokenize\"", "id = \"lines\"");
-    refused(&dir, &["run", job.to_str().unwrap()], &["`lines` is used more than once", "unknown operator `tokenize`"]);
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap()],
+        &[
+            "`lines` is used more than once",
+            "unknown operator `tokenize`",
+        ],
+    );
 
     let job = dir.write_job(&WordCount::default());
-    std::fs::write(&job, std::fs::read_to_string(&job).unwrap() + "\n[[edges]]\nfrom = \"counter\"\nto = \"tokenize\"\npartition = \"rebalance\"\n").unwrap();
+    std::fs::write(
+        &job,
+        std::fs::read_to_string(&job).unwrap()
+            + "\n[[edges]]\nfrom = \"counter\"\nto = \"tokenize\"\npartition = \"rebalance\"\n",
+    )
+    .unwrap();
     refused(&dir, &["run", job.to_str().unwrap()], &["cycle"]);
 }
 
@@ -83,8 +143,16 @@ fn job_files_with_duplicate_or_unknown_ids_or_cycles_are_refused() {
 fn a_restore_point_that_does_not_exist_is_refused() {
     let dir = Dir::new(10);
     let job = dir.write_job(&WordCount::default());
-    refused(&dir, &["run", job.to_str().unwrap(), "--from", "sp-nothing"], &["no savepoint, job or folder `sp-nothing`"]);
-    refused(&dir, &["run", job.to_str().unwrap(), "--from", "./nowhere"], &["no savepoint, job or folder `./nowhere`"]);
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap(), "--from", "sp-nothing"],
+        &["no savepoint, job or folder `sp-nothing`"],
+    );
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap(), "--from", "./nowhere"],
+        &["no savepoint, job or folder `./nowhere`"],
+    );
 }
 
 #[test]
@@ -97,10 +165,18 @@ fn corrupt_or_truncated_savepoints_are_refused_before_any_state_is_used() {
     let mut flipped = original.clone();
     flipped[original.len() / 2] ^= 0x10;
     std::fs::write(&state, &flipped).unwrap();
-    refused(&dir, &["run", job.to_str().unwrap(), "--from", &savepoint], &["counter-1.state", "checksum mismatch"]);
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap(), "--from", &savepoint],
+        &["counter-1.state", "checksum mismatch"],
+    );
 
     std::fs::write(&state, &original[..original.len() - 1]).unwrap();
-    refused(&dir, &["run", job.to_str().unwrap(), "--from", &savepoint], &["counter-1.state", "metadata says"]);
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap(), "--from", &savepoint],
+        &["counter-1.state", "metadata says"],
+    );
     refused(&dir, &["inspect", &savepoint], &["counter-1.state"]);
 
     std::fs::write(&state, &original).unwrap();
@@ -108,50 +184,109 @@ fn corrupt_or_truncated_savepoints_are_refused_before_any_state_is_used() {
     let mut bytes = std::fs::read(&metadata).unwrap();
     bytes[20] ^= 1;
     std::fs::write(&metadata, &bytes).unwrap();
-    refused(&dir, &["run", job.to_str().unwrap(), "--from", &savepoint], &["_metadata", "checksum mismatch"]);
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap(), "--from", &savepoint],
+        &["_metadata", "checksum mismatch"],
+    );
 }
 
 #[test]
 fn state_for_an_operator_missing_from_the_job_is_refused_unless_allowed() {
     let (dir, savepoint, _) = with_savepoint();
-    let renamed = dir.write_job(&WordCount { counter_id: "count-words", ..WordCount::default() });
+    let renamed = dir.write_job(&WordCount {
+        counter_id: "count-words",
+        ..WordCount::default()
+    });
     refused(
         &dir,
         &["run", renamed.to_str().unwrap(), "--from", &savepoint],
-        &["operator `counter` has state in the savepoint but is not in the job", "--allow-non-restored-state"],
+        &[
+            "operator `counter` has state in the savepoint but is not in the job",
+            "--allow-non-restored-state",
+        ],
     );
-    let output = dir.host_ok(&["check", renamed.to_str().unwrap(), "--from", &savepoint, "--allow-non-restored-state"]);
+    let output = dir.host_ok(&[
+        "check",
+        renamed.to_str().unwrap(),
+        "--from",
+        &savepoint,
+        "--allow-non-restored-state",
+    ]);
     assert!(output.starts_with("ok:"), "{output}");
 }
 
 #[test]
 fn a_changed_parallelism_is_refused_with_the_reason() {
     let (dir, savepoint, _) = with_savepoint();
-    let job = dir.write_job(&WordCount { counter_parallelism: 3, ..WordCount::default() });
-    refused(&dir, &["run", job.to_str().unwrap(), "--from", &savepoint], &["operator `counter`", "parallelism 2, the job 3", "rescaling"]);
+    let job = dir.write_job(&WordCount {
+        counter_parallelism: 3,
+        ..WordCount::default()
+    });
+    refused(
+        &dir,
+        &["run", job.to_str().unwrap(), "--from", &savepoint],
+        &[
+            "operator `counter`",
+            "parallelism 2, the job 3",
+            "rescaling",
+        ],
+    );
 }
 
 #[test]
 fn a_module_whose_restore_refuses_the_state_is_named_and_the_savepoint_is_untouched() {
     let (dir, savepoint, _) = with_savepoint();
     // Upgrade to v2 and save again: the v2 state cannot be read by a v1 module.
-    let v2 = dir.write_job(&WordCount { counter: guest("counter_v2"), lines_per_second: 200, ..WordCount::default() });
+    let v2 = dir.write_job(&WordCount {
+        counter: guest("counter_v2"),
+        lines_per_second: 200,
+        ..WordCount::default()
+    });
     let running = dir.start(&[v2.to_str().unwrap(), "--from", &savepoint]);
-    let v2_savepoint = dir.host_ok(&["stop", "--save", &running.job]).lines().next().unwrap().to_owned();
+    let v2_savepoint = dir
+        .host_ok(&["stop", "--save", &running.job])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
     running.wait_ok();
     let v1 = dir.write_job(&WordCount::default());
     refused(
         &dir,
         &["run", v1.to_str().unwrap(), "--from", &v2_savepoint],
-        &["operator `counter` (subtask 0)", "`restore` refused", "version 2"],
+        &[
+            "operator `counter` (subtask 0)",
+            "`restore` refused",
+            "version 2",
+        ],
     );
-    refused(&dir, &["check", v1.to_str().unwrap(), "--from", &v2_savepoint], &["`restore` refused"]);
+    refused(
+        &dir,
+        &["check", v1.to_str().unwrap(), "--from", &v2_savepoint],
+        &["`restore` refused"],
+    );
 }
 
 #[test]
 fn save_on_a_job_that_is_not_running_says_so() {
     let (dir, _, _) = with_savepoint();
-    let job = dir.host_ok(&["list"]).split_whitespace().next().unwrap().to_owned();
-    refused(&dir, &["save", &job], &[&format!("job `{job}` is not running (stopped with savepoint")]);
-    refused(&dir, &["save", "job-nosuchjob"], &["no job `job-nosuchjob`"]);
+    let job = dir
+        .host_ok(&["list"])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    refused(
+        &dir,
+        &["save", &job],
+        &[&format!(
+            "job `{job}` is not running (stopped with savepoint"
+        )],
+    );
+    refused(
+        &dir,
+        &["save", "job-nosuchjob"],
+        &["no job `job-nosuchjob`"],
+    );
 }

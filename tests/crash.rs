@@ -2,14 +2,17 @@
 
 use std::time::Duration;
 
-use crate::util::{assert_exactly_once, input_text, Dir, WordCount};
+use crate::util::{Dir, WordCount, assert_exactly_once, input_text};
 
 const LINES: usize = 3_000;
 
 #[test]
 fn kill_9_then_resume_from_the_job_id_loses_and_repeats_nothing() {
     let dir = Dir::new(LINES);
-    let job = dir.write_job(&WordCount { checkpoint_interval_ms: 100, ..WordCount::default() });
+    let job = dir.write_job(&WordCount {
+        checkpoint_interval_ms: 100,
+        ..WordCount::default()
+    });
     let mut from: Option<String> = None;
     // Kill the host three times at different moments, resuming each time from the job killed.
     for delay_ms in [700, 450, 900] {
@@ -25,6 +28,7 @@ fn kill_9_then_resume_from_the_job_id_loses_and_repeats_nothing() {
     }
     let listed = dir.host_ok(&["list"]);
     assert!(listed.contains("crashed"), "{listed}");
-    dir.start(&[job.to_str().unwrap(), "--from", from.as_deref().unwrap()]).wait_ok();
+    dir.start(&[job.to_str().unwrap(), "--from", from.as_deref().unwrap()])
+        .wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }

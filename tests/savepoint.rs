@@ -3,14 +3,17 @@
 
 use std::time::Duration;
 
-use crate::util::{assert_exactly_once, guest, input_text, Dir, WordCount};
+use crate::util::{Dir, WordCount, assert_exactly_once, guest, input_text};
 
 const LINES: usize = 3_000;
 
 #[test]
 fn an_uninterrupted_run_counts_every_word_once() {
     let dir = Dir::new(LINES);
-    let job = dir.write_job(&WordCount { lines_per_second: 1_000_000, ..WordCount::default() });
+    let job = dir.write_job(&WordCount {
+        lines_per_second: 1_000_000,
+        ..WordCount::default()
+    });
     dir.start(&[job.to_str().unwrap()]).wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
@@ -24,47 +27,105 @@ fn save_stop_upgrade_and_resume_gives_the_uninterrupted_output() {
     let saved = dir.host_ok(&["save", &running.job]);
     let savepoint = saved.lines().next().unwrap().to_owned();
     assert!(savepoint.starts_with("sp-"), "{saved}");
-    assert!(dir.home().join("savepoints").join(&savepoint).join("_metadata").exists());
+    assert!(
+        dir.home()
+            .join("savepoints")
+            .join(&savepoint)
+            .join("_metadata")
+            .exists()
+    );
     dir.host_ok(&["stop", &running.job]);
     let (_, stderr) = running.wait();
     let committed_before = dir.committed_output().len();
-    assert!(committed_before > 0, "nothing was committed before the save:\n{stderr}");
+    assert!(
+        committed_before > 0,
+        "nothing was committed before the save:\n{stderr}"
+    );
 
     // Upgrade the counter to v2, which migrates v1 state, and resume.
-    let job = dir.write_job(&WordCount { counter: guest("counter_v2"), ..WordCount::default() });
-    dir.start(&[job.to_str().unwrap(), "--from", &savepoint]).wait_ok();
+    let job = dir.write_job(&WordCount {
+        counter: guest("counter_v2"),
+        ..WordCount::default()
+    });
+    dir.start(&[job.to_str().unwrap(), "--from", &savepoint])
+        .wait_ok();
 
     let output = dir.committed_output();
     assert_exactly_once(&output, &input_text(LINES));
-    let upgraded: Vec<_> = output.iter().filter(|l| l.contains("first-seen=")).collect();
-    assert!(!upgraded.is_empty() && upgraded.len() < output.len(), "v1 then v2 output expected");
+    let upgraded: Vec<_> = output
+        .iter()
+        .filter(|l| l.contains("first-seen="))
+        .collect();
+    assert!(
+        !upgraded.is_empty() && upgraded.len() < output.len(),
+        "v1 then v2 output expected"
+    );
     // A word counted before the savepoint kept its count, and v2 knows it was migrated.
-    assert!(upgraded.iter().any(|l| l.ends_with("first-seen=unknown")), "no migrated word");
-    assert!(upgraded.iter().any(|l| !l.ends_with("first-seen=unknown")), "no word new to v2");
+    assert!(
+        upgraded.iter().any(|l| l.ends_with("first-seen=unknown")),
+        "no migrated word"
+    );
+    assert!(
+        upgraded.iter().any(|l| !l.ends_with("first-seen=unknown")),
+        "no word new to v2"
+    );
 }
 
 #[test]
 fn a_savepoint_outlives_its_job_and_retention() {
     let dir = Dir::new(LINES);
-    let job = dir.write_job(&WordCount { checkpoint_interval_ms: 50, checkpoints_retained: 2, ..WordCount::default() });
+    let job = dir.write_job(&WordCount {
+        checkpoint_interval_ms: 50,
+        checkpoints_retained: 2,
+        ..WordCount::default()
+    });
     let running = dir.start(&[job.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(300));
-    let savepoint = dir.host_ok(&["save", &running.job]).lines().next().unwrap().to_owned();
+    let savepoint = dir
+        .host_ok(&["save", &running.job])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
     running.wait_ok();
 
     // The job ended, took many more checkpoints than it retains, and the savepoint is intact.
-    let checkpoints = std::fs::read_dir(dir.home().join("jobs")).unwrap().next().unwrap().unwrap().path().join("checkpoints");
-    let retained = std::fs::read_dir(&checkpoints).unwrap().filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count();
-    assert!(retained <= 2, "{retained} checkpoints retained, 2 expected at most");
+    let checkpoints = std::fs::read_dir(dir.home().join("jobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("checkpoints");
+    let retained = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert!(
+        retained <= 2,
+        "{retained} checkpoints retained, 2 expected at most"
+    );
     let inspected = dir.host_ok(&["inspect", &savepoint]);
-    assert!(inspected.contains("all checksums verified") && inspected.contains("counter-1.state"), "{inspected}");
+    assert!(
+        inspected.contains("all checksums verified") && inspected.contains("counter-1.state"),
+        "{inspected}"
+    );
     assert!(dir.host_ok(&["savepoints"]).contains(&savepoint));
 
     // A restart of the host changes nothing either; only `host rm` removes it.
     assert!(dir.host_ok(&["list"]).contains("finished"));
     dir.host_ok(&["rm", &savepoint]);
     assert!(!dir.host_ok(&["savepoints"]).contains(&savepoint));
-    assert!(dir.host_err(&["inspect", &savepoint]).contains("no savepoint, job or folder"));
+    assert!(
+        dir.host_err(&["inspect", &savepoint])
+            .contains("no savepoint, job or folder")
+    );
 }
 
 #[test]
@@ -85,6 +146,7 @@ fn a_savepoint_folder_is_relocatable() {
         std::fs::copy(entry.path(), moved.join(entry.file_name())).unwrap();
     }
     std::fs::remove_dir_all(dir.home()).unwrap();
-    dir.start(&[job.to_str().unwrap(), "--from", moved.to_str().unwrap()]).wait_ok();
+    dir.start(&[job.to_str().unwrap(), "--from", moved.to_str().unwrap()])
+        .wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }

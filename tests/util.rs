@@ -15,7 +15,11 @@ pub fn guest(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/wasm32-wasip2/release")
         .join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `just guests` (or `./dev test`) first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `just guests` (or `./dev test`) first",
+        path.display()
+    );
     path
 }
 
@@ -56,7 +60,10 @@ impl Default for WordCount {
 impl Dir {
     /// A fresh scratch folder with `lines` lines of deterministic words as input.
     pub fn new(lines: usize) -> Dir {
-        let tmp = tempfile::Builder::new().prefix("e2e").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("e2e")
+            .tempdir()
+            .expect("tempdir");
         std::fs::create_dir_all(tmp.path().join("input")).unwrap();
         std::fs::create_dir_all(tmp.path().join("output")).unwrap();
         std::fs::write(tmp.path().join("input/words.txt"), input_text(lines)).unwrap();
@@ -182,14 +189,21 @@ partition = "rebalance"
         let job = line.trim().to_owned();
         if job.is_empty() {
             let output = child.wait_with_output().unwrap();
-            panic!("host run {args:?} printed no job id; stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+            panic!(
+                "host run {args:?} printed no job id; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         RunningJob { child, job }
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
-        command.args(args).env("HOST_HOME", self.home()).env("HOST_LOG", "host=warn").current_dir(self.path());
+        command
+            .args(args)
+            .env("HOST_HOME", self.home())
+            .env("HOST_LOG", "host=warn")
+            .current_dir(self.path());
         command
     }
 
@@ -198,12 +212,23 @@ partition = "rebalance"
         let mut parts: Vec<PathBuf> = std::fs::read_dir(self.path().join("output"))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("part-"))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("part-")
+            })
             .collect();
         parts.sort();
         parts
             .iter()
-            .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -212,7 +237,9 @@ partition = "rebalance"
         let mut files = BTreeMap::new();
         let mut stack = vec![sub.to_owned()];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
@@ -241,7 +268,8 @@ impl RunningJob {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let mut stderr = String::new();
-                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
+                    .unwrap();
                 return (status.success(), stderr);
             }
             if started.elapsed() > JOB_WAIT_MAX {
@@ -266,7 +294,8 @@ impl RunningJob {
     }
 }
 
-/// Deterministic input: `lines` lines of 1 to 12 words from a vocabulary of 300.
+/// Deterministic input: `lines` lines of 1 to 12 words from a vocabulary of 300, and in the
+/// last fifth, also words never seen before (so an upgraded module meets new words too).
 pub fn input_text(lines: usize) -> String {
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
@@ -276,9 +305,15 @@ pub fn input_text(lines: usize) -> String {
         state
     };
     let mut text = String::new();
-    for _ in 0..lines {
+    for n in 0..lines {
         let words = 1 + next() % 12;
-        let line: Vec<String> = (0..words).map(|_| format!("w{}", next() % 300)).collect();
+        let late = n >= lines * 4 / 5;
+        let line: Vec<String> = (0..words)
+            .map(|_| match next() % 400 {
+                word @ 300.. if late => format!("late{word}"),
+                word => format!("w{}", word % 300),
+            })
+            .collect();
         text.push_str(&line.join(" "));
         text.push('\n');
     }
@@ -304,11 +339,16 @@ pub fn assert_exactly_once(output: &[String], input: &str) {
         let (Some(word), Some(count)) = (fields.next(), fields.next()) else {
             panic!("malformed output line `{line}`");
         };
-        *seen.entry((word.to_owned(), count.parse().expect("count"))).or_default() += 1;
+        *seen
+            .entry((word.to_owned(), count.parse().expect("count")))
+            .or_default() += 1;
     }
     let expected = word_counts(input);
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(repeated.is_empty(), "records repeated in the output (showing 5): {repeated:?}");
+    assert!(
+        repeated.is_empty(),
+        "records repeated in the output (showing 5): {repeated:?}"
+    );
     let mut lost = Vec::new();
     for (word, n) in &expected {
         for count in 1..=*n {
@@ -317,7 +357,12 @@ pub fn assert_exactly_once(output: &[String], input: &str) {
             }
         }
     }
-    assert!(lost.is_empty(), "{} records lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} records lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     let total: u64 = expected.values().sum();
     assert_eq!(output.len() as u64, total, "output has extra records");
 }

@@ -56,13 +56,23 @@ pub struct Aligner {
 impl Aligner {
     /// An aligner over `inputs` input channels.
     pub fn new(inputs: usize) -> Self {
-        Self { current: None, blocked: vec![false; inputs], ended: vec![false; inputs] }
+        Self {
+            current: None,
+            blocked: vec![false; inputs],
+            ended: vec![false; inputs],
+        }
     }
 
     /// Barrier `barrier` arrived on `input`.
     pub fn on_barrier(&mut self, input: usize, barrier: Barrier) -> Alignment {
-        assert!(!self.blocked[input], "input {input} delivered a barrier while blocked");
-        assert!(!self.ended[input], "input {input} delivered a barrier after its end");
+        assert!(
+            !self.blocked[input],
+            "input {input} delivered a barrier while blocked"
+        );
+        assert!(
+            !self.ended[input],
+            "input {input} delivered a barrier after its end"
+        );
         match self.current {
             None => self.current = Some(barrier),
             Some(current) => assert_eq!(
@@ -137,7 +147,11 @@ struct InFlight {
 impl Coordinator {
     /// A coordinator for a job with these subtasks, whose first checkpoint will be `first`.
     pub fn new(subtasks: impl IntoIterator<Item = SubtaskId>, first: CheckpointId) -> Self {
-        Self { next: first, subtasks: subtasks.into_iter().collect(), in_flight: None }
+        Self {
+            next: first,
+            subtasks: subtasks.into_iter().collect(),
+            in_flight: None,
+        }
     }
 
     /// Whether a checkpoint is in flight (at most one is).
@@ -155,19 +169,32 @@ impl Coordinator {
         if self.in_flight.is_some() {
             return None;
         }
-        let barrier = Barrier { checkpoint: self.next, kind, then_stop };
+        let barrier = Barrier {
+            checkpoint: self.next,
+            kind,
+            then_stop,
+        };
         self.next = self.next.next();
-        self.in_flight = Some(InFlight { barrier, acked: BTreeSet::new() });
+        self.in_flight = Some(InFlight {
+            barrier,
+            acked: BTreeSet::new(),
+        });
         Some(barrier)
     }
 
     /// `subtask` has snapshotted for `checkpoint` and its state is durable.
     pub fn ack(&mut self, checkpoint: CheckpointId, subtask: &SubtaskId) -> Progress {
-        let Some(in_flight) = self.in_flight.as_mut().filter(|f| f.barrier.checkpoint == checkpoint)
+        let Some(in_flight) = self
+            .in_flight
+            .as_mut()
+            .filter(|f| f.barrier.checkpoint == checkpoint)
         else {
             return Progress::Stale;
         };
-        assert!(self.subtasks.contains(subtask), "ack from unknown subtask {subtask}");
+        assert!(
+            self.subtasks.contains(subtask),
+            "ack from unknown subtask {subtask}"
+        );
         in_flight.acked.insert(subtask.clone());
         if in_flight.acked.len() < self.subtasks.len() {
             return Progress::Pending;
@@ -179,7 +206,9 @@ impl Coordinator {
 
     /// Gives up on the checkpoint in flight, if it is `checkpoint`; returns it if so.
     pub fn abort(&mut self, checkpoint: CheckpointId) -> Option<Barrier> {
-        let in_flight = self.in_flight.take_if(|f| f.barrier.checkpoint == checkpoint)?;
+        let in_flight = self
+            .in_flight
+            .take_if(|f| f.barrier.checkpoint == checkpoint)?;
         Some(in_flight.barrier)
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 use host::control::{self, ControlRequest, ControlResponse};
@@ -97,15 +97,37 @@ enum Command {
 
 /// Runs the command; `Ok` carries the exit code of a command that ran.
 pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&home).with_context(|| format!("cannot open the state folder {}", home.display()))?;
+    let store = Store::open(&home)
+        .with_context(|| format!("cannot open the state folder {}", home.display()))?;
     let json = args.json;
     match args.command {
-        Command::Run { job_file, from, allow_non_restored_state, checkpoint_interval } => {
-            let prepared = prepare(&store, &job_file, from.as_deref(), allow_non_restored_state, checkpoint_interval)?;
+        Command::Run {
+            job_file,
+            from,
+            allow_non_restored_state,
+            checkpoint_interval,
+        } => {
+            let prepared = prepare(
+                &store,
+                &job_file,
+                from.as_deref(),
+                allow_non_restored_state,
+                checkpoint_interval,
+            )?;
             tokio_runtime()?.block_on(run_job(store, prepared))
         }
-        Command::Check { job_file, from, allow_non_restored_state } => {
-            let prepared = prepare(&store, &job_file, Some(&from), allow_non_restored_state, None)?;
+        Command::Check {
+            job_file,
+            from,
+            allow_non_restored_state,
+        } => {
+            let prepared = prepare(
+                &store,
+                &job_file,
+                Some(&from),
+                allow_non_restored_state,
+                None,
+            )?;
             tokio_runtime()?.block_on(check_job(store, prepared))
         }
         Command::Save { job, stop } => save(&store, &job, stop),
@@ -116,7 +138,9 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
         Command::Inspect { point } => inspect(&store, &point, json),
         Command::Rm { savepoint } => {
             let dir = store.remove_savepoint(&savepoint).map_err(|e| match e {
-                host::store::StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                host::store::StoreError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
                     anyhow::anyhow!("no savepoint `{savepoint}` (see `host savepoints`)")
                 }
                 e => e.into(),
@@ -128,7 +152,9 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Everything a job needs, read and verified before anything is instantiated.
@@ -146,10 +172,16 @@ fn prepare(
     allow_non_restored: bool,
     checkpoint_interval: Option<u64>,
 ) -> anyhow::Result<Prepared> {
-    let text = std::fs::read_to_string(job_file).with_context(|| format!("cannot read job file {}", job_file.display()))?;
+    let text = std::fs::read_to_string(job_file)
+        .with_context(|| format!("cannot read job file {}", job_file.display()))?;
     let base = job_file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-    let mut plan = Plan::from_toml(&text, &base).with_context(|| format!("{}", job_file.display()))?;
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let mut plan =
+        Plan::from_toml(&text, &base).with_context(|| format!("{}", job_file.display()))?;
     if let Some(ms) = checkpoint_interval {
         plan.checkpoint_interval_ms = ms;
     }
@@ -163,24 +195,49 @@ fn prepare(
             Some((dir, RestoreFrom { metadata, states }))
         }
     };
-    Ok(Prepared { job_file: job_file.to_owned(), text, plan, restore })
+    Ok(Prepared {
+        job_file: job_file.to_owned(),
+        text,
+        plan,
+        restore,
+    })
 }
 
-async fn build(store: &Store, prepared: Prepared, job: JobId) -> anyhow::Result<(runtime::Job, Option<PathBuf>, String, String)> {
-    let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow::anyhow!("{e:#}"))?);
+async fn build(
+    store: &Store,
+    prepared: Prepared,
+    job: JobId,
+) -> anyhow::Result<(runtime::Job, Option<PathBuf>, String, String)> {
+    let engine =
+        Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow::anyhow!("{e:#}"))?);
     let (from, restore) = match prepared.restore {
         Some((from, restore)) => (Some(from), Some(restore)),
         None => (None, None),
     };
     let name = prepared.plan.name.clone();
-    let spec = JobSpec { job, plan: prepared.plan, job_file: prepared.text.clone(), restore, limits: Limits::default() };
+    let spec = JobSpec {
+        job,
+        plan: prepared.plan,
+        job_file: prepared.text.clone(),
+        restore,
+        limits: Limits::default(),
+    };
     match runtime::build(engine, store.clone(), spec).await {
         Ok(job) => Ok((job, from, prepared.text, name)),
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
             match &from {
-                Some(from) => bail!("cannot start {} from {}:\n  - {}", prepared.job_file.display(), from.display(), list.join("\n  - ")),
-                None => bail!("cannot start {}:\n  - {}", prepared.job_file.display(), list.join("\n  - ")),
+                Some(from) => bail!(
+                    "cannot start {} from {}:\n  - {}",
+                    prepared.job_file.display(),
+                    from.display(),
+                    list.join("\n  - ")
+                ),
+                None => bail!(
+                    "cannot start {}:\n  - {}",
+                    prepared.job_file.display(),
+                    list.join("\n  - ")
+                ),
             }
         }
     }
@@ -188,25 +245,38 @@ async fn build(store: &Store, prepared: Prepared, job: JobId) -> anyhow::Result<
 
 async fn check_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
     let (job, from, _, _) = build(&store, prepared, JobId::generate()).await?;
-    let operators: Vec<String> = job.operators().iter().map(|op| format!("{} ({} {})", op.id, op.module_name, op.module_version)).collect();
-    println!("ok: {} would resume from {}", operators.join(", "), from.unwrap_or_default().display());
+    let operators: Vec<String> = job
+        .operators()
+        .iter()
+        .map(|op| format!("{} ({} {})", op.id, op.module_name, op.module_version))
+        .collect();
+    println!(
+        "ok: {} would resume from {}",
+        operators.join(", "),
+        from.unwrap_or_default().display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
     let job_id = JobId::generate();
     let (job, from, text, name) = build(&store, prepared, job_id.clone()).await?;
-    let started_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     let mut status = JobStatus {
         job: job_id.clone(),
         name,
         started_unix_ms,
         resumed_from: from.clone(),
-        state: JobState::Running { pid: std::process::id() },
+        state: JobState::Running {
+            pid: std::process::id(),
+        },
     };
     store.create_job(&status, &text)?;
     let socket = store.layout().control_socket(&job_id);
-    let listener = control::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let listener =
+        control::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
 
     let handle = job.spawn();
     let server = tokio::spawn(control::serve(listener, handle.requests()));
@@ -219,7 +289,8 @@ async fn run_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
 
     let requests = handle.requests();
     let interrupt = tokio::spawn(async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             Some(_) = async { terminate.as_mut()?.recv().await } => {}
@@ -234,7 +305,12 @@ async fn run_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
 
     let (state, code) = match outcome {
         Outcome::Finished => (JobState::Finished, ExitCode::SUCCESS),
-        Outcome::Stopped(saved) => (JobState::Stopped { savepoint: saved.map(|s| s.id) }, ExitCode::SUCCESS),
+        Outcome::Stopped(saved) => (
+            JobState::Stopped {
+                savepoint: saved.map(|s| s.id),
+            },
+            ExitCode::SUCCESS,
+        ),
         Outcome::Failed(error) => {
             eprintln!("error: job {job_id} failed: {error}");
             (JobState::Failed { error }, ExitCode::from(3))
@@ -251,7 +327,10 @@ fn request(store: &Store, job: &JobId, request: ControlRequest) -> anyhow::Resul
         Ok(response) => Ok(response),
         Err(control::ControlError::NotRunning(_)) => match store.read_status(job) {
             Err(_) => bail!("no job `{job}` (see `host list`)"),
-            Ok(status) => bail!("job `{job}` is not running ({})", describe_state(&status.state, false)),
+            Ok(status) => bail!(
+                "job `{job}` is not running ({})",
+                describe_state(&status.state, false)
+            ),
         },
         Err(e) => Err(e.into()),
     }
@@ -285,7 +364,9 @@ fn describe_state(state: &JobState, listening: bool) -> String {
         JobState::Running { .. } if listening => "running".to_owned(),
         JobState::Running { .. } => "crashed (the process running it is gone)".to_owned(),
         JobState::Finished => "finished".to_owned(),
-        JobState::Stopped { savepoint: Some(sp) } => format!("stopped with savepoint {sp}"),
+        JobState::Stopped {
+            savepoint: Some(sp),
+        } => format!("stopped with savepoint {sp}"),
         JobState::Stopped { savepoint: None } => "stopped".to_owned(),
         JobState::Failed { error } => format!("failed: {error}"),
     }
@@ -294,7 +375,9 @@ fn describe_state(state: &JobState, listening: bool) -> String {
 fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for job in store.jobs()? {
-        let Ok(status) = store.read_status(&job) else { continue };
+        let Ok(status) = store.read_status(&job) else {
+            continue;
+        };
         let listening = control::is_listening(&store.layout().control_socket(&job));
         rows.push((describe_state(&status.state, listening), status));
     }
@@ -332,9 +415,18 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
         return Ok(ExitCode::SUCCESS);
     }
     for l in listed {
-        let kind = l.savepoint.as_ref().map_or("checkpoint".to_owned(), |id| format!("savepoint {id}"));
+        let kind = l
+            .savepoint
+            .as_ref()
+            .map_or("checkpoint".to_owned(), |id| format!("savepoint {id}"));
         match &l.metadata {
-            Ok(m) => println!("{kind}\t{}:{}\t{} bytes\t{}", m.job, m.checkpoint, m.state_bytes(), l.dir.display()),
+            Ok(m) => println!(
+                "{kind}\t{}:{}\t{} bytes\t{}",
+                m.job,
+                m.checkpoint,
+                m.state_bytes(),
+                l.dir.display()
+            ),
             Err(e) => println!("{kind}\tunreadable: {e}\t{}", l.dir.display()),
         }
     }
@@ -368,11 +460,25 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}  ({:?} {} of job {}, all checksums verified)", dir.display(), m.kind, m.checkpoint, m.job);
+    println!(
+        "{}  ({:?} {} of job {}, all checksums verified)",
+        dir.display(),
+        m.kind,
+        m.checkpoint,
+        m.job
+    );
     for op in &m.operators {
-        println!("  {}  {} {}  sha256:{}  parallelism {}", op.id, op.module_name, op.module_version, op.module_sha256, op.parallelism);
+        println!(
+            "  {}  {} {}  sha256:{}  parallelism {}",
+            op.id, op.module_name, op.module_version, op.module_sha256, op.parallelism
+        );
         for f in &op.files {
-            println!("    {}  {} bytes  sha256:{}", f.file, f.len, hex::encode(f.sha256));
+            println!(
+                "    {}  {} bytes  sha256:{}",
+                f.file,
+                f.len,
+                hex::encode(f.sha256)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

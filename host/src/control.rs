@@ -92,12 +92,19 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<runtime::Reque
     }
 }
 
-async fn answer(stream: UnixStream, requests: mpsc::Sender<runtime::Request>) -> std::io::Result<()> {
+async fn answer(
+    stream: UnixStream,
+    requests: mpsc::Sender<runtime::Request>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    tokio::io::BufReader::new(read.take(REQUEST_BYTES_MAX)).read_line(&mut line).await?;
+    tokio::io::BufReader::new(read.take(REQUEST_BYTES_MAX))
+        .read_line(&mut line)
+        .await?;
     let response = match serde_json::from_str::<ControlRequest>(&line) {
-        Err(e) => ControlResponse::Error { message: format!("malformed request: {e}") },
+        Err(e) => ControlResponse::Error {
+            message: format!("malformed request: {e}"),
+        },
         Ok(request) => forward(request, &requests).await,
     };
     let mut out = serde_json::to_vec(&response).expect("responses serialize");
@@ -105,12 +112,21 @@ async fn answer(stream: UnixStream, requests: mpsc::Sender<runtime::Request>) ->
     write.write_all(&out).await
 }
 
-async fn forward(request: ControlRequest, requests: &mpsc::Sender<runtime::Request>) -> ControlResponse {
-    let gone = || ControlResponse::Error { message: "the job is ending".to_owned() };
+async fn forward(
+    request: ControlRequest,
+    requests: &mpsc::Sender<runtime::Request>,
+) -> ControlResponse {
+    let gone = || ControlResponse::Error {
+        message: "the job is ending".to_owned(),
+    };
     match request {
         ControlRequest::Save { stop } => {
             let (reply, answer) = oneshot::channel();
-            if requests.send(runtime::Request::Save { stop, reply }).await.is_err() {
+            if requests
+                .send(runtime::Request::Save { stop, reply })
+                .await
+                .is_err()
+            {
                 return gone();
             }
             match answer.await {
@@ -121,7 +137,11 @@ async fn forward(request: ControlRequest, requests: &mpsc::Sender<runtime::Reque
         }
         ControlRequest::Cancel => {
             let (reply, answer) = oneshot::channel();
-            if requests.send(runtime::Request::Cancel { reply }).await.is_err() {
+            if requests
+                .send(runtime::Request::Cancel { reply })
+                .await
+                .is_err()
+            {
                 return gone();
             }
             match answer.await {
@@ -134,15 +154,22 @@ async fn forward(request: ControlRequest, requests: &mpsc::Sender<runtime::Reque
 
 /// Sends one request to the job listening at `path` and waits for its answer (blocking).
 pub fn call(path: &Path, request: &ControlRequest) -> Result<ControlResponse, ControlError> {
-    let io = |source| ControlError::Io { path: path.to_owned(), source };
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|_| ControlError::NotRunning(path.to_owned()))?;
-    stream.set_read_timeout(Some(Duration::from_millis(RESPONSE_WAIT_MS_MAX))).map_err(io)?;
+    let io = |source| ControlError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|_| ControlError::NotRunning(path.to_owned()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(RESPONSE_WAIT_MS_MAX)))
+        .map_err(io)?;
     let mut line = serde_json::to_vec(request).expect("requests serialize");
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer).map_err(io)?;
-    serde_json::from_str(&answer).map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    serde_json::from_str(&answer)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Whether a job listens at `path`.

@@ -100,7 +100,12 @@ impl JobId {
 impl SavepointId {
     /// A fresh savepoint id that names the job and checkpoint it came from.
     pub fn generate(job: &JobId, checkpoint: CheckpointId) -> Self {
-        Self(format!("sp-{}-{}-{}", job.0, checkpoint.0, random_suffix(4)))
+        Self(format!(
+            "sp-{}-{}-{}",
+            job.0,
+            checkpoint.0,
+            random_suffix(4)
+        ))
     }
 }
 

@@ -13,7 +13,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOST_LOG").unwrap_or_else(|_| "host=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("HOST_LOG")
+                .unwrap_or_else(|_| "host=info".into()),
         )
         .init();
     let args = cli::Args::parse();

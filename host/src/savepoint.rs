@@ -30,7 +30,9 @@ impl RestorePoint {
         }
         if let Some((job, n)) = text.split_once(':') {
             let job = job.parse().map_err(|e| format!("`{text}`: {e}"))?;
-            let n = n.parse().map_err(|_| format!("`{text}`: `{n}` is not a checkpoint number"))?;
+            let n = n
+                .parse()
+                .map_err(|_| format!("`{text}`: `{n}` is not a checkpoint number"))?;
             return Ok(RestorePoint::JobCheckpoint(job, CheckpointId(n)));
         }
         crate::ids::check_id(text)?;
@@ -86,9 +88,16 @@ pub fn list(store: &Store, job: Option<&JobId>) -> Result<Vec<Listed>, StoreErro
     let mut listed = Vec::new();
     for id in store.savepoint_ids()? {
         let dir = store.layout().savepoint(&id);
-        let metadata = store.read_point(&dir).map(|p| p.metadata).map_err(|e| e.to_string());
+        let metadata = store
+            .read_point(&dir)
+            .map(|p| p.metadata)
+            .map_err(|e| e.to_string());
         if job.is_none() || metadata.as_ref().is_ok_and(|m| Some(&m.job) == job) {
-            listed.push(Listed { savepoint: Some(id), dir, metadata });
+            listed.push(Listed {
+                savepoint: Some(id),
+                dir,
+                metadata,
+            });
         }
     }
     let jobs = match job {
@@ -98,8 +107,15 @@ pub fn list(store: &Store, job: Option<&JobId>) -> Result<Vec<Listed>, StoreErro
     for job in jobs {
         for checkpoint in store.checkpoints(&job)? {
             let dir = store.layout().checkpoint(&job, checkpoint);
-            let metadata = store.read_point(&dir).map(|p| p.metadata).map_err(|e| e.to_string());
-            listed.push(Listed { savepoint: None, dir, metadata });
+            let metadata = store
+                .read_point(&dir)
+                .map(|p| p.metadata)
+                .map_err(|e| e.to_string());
+            listed.push(Listed {
+                savepoint: None,
+                dir,
+                metadata,
+            });
         }
     }
     Ok(listed)
@@ -133,7 +149,11 @@ pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, Savepoint
                 return Ok(dir);
             }
             // A job that died before its first checkpoint still holds the state it resumed from.
-            match store.read_status(&job).ok().and_then(|status| status.resumed_from) {
+            match store
+                .read_status(&job)
+                .ok()
+                .and_then(|status| status.resumed_from)
+            {
                 Some(dir) if dir.is_dir() => Ok(dir),
                 _ => Err(SavepointError::NothingRetained(job)),
             }
@@ -142,7 +162,11 @@ pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, Savepoint
 }
 
 /// The newest readable savepoint or retained checkpoint of `job` (numbered `only`, if given).
-fn latest_of_job(store: &Store, job: &JobId, only: Option<CheckpointId>) -> Result<Option<PathBuf>, StoreError> {
+fn latest_of_job(
+    store: &Store,
+    job: &JobId,
+    only: Option<CheckpointId>,
+) -> Result<Option<PathBuf>, StoreError> {
     let newest = list(store, Some(job))?
         .into_iter()
         .filter_map(|listed| Some((listed.metadata.ok()?.checkpoint, listed.dir)))
@@ -154,7 +178,11 @@ fn latest_of_job(store: &Store, job: &JobId, only: Option<CheckpointId>) -> Resu
 /// Decides whether the state in `metadata` can go to the operators of `plan`: every state must
 /// have an operator of the same id (unless `allow_non_restored`), with the same parallelism.
 /// Operators with no state in the point start empty. Performs no I/O.
-pub fn check_compatibility(metadata: &Metadata, plan: &Plan, allow_non_restored: bool) -> Result<(), Vec<String>> {
+pub fn check_compatibility(
+    metadata: &Metadata,
+    plan: &Plan,
+    allow_non_restored: bool,
+) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     for state in &metadata.operators {
         match plan.operator(&state.id) {
@@ -172,7 +200,11 @@ pub fn check_compatibility(metadata: &Metadata, plan: &Plan, allow_non_restored:
             Some(_) => {}
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// Loads a point for restoring into `plan`: metadata verified, compatibility decided, then every
@@ -185,7 +217,10 @@ pub fn load_for(
 ) -> Result<(Metadata, crate::store::States), SavepointError> {
     let point = store.read_point(dir)?;
     check_compatibility(&point.metadata, plan, allow_non_restored).map_err(|problems| {
-        SavepointError::Incompatible { point: dir.display().to_string(), problems }
+        SavepointError::Incompatible {
+            point: dir.display().to_string(),
+            problems,
+        }
     })?;
     let states = store.read_states(&point)?;
     Ok((point.metadata, states))
@@ -199,14 +234,27 @@ mod tests {
 
     #[test]
     fn restore_points_parse_by_shape() {
-        assert_eq!(RestorePoint::parse("./sp").unwrap(), RestorePoint::Folder("./sp".into()));
-        assert_eq!(RestorePoint::parse("/tmp/sp").unwrap(), RestorePoint::Folder("/tmp/sp".into()));
+        assert_eq!(
+            RestorePoint::parse("./sp").unwrap(),
+            RestorePoint::Folder("./sp".into())
+        );
+        assert_eq!(
+            RestorePoint::parse("/tmp/sp").unwrap(),
+            RestorePoint::Folder("/tmp/sp".into())
+        );
         assert_eq!(
             RestorePoint::parse("job-abc:7").unwrap(),
             RestorePoint::JobCheckpoint("job-abc".parse().unwrap(), CheckpointId(7))
         );
-        assert_eq!(RestorePoint::parse("sp-x").unwrap(), RestorePoint::Name("sp-x".to_owned()));
-        assert!(RestorePoint::parse("job-abc:seven").unwrap_err().contains("not a checkpoint number"));
+        assert_eq!(
+            RestorePoint::parse("sp-x").unwrap(),
+            RestorePoint::Name("sp-x".to_owned())
+        );
+        assert!(
+            RestorePoint::parse("job-abc:seven")
+                .unwrap_err()
+                .contains("not a checkpoint number")
+        );
         assert!(RestorePoint::parse("a b").is_err());
     }
 
@@ -245,14 +293,19 @@ mod tests {
         let point = metadata(&[("src", 1), ("counter", 2), ("gone", 1)]);
         let problems = check_compatibility(&point, &plan(2), false).unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("`gone`") && problems[0].contains("--allow-non-restored-state"));
+        assert!(
+            problems[0].contains("`gone`") && problems[0].contains("--allow-non-restored-state")
+        );
         assert!(check_compatibility(&point, &plan(2), true).is_ok());
     }
 
     #[test]
     fn compatibility_refuses_a_changed_parallelism_with_the_reason() {
-        let problems = check_compatibility(&metadata(&[("counter", 2)]), &plan(3), false).unwrap_err();
-        assert!(problems[0].contains("parallelism 2, the job 3") && problems[0].contains("rescaling"));
+        let problems =
+            check_compatibility(&metadata(&[("counter", 2)]), &plan(3), false).unwrap_err();
+        assert!(
+            problems[0].contains("parallelism 2, the job 3") && problems[0].contains("rescaling")
+        );
     }
 
     #[test]

@@ -188,7 +188,8 @@ impl Plan {
     /// Parses and validates a job file's text. `base` is the job file's folder: relative module
     /// and mount paths are resolved against it. Performs no I/O.
     pub fn from_toml(text: &str, base: &Path) -> Result<Plan, TopologyError> {
-        let file: JobFile = toml::from_str(text).map_err(|e| TopologyError::Syntax(e.to_string()))?;
+        let file: JobFile =
+            toml::from_str(text).map_err(|e| TopologyError::Syntax(e.to_string()))?;
         Plan::from_job_file(file, base)
     }
 
@@ -197,7 +198,9 @@ impl Plan {
         let mut errors = Vec::new();
         let max_parallelism = file.max_parallelism.unwrap_or(MAX_PARALLELISM_DEFAULT);
         if max_parallelism == 0 || max_parallelism > 32_768 {
-            errors.push(format!("max_parallelism {max_parallelism} is not within 1..=32768"));
+            errors.push(format!(
+                "max_parallelism {max_parallelism} is not within 1..=32768"
+            ));
         }
         if file.operators.is_empty() {
             errors.push("the job has no operators".to_owned());
@@ -219,10 +222,16 @@ impl Plan {
                 ));
             }
             if op.records_per_second_max.is_some() && op.role != Role::Source {
-                errors.push(format!("operator `{}`: only sources take records_per_second_max", op.id));
+                errors.push(format!(
+                    "operator `{}`: only sources take records_per_second_max",
+                    op.id
+                ));
             }
             if op.records_per_second_max == Some(0) {
-                errors.push(format!("operator `{}`: records_per_second_max must be above 0", op.id));
+                errors.push(format!(
+                    "operator `{}`: records_per_second_max must be above 0",
+                    op.id
+                ));
             }
         }
 
@@ -232,10 +241,15 @@ impl Plan {
             let to = index_of.get(&edge.to).copied();
             for (end, id, found) in [("from", &edge.from, from), ("to", &edge.to, to)] {
                 if found.is_none() {
-                    errors.push(format!("edge {} -> {}: unknown operator `{id}` ({end})", edge.from, edge.to));
+                    errors.push(format!(
+                        "edge {} -> {}: unknown operator `{id}` ({end})",
+                        edge.from, edge.to
+                    ));
                 }
             }
-            let (Some(from), Some(to)) = (from, to) else { continue };
+            let (Some(from), Some(to)) = (from, to) else {
+                continue;
+            };
             let (up, down) = (&file.operators[from], &file.operators[to]);
             if edge.partition == Partition::Forward && up.parallelism != down.parallelism {
                 errors.push(format!(
@@ -243,17 +257,26 @@ impl Plan {
                     edge.from, edge.to, up.parallelism, down.parallelism
                 ));
             }
-            if edges.iter().any(|e: &EdgePlan| e.from == from && e.to == to) {
+            if edges
+                .iter()
+                .any(|e: &EdgePlan| e.from == from && e.to == to)
+            {
                 errors.push(format!("edge {} -> {} is listed twice", edge.from, edge.to));
             }
-            edges.push(EdgePlan { from, to, partition: edge.partition });
+            edges.push(EdgePlan {
+                from,
+                to,
+                partition: edge.partition,
+            });
         }
 
         check_roles(&file.operators, &edges, &mut errors);
         let order = match topological_order(file.operators.len(), &edges) {
             Some(order) => order,
             None => {
-                errors.push("the edges form a cycle; a job must be a directed acyclic graph".to_owned());
+                errors.push(
+                    "the edges form a cycle; a job must be a directed acyclic graph".to_owned(),
+                );
                 (0..file.operators.len()).collect()
             }
         };
@@ -268,21 +291,31 @@ impl Plan {
             }
             p
         };
-        let mut operators: Vec<Option<OperatorSpec>> = file.operators.into_iter().map(Some).collect();
+        let mut operators: Vec<Option<OperatorSpec>> =
+            file.operators.into_iter().map(Some).collect();
         let operators = order
             .iter()
             .map(|&i| resolve_operator(operators[i].take().expect("each index once"), base))
             .collect();
         let edges = edges
             .into_iter()
-            .map(|e| EdgePlan { from: position[e.from], to: position[e.to], partition: e.partition })
+            .map(|e| EdgePlan {
+                from: position[e.from],
+                to: position[e.to],
+                partition: e.partition,
+            })
             .collect();
         Ok(Plan {
             name: file.name.unwrap_or_else(|| "job".to_owned()),
             operators,
             edges,
-            checkpoint_interval_ms: file.checkpoint_interval_ms.unwrap_or(CHECKPOINT_INTERVAL_MS_DEFAULT),
-            checkpoints_retained: file.checkpoints_retained.unwrap_or(CHECKPOINTS_RETAINED_DEFAULT).max(1),
+            checkpoint_interval_ms: file
+                .checkpoint_interval_ms
+                .unwrap_or(CHECKPOINT_INTERVAL_MS_DEFAULT),
+            checkpoints_retained: file
+                .checkpoints_retained
+                .unwrap_or(CHECKPOINTS_RETAINED_DEFAULT)
+                .max(1),
             max_parallelism,
         })
     }
@@ -368,7 +401,10 @@ fn resolve_operator(spec: OperatorSpec, base: &Path) -> OperatorPlan {
         mounts: spec
             .mounts
             .into_iter()
-            .map(|m| Mount { host: base.join(m.host), ..m })
+            .map(|m| Mount {
+                host: base.join(m.host),
+                ..m
+            })
             .collect(),
         records_per_second_max: spec.records_per_second_max,
     }

@@ -1,11 +1,18 @@
 use super::*;
 
 fn barrier(n: u64) -> Barrier {
-    Barrier { checkpoint: CheckpointId(n), kind: BarrierKind::Checkpoint, then_stop: false }
+    Barrier {
+        checkpoint: CheckpointId(n),
+        kind: BarrierKind::Checkpoint,
+        then_stop: false,
+    }
 }
 
 fn subtask(op: &str, index: u32) -> SubtaskId {
-    SubtaskId { operator: op.parse().unwrap(), index }
+    SubtaskId {
+        operator: op.parse().unwrap(),
+        index,
+    }
 }
 
 #[test]
@@ -15,7 +22,10 @@ fn aligner_blocks_each_input_until_the_barrier_reached_all() {
     assert!(aligner.is_blocked(1));
     assert!(!aligner.is_blocked(0));
     assert_eq!(aligner.on_barrier(0, barrier(1)), Alignment::Pending);
-    assert_eq!(aligner.on_barrier(2, barrier(1)), Alignment::Aligned(barrier(1)));
+    assert_eq!(
+        aligner.on_barrier(2, barrier(1)),
+        Alignment::Aligned(barrier(1))
+    );
     assert!((0..3).all(|i| !aligner.is_blocked(i)));
 }
 
@@ -24,7 +34,10 @@ fn aligner_does_not_wait_for_ended_inputs() {
     let mut aligner = Aligner::new(2);
     assert_eq!(aligner.on_barrier(0, barrier(4)), Alignment::Pending);
     assert_eq!(aligner.on_end(1), Alignment::Aligned(barrier(4)));
-    assert_eq!(aligner.on_barrier(0, barrier(5)), Alignment::Aligned(barrier(5)));
+    assert_eq!(
+        aligner.on_barrier(0, barrier(5)),
+        Alignment::Aligned(barrier(5))
+    );
     assert!(!aligner.all_ended());
     assert_eq!(aligner.on_end(0), Alignment::Pending);
     assert!(aligner.all_ended());
@@ -44,12 +57,36 @@ fn coordinator_completes_when_every_subtask_acked() {
     let mut coordinator = Coordinator::new(subtasks.clone(), CheckpointId(7));
     let b = coordinator.trigger(BarrierKind::Savepoint, false).unwrap();
     assert_eq!(b.checkpoint, CheckpointId(7));
-    assert!(coordinator.trigger(BarrierKind::Checkpoint, false).is_none(), "one in flight");
-    assert_eq!(coordinator.ack(b.checkpoint, &subtasks[0]), Progress::Pending);
-    assert_eq!(coordinator.ack(b.checkpoint, &subtasks[0]), Progress::Pending, "duplicate ack");
-    assert_eq!(coordinator.ack(b.checkpoint, &subtasks[2]), Progress::Pending);
-    assert_eq!(coordinator.ack(b.checkpoint, &subtasks[1]), Progress::Complete(b));
-    assert_eq!(coordinator.trigger(BarrierKind::Checkpoint, false).unwrap().checkpoint, CheckpointId(8));
+    assert!(
+        coordinator
+            .trigger(BarrierKind::Checkpoint, false)
+            .is_none(),
+        "one in flight"
+    );
+    assert_eq!(
+        coordinator.ack(b.checkpoint, &subtasks[0]),
+        Progress::Pending
+    );
+    assert_eq!(
+        coordinator.ack(b.checkpoint, &subtasks[0]),
+        Progress::Pending,
+        "duplicate ack"
+    );
+    assert_eq!(
+        coordinator.ack(b.checkpoint, &subtasks[2]),
+        Progress::Pending
+    );
+    assert_eq!(
+        coordinator.ack(b.checkpoint, &subtasks[1]),
+        Progress::Complete(b)
+    );
+    assert_eq!(
+        coordinator
+            .trigger(BarrierKind::Checkpoint, false)
+            .unwrap()
+            .checkpoint,
+        CheckpointId(8)
+    );
 }
 
 #[test]
@@ -65,6 +102,9 @@ fn coordinator_ignores_acks_of_an_aborted_checkpoint() {
 #[test]
 fn retention_keeps_the_newest() {
     let ids: Vec<_> = [5, 1, 3, 4, 2].map(CheckpointId).to_vec();
-    assert_eq!(retention_victims(&ids, 3), [CheckpointId(1), CheckpointId(2)]);
+    assert_eq!(
+        retention_victims(&ids, 3),
+        [CheckpointId(1), CheckpointId(2)]
+    );
     assert!(retention_victims(&ids, 10).is_empty());
 }

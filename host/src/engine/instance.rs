@@ -9,8 +9,10 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use super::bindings::{operator, sink, source, Batch, Context, ModuleInfo, PollResult, StateOrigin};
-use super::{Engine, EngineError, HostState, Module, EPOCH_TICK_MS};
+use super::bindings::{
+    Batch, Context, ModuleInfo, PollResult, StateOrigin, operator, sink, source,
+};
+use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
 use crate::ids::SubtaskId;
 use crate::topology::{Mount, Role};
 
@@ -25,7 +27,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes_max: 256 << 20, call_ms_max: 10_000 }
+        Limits {
+            memory_bytes_max: 256 << 20,
+            call_ms_max: 10_000,
+        }
     }
 }
 
@@ -73,7 +78,11 @@ pub(super) enum RolePre {
 
 impl RolePre {
     /// Links `component` and checks its exports against the world of `role`.
-    pub(super) fn new(linker: &Linker<HostState>, component: &Component, role: Role) -> wasmtime::Result<Self> {
+    pub(super) fn new(
+        linker: &Linker<HostState>,
+        component: &Component,
+        role: Role,
+    ) -> wasmtime::Result<Self> {
         let pre = linker.instantiate_pre(component)?;
         Ok(match role {
             Role::Source => RolePre::Source(source::SourcePre::new(pre)?),
@@ -109,11 +118,16 @@ impl Engine {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr();
         for mount in mounts {
-            let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            wasi.preopened_dir(&mount.host, &mount.guest, perms).map_err(|e| EngineError::Grant {
-                path: mount.host.clone(),
-                reason: format!("{e:#}"),
-            })?;
+            let perms = if mount.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&mount.host, &mount.guest, perms)
+                .map_err(|e| EngineError::Grant {
+                    path: mount.host.clone(),
+                    reason: format!("{e:#}"),
+                })?;
         }
         let state = HostState {
             wasi: wasi.build(),
@@ -133,15 +147,27 @@ impl Engine {
             }
             state.ticks_left -= 1;
             // Yield to tokio at every tick so a busy guest never pins a worker thread.
-            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         });
         store.data_mut().ticks_left = limits.call_ms_max.div_ceil(EPOCH_TICK_MS);
         store.set_epoch_deadline(1);
-        let failed = |e: wasmtime::Error| EngineError::Instantiate { module: module.path.clone(), reason: format!("{e:#}") };
+        let failed = |e: wasmtime::Error| EngineError::Instantiate {
+            module: module.path.clone(),
+            reason: format!("{e:#}"),
+        };
         let bindings = match &module.pre {
-            RolePre::Source(pre) => Bindings::Source(pre.instantiate_async(&mut store).await.map_err(failed)?),
-            RolePre::Operator(pre) => Bindings::Operator(pre.instantiate_async(&mut store).await.map_err(failed)?),
-            RolePre::Sink(pre) => Bindings::Sink(pre.instantiate_async(&mut store).await.map_err(failed)?),
+            RolePre::Source(pre) => {
+                Bindings::Source(pre.instantiate_async(&mut store).await.map_err(failed)?)
+            }
+            RolePre::Operator(pre) => {
+                Bindings::Operator(pre.instantiate_async(&mut store).await.map_err(failed)?)
+            }
+            RolePre::Sink(pre) => {
+                Bindings::Sink(pre.instantiate_async(&mut store).await.map_err(failed)?)
+            }
         };
         Ok(Instance {
             subtask,
@@ -179,13 +205,25 @@ impl Instance {
         // The root cause says what happened ("call stack exhausted", "out of fuel"); the full
         // chain carries the guest backtrace, for the log.
         tracing::debug!(subtask = %self.subtask, call, "guest trapped: {e:?}");
-        GuestError::Trapped { subtask: self.subtask.clone(), call, trap: e.root_cause().to_string() }
+        GuestError::Trapped {
+            subtask: self.subtask.clone(),
+            call,
+            trap: e.root_cause().to_string(),
+        }
     }
 
-    fn outcome<T>(&self, call: &'static str, result: wasmtime::Result<Result<T, String>>) -> Result<T, GuestError> {
+    fn outcome<T>(
+        &self,
+        call: &'static str,
+        result: wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, GuestError> {
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(message)) => Err(GuestError::Refused { subtask: self.subtask.clone(), call, message }),
+            Ok(Err(message)) => Err(GuestError::Refused {
+                subtask: self.subtask.clone(),
+                call,
+                message,
+            }),
             Err(e) => Err(self.trapped(call, e)),
         }
     }
@@ -217,7 +255,9 @@ impl Instance {
     /// Operators: transforms a batch.
     pub async fn process(&mut self, input: &Batch) -> Result<Batch, GuestError> {
         self.arm_deadline();
-        let Bindings::Operator(b) = &self.bindings else { unreachable!("process on a non-operator") };
+        let Bindings::Operator(b) = &self.bindings else {
+            unreachable!("process on a non-operator")
+        };
         let result = b.call_process(&mut self.store, input).await;
         self.outcome("process", result)
     }
@@ -225,23 +265,29 @@ impl Instance {
     /// Sources: at most `max_records` records, or the end.
     pub async fn poll(&mut self, max_records: u32) -> Result<PollResult, GuestError> {
         self.arm_deadline();
-        let Bindings::Source(b) = &self.bindings else { unreachable!("poll on a non-source") };
-        let result = b.call_poll(&mut self.store, max_records).await;
-        self.outcome("poll", result)
+        let Bindings::Source(b) = &self.bindings else {
+            unreachable!("poll on a non-source")
+        };
+        let result = b.call_poll_batch(&mut self.store, max_records).await;
+        self.outcome("poll-batch", result)
     }
 
     /// Sinks: accepts a batch into the open transaction.
     pub async fn write(&mut self, input: &Batch) -> Result<(), GuestError> {
         self.arm_deadline();
-        let Bindings::Sink(b) = &self.bindings else { unreachable!("write on a non-sink") };
-        let result = b.call_write(&mut self.store, input).await;
-        self.outcome("write", result)
+        let Bindings::Sink(b) = &self.bindings else {
+            unreachable!("write on a non-sink")
+        };
+        let result = b.call_write_batch(&mut self.store, input).await;
+        self.outcome("write-batch", result)
     }
 
     /// Sinks: makes the open transaction durable as checkpoint `checkpoint`'s.
     pub async fn prepare_commit(&mut self, checkpoint: u64) -> Result<(), GuestError> {
         self.arm_deadline();
-        let Bindings::Sink(b) = &self.bindings else { unreachable!("prepare-commit on a non-sink") };
+        let Bindings::Sink(b) = &self.bindings else {
+            unreachable!("prepare-commit on a non-sink")
+        };
         let result = b.call_prepare_commit(&mut self.store, checkpoint).await;
         self.outcome("prepare-commit", result)
     }
@@ -249,9 +295,10 @@ impl Instance {
     /// Sinks: publishes every transaction up to `checkpoint`.
     pub async fn commit(&mut self, checkpoint: u64) -> Result<(), GuestError> {
         self.arm_deadline();
-        let Bindings::Sink(b) = &self.bindings else { unreachable!("commit on a non-sink") };
+        let Bindings::Sink(b) = &self.bindings else {
+            unreachable!("commit on a non-sink")
+        };
         let result = b.call_commit(&mut self.store, checkpoint).await;
         self.outcome("commit", result)
     }
 }
-

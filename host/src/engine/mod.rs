@@ -85,7 +85,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -120,30 +123,51 @@ impl Engine {
         // instance by its `WasiCtx`, which grants nothing but the job file's mounts.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let ticker = EpochTicker::start(&engine);
-        Ok(Engine { engine, linker, cache_dir: cache_dir.to_owned(), _ticker: ticker })
+        Ok(Engine {
+            engine,
+            linker,
+            cache_dir: cache_dir.to_owned(),
+            _ticker: ticker,
+        })
     }
 
     /// Reads, compiles (or loads from the cache) and links the component at `path`, checking
     /// that it implements the world of `role`.
     pub fn load(&self, path: &Path, role: Role) -> Result<Module, EngineError> {
-        let bytes = std::fs::read(path).map_err(|source| EngineError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let sha256 = hex::encode(crate::store::metadata::sha256(&bytes));
-        let component = self.compile_cached(&bytes, &sha256).map_err(|e| EngineError::Invalid {
-            path: path.to_owned(),
-            reason: format!("{e:#}"),
+        let component = self
+            .compile_cached(&bytes, &sha256)
+            .map_err(|e| EngineError::Invalid {
+                path: path.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        let pre = instance::RolePre::new(&self.linker, &component, role).map_err(|e| {
+            EngineError::WrongWorld {
+                path: path.to_owned(),
+                world: instance::world_name(role),
+                reason: format!("{e:#}"),
+            }
         })?;
-        let pre = instance::RolePre::new(&self.linker, &component, role).map_err(|e| EngineError::WrongWorld {
+        Ok(Module {
             path: path.to_owned(),
-            world: instance::world_name(role),
-            reason: format!("{e:#}"),
-        })?;
-        Ok(Module { path: path.to_owned(), sha256, role, pre })
+            sha256,
+            role,
+            pre,
+        })
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
         let mut hasher = std::hash::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        let cached = self.cache_dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        let cached = self
+            .cache_dir
+            .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
         if cached.exists() {
             // SAFETY: only this host writes the cache folder (owner-only, inside the state
             // folder), each file atomically, from `Component::serialize` of this engine
@@ -151,7 +175,9 @@ impl Engine {
             #[allow(unsafe_code)]
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %cached.display(), "ignoring unusable cached module: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %cached.display(), "ignoring unusable cached module: {e:#}")
+                }
             }
         }
         let component = Component::new(&self.engine, bytes)?;
@@ -187,7 +213,10 @@ impl EpochTicker {
                 }
             })
             .expect("spawning the epoch ticker");
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

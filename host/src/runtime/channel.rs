@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
@@ -57,8 +57,16 @@ pub fn channel(records_max: u32) -> (Sender, Receiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let credits = Arc::new(Semaphore::new(records_max as usize));
     (
-        Sender { tx, credits: credits.clone(), records_max },
-        Receiver { rx, credits, records_max },
+        Sender {
+            tx,
+            credits: credits.clone(),
+            records_max,
+        },
+        Receiver {
+            rx,
+            credits,
+            records_max,
+        },
     )
 }
 
@@ -70,7 +78,11 @@ impl Sender {
     /// Sends a batch once the receiver has room for it.
     pub async fn send_batch(&self, batch: Batch) -> Result<(), Closed> {
         let credit = credit_for(&batch, self.records_max);
-        let permit = self.credits.acquire_many(credit).await.map_err(|_| Closed)?;
+        let permit = self
+            .credits
+            .acquire_many(credit)
+            .await
+            .map_err(|_| Closed)?;
         // The receiver returns the credit when it takes the batch.
         permit.forget();
         self.tx.send(Message::Batch(batch)).map_err(|_| Closed)
@@ -78,7 +90,10 @@ impl Sender {
 
     /// Sends a barrier or an end marker; these never wait for credit.
     pub fn send_control(&self, message: Message) -> Result<(), Closed> {
-        assert!(!matches!(message, Message::Batch(_)), "batches go through send_batch");
+        assert!(
+            !matches!(message, Message::Batch(_)),
+            "batches go through send_batch"
+        );
         self.tx.send(message).map_err(|_| Closed)
     }
 }
@@ -88,7 +103,8 @@ impl Receiver {
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         let polled = self.rx.poll_recv(cx);
         if let Poll::Ready(Some(Message::Batch(batch))) = &polled {
-            self.credits.add_permits(credit_for(batch, self.records_max) as usize);
+            self.credits
+                .add_permits(credit_for(batch, self.records_max) as usize);
         }
         polled
     }
@@ -120,8 +136,15 @@ mod tests {
     async fn a_full_channel_holds_the_sender_back_until_records_are_taken() {
         let (tx, mut rx) = channel(10);
         tx.send_batch(batch(6)).await.unwrap();
-        let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), tx.send_batch(batch(6))).await;
-        assert!(blocked.is_err(), "a second batch of 6 exceeds 10 records in flight");
+        let blocked = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            tx.send_batch(batch(6)),
+        )
+        .await;
+        assert!(
+            blocked.is_err(),
+            "a second batch of 6 exceeds 10 records in flight"
+        );
         let first = poll_fn(|cx| rx.poll_recv(cx)).await;
         assert!(matches!(first, Some(Message::Batch(b)) if batch_len(&b) == 6));
         tx.send_batch(batch(6)).await.unwrap();
@@ -132,8 +155,14 @@ mod tests {
         let (tx, mut rx) = channel(1);
         tx.send_batch(batch(1)).await.unwrap();
         tx.send_control(Message::End).unwrap();
-        assert!(matches!(poll_fn(|cx| rx.poll_recv(cx)).await, Some(Message::Batch(_))));
-        assert!(matches!(poll_fn(|cx| rx.poll_recv(cx)).await, Some(Message::End)));
+        assert!(matches!(
+            poll_fn(|cx| rx.poll_recv(cx)).await,
+            Some(Message::Batch(_))
+        ));
+        assert!(matches!(
+            poll_fn(|cx| rx.poll_recv(cx)).await,
+            Some(Message::End)
+        ));
     }
 
     #[tokio::test]

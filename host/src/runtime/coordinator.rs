@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use super::subtask::{Command, Event, Subtask};
 use super::{OperatorInfo, Outcome, Request, Saved};
-use crate::barrier::{retention_victims, Barrier, BarrierKind, Coordinator, Progress};
+use crate::barrier::{Barrier, BarrierKind, Coordinator, Progress, retention_victims};
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
 use crate::store::{Metadata, OperatorState, StateFile, Store};
 use crate::topology::{Plan, Role};
@@ -91,7 +91,11 @@ impl CoordinatorTask {
     }
 
     /// Runs the job's subtasks until the job ends, and says how it ended.
-    pub async fn run(mut self, subtasks: Vec<Subtask>, mut requests: mpsc::Receiver<Request>) -> Outcome {
+    pub async fn run(
+        mut self,
+        subtasks: Vec<Subtask>,
+        mut requests: mpsc::Receiver<Request>,
+    ) -> Outcome {
         let mut tasks = JoinSet::new();
         let mut names = BTreeMap::new();
         for subtask in subtasks {
@@ -197,7 +201,10 @@ impl CoordinatorTask {
     }
 
     fn trigger(&mut self, kind: BarrierKind, then_stop: bool) {
-        let barrier = self.coordinator.trigger(kind, then_stop).expect("no checkpoint in flight");
+        let barrier = self
+            .coordinator
+            .trigger(kind, then_stop)
+            .expect("no checkpoint in flight");
         tracing::debug!(checkpoint = %barrier.checkpoint, ?kind, then_stop, "triggering");
         if then_stop {
             self.stopping = Some(barrier);
@@ -211,7 +218,9 @@ impl CoordinatorTask {
     }
 
     fn is_source(&self, subtask: &SubtaskId) -> bool {
-        self.operators.iter().any(|op| op.id == subtask.operator && op.role == Role::Source)
+        self.operators
+            .iter()
+            .any(|op| op.id == subtask.operator && op.role == Role::Source)
     }
 
     async fn on_ack(&mut self, subtask: SubtaskId, checkpoint: CheckpointId, file: StateFile) {
@@ -220,11 +229,17 @@ impl CoordinatorTask {
             return;
         }
         self.acked.insert(subtask, file);
-        let Progress::Complete(barrier) = progress else { return };
+        let Progress::Complete(barrier) = progress else {
+            return;
+        };
         match self.complete(barrier).await {
             Ok(saved) => {
                 for (subtask, commands) in &self.commands {
-                    if self.operators.iter().any(|op| op.id == subtask.operator && op.role == Role::Sink) {
+                    if self
+                        .operators
+                        .iter()
+                        .any(|op| op.id == subtask.operator && op.role == Role::Sink)
+                    {
                         let _ = commands.send(Command::Commit(checkpoint));
                     }
                 }
@@ -251,7 +266,9 @@ impl CoordinatorTask {
             job: self.job.clone(),
             checkpoint: barrier.checkpoint,
             kind: barrier.kind,
-            completed_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            completed_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             job_file: self.job_file.clone(),
             operators: self
                 .operators
@@ -277,7 +294,11 @@ impl CoordinatorTask {
             BarrierKind::Savepoint => {
                 let id = SavepointId::generate(&metadata.job, metadata.checkpoint);
                 let path = store.complete_savepoint(&metadata, &id)?;
-                Ok(Some(Saved { id, checkpoint: metadata.checkpoint, path }))
+                Ok(Some(Saved {
+                    id,
+                    checkpoint: metadata.checkpoint,
+                    path,
+                }))
             }
             BarrierKind::Checkpoint => {
                 store.complete_checkpoint(&metadata)?;
@@ -286,7 +307,8 @@ impl CoordinatorTask {
                 Ok(None)
             }
         });
-        let result: Result<_, crate::store::StoreError> = blocking.await.expect("store calls do not panic");
+        let result: Result<_, crate::store::StoreError> =
+            blocking.await.expect("store calls do not panic");
         let saved = result.map_err(|e| e.to_string())?;
         tracing::info!(checkpoint = %barrier.checkpoint, kind = ?barrier.kind, "checkpoint complete");
         Ok(saved)

@@ -22,7 +22,7 @@ use crate::engine::{Engine, Limits, Module};
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId, SubtaskId};
 use crate::store::{Metadata, States, Store};
 use crate::topology::{Plan, Role};
-use channel::{channel, Receiver, Sender};
+use channel::{Receiver, Sender, channel};
 use coordinator::CoordinatorTask;
 use partition::{Output, OutputEdge};
 use subtask::Subtask;
@@ -66,7 +66,11 @@ pub struct BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.subtask {
-            Some(subtask) => write!(f, "operator `{}` (subtask {subtask}): {}", self.operator, self.message),
+            Some(subtask) => write!(
+                f,
+                "operator `{}` (subtask {subtask}): {}",
+                self.operator, self.message
+            ),
             None => write!(f, "operator `{}`: {}", self.operator, self.message),
         }
     }
@@ -148,7 +152,9 @@ impl JobHandle {
 
     /// Waits for the job to end.
     pub async fn wait(self) -> Outcome {
-        self.outcome.await.unwrap_or_else(|e| Outcome::Failed(format!("the coordinator panicked: {e}")))
+        self.outcome
+            .await
+            .unwrap_or_else(|e| Outcome::Failed(format!("the coordinator panicked: {e}")))
     }
 }
 
@@ -167,19 +173,33 @@ impl Job {
 }
 
 /// Loads, instantiates, initializes and restores every subtask of `spec`, and wires them.
-pub async fn build(engine: Arc<Engine>, store: Store, spec: JobSpec) -> Result<Job, Vec<BuildError>> {
-    let JobSpec { job, plan, job_file, restore, limits } = spec;
+pub async fn build(
+    engine: Arc<Engine>,
+    store: Store,
+    spec: JobSpec,
+) -> Result<Job, Vec<BuildError>> {
+    let JobSpec {
+        job,
+        plan,
+        job_file,
+        restore,
+        limits,
+    } = spec;
     let mut errors = Vec::new();
     let modules: Vec<Option<Module>> = plan
         .operators
         .iter()
         .map(|op| {
-            engine.load(&op.module, op.role).map_err(|e| errors.push(BuildError {
-                operator: op.id.clone(),
-                subtask: None,
-                message: e.to_string(),
-            }))
-            .ok()
+            engine
+                .load(&op.module, op.role)
+                .map_err(|e| {
+                    errors.push(BuildError {
+                        operator: op.id.clone(),
+                        subtask: None,
+                        message: e.to_string(),
+                    })
+                })
+                .ok()
         })
         .collect();
     if !errors.is_empty() {
@@ -198,11 +218,23 @@ pub async fn build(engine: Arc<Engine>, store: Store, spec: JobSpec) -> Result<J
             module_name: String::new(),
             module_version: String::new(),
         };
-        let origin = restore.as_ref().and_then(|r| r.metadata.operators.iter().find(|s| s.id == op.id));
+        let origin = restore
+            .as_ref()
+            .and_then(|r| r.metadata.operators.iter().find(|s| s.id == op.id));
         for index in 0..op.parallelism {
-            let subtask = SubtaskId { operator: op.id.clone(), index };
-            let fail = |message: String| BuildError { operator: op.id.clone(), subtask: Some(index), message };
-            let mut instance = match engine.instantiate(module, subtask.clone(), limits, &op.mounts).await {
+            let subtask = SubtaskId {
+                operator: op.id.clone(),
+                index,
+            };
+            let fail = |message: String| BuildError {
+                operator: op.id.clone(),
+                subtask: Some(index),
+                message,
+            };
+            let mut instance = match engine
+                .instantiate(module, subtask.clone(), limits, &op.mounts)
+                .await
+            {
                 Ok(instance) => instance,
                 Err(e) => {
                     errors.push(fail(e.to_string()));
@@ -251,12 +283,19 @@ pub async fn build(engine: Arc<Engine>, store: Store, spec: JobSpec) -> Result<J
     let mut subtasks = Vec::new();
     let mut commands = BTreeMap::new();
     for (id, instance) in instances {
-        let op_index = plan.operators.iter().position(|op| op.id == id.operator).expect("planned operator");
+        let op_index = plan
+            .operators
+            .iter()
+            .position(|op| op.id == id.operator)
+            .expect("planned operator");
         let op = &plan.operators[op_index];
         let (command_tx, command_rx) = mpsc::unbounded_channel();
         commands.insert(id.clone(), command_tx);
         subtasks.push(Subtask {
-            inputs: wiring.inputs.remove(&(op_index, id.index)).unwrap_or_default(),
+            inputs: wiring
+                .inputs
+                .remove(&(op_index, id.index))
+                .unwrap_or_default(),
             output: wiring.output(&plan, op_index, id.index),
             id,
             role: op.role,
@@ -268,9 +307,15 @@ pub async fn build(engine: Arc<Engine>, store: Store, spec: JobSpec) -> Result<J
             records_per_second_max: op.records_per_second_max,
         });
     }
-    let first = restore.as_ref().map_or(CheckpointId(1), |r| r.metadata.checkpoint.next());
-    let coordinator = CoordinatorTask::new(job, job_file, &plan, infos, store, commands, events, first);
-    Ok(Job { subtasks, coordinator })
+    let first = restore
+        .as_ref()
+        .map_or(CheckpointId(1), |r| r.metadata.checkpoint.next());
+    let coordinator =
+        CoordinatorTask::new(job, job_file, &plan, infos, store, commands, events, first);
+    Ok(Job {
+        subtasks,
+        coordinator,
+    })
 }
 
 /// The channels of every edge, between every pair of subtasks it connects.
@@ -283,7 +328,10 @@ struct Wiring {
 
 impl Wiring {
     fn new(plan: &Plan) -> Self {
-        let mut wiring = Wiring { inputs: BTreeMap::new(), senders: BTreeMap::new() };
+        let mut wiring = Wiring {
+            inputs: BTreeMap::new(),
+            senders: BTreeMap::new(),
+        };
         for (e, edge) in plan.edges.iter().enumerate() {
             let (up, down) = (&plan.operators[edge.from], &plan.operators[edge.to]);
             for i in 0..up.parallelism {

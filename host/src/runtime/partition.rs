@@ -8,7 +8,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::channel::{batch_len, Closed, Message, Sender};
+use super::channel::{Closed, Message, Sender, batch_len};
 use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
 use crate::topology::Partition;
@@ -34,10 +34,15 @@ pub fn check_batch(batch: &Batch) -> Result<(), String> {
             batch.value_ends.len()
         ));
     }
-    for (column, ends, len) in [("key", &batch.key_ends, batch.keys.len()), ("value", &batch.value_ends, batch.values.len())] {
+    for (column, ends, len) in [
+        ("key", &batch.key_ends, batch.keys.len()),
+        ("value", &batch.value_ends, batch.values.len()),
+    ] {
         let monotone = ends.windows(2).all(|w| w[0] <= w[1]);
         if !monotone || ends.last().is_some_and(|&end| end as usize > len) {
-            return Err(format!("malformed batch: {column} ends are not increasing within {len} bytes"));
+            return Err(format!(
+                "malformed batch: {column} ends are not increasing within {len} bytes"
+            ));
         }
     }
     Ok(())
@@ -64,7 +69,13 @@ pub fn push(batch: &mut Batch, key: &[u8], value: &[u8], timestamp: i64) {
 
 /// An empty batch.
 pub fn empty_batch() -> Batch {
-    Batch { keys: vec![], key_ends: vec![], values: vec![], value_ends: vec![], timestamps: vec![] }
+    Batch {
+        keys: vec![],
+        key_ends: vec![],
+        values: vec![],
+        value_ends: vec![],
+        timestamps: vec![],
+    }
 }
 
 /// One outgoing edge of a subtask: a sender per reachable downstream subtask.
@@ -80,7 +91,12 @@ impl OutputEdge {
     /// An edge to `targets`, indexed by downstream subtask (a single one for `forward`).
     pub fn new(partition: Partition, targets: Vec<Sender>, max_parallelism: u32) -> Self {
         assert!(!targets.is_empty());
-        OutputEdge { partition, targets, max_parallelism, next: 0 }
+        OutputEdge {
+            partition,
+            targets,
+            max_parallelism,
+            next: 0,
+        }
     }
 
     async fn send(&mut self, batch: Batch) -> Result<(), Closed> {
@@ -115,7 +131,9 @@ impl OutputEdge {
     }
 
     fn send_control(&self, message: impl Fn() -> Message) -> Result<(), Closed> {
-        self.targets.iter().try_for_each(|target| target.send_control(message()))
+        self.targets
+            .iter()
+            .try_for_each(|target| target.send_control(message()))
     }
 }
 
@@ -136,7 +154,9 @@ impl Output {
         if batch_len(&batch) == 0 {
             return Ok(());
         }
-        let Some((last, rest)) = self.edges.split_last_mut() else { return Ok(()) };
+        let Some((last, rest)) = self.edges.split_last_mut() else {
+            return Ok(());
+        };
         for edge in rest {
             edge.send(batch.clone()).await?;
         }
@@ -145,12 +165,16 @@ impl Output {
 
     /// Forwards a barrier to every downstream subtask.
     pub fn barrier(&self, barrier: Barrier) -> Result<(), Closed> {
-        self.edges.iter().try_for_each(|edge| edge.send_control(|| Message::Barrier(barrier)))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.send_control(|| Message::Barrier(barrier)))
     }
 
     /// Tells every downstream subtask that this one is done.
     pub fn end(&self) -> Result<(), Closed> {
-        self.edges.iter().try_for_each(|edge| edge.send_control(|| Message::End))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.send_control(|| Message::End))
     }
 }
 
@@ -179,7 +203,10 @@ mod tests {
         push(&mut batch, b"", b"value", -2);
         check_batch(&batch).unwrap();
         let all: Vec<_> = records(&batch).collect();
-        assert_eq!(all, [(&b"k1"[..], &b"v1"[..], 1), (&b""[..], &b"value"[..], -2)]);
+        assert_eq!(
+            all,
+            [(&b"k1"[..], &b"v1"[..], 1), (&b""[..], &b"value"[..], -2)]
+        );
     }
 
     #[test]
@@ -196,7 +223,8 @@ mod tests {
 
     #[tokio::test]
     async fn key_by_sends_each_key_to_one_subtask_only() {
-        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| super::super::channel::channel(1000)).unzip();
+        let (txs, mut rxs): (Vec<_>, Vec<_>) =
+            (0..2).map(|_| super::super::channel::channel(1000)).unzip();
         let mut output = Output::new(vec![OutputEdge::new(Partition::KeyBy, txs, 128)]);
         let mut batch = empty_batch();
         for word in ["a", "b", "c", "a", "d", "b"] {

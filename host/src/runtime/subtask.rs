@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::channel::{batch_len, Closed, Message, Receiver};
-use super::partition::{check_batch, Output};
+use super::channel::{Closed, Message, Receiver, batch_len};
+use super::partition::{Output, check_batch};
 use crate::barrier::{Aligner, Alignment, Barrier};
 use crate::engine::bindings::{Batch, PollResult};
 use crate::engine::{GuestError, Instance};
@@ -208,7 +208,10 @@ impl Subtask {
     }
 
     fn check(&self, batch: &Batch) -> Result<(), SubtaskError> {
-        check_batch(batch).map_err(|problem| SubtaskError::Malformed { subtask: self.id.clone(), problem })
+        check_batch(batch).map_err(|problem| SubtaskError::Malformed {
+            subtask: self.id.clone(),
+            problem,
+        })
     }
 
     /// Snapshots the guest for `barrier` and writes the blob off the hot path; the ack (or the
@@ -225,20 +228,37 @@ impl Subtask {
         let blob = match snapshot.await {
             Ok(blob) => blob,
             Err(error @ GuestError::Refused { .. }) => {
-                let _ = self.events.send(Event::SnapshotFailed { checkpoint, error: error.to_string() });
+                let _ = self.events.send(Event::SnapshotFailed {
+                    checkpoint,
+                    error: error.to_string(),
+                });
                 return Ok(());
             }
             Err(trap) => return Err(trap.into()),
         };
-        let (store, job, subtask, events) = (self.store.clone(), self.job.clone(), self.id.clone(), self.events.clone());
+        let (store, job, subtask, events) = (
+            self.store.clone(),
+            self.job.clone(),
+            self.id.clone(),
+            self.events.clone(),
+        );
         tokio::spawn(async move {
             let write = {
                 let subtask = subtask.clone();
-                tokio::task::spawn_blocking(move || store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &blob))
+                tokio::task::spawn_blocking(move || {
+                    store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &blob)
+                })
             };
             let event = match write.await.expect("state writes do not panic") {
-                Ok(file) => Event::Acked { subtask, checkpoint, file },
-                Err(e) => Event::SnapshotFailed { checkpoint, error: format!("{subtask}: {e}") },
+                Ok(file) => Event::Acked {
+                    subtask,
+                    checkpoint,
+                    file,
+                },
+                Err(e) => Event::SnapshotFailed {
+                    checkpoint,
+                    error: format!("{subtask}: {e}"),
+                },
             };
             let _ = events.send(event);
         });
@@ -278,12 +298,19 @@ struct Throttle {
 impl Throttle {
     fn new(rate: Option<u64>) -> Self {
         let now = Instant::now();
-        Throttle { rate, started: now, emitted: 0, idle_until: now }
+        Throttle {
+            rate,
+            started: now,
+            emitted: 0,
+            idle_until: now,
+        }
     }
 
     /// Batches small enough that a throttled source emits about 20 per second.
     fn batch_records_max(&self) -> u32 {
-        self.rate.map_or(POLL_RECORDS_MAX, |rate| (rate / 20).clamp(1, u64::from(POLL_RECORDS_MAX)) as u32)
+        self.rate.map_or(POLL_RECORDS_MAX, |rate| {
+            (rate / 20).clamp(1, u64::from(POLL_RECORDS_MAX)) as u32
+        })
     }
 
     fn emitted(&mut self, records: usize) {

@@ -56,7 +56,11 @@ mod tests {
         write_file(&path, b"running").unwrap();
         write_file(&path, b"ok").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"ok");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 
     #[test]

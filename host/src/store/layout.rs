@@ -71,13 +71,16 @@ impl Layout {
 
     /// Where the state of a checkpoint (or savepoint) in progress is written.
     pub fn in_progress(&self, job: &JobId, checkpoint: CheckpointId) -> PathBuf {
-        self.checkpoints(job).join(format!("{IN_PROGRESS_PREFIX}{}", checkpoint.0))
+        self.checkpoints(job)
+            .join(format!("{IN_PROGRESS_PREFIX}{}", checkpoint.0))
     }
 
     /// The checkpoint number of a folder name inside `checkpoints/`, if it is a completed one.
     pub fn parse_checkpoint_name(name: &str) -> Option<CheckpointId> {
         let digits = name.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty();
-        digits.then(|| name.parse().ok().map(CheckpointId)).flatten()
+        digits
+            .then(|| name.parse().ok().map(CheckpointId))
+            .flatten()
     }
 
     /// Folder holding every savepoint.

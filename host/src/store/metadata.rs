@@ -85,7 +85,11 @@ pub enum MetadataError {
 impl Metadata {
     /// Total bytes of state across all files.
     pub fn state_bytes(&self) -> u64 {
-        self.operators.iter().flat_map(|op| &op.files).map(|f| f.len).sum()
+        self.operators
+            .iter()
+            .flat_map(|op| &op.files)
+            .map(|f| f.len)
+            .sum()
     }
 }
 
@@ -159,7 +163,10 @@ mod tests {
         for bit in 0..bytes.len() * 8 {
             let mut corrupt = bytes.clone();
             corrupt[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode(&corrupt).is_err(), "bit {bit} flipped went unnoticed");
+            assert!(
+                decode(&corrupt).is_err(),
+                "bit {bit} flipped went unnoticed"
+            );
         }
     }
 
@@ -167,7 +174,10 @@ mod tests {
     fn metadata_refuses_every_truncation() {
         let bytes = encode(&sample());
         for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len]).is_err(), "truncation to {len} went unnoticed");
+            assert!(
+                decode(&bytes[..len]).is_err(),
+                "truncation to {len} went unnoticed"
+            );
         }
     }
 

@@ -60,7 +60,10 @@ pub enum StoreError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// What a job is doing, as recorded in its status file.
@@ -126,8 +129,17 @@ impl Store {
     /// Opens the state folder at `root`, creating it owner-only (0700) if needed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let layout = Layout::new(root);
-        for dir in [layout.root().to_owned(), layout.jobs(), layout.savepoints(), layout.cache()] {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_error(&dir))?;
+        for dir in [
+            layout.root().to_owned(),
+            layout.jobs(),
+            layout.savepoints(),
+            layout.cache(),
+        ] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_error(&dir))?;
         }
         let root = layout.root();
         fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_error(root))?;
@@ -142,7 +154,11 @@ impl Store {
     /// Records a new job and the job file it runs.
     pub fn create_job(&self, status: &JobStatus, job_file: &str) -> Result<(), StoreError> {
         let dir = self.layout.checkpoints(&status.job);
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_error(&dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_error(&dir))?;
         let path = self.layout.job_file(&status.job);
         atomic::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
         self.write_status(status)
@@ -167,7 +183,8 @@ impl Store {
 
     /// Every job with a folder here, sorted by id.
     pub fn jobs(&self) -> Result<Vec<JobId>, StoreError> {
-        let mut jobs: Vec<JobId> = self.list_names(&self.layout.jobs())?
+        let mut jobs: Vec<JobId> = self
+            .list_names(&self.layout.jobs())?
             .into_iter()
             .filter_map(|name| name.parse().ok())
             .collect();
@@ -185,12 +202,21 @@ impl Store {
         blob: &[u8],
     ) -> Result<StateFile, StoreError> {
         let dir = self.layout.in_progress(job, checkpoint);
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_error(&dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_error(&dir))?;
         let file = Layout::state_file_name(operator.as_str(), subtask);
         let path = dir.join(&file);
         let sha256 = metadata::sha256(blob);
         atomic::write_file_in_building_dir(&path, blob).map_err(io_error(&path))?;
-        Ok(StateFile { subtask, file, len: blob.len() as u64, sha256 })
+        Ok(StateFile {
+            subtask,
+            file,
+            len: blob.len() as u64,
+            sha256,
+        })
     }
 
     /// Publishes a complete checkpoint: `_metadata` is written, then the folder renamed.
@@ -201,7 +227,11 @@ impl Store {
     }
 
     /// Publishes a complete savepoint under `id`, outside the job's folder.
-    pub fn complete_savepoint(&self, metadata: &Metadata, id: &SavepointId) -> Result<PathBuf, StoreError> {
+    pub fn complete_savepoint(
+        &self,
+        metadata: &Metadata,
+        id: &SavepointId,
+    ) -> Result<PathBuf, StoreError> {
         let to = self.layout.savepoint(id);
         self.publish(metadata, &to)?;
         Ok(to)
@@ -209,10 +239,18 @@ impl Store {
 
     fn publish(&self, metadata: &Metadata, to: &Path) -> Result<(), StoreError> {
         let from = self.layout.in_progress(&metadata.job, metadata.checkpoint);
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&from).map_err(io_error(&from))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&from)
+            .map_err(io_error(&from))?;
         let bytes = metadata::encode(metadata);
         // Pair assertion: what is about to be written must decode to what was meant.
-        assert_eq!(metadata::decode(&bytes).as_ref(), Ok(metadata), "metadata round trip");
+        assert_eq!(
+            metadata::decode(&bytes).as_ref(),
+            Ok(metadata),
+            "metadata round trip"
+        );
         let path = from.join(METADATA_FILE);
         atomic::write_file_in_building_dir(&path, &bytes).map_err(io_error(&path))?;
         // Until this rename, a crash leaves only an in-progress folder that no reader lists.
@@ -230,7 +268,8 @@ impl Store {
 
     /// A job's completed, retained checkpoints, oldest first.
     pub fn checkpoints(&self, job: &JobId) -> Result<Vec<CheckpointId>, StoreError> {
-        let mut ids: Vec<_> = self.list_names(&self.layout.checkpoints(job))?
+        let mut ids: Vec<_> = self
+            .list_names(&self.layout.checkpoints(job))?
             .iter()
             .filter_map(|name| Layout::parse_checkpoint_name(name))
             .collect();
@@ -239,7 +278,11 @@ impl Store {
     }
 
     /// Deletes these retained checkpoints of a job (never savepoints: they live elsewhere).
-    pub fn remove_checkpoints(&self, job: &JobId, victims: &[CheckpointId]) -> Result<(), StoreError> {
+    pub fn remove_checkpoints(
+        &self,
+        job: &JobId,
+        victims: &[CheckpointId],
+    ) -> Result<(), StoreError> {
         for &checkpoint in victims {
             let dir = self.layout.checkpoint(job, checkpoint);
             fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
@@ -249,7 +292,8 @@ impl Store {
 
     /// Every savepoint folder's id, sorted.
     pub fn savepoint_ids(&self) -> Result<Vec<SavepointId>, StoreError> {
-        let mut ids: Vec<SavepointId> = self.list_names(&self.layout.savepoints())?
+        let mut ids: Vec<SavepointId> = self
+            .list_names(&self.layout.savepoints())?
             .into_iter()
             .filter_map(|name| name.parse().ok())
             .collect();
@@ -270,12 +314,18 @@ impl Store {
         let path = dir.join(METADATA_FILE);
         let bytes = match fs::read(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotAPoint { path: dir.to_owned() });
+                return Err(StoreError::NotAPoint {
+                    path: dir.to_owned(),
+                });
             }
             other => other.map_err(io_error(&path))?,
         };
-        let metadata = metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
-        Ok(Point { dir: dir.to_owned(), metadata })
+        let metadata =
+            metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
+        Ok(Point {
+            dir: dir.to_owned(),
+            metadata,
+        })
     }
 
     /// Reads every state file of a point, verifying each length and checksum. The files are
@@ -288,10 +338,19 @@ impl Store {
         for op in &point.metadata.operators {
             for file in &op.files {
                 let path = point.dir.join(&file.file);
-                let corrupt = |problem: String| StoreError::CorruptState { path: path.clone(), problem };
-                let blob = folder.read(&file.file).map_err(|e| corrupt(e.to_string()))?;
+                let corrupt = |problem: String| StoreError::CorruptState {
+                    path: path.clone(),
+                    problem,
+                };
+                let blob = folder
+                    .read(&file.file)
+                    .map_err(|e| corrupt(e.to_string()))?;
                 if blob.len() as u64 != file.len {
-                    return Err(corrupt(format!("{} bytes, metadata says {}", blob.len(), file.len)));
+                    return Err(corrupt(format!(
+                        "{} bytes, metadata says {}",
+                        blob.len(),
+                        file.len
+                    )));
                 }
                 if metadata::sha256(&blob) != file.sha256 {
                     return Err(corrupt("checksum mismatch".to_owned()));

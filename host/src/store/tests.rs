@@ -9,7 +9,17 @@ fn job() -> JobId {
 fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) {
     let counter: OperatorId = "counter".parse().unwrap();
     let files = (0..2)
-        .map(|s| store.write_state(&job(), CheckpointId(n), &counter, s, format!("state {s}").as_bytes()).unwrap())
+        .map(|s| {
+            store
+                .write_state(
+                    &job(),
+                    CheckpointId(n),
+                    &counter,
+                    s,
+                    format!("state {s}").as_bytes(),
+                )
+                .unwrap()
+        })
         .collect();
     let metadata = Metadata {
         job: job(),
@@ -28,9 +38,9 @@ fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) 
     };
     let dir = match kind {
         BarrierKind::Checkpoint => store.complete_checkpoint(&metadata).unwrap(),
-        BarrierKind::Savepoint => {
-            store.complete_savepoint(&metadata, &SavepointId::generate(&job(), CheckpointId(n))).unwrap()
-        }
+        BarrierKind::Savepoint => store
+            .complete_savepoint(&metadata, &SavepointId::generate(&job(), CheckpointId(n)))
+            .unwrap(),
     };
     (metadata, dir)
 }
@@ -57,7 +67,10 @@ fn a_state_file_that_changed_is_refused_with_its_path() {
     fs::write(&victim, b"state X").unwrap();
     let point = store.read_point(&dir).unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
-    assert!(error.contains("counter-1.state") && error.contains("checksum mismatch"), "{error}");
+    assert!(
+        error.contains("counter-1.state") && error.contains("checksum mismatch"),
+        "{error}"
+    );
     fs::write(&victim, b"state").unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
     assert!(error.contains("5 bytes, metadata says 7"), "{error}");
@@ -79,7 +92,9 @@ fn removing_checkpoints_leaves_savepoints_alone() {
     for n in 2..=4 {
         write_point(&store, n, BarrierKind::Checkpoint);
     }
-    store.remove_checkpoints(&job(), &[CheckpointId(2), CheckpointId(3)]).unwrap();
+    store
+        .remove_checkpoints(&job(), &[CheckpointId(2), CheckpointId(3)])
+        .unwrap();
     assert_eq!(store.checkpoints(&job()).unwrap(), [CheckpointId(4)]);
     assert_eq!(store.savepoint_ids().unwrap().len(), 1);
 }
@@ -88,6 +103,9 @@ fn removing_checkpoints_leaves_savepoints_alone() {
 fn the_state_folder_is_owner_only() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path().join("home")).unwrap();
-    let mode = fs::metadata(store.layout().root()).unwrap().permissions().mode();
+    let mode = fs::metadata(store.layout().root())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700);
 }

@@ -50,7 +50,10 @@ fn plan_orders_operators_topologically_and_resolves_paths() {
     assert_eq!(plan.operators[2].mounts[0].host, Path::new("/jobs/out"));
     assert_eq!(
         plan.operators[0].config,
-        [("batch".to_owned(), "64".to_owned()), ("path".to_owned(), "/input/words.txt".to_owned())]
+        [
+            ("batch".to_owned(), "64".to_owned()),
+            ("path".to_owned(), "/input/words.txt".to_owned())
+        ]
     );
     assert_eq!(plan.checkpoint_interval_ms, 500);
     assert_eq!(plan.checkpoints_retained, CHECKPOINTS_RETAINED_DEFAULT);
@@ -58,15 +61,29 @@ fn plan_orders_operators_topologically_and_resolves_paths() {
 
 #[test]
 fn plan_refuses_duplicate_and_unknown_operator_ids_all_at_once() {
-    let text = WORDCOUNT.replace("id = \"sink\"", "id = \"lines\"").replace("to = \"sink\"", "to = \"printer\"");
+    let text = WORDCOUNT
+        .replace("id = \"sink\"", "id = \"lines\"")
+        .replace("to = \"sink\"", "to = \"printer\"");
     let errors = errors_of(&text);
-    assert!(errors.iter().any(|e| e.contains("`lines` is used more than once")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("unknown operator `printer`")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`lines` is used more than once")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("unknown operator `printer`")),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn plan_refuses_a_cycle() {
-    let text = format!("{WORDCOUNT}\n[[edges]]\nfrom = \"counter\"\nto = \"counter2\"\n\n[[edges]]\nfrom = \"counter2\"\nto = \"counter\"\n\n[[operators]]\nid = \"counter2\"\nrole = \"operator\"\nmodule = \"c.wasm\"\nparallelism = 2\n");
+    let text = format!(
+        "{WORDCOUNT}\n[[edges]]\nfrom = \"counter\"\nto = \"counter2\"\n\n[[edges]]\nfrom = \"counter2\"\nto = \"counter\"\n\n[[operators]]\nid = \"counter2\"\nrole = \"operator\"\nmodule = \"c.wasm\"\nparallelism = 2\n"
+    );
     let errors = errors_of(&text);
     assert!(errors.iter().any(|e| e.contains("cycle")), "{errors:?}");
 }
@@ -75,14 +92,24 @@ fn plan_refuses_a_cycle() {
 fn plan_refuses_forward_edges_between_different_parallelisms() {
     let text = WORDCOUNT.replace("partition = \"key-by\"", "partition = \"forward\"");
     let errors = errors_of(&text);
-    assert!(errors.iter().any(|e| e.contains("forward edge needs equal parallelism")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("forward edge needs equal parallelism")),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn plan_refuses_roles_that_do_not_fit_their_edges() {
     let text = WORDCOUNT.replace("role = \"sink\"", "role = \"source\"");
     let errors = errors_of(&text);
-    assert!(errors.iter().any(|e| e.contains("`sink`: a source cannot have inputs")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`sink`: a source cannot have inputs")),
+        "{errors:?}"
+    );
 }
 
 #[test]
