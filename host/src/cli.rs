@@ -47,6 +47,10 @@ enum Command {
         /// Override the job file's checkpoint interval (0 disables periodic checkpoints).
         #[arg(long, value_name = "MS")]
         checkpoint_interval: Option<u64>,
+        /// Fault injection for tests: abort the process right after checkpoint N is published,
+        /// before its sinks commit.
+        #[arg(long, value_name = "N", hide = true)]
+        crash_after_checkpoint: Option<u64>,
     },
     /// Take a savepoint of a running job; prints its id and folder.
     Save {
@@ -106,14 +110,16 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             from,
             allow_non_restored_state,
             checkpoint_interval,
+            crash_after_checkpoint,
         } => {
-            let prepared = prepare(
+            let mut prepared = prepare(
                 &store,
                 &job_file,
                 from.as_deref(),
                 allow_non_restored_state,
                 checkpoint_interval,
             )?;
+            prepared.after_publish = crash_after_checkpoint.map(crash_after);
             tokio_runtime()?.block_on(run_job(store, prepared))
         }
         Command::Check {
@@ -163,6 +169,7 @@ struct Prepared {
     text: String,
     plan: Plan,
     restore: Option<(PathBuf, RestoreFrom)>,
+    after_publish: Option<runtime::PublishHook>,
 }
 
 fn prepare(
@@ -200,6 +207,17 @@ fn prepare(
         text,
         plan,
         restore,
+        after_publish: None,
+    })
+}
+
+/// Fault injection: a hook that aborts the process once checkpoint `n` is published.
+fn crash_after(n: u64) -> runtime::PublishHook {
+    Arc::new(move |checkpoint| {
+        if checkpoint.0 >= n {
+            eprintln!("crash injected after checkpoint {checkpoint}");
+            std::process::abort();
+        }
     })
 }
 
@@ -221,6 +239,7 @@ async fn build(
         job_file: prepared.text.clone(),
         restore,
         limits: Limits::default(),
+        after_publish: prepared.after_publish,
     };
     match runtime::build(engine, store.clone(), spec).await {
         Ok(job) => Ok((job, from, prepared.text, name)),

@@ -45,6 +45,8 @@ pub struct CoordinatorTask {
     stopping: Option<Barrier>,
     /// The savepoint the stop wrote, once complete.
     final_savepoint: Option<Saved>,
+    /// See [`super::JobSpec::after_publish`].
+    pub(super) after_publish: Option<super::PublishHook>,
 }
 
 impl CoordinatorTask {
@@ -82,6 +84,7 @@ impl CoordinatorTask {
             sources_running,
             stopping: None,
             final_savepoint: None,
+            after_publish: None,
         }
     }
 
@@ -234,6 +237,9 @@ impl CoordinatorTask {
         };
         match self.complete(barrier).await {
             Ok(saved) => {
+                if let Some(hook) = &self.after_publish {
+                    hook(checkpoint);
+                }
                 for (subtask, commands) in &self.commands {
                     if self
                         .operators

@@ -42,7 +42,13 @@ pub struct JobSpec {
     pub restore: Option<RestoreFrom>,
     /// Limits of every guest instance.
     pub limits: Limits,
+    /// Called after each checkpoint is published and before its sinks are told to commit:
+    /// the riskiest moment to crash, which fault-injection tests aim at.
+    pub after_publish: Option<PublishHook>,
 }
+
+/// See [`JobSpec::after_publish`].
+pub type PublishHook = Arc<dyn Fn(CheckpointId) + Send + Sync>;
 
 /// A verified checkpoint or savepoint to resume from.
 pub struct RestoreFrom {
@@ -184,6 +190,7 @@ pub async fn build(
         job_file,
         restore,
         limits,
+        after_publish,
     } = spec;
     let mut errors = Vec::new();
     let modules: Vec<Option<Module>> = plan
@@ -310,8 +317,9 @@ pub async fn build(
     let first = restore
         .as_ref()
         .map_or(CheckpointId(1), |r| r.metadata.checkpoint.next());
-    let coordinator =
+    let mut coordinator =
         CoordinatorTask::new(job, job_file, &plan, infos, store, commands, events, first);
+    coordinator.after_publish = after_publish;
     Ok(Job {
         subtasks,
         coordinator,
