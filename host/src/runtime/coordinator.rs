@@ -175,13 +175,13 @@ impl CoordinatorTask {
                     }
                 },
                 Some(joined) = tasks.join_next_with_id() => {
-                    if let Err(e) = joined {
-                        if e.is_panic() {
-                            let name = names.get(&e.id()).cloned().unwrap_or_default();
-                            tasks.shutdown().await;
-                            self.abort_in_flight("a subtask panicked");
-                            break Outcome::Failed(format!("subtask {name} panicked"));
-                        }
+                    if let Err(e) = joined
+                        && e.is_panic()
+                    {
+                        let name = names.get(&e.id()).cloned().unwrap_or_default();
+                        tasks.shutdown().await;
+                        self.abort_in_flight("a subtask panicked");
+                        break Outcome::Failed(format!("subtask {name} panicked"));
                     }
                 }
             }

@@ -259,18 +259,18 @@ pub async fn build(
                 info.module_name = described.name;
                 info.module_version = described.version;
                 instance.init(&context).await?;
-                if let (Some(origin), Some(restore)) = (origin, &restore) {
-                    if let Some(blob) = restore.states.get(&(op.id.clone(), index)) {
-                        let from = StateOrigin {
-                            module_name: origin.module_name.clone(),
-                            module_version: origin.module_version.clone(),
-                            module_sha256: origin.module_sha256.clone(),
-                        };
-                        instance.restore(blob, &from).await?;
-                        if op.role == Role::Sink {
-                            // The restored checkpoint is complete: publish what it prepared.
-                            instance.commit(restore.metadata.checkpoint.0).await?;
-                        }
+                if let (Some(origin), Some(restore)) = (origin, &restore)
+                    && let Some(blob) = restore.states.get(&(op.id.clone(), index))
+                {
+                    let from = StateOrigin {
+                        module_name: origin.module_name.clone(),
+                        module_version: origin.module_version.clone(),
+                        module_sha256: origin.module_sha256.clone(),
+                    };
+                    instance.restore(blob, &from).await?;
+                    if op.role == Role::Sink {
+                        // The restored checkpoint is complete: publish what it prepared.
+                        instance.commit(restore.metadata.checkpoint.0).await?;
                     }
                 }
                 Ok::<_, crate::engine::GuestError>(())
