@@ -5,5 +5,6 @@
 
 mod bad_input;
 mod crash;
+mod layering;
 mod savepoint;
 mod util;

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -138,7 +139,7 @@ impl Engine {
             path: path.to_owned(),
             source,
         })?;
-        let sha256 = hex::encode(crate::store::metadata::sha256(&bytes));
+        let sha256 = hex::encode(Sha256::digest(&bytes));
         let component = self
             .compile_cached(&bytes, &sha256)
             .map_err(|e| EngineError::Invalid {
@@ -181,11 +182,22 @@ impl Engine {
             }
         }
         let component = Component::new(&self.engine, bytes)?;
-        if let Err(e) = crate::store::atomic::write_file(&cached, &component.serialize()?) {
+        if let Err(e) = write_cache_file(&cached, &component.serialize()?) {
             tracing::warn!(path = %cached.display(), "cannot cache compiled module: {e}");
         }
         Ok(component)
     }
+}
+
+/// Writes a compiled module into the cache: complete (fsynced, then renamed into place) or not
+/// at all, because loading a torn file would be unsound.
+fn write_cache_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(path.parent().expect("cache files have a folder"))?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK_MS`]; joined on drop.

@@ -1,0 +1,106 @@
+//! The dependency rules of `shared/STYLE.md` §3, checked over the host's source text, so that a
+//! forbidden edge fails the build's tests instead of waiting for a reviewer.
+
+use std::path::{Path, PathBuf};
+
+fn sources(under: &str) -> Vec<(PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(under);
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    if root.is_file() {
+        return vec![(root.clone(), std::fs::read_to_string(&root).unwrap())];
+    }
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                files.push((path, text));
+            }
+        }
+    }
+    files
+}
+
+fn assert_never(under: &str, forbidden: &[&str]) {
+    for (path, text) in sources(under) {
+        for needle in forbidden {
+            assert!(
+                !text.contains(needle),
+                "{} uses `{needle}`, which its layer forbids",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn pure_decisions_do_no_io_and_need_no_runtime() {
+    for module in ["barrier.rs", "topology.rs", "barrier", "topology"] {
+        assert_never(
+            module,
+            &[
+                "tokio",
+                "wasmtime",
+                "std::fs",
+                "crate::store",
+                "crate::engine",
+            ],
+        );
+    }
+}
+
+#[test]
+fn the_engine_knows_neither_the_store_nor_channels() {
+    assert_never(
+        "engine",
+        &[
+            "crate::store",
+            "crate::runtime",
+            "tokio::sync",
+            "crate::control",
+        ],
+    );
+}
+
+#[test]
+fn the_store_keeps_state_blobs_opaque() {
+    assert_never(
+        "store",
+        &[
+            "wasmtime",
+            "crate::topology",
+            "crate::engine",
+            "crate::runtime",
+        ],
+    );
+}
+
+#[test]
+fn the_runtime_knows_nothing_of_sockets() {
+    assert_never("runtime", &["crate::control", "UnixListener", "UnixStream"]);
+}
+
+#[test]
+fn only_the_binary_prints_exits_or_reads_the_environment() {
+    for dir in [
+        "barrier.rs",
+        "control.rs",
+        "ids.rs",
+        "lib.rs",
+        "savepoint.rs",
+        "topology.rs",
+        "engine",
+        "runtime",
+        "store",
+    ] {
+        assert_never(
+            dir,
+            &["println!", "print!(", "process::exit", "std::env::var"],
+        );
+    }
+}
