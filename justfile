@@ -1,7 +1,7 @@
 # Tasks for the job host. `./dev` installs `just` and the wasm target, then runs these.
 
 wasm_target := "wasm32-wasip2"
-guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p file-sink"
+guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p file-sink -p hostile"
 
 # Build the example components (release, wasm32-wasip2) into target/wasm32-wasip2/release.
 guests:

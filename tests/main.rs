@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod crash;
+mod hostile;
 mod layering;
 mod savepoint;
 mod util;

@@ -42,6 +42,11 @@ pub struct WordCount {
     pub checkpoint_interval_ms: u64,
     /// Checkpoints retained.
     pub checkpoints_retained: u32,
+    /// If set, a `hostile` pass-through operator between `tokenize` and the counter, with
+    /// these job-file lines (its `config`, limits) added to its table.
+    pub hostile: Option<String>,
+    /// Restarts allowed.
+    pub restart_attempts: u32,
 }
 
 impl Default for WordCount {
@@ -53,6 +58,8 @@ impl Default for WordCount {
             lines_per_second: 1_500,
             checkpoint_interval_ms: 200,
             checkpoints_retained: 2,
+            hostile: None,
+            restart_attempts: 0,
         }
     }
 }
@@ -66,6 +73,7 @@ impl Dir {
             .expect("tempdir");
         std::fs::create_dir_all(tmp.path().join("input")).unwrap();
         std::fs::create_dir_all(tmp.path().join("output")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("scratch")).unwrap();
         std::fs::write(tmp.path().join("input/words.txt"), input_text(lines)).unwrap();
         Dir { tmp }
     }
@@ -82,11 +90,33 @@ impl Dir {
 
     /// Writes `job.toml` for a word count and returns its path.
     pub fn write_job(&self, job: &WordCount) -> PathBuf {
-        let text = format!(
+        self.write_job_in(self.path(), job)
+    }
+
+    /// Writes a word count's `job.toml` into folder `dir`, beside its own copy of the input and
+    /// its own output, and returns its path: a second job on the same state folder.
+    pub fn write_job_in(&self, dir: &Path, job: &WordCount) -> PathBuf {
+        if dir != self.path() {
+            for sub in ["input", "output", "scratch"] {
+                std::fs::create_dir_all(dir.join(sub)).unwrap();
+            }
+            std::fs::copy(
+                self.path().join("input/words.txt"),
+                dir.join("input/words.txt"),
+            )
+            .unwrap();
+        }
+        let counted = if job.hostile.is_some() {
+            "hostile"
+        } else {
+            "tokenize"
+        };
+        let mut text = format!(
             r#"
 name = "wordcount"
 checkpoint_interval_ms = {interval}
 checkpoints_retained = {retained}
+restart = {{ attempts = {attempts}, delay_ms = 100 }}
 
 [[operators]]
 id = "lines"
@@ -122,7 +152,7 @@ to = "tokenize"
 partition = "rebalance"
 
 [[edges]]
-from = "tokenize"
+from = "{counted}"
 to = "{counter_id}"
 partition = "key-by"
 
@@ -140,8 +170,17 @@ partition = "rebalance"
             counter = job.counter.display(),
             counter_parallelism = job.counter_parallelism,
             sink = guest("file_sink").display(),
+            attempts = job.restart_attempts,
         );
-        let path = self.path().join("job.toml");
+        if let Some(lines) = &job.hostile {
+            text.push_str(&format!(
+                "\n[[operators]]\nid = \"hostile\"\nrole = \"operator\"\nmodule = \"{}\"\nparallelism = 2\n\
+                 mounts = [{{ host = \"scratch\", guest = \"/scratch\", writable = true }}]\n{lines}\n\n\
+                 [[edges]]\nfrom = \"tokenize\"\nto = \"hostile\"\npartition = \"forward\"\n",
+                guest("hostile").display()
+            ));
+        }
+        let path = dir.join("job.toml");
         std::fs::write(&path, text).unwrap();
         path
     }

@@ -159,6 +159,11 @@ impl Coordinator {
         self.in_flight.is_some()
     }
 
+    /// The number the next triggered checkpoint will get.
+    pub fn next(&self) -> CheckpointId {
+        self.next
+    }
+
     /// The barrier of the checkpoint in flight, if any.
     pub fn in_flight(&self) -> Option<Barrier> {
         self.in_flight.as_ref().map(|f| f.barrier)

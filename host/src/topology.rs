@@ -37,6 +37,9 @@ pub struct JobFile {
     /// Number of key groups, fixed for the life of the job's state.
     #[serde(default)]
     pub max_parallelism: Option<u32>,
+    /// What to do when a guest traps or exceeds a limit.
+    #[serde(default)]
+    pub restart: RestartStrategy,
     /// The operators, each with a stable id.
     #[serde(default, rename = "operators")]
     pub operators: Vec<OperatorSpec>,
@@ -67,6 +70,25 @@ pub struct OperatorSpec {
     /// Sources only: upper bound on records emitted per second, per subtask.
     #[serde(default)]
     pub records_per_second_max: Option<u64>,
+    /// Largest linear memory one instance may grow to.
+    #[serde(default)]
+    pub memory_bytes_max: Option<u64>,
+    /// Longest one guest call may run before it is interrupted.
+    #[serde(default)]
+    pub call_ms_max: Option<u64>,
+}
+
+/// How a job recovers from a failed subtask: restart every subtask from the latest completed
+/// checkpoint, up to `attempts` times, `delay_ms` apart. No restarts by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartStrategy {
+    /// Restarts allowed over the life of the job.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Pause before each restart.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 fn one() -> u32 {
@@ -143,6 +165,10 @@ pub struct OperatorPlan {
     pub mounts: Vec<Mount>,
     /// Sources only: throttle, per subtask.
     pub records_per_second_max: Option<u64>,
+    /// Memory limit per instance, if the job file sets one.
+    pub memory_bytes_max: Option<u64>,
+    /// Deadline per guest call, if the job file sets one.
+    pub call_ms_max: Option<u64>,
 }
 
 /// A validated edge between two operators of the plan, by index into [`Plan::operators`].
@@ -171,6 +197,8 @@ pub struct Plan {
     pub checkpoints_retained: u32,
     /// Number of key groups.
     pub max_parallelism: u32,
+    /// Recovery from failures.
+    pub restart: RestartStrategy,
 }
 
 /// A job file that cannot run, with every problem found.
@@ -224,6 +252,12 @@ impl Plan {
             if op.records_per_second_max.is_some() && op.role != Role::Source {
                 errors.push(format!(
                     "operator `{}`: only sources take records_per_second_max",
+                    op.id
+                ));
+            }
+            if op.memory_bytes_max.is_some_and(|m| m < 1 << 16) || op.call_ms_max == Some(0) {
+                errors.push(format!(
+                    "operator `{}`: memory_bytes_max must be at least 65536 (one page) and call_ms_max above 0",
                     op.id
                 ));
             }
@@ -317,6 +351,7 @@ impl Plan {
                 .unwrap_or(CHECKPOINTS_RETAINED_DEFAULT)
                 .max(1),
             max_parallelism,
+            restart: file.restart,
         })
     }
 
@@ -407,6 +442,8 @@ fn resolve_operator(spec: OperatorSpec, base: &Path) -> OperatorPlan {
             })
             .collect(),
         records_per_second_max: spec.records_per_second_max,
+        memory_bytes_max: spec.memory_bytes_max,
+        call_ms_max: spec.call_ms_max,
     }
 }
 

@@ -93,11 +93,16 @@ impl CoordinatorTask {
         &self.operators
     }
 
+    /// The number the next checkpoint would get: a restarted job never reuses one.
+    pub fn next_checkpoint(&self) -> CheckpointId {
+        self.coordinator.next()
+    }
+
     /// Runs the job's subtasks until the job ends, and says how it ended.
     pub async fn run(
-        mut self,
+        &mut self,
         subtasks: Vec<Subtask>,
-        mut requests: mpsc::Receiver<Request>,
+        requests: &mut mpsc::Receiver<Request>,
     ) -> Outcome {
         let mut tasks = JoinSet::new();
         let mut names = BTreeMap::new();

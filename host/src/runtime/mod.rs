@@ -3,28 +3,26 @@
 //! [`build`] does everything that can fail on configuration before anything is spawned: it
 //! loads every module, instantiates every subtask, calls `init` and `restore`, and wires the
 //! channels, returning *all* errors, each naming its operator. `host check` is `build` without
-//! [`Job::spawn`].
+//! [`Job::spawn`]. A spawned job is supervised: when a subtask fails, the job restarts from its
+//! latest completed checkpoint as often as the job file's restart strategy allows.
 
+mod build;
 pub mod channel;
 pub mod coordinator;
 pub mod partition;
 pub mod subtask;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::engine::bindings::{Context, StateOrigin};
-use crate::engine::{Engine, Limits, Module};
-use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId, SubtaskId};
-use crate::store::{Metadata, States, Store};
+use crate::engine::Limits;
+use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
+use crate::store::{Metadata, States};
 use crate::topology::{Plan, Role};
-use channel::{Receiver, Sender, channel};
 use coordinator::CoordinatorTask;
-use partition::{Output, OutputEdge};
 use subtask::Subtask;
 
 /// Records in flight on one input channel before its sender waits.
@@ -99,10 +97,13 @@ pub struct OperatorInfo {
     pub module_version: String,
 }
 
+pub use build::build;
+
 /// A job built and ready to spawn.
 pub struct Job {
     subtasks: Vec<Subtask>,
     coordinator: CoordinatorTask,
+    blueprint: build::Blueprint,
 }
 
 /// A savepoint (or final checkpoint) a job wrote on request.
@@ -165,209 +166,50 @@ impl JobHandle {
 }
 
 impl Job {
-    /// Starts every subtask and the coordinator.
+    /// Starts every subtask and the coordinator, under supervision.
     pub fn spawn(self) -> JobHandle {
         let (requests, requests_rx) = mpsc::channel(16);
-        let outcome = tokio::spawn(self.coordinator.run(self.subtasks, requests_rx));
+        let outcome = tokio::spawn(self.supervise(requests_rx));
         JobHandle { requests, outcome }
+    }
+
+    /// Runs the job; after a failure, restarts it from its latest completed checkpoint while
+    /// the restart strategy allows, then gives up with the last error.
+    async fn supervise(self, mut requests: mpsc::Receiver<Request>) -> Outcome {
+        let Job {
+            mut subtasks,
+            mut coordinator,
+            blueprint,
+        } = self;
+        let strategy = blueprint.plan.restart;
+        let mut restarts = 0;
+        loop {
+            let outcome = coordinator.run(subtasks, &mut requests).await;
+            let Outcome::Failed(error) = outcome else {
+                return outcome;
+            };
+            if restarts == strategy.attempts {
+                return Outcome::Failed(match restarts {
+                    0 => error,
+                    n => format!("{error} (gave up after {n} restarts)"),
+                });
+            }
+            restarts += 1;
+            tracing::warn!(job = %blueprint.job, restart = restarts, of = strategy.attempts, "{error}; restarting from the latest checkpoint");
+            tokio::time::sleep(std::time::Duration::from_millis(strategy.delay_ms)).await;
+            match blueprint.restart(coordinator.next_checkpoint()).await {
+                Ok((rebuilt, rebuilt_coordinator)) => {
+                    (subtasks, coordinator) = (rebuilt, rebuilt_coordinator)
+                }
+                Err(restart_error) => {
+                    return Outcome::Failed(format!("{error}; restarting failed: {restart_error}"));
+                }
+            }
+        }
     }
 
     /// The operators of the job as checkpoint metadata records them.
     pub fn operators(&self) -> &[OperatorInfo] {
         self.coordinator.operators()
-    }
-}
-
-/// Loads, instantiates, initializes and restores every subtask of `spec`, and wires them.
-pub async fn build(
-    engine: Arc<Engine>,
-    store: Store,
-    spec: JobSpec,
-) -> Result<Job, Vec<BuildError>> {
-    let JobSpec {
-        job,
-        plan,
-        job_file,
-        restore,
-        limits,
-        after_publish,
-    } = spec;
-    let mut errors = Vec::new();
-    let modules: Vec<Option<Module>> = plan
-        .operators
-        .iter()
-        .map(|op| {
-            engine
-                .load(&op.module, op.role)
-                .map_err(|e| {
-                    errors.push(BuildError {
-                        operator: op.id.clone(),
-                        subtask: None,
-                        message: e.to_string(),
-                    })
-                })
-                .ok()
-        })
-        .collect();
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    let (events_tx, events) = mpsc::unbounded_channel();
-    let mut infos = Vec::new();
-    let mut instances = Vec::new();
-    for (op, module) in plan.operators.iter().zip(modules.iter().flatten()) {
-        let mut info = OperatorInfo {
-            id: op.id.clone(),
-            role: op.role,
-            parallelism: op.parallelism,
-            module_sha256: module.sha256.clone(),
-            module_name: String::new(),
-            module_version: String::new(),
-        };
-        let origin = restore
-            .as_ref()
-            .and_then(|r| r.metadata.operators.iter().find(|s| s.id == op.id));
-        for index in 0..op.parallelism {
-            let subtask = SubtaskId {
-                operator: op.id.clone(),
-                index,
-            };
-            let fail = |message: String| BuildError {
-                operator: op.id.clone(),
-                subtask: Some(index),
-                message,
-            };
-            let mut instance = match engine
-                .instantiate(module, subtask.clone(), limits, &op.mounts)
-                .await
-            {
-                Ok(instance) => instance,
-                Err(e) => {
-                    errors.push(fail(e.to_string()));
-                    continue;
-                }
-            };
-            let context = Context {
-                operator_id: op.id.to_string(),
-                subtask: index,
-                parallelism: op.parallelism,
-                config: op.config.clone(),
-            };
-            let started = async {
-                let described = instance.describe().await?;
-                info.module_name = described.name;
-                info.module_version = described.version;
-                instance.init(&context).await?;
-                if let (Some(origin), Some(restore)) = (origin, &restore)
-                    && let Some(blob) = restore.states.get(&(op.id.clone(), index))
-                {
-                    let from = StateOrigin {
-                        module_name: origin.module_name.clone(),
-                        module_version: origin.module_version.clone(),
-                        module_sha256: origin.module_sha256.clone(),
-                    };
-                    instance.restore(blob, &from).await?;
-                    if op.role == Role::Sink {
-                        // The restored checkpoint is complete: publish what it prepared.
-                        instance.commit(restore.metadata.checkpoint.0).await?;
-                    }
-                }
-                Ok::<_, crate::engine::GuestError>(())
-            };
-            match started.await {
-                Ok(()) => instances.push((subtask, instance)),
-                Err(e) => errors.push(fail(e.to_string())),
-            }
-        }
-        infos.push(info);
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    let mut wiring = Wiring::new(&plan);
-    let mut subtasks = Vec::new();
-    let mut commands = BTreeMap::new();
-    for (id, instance) in instances {
-        let op_index = plan
-            .operators
-            .iter()
-            .position(|op| op.id == id.operator)
-            .expect("planned operator");
-        let op = &plan.operators[op_index];
-        let (command_tx, command_rx) = mpsc::unbounded_channel();
-        commands.insert(id.clone(), command_tx);
-        subtasks.push(Subtask {
-            inputs: wiring
-                .inputs
-                .remove(&(op_index, id.index))
-                .unwrap_or_default(),
-            output: wiring.output(&plan, op_index, id.index),
-            id,
-            role: op.role,
-            instance,
-            commands: command_rx,
-            events: events_tx.clone(),
-            store: store.clone(),
-            job: job.clone(),
-            records_per_second_max: op.records_per_second_max,
-        });
-    }
-    let first = restore
-        .as_ref()
-        .map_or(CheckpointId(1), |r| r.metadata.checkpoint.next());
-    let mut coordinator =
-        CoordinatorTask::new(job, job_file, &plan, infos, store, commands, events, first);
-    coordinator.after_publish = after_publish;
-    Ok(Job {
-        subtasks,
-        coordinator,
-    })
-}
-
-/// The channels of every edge, between every pair of subtasks it connects.
-struct Wiring {
-    /// Receivers by (operator index, subtask index).
-    inputs: BTreeMap<(usize, u32), Vec<Receiver>>,
-    /// Senders by (edge index, upstream subtask), one per reachable downstream subtask.
-    senders: BTreeMap<(usize, u32), Vec<Sender>>,
-}
-
-impl Wiring {
-    fn new(plan: &Plan) -> Self {
-        let mut wiring = Wiring {
-            inputs: BTreeMap::new(),
-            senders: BTreeMap::new(),
-        };
-        for (e, edge) in plan.edges.iter().enumerate() {
-            let (up, down) = (&plan.operators[edge.from], &plan.operators[edge.to]);
-            for i in 0..up.parallelism {
-                let targets: Vec<u32> = match edge.partition {
-                    crate::topology::Partition::Forward => vec![i],
-                    _ => (0..down.parallelism).collect(),
-                };
-                for j in targets {
-                    let (tx, rx) = channel(CHANNEL_RECORDS_MAX);
-                    wiring.senders.entry((e, i)).or_default().push(tx);
-                    wiring.inputs.entry((edge.to, j)).or_default().push(rx);
-                }
-            }
-        }
-        wiring
-    }
-
-    fn output(&mut self, plan: &Plan, op_index: usize, subtask: u32) -> Output {
-        let edges = plan
-            .edges
-            .iter()
-            .enumerate()
-            .filter(|(_, edge)| edge.from == op_index)
-            .map(|(e, edge)| {
-                let targets = self.senders.remove(&(e, subtask)).expect("wired edge");
-                OutputEdge::new(edge.partition, targets, plan.max_parallelism)
-            })
-            .collect();
-        Output::new(edges)
     }
 }

@@ -23,6 +23,8 @@ use crate::topology::Role;
 
 /// Most records a source is asked for in one `poll`.
 pub const POLL_RECORDS_MAX: u32 = 1_024;
+/// Most records one guest call may return: a guest that floods the host is stopped.
+pub const BATCH_RECORDS_MAX: usize = 1 << 20;
 /// Pause after a source returned no records, before it is polled again.
 const IDLE_POLL_MS: u64 = 10;
 
@@ -208,10 +210,17 @@ impl Subtask {
     }
 
     fn check(&self, batch: &Batch) -> Result<(), SubtaskError> {
-        check_batch(batch).map_err(|problem| SubtaskError::Malformed {
+        let malformed = |problem| SubtaskError::Malformed {
             subtask: self.id.clone(),
             problem,
-        })
+        };
+        if batch_len(batch) > BATCH_RECORDS_MAX {
+            return Err(malformed(format!(
+                "returned a batch of {} records, over the limit of {BATCH_RECORDS_MAX}",
+                batch_len(batch)
+            )));
+        }
+        check_batch(batch).map_err(malformed)
     }
 
     /// Snapshots the guest for `barrier` and writes the blob off the hot path; the ack (or the

@@ -1,0 +1,322 @@
+//! Building a job: everything that can fail on configuration, before anything is spawned.
+//!
+//! Loads every module (checked against its role's world), instantiates every subtask with its
+//! limits and grants, calls `describe`, `init` and `restore` (and, for sinks, `commit` of the
+//! restored checkpoint), then wires the channels. Every error is collected and names its
+//! operator and subtask. A restart after a failure goes through the same path, from the job's
+//! latest completed checkpoint.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::channel::{Receiver, Sender, channel};
+use super::coordinator::CoordinatorTask;
+use super::partition::{Output, OutputEdge};
+use super::subtask::Subtask;
+use super::{
+    BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, PublishHook, RestoreFrom,
+};
+use crate::engine::bindings::{Context, StateOrigin};
+use crate::engine::{Engine, GuestError, Instance, Limits, Module};
+use crate::ids::{CheckpointId, JobId, SubtaskId};
+use crate::store::{Store, StoreError};
+use crate::topology::{OperatorPlan, Partition, Plan, Role};
+
+/// What building, and rebuilding after a failure, starts from.
+#[derive(Clone)]
+pub(super) struct Blueprint {
+    pub(super) engine: Arc<Engine>,
+    pub(super) store: Store,
+    pub(super) job: JobId,
+    pub(super) plan: Plan,
+    job_file: String,
+    limits: Limits,
+    after_publish: Option<PublishHook>,
+    /// The point the job was started from, for a restart before its first checkpoint.
+    initial: Option<Arc<RestoreFrom>>,
+}
+
+/// Loads, instantiates, initializes and restores every subtask of `spec`, and wires them.
+pub async fn build(
+    engine: Arc<Engine>,
+    store: Store,
+    spec: JobSpec,
+) -> Result<Job, Vec<BuildError>> {
+    let JobSpec {
+        job,
+        plan,
+        job_file,
+        restore,
+        limits,
+        after_publish,
+    } = spec;
+    let initial = restore.map(Arc::new);
+    let blueprint = Blueprint {
+        engine,
+        store,
+        job,
+        plan,
+        job_file,
+        limits,
+        after_publish,
+        initial: initial.clone(),
+    };
+    let first = initial
+        .as_ref()
+        .map_or(CheckpointId(1), |r| r.metadata.checkpoint.next());
+    let (subtasks, coordinator) = blueprint.assemble(initial.as_deref(), first).await?;
+    Ok(Job {
+        subtasks,
+        coordinator,
+        blueprint,
+    })
+}
+
+impl Blueprint {
+    /// Rebuilds the job from its latest completed checkpoint (or the point it started from),
+    /// numbering new checkpoints from `next` at the least.
+    pub(super) async fn restart(
+        &self,
+        next: CheckpointId,
+    ) -> Result<(Vec<Subtask>, CoordinatorTask), String> {
+        let (store, job) = (self.store.clone(), self.job.clone());
+        let latest =
+            tokio::task::spawn_blocking(move || -> Result<Option<RestoreFrom>, StoreError> {
+                let Some(&checkpoint) = store.checkpoints(&job)?.last() else {
+                    return Ok(None);
+                };
+                let point = store.read_point(&store.layout().checkpoint(&job, checkpoint))?;
+                let states = store.read_states(&point)?;
+                Ok(Some(RestoreFrom {
+                    metadata: point.metadata,
+                    states,
+                }))
+            })
+            .await
+            .expect("reading a checkpoint does not panic")
+            .map_err(|e| e.to_string())?;
+        let restore = latest.map(Arc::new).or_else(|| self.initial.clone());
+        let first = restore
+            .as_ref()
+            .map_or(next, |r| r.metadata.checkpoint.next().max(next));
+        self.assemble(restore.as_deref(), first)
+            .await
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+    }
+
+    async fn assemble(
+        &self,
+        restore: Option<&RestoreFrom>,
+        first: CheckpointId,
+    ) -> Result<(Vec<Subtask>, CoordinatorTask), Vec<BuildError>> {
+        let mut errors = Vec::new();
+        let modules: Vec<Option<Module>> = self
+            .plan
+            .operators
+            .iter()
+            .map(|op| {
+                let loaded = self.engine.load(&op.module, op.role);
+                loaded
+                    .map_err(|e| {
+                        errors.push(BuildError {
+                            operator: op.id.clone(),
+                            subtask: None,
+                            message: e.to_string(),
+                        })
+                    })
+                    .ok()
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let mut infos = Vec::new();
+        let mut instances = Vec::new();
+        for (op, module) in self.plan.operators.iter().zip(modules.iter().flatten()) {
+            let mut info = OperatorInfo {
+                id: op.id.clone(),
+                role: op.role,
+                parallelism: op.parallelism,
+                module_sha256: module.sha256.clone(),
+                module_name: String::new(),
+                module_version: String::new(),
+            };
+            for index in 0..op.parallelism {
+                match self
+                    .start_subtask(op, module, index, restore, &mut info)
+                    .await
+                {
+                    Ok(instance) => instances.push(instance),
+                    Err(message) => errors.push(BuildError {
+                        operator: op.id.clone(),
+                        subtask: Some(index),
+                        message,
+                    }),
+                }
+            }
+            infos.push(info);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let mut wiring = Wiring::new(&self.plan);
+        let mut subtasks = Vec::new();
+        let mut commands = BTreeMap::new();
+        for instance in instances {
+            let id = instance.subtask().clone();
+            let op_index = self
+                .plan
+                .operators
+                .iter()
+                .position(|op| op.id == id.operator)
+                .expect("planned operator");
+            let op = &self.plan.operators[op_index];
+            let (command_tx, command_rx) = mpsc::unbounded_channel();
+            commands.insert(id.clone(), command_tx);
+            subtasks.push(Subtask {
+                inputs: wiring
+                    .inputs
+                    .remove(&(op_index, id.index))
+                    .unwrap_or_default(),
+                output: wiring.output(&self.plan, op_index, id.index),
+                id,
+                role: op.role,
+                instance,
+                commands: command_rx,
+                events: events_tx.clone(),
+                store: self.store.clone(),
+                job: self.job.clone(),
+                records_per_second_max: op.records_per_second_max,
+            });
+        }
+        let mut coordinator = CoordinatorTask::new(
+            self.job.clone(),
+            self.job_file.clone(),
+            &self.plan,
+            infos,
+            self.store.clone(),
+            commands,
+            events,
+            first,
+        );
+        coordinator.after_publish = self.after_publish.clone();
+        Ok((subtasks, coordinator))
+    }
+
+    /// Instantiates one subtask and brings it to where the job resumes: `describe`, `init`,
+    /// then `restore` of its state if the point has some.
+    async fn start_subtask(
+        &self,
+        op: &OperatorPlan,
+        module: &Module,
+        index: u32,
+        restore: Option<&RestoreFrom>,
+        info: &mut OperatorInfo,
+    ) -> Result<Instance, String> {
+        let limits = Limits {
+            memory_bytes_max: op
+                .memory_bytes_max
+                .map_or(self.limits.memory_bytes_max, |m| m as usize),
+            call_ms_max: op.call_ms_max.unwrap_or(self.limits.call_ms_max),
+        };
+        let subtask = SubtaskId {
+            operator: op.id.clone(),
+            index,
+        };
+        let mut instance = self
+            .engine
+            .instantiate(module, subtask, limits, &op.mounts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let context = Context {
+            operator_id: op.id.to_string(),
+            subtask: index,
+            parallelism: op.parallelism,
+            config: op.config.clone(),
+        };
+        let started: Result<(), GuestError> = async {
+            let described = instance.describe().await?;
+            info.module_name = described.name;
+            info.module_version = described.version;
+            instance.init(&context).await?;
+            let Some(restore) = restore else {
+                return Ok(());
+            };
+            let origin = restore.metadata.operators.iter().find(|s| s.id == op.id);
+            if let (Some(origin), Some(blob)) =
+                (origin, restore.states.get(&(op.id.clone(), index)))
+            {
+                let from = StateOrigin {
+                    module_name: origin.module_name.clone(),
+                    module_version: origin.module_version.clone(),
+                    module_sha256: origin.module_sha256.clone(),
+                };
+                instance.restore(blob, &from).await?;
+                if op.role == Role::Sink {
+                    // The restored checkpoint is complete: publish what it prepared.
+                    instance.commit(restore.metadata.checkpoint.0).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        started.map(|()| instance).map_err(|e| e.to_string())
+    }
+}
+
+/// The channels of every edge, between every pair of subtasks it connects.
+struct Wiring {
+    /// Receivers by (operator index, subtask index).
+    inputs: BTreeMap<(usize, u32), Vec<Receiver>>,
+    /// Senders by (edge index, upstream subtask), one per reachable downstream subtask.
+    senders: BTreeMap<(usize, u32), Vec<Sender>>,
+}
+
+impl Wiring {
+    fn new(plan: &Plan) -> Self {
+        let mut wiring = Wiring {
+            inputs: BTreeMap::new(),
+            senders: BTreeMap::new(),
+        };
+        for (e, edge) in plan.edges.iter().enumerate() {
+            let (up, down) = (&plan.operators[edge.from], &plan.operators[edge.to]);
+            for i in 0..up.parallelism {
+                let targets: Vec<u32> = match edge.partition {
+                    Partition::Forward => vec![i],
+                    _ => (0..down.parallelism).collect(),
+                };
+                for j in targets {
+                    let (tx, rx) = channel(CHANNEL_RECORDS_MAX);
+                    wiring.senders.entry((e, i)).or_default().push(tx);
+                    wiring.inputs.entry((edge.to, j)).or_default().push(rx);
+                }
+            }
+        }
+        wiring
+    }
+
+    fn output(&mut self, plan: &Plan, op_index: usize, subtask: u32) -> Output {
+        let edges = plan
+            .edges
+            .iter()
+            .enumerate()
+            .filter(|(_, edge)| edge.from == op_index)
+            .map(|(e, edge)| {
+                let targets = self.senders.remove(&(e, subtask)).expect("wired edge");
+                OutputEdge::new(edge.partition, targets, plan.max_parallelism)
+            })
+            .collect();
+        Output::new(edges)
+    }
+}

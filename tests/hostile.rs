@@ -1,0 +1,152 @@
+//! Guarantee 6: a guest that traps, loops, eats memory, floods the host or reaches outside its
+//! grant fails its job cleanly, naming the operator; the host process survives it, other jobs
+//! run on, and with a restart strategy the job recovers from its latest checkpoint.
+
+use std::time::{Duration, Instant};
+
+use crate::util::{Dir, WordCount, assert_exactly_once, input_text};
+
+const LINES: usize = 2_000;
+
+/// Runs a word count with a hostile operator configured by `lines`; returns (succeeded, stderr).
+fn run_hostile(dir: &Dir, lines: &str, restart_attempts: u32) -> (bool, String) {
+    run_hostile_in(dir, dir.path(), lines, restart_attempts)
+}
+
+fn run_hostile_in(
+    dir: &Dir,
+    folder: &std::path::Path,
+    lines: &str,
+    restart_attempts: u32,
+) -> (bool, String) {
+    let job = dir.write_job_in(
+        folder,
+        &WordCount {
+            hostile: Some(lines.to_owned()),
+            restart_attempts,
+            lines_per_second: 4_000,
+            ..WordCount::default()
+        },
+    );
+    dir.start(&[job.to_str().unwrap()]).wait()
+}
+
+fn assert_failed_naming(outcome: (bool, String), needles: &[&str]) {
+    let (ok, stderr) = outcome;
+    assert!(!ok, "the job should have failed:\n{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "expected `{needle}` in:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_looping_guest_is_interrupted_at_its_deadline() {
+    let dir = Dir::new(LINES);
+    let started = Instant::now();
+    let outcome = run_hostile(
+        &dir,
+        "call_ms_max = 300\nconfig = { misbehave = \"loop\", after_records = 300 }",
+        0,
+    );
+    assert_failed_naming(
+        outcome,
+        &[
+            "job",
+            "failed",
+            "hostile[",
+            "`process` trapped",
+            "interrupt",
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the loop was not cut short"
+    );
+    assert!(dir.host_ok(&["list"]).contains("failed: hostile["));
+}
+
+#[test]
+fn a_trapping_guest_fails_its_job_naming_the_operator() {
+    let dir = Dir::new(LINES);
+    let outcome = run_hostile(
+        &dir,
+        "config = { misbehave = \"trap\", after_records = 300 }",
+        0,
+    );
+    assert_failed_naming(outcome, &["hostile[", "`process` trapped", "unreachable"]);
+}
+
+#[test]
+fn a_guest_that_eats_memory_is_stopped_at_its_limit() {
+    let dir = Dir::new(LINES);
+    let outcome = run_hostile(
+        &dir,
+        "memory_bytes_max = 33554432\nconfig = { misbehave = \"grow-memory\" }",
+        0,
+    );
+    assert_failed_naming(outcome, &["hostile[", "`process` trapped", "memory"]);
+}
+
+#[test]
+fn a_guest_that_floods_the_host_is_stopped() {
+    let dir = Dir::new(LINES);
+    let outcome = run_hostile(
+        &dir,
+        "config = { misbehave = \"flood\", flood_records = 2000000 }",
+        0,
+    );
+    assert_failed_naming(outcome, &["hostile[", "2000000 records, over the limit"]);
+}
+
+#[test]
+fn a_guest_cannot_read_outside_its_grant() {
+    let dir = Dir::new(LINES);
+    let outcome = run_hostile(&dir, "config = { misbehave = \"escape\" }", 0);
+    assert_failed_naming(
+        outcome,
+        &["hostile[", "`process` refused", "denied outside the grant"],
+    );
+}
+
+#[test]
+fn a_job_restarts_from_its_latest_checkpoint_and_loses_nothing() {
+    let dir = Dir::new(LINES);
+    // Each subtask traps once, after some checkpoints completed; the restarted job runs through.
+    let lines = "config = { misbehave = \"trap\", after_records = 2500, once_marker = \"/scratch/tripped\" }";
+    let (ok, stderr) = run_hostile(&dir, lines, 3);
+    assert!(ok, "the job did not recover:\n{stderr}");
+    assert!(
+        dir.path().join("scratch/tripped").exists(),
+        "the guest never trapped"
+    );
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
+
+#[test]
+fn restarts_give_up_after_the_configured_attempts() {
+    let dir = Dir::new(LINES);
+    let outcome = run_hostile(
+        &dir,
+        "config = { misbehave = \"trap\", after_records = 100 }",
+        2,
+    );
+    assert_failed_naming(outcome, &["hostile[", "gave up after 2 restarts"]);
+}
+
+#[test]
+fn a_hostile_job_leaves_other_jobs_untouched() {
+    let dir = Dir::new(LINES);
+    let good = dir.write_job(&WordCount::default());
+    let running = dir.start(&[good.to_str().unwrap()]);
+    // The hostile job shares the state folder, with its own input and output folders.
+    let hostile = dir.path().join("hostile");
+    let outcome = run_hostile_in(
+        &dir,
+        &hostile,
+        "call_ms_max = 200\nconfig = { misbehave = \"loop\" }",
+        0,
+    );
+    assert_failed_naming(outcome, &["interrupt"]);
+    running.wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
