@@ -150,3 +150,33 @@ fn a_hostile_job_leaves_other_jobs_untouched() {
     running.wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
+
+#[test]
+fn a_snapshot_refusal_aborts_that_checkpoint_only() {
+    let dir = Dir::new(LINES);
+    let lines = "config = { misbehave = \"refuse-snapshot\", after_records = 1000, once_marker = \"/scratch/refused\" }";
+    let (ok, stderr) = run_hostile(&dir, lines, 0);
+    assert!(
+        ok,
+        "the job should run on past a refused snapshot:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("checkpoint aborted") && stderr.contains("refusing to snapshot"),
+        "{stderr}"
+    );
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
+
+#[test]
+fn a_trap_in_snapshot_restarts_the_job_from_its_latest_checkpoint() {
+    let dir = Dir::new(LINES);
+    let lines = "config = { misbehave = \"trap-in-snapshot\", after_records = 1000, once_marker = \"/scratch/trapped\" }";
+    let (ok, stderr) = run_hostile(&dir, lines, 1);
+    assert!(ok, "the job did not recover:\n{stderr}");
+    assert!(
+        stderr.contains("`snapshot` trapped")
+            && stderr.contains("restarting from the latest checkpoint"),
+        "{stderr}"
+    );
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}

@@ -4,6 +4,7 @@
 //! command builds them first).
 
 mod bad_input;
+mod control;
 mod corrupt;
 mod crash;
 mod hostile;
