@@ -43,10 +43,10 @@ fn a_crash_between_publishing_a_checkpoint_and_committing_it_loses_nothing() {
     // The host aborts right after checkpoint 3 is durable, before any sink commits it: only
     // the resumed job can publish that checkpoint's output.
     let (ok, stderr) = dir
-        .start(&[job.to_str().unwrap(), "--crash-after-checkpoint", "3"])
+        .start(&[job.to_str().unwrap(), "--crash-at", "published:3"])
         .wait();
     assert!(
-        !ok && stderr.contains("crash injected after checkpoint 3"),
+        !ok && stderr.contains("crash injected at published of checkpoint 3"),
         "{stderr}"
     );
     let job_id = dir
@@ -61,4 +61,66 @@ fn a_crash_between_publishing_a_checkpoint_and_committing_it_loses_nothing() {
     let output = dir.committed_output();
     assert!(output.len() > before);
     assert_exactly_once(&output, &input_text(LINES));
+}
+
+#[test]
+fn a_full_disk_fails_that_savepoint_only_and_older_ones_stay_intact() {
+    let dir = Dir::new(LINES);
+    let job = dir.write_job(&WordCount::default());
+    let running = dir.start(&[
+        job.to_str().unwrap(),
+        "--checkpoint-interval",
+        "0",
+        "--fail-write-at",
+        "state-write:2",
+    ]);
+    let first = dir
+        .host_ok(&["save", &running.job])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let refusal = dir.host_err(&["save", &running.job]);
+    assert!(
+        refusal.contains("savepoint 2 failed") && refusal.contains("No space left on device"),
+        "{refusal}"
+    );
+    let third = dir
+        .host_ok(&["save", &running.job])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    running.wait_ok();
+
+    assert!(
+        dir.host_ok(&["inspect", &first])
+            .contains("all checksums verified")
+    );
+    assert!(
+        third.contains("-3-"),
+        "the failed savepoint's number is not reused: {third}"
+    );
+    let checkpoints = dir
+        .home()
+        .join("jobs")
+        .join(
+            third
+                .trim_start_matches("sp-")
+                .rsplitn(3, '-')
+                .nth(2)
+                .unwrap(),
+        )
+        .join("checkpoints");
+    let leftovers: Vec<_> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !leftovers
+            .iter()
+            .any(|n| n.to_string_lossy().contains("in-progress-2")),
+        "{leftovers:?}"
+    );
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }

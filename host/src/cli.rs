@@ -10,12 +10,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+use host::barrier::Phase;
 use host::control::{self, ControlRequest, ControlResponse};
 use host::engine::{Engine, Limits};
 use host::ids::{JobId, SavepointId};
 use host::runtime::{self, JobSpec, Outcome, RestoreFrom};
 use host::savepoint::{self, RestorePoint};
-use host::store::{JobState, JobStatus, Store};
+use host::store::{FaultHook, JobState, JobStatus, Store};
 use host::topology::Plan;
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
@@ -47,10 +48,14 @@ enum Command {
         /// Override the job file's checkpoint interval (0 disables periodic checkpoints).
         #[arg(long, value_name = "MS")]
         checkpoint_interval: Option<u64>,
-        /// Fault injection for tests: abort the process right after checkpoint N is published,
-        /// before its sinks commit.
-        #[arg(long, value_name = "N", hide = true)]
-        crash_after_checkpoint: Option<u64>,
+        /// Fault injection for tests: abort the process at PHASE of checkpoint N or later
+        /// (state-write, metadata-written, published, sink-committed).
+        #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
+        crash_at: Option<(Phase, u64)>,
+        /// Fault injection for tests: fail the write at PHASE of checkpoint N with "no space
+        /// left on device" (state-write, metadata-written).
+        #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
+        fail_write_at: Option<(Phase, u64)>,
     },
     /// Take a savepoint of a running job; prints its id and folder.
     Save {
@@ -110,16 +115,20 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             from,
             allow_non_restored_state,
             checkpoint_interval,
-            crash_after_checkpoint,
+            crash_at,
+            fail_write_at,
         } => {
-            let mut prepared = prepare(
+            let store = match (crash_at, fail_write_at) {
+                (None, None) => store,
+                _ => store.with_faults(inject_faults(crash_at, fail_write_at)),
+            };
+            let prepared = prepare(
                 &store,
                 &job_file,
                 from.as_deref(),
                 allow_non_restored_state,
                 checkpoint_interval,
             )?;
-            prepared.after_publish = crash_after_checkpoint.map(crash_after);
             tokio_runtime()?.block_on(run_job(store, prepared))
         }
         Command::Check {
@@ -169,7 +178,6 @@ struct Prepared {
     text: String,
     plan: Plan,
     restore: Option<(PathBuf, RestoreFrom)>,
-    after_publish: Option<runtime::PublishHook>,
 }
 
 fn prepare(
@@ -207,17 +215,34 @@ fn prepare(
         text,
         plan,
         restore,
-        after_publish: None,
     })
 }
 
-/// Fault injection: a hook that aborts the process once checkpoint `n` is published.
-fn crash_after(n: u64) -> runtime::PublishHook {
-    Arc::new(move |checkpoint| {
-        if checkpoint.0 >= n {
-            eprintln!("crash injected after checkpoint {checkpoint}");
+/// Reads a fault-injection point `PHASE:N`.
+fn parse_fault(text: &str) -> Result<(Phase, u64), String> {
+    let (phase, n) = text.split_once(':').ok_or("expected PHASE:N")?;
+    Ok((
+        phase.parse()?,
+        n.parse()
+            .map_err(|_| format!("`{n}` is not a checkpoint number"))?,
+    ))
+}
+
+/// Fault injection for tests: abort the process at one phase, fail a write at another.
+fn inject_faults(crash_at: Option<(Phase, u64)>, fail_write_at: Option<(Phase, u64)>) -> FaultHook {
+    Arc::new(move |phase, checkpoint| {
+        if crash_at.is_some_and(|(at, n)| at == phase && checkpoint.0 >= n) {
+            eprintln!(
+                "crash injected at {} of checkpoint {checkpoint}",
+                phase.name()
+            );
             std::process::abort();
         }
+        if fail_write_at == Some((phase, checkpoint.0)) {
+            // ENOSPC: what a full disk answers.
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        Ok(())
     })
 }
 
@@ -239,7 +264,6 @@ async fn build(
         job_file: prepared.text.clone(),
         restore,
         limits: Limits::default(),
-        after_publish: prepared.after_publish,
     };
     match runtime::build(engine, store.clone(), spec).await {
         Ok(job) => Ok((job, from, prepared.text, name)),

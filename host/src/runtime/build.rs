@@ -15,9 +15,7 @@ use super::channel::{Receiver, Sender, channel};
 use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
 use super::subtask::Subtask;
-use super::{
-    BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, PublishHook, RestoreFrom,
-};
+use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, RestoreFrom};
 use crate::engine::bindings::{Context, StateOrigin};
 use crate::engine::{Engine, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
@@ -33,7 +31,6 @@ pub(super) struct Blueprint {
     pub(super) plan: Plan,
     job_file: String,
     limits: Limits,
-    after_publish: Option<PublishHook>,
     /// The point the job was started from, for a restart before its first checkpoint.
     initial: Option<Arc<RestoreFrom>>,
 }
@@ -50,7 +47,6 @@ pub async fn build(
         job_file,
         restore,
         limits,
-        after_publish,
     } = spec;
     let initial = restore.map(Arc::new);
     let blueprint = Blueprint {
@@ -60,7 +56,6 @@ pub async fn build(
         plan,
         job_file,
         limits,
-        after_publish,
         initial: initial.clone(),
     };
     let first = initial
@@ -200,7 +195,7 @@ impl Blueprint {
                 records_per_second_max: op.records_per_second_max,
             });
         }
-        let mut coordinator = CoordinatorTask::new(
+        let coordinator = CoordinatorTask::new(
             self.job.clone(),
             self.job_file.clone(),
             &self.plan,
@@ -210,7 +205,6 @@ impl Blueprint {
             events,
             first,
         );
-        coordinator.after_publish = self.after_publish.clone();
         Ok((subtasks, coordinator))
     }
 

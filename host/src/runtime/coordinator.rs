@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use super::subtask::{Command, Event, Subtask};
 use super::{OperatorInfo, Outcome, Request, Saved};
-use crate::barrier::{Barrier, BarrierKind, Coordinator, Progress, retention_victims};
+use crate::barrier::{Barrier, BarrierKind, Coordinator, Phase, Progress, retention_victims};
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
 use crate::store::{Metadata, OperatorState, StateFile, Store};
 use crate::topology::{Plan, Role};
@@ -45,8 +45,6 @@ pub struct CoordinatorTask {
     stopping: Option<Barrier>,
     /// The savepoint the stop wrote, once complete.
     final_savepoint: Option<Saved>,
-    /// See [`super::JobSpec::after_publish`].
-    pub(super) after_publish: Option<super::PublishHook>,
 }
 
 impl CoordinatorTask {
@@ -84,7 +82,6 @@ impl CoordinatorTask {
             sources_running,
             stopping: None,
             final_savepoint: None,
-            after_publish: None,
         }
     }
 
@@ -150,14 +147,17 @@ impl CoordinatorTask {
                     Event::Acked { subtask, checkpoint, file } => self.on_ack(subtask, checkpoint, file).await,
                     Event::SnapshotFailed { checkpoint, error } => {
                         tracing::warn!(%checkpoint, "checkpoint aborted: {error}");
-                        if self.coordinator.abort(checkpoint).is_some() {
-                            self.abandon(checkpoint, &error);
-                            if self.stopping.is_some_and(|b| b.checkpoint == checkpoint) {
-                                tasks.shutdown().await;
-                                break Outcome::Failed(format!("the final checkpoint {checkpoint} failed: {error}"));
-                            }
-                            self.trigger_next();
+                        if self.coordinator.abort(checkpoint).is_none() {
+                            // Already aborted; this late write may have left files behind.
+                            self.remove_aborted(checkpoint);
+                            continue;
                         }
+                        self.abandon(checkpoint, &error);
+                        if self.stopping.is_some_and(|b| b.checkpoint == checkpoint) {
+                            tasks.shutdown().await;
+                            break Outcome::Failed(format!("the final checkpoint {checkpoint} failed: {error}"));
+                        }
+                        self.trigger_next();
                     }
                     Event::SourceExhausted => {
                         self.sources_running -= 1;
@@ -234,6 +234,8 @@ impl CoordinatorTask {
     async fn on_ack(&mut self, subtask: SubtaskId, checkpoint: CheckpointId, file: StateFile) {
         let progress = self.coordinator.ack(checkpoint, &subtask);
         if progress == Progress::Stale {
+            // A write that finished after its checkpoint was aborted.
+            self.remove_aborted(checkpoint);
             return;
         }
         self.acked.insert(subtask, file);
@@ -242,9 +244,8 @@ impl CoordinatorTask {
         };
         match self.complete(barrier).await {
             Ok(saved) => {
-                if let Some(hook) = &self.after_publish {
-                    hook(checkpoint);
-                }
+                // Between publishing and committing: the riskiest moment to crash.
+                let _ = self.store.fault_point(Phase::Published, checkpoint);
                 for (subtask, commands) in &self.commands {
                     if self
                         .operators
@@ -327,11 +328,15 @@ impl CoordinatorTask {
 
     /// Drops the files of a checkpoint that will never complete and answers its requester.
     fn abandon(&mut self, checkpoint: CheckpointId, error: &str) {
-        if let Err(e) = self.store.abort(&self.job, checkpoint) {
-            tracing::warn!("cannot clean up checkpoint {checkpoint}: {e}");
-        }
+        self.remove_aborted(checkpoint);
         if let Some(reply) = self.answering.take() {
             let _ = reply.send(Err(format!("savepoint {checkpoint} failed: {error}")));
+        }
+    }
+
+    fn remove_aborted(&self, checkpoint: CheckpointId) {
+        if let Err(e) = self.store.abort(&self.job, checkpoint) {
+            tracing::warn!("cannot clean up checkpoint {checkpoint}: {e}");
         }
     }
 

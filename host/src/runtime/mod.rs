@@ -13,7 +13,6 @@ pub mod partition;
 pub mod subtask;
 
 use std::fmt;
-use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -40,13 +39,7 @@ pub struct JobSpec {
     pub restore: Option<RestoreFrom>,
     /// Limits of every guest instance.
     pub limits: Limits,
-    /// Called after each checkpoint is published and before its sinks are told to commit:
-    /// the riskiest moment to crash, which fault-injection tests aim at.
-    pub after_publish: Option<PublishHook>,
 }
-
-/// See [`JobSpec::after_publish`].
-pub type PublishHook = Arc<dyn Fn(CheckpointId) + Send + Sync>;
 
 /// A verified checkpoint or savepoint to resume from.
 pub struct RestoreFrom {

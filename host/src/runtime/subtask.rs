@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::channel::{Closed, Message, Receiver, batch_len};
 use super::partition::{Output, check_batch};
-use crate::barrier::{Aligner, Alignment, Barrier};
+use crate::barrier::{Aligner, Alignment, Barrier, Phase};
 use crate::engine::bindings::{Batch, PollResult};
 use crate::engine::{GuestError, Instance};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
@@ -165,7 +165,7 @@ impl Subtask {
             };
             let alignment = match step {
                 Err(Some(Command::Commit(checkpoint))) => {
-                    self.instance.commit(checkpoint.0).await?;
+                    self.commit(checkpoint).await?;
                     continue;
                 }
                 Err(Some(Command::Trigger(_))) => unreachable!("only sources are triggered"),
@@ -188,13 +188,19 @@ impl Subtask {
         if let Some(last) = last_barrier.filter(|b| b.then_stop && self.role == Role::Sink) {
             while let Some(command) = self.commands.recv().await {
                 if let Command::Commit(checkpoint) = command {
-                    self.instance.commit(checkpoint.0).await?;
+                    self.commit(checkpoint).await?;
                     if checkpoint >= last.checkpoint {
                         break;
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    async fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), SubtaskError> {
+        self.instance.commit(checkpoint.0).await?;
+        let _ = self.store.fault_point(Phase::SinkCommitted, checkpoint);
         Ok(())
     }
 

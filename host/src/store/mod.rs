@@ -16,9 +16,11 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::barrier::Phase;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 pub use layout::Layout;
 use layout::METADATA_FILE;
@@ -119,10 +121,15 @@ pub struct Point {
 /// State blobs of a point, by operator id and subtask index, every checksum verified.
 pub type States = BTreeMap<(OperatorId, u32), Vec<u8>>;
 
+/// Called at each [`Phase`] of a checkpoint: a test may crash the process there, or return an
+/// error that the step then fails with (a full disk).
+pub type FaultHook = Arc<dyn Fn(Phase, CheckpointId) -> io::Result<()> + Send + Sync>;
+
 /// The state folder.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     layout: Layout,
+    faults: Option<FaultHook>,
 }
 
 impl Store {
@@ -143,7 +150,25 @@ impl Store {
         }
         let root = layout.root();
         fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_error(root))?;
-        Ok(Store { layout })
+        Ok(Store {
+            layout,
+            faults: None,
+        })
+    }
+
+    /// This store, with faults injected at the phases of every checkpoint.
+    pub fn with_faults(self, faults: FaultHook) -> Store {
+        Store {
+            faults: Some(faults),
+            ..self
+        }
+    }
+
+    /// A point where an injected fault may strike.
+    pub fn fault_point(&self, phase: Phase, checkpoint: CheckpointId) -> io::Result<()> {
+        self.faults
+            .as_ref()
+            .map_or(Ok(()), |fault| fault(phase, checkpoint))
     }
 
     /// Paths inside this state folder.
@@ -210,6 +235,8 @@ impl Store {
         let file = Layout::state_file_name(operator.as_str(), subtask);
         let path = dir.join(&file);
         let sha256 = metadata::sha256(blob);
+        self.fault_point(Phase::StateWrite, checkpoint)
+            .map_err(io_error(&path))?;
         atomic::write_file_in_building_dir(&path, blob).map_err(io_error(&path))?;
         Ok(StateFile {
             subtask,
@@ -253,6 +280,8 @@ impl Store {
         );
         let path = from.join(METADATA_FILE);
         atomic::write_file_in_building_dir(&path, &bytes).map_err(io_error(&path))?;
+        self.fault_point(Phase::MetadataWritten, metadata.checkpoint)
+            .map_err(io_error(&path))?;
         // Until this rename, a crash leaves only an in-progress folder that no reader lists.
         atomic::publish_dir(&from, to).map_err(io_error(to))
     }
