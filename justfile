@@ -23,3 +23,7 @@ test: guests
 # The demo: run a word count, save it, upgrade the counter to v2, resume from the savepoint.
 demo: guests host
     bash examples/wordcount/demo.sh
+
+# The crash torture in full: 200 kills at random moments and at every checkpoint phase.
+torture: guests
+    TORTURE_KILLS=200 cargo test --locked -p host --test e2e torture -- --nocapture

@@ -10,4 +10,5 @@ mod crash;
 mod hostile;
 mod layering;
 mod savepoint;
+mod torture;
 mod util;
