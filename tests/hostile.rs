@@ -180,3 +180,19 @@ fn a_trap_in_snapshot_restarts_the_job_from_its_latest_checkpoint() {
     );
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
+
+#[test]
+fn a_guest_sees_the_real_clock_only_when_granted() {
+    let dir = Dir::new(LINES);
+    let frozen = run_hostile(&dir, "config = { misbehave = \"read-clock\" }", 0);
+    assert_failed_naming(frozen, &["the clock reads 0 s since the epoch"]);
+    let (ok, stderr) = run_hostile(
+        &dir,
+        "clock = true\nconfig = { misbehave = \"read-clock\" }",
+        0,
+    );
+    assert!(
+        !ok && stderr.contains("the clock reads 1") && !stderr.contains("reads 0 s"),
+        "{stderr}"
+    );
+}

@@ -67,6 +67,10 @@ pub struct OperatorSpec {
     /// Host folders the component may see (sinks writing files, sources reading them).
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// Whether the component may read the real clocks; without this grant it sees time stand
+    /// still at the Unix epoch.
+    #[serde(default)]
+    pub clock: bool,
     /// Sources only: upper bound on records emitted per second, per subtask.
     #[serde(default)]
     pub records_per_second_max: Option<u64>,
@@ -163,6 +167,8 @@ pub struct OperatorPlan {
     pub config: Vec<(String, String)>,
     /// Granted host folders, resolved against the job file's folder.
     pub mounts: Vec<Mount>,
+    /// Whether the real clocks are granted.
+    pub clock: bool,
     /// Sources only: throttle, per subtask.
     pub records_per_second_max: Option<u64>,
     /// Memory limit per instance, if the job file sets one.
@@ -441,6 +447,7 @@ fn resolve_operator(spec: OperatorSpec, base: &Path) -> OperatorPlan {
                 ..m
             })
             .collect(),
+        clock: spec.clock,
         records_per_second_max: spec.records_per_second_max,
         memory_bytes_max: spec.memory_bytes_max,
         call_ms_max: spec.call_ms_max,

@@ -9,6 +9,7 @@
 //! - `trap-in-snapshot`: traps in the next `snapshot`;
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
 //! - `escape`: tries to read `/etc/passwd`, outside any grant, and reports what happened;
+//! - `read-clock`: reports what the wall clock says (in an error);
 //! - `none`: behaves.
 //!
 //! With config key `once_marker` (a path in a writable grant), it misbehaves only if that file
@@ -136,6 +137,13 @@ impl bindings::Guest for Hostile {
                     flood.push(b"", b"", 0)?;
                 }
                 return Ok(flood.into());
+            }
+            if due(state, "read-clock") {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                let seconds = now.map_or(0, |d| d.as_secs());
+                return Err(format!(
+                    "hostile: the clock reads {seconds} s since the epoch"
+                ));
             }
             if due(state, "escape") {
                 return match std::fs::read("/etc/passwd") {

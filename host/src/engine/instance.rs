@@ -5,9 +5,11 @@
 //! returned `Err`), or it trapped (including running past its deadline or memory limit).
 //! Both failures name the subtask and the call.
 
+use std::time::Duration;
+
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 use super::bindings::{
     Batch, Context, ModuleInfo, PollResult, StateOrigin, operator, sink, source,
@@ -106,18 +108,51 @@ pub struct Instance {
     call_ticks_max: u64,
 }
 
+/// What the job file grants an instance beyond computing: folders, and the clocks.
+#[derive(Clone, Copy, Debug)]
+pub struct Grants<'a> {
+    /// Host folders it may see.
+    pub mounts: &'a [Mount],
+    /// Whether it may read the real clocks.
+    pub clock: bool,
+}
+
+/// The clocks of a guest without the clock grant: time stands still at the Unix epoch.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 impl Engine {
-    /// Instantiates `module` for `subtask` in a fresh store with `limits` and `mounts`.
+    /// Instantiates `module` for `subtask` in a fresh store with `limits` and `grants`.
     pub async fn instantiate(
         &self,
         module: &Module,
         subtask: SubtaskId,
         limits: Limits,
-        mounts: &[Mount],
+        grants: Grants<'_>,
     ) -> Result<Instance, EngineError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr();
-        for mount in mounts {
+        if !grants.clock {
+            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
+        for mount in grants.mounts {
             let perms = if mount.writable {
                 FsPerms::ReadWrite
             } else {

@@ -23,7 +23,7 @@ use wasmtime::{Config, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::topology::Role;
-pub use instance::{GuestError, Instance, Limits};
+pub use instance::{Grants, GuestError, Instance, Limits};
 
 /// How often the epoch advances: the granularity of guest call deadlines.
 pub const EPOCH_TICK_MS: u64 = 10;

@@ -17,7 +17,7 @@ use super::partition::{Output, OutputEdge};
 use super::subtask::Subtask;
 use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, RestoreFrom};
 use crate::engine::bindings::{Context, StateOrigin};
-use crate::engine::{Engine, GuestError, Instance, Limits, Module};
+use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::store::{Store, StoreError};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
@@ -230,7 +230,15 @@ impl Blueprint {
         };
         let mut instance = self
             .engine
-            .instantiate(module, subtask, limits, &op.mounts)
+            .instantiate(
+                module,
+                subtask,
+                limits,
+                Grants {
+                    mounts: &op.mounts,
+                    clock: op.clock,
+                },
+            )
             .await
             .map_err(|e| e.to_string())?;
         let context = Context {
