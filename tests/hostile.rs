@@ -196,3 +196,44 @@ fn a_guest_sees_the_real_clock_only_when_granted() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_trap_in_restore_is_a_clear_start_up_error_and_the_savepoint_is_untouched() {
+    let dir = Dir::new(LINES);
+    let calm = dir.write_job(&WordCount {
+        hostile: Some("config = { misbehave = \"none\" }".to_owned()),
+        ..WordCount::default()
+    });
+    let running = dir.start(&[calm.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(400));
+    let savepoint = dir
+        .host_ok(&["stop", "--save", &running.job])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    running.wait_ok();
+    let folder = dir.home().join("savepoints").join(&savepoint);
+    let before = dir.snapshot_tree(&folder);
+
+    let trapping = dir.write_job(&WordCount {
+        hostile: Some("config = { misbehave = \"trap-in-restore\" }".to_owned()),
+        restart_attempts: 3,
+        ..WordCount::default()
+    });
+    let stderr = dir.host_err(&["run", trapping.to_str().unwrap(), "--from", &savepoint]);
+    assert!(
+        stderr.contains("operator `hostile` (subtask 0)") && stderr.contains("`restore` trapped"),
+        "{stderr}"
+    );
+    assert_eq!(before, dir.snapshot_tree(&folder), "the savepoint changed");
+    // The same savepoint still restores into modules that accept it.
+    let calm = dir.write_job(&WordCount {
+        hostile: Some("config = { misbehave = \"none\" }".to_owned()),
+        ..WordCount::default()
+    });
+    assert!(
+        dir.host_ok(&["check", calm.to_str().unwrap(), "--from", &savepoint])
+            .starts_with("ok:")
+    );
+}

@@ -7,6 +7,7 @@
 //! - `grow-memory`: allocates until memory runs out (stopped by the host's memory limit);
 //! - `flood`: returns a batch of `flood_records` empty records (default 10 million);
 //! - `trap-in-snapshot`: traps in the next `snapshot`;
+//! - `trap-in-restore`: traps in `restore`;
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
 //! - `escape`: tries to read `/etc/passwd`, outside any grant, and reports what happened;
 //! - `read-clock`: reports what the wall clock says (in an error);
@@ -106,6 +107,11 @@ impl bindings::Guest for Hostile {
     }
 
     fn restore(blob: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
+        STATE.with_borrow(|state| {
+            if due(state, "trap-in-restore") {
+                panic!("hostile: trapping in restore as configured");
+            }
+        });
         let seen: u64 = decode_state_exact(&blob, STATE_VERSION)?;
         STATE.with_borrow_mut(|state| state.seen = seen);
         Ok(())
