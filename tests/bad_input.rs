@@ -2,7 +2,6 @@
 //! names the thing at fault, and changes nothing on disk.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::util::{Dir, WordCount, guest};
 
@@ -12,15 +11,7 @@ const LINES: usize = 2_000;
 fn with_savepoint() -> (Dir, String, std::path::PathBuf) {
     let dir = Dir::new(LINES);
     let job = dir.write_job(&WordCount::default());
-    let running = dir.start(&[job.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(500));
-    let savepoint = dir
-        .host_ok(&["stop", "--save", &running.job])
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned();
-    running.wait_ok();
+    let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 500);
     (dir, savepoint, job)
 }
 

@@ -3,9 +3,8 @@
 //! before any module's `restore` sees a byte.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use crate::util::{Dir, WordCount};
+use crate::util::{Dir, WordCount, copy_folder};
 
 /// A scratch folder with one real savepoint of a word count, and that savepoint's folder.
 fn savepoint(dir: &Dir, counter_id: &'static str) -> PathBuf {
@@ -13,19 +12,7 @@ fn savepoint(dir: &Dir, counter_id: &'static str) -> PathBuf {
         counter_id,
         ..WordCount::default()
     });
-    let running = dir.start(&[job.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(400));
-    let saved = dir.host_ok(&["stop", "--save", &running.job]);
-    running.wait_ok();
-    PathBuf::from(saved.lines().nth(1).unwrap())
-}
-
-fn copy_folder(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
+    dir.run_then_stop_with_savepoint(&job, 400).1
 }
 
 /// Each of `run --from`, `inspect` and `check` must refuse `folder`, naming every needle.

@@ -204,16 +204,7 @@ fn a_trap_in_restore_is_a_clear_start_up_error_and_the_savepoint_is_untouched() 
         hostile: Some("config = { misbehave = \"none\" }".to_owned()),
         ..WordCount::default()
     });
-    let running = dir.start(&[calm.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(400));
-    let savepoint = dir
-        .host_ok(&["stop", "--save", &running.job])
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned();
-    running.wait_ok();
-    let folder = dir.home().join("savepoints").join(&savepoint);
+    let (savepoint, folder) = dir.run_then_stop_with_savepoint(&calm, 400);
     let before = dir.snapshot_tree(&folder);
 
     let trapping = dir.write_job(&WordCount {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::util::{Dir, WordCount, assert_exactly_once, guest, input_text};
+use crate::util::{Dir, WordCount, assert_exactly_once, copy_folder, guest, input_text};
 
 const LINES: usize = 3_000;
 
@@ -132,19 +132,11 @@ fn a_savepoint_outlives_its_job_and_retention() {
 fn a_savepoint_folder_is_relocatable() {
     let dir = Dir::new(LINES);
     let job = dir.write_job(&WordCount::default());
-    let running = dir.start(&[job.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(600));
-    let saved = dir.host_ok(&["stop", "--save", &running.job]);
-    running.wait_ok();
-    let folder = saved.lines().nth(1).unwrap();
+    let (_, folder) = dir.run_then_stop_with_savepoint(&job, 600);
 
     // Copy the savepoint folder elsewhere, wipe the state folder, resume from the copy.
     let moved = dir.path().join("moved-savepoint");
-    std::fs::create_dir(&moved).unwrap();
-    for entry in std::fs::read_dir(folder).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), moved.join(entry.file_name())).unwrap();
-    }
+    copy_folder(&folder, &moved);
     std::fs::remove_dir_all(dir.home()).unwrap();
     dir.start(&[job.to_str().unwrap(), "--from", moved.to_str().unwrap()])
         .wait_ok();

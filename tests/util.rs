@@ -214,6 +214,18 @@ partition = "rebalance"
         String::from_utf8(output.stderr).unwrap()
     }
 
+    /// Runs `job_file` for `run_ms`, then `host stop --save`s it; returns the savepoint's id and
+    /// folder once the job has ended.
+    pub fn run_then_stop_with_savepoint(&self, job_file: &Path, run_ms: u64) -> (String, PathBuf) {
+        let running = self.start(&[job_file.to_str().unwrap()]);
+        std::thread::sleep(Duration::from_millis(run_ms));
+        let saved = self.host_ok(&["stop", "--save", &running.job]);
+        running.wait_ok();
+        let mut lines = saved.lines();
+        let id = lines.next().expect("savepoint id").to_owned();
+        (id, PathBuf::from(lines.next().expect("savepoint folder")))
+    }
+
     /// Starts `host run ARGS` in the background and waits for it to print the job id.
     pub fn start(&self, args: &[&str]) -> RunningJob {
         let mut child = self
@@ -289,6 +301,15 @@ partition = "rebalance"
             }
         }
         files
+    }
+}
+
+/// Copies the files of folder `from` into `to` (a savepoint is flat).
+pub fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 
