@@ -1,11 +1,11 @@
 # Tasks for the job host. `./dev` installs `just` and the wasm target, then runs these.
 
 wasm_target := "wasm32-wasip2"
-guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p file-sink -p hostile"
+guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p file-sink -p hostile -p null-sink -p ballast"
 
-# Build the example components (release, wasm32-wasip2) into target/wasm32-wasip2/release.
+# Build the example components (wasm32-wasip2) into target/wasm32-wasip2/guest.
 guests:
-    cargo build --locked --release --target {{wasm_target}} {{guests}}
+    cargo build --locked --profile guest --target {{wasm_target}} {{guests}}
 
 # Build the host (dev profile; dependencies optimized, see Cargo.toml).
 host:
@@ -16,7 +16,7 @@ host:
 test: guests
     cargo fmt --all -- --check
     cargo clippy --locked -p host --all-targets -- -D warnings
-    cargo clippy --locked --release --target {{wasm_target}} {{guests}} -- -D warnings
+    cargo clippy --locked --profile guest --target {{wasm_target}} {{guests}} -- -D warnings
     cargo test --locked -p host
     cargo test --locked -p jobhost-guest {{guests}}
 
@@ -27,3 +27,9 @@ demo: guests host
 # The crash torture in full: 200 kills at random moments and at every checkpoint phase.
 torture: guests
     TORTURE_KILLS=200 cargo test --locked -p host --test e2e torture -- --nocapture
+
+# Benchmarks against native Rust and raw disk, in one run (release build of the host).
+# `just bench --quick` is the smoke test CI runs; results go to stdout and target/bench.json.
+bench *args: guests
+    cargo build --locked --release -p host --bin bench
+    target/release/bench {{args}}

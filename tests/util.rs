@@ -13,7 +13,7 @@ const JOB_WAIT_MAX: Duration = Duration::from_secs(120);
 /// The compiled example component `name` (e.g. `counter_v1`).
 pub fn guest(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/release")
+        .join("../target/wasm32-wasip2/guest")
         .join(format!("{name}.wasm"));
     assert!(
         path.exists(),

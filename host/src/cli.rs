@@ -491,7 +491,7 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
                     "id": op.id, "module_sha256": op.module_sha256, "module_name": op.module_name,
                     "module_version": op.module_version, "parallelism": op.parallelism,
                     "files": op.files.iter().map(|f| serde_json::json!({
-                        "subtask": f.subtask, "file": f.file, "len": f.len, "sha256": hex::encode(f.sha256),
+                        "subtask": f.subtask, "file": f.file, "len": f.len, "checksum_xxh3_128": hex::encode(f.checksum),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -517,10 +517,10 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
         );
         for f in &op.files {
             println!(
-                "    {}  {} bytes  sha256:{}",
+                "    {}  {} bytes  xxh3-128:{}",
                 f.file,
                 f.len,
-                hex::encode(f.sha256)
+                hex::encode(f.checksum)
             );
         }
     }

@@ -112,6 +112,8 @@ impl OutputEdge {
                 }
                 Ok(())
             }
+            // One downstream subtask owns every key group: no need to split the batch.
+            Partition::KeyBy if self.targets.len() == 1 => self.targets[0].send_batch(batch).await,
             Partition::KeyBy => {
                 let parallelism = self.targets.len() as u32;
                 let mut split: Vec<Batch> = (0..parallelism).map(|_| empty_batch()).collect();

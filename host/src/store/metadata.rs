@@ -6,7 +6,7 @@
 //! against it before any module sees a byte. Encoding and verification only: no I/O.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::barrier::BarrierKind;
 use crate::ids::{CheckpointId, JobId, OperatorId};
@@ -16,7 +16,7 @@ pub const MAGIC: &[u8; 8] = b"JHPOINT\0";
 /// The format this host writes. Older formats it can read are listed in [`decode`].
 pub const FORMAT_VERSION: u32 = 1;
 /// Length of the SHA-256 trailer.
-const CHECKSUM_LEN: usize = 32;
+const CHECKSUM_LEN: usize = 16;
 
 /// Everything needed to resume from one checkpoint or savepoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +61,8 @@ pub struct StateFile {
     pub file: String,
     /// Length in bytes.
     pub len: u64,
-    /// SHA-256 of the contents.
-    pub sha256: [u8; 32],
+    /// Checksum of the contents (see [`checksum`]).
+    pub checksum: [u8; 16],
 }
 
 /// Why a `_metadata` file cannot be used.
@@ -93,13 +93,12 @@ impl Metadata {
     }
 }
 
-/// Encodes metadata as: magic, format version (u32 LE), postcard body, SHA-256 of all before.
+/// Encodes metadata as: magic, format version (u32 LE), postcard body, [`checksum`] of all before.
 pub fn encode(metadata: &Metadata) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     postcard::to_io(metadata, &mut out).expect("writing to a Vec cannot fail");
-    let checksum = Sha256::digest(&out);
-    out.extend_from_slice(&checksum);
+    out.extend_from_slice(&checksum(&out));
     out
 }
 
@@ -113,16 +112,19 @@ pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
     if version != FORMAT_VERSION {
         return Err(MetadataError::UnknownVersion(version));
     }
-    let (signed, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-    if Sha256::digest(signed).as_slice() != checksum {
+    let (signed, expected) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    if checksum(signed) != expected {
         return Err(MetadataError::Checksum);
     }
     postcard::from_bytes(&signed[header..]).map_err(|e| MetadataError::Decode(e.to_string()))
 }
 
-/// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
+/// The checksum of state files and metadata: XXH3-128. It guards against corruption (bit
+/// flips, truncation, a file from elsewhere), which is its job here; it is no signature, and
+/// neither would an unkeyed SHA-256 be. It runs at memory speed, where SHA-256 held restores to
+/// a third of the disk's bandwidth (see the benchmarks).
+pub fn checksum(bytes: &[u8]) -> [u8; 16] {
+    xxh3_128(bytes).to_le_bytes()
 }
 
 #[cfg(test)]
@@ -146,7 +148,7 @@ mod tests {
                     subtask: 0,
                     file: "counter-0.state".to_owned(),
                     len: 5,
-                    sha256: sha256(b"hello"),
+                    checksum: checksum(b"hello"),
                 }],
             }],
         }

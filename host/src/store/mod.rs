@@ -234,7 +234,7 @@ impl Store {
             .map_err(io_error(&dir))?;
         let file = Layout::state_file_name(operator.as_str(), subtask);
         let path = dir.join(&file);
-        let sha256 = metadata::sha256(blob);
+        let checksum = metadata::checksum(blob);
         self.fault_point(Phase::StateWrite, checkpoint)
             .map_err(io_error(&path))?;
         atomic::write_file_in_building_dir(&path, blob).map_err(io_error(&path))?;
@@ -242,7 +242,7 @@ impl Store {
             subtask,
             file,
             len: blob.len() as u64,
-            sha256,
+            checksum,
         })
     }
 
@@ -381,7 +381,7 @@ impl Store {
                         file.len
                     )));
                 }
-                if metadata::sha256(&blob) != file.sha256 {
+                if metadata::checksum(&blob) != file.checksum {
                     return Err(corrupt("checksum mismatch".to_owned()));
                 }
                 states.insert((op.id.clone(), file.subtask), blob);

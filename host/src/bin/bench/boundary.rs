@@ -1,0 +1,84 @@
+//! The cost of a batch crossing the host↔guest boundary, per record: `process` on an operator
+//! that returns its input unchanged (so the cost is lowering the batch in and lifting it out),
+//! against the same two copies made natively.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use host::engine::bindings::{Batch, Context};
+use host::engine::{Engine, Grants, Limits};
+use host::ids::SubtaskId;
+use host::runtime::partition::{empty_batch, push};
+use host::topology::Role;
+
+use crate::{Row, Sizes};
+
+/// Record size of the measurement: an 8-byte key and an 8-byte value.
+fn batch_of(records: usize) -> Batch {
+    let mut batch = empty_batch();
+    for i in 0..records as u64 {
+        push(&mut batch, &i.to_le_bytes(), &(!i).to_le_bytes(), i as i64);
+    }
+    batch
+}
+
+/// ns per record through `process` of the `ballast` guest, at batch sizes 1 to 16 384.
+pub async fn boundary(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
+    let engine = Engine::new(&scratch.join("boundary-cache")).map_err(|e| anyhow!("{e:#}"))?;
+    let module = engine.load(&guests.join("ballast.wasm"), Role::Operator)?;
+    let subtask = SubtaskId {
+        operator: "identity".parse().map_err(|e: String| anyhow!(e))?,
+        index: 0,
+    };
+    let mut instance = engine
+        .instantiate(
+            &module,
+            subtask,
+            Limits::default(),
+            Grants {
+                mounts: &[],
+                clock: false,
+            },
+        )
+        .await?;
+    let context = Context {
+        operator_id: "identity".to_owned(),
+        subtask: 0,
+        parallelism: 1,
+        config: vec![],
+    };
+    instance.init(&context).await?;
+    let mut rows = Vec::new();
+    for batch_records in [1, 64, 1_024, 16_384] {
+        let batch = batch_of(batch_records);
+        let calls = (sizes.boundary_records / batch_records).max(100);
+        let started = Instant::now();
+        for _ in 0..calls {
+            black_box(instance.process(&batch).await?);
+        }
+        let guest_ns = started.elapsed().as_nanos() as f64 / (calls * batch_records) as f64;
+        let started = Instant::now();
+        for _ in 0..calls {
+            let inward = black_box(batch.clone());
+            black_box(inward.clone());
+        }
+        let native_ns = started.elapsed().as_nanos() as f64 / (calls * batch_records) as f64;
+        rows.push(Row {
+            name: format!("boundary cost, batch of {batch_records}"),
+            value: guest_ns,
+            unit: "ns/record",
+            baseline: Some(native_ns),
+            baseline_name: "native: the same two copies",
+            ratio: Some(native_ns / guest_ns),
+            target: if batch_records == 1_024 {
+                "≤ 20 ns/record"
+            } else {
+                ""
+            },
+            met: (batch_records == 1_024).then_some(guest_ns <= 20.0),
+        });
+    }
+    Ok(rows)
+}

@@ -1,0 +1,320 @@
+//! Benchmarks that run whole jobs in this process: pipeline throughput against native Rust,
+//! checkpoint overhead, upgrade downtime, start-up.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use host::engine::{Engine, Limits};
+use host::ids::JobId;
+use host::runtime::{self, Job, JobSpec, Outcome, Request, RestoreFrom};
+use host::store::Store;
+use host::topology::Plan;
+
+use crate::{Row, Sizes};
+
+/// Writes `words` words drawn from `distinct` keys, ten to a line; returns the text.
+fn write_input(dir: &Path, words: usize, distinct: usize) -> anyhow::Result<String> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut text = String::with_capacity(words * 8);
+    for i in 0..words {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        text.push_str(&format!("k{}", state % distinct as u64));
+        text.push(if i % 10 == 9 { '\n' } else { ' ' });
+    }
+    std::fs::create_dir_all(dir.join("input"))?;
+    std::fs::write(dir.join("input/words.txt"), &text)?;
+    Ok(text)
+}
+
+/// The same work as tokenizer + counter-v1, natively: split, lower-case, count, format.
+fn native_wordcount(text: &str) -> usize {
+    let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    let mut out = 0;
+    for line in text.lines() {
+        for word in line
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let word = word.to_lowercase();
+            let count = counts.entry(word.as_bytes().to_vec()).or_default();
+            *count += 1;
+            let value = [word.as_bytes(), format!(" {count}").as_bytes()].concat();
+            out += black_box(value).len();
+        }
+    }
+    out
+}
+
+fn operator(id: &str, role: &str, module: &Path, parallelism: u32, extra: &str) -> String {
+    format!(
+        "[[operators]]\nid = \"{id}\"\nrole = \"{role}\"\nmodule = \"{}\"\nparallelism = {parallelism}\n{extra}\n",
+        module.display()
+    )
+}
+
+fn edge(from: &str, to: &str, partition: &str) -> String {
+    format!("[[edges]]\nfrom = \"{from}\"\nto = \"{to}\"\npartition = \"{partition}\"\n")
+}
+
+const SOURCE_MOUNT: &str =
+    "config = { path = \"/input/words.txt\" }\nmounts = [{ host = \"input\", guest = \"/input\" }]";
+
+/// Builds a job from `text` (whose relative paths are under `dir`).
+async fn build(
+    engine: &Arc<Engine>,
+    store: &Store,
+    dir: &Path,
+    text: &str,
+    restore: Option<RestoreFrom>,
+) -> anyhow::Result<Job> {
+    let plan = Plan::from_toml(text, dir)?;
+    let spec = JobSpec {
+        job: JobId::generate(),
+        plan,
+        job_file: text.to_owned(),
+        restore,
+        limits: Limits::default(),
+    };
+    runtime::build(engine.clone(), store.clone(), spec)
+        .await
+        .map_err(|errors| {
+            anyhow!(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+}
+
+/// Runs a job to its end; returns how long it ran.
+async fn run_to_end(job: Job) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    match job.spawn().wait().await {
+        Outcome::Finished => Ok(started.elapsed()),
+        other => Err(anyhow!("benchmark job ended with {other:?}")),
+    }
+}
+
+/// Pipeline throughput at parallelism 1 and 2, and checkpoint overhead.
+pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
+    let dir = scratch.join("pipeline");
+    let text = write_input(&dir, sizes.pipeline_words, sizes.distinct_keys)?;
+    let started = Instant::now();
+    black_box(native_wordcount(&text));
+    let native = sizes.pipeline_words as f64 / started.elapsed().as_secs_f64();
+
+    let store = Store::open(dir.join("home"))?;
+    let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow!("{e:#}"))?);
+    let job = |parallelism: u32, interval_ms: u64| {
+        format!("checkpoint_interval_ms = {interval_ms}\n")
+            + &operator(
+                "lines",
+                "source",
+                &guests.join("line_source.wasm"),
+                1,
+                SOURCE_MOUNT,
+            )
+            + &operator(
+                "tokenize",
+                "operator",
+                &guests.join("tokenizer.wasm"),
+                parallelism,
+                "",
+            )
+            + &operator(
+                "counter",
+                "operator",
+                &guests.join("counter_v1.wasm"),
+                parallelism,
+                "",
+            )
+            + &operator(
+                "sink",
+                "sink",
+                &guests.join("null_sink.wasm"),
+                parallelism,
+                "",
+            )
+            + &edge("lines", "tokenize", "rebalance")
+            + &edge("tokenize", "counter", "key-by")
+            + &edge("counter", "sink", "forward")
+    };
+    let mut rows = Vec::new();
+    let mut without_checkpoints = Duration::ZERO;
+    for parallelism in [1, 2] {
+        let elapsed =
+            run_to_end(build(&engine, &store, &dir, &job(parallelism, 0), None).await?).await?;
+        let rate = sizes.pipeline_words as f64 / elapsed.as_secs_f64();
+        rows.push(Row {
+            name: format!("pipeline throughput, parallelism {parallelism}"),
+            value: rate,
+            unit: "records/s",
+            baseline: Some(native),
+            baseline_name: "native Rust, 1 thread",
+            ratio: Some(rate / native),
+            target: "≥ 0.5× native",
+            met: Some(rate / native >= 0.5),
+        });
+        without_checkpoints = elapsed;
+    }
+    let with = run_to_end(build(&engine, &store, &dir, &job(2, 1_000), None).await?).await?;
+    let overhead = (with.as_secs_f64() / without_checkpoints.as_secs_f64() - 1.0) * 100.0;
+    rows.push(Row {
+        name: "checkpoint overhead, every 1 s (parallelism 2)".to_owned(),
+        value: overhead,
+        unit: "%",
+        baseline: None,
+        baseline_name: "",
+        ratio: Some(without_checkpoints.as_secs_f64() / with.as_secs_f64()),
+        target: "≤ 5 %",
+        met: Some(overhead <= 5.0),
+    });
+    Ok(rows)
+}
+
+/// The time from `stop --save` to the upgraded job running again, with keyed state.
+pub async fn upgrade_downtime(
+    guests: &Path,
+    scratch: &Path,
+    sizes: Sizes,
+) -> anyhow::Result<Vec<Row>> {
+    let dir = scratch.join("upgrade");
+    write_input(&dir, 200_000, 1_000)?;
+    let store = Store::open(dir.join("home"))?;
+    let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow!("{e:#}"))?);
+    let text = "checkpoint_interval_ms = 0\n".to_owned()
+        + &operator(
+            "lines",
+            "source",
+            &guests.join("line_source.wasm"),
+            1,
+            &format!("records_per_second_max = 20000\n{SOURCE_MOUNT}"),
+        )
+        + &operator(
+            "state",
+            "operator",
+            &guests.join("ballast.wasm"),
+            1,
+            &format!(
+                "memory_bytes_max = 1073741824\nconfig = {{ state_bytes = {} }}",
+                sizes.upgrade_state_bytes
+            ),
+        )
+        + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
+        + &edge("lines", "state", "forward")
+        + &edge("state", "sink", "forward");
+    let handle = build(&engine, &store, &dir, &text, None).await?.spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopping = Instant::now();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let requests = handle.requests();
+    requests
+        .send(Request::Save { stop: true, reply })
+        .await
+        .map_err(|_| anyhow!("job gone"))?;
+    let saved = answer.await?.map_err(|e| anyhow!(e))?;
+    handle.wait().await;
+    let savepoint_ms = stopping.elapsed().as_secs_f64() * 1e3;
+    let loading = Instant::now();
+    let point = store.read_point(&saved.path)?;
+    let states = store.read_states(&point)?;
+    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
+    let restoring = Instant::now();
+    let upgraded = build(
+        &engine,
+        &store,
+        &dir,
+        &text,
+        Some(RestoreFrom {
+            metadata: point.metadata,
+            states,
+        }),
+    )
+    .await?;
+    let running = upgraded.spawn();
+    let restore_ms = restoring.elapsed().as_secs_f64() * 1e3;
+    let downtime_ms = stopping.elapsed().as_secs_f64() * 1e3;
+    let (reply, _) = tokio::sync::oneshot::channel();
+    running
+        .requests()
+        .send(Request::Cancel { reply })
+        .await
+        .context("cancelling")?;
+    running.wait().await;
+    eprintln!(
+        "bench: upgrade: savepoint-and-stop {savepoint_ms:.0} ms, verify {load_ms:.0} ms, build-and-restore {restore_ms:.0} ms"
+    );
+    Ok(vec![Row {
+        name: format!(
+            "upgrade downtime, {} MiB of state",
+            sizes.upgrade_state_bytes >> 20
+        ),
+        value: downtime_ms,
+        unit: "ms",
+        baseline: None,
+        baseline_name: "",
+        ratio: None,
+        target: "≤ 1 000 ms",
+        met: Some(downtime_ms <= 1_000.0),
+    }])
+}
+
+/// Building a 5-operator job from a cold compiled-module cache, then from a warm one.
+pub async fn startup(guests: &Path, scratch: &Path) -> anyhow::Result<Vec<Row>> {
+    let dir = scratch.join("startup");
+    write_input(&dir, 1_000, 100)?;
+    let store = Store::open(dir.join("home"))?;
+    let text = operator(
+        "lines",
+        "source",
+        &guests.join("line_source.wasm"),
+        1,
+        SOURCE_MOUNT,
+    ) + &operator(
+        "tokenize",
+        "operator",
+        &guests.join("tokenizer.wasm"),
+        1,
+        "",
+    ) + &operator("pass", "operator", &guests.join("ballast.wasm"), 1, "")
+        + &operator(
+            "counter",
+            "operator",
+            &guests.join("counter_v1.wasm"),
+            1,
+            "",
+        )
+        + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
+        + &edge("lines", "tokenize", "forward")
+        + &edge("tokenize", "pass", "forward")
+        + &edge("pass", "counter", "key-by")
+        + &edge("counter", "sink", "forward");
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow!("{e:#}"))?);
+        let job = build(&engine, &store, &dir, &text, None).await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        drop(job);
+    }
+    let (cold, cached) = (times[0], times[1]);
+    Ok(vec![Row {
+        name: "start-up, 5 operators, compiled-module cache warm".to_owned(),
+        value: cached,
+        unit: "ms",
+        baseline: Some(cold),
+        baseline_name: "cold: compiling every component",
+        ratio: Some(cold / cached),
+        target: "≤ 100 ms",
+        met: Some(cached <= 100.0),
+    }])
+}

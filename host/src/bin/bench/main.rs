@@ -1,0 +1,154 @@
+//! `bench`: measures the host against baselines on the same machine, in the same run, and
+//! reports ratios (these machines are shared and noisy: absolute figures drift, ratios less).
+//!
+//! 1. pipeline throughput (WASM word count vs the same logic in native Rust), parallelism 1, 2;
+//! 2. boundary cost per record at batch sizes 1, 64, 1 024, 16 384;
+//! 3. checkpoint overhead (checkpoints every second vs none);
+//! 4. savepoint write and restore bandwidth vs raw sequential disk bandwidth;
+//! 5. upgrade downtime with keyed state;
+//! 6. start-up of a 5-operator job, cold and with the compiled-module cache.
+//!
+//! Usage: `bench [--quick] [--guests DIR] [--json FILE]`; `just bench` builds what it needs.
+
+mod boundary;
+mod disk;
+mod jobs;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use serde::Serialize;
+
+/// Benchmarks of the job host against native Rust and raw disk, in one run.
+#[derive(Parser)]
+struct Args {
+    /// Small workloads (under a minute): a smoke test of the benchmarks, not a measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Folder of the compiled example components.
+    #[arg(long, default_value = "target/wasm32-wasip2/guest")]
+    guests: PathBuf,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "target/bench.json")]
+    json: PathBuf,
+}
+
+/// One line of the report.
+#[derive(Serialize)]
+pub struct Row {
+    /// What was measured.
+    pub name: String,
+    /// The host's figure.
+    pub value: f64,
+    /// Its unit.
+    pub unit: &'static str,
+    /// The baseline's figure, in the same unit, if there is one.
+    pub baseline: Option<f64>,
+    /// What the baseline is.
+    pub baseline_name: &'static str,
+    /// `value / baseline` (or the inverse for times, so that higher is always better), if any.
+    pub ratio: Option<f64>,
+    /// The target, in words.
+    pub target: &'static str,
+    /// Whether the target is met, if it can be judged from this row.
+    pub met: Option<bool>,
+}
+
+/// Sizes of the workloads.
+#[derive(Clone, Copy, Serialize)]
+pub struct Sizes {
+    /// Words in the pipeline's input.
+    pub pipeline_words: usize,
+    /// Distinct keys among them.
+    pub distinct_keys: usize,
+    /// Records pushed through the boundary per batch size.
+    pub boundary_records: usize,
+    /// Bytes of state written and restored.
+    pub savepoint_bytes: usize,
+    /// Bytes of keyed state carried across an upgrade.
+    pub upgrade_state_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sizes = if args.quick {
+        Sizes {
+            pipeline_words: 300_000,
+            distinct_keys: 100_000,
+            boundary_records: 200_000,
+            savepoint_bytes: 64 << 20,
+            upgrade_state_bytes: 10 << 20,
+        }
+    } else {
+        Sizes {
+            pipeline_words: 5_000_000,
+            distinct_keys: 100_000,
+            boundary_records: 4_000_000,
+            savepoint_bytes: 1 << 30,
+            upgrade_state_bytes: 100 << 20,
+        }
+    };
+    let started = Instant::now();
+    let scratch = tempfile::Builder::new()
+        .prefix("bench")
+        .tempdir_in(std::env::current_dir()?.join("target"))?;
+    let guests = std::fs::canonicalize(&args.guests)?;
+    let mut rows = Vec::new();
+    rows.extend(jobs::pipeline(&guests, scratch.path(), sizes).await?);
+    rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);
+    rows.extend(disk::savepoint_bandwidth(scratch.path(), sizes)?);
+    rows.extend(jobs::upgrade_downtime(&guests, scratch.path(), sizes).await?);
+    rows.extend(jobs::startup(&guests, scratch.path()).await?);
+    print_table(&rows, args.quick);
+    let json = serde_json::json!({
+        "quick": args.quick,
+        "sizes": sizes,
+        "seconds": started.elapsed().as_secs_f64(),
+        "rows": rows,
+    });
+    std::fs::write(&args.json, serde_json::to_vec_pretty(&json)?)?;
+    eprintln!(
+        "bench: done in {:.1} s; results in {}",
+        started.elapsed().as_secs_f64(),
+        args.json.display()
+    );
+    Ok(())
+}
+
+fn print_table(rows: &[Row], quick: bool) {
+    if quick {
+        println!("_Quick run: workloads too small to measure; a smoke test of the benchmarks._\n");
+    }
+    println!("| measurement | host | baseline | ratio | target | met |");
+    println!("|---|---|---|---|---|---|");
+    for row in rows {
+        let baseline = row.baseline.map_or("".to_owned(), |b| {
+            format!("{} {} ({})", figure(b), row.unit, row.baseline_name)
+        });
+        let ratio = row.ratio.map_or("".to_owned(), |r| format!("{r:.2}×"));
+        let met = match row.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        println!(
+            "| {} | {} {} | {baseline} | {ratio} | {} | {met} |",
+            row.name,
+            figure(row.value),
+            row.unit,
+            row.target
+        );
+    }
+}
+
+fn figure(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
+}
