@@ -157,6 +157,7 @@ impl Subtask {
     async fn run_downstream(mut self) -> Result<(), SubtaskError> {
         let mut aligner = Aligner::new(self.inputs.len());
         let mut last_barrier: Option<Barrier> = None;
+        let mut committed: Option<CheckpointId> = None;
         while !aligner.all_ended() {
             let step = tokio::select! {
                 biased;
@@ -166,6 +167,7 @@ impl Subtask {
             let alignment = match step {
                 Err(Some(Command::Commit(checkpoint))) => {
                     self.commit(checkpoint).await?;
+                    committed = Some(checkpoint);
                     continue;
                 }
                 Err(Some(Command::Trigger(_))) => unreachable!("only sources are triggered"),
@@ -184,15 +186,19 @@ impl Subtask {
             }
         }
         self.output.end()?;
-        // A sink that passed a final barrier stays until that checkpoint is committed.
-        if let Some(last) = last_barrier.filter(|b| b.then_stop && self.role == Role::Sink) {
-            while let Some(command) = self.commands.recv().await {
-                if let Command::Commit(checkpoint) = command {
+        // A sink that passed a final barrier stays until that checkpoint is committed (the
+        // commit may also have come before its last input ended).
+        let Some(last) = last_barrier.filter(|b| b.then_stop && self.role == Role::Sink) else {
+            return Ok(());
+        };
+        while committed.is_none_or(|c| c < last.checkpoint) {
+            match self.commands.recv().await {
+                Some(Command::Commit(checkpoint)) => {
                     self.commit(checkpoint).await?;
-                    if checkpoint >= last.checkpoint {
-                        break;
-                    }
+                    committed = Some(checkpoint);
                 }
+                Some(Command::Trigger(_)) => unreachable!("only sources are triggered"),
+                None => break,
             }
         }
         Ok(())
