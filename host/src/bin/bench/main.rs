@@ -68,6 +68,8 @@ pub struct Sizes {
     pub savepoint_bytes: usize,
     /// Bytes of keyed state carried across an upgrade.
     pub upgrade_state_bytes: usize,
+    /// Runs of each pipeline configuration (the median counts).
+    pub repetitions: usize,
 }
 
 #[tokio::main]
@@ -80,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
             boundary_records: 200_000,
             savepoint_bytes: 64 << 20,
             upgrade_state_bytes: 10 << 20,
+            repetitions: 1,
         }
     } else {
         Sizes {
@@ -88,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
             boundary_records: 4_000_000,
             savepoint_bytes: 1 << 30,
             upgrade_state_bytes: 100 << 20,
+            repetitions: 3,
         }
     };
     let started = Instant::now();
