@@ -37,7 +37,7 @@ pub struct JobSpec {
     pub job_file: String,
     /// State to resume from, already checked against the plan and verified.
     pub restore: Option<RestoreFrom>,
-    /// Limits of every guest instance.
+    /// Limits of every guest instance, unless its operator sets its own in the job file.
     pub limits: Limits,
 }
 

@@ -154,6 +154,35 @@ mod tests {
         }
     }
 
+    /// `_metadata` of a real savepoint (the word-count demo) in format version 1. Never
+    /// regenerate it: a host that cannot read it can no longer resume savepoints in the field.
+    const GOLDEN_V1: &[u8] = include_bytes!("../../tests/golden/v1/_metadata");
+
+    #[test]
+    fn golden_metadata_of_format_1_still_decodes() {
+        let metadata = decode(GOLDEN_V1).expect("format 1 must stay readable");
+        assert_eq!(metadata.job.as_str(), "job-irp74r5d");
+        assert_eq!(metadata.checkpoint, CheckpointId(4));
+        assert_eq!(metadata.kind, BarrierKind::Savepoint);
+        let ids: Vec<_> = metadata.operators.iter().map(|op| op.id.as_str()).collect();
+        assert_eq!(ids, ["lines", "tokenize", "counter", "sink"]);
+        let counter = &metadata.operators[2];
+        assert_eq!(
+            (
+                counter.module_name.as_str(),
+                counter.module_version.as_str()
+            ),
+            ("word-counter", "1.0.0")
+        );
+        assert_eq!(counter.files.len(), 2);
+        let source = &metadata.operators[0].files[0];
+        assert_eq!((source.file.as_str(), source.len), ("lines-0.state", 6));
+        assert_eq!(
+            hex::encode(source.checksum),
+            "e6d0ec2f4b21b262107c72ebb98596e0"
+        );
+    }
+
     #[test]
     fn metadata_round_trips() {
         assert_eq!(decode(&encode(&sample())).unwrap(), sample());

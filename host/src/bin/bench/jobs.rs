@@ -119,10 +119,34 @@ pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Re
     let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow!("{e:#}"))?);
     let job = |parallelism: u32, interval_ms: u64| {
         format!("checkpoint_interval_ms = {interval_ms}\n")
-            + &operator("lines", "source", &guests.join("line_source.wasm"), 1, SOURCE_MOUNT)
-            + &operator("tokenize", "operator", &guests.join("tokenizer.wasm"), parallelism, "")
-            + &operator("counter", "operator", &guests.join("counter_v1.wasm"), parallelism, "")
-            + &operator("sink", "sink", &guests.join("null_sink.wasm"), parallelism, "")
+            + &operator(
+                "lines",
+                "source",
+                &guests.join("line_source.wasm"),
+                1,
+                SOURCE_MOUNT,
+            )
+            + &operator(
+                "tokenize",
+                "operator",
+                &guests.join("tokenizer.wasm"),
+                parallelism,
+                "",
+            )
+            + &operator(
+                "counter",
+                "operator",
+                &guests.join("counter_v1.wasm"),
+                parallelism,
+                "",
+            )
+            + &operator(
+                "sink",
+                "sink",
+                &guests.join("null_sink.wasm"),
+                parallelism,
+                "",
+            )
             + &edge("lines", "tokenize", "rebalance")
             + &edge("tokenize", "counter", "key-by")
             + &edge("counter", "sink", "forward")
