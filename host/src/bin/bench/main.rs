@@ -8,7 +8,8 @@
 //! 5. upgrade downtime with keyed state;
 //! 6. start-up of a 5-operator job, cold and with the compiled-module cache.
 //!
-//! Usage: `bench [--quick] [--guests DIR] [--json FILE]`; `just bench` builds what it needs.
+//! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`; `just
+//! bench` builds what it needs.
 
 mod boundary;
 mod disk;
@@ -32,6 +33,19 @@ struct Args {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench.json")]
     json: PathBuf,
+    /// Run only these benchmarks (for profiling one of them).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Bench>,
+}
+
+/// The benchmarks, by name.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Bench {
+    Pipeline,
+    Boundary,
+    Savepoint,
+    Upgrade,
+    Startup,
 }
 
 /// One line of the report.
@@ -99,12 +113,23 @@ async fn main() -> anyhow::Result<()> {
         .prefix("bench")
         .tempdir_in(std::env::current_dir()?.join("target"))?;
     let guests = std::fs::canonicalize(&args.guests)?;
+    let runs = |bench: Bench| args.only.is_empty() || args.only.contains(&bench);
     let mut rows = Vec::new();
-    rows.extend(jobs::pipeline(&guests, scratch.path(), sizes).await?);
-    rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);
-    rows.extend(disk::savepoint_bandwidth(scratch.path(), sizes)?);
-    rows.extend(jobs::upgrade_downtime(&guests, scratch.path(), sizes).await?);
-    rows.extend(jobs::startup(&guests, scratch.path()).await?);
+    if runs(Bench::Pipeline) {
+        rows.extend(jobs::pipeline(&guests, scratch.path(), sizes).await?);
+    }
+    if runs(Bench::Boundary) {
+        rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);
+    }
+    if runs(Bench::Savepoint) {
+        rows.extend(disk::savepoint_bandwidth(scratch.path(), sizes)?);
+    }
+    if runs(Bench::Upgrade) {
+        rows.extend(jobs::upgrade_downtime(&guests, scratch.path(), sizes).await?);
+    }
+    if runs(Bench::Startup) {
+        rows.extend(jobs::startup(&guests, scratch.path()).await?);
+    }
     print_table(&rows, args.quick);
     let json = serde_json::json!({
         "quick": args.quick,
