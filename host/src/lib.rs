@@ -14,18 +14,25 @@
 //! The command line (`host/src/cli.rs`) belongs to the binary.
 //!
 //! # Follow one record
-//! A source subtask ([`runtime::subtask`]) polls its guest for a batch, the
+//! A source subtask ([`runtime::subtask`]) polls its guest for a batch (`poll-batch`), the
 //! [`runtime::partition`] splits it by key group, [`runtime::channel`] carries it (bounded by
 //! records, for back-pressure) to an operator subtask, which calls `process` on its guest
-//! ([`engine::instance`]) and sends the result on, until a sink subtask `write`s it.
+//! ([`engine::instance`]) and sends the result on, until a sink subtask hands it to its guest's
+//! `write-batch`, in the transaction that the next checkpoint commits.
 //!
 //! # Follow one barrier
 //! The coordinator task in [`runtime`] asks [`barrier::Coordinator`] for barrier N and sends it
 //! to every source subtask; each emits it in-band after its last record. Downstream, a subtask's
 //! [`barrier::Aligner`] holds back inputs that delivered N until all have; then it snapshots
-//! its guest, hands the blob to [`store::Store::write_state`] off the hot path, forwards the
-//! barrier, and acks. When every subtask acked, the coordinator writes `_metadata` and
-//! publishes the folder ([`store`]), tells the sinks to commit, and applies retention.
+//! its guest (a sink first `prepare-commit`s), hands the blob to [`store::Store::write_state`]
+//! off the hot path, forwards the barrier, and acks. When every subtask acked
+//! ([`runtime::coordinator`]), `_metadata` is written and the folder published atomically
+//! ([`store`]), the sinks are told to `commit`, and retention runs. A job that resumes reads
+//! the point back through [`savepoint`] and [`store::Store::read_states`], every checksum
+//! verified, before any guest's `restore` sees a byte.
+//!
+//! Each step where a crash or an I/O error can strike is a [`barrier::Phase`]; tests inject
+//! faults there through [`store::Store::with_faults`].
 
 pub mod barrier;
 pub mod control;
