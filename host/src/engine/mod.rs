@@ -4,7 +4,7 @@
 //! Where a record's journey starts being WebAssembly: the runtime asks the `Engine` to
 //! [`load`](Engine::load) each operator's module (checked against its role's world before
 //! anything runs) and to [`instantiate`](Engine::instantiate) one
-//! [`Instance`](instance::Instance) per subtask, each with its own `Store`, memory limit and
+//! [`Instance`] per subtask, each with its own `Store`, memory limit and
 //! grants.
 
 pub mod bindings;
