@@ -225,6 +225,18 @@ macro_rules! call_stateful {
     }};
 }
 
+/// Calls an export that only one role's world has; the runtime never calls it on another.
+macro_rules! call_role {
+    ($self:ident, $role:ident, $method:ident, $name:literal $(, $arg:expr)*) => {{
+        $self.arm_deadline();
+        let Bindings::$role(b) = &$self.bindings else {
+            unreachable!(concat!("`", $name, "` called on a subtask that is not a ", stringify!($role)))
+        };
+        let result = b.$method(&mut $self.store $(, $arg)*).await;
+        $self.outcome($name, result)
+    }};
+}
+
 impl Instance {
     /// The subtask this instance belongs to.
     pub fn subtask(&self) -> &SubtaskId {
@@ -289,51 +301,32 @@ impl Instance {
 
     /// Operators: transforms a batch.
     pub async fn process(&mut self, input: &Batch) -> Result<Batch, GuestError> {
-        self.arm_deadline();
-        let Bindings::Operator(b) = &self.bindings else {
-            unreachable!("process on a non-operator")
-        };
-        let result = b.call_process(&mut self.store, input).await;
-        self.outcome("process", result)
+        call_role!(self, Operator, call_process, "process", input)
     }
 
     /// Sources: at most `max_records` records, or the end.
     pub async fn poll(&mut self, max_records: u32) -> Result<PollResult, GuestError> {
-        self.arm_deadline();
-        let Bindings::Source(b) = &self.bindings else {
-            unreachable!("poll on a non-source")
-        };
-        let result = b.call_poll_batch(&mut self.store, max_records).await;
-        self.outcome("poll-batch", result)
+        call_role!(self, Source, call_poll_batch, "poll-batch", max_records)
     }
 
     /// Sinks: accepts a batch into the open transaction.
     pub async fn write(&mut self, input: &Batch) -> Result<(), GuestError> {
-        self.arm_deadline();
-        let Bindings::Sink(b) = &self.bindings else {
-            unreachable!("write on a non-sink")
-        };
-        let result = b.call_write_batch(&mut self.store, input).await;
-        self.outcome("write-batch", result)
+        call_role!(self, Sink, call_write_batch, "write-batch", input)
     }
 
     /// Sinks: makes the open transaction durable as checkpoint `checkpoint`'s.
     pub async fn prepare_commit(&mut self, checkpoint: u64) -> Result<(), GuestError> {
-        self.arm_deadline();
-        let Bindings::Sink(b) = &self.bindings else {
-            unreachable!("prepare-commit on a non-sink")
-        };
-        let result = b.call_prepare_commit(&mut self.store, checkpoint).await;
-        self.outcome("prepare-commit", result)
+        call_role!(
+            self,
+            Sink,
+            call_prepare_commit,
+            "prepare-commit",
+            checkpoint
+        )
     }
 
     /// Sinks: publishes every transaction up to `checkpoint`.
     pub async fn commit(&mut self, checkpoint: u64) -> Result<(), GuestError> {
-        self.arm_deadline();
-        let Bindings::Sink(b) = &self.bindings else {
-            unreachable!("commit on a non-sink")
-        };
-        let result = b.call_commit(&mut self.store, checkpoint).await;
-        self.outcome("commit", result)
+        call_role!(self, Sink, call_commit, "commit", checkpoint)
     }
 }

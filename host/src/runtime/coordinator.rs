@@ -218,17 +218,20 @@ impl CoordinatorTask {
             self.stopping = Some(barrier);
         }
         self.acked.clear();
-        for (subtask, commands) in &self.commands {
-            if self.is_source(subtask) {
-                let _ = commands.send(Command::Trigger(barrier));
-            }
-        }
+        self.send_to(Role::Source, Command::Trigger(barrier));
     }
 
-    fn is_source(&self, subtask: &SubtaskId) -> bool {
-        self.operators
-            .iter()
-            .any(|op| op.id == subtask.operator && op.role == Role::Source)
+    /// Sends `command` to every subtask of the operators of `role`.
+    fn send_to(&self, role: Role, command: Command) {
+        for (subtask, commands) in &self.commands {
+            if self
+                .operators
+                .iter()
+                .any(|op| op.id == subtask.operator && op.role == role)
+            {
+                let _ = commands.send(command);
+            }
+        }
     }
 
     async fn on_ack(&mut self, subtask: SubtaskId, checkpoint: CheckpointId, file: StateFile) {
@@ -246,15 +249,7 @@ impl CoordinatorTask {
             Ok(saved) => {
                 // Between publishing and committing: the riskiest moment to crash.
                 let _ = self.store.fault_point(Phase::Published, checkpoint);
-                for (subtask, commands) in &self.commands {
-                    if self
-                        .operators
-                        .iter()
-                        .any(|op| op.id == subtask.operator && op.role == Role::Sink)
-                    {
-                        let _ = commands.send(Command::Commit(checkpoint));
-                    }
-                }
+                self.send_to(Role::Sink, Command::Commit(checkpoint));
                 if let Some(saved) = saved {
                     if barrier.then_stop {
                         self.final_savepoint = Some(saved.clone());

@@ -29,7 +29,7 @@ pub const BATCH_RECORDS_MAX: usize = 1 << 20;
 const IDLE_POLL_MS: u64 = 10;
 
 /// What the coordinator tells a subtask.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum Command {
     /// Sources: emit this barrier now (after snapshotting).
     Trigger(Barrier),
