@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::subtask::{Command, Event, Subtask};
+use super::subtask::{Command, Event, Subtask, SubtaskError};
 use super::{OperatorInfo, Outcome, Request, Saved};
 use crate::barrier::{Barrier, BarrierKind, Coordinator, Phase, Progress, retention_victims};
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
@@ -109,6 +109,7 @@ impl CoordinatorTask {
             let handle = tasks.spawn(async move {
                 let event = match subtask.run().await {
                     Ok(()) => Event::Done(id),
+                    Err(SubtaskError::Closed(closed)) => Event::PeerGone(format!("{id}: {closed}")),
                     Err(e) => Event::Failed(e.to_string()),
                 };
                 let _ = events.send(event);
@@ -116,6 +117,8 @@ impl CoordinatorTask {
             names.insert(handle.id(), name);
         }
         let mut running = tasks.len();
+        // Why the first subtask stopped for a vanished peer, in case no root cause is reported.
+        let mut peer_gone: Option<String> = None;
         let period = Duration::from_millis(self.checkpoint_interval_ms.max(1));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -171,6 +174,16 @@ impl CoordinatorTask {
                                 Some(saved) => Outcome::Stopped(Some(saved)),
                                 None => Outcome::Finished,
                             };
+                        }
+                    }
+                    Event::PeerGone(error) => {
+                        tracing::debug!("{error}");
+                        running -= 1;
+                        let error = peer_gone.get_or_insert(error);
+                        if running == 0 {
+                            let error = error.clone();
+                            self.abort_in_flight(&error);
+                            break Outcome::Failed(error);
                         }
                     }
                     Event::Failed(error) => {

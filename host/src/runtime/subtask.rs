@@ -62,6 +62,9 @@ pub enum Event {
     Done(SubtaskId),
     /// It failed; the job must stop.
     Failed(String),
+    /// It stopped because a subtask it sends to is gone: a consequence of a failure that
+    /// subtask reports itself, so the job's error names the root cause, not this.
+    PeerGone(String),
 }
 
 /// Why a subtask stopped abnormally.
