@@ -6,12 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::util::{Dir, WordCount, copy_folder};
 
-/// A scratch folder with one real savepoint of a word count, and that savepoint's folder.
-fn savepoint(dir: &Dir, counter_id: &'static str) -> PathBuf {
-    let job = dir.write_job(&WordCount {
-        counter_id,
-        ..WordCount::default()
-    });
+/// The folder of a real savepoint of `job`, taken in `dir` after 400 ms.
+fn savepoint(dir: &Dir, job: &WordCount) -> PathBuf {
+    let job = dir.write_job(job);
     dir.run_then_stop_with_savepoint(&job, 400).1
 }
 
@@ -41,11 +38,20 @@ fn refused_everywhere(dir: &Dir, job: &Path, folder: &Path, case: &str, needles:
 #[test]
 fn every_named_kind_of_damage_is_refused_with_the_file_and_problem() {
     let dir = Dir::new(1_500);
-    let original = savepoint(&dir, "counter");
+    let original = savepoint(&dir, &WordCount::default());
     let job = dir.write_job(&WordCount::default());
+    // Another job, reading at another pace, so that even the operators both jobs share have
+    // different states.
     let foreign = {
         let other = Dir::new(1_500);
-        let folder = savepoint(&other, "count-words");
+        let folder = savepoint(
+            &other,
+            &WordCount {
+                counter_id: "count-words",
+                lines_per_second: 500,
+                ..WordCount::default()
+            },
+        );
         let copy = dir.path().join("foreign");
         copy_folder(&folder, &copy);
         copy
@@ -139,7 +145,7 @@ fn every_named_kind_of_damage_is_refused_with_the_file_and_problem() {
 #[test]
 fn a_byte_changed_anywhere_in_a_savepoint_is_refused() {
     let dir = Dir::new(1_500);
-    let original = savepoint(&dir, "counter");
+    let original = savepoint(&dir, &WordCount::default());
     let files: Vec<PathBuf> = std::fs::read_dir(&original)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -357,35 +357,44 @@ impl Store {
         })
     }
 
-    /// Reads every state file of a point, verifying each length and checksum. The files are
-    /// opened through a capability on the point's folder, so a name in `_metadata` can never
-    /// reach outside it.
+    /// Reads every state file of a point, verifying each length and checksum. The cheap checks
+    /// come first, worst problem first: a missing file, then a wrong length, is reported before
+    /// any file is read (so `_metadata` from another topology is named as such, and a damaged
+    /// savepoint of many gigabytes is refused at once). The files are opened through a
+    /// capability on the point's folder, so a name in `_metadata` can never reach outside it.
     pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
         let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
             .map_err(io_error(&point.dir))?;
-        let mut states = States::new();
-        for op in &point.metadata.operators {
-            for file in &op.files {
-                let path = point.dir.join(&file.file);
-                let corrupt = |problem: String| StoreError::CorruptState {
-                    path: path.clone(),
-                    problem,
-                };
-                let blob = folder
-                    .read(&file.file)
-                    .map_err(|e| corrupt(e.to_string()))?;
-                if blob.len() as u64 != file.len {
-                    return Err(corrupt(format!(
-                        "{} bytes, metadata says {}",
-                        blob.len(),
-                        file.len
-                    )));
-                }
-                if metadata::checksum(&blob) != file.checksum {
-                    return Err(corrupt("checksum mismatch".to_owned()));
-                }
-                states.insert((op.id.clone(), file.subtask), blob);
+        let files: Vec<(&OperatorId, &StateFile)> = point
+            .metadata
+            .operators
+            .iter()
+            .flat_map(|op| op.files.iter().map(move |file| (&op.id, file)))
+            .collect();
+        let corrupt = |file: &StateFile, problem: String| StoreError::CorruptState {
+            path: point.dir.join(&file.file),
+            problem,
+        };
+        let mut lens = Vec::with_capacity(files.len());
+        for (_, file) in &files {
+            let found = folder.metadata(&file.file);
+            lens.push(found.map_err(|e| corrupt(file, e.to_string()))?.len());
+        }
+        for ((_, file), len) in files.iter().zip(lens) {
+            if len != file.len {
+                let problem = format!("{len} bytes, metadata says {}", file.len);
+                return Err(corrupt(file, problem));
             }
+        }
+        let mut states = States::new();
+        for (id, file) in files {
+            let blob = folder
+                .read(&file.file)
+                .map_err(|e| corrupt(file, e.to_string()))?;
+            if metadata::checksum(&blob) != file.checksum {
+                return Err(corrupt(file, "checksum mismatch".to_owned()));
+            }
+            states.insert((id.clone(), file.subtask), blob);
         }
         Ok(states)
     }

@@ -77,6 +77,21 @@ fn a_state_file_that_changed_is_refused_with_its_path() {
 }
 
 #[test]
+fn a_missing_state_file_is_reported_before_a_damaged_one() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let (_, dir) = write_point(&store, 1, BarrierKind::Savepoint);
+    fs::write(dir.join("counter-0.state"), b"state").unwrap();
+    fs::remove_file(dir.join("counter-1.state")).unwrap();
+    let point = store.read_point(&dir).unwrap();
+    let error = store.read_states(&point).unwrap_err().to_string();
+    assert!(
+        error.contains("counter-1.state") && error.contains("No such file"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_folder_without_metadata_is_not_a_point() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
