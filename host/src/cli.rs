@@ -321,10 +321,13 @@ async fn run_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
     let listener =
         control::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
 
-    let handle = job.spawn();
-    let server = tokio::spawn(control::serve(listener, handle.requests()));
+    // The id goes out before the job starts, so that whoever started it learns the id even if
+    // the job fails (or the process is killed) in its first moments.
     println!("{job_id}");
     std::io::stdout().flush()?;
+    let handle = job.spawn();
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(control::serve(listener, handle.requests(), serving_stopped));
     match &from {
         Some(from) => tracing::info!(job = %job_id, "running, resumed from {}", from.display()),
         None => tracing::info!(job = %job_id, "running"),
@@ -343,7 +346,8 @@ async fn run_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
     });
     let outcome = handle.wait().await;
     interrupt.abort();
-    server.abort();
+    let _ = stop_serving.send(());
+    let _ = server.await;
     let _ = std::fs::remove_file(&socket);
 
     let (state, code) = match outcome {

@@ -76,19 +76,48 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves control requests until `requests` closes (the job ended).
-pub async fn serve(listener: UnixListener, requests: mpsc::Sender<runtime::Request>) {
+/// How long a server that was told to stop still waits for answers under way.
+pub const ANSWERS_WAIT_MS_MAX: u64 = 5_000;
+
+/// Serves control requests to the job behind `requests` until `stop` fires (the job ended).
+/// Then it accepts no more connections but finishes the answers under way, so that the job's
+/// last answer (the savepoint it stopped with, or that it was cancelled) reaches its client
+/// before the process exits.
+pub async fn serve(
+    listener: UnixListener,
+    requests: mpsc::Sender<runtime::Request>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut answering = tokio::task::JoinSet::new();
+    let report = |done: Result<std::io::Result<()>, tokio::task::JoinError>| {
+        if let Ok(Err(e)) = done {
+            tracing::warn!("control connection failed: {e}");
+        }
+    };
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let requests = requests.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, requests).await {
-                tracing::warn!("control connection failed: {e}");
-            }
-        });
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    answering.spawn(answer(stream, requests.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("control socket: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(done) = answering.join_next() => report(done),
+        }
+    }
+    drop(listener);
+    let wait = Duration::from_millis(ANSWERS_WAIT_MS_MAX);
+    let finished = tokio::time::timeout(wait, async {
+        while let Some(done) = answering.join_next().await {
+            report(done);
+        }
+    });
+    if finished.await.is_err() {
+        tracing::warn!("control connections still open when the job ended were dropped");
     }
 }
 
@@ -175,4 +204,41 @@ pub fn call(path: &Path, request: &ControlRequest) -> Result<ControlResponse, Co
 /// Whether a job listens at `path`.
 pub fn is_listening(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that ends as it answers: the process exits right after `serve` returns, so the
+    /// answer must be with the client by then. (One thread, and the stop sent before the reply,
+    /// so that `serve` sees the stop before the answer is written.)
+    #[test]
+    fn the_last_answer_of_an_ending_job_reaches_its_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(async { bind(&path) }).unwrap();
+        let (requests, mut job) = mpsc::channel(1);
+        let (stop, stopped) = oneshot::channel();
+        let server = runtime.spawn(serve(listener, requests, stopped));
+        let client = std::thread::spawn({
+            let path = path.clone();
+            move || call(&path, &ControlRequest::Cancel)
+        });
+        runtime.block_on(async {
+            let Some(runtime::Request::Cancel { reply }) = job.recv().await else {
+                panic!("expected a cancel request");
+            };
+            stop.send(()).unwrap();
+            reply.send(()).unwrap();
+            server.await.unwrap();
+        });
+        // As when the process exits: whatever `serve` left running dies here.
+        drop(runtime);
+        assert_eq!(client.join().unwrap().unwrap(), ControlResponse::Cancelled);
+    }
 }
