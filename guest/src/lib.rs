@@ -9,6 +9,7 @@
 //! - [`config_value`] looks up a required key of the operator's config.
 
 mod batch;
+mod memcmp;
 mod state;
 
 pub use batch::{BatchBuilder, BatchParts, ColumnarBatch, Columns, Record, Records, records};

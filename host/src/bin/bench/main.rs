@@ -36,6 +36,9 @@ struct Args {
     /// Run only these benchmarks (for profiling one of them).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Bench>,
+    /// Runs of each pipeline configuration, instead of 5 (1 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    repetitions: Option<u16>,
 }
 
 /// The benchmarks, by name.
@@ -82,7 +85,7 @@ pub struct Sizes {
     pub savepoint_bytes: usize,
     /// Bytes of keyed state carried across an upgrade.
     pub upgrade_state_bytes: usize,
-    /// Runs of each pipeline configuration (the median counts).
+    /// Runs of each pipeline configuration (the fastest counts).
     pub repetitions: usize,
 }
 
@@ -100,13 +103,17 @@ async fn main() -> anyhow::Result<()> {
         }
     } else {
         Sizes {
-            pipeline_words: 5_000_000,
+            pipeline_words: 3_000_000,
             distinct_keys: 100_000,
             boundary_records: 4_000_000,
             savepoint_bytes: 1 << 30,
             upgrade_state_bytes: 100 << 20,
-            repetitions: 3,
+            repetitions: 5,
         }
+    };
+    let sizes = Sizes {
+        repetitions: args.repetitions.map_or(sizes.repetitions, usize::from),
+        ..sizes
     };
     let started = Instant::now();
     let scratch = tempfile::Builder::new()
