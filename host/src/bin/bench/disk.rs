@@ -30,18 +30,78 @@ fn mib_per_s(bytes: usize, seconds: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / seconds
 }
 
-/// Write and restore bandwidth of the store vs the raw disk.
+/// Bandwidths of one round, in MiB/s.
+#[derive(Clone, Copy)]
+struct Round {
+    raw_write: f64,
+    raw_read: f64,
+    write: f64,
+    read: f64,
+}
+
+/// Write and restore bandwidth of the store vs the raw disk. The rounds alternate raw and store
+/// so that drift of a shared disk falls on both alike, and the fastest of each counts (noise
+/// only ever slows a disk down).
 pub fn savepoint_bandwidth(scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
     let blobs = sizes.savepoint_bytes.div_ceil(BLOB_BYTES);
     let blob: Vec<u8> = (0..BLOB_BYTES).map(|i| (i * 31 % 251) as u8).collect();
     let total = blobs * BLOB_BYTES;
+    let mut best: Option<Round> = None;
+    for _ in 0..sizes.repetitions.min(3) {
+        let round = measure_round(scratch, &blob, blobs)?;
+        best = Some(match best {
+            None => round,
+            Some(b) => Round {
+                raw_write: b.raw_write.max(round.raw_write),
+                raw_read: b.raw_read.max(round.raw_read),
+                write: b.write.max(round.write),
+                read: b.read.max(round.read),
+            },
+        });
+    }
+    let Round {
+        raw_write,
+        raw_read,
+        write,
+        read,
+    } = best.expect("at least one round");
+
+    let row = |name: String, value: f64, raw: f64| Row {
+        name,
+        value,
+        unit: "MiB/s",
+        baseline: Some(raw),
+        baseline_name: "raw disk",
+        ratio: Some(value / raw),
+        target: "≥ 0.5× raw",
+        met: Some(value / raw >= 0.5),
+    };
+    let mib = total >> 20;
+    Ok(vec![
+        row(
+            format!("savepoint write, {mib} MiB (fsync, checksums)"),
+            write,
+            raw_write,
+        ),
+        row(
+            format!("savepoint restore, {mib} MiB (checksums verified)"),
+            read,
+            raw_read,
+        ),
+    ])
+}
+
+/// Writes `blobs` copies of `blob` raw and through the store, and reads both back from the
+/// disk.
+fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Round> {
+    let total = blobs * blob.len();
 
     // Raw: the same bytes, written sequentially to one file and fsynced, then read back.
     let raw_path = scratch.join("raw.bin");
     let started = Instant::now();
     let mut file = File::create(&raw_path)?;
     for _ in 0..blobs {
-        file.write_all(&blob)?;
+        file.write_all(blob)?;
     }
     file.sync_all()?;
     let raw_write = mib_per_s(total, started.elapsed().as_secs_f64());
@@ -50,22 +110,32 @@ pub fn savepoint_bandwidth(scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<R
     let mut file = File::open(&raw_path)?;
     for _ in 0..blobs {
         // Into fresh memory, as a restore must: it keeps every state until the guests take it.
-        let mut buffer = vec![0; BLOB_BYTES];
+        let mut buffer = vec![0; blob.len()];
         file.read_exact(&mut buffer)?;
         black_box(&buffer);
     }
     let raw_read = mib_per_s(total, started.elapsed().as_secs_f64());
     std::fs::remove_file(&raw_path)?;
 
-    // The store: one state file per subtask, then `_metadata` and the atomic publish.
+    // The store: one state file per subtask, each written on its own thread as the runtime's
+    // subtasks write theirs (on tokio's blocking pool), then `_metadata` and the atomic publish.
     let store = Store::open(scratch.join("savepoint-home"))?;
     let job: JobId = "job-bench".parse().map_err(anyhow::Error::msg)?;
     let operator: OperatorId = "state".parse().map_err(anyhow::Error::msg)?;
     let checkpoint = CheckpointId(1);
     let started = Instant::now();
-    let files = (0..blobs as u32)
-        .map(|subtask| store.write_state(&job, checkpoint, &operator, subtask, &blob))
-        .collect::<Result<Vec<_>, _>>()?;
+    let files = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..blobs as u32)
+            .map(|subtask| {
+                let (store, job, operator) = (&store, &job, &operator);
+                scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, blob))
+            })
+            .collect();
+        writers
+            .into_iter()
+            .map(|writer| writer.join().expect("a writer thread panicked"))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
     let metadata = Metadata {
         job: job.clone(),
         checkpoint,
@@ -94,28 +164,10 @@ pub fn savepoint_bandwidth(scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<R
     let read = mib_per_s(total, started.elapsed().as_secs_f64());
     drop(states);
     std::fs::remove_dir_all(&folder)?;
-
-    let row = |name: String, value: f64, raw: f64| Row {
-        name,
-        value,
-        unit: "MiB/s",
-        baseline: Some(raw),
-        baseline_name: "raw disk",
-        ratio: Some(value / raw),
-        target: "≥ 0.5× raw",
-        met: Some(value / raw >= 0.5),
-    };
-    let mib = total >> 20;
-    Ok(vec![
-        row(
-            format!("savepoint write, {mib} MiB (fsync, checksums)"),
-            write,
-            raw_write,
-        ),
-        row(
-            format!("savepoint restore, {mib} MiB (checksums verified)"),
-            read,
-            raw_read,
-        ),
-    ])
+    Ok(Round {
+        raw_write,
+        raw_read,
+        write,
+        read,
+    })
 }
