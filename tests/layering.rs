@@ -81,6 +81,11 @@ fn the_store_keeps_state_blobs_opaque() {
 }
 
 #[test]
+fn durable_writes_are_a_leaf_that_both_the_store_and_the_engine_may_use() {
+    assert_never("durable.rs", &["crate::"]);
+}
+
+#[test]
 fn the_runtime_knows_nothing_of_sockets() {
     assert_never("runtime", &["crate::control", "UnixListener", "UnixStream"]);
 }
@@ -90,6 +95,7 @@ fn only_the_binary_prints_exits_or_reads_the_environment() {
     for dir in [
         "barrier.rs",
         "control.rs",
+        "durable.rs",
         "ids.rs",
         "lib.rs",
         "savepoint.rs",

@@ -6,7 +6,8 @@
 //! - [`topology`]: the job file and the validated [`topology::Plan`].
 //! - [`engine`]: wasmtime, the compiled-module cache, one instance per subtask.
 //! - [`barrier`]: barriers, their alignment, the coordinator's decisions (pure).
-//! - [`store`]: the state folder: checkpoints, savepoints, metadata, atomic writes.
+//! - [`durable`]: writes that a crash leaves complete or absent (the store's and the cache's).
+//! - [`store`]: the state folder: checkpoints, savepoints, metadata.
 //! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.
 //! - [`control`]: the control socket of a running job, and its client.
@@ -36,6 +37,7 @@
 
 pub mod barrier;
 pub mod control;
+pub mod durable;
 pub mod engine;
 pub mod ids;
 pub mod runtime;

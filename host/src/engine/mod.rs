@@ -182,22 +182,12 @@ impl Engine {
             }
         }
         let component = Component::new(&self.engine, bytes)?;
-        if let Err(e) = write_cache_file(&cached, &component.serialize()?) {
+        // Complete or absent: loading a torn file would be unsound.
+        if let Err(e) = crate::durable::write_file(&cached, &component.serialize()?) {
             tracing::warn!(path = %cached.display(), "cannot cache compiled module: {e}");
         }
         Ok(component)
     }
-}
-
-/// Writes a compiled module into the cache: complete (fsynced, then renamed into place) or not
-/// at all, because loading a torn file would be unsound.
-fn write_cache_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(path.parent().expect("cache files have a folder"))?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK_MS`]; joined on drop.

@@ -7,7 +7,6 @@
 //! [`Store::read_states`] verify every checksum before any byte reaches a module.
 //! Synchronous `std::fs`: the runtime calls it from blocking tasks.
 
-pub mod atomic;
 pub mod layout;
 pub mod metadata;
 
@@ -21,6 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::barrier::Phase;
+use crate::durable;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 pub use layout::Layout;
 use layout::METADATA_FILE;
@@ -185,7 +185,7 @@ impl Store {
             .create(&dir)
             .map_err(io_error(&dir))?;
         let path = self.layout.job_file(&status.job);
-        atomic::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
+        durable::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
         self.write_status(status)
     }
 
@@ -193,7 +193,7 @@ impl Store {
     pub fn write_status(&self, status: &JobStatus) -> Result<(), StoreError> {
         let path = self.layout.job_status(&status.job);
         let json = serde_json::to_vec_pretty(status).expect("status serializes");
-        atomic::write_file(&path, &json).map_err(io_error(&path))
+        durable::write_file(&path, &json).map_err(io_error(&path))
     }
 
     /// Reads a job's status file.
@@ -237,7 +237,7 @@ impl Store {
         let checksum = metadata::checksum(blob);
         self.fault_point(Phase::StateWrite, checkpoint)
             .map_err(io_error(&path))?;
-        atomic::write_file_in_building_dir(&path, blob).map_err(io_error(&path))?;
+        durable::write_file_in_building_dir(&path, blob).map_err(io_error(&path))?;
         Ok(StateFile {
             subtask,
             file,
@@ -279,11 +279,11 @@ impl Store {
             "metadata round trip"
         );
         let path = from.join(METADATA_FILE);
-        atomic::write_file_in_building_dir(&path, &bytes).map_err(io_error(&path))?;
+        durable::write_file_in_building_dir(&path, &bytes).map_err(io_error(&path))?;
         self.fault_point(Phase::MetadataWritten, metadata.checkpoint)
             .map_err(io_error(&path))?;
         // Until this rename, a crash leaves only an in-progress folder that no reader lists.
-        atomic::publish_dir(&from, to).map_err(io_error(to))
+        durable::publish_dir(&from, to).map_err(io_error(to))
     }
 
     /// Drops a checkpoint in progress (aborted or failed).
@@ -334,7 +334,8 @@ impl Store {
     pub fn remove_savepoint(&self, id: &SavepointId) -> Result<PathBuf, StoreError> {
         let dir = self.layout.savepoint(id);
         fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
-        atomic::sync_dir(&self.layout.savepoints()).map_err(io_error(&self.layout.savepoints()))?;
+        durable::sync_dir(&self.layout.savepoints())
+            .map_err(io_error(&self.layout.savepoints()))?;
         Ok(dir)
     }
 
