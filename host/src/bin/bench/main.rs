@@ -39,6 +39,9 @@ struct Args {
     /// Runs of each pipeline configuration, instead of 5 (1 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     repetitions: Option<u16>,
+    /// Words in the pipeline's input, instead of 3 000 000 (300 000 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    words: Option<u32>,
 }
 
 /// The benchmarks, by name.
@@ -113,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let sizes = Sizes {
         repetitions: args.repetitions.map_or(sizes.repetitions, usize::from),
+        pipeline_words: args.words.map_or(sizes.pipeline_words, |w| w as usize),
         ..sizes
     };
     let started = Instant::now();
