@@ -99,6 +99,30 @@ fn a_guest_that_floods_the_host_is_stopped() {
 }
 
 #[test]
+fn a_guest_that_spams_its_output_cannot_flood_the_hosts_log() {
+    let dir = Dir::new(LINES);
+    let started = Instant::now();
+    let (ok, stderr) = run_hostile(&dir, "config = { misbehave = \"spam\" }", 0);
+    // One-second windows the run can have touched.
+    let windows = started.elapsed().as_secs() + 2;
+    assert!(ok, "the job should have run through:\n{stderr}");
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+    // Each `process` call wrote 10 000 lines; at most 100 a second from each of the 2 subtasks
+    // reach the log, tagged.
+    let logged = stderr.lines().filter(|l| l.contains("spam line")).count() as u64;
+    assert!(logged > 0, "no guest line reached the log:\n{stderr}");
+    assert!(
+        logged <= 100 * 2 * windows,
+        "{logged} guest lines logged in under {windows} s"
+    );
+    assert!(
+        stderr.contains("subtask=hostile["),
+        "lines not tagged with the subtask:\n{stderr}"
+    );
+    assert!(stderr.contains("dropping lines"), "{stderr}");
+}
+
+#[test]
 fn a_guest_cannot_read_outside_its_grant() {
     let dir = Dir::new(LINES);
     let outcome = run_hostile(&dir, "config = { misbehave = \"escape\" }", 0);

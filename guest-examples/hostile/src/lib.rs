@@ -6,6 +6,7 @@
 //! - `trap`: panics in `process` (a trap);
 //! - `grow-memory`: allocates until memory runs out (stopped by the host's memory limit);
 //! - `flood`: returns a batch of `flood_records` empty records (default 10 million);
+//! - `spam`: writes 10 000 lines to stderr in every `process` call, then behaves;
 //! - `trap-in-snapshot`: traps in the next `snapshot`;
 //! - `trap-in-restore`: traps in `restore`;
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
@@ -135,6 +136,11 @@ impl bindings::Guest for Hostile {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
                     hoard.push(vec![1; 1 << 20]);
+                }
+            }
+            if due(state, "spam") {
+                for line in 0..10_000 {
+                    eprintln!("hostile: spam line {line}");
                 }
             }
             if due(state, "flood") {

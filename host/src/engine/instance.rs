@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use super::guest_log::GuestLog;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
@@ -148,7 +149,8 @@ impl Engine {
         grants: Grants<'_>,
     ) -> Result<Instance, EngineError> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.inherit_stderr();
+        let (stdout, stderr) = GuestLog::pair(&subtask);
+        wasi.stdout(stdout).stderr(stderr);
         if !grants.clock {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }

@@ -8,6 +8,7 @@
 //! grants.
 
 pub mod bindings;
+pub mod guest_log;
 pub mod instance;
 
 use std::hash::{Hash, Hasher};
