@@ -245,7 +245,14 @@ partition = "rebalance"
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        RunningJob { child, job }
+        // Drained as the job runs: a job whose log outgrew the pipe would block on it.
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+            text
+        });
+        RunningJob { child, job, stderr }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -319,6 +326,8 @@ pub struct RunningJob {
     pub child: Child,
     /// The job id it printed.
     pub job: String,
+    /// Reads its stderr to the end.
+    stderr: std::thread::JoinHandle<String>,
 }
 
 impl RunningJob {
@@ -327,10 +336,7 @@ impl RunningJob {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr)
-                    .unwrap();
-                return (status.success(), stderr);
+                return (status.success(), self.stderr.join().unwrap());
             }
             if started.elapsed() > JOB_WAIT_MAX {
                 let _ = self.child.kill();
