@@ -169,11 +169,16 @@ impl AsyncWrite for LineWriter {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let writer = self.get_mut();
-        if !writer.partial.is_empty() {
-            writer.flush_line();
-        }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineWriter {
+    /// A last line without its newline is still logged.
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            self.flush_line();
+        }
     }
 }
 
@@ -229,6 +234,33 @@ enum Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines logged so far through `log`'s budget.
+    fn logged(log: &GuestLog) -> u32 {
+        log.budget.lock().unwrap().lines
+    }
+
+    #[test]
+    fn output_is_logged_by_whole_lines_and_a_last_partial_line_at_the_end() {
+        let subtask = SubtaskId {
+            operator: "op".parse().unwrap(),
+            index: 0,
+        };
+        let (_, stderr) = GuestLog::pair(&subtask);
+        let mut writer = stderr.writer();
+        writer.write(b"one\ntw");
+        assert_eq!(logged(&stderr), 1);
+        writer.write(b"o\nthr");
+        assert_eq!(logged(&stderr), 2);
+        writer.write(&[b'x'; LINE_BYTES_MAX + 10]);
+        assert_eq!(logged(&stderr), 3, "a line is cut at LINE_BYTES_MAX");
+        drop(writer);
+        assert_eq!(logged(&stderr), 3, "nothing left after the cut line");
+        let mut writer = stderr.writer();
+        writer.write(b"no newline");
+        drop(writer);
+        assert_eq!(logged(&stderr), 4);
+    }
 
     #[test]
     fn the_budget_admits_a_window_full_then_reports_what_it_dropped() {
