@@ -74,23 +74,13 @@ fn a_full_disk_fails_that_savepoint_only_and_older_ones_stay_intact() {
         "--fail-write-at",
         "state-write:2",
     ]);
-    let first = dir
-        .host_ok(&["save", &running.job])
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned();
+    let first = dir.save(&running.job);
     let refusal = dir.host_err(&["save", &running.job]);
     assert!(
         refusal.contains("savepoint 2 failed") && refusal.contains("No space left on device"),
         "{refusal}"
     );
-    let third = dir
-        .host_ok(&["save", &running.job])
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned();
+    let third = dir.save(&running.job);
     running.wait_ok();
 
     assert!(

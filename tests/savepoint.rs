@@ -81,12 +81,7 @@ fn a_savepoint_outlives_its_job_and_retention() {
     });
     let running = dir.start(&[job.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(300));
-    let savepoint = dir
-        .host_ok(&["save", &running.job])
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned();
+    let savepoint = dir.save(&running.job);
     running.wait_ok();
 
     // The job ended, took many more checkpoints than it retains, and the savepoint is intact.

@@ -214,6 +214,12 @@ partition = "rebalance"
         String::from_utf8(output.stderr).unwrap()
     }
 
+    /// `host save JOB`; returns the savepoint's id (the first line it prints).
+    pub fn save(&self, job: &str) -> String {
+        let saved = self.host_ok(&["save", job]);
+        saved.lines().next().expect("savepoint id").to_owned()
+    }
+
     /// Runs `job_file` for `run_ms`, then `host stop --save`s it; returns the savepoint's id and
     /// folder once the job has ended.
     pub fn run_then_stop_with_savepoint(&self, job_file: &Path, run_ms: u64) -> (String, PathBuf) {
