@@ -1,9 +1,7 @@
 //! Guarantee 5 and the bad inputs of the vertical slice: each is refused with an error that
 //! names the thing at fault, and changes nothing on disk.
 
-use std::path::Path;
-
-use crate::util::{Dir, WordCount, guest};
+use crate::util::{Dir, WordCount, guest, replace_in};
 
 const LINES: usize = 2_000;
 
@@ -15,40 +13,6 @@ fn with_savepoint() -> (Dir, String, std::path::PathBuf) {
     (dir, savepoint, job)
 }
 
-/// Runs `host ARGS`, expects a refusal whose message contains every one of `needles`, and
-/// checks that the state folder is exactly as it was.
-fn refused(dir: &Dir, args: &[&str], needles: &[&str]) {
-    let before = dir.snapshot_tree(&dir.home());
-    let stderr = dir.host_err(args);
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "`host {args:?}`: expected `{needle}` in:\n{stderr}"
-        );
-    }
-    let mut after = dir.snapshot_tree(&dir.home());
-    // The compiled-module cache may gain entries; state may not change.
-    let cache = dir.home().join("cache");
-    after.retain(|path, _| !path.starts_with(&cache));
-    let mut before = before;
-    before.retain(|path, _| !path.starts_with(&cache));
-    assert_eq!(
-        before.keys().collect::<Vec<_>>(),
-        after.keys().collect::<Vec<_>>(),
-        "`host {args:?}` changed the state folder"
-    );
-    assert!(
-        before == after,
-        "`host {args:?}` changed a file in the state folder"
-    );
-}
-
-fn replace_in(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{from} not in {}", path.display());
-    std::fs::write(path, text.replace(from, to)).unwrap();
-}
-
 #[test]
 fn a_missing_module_is_named() {
     let dir = Dir::new(10);
@@ -56,8 +20,7 @@ fn a_missing_module_is_named() {
         counter: dir.path().join("nowhere/counter.wasm"),
         ..WordCount::default()
     });
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap()],
         &[
             "operator `counter`",
@@ -76,8 +39,7 @@ fn a_malformed_module_is_named() {
         counter: bogus,
         ..WordCount::default()
     });
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap()],
         &[
             "operator `counter`",
@@ -95,8 +57,7 @@ fn a_component_of_the_wrong_world_is_named() {
         counter: guest("file_sink"),
         ..WordCount::default()
     });
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap()],
         &[
             "operator `counter`",
@@ -111,8 +72,7 @@ fn job_files_with_duplicate_or_unknown_ids_or_cycles_are_refused() {
     let dir = Dir::new(10);
     let job = dir.write_job(&WordCount::default());
     replace_in(&job, "id = \"tokenize\"", "id = \"lines\"");
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap()],
         &[
             "`lines` is used more than once",
@@ -127,20 +87,18 @@ fn job_files_with_duplicate_or_unknown_ids_or_cycles_are_refused() {
             + "\n[[edges]]\nfrom = \"counter\"\nto = \"tokenize\"\npartition = \"rebalance\"\n",
     )
     .unwrap();
-    refused(&dir, &["run", job.to_str().unwrap()], &["cycle"]);
+    dir.refused(&["run", job.to_str().unwrap()], &["cycle"]);
 }
 
 #[test]
 fn a_restore_point_that_does_not_exist_is_refused() {
     let dir = Dir::new(10);
     let job = dir.write_job(&WordCount::default());
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap(), "--from", "sp-nothing"],
         &["no savepoint, job or folder `sp-nothing`"],
     );
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap(), "--from", "./nowhere"],
         &["no savepoint, job or folder `./nowhere`"],
     );
@@ -156,27 +114,24 @@ fn corrupt_or_truncated_savepoints_are_refused_before_any_state_is_used() {
     let mut flipped = original.clone();
     flipped[original.len() / 2] ^= 0x10;
     std::fs::write(&state, &flipped).unwrap();
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap(), "--from", &savepoint],
         &["counter-1.state", "checksum mismatch"],
     );
 
     std::fs::write(&state, &original[..original.len() - 1]).unwrap();
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap(), "--from", &savepoint],
         &["counter-1.state", "metadata says"],
     );
-    refused(&dir, &["inspect", &savepoint], &["counter-1.state"]);
+    dir.refused(&["inspect", &savepoint], &["counter-1.state"]);
 
     std::fs::write(&state, &original).unwrap();
     let metadata = folder.join("_metadata");
     let mut bytes = std::fs::read(&metadata).unwrap();
     bytes[20] ^= 1;
     std::fs::write(&metadata, &bytes).unwrap();
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap(), "--from", &savepoint],
         &["_metadata", "checksum mismatch"],
     );
@@ -189,8 +144,7 @@ fn state_for_an_operator_missing_from_the_job_is_refused_unless_allowed() {
         counter_id: "count-words",
         ..WordCount::default()
     });
-    refused(
-        &dir,
+    dir.refused(
         &["run", renamed.to_str().unwrap(), "--from", &savepoint],
         &[
             "operator `counter` has state in the savepoint but is not in the job",
@@ -214,8 +168,7 @@ fn a_changed_parallelism_is_refused_with_the_reason() {
         counter_parallelism: 3,
         ..WordCount::default()
     });
-    refused(
-        &dir,
+    dir.refused(
         &["run", job.to_str().unwrap(), "--from", &savepoint],
         &[
             "operator `counter`",
@@ -243,8 +196,7 @@ fn a_module_whose_restore_refuses_the_state_is_named_and_the_savepoint_is_untouc
         .to_owned();
     running.wait_ok();
     let v1 = dir.write_job(&WordCount::default());
-    refused(
-        &dir,
+    dir.refused(
         &["run", v1.to_str().unwrap(), "--from", &v2_savepoint],
         &[
             "operator `counter` (subtask 0)",
@@ -252,8 +204,7 @@ fn a_module_whose_restore_refuses_the_state_is_named_and_the_savepoint_is_untouc
             "version 2",
         ],
     );
-    refused(
-        &dir,
+    dir.refused(
         &["check", v1.to_str().unwrap(), "--from", &v2_savepoint],
         &["`restore` refused"],
     );
@@ -268,16 +219,11 @@ fn save_on_a_job_that_is_not_running_says_so() {
         .next()
         .unwrap()
         .to_owned();
-    refused(
-        &dir,
+    dir.refused(
         &["save", &job],
         &[&format!(
             "job `{job}` is not running (stopped with savepoint"
         )],
     );
-    refused(
-        &dir,
-        &["save", "job-nosuchjob"],
-        &["no job `job-nosuchjob`"],
-    );
+    dir.refused(&["save", "job-nosuchjob"], &["no job `job-nosuchjob`"]);
 }

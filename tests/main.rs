@@ -8,6 +8,7 @@ mod control;
 mod corrupt;
 mod crash;
 mod hostile;
+mod integrity;
 mod layering;
 mod savepoint;
 mod torture;

@@ -1,8 +1,10 @@
 //! Crash torture (guarantee 3 under fire): a seeded supervisor runs a job, kills the host with
-//! `kill -9` at random moments or aborts it at a chosen phase of a checkpoint (while a state
-//! file is written, after `_metadata` is written but before the rename, after publishing but
-//! before any sink commits, after one sink committed), resumes with `run --from JOB_ID`, and
-//! repeats until the input is exhausted; the committed output must be exact every round.
+//! `kill -9` at random moments, or while `host save` or `host stop --save` is under way, or
+//! aborts it at a chosen phase of a checkpoint (with half a state file written, after
+//! `_metadata` is written but before the rename, after publishing but before any sink commits,
+//! after one sink committed) or of a resume (every subtask restored but no sink recovered; one
+//! sink recovered), resumes with `run --from JOB_ID`, and repeats until the input is
+//! exhausted; the committed output must be exact every round.
 //!
 //! Quick by default (20 kills); `just torture` runs 200 (`TORTURE_KILLS`), and
 //! `TORTURE_SEED` replays a failure.
@@ -15,12 +17,15 @@ use crate::util::{Dir, WordCount, assert_exactly_once, input_text};
 const LINES: usize = 3_000;
 /// Runs of one round before the supervisor declares it stuck.
 const RUNS_PER_ROUND_MAX: u32 = 80;
-const PHASES: [&str; 4] = [
+/// Phases of a checkpoint where the host is aborted.
+const CHECKPOINT_PHASES: [&str; 4] = [
     "state-write",
     "metadata-written",
     "published",
     "sink-committed",
 ];
+/// Phases of a resume: every subtask restored, no sink recovered; one sink recovered.
+const RESTORE_PHASES: [&str; 2] = ["restored", "sink-recovered"];
 
 struct Rng(u64);
 
@@ -51,6 +56,111 @@ fn newest_checkpoint(dir: &Dir, job: &str) -> u64 {
                 .unwrap_or(0)
         })
         .unwrap_or(0)
+}
+
+/// How one run of the job ends.
+#[derive(Clone, Copy, Debug)]
+enum Blow {
+    /// Aborted at a phase (`--crash-at PHASE:N`).
+    At(&'static str),
+    /// `kill -9` at a random moment.
+    Kill,
+    /// `kill -9` while `host save` (or, with `true`, `host stop --save`) is under way.
+    KillWhileSaving(bool),
+}
+
+/// Picks how the next run ends; the phases of a restore only strike a job that resumes.
+fn choose(rng: &mut Rng, resuming: bool) -> Blow {
+    let all = CHECKPOINT_PHASES.len() + RESTORE_PHASES.len() + 3;
+    let choice = rng.below(all as u64) as usize;
+    let restore = choice.checked_sub(CHECKPOINT_PHASES.len());
+    match (CHECKPOINT_PHASES.get(choice), restore) {
+        (Some(phase), _) => Blow::At(phase),
+        (None, Some(i)) if i < RESTORE_PHASES.len() && resuming => Blow::At(RESTORE_PHASES[i]),
+        (None, Some(i)) if i == RESTORE_PHASES.len() + 1 => Blow::KillWhileSaving(false),
+        (None, Some(i)) if i == RESTORE_PHASES.len() + 2 => Blow::KillWhileSaving(true),
+        _ => Blow::Kill,
+    }
+}
+
+/// What one run did: whether the job finished its input, and the label of the kill if any.
+struct Ran {
+    job: String,
+    finished: bool,
+    kill: Option<&'static str>,
+}
+
+/// Runs `args` and deals `blow`; fails the test if the job fails for another reason.
+fn run_once(dir: &Dir, rng: &mut Rng, args: &[&str], blow: Blow, seed: u64) -> Ran {
+    let running = dir.start(args);
+    let job_id = running.job.clone();
+    let mut running = running;
+    let saving = match blow {
+        Blow::At(phase) => {
+            let (ok, stderr) = running.wait();
+            if ok {
+                return Ran {
+                    job: job_id,
+                    finished: true,
+                    kill: None,
+                };
+            }
+            assert!(
+                stderr.contains("crash injected at"),
+                "seed {seed}: job {job_id} failed:\n{stderr}"
+            );
+            return Ran {
+                job: job_id,
+                finished: false,
+                kill: Some(phase),
+            };
+        }
+        Blow::Kill => None,
+        Blow::KillWhileSaving(stop) => {
+            std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
+            let command = if stop {
+                vec!["stop", "--save", &job_id]
+            } else {
+                vec!["save", &job_id]
+            };
+            Some(dir.spawn_host(&command))
+        }
+    };
+    std::thread::sleep(Duration::from_millis(match saving {
+        None => 20 + rng.below(330),
+        Some(_) => rng.below(40),
+    }));
+    let alive = running.child.try_wait().unwrap().is_none();
+    if alive {
+        running.kill();
+    }
+    if let Some(mut save) = saving {
+        let _ = save.wait();
+    }
+    if alive {
+        let label = match blow {
+            Blow::KillWhileSaving(true) => "kill -9 during stop --save",
+            Blow::KillWhileSaving(false) => "kill -9 during save",
+            _ => "random moment (kill -9)",
+        };
+        return Ran {
+            job: job_id,
+            finished: false,
+            kill: Some(label),
+        };
+    }
+    let (ok, stderr) = running.wait();
+    assert!(ok, "seed {seed}: job {job_id} failed:\n{stderr}");
+    // It ended by itself: its input ran out, or `stop --save` stopped it.
+    let stopped = dir
+        .host_ok(&["list"])
+        .lines()
+        .any(|l| l.starts_with(&job_id) && l.contains("stopped"));
+    Ran {
+        job: job_id,
+        finished: !stopped,
+        kill: None,
+    }
 }
 
 #[test]
@@ -84,48 +194,36 @@ fn torture_kill_the_host_anywhere_and_lose_nothing() {
             if let Some(previous) = &previous {
                 args.extend(["--from".to_owned(), previous.clone()]);
             }
-            let choice = rng.below(PHASES.len() as u64 + 1) as usize;
-            if let Some(phase) = PHASES.get(choice) {
-                let base = previous
-                    .as_deref()
-                    .map_or(0, |p| newest_checkpoint(&dir, p));
-                args.extend([
-                    "--crash-at".to_owned(),
-                    format!("{phase}:{}", base + 1 + rng.below(3)),
-                ]);
+            let blow = choose(&mut rng, previous.is_some());
+            if let Blow::At(phase) = blow {
+                let n = if RESTORE_PHASES.contains(&phase) {
+                    1
+                } else {
+                    let base = previous
+                        .as_deref()
+                        .map_or(0, |p| newest_checkpoint(&dir, p));
+                    base + 1 + rng.below(3)
+                };
+                args.extend(["--crash-at".to_owned(), format!("{phase}:{n}")]);
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let running = dir.start(&args);
-            let job_id = running.job.clone();
-            if choice == PHASES.len() {
-                std::thread::sleep(Duration::from_millis(20 + rng.below(330)));
-                let mut running = running;
-                if running.child.try_wait().unwrap().is_none() {
-                    running.kill();
-                    kills += 1;
-                    *landed.entry("random moment (kill -9)").or_default() += 1;
-                } else {
-                    let (ok, stderr) = running.wait();
-                    assert!(ok, "seed {seed}: job {job_id} failed:\n{stderr}");
-                    finished = true;
-                    break;
-                }
-            } else {
-                let (ok, stderr) = running.wait();
-                if ok {
-                    finished = true;
-                    break;
-                }
-                assert!(
-                    stderr.contains("crash injected at"),
-                    "seed {seed}: job {job_id} failed:\n{stderr}"
-                );
+            let ran = run_once(&dir, &mut rng, &args, blow, seed);
+            if let Some(label) = ran.kill {
                 kills += 1;
-                *landed.entry(PHASES[choice]).or_default() += 1;
+                *landed.entry(label).or_default() += 1;
             }
+            if ran.finished {
+                finished = true;
+                break;
+            }
+            let job_id = ran.job;
             // A job killed before it completed any checkpoint (and that resumed from nothing)
             // has nothing to resume from: the next run starts afresh, as a user would.
-            let resumable = newest_checkpoint(&dir, &job_id) > 0 || previous.is_some();
+            let resumable = newest_checkpoint(&dir, &job_id) > 0
+                || previous.is_some()
+                || dir
+                    .host_ok(&["savepoints", "--job", &job_id])
+                    .contains("savepoint");
             previous = resumable.then_some(job_id);
         }
         assert!(

@@ -214,6 +214,51 @@ partition = "rebalance"
         String::from_utf8(output.stderr).unwrap()
     }
 
+    /// Runs `host ARGS`, expects a refusal (exit code 1) whose message contains every one of
+    /// `needles`, and checks that nothing in the scratch folder changed: not the state folder
+    /// (not even the compiled-module cache), not the input or output, not the job files.
+    pub fn refused(&self, args: &[&str], needles: &[&str]) -> String {
+        let before = self.snapshot_tree(self.path());
+        let output = self.host(args);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "`host {args:?}` should have been refused (exit code 1):\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        for needle in needles {
+            assert!(
+                stderr.contains(needle),
+                "`host {args:?}`: expected `{needle}` in:\n{stderr}"
+            );
+        }
+        assert_same_tree(
+            &before,
+            &self.snapshot_tree(self.path()),
+            &format!("host {args:?}"),
+        );
+        stderr
+    }
+
+    /// Runs `host ARGS` while job `running` runs, expects a refusal (exit code 1), and checks
+    /// that nothing in the state folder changed but that job's own folder, which it writes.
+    /// Returns stderr. (The folders the running job writes are checked by its exact output.)
+    pub fn refused_beside_running(&self, running: &str, args: &[&str]) -> String {
+        let own = self.home().join("jobs").join(running);
+        let others = || {
+            let mut tree = self.snapshot_tree(&self.home());
+            tree.retain(|path, _| !path.starts_with(&own));
+            tree
+        };
+        let before = others();
+        let output = self.host(args);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(1), "`host {args:?}`: {stderr}");
+        assert_same_tree(&before, &others(), &format!("host {args:?}"));
+        stderr
+    }
+
     /// `host save JOB`; returns the savepoint's id (the first line it prints).
     pub fn save(&self, job: &str) -> String {
         let saved = self.host_ok(&["save", job]);
@@ -259,6 +304,15 @@ partition = "rebalance"
             text
         });
         RunningJob { child, job, stderr }
+    }
+
+    /// Starts `host ARGS` in the background, its output discarded.
+    pub fn spawn_host(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning host")
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -315,6 +369,32 @@ partition = "rebalance"
         }
         files
     }
+}
+
+/// Asserts that two snapshots of a tree are byte for byte the same, naming what differs.
+pub fn assert_same_tree(
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    after: &BTreeMap<PathBuf, Vec<u8>>,
+    what: &str,
+) {
+    let added: Vec<_> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    let removed: Vec<_> = before.keys().filter(|p| !after.contains_key(*p)).collect();
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|(p, bytes)| after.get(*p).is_some_and(|b| b != *bytes))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        added.is_empty() && removed.is_empty() && changed.is_empty(),
+        "`{what}` changed files:\n  added {added:?}\n  removed {removed:?}\n  changed {changed:?}"
+    );
+}
+
+/// Replaces `from` by `to` in the file at `path`, which must contain it.
+pub fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
 /// Copies the files of folder `from` into `to` (a savepoint is flat).

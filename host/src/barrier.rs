@@ -45,15 +45,21 @@ pub enum Phase {
     Published,
     /// A sink subtask has committed the checkpoint; others may not have.
     SinkCommitted,
+    /// A resuming job has restored every subtask from checkpoint N; no sink has recovered.
+    Restored,
+    /// A sink subtask of a resuming job has recovered checkpoint N; others may not have.
+    SinkRecovered,
 }
 
 impl Phase {
     /// Every phase, in the order a checkpoint goes through them.
-    pub const ALL: [Phase; 4] = [
+    pub const ALL: [Phase; 6] = [
         Phase::StateWrite,
         Phase::MetadataWritten,
         Phase::Published,
         Phase::SinkCommitted,
+        Phase::Restored,
+        Phase::SinkRecovered,
     ];
 
     /// The phase's name on the command line.
@@ -63,6 +69,8 @@ impl Phase {
             Phase::MetadataWritten => "metadata-written",
             Phase::Published => "published",
             Phase::SinkCommitted => "sink-committed",
+            Phase::Restored => "restored",
+            Phase::SinkRecovered => "sink-recovered",
         }
     }
 }

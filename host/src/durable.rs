@@ -2,10 +2,65 @@
 //!
 //! The recipe, each step commented with the crash it survives: write into a temporary name,
 //! fsync the file, rename it into place, fsync the parent folder.
+//!
+//! Every step is also described as a [`Step`], which the crash-consistency test records
+//! (in test builds only) and replays prefix by prefix, dropping what was not yet made durable,
+//! as the ALICE study of crash consistency does.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// One file-system step of the recipes here, as the crash-consistency test replays it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A folder (and its missing parents) created.
+    CreateDir(PathBuf),
+    /// A file created with these contents; durable only once synced.
+    Write(PathBuf, Vec<u8>),
+    /// A file's contents made durable.
+    SyncFile(PathBuf),
+    /// A file or folder renamed; durable only once the folder holding `to` is synced.
+    Rename(PathBuf, PathBuf),
+    /// A folder's entries (created, renamed) made durable.
+    SyncDir(PathBuf),
+}
+
+#[cfg(test)]
+thread_local! {
+    static JOURNAL: std::cell::RefCell<Option<Vec<Step>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records the steps this thread takes until [`recorded`] (test builds only).
+#[cfg(test)]
+pub fn record() {
+    JOURNAL.set(Some(Vec::new()));
+}
+
+/// The steps recorded since [`record`], which stops recording.
+#[cfg(test)]
+pub fn recorded() -> Vec<Step> {
+    JOURNAL.take().unwrap_or_default()
+}
+
+#[cfg(test)]
+fn journal(step: impl FnOnce() -> Step) {
+    JOURNAL.with_borrow_mut(|journal| journal.as_mut().map(|steps| steps.push(step())));
+}
+
+#[cfg(not(test))]
+fn journal(_step: impl FnOnce() -> Step) {}
+
+/// Creates a folder and its missing parents, owner-only (0700).
+pub fn create_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    journal(|| Step::CreateDir(dir.to_owned()));
+    Ok(())
+}
 
 /// Writes `bytes` to `path` durably: a crash leaves either no file or the whole of it.
 pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -13,20 +68,36 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     // A crash while writing leaves only a temporary file, never a short `path`.
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
+    journal(|| Step::Write(tmp.path().to_owned(), bytes.to_vec()));
     // Without fsync, a rename can reach the disk before the data: after a power loss `path`
     // would exist but be empty.
     tmp.as_file().sync_all()?;
+    journal(|| Step::SyncFile(tmp.path().to_owned()));
+    let tmp_path = tmp.path().to_owned();
     tmp.persist(path).map_err(|e| e.error)?;
+    journal(|| Step::Rename(tmp_path, path.to_owned()));
     // The rename itself lives in the folder: fsync it so the new name survives a power loss.
     sync_dir(dir)
 }
 
 /// Writes a file that lives inside a folder still being built (its name does not matter until
 /// the folder is renamed): write then fsync, so the later rename publishes complete data.
-pub fn write_file_in_building_dir(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// `midway` runs when half of `bytes` is written (where a test injects a crash or a full
+/// disk, leaving a partial file behind).
+pub fn write_file_in_building_dir(
+    path: &Path,
+    bytes: &[u8],
+    midway: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
     let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let (first, second) = bytes.split_at(bytes.len() / 2);
+    file.write_all(first)?;
+    midway()?;
+    file.write_all(second)?;
+    journal(|| Step::Write(path.to_owned(), bytes.to_vec()));
+    file.sync_all()?;
+    journal(|| Step::SyncFile(path.to_owned()));
+    Ok(())
 }
 
 /// Publishes a fully written folder `from` as `to`, durably.
@@ -36,13 +107,16 @@ pub fn publish_dir(from: &Path, to: &Path) -> io::Result<()> {
     sync_dir(from)?;
     // The rename is atomic: readers see the whole folder under `to` or nothing.
     fs::rename(from, to)?;
+    journal(|| Step::Rename(from.to_owned(), to.to_owned()));
     // Make the rename durable (it is an entry in the parent folder).
     sync_dir(to.parent().expect("a folder path has a parent"))
 }
 
 /// fsyncs a folder, making the names inside it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    journal(|| Step::SyncDir(dir.to_owned()));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -68,7 +142,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let building = dir.path().join(".in-progress-1");
         fs::create_dir(&building).unwrap();
-        write_file_in_building_dir(&building.join("a.state"), b"x").unwrap();
+        write_file_in_building_dir(&building.join("a.state"), b"x", || Ok(())).unwrap();
         publish_dir(&building, &dir.path().join("1")).unwrap();
         assert_eq!(fs::read(dir.path().join("1/a.state")).unwrap(), b"x");
         assert!(!building.exists());

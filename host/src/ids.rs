@@ -107,6 +107,14 @@ impl SavepointId {
             random_suffix(4)
         ))
     }
+
+    /// The checkpoint number this id names, if [`generate`](Self::generate) made it for `job`:
+    /// how a savepoint whose `_metadata` is unreadable is still known to be `job`'s.
+    pub fn checkpoint_of(&self, job: &JobId) -> Option<CheckpointId> {
+        let rest = self.0.strip_prefix("sp-")?.strip_prefix(job.as_str())?;
+        let (n, _) = rest.strip_prefix('-')?.split_once('-')?;
+        n.parse().ok().map(CheckpointId)
+    }
 }
 
 /// The number of a checkpoint within a job: 1, 2, 3… A job resumed from checkpoint N numbers
@@ -162,5 +170,31 @@ mod tests {
         assert!(a.as_str().parse::<JobId>().is_ok());
         let sp = SavepointId::generate(&a, CheckpointId(4));
         assert!(sp.as_str().starts_with(&format!("sp-{a}-4-")));
+        assert_eq!(sp.checkpoint_of(&a), Some(CheckpointId(4)));
+        assert_eq!(sp.checkpoint_of(&b), None);
+        let prefix: JobId = a.as_str()[..a.as_str().len() - 1].parse().unwrap();
+        assert_eq!(sp.checkpoint_of(&prefix), None);
+    }
+}
+
+/// The role of an operator, i.e. the WIT world its component targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Produces records (`world source`).
+    Source,
+    /// Transforms records (`world operator`).
+    Operator,
+    /// Writes records out with two-phase commit (`world sink`).
+    Sink,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Source => "source",
+            Role::Operator => "operator",
+            Role::Sink => "sink",
+        })
     }
 }

@@ -11,6 +11,8 @@
 //! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.
 //! - [`control`]: the control socket of a running job, and its client.
+//! - [`admission`]: whether a job may start beside the running ones (no two write one folder).
+//! - [`key_group`]: where a key's state lives (pinned, recorded in every `_metadata`).
 //!
 //! The command line (`host/src/cli.rs`) belongs to the binary.
 //!
@@ -30,16 +32,22 @@
 //! ([`runtime::coordinator`]), `_metadata` is written and the folder published atomically
 //! ([`store`]), the sinks are told to `commit`, and retention runs. A job that resumes reads
 //! the point back through [`savepoint`] and [`store::Store::read_states`], every checksum
-//! verified, before any guest's `restore` sees a byte.
+//! verified and every property that decides where a key's state lives compared
+//! ([`savepoint::check_compatibility`]), before any guest's `restore` sees a byte. `restore`
+//! only loads state; once the whole job is built (and, for `host run`, admitted by
+//! [`admission`]), each restored sink's first step is `recover`: it publishes what the point
+//! prepared and discards what was written after it. `host check` stops before that step.
 //!
 //! Each step where a crash or an I/O error can strike is a [`barrier::Phase`]; tests inject
 //! faults there through [`store::Store::with_faults`].
 
+pub mod admission;
 pub mod barrier;
 pub mod control;
 pub mod durable;
 pub mod engine;
 pub mod ids;
+pub mod key_group;
 pub mod runtime;
 pub mod savepoint;
 pub mod store;

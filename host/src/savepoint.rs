@@ -7,8 +7,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::ids::{CheckpointId, JobId, SavepointId};
-use crate::store::{Metadata, Store, StoreError};
+use crate::ids::{CheckpointId, JobId, OperatorId, Role, SavepointId};
+use crate::key_group::KEY_GROUP_FUNCTION;
+use crate::store::{Metadata, OperatorState, Store, StoreError};
 use crate::topology::Plan;
 
 /// What `--from` names.
@@ -62,14 +63,34 @@ pub enum SavepointError {
     /// The point is unreadable or corrupt.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The newest point of a job is unreadable; an older one is not taken in its place.
+    #[error(
+        "the newest point of job `{job}` (checkpoint {checkpoint}) is unreadable: {error}\n\
+         Not falling back to an older point on its own: the job's output may have been committed \
+         past it. To resume from an older point anyway, name it: --from {job}:N (see `host \
+         savepoints --job {job}`)"
+    )]
+    NewestUnreadable {
+        /// The job.
+        job: JobId,
+        /// The checkpoint number of the unreadable point.
+        checkpoint: CheckpointId,
+        /// Why it is unreadable, naming the file.
+        error: StoreError,
+    },
     /// The point does not fit the new job.
-    #[error("savepoint {point} does not fit this job:\n  - {}", .problems.join("\n  - "))]
+    #[error("savepoint {point} does not fit this job:{}", bulleted(.problems))]
     Incompatible {
         /// The point.
         point: String,
         /// Every problem found, each naming its operator.
-        problems: Vec<String>,
+        problems: Vec<Mismatch>,
     },
+}
+
+/// Each item on a line of its own, as a list.
+fn bulleted<T: fmt::Display>(items: &[T]) -> String {
+    items.iter().map(|item| format!("\n  - {item}")).collect()
 }
 
 /// A savepoint or retained checkpoint found in the state folder.
@@ -161,42 +182,168 @@ pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, Savepoint
     }
 }
 
-/// The newest readable savepoint or retained checkpoint of `job` (numbered `only`, if given).
+/// The newest savepoint or retained checkpoint of `job` (numbered `only`, if given). If that
+/// point's `_metadata` is unreadable, it is refused, naming the file: never silently passed
+/// over for an older point, whose output the job has already committed past.
 fn latest_of_job(
     store: &Store,
     job: &JobId,
     only: Option<CheckpointId>,
-) -> Result<Option<PathBuf>, StoreError> {
-    let newest = list(store, Some(job))?
+) -> Result<Option<PathBuf>, SavepointError> {
+    let mut points: Vec<(CheckpointId, PathBuf, Option<StoreError>)> = Vec::new();
+    for id in store.savepoint_ids()? {
+        let dir = store.layout().savepoint(&id);
+        match store.read_point(&dir) {
+            Ok(point) if &point.metadata.job == job => {
+                points.push((point.metadata.checkpoint, dir, None))
+            }
+            Ok(_) => {}
+            Err(e) => points.extend(id.checkpoint_of(job).map(|n| (n, dir, Some(e)))),
+        }
+    }
+    for n in store.checkpoints(job)? {
+        let dir = store.layout().checkpoint(job, n);
+        let unreadable = store.read_point(&dir).err();
+        points.push((n, dir, unreadable));
+    }
+    let newest = points
         .into_iter()
-        .filter_map(|listed| Some((listed.metadata.ok()?.checkpoint, listed.dir)))
-        .filter(|(n, _)| only.is_none_or(|only| *n == only))
-        .max_by_key(|(n, _)| *n);
-    Ok(newest.map(|(_, dir)| dir))
+        .filter(|(n, ..)| only.is_none_or(|only| *n == only))
+        .max_by_key(|(n, _, unreadable)| (*n, unreadable.is_none()));
+    match newest {
+        None => Ok(None),
+        Some((_, dir, None)) => Ok(Some(dir)),
+        Some((checkpoint, _, Some(error))) => Err(SavepointError::NewestUnreadable {
+            job: job.clone(),
+            checkpoint,
+            error,
+        }),
+    }
 }
 
-/// Decides whether the state in `metadata` can go to the operators of `plan`: every state must
-/// have an operator of the same id (unless `allow_non_restored`), with the same parallelism.
-/// Operators with no state in the point start empty. Performs no I/O.
+/// Why the state of a point cannot go to a job: each names the operator or property at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    /// State of an operator the job no longer has.
+    #[error(
+        "operator `{0}` has state in the savepoint but is not in the job \
+         (rename it back, or pass --allow-non-restored-state to drop its state)"
+    )]
+    NotInJob(OperatorId),
+    /// The same id now names an operator of another role (another WIT world).
+    #[error(
+        "operator `{operator}` has role `{point}` in the savepoint and role `{job}` in the job: \
+         its state would go to a module of another world (give the new operator a new id)"
+    )]
+    Role {
+        /// The operator.
+        operator: OperatorId,
+        /// Its role in the point.
+        point: Role,
+        /// Its role in the job.
+        job: Role,
+    },
+    /// A changed parallelism, which would move keys between subtasks.
+    #[error(
+        "operator `{operator}`: the savepoint has parallelism {point}, the job {job}; \
+         changing parallelism (rescaling) is not supported yet"
+    )]
+    Parallelism {
+        /// The operator.
+        operator: OperatorId,
+        /// Its parallelism in the point.
+        point: u32,
+        /// Its parallelism in the job.
+        job: u32,
+    },
+    /// A subtask of the point has no state file: resuming would start it empty.
+    #[error(
+        "operator `{operator}`: the savepoint has no state for subtask {subtask} of {parallelism} \
+         (the point is incomplete)"
+    )]
+    MissingState {
+        /// The operator.
+        operator: OperatorId,
+        /// The subtask without a file.
+        subtask: u32,
+        /// The operator's parallelism in the point.
+        parallelism: u32,
+    },
+    /// State files that no subtask of the point owns.
+    #[error(
+        "operator `{operator}`: the savepoint has state for subtask {subtask}, which a parallelism of {parallelism} does not have, or twice"
+    )]
+    StrayState {
+        /// The operator.
+        operator: OperatorId,
+        /// The subtask named by the stray file.
+        subtask: u32,
+        /// The operator's parallelism in the point.
+        parallelism: u32,
+    },
+    /// A changed number of key groups, which would move keys between subtasks.
+    #[error(
+        "the savepoint's keyed state is split into max_parallelism = {point} key groups, the job \
+         sets {job}: keys would land on subtasks that do not hold their state (set \
+         max_parallelism = {point} in the job file; it is fixed for the life of the state)"
+    )]
+    MaxParallelism {
+        /// Key groups in the point.
+        point: u32,
+        /// Key groups in the job.
+        job: u32,
+    },
+    /// A key-group function this host does not compute.
+    #[error("the savepoint's keys were grouped by `{point}`, this host groups them by `{host}`")]
+    KeyGroupFunction {
+        /// The function named by the point.
+        point: String,
+        /// This host's.
+        host: &'static str,
+    },
+}
+
+/// Decides whether the state in `metadata` can go to the operators of `plan`: every property
+/// that decides where a key's state lives (max parallelism, key-group function, parallelism)
+/// must match, every state must have an operator of the same id and role (unless
+/// `allow_non_restored` drops it), and every subtask of the point must have its state file.
+/// Operators with no state in the point start empty. Returns every mismatch. Performs no I/O.
 pub fn check_compatibility(
     metadata: &Metadata,
     plan: &Plan,
     allow_non_restored: bool,
-) -> Result<(), Vec<String>> {
+) -> Result<(), Vec<Mismatch>> {
     let mut problems = Vec::new();
+    if metadata.key_group_function != KEY_GROUP_FUNCTION {
+        problems.push(Mismatch::KeyGroupFunction {
+            point: metadata.key_group_function.clone(),
+            host: KEY_GROUP_FUNCTION,
+        });
+    }
+    if metadata.max_parallelism != plan.max_parallelism {
+        problems.push(Mismatch::MaxParallelism {
+            point: metadata.max_parallelism,
+            job: plan.max_parallelism,
+        });
+    }
     for state in &metadata.operators {
+        problems.extend(files_mismatch(state));
+        let operator = state.id.clone();
         match plan.operator(&state.id) {
             None if allow_non_restored => {}
-            None => problems.push(format!(
-                "operator `{}` has state in the savepoint but is not in the job \
-                 (rename it back, or pass --allow-non-restored-state to drop its state)",
-                state.id
-            )),
-            Some(op) if op.parallelism != state.parallelism => problems.push(format!(
-                "operator `{}`: the savepoint has parallelism {}, the job {}; \
-                 changing parallelism (rescaling) is not supported yet",
-                state.id, state.parallelism, op.parallelism
-            )),
+            None => problems.push(Mismatch::NotInJob(operator)),
+            Some(op) if op.role != state.role => problems.push(Mismatch::Role {
+                operator,
+                point: state.role,
+                job: op.role,
+            }),
+            Some(op) if op.parallelism != state.parallelism => {
+                problems.push(Mismatch::Parallelism {
+                    operator,
+                    point: state.parallelism,
+                    job: op.parallelism,
+                })
+            }
             Some(_) => {}
         }
     }
@@ -205,6 +352,30 @@ pub fn check_compatibility(
     } else {
         Err(problems)
     }
+}
+
+/// The first subtask of `state` without exactly one state file, if any.
+fn files_mismatch(state: &OperatorState) -> Option<Mismatch> {
+    let parallelism = state.parallelism;
+    let mut seen = vec![false; parallelism as usize];
+    for file in &state.files {
+        match seen.get_mut(file.subtask as usize) {
+            Some(seen) if !*seen => *seen = true,
+            _ => {
+                return Some(Mismatch::StrayState {
+                    operator: state.id.clone(),
+                    subtask: file.subtask,
+                    parallelism,
+                });
+            }
+        }
+    }
+    let subtask = seen.iter().position(|seen| !seen)? as u32;
+    Some(Mismatch::MissingState {
+        operator: state.id.clone(),
+        subtask,
+        parallelism,
+    })
 }
 
 /// Loads a point for restoring into `plan`: metadata verified, compatibility decided, then every
@@ -230,7 +401,7 @@ pub fn load_for(
 mod tests {
     use super::*;
     use crate::barrier::BarrierKind;
-    use crate::store::OperatorState;
+    use crate::store::StateFile;
 
     #[test]
     fn restore_points_parse_by_shape() {
@@ -258,58 +429,152 @@ mod tests {
         assert!(RestorePoint::parse("a b").is_err());
     }
 
-    fn metadata(operators: &[(&str, u32)]) -> Metadata {
+    /// A point of operators `(id, role, parallelism)`, each with a state file per subtask.
+    fn metadata(operators: &[(&str, Role, u32)]) -> Metadata {
         Metadata {
             job: "job-a".parse().unwrap(),
             checkpoint: CheckpointId(1),
             kind: BarrierKind::Savepoint,
             completed_unix_ms: 0,
             job_file: String::new(),
+            max_parallelism: 128,
+            key_group_function: KEY_GROUP_FUNCTION.to_owned(),
             operators: operators
                 .iter()
-                .map(|(id, parallelism)| OperatorState {
+                .map(|&(id, role, parallelism)| OperatorState {
                     id: id.parse().unwrap(),
+                    role,
                     module_sha256: String::new(),
                     module_name: String::new(),
                     module_version: String::new(),
-                    parallelism: *parallelism,
-                    files: vec![],
+                    parallelism,
+                    files: (0..parallelism)
+                        .map(|subtask| StateFile {
+                            subtask,
+                            file: format!("{id}-{subtask}.state"),
+                            len: 0,
+                            checksum: [0; 16],
+                        })
+                        .collect(),
                 })
                 .collect(),
         }
     }
 
-    fn plan(counter_parallelism: u32) -> Plan {
+    fn plan(counter_parallelism: u32, max_parallelism: u32) -> Plan {
         let text = format!(
-            "[[operators]]\nid = \"src\"\nrole = \"source\"\nmodule = \"s.wasm\"\n\
+            "max_parallelism = {max_parallelism}\n\
+             [[operators]]\nid = \"src\"\nrole = \"source\"\nmodule = \"s.wasm\"\n\
              [[operators]]\nid = \"counter\"\nrole = \"sink\"\nmodule = \"c.wasm\"\nparallelism = {counter_parallelism}\n\
              [[edges]]\nfrom = \"src\"\nto = \"counter\"\npartition = \"key-by\"\n"
         );
         Plan::from_toml(&text, Path::new("/")).unwrap()
     }
 
+    const SOURCE: (&str, Role, u32) = ("src", Role::Source, 1);
+    const COUNTER: (&str, Role, u32) = ("counter", Role::Sink, 2);
+
+    #[test]
+    fn compatibility_accepts_a_point_of_the_same_shape() {
+        assert_eq!(
+            check_compatibility(&metadata(&[SOURCE, COUNTER]), &plan(2, 128), false),
+            Ok(())
+        );
+    }
+
     #[test]
     fn compatibility_refuses_state_without_an_operator_unless_allowed() {
-        let point = metadata(&[("src", 1), ("counter", 2), ("gone", 1)]);
-        let problems = check_compatibility(&point, &plan(2), false).unwrap_err();
-        assert_eq!(problems.len(), 1);
+        let point = metadata(&[SOURCE, COUNTER, ("gone", Role::Operator, 1)]);
+        let problems = check_compatibility(&point, &plan(2, 128), false).unwrap_err();
+        assert_eq!(problems, [Mismatch::NotInJob("gone".parse().unwrap())]);
         assert!(
-            problems[0].contains("`gone`") && problems[0].contains("--allow-non-restored-state")
+            problems[0]
+                .to_string()
+                .contains("--allow-non-restored-state")
         );
-        assert!(check_compatibility(&point, &plan(2), true).is_ok());
+        assert!(check_compatibility(&point, &plan(2, 128), true).is_ok());
     }
 
     #[test]
     fn compatibility_refuses_a_changed_parallelism_with_the_reason() {
         let problems =
-            check_compatibility(&metadata(&[("counter", 2)]), &plan(3), false).unwrap_err();
-        assert!(
-            problems[0].contains("parallelism 2, the job 3") && problems[0].contains("rescaling")
+            check_compatibility(&metadata(&[COUNTER]), &plan(3, 128), false).unwrap_err();
+        assert_eq!(
+            problems,
+            [Mismatch::Parallelism {
+                operator: "counter".parse().unwrap(),
+                point: 2,
+                job: 3
+            }]
+        );
+        assert!(problems[0].to_string().contains("parallelism 2, the job 3"));
+    }
+
+    #[test]
+    fn compatibility_refuses_a_changed_max_parallelism() {
+        let problems =
+            check_compatibility(&metadata(&[SOURCE, COUNTER]), &plan(2, 7), false).unwrap_err();
+        assert_eq!(problems, [Mismatch::MaxParallelism { point: 128, job: 7 }]);
+        assert!(problems[0].to_string().contains("max_parallelism = 128"));
+    }
+
+    #[test]
+    fn compatibility_refuses_another_key_group_function() {
+        let mut point = metadata(&[SOURCE, COUNTER]);
+        point.key_group_function = "murmur3-32".to_owned();
+        let problems = check_compatibility(&point, &plan(2, 128), false).unwrap_err();
+        assert_eq!(
+            problems,
+            [Mismatch::KeyGroupFunction {
+                point: "murmur3-32".to_owned(),
+                host: "xxh3-64-mod"
+            }]
         );
     }
 
     #[test]
+    fn compatibility_refuses_a_changed_role_under_the_same_id() {
+        let point = metadata(&[SOURCE, ("counter", Role::Operator, 2)]);
+        let problems = check_compatibility(&point, &plan(2, 128), false).unwrap_err();
+        assert_eq!(
+            problems,
+            [Mismatch::Role {
+                operator: "counter".parse().unwrap(),
+                point: Role::Operator,
+                job: Role::Sink
+            }]
+        );
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("role `operator` in the savepoint")
+        );
+    }
+
+    #[test]
+    fn compatibility_refuses_a_point_missing_a_subtask_state_file() {
+        let mut point = metadata(&[SOURCE, COUNTER]);
+        point.operators[1].files.remove(1);
+        let problems = check_compatibility(&point, &plan(2, 128), false).unwrap_err();
+        assert_eq!(
+            problems,
+            [Mismatch::MissingState {
+                operator: "counter".parse().unwrap(),
+                subtask: 1,
+                parallelism: 2
+            }]
+        );
+        let mut doubled = metadata(&[SOURCE, COUNTER]);
+        doubled.operators[1].files[1].subtask = 0;
+        let problems = check_compatibility(&doubled, &plan(2, 128), false).unwrap_err();
+        assert!(matches!(
+            problems[..],
+            [Mismatch::StrayState { subtask: 0, .. }]
+        ));
+    }
+
+    #[test]
     fn compatibility_lets_new_operators_start_empty() {
-        assert!(check_compatibility(&metadata(&[("src", 1)]), &plan(2), false).is_ok());
+        assert!(check_compatibility(&metadata(&[SOURCE]), &plan(2, 128), false).is_ok());
     }
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::OperatorId;
+pub use crate::ids::Role;
+use crate::key_group::MAX_PARALLELISM_LIMIT;
 
 /// Default checkpoint interval when the job file names none.
 pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 1_000;
@@ -97,18 +99,6 @@ pub struct RestartStrategy {
 
 fn one() -> u32 {
     1
-}
-
-/// The role of an operator, i.e. the WIT world its component targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// Produces records (`world source`).
-    Source,
-    /// Transforms records (`world operator`).
-    Operator,
-    /// Writes records out with two-phase commit (`world sink`).
-    Sink,
 }
 
 /// A host folder granted to a component through WASI.
@@ -231,9 +221,9 @@ impl Plan {
     pub fn from_job_file(file: JobFile, base: &Path) -> Result<Plan, TopologyError> {
         let mut errors = Vec::new();
         let max_parallelism = file.max_parallelism.unwrap_or(MAX_PARALLELISM_DEFAULT);
-        if max_parallelism == 0 || max_parallelism > 32_768 {
+        if max_parallelism == 0 || max_parallelism > MAX_PARALLELISM_LIMIT {
             errors.push(format!(
-                "max_parallelism {max_parallelism} is not within 1..=32768"
+                "max_parallelism {max_parallelism} is not within 1..={MAX_PARALLELISM_LIMIT}"
             ));
         }
         if file.operators.is_empty() {

@@ -6,7 +6,8 @@
 //! `prepare-commit` makes that file durable and renames it to `.staging/<s>-<checkpoint>.pending`,
 //! and `commit` renames the pending files of completed checkpoints to
 //! `<dir>/part-<checkpoint, 12 digits>-<s>.txt`, where they become visible. Its state is the
-//! checkpoint and the ids of its pending files; restoring it also removes the files written after
+//! checkpoint and the ids of its pending files. `restore` only loads it; `recover`, once the job
+//! starts, publishes the restored checkpoint's pending files and removes the files written after
 //! that checkpoint, since the resumed job writes them again.
 
 mod bindings {
@@ -197,29 +198,32 @@ impl Sink {
         )
     }
 
-    /// Goes back to `state`: removes this subtask's parts of later checkpoints, its pending files
-    /// that `state` does not list, and its current file.
-    fn restore(&mut self, state: State) -> Result<(), String> {
-        let State {
-            checkpoint,
-            mut pending,
-        } = state;
+    /// Goes back to `state`, in memory only: the files are reconciled by `recover`.
+    fn restore(&mut self, state: State) {
+        let State { mut pending, .. } = state;
         pending.sort_unstable();
         pending.dedup();
+        self.current = None;
+        self.pending = pending;
+    }
+
+    /// Brings the folder back to `checkpoint`, the one restored: removes this subtask's parts
+    /// of later checkpoints, its pending files the restored state does not list, and its
+    /// current file; then publishes the pending files of `checkpoint` and earlier.
+    fn recover(&mut self, checkpoint: u64) -> Result<(), String> {
         for name in file_names(&self.dir)? {
             if part_id(&name, self.subtask).is_some_and(|id| id > checkpoint) {
                 remove(&self.dir.join(name))?;
             }
         }
         for name in file_names(&self.staging)? {
-            if pending_id(&name, self.subtask).is_some_and(|id| !pending.contains(&id)) {
+            if pending_id(&name, self.subtask).is_some_and(|id| !self.pending.contains(&id)) {
                 remove(&self.staging.join(name))?;
             }
         }
         self.current = None;
         remove(&self.current_path())?;
-        self.pending = pending;
-        Ok(())
+        self.commit(checkpoint)
     }
 }
 
@@ -253,7 +257,14 @@ impl bindings::Guest for FileSink {
 
     fn restore(state: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
         let state = decode_state_exact(&state, STATE_VERSION)?;
-        with_sink(|sink| sink.restore(state))
+        with_sink(|sink| {
+            sink.restore(state);
+            Ok(())
+        })
+    }
+
+    fn recover(checkpoint_id: u64) -> Result<(), String> {
+        with_sink(|sink| sink.recover(checkpoint_id))
     }
 
     fn write_batch(input: Batch) -> Result<(), String> {
@@ -355,11 +366,12 @@ mod tests {
         );
 
         // Back to checkpoint 2, whose commit had not happened yet as far as its state knows.
+        // Restoring touches no file; recovering does.
+        let before = files(&dir);
         let mut second = sink(&dir, 1);
-        second
-            .restore(decode_state_exact(&state, STATE_VERSION).unwrap())
-            .unwrap();
-        second.commit(2).unwrap();
+        second.restore(decode_state_exact(&state, STATE_VERSION).unwrap());
+        assert_eq!(files(&dir), before, "restore changed the folder");
+        second.recover(2).unwrap();
         second.write(&batch(&["g"])).unwrap();
         second.prepare_commit(3).unwrap();
         let again = Err("checkpoint 3 is not after pending checkpoint 3".to_owned());

@@ -54,4 +54,8 @@ impl bindings::Guest for NullSink {
     fn commit(_checkpoint_id: u64) -> Result<(), String> {
         Ok(())
     }
+
+    fn recover(_checkpoint_id: u64) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -16,8 +16,9 @@ use super::bindings::{
     Batch, Context, ModuleInfo, PollResult, StateOrigin, operator, sink, source,
 };
 use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
+use crate::ids::Role;
 use crate::ids::SubtaskId;
-use crate::topology::{Mount, Role};
+use crate::topology::Mount;
 
 /// Resource limits of one instance.
 #[derive(Clone, Copy, Debug)]
@@ -330,5 +331,10 @@ impl Instance {
     /// Sinks: publishes every transaction up to `checkpoint`.
     pub async fn commit(&mut self, checkpoint: u64) -> Result<(), GuestError> {
         call_role!(self, Sink, call_commit, "commit", checkpoint)
+    }
+
+    /// Sinks: reconciles the outside world with the restored checkpoint `checkpoint`.
+    pub async fn recover(&mut self, checkpoint: u64) -> Result<(), GuestError> {
+        call_role!(self, Sink, call_recover, "recover", checkpoint)
     }
 }

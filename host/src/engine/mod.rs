@@ -23,7 +23,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::topology::Role;
+use crate::ids::Role;
 pub use instance::{Grants, GuestError, Instance, Limits};
 
 /// How often the epoch advances: the granularity of guest call deadlines.
@@ -49,7 +49,7 @@ pub enum EngineError {
         reason: String,
     },
     /// A valid component that does not implement the world of its role.
-    #[error("{path}: does not implement the `{world}` world of jobhost:operator@0.1.0: {reason}")]
+    #[error("{path}: does not implement the `{world}` world of jobhost:operator@0.2.0: {reason}")]
     WrongWorld {
         /// The module file.
         path: PathBuf,
@@ -106,17 +106,33 @@ pub struct Module {
     pre: instance::RolePre,
 }
 
+/// How the engine uses its compiled-module cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Load compiled modules from the cache, and add those it compiles at once.
+    ReadWrite,
+    /// Load compiled modules from the cache; add those it compiles only when told
+    /// ([`Engine::write_cache`]), once the job they are for really starts: a refused start
+    /// changes no file.
+    Deferred,
+    /// Load compiled modules from the cache, but write nothing: a dry run changes no file.
+    ReadOnly,
+}
+
 /// The process-wide WebAssembly engine.
 pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
     cache_dir: PathBuf,
+    cache_mode: CacheMode,
+    /// Compiled, not yet cached ([`CacheMode::Deferred`]): where each goes, and what.
+    uncached: std::sync::Mutex<Vec<(PathBuf, Component)>>,
     _ticker: EpochTicker,
 }
 
 impl Engine {
-    /// An engine whose compiled components are cached in `cache_dir`.
-    pub fn new(cache_dir: &Path) -> wasmtime::Result<Engine> {
+    /// An engine whose compiled components are cached in `cache_dir`, used as `cache_mode` says.
+    pub fn new(cache_dir: &Path, cache_mode: CacheMode) -> wasmtime::Result<Engine> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         let engine = wasmtime::Engine::new(&config)?;
@@ -129,6 +145,8 @@ impl Engine {
             engine,
             linker,
             cache_dir: cache_dir.to_owned(),
+            cache_mode,
+            uncached: std::sync::Mutex::default(),
             _ticker: ticker,
         })
     }
@@ -183,11 +201,35 @@ impl Engine {
             }
         }
         let component = Component::new(&self.engine, bytes)?;
-        // Complete or absent: loading a torn file would be unsound.
-        if let Err(e) = crate::durable::write_file(&cached, &component.serialize()?) {
-            tracing::warn!(path = %cached.display(), "cannot cache compiled module: {e}");
+        match self.cache_mode {
+            CacheMode::ReadOnly => {}
+            CacheMode::ReadWrite => cache(&cached, &component),
+            CacheMode::Deferred => {
+                let mut uncached = self.uncached.lock().expect("not poisoned");
+                uncached.push((cached, component.clone()));
+            }
         }
         Ok(component)
+    }
+
+    /// Writes the modules compiled so far into the cache ([`CacheMode::Deferred`]).
+    pub fn write_cache(&self) {
+        let uncached = std::mem::take(&mut *self.uncached.lock().expect("not poisoned"));
+        for (path, component) in uncached {
+            cache(&path, &component);
+        }
+    }
+}
+
+/// Writes a compiled module into the cache; a failure only costs a later compile.
+fn cache(path: &Path, component: &Component) {
+    let written = component
+        .serialize()
+        .map_err(|e| format!("{e:#}"))
+        // Complete or absent: loading a torn file would be unsound.
+        .and_then(|bytes| crate::durable::write_file(path, &bytes).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
     }
 }
 

@@ -1,10 +1,12 @@
 //! Building a job: everything that can fail on configuration, before anything is spawned.
 //!
 //! Loads every module (checked against its role's world), instantiates every subtask with its
-//! limits and grants, calls `describe`, `init` and `restore` (and, for sinks, `commit` of the
-//! restored checkpoint), then wires the channels. Every error is collected and names its
-//! operator and subtask. A restart after a failure goes through the same path, from the job's
-//! latest completed checkpoint.
+//! limits and grants, calls `describe`, `init` and `restore`, then wires the channels. Every
+//! error is collected and names its operator and subtask. Building touches nothing outside
+//! the guests (`restore` loads state only): a sink reconciles its outside world with the
+//! restored checkpoint (`recover`) as the first step of running, once the whole job is built.
+//! A restart after a failure goes through the same path, from the job's latest completed
+//! checkpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
 use super::subtask::Subtask;
 use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, RestoreFrom};
+use crate::barrier::Phase;
 use crate::engine::bindings::{Context, StateOrigin};
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
@@ -62,6 +65,11 @@ pub async fn build(
         .as_ref()
         .map_or(CheckpointId(1), |r| r.metadata.checkpoint.next());
     let (subtasks, coordinator) = blueprint.assemble(initial.as_deref(), first).await?;
+    if let Some(restored) = &initial {
+        let _ = blueprint
+            .store
+            .fault_point(Phase::Restored, restored.metadata.checkpoint);
+    }
     Ok(Job {
         subtasks,
         coordinator,
@@ -193,6 +201,7 @@ impl Blueprint {
                 store: self.store.clone(),
                 job: self.job.clone(),
                 records_per_second_max: op.records_per_second_max,
+                recover: recover_checkpoint(restore, op),
             });
         }
         let coordinator = CoordinatorTask::new(
@@ -251,30 +260,54 @@ impl Blueprint {
             let described = instance.describe().await?;
             info.module_name = described.name;
             info.module_version = described.version;
-            instance.init(&context).await?;
-            let Some(restore) = restore else {
-                return Ok(());
-            };
-            let origin = restore.metadata.operators.iter().find(|s| s.id == op.id);
-            if let (Some(origin), Some(blob)) =
-                (origin, restore.states.get(&(op.id.clone(), index)))
-            {
-                let from = StateOrigin {
-                    module_name: origin.module_name.clone(),
-                    module_version: origin.module_version.clone(),
-                    module_sha256: origin.module_sha256.clone(),
-                };
-                instance.restore(blob, &from).await?;
-                if op.role == Role::Sink {
-                    // The restored checkpoint is complete: publish what it prepared.
-                    instance.commit(restore.metadata.checkpoint.0).await?;
-                }
-            }
-            Ok(())
+            instance.init(&context).await
         }
         .await;
-        started.map(|()| instance).map_err(|e| e.to_string())
+        started.map_err(|e| e.to_string())?;
+        if let Some((origin, blob)) = restored_state(restore, op, index)? {
+            instance
+                .restore(blob, &origin)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(instance)
     }
+}
+
+/// The state `restore` holds for subtask `index` of `op`, and which module wrote it; none if
+/// the point has no state for the operator (it starts empty). An operator of the point whose
+/// subtask has no state is an error, never an empty start.
+fn restored_state<'a>(
+    restore: Option<&'a RestoreFrom>,
+    op: &OperatorPlan,
+    index: u32,
+) -> Result<Option<(StateOrigin, &'a [u8])>, String> {
+    let Some(restore) = restore else {
+        return Ok(None);
+    };
+    let Some(origin) = restore.metadata.operators.iter().find(|s| s.id == op.id) else {
+        return Ok(None);
+    };
+    let blob = restore.states.get(&(op.id.clone(), index)).ok_or_else(|| {
+        format!(
+            "checkpoint {} has state for operator `{}` but none for its subtask {index}",
+            restore.metadata.checkpoint, op.id
+        )
+    })?;
+    let origin = StateOrigin {
+        module_name: origin.module_name.clone(),
+        module_version: origin.module_version.clone(),
+        module_sha256: origin.module_sha256.clone(),
+    };
+    Ok(Some((origin, blob)))
+}
+
+/// The checkpoint a sink restored from, whose outside world it reconciles (`recover`) once
+/// the job starts; none for other roles, and for a sink the point has no state for.
+fn recover_checkpoint(restore: Option<&RestoreFrom>, op: &OperatorPlan) -> Option<CheckpointId> {
+    let restore = restore.filter(|_| op.role == Role::Sink)?;
+    let has_state = restore.metadata.operators.iter().any(|s| s.id == op.id);
+    has_state.then_some(restore.metadata.checkpoint)
 }
 
 /// The channels of every edge, between every pair of subtasks it connects.

@@ -17,6 +17,7 @@ use super::subtask::{Command, Event, Subtask, SubtaskError};
 use super::{OperatorInfo, Outcome, Request, Saved};
 use crate::barrier::{Barrier, BarrierKind, Coordinator, Phase, Progress, retention_victims};
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
+use crate::key_group::KEY_GROUP_FUNCTION;
 use crate::store::{Metadata, OperatorState, StateFile, Store};
 use crate::topology::{Plan, Role};
 
@@ -33,6 +34,7 @@ pub struct CoordinatorTask {
     coordinator: Coordinator,
     checkpoint_interval_ms: u64,
     checkpoints_retained: u32,
+    max_parallelism: u32,
     /// State files acked for the checkpoint in flight.
     acked: BTreeMap<SubtaskId, StateFile>,
     /// Save requests waiting for their turn (one checkpoint is in flight at a time).
@@ -76,6 +78,7 @@ impl CoordinatorTask {
             events,
             checkpoint_interval_ms: plan.checkpoint_interval_ms,
             checkpoints_retained: plan.checkpoints_retained,
+            max_parallelism: plan.max_parallelism,
             acked: BTreeMap::new(),
             queued: VecDeque::new(),
             answering: None,
@@ -290,11 +293,14 @@ impl CoordinatorTask {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             job_file: self.job_file.clone(),
+            max_parallelism: self.max_parallelism,
+            key_group_function: KEY_GROUP_FUNCTION.to_owned(),
             operators: self
                 .operators
                 .iter()
                 .map(|op| OperatorState {
                     id: op.id.clone(),
+                    role: op.role,
                     module_sha256: op.module_sha256.clone(),
                     module_name: op.module_name.clone(),
                     module_version: op.module_version.clone(),

@@ -2,26 +2,14 @@
 //! key groups), broadcast, rebalance.
 //!
 //! A record's fork in the road: after a guest produced a batch, [`Output::send`] splits it by
-//! edge and by target subtask. Key-by hashes the key with a stable hash into one of
-//! `max_parallelism` key groups, and key groups map to subtasks in contiguous ranges (as in
-//! Flink), so that keyed state can later be split by key group when rescaling.
-
-use xxhash_rust::xxh3::xxh3_64;
+//! edge and by target subtask. Key-by sends each record to the subtask that owns its key's group
+//! ([`crate::key_group`]).
 
 use super::channel::{Closed, Message, Sender, batch_len};
 use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
+use crate::key_group::{key_group, subtask_of_key_group};
 use crate::topology::Partition;
-
-/// The key group of a key: stable across processes, versions and machines.
-pub fn key_group(key: &[u8], max_parallelism: u32) -> u32 {
-    (xxh3_64(key) % u64::from(max_parallelism)) as u32
-}
-
-/// The subtask that owns a key group at `parallelism`.
-pub fn subtask_of_key_group(key_group: u32, max_parallelism: u32, parallelism: u32) -> u32 {
-    (u64::from(key_group) * u64::from(parallelism) / u64::from(max_parallelism)) as u32
-}
 
 /// Checks that a batch's columns are consistent, so that reading it cannot go out of bounds.
 pub fn check_batch(batch: &Batch) -> Result<(), String> {
@@ -183,20 +171,6 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_groups_are_stable_and_cover_every_subtask() {
-        // Pinned: changing the hash would scatter every key's state on restore.
-        assert_eq!(key_group(b"apple", 128), key_group(b"apple", 128));
-        assert_eq!(key_group(b"apple", 128), (xxh3_64(b"apple") % 128) as u32);
-        let mut seen = [false; 3];
-        for group in 0..128 {
-            seen[subtask_of_key_group(group, 128, 3) as usize] = true;
-        }
-        assert_eq!(seen, [true; 3]);
-        assert_eq!(subtask_of_key_group(127, 128, 3), 2);
-        assert_eq!(subtask_of_key_group(0, 128, 3), 0);
-    }
 
     #[test]
     fn records_round_trip_through_push() {

@@ -1,5 +1,6 @@
 //! The one loop every subtask runs: take input (or poll the source), call the guest, send the
-//! output on; align barriers, snapshot, forward them; commit when told.
+//! output on; align barriers, snapshot, forward them; commit when told. A restored sink first
+//! reconciles its outside world with the checkpoint it restored (`recover`).
 //!
 //! Guest calls are never raced against anything: a call runs to completion (or to its
 //! deadline) before the loop looks at its inputs again, because dropping a guest call midway
@@ -108,6 +109,9 @@ pub struct Subtask {
     pub job: JobId,
     /// Sources only: throttle.
     pub records_per_second_max: Option<u64>,
+    /// Sinks restored from a point: the checkpoint whose outside world `recover` reconciles
+    /// before anything else runs.
+    pub recover: Option<CheckpointId>,
 }
 
 impl Subtask {
@@ -158,6 +162,10 @@ impl Subtask {
     }
 
     async fn run_downstream(mut self) -> Result<(), SubtaskError> {
+        if let Some(checkpoint) = self.recover {
+            self.instance.recover(checkpoint.0).await?;
+            let _ = self.store.fault_point(Phase::SinkRecovered, checkpoint);
+        }
         let mut aligner = Aligner::new(self.inputs.len());
         let mut last_barrier: Option<Barrier> = None;
         let mut committed: Option<CheckpointId> = None;

@@ -1,7 +1,8 @@
 //! Every path in the state folder, built in one place.
 //!
 //! ```text
-//! <root>/jobs/<job-id>/job.toml, status, control.sock
+//! <root>/start.lock                          (held while a job starts)
+//! <root>/jobs/<job-id>/job.toml, status, control.sock, lock
 //! <root>/jobs/<job-id>/checkpoints/<n>/{_metadata, <operator-id>-<subtask>.state}
 //! <root>/jobs/<job-id>/checkpoints/.in-progress-<n>/   (a checkpoint being written)
 //! <root>/savepoints/<savepoint-id>/{_metadata, <operator-id>-<subtask>.state}
@@ -54,6 +55,16 @@ impl Layout {
         self.job(job).join("status")
     }
 
+    /// The lock a running job's process holds.
+    pub fn job_lock(&self, job: &JobId) -> PathBuf {
+        self.job(job).join("lock")
+    }
+
+    /// The lock held while a job starts.
+    pub fn start_lock(&self) -> PathBuf {
+        self.root.join("start.lock")
+    }
+
     /// The Unix socket a running job listens on for control requests.
     pub fn control_socket(&self, job: &JobId) -> PathBuf {
         self.job(job).join("control.sock")
@@ -81,6 +92,12 @@ impl Layout {
         digits
             .then(|| name.parse().ok().map(CheckpointId))
             .flatten()
+    }
+
+    /// Whether a folder name inside `checkpoints/` is that of a checkpoint in progress.
+    pub fn is_in_progress_name(name: &str) -> bool {
+        name.strip_prefix(IN_PROGRESS_PREFIX)
+            .is_some_and(|n| Self::parse_checkpoint_name(n).is_some())
     }
 
     /// Folder holding every savepoint.
@@ -114,5 +131,8 @@ mod tests {
         assert_eq!(Layout::parse_checkpoint_name(".in-progress-12"), None);
         assert_eq!(Layout::parse_checkpoint_name("+1"), None);
         assert_eq!(Layout::parse_checkpoint_name(""), None);
+        assert!(Layout::is_in_progress_name(".in-progress-12"));
+        assert!(!Layout::is_in_progress_name(".in-progress-"));
+        assert!(!Layout::is_in_progress_name("12"));
     }
 }

@@ -1,22 +1,31 @@
 //! `_metadata`: the versioned description of one checkpoint or savepoint.
 //!
 //! Last step of a barrier's journey: once every subtask's state file is durable, the runtime
-//! describes them here (operator, module, length and checksum of each file) and the store writes
-//! it atomically. On restore, this is read and verified first; each state file is verified
-//! against it before any module sees a byte. Encoding and verification only: no I/O.
+//! describes them here (operator, role, module, length and checksum of each file, and every
+//! property that decides where a key's state lives) and the store writes it atomically. On
+//! restore, this is read and verified first; each state file is verified against it before
+//! any module sees a byte. Encoding and verification only: no I/O.
+//!
+//! Format 2 records `max_parallelism`, the key-group function and each operator's role.
+//! Format 1 did not; [`decode`] still reads it, taking those facts from the job file that
+//! format 1 recorded verbatim.
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::barrier::BarrierKind;
-use crate::ids::{CheckpointId, JobId, OperatorId};
+use crate::ids::{CheckpointId, JobId, OperatorId, Role};
+use crate::key_group::KEY_GROUP_FUNCTION;
 
 /// First bytes of every `_metadata` file.
 pub const MAGIC: &[u8; 8] = b"JHPOINT\0";
-/// The format this host writes. Older formats it can read are listed in [`decode`].
-pub const FORMAT_VERSION: u32 = 1;
-/// Length of the SHA-256 trailer.
+/// The format this host writes. [`decode`] also reads format 1.
+pub const FORMAT_VERSION: u32 = 2;
+/// Length of the XXH3-128 trailer.
 const CHECKSUM_LEN: usize = 16;
+/// Largest `_metadata` this host reads: it lists files, not state, so even a job of thousands
+/// of subtasks stays far below.
+pub const METADATA_BYTES_MAX: u64 = 64 << 20;
 
 /// Everything needed to resume from one checkpoint or savepoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +40,11 @@ pub struct Metadata {
     pub completed_unix_ms: u64,
     /// The job file the job ran, verbatim.
     pub job_file: String,
+    /// The number of key groups the keyed state is split into.
+    pub max_parallelism: u32,
+    /// The name of the function from key to key group
+    /// ([`KEY_GROUP_FUNCTION`](crate::key_group::KEY_GROUP_FUNCTION) of the writing host).
+    pub key_group_function: String,
     /// One entry per operator, in the job's topological order.
     pub operators: Vec<OperatorState>,
 }
@@ -40,6 +54,8 @@ pub struct Metadata {
 pub struct OperatorState {
     /// Stable operator id.
     pub id: OperatorId,
+    /// The role it had: a state blob is only meaningful to a module of the same world.
+    pub role: Role,
     /// SHA-256 of the module that wrote the state, lower-case hex.
     pub module_sha256: String,
     /// The module's own name (from `describe`).
@@ -72,11 +88,14 @@ pub enum MetadataError {
     #[error("not a checkpoint metadata file (bad magic or too short)")]
     NotMetadata,
     /// Written by a format this host does not know.
-    #[error("unknown metadata format version {0} (this host reads version {FORMAT_VERSION})")]
+    #[error("unknown metadata format version {0} (this host reads versions 1 to {FORMAT_VERSION})")]
     UnknownVersion(u32),
     /// The trailing checksum does not match: the file is corrupt or truncated.
     #[error("metadata checksum mismatch: the file is corrupt or truncated")]
     Checksum,
+    /// Larger than any metadata this host writes: not read.
+    #[error("{0} bytes: larger than any checkpoint metadata ({METADATA_BYTES_MAX} bytes at most)")]
+    TooLarge(u64),
     /// The checksum matches but the body does not decode.
     #[error("metadata does not decode: {0}")]
     Decode(String),
@@ -102,21 +121,111 @@ pub fn encode(metadata: &Metadata) -> Vec<u8> {
     out
 }
 
-/// Decodes and verifies metadata written by [`encode`].
+/// Decodes and verifies metadata written by [`encode`], or by a host writing format 1.
 pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
     let header = MAGIC.len() + 4;
     if bytes.len() < header + CHECKSUM_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err(MetadataError::NotMetadata);
     }
     let version = u32::from_le_bytes(bytes[MAGIC.len()..header].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if version != 1 && version != FORMAT_VERSION {
         return Err(MetadataError::UnknownVersion(version));
     }
     let (signed, expected) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
     if checksum(signed) != expected {
         return Err(MetadataError::Checksum);
     }
-    postcard::from_bytes(&signed[header..]).map_err(|e| MetadataError::Decode(e.to_string()))
+    let body = &signed[header..];
+    let undecodable = |e: postcard::Error| MetadataError::Decode(e.to_string());
+    match version {
+        1 => format_1::upgrade(postcard::from_bytes(body).map_err(undecodable)?),
+        _ => postcard::from_bytes(body).map_err(undecodable),
+    }
+}
+
+/// Format 1, as hosts before format 2 wrote it, and how it reads as format 2.
+mod format_1 {
+    use serde::Deserialize;
+
+    use super::{KEY_GROUP_FUNCTION, Metadata, MetadataError, OperatorState, StateFile};
+    use crate::barrier::BarrierKind;
+    use crate::ids::{CheckpointId, JobId, OperatorId, Role};
+
+    /// What hosts writing format 1 used when the job file named no `max_parallelism`.
+    const MAX_PARALLELISM_DEFAULT: u32 = 128;
+
+    #[derive(Deserialize)]
+    pub(super) struct Metadata1 {
+        job: JobId,
+        checkpoint: CheckpointId,
+        kind: BarrierKind,
+        completed_unix_ms: u64,
+        job_file: String,
+        operators: Vec<OperatorState1>,
+    }
+
+    #[derive(Deserialize)]
+    struct OperatorState1 {
+        id: OperatorId,
+        module_sha256: String,
+        module_name: String,
+        module_version: String,
+        parallelism: u32,
+        files: Vec<StateFile>,
+    }
+
+    /// The facts of the recorded job file that format 2 records itself.
+    #[derive(Deserialize)]
+    struct JobFacts {
+        max_parallelism: Option<u32>,
+        operators: Vec<OperatorFacts>,
+    }
+
+    #[derive(Deserialize)]
+    struct OperatorFacts {
+        id: OperatorId,
+        role: Role,
+    }
+
+    /// Format 1 did not record `max_parallelism`, the key-group function or roles; the job
+    /// file it recorded says what they were (hosts writing format 1 had one key-group function).
+    pub(super) fn upgrade(old: Metadata1) -> Result<Metadata, MetadataError> {
+        let facts: JobFacts = toml::from_str(&old.job_file).map_err(|e| {
+            MetadataError::Decode(format!(
+                "format 1: the recorded job file does not parse: {e}"
+            ))
+        })?;
+        let role_of = |id: &OperatorId| {
+            let found = facts.operators.iter().find(|op| &op.id == id);
+            found.map(|op| op.role).ok_or_else(|| {
+                MetadataError::Decode(format!(
+                    "format 1: operator `{id}` is not in the recorded job file"
+                ))
+            })
+        };
+        let mut operators = Vec::with_capacity(old.operators.len());
+        for op in old.operators {
+            operators.push(OperatorState {
+                role: role_of(&op.id)?,
+                id: op.id,
+                module_sha256: op.module_sha256,
+                module_name: op.module_name,
+                module_version: op.module_version,
+                parallelism: op.parallelism,
+                files: op.files,
+            });
+        }
+        Ok(Metadata {
+            job: old.job,
+            checkpoint: old.checkpoint,
+            kind: old.kind,
+            completed_unix_ms: old.completed_unix_ms,
+            job_file: old.job_file,
+            max_parallelism: facts.max_parallelism.unwrap_or(MAX_PARALLELISM_DEFAULT),
+            key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+            operators,
+        })
+    }
 }
 
 /// The checksum of state files and metadata: XXH3-128. It guards against corruption (bit
@@ -138,8 +247,11 @@ mod tests {
             kind: BarrierKind::Savepoint,
             completed_unix_ms: 1_700_000_000_000,
             job_file: "name = \"x\"".to_owned(),
+            max_parallelism: 128,
+            key_group_function: KEY_GROUP_FUNCTION.to_owned(),
             operators: vec![OperatorState {
                 id: "counter".parse().unwrap(),
+                role: Role::Operator,
                 module_sha256: "ab".repeat(32),
                 module_name: "word-counter".to_owned(),
                 module_version: "1.0.0".to_owned(),
@@ -175,6 +287,14 @@ mod tests {
             ("word-counter", "1.0.0")
         );
         assert_eq!(counter.files.len(), 2);
+        // Format 1 recorded neither roles nor max parallelism: they come from its job file.
+        let roles: Vec<_> = metadata.operators.iter().map(|op| op.role).collect();
+        assert_eq!(
+            roles,
+            [Role::Source, Role::Operator, Role::Operator, Role::Sink]
+        );
+        assert_eq!(metadata.max_parallelism, 128);
+        assert_eq!(metadata.key_group_function, "xxh3-64-mod");
         let source = &metadata.operators[0].files[0];
         assert_eq!((source.file.as_str(), source.len), ("lines-0.state", 6));
         assert_eq!(

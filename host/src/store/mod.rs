@@ -8,12 +8,13 @@
 //! Synchronous `std::fs`: the runtime calls it from blocking tasks.
 
 pub mod layout;
+mod lock;
 pub mod metadata;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::durable;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 pub use layout::Layout;
 use layout::METADATA_FILE;
+pub use lock::{JobLock, StartLock};
 pub use metadata::{Metadata, MetadataError, OperatorState, StateFile};
 
 /// A failure of the state folder, naming the path at fault.
@@ -104,6 +106,10 @@ pub struct JobStatus {
     /// completes a checkpoint of its own.
     #[serde(default)]
     pub resumed_from: Option<PathBuf>,
+    /// The host folders it may write (its writable mounts), canonical: no other job may
+    /// write them while it runs.
+    #[serde(default)]
+    pub writable_mounts: Vec<PathBuf>,
     /// What it is doing.
     #[serde(flatten)]
     pub state: JobState,
@@ -142,11 +148,7 @@ impl Store {
             layout.savepoints(),
             layout.cache(),
         ] {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(io_error(&dir))?;
+            durable::create_dir(&dir).map_err(io_error(&dir))?;
         }
         let root = layout.root();
         fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_error(root))?;
@@ -179,11 +181,7 @@ impl Store {
     /// Records a new job and the job file it runs.
     pub fn create_job(&self, status: &JobStatus, job_file: &str) -> Result<(), StoreError> {
         let dir = self.layout.checkpoints(&status.job);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io_error(&dir))?;
+        durable::create_dir(&dir).map_err(io_error(&dir))?;
         let path = self.layout.job_file(&status.job);
         durable::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
         self.write_status(status)
@@ -227,17 +225,15 @@ impl Store {
         blob: &[u8],
     ) -> Result<StateFile, StoreError> {
         let dir = self.layout.in_progress(job, checkpoint);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io_error(&dir))?;
+        durable::create_dir(&dir).map_err(io_error(&dir))?;
         let file = Layout::state_file_name(operator.as_str(), subtask);
         let path = dir.join(&file);
         let checksum = metadata::checksum(blob);
-        self.fault_point(Phase::StateWrite, checkpoint)
-            .map_err(io_error(&path))?;
-        durable::write_file_in_building_dir(&path, blob).map_err(io_error(&path))?;
+        // A fault at this phase strikes with half the file written.
+        durable::write_file_in_building_dir(&path, blob, || {
+            self.fault_point(Phase::StateWrite, checkpoint)
+        })
+        .map_err(io_error(&path))?;
         Ok(StateFile {
             subtask,
             file,
@@ -266,11 +262,7 @@ impl Store {
 
     fn publish(&self, metadata: &Metadata, to: &Path) -> Result<(), StoreError> {
         let from = self.layout.in_progress(&metadata.job, metadata.checkpoint);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&from)
-            .map_err(io_error(&from))?;
+        durable::create_dir(&from).map_err(io_error(&from))?;
         let bytes = metadata::encode(metadata);
         // Pair assertion: what is about to be written must decode to what was meant.
         assert_eq!(
@@ -279,7 +271,7 @@ impl Store {
             "metadata round trip"
         );
         let path = from.join(METADATA_FILE);
-        durable::write_file_in_building_dir(&path, &bytes).map_err(io_error(&path))?;
+        durable::write_file_in_building_dir(&path, &bytes, || Ok(())).map_err(io_error(&path))?;
         self.fault_point(Phase::MetadataWritten, metadata.checkpoint)
             .map_err(io_error(&path))?;
         // Until this rename, a crash leaves only an in-progress folder that no reader lists.
@@ -342,7 +334,7 @@ impl Store {
     /// Reads and verifies a point's `_metadata`.
     pub fn read_point(&self, dir: &Path) -> Result<Point, StoreError> {
         let path = dir.join(METADATA_FILE);
-        let bytes = match fs::read(&path) {
+        let file = match fs::File::open(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::NotAPoint {
                     path: dir.to_owned(),
@@ -350,6 +342,17 @@ impl Store {
             }
             other => other.map_err(io_error(&path))?,
         };
+        let len = file.metadata().map_err(io_error(&path))?.len();
+        if len > metadata::METADATA_BYTES_MAX {
+            let source = MetadataError::TooLarge(len);
+            return Err(StoreError::Metadata { path, source });
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        io::Read::read_to_end(
+            &mut io::Read::take(file, metadata::METADATA_BYTES_MAX),
+            &mut bytes,
+        )
+        .map_err(io_error(&path))?;
         let metadata =
             metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
         Ok(Point {
@@ -416,5 +419,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod crash_consistency;
 #[cfg(test)]
 mod tests;

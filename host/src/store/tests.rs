@@ -1,5 +1,7 @@
 use super::*;
 use crate::barrier::BarrierKind;
+use crate::ids::Role;
+use crate::key_group::KEY_GROUP_FUNCTION;
 
 fn job() -> JobId {
     "job-test".parse().unwrap()
@@ -27,7 +29,10 @@ fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) 
         kind,
         completed_unix_ms: 0,
         job_file: String::new(),
+        max_parallelism: 128,
+        key_group_function: KEY_GROUP_FUNCTION.to_owned(),
         operators: vec![OperatorState {
+            role: Role::Operator,
             id: counter,
             module_sha256: "00".repeat(32),
             module_name: "c".to_owned(),

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use host::engine::bindings::{Batch, Context};
-use host::engine::{Engine, Grants, Limits};
+use host::engine::{CacheMode, Engine, Grants, Limits};
 use host::ids::SubtaskId;
 use host::runtime::partition::{empty_batch, push};
 use host::topology::Role;
@@ -26,7 +26,8 @@ fn batch_of(records: usize) -> Batch {
 
 /// ns per record through `process` of the `ballast` guest, at batch sizes 1 to 16 384.
 pub async fn boundary(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
-    let engine = Engine::new(&scratch.join("boundary-cache")).map_err(|e| anyhow!("{e:#}"))?;
+    let engine = Engine::new(&scratch.join("boundary-cache"), CacheMode::ReadWrite)
+        .map_err(|e| anyhow!("{e:#}"))?;
     let module = engine.load(&guests.join("ballast.wasm"), Role::Operator)?;
     let subtask = SubtaskId {
         operator: "identity".parse().map_err(|e: String| anyhow!(e))?,

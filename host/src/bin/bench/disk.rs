@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use host::barrier::BarrierKind;
 use host::ids::{CheckpointId, JobId, OperatorId};
+use host::key_group::KEY_GROUP_FUNCTION;
 use host::store::{Metadata, OperatorState, Store};
 
 use crate::{Row, Sizes};
@@ -142,7 +143,10 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
         kind: BarrierKind::Savepoint,
         completed_unix_ms: 0,
         job_file: String::new(),
+        max_parallelism: 128,
+        key_group_function: KEY_GROUP_FUNCTION.to_owned(),
         operators: vec![OperatorState {
+            role: host::ids::Role::Operator,
             id: operator,
             module_sha256: String::new(),
             module_name: "bench".to_owned(),

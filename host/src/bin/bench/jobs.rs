@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use host::engine::{Engine, Limits};
+use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
 use host::runtime::{self, Job, JobSpec, Outcome, Request, RestoreFrom};
 use host::store::Store;
@@ -116,7 +116,9 @@ pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Re
     let dir = scratch.join("pipeline");
     let text = write_input(&dir, sizes.pipeline_words, sizes.distinct_keys)?;
     let store = Store::open(dir.join("home"))?;
-    let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow!("{e:#}"))?);
+    let engine = Arc::new(
+        Engine::new(&store.layout().cache(), CacheMode::ReadWrite).map_err(|e| anyhow!("{e:#}"))?,
+    );
     let job = |parallelism: u32, interval_ms: u64| {
         format!("checkpoint_interval_ms = {interval_ms}\n")
             + &operator(
@@ -202,7 +204,9 @@ pub async fn upgrade_downtime(
     let dir = scratch.join("upgrade");
     write_input(&dir, 200_000, 1_000)?;
     let store = Store::open(dir.join("home"))?;
-    let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow!("{e:#}"))?);
+    let engine = Arc::new(
+        Engine::new(&store.layout().cache(), CacheMode::ReadWrite).map_err(|e| anyhow!("{e:#}"))?,
+    );
     let text = "checkpoint_interval_ms = 0\n".to_owned()
         + &operator(
             "lines",
@@ -314,7 +318,10 @@ pub async fn startup(guests: &Path, scratch: &Path) -> anyhow::Result<Vec<Row>> 
     let mut times = Vec::new();
     for _ in 0..2 {
         let started = Instant::now();
-        let engine = Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow!("{e:#}"))?);
+        let engine = Arc::new(
+            Engine::new(&store.layout().cache(), CacheMode::ReadWrite)
+                .map_err(|e| anyhow!("{e:#}"))?,
+        );
         let job = build(&engine, &store, &dir, &text, None).await?;
         times.push(started.elapsed().as_secs_f64() * 1e3);
         drop(job);

@@ -1,9 +1,11 @@
-//! The command line: clap structs (what was typed), then one function per command.
+//! The command line: clap structs (what was typed), then one function per command; starting a
+//! job (`run`, `check`) lives in [`start`].
 //!
 //! Only this module prints to stdout. Listings take `--json` for scripts.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod start;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,12 +14,9 @@ use clap::{Parser, Subcommand};
 
 use host::barrier::Phase;
 use host::control::{self, ControlRequest, ControlResponse};
-use host::engine::{Engine, Limits};
 use host::ids::{JobId, SavepointId};
-use host::runtime::{self, JobSpec, Outcome, RestoreFrom};
 use host::savepoint::{self, RestorePoint};
-use host::store::{FaultHook, JobState, JobStatus, Store};
-use host::topology::Plan;
+use host::store::{FaultHook, JobState, Store};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
 #[derive(Debug, Parser)]
@@ -49,7 +48,7 @@ enum Command {
         #[arg(long, value_name = "MS")]
         checkpoint_interval: Option<u64>,
         /// Fault injection for tests: abort the process at PHASE of checkpoint N or later
-        /// (state-write, metadata-written, published, sink-committed).
+        /// (state-write, metadata-written, published, sink-committed, restored, sink-recovered).
         #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
         crash_at: Option<(Phase, u64)>,
         /// Fault injection for tests: fail the write at PHASE of checkpoint N with "no space
@@ -122,28 +121,28 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 (None, None) => store,
                 _ => store.with_faults(inject_faults(crash_at, fail_write_at)),
             };
-            let prepared = prepare(
+            let prepared = start::prepare(
                 &store,
                 &job_file,
                 from.as_deref(),
                 allow_non_restored_state,
                 checkpoint_interval,
             )?;
-            tokio_runtime()?.block_on(run_job(store, prepared))
+            tokio_runtime()?.block_on(start::run_job(store, prepared))
         }
         Command::Check {
             job_file,
             from,
             allow_non_restored_state,
         } => {
-            let prepared = prepare(
+            let prepared = start::prepare(
                 &store,
                 &job_file,
                 Some(&from),
                 allow_non_restored_state,
                 None,
             )?;
-            tokio_runtime()?.block_on(check_job(store, prepared))
+            tokio_runtime()?.block_on(start::check_job(store, prepared))
         }
         Command::Save { job, stop } => save(&store, &job, stop),
         Command::Stop { job, save: true } => save(&store, &job, true),
@@ -172,52 +171,6 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Everything a job needs, read and verified before anything is instantiated.
-struct Prepared {
-    job_file: PathBuf,
-    text: String,
-    plan: Plan,
-    restore: Option<(PathBuf, RestoreFrom)>,
-}
-
-fn prepare(
-    store: &Store,
-    job_file: &Path,
-    from: Option<&str>,
-    allow_non_restored: bool,
-    checkpoint_interval: Option<u64>,
-) -> anyhow::Result<Prepared> {
-    let text = std::fs::read_to_string(job_file)
-        .with_context(|| format!("cannot read job file {}", job_file.display()))?;
-    let base = job_file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        base
-    };
-    let mut plan =
-        Plan::from_toml(&text, &base).with_context(|| format!("{}", job_file.display()))?;
-    if let Some(ms) = checkpoint_interval {
-        plan.checkpoint_interval_ms = ms;
-    }
-    let restore = match from {
-        None => None,
-        Some(from) => {
-            let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
-            let dir = savepoint::resolve(store, &point)?;
-            let (metadata, states) = savepoint::load_for(store, &dir, &plan, allow_non_restored)?;
-            let dir = std::path::absolute(&dir).unwrap_or(dir);
-            Some((dir, RestoreFrom { metadata, states }))
-        }
-    };
-    Ok(Prepared {
-        job_file: job_file.to_owned(),
-        text,
-        plan,
-        restore,
-    })
-}
-
 /// Reads a fault-injection point `PHASE:N`.
 fn parse_fault(text: &str) -> Result<(Phase, u64), String> {
     let (phase, n) = text.split_once(':').ok_or("expected PHASE:N")?;
@@ -244,128 +197,6 @@ fn inject_faults(crash_at: Option<(Phase, u64)>, fail_write_at: Option<(Phase, u
         }
         Ok(())
     })
-}
-
-async fn build(
-    store: &Store,
-    prepared: Prepared,
-    job: JobId,
-) -> anyhow::Result<(runtime::Job, Option<PathBuf>, String, String)> {
-    let engine =
-        Arc::new(Engine::new(&store.layout().cache()).map_err(|e| anyhow::anyhow!("{e:#}"))?);
-    let (from, restore) = match prepared.restore {
-        Some((from, restore)) => (Some(from), Some(restore)),
-        None => (None, None),
-    };
-    let name = prepared.plan.name.clone();
-    let spec = JobSpec {
-        job,
-        plan: prepared.plan,
-        job_file: prepared.text.clone(),
-        restore,
-        limits: Limits::default(),
-    };
-    match runtime::build(engine, store.clone(), spec).await {
-        Ok(job) => Ok((job, from, prepared.text, name)),
-        Err(errors) => {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            match &from {
-                Some(from) => bail!(
-                    "cannot start {} from {}:\n  - {}",
-                    prepared.job_file.display(),
-                    from.display(),
-                    list.join("\n  - ")
-                ),
-                None => bail!(
-                    "cannot start {}:\n  - {}",
-                    prepared.job_file.display(),
-                    list.join("\n  - ")
-                ),
-            }
-        }
-    }
-}
-
-async fn check_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
-    let (job, from, _, _) = build(&store, prepared, JobId::generate()).await?;
-    let operators: Vec<String> = job
-        .operators()
-        .iter()
-        .map(|op| format!("{} ({} {})", op.id, op.module_name, op.module_version))
-        .collect();
-    println!(
-        "ok: {} would resume from {}",
-        operators.join(", "),
-        from.unwrap_or_default().display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn run_job(store: Store, prepared: Prepared) -> anyhow::Result<ExitCode> {
-    let job_id = JobId::generate();
-    let (job, from, text, name) = build(&store, prepared, job_id.clone()).await?;
-    let started_unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as u64;
-    let mut status = JobStatus {
-        job: job_id.clone(),
-        name,
-        started_unix_ms,
-        resumed_from: from.clone(),
-        state: JobState::Running {
-            pid: std::process::id(),
-        },
-    };
-    store.create_job(&status, &text)?;
-    let socket = store.layout().control_socket(&job_id);
-    let listener =
-        control::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
-
-    // The id goes out before the job starts, so that whoever started it learns the id even if
-    // the job fails (or the process is killed) in its first moments.
-    println!("{job_id}");
-    std::io::stdout().flush()?;
-    let handle = job.spawn();
-    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(control::serve(listener, handle.requests(), serving_stopped));
-    match &from {
-        Some(from) => tracing::info!(job = %job_id, "running, resumed from {}", from.display()),
-        None => tracing::info!(job = %job_id, "running"),
-    }
-
-    let requests = handle.requests();
-    let interrupt = tokio::spawn(async move {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            Some(_) = async { terminate.as_mut()?.recv().await } => {}
-        }
-        let (reply, _) = tokio::sync::oneshot::channel();
-        let _ = requests.send(runtime::Request::Cancel { reply }).await;
-    });
-    let outcome = handle.wait().await;
-    interrupt.abort();
-    let _ = stop_serving.send(());
-    let _ = server.await;
-    let _ = std::fs::remove_file(&socket);
-
-    let (state, code) = match outcome {
-        Outcome::Finished => (JobState::Finished, ExitCode::SUCCESS),
-        Outcome::Stopped(saved) => (
-            JobState::Stopped {
-                savepoint: saved.map(|s| s.id),
-            },
-            ExitCode::SUCCESS,
-        ),
-        Outcome::Failed(error) => {
-            eprintln!("error: job {job_id} failed: {error}");
-            (JobState::Failed { error }, ExitCode::from(3))
-        }
-    };
-    status.state = state;
-    store.write_status(&status)?;
-    Ok(code)
 }
 
 fn request(store: &Store, job: &JobId, request: ControlRequest) -> anyhow::Result<ControlResponse> {

@@ -1,0 +1,298 @@
+//! `host run` and `host check`: from a job file, and a point to resume from, to a running job
+//! or to the verdict of a dry run.
+//!
+//! Both read and verify everything first ([`prepare`]): the job file, the point, every state
+//! file against the job. Both then build the job: every module compiled, every subtask
+//! instantiated and its state restored, which touches nothing outside the guests. `check`
+//! builds with every mount read-only and the compiled-module cache read-only, reports what
+//! `run` would do, and ends: it changes no file. `run` then admits the job under the state
+//! folder's start lock (no running job writes a folder it would write, nor runs the job the
+//! point came from), records and claims it, and spawns it; its sinks reconcile their folders
+//! with the point (`recover`) as the job's first step.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use host::admission::{self, Conflict};
+use host::control;
+use host::engine::{CacheMode, Engine, Limits};
+use host::ids::JobId;
+use host::runtime::{self, JobSpec, Outcome, RestoreFrom};
+use host::savepoint::{self, RestorePoint};
+use host::store::{JobLock, JobState, JobStatus, Store};
+use host::topology::Plan;
+
+/// Everything a job needs, read and verified before anything is instantiated.
+pub(super) struct Prepared {
+    job_file: PathBuf,
+    text: String,
+    plan: Plan,
+    /// The point's folder, and the job that took it.
+    from: Option<(PathBuf, JobId)>,
+    /// The point's state, until the job is built from it.
+    restore: Option<RestoreFrom>,
+}
+
+impl Prepared {
+    /// The job that took the point this job resumes from.
+    fn point_job(&self) -> Option<&JobId> {
+        self.from.as_ref().map(|(_, job)| job)
+    }
+
+    /// The refusal of this job, listing every problem.
+    fn refusal(&self, problems: &[String]) -> anyhow::Error {
+        let what = match &self.from {
+            Some((from, _)) => format!(
+                "cannot start {} from {}",
+                self.job_file.display(),
+                from.display()
+            ),
+            None => format!("cannot start {}", self.job_file.display()),
+        };
+        anyhow::anyhow!("{what}:\n  - {}", problems.join("\n  - "))
+    }
+}
+
+/// Reads the job file and, with `from`, resolves the point and verifies it against the job.
+/// Reads only.
+pub(super) fn prepare(
+    store: &Store,
+    job_file: &Path,
+    from: Option<&str>,
+    allow_non_restored: bool,
+    checkpoint_interval: Option<u64>,
+) -> anyhow::Result<Prepared> {
+    let text = std::fs::read_to_string(job_file)
+        .with_context(|| format!("cannot read job file {}", job_file.display()))?;
+    let base = match job_file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut plan =
+        Plan::from_toml(&text, &base).with_context(|| format!("{}", job_file.display()))?;
+    if let Some(ms) = checkpoint_interval {
+        plan.checkpoint_interval_ms = ms;
+    }
+    let (from, restore) = match from {
+        None => (None, None),
+        Some(from) => {
+            let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
+            let dir = savepoint::resolve(store, &point)?;
+            let (metadata, states) = savepoint::load_for(store, &dir, &plan, allow_non_restored)?;
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            let from = (dir, metadata.job.clone());
+            (Some(from), Some(RestoreFrom { metadata, states }))
+        }
+    };
+    Ok(Prepared {
+        job_file: job_file.to_owned(),
+        text,
+        plan,
+        from,
+        restore,
+    })
+}
+
+/// Why the job may not start beside the jobs running now. Reads only.
+fn conflicts(
+    store: &Store,
+    prepared: &Prepared,
+    writable: &[PathBuf],
+) -> anyhow::Result<Vec<Conflict>> {
+    let running = admission::running_jobs(store)?;
+    Ok(admission::conflicts(
+        prepared.point_job(),
+        writable,
+        &running,
+    ))
+}
+
+/// Builds the job: compiles, instantiates, initializes and restores every subtask. Touches
+/// nothing outside the guests (and, as `cache_mode` says, the compiled-module cache).
+async fn build(
+    store: &Store,
+    engine: Arc<Engine>,
+    prepared: &mut Prepared,
+    plan: Plan,
+    job: JobId,
+) -> Result<runtime::Job, Vec<String>> {
+    let spec = JobSpec {
+        job,
+        plan,
+        job_file: prepared.text.clone(),
+        restore: prepared.restore.take(),
+        limits: Limits::default(),
+    };
+    runtime::build(engine, store.clone(), spec)
+        .await
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+}
+
+fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
+    let engine = Engine::new(&store.layout().cache(), cache_mode);
+    Ok(Arc::new(engine.map_err(|e| anyhow::anyhow!("{e:#}"))?))
+}
+
+/// The dry run: would `run` start this job from this point? Builds it with every mount
+/// read-only, never runs it, never reconciles a sink, writes no file.
+pub(super) async fn check_job(store: Store, mut prepared: Prepared) -> anyhow::Result<ExitCode> {
+    let writable = admission::writable_mounts(&prepared.plan);
+    let mut problems: Vec<String> = conflicts(&store, &prepared, &writable)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut plan = prepared.plan.clone();
+    for op in &mut plan.operators {
+        op.mounts
+            .iter_mut()
+            .for_each(|mount| mount.writable = false);
+    }
+    let engine = engine(&store, CacheMode::ReadOnly)?;
+    match build(&store, engine, &mut prepared, plan, JobId::generate()).await {
+        Err(errors) => problems.extend(errors),
+        Ok(job) if problems.is_empty() => {
+            let operators: Vec<String> = job
+                .operators()
+                .iter()
+                .map(|op| format!("{} ({} {})", op.id, op.module_name, op.module_version))
+                .collect();
+            let from = prepared.from.map(|(from, _)| from).unwrap_or_default();
+            println!(
+                "ok: {} would resume from {}",
+                operators.join(", "),
+                from.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(_) => {}
+    }
+    Err(prepared.refusal(&problems))
+}
+
+/// Starts the job and runs it in the foreground until it ends.
+pub(super) async fn run_job(store: Store, mut prepared: Prepared) -> anyhow::Result<ExitCode> {
+    let writable = admission::writable_mounts(&prepared.plan);
+    // Refused at once, before anything is compiled; decided again under the start lock.
+    refuse_conflicts(&store, &prepared, &writable)?;
+    let engine = engine(&store, CacheMode::Deferred)?;
+    let job_id = JobId::generate();
+    let plan = prepared.plan.clone();
+    let job = build(&store, engine.clone(), &mut prepared, plan, job_id.clone())
+        .await
+        .map_err(|problems| prepared.refusal(&problems))?;
+    let (status, _claim) = admit(&store, &prepared, job_id, writable)?;
+    // The job really starts: from here on, it may change files.
+    engine.write_cache();
+    run_admitted(store, job, status).await
+}
+
+fn refuse_conflicts(
+    store: &Store,
+    prepared: &Prepared,
+    writable: &[PathBuf],
+) -> anyhow::Result<()> {
+    let found = conflicts(store, prepared, writable)?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let problems: Vec<String> = found.iter().map(ToString::to_string).collect();
+    Err(prepared.refusal(&problems))
+}
+
+/// Under the start lock: refuses the job if it conflicts with one running now, else records
+/// it, claims it as running in this process, and sweeps checkpoints in progress that jobs no
+/// longer running left behind.
+fn admit(
+    store: &Store,
+    prepared: &Prepared,
+    job: JobId,
+    writable_mounts: Vec<PathBuf>,
+) -> anyhow::Result<(JobStatus, JobLock)> {
+    let starting = store.lock_starts()?;
+    refuse_conflicts(store, prepared, &writable_mounts)?;
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let status = JobStatus {
+        job: job.clone(),
+        name: prepared.plan.name.clone(),
+        started_unix_ms,
+        resumed_from: prepared.from.as_ref().map(|(from, _)| from.clone()),
+        writable_mounts,
+        state: JobState::Running {
+            pid: std::process::id(),
+        },
+    };
+    store.create_job(&status, &prepared.text)?;
+    let claim = store.claim_job(&job)?;
+    for dir in store.sweep_abandoned(&starting)? {
+        tracing::info!(
+            "removed {}: a checkpoint in progress of a job that no longer runs",
+            dir.display()
+        );
+    }
+    Ok((status, claim))
+}
+
+/// Runs an admitted job: control socket, the id on stdout, the job, its final status.
+async fn run_admitted(
+    store: Store,
+    job: runtime::Job,
+    mut status: JobStatus,
+) -> anyhow::Result<ExitCode> {
+    let job_id = status.job.clone();
+    let socket = store.layout().control_socket(&job_id);
+    let listener =
+        control::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
+
+    // The id goes out before the job starts, so that whoever started it learns the id even if
+    // the job fails (or the process is killed) in its first moments.
+    println!("{job_id}");
+    std::io::stdout().flush()?;
+    let handle = job.spawn();
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(control::serve(listener, handle.requests(), serving_stopped));
+    match &status.resumed_from {
+        Some(from) => tracing::info!(job = %job_id, "running, resumed from {}", from.display()),
+        None => tracing::info!(job = %job_id, "running"),
+    }
+    let interrupt = tokio::spawn(cancel_on_signal(handle.requests()));
+    let outcome = handle.wait().await;
+    interrupt.abort();
+    let _ = stop_serving.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_file(&socket);
+
+    let (state, code) = match outcome {
+        Outcome::Finished => (JobState::Finished, ExitCode::SUCCESS),
+        Outcome::Stopped(saved) => (
+            JobState::Stopped {
+                savepoint: saved.map(|s| s.id),
+            },
+            ExitCode::SUCCESS,
+        ),
+        Outcome::Failed(error) => {
+            eprintln!("error: job {job_id} failed: {error}");
+            (JobState::Failed { error }, ExitCode::from(3))
+        }
+    };
+    status.state = state;
+    store.write_status(&status)?;
+    Ok(code)
+}
+
+/// Cancels the job on ctrl-c or SIGTERM.
+async fn cancel_on_signal(requests: tokio::sync::mpsc::Sender<runtime::Request>) {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(_) = async { terminate.as_mut()?.recv().await } => {}
+    }
+    let (reply, _) = tokio::sync::oneshot::channel();
+    let _ = requests.send(runtime::Request::Cancel { reply }).await;
+}

@@ -1,0 +1,240 @@
+//! Crash consistency of checkpoints, after the ALICE study: the file-system steps of writing
+//! two checkpoints are recorded, and every prefix of them is replayed into a fresh folder the
+//! way a crash could have left it: with everything done so far, with file contents not yet
+//! synced lost (empty, or torn in half), and with folder entries not yet synced lost (a
+//! created file, folder or rename gone). In every such state, each checkpoint the store
+//! lists must verify and hold exactly the state written, or be refused: never half used. A
+//! checkpoint whose publishing completed must survive every such crash.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::barrier::BarrierKind;
+use crate::durable::{self, Step};
+use crate::ids::Role;
+use crate::key_group::KEY_GROUP_FUNCTION;
+
+/// What became of contents written but not yet synced.
+#[derive(Clone, Copy, Debug)]
+enum Unsynced {
+    Kept,
+    Lost,
+    Torn,
+}
+
+/// A crash: how much of the recorded steps ran, and what of it was not durable.
+#[derive(Clone, Copy, Debug)]
+struct Crash {
+    steps: usize,
+    contents: Unsynced,
+    /// Whether entries of folders not synced since (created files and folders, renames) survive.
+    entries_kept: bool,
+}
+
+fn job() -> JobId {
+    "job-alice".parse().unwrap()
+}
+
+/// Writes checkpoint `n` of two subtasks through the store; returns its blobs by subtask.
+fn write_checkpoint(store: &Store, n: u64) -> BTreeMap<u32, Vec<u8>> {
+    let counter: OperatorId = "counter".parse().unwrap();
+    let blobs: BTreeMap<u32, Vec<u8>> = (0..2)
+        .map(|s| {
+            (
+                s,
+                format!("state of subtask {s} at {n}")
+                    .repeat(n as usize)
+                    .into_bytes(),
+            )
+        })
+        .collect();
+    let files = blobs
+        .iter()
+        .map(|(&s, blob)| {
+            store
+                .write_state(&job(), CheckpointId(n), &counter, s, blob)
+                .unwrap()
+        })
+        .collect();
+    let metadata = Metadata {
+        job: job(),
+        checkpoint: CheckpointId(n),
+        kind: BarrierKind::Checkpoint,
+        completed_unix_ms: 0,
+        job_file: String::new(),
+        max_parallelism: 128,
+        key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+        operators: vec![OperatorState {
+            id: counter,
+            role: Role::Operator,
+            module_sha256: String::new(),
+            module_name: "c".to_owned(),
+            module_version: "1".to_owned(),
+            parallelism: 2,
+            files,
+        }],
+    };
+    store.complete_checkpoint(&metadata).unwrap();
+    blobs
+}
+
+/// Whether `path` is made durable by a later step of `steps` (its own sync for contents, its
+/// folder's sync for an entry).
+fn synced_later(steps: &[Step], path: &Path, contents: bool) -> bool {
+    steps.iter().any(|step| match step {
+        Step::SyncFile(p) => contents && p == path,
+        Step::SyncDir(dir) => !contents && path.parent() == Some(dir.as_path()),
+        _ => false,
+    })
+}
+
+/// Replays the first `crash.steps` steps, recorded under `from`, into `to`.
+fn replay(steps: &[Step], crash: Crash, from: &Path, to: &Path) {
+    let rebase = |p: &Path| to.join(p.strip_prefix(from).unwrap());
+    let done = &steps[..crash.steps];
+    for (i, step) in done.iter().enumerate() {
+        let later = &done[i + 1..];
+        let entry_kept = |p: &Path| crash.entries_kept || synced_later(later, p, false);
+        // A folder renamed later lives on under its new name if that entry is durable.
+        let moved_durably = |dir: &Path| {
+            later
+                .iter()
+                .any(|step| matches!(step, Step::Rename(old, new) if old == dir && entry_kept(new)))
+        };
+        match step {
+            Step::CreateDir(dir) if entry_kept(dir) || moved_durably(dir) => {
+                fs::create_dir_all(rebase(dir)).unwrap()
+            }
+            Step::Write(path, bytes)
+                if entry_kept(path) && rebase(path).parent().unwrap().is_dir() =>
+            {
+                let bytes = match crash.contents {
+                    _ if synced_later(later, path, true) => &bytes[..],
+                    Unsynced::Kept => &bytes[..],
+                    Unsynced::Lost => &[][..],
+                    Unsynced::Torn => &bytes[..bytes.len() / 2],
+                };
+                fs::write(rebase(path), bytes).unwrap();
+            }
+            Step::Rename(old, new) if entry_kept(new) && rebase(old).exists() => {
+                fs::rename(rebase(old), rebase(new)).unwrap()
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The invariant: every listed checkpoint verifies and holds what was written, or is refused;
+/// every checkpoint in `durable` is listed and verifies.
+fn check(
+    root: &Path,
+    written: &BTreeMap<u64, BTreeMap<u32, Vec<u8>>>,
+    durable: &[u64],
+    crash: Crash,
+) {
+    let store = Store::open(root).unwrap();
+    let listed = store.checkpoints(&job()).unwrap();
+    for n in durable {
+        assert!(
+            listed.contains(&CheckpointId(*n)),
+            "{crash:?}: durable checkpoint {n} lost"
+        );
+    }
+    for n in listed {
+        let dir = store.layout().checkpoint(&job(), n);
+        let read = store
+            .read_point(&dir)
+            .and_then(|point| store.read_states(&point));
+        match read {
+            Ok(states) => {
+                let expected: States = written[&n.0]
+                    .iter()
+                    .map(|(&s, blob)| (("counter".parse().unwrap(), s), blob.clone()))
+                    .collect();
+                assert_eq!(
+                    states, expected,
+                    "{crash:?}: checkpoint {n} reads other state"
+                );
+            }
+            Err(e) => assert!(
+                !durable.contains(&n.0),
+                "{crash:?}: durable checkpoint {n}: {e}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn every_crash_while_checkpointing_leaves_points_that_verify_or_are_refused() {
+    let recorded_in = tempfile::tempdir().unwrap();
+    let root = recorded_in.path().join("home");
+    let store = Store::open(&root).unwrap();
+    durable::record();
+    let mut written = BTreeMap::new();
+    written.insert(1, write_checkpoint(&store, 1));
+    let first_done = durable::recorded();
+    durable::record();
+    written.insert(2, write_checkpoint(&store, 2));
+    let steps: Vec<Step> = first_done
+        .iter()
+        .cloned()
+        .chain(durable::recorded())
+        .collect();
+    assert!(steps.len() > 12, "too few steps recorded: {steps:?}");
+
+    let mut crashes = 0;
+    for count in 0..=steps.len() {
+        let durable: Vec<u64> = match count {
+            n if n == steps.len() => vec![1, 2],
+            n if n >= first_done.len() => vec![1],
+            _ => vec![],
+        };
+        for contents in [Unsynced::Kept, Unsynced::Lost, Unsynced::Torn] {
+            for entries_kept in [true, false] {
+                let crash = Crash {
+                    steps: count,
+                    contents,
+                    entries_kept,
+                };
+                let replayed = tempfile::tempdir().unwrap();
+                replay(&steps, crash, &root, replayed.path());
+                check(replayed.path(), &written, &durable, crash);
+                crashes += 1;
+            }
+        }
+    }
+    assert_eq!(crashes, (steps.len() + 1) * 6);
+}
+
+#[test]
+fn a_replay_of_every_step_is_the_state_folder_itself() {
+    let recorded_in = tempfile::tempdir().unwrap();
+    let root = recorded_in.path().join("home");
+    let store = Store::open(&root).unwrap();
+    durable::record();
+    write_checkpoint(&store, 1);
+    let steps = durable::recorded();
+    let replayed = tempfile::tempdir().unwrap();
+    let crash = Crash {
+        steps: steps.len(),
+        contents: Unsynced::Lost,
+        entries_kept: false,
+    };
+    replay(&steps, crash, &root, replayed.path());
+    let files = |root: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
+        let dir = root.join("jobs/job-alice/checkpoints/1");
+        fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                (
+                    p.strip_prefix(root).unwrap().to_owned(),
+                    fs::read(&p).unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(files(replayed.path()), files(&root));
+}
