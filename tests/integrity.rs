@@ -184,12 +184,12 @@ fn a_role_changed_under_the_same_id_is_refused() {
     let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 400);
     // The ids of the counter (an operator) and the sink swap: each module is of its world,
     // but each state would go to a module of the other.
-    for (from, to) in [
-        ("\"sink\"", "\"swap\""),
-        ("\"counter\"", "\"sink\""),
-        ("\"swap\"", "\"counter\""),
-    ] {
-        replace_in(&job, from, to);
+    for (from, to) in [("sink", "swap"), ("counter", "sink"), ("swap", "counter")] {
+        for key in ["id", "from", "to"] {
+            let (from, to) = (format!("{key} = \"{from}\""), format!("{key} = \"{to}\""));
+            let text = std::fs::read_to_string(&job).unwrap();
+            std::fs::write(&job, text.replace(&from, &to)).unwrap();
+        }
     }
     dir.refused(
         &["check", job.to_str().unwrap(), "--from", &savepoint],

@@ -92,74 +92,63 @@ struct Ran {
 
 /// Runs `args` and deals `blow`; fails the test if the job fails for another reason.
 fn run_once(dir: &Dir, rng: &mut Rng, args: &[&str], blow: Blow, seed: u64) -> Ran {
-    let running = dir.start(args);
-    let job_id = running.job.clone();
-    let mut running = running;
+    let mut running = dir.start(args);
+    let job = running.job.clone();
     let saving = match blow {
         Blow::At(phase) => {
             let (ok, stderr) = running.wait();
-            if ok {
-                return Ran {
-                    job: job_id,
-                    finished: true,
-                    kill: None,
-                };
-            }
-            assert!(
-                stderr.contains("crash injected at"),
-                "seed {seed}: job {job_id} failed:\n{stderr}"
-            );
+            let crashed = stderr.contains("crash injected at");
+            assert!(ok || crashed, "seed {seed}: job {job} failed:\n{stderr}");
+            let kill = crashed.then_some(phase);
             return Ran {
-                job: job_id,
-                finished: false,
-                kill: Some(phase),
+                job,
+                finished: ok,
+                kill,
             };
         }
         Blow::Kill => None,
         Blow::KillWhileSaving(stop) => {
             std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
-            let command = if stop {
-                vec!["stop", "--save", &job_id]
-            } else {
-                vec!["save", &job_id]
+            let command = match stop {
+                true => vec!["stop", "--save", &job],
+                false => vec!["save", &job],
             };
             Some(dir.spawn_host(&command))
         }
     };
-    std::thread::sleep(Duration::from_millis(match saving {
-        None => 20 + rng.below(330),
-        Some(_) => rng.below(40),
-    }));
+    let delay_ms = if saving.is_some() {
+        rng.below(40)
+    } else {
+        20 + rng.below(330)
+    };
+    std::thread::sleep(Duration::from_millis(delay_ms));
     let alive = running.child.try_wait().unwrap().is_none();
+    let kill = alive.then(|| match blow {
+        Blow::KillWhileSaving(true) => "kill -9 during stop --save",
+        Blow::KillWhileSaving(false) => "kill -9 during save",
+        _ => "random moment (kill -9)",
+    });
     if alive {
         running.kill();
+    } else {
+        let (ok, stderr) = running.wait();
+        assert!(ok, "seed {seed}: job {job} failed:\n{stderr}");
     }
     if let Some(mut save) = saving {
         let _ = save.wait();
     }
-    if alive {
-        let label = match blow {
-            Blow::KillWhileSaving(true) => "kill -9 during stop --save",
-            Blow::KillWhileSaving(false) => "kill -9 during save",
-            _ => "random moment (kill -9)",
-        };
-        return Ran {
-            job: job_id,
-            finished: false,
-            kill: Some(label),
-        };
-    }
-    let (ok, stderr) = running.wait();
-    assert!(ok, "seed {seed}: job {job_id} failed:\n{stderr}");
-    // It ended by itself: its input ran out, or `stop --save` stopped it.
-    let stopped = dir
-        .host_ok(&["list"])
-        .lines()
-        .any(|l| l.starts_with(&job_id) && l.contains("stopped"));
+    // A job that ended by itself ran out of input, unless `stop --save` stopped it.
+    let stopped = || {
+        let listed = dir.host_ok(&["list"]);
+        listed
+            .lines()
+            .any(|l| l.starts_with(&job) && l.contains("stopped"))
+    };
+    let finished = !alive && !stopped();
     Ran {
-        job: job_id,
-        finished: !stopped,
-        kill: None,
+        job,
+        finished,
+        kill,
     }
 }
 

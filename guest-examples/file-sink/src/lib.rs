@@ -74,16 +74,33 @@ fn failed(action: &str, path: &Path) -> impl FnOnce(io::Error) -> String {
     move |e| format!("cannot {action} `{}`: {e}", path.display())
 }
 
-/// The names of the files in `dir`, none if it does not exist.
+/// Times a listing is tried again after an entry vanished under it.
+const LIST_ATTEMPTS_MAX: u32 = 100;
+
+/// The names of the files in `dir`, none if it does not exist. Other subtasks of the sink
+/// rename and remove their own files in the same folder meanwhile, and WASI's `readdir` looks
+/// each entry up as it lists it, so an entry that vanished fails the listing: it is listed
+/// again (skipping the rest could leave a stale file behind).
 fn file_names(dir: &Path) -> Result<Vec<String>, String> {
+    let mut attempts = 1;
+    loop {
+        match list_once(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < LIST_ATTEMPTS_MAX => {
+                attempts += 1
+            }
+            result => return result.map_err(failed("list", dir)),
+        }
+    }
+}
+
+fn list_once(dir: &Path) -> io::Result<Vec<String>> {
     let entries = match fs::read_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        entries => entries.map_err(failed("list", dir))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.exists() => return Ok(Vec::new()),
+        entries => entries?,
     };
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(failed("list", dir))?;
-        names.extend(entry.file_name().into_string().ok());
+        names.extend(entry?.file_name().into_string().ok());
     }
     Ok(names)
 }

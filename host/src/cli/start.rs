@@ -18,6 +18,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use host::admission::{self, Conflict};
+use host::barrier::Phase;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
@@ -253,6 +254,10 @@ async fn run_admitted(
     // the job fails (or the process is killed) in its first moments.
     println!("{job_id}");
     std::io::stdout().flush()?;
+    if let Some(restored) = job.restored_from() {
+        // Every subtask restored, the job admitted, no sink has recovered yet.
+        store.fault_point(Phase::Restored, restored)?;
+    }
     let handle = job.spawn();
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(control::serve(listener, handle.requests(), serving_stopped));

@@ -18,7 +18,6 @@ use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
 use super::subtask::Subtask;
 use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, RestoreFrom};
-use crate::barrier::Phase;
 use crate::engine::bindings::{Context, StateOrigin};
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
@@ -65,11 +64,6 @@ pub async fn build(
         .as_ref()
         .map_or(CheckpointId(1), |r| r.metadata.checkpoint.next());
     let (subtasks, coordinator) = blueprint.assemble(initial.as_deref(), first).await?;
-    if let Some(restored) = &initial {
-        let _ = blueprint
-            .store
-            .fault_point(Phase::Restored, restored.metadata.checkpoint);
-    }
     Ok(Job {
         subtasks,
         coordinator,
@@ -78,6 +72,11 @@ pub async fn build(
 }
 
 impl Blueprint {
+    /// The checkpoint the job started from, if any.
+    pub(super) fn initial_checkpoint(&self) -> Option<CheckpointId> {
+        self.initial.as_ref().map(|r| r.metadata.checkpoint)
+    }
+
     /// Rebuilds the job from its latest completed checkpoint (or the point it started from),
     /// numbering new checkpoints from `next` at the least.
     pub(super) async fn restart(

@@ -201,6 +201,11 @@ impl Job {
         }
     }
 
+    /// The checkpoint the job was restored from, if any.
+    pub fn restored_from(&self) -> Option<CheckpointId> {
+        self.blueprint.initial_checkpoint()
+    }
+
     /// The operators of the job as checkpoint metadata records them.
     pub fn operators(&self) -> &[OperatorInfo] {
         self.coordinator.operators()
