@@ -40,7 +40,7 @@ fn assert_never(under: &str, forbidden: &[&str]) {
 
 #[test]
 fn pure_decisions_do_no_io_and_need_no_runtime() {
-    for module in ["barrier.rs", "topology.rs", "barrier", "topology"] {
+    for module in ["barrier.rs", "topology.rs", "key_group.rs", "barrier", "topology"] {
         assert_never(
             module,
             &[
@@ -93,7 +93,9 @@ fn the_runtime_knows_nothing_of_sockets() {
 #[test]
 fn only_the_binary_prints_exits_or_reads_the_environment() {
     for dir in [
+        "admission.rs",
         "barrier.rs",
+        "key_group.rs",
         "control.rs",
         "durable.rs",
         "ids.rs",
