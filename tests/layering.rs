@@ -40,7 +40,13 @@ fn assert_never(under: &str, forbidden: &[&str]) {
 
 #[test]
 fn pure_decisions_do_no_io_and_need_no_runtime() {
-    for module in ["barrier.rs", "topology.rs", "key_group.rs", "barrier", "topology"] {
+    for module in [
+        "barrier.rs",
+        "topology.rs",
+        "key_group.rs",
+        "barrier",
+        "topology",
+    ] {
         assert_never(
             module,
             &[

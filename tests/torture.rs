@@ -123,7 +123,7 @@ fn run_once(dir: &Dir, rng: &mut Rng, args: &[&str], blow: Blow, seed: u64) -> R
     };
     std::thread::sleep(Duration::from_millis(delay_ms));
     let alive = running.child.try_wait().unwrap().is_none();
-    let kill = alive.then(|| match blow {
+    let kill = alive.then_some(match blow {
         Blow::KillWhileSaving(true) => "kill -9 during stop --save",
         Blow::KillWhileSaving(false) => "kill -9 during save",
         _ => "random moment (kill -9)",
