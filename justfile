@@ -3,7 +3,11 @@
 wasm_target := "wasm32-wasip2"
 guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p file-sink -p hostile -p null-sink -p ballast"
 
-# Build the example components (wasm32-wasip2) into target/wasm32-wasip2/guest.
+# Cargo's target directory, wherever it is (`target/`, or `CARGO_TARGET_DIR`, or cargo's config),
+# asked of cargo once; exported for the demo, which runs the binaries built there.
+export JOBHOST_TARGET_DIR := `cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'`
+
+# Build the example components (wasm32-wasip2) into <target-dir>/wasm32-wasip2/guest.
 guests:
     cargo build --locked --profile guest --target {{wasm_target}} {{guests}}
 
@@ -29,12 +33,12 @@ torture: guests
     TORTURE_KILLS=200 cargo test --locked -p host --test e2e torture -- --nocapture
 
 # Benchmarks against native Rust and raw disk, in one run (release build of the host).
-# `just bench --quick` finishes in under a minute. Results: stdout and target/bench.json.
+# `just bench --quick` finishes in under a minute. Results: stdout and <target-dir>/bench.json.
 bench *args: guests
     cargo build --locked --release -p host --bin bench
-    target/release/bench {{args}}
+    "$JOBHOST_TARGET_DIR/release/bench" {{args}}
 
 # The benchmarks as a smoke test (CI): quick workloads, on the test build (no release build of
 # wasmtime); the figures mean nothing, only that every benchmark runs.
 bench-smoke: guests
-    cargo run --locked -p host --bin bench -- --quick --json target/bench-smoke.json
+    cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json"

@@ -10,10 +10,21 @@ use std::time::{Duration, Instant};
 /// Longest any single job may run in a test before it counts as hung.
 const JOB_WAIT_MAX: Duration = Duration::from_secs(120);
 
-/// The compiled example component `name` (e.g. `counter_v1`).
+/// Cargo's target directory, wherever it is (`target/`, `CARGO_TARGET_DIR`, `build.target-dir`):
+/// the `host` binary under test is `<target-dir>/<profile>/host`.
+pub fn target_dir() -> PathBuf {
+    let host = Path::new(env!("CARGO_BIN_EXE_host"));
+    host.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not <target-dir>/<profile>/host", host.display()))
+        .to_path_buf()
+}
+
+/// The compiled example component `name` (e.g. `counter_v1`), built by `just guests` into
+/// `<target-dir>/wasm32-wasip2/guest`.
 pub fn guest(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/guest")
+    let path = target_dir()
+        .join("wasm32-wasip2/guest")
         .join(format!("{name}.wasm"));
     assert!(
         path.exists(),

@@ -9,15 +9,17 @@
 //! 6. start-up of a 5-operator job, cold and with the compiled-module cache.
 //!
 //! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`; `just
-//! bench` builds what it needs.
+//! bench` builds what it needs. Paths default to cargo's target directory this binary was built
+//! into (`<target-dir>/<profile>/bench`), so that `CARGO_TARGET_DIR` is honoured.
 
 mod boundary;
 mod disk;
 mod jobs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::Parser;
 use serde::Serialize;
 
@@ -27,12 +29,13 @@ struct Args {
     /// Small workloads (under a minute): a smoke test of the benchmarks, not a measurement.
     #[arg(long)]
     quick: bool,
-    /// Folder of the compiled example components.
-    #[arg(long, default_value = "target/wasm32-wasip2/guest")]
-    guests: PathBuf,
-    /// Where to write the results as JSON.
-    #[arg(long, default_value = "target/bench.json")]
-    json: PathBuf,
+    /// Folder of the compiled example components [default: <target-dir>/wasm32-wasip2/guest,
+    /// <target-dir> being the one this binary is in].
+    #[arg(long)]
+    guests: Option<PathBuf>,
+    /// Where to write the results as JSON [default: <target-dir>/bench.json].
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// Run only these benchmarks (for profiling one of them).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Bench>,
@@ -120,10 +123,24 @@ async fn main() -> anyhow::Result<()> {
         ..sizes
     };
     let started = Instant::now();
+    let target_dir = target_dir()?;
+    let guests_dir = args
+        .guests
+        .clone()
+        .unwrap_or_else(|| target_dir.join("wasm32-wasip2/guest"));
+    let guests = std::fs::canonicalize(&guests_dir).with_context(|| {
+        format!(
+            "no compiled components in {}: run `just guests` (or pass --guests)",
+            guests_dir.display()
+        )
+    })?;
+    let json_path = args
+        .json
+        .clone()
+        .unwrap_or_else(|| target_dir.join("bench.json"));
     let scratch = tempfile::Builder::new()
         .prefix("bench")
-        .tempdir_in(std::env::current_dir()?.join("target"))?;
-    let guests = std::fs::canonicalize(&args.guests)?;
+        .tempdir_in(&target_dir)?;
     let runs = |bench: Bench| args.only.is_empty() || args.only.contains(&bench);
     let mut rows = Vec::new();
     if runs(Bench::Pipeline) {
@@ -148,13 +165,25 @@ async fn main() -> anyhow::Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
         "rows": rows,
     });
-    std::fs::write(&args.json, serde_json::to_vec_pretty(&json)?)?;
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
     eprintln!(
         "bench: done in {:.1} s; results in {}",
         started.elapsed().as_secs_f64(),
-        args.json.display()
+        json_path.display()
     );
     Ok(())
+}
+
+/// Cargo's target directory this binary was built into: it runs as
+/// `<target-dir>/<profile>/bench` (from `cargo run` and `just bench` alike), wherever
+/// `CARGO_TARGET_DIR` or cargo's configuration put that.
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the bench executable")?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .with_context(|| format!("{} is not <target-dir>/<profile>/bench", exe.display()))
 }
 
 fn print_table(rows: &[Row], quick: bool) {
