@@ -103,6 +103,22 @@ fn check_after_the_job_ended_leaves_every_folder_byte_for_byte_the_same() {
     let output = dir.host_ok(&["check", job.to_str().unwrap(), "--from", &savepoint]);
     assert!(output.starts_with("ok:"), "{output}");
     assert_same_tree(&before, &dir.snapshot_tree(dir.path()), "check");
+
+    // Against a state folder that does not exist, from the savepoint's folder: not created.
+    let elsewhere = dir.path().join("no-such-home");
+    let folder = dir.home().join("savepoints").join(&savepoint);
+    let job = job.to_str().unwrap();
+    let home = elsewhere.to_str().unwrap();
+    let output = dir.host_ok(&[
+        "--home",
+        home,
+        "check",
+        job,
+        "--from",
+        folder.to_str().unwrap(),
+    ]);
+    assert!(output.starts_with("ok:"), "{output}");
+    assert!(!elsewhere.exists(), "check created the state folder");
 }
 
 #[test]

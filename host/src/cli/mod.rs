@@ -105,8 +105,12 @@ enum Command {
 
 /// Runs the command; `Ok` carries the exit code of a command that ran.
 pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&home)
-        .with_context(|| format!("cannot open the state folder {}", home.display()))?;
+    let store = match args.command {
+        // Only these write to the state folder; the others create and change nothing in it.
+        Command::Run { .. } | Command::Rm { .. } => Store::open(&home)
+            .with_context(|| format!("cannot open the state folder {}", home.display()))?,
+        _ => Store::at(&home),
+    };
     let json = args.json;
     match args.command {
         Command::Run {

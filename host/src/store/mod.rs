@@ -158,6 +158,15 @@ impl Store {
         })
     }
 
+    /// The state folder at `root`, for commands that only read it: creates and changes
+    /// nothing, and a folder that does not exist reads as empty.
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store {
+            layout: Layout::new(root),
+            faults: None,
+        }
+    }
+
     /// This store, with faults injected at the phases of every checkpoint.
     pub fn with_faults(self, faults: FaultHook) -> Store {
         Store {
