@@ -13,7 +13,8 @@ use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 use super::bindings::{
-    Batch, Context, ModuleInfo, PollResult, StateOrigin, operator, sink, source,
+    Batch, Context, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin, operator, sink,
+    source,
 };
 use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
 use crate::ids::Role;
@@ -290,14 +291,18 @@ impl Instance {
         self.outcome("init", result)
     }
 
-    /// Serializes the subtask's state.
-    pub async fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<u8>, GuestError> {
-        let result = call_stateful!(self, call_snapshot, checkpoint);
+    /// Serializes the subtask's state: every key group with `full`, else those changed.
+    pub async fn snapshot(&mut self, checkpoint: u64, full: bool) -> Result<Snapshot, GuestError> {
+        let result = call_stateful!(self, call_snapshot, checkpoint, full);
         self.outcome("snapshot", result)
     }
 
-    /// Restores the subtask's state from a blob `origin` wrote.
-    pub async fn restore(&mut self, state: &[u8], origin: &StateOrigin) -> Result<(), GuestError> {
+    /// Restores the subtask's state from state `origin` wrote.
+    pub async fn restore(
+        &mut self,
+        state: &Restored,
+        origin: &StateOrigin,
+    ) -> Result<(), GuestError> {
         let result = call_stateful!(self, call_restore, state, origin);
         self.outcome("restore", result)
     }
