@@ -9,6 +9,7 @@ mod corrupt;
 mod crash;
 mod hostile;
 mod layering;
+mod limits;
 mod savepoint;
 mod torture;
 mod util;
