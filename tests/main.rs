@@ -7,6 +7,7 @@ mod bad_input;
 mod control;
 mod corrupt;
 mod crash;
+mod escapes;
 mod hostile;
 mod layering;
 mod limits;
