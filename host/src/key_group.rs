@@ -31,9 +31,15 @@ pub fn subtask_of_key_group(key_group: u32, max_parallelism: u32, parallelism: u
 
 /// The key groups subtask `subtask` of `parallelism` owns: the groups `g` with
 /// `subtask_of_key_group(g) == subtask`, which are contiguous.
-pub fn key_group_range(subtask: u32, parallelism: u32, max_parallelism: u32) -> std::ops::Range<u32> {
+pub fn key_group_range(
+    subtask: u32,
+    parallelism: u32,
+    max_parallelism: u32,
+) -> std::ops::Range<u32> {
     // The first group g with g * parallelism / max_parallelism >= subtask.
-    let first = |s: u32| (u64::from(s) * u64::from(max_parallelism)).div_ceil(u64::from(parallelism)) as u32;
+    let first = |s: u32| {
+        (u64::from(s) * u64::from(max_parallelism)).div_ceil(u64::from(parallelism)) as u32
+    };
     first(subtask)..first(subtask + 1).min(max_parallelism)
 }
 
@@ -84,7 +90,11 @@ mod tests {
                 let owned: Vec<u32> = (0..max_parallelism)
                     .filter(|&g| subtask_of_key_group(g, max_parallelism, parallelism) == subtask)
                     .collect();
-                assert_eq!(range.collect::<Vec<_>>(), owned, "{subtask} of {parallelism}");
+                assert_eq!(
+                    range.collect::<Vec<_>>(),
+                    owned,
+                    "{subtask} of {parallelism}"
+                );
             }
         }
         assert_eq!(key_group_range(1, 3, 128), 43..86);

@@ -479,7 +479,10 @@ mod tests {
 
     #[test]
     fn compatibility_leaves_a_changed_parallelism_to_the_module() {
-        assert_eq!(check_compatibility(&metadata(&[COUNTER]), &plan(3, 128), false), Ok(()));
+        assert_eq!(
+            check_compatibility(&metadata(&[COUNTER]), &plan(3, 128), false),
+            Ok(())
+        );
     }
 
     #[test]

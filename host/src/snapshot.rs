@@ -126,7 +126,9 @@ pub enum RescaleError {
         to: u32,
     },
     /// A state file holds a key group its subtask did not own: the point is not consistent.
-    #[error("subtask {subtask} of parallelism {parallelism} held key group {group}, which it does not own")]
+    #[error(
+        "subtask {subtask} of parallelism {parallelism} held key group {group}, which it does not own"
+    )]
     StrayGroup {
         /// The old subtask.
         subtask: u32,
@@ -159,7 +161,8 @@ pub fn plan_restore(
                     group,
                 });
             }
-            let owner = &mut assigned[subtask_of_key_group(group, max_parallelism, parallelism) as usize];
+            let owner =
+                &mut assigned[subtask_of_key_group(group, max_parallelism, parallelism) as usize];
             owner.key_groups.insert(group, state.clone());
             let moved = owner.moved.entry(subtask).or_default();
             *moved = (moved.0 + 1, moved.1 + state.len() as u64);
@@ -205,8 +208,16 @@ mod tests {
     #[test]
     fn merge_keeps_groups_not_listed_and_drops_emptied_ones() {
         let mut held = Held::default();
-        held.merge(b"op1".to_vec(), vec![(1, b"a".to_vec()), (2, b"b".to_vec())], false);
-        held.merge(b"op2".to_vec(), vec![(2, vec![]), (3, b"c".to_vec())], false);
+        held.merge(
+            b"op1".to_vec(),
+            vec![(1, b"a".to_vec()), (2, b"b".to_vec())],
+            false,
+        );
+        held.merge(
+            b"op2".to_vec(),
+            vec![(2, vec![]), (3, b"c".to_vec())],
+            false,
+        );
         assert_eq!(&*held.operator_state, b"op2");
         assert_eq!(held.key_groups.keys().copied().collect::<Vec<_>>(), [1, 3]);
         held.merge(vec![], vec![(3, b"c2".to_vec())], true);
@@ -237,15 +248,26 @@ mod tests {
         let groups: Vec<usize> = to_three.iter().map(|a| a.key_groups.len()).collect();
         assert_eq!(groups, [43, 43, 42]);
         // New subtask 1 (groups 43..=85) takes 21 groups from old 0 (..=63) and 22 from old 1.
-        assert_eq!(to_three[1].moved, BTreeMap::from([(0, (21, 21)), (1, (22, 22))]));
+        assert_eq!(
+            to_three[1].moved,
+            BTreeMap::from([(0, (21, 21)), (1, (22, 22))])
+        );
         assert!(to_three.iter().all(|a| a.operator_states.is_empty()));
         let held: Vec<Held> = to_three
             .into_iter()
-            .map(|a| Held { operator_state: Arc::from(&[][..]), key_groups: a.key_groups })
+            .map(|a| Held {
+                operator_state: Arc::from(&[][..]),
+                key_groups: a.key_groups,
+            })
             .collect();
         let to_one = plan_restore(&held, 1, 128, Rescale::Refuse).unwrap();
         assert_eq!(to_one[0].key_groups.len(), 128);
-        assert!(to_one[0].key_groups.iter().all(|(&g, s)| s[..] == [g as u8]));
+        assert!(
+            to_one[0]
+                .key_groups
+                .iter()
+                .all(|(&g, s)| s[..] == [g as u8])
+        );
     }
 
     #[test]
@@ -263,7 +285,11 @@ mod tests {
         let error = plan_restore(&state, 2, 128, Rescale::Refuse).unwrap_err();
         assert_eq!(
             error,
-            RescaleError::StrayGroup { subtask: 0, parallelism: 2, group: 127 }
+            RescaleError::StrayGroup {
+                subtask: 0,
+                parallelism: 2,
+                group: 127
+            }
         );
     }
 }

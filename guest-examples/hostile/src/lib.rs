@@ -41,22 +41,16 @@
 //! With config key `once_marker` (a path in a writable grant), it misbehaves only if that file
 //! does not exist yet, creating it first: a restarted job then runs through.
 
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "operator", path: "../../wit" });
-    use super::Hostile;
-    export!(Hostile);
-}
-
 use std::cell::RefCell;
 use std::fs;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, StateOrigin};
-use jobhost_guest::{BatchBuilder, config_value, decode_state_exact, encode_state, records};
-
-jobhost_guest::batch_type!(Batch);
+use jobhost_guest::bindings::operator::Guest;
+use jobhost_guest::{
+    Batch, BatchBuilder, Context, ModuleInfo, Restored, Snapshot, StateOrigin, config_value,
+    decode_state_exact, encode_state, records,
+};
 
 const STATE_VERSION: u32 = 1;
 
@@ -144,14 +138,13 @@ fn due(state: &State, what: &str) -> bool {
     }
 }
 
-struct Hostile;
+/// The hostile operator; it implements the generated bindings directly, to misbehave in ways
+/// the SDK would not let it (its state lives in `STATE`).
+pub struct Hostile;
 
-impl bindings::Guest for Hostile {
+impl Guest for Hostile {
     fn describe() -> ModuleInfo {
-        ModuleInfo {
-            name: "hostile".to_owned(),
-            version: "1.0.0".to_owned(),
-        }
+        jobhost_guest::module("hostile", "1.0.0")
     }
 
     fn init(ctx: Context) -> Result<(), String> {
@@ -182,7 +175,7 @@ impl bindings::Guest for Hostile {
         Ok(())
     }
 
-    fn snapshot(_checkpoint_id: u64) -> Result<Vec<u8>, String> {
+    fn snapshot(_checkpoint_id: u64, _full: bool) -> Result<Snapshot, String> {
         STATE.with_borrow(|state| {
             if due(state, "trap-in-snapshot") {
                 panic!("hostile: trapping in snapshot as configured");
@@ -190,17 +183,24 @@ impl bindings::Guest for Hostile {
             if due(state, "refuse-snapshot") {
                 return Err("hostile: refusing to snapshot as configured".to_owned());
             }
-            encode_state(STATE_VERSION, &state.seen)
+            Ok(Snapshot {
+                operator_state: encode_state(STATE_VERSION, &state.seen)?,
+                key_groups: Vec::new(),
+            })
         })
     }
 
-    fn restore(blob: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
+    fn restore(state: Restored, _origin: StateOrigin) -> Result<(), String> {
         STATE.with_borrow(|state| {
             if due(state, "trap-in-restore") {
                 panic!("hostile: trapping in restore as configured");
             }
         });
-        let seen: u64 = decode_state_exact(&blob, STATE_VERSION)?;
+        // Its count of records seen, summed over the old subtasks after a rescale.
+        let mut seen = 0;
+        for blob in &state.operator_states {
+            seen += decode_state_exact::<u64>(blob, STATE_VERSION)?;
+        }
         STATE.with_borrow_mut(|state| state.seen = seen);
         Ok(())
     }
@@ -278,6 +278,10 @@ impl bindings::Guest for Hostile {
         })
     }
 }
+
+jobhost_guest::bindings::operator::export_operator_world!(
+    Hostile with_types_in jobhost_guest::bindings::operator
+);
 
 /// Spins for `length` of monotonic time.
 fn work(length: Duration) {

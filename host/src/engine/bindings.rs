@@ -35,6 +35,5 @@ pub mod sink {
 }
 
 pub use operator::jobhost::operator::types::{
-    Batch, Context, KeyGroupState, ModuleInfo, PollResult, Rescale, Restored, Snapshot,
-    StateOrigin,
+    Batch, Context, KeyGroupState, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin,
 };

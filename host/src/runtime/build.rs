@@ -16,14 +16,14 @@ use tokio::sync::mpsc;
 use super::channel::{Receiver, Sender, channel};
 use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
+use super::restore;
 use super::subtask::Subtask;
 use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, RestoreFrom};
-use super::restore;
 use crate::engine::bindings::{self, Context};
-use crate::key_group::key_group_range;
-use crate::snapshot::Rescale;
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
+use crate::key_group::key_group_range;
+use crate::snapshot::Rescale;
 use crate::store::{Store, StoreError};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
 

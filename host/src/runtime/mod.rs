@@ -8,9 +8,9 @@
 
 mod build;
 pub mod channel;
-mod restore;
 pub mod coordinator;
 pub mod partition;
+mod restore;
 pub mod subtask;
 
 use std::fmt;

@@ -54,11 +54,16 @@ pub(super) async fn restore_operator(
     let mut errors = Vec::new();
     for (instance, assigned) in instances.iter_mut().zip(assigned) {
         let index = instance.subtask().index;
-        if let Err(e) = instance.restore(&restored(assigned), &origin).await {
+        let restored = restored(state.parallelism, assigned);
+        if let Err(e) = instance.restore(&restored, &origin).await {
             errors.push(error(Some(index), e.to_string()));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// The state of every subtask of the point's operator `state`, in subtask order.
@@ -85,9 +90,14 @@ fn old_states(restore: &RestoreFrom, state: &OperatorState) -> Result<Vec<Held>,
 }
 
 /// What a guest's `restore` receives.
-fn restored(assigned: Assigned) -> Restored {
+fn restored(parallelism: u32, assigned: Assigned) -> Restored {
     Restored {
-        operator_states: assigned.operator_states.iter().map(|s| s.to_vec()).collect(),
+        parallelism,
+        operator_states: assigned
+            .operator_states
+            .iter()
+            .map(|s| s.to_vec())
+            .collect(),
         key_groups: assigned
             .key_groups
             .into_iter()
