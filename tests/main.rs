@@ -12,6 +12,7 @@ mod hostile;
 mod integrity;
 mod layering;
 mod limits;
+mod rescale;
 mod savepoint;
 mod torture;
 mod util;
