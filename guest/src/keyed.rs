@@ -178,7 +178,7 @@ impl<V: DeserializeOwned> Keyed<V> {
         group: u32,
         state: &[u8],
         format: StateFormat,
-        migrate: impl FnOnce(u32, &[u8]) -> Result<Vec<(Vec<u8>, V)>, String>,
+        migrate: impl FnOnce(u32, &[u8]) -> Result<crate::Entries<V>, String>,
     ) -> Result<(), String> {
         let Some(index) = group
             .checked_sub(self.start)
@@ -213,7 +213,7 @@ impl<V: DeserializeOwned> Keyed<V> {
 
 /// Decodes the payload of a key group written in an older version, whose values were of type
 /// `Old`: for an operator's `migrate`.
-pub fn old_entries<Old: DeserializeOwned>(payload: &[u8]) -> Result<Vec<(Vec<u8>, Old)>, String> {
+pub fn old_entries<Old: DeserializeOwned>(payload: &[u8]) -> Result<crate::Entries<Old>, String> {
     let entries: Vec<(serde_bytes::ByteBuf, Old)> = envelope::decode_payload(payload)?;
     Ok(entries
         .into_iter()
