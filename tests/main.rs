@@ -14,5 +14,6 @@ mod layering;
 mod limits;
 mod rescale;
 mod savepoint;
+mod scaffold;
 mod torture;
 mod util;
