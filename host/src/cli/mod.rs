@@ -3,6 +3,7 @@
 //!
 //! Only this module prints to stdout. Listings take `--json` for scripts.
 
+mod check;
 mod new;
 mod start;
 
@@ -167,7 +168,7 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 allow_non_restored_state,
                 None,
             )?;
-            tokio_runtime()?.block_on(start::check_job(store, prepared))
+            tokio_runtime()?.block_on(start::check_job(store, prepared, json))
         }
         Command::New { .. } => unreachable!("handled before the state folder is opened"),
         Command::Save { job, stop } => save(&store, &job, stop),

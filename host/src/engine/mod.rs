@@ -158,7 +158,7 @@ impl Engine {
             path: path.to_owned(),
             source,
         })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         let component = self
             .compile_cached(&bytes, &sha256)
             .map_err(|e| EngineError::Invalid {
@@ -231,6 +231,11 @@ fn cache(path: &Path, component: &Component) {
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
     }
+}
+
+/// A module's identity as points record it: the SHA-256 of its file, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK_MS`]; joined on drop.
