@@ -181,7 +181,9 @@ impl Engine {
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
-        let mut hasher = std::hash::DefaultHasher::new();
+        // XXH3, not `DefaultHasher`, whose output may change with the Rust release: the name
+        // must stay the same for as long as the engine's compatibility does.
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
