@@ -47,6 +47,13 @@ pub struct WordCount {
     pub counter_id: &'static str,
     /// Parallelism of the counter.
     pub counter_parallelism: u32,
+    /// Parallelism of the tokenizer (and of the `hostile` operator, joined to it by a
+    /// forward edge).
+    pub tokenizer_parallelism: u32,
+    /// Parallelism of the line source.
+    pub source_parallelism: u32,
+    /// Parallelism of the file sink.
+    pub sink_parallelism: u32,
     /// Source throttle, lines per second.
     pub lines_per_second: u64,
     /// Checkpoint interval.
@@ -56,6 +63,9 @@ pub struct WordCount {
     /// If set, a `hostile` pass-through operator between `tokenize` and the counter, with
     /// these job-file lines (its `config`, limits) added to its table.
     pub hostile: Option<String>,
+    /// Grants of the `hostile` operator besides its writable `/scratch`: TOML inline tables,
+    /// comma-separated (e.g. `{ host = "granted", guest = "/granted" }`).
+    pub hostile_mounts: String,
     /// Restarts allowed.
     pub restart_attempts: u32,
 }
@@ -66,10 +76,14 @@ impl Default for WordCount {
             counter: guest("counter_v1"),
             counter_id: "counter",
             counter_parallelism: 2,
+            tokenizer_parallelism: 2,
+            source_parallelism: 1,
+            sink_parallelism: 2,
             lines_per_second: 1_500,
             checkpoint_interval_ms: 200,
             checkpoints_retained: 2,
             hostile: None,
+            hostile_mounts: String::new(),
             restart_attempts: 0,
         }
     }
@@ -133,6 +147,7 @@ restart = {{ attempts = {attempts}, delay_ms = 100 }}
 id = "lines"
 role = "source"
 module = "{source}"
+parallelism = {source_parallelism}
 records_per_second_max = {rate}
 config = {{ path = "/input/words.txt" }}
 mounts = [{{ host = "input", guest = "/input" }}]
@@ -141,7 +156,7 @@ mounts = [{{ host = "input", guest = "/input" }}]
 id = "tokenize"
 role = "operator"
 module = "{tokenizer}"
-parallelism = 2
+parallelism = {tokenizer_parallelism}
 
 [[operators]]
 id = "{counter_id}"
@@ -153,7 +168,7 @@ parallelism = {counter_parallelism}
 id = "sink"
 role = "sink"
 module = "{sink}"
-parallelism = 2
+parallelism = {sink_parallelism}
 config = {{ dir = "/output" }}
 mounts = [{{ host = "output", guest = "/output", writable = true }}]
 
@@ -180,15 +195,24 @@ partition = "rebalance"
             counter_id = job.counter_id,
             counter = job.counter.display(),
             counter_parallelism = job.counter_parallelism,
+            tokenizer_parallelism = job.tokenizer_parallelism,
+            source_parallelism = job.source_parallelism,
+            sink_parallelism = job.sink_parallelism,
             sink = guest("file_sink").display(),
             attempts = job.restart_attempts,
         );
         if let Some(lines) = &job.hostile {
+            let extra = if job.hostile_mounts.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", job.hostile_mounts)
+            };
             text.push_str(&format!(
-                "\n[[operators]]\nid = \"hostile\"\nrole = \"operator\"\nmodule = \"{}\"\nparallelism = 2\n\
-                 mounts = [{{ host = \"scratch\", guest = \"/scratch\", writable = true }}]\n{lines}\n\n\
+                "\n[[operators]]\nid = \"hostile\"\nrole = \"operator\"\nmodule = \"{}\"\nparallelism = {}\n\
+                 mounts = [{{ host = \"scratch\", guest = \"/scratch\", writable = true }}{extra}]\n{lines}\n\n\
                  [[edges]]\nfrom = \"tokenize\"\nto = \"hostile\"\npartition = \"forward\"\n",
-                guest("hostile").display()
+                guest("hostile").display(),
+                job.tokenizer_parallelism,
             ));
         }
         let path = dir.join("job.toml");
@@ -286,6 +310,13 @@ partition = "rebalance"
         let mut lines = saved.lines();
         let id = lines.next().expect("savepoint id").to_owned();
         (id, PathBuf::from(lines.next().expect("savepoint folder")))
+    }
+
+    /// `host stop --save` of a running job; returns the savepoint's id once the job ended.
+    pub fn save_and_stop(&self, running: RunningJob) -> String {
+        let saved = self.host_ok(&["stop", "--save", &running.job]);
+        running.wait_ok();
+        saved.lines().next().expect("savepoint id").to_owned()
     }
 
     /// Starts `host run ARGS` in the background and waits for it to print the job id.
@@ -429,11 +460,18 @@ pub struct RunningJob {
 
 impl RunningJob {
     /// Waits for the job to end; returns whether it succeeded and its stderr.
-    pub fn wait(mut self) -> (bool, String) {
+    pub fn wait(self) -> (bool, String) {
+        let (code, stderr) = self.wait_code();
+        (code == Some(0), stderr)
+    }
+
+    /// Waits for the job to end; returns its exit code (`None` if a signal ended it) and its
+    /// stderr.
+    pub fn wait_code(mut self) -> (Option<i32>, String) {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.success(), self.stderr.join().unwrap());
+                return (status.code(), self.stderr.join().unwrap());
             }
             if started.elapsed() > JOB_WAIT_MAX {
                 let _ = self.child.kill();

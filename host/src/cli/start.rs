@@ -167,11 +167,39 @@ pub(super) async fn check_job(store: Store, mut prepared: Prepared) -> anyhow::R
                 operators.join(", "),
                 from.display()
             );
+            job.operators().iter().for_each(print_remap);
             return Ok(ExitCode::SUCCESS);
         }
         Ok(_) => {}
     }
     Err(prepared.refusal(&problems))
+}
+
+/// Prints how an operator's state moves to a new parallelism, subtask by subtask.
+fn print_remap(op: &runtime::OperatorInfo) {
+    let Some(remap) = op
+        .remap
+        .as_ref()
+        .filter(|r| r.from_parallelism != op.parallelism)
+    else {
+        return;
+    };
+    println!(
+        "  {}: parallelism {} -> {}",
+        op.id, remap.from_parallelism, op.parallelism
+    );
+    for (subtask, moved) in remap.subtasks.iter().enumerate() {
+        let from: Vec<String> = moved
+            .iter()
+            .map(|(old, (groups, bytes))| format!("{old} ({groups} key groups, {bytes} bytes)"))
+            .collect();
+        let from = if from.is_empty() {
+            "no keyed state".to_owned()
+        } else {
+            from.join(", ")
+        };
+        println!("    subtask {subtask} <- {from}");
+    }
 }
 
 /// Starts the job and runs it in the foreground until it ends.
