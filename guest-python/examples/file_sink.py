@@ -132,10 +132,12 @@ class FileSink(Sink):
 
     def restore_operator_state(self, payloads, origin):
         """Goes back to the restored state, in memory only: `recover` reconciles the files."""
-        if len(payloads) > 1:
-            raise ValueError(f"a file sink subtask resumes from one state, not {len(payloads)}")
-        if payloads:
-            checkpoint, pending = payloads[0]
+        # It does not rescale (`rescale = "refuse"`): one state, or none.
+        states = [p for p in payloads if p is not None]
+        if len(states) > 1:
+            raise ValueError(f"a file sink subtask resumes from one state, not {len(states)}")
+        if states:
+            checkpoint, pending = states[0]
             self.checkpoint = checkpoint
             self.pending = sorted(set(pending))
         self.current = None

@@ -49,11 +49,13 @@ class LineSource(Source):
         return [self.offset, self.line]
 
     def restore_operator_state(self, payloads, origin):
-        if len(payloads) > 1:
-            raise ValueError(f"a line source subtask resumes from one position, not {len(payloads)}")
-        if not payloads:
+        # It does not rescale (`rescale = "refuse"`): one position, or none.
+        positions = [p for p in payloads if p is not None]
+        if len(positions) > 1:
+            raise ValueError(f"a line source subtask resumes from one position, not {len(positions)}")
+        if not positions:
             return
-        offset, line = payloads[0]
+        offset, line = positions[0]
         size = os.fstat(self.file.fileno()).st_size
         if offset > size:
             raise ValueError(

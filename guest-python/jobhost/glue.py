@@ -178,11 +178,14 @@ class _Runtime:
 
     def restore(self, state: Any, origin: Any) -> None:
         module = self.module()
-        origin = Origin(origin.module_name, origin.module_version, origin.module_sha256)
+        origin = Origin(
+            origin.module_name, origin.module_version, origin.module_sha256, state.parallelism
+        )
         state_format, version = self.cls.state_format, self.cls.state_version
-        payloads = []
+        payloads: list = []
         for blob in state.operator_states:
             if not blob:
+                payloads.append(None)
                 continue
             if state_format is None:
                 raise StateError(

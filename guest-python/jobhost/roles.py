@@ -48,11 +48,14 @@ class Context:
 
 @dataclass
 class Origin:
-    """Which module wrote the state handed to `restore`."""
+    """Which module wrote the state handed to `restore`, and at what parallelism."""
 
     module_name: str
     module_version: str
     module_sha256: str
+    """The SHA-256 of the writing module's `.wasm` file, in lower-case hex."""
+    parallelism: int = 1
+    """The parallelism the state was written at."""
 
     def __str__(self) -> str:
         return f"{self.module_name} {self.module_version}"
@@ -78,13 +81,17 @@ class Module:
         return None
 
     def restore_operator_state(self, payloads: List[Any], origin: Origin) -> None:
-        """Loads operator state: the payloads `snapshot_operator_state` returned (migrated to
-        `state_version`), one per old subtask that had any; after a parallelism change with
-        `rescale = "union"`, every old subtask's. Loading only: no effect outside the guest."""
-        if payloads:
+        """Loads operator state: the payloads `snapshot_operator_state` returned, migrated to
+        `state_version`, `None` where it returned `None`. At the same parallelism, the one
+        payload of the subtask of the same index; after a parallelism change (with
+        `rescale = "union"`), every old subtask's, entry `i` old subtask `i`'s
+        (`origin.parallelism` of them). Loading only: no effect outside the guest. By default
+        there must be none."""
+        held = sum(payload is not None for payload in payloads)
+        if held:
             raise StateError(
-                f"`{self.name}` keeps no operator state, but was given {len(payloads)} "
-                f"blob(s) of it written by {origin}"
+                f"`{self.name}` keeps no operator state, but was given {held} blob(s) of it "
+                f"written by {origin}"
             )
 
     def migrate(self, version: int, value: Any) -> Any:

@@ -90,7 +90,7 @@ class CounterTest(unittest.TestCase):
             "KeyedStateError: record with key b'a' has no key group: keyed state is for records "
             "that arrived over a key-by edge",
         )
-        v2 = types().Restored([], [types().KeyGroupState(0, encode_envelope("word-count", 2, []))])
+        v2 = types().Restored(1, [], [types().KeyGroupState(0, encode_envelope("word-count", 2, []))])
         with self.assertRaises(Err) as caught:
             counter.restore(v2, origin("word-counter", "2.0.0"))
         self.assertEqual(
@@ -101,7 +101,7 @@ class CounterTest(unittest.TestCase):
 
     def test_v2_migrates_v1_state_and_says_what_it_does_not_know(self):
         counter = instance("counter_v2", "operator")
-        counter.restore(types().Restored([b""], [types().KeyGroupState(0, V1_GROUP)]), origin())
+        counter.restore(types().Restored(1, [b""], [types().KeyGroupState(0, V1_GROUP)]), origin())
         output = counter.process(
             batch([(b"apple", b"apple", 10), (b"the", b"the", 0), (b"the", b"the", 12), (b"pear", b"pear", -5)], [0, 125, 125, 0])
         )
@@ -120,7 +120,7 @@ class CounterTest(unittest.TestCase):
         # And reads its own state back.
         again = instance("counter_v2", "operator")
         snapshot = counter.snapshot(2, True)
-        again.restore(types().Restored([], snapshot.key_groups), origin("word-counter", "2.0.0"))
+        again.restore(types().Restored(1, [], snapshot.key_groups), origin("word-counter", "2.0.0"))
         self.assertEqual(
             rows(again.process(batch([(b"the", b"the", 20)], [125]))),
             [(b"the", b"the 3 first-seen=0", 20)],
@@ -130,7 +130,7 @@ class CounterTest(unittest.TestCase):
         counter = instance("counter_v2", "operator")
         blob = encode_envelope("word-count", 1, [[b"apple", "three"]])
         with self.assertRaises(support.err_type()) as caught:
-            counter.restore(types().Restored([], [types().KeyGroupState(0, blob)]), origin())
+            counter.restore(types().Restored(1, [], [types().KeyGroupState(0, blob)]), origin())
         self.assertEqual(
             caught.exception.value,
             "StateError: a `word-count` version 1 value is a count, not 'three'",
@@ -173,13 +173,13 @@ class LineSourceTest(FolderTest):
         self.assertEqual(poll(even, 2), [(b"", 2), (b"four", 4)])
 
         resumed = reader(0)
-        resumed.restore(t.Restored([state], []), origin("line-source"))
+        resumed.restore(t.Restored(1, [state], []), origin("line-source"))
         self.assertEqual(poll(resumed, 5), [(b"", 2), (b"four", 4)])
         self.assertIsNone(poll(resumed, 5))
 
         beyond = encode_envelope("line-position", 1, [1000, 0])
         with redirect_stderr(io.StringIO()), self.assertRaises(support.err_type()) as caught:
-            reader(0).restore(t.Restored([beyond], []), origin("line-source"))
+            reader(0).restore(t.Restored(1, [beyond], []), origin("line-source"))
         self.assertEqual(
             caught.exception.value,
             f"ValueError: cannot resume `{path}` at byte 1000: the file has only 26 bytes "
@@ -246,7 +246,7 @@ class FileSinkTest(FolderTest):
         # Restoring touches no file; recovering does.
         before = self.files()
         second = self.sink(1)
-        second.restore(types().Restored([state], []), origin("file-sink"))
+        second.restore(types().Restored(1, [state], []), origin("file-sink"))
         self.assertEqual(self.files(), before, "restore changed the folder")
         second.recover(2)
         second.write_batch(self.values("g"))
@@ -300,7 +300,7 @@ class FailingTest(unittest.TestCase):
                     self.assertEqual(rows(glue.process(batch([(b"a", b"a", 1)]))), [(b"a", b"a", 1)])
                     glue.process(batch([(b"b", b"b", 2)]))
                     glue.snapshot(1, False)
-                    glue.restore(t.Restored([encode_envelope("failing", 1, 5)], []), origin("failing"))
+                    glue.restore(t.Restored(1, [encode_envelope("failing", 1, 5)], []), origin("failing"))
                 self.assertEqual(caught.exception.value, f"ValueError: failing on purpose in {where}")
 
 

@@ -145,14 +145,14 @@ class GlueTest(unittest.TestCase):
         log = self.assert_err(lambda: world.process(malformed), "BatchError: malformed batch: 0 value ends for 1 timestamps")
         self.assertEqual(log, "", "the SDK's own errors need no traceback")
         self.assert_err(
-            lambda: world.restore(types().Restored([b"\x93\xa1f\x01\xc0"], []), origin("old", "0.9")),
+            lambda: world.restore(types().Restored(1, [b"\x93\xa1f\x01\xc0"], []), origin("old", "0.9")),
             "StateError: `upper` is stateless, but was given 5 bytes of operator state written by old 0.9",
         )
         self.assert_err(
-            lambda: world.restore(types().Restored([], [types().KeyGroupState(3, b"\x93\xa1f\x01\x90")]), origin("old", "0.9")),
+            lambda: world.restore(types().Restored(1, [], [types().KeyGroupState(3, b"\x93\xa1f\x01\x90")]), origin("old", "0.9")),
             "StateError: this module keeps no keyed state, but was given the state of key group 3 written by old 0.9",
         )
-        world.restore(types().Restored([b""], [types().KeyGroupState(3, b"")]), origin())
+        world.restore(types().Restored(1, [b""], [types().KeyGroupState(3, b"")]), origin())
 
     def test_a_class_is_built_only_for_its_own_world(self):
         with self.assertRaises(TypeError) as caught:
@@ -191,31 +191,49 @@ class GlueTest(unittest.TestCase):
 
         resumed = export(Positions, support.bindings("source"))()
         resumed.init(context(end="5"))
-        resumed.restore(t.Restored([snapshot.operator_state], []), origin())
+        resumed.restore(t.Restored(1, [snapshot.operator_state], []), origin())
         self.assertEqual(resumed.poll_batch(10).value.timestamps, [2, 3, 4])
         self.assertIsInstance(resumed.poll_batch(10), t.PollResult_End)
 
         # An older version is migrated; a newer one refused.
         older = export(Positions, support.bindings("source"))()
         older.init(context(end="5"))
-        older.restore(t.Restored([encode_envelope("position", 2, {"next": 4})], []), origin())
+        older.restore(t.Restored(1, [encode_envelope("position", 2, {"next": 4})], []), origin())
         self.assertEqual(older.poll_batch(10).value.values, b"4")
         self.assert_err(
-            lambda: older.restore(t.Restored([encode_envelope("position", 1, 0)], []), origin()),
+            lambda: older.restore(t.Restored(1, [encode_envelope("position", 1, 0)], []), origin()),
             "StateError: unsupported state version 1 of `position`: this module reads state version 3 (it migrates no older version)",
         )
         self.assert_err(
-            lambda: older.restore(t.Restored([encode_envelope("position", 4, 0)], []), origin()),
+            lambda: older.restore(t.Restored(1, [encode_envelope("position", 4, 0)], []), origin()),
             "StateError: unsupported state version 4 of `position`: this module reads state version 3 and older",
+        )
+
+    def test_union_rescaling_hands_every_old_subtasks_state_in_order(self):
+        t = types("source")
+
+        class Shares(Positions):
+            rescale = "union"
+
+            def restore_operator_state(self, payloads, origin):
+                self.restored = (payloads, origin.parallelism, str(origin))
+
+        world = export(Shares, support.bindings("source"))()
+        self.assertEqual(world.describe().rescale, t.Rescale.UNION)
+        world.init(context())
+        old = [b"", encode_envelope("position", 3, 7), b""]
+        world.restore(t.Restored(3, old, []), origin("positions", "1.0.0"))
+        self.assertEqual(
+            type(world).runtime.module().restored, ([None, 7, None], 3, "positions 1.0.0")
         )
 
     def test_a_source_that_breaks_the_poll_contract_fails(self):
         t = types("source")
         world = export(Positions, support.bindings("source"))()
         world.init(context())
-        world.restore(t.Restored([encode_envelope("position", 3, 99)], []), origin())
+        world.restore(t.Restored(1, [encode_envelope("position", 3, 99)], []), origin())
         self.assert_err(lambda: world.poll_batch(3), "TypeError: Positions.poll returned None: it returns True while more records may follow, False at the end")
-        world.restore(t.Restored([encode_envelope("position", 3, 98)], []), origin())
+        world.restore(t.Restored(1, [encode_envelope("position", 3, 98)], []), origin())
         self.assert_err(lambda: world.poll_batch(3), "ValueError: Positions.poll pushed 4 records, more than the 3 asked for")
 
     def test_a_sink(self):
