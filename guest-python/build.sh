@@ -75,7 +75,7 @@ for name in "${names[@]}"; do
     say "building ${name}_py.wasm (world $world)"
     started=$SECONDS
     # VIRTUAL_ENV makes componentize-py look for libraries in this venv's site-packages (and not
-    # wherever `python3` on PATH would put them).
+    # wherever `python3` on PATH would put them). It writes nothing but its output.
     (cd "$target" && VIRTUAL_ENV="$venv" "$venv/bin/componentize-py" \
         --wit-path "$root/wit" --world "$world" componentize \
         --python-path "$here" --python-path "$here/examples" \
