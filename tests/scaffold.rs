@@ -31,7 +31,16 @@ fn a_new_rust_operator_builds_tests_and_runs_in_a_job() {
     dir.refused(&["new", "shout"], &["shout already exists"]);
 
     cargo(&project, &["test", "--offline"]);
-    cargo(&project, &["build", "--offline", "--release", "--target", "wasm32-wasip2"]);
+    cargo(
+        &project,
+        &[
+            "build",
+            "--offline",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ],
+    );
     let component = target_dir().join("scaffold/wasm32-wasip2/release/shout.wasm");
     let job = dir.path().join("job.toml");
     std::fs::write(
