@@ -12,6 +12,7 @@ mod hostile;
 mod integrity;
 mod layering;
 mod limits;
+mod python;
 mod rescale;
 mod savepoint;
 mod scaffold;

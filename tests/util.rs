@@ -493,6 +493,22 @@ impl RunningJob {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+
+    /// Like [`RunningJob::wait_code`], but allowing the job `max` rather than the usual limit:
+    /// for a job that compiles several Python components cold (each takes tens of seconds).
+    pub fn wait_code_within(mut self, max: Duration) -> (Option<i32>, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), self.stderr.join().unwrap());
+            }
+            if started.elapsed() > max {
+                let _ = self.child.kill();
+                panic!("job {} did not end within {max:?}", self.job);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// Deterministic input: `lines` lines of 1 to 12 words from a vocabulary of 300, and in the
