@@ -7,9 +7,20 @@ guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p file-sink 
 # asked of cargo once; exported for the demo, which runs the binaries built there.
 export JOBHOST_TARGET_DIR := `cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'`
 
-# Build the example components (wasm32-wasip2) into <target-dir>/wasm32-wasip2/guest.
-guests:
+# Build the example components (wasm32-wasip2) into <target-dir>/wasm32-wasip2/guest: the Rust
+# ones, then the Python (`<name>_py.wasm`) and JavaScript (`<name>_js.wasm`) ones, whose
+# toolchains (componentize-py, componentize-js) the build scripts install, pinned, into the
+# target dir and guest-js/node_modules, idempotently.
+guests: rust-guests py-guests js-guests
+
+rust-guests:
     cargo build --locked --profile guest --target {{wasm_target}} {{guests}}
+
+py-guests:
+    bash guest-python/build.sh
+
+js-guests:
+    bash guest-js/build.sh
 
 # Build the host (dev profile; dependencies optimized, see Cargo.toml).
 host:
@@ -23,22 +34,23 @@ test: guests
     cargo clippy --locked --profile guest --target {{wasm_target}} {{guests}} -- -D warnings
     cargo test --locked -p host
     cargo test --locked -p jobhost-guest {{guests}}
+    "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover guest-python/tests
 
 # The demo: run a word count, save it, upgrade the counter to v2, resume from the savepoint.
-demo: guests host
+demo: rust-guests host
     bash examples/wordcount/demo.sh
 
 # The crash torture in full: 200 kills at random moments and at every checkpoint phase.
-torture: guests
+torture: rust-guests
     TORTURE_KILLS=200 cargo test --locked -p host --test e2e torture -- --nocapture
 
 # Benchmarks against native Rust and raw disk, in one run (release build of the host).
 # `just bench --quick` finishes in under a minute. Results: stdout and <target-dir>/bench.json.
-bench *args: guests
+bench *args: rust-guests
     cargo build --locked --release -p host --bin bench
     "$JOBHOST_TARGET_DIR/release/bench" {{args}}
 
 # The benchmarks as a smoke test (CI): quick workloads, on the test build (no release build of
 # wasmtime); the figures mean nothing, only that every benchmark runs.
-bench-smoke: guests
+bench-smoke: rust-guests
     cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json"

@@ -5,7 +5,8 @@
 //! and a job made only of Python components is exact and compiles nothing on its second start.
 //!
 //! Compiling a Python component to native code takes tens of seconds (the CPython interpreter
-//! is in each); each test's state folder starts with an empty compiled-module cache.
+//! is in each); each test's state folder starts with the compiled modules that earlier tests
+//! shared (`tests/util.rs`), but for the one about a cold start.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -212,7 +213,7 @@ fn cached_modules(dir: &Dir) -> BTreeMap<String, SystemTime> {
 
 #[test]
 fn an_all_python_job_is_exact_and_its_second_start_compiles_nothing() {
-    let dir = Dir::new(LINES);
+    let dir = Dir::cold(LINES);
     let write_job = |folder: &Path| {
         let job = dir.write_job_in(
             folder,
