@@ -9,6 +9,7 @@ mod corrupt;
 mod crash;
 mod hostile;
 mod integrity;
+mod javascript;
 mod layering;
 mod savepoint;
 mod torture;

@@ -49,6 +49,14 @@ export class Record {
   }
 }
 
+/**
+ * Whether `value` is a Uint8Array, of this realm or another: the arrays componentize-js passes
+ * in come from its bindings' realm, where `instanceof Uint8Array` is false.
+ */
+export function isBytes(value) {
+  return ArrayBuffer.isView(value) && value[Symbol.toStringTag] === "Uint8Array";
+}
+
 /** Bytes to a string of one char (0..=255) per byte; the inverse of `keyStringToBytes`. */
 export function bytesToKeyString(bytes) {
   if (bytes.length <= 64) {
@@ -216,7 +224,7 @@ export class BatchBuilder {
       if (end > 0xffff_ffff) throw new RangeError(`the ${name} of a batch exceed 4 GiB`);
       return end;
     }
-    if (!(part instanceof Uint8Array)) {
+    if (!isBytes(part)) {
       throw new TypeError(`a key or value must be a Uint8Array or a string, not ${describe(part)}`);
     }
     const end = at + part.length;

@@ -14,8 +14,10 @@ import { KeyedState, StateError, encodeEnvelope, openEnvelope } from "./state.js
 
 /** The text of the `err` a JavaScript exception becomes: `TypeError: x is not a function`. */
 export function errorText(e) {
-  if (e instanceof Error) return `${e.name}: ${e.message}`;
   if (typeof e === "string") return e;
+  if (e instanceof Error || (typeof e?.name === "string" && typeof e?.message === "string")) {
+    return `${e.name}: ${e.message}`;
+  }
   try {
     return `uncaught ${typeof e}: ${String(e)}`;
   } catch {

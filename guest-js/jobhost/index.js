@@ -8,7 +8,7 @@
 // - `guest.js`: the adapter from the WIT exports to the role class (errors, envelopes).
 // - `register.js` / `exports.js`: the registration and the functions the component exports.
 
-export { BatchBuilder, BatchError, Record, Records, records } from "./batch.js";
+export { BatchBuilder, BatchError, Record, Records, isBytes, records } from "./batch.js";
 export { Context, Guest, errorText } from "./guest.js";
 export { register } from "./register.js";
 export { Operator, Sink, Source, Stateful } from "./roles.js";

@@ -4,7 +4,7 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 
-import { bytesToKeyString, keyStringToBytes } from "./batch.js";
+import { bytesToKeyString, isBytes, keyStringToBytes } from "./batch.js";
 
 /** The error state that cannot be read raises. */
 export class StateError extends Error {
@@ -273,7 +273,7 @@ export class KeyedState {
       }
       const group = new Map();
       for (const pair of found.payload) {
-        if (!Array.isArray(pair) || pair.length !== 2 || !(pair[0] instanceof Uint8Array)) {
+        if (!Array.isArray(pair) || pair.length !== 2 || !isBytes(pair[0])) {
           throw new StateError(`${what} holds an entry that is not [bin key, value]`);
         }
         group.set(bytesToKeyString(pair[0]), old ? migrate(found.version, pair[1]) : pair[1]);

@@ -2,8 +2,9 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import vm from "node:vm";
 
-import { BatchBuilder, Record, records } from "../jobhost/index.js";
+import { BatchBuilder, Record, isBytes, records } from "../jobhost/index.js";
 
 const bytes = (s) => new TextEncoder().encode(s);
 const text = (b) => new TextDecoder().decode(b);
@@ -101,6 +102,31 @@ test("a push that throws leaves the batch as it was", () => {
     [
       ["a", "1", 1n],
       ["d", "4", 4n],
+    ],
+  );
+});
+
+test("typed arrays of another realm, as componentize-js passes them, are read and copied", () => {
+  // The bindings of componentize-js create the columns in their own realm: `instanceof
+  // Uint8Array` is false for them inside the component.
+  const other = vm.runInNewContext(`({
+    keys: new Uint8Array([97, 98]),
+    keyEnds: new Uint32Array([1, 2]),
+    values: new Uint8Array([120, 121, 122]),
+    valueEnds: new Uint32Array([2, 3]),
+    timestamps: new BigInt64Array([1n, 2n]),
+    keyGroups: new Uint32Array([4, 5]),
+  })`);
+  assert.equal(other.keys instanceof Uint8Array, false);
+  assert.equal(isBytes(other.keys), true);
+  assert.equal(isBytes(other.keyEnds), false);
+  const out = new BatchBuilder();
+  for (const r of records(other)) out.push(r.key, [r.value, "!"], r.timestamp);
+  assert.deepEqual(
+    [...records(out.finish())].map((r) => [r.keyText(), r.valueText(), r.timestamp]),
+    [
+      ["a", "xy!", 1n],
+      ["b", "z!", 2n],
     ],
   );
 });
