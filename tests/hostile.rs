@@ -8,8 +8,12 @@ use crate::util::{Dir, WordCount, assert_exactly_once, input_text};
 
 const LINES: usize = 2_000;
 
-/// Runs a word count with a hostile operator configured by `lines`; returns (succeeded, stderr).
-fn run_hostile(dir: &Dir, lines: &str, restart_attempts: u32) -> (bool, String) {
+/// `host run`'s exit code when the job fails while running.
+const FAILED_WHILE_RUNNING: i32 = 3;
+
+/// Runs a word count with a hostile operator configured by `lines`; returns `host run`'s exit
+/// code and stderr.
+fn run_hostile(dir: &Dir, lines: &str, restart_attempts: u32) -> (Option<i32>, String) {
     run_hostile_in(dir, dir.path(), lines, restart_attempts)
 }
 
@@ -18,7 +22,7 @@ fn run_hostile_in(
     folder: &std::path::Path,
     lines: &str,
     restart_attempts: u32,
-) -> (bool, String) {
+) -> (Option<i32>, String) {
     let job = dir.write_job_in(
         folder,
         &WordCount {
@@ -28,12 +32,16 @@ fn run_hostile_in(
             ..WordCount::default()
         },
     );
-    dir.start(&[job.to_str().unwrap()]).wait()
+    dir.start(&[job.to_str().unwrap()]).wait_code()
 }
 
-fn assert_failed_naming(outcome: (bool, String), needles: &[&str]) {
-    let (ok, stderr) = outcome;
-    assert!(!ok, "the job should have failed:\n{stderr}");
+fn assert_failed_naming(outcome: (Option<i32>, String), needles: &[&str]) {
+    let (code, stderr) = outcome;
+    assert_eq!(
+        code,
+        Some(FAILED_WHILE_RUNNING),
+        "the job should have failed while running:\n{stderr}"
+    );
     for needle in needles {
         assert!(stderr.contains(needle), "expected `{needle}` in:\n{stderr}");
     }
@@ -102,10 +110,10 @@ fn a_guest_that_floods_the_host_is_stopped() {
 fn a_guest_that_spams_its_output_cannot_flood_the_hosts_log() {
     let dir = Dir::new(LINES);
     let started = Instant::now();
-    let (ok, stderr) = run_hostile(&dir, "config = { misbehave = \"spam\" }", 0);
+    let (code, stderr) = run_hostile(&dir, "config = { misbehave = \"spam\" }", 0);
     // One-second windows the run can have touched.
     let windows = started.elapsed().as_secs() + 2;
-    assert!(ok, "the job should have run through:\n{stderr}");
+    assert_eq!(code, Some(0), "the job should have run through:\n{stderr}");
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
     // Each `process` call wrote 10 000 lines; at most 100 a second from each of the 2 subtasks
     // reach the log, tagged.
@@ -137,8 +145,8 @@ fn a_job_restarts_from_its_latest_checkpoint_and_loses_nothing() {
     let dir = Dir::new(LINES);
     // Each subtask traps once, after some checkpoints completed; the restarted job runs through.
     let lines = "config = { misbehave = \"trap\", after_records = 2500, once_marker = \"/scratch/tripped\" }";
-    let (ok, stderr) = run_hostile(&dir, lines, 3);
-    assert!(ok, "the job did not recover:\n{stderr}");
+    let (code, stderr) = run_hostile(&dir, lines, 3);
+    assert_eq!(code, Some(0), "the job did not recover:\n{stderr}");
     assert!(
         dir.path().join("scratch/tripped").exists(),
         "the guest never trapped"
@@ -179,9 +187,10 @@ fn a_hostile_job_leaves_other_jobs_untouched() {
 fn a_snapshot_refusal_aborts_that_checkpoint_only() {
     let dir = Dir::new(LINES);
     let lines = "config = { misbehave = \"refuse-snapshot\", after_records = 1000, once_marker = \"/scratch/refused\" }";
-    let (ok, stderr) = run_hostile(&dir, lines, 0);
-    assert!(
-        ok,
+    let (code, stderr) = run_hostile(&dir, lines, 0);
+    assert_eq!(
+        code,
+        Some(0),
         "the job should run on past a refused snapshot:\n{stderr}"
     );
     assert!(
@@ -195,8 +204,8 @@ fn a_snapshot_refusal_aborts_that_checkpoint_only() {
 fn a_trap_in_snapshot_restarts_the_job_from_its_latest_checkpoint() {
     let dir = Dir::new(LINES);
     let lines = "config = { misbehave = \"trap-in-snapshot\", after_records = 1000, once_marker = \"/scratch/trapped\" }";
-    let (ok, stderr) = run_hostile(&dir, lines, 1);
-    assert!(ok, "the job did not recover:\n{stderr}");
+    let (code, stderr) = run_hostile(&dir, lines, 1);
+    assert_eq!(code, Some(0), "the job did not recover:\n{stderr}");
     assert!(
         stderr.contains("`snapshot` trapped")
             && stderr.contains("restarting from the latest checkpoint"),
@@ -210,13 +219,15 @@ fn a_guest_sees_the_real_clock_only_when_granted() {
     let dir = Dir::new(LINES);
     let frozen = run_hostile(&dir, "config = { misbehave = \"read-clock\" }", 0);
     assert_failed_naming(frozen, &["the clock reads 0 s since the epoch"]);
-    let (ok, stderr) = run_hostile(
+    let (code, stderr) = run_hostile(
         &dir,
         "clock = true\nconfig = { misbehave = \"read-clock\" }",
         0,
     );
     assert!(
-        !ok && stderr.contains("the clock reads 1") && !stderr.contains("reads 0 s"),
+        code == Some(FAILED_WHILE_RUNNING)
+            && stderr.contains("the clock reads 1")
+            && !stderr.contains("reads 0 s"),
         "{stderr}"
     );
 }

@@ -56,6 +56,9 @@ pub struct WordCount {
     /// If set, a `hostile` pass-through operator between `tokenize` and the counter, with
     /// these job-file lines (its `config`, limits) added to its table.
     pub hostile: Option<String>,
+    /// Grants of the `hostile` operator besides its writable `/scratch`: TOML inline tables,
+    /// comma-separated (e.g. `{ host = "granted", guest = "/granted" }`).
+    pub hostile_mounts: String,
     /// Restarts allowed.
     pub restart_attempts: u32,
 }
@@ -70,6 +73,7 @@ impl Default for WordCount {
             checkpoint_interval_ms: 200,
             checkpoints_retained: 2,
             hostile: None,
+            hostile_mounts: String::new(),
             restart_attempts: 0,
         }
     }
@@ -184,9 +188,14 @@ partition = "rebalance"
             attempts = job.restart_attempts,
         );
         if let Some(lines) = &job.hostile {
+            let extra = if job.hostile_mounts.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", job.hostile_mounts)
+            };
             text.push_str(&format!(
                 "\n[[operators]]\nid = \"hostile\"\nrole = \"operator\"\nmodule = \"{}\"\nparallelism = 2\n\
-                 mounts = [{{ host = \"scratch\", guest = \"/scratch\", writable = true }}]\n{lines}\n\n\
+                 mounts = [{{ host = \"scratch\", guest = \"/scratch\", writable = true }}{extra}]\n{lines}\n\n\
                  [[edges]]\nfrom = \"tokenize\"\nto = \"hostile\"\npartition = \"forward\"\n",
                 guest("hostile").display()
             ));
@@ -429,11 +438,18 @@ pub struct RunningJob {
 
 impl RunningJob {
     /// Waits for the job to end; returns whether it succeeded and its stderr.
-    pub fn wait(mut self) -> (bool, String) {
+    pub fn wait(self) -> (bool, String) {
+        let (code, stderr) = self.wait_code();
+        (code == Some(0), stderr)
+    }
+
+    /// Waits for the job to end; returns its exit code (`None` if a signal ended it) and its
+    /// stderr.
+    pub fn wait_code(mut self) -> (Option<i32>, String) {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.success(), self.stderr.join().unwrap());
+                return (status.code(), self.stderr.join().unwrap());
             }
             if started.elapsed() > JOB_WAIT_MAX {
                 let _ = self.child.kill();

@@ -29,6 +29,20 @@ pub fn subtask_of_key_group(key_group: u32, max_parallelism: u32, parallelism: u
     (u64::from(key_group) * u64::from(parallelism) / u64::from(max_parallelism)) as u32
 }
 
+/// The key groups subtask `subtask` of `parallelism` owns: the groups `g` with
+/// `subtask_of_key_group(g) == subtask`, which are contiguous.
+pub fn key_group_range(
+    subtask: u32,
+    parallelism: u32,
+    max_parallelism: u32,
+) -> std::ops::Range<u32> {
+    // The first group g with g * parallelism / max_parallelism >= subtask.
+    let first = |s: u32| {
+        (u64::from(s) * u64::from(max_parallelism)).div_ceil(u64::from(parallelism)) as u32
+    };
+    first(subtask)..first(subtask + 1).min(max_parallelism)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +84,20 @@ mod tests {
             (0, 1, 1, 2)
         );
         assert_eq!(subtask_of_key_group(6, 7, 2), 1);
+        for (parallelism, max_parallelism) in [(3, 128), (2, 7), (7, 7), (1, 1), (5, 32_768)] {
+            for subtask in 0..parallelism {
+                let range = key_group_range(subtask, parallelism, max_parallelism);
+                let owned: Vec<u32> = (0..max_parallelism)
+                    .filter(|&g| subtask_of_key_group(g, max_parallelism, parallelism) == subtask)
+                    .collect();
+                assert_eq!(
+                    range.collect::<Vec<_>>(),
+                    owned,
+                    "{subtask} of {parallelism}"
+                );
+            }
+        }
+        assert_eq!(key_group_range(1, 3, 128), 43..86);
         assert_eq!(subtask_of_key_group(3, 7, 2), 0);
     }
 }

@@ -9,6 +9,7 @@
 //! - [`durable`]: writes that a crash leaves complete or absent (the store's and the cache's).
 //! - [`store`]: the state folder: checkpoints, savepoints, metadata.
 //! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
+//! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.
 //! - [`control`]: the control socket of a running job, and its client.
 //! - [`admission`]: whether a job may start beside the running ones (no two write one folder).
@@ -50,5 +51,6 @@ pub mod ids;
 pub mod key_group;
 pub mod runtime;
 pub mod savepoint;
+pub mod snapshot;
 pub mod store;
 pub mod topology;

@@ -243,19 +243,6 @@ pub enum Mismatch {
         /// Its role in the job.
         job: Role,
     },
-    /// A changed parallelism, which would move keys between subtasks.
-    #[error(
-        "operator `{operator}`: the savepoint has parallelism {point}, the job {job}; \
-         changing parallelism (rescaling) is not supported yet"
-    )]
-    Parallelism {
-        /// The operator.
-        operator: OperatorId,
-        /// Its parallelism in the point.
-        point: u32,
-        /// Its parallelism in the job.
-        job: u32,
-    },
     /// A subtask of the point has no state file: resuming would start it empty.
     #[error(
         "operator `{operator}`: the savepoint has no state for subtask {subtask} of {parallelism} \
@@ -304,9 +291,10 @@ pub enum Mismatch {
 }
 
 /// Decides whether the state in `metadata` can go to the operators of `plan`: every property
-/// that decides where a key's state lives (max parallelism, key-group function, parallelism)
-/// must match, every state must have an operator of the same id and role (unless
-/// `allow_non_restored` drops it), and every subtask of the point must have its state file.
+/// that decides where a key's state lives (max parallelism, key-group function) must match,
+/// every state must have an operator of the same id and role (unless `allow_non_restored`
+/// drops it), and every subtask of the point must have its state file. A changed parallelism
+/// is decided once the module has said how its state rescales ([`crate::snapshot`]).
 /// Operators with no state in the point start empty. Returns every mismatch. Performs no I/O.
 pub fn check_compatibility(
     metadata: &Metadata,
@@ -337,13 +325,6 @@ pub fn check_compatibility(
                 point: state.role,
                 job: op.role,
             }),
-            Some(op) if op.parallelism != state.parallelism => {
-                problems.push(Mismatch::Parallelism {
-                    operator,
-                    point: state.parallelism,
-                    job: op.parallelism,
-                })
-            }
             Some(_) => {}
         }
     }
@@ -401,7 +382,7 @@ pub fn load_for(
 mod tests {
     use super::*;
     use crate::barrier::BarrierKind;
-    use crate::store::StateFile;
+    use crate::store::{StateFile, StateLayout};
 
     #[test]
     fn restore_points_parse_by_shape() {
@@ -439,6 +420,7 @@ mod tests {
             job_file: String::new(),
             max_parallelism: 128,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+            state_layout: StateLayout::Grouped,
             operators: operators
                 .iter()
                 .map(|&(id, role, parallelism)| OperatorState {
@@ -496,18 +478,11 @@ mod tests {
     }
 
     #[test]
-    fn compatibility_refuses_a_changed_parallelism_with_the_reason() {
-        let problems =
-            check_compatibility(&metadata(&[COUNTER]), &plan(3, 128), false).unwrap_err();
+    fn compatibility_leaves_a_changed_parallelism_to_the_module() {
         assert_eq!(
-            problems,
-            [Mismatch::Parallelism {
-                operator: "counter".parse().unwrap(),
-                point: 2,
-                job: 3
-            }]
+            check_compatibility(&metadata(&[COUNTER]), &plan(3, 128), false),
+            Ok(())
         );
-        assert!(problems[0].to_string().contains("parallelism 2, the job 3"));
     }
 
     #[test]

@@ -1,41 +1,30 @@
 //! A pass-through operator that carries `state_bytes` bytes of state (config key, default 0),
-//! for benchmarks of snapshots, savepoints and upgrades: each subtask fills its state with
-//! pseudo-random bytes at `init`, writes it whole in `snapshot`, and takes it back in `restore`.
-//! Records are handed on unchanged, in the same batch.
-
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "operator", path: "../../wit" });
-    use super::Ballast;
-    export!(Ballast);
-}
+//! for benchmarks of snapshots, savepoints, upgrades and the component boundary: each subtask
+//! fills its state with pseudo-random bytes at `init`, writes it whole in `snapshot` (as
+//! operator state), and takes it back in `restore`. `process` returns its input batch as it is.
+//!
+//! It implements the generated bindings directly rather than the SDK's `Operator`, so that the
+//! boundary benchmark measures the boundary and nothing else (no copy into a new batch).
 
 use std::cell::RefCell;
 
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, StateOrigin};
-use jobhost_guest::config_value;
+use jobhost_guest::bindings::operator::Guest;
+use jobhost_guest::{Batch, Context, ModuleInfo, Restored, Snapshot, StateOrigin};
 
 thread_local! {
     static STATE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-struct Ballast;
+/// The ballast; its state lives in `STATE`.
+pub struct Ballast;
 
-impl bindings::Guest for Ballast {
+impl Guest for Ballast {
     fn describe() -> ModuleInfo {
-        ModuleInfo {
-            name: "ballast".to_owned(),
-            version: "1.0.0".to_owned(),
-        }
+        jobhost_guest::module("ballast", "1.0.0")
     }
 
     fn init(ctx: Context) -> Result<(), String> {
-        let bytes: usize = match config_value(&ctx.config, "state_bytes") {
-            Ok(v) => v
-                .parse()
-                .map_err(|_| format!("config key `state_bytes`: `{v}` is not a number"))?,
-            Err(_) => 0,
-        };
+        let bytes: usize = jobhost_guest::config_or(&ctx.config, "state_bytes", 0)?;
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(ctx.subtask);
         let state = (0..bytes)
             .map(|_| {
@@ -49,12 +38,15 @@ impl bindings::Guest for Ballast {
         Ok(())
     }
 
-    fn snapshot(_checkpoint_id: u64) -> Result<Vec<u8>, String> {
-        Ok(STATE.with_borrow(Clone::clone))
+    fn snapshot(_checkpoint: u64, _full: bool) -> Result<Snapshot, String> {
+        Ok(Snapshot {
+            operator_state: STATE.with_borrow(Clone::clone),
+            key_groups: Vec::new(),
+        })
     }
 
-    fn restore(state: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
-        STATE.set(state);
+    fn restore(mut state: Restored, _origin: StateOrigin) -> Result<(), String> {
+        STATE.set(state.operator_states.pop().unwrap_or_default());
         Ok(())
     }
 
@@ -62,3 +54,7 @@ impl bindings::Guest for Ballast {
         Ok(input)
     }
 }
+
+jobhost_guest::bindings::operator::export_operator_world!(
+    Ballast with_types_in jobhost_guest::bindings::operator
+);

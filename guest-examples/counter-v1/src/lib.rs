@@ -1,94 +1,85 @@
 //! A keyed running count of words (version 1.0.0 of `word-counter`).
 //!
 //! For each input record, whose key is a word, it adds one to the word's count and emits the
-//! word as key, `"{word} {count}"` as value, and the input's timestamp. Its state, version 1,
-//! maps each word to its count.
+//! word as key, `"{word} {count}"` as value, and the input's timestamp. Its keyed state, format
+//! `word-count` version 1 (`docs/state-format.md`), is each word's count: the SDK keeps it by
+//! key group, so it rescales, and Python and JavaScript counters read it.
 
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "operator", path: "../../wit" });
-    use super::Counter;
-    export!(Counter);
-}
+use jobhost_guest::{BatchBuilder, Context, Keyed, ModuleInfo, Operator, Records, StateFormat};
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+/// The counter; its state is all keyed, kept by the SDK.
+pub struct Counter;
 
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, StateOrigin};
-use jobhost_guest::{BatchBuilder, decode_state_exact, encode_state, records};
-use serde::{Deserialize, Serialize};
+/// The format of its keyed state.
+pub const WORD_COUNT_V1: StateFormat = StateFormat {
+    name: "word-count",
+    version: 1,
+};
 
-jobhost_guest::batch_type!(Batch);
+impl Operator for Counter {
+    type Value = u64;
+    const STATE: StateFormat = WORD_COUNT_V1;
 
-const STATE_VERSION: u32 = 1;
-
-/// State version 1; `counter-v2` keeps a copy of this definition to migrate from it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    /// Each word seen, with how many times it was seen.
-    counts: BTreeMap<Vec<u8>, u64>,
-}
-
-impl State {
-    /// Counts an occurrence of `word`, and returns the value to emit for it.
-    fn count(&mut self, word: &[u8]) -> Vec<u8> {
-        let count = self.counts.entry(word.to_vec()).or_default();
-        *count += 1;
-        [word, format!(" {count}").as_bytes()].concat()
-    }
-}
-
-thread_local! {
-    static STATE: RefCell<State> = RefCell::default();
-}
-
-struct Counter;
-
-impl bindings::Guest for Counter {
     fn describe() -> ModuleInfo {
-        ModuleInfo {
-            name: "word-counter".to_owned(),
-            version: "1.0.0".to_owned(),
+        jobhost_guest::module("word-counter", "1.0.0")
+    }
+
+    fn init(_ctx: &Context) -> Result<Self, String> {
+        Ok(Counter)
+    }
+
+    fn process(
+        &mut self,
+        input: Records<'_>,
+        keyed: &mut Keyed<u64>,
+        output: &mut BatchBuilder,
+    ) -> Result<(), String> {
+        for r in input {
+            let count = keyed.or_default(&r);
+            *count += 1;
+            let count = *count;
+            // `word count`, written in place: no allocation per record.
+            output.push_with(r.key, r.timestamp, |value| {
+                value.extend_from_slice(r.key);
+                value.push(b' ');
+                value.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+            })?;
         }
-    }
-
-    fn init(_ctx: Context) -> Result<(), String> {
         Ok(())
-    }
-
-    fn snapshot(_checkpoint_id: u64) -> Result<Vec<u8>, String> {
-        STATE.with_borrow(|state| encode_state(STATE_VERSION, state))
-    }
-
-    fn restore(state: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
-        STATE.set(decode_state_exact(&state, STATE_VERSION)?);
-        Ok(())
-    }
-
-    fn process(input: Batch) -> Result<Batch, String> {
-        let mut records = records(&input)?;
-        let mut output = BatchBuilder::new();
-        STATE.with_borrow_mut(|state| {
-            records.try_for_each(|r| output.push(r.key, &state.count(r.key), r.timestamp))
-        })?;
-        Ok(output.into())
     }
 }
+
+jobhost_guest::export_operator!(Counter);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bindings::Guest;
+    use jobhost_guest::{Batch, Context, glue, records};
+
+    fn context() -> Context {
+        Context {
+            operator_id: "counter".to_owned(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            key_group_start: 0,
+            key_group_end: 128,
+            config: vec![],
+        }
+    }
 
     #[test]
-    fn counts_words_and_writes_version_1() {
+    fn counts_words_and_writes_word_count_version_1() {
+        glue::operator_init::<Counter>(context()).unwrap();
         let mut input = BatchBuilder::new();
         for (word, timestamp) in [("a", 1), ("b", 2), ("a", 3), ("a", 4)] {
             input
                 .push(word.as_bytes(), word.as_bytes(), timestamp)
                 .unwrap();
         }
-        let output = Counter::process(input.into()).unwrap();
+        let mut input: Batch = input.into();
+        input.key_groups = vec![7, 9, 7, 7];
+        let output = glue::operator_process::<Counter>(input).unwrap();
         let output: Vec<_> = records(&output)
             .unwrap()
             .map(|r| (r.key, r.value, r.timestamp))
@@ -101,18 +92,32 @@ mod tests {
         ];
         assert_eq!(output, expected);
 
-        // The blob that counter-v2's migration test reads.
-        let blob = Counter::snapshot(1).unwrap();
-        assert_eq!(blob, [1, 2, 1, b'a', 3, 1, b'b', 1]);
+        // The key group that counter-v2's migration test (and the Python and JavaScript
+        // counters') reads: ["word-count", 1, [[bin "a", 3]]].
+        let snapshot = glue::operator_snapshot::<Counter>(1, false).unwrap();
+        let groups: Vec<_> = snapshot.key_groups.iter().map(|g| g.key_group).collect();
+        assert_eq!(groups, [7, 9]);
+        let mut expected = vec![0x93, 0xaa];
+        expected.extend_from_slice(b"word-count");
+        expected.extend_from_slice(&[0x01, 0x91, 0x92, 0xc4, 0x01, b'a', 0x03]);
+        assert_eq!(snapshot.key_groups[0].state, expected);
+        assert!(
+            glue::operator_snapshot::<Counter>(2, false)
+                .unwrap()
+                .key_groups
+                .is_empty()
+        );
+    }
 
-        let origin = StateOrigin {
-            module_name: "word-counter".to_owned(),
-            module_version: "2.0.0".to_owned(),
-            module_sha256: String::new(),
-        };
-        assert_eq!(
-            Counter::restore(vec![2, 0], origin),
-            Err("unsupported state version 2: this module reads state version 1".to_owned())
+    #[test]
+    fn refuses_records_without_key_groups() {
+        glue::operator_init::<Counter>(context()).unwrap();
+        let mut input = BatchBuilder::new();
+        input.push(b"a", b"a", 1).unwrap();
+        let error = glue::operator_process::<Counter>(input.into()).unwrap_err();
+        assert!(
+            error.contains("does not come over a key-by edge"),
+            "{error}"
         );
     }
 }

@@ -4,199 +4,175 @@
 //! For each input record, whose key is a word, it adds one to the word's count and emits the
 //! word as key, `"{word} {count} first-seen={timestamp}"` as value, and the input's timestamp.
 //! `first-seen` is the timestamp of the word's first occurrence, or `unknown` for a word that
-//! was first counted by version 1, whose state it migrated. It writes state version 2 and reads
-//! versions 1 and 2.
+//! was first counted by version 1, whose state it migrates. Its keyed state is format
+//! `word-count` version 2: `[count, first_seen or nil]` per word; it reads versions 1 and 2.
 
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "operator", path: "../../wit" });
-    use super::Counter;
-    export!(Counter);
-}
-
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, StateOrigin};
 use jobhost_guest::{
-    BatchBuilder, decode_state, decode_state_version, encode_state, records, unsupported_version,
+    BatchBuilder, Context, Keyed, ModuleInfo, Operator, Records, StateFormat, old_entries,
 };
-use serde::{Deserialize, Serialize};
 
-jobhost_guest::batch_type!(Batch);
+/// What is known about one word: how many times, and since when (`None`: counted by v1).
+pub type Word = (u64, Option<i64>);
 
-const STATE_VERSION: u32 = 2;
+/// The counter; its state is all keyed, kept by the SDK.
+pub struct Counter;
 
-/// State version 1, as written by `word-counter` 1.0.0: a copy of its definition.
-#[derive(Debug, Deserialize)]
-struct StateV1 {
-    counts: BTreeMap<Vec<u8>, u64>,
-}
+impl Operator for Counter {
+    type Value = Word;
+    const STATE: StateFormat = StateFormat {
+        name: "word-count",
+        version: 2,
+    };
 
-/// State version 2, the current one.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct StateV2 {
-    /// Each word seen, with how many times and since when.
-    words: BTreeMap<Vec<u8>, Word>,
-}
-
-/// What is known about one word.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-struct Word {
-    count: u64,
-    /// The timestamp of the word's first occurrence, unknown for words counted by version 1.
-    first_seen: Option<i64>,
-}
-
-impl From<StateV1> for StateV2 {
-    fn from(v1: StateV1) -> Self {
-        let migrate = |(word, count)| {
-            (
-                word,
-                Word {
-                    count,
-                    first_seen: None,
-                },
-            )
-        };
-        Self {
-            words: v1.counts.into_iter().map(migrate).collect(),
-        }
-    }
-}
-
-impl StateV2 {
-    fn decode(blob: &[u8]) -> Result<Self, String> {
-        match decode_state_version(blob)? {
-            (1, body) => decode_state::<StateV1>(body).map(Self::from),
-            (2, body) => decode_state(body),
-            (version, _) => Err(unsupported_version(version, &[1, 2])),
-        }
-    }
-
-    /// Counts an occurrence of `word` at `timestamp`, and returns the value to emit for it.
-    fn count(&mut self, word: &[u8], timestamp: i64) -> Vec<u8> {
-        let new = Word {
-            count: 0,
-            first_seen: Some(timestamp),
-        };
-        let entry = self.words.entry(word.to_vec()).or_insert(new);
-        entry.count += 1;
-        let first_seen = entry
-            .first_seen
-            .map_or_else(|| "unknown".to_owned(), |t| t.to_string());
-        [
-            word,
-            format!(" {} first-seen={first_seen}", entry.count).as_bytes(),
-        ]
-        .concat()
-    }
-}
-
-thread_local! {
-    static STATE: RefCell<StateV2> = RefCell::default();
-}
-
-struct Counter;
-
-impl bindings::Guest for Counter {
     fn describe() -> ModuleInfo {
-        ModuleInfo {
-            name: "word-counter".to_owned(),
-            version: "2.0.0".to_owned(),
+        jobhost_guest::module("word-counter", "2.0.0")
+    }
+
+    fn init(_ctx: &Context) -> Result<Self, String> {
+        Ok(Counter)
+    }
+
+    fn process(
+        &mut self,
+        input: Records<'_>,
+        keyed: &mut Keyed<Word>,
+        output: &mut BatchBuilder,
+    ) -> Result<(), String> {
+        for r in input {
+            let word = keyed.or_insert_with(&r, || (0, Some(r.timestamp)));
+            word.0 += 1;
+            let (count, first_seen) = *word;
+            output.push_with(r.key, r.timestamp, |value| {
+                value.extend_from_slice(r.key);
+                value.push(b' ');
+                value.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+                value.extend_from_slice(b" first-seen=");
+                match first_seen {
+                    Some(t) => value.extend_from_slice(itoa::Buffer::new().format(t).as_bytes()),
+                    None => value.extend_from_slice(b"unknown"),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Version 1 kept a count per word; when it was first seen is unknown.
+    fn migrate(version: u32, payload: &[u8]) -> Result<Vec<(Vec<u8>, Word)>, String> {
+        match version {
+            1 => {
+                let counts = old_entries::<u64>(payload)?;
+                Ok(counts
+                    .into_iter()
+                    .map(|(k, count)| (k, (count, None)))
+                    .collect())
+            }
+            _ => Err(jobhost_guest::envelope::unsupported(Self::STATE, version)),
         }
     }
-
-    fn init(_ctx: Context) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn snapshot(_checkpoint_id: u64) -> Result<Vec<u8>, String> {
-        STATE.with_borrow(|state| encode_state(STATE_VERSION, state))
-    }
-
-    fn restore(state: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
-        STATE.set(StateV2::decode(&state)?);
-        Ok(())
-    }
-
-    fn process(input: Batch) -> Result<Batch, String> {
-        let mut records = records(&input)?;
-        let mut output = BatchBuilder::new();
-        STATE.with_borrow_mut(|state| {
-            records.try_for_each(|r| {
-                let value = state.count(r.key, r.timestamp);
-                output.push(r.key, &value, r.timestamp)
-            })
-        })?;
-        Ok(output.into())
-    }
 }
+
+jobhost_guest::export_operator!(Counter);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jobhost_guest::bindings::types::KeyGroupState;
+    use jobhost_guest::{Batch, Restored, StateOrigin, glue, records};
 
-    /// `word-counter` 1.0.0's state definition, as in `counter-v1`.
-    #[derive(Serialize)]
-    struct CounterV1State {
-        counts: BTreeMap<Vec<u8>, u64>,
+    fn context() -> Context {
+        Context {
+            operator_id: "counter".to_owned(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            key_group_start: 0,
+            key_group_end: 128,
+            config: vec![],
+        }
     }
 
-    /// What `word-counter` 1.0.0 writes after counting "a" three times and "b" once, as
-    /// `counter-v1`'s own test checks.
-    const V1_BLOB: [u8; 8] = [1, 2, 1, b'a', 3, 1, b'b', 1];
+    /// What `word-counter` 1.0.0 writes for key group 7 after counting "a" three times, as
+    /// `counter-v1`'s own test checks: `["word-count", 1, [[bin "a", 3]]]`.
+    fn v1_group() -> Vec<u8> {
+        let mut blob = vec![0x93, 0xaa];
+        blob.extend_from_slice(b"word-count");
+        blob.extend_from_slice(&[0x01, 0x91, 0x92, 0xc4, 0x01, b'a', 0x03]);
+        blob
+    }
+
+    fn restore(key_groups: Vec<KeyGroupState>) -> Result<(), String> {
+        let origin = StateOrigin {
+            module_name: "word-counter".to_owned(),
+            module_version: "1.0.0".to_owned(),
+            module_sha256: String::new(),
+        };
+        let restored = Restored {
+            parallelism: 1,
+            operator_states: vec![vec![]],
+            key_groups,
+        };
+        glue::operator_restore::<Counter>(restored, origin)
+    }
+
+    fn count(words: &[(&str, u32, i64)]) -> Vec<String> {
+        let mut input = BatchBuilder::new();
+        for (word, _, timestamp) in words {
+            input.push(word.as_bytes(), b"", *timestamp).unwrap();
+        }
+        let mut input: Batch = input.into();
+        input.key_groups = words.iter().map(|(_, group, _)| *group).collect();
+        let output = glue::operator_process::<Counter>(input).unwrap();
+        let values = records(&output).unwrap().map(|r| r.value.to_vec());
+        values.map(|v| String::from_utf8(v).unwrap()).collect()
+    }
 
     #[test]
-    fn v1_blob_is_what_version_1_writes() {
-        let counts = BTreeMap::from([(b"a".to_vec(), 3), (b"b".to_vec(), 1)]);
+    fn migrates_version_1_and_counts_on() {
+        glue::operator_init::<Counter>(context()).unwrap();
+        restore(vec![KeyGroupState {
+            key_group: 7,
+            state: v1_group(),
+        }])
+        .unwrap();
+        let output = count(&[("a", 7, 10), ("c", 8, 11), ("c", 8, 12)]);
         assert_eq!(
-            encode_state(1, &CounterV1State { counts }).unwrap(),
-            V1_BLOB
+            output,
+            [
+                "a 4 first-seen=unknown",
+                "c 1 first-seen=11",
+                "c 2 first-seen=11"
+            ]
         );
+        // Written back as version 2: ["word-count", 2, [[bin "a", [4, nil]]]].
+        let snapshot = glue::operator_snapshot::<Counter>(1, true).unwrap();
+        let mut expected = vec![0x93, 0xaa];
+        expected.extend_from_slice(b"word-count");
+        expected.extend_from_slice(&[0x02, 0x91, 0x92, 0xc4, 0x01, b'a', 0x92, 0x04, 0xc0]);
+        assert_eq!(snapshot.key_groups[0].key_group, 7);
+        assert_eq!(snapshot.key_groups[0].state, expected);
     }
 
     #[test]
-    fn migrates_a_v1_blob() {
-        let mut state = StateV2::decode(&V1_BLOB).unwrap();
-        let expected = BTreeMap::from([
-            (
-                b"a".to_vec(),
-                Word {
-                    count: 3,
-                    first_seen: None,
-                },
-            ),
-            (
-                b"b".to_vec(),
-                Word {
-                    count: 1,
-                    first_seen: None,
-                },
-            ),
-        ]);
-        assert_eq!(state.words, expected);
-        assert_eq!(state.count(b"a", 10), b"a 4 first-seen=unknown");
-        assert_eq!(state.count(b"c", 11), b"c 1 first-seen=11");
-        assert_eq!(state.count(b"c", 12), b"c 2 first-seen=11");
-    }
-
-    #[test]
-    fn round_trips_a_v2_blob() {
-        let mut state = StateV2::decode(&V1_BLOB).unwrap();
-        state.count(b"c", -5);
-        let blob = encode_state(STATE_VERSION, &state).unwrap();
-        assert_eq!(StateV2::decode(&blob).unwrap(), state);
-    }
-
-    #[test]
-    fn refuses_other_versions() {
-        let blob = encode_state(3, &StateV2::default()).unwrap();
+    fn refuses_newer_versions_and_other_formats() {
+        glue::operator_init::<Counter>(context()).unwrap();
+        let mut v3 = v1_group();
+        v3[12] = 0x03;
+        let error = restore(vec![KeyGroupState {
+            key_group: 7,
+            state: v3,
+        }])
+        .unwrap_err();
         assert_eq!(
-            StateV2::decode(&blob),
-            Err("unsupported state version 3: this module reads state version 1 or 2".to_owned())
+            error,
+            "state `word-count` version 3 is not one this module reads (it writes version 2)"
         );
-        assert!(StateV2::decode(&[]).is_err());
-        assert!(StateV2::decode(&[1, 5]).is_err());
+        let mut other = v1_group();
+        other[2] = b'W';
+        let error = restore(vec![KeyGroupState {
+            key_group: 7,
+            state: other,
+        }])
+        .unwrap_err();
+        assert!(error.contains("format `Word-count`"), "{error}");
     }
 }

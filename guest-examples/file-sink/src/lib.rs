@@ -9,29 +9,24 @@
 //! checkpoint and the ids of its pending files. `restore` only loads it; `recover`, once the job
 //! starts, publishes the restored checkpoint's pending files and removes the files written after
 //! that checkpoint, since the resumed job writes them again.
+//!
+//! It rescales (`union`): after a parallelism change, new subtask `s` of `p` reconciles the
+//! files of every old subtask `i` with `i % p == s` (each old subtask's by exactly one new
+//! subtask, and its own index's by itself, before it writes under it), then writes as `s`.
 
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "sink", path: "../../wit" });
-    use super::FileSink;
-    export!(FileSink);
-}
-
-use std::cell::RefCell;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, StateOrigin};
-use jobhost_guest::{config_value, decode_state_exact, encode_state, records};
+use jobhost_guest::{
+    Context, ModuleInfo, Records, Rescale, Restore, config_value, decode_state_exact, encode_state,
+};
 use serde::{Deserialize, Serialize};
-
-jobhost_guest::batch_type!(Batch);
 
 const STATE_VERSION: u32 = 1;
 
 /// State version 1.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     /// The checkpoint the state was written for.
     checkpoint: u64,
@@ -112,19 +107,75 @@ fn remove(path: &Path) -> Result<(), String> {
     }
 }
 
-struct Sink {
+/// The file sink of one subtask.
+pub struct FileSink {
     dir: PathBuf,
     staging: PathBuf,
     subtask: u32,
+    parallelism: u32,
     /// The transaction being written, once something has been written since the last
-    /// `init`, `restore` or `prepare-commit`.
+    /// `init`, `recover` or `prepare-commit`.
     current: Option<BufWriter<File>>,
     /// The checkpoints whose pending files await `commit`, in increasing order.
     pending: Vec<u64>,
+    /// Restored: the old subtasks whose files `recover` reconciles, with their pending lists.
+    restored: Vec<(u32, Vec<u64>)>,
 }
 
-impl Sink {
-    fn new(ctx: &Context) -> Result<Self, String> {
+impl FileSink {
+    fn current_path(&self, subtask: u32) -> PathBuf {
+        self.staging.join(format!("{subtask}.current"))
+    }
+
+    /// Creates, or truncates, the current transaction's file.
+    fn create_current(&self) -> Result<File, String> {
+        fs::create_dir_all(&self.staging).map_err(failed("create", &self.staging))?;
+        let path = self.current_path(self.subtask);
+        File::create(&path).map_err(failed("create", &path))
+    }
+
+    /// Publishes the pending files of old subtask `subtask` for `pending` up to `checkpoint`.
+    fn publish(&self, subtask: u32, pending: &[u64], checkpoint: u64) -> Result<(), String> {
+        for &id in pending.iter().filter(|&&id| id <= checkpoint) {
+            let from = self.staging.join(pending_name(subtask, id));
+            let part = self.dir.join(part_name(id, subtask));
+            match fs::rename(&from, &part) {
+                // Published by an earlier `commit`.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && part.exists() => {}
+                result => result.map_err(failed("publish", &from))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the files of subtask `subtask` back to `checkpoint`: removes its parts of later
+    /// checkpoints, its pending files not in `pending`, and its current file; then publishes
+    /// its pending files of `checkpoint` and earlier.
+    fn reconcile(&self, subtask: u32, pending: &[u64], checkpoint: u64) -> Result<(), String> {
+        for name in file_names(&self.dir)? {
+            if part_id(&name, subtask).is_some_and(|id| id > checkpoint) {
+                remove(&self.dir.join(name))?;
+            }
+        }
+        for name in file_names(&self.staging)? {
+            if pending_id(&name, subtask).is_some_and(|id| !pending.contains(&id)) {
+                remove(&self.staging.join(name))?;
+            }
+        }
+        remove(&self.current_path(subtask))?;
+        self.publish(subtask, pending, checkpoint)
+    }
+}
+
+impl jobhost_guest::Sink for FileSink {
+    fn describe() -> ModuleInfo {
+        ModuleInfo {
+            rescale: Rescale::Union,
+            ..jobhost_guest::module("file-sink", "1.1.0")
+        }
+    }
+
+    fn init(ctx: &Context) -> Result<Self, String> {
         let dir = PathBuf::from(config_value(&ctx.config, "dir")?);
         if !dir.is_dir() {
             return Err(format!(
@@ -136,31 +187,22 @@ impl Sink {
             staging: dir.join(".staging"),
             dir,
             subtask: ctx.subtask,
+            parallelism: ctx.parallelism,
             current: None,
             pending: Vec::new(),
+            restored: Vec::new(),
         })
     }
 
-    fn current_path(&self) -> PathBuf {
-        self.staging.join(format!("{}.current", self.subtask))
-    }
-
-    /// Creates, or truncates, the current transaction's file.
-    fn create_current(&self) -> Result<File, String> {
-        fs::create_dir_all(&self.staging).map_err(failed("create", &self.staging))?;
-        let path = self.current_path();
-        File::create(&path).map_err(failed("create", &path))
-    }
-
-    fn write(&mut self, input: &Batch) -> Result<(), String> {
-        let mut records = records(input)?;
-        let path = self.current_path();
+    fn write(&mut self, input: Records<'_>) -> Result<(), String> {
+        let path = self.current_path(self.subtask);
         let writer = match self.current.take() {
             Some(writer) => writer,
             None => BufWriter::new(self.create_current()?),
         };
         let writer = self.current.insert(writer);
-        records
+        let mut input = input;
+        input
             .try_for_each(|r| {
                 writer.write_all(r.value)?;
                 writer.write_all(b"\n")
@@ -174,7 +216,7 @@ impl Sink {
                 "checkpoint {checkpoint} is not after pending checkpoint {last}"
             ));
         }
-        let path = self.current_path();
+        let path = self.current_path(self.subtask);
         let file = match self.current.take() {
             Some(writer) => writer
                 .into_inner()
@@ -190,135 +232,98 @@ impl Sink {
 
     /// Publishes the pending files of `checkpoint` and earlier, oldest first.
     fn commit(&mut self, checkpoint: u64) -> Result<(), String> {
-        while let Some(&id) = self.pending.first()
-            && id <= checkpoint
-        {
-            let pending = self.staging.join(pending_name(self.subtask, id));
-            let part = self.dir.join(part_name(id, self.subtask));
-            match fs::rename(&pending, &part) {
-                // Published by an earlier `commit`.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && part.exists() => {}
-                result => result.map_err(failed("publish", &pending))?,
-            }
-            self.pending.remove(0);
-        }
+        self.publish(self.subtask, &self.pending, checkpoint)?;
+        self.pending.retain(|&id| id > checkpoint);
         Ok(())
     }
 
-    fn snapshot(&self, checkpoint: u64) -> Result<Vec<u8>, String> {
+    fn recover(&mut self, checkpoint: u64) -> Result<(), String> {
+        self.current = None;
+        for (subtask, pending) in std::mem::take(&mut self.restored) {
+            self.reconcile(subtask, &pending, checkpoint)?;
+        }
+        self.pending.retain(|&id| id > checkpoint);
+        Ok(())
+    }
+
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<u8>, String> {
+        let pending = self.pending.clone();
         encode_state(
             STATE_VERSION,
             &State {
                 checkpoint,
-                pending: self.pending.clone(),
+                pending,
             },
         )
     }
 
-    /// Goes back to `state`, in memory only: the files are reconciled by `recover`.
-    fn restore(&mut self, state: State) {
-        let State { mut pending, .. } = state;
-        pending.sort_unstable();
-        pending.dedup();
-        self.current = None;
-        self.pending = pending;
-    }
-
-    /// Brings the folder back to `checkpoint`, the one restored: removes this subtask's parts
-    /// of later checkpoints, its pending files the restored state does not list, and its
-    /// current file; then publishes the pending files of `checkpoint` and earlier.
-    fn recover(&mut self, checkpoint: u64) -> Result<(), String> {
-        for name in file_names(&self.dir)? {
-            if part_id(&name, self.subtask).is_some_and(|id| id > checkpoint) {
-                remove(&self.dir.join(name))?;
-            }
-        }
-        for name in file_names(&self.staging)? {
-            if pending_id(&name, self.subtask).is_some_and(|id| !self.pending.contains(&id)) {
-                remove(&self.staging.join(name))?;
-            }
+    /// Loads the state, in memory only: `recover` reconciles the files.
+    fn restore(&mut self, from: Restore) -> Result<(), String> {
+        let mut states = Vec::with_capacity(from.states.len());
+        for blob in &from.states {
+            let mut state: State = decode_state_exact(blob, STATE_VERSION)?;
+            state.pending.sort_unstable();
+            state.pending.dedup();
+            states.push(state);
         }
         self.current = None;
-        remove(&self.current_path())?;
-        self.commit(checkpoint)
-    }
-}
-
-thread_local! {
-    static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
-}
-
-fn with_sink<T>(f: impl FnOnce(&mut Sink) -> Result<T, String>) -> Result<T, String> {
-    SINK.with_borrow_mut(|sink| f(sink.as_mut().ok_or("file-sink is not initialized")?))
-}
-
-struct FileSink;
-
-impl bindings::Guest for FileSink {
-    fn describe() -> ModuleInfo {
-        ModuleInfo {
-            name: "file-sink".to_owned(),
-            version: "1.0.0".to_owned(),
+        if from.parallelism == self.parallelism {
+            let own = states.pop().unwrap_or_default();
+            self.restored = vec![(self.subtask, own.pending.clone())];
+            self.pending = own.pending;
+            return Ok(());
         }
-    }
-
-    fn init(ctx: Context) -> Result<(), String> {
-        let sink = Sink::new(&ctx)?;
-        SINK.set(Some(sink));
+        let mine = states.into_iter().enumerate();
+        let mine = mine.filter(|(old, _)| *old as u32 % self.parallelism == self.subtask);
+        self.restored = mine
+            .map(|(old, state)| (old as u32, state.pending))
+            .collect();
+        self.pending = Vec::new();
         Ok(())
     }
-
-    fn snapshot(checkpoint_id: u64) -> Result<Vec<u8>, String> {
-        with_sink(|sink| sink.snapshot(checkpoint_id))
-    }
-
-    fn restore(state: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
-        let state = decode_state_exact(&state, STATE_VERSION)?;
-        with_sink(|sink| {
-            sink.restore(state);
-            Ok(())
-        })
-    }
-
-    fn recover(checkpoint_id: u64) -> Result<(), String> {
-        with_sink(|sink| sink.recover(checkpoint_id))
-    }
-
-    fn write_batch(input: Batch) -> Result<(), String> {
-        with_sink(|sink| sink.write(&input))
-    }
-
-    fn prepare_commit(checkpoint_id: u64) -> Result<(), String> {
-        with_sink(|sink| sink.prepare_commit(checkpoint_id))
-    }
-
-    fn commit(checkpoint_id: u64) -> Result<(), String> {
-        with_sink(|sink| sink.commit(checkpoint_id))
-    }
 }
+
+jobhost_guest::export_sink!(FileSink);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jobhost_guest::BatchBuilder;
+    use jobhost_guest::{Batch, BatchBuilder, Sink, StateOrigin, records};
 
-    fn sink(dir: &Path, subtask: u32) -> Sink {
+    fn sink(dir: &Path, subtask: u32, parallelism: u32) -> FileSink {
         let config = vec![("dir".to_owned(), dir.display().to_string())];
         let ctx = Context {
             operator_id: "out".to_owned(),
             subtask,
-            parallelism: 2,
+            parallelism,
+            max_parallelism: 128,
+            key_group_start: 0,
+            key_group_end: 0,
             config,
         };
-        Sink::new(&ctx).unwrap()
+        FileSink::init(&ctx).unwrap()
     }
 
-    fn batch(values: &[&str]) -> Batch {
+    fn write(sink: &mut FileSink, values: &[&str]) {
         let mut batch = BatchBuilder::new();
         for value in values {
             batch.push(b"", value.as_bytes(), 0).unwrap();
         }
-        batch.into()
+        let batch: Batch = batch.into();
+        sink.write(records(&batch).unwrap()).unwrap();
+    }
+
+    fn from(parallelism: u32, states: Vec<Vec<u8>>) -> Restore {
+        let origin = StateOrigin {
+            module_name: "file-sink".to_owned(),
+            module_version: "1.1.0".to_owned(),
+            module_sha256: String::new(),
+        };
+        Restore {
+            parallelism,
+            states,
+            origin,
+        }
     }
 
     /// The files under `dir`, with their contents.
@@ -346,29 +351,34 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn commits_in_two_phases_and_rolls_back_on_restore() {
-        let dir = std::env::temp_dir().join(format!("file-sink-test-{}", std::process::id()));
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("file-sink-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut other = sink(&dir, 0);
+        dir
+    }
+
+    #[test]
+    fn commits_in_two_phases_and_rolls_back_on_recover() {
+        let dir = scratch("two-phases");
+        let mut other = sink(&dir, 0, 2);
         other.prepare_commit(1).unwrap();
         other.commit(1).unwrap();
 
-        let mut first = sink(&dir, 1);
-        first.write(&batch(&["a", "b"])).unwrap();
+        let mut first = sink(&dir, 1, 2);
+        write(&mut first, &["a", "b"]);
         first.prepare_commit(1).unwrap();
         first.commit(1).unwrap();
         first.commit(1).unwrap();
-        first.write(&batch(&["c"])).unwrap();
+        write(&mut first, &["c"]);
         first.prepare_commit(2).unwrap();
         let state = first.snapshot(2).unwrap();
-        first.write(&batch(&["d"])).unwrap();
+        write(&mut first, &["d"]);
         first.prepare_commit(3).unwrap();
-        first.write(&batch(&["e"])).unwrap();
+        write(&mut first, &["e"]);
         first.prepare_commit(4).unwrap();
         first.commit(3).unwrap();
-        first.write(&batch(&["f"])).unwrap();
+        write(&mut first, &["f"]);
         first.current.take().unwrap().flush().unwrap();
         assert_eq!(
             files(&dir),
@@ -385,11 +395,11 @@ mod tests {
         // Back to checkpoint 2, whose commit had not happened yet as far as its state knows.
         // Restoring touches no file; recovering does.
         let before = files(&dir);
-        let mut second = sink(&dir, 1);
-        second.restore(decode_state_exact(&state, STATE_VERSION).unwrap());
+        let mut second = sink(&dir, 1, 2);
+        second.restore(from(2, vec![state])).unwrap();
         assert_eq!(files(&dir), before, "restore changed the folder");
         second.recover(2).unwrap();
-        second.write(&batch(&["g"])).unwrap();
+        write(&mut second, &["g"]);
         second.prepare_commit(3).unwrap();
         let again = Err("checkpoint 3 is not after pending checkpoint 3".to_owned());
         assert_eq!(second.prepare_commit(3), again);
@@ -402,6 +412,52 @@ mod tests {
                 ("part-000000000002-1.txt", "c\n"),
                 ("part-000000000003-1.txt", "g\n"),
             ])
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rescaled_subtasks_reconcile_each_old_subtask_once() {
+        let dir = scratch("rescale");
+        // Three old subtasks, each with checkpoint 1 published, 2 pending, 3 written after.
+        let mut states = Vec::new();
+        for s in 0..3 {
+            let mut old = sink(&dir, s, 3);
+            write(&mut old, &[&format!("one-{s}")]);
+            old.prepare_commit(1).unwrap();
+            old.commit(1).unwrap();
+            write(&mut old, &[&format!("two-{s}")]);
+            old.prepare_commit(2).unwrap();
+            states.push(old.snapshot(2).unwrap());
+            write(&mut old, &[&format!("three-{s}")]);
+            old.prepare_commit(3).unwrap();
+            old.commit(3).unwrap();
+        }
+        // To 2: new 0 takes old 0 and 2, new 1 takes old 1.
+        let mut new: Vec<FileSink> = (0..2).map(|s| sink(&dir, s, 2)).collect();
+        for s in &mut new {
+            s.restore(from(3, states.clone())).unwrap();
+        }
+        assert_eq!(
+            new[0].restored.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [0, 2]
+        );
+        for s in &mut new {
+            s.recover(2).unwrap();
+        }
+        let parts: Vec<String> = files(&dir)
+            .into_iter()
+            .map(|(name, text)| name + ":" + &text)
+            .collect();
+        assert_eq!(
+            parts,
+            [1, 2]
+                .iter()
+                .flat_map(|c| (0..3).map(move |s| {
+                    let word = if *c == 1 { "one" } else { "two" };
+                    format!("part-{c:012}-{s}.txt:{word}-{s}\n")
+                }))
+                .collect::<Vec<_>>()
         );
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -12,24 +12,45 @@
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
 //! - `escape`: tries to read `/etc/passwd`, outside any grant, and reports what happened;
 //! - `read-clock`: reports what the wall clock says (in an error);
+//! - `work`: busy-works for `work_ms` milliseconds in one `process` call, once per instance,
+//!   then behaves; it measures the time on the monotonic clock, so it needs `clock = true`
+//!   (without the grant time stands still and the work never ends);
+//! - `sleep`: sleeps for `sleep_ms` milliseconds (in a host call, not computing) in one
+//!   `process` call, once per instance, then behaves;
+//! - `allocate`: allocates `allocate_bytes` bytes at once in one `process` call, once per
+//!   instance, writes every byte, frees them, then behaves;
+//! - `read-outside`: tries to read, and to stat, each of the `;`-separated `paths`, to list
+//!   each of the `;`-separated `dirs`, and to create in folder `link_dir` a symlink to each of
+//!   the `;`-separated `link_targets` and read through it; first it reads each of the
+//!   `;`-separated `control` paths, inside its grants, failing if it cannot;
+//! - `write-read-only`: tries to change folder `dir` (a read-only grant) in every way: create
+//!   a file, write, append to, truncate, retime, rename and remove its existing file `file`,
+//!   create and remove folders (`subdir`: an existing empty one), make a symlink, hard-link or
+//!   move `file` into folder `writable_dir` (a writable grant) and move a file from there in;
+//!   first it reads `file` and writes `hostile-control.txt` into `writable_dir`, failing if it
+//!   cannot;
+//! - `network`: tries to connect over TCP to 127.0.0.1:`port`, to send a UDP datagram to
+//!   127.0.0.1:`udp_port`, to listen on a TCP port and to look up `localhost`;
 //! - `none`: behaves.
+//!
+//! The modes `read-outside`, `write-read-only` and `network` act in the first `process` call
+//! and return an error that lists every attempt: `hostile: denied N attempts (allowed: ...):
+//! ...` when each failed, or `hostile: escaped: ...` naming those that succeeded, with what they
+//! read (so that a test can look for it in the host's log).
 //!
 //! With config key `once_marker` (a path in a writable grant), it misbehaves only if that file
 //! does not exist yet, creating it first: a restarted job then runs through.
 
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "operator", path: "../../wit" });
-    use super::Hostile;
-    export!(Hostile);
-}
-
 use std::cell::RefCell;
+use std::fs;
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime};
 
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, StateOrigin};
-use jobhost_guest::{BatchBuilder, config_value, decode_state_exact, encode_state, records};
-
-jobhost_guest::batch_type!(Batch);
+use jobhost_guest::bindings::operator::Guest;
+use jobhost_guest::{
+    Batch, BatchBuilder, Context, ModuleInfo, Restored, Snapshot, StateOrigin, config_value,
+    decode_state_exact, encode_state, records,
+};
 
 const STATE_VERSION: u32 = 1;
 
@@ -39,12 +60,55 @@ struct Config {
     after_records: u64,
     flood_records: u64,
     once_marker: Option<String>,
+    work_ms: u64,
+    sleep_ms: u64,
+    allocate_bytes: u64,
+    /// The `;`-separated values of the escape modes' keys, by key.
+    lists: Vec<(String, Vec<String>)>,
 }
+
+impl Config {
+    /// The values of list key `key` (empty if unset).
+    fn list(&self, key: &str) -> &[String] {
+        self.lists
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(&[], |(_, values)| values)
+    }
+
+    /// The single value of key `key`, required by the current mode.
+    fn one(&self, key: &str) -> Result<&str, String> {
+        match self.list(key) {
+            [value] => Ok(value),
+            _ => Err(format!(
+                "hostile: `{}` needs config key `{key}`",
+                self.misbehave
+            )),
+        }
+    }
+}
+
+/// Keys whose values are `;`-separated lists (a single value is a list of one).
+const LIST_KEYS: [&str; 11] = [
+    "paths",
+    "dirs",
+    "link_dir",
+    "link_targets",
+    "dir",
+    "file",
+    "subdir",
+    "writable_dir",
+    "port",
+    "udp_port",
+    "control",
+];
 
 #[derive(Default)]
 struct State {
     config: Config,
     seen: u64,
+    /// Whether the once-per-instance misbehaviours (`work`, `sleep`, `allocate`) happened.
+    done: bool,
 }
 
 thread_local! {
@@ -74,14 +138,13 @@ fn due(state: &State, what: &str) -> bool {
     }
 }
 
-struct Hostile;
+/// The hostile operator; it implements the generated bindings directly, to misbehave in ways
+/// the SDK would not let it (its state lives in `STATE`).
+pub struct Hostile;
 
-impl bindings::Guest for Hostile {
+impl Guest for Hostile {
     fn describe() -> ModuleInfo {
-        ModuleInfo {
-            name: "hostile".to_owned(),
-            version: "1.0.0".to_owned(),
-        }
+        jobhost_guest::module("hostile", "1.0.0")
     }
 
     fn init(ctx: Context) -> Result<(), String> {
@@ -90,12 +153,29 @@ impl bindings::Guest for Hostile {
             after_records: number(&ctx, "after_records", 0)?,
             flood_records: number(&ctx, "flood_records", 10_000_000)?,
             once_marker: optional(&ctx, "once_marker"),
+            work_ms: number(&ctx, "work_ms", 0)?,
+            sleep_ms: number(&ctx, "sleep_ms", 0)?,
+            allocate_bytes: number(&ctx, "allocate_bytes", 0)?,
+            lists: LIST_KEYS
+                .iter()
+                .filter_map(|key| {
+                    let value = optional(&ctx, key)?;
+                    let values = value.split(';').map(str::to_owned).collect();
+                    Some(((*key).to_owned(), values))
+                })
+                .collect(),
         };
-        STATE.with_borrow_mut(|state| *state = State { config, seen: 0 });
+        STATE.with_borrow_mut(|state| {
+            *state = State {
+                config,
+                seen: 0,
+                done: false,
+            }
+        });
         Ok(())
     }
 
-    fn snapshot(_checkpoint_id: u64) -> Result<Vec<u8>, String> {
+    fn snapshot(_checkpoint_id: u64, _full: bool) -> Result<Snapshot, String> {
         STATE.with_borrow(|state| {
             if due(state, "trap-in-snapshot") {
                 panic!("hostile: trapping in snapshot as configured");
@@ -103,17 +183,24 @@ impl bindings::Guest for Hostile {
             if due(state, "refuse-snapshot") {
                 return Err("hostile: refusing to snapshot as configured".to_owned());
             }
-            encode_state(STATE_VERSION, &state.seen)
+            Ok(Snapshot {
+                operator_state: encode_state(STATE_VERSION, &state.seen)?,
+                key_groups: Vec::new(),
+            })
         })
     }
 
-    fn restore(blob: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
+    fn restore(state: Restored, _origin: StateOrigin) -> Result<(), String> {
         STATE.with_borrow(|state| {
             if due(state, "trap-in-restore") {
                 panic!("hostile: trapping in restore as configured");
             }
         });
-        let seen: u64 = decode_state_exact(&blob, STATE_VERSION)?;
+        // Its count of records seen, summed over the old subtasks after a rescale.
+        let mut seen = 0;
+        for blob in &state.operator_states {
+            seen += decode_state_exact::<u64>(blob, STATE_VERSION)?;
+        }
         STATE.with_borrow_mut(|state| state.seen = seen);
         Ok(())
     }
@@ -166,7 +253,320 @@ impl bindings::Guest for Hostile {
                     Err(e) => Err(format!("hostile: denied outside the grant: {e}")),
                 };
             }
+            if !state.done && due(state, "work") {
+                state.done = true;
+                work(Duration::from_millis(state.config.work_ms));
+            }
+            if !state.done && due(state, "sleep") {
+                state.done = true;
+                std::thread::sleep(Duration::from_millis(state.config.sleep_ms));
+            }
+            if !state.done && due(state, "allocate") {
+                state.done = true;
+                allocate(state.config.allocate_bytes);
+            }
+            if due(state, "read-outside") {
+                return Err(read_outside(&state.config)?.report());
+            }
+            if due(state, "write-read-only") {
+                return Err(write_read_only(&state.config)?.report());
+            }
+            if due(state, "network") {
+                return Err(network(&state.config)?.report());
+            }
             Ok(output.into())
         })
+    }
+}
+
+jobhost_guest::bindings::operator::export_operator_world!(
+    Hostile with_types_in jobhost_guest::bindings::operator
+);
+
+/// Spins for `length` of monotonic time.
+fn work(length: Duration) {
+    let started = Instant::now();
+    let mut x = 0u64;
+    while started.elapsed() < length {
+        for _ in 0..1_000 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        }
+    }
+}
+
+/// Allocates `bytes` at once and writes every one of them, so that the memory is really used.
+fn allocate(bytes: u64) {
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    eprintln!(
+        "hostile: linear memory is {} bytes before allocating {bytes}",
+        memory_bytes()
+    );
+    let mut hoard = vec![0u8; bytes];
+    for (i, byte) in hoard.iter_mut().enumerate() {
+        *byte = i as u8;
+    }
+    std::hint::black_box(&hoard);
+    eprintln!(
+        "hostile: linear memory is {} bytes with {bytes} allocated",
+        memory_bytes()
+    );
+}
+
+/// The size of the guest's linear memory (0 when built for anything but WebAssembly, as
+/// `cargo test` does).
+fn memory_bytes() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0) * 65_536;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
+}
+
+/// What the attempts of an escape mode came to.
+#[derive(Default)]
+struct Attempts {
+    /// What the grants do allow, done first so that a denial cannot be a broken grant.
+    allowed: Vec<String>,
+    denied: Vec<String>,
+    escaped: Vec<String>,
+}
+
+impl Attempts {
+    /// Records attempt `what`: denied if it failed.
+    fn attempt<T, E: std::fmt::Display>(
+        &mut self,
+        what: &str,
+        result: Result<T, E>,
+        success: impl FnOnce(T) -> String,
+    ) {
+        match result {
+            Ok(value) => self.escaped.push(format!("{what}: {}", success(value))),
+            Err(e) => self.denied.push(format!("{what}: {e}")),
+        }
+    }
+
+    /// Does `what`, which the grants allow: an error if it fails.
+    fn control<T, E: std::fmt::Display>(
+        &mut self,
+        what: &str,
+        result: Result<T, E>,
+    ) -> Result<(), String> {
+        match result {
+            Ok(_) => {
+                self.allowed.push(what.to_owned());
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "hostile: cannot {what}, which the grants allow: {e}"
+            )),
+        }
+    }
+
+    /// The error `process` returns.
+    fn report(self) -> String {
+        if self.escaped.is_empty() {
+            format!(
+                "hostile: denied {} attempts (allowed: {}): {}",
+                self.denied.len(),
+                self.allowed.join("; "),
+                self.denied.join("; ")
+            )
+        } else {
+            let report = format!(
+                "hostile: escaped: {} (denied: {})",
+                self.escaped.join("; "),
+                self.denied.join("; ")
+            );
+            eprintln!("{report}");
+            report
+        }
+    }
+}
+
+fn read_outside(config: &Config) -> Result<Attempts, String> {
+    let mut attempts = Attempts::default();
+    for path in config.list("control") {
+        attempts.control(&format!("read {path}"), fs::read(path))?;
+    }
+    for path in config.list("paths") {
+        attempts.attempt(&format!("read {path}"), fs::read(path), |bytes| {
+            format!("read `{}`", String::from_utf8_lossy(&bytes))
+        });
+        attempts.attempt(&format!("stat {path}"), fs::metadata(path), |meta| {
+            format!("{} bytes", meta.len())
+        });
+    }
+    for dir in config.list("dirs") {
+        attempts.attempt(&format!("list {dir}"), fs::read_dir(dir), |entries| {
+            let names: Vec<String> = entries
+                .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect();
+            format!("listed {names:?}")
+        });
+    }
+    if let [link_dir] = config.list("link_dir") {
+        for (n, target) in config.list("link_targets").iter().enumerate() {
+            let link = format!("{link_dir}/hostile-link-{n}");
+            // The guest may make a symlink in its writable folder (not an escape either way);
+            // following it out of the grant must not work.
+            match symlink(target, &link) {
+                Ok(()) => attempts.allowed.push(format!("make {link} -> {target}")),
+                Err(e) => attempts
+                    .denied
+                    .push(format!("make {link} -> {target}: {e}")),
+            }
+            attempts.attempt(
+                &format!("read {link} -> {target}"),
+                fs::read(&link),
+                |bytes| format!("read `{}`", String::from_utf8_lossy(&bytes)),
+            );
+        }
+    }
+    Ok(attempts)
+}
+
+fn write_read_only(config: &Config) -> Result<Attempts, String> {
+    let dir = config.one("dir")?;
+    let file = format!("{dir}/{}", config.one("file")?);
+    let subdir = format!("{dir}/{}", config.one("subdir")?);
+    let writable = config.one("writable_dir")?;
+    let mut a = Attempts::default();
+    a.control(&format!("read {file}"), fs::read(&file))?;
+    let control = format!("{writable}/hostile-control.txt");
+    a.control(&format!("write {control}"), fs::write(&control, b"hostile"))?;
+    let done = |()| "done".to_owned();
+    let new = format!("{dir}/hostile-new.txt");
+    a.attempt(&format!("create {new}"), fs::write(&new, b"hostile"), done);
+    a.attempt(
+        &format!("create-new {new}"),
+        fs::File::create_new(&new).map(drop),
+        done,
+    );
+    a.attempt(
+        &format!("write {file}"),
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .and_then(|mut f| f.write_all(b"hostile")),
+        done,
+    );
+    a.attempt(
+        &format!("append to {file}"),
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| f.write_all(b"hostile")),
+        done,
+    );
+    a.attempt(
+        &format!("truncate {file}"),
+        fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&file)
+            .map(drop),
+        done,
+    );
+    a.attempt(
+        &format!("set_len {file}"),
+        fs::File::open(&file).and_then(|f| f.set_len(0)),
+        done,
+    );
+    a.attempt(
+        &format!("retime {file}"),
+        fs::File::open(&file)
+            .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_234))),
+        done,
+    );
+    a.attempt(
+        &format!("rename {file} in place"),
+        fs::rename(&file, format!("{dir}/hostile-renamed.txt")),
+        done,
+    );
+    a.attempt(
+        &format!("move {file} to {writable}"),
+        fs::rename(&file, format!("{writable}/hostile-moved.txt")),
+        done,
+    );
+    let link = format!("{writable}/hostile-hard-link.txt");
+    a.attempt(
+        &format!("hard-link {file} into {writable}"),
+        fs::hard_link(&file, &link).and_then(|()| fs::write(&link, b"hostile")),
+        done,
+    );
+    let inbound = format!("{writable}/hostile-inbound.txt");
+    a.attempt(
+        &format!("move {inbound} into {dir}"),
+        fs::write(&inbound, b"hostile")
+            .and_then(|()| fs::rename(&inbound, format!("{dir}/hostile-inbound.txt"))),
+        done,
+    );
+    a.attempt(&format!("remove {file}"), fs::remove_file(&file), done);
+    a.attempt(
+        &format!("create folder {dir}/hostile-dir"),
+        fs::create_dir(format!("{dir}/hostile-dir")),
+        done,
+    );
+    a.attempt(
+        &format!("remove folder {subdir}"),
+        fs::remove_dir(&subdir),
+        done,
+    );
+    a.attempt(
+        &format!("symlink {dir}/hostile-symlink"),
+        symlink("x", &format!("{dir}/hostile-symlink")),
+        done,
+    );
+    Ok(a)
+}
+
+fn network(config: &Config) -> Result<Attempts, String> {
+    use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+    let port: u16 = config
+        .one("port")?
+        .parse()
+        .map_err(|e| format!("config key `port`: {e}"))?;
+    let udp_port: u16 = config
+        .one("udp_port")?
+        .parse()
+        .map_err(|e| format!("config key `udp_port`: {e}"))?;
+    let mut a = Attempts::default();
+    a.attempt(
+        &format!("tcp connect 127.0.0.1:{port}"),
+        TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| s.write_all(b"hostile")),
+        |()| "connected".to_owned(),
+    );
+    a.attempt(
+        &format!("udp send to 127.0.0.1:{udp_port}"),
+        UdpSocket::bind("127.0.0.1:0").and_then(|s| s.send_to(b"hostile", ("127.0.0.1", udp_port))),
+        |n| format!("sent {n} bytes"),
+    );
+    a.attempt(
+        "tcp listen on 127.0.0.1:0",
+        TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()),
+        |addr| format!("listening on {addr}"),
+    );
+    a.attempt(
+        "look up localhost",
+        ("localhost", port).to_socket_addrs(),
+        |addrs| format!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+    );
+    Ok(a)
+}
+
+/// Makes symlink `link` pointing to `target` (Rust's own `symlink_path` is unstable on WASI).
+#[allow(unsafe_code)]
+fn symlink(target: &str, link: &str) -> std::io::Result<()> {
+    use std::ffi::{CString, c_char, c_int};
+    unsafe extern "C" {
+        // wasi-libc's, which Rust's standard library links on wasm32-wasip2.
+        fn symlink(target: *const c_char, link: *const c_char) -> c_int;
+    }
+    let target = CString::new(target)?;
+    let link = CString::new(link)?;
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    if unsafe { symlink(target.as_ptr(), link.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

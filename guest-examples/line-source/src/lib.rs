@@ -4,28 +4,25 @@
 //! emits the lines whose 0-based number `n` satisfies `n % p == i`, each as a record with an
 //! empty key, the line without its line ending (`\n` or `\r\n`) as value, and `n` as timestamp.
 //! Its state is the byte offset and number of the next line to read.
+//!
+//! It rescales (`rescale = union`): after a parallelism change every new subtask gets every old
+//! subtask's position, in subtask order, and so knows which lines were already emitted (line
+//! `n` was, if `n` is below the position of old subtask `n % p_old`, or was already emitted
+//! before that). It reads on from the lowest old position and skips those lines.
 
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "source", path: "../../wit" });
-    use super::LineSource;
-    export!(LineSource);
-}
-
-use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, PollResult, StateOrigin};
-use jobhost_guest::{BatchBuilder, config_value, decode_state_exact, encode_state};
+use jobhost_guest::{
+    BatchBuilder, Context, ModuleInfo, Rescale, Restore, Source, config_value, decode_state,
+    decode_state_version, encode_state, unsupported_version,
+};
 use serde::{Deserialize, Serialize};
 
-jobhost_guest::batch_type!(Batch);
+const STATE_VERSION: u32 = 2;
 
-const STATE_VERSION: u32 = 1;
-
-/// Where the next line starts: the whole of the source's state.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// State version 1: where the next line starts.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Position {
     /// Byte offset into the file.
     offset: u64,
@@ -33,85 +30,122 @@ struct Position {
     line: u64,
 }
 
-struct Reader {
+/// State version 2: the position, and which lines at or after it were emitted before a
+/// parallelism change (none once it is past them).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct State {
+    next: Position,
+    emitted: Option<Emitted>,
+}
+
+/// The lines emitted at a parallelism, by the subtasks whose states a rescaled subtask received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Emitted {
+    /// For old subtask `i`: its next line, and what was emitted before its own start.
+    subtasks: Vec<(u64, Option<Box<Emitted>>)>,
+}
+
+impl Emitted {
+    /// Whether line `n` was emitted.
+    fn covers(&self, n: u64) -> bool {
+        let (next, before) = &self.subtasks[(n % self.subtasks.len() as u64) as usize];
+        n < *next || before.as_ref().is_some_and(|b| b.covers(n))
+    }
+
+    /// No line at or after this one is covered.
+    fn bound(&self) -> u64 {
+        let each = self.subtasks.iter();
+        each.map(|(next, before)| (*next).max(before.as_ref().map_or(0, |b| b.bound())))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn decode(blob: &[u8]) -> Result<State, String> {
+    match decode_state_version(blob)? {
+        (1, body) => Ok(State {
+            next: decode_state::<Position>(body)?,
+            emitted: None,
+        }),
+        (2, body) => decode_state(body),
+        (version, _) => Err(unsupported_version(version, &[1, 2])),
+    }
+}
+
+/// The line source of one subtask.
+pub struct LineSource {
     path: String,
     file: BufReader<File>,
     subtask: u64,
     parallelism: u64,
-    next: Position,
-    /// Set once the end of the file is reached, so that `poll-batch` keeps returning `end`.
-    finished: bool,
+    state: State,
+    line: Vec<u8>,
 }
 
-impl Reader {
-    fn open(ctx: &Context) -> Result<Self, String> {
-        if ctx.subtask >= ctx.parallelism {
-            return Err(format!(
-                "subtask {} is out of range for parallelism {}",
-                ctx.subtask, ctx.parallelism
-            ));
-        }
-        let path = config_value(&ctx.config, "path")?.to_owned();
-        let file = File::open(&path).map_err(|e| format!("cannot open `{path}`: {e}"))?;
-        Ok(Self {
-            path,
-            file: BufReader::new(file),
-            subtask: ctx.subtask.into(),
-            parallelism: ctx.parallelism.into(),
-            next: Position::default(),
-            finished: false,
-        })
-    }
-
-    fn poll(&mut self, max_records: u32) -> Result<PollResult, String> {
-        let mut output = BatchBuilder::new();
-        let mut line = Vec::new();
-        while !self.finished && output.len() < max_records as usize {
-            line.clear();
+impl LineSource {
+    fn poll_into(&mut self, max_records: u32, output: &mut BatchBuilder) -> Result<bool, String> {
+        while output.len() < max_records as usize {
+            self.line.clear();
             let read = self
                 .file
-                .read_until(b'\n', &mut line)
+                .read_until(b'\n', &mut self.line)
                 .map_err(|e| format!("cannot read `{}`: {e}", self.path))?;
             if read == 0 {
-                self.finished = true;
-                break;
+                return Ok(false);
             }
-            let number = self.next.line;
-            self.next.offset += read as u64;
-            self.next.line += 1;
-            if number % self.parallelism == self.subtask {
-                let timestamp = i64::try_from(number)
-                    .map_err(|_| format!("line number {number} does not fit a timestamp"))?;
-                output.push(&[], strip_line_ending(&line), timestamp)?;
+            let number = self.state.next.line;
+            self.state.next.offset += read as u64;
+            self.state.next.line += 1;
+            let emitted = self.state.emitted.as_ref();
+            if number % self.parallelism != self.subtask
+                || emitted.is_some_and(|e| e.covers(number))
+            {
+                continue;
             }
+            let timestamp = i64::try_from(number)
+                .map_err(|_| format!("line number {number} does not fit a timestamp"))?;
+            output.push(&[], strip_line_ending(&self.line), timestamp)?;
         }
-        Ok(if self.finished && output.is_empty() {
-            PollResult::End
-        } else {
-            PollResult::Records(output.into())
-        })
+        if self
+            .state
+            .emitted
+            .as_ref()
+            .is_some_and(|e| self.state.next.line >= e.bound())
+        {
+            self.state.emitted = None;
+        }
+        Ok(true)
     }
 
-    fn restore(&mut self, position: Position) -> Result<(), String> {
-        let error = |e| {
-            format!(
-                "cannot seek `{}` to byte {}: {e}",
-                self.path, position.offset
-            )
-        };
+    /// Goes to `state`: seeks the file to its offset.
+    fn seek(&mut self, state: State) -> Result<(), String> {
+        let offset = state.next.offset;
+        let error = |e| format!("cannot seek `{}` to byte {offset}: {e}", self.path);
         let len = self.file.get_ref().metadata().map_err(error)?.len();
-        if position.offset > len {
+        if offset > len {
             return Err(format!(
-                "cannot resume `{}` at byte {}: the file has only {len} bytes (was it changed?)",
-                self.path, position.offset
+                "cannot resume `{}` at byte {offset}: the file has only {len} bytes (was it changed?)",
+                self.path
             ));
         }
-        self.file
-            .seek(SeekFrom::Start(position.offset))
-            .map_err(error)?;
-        self.next = position;
-        self.finished = false;
+        self.file.seek(SeekFrom::Start(offset)).map_err(error)?;
+        self.state = state;
         Ok(())
+    }
+}
+
+/// The state a subtask resumes from, given every old subtask's after a parallelism change:
+/// read on from the lowest position, skipping what any old subtask emitted.
+fn merge(old: Vec<State>) -> State {
+    let lowest = old.iter().map(|s| s.next.clone()).min_by_key(|p| p.line);
+    let subtasks = old
+        .into_iter()
+        .map(|s| (s.next.line, s.emitted.map(Box::new)));
+    State {
+        next: lowest.unwrap_or_default(),
+        emitted: Some(Emitted {
+            subtasks: subtasks.collect(),
+        }),
     }
 }
 
@@ -120,121 +154,53 @@ fn strip_line_ending(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-thread_local! {
-    static READER: RefCell<Option<Reader>> = const { RefCell::new(None) };
-}
-
-fn with_reader<T>(f: impl FnOnce(&mut Reader) -> Result<T, String>) -> Result<T, String> {
-    READER.with_borrow_mut(|reader| f(reader.as_mut().ok_or("line-source is not initialized")?))
-}
-
-struct LineSource;
-
-impl bindings::Guest for LineSource {
+impl Source for LineSource {
     fn describe() -> ModuleInfo {
         ModuleInfo {
-            name: "line-source".to_owned(),
-            version: "1.0.0".to_owned(),
+            rescale: Rescale::Union,
+            ..jobhost_guest::module("line-source", "1.1.0")
         }
     }
 
-    fn init(ctx: Context) -> Result<(), String> {
-        let reader = Reader::open(&ctx)?;
-        READER.set(Some(reader));
-        Ok(())
+    fn init(ctx: &Context) -> Result<Self, String> {
+        let path = config_value(&ctx.config, "path")?.to_owned();
+        let file = File::open(&path).map_err(|e| format!("cannot open `{path}`: {e}"))?;
+        Ok(Self {
+            path,
+            file: BufReader::new(file),
+            subtask: ctx.subtask.into(),
+            parallelism: ctx.parallelism.into(),
+            state: State::default(),
+            line: Vec::new(),
+        })
     }
 
-    fn snapshot(_checkpoint_id: u64) -> Result<Vec<u8>, String> {
-        with_reader(|reader| encode_state(STATE_VERSION, &reader.next))
+    fn poll(&mut self, max_records: u32, output: &mut BatchBuilder) -> Result<bool, String> {
+        self.poll_into(max_records, output)
     }
 
-    fn restore(state: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
-        let position = decode_state_exact(&state, STATE_VERSION)?;
-        with_reader(|reader| reader.restore(position))
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Vec<u8>, String> {
+        encode_state(STATE_VERSION, &self.state)
     }
 
-    fn poll_batch(max_records: u32) -> Result<PollResult, String> {
-        with_reader(|reader| reader.poll(max_records))
+    fn restore(&mut self, from: Restore) -> Result<(), String> {
+        let mut old = from
+            .states
+            .iter()
+            .map(|s| decode(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Its own position at the same parallelism; at another, every old subtask's.
+        let state = match (u64::from(from.parallelism) == self.parallelism, old.len()) {
+            (_, 0) => return Ok(()),
+            (true, 1) => old.remove(0),
+            (true, n) => return Err(format!("{n} positions for one subtask")),
+            (false, _) => merge(old),
+        };
+        self.seek(state)
     }
 }
+
+jobhost_guest::export_source!(LineSource);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use jobhost_guest::records;
-
-    /// Subtask `subtask` of 2 reading `path`.
-    fn reader(path: &std::path::Path, subtask: u32) -> Reader {
-        let config = vec![("path".to_owned(), path.display().to_string())];
-        let ctx = Context {
-            operator_id: "lines".to_owned(),
-            subtask,
-            parallelism: 2,
-            config,
-        };
-        Reader::open(&ctx).unwrap()
-    }
-
-    /// Polls `max_records`, and returns the values and timestamps, or `None` at the end.
-    fn poll(reader: &mut Reader, max_records: u32) -> Option<Vec<(String, i64)>> {
-        match reader.poll(max_records).unwrap() {
-            PollResult::End => None,
-            PollResult::Records(batch) => Some(
-                records(&batch)
-                    .unwrap()
-                    .map(|r| {
-                        assert!(r.key.is_empty());
-                        (String::from_utf8(r.value.to_vec()).unwrap(), r.timestamp)
-                    })
-                    .collect(),
-            ),
-        }
-    }
-
-    fn lines(lines: &[(&str, i64)]) -> Option<Vec<(String, i64)>> {
-        Some(
-            lines
-                .iter()
-                .map(|&(line, n)| (line.to_owned(), n))
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn reads_its_share_of_lines_and_resumes() {
-        let path = std::env::temp_dir().join(format!("line-source-test-{}", std::process::id()));
-        std::fs::write(&path, "zero\none\r\n\nthree\nfour\nfive").unwrap();
-
-        let mut odd = reader(&path, 1);
-        assert_eq!(
-            poll(&mut odd, 10),
-            lines(&[("one", 1), ("three", 3), ("five", 5)])
-        );
-        assert_eq!(poll(&mut odd, 10), None);
-        assert_eq!(poll(&mut odd, 10), None);
-
-        let mut even = reader(&path, 0);
-        assert_eq!(poll(&mut even, 0), lines(&[]));
-        assert_eq!(poll(&mut even, 1), lines(&[("zero", 0)]));
-        let state = encode_state(STATE_VERSION, &even.next).unwrap();
-        assert_eq!(poll(&mut even, 2), lines(&[("", 2), ("four", 4)]));
-
-        let mut resumed = reader(&path, 0);
-        resumed
-            .restore(decode_state_exact(&state, STATE_VERSION).unwrap())
-            .unwrap();
-        assert_eq!(poll(&mut resumed, 5), lines(&[("", 2), ("four", 4)]));
-        assert_eq!(poll(&mut resumed, 5), None);
-
-        let beyond = Position {
-            offset: 1000,
-            line: 0,
-        };
-        let error = format!(
-            "cannot resume `{}` at byte 1000: the file has only 26 bytes (was it changed?)",
-            path.display()
-        );
-        assert_eq!(resumed.restore(beyond), Err(error));
-        std::fs::remove_file(&path).unwrap();
-    }
-}
+mod tests;

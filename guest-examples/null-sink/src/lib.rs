@@ -1,61 +1,74 @@
 //! A sink that discards every record: the end of benchmark pipelines, so that they measure the
-//! host and the operators rather than a disk. Its state is the number of records it was given.
+//! host and the operators rather than a disk. Its state is the number of records it was given;
+//! after a parallelism change each subtask takes its share of the old total (`union`).
 
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "sink", path: "../../wit" });
-    use super::NullSink;
-    export!(NullSink);
-}
-
-use std::cell::Cell;
-
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, StateOrigin};
-use jobhost_guest::{decode_state_exact, encode_state};
+use jobhost_guest::{
+    Context, ModuleInfo, Records, Rescale, Restore, Sink, decode_state_exact, encode_state,
+};
 
 const STATE_VERSION: u32 = 1;
 
-thread_local! {
-    static RECORDS: Cell<u64> = const { Cell::new(0) };
+/// Counts what it discards.
+pub struct NullSink {
+    records: u64,
+    subtask: u32,
+    parallelism: u32,
 }
 
-struct NullSink;
-
-impl bindings::Guest for NullSink {
+impl Sink for NullSink {
     fn describe() -> ModuleInfo {
         ModuleInfo {
-            name: "null-sink".to_owned(),
-            version: "1.0.0".to_owned(),
+            rescale: Rescale::Union,
+            ..jobhost_guest::module("null-sink", "1.0.0")
         }
     }
 
-    fn init(_ctx: Context) -> Result<(), String> {
+    fn init(ctx: &Context) -> Result<Self, String> {
+        Ok(NullSink {
+            records: 0,
+            subtask: ctx.subtask,
+            parallelism: ctx.parallelism,
+        })
+    }
+
+    fn write(&mut self, input: Records<'_>) -> Result<(), String> {
+        self.records += input.len() as u64;
         Ok(())
     }
 
-    fn snapshot(_checkpoint_id: u64) -> Result<Vec<u8>, String> {
-        encode_state(STATE_VERSION, &RECORDS.get())
-    }
-
-    fn restore(state: Vec<u8>, _origin: StateOrigin) -> Result<(), String> {
-        RECORDS.set(decode_state_exact(&state, STATE_VERSION)?);
+    fn prepare_commit(&mut self, _checkpoint: u64) -> Result<(), String> {
         Ok(())
     }
 
-    fn write_batch(input: Batch) -> Result<(), String> {
-        RECORDS.set(RECORDS.get() + input.timestamps.len() as u64);
+    fn commit(&mut self, _checkpoint: u64) -> Result<(), String> {
         Ok(())
     }
 
-    fn prepare_commit(_checkpoint_id: u64) -> Result<(), String> {
+    fn recover(&mut self, _checkpoint: u64) -> Result<(), String> {
         Ok(())
     }
 
-    fn commit(_checkpoint_id: u64) -> Result<(), String> {
-        Ok(())
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Vec<u8>, String> {
+        encode_state(STATE_VERSION, &self.records)
     }
 
-    fn recover(_checkpoint_id: u64) -> Result<(), String> {
+    fn restore(&mut self, from: Restore) -> Result<(), String> {
+        let counts = from
+            .states
+            .iter()
+            .map(|s| decode_state_exact::<u64>(s, STATE_VERSION));
+        let total: u64 = counts.sum::<Result<u64, String>>()?;
+        self.records = match from.parallelism == self.parallelism {
+            true => total,
+            // Old subtasks' counts summed, and shared out so that the new ones add up to it.
+            false => {
+                let share = total / u64::from(self.parallelism);
+                let rest = u64::from(self.subtask == 0) * (total % u64::from(self.parallelism));
+                share + rest
+            }
+        };
         Ok(())
     }
 }
+
+jobhost_guest::export_sink!(NullSink);

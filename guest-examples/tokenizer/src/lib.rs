@@ -2,69 +2,52 @@
 //! of alphanumeric characters, lower-cased. It emits one record per word, with the word as both
 //! key and value and the line's timestamp. Bytes that are not UTF-8 separate words.
 
-mod bindings {
-    #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
-    wit_bindgen::generate!({ world: "operator", path: "../../wit" });
-    use super::Tokenizer;
-    export!(Tokenizer);
+use jobhost_guest::{BatchBuilder, Context, Keyed, ModuleInfo, Operator, Records};
+
+/// The tokenizer; its one buffer is reused for every word.
+#[derive(Default)]
+pub struct Tokenizer {
+    word: String,
 }
 
-use bindings::jobhost::operator::types::{Batch, Context, ModuleInfo, StateOrigin};
-use jobhost_guest::{BatchBuilder, records};
+impl Operator for Tokenizer {
+    type Value = ();
 
-jobhost_guest::batch_type!(Batch);
-
-struct Tokenizer;
-
-impl bindings::Guest for Tokenizer {
     fn describe() -> ModuleInfo {
-        ModuleInfo {
-            name: "tokenizer".to_owned(),
-            version: "1.0.0".to_owned(),
-        }
+        jobhost_guest::module("tokenizer", "1.0.0")
     }
 
-    fn init(_ctx: Context) -> Result<(), String> {
-        Ok(())
+    fn init(_ctx: &Context) -> Result<Self, String> {
+        Ok(Tokenizer::default())
     }
 
-    fn snapshot(_checkpoint_id: u64) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
-    }
-
-    fn restore(state: Vec<u8>, origin: StateOrigin) -> Result<(), String> {
-        if state.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the tokenizer is stateless, but was given {} bytes of state written by {} {}",
-                state.len(),
-                origin.module_name,
-                origin.module_version
-            ))
-        }
-    }
-
-    fn process(input: Batch) -> Result<Batch, String> {
-        let mut output = BatchBuilder::new();
-        for r in records(&input)? {
+    fn process(
+        &mut self,
+        input: Records<'_>,
+        _keyed: &mut Keyed<()>,
+        output: &mut BatchBuilder,
+    ) -> Result<(), String> {
+        for r in input {
             let line = String::from_utf8_lossy(r.value);
-            for word in line
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-            {
-                let word = word.to_lowercase();
-                output.push(word.as_bytes(), word.as_bytes(), r.timestamp)?;
+            for word in line.split(|c: char| !c.is_alphanumeric()) {
+                if word.is_empty() {
+                    continue;
+                }
+                self.word.clear();
+                self.word.extend(word.chars().flat_map(char::to_lowercase));
+                output.push(self.word.as_bytes(), self.word.as_bytes(), r.timestamp)?;
             }
         }
-        Ok(output.into())
+        Ok(())
     }
 }
+
+jobhost_guest::export_operator!(Tokenizer);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bindings::Guest;
+    use jobhost_guest::{Batch, records};
 
     #[test]
     fn splits_lines_into_lower_case_words() {
@@ -73,7 +56,15 @@ mod tests {
             .push(b"", "Hello, World! Été x2-go".as_bytes(), 7)
             .unwrap();
         input.push(b"", b"  \xffBAD\xffbytes ", 8).unwrap();
-        let output = Tokenizer::process(input.into()).unwrap();
+        let input: Batch = input.into();
+        let mut output = BatchBuilder::new();
+        let mut tokenizer = Tokenizer::default();
+        let mut keyed = Keyed::new(0..0);
+        let records_in = records(&input).unwrap();
+        tokenizer
+            .process(records_in, &mut keyed, &mut output)
+            .unwrap();
+        let output: Batch = output.into();
         let words: Vec<_> = records(&output)
             .unwrap()
             .map(|r| {

@@ -34,4 +34,6 @@ pub mod sink {
     });
 }
 
-pub use operator::jobhost::operator::types::{Batch, Context, ModuleInfo, PollResult, StateOrigin};
+pub use operator::jobhost::operator::types::{
+    Batch, Context, KeyGroupState, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin,
+};

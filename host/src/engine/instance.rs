@@ -13,7 +13,7 @@ use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 use super::bindings::{
-    Batch, Context, ModuleInfo, PollResult, StateOrigin, operator, sink, source,
+    Batch, Context, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin, operator, sink, source,
 };
 use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
 use crate::ids::Role;
@@ -216,14 +216,31 @@ impl Engine {
     }
 }
 
+/// Runs a guest call for at most `deadline` of wall-clock time. Epoch interruption stops a
+/// guest computing past its deadline; this stops one blocked in a host call (a sleep, a slow
+/// read) that the epoch never sees. A call cut short leaves its instance unusable, which is
+/// how a trap leaves it too: the subtask fails, and a restart builds a new instance.
+async fn bounded<T>(
+    deadline: Duration,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::msg(format!(
+            "interrupt: still running after its deadline of {} ms (blocked outside WebAssembly)",
+            deadline.as_millis()
+        ))),
+    }
+}
+
 /// Calls an export that every world has (`describe`, `init`, `snapshot`, `restore`).
 macro_rules! call_stateful {
     ($self:ident, $method:ident $(, $arg:expr)*) => {{
-        $self.arm_deadline();
+        let deadline = $self.arm_deadline();
         match &$self.bindings {
-            Bindings::Source(b) => b.$method(&mut $self.store $(, $arg)*).await,
-            Bindings::Operator(b) => b.$method(&mut $self.store $(, $arg)*).await,
-            Bindings::Sink(b) => b.$method(&mut $self.store $(, $arg)*).await,
+            Bindings::Source(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
+            Bindings::Operator(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
+            Bindings::Sink(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
         }
     }};
 }
@@ -231,11 +248,11 @@ macro_rules! call_stateful {
 /// Calls an export that only one role's world has; the runtime never calls it on another.
 macro_rules! call_role {
     ($self:ident, $role:ident, $method:ident, $name:literal $(, $arg:expr)*) => {{
-        $self.arm_deadline();
+        let deadline = $self.arm_deadline();
         let Bindings::$role(b) = &$self.bindings else {
             unreachable!(concat!("`", $name, "` called on a subtask that is not a ", stringify!($role)))
         };
-        let result = b.$method(&mut $self.store $(, $arg)*).await;
+        let result = bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await;
         $self.outcome($name, result)
     }};
 }
@@ -246,9 +263,11 @@ impl Instance {
         &self.subtask
     }
 
-    fn arm_deadline(&mut self) {
+    /// Arms the epoch deadline of the next call; returns its wall-clock deadline.
+    fn arm_deadline(&mut self) -> Duration {
         self.store.data_mut().ticks_left = self.call_ticks_max;
         self.store.set_epoch_deadline(1);
+        Duration::from_millis(self.call_ticks_max * EPOCH_TICK_MS)
     }
 
     fn trapped(&self, call: &'static str, e: wasmtime::Error) -> GuestError {
@@ -290,14 +309,18 @@ impl Instance {
         self.outcome("init", result)
     }
 
-    /// Serializes the subtask's state.
-    pub async fn snapshot(&mut self, checkpoint: u64) -> Result<Vec<u8>, GuestError> {
-        let result = call_stateful!(self, call_snapshot, checkpoint);
+    /// Serializes the subtask's state: every key group with `full`, else those changed.
+    pub async fn snapshot(&mut self, checkpoint: u64, full: bool) -> Result<Snapshot, GuestError> {
+        let result = call_stateful!(self, call_snapshot, checkpoint, full);
         self.outcome("snapshot", result)
     }
 
-    /// Restores the subtask's state from a blob `origin` wrote.
-    pub async fn restore(&mut self, state: &[u8], origin: &StateOrigin) -> Result<(), GuestError> {
+    /// Restores the subtask's state from state `origin` wrote.
+    pub async fn restore(
+        &mut self,
+        state: &Restored,
+        origin: &StateOrigin,
+    ) -> Result<(), GuestError> {
         let result = call_stateful!(self, call_restore, state, origin);
         self.outcome("restore", result)
     }

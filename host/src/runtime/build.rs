@@ -16,11 +16,14 @@ use tokio::sync::mpsc;
 use super::channel::{Receiver, Sender, channel};
 use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
+use super::restore;
 use super::subtask::Subtask;
 use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, RestoreFrom};
-use crate::engine::bindings::{Context, StateOrigin};
+use crate::engine::bindings::{self, Context};
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
+use crate::key_group::key_group_range;
+use crate::snapshot::Rescale;
 use crate::store::{Store, StoreError};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
 
@@ -151,13 +154,13 @@ impl Blueprint {
                 module_sha256: module.sha256.clone(),
                 module_name: String::new(),
                 module_version: String::new(),
+                rescale: Rescale::Refuse,
+                remap: None,
             };
+            let mut started = Vec::new();
             for index in 0..op.parallelism {
-                match self
-                    .start_subtask(op, module, index, restore, &mut info)
-                    .await
-                {
-                    Ok(instance) => instances.push(instance),
+                match self.start_subtask(op, module, index, &mut info).await {
+                    Ok(instance) => started.push(instance),
                     Err(message) => errors.push(BuildError {
                         operator: op.id.clone(),
                         subtask: Some(index),
@@ -165,6 +168,11 @@ impl Blueprint {
                     }),
                 }
             }
+            if started.len() == op.parallelism as usize {
+                let restored = restore::restore_operator(op, &mut started, restore, &mut info);
+                errors.extend(restored.await.err().unwrap_or_default());
+            }
+            instances.extend(started);
             infos.push(info);
         }
         if !errors.is_empty() {
@@ -201,6 +209,7 @@ impl Blueprint {
                 job: self.job.clone(),
                 records_per_second_max: op.records_per_second_max,
                 recover: recover_checkpoint(restore, op),
+                held: None,
             });
         }
         let coordinator = CoordinatorTask::new(
@@ -216,14 +225,12 @@ impl Blueprint {
         Ok((subtasks, coordinator))
     }
 
-    /// Instantiates one subtask and brings it to where the job resumes: `describe`, `init`,
-    /// then `restore` of its state if the point has some.
+    /// Instantiates one subtask and starts it: `describe`, then `init`.
     async fn start_subtask(
         &self,
         op: &OperatorPlan,
         module: &Module,
         index: u32,
-        restore: Option<&RestoreFrom>,
         info: &mut OperatorInfo,
     ) -> Result<Instance, String> {
         let limits = Limits {
@@ -236,69 +243,39 @@ impl Blueprint {
             operator: op.id.clone(),
             index,
         };
+        let grants = Grants {
+            mounts: &op.mounts,
+            clock: op.clock,
+        };
         let mut instance = self
             .engine
-            .instantiate(
-                module,
-                subtask,
-                limits,
-                Grants {
-                    mounts: &op.mounts,
-                    clock: op.clock,
-                },
-            )
+            .instantiate(module, subtask, limits, grants)
             .await
             .map_err(|e| e.to_string())?;
+        let key_groups = key_group_range(index, op.parallelism, self.plan.max_parallelism);
         let context = Context {
             operator_id: op.id.to_string(),
             subtask: index,
             parallelism: op.parallelism,
+            max_parallelism: self.plan.max_parallelism,
+            key_group_start: key_groups.start,
+            key_group_end: key_groups.end,
             config: op.config.clone(),
         };
         let started: Result<(), GuestError> = async {
             let described = instance.describe().await?;
             info.module_name = described.name;
             info.module_version = described.version;
+            info.rescale = match described.rescale {
+                bindings::Rescale::Refuse => Rescale::Refuse,
+                bindings::Rescale::Union => Rescale::Union,
+            };
             instance.init(&context).await
         }
         .await;
         started.map_err(|e| e.to_string())?;
-        if let Some((origin, blob)) = restored_state(restore, op, index)? {
-            instance
-                .restore(blob, &origin)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
         Ok(instance)
     }
-}
-
-/// The state `restore` holds for subtask `index` of `op`, and which module wrote it; none if
-/// the point has no state for the operator (it starts empty). An operator of the point whose
-/// subtask has no state is an error, never an empty start.
-fn restored_state<'a>(
-    restore: Option<&'a RestoreFrom>,
-    op: &OperatorPlan,
-    index: u32,
-) -> Result<Option<(StateOrigin, &'a [u8])>, String> {
-    let Some(restore) = restore else {
-        return Ok(None);
-    };
-    let Some(origin) = restore.metadata.operators.iter().find(|s| s.id == op.id) else {
-        return Ok(None);
-    };
-    let blob = restore.states.get(&(op.id.clone(), index)).ok_or_else(|| {
-        format!(
-            "checkpoint {} has state for operator `{}` but none for its subtask {index}",
-            restore.metadata.checkpoint, op.id
-        )
-    })?;
-    let origin = StateOrigin {
-        module_name: origin.module_name.clone(),
-        module_version: origin.module_version.clone(),
-        module_sha256: origin.module_sha256.clone(),
-    };
-    Ok(Some((origin, blob)))
 }
 
 /// The checkpoint a sink restored from, whose outside world it reconciles (`recover`) once

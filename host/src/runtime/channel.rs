@@ -129,6 +129,7 @@ mod tests {
             values: vec![],
             value_ends: vec![0; records],
             timestamps: vec![0; records],
+            key_groups: vec![],
         }
     }
 

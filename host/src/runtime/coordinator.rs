@@ -18,7 +18,7 @@ use super::{OperatorInfo, Outcome, Request, Saved};
 use crate::barrier::{Barrier, BarrierKind, Coordinator, Phase, Progress, retention_victims};
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
 use crate::key_group::KEY_GROUP_FUNCTION;
-use crate::store::{Metadata, OperatorState, StateFile, Store};
+use crate::store::{Metadata, OperatorState, StateFile, StateLayout, Store};
 use crate::topology::{Plan, Role};
 
 type Reply = oneshot::Sender<Result<Saved, String>>;
@@ -295,6 +295,7 @@ impl CoordinatorTask {
             job_file: self.job_file.clone(),
             max_parallelism: self.max_parallelism,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+            state_layout: StateLayout::Grouped,
             operators: self
                 .operators
                 .iter()

@@ -10,6 +10,7 @@ mod build;
 pub mod channel;
 pub mod coordinator;
 pub mod partition;
+mod restore;
 pub mod subtask;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::engine::Limits;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
+use crate::snapshot::Rescale;
 use crate::store::{Metadata, States};
 use crate::topology::{Plan, Role};
 use coordinator::CoordinatorTask;
@@ -88,9 +90,14 @@ pub struct OperatorInfo {
     pub module_name: String,
     /// The module's own version.
     pub module_version: String,
+    /// How its operator state rescales, as the module says.
+    pub rescale: Rescale,
+    /// How its state moved from the point's subtasks, if it was restored.
+    pub remap: Option<Remap>,
 }
 
 pub use build::build;
+pub use restore::Remap;
 
 /// A job built and ready to spawn.
 pub struct Job {

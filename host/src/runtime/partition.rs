@@ -46,7 +46,7 @@ pub fn records(batch: &Batch) -> impl Iterator<Item = (&[u8], &[u8], i64)> {
     })
 }
 
-/// Appends a record to a batch.
+/// Appends a record to a batch (a batch of key-by records also carries their groups).
 pub fn push(batch: &mut Batch, key: &[u8], value: &[u8], timestamp: i64) {
     batch.keys.extend_from_slice(key);
     batch.key_ends.push(batch.keys.len() as u32);
@@ -63,6 +63,7 @@ pub fn empty_batch() -> Batch {
         values: vec![],
         value_ends: vec![],
         timestamps: vec![],
+        key_groups: vec![],
     }
 }
 
@@ -87,7 +88,9 @@ impl OutputEdge {
         }
     }
 
-    async fn send(&mut self, batch: Batch) -> Result<(), Closed> {
+    async fn send(&mut self, mut batch: Batch) -> Result<(), Closed> {
+        // Whatever groups a guest put in its batch mean nothing: key-by sets them.
+        batch.key_groups.clear();
         match self.partition {
             Partition::Forward => self.targets[0].send_batch(batch).await,
             Partition::Rebalance => {
@@ -101,14 +104,20 @@ impl OutputEdge {
                 Ok(())
             }
             // One downstream subtask owns every key group: no need to split the batch.
-            Partition::KeyBy if self.targets.len() == 1 => self.targets[0].send_batch(batch).await,
+            Partition::KeyBy if self.targets.len() == 1 => {
+                let groups = records(&batch).map(|(key, ..)| key_group(key, self.max_parallelism));
+                batch.key_groups = groups.collect();
+                self.targets[0].send_batch(batch).await
+            }
             Partition::KeyBy => {
                 let parallelism = self.targets.len() as u32;
                 let mut split: Vec<Batch> = (0..parallelism).map(|_| empty_batch()).collect();
                 for (key, value, timestamp) in records(&batch) {
                     let group = key_group(key, self.max_parallelism);
                     let target = subtask_of_key_group(group, self.max_parallelism, parallelism);
-                    push(&mut split[target as usize], key, value, timestamp);
+                    let part = &mut split[target as usize];
+                    push(part, key, value, timestamp);
+                    part.key_groups.push(group);
                 }
                 for (target, part) in self.targets.iter().zip(split) {
                     if batch_len(&part) > 0 {
@@ -211,8 +220,10 @@ mod tests {
         let mut owner = std::collections::HashMap::new();
         for (subtask, rx) in rxs.iter_mut().enumerate() {
             while let Some(Message::Batch(b)) = std::future::poll_fn(|cx| rx.poll_recv(cx)).await {
-                for (key, _, _) in records(&b) {
+                assert_eq!(b.key_groups.len(), b.timestamps.len());
+                for ((key, _, _), &group) in records(&b).zip(&b.key_groups) {
                     assert_eq!(*owner.entry(key.to_vec()).or_insert(subtask), subtask);
+                    assert_eq!(group, key_group(key, 128));
                 }
             }
         }

@@ -19,6 +19,7 @@ use crate::barrier::{Aligner, Alignment, Barrier, Phase};
 use crate::engine::bindings::{Batch, PollResult};
 use crate::engine::{GuestError, Instance};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
+use crate::snapshot::Held;
 use crate::store::{StateFile, Store};
 use crate::topology::Role;
 
@@ -112,6 +113,8 @@ pub struct Subtask {
     /// Sinks restored from a point: the checkpoint whose outside world `recover` reconciles
     /// before anything else runs.
     pub recover: Option<CheckpointId>,
+    /// Its full state as of its latest snapshot; none before the first, which is full.
+    pub held: Option<Held>,
 }
 
 impl Subtask {
@@ -251,14 +254,24 @@ impl Subtask {
     /// aborts this checkpoint; a trap fails the subtask.
     async fn checkpoint(&mut self, barrier: Barrier) -> Result<(), SubtaskError> {
         let checkpoint = barrier.checkpoint;
+        // The first snapshot of an instance is full: from then on, the host's copy of its
+        // state is exactly the guest's, and later snapshots carry only what changed.
+        let full = self.held.is_none();
         let snapshot = async {
             if self.role == Role::Sink {
                 self.instance.prepare_commit(checkpoint.0).await?;
             }
-            self.instance.snapshot(checkpoint.0).await
+            self.instance.snapshot(checkpoint.0, full).await
         };
         let blob = match snapshot.await {
-            Ok(blob) => blob,
+            Ok(snapshot) => {
+                let changed = snapshot.key_groups.into_iter();
+                let changed = changed.map(|g| (g.key_group, g.state)).collect();
+                let held = self.held.get_or_insert_with(Held::default);
+                held.merge(snapshot.operator_state, changed, full);
+                // Cheap: the groups are shared, and encoded off the hot path.
+                held.clone()
+            }
             Err(error @ GuestError::Refused { .. }) => {
                 let _ = self.events.send(Event::SnapshotFailed {
                     checkpoint,
@@ -278,6 +291,7 @@ impl Subtask {
             let write = {
                 let subtask = subtask.clone();
                 tokio::task::spawn_blocking(move || {
+                    let blob = blob.encode();
                     store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &blob)
                 })
             };

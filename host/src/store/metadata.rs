@@ -6,7 +6,8 @@
 //! restore, this is read and verified first; each state file is verified against it before
 //! any module sees a byte. Encoding and verification only: no I/O.
 //!
-//! Format 2 records `max_parallelism`, the key-group function and each operator's role.
+//! Format 2 records `max_parallelism`, the key-group function, each operator's role, and
+//! holds each subtask's state grouped by key group.
 //! Format 1 did not; [`decode`] still reads it, taking those facts from the job file that
 //! format 1 recorded verbatim.
 
@@ -45,8 +46,20 @@ pub struct Metadata {
     /// The name of the function from key to key group
     /// ([`KEY_GROUP_FUNCTION`](crate::key_group::KEY_GROUP_FUNCTION) of the writing host).
     pub key_group_function: String,
+    /// How the state files are laid out.
+    pub state_layout: StateLayout,
     /// One entry per operator, in the job's topological order.
     pub operators: Vec<OperatorState>,
+}
+
+/// How a point's state files are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateLayout {
+    /// Each file is the one blob its subtask's module returned (format 1).
+    Blob,
+    /// Each file holds its subtask's operator state and keyed state by key group
+    /// ([`crate::snapshot::Held::encode`]).
+    Grouped,
 }
 
 /// The state of one operator in a checkpoint.
@@ -223,6 +236,7 @@ mod format_1 {
             job_file: old.job_file,
             max_parallelism: facts.max_parallelism.unwrap_or(MAX_PARALLELISM_DEFAULT),
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+            state_layout: super::StateLayout::Blob,
             operators,
         })
     }
@@ -249,6 +263,7 @@ mod tests {
             job_file: "name = \"x\"".to_owned(),
             max_parallelism: 128,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+            state_layout: StateLayout::Grouped,
             operators: vec![OperatorState {
                 id: "counter".parse().unwrap(),
                 role: Role::Operator,
@@ -295,6 +310,7 @@ mod tests {
         );
         assert_eq!(metadata.max_parallelism, 128);
         assert_eq!(metadata.key_group_function, "xxh3-64-mod");
+        assert_eq!(metadata.state_layout, StateLayout::Blob);
         let source = &metadata.operators[0].files[0];
         assert_eq!((source.file.as_str(), source.len), ("lines-0.state", 6));
         assert_eq!(

@@ -26,7 +26,7 @@ use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 pub use layout::Layout;
 use layout::METADATA_FILE;
 pub use lock::{JobLock, StartLock};
-pub use metadata::{Metadata, MetadataError, OperatorState, StateFile};
+pub use metadata::{Metadata, MetadataError, OperatorState, StateFile, StateLayout};
 
 /// A failure of the state folder, naming the path at fault.
 #[derive(Debug, thiserror::Error)]

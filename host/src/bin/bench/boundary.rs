@@ -48,6 +48,9 @@ pub async fn boundary(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Re
         operator_id: "identity".to_owned(),
         subtask: 0,
         parallelism: 1,
+        max_parallelism: 128,
+        key_group_start: 0,
+        key_group_end: 128,
         config: vec![],
     };
     instance.init(&context).await?;

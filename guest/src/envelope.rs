@@ -1,0 +1,155 @@
+//! The portable state envelope (`docs/state-format.md`): a MessagePack array
+//! `[format, version, payload]`, which the Python and JavaScript SDKs read and write the same
+//! way, so that state moves between languages across an upgrade.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What a module's state means: a name, and a version of its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateFormat {
+    /// The format's name (`"word-count"`): state of another name is refused.
+    pub name: &'static str,
+    /// The version this module writes; it may read older ones (migration).
+    pub version: u32,
+}
+
+/// A blob opened: its format name, version, and the MessagePack payload still encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// The format's name.
+    pub format: &'a str,
+    /// The version its payload was written in.
+    pub version: u32,
+    /// The payload, MessagePack.
+    pub payload: &'a [u8],
+}
+
+/// Encodes `payload` in an envelope of `format`.
+pub fn seal<T: Serialize + ?Sized>(format: StateFormat, payload: &T) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    rmp::encode::write_array_len(&mut out, 3).expect("writing to a Vec cannot fail");
+    rmp::encode::write_str(&mut out, format.name).expect("writing to a Vec cannot fail");
+    rmp::encode::write_uint(&mut out, u64::from(format.version))
+        .expect("writing to a Vec cannot fail");
+    rmp_serde::encode::write(&mut out, payload).map_err(|e| {
+        format!(
+            "cannot encode state `{}` v{}: {e}",
+            format.name, format.version
+        )
+    })?;
+    Ok(out)
+}
+
+/// Reads the envelope of `blob`, leaving its payload encoded.
+pub fn open(blob: &[u8]) -> Result<Envelope<'_>, String> {
+    let malformed = |what: &str| format!("the state is not a state envelope: {what}");
+    let mut rest = blob;
+    let len = rmp::decode::read_array_len(&mut rest).map_err(|_| malformed("no array"))?;
+    if len != 3 {
+        return Err(malformed(&format!(
+            "an array of {len}, not [format, version, payload]"
+        )));
+    }
+    let (format, tail) =
+        rmp::decode::read_str_from_slice(rest).map_err(|_| malformed("no format name"))?;
+    let mut rest = tail;
+    let version: u32 = rmp::decode::read_int(&mut rest).map_err(|_| malformed("no version"))?;
+    Ok(Envelope {
+        format,
+        version,
+        payload: rest,
+    })
+}
+
+/// Decodes a payload, all of it.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    let mut rest = payload;
+    let value = T::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
+        .map_err(|e| format!("the state payload does not decode: {e}"))?;
+    let left = rest.len();
+    if left != 0 {
+        return Err(format!(
+            "the state payload has {left} unexpected trailing bytes"
+        ));
+    }
+    Ok(value)
+}
+
+impl Envelope<'_> {
+    /// Checks that the envelope is of format `name`.
+    pub fn expect_format(&self, name: &str) -> Result<(), String> {
+        if self.format != name {
+            return Err(format!(
+                "the state is of format `{}`, this module reads `{name}`",
+                self.format
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The error for state of version `found` that a module of `format` cannot read.
+pub fn unsupported(format: StateFormat, found: u32) -> String {
+    format!(
+        "state `{}` version {found} is not one this module reads (it writes version {})",
+        format.name, format.version
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COUNTS: StateFormat = StateFormat {
+        name: "word-count",
+        version: 1,
+    };
+
+    #[test]
+    fn the_envelope_is_a_three_element_messagepack_array() {
+        let blob = seal(COUNTS, &7u64).unwrap();
+        // fixarray 3, fixstr 10 "word-count", 1, 7.
+        let mut expected = vec![0x93, 0xaa];
+        expected.extend_from_slice(b"word-count");
+        expected.extend_from_slice(&[0x01, 0x07]);
+        assert_eq!(blob, expected);
+        let opened = open(&blob).unwrap();
+        assert_eq!((opened.format, opened.version), ("word-count", 1));
+        assert_eq!(decode_payload::<u64>(opened.payload), Ok(7));
+    }
+
+    #[test]
+    fn malformed_and_foreign_state_is_refused_clearly() {
+        assert!(open(&[]).unwrap_err().contains("not a state envelope"));
+        assert!(
+            open(&[0x92, 0xa1, b'x', 1])
+                .unwrap_err()
+                .contains("an array of 2")
+        );
+        let blob = seal(
+            StateFormat {
+                name: "other",
+                version: 1,
+            },
+            &1u8,
+        )
+        .unwrap();
+        let error = open(&blob)
+            .unwrap()
+            .expect_format("word-count")
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "the state is of format `other`, this module reads `word-count`"
+        );
+        let mut trailing = seal(COUNTS, &1u8).unwrap();
+        trailing.push(0);
+        let opened = open(&trailing).unwrap();
+        assert!(
+            decode_payload::<u8>(opened.payload)
+                .unwrap_err()
+                .contains("1 unexpected")
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! Restoring an operator's subtasks from a point, at the parallelism it was taken at or
+//! another: the point's state files are read back ([`snapshot::decode`]), the key groups and
+//! operator states are given to the new subtasks as [`snapshot::plan_restore`] decides, and
+//! each subtask's guest `restore`s them. Loading state only: nothing outside the guests.
+
+use super::{BuildError, OperatorInfo, RestoreFrom};
+use crate::engine::Instance;
+use crate::engine::bindings::{KeyGroupState, Restored, StateOrigin};
+use crate::snapshot::{self, Assigned, Held};
+use crate::store::{OperatorState, StateLayout};
+use crate::topology::OperatorPlan;
+
+/// How an operator's state moved from the point's subtasks to the job's, for `host check`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remap {
+    /// The parallelism of the point.
+    pub from_parallelism: u32,
+    /// For each new subtask: old subtask -> (key groups, bytes) it received from it.
+    pub subtasks: Vec<std::collections::BTreeMap<u32, (u32, u64)>>,
+}
+
+/// Restores `instances`, the started subtasks of `op`, from the point's state of `op`, if it
+/// has some (an operator new to the job starts empty). Records the remapping in `info`.
+pub(super) async fn restore_operator(
+    op: &OperatorPlan,
+    instances: &mut [Instance],
+    restore: Option<&RestoreFrom>,
+    info: &mut OperatorInfo,
+) -> Result<(), Vec<BuildError>> {
+    let Some(restore) = restore else {
+        return Ok(());
+    };
+    let Some(state) = restore.metadata.operators.iter().find(|s| s.id == op.id) else {
+        return Ok(());
+    };
+    let error = |subtask, message| BuildError {
+        operator: op.id.clone(),
+        subtask,
+        message,
+    };
+    let old = old_states(restore, state).map_err(|message| vec![error(None, message)])?;
+    let max_parallelism = restore.metadata.max_parallelism;
+    let assigned = snapshot::plan_restore(&old, op.parallelism, max_parallelism, info.rescale)
+        .map_err(|e| vec![error(None, e.to_string())])?;
+    info.remap = Some(Remap {
+        from_parallelism: state.parallelism,
+        subtasks: assigned.iter().map(|a| a.moved.clone()).collect(),
+    });
+    let origin = StateOrigin {
+        module_name: state.module_name.clone(),
+        module_version: state.module_version.clone(),
+        module_sha256: state.module_sha256.clone(),
+    };
+    let mut errors = Vec::new();
+    for (instance, assigned) in instances.iter_mut().zip(assigned) {
+        let index = instance.subtask().index;
+        let restored = restored(state.parallelism, assigned);
+        if let Err(e) = instance.restore(&restored, &origin).await {
+            errors.push(error(Some(index), e.to_string()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The state of every subtask of the point's operator `state`, in subtask order.
+fn old_states(restore: &RestoreFrom, state: &OperatorState) -> Result<Vec<Held>, String> {
+    (0..state.parallelism)
+        .map(|subtask| {
+            let bytes = restore.states.get(&(state.id.clone(), subtask)).ok_or_else(|| {
+                format!(
+                    "checkpoint {} has state for the operator but none for its subtask {subtask}",
+                    restore.metadata.checkpoint
+                )
+            })?;
+            match restore.metadata.state_layout {
+                StateLayout::Grouped => snapshot::decode(bytes)
+                    .map_err(|e| format!("subtask {subtask}'s state file: {e}")),
+                // Format 1: the module's one blob, all of it operator state.
+                StateLayout::Blob => Ok(Held {
+                    operator_state: bytes[..].into(),
+                    key_groups: Default::default(),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// What a guest's `restore` receives.
+fn restored(parallelism: u32, assigned: Assigned) -> Restored {
+    Restored {
+        parallelism,
+        operator_states: assigned
+            .operator_states
+            .iter()
+            .map(|s| s.to_vec())
+            .collect(),
+        key_groups: assigned
+            .key_groups
+            .into_iter()
+            .map(|(key_group, state)| KeyGroupState {
+                key_group,
+                state: state.to_vec(),
+            })
+            .collect(),
+    }
+}

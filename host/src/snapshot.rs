@@ -1,0 +1,295 @@
+//! A subtask's state as the host keeps and stores it, and how a point's state goes to the
+//! subtasks of a job that resumes from it, at the same parallelism or another.
+//!
+//! Between a guest's `snapshot` and a state file: a guest returns its operator state and only
+//! the key groups changed since its previous snapshot; [`Held`] merges them into the subtask's
+//! full state, and [`Held::encode`] frames it for the store (a state file). On resume,
+//! [`decode`] reads each state file back and [`plan_restore`] decides, without I/O, which
+//! operator states and key groups each new subtask receives: key groups follow the key-group
+//! ranges of the new parallelism; operator state goes to the subtask of the same index, or,
+//! when the parallelism changed, to every subtask if the module declared `rescale = union`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::key_group::subtask_of_key_group;
+
+/// The state of one key group.
+pub type Group = Arc<[u8]>;
+
+/// One subtask's full state, as of its latest snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// State not split by key.
+    pub operator_state: Arc<[u8]>,
+    /// Keyed state by key group; groups without keys are absent.
+    pub key_groups: BTreeMap<u32, Group>,
+}
+
+/// A state file's contents: postcard of this, the layout of format 2 points.
+#[derive(Serialize, Deserialize)]
+struct StateFile<'a> {
+    #[serde(borrow)]
+    operator_state: &'a [u8],
+    #[serde(borrow)]
+    key_groups: Vec<(u32, &'a [u8])>,
+}
+
+impl Held {
+    /// Takes in a snapshot: its operator state, and the key groups it lists as changed (an
+    /// empty one is a group that no longer holds keys). With `full`, the snapshot listed every
+    /// group, and the groups it did not list are gone.
+    pub fn merge(&mut self, operator_state: Vec<u8>, changed: Vec<(u32, Vec<u8>)>, full: bool) {
+        self.operator_state = operator_state.into();
+        if full {
+            self.key_groups.clear();
+        }
+        for (group, state) in changed {
+            if state.is_empty() {
+                self.key_groups.remove(&group);
+            } else {
+                self.key_groups.insert(group, state.into());
+            }
+        }
+    }
+
+    /// The bytes of a state file holding this state.
+    pub fn encode(&self) -> Vec<u8> {
+        let file = StateFile {
+            operator_state: &self.operator_state,
+            key_groups: self
+                .key_groups
+                .iter()
+                .map(|(&group, state)| (group, &state[..]))
+                .collect(),
+        };
+        postcard::to_stdvec(&file).expect("encoding to a Vec cannot fail")
+    }
+
+    /// Total bytes of keyed state.
+    pub fn keyed_bytes(&self) -> u64 {
+        self.key_groups.values().map(|g| g.len() as u64).sum()
+    }
+}
+
+/// Reads a state file written by [`Held::encode`].
+pub fn decode(bytes: &[u8]) -> Result<Held, String> {
+    let file: StateFile<'_> =
+        postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
+    let mut key_groups = BTreeMap::new();
+    for (group, state) in file.key_groups {
+        if key_groups.insert(group, Group::from(state)).is_some() {
+            return Err(format!("the state file holds key group {group} twice"));
+        }
+    }
+    Ok(Held {
+        operator_state: file.operator_state.into(),
+        key_groups,
+    })
+}
+
+/// How a module's operator state goes to subtasks when the parallelism changes (its
+/// `describe` says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rescale {
+    /// A parallelism change is refused, unless every old operator state is empty.
+    Refuse,
+    /// Every new subtask receives every old subtask's operator state.
+    Union,
+}
+
+/// What one new subtask restores.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assigned {
+    /// Operator states, in old subtask order.
+    pub operator_states: Vec<Arc<[u8]>>,
+    /// Key groups it owns, with their state.
+    pub key_groups: BTreeMap<u32, Group>,
+    /// For `host check`'s report: old subtask -> (key groups, bytes) that came from it.
+    pub moved: BTreeMap<u32, (u32, u64)>,
+}
+
+/// Why an operator's state cannot go to the new parallelism.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RescaleError {
+    /// The module keeps operator state it cannot split or merge.
+    #[error(
+        "its state cannot move from parallelism {from} to {to}: the module keeps operator state \
+         that it does not split or merge (its `describe` says `rescale: refuse`)"
+    )]
+    Refused {
+        /// The old parallelism.
+        from: u32,
+        /// The new parallelism.
+        to: u32,
+    },
+    /// A state file holds a key group its subtask did not own: the point is not consistent.
+    #[error(
+        "subtask {subtask} of parallelism {parallelism} held key group {group}, which it does not own"
+    )]
+    StrayGroup {
+        /// The old subtask.
+        subtask: u32,
+        /// Its parallelism.
+        parallelism: u32,
+        /// The key group.
+        group: u32,
+    },
+}
+
+/// Decides what each of `parallelism` new subtasks restores from `old`, the state of every
+/// old subtask in order. Performs no I/O.
+pub fn plan_restore(
+    old: &[Held],
+    parallelism: u32,
+    max_parallelism: u32,
+    rescale: Rescale,
+) -> Result<Vec<Assigned>, RescaleError> {
+    let old_parallelism = old.len() as u32;
+    let mut assigned = vec![Assigned::default(); parallelism as usize];
+    for (subtask, held) in old.iter().enumerate() {
+        let subtask = subtask as u32;
+        for (&group, state) in &held.key_groups {
+            if group >= max_parallelism
+                || subtask_of_key_group(group, max_parallelism, old_parallelism) != subtask
+            {
+                return Err(RescaleError::StrayGroup {
+                    subtask,
+                    parallelism: old_parallelism,
+                    group,
+                });
+            }
+            let owner =
+                &mut assigned[subtask_of_key_group(group, max_parallelism, parallelism) as usize];
+            owner.key_groups.insert(group, state.clone());
+            let moved = owner.moved.entry(subtask).or_default();
+            *moved = (moved.0 + 1, moved.1 + state.len() as u64);
+        }
+    }
+    let operator_states: Vec<Arc<[u8]>> = old.iter().map(|h| h.operator_state.clone()).collect();
+    if old_parallelism == parallelism {
+        for (assigned, state) in assigned.iter_mut().zip(operator_states) {
+            assigned.operator_states = vec![state];
+        }
+    } else if operator_states.iter().any(|s| !s.is_empty()) {
+        if rescale == Rescale::Refuse {
+            return Err(RescaleError::Refused {
+                from: old_parallelism,
+                to: parallelism,
+            });
+        }
+        for assigned in &mut assigned {
+            assigned.operator_states = operator_states.clone();
+        }
+    }
+    Ok(assigned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key_group::subtask_of_key_group as owner;
+
+    /// Old state at parallelism `p` of 128 groups: every group holds one byte, its number.
+    fn old(p: u32, operator_state: &[u8]) -> Vec<Held> {
+        (0..p)
+            .map(|s| Held {
+                operator_state: operator_state.into(),
+                key_groups: (0..128)
+                    .filter(|&g| owner(g, 128, p) == s)
+                    .map(|g| (g, Group::from(&[g as u8][..])))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merge_keeps_groups_not_listed_and_drops_emptied_ones() {
+        let mut held = Held::default();
+        held.merge(
+            b"op1".to_vec(),
+            vec![(1, b"a".to_vec()), (2, b"b".to_vec())],
+            false,
+        );
+        held.merge(
+            b"op2".to_vec(),
+            vec![(2, vec![]), (3, b"c".to_vec())],
+            false,
+        );
+        assert_eq!(&*held.operator_state, b"op2");
+        assert_eq!(held.key_groups.keys().copied().collect::<Vec<_>>(), [1, 3]);
+        held.merge(vec![], vec![(3, b"c2".to_vec())], true);
+        assert_eq!(held.key_groups.keys().copied().collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn state_files_round_trip_and_refuse_garbage() {
+        let mut held = Held::default();
+        held.merge(b"position".to_vec(), vec![(7, b"seven".to_vec())], false);
+        assert_eq!(decode(&held.encode()).unwrap(), held);
+        assert!(decode(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn at_the_same_parallelism_each_subtask_gets_its_own_state() {
+        let assigned = plan_restore(&old(2, b"x"), 2, 128, Rescale::Refuse).unwrap();
+        for (s, a) in assigned.iter().enumerate() {
+            assert_eq!(a.operator_states.len(), 1);
+            assert!(a.key_groups.keys().all(|&g| owner(g, 128, 2) == s as u32));
+            assert_eq!(a.moved.keys().copied().collect::<Vec<_>>(), [s as u32]);
+        }
+    }
+
+    #[test]
+    fn key_groups_follow_the_new_ranges_from_2_to_3_and_back_to_1() {
+        let to_three = plan_restore(&old(2, b""), 3, 128, Rescale::Refuse).unwrap();
+        let groups: Vec<usize> = to_three.iter().map(|a| a.key_groups.len()).collect();
+        assert_eq!(groups, [43, 43, 42]);
+        // New subtask 1 (groups 43..=85) takes 21 groups from old 0 (..=63) and 22 from old 1.
+        assert_eq!(
+            to_three[1].moved,
+            BTreeMap::from([(0, (21, 21)), (1, (22, 22))])
+        );
+        assert!(to_three.iter().all(|a| a.operator_states.is_empty()));
+        let held: Vec<Held> = to_three
+            .into_iter()
+            .map(|a| Held {
+                operator_state: Arc::from(&[][..]),
+                key_groups: a.key_groups,
+            })
+            .collect();
+        let to_one = plan_restore(&held, 1, 128, Rescale::Refuse).unwrap();
+        assert_eq!(to_one[0].key_groups.len(), 128);
+        assert!(
+            to_one[0]
+                .key_groups
+                .iter()
+                .all(|(&g, s)| s[..] == [g as u8])
+        );
+    }
+
+    #[test]
+    fn operator_state_rescales_only_by_union_or_when_empty() {
+        let refused = plan_restore(&old(2, b"pos"), 3, 128, Rescale::Refuse).unwrap_err();
+        assert_eq!(refused, RescaleError::Refused { from: 2, to: 3 });
+        let union = plan_restore(&old(2, b"pos"), 3, 128, Rescale::Union).unwrap();
+        assert!(union.iter().all(|a| a.operator_states.len() == 2));
+    }
+
+    #[test]
+    fn a_group_outside_its_subtask_range_is_refused() {
+        let mut state = old(2, b"");
+        state[0].key_groups.insert(127, Group::from(&[1][..]));
+        let error = plan_restore(&state, 2, 128, Rescale::Refuse).unwrap_err();
+        assert_eq!(
+            error,
+            RescaleError::StrayGroup {
+                subtask: 0,
+                parallelism: 2,
+                group: 127
+            }
+        );
+    }
+}
