@@ -162,20 +162,31 @@ fn state_for_an_operator_missing_from_the_job_is_refused_unless_allowed() {
 }
 
 #[test]
-fn a_changed_parallelism_is_refused_with_the_reason() {
-    let (dir, savepoint, _) = with_savepoint();
+fn a_parallelism_change_of_a_module_that_does_not_rescale_its_state_is_refused() {
+    // The hostile operator keeps a count as operator state and says `rescale: refuse`.
+    let dir = Dir::new(LINES);
     let job = dir.write_job(&WordCount {
-        counter_parallelism: 3,
+        hostile: Some("config = { misbehave = \"none\" }".to_owned()),
         ..WordCount::default()
     });
-    dir.refused(
-        &["run", job.to_str().unwrap(), "--from", &savepoint],
-        &[
-            "operator `counter`",
-            "parallelism 2, the job 3",
-            "rescaling",
-        ],
-    );
+    let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 500);
+    // Tokenizer and hostile (joined by a forward edge) to 3: the stateless tokenizer would
+    // rescale, the hostile operator cannot.
+    let job = dir.write_job(&WordCount {
+        hostile: Some("config = { misbehave = \"none\" }".to_owned()),
+        tokenizer_parallelism: 3,
+        ..WordCount::default()
+    });
+    for command in ["run", "check"] {
+        dir.refused(
+            &[command, job.to_str().unwrap(), "--from", &savepoint],
+            &[
+                "operator `hostile`",
+                "cannot move from parallelism 2 to 3",
+                "rescale: refuse",
+            ],
+        );
+    }
 }
 
 #[test]

@@ -233,6 +233,36 @@ fn a_guest_sees_the_real_clock_only_when_granted() {
 }
 
 #[test]
+fn a_guest_gets_the_same_random_bytes_in_every_run() {
+    let dir = Dir::new(LINES);
+    // One hostile subtask, so that the same subtask reports in both runs.
+    let seeded = |sub: &str| {
+        let job = dir.write_job_in(
+            &dir.path().join(sub),
+            &WordCount {
+                hostile: Some("config = { misbehave = \"read-random\" }".to_owned()),
+                tokenizer_parallelism: 1,
+                ..WordCount::default()
+            },
+        );
+        let (code, stderr) = dir.start(&[job.to_str().unwrap()]).wait_code();
+        assert_eq!(code, Some(FAILED_WHILE_RUNNING), "{stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("random-seeded hash"))
+            .unwrap()
+            .to_owned();
+        line[line.find("hostile[").unwrap()..].to_owned()
+    };
+    let first = seeded("first");
+    assert_eq!(
+        seeded("second"),
+        first,
+        "wasi:random differed between two runs"
+    );
+}
+
+#[test]
 fn a_trap_in_restore_is_a_clear_start_up_error_and_the_savepoint_is_untouched() {
     let dir = Dir::new(LINES);
     let calm = dir.write_job(&WordCount {

@@ -290,3 +290,61 @@ fn checkpoints_in_progress_of_a_crashed_job_are_removed_when_a_job_starts_not_by
     );
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
+
+#[test]
+fn check_reports_what_happens_to_each_operator_and_json_says_whether_run_would_start() {
+    let dir = Dir::new(LINES);
+    let v1 = dir.write_job(&WordCount::default());
+    let (savepoint, _) = dir.run_then_stop_with_savepoint(&v1, 400);
+    let v2 = dir.write_job(&WordCount {
+        counter: crate::util::guest("counter_v2"),
+        ..WordCount::default()
+    });
+    let report = dir.host_ok(&["check", v2.to_str().unwrap(), "--from", &savepoint]);
+    assert!(
+        report.contains("counter          migrated  word-counter 1.0.0 -> word-counter 2.0.0"),
+        "{report}"
+    );
+    assert!(
+        report.contains("tokenize         restored  tokenizer 1.0.0"),
+        "{report}"
+    );
+
+    let json = dir.host_ok(&[
+        "check",
+        "--json",
+        v2.to_str().unwrap(),
+        "--from",
+        &savepoint,
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["would_start"], true);
+    let status = |json: &serde_json::Value, id: &str| {
+        let ops = json["operators"].as_array().unwrap();
+        let op = ops.iter().find(|op| op["operator"] == id).unwrap();
+        (
+            op["status"].as_str().unwrap().to_owned(),
+            op["errors"].clone(),
+        )
+    };
+    assert_eq!(status(&json, "counter").0, "migrated");
+    assert_eq!(status(&json, "sink").0, "restored");
+
+    // v2's state read by v1: refused, quoting the module, and `--json` exits 1 as `run` would.
+    let running = dir.start(&[v2.to_str().unwrap(), "--from", &savepoint]);
+    let v2_point = dir.save_and_stop(running);
+    let v1 = dir.write_job(&WordCount::default());
+    let output = dir.host(&["check", "--json", v1.to_str().unwrap(), "--from", &v2_point]);
+    assert_eq!(output.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["would_start"], false);
+    let (counter, errors) = status(&json, "counter");
+    assert_eq!(counter, "refused");
+    assert!(
+        errors
+            .to_string()
+            .contains("version 2 is not one this module reads"),
+        "{errors}"
+    );
+    assert_eq!(status(&json, "tokenize").0, "restored");
+}

@@ -26,8 +26,63 @@ fn sources(under: &str) -> Vec<(PathBuf, String)> {
     files
 }
 
+/// The text with every grouped import spelled out: `use crate::{store, engine::X};` also reads
+/// as `crate::store` and `crate::engine::X`, so that a forbidden path cannot hide in braces.
+fn expanded(text: &str) -> String {
+    let mut out = text.to_owned();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let line = line.trim_start();
+        let Some(at) = line.find("use ") else {
+            continue;
+        };
+        if !matches!(&line[..at], "" | "pub " | "pub(crate) " | "pub(super) ") {
+            continue;
+        }
+        // The statement, over as many lines as it takes, up to its `;`.
+        let mut statement = line[at + 4..].to_owned();
+        while !statement.contains(';') {
+            let Some(next) = lines.next() else { break };
+            statement.push_str(next);
+        }
+        let statement = &statement[..statement.find(';').unwrap_or(statement.len())];
+        let spelled: String = statement.chars().filter(|c| !c.is_whitespace()).collect();
+        out.push('\n');
+        out.push_str(&spell_out("", &spelled).join("\n"));
+    }
+    out
+}
+
+/// The paths a `use` tree names: `a::{b, c::{d}}` -> `a::b`, `a::c::d`.
+fn spell_out(prefix: &str, tree: &str) -> Vec<String> {
+    let (Some(open), Some(close)) = (tree.find('{'), tree.rfind('}')) else {
+        return vec![format!("{prefix}{tree}")];
+    };
+    let head = format!("{prefix}{}", &tree[..open]);
+    let inner = &tree[open + 1..close.max(open + 1)];
+    let (mut items, mut depth, mut from) = (Vec::new(), 0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&inner[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&inner[from..]);
+    items
+        .into_iter()
+        .filter(|item| !item.is_empty())
+        .flat_map(|item| spell_out(&head, item))
+        .collect()
+}
+
 fn assert_never(under: &str, forbidden: &[&str]) {
     for (path, text) in sources(under) {
+        let text = expanded(&text);
         for needle in forbidden {
             assert!(
                 !text.contains(needle),
@@ -35,6 +90,19 @@ fn assert_never(under: &str, forbidden: &[&str]) {
                 path.display()
             );
         }
+    }
+}
+
+#[test]
+fn grouped_imports_are_spelled_out() {
+    let text = expanded("use crate::{store, engine::{Engine, bindings}};\nuse tokio::sync;");
+    for path in [
+        "crate::store",
+        "crate::engine::Engine",
+        "crate::engine::bindings",
+        "tokio::sync",
+    ] {
+        assert!(text.contains(path), "{path} not in {text}");
     }
 }
 

@@ -47,6 +47,13 @@ pub struct WordCount {
     pub counter_id: &'static str,
     /// Parallelism of the counter.
     pub counter_parallelism: u32,
+    /// Parallelism of the tokenizer (and of the `hostile` operator, joined to it by a
+    /// forward edge).
+    pub tokenizer_parallelism: u32,
+    /// Parallelism of the line source.
+    pub source_parallelism: u32,
+    /// Parallelism of the file sink.
+    pub sink_parallelism: u32,
     /// Source throttle, lines per second.
     pub lines_per_second: u64,
     /// Checkpoint interval.
@@ -69,6 +76,9 @@ impl Default for WordCount {
             counter: guest("counter_v1"),
             counter_id: "counter",
             counter_parallelism: 2,
+            tokenizer_parallelism: 2,
+            source_parallelism: 1,
+            sink_parallelism: 2,
             lines_per_second: 1_500,
             checkpoint_interval_ms: 200,
             checkpoints_retained: 2,
@@ -137,6 +147,7 @@ restart = {{ attempts = {attempts}, delay_ms = 100 }}
 id = "lines"
 role = "source"
 module = "{source}"
+parallelism = {source_parallelism}
 records_per_second_max = {rate}
 config = {{ path = "/input/words.txt" }}
 mounts = [{{ host = "input", guest = "/input" }}]
@@ -145,7 +156,7 @@ mounts = [{{ host = "input", guest = "/input" }}]
 id = "tokenize"
 role = "operator"
 module = "{tokenizer}"
-parallelism = 2
+parallelism = {tokenizer_parallelism}
 
 [[operators]]
 id = "{counter_id}"
@@ -157,7 +168,7 @@ parallelism = {counter_parallelism}
 id = "sink"
 role = "sink"
 module = "{sink}"
-parallelism = 2
+parallelism = {sink_parallelism}
 config = {{ dir = "/output" }}
 mounts = [{{ host = "output", guest = "/output", writable = true }}]
 
@@ -184,6 +195,9 @@ partition = "rebalance"
             counter_id = job.counter_id,
             counter = job.counter.display(),
             counter_parallelism = job.counter_parallelism,
+            tokenizer_parallelism = job.tokenizer_parallelism,
+            source_parallelism = job.source_parallelism,
+            sink_parallelism = job.sink_parallelism,
             sink = guest("file_sink").display(),
             attempts = job.restart_attempts,
         );
@@ -194,10 +208,11 @@ partition = "rebalance"
                 format!(", {}", job.hostile_mounts)
             };
             text.push_str(&format!(
-                "\n[[operators]]\nid = \"hostile\"\nrole = \"operator\"\nmodule = \"{}\"\nparallelism = 2\n\
+                "\n[[operators]]\nid = \"hostile\"\nrole = \"operator\"\nmodule = \"{}\"\nparallelism = {}\n\
                  mounts = [{{ host = \"scratch\", guest = \"/scratch\", writable = true }}{extra}]\n{lines}\n\n\
                  [[edges]]\nfrom = \"tokenize\"\nto = \"hostile\"\npartition = \"forward\"\n",
-                guest("hostile").display()
+                guest("hostile").display(),
+                job.tokenizer_parallelism,
             ));
         }
         let path = dir.join("job.toml");
@@ -295,6 +310,13 @@ partition = "rebalance"
         let mut lines = saved.lines();
         let id = lines.next().expect("savepoint id").to_owned();
         (id, PathBuf::from(lines.next().expect("savepoint folder")))
+    }
+
+    /// `host stop --save` of a running job; returns the savepoint's id once the job ended.
+    pub fn save_and_stop(&self, running: RunningJob) -> String {
+        let saved = self.host_ok(&["stop", "--save", &running.job]);
+        running.wait_ok();
+        saved.lines().next().expect("savepoint id").to_owned()
     }
 
     /// Starts `host run ARGS` in the background and waits for it to print the job id.
@@ -470,6 +492,22 @@ impl RunningJob {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Like [`RunningJob::wait_code`], but allowing the job `max` rather than the usual limit:
+    /// for a job that compiles several Python components cold (each takes tens of seconds).
+    pub fn wait_code_within(mut self, max: Duration) -> (Option<i32>, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), self.stderr.join().unwrap());
+            }
+            if started.elapsed() > max {
+                let _ = self.child.kill();
+                panic!("job {} did not end within {max:?}", self.job);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -23,7 +23,7 @@ pub struct Keyed<V> {
     /// The first key group this subtask owns.
     start: u32,
     /// One map per owned key group, by `group - start`.
-    groups: Vec<HashMap<Box<[u8]>, V>>,
+    groups: Vec<HashMap<Vec<u8>, V>>,
     /// Whether each group changed since the previous snapshot.
     changed: Vec<bool>,
     /// The groups changed since the previous snapshot, in the order they changed.
@@ -54,7 +54,7 @@ impl<V> Keyed<V> {
         (group - self.start) as usize
     }
 
-    fn touch(&mut self, index: usize) -> &mut HashMap<Box<[u8]>, V> {
+    fn touch(&mut self, index: usize) -> &mut HashMap<Vec<u8>, V> {
         if !self.changed[index] {
             self.changed[index] = true;
             self.changed_list.push(self.start + index as u32);
@@ -93,7 +93,7 @@ impl<V> Keyed<V> {
     /// Sets the value of the record's key; returns the previous one.
     pub fn insert(&mut self, record: &Record<'_>, value: V) -> Option<V> {
         let index = self.index(record);
-        self.touch(index).insert(record.key.into(), value)
+        self.touch(index).insert(record.key.to_vec(), value)
     }
 
     /// Removes the record's key; returns its value.
@@ -124,7 +124,7 @@ impl<V> Keyed<V> {
 }
 
 /// A group's entries as the envelope's payload: `[[bin key, value], ...]`.
-struct Entries<'a, V>(&'a HashMap<Box<[u8]>, V>);
+struct Entries<'a, V>(&'a HashMap<Vec<u8>, V>);
 
 impl<V: Serialize> Serialize for Entries<'_, V> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -178,7 +178,7 @@ impl<V: DeserializeOwned> Keyed<V> {
         group: u32,
         state: &[u8],
         format: StateFormat,
-        migrate: impl FnOnce(u32, &[u8]) -> Result<Vec<(Vec<u8>, V)>, String>,
+        migrate: impl FnOnce(u32, &[u8]) -> Result<crate::Entries<V>, String>,
     ) -> Result<(), String> {
         let Some(index) = group
             .checked_sub(self.start)
@@ -202,18 +202,14 @@ impl<V: DeserializeOwned> Keyed<V> {
         };
         let map = &mut self.groups[index as usize];
         map.reserve(entries.len());
-        map.extend(
-            entries
-                .into_iter()
-                .map(|(k, v)| (k.into_vec().into_boxed_slice(), v)),
-        );
+        map.extend(entries.into_iter().map(|(k, v)| (k.into_vec(), v)));
         Ok(())
     }
 }
 
 /// Decodes the payload of a key group written in an older version, whose values were of type
 /// `Old`: for an operator's `migrate`.
-pub fn old_entries<Old: DeserializeOwned>(payload: &[u8]) -> Result<Vec<(Vec<u8>, Old)>, String> {
+pub fn old_entries<Old: DeserializeOwned>(payload: &[u8]) -> Result<crate::Entries<Old>, String> {
     let entries: Vec<(serde_bytes::ByteBuf, Old)> = envelope::decode_payload(payload)?;
     Ok(entries
         .into_iter()

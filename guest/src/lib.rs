@@ -52,7 +52,7 @@ pub use bindings::types::{
 pub use envelope::StateFormat;
 pub use keyed::{Keyed, old_entries};
 pub use runtime::{
-    NO_KEYED_STATE, Operator, Restore, Sink, Source, glue, module, no_operator_state,
+    Entries, NO_KEYED_STATE, Operator, Restore, Sink, Source, glue, module, no_operator_state,
 };
 pub use state::{
     decode_state, decode_state_exact, decode_state_version, encode_state, unsupported_version,

@@ -15,6 +15,9 @@ use crate::bindings::types::{
 use crate::envelope::{StateFormat, unsupported};
 use crate::{BatchBuilder, Keyed, Records, records};
 
+/// The entries of a key group: each key with its value.
+pub type Entries<V> = Vec<(Vec<u8>, V)>;
+
 /// Operator state a subtask resumes from.
 #[derive(Debug, Clone)]
 pub struct Restore {
@@ -61,7 +64,7 @@ pub trait Operator: Sized + 'static {
     }
     /// The entries of a key group written in an older version of [`Self::STATE`], as values of
     /// this version ([`old_entries`](crate::old_entries) decodes them).
-    fn migrate(version: u32, _payload: &[u8]) -> Result<Vec<(Vec<u8>, Self::Value)>, String> {
+    fn migrate(version: u32, _payload: &[u8]) -> Result<Entries<Self::Value>, String> {
         Err(unsupported(Self::STATE, version))
     }
 }

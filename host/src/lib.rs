@@ -19,22 +19,28 @@
 //!
 //! # Follow one record
 //! A source subtask ([`runtime::subtask`]) polls its guest for a batch (`poll-batch`), the
-//! [`runtime::partition`] splits it by key group, [`runtime::channel`] carries it (bounded by
-//! records, for back-pressure) to an operator subtask, which calls `process` on its guest
-//! ([`engine::instance`]) and sends the result on, until a sink subtask hands it to its guest's
-//! `write-batch`, in the transaction that the next checkpoint commits.
+//! [`runtime::partition`] splits it by key group ([`key_group`]) on a `key-by` edge, writing
+//! each record's group into the batch, [`runtime::channel`] carries it (bounded by records,
+//! for back-pressure) to an operator subtask, which calls `process` on its guest
+//! ([`engine::instance`], every call bounded in memory and wall-clock time) and sends the result
+//! on, until a sink subtask hands it to its guest's `write-batch`, in the transaction that the
+//! next checkpoint commits.
 //!
 //! # Follow one barrier
 //! The coordinator task in [`runtime`] asks [`barrier::Coordinator`] for barrier N and sends it
 //! to every source subtask; each emits it in-band after its last record. Downstream, a subtask's
 //! [`barrier::Aligner`] holds back inputs that delivered N until all have; then it snapshots
-//! its guest (a sink first `prepare-commit`s), hands the blob to [`store::Store::write_state`]
-//! off the hot path, forwards the barrier, and acks. When every subtask acked
+//! its guest (a sink first `prepare-commit`s): the guest returns its operator state and the key
+//! groups changed since its last snapshot, which [`snapshot::Held`] merges into the subtask's
+//! full state; the subtask hands that to [`store::Store::write_state`] off the hot path,
+//! forwards the barrier, and acks. When every subtask acked
 //! ([`runtime::coordinator`]), `_metadata` is written and the folder published atomically
 //! ([`store`]), the sinks are told to `commit`, and retention runs. A job that resumes reads
 //! the point back through [`savepoint`] and [`store::Store::read_states`], every checksum
 //! verified and every property that decides where a key's state lives compared
-//! ([`savepoint::check_compatibility`]), before any guest's `restore` sees a byte. `restore`
+//! ([`savepoint::check_compatibility`]), before any guest's `restore` sees a byte; each new
+//! subtask receives the key groups it owns, at whatever parallelism ([`snapshot::plan_restore`],
+//! [`runtime`]'s `restore`). `restore`
 //! only loads state; once the whole job is built (and, for `host run`, admitted by
 //! [`admission`]), each restored sink's first step is `recover`: it publishes what the point
 //! prepared and discards what was written after it. `host check` stops before that step.

@@ -226,6 +226,13 @@ impl Plan {
                 "max_parallelism {max_parallelism} is not within 1..={MAX_PARALLELISM_LIMIT}"
             ));
         }
+        if file.checkpoints_retained == Some(0) {
+            errors.push(
+                "checkpoints_retained 0 would keep no checkpoint to recover from: retain at \
+                 least 1 (savepoints are kept regardless)"
+                    .to_owned(),
+            );
+        }
         if file.operators.is_empty() {
             errors.push("the job has no operators".to_owned());
         }
@@ -344,8 +351,7 @@ impl Plan {
                 .unwrap_or(CHECKPOINT_INTERVAL_MS_DEFAULT),
             checkpoints_retained: file
                 .checkpoints_retained
-                .unwrap_or(CHECKPOINTS_RETAINED_DEFAULT)
-                .max(1),
+                .unwrap_or(CHECKPOINTS_RETAINED_DEFAULT),
             max_parallelism,
             restart: file.restart,
         })

@@ -8,7 +8,7 @@
 //! `word-count` version 2: `[count, first_seen or nil]` per word; it reads versions 1 and 2.
 
 use jobhost_guest::{
-    BatchBuilder, Context, Keyed, ModuleInfo, Operator, Records, StateFormat, old_entries,
+    BatchBuilder, Context, Entries, Keyed, ModuleInfo, Operator, Records, StateFormat, old_entries,
 };
 
 /// What is known about one word: how many times, and since when (`None`: counted by v1).
@@ -57,7 +57,7 @@ impl Operator for Counter {
     }
 
     /// Version 1 kept a count per word; when it was first seen is unknown.
-    fn migrate(version: u32, payload: &[u8]) -> Result<Vec<(Vec<u8>, Word)>, String> {
+    fn migrate(version: u32, payload: &[u8]) -> Result<Entries<Word>, String> {
         match version {
             1 => {
                 let counts = old_entries::<u64>(payload)?;

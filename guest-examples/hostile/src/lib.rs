@@ -12,6 +12,7 @@
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
 //! - `escape`: tries to read `/etc/passwd`, outside any grant, and reports what happened;
 //! - `read-clock`: reports what the wall clock says (in an error);
+//! - `read-random`: reports a hash seeded from `wasi:random` (in an error);
 //! - `work`: busy-works for `work_ms` milliseconds in one `process` call, once per instance,
 //!   then behaves; it measures the time on the monotonic clock, so it needs `clock = true`
 //!   (without the grant time stands still and the work never ends);
@@ -236,6 +237,16 @@ impl Guest for Hostile {
                     flood.push(b"", b"", 0)?;
                 }
                 return Ok(flood.into());
+            }
+            if due(state, "read-random") {
+                let mut bytes = [0u8; 8];
+                let hashed = std::collections::hash_map::RandomState::new();
+                let hash = std::hash::BuildHasher::hash_one(&hashed, 1u8);
+                bytes.copy_from_slice(&hash.to_le_bytes());
+                return Err(format!(
+                    "hostile: random-seeded hash {}",
+                    u64::from_le_bytes(bytes)
+                ));
             }
             if due(state, "read-clock") {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);

@@ -3,6 +3,8 @@
 //!
 //! Only this module prints to stdout. Listings take `--json` for scripts.
 
+mod check;
+mod new;
 mod start;
 
 use std::path::PathBuf;
@@ -90,6 +92,20 @@ enum Command {
         /// The savepoint id.
         savepoint: SavepointId,
     },
+    /// Write a new operator project (outside this workspace) that builds and tests as is.
+    New {
+        /// The project's name (a folder of that name is created).
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: new::Lang,
+        /// The world it implements.
+        #[arg(long, value_enum, default_value = "operator")]
+        role: new::NewRole,
+        /// The SDK to depend on (default: the one of the checkout this host was built from).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
     /// Dry run: would this job restore from this point? Runs nothing.
     Check {
         /// The job file.
@@ -107,6 +123,12 @@ enum Command {
 pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
     let store = match args.command {
         // Only these write to the state folder; the others create and change nothing in it.
+        Command::New {
+            name,
+            lang,
+            role,
+            sdk,
+        } => return new::new_project(&name, lang, role, sdk),
         Command::Run { .. } | Command::Rm { .. } => Store::open(&home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(&home),
@@ -146,8 +168,9 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 allow_non_restored_state,
                 None,
             )?;
-            tokio_runtime()?.block_on(start::check_job(store, prepared))
+            tokio_runtime()?.block_on(start::check_job(store, prepared, json))
         }
+        Command::New { .. } => unreachable!("handled before the state folder is opened"),
         Command::Save { job, stop } => save(&store, &job, stop),
         Command::Stop { job, save: true } => save(&store, &job, true),
         Command::Stop { job, save: false } => cancel(&store, &job),

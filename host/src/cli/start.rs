@@ -17,12 +17,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use super::check;
+
 use host::admission::{self, Conflict};
 use host::barrier::Phase;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
-use host::runtime::{self, JobSpec, Outcome, RestoreFrom};
+use host::runtime::{self, BuildError, JobSpec, Outcome, RestoreFrom};
 use host::savepoint::{self, RestorePoint};
 use host::store::{JobLock, JobState, JobStatus, Store};
 use host::topology::Plan;
@@ -120,7 +122,7 @@ async fn build(
     prepared: &mut Prepared,
     plan: Plan,
     job: JobId,
-) -> Result<runtime::Job, Vec<String>> {
+) -> Result<runtime::Job, Vec<BuildError>> {
     let spec = JobSpec {
         job,
         plan,
@@ -128,9 +130,7 @@ async fn build(
         restore: prepared.restore.take(),
         limits: Limits::default(),
     };
-    runtime::build(engine, store.clone(), spec)
-        .await
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    runtime::build(engine, store.clone(), spec).await
 }
 
 fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
@@ -139,13 +139,20 @@ fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
 }
 
 /// The dry run: would `run` start this job from this point? Builds it with every mount
-/// read-only, never runs it, never reconciles a sink, writes no file.
-pub(super) async fn check_job(store: Store, mut prepared: Prepared) -> anyhow::Result<ExitCode> {
+/// read-only, never runs it, never reconciles a sink, writes no file. Reports each operator's
+/// fate ([`check::verdicts`]), as JSON with `json`.
+pub(super) async fn check_job(
+    store: Store,
+    mut prepared: Prepared,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let writable = admission::writable_mounts(&prepared.plan);
     let mut problems: Vec<String> = conflicts(&store, &prepared, &writable)?
         .iter()
         .map(ToString::to_string)
         .collect();
+    let metadata = prepared.restore.as_ref().map(|r| r.metadata.clone());
+    let metadata = metadata.expect("`check` always has a point");
     let mut plan = prepared.plan.clone();
     for op in &mut plan.operators {
         op.mounts
@@ -153,25 +160,66 @@ pub(super) async fn check_job(store: Store, mut prepared: Prepared) -> anyhow::R
             .for_each(|mount| mount.writable = false);
     }
     let engine = engine(&store, CacheMode::ReadOnly)?;
-    match build(&store, engine, &mut prepared, plan, JobId::generate()).await {
-        Err(errors) => problems.extend(errors),
-        Ok(job) if problems.is_empty() => {
-            let operators: Vec<String> = job
-                .operators()
-                .iter()
-                .map(|op| format!("{} ({} {})", op.id, op.module_name, op.module_version))
-                .collect();
-            let from = prepared.from.map(|(from, _)| from).unwrap_or_default();
-            println!(
-                "ok: {} would resume from {}",
-                operators.join(", "),
-                from.display()
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        Ok(_) => {}
+    let built = build(&store, engine, &mut prepared, plan, JobId::generate()).await;
+    let (operators, errors) = match &built {
+        Ok(job) => (Some(job.operators()), &[][..]),
+        Err(errors) => (None, &errors[..]),
+    };
+    let modules = check::module_hashes(&prepared.plan);
+    let verdicts = check::verdicts(&metadata, &prepared.plan, &modules, operators, errors);
+    problems.extend(errors.iter().map(ToString::to_string));
+    let point = prepared
+        .from
+        .as_ref()
+        .map(|(from, _)| from.clone())
+        .unwrap_or_default();
+    let would_start = problems.is_empty();
+    if json {
+        let report = serde_json::json!({
+            "would_start": would_start, "point": point, "problems": problems, "operators": verdicts,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(if would_start {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
+    if let (true, Ok(job)) = (would_start, &built) {
+        println!("ok: the job would resume from {}", point.display());
+        check::print(&verdicts, &point);
+        job.operators().iter().for_each(print_remap);
+        return Ok(ExitCode::SUCCESS);
+    }
+    check::print(&verdicts, &point);
     Err(prepared.refusal(&problems))
+}
+
+/// Prints how an operator's state moves to a new parallelism, subtask by subtask.
+fn print_remap(op: &runtime::OperatorInfo) {
+    let Some(remap) = op
+        .remap
+        .as_ref()
+        .filter(|r| r.from_parallelism != op.parallelism)
+    else {
+        return;
+    };
+    println!(
+        "  {}: parallelism {} -> {}",
+        op.id, remap.from_parallelism, op.parallelism
+    );
+    for (subtask, moved) in remap.subtasks.iter().enumerate() {
+        let from: Vec<String> = moved
+            .iter()
+            .map(|(old, (groups, bytes))| format!("{old} ({groups} key groups, {bytes} bytes)"))
+            .collect();
+        let from = if from.is_empty() {
+            "no keyed state".to_owned()
+        } else {
+            from.join(", ")
+        };
+        println!("    subtask {subtask} <- {from}");
+    }
 }
 
 /// Starts the job and runs it in the foreground until it ends.
@@ -184,7 +232,10 @@ pub(super) async fn run_job(store: Store, mut prepared: Prepared) -> anyhow::Res
     let plan = prepared.plan.clone();
     let job = build(&store, engine.clone(), &mut prepared, plan, job_id.clone())
         .await
-        .map_err(|problems| prepared.refusal(&problems))?;
+        .map_err(|errors| {
+            let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            prepared.refusal(&problems)
+        })?;
     let (status, _claim) = admit(&store, &prepared, job_id, writable)?;
     // The job really starts: from here on, it may change files.
     engine.write_cache();

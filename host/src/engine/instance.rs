@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::guest_log::GuestLog;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+use wasmtime_wasi::{Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 use super::bindings::{
     Batch, Context, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin, operator, sink, source,
@@ -140,6 +140,14 @@ impl HostMonotonicClock for FrozenClock {
     }
 }
 
+/// The bytes a subtask's `wasi:random` cycles through: 256 of them, from XXH3 of its name.
+fn deterministic_seed(subtask: &SubtaskId) -> Vec<u8> {
+    let name = subtask.to_string();
+    (0..32u64)
+        .flat_map(|i| xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), i).to_le_bytes())
+        .collect()
+}
+
 impl Engine {
     /// Instantiates `module` for `subtask` in a fresh store with `limits` and `grants`.
     pub async fn instantiate(
@@ -155,6 +163,13 @@ impl Engine {
         if !grants.clock {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }
+        // Randomness is no grant: a guest gets bytes fixed by its subtask's name (language
+        // runtimes seed their hash tables from it at start-up), so a replay sees the same.
+        let seed = deterministic_seed(&subtask);
+        let seed_value = u128::from_le_bytes(seed[..16].try_into().expect("16 bytes"));
+        wasi.secure_random(Deterministic::new(seed.clone()))
+            .insecure_random(Deterministic::new(seed))
+            .insecure_random_seed(seed_value);
         for mount in grants.mounts {
             let perms = if mount.writable {
                 FsPerms::ReadWrite

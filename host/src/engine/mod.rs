@@ -158,7 +158,7 @@ impl Engine {
             path: path.to_owned(),
             source,
         })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         let component = self
             .compile_cached(&bytes, &sha256)
             .map_err(|e| EngineError::Invalid {
@@ -181,7 +181,9 @@ impl Engine {
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
-        let mut hasher = std::hash::DefaultHasher::new();
+        // XXH3, not `DefaultHasher`, whose output may change with the Rust release: the name
+        // must stay the same for as long as the engine's compatibility does.
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
@@ -231,6 +233,11 @@ fn cache(path: &Path, component: &Component) {
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
     }
+}
+
+/// A module's identity as points record it: the SHA-256 of its file, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK_MS`]; joined on drop.

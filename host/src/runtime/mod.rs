@@ -26,6 +26,9 @@ use crate::topology::{Plan, Role};
 use coordinator::CoordinatorTask;
 use subtask::Subtask;
 
+/// Control requests (save, stop) queued for a job before their senders wait.
+pub const REQUESTS_QUEUED_MAX: usize = 16;
+
 /// Records in flight on one input channel before its sender waits.
 pub const CHANNEL_RECORDS_MAX: u32 = 8 * 1_024;
 
@@ -168,7 +171,7 @@ impl JobHandle {
 impl Job {
     /// Starts every subtask and the coordinator, under supervision.
     pub fn spawn(self) -> JobHandle {
-        let (requests, requests_rx) = mpsc::channel(16);
+        let (requests, requests_rx) = mpsc::channel(REQUESTS_QUEUED_MAX);
         let outcome = tokio::spawn(self.supervise(requests_rx));
         JobHandle { requests, outcome }
     }

@@ -44,7 +44,7 @@ pub struct Metadata {
     /// The number of key groups the keyed state is split into.
     pub max_parallelism: u32,
     /// The name of the function from key to key group
-    /// ([`KEY_GROUP_FUNCTION`](crate::key_group::KEY_GROUP_FUNCTION) of the writing host).
+    /// ([`KEY_GROUP_FUNCTION`] of the writing host).
     pub key_group_function: String,
     /// How the state files are laid out.
     pub state_layout: StateLayout,

@@ -120,3 +120,17 @@ fn plan_refuses_unknown_fields_with_their_name() {
         other => panic!("expected a syntax error, got {other:?}"),
     }
 }
+
+#[test]
+fn plan_refuses_retaining_no_checkpoint() {
+    let errors = errors_of(&format!("checkpoints_retained = 0\n{WORDCOUNT}"));
+    assert!(
+        errors.iter().any(|e| e.contains("checkpoints_retained 0")),
+        "{errors:?}"
+    );
+    let plan = Plan::from_toml(
+        &format!("checkpoints_retained = 1\n{WORDCOUNT}"),
+        Path::new("/"),
+    );
+    assert_eq!(plan.unwrap().checkpoints_retained, 1);
+}

@@ -1,7 +1,6 @@
 //! Benchmarks that run whole jobs in this process: pipeline throughput against native Rust,
 //! checkpoint overhead, upgrade downtime, start-up.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,23 +31,115 @@ fn write_input(dir: &Path, words: usize, distinct: usize) -> anyhow::Result<Stri
     Ok(text)
 }
 
-/// The same work as tokenizer + counter-v1, natively: split, lower-case, count, format.
+/// The same work as tokenizer + counter-v1, natively and as those guests do it: split,
+/// lower-case into a reused buffer, count in a hash map with a fast hasher, write the value
+/// with `itoa` into a reused buffer.
 fn native_wordcount(text: &str) -> usize {
-    let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-    let mut out = 0;
+    let mut counts: hashbrown::HashMap<Vec<u8>, u64> = hashbrown::HashMap::default();
+    let (mut word, mut value, mut out) = (String::new(), Vec::new(), 0);
     for line in text.lines() {
-        for word in line
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
-            let word = word.to_lowercase();
-            let count = counts.entry(word.as_bytes().to_vec()).or_default();
-            *count += 1;
-            let value = [word.as_bytes(), format!(" {count}").as_bytes()].concat();
-            out += black_box(value).len();
+        for token in line.split(|c: char| !c.is_alphanumeric()) {
+            if token.is_empty() {
+                continue;
+            }
+            word.clear();
+            word.extend(token.chars().flat_map(char::to_lowercase));
+            out += count(&mut counts, word.as_bytes(), &mut value);
         }
     }
     out
+}
+
+/// Counts `key` and writes `key count` into `value`, as counter-v1 does; returns its length.
+fn count(counts: &mut hashbrown::HashMap<Vec<u8>, u64>, key: &[u8], value: &mut Vec<u8>) -> usize {
+    let count = counts.entry_ref(key).or_insert(0);
+    *count += 1;
+    value.clear();
+    value.extend_from_slice(key);
+    value.push(b' ');
+    value.extend_from_slice(itoa::Buffer::new().format(*count).as_bytes());
+    black_box(&value).len()
+}
+
+/// The peer job's work natively: generate `records` keys over `keys` (the generator's
+/// sequence), count each, write its value; the null sink's discarding is nothing.
+fn native_peer(records: u64, keys: u64) -> usize {
+    let mut counts: hashbrown::HashMap<Vec<u8>, u64> = hashbrown::HashMap::default();
+    let (mut state, mut key, mut value, mut out) =
+        (0x2545_f491_4f6c_dd1d_u64, Vec::new(), Vec::new(), 0);
+    for _ in 0..records {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        key.clear();
+        key.push(b'k');
+        key.extend_from_slice(itoa::Buffer::new().format(state % keys).as_bytes());
+        out += count(&mut counts, &key, &mut value);
+    }
+    out
+}
+
+/// The peer job of Apache Flink's benchmarks, on one thread for the host as for the native
+/// loop: generator -> key-by -> counter (SDK keyed state) -> null sink, parallelism 1, run to
+/// its end; against the same work natively. Rows at each number of distinct keys.
+pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for keys in [100_000, 1_000_000] {
+        let records = sizes.peer_records.max(keys * 2);
+        let dir = scratch.join(format!("peer-{keys}"));
+        std::fs::create_dir_all(&dir)?;
+        let text = "checkpoint_interval_ms = 0\n".to_owned()
+            + &operator(
+                "generator",
+                "source",
+                &guests.join("generator.wasm"),
+                1,
+                &format!("config = {{ records = \"{records}\", keys = \"{keys}\" }}"),
+            )
+            + &operator(
+                "counter",
+                "operator",
+                &guests.join("counter_v1.wasm"),
+                1,
+                "",
+            )
+            + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
+            + &edge("generator", "counter", "key-by")
+            + &edge("counter", "sink", "forward");
+        // One thread for the whole job: the host's pipeline against one native thread.
+        let one_thread = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let store = Store::open(dir.join("home"))?;
+        let engine = Arc::new(
+            Engine::new(&store.layout().cache(), CacheMode::ReadWrite)
+                .map_err(|e| anyhow!("{e:#}"))?,
+        );
+        let (mut hosted, mut native) = (Vec::new(), Vec::new());
+        for _ in 0..sizes.repetitions {
+            let started = Instant::now();
+            black_box(native_peer(records as u64, keys as u64));
+            native.push(started.elapsed());
+            let built = one_thread.block_on(build(&engine, &store, &dir, &text, None))?;
+            hosted.push(one_thread.block_on(run_to_end(built))?);
+        }
+        let rate = |elapsed: Duration| records as f64 / elapsed.as_secs_f64();
+        let (host, native) = (rate(fastest(&hosted)), rate(fastest(&native)));
+        rows.push(Row {
+            name: format!(
+                "peer job (generator, keyed count, null sink), {} k keys, 1 thread",
+                keys / 1_000
+            ),
+            value: host,
+            unit: "records/s",
+            baseline: Some(native),
+            baseline_name: "native Rust, 1 thread, same work",
+            ratio: Some(host / native),
+            target: "≥ 0.8× native",
+            met: Some(host / native >= 0.8),
+        });
+    }
+    Ok(rows)
 }
 
 fn operator(id: &str, role: &str, module: &Path, parallelism: u32, extra: &str) -> String {

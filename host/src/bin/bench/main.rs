@@ -51,6 +51,7 @@ struct Args {
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Bench {
     Pipeline,
+    Peer,
     Boundary,
     Savepoint,
     Upgrade,
@@ -83,6 +84,8 @@ pub struct Row {
 pub struct Sizes {
     /// Words in the pipeline's input.
     pub pipeline_words: usize,
+    /// Records of the peer job (at least twice its distinct keys).
+    pub peer_records: usize,
     /// Distinct keys among them.
     pub distinct_keys: usize,
     /// Records pushed through the boundary per batch size.
@@ -101,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let sizes = if args.quick {
         Sizes {
             pipeline_words: 300_000,
+            peer_records: 200_000,
             distinct_keys: 100_000,
             boundary_records: 200_000,
             savepoint_bytes: 64 << 20,
@@ -110,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Sizes {
             pipeline_words: 3_000_000,
+            peer_records: 10_000_000,
             distinct_keys: 100_000,
             boundary_records: 4_000_000,
             savepoint_bytes: 1 << 30,
@@ -145,6 +150,15 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     if runs(Bench::Pipeline) {
         rows.extend(jobs::pipeline(&guests, scratch.path(), sizes).await?);
+    }
+    if runs(Bench::Peer) {
+        let (guests, scratch) = (guests.clone(), scratch.path().to_owned());
+        // Its own thread: the job runs on a one-thread runtime of its own.
+        let peer = std::thread::spawn(move || jobs::peer_job(&guests, &scratch, sizes));
+        rows.extend(
+            peer.join()
+                .map_err(|_| anyhow::anyhow!("the peer job panicked"))??,
+        );
     }
     if runs(Bench::Boundary) {
         rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);

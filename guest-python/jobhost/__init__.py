@@ -1,0 +1,51 @@
+"""The Python SDK for job host guests: WebAssembly components, built with componentize-py,
+that implement the `jobhost:operator@0.2.0` worlds (`source`, `operator`, `sink`).
+
+An author subclasses `Operator`, `Source` or `Sink` and registers the class with one line;
+the SDK reads and builds batches, keeps keyed state by key group, writes and reads the portable
+state envelope (`docs/state-format.md`) and turns exceptions into the WIT errors:
+
+    from jobhost import Operator, export
+
+    class Upper(Operator):
+        name = "upper"
+        version = "1.0.0"
+
+        def process(self, records, keyed, out):
+            for r in records:
+                out.push(r.key, r.value.upper(), r.timestamp)
+
+    WitWorld = export(Upper)
+"""
+
+from .batch import BatchBuilder, Columns, Record, records
+from .errors import BatchError, ConfigError, JobhostError, KeyedStateError, StateError
+from .glue import describe_error, export
+from .keyed import KeyedState
+from .roles import Context, Module, Operator, Origin, Sink, Source
+from .state import decode_envelope, decode_envelope_of, encode_envelope, unsupported_version
+
+__all__ = [
+    "BatchBuilder",
+    "BatchError",
+    "Columns",
+    "ConfigError",
+    "Context",
+    "JobhostError",
+    "KeyedState",
+    "KeyedStateError",
+    "Module",
+    "Operator",
+    "Origin",
+    "Record",
+    "Sink",
+    "Source",
+    "StateError",
+    "decode_envelope",
+    "decode_envelope_of",
+    "describe_error",
+    "encode_envelope",
+    "export",
+    "records",
+    "unsupported_version",
+]

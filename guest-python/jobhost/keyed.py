@@ -1,0 +1,150 @@
+"""Keyed state, kept by the SDK per key group.
+
+Each record that arrived over a `key-by` edge carries its key group (the host computed it); the
+state of a key lives in its group's dict. Groups changed since the previous snapshot are
+tracked, so that an incremental snapshot writes only those. Each group is written as the
+envelope `[format, version, [[bin key, value], ...]]` of `docs/state-format.md`, keys sorted.
+"""
+
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+from .batch import Record
+from .errors import KeyedStateError, StateError
+from .state import decode_envelope_of, encode_envelope, unsupported_version
+
+_MISSING = object()
+
+
+class KeyedState:
+    """The keyed state of one subtask: `get`, `put` and `delete` a record's key.
+
+    A value is any MessagePack-encodable value (integers, strings, bytes, lists, dicts...). A
+    value changed in place must be `put` again, or the change is not saved."""
+
+    def __init__(
+        self,
+        key_group_start: int,
+        key_group_end: int,
+        state_format: Optional[str],
+        state_version: int,
+    ) -> None:
+        self._start = key_group_start
+        self._end = key_group_end
+        self._format = state_format
+        self._version = state_version
+        self._groups: Dict[int, Dict[bytes, Any]] = {}
+        self._dirty: Set[int] = set()
+
+    def _group(self, record: Record) -> int:
+        group = record[3]
+        if group is None:
+            raise KeyedStateError(
+                f"record with key {record[0]!r} has no key group: keyed state is for records "
+                "that arrived over a key-by edge"
+            )
+        if not self._start <= group < self._end:
+            raise KeyedStateError(
+                f"record with key {record[0]!r} is in key group {group}, not one of this "
+                f"subtask's key groups {self._start}..{self._end}"
+            )
+        return group
+
+    def get(self, record: Record, default: Any = None) -> Any:
+        """The value of `record`'s key, or `default` if it has none."""
+        group = self._groups.get(self._group(record))
+        if group is None:
+            return default
+        return group.get(record[0], default)
+
+    def put(self, record: Record, value: Any) -> None:
+        """Sets the value of `record`'s key."""
+        if self._format is None:
+            raise KeyedStateError(
+                "keyed state needs a state format: set `state_format` on the operator's class"
+            )
+        number = self._group(record)
+        group = self._groups.get(number)
+        if group is None:
+            group = self._groups[number] = {}
+        group[record[0]] = value
+        self._dirty.add(number)
+
+    def delete(self, record: Record) -> None:
+        """Removes `record`'s key and its value, if it has one."""
+        number = self._group(record)
+        group = self._groups.get(number)
+        if group is not None and group.pop(record[0], _MISSING) is not _MISSING:
+            self._dirty.add(number)
+
+    def __len__(self) -> int:
+        """How many keys have a value."""
+        return sum(map(len, self._groups.values()))
+
+    def items(self) -> Iterator[Tuple[int, bytes, Any]]:
+        """Every `(key group, key, value)`, groups in increasing order."""
+        for number in sorted(self._groups):
+            for key, value in self._groups[number].items():
+                yield number, key, value
+
+    def snapshot(self, full: bool) -> List[Tuple[int, bytes]]:
+        """The `(key group, blob)` of every group changed since the previous snapshot, or of
+        every group held when `full`; a group without keys has an empty blob."""
+        numbers = self._dirty.union(self._groups) if full else self._dirty
+        blobs = []
+        for number in sorted(numbers):
+            group = self._groups.get(number)
+            if group:
+                assert self._format is not None
+                blob = encode_envelope(self._format, self._version, sorted(group.items()))
+            else:
+                blob = b""
+                self._groups.pop(number, None)
+            blobs.append((number, blob))
+        self._dirty = set()
+        return blobs
+
+    def restore(
+        self,
+        groups: List[Tuple[int, bytes]],
+        migrate: Callable[[int, Any], Any],
+        origin: str,
+    ) -> None:
+        """Replaces the state with `groups`' (`(key group, blob)` pairs, empty blobs skipped).
+        Values of older versions go through `migrate(version, value)`; their groups are
+        written again, in the current version, by the next snapshot."""
+        loaded: Dict[int, Dict[bytes, Any]] = {}
+        migrated: Set[int] = set()
+        for number, blob in groups:
+            if not blob:
+                continue
+            if self._format is None:
+                raise StateError(
+                    f"this module keeps no keyed state, but was given the state of key group "
+                    f"{number} written by {origin}"
+                )
+            version, payload = decode_envelope_of(blob, self._format)
+            if version > self._version:
+                raise unsupported_version(self._format, version, self._version)
+            group = _pairs(number, payload)
+            if version != self._version:
+                group = {key: migrate(version, value) for key, value in group.items()}
+                migrated.add(number)
+            if group:
+                loaded[number] = group
+        self._groups = loaded
+        self._dirty = migrated
+
+
+def _pairs(number: int, payload: Any) -> Dict[bytes, Any]:
+    """The keys and values of a key group's payload, `[[bin key, value], ...]`."""
+    group = None
+    if isinstance(payload, list):
+        try:
+            group = dict(payload)
+        except (TypeError, ValueError):
+            pass
+    if group is None or len(group) != len(payload) or not all(type(k) is bytes for k in group):
+        raise StateError(
+            f"the state of key group {number} is not a list of distinct [bin key, value] pairs"
+        )
+    return group

@@ -1,0 +1,141 @@
+"""Keyed state by key group: dirty tracking, incremental and full snapshots, restore and
+migration."""
+
+import unittest
+
+import support  # noqa: F401  (sets up sys.path)
+from jobhost import KeyedState, KeyedStateError, Record, StateError, decode_envelope, encode_envelope
+
+APPLE = Record(b"apple", b"apple", 1, 0)  # `apple` is in group 0 of 128, `the` in 125
+PEAR = Record(b"pear", b"pear", 2, 0)
+THE = Record(b"the", b"the", 3, 125)
+
+
+def refuse(version, value):
+    raise AssertionError("no migration expected")
+
+
+def decoded(snapshot):
+    return {g: decode_envelope(blob) if blob else b"" for g, blob in snapshot}
+
+
+class KeyedStateTest(unittest.TestCase):
+    def state(self, version=1):
+        return KeyedState(0, 128, "word-count", version)
+
+    def test_get_put_delete(self):
+        state = self.state()
+        self.assertIsNone(state.get(APPLE))
+        self.assertEqual(state.get(APPLE, 0), 0)
+        state.put(APPLE, 1)
+        state.put(THE, 2)
+        self.assertEqual((state.get(APPLE), state.get(THE), state.get(PEAR, 7)), (1, 2, 7))
+        self.assertEqual(len(state), 2)
+        self.assertEqual(list(state.items()), [(0, b"apple", 1), (125, b"the", 2)])
+        state.delete(THE)
+        state.delete(PEAR)
+        self.assertIsNone(state.get(THE))
+        self.assertEqual(len(state), 1)
+
+    def test_snapshots_write_only_the_groups_changed_since_the_previous_one(self):
+        state = self.state()
+        self.assertEqual(state.snapshot(False), [])
+        state.put(PEAR, 1)
+        state.put(APPLE, 3)
+        state.put(THE, 1)
+        self.assertEqual(
+            decoded(state.snapshot(False)),
+            {
+                0: ("word-count", 1, [[b"apple", 3], [b"pear", 1]]),
+                125: ("word-count", 1, [[b"the", 1]]),
+            },
+        )
+        self.assertEqual(state.snapshot(False), [])
+        state.put(THE, 2)
+        self.assertEqual(decoded(state.snapshot(False)), {125: ("word-count", 1, [[b"the", 2]])})
+        # Deleting a key that is not there changes nothing; emptying a group lists it, empty.
+        state.delete(Record(b"absent", b"", 0, 7))
+        state.delete(THE)
+        self.assertEqual(state.snapshot(False), [(125, b"")])
+        self.assertEqual(state.snapshot(False), [])
+        # A full snapshot lists every group held.
+        self.assertEqual(
+            decoded(state.snapshot(True)),
+            {0: ("word-count", 1, [[b"apple", 3], [b"pear", 1]])},
+        )
+
+    def test_a_full_snapshot_also_lists_groups_emptied_since_the_previous_one(self):
+        state = self.state()
+        state.put(APPLE, 1)
+        state.put(THE, 1)
+        state.snapshot(False)
+        state.delete(THE)
+        self.assertEqual(
+            decoded(state.snapshot(True)), {0: ("word-count", 1, [[b"apple", 1]]), 125: b""}
+        )
+        self.assertEqual(state.snapshot(True), [(0, encode_envelope("word-count", 1, [[b"apple", 1]]))])
+
+    def test_records_without_a_key_group_or_of_another_subtask_are_refused(self):
+        state = KeyedState(64, 128, "word-count", 1)
+        with self.assertRaises(KeyedStateError) as caught:
+            state.get(Record(b"x", b"x", 0))
+        self.assertEqual(
+            str(caught.exception),
+            "record with key b'x' has no key group: keyed state is for records that arrived "
+            "over a key-by edge",
+        )
+        with self.assertRaisesRegex(KeyedStateError, "in key group 0, not one of this subtask's key groups 64..128"):
+            state.put(APPLE, 1)
+        state.put(THE, 1)
+        with self.assertRaisesRegex(KeyedStateError, "keyed state needs a state format"):
+            KeyedState(0, 128, None, 1).put(APPLE, 1)
+
+    def test_restore_loads_the_groups_given(self):
+        written = self.state()
+        written.put(APPLE, 3)
+        written.put(THE, 1)
+        blobs = written.snapshot(True)
+        state = self.state()
+        state.put(PEAR, 9)
+        state.restore(blobs + [(5, b"")], refuse, "word-counter 1.0.0")
+        self.assertEqual(list(state.items()), [(0, b"apple", 3), (125, b"the", 1)])
+        self.assertEqual(state.snapshot(False), [], "restored groups are not dirty")
+        self.assertEqual(state.snapshot(True), blobs)
+
+    def test_restore_migrates_older_versions_and_rewrites_their_groups(self):
+        v1 = self.state(1)
+        v1.put(APPLE, 3)
+        v1.put(THE, 1)
+        v2 = self.state(2)
+        v2.restore(v1.snapshot(True), lambda version, count: [count, None], "word-counter 1.0.0")
+        self.assertEqual(list(v2.items()), [(0, b"apple", [3, None]), (125, b"the", [1, None])])
+        self.assertEqual(
+            decoded(v2.snapshot(False)),
+            {
+                0: ("word-count", 2, [[b"apple", [3, None]]]),
+                125: ("word-count", 2, [[b"the", [1, None]]]),
+            },
+        )
+
+    def test_restore_refuses_what_it_cannot_read(self):
+        v2 = encode_envelope("word-count", 2, [[b"apple", [1, 5]]])
+        cases = [
+            (v2, "unsupported state version 2 of `word-count`: this module reads state version 1 and older"),
+            (encode_envelope("line-position", 1, [0, 0]), "state of format `line-position` cannot be read: this module reads `word-count`"),
+            (encode_envelope("word-count", 1, {b"apple": 1}), "the state of key group 3 is not a list of distinct [bin key, value] pairs"),
+            (encode_envelope("word-count", 1, [["apple", 1]]), "not a list of distinct [bin key, value] pairs"),
+            (encode_envelope("word-count", 1, [[b"a", 1], [b"a", 2]]), "not a list of distinct [bin key, value] pairs"),
+            (encode_envelope("word-count", 1, [[b"a", 1, 2]]), "not a list of distinct [bin key, value] pairs"),
+            (b"\x01", "not a [format, version, payload] envelope"),
+        ]
+        for blob, message in cases:
+            with self.subTest(message):
+                with self.assertRaises(StateError) as caught:
+                    self.state(1).restore([(3, blob)], refuse, "x 1")
+                self.assertIn(message, str(caught.exception))
+        with self.assertRaisesRegex(StateError, "keeps no keyed state, but was given the state of key group 3 written by word-counter 1.0.0"):
+            KeyedState(0, 128, None, 1).restore([(3, v2)], refuse, "word-counter 1.0.0")
+
+
+if __name__ == "__main__":
+    unittest.main()
