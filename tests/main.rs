@@ -10,6 +10,7 @@ mod crash;
 mod escapes;
 mod hostile;
 mod integrity;
+mod javascript;
 mod layering;
 mod limits;
 mod python;

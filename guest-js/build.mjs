@@ -1,0 +1,126 @@
+// Builds each example of `examples/` into a WebAssembly component, `<out>/<name>_js.wasm`:
+// bundles it with the SDK and @msgpack/msgpack (esbuild: componentize-js reads one file and
+// resolves no packages), then componentizes the bundle against `wit/` with componentize-js,
+// for the world of the role the example registered (`Operator`, `Source` or `Sink`).
+//
+// A component is rebuilt only when its bundle, the WIT files, the toolchain or its options
+// changed: a stamp beside the bundle in `<work>` records what the component was built from.
+//
+// Usage: node build.mjs --out DIR --work DIR [NAME...]   (default: every example)
+
+import { createHash } from "node:crypto";
+import { mkdir, readFile, readdir, rename, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+import { componentize, version as componentizeVersion } from "@bytecodealliance/componentize-js";
+import * as esbuild from "esbuild";
+
+import { registered, unregister } from "./jobhost/register.js";
+import { WORLD_EXPORTS } from "./jobhost/roles.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const witDir = resolve(here, "../wit");
+const examplesDir = join(here, "examples");
+
+// The host links no `wasi:http`: a component importing it would not instantiate. Standard
+// output and errors (console.*), clocks and random stay (the host provides them, clocks frozen
+// unless granted).
+const COMPONENTIZE_OPTIONS = { disableFeatures: ["http", "fetch-event"] };
+
+const { values: args, positionals: names } = parseArgs({
+  options: { out: { type: "string" }, work: { type: "string" } },
+  allowPositionals: true,
+});
+if (!args.out || !args.work) {
+  console.error("usage: node build.mjs --out DIR --work DIR [NAME...]");
+  process.exit(2);
+}
+
+async function witDigest() {
+  const hash = createHash("sha256");
+  for (const name of (await readdir(witDir)).filter((n) => n.endsWith(".wit")).sort()) {
+    hash.update(name).update("\0").update(await readFile(join(witDir, name))).update("\0");
+  }
+  return hash.digest("hex");
+}
+
+/** The role of the class the example registers, learnt by importing it here. */
+async function roleOf(path) {
+  unregister();
+  await import(pathToFileURL(path).href);
+  const guest = registered();
+  unregister();
+  if (guest === undefined) throw new Error(`${path} registers nothing: add \`register(YourClass)\``);
+  return guest.role;
+}
+
+/** The example bundled with everything it imports, re-exporting its world's functions. */
+async function bundle(path, role) {
+  const exportsPath = join(here, "jobhost/exports.js");
+  const entry =
+    `import ${JSON.stringify(path)};\n` +
+    `export { ${WORLD_EXPORTS[role].join(", ")} } from ${JSON.stringify(exportsPath)};\n`;
+  const result = await esbuild.build({
+    stdin: { contents: entry, resolveDir: here, sourcefile: "entry.js", loader: "js" },
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    mainFields: ["module", "main"],
+    target: "es2022",
+    write: false,
+    logLevel: "warning",
+  });
+  return result.outputFiles[0].contents;
+}
+
+async function build(name, wit) {
+  const path = join(examplesDir, `${name}.js`);
+  const role = await roleOf(path);
+  const code = await bundle(path, role);
+  const stamp = createHash("sha256")
+    .update(JSON.stringify({ componentizeVersion, COMPONENTIZE_OPTIONS, role, wit }))
+    .update(code)
+    .digest("hex");
+  const wasm = join(args.out, `${name}_js.wasm`);
+  const bundlePath = join(args.work, `${name}.bundle.js`);
+  const stampPath = join(args.work, `${name}.stamp`);
+  const built = await readFile(stampPath, "utf8").catch(() => "");
+  const present = await readFile(wasm).then(
+    (bytes) => createHash("sha256").update(bytes).digest("hex"),
+    () => undefined,
+  );
+  if (present !== undefined && built === `${stamp} ${present}\n`) {
+    console.log(`${name}_js.wasm is up to date`);
+    return;
+  }
+  await writeFile(bundlePath, code);
+  const started = performance.now();
+  const { component } = await componentize({
+    sourcePath: bundlePath,
+    witPath: witDir,
+    worldName: role,
+    ...COMPONENTIZE_OPTIONS,
+  });
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  // Written beside, then renamed: a component is either the old one or the whole new one.
+  await writeFile(`${wasm}.tmp`, component);
+  await rename(`${wasm}.tmp`, wasm);
+  const digest = createHash("sha256").update(component).digest("hex");
+  await writeFile(stampPath, `${stamp} ${digest}\n`);
+  const mib = (component.length / 2 ** 20).toFixed(1);
+  console.log(`built ${name}_js.wasm (${role}, ${mib} MiB) in ${seconds} s`);
+}
+
+await mkdir(args.out, { recursive: true });
+await mkdir(args.work, { recursive: true });
+const all = (await readdir(examplesDir))
+  .filter((n) => n.endsWith(".js"))
+  .map((n) => basename(n, ".js"))
+  .sort();
+for (const name of names) {
+  if (!all.includes(name)) throw new Error(`no example \`${name}\` (there are: ${all.join(", ")})`);
+}
+const wit = await witDigest();
+for (const name of names.length > 0 ? names : all) await build(name, wit);

@@ -1,0 +1,287 @@
+// Portable state (docs/state-format.md): the MessagePack envelope `[format, version, payload]`
+// every SDK writes, and the keyed state the SDK keeps by key group, with the groups changed
+// since the last snapshot.
+
+import { decode, encode } from "@msgpack/msgpack";
+
+import { bytesToKeyString, isBytes, keyStringToBytes } from "./batch.js";
+
+/** The error state that cannot be read raises. */
+export class StateError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "StateError";
+  }
+}
+
+const INT32_MIN = -0x8000_0000;
+const UINT32_END = 0x1_0000_0000;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Prepares `value` for the encoder so that every integer takes its smallest MessagePack encoding:
+ * integers that fit 32 bits (signed or unsigned) become Numbers, larger ones BigInts (which the
+ * encoder, with `useBigInt64`, writes as uint 64 / int 64, the only encodings that hold them).
+ */
+function forEncoding(value, depth = 0) {
+  if (depth > 100) throw new StateError("state nests more than 100 levels deep");
+  switch (typeof value) {
+    case "number":
+      if (Number.isInteger(value) && (value < INT32_MIN || value >= UINT32_END)) {
+        if (!Number.isSafeInteger(value)) {
+          throw new StateError(`integer ${value} is beyond 2^53: keep it as a BigInt`);
+        }
+        return BigInt(value);
+      }
+      return value;
+    case "bigint":
+      if (value < -0x8000_0000_0000_0000n || value > 0xffff_ffff_ffff_ffffn) {
+        throw new StateError(`integer ${value} does not fit 64 bits`);
+      }
+      return value >= BigInt(INT32_MIN) && value < BigInt(UINT32_END) ? Number(value) : value;
+    case "object":
+      if (value === null || ArrayBuffer.isView(value)) return value;
+      if (Array.isArray(value)) return value.map((v) => forEncoding(v, depth + 1));
+      if (value instanceof Map || value instanceof Set) {
+        throw new StateError(
+          `a ${value.constructor.name} cannot be written as state: use an array or a plain object`,
+        );
+      }
+      return Object.fromEntries(
+        Object.entries(value).map(([k, v]) => [k, forEncoding(v, depth + 1)]),
+      );
+    default:
+      return value;
+  }
+}
+
+/** After decoding: 64-bit integers that fit a safe Number become Numbers, the rest stay BigInts. */
+function fromDecoding(value) {
+  if (typeof value === "bigint") {
+    return value >= -MAX_SAFE && value <= MAX_SAFE ? Number(value) : value;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = fromDecoding(value[i]);
+  } else if (value !== null && typeof value === "object" && !ArrayBuffer.isView(value)) {
+    for (const k of Object.keys(value)) value[k] = fromDecoding(value[k]);
+  }
+  return value;
+}
+
+/** Encodes any value as MessagePack, integers in their smallest encoding, bytes as `bin`. */
+export function encodeValue(value) {
+  return encode(forEncoding(value), { useBigInt64: true });
+}
+
+/** Decodes one MessagePack value (and nothing after it). */
+export function decodeValue(bytes) {
+  return fromDecoding(decode(bytes, { useBigInt64: true }));
+}
+
+/** Wraps `payload` in the envelope `[format, version, payload]`. */
+export function encodeEnvelope(format, version, payload) {
+  checkFormatAndVersion(format, version);
+  return encodeValue([format, version, payload]);
+}
+
+function checkFormatAndVersion(format, version) {
+  if (typeof format !== "string" || format === "") {
+    throw new StateError(`a state format is a non-empty string, not ${String(format)}`);
+  }
+  if (!Number.isSafeInteger(version) || version < 0) {
+    throw new StateError(`a state version is a non-negative integer, not ${String(version)}`);
+  }
+}
+
+/** Opens an envelope: returns `{ format, version, payload }`, or throws a `StateError`. */
+export function decodeEnvelope(bytes) {
+  let value;
+  try {
+    value = decodeValue(bytes);
+  } catch (e) {
+    throw new StateError(`state is not MessagePack (${e.message})`);
+  }
+  if (
+    !Array.isArray(value) ||
+    value.length !== 3 ||
+    typeof value[0] !== "string" ||
+    !Number.isSafeInteger(value[1]) ||
+    value[1] < 0
+  ) {
+    throw new StateError("state is not an envelope [format, version, payload]");
+  }
+  return { format: value[0], version: value[1], payload: value[2] };
+}
+
+/**
+ * Checks an opened envelope against what this module reads: `format`, at `version` or, when
+ * `canMigrate`, an older version. Refuses another format and a newer version, naming both sides.
+ */
+export function checkEnvelope(found, format, version, canMigrate, what = "state") {
+  if (found.format !== format) {
+    throw new StateError(
+      `${what} has format \`${found.format}\`, but this module reads format \`${format}\``,
+    );
+  }
+  if (found.version > version) {
+    throw new StateError(
+      `${what} has version ${found.version} of \`${format}\`, newer than this module reads ` +
+        `(version ${version})`,
+    );
+  }
+  if (found.version < version && !canMigrate) {
+    throw unsupportedVersion(format, found.version, version);
+  }
+}
+
+/**
+ * Opens an envelope written in `format` at a version this module reads: `version` itself, or an
+ * older one, whose payload `migrate(version, payload)` turns into the current shape (without
+ * `migrate`, older versions are refused).
+ */
+export function openEnvelope(bytes, format, version, migrate = undefined, what = "state") {
+  const found = decodeEnvelope(bytes);
+  checkEnvelope(found, format, version, migrate !== undefined, what);
+  return found.version === version ? found.payload : migrate(found.version, found.payload);
+}
+
+/** The error for a state version older than `current` that a module cannot migrate. */
+export function unsupportedVersion(format, found, current) {
+  return new StateError(
+    `unsupported state version ${found} of \`${format}\`: this module reads version ${current} ` +
+      `and migrates no older one`,
+  );
+}
+
+/**
+ * Keyed state by key group: a Map from key (one char per key byte, see `Record.keyString`) to
+ * value per group, with the groups changed since the last snapshot.
+ */
+export class KeyedState {
+  constructor() {
+    /** @type {Map<number, Map<string, unknown>>} */
+    this.groups = new Map();
+    /** Groups changed since the last snapshot (or `init`, or `restore`). */
+    this.dirty = new Set();
+    /** The groups this subtask owns: [start, end), set at `init`. */
+    this.range = undefined;
+  }
+
+  /** The value of `record`'s key, or `dflt` if it has none. */
+  get(record, dflt = undefined) {
+    const group = this.groups.get(this._group(record));
+    if (group === undefined) return dflt;
+    const value = group.get(record.keyString);
+    return value === undefined ? dflt : value;
+  }
+
+  /** Whether `record`'s key has a value. */
+  has(record) {
+    return this.groups.get(this._group(record))?.has(record.keyString) ?? false;
+  }
+
+  /** Sets the value of `record`'s key (not `undefined`: use `delete`). */
+  put(record, value) {
+    if (value === undefined) throw new TypeError("keyed state value is undefined: use `delete`");
+    const g = this._group(record);
+    let group = this.groups.get(g);
+    if (group === undefined) {
+      group = new Map();
+      this.groups.set(g, group);
+    }
+    group.set(record.keyString, value);
+    this.dirty.add(g);
+  }
+
+  /** Removes `record`'s key; returns whether it had a value. */
+  delete(record) {
+    const g = this._group(record);
+    const group = this.groups.get(g);
+    if (group === undefined || !group.delete(record.keyString)) return false;
+    this.dirty.add(g);
+    return true;
+  }
+
+  /** Every `[keyBytes, value, keyGroup]` held, group by group. */
+  *entries() {
+    for (const [g, group] of this.groups) {
+      for (const [k, v] of group) yield [keyStringToBytes(k), v, g];
+    }
+  }
+
+  /** The number of keys held. */
+  get size() {
+    let n = 0;
+    for (const group of this.groups.values()) n += group.size;
+    return n;
+  }
+
+  _group(record) {
+    const g = record.keyGroup;
+    if (g === undefined) {
+      throw new StateError(
+        "a record without a key group reached keyed state: keyed state needs its input over " +
+          "a `key-by` edge",
+      );
+    }
+    if (this.range !== undefined && (g < this.range[0] || g >= this.range[1])) {
+      throw new StateError(
+        `record of key group ${g} reached the subtask of key groups ` +
+          `${this.range[0]}..${this.range[1]}`,
+      );
+    }
+    return g;
+  }
+
+  /**
+   * The groups to snapshot, encoded: every group changed since the last snapshot, or, when
+   * `full`, every group held (and those emptied since). An emptied group's state is empty
+   * bytes. Pairs are sorted by key bytes, so that equal state gives equal bytes.
+   */
+  snapshot(full, format, version) {
+    const chosen = full ? new Set([...this.groups.keys(), ...this.dirty]) : this.dirty;
+    const out = [];
+    for (const g of [...chosen].sort((a, b) => a - b)) {
+      const group = this.groups.get(g);
+      if (group === undefined || group.size === 0) {
+        this.groups.delete(g);
+        out.push({ keyGroup: g, state: new Uint8Array(0) });
+        continue;
+      }
+      const keys = [...group.keys()].sort();
+      const pairs = keys.map((k) => [keyStringToBytes(k), group.get(k)]);
+      out.push({ keyGroup: g, state: encodeEnvelope(format, version, pairs) });
+    }
+    this.dirty = new Set();
+    return out;
+  }
+
+  /**
+   * Replaces the state with the groups given (`[{ keyGroup, state }]`), each an envelope of
+   * `format`, its values migrated by `migrate(version, value)` when older than `version`.
+   */
+  restore(groups, format, version, migrate) {
+    const loaded = new Map();
+    for (const { keyGroup, state } of groups) {
+      if (state.length === 0) continue;
+      const what = `the keyed state of key group ${keyGroup}`;
+      const found = decodeEnvelope(state);
+      checkEnvelope(found, format, version, migrate !== undefined, what);
+      const old = found.version !== version;
+      if (!Array.isArray(found.payload)) {
+        throw new StateError(`${what} is not a list of [key, value]`);
+      }
+      const group = new Map();
+      for (const pair of found.payload) {
+        if (!Array.isArray(pair) || pair.length !== 2 || !isBytes(pair[0])) {
+          throw new StateError(`${what} holds an entry that is not [bin key, value]`);
+        }
+        group.set(bytesToKeyString(pair[0]), old ? migrate(found.version, pair[1]) : pair[1]);
+      }
+      if (loaded.has(keyGroup)) throw new StateError(`key group ${keyGroup} was given twice`);
+      if (group.size > 0) loaded.set(keyGroup, group);
+    }
+    this.groups = loaded;
+    this.dirty = new Set();
+  }
+}

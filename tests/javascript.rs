@@ -1,0 +1,315 @@
+//! Operators written in JavaScript (`guest-js/`, built by `guest-js/build.sh` into
+//! `<name>_js.wasm`) run like Rust ones: a word count with the JS tokenizer and counter is exact,
+//! a JS counter upgrades through a savepoint (and so does a Rust one, to the JS v2: state
+//! crosses languages), a JS exception fails its job naming the operator and carrying the
+//! exception, and a restarted job compiles none of its components again.
+//!
+//! A componentize-js component embeds the SpiderMonkey engine (12 MiB), which takes wasmtime
+//! tens of seconds to compile. So that each test does not pay for it, the tests but the one
+//! about compiling start from a compiled-module cache warmed once (`warm_cache`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::util::{
+    Dir, WordCount, assert_exactly_once, copy_folder, guest, input_text, replace_in, target_dir,
+};
+
+const LINES: usize = 2_000;
+
+/// Every JavaScript component these tests run.
+const JS_MODULES: [&str; 5] = [
+    "tokenizer_js",
+    "counter_v1_js",
+    "counter_v2_js",
+    "faulty_js",
+    "null_sink_js",
+];
+
+/// A job of the line source and the JS null sink, with JS operator `operator` between them
+/// (over a `key-by` edge, which keyed ones need) if given: each compiles one new module into a
+/// cache that holds the others, well within the time a test gives a job.
+fn warm_up_job(operator: Option<&str>) -> String {
+    let module = |name| guest(name).display().to_string();
+    let mut text = format!(
+        r#"
+name = "warm-up"
+
+[[operators]]
+id = "lines"
+role = "source"
+module = "{source}"
+config = {{ path = "/input/words.txt" }}
+mounts = [{{ host = "input", guest = "/input" }}]
+
+[[operators]]
+id = "sink"
+role = "sink"
+module = "{sink}"
+"#,
+        source = module("line_source"),
+        sink = module("null_sink_js"),
+    );
+    match operator {
+        None => {
+            text.push_str("\n[[edges]]\nfrom = \"lines\"\nto = \"sink\"\npartition = \"forward\"\n")
+        }
+        Some(name) => text.push_str(&format!(
+            "\n[[operators]]\nid = \"op\"\nrole = \"operator\"\nmodule = \"{}\"\n\n\
+             [[edges]]\nfrom = \"lines\"\nto = \"op\"\npartition = \"key-by\"\n\n\
+             [[edges]]\nfrom = \"op\"\nto = \"sink\"\npartition = \"forward\"\n",
+            module(name)
+        )),
+    }
+    text
+}
+
+/// A folder of compiled modules holding every JavaScript component as built now: the cache of
+/// a state folder that ran the `warm_up_job`s, kept in the target dir between runs and warmed
+/// again when a component changed.
+fn warm_cache() -> &'static Path {
+    static CACHE: OnceLock<PathBuf> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let cache = target_dir().join("e2e-javascript-cache");
+        let cached = |name: &str| {
+            let sha256 = hex::encode(Sha256::digest(std::fs::read(guest(name)).unwrap()));
+            std::fs::read_dir(&cache).is_ok_and(|mut entries| {
+                entries.any(|e| {
+                    e.unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(&sha256)
+                })
+            })
+        };
+        if !JS_MODULES.iter().all(|name| cached(name)) {
+            let dir = Dir::new(20);
+            let job = dir.path().join("warm-up.toml");
+            let operators = JS_MODULES.iter().filter(|&&name| name != "null_sink_js");
+            for operator in [None].into_iter().chain(operators.map(Some)) {
+                std::fs::write(&job, warm_up_job(operator.copied())).unwrap();
+                dir.start(&[job.to_str().unwrap()]).wait_ok();
+            }
+            let _ = std::fs::remove_dir_all(&cache);
+            copy_folder(&dir.home().join("cache"), &cache);
+        }
+        cache
+    })
+}
+
+/// A scratch folder whose state folder already holds every JS component compiled.
+fn warm_dir(lines: usize) -> Dir {
+    let dir = Dir::new(lines);
+    copy_folder(warm_cache(), &dir.home().join("cache"));
+    dir
+}
+
+/// Writes the word count of `job` with the JavaScript tokenizer in place of the Rust one.
+fn write_js_job(dir: &Dir, job: &WordCount) -> PathBuf {
+    let path = dir.write_job(job);
+    swap_module(&path, "tokenizer", "tokenizer_js");
+    path
+}
+
+/// Replaces component `from` by component `to` in the job file at `path`.
+fn swap_module(path: &Path, from: &str, to: &str) {
+    replace_in(
+        path,
+        &format!("\"{}\"", guest(from).display()),
+        &format!("\"{}\"", guest(to).display()),
+    );
+}
+
+#[test]
+fn a_js_word_count_counts_every_word_exactly_once() {
+    let dir = warm_dir(LINES);
+    let job = write_js_job(
+        &dir,
+        &WordCount {
+            counter: guest("counter_v1_js"),
+            lines_per_second: 1_000_000,
+            ..WordCount::default()
+        },
+    );
+    dir.start(&[job.to_str().unwrap()]).wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
+
+#[test]
+fn a_js_counter_saved_then_upgraded_to_v2_gives_the_uninterrupted_output() {
+    let dir = warm_dir(LINES);
+    // Slower than the Rust tests' 1 500 lines a second: the JS pipeline takes in the whole input
+    // at that rate before the savepoint's barrier gets through it.
+    let job = write_js_job(
+        &dir,
+        &WordCount {
+            counter: guest("counter_v1_js"),
+            lines_per_second: 500,
+            ..WordCount::default()
+        },
+    );
+    let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 1_000);
+    assert!(
+        !dir.committed_output().is_empty(),
+        "nothing was committed before the savepoint"
+    );
+
+    let job = write_js_job(
+        &dir,
+        &WordCount {
+            counter: guest("counter_v2_js"),
+            ..WordCount::default()
+        },
+    );
+    dir.start(&[job.to_str().unwrap(), "--from", &savepoint])
+        .wait_ok();
+    assert_upgraded_exactly(&dir);
+}
+
+/// State crosses languages: a Rust counter v1's savepoint resumes with the JS counter v2.
+#[test]
+fn a_rust_counter_saved_then_upgraded_to_the_js_v2_gives_the_uninterrupted_output() {
+    let dir = warm_dir(LINES);
+    let job = dir.write_job(&WordCount::default());
+    let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 1_000);
+
+    let job = write_js_job(
+        &dir,
+        &WordCount {
+            counter: guest("counter_v2_js"),
+            ..WordCount::default()
+        },
+    );
+    dir.start(&[job.to_str().unwrap(), "--from", &savepoint])
+        .wait_ok();
+    assert_upgraded_exactly(&dir);
+}
+
+/// The output is exact, v1 lines then v2 lines, and v2 knows which words it migrated.
+fn assert_upgraded_exactly(dir: &Dir) {
+    let output = dir.committed_output();
+    assert_exactly_once(&output, &input_text(LINES));
+    let upgraded: Vec<_> = output
+        .iter()
+        .filter(|l| l.contains(" first-seen="))
+        .collect();
+    assert!(
+        !upgraded.is_empty() && upgraded.len() < output.len(),
+        "v1 then v2 output expected: {} of {} lines are v2",
+        upgraded.len(),
+        output.len()
+    );
+    assert!(
+        upgraded.iter().any(|l| l.ends_with(" first-seen=unknown")),
+        "no migrated word"
+    );
+    assert!(
+        upgraded.iter().any(|l| !l.ends_with(" first-seen=unknown")),
+        "no word new to v2"
+    );
+}
+
+#[test]
+fn a_js_exception_in_process_fails_the_job_naming_the_operator_and_the_exception() {
+    let dir = warm_dir(LINES);
+    let job = dir.write_job(&WordCount {
+        hostile: Some("config = { throw_in = \"process\", after_records = 300 }".to_owned()),
+        lines_per_second: 4_000,
+        ..WordCount::default()
+    });
+    swap_module(&job, "hostile", "faulty_js");
+    let (code, stderr) = dir.start(&[job.to_str().unwrap()]).wait_code();
+    assert_eq!(code, Some(3), "{stderr}");
+    for needle in [
+        "hostile[",
+        "`process`",
+        "TypeError: faulty operator hostile[",
+        "threw in process on purpose",
+    ] {
+        assert!(stderr.contains(needle), "expected `{needle}` in:\n{stderr}");
+    }
+    assert!(dir.host_ok(&["list"]).contains("failed: hostile["));
+}
+
+#[test]
+fn a_js_sink_runs_a_job_to_its_end() {
+    let dir = warm_dir(LINES);
+    let job = write_js_job(
+        &dir,
+        &WordCount {
+            counter: guest("counter_v1_js"),
+            lines_per_second: 1_000_000,
+            ..WordCount::default()
+        },
+    );
+    swap_module(&job, "file_sink", "null_sink_js");
+    dir.start(&[job.to_str().unwrap()]).wait_ok();
+    assert!(dir.host_ok(&["list"]).contains("finished"));
+    assert!(
+        dir.committed_output().is_empty(),
+        "the null sink wrote files"
+    );
+}
+
+/// Each file of the compiled-module cache with its length and modification time.
+fn cache_files(dir: &Dir) -> BTreeMap<String, (u64, SystemTime)> {
+    std::fs::read_dir(dir.home().join("cache"))
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                (metadata.len(), metadata.modified().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_start_of_a_js_job_compiles_nothing() {
+    let dir = Dir::new(200);
+    let job = write_js_job(
+        &dir,
+        &WordCount {
+            counter: guest("counter_v1_js"),
+            lines_per_second: 1_000_000,
+            ..WordCount::default()
+        },
+    );
+    // Compiling two JS components may take longer than a test waits for a job (`wait_ok`) on a
+    // loaded machine: this run is waited for without a limit.
+    let started = Instant::now();
+    let output = dir.host(&["run", job.to_str().unwrap()]);
+    let cold = started.elapsed();
+    assert!(
+        output.status.success(),
+        "the first run failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let first = cache_files(&dir);
+    // line_source, tokenizer_js, counter_v1_js, file_sink: one compiled module each.
+    assert!(
+        first.len() == 4 && first.keys().all(|name| name.ends_with(".cwasm")),
+        "{first:?}"
+    );
+
+    // Let a recompilation show in the modification times, then run the same job again.
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::remove_dir_all(dir.path().join("output")).unwrap();
+    std::fs::create_dir(dir.path().join("output")).unwrap();
+    let started = Instant::now();
+    dir.start(&[job.to_str().unwrap()]).wait_ok();
+    let warm = started.elapsed();
+    assert_eq!(
+        cache_files(&dir),
+        first,
+        "the second start changed the cache"
+    );
+    assert_exactly_once(&dir.committed_output(), &input_text(200));
+    eprintln!("JS word count of 200 lines: first run {cold:?} (compiling), second {warm:?}");
+}
