@@ -35,6 +35,7 @@ test: guests
     cargo test --locked -p host
     cargo test --locked -p jobhost-guest {{guests}}
     "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover guest-python/tests
+    node --test guest-js/tests/
 
 # The demo: run a word count, save it, upgrade the counter to v2, resume from the savepoint.
 demo: rust-guests host

@@ -53,7 +53,10 @@ fn a_count_moves_from_rust_to_python_to_javascript_to_rust_exactly() {
         let before = dir.committed_output().len();
         let deadline = std::time::Instant::now() + Duration::from_secs(240);
         while dir.committed_output().len() <= before + 50 {
-            assert!(std::time::Instant::now() < deadline, "{counter} committed nothing");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{counter} committed nothing"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         from = Some(dir.save_and_stop(running));
@@ -69,6 +72,13 @@ fn a_count_moves_from_rust_to_python_to_javascript_to_rust_exactly() {
         .collect();
     assert_exactly_once(&counts, &input_text(LINES));
     // v2 in every language knew which words v1 (Rust) had counted before it.
-    assert!(output.iter().any(|l| l.ends_with("first-seen=unknown")), "no migrated word");
-    assert!(output.iter().any(|l| l.contains("first-seen=") && !l.ends_with("unknown")));
+    assert!(
+        output.iter().any(|l| l.ends_with("first-seen=unknown")),
+        "no migrated word"
+    );
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("first-seen=") && !l.ends_with("unknown"))
+    );
 }

@@ -11,6 +11,7 @@ mod escapes;
 mod hostile;
 mod integrity;
 mod javascript;
+mod languages;
 mod layering;
 mod limits;
 mod python;
