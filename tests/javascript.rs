@@ -6,7 +6,7 @@
 //!
 //! A componentize-js component embeds the SpiderMonkey engine (12 MiB), which takes wasmtime
 //! tens of seconds to compile. So that each test does not pay for it, the tests but the one
-//! about compiling start from a compiled-module cache warmed once (`warm_cache`).
+//! about compiling start from the shared compiled-module cache, warmed once (`warm_cache`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::util::{
-    Dir, WordCount, assert_exactly_once, copy_folder, guest, input_text, replace_in, target_dir,
+    Dir, WordCount, assert_exactly_once, guest, input_text, replace_in, shared_cache,
 };
 
 const LINES: usize = 2_000;
@@ -68,16 +68,14 @@ module = "{sink}"
     text
 }
 
-/// A folder of compiled modules holding every JavaScript component as built now: the cache of
-/// a state folder that ran the `warm_up_job`s, kept in the target dir between runs and warmed
-/// again when a component changed.
-fn warm_cache() -> &'static Path {
-    static CACHE: OnceLock<PathBuf> = OnceLock::new();
-    CACHE.get_or_init(|| {
-        let cache = target_dir().join("e2e-javascript-cache");
+/// Makes sure the compiled-module cache the tests share (`tests/util.rs`) holds every
+/// JavaScript component as built now, by running the `warm_up_job`s once if it does not.
+fn warm_cache() {
+    static WARM: OnceLock<()> = OnceLock::new();
+    WARM.get_or_init(|| {
         let cached = |name: &str| {
             let sha256 = hex::encode(Sha256::digest(std::fs::read(guest(name)).unwrap()));
-            std::fs::read_dir(&cache).is_ok_and(|mut entries| {
+            std::fs::read_dir(shared_cache()).is_ok_and(|mut entries| {
                 entries.any(|e| {
                     e.unwrap()
                         .file_name()
@@ -87,6 +85,7 @@ fn warm_cache() -> &'static Path {
             })
         };
         if !JS_MODULES.iter().all(|name| cached(name)) {
+            // Its cache goes to the shared one when it is dropped.
             let dir = Dir::new(20);
             let job = dir.path().join("warm-up.toml");
             let operators = JS_MODULES.iter().filter(|&&name| name != "null_sink_js");
@@ -94,18 +93,14 @@ fn warm_cache() -> &'static Path {
                 std::fs::write(&job, warm_up_job(operator.copied())).unwrap();
                 dir.start(&[job.to_str().unwrap()]).wait_ok();
             }
-            let _ = std::fs::remove_dir_all(&cache);
-            copy_folder(&dir.home().join("cache"), &cache);
         }
-        cache
-    })
+    });
 }
 
 /// A scratch folder whose state folder already holds every JS component compiled.
 fn warm_dir(lines: usize) -> Dir {
-    let dir = Dir::new(lines);
-    copy_folder(warm_cache(), &dir.home().join("cache"));
-    dir
+    warm_cache();
+    Dir::new(lines)
 }
 
 /// Writes the word count of `job` with the JavaScript tokenizer in place of the Rust one.
@@ -272,7 +267,7 @@ fn cache_files(dir: &Dir) -> BTreeMap<String, (u64, SystemTime)> {
 
 #[test]
 fn a_second_start_of_a_js_job_compiles_nothing() {
-    let dir = Dir::new(200);
+    let dir = Dir::cold(200);
     let job = write_js_job(
         &dir,
         &WordCount {

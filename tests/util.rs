@@ -38,7 +38,7 @@ pub fn guest(name: &str) -> PathBuf {
 /// up to tens of seconds (a Python one: its interpreter is in it). A test's state folder starts
 /// with what earlier tests compiled, and gives back what it compiled when it is dropped. Safe to
 /// share: the host names each file by module and engine, and writes it whole, by rename.
-fn shared_cache() -> PathBuf {
+pub fn shared_cache() -> PathBuf {
     let dir = target_dir().join("e2e-module-cache");
     std::fs::create_dir_all(&dir).unwrap();
     dir
