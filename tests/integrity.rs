@@ -46,11 +46,13 @@ fn part_files(dir: &Dir) -> usize {
 #[test]
 fn check_and_refused_runs_beside_a_running_job_change_nothing_and_its_output_stays_exact() {
     let dir = Dir::new(LINES);
-    let job = slow_job(&dir, 4);
+    // Slow enough to be running still when the commands below have run.
+    let job = slow_job(&dir, 15);
     let running = dir.start(&[job.to_str().unwrap()]);
     let savepoint = dir.save(&running.job);
     wait_for_output_past(&dir, part_files(&dir) + 2);
     let jobs_before = dir.host_ok(&["list"]);
+    assert!(jobs_before.contains("running"), "{jobs_before}");
     let cache = dir.snapshot_tree(&dir.home().join("cache"));
 
     // `check` instantiates and restores every module, the sink too, against the real output
