@@ -13,6 +13,7 @@ mod integrity;
 mod layering;
 mod limits;
 mod rescale;
+mod s3;
 mod savepoint;
 mod scaffold;
 mod torture;
