@@ -15,9 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::util::{
-    Dir, WordCount, assert_exactly_once, guest, input_text, replace_in, shared_cache,
-};
+use crate::module_cache::shared_cache;
+use crate::util::{Dir, WordCount, assert_exactly_once, guest, input_text, replace_in};
 
 const LINES: usize = 2_000;
 

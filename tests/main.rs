@@ -14,6 +14,7 @@ mod javascript;
 mod languages;
 mod layering;
 mod limits;
+mod module_cache;
 mod python;
 mod rescale;
 mod savepoint;

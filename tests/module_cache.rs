@@ -1,0 +1,43 @@
+//! The compiled-module cache the end-to-end tests share, so that each component is compiled
+//! once per target dir rather than once per test.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::{Dir, target_dir};
+
+/// The compiled-module cache the tests of this target dir share: compiling a component takes
+/// up to tens of seconds (a Python one: its interpreter is in it). A test's state folder starts
+/// with what earlier tests compiled, and gives back what it compiled when it is dropped. Safe to
+/// share: the host names each file by module and engine, and writes it whole, by rename.
+pub fn shared_cache() -> PathBuf {
+    let dir = target_dir().join("e2e-module-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Puts every file of `from` that `to` lacks into `to`: a hard link, or a copy across file
+/// systems.
+pub fn share_files(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let target = to.join(entry.file_name());
+        if target.exists() || !entry.path().is_file() {
+            continue;
+        }
+        if std::fs::hard_link(entry.path(), &target).is_err() {
+            // Through a temporary name, so that another test never sees half a file.
+            let partial = to.join(format!(".{}.partial", std::process::id()));
+            if std::fs::copy(entry.path(), &partial).is_ok() {
+                let _ = std::fs::rename(&partial, &target);
+            }
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        share_files(&self.home().join("cache"), &shared_cache());
+    }
+}
