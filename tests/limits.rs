@@ -3,10 +3,9 @@
 //! through, its output exact) and over it (it fails there, naming the operator), with a value
 //! far enough from the default that the test fails if the setting were ignored.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::{Dir, WordCount, assert_exactly_once, input_text};
+use crate::util::{Dir, WordCount, assert_exactly_once, committed_output_in, input_text};
 
 const LINES: usize = 2_000;
 
@@ -50,28 +49,6 @@ fn run(dir: &Dir, sub: &str, lines: &str) -> Run {
     }
 }
 
-/// The committed output of the job that ran in `dir`'s subfolder `sub`, in checkpoint order.
-fn committed_output(sub: &Path) -> Vec<String> {
-    let mut parts: Vec<_> = std::fs::read_dir(sub.join("output"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
-        .collect();
-    parts.sort();
-    parts
-        .iter()
-        .flat_map(|p| {
-            let text = std::fs::read_to_string(p).unwrap();
-            text.lines().map(str::to_owned).collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 fn assert_ran_through(dir: &Dir, sub: &str, run: &Run) {
     assert_eq!(
         run.code,
@@ -79,7 +56,10 @@ fn assert_ran_through(dir: &Dir, sub: &str, run: &Run) {
         "the job should have run through:\n{}",
         run.stderr
     );
-    assert_exactly_once(&committed_output(&dir.path().join(sub)), &input_text(LINES));
+    assert_exactly_once(
+        &committed_output_in(&dir.path().join(sub)),
+        &input_text(LINES),
+    );
 }
 
 fn assert_failed_naming(run: &Run, needles: &[&str]) {

@@ -378,27 +378,7 @@ partition = "rebalance"
 
     /// The committed output: every part file of the sink, in checkpoint order.
     pub fn committed_output(&self) -> Vec<String> {
-        let mut parts: Vec<PathBuf> = std::fs::read_dir(self.path().join("output"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("part-")
-            })
-            .collect();
-        parts.sort();
-        parts
-            .iter()
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        committed_output_in(self.path())
     }
 
     /// Every file under `sub` with its bytes, to show that a refused command changed nothing.
@@ -420,6 +400,27 @@ partition = "rebalance"
         }
         files
     }
+}
+
+/// The committed output of a word count run in `folder`: every part file of its sink under
+/// `folder/output`, in checkpoint order.
+pub fn committed_output_in(folder: &Path) -> Vec<String> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(folder.join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    parts.sort();
+    let lines = |p: &PathBuf| {
+        let text = std::fs::read_to_string(p).unwrap();
+        text.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    parts.iter().flat_map(lines).collect()
 }
 
 /// Asserts that two snapshots of a tree are byte for byte the same, naming what differs.
