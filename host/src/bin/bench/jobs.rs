@@ -110,11 +110,7 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
         let one_thread = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let store = Store::open(dir.join("home"))?;
-        let engine = Arc::new(
-            Engine::new(&store.layout().cache(), CacheMode::ReadWrite)
-                .map_err(|e| anyhow!("{e:#}"))?,
-        );
+        let (store, engine) = open(&dir)?;
         let (mut hosted, mut native) = (Vec::new(), Vec::new());
         for _ in 0..sizes.repetitions {
             let started = Instant::now();
@@ -155,6 +151,13 @@ fn edge(from: &str, to: &str, partition: &str) -> String {
 
 const SOURCE_MOUNT: &str =
     "config = { path = \"/input/words.txt\" }\nmounts = [{ host = \"input\", guest = \"/input\" }]";
+
+/// A state folder under `dir` and an engine caching compiled modules in it.
+fn open(dir: &Path) -> anyhow::Result<(Store, Arc<Engine>)> {
+    let store = Store::open(dir.join("home"))?;
+    let engine = Engine::new(&store.layout().cache(), CacheMode::ReadWrite);
+    Ok((store, Arc::new(engine.map_err(|e| anyhow!("{e:#}"))?)))
+}
 
 /// Builds a job from `text` (whose relative paths are under `dir`).
 async fn build(
@@ -206,10 +209,7 @@ fn fastest(times: &[Duration]) -> Duration {
 pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
     let dir = scratch.join("pipeline");
     let text = write_input(&dir, sizes.pipeline_words, sizes.distinct_keys)?;
-    let store = Store::open(dir.join("home"))?;
-    let engine = Arc::new(
-        Engine::new(&store.layout().cache(), CacheMode::ReadWrite).map_err(|e| anyhow!("{e:#}"))?,
-    );
+    let (store, engine) = open(&dir)?;
     let job = |parallelism: u32, interval_ms: u64| {
         format!("checkpoint_interval_ms = {interval_ms}\n")
             + &operator(
@@ -294,10 +294,7 @@ pub async fn upgrade_downtime(
 ) -> anyhow::Result<Vec<Row>> {
     let dir = scratch.join("upgrade");
     write_input(&dir, 200_000, 1_000)?;
-    let store = Store::open(dir.join("home"))?;
-    let engine = Arc::new(
-        Engine::new(&store.layout().cache(), CacheMode::ReadWrite).map_err(|e| anyhow!("{e:#}"))?,
-    );
+    let (store, engine) = open(&dir)?;
     let text = "checkpoint_interval_ms = 0\n".to_owned()
         + &operator(
             "lines",
