@@ -77,8 +77,10 @@ fn old_states(restore: &RestoreFrom, state: &OperatorState) -> Result<Vec<Held>,
                 )
             })?;
             match restore.metadata.state_layout {
-                StateLayout::Grouped => snapshot::decode(bytes)
-                    .map_err(|e| format!("subtask {subtask}'s state file: {e}")),
+                layout @ (StateLayout::Grouped | StateLayout::Chained) => {
+                    snapshot::decode(bytes, layout == StateLayout::Chained)
+                        .map_err(|e| format!("subtask {subtask}'s state file: {e}"))
+                }
                 // Format 1: the module's one blob, all of it operator state.
                 StateLayout::Blob => Ok(Held {
                     operator_state: bytes[..].into(),
@@ -101,9 +103,15 @@ fn restored(parallelism: u32, assigned: Assigned) -> Restored {
         key_groups: assigned
             .key_groups
             .into_iter()
-            .map(|(key_group, state)| KeyGroupState {
-                key_group,
-                state: state.to_vec(),
+            .flat_map(|(key_group, chain)| {
+                chain
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, state)| KeyGroupState {
+                        key_group,
+                        delta: i > 0,
+                        state: state.to_vec(),
+                    })
             })
             .collect(),
     }

@@ -66,7 +66,7 @@ fn write_checkpoint(store: &Store, n: u64) -> BTreeMap<u32, Vec<u8>> {
         job_file: String::new(),
         max_parallelism: 128,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Grouped,
+        state_layout: StateLayout::Chained,
         operators: vec![OperatorState {
             id: counter,
             role: Role::Operator,

@@ -31,7 +31,7 @@ fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) 
         job_file: String::new(),
         max_parallelism: 128,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Grouped,
+        state_layout: StateLayout::Chained,
         operators: vec![OperatorState {
             role: Role::Operator,
             id: counter,

@@ -145,7 +145,7 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
         job_file: String::new(),
         max_parallelism: 128,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: host::store::StateLayout::Grouped,
+        state_layout: host::store::StateLayout::Chained,
         operators: vec![OperatorState {
             role: host::ids::Role::Operator,
             id: operator,
