@@ -205,7 +205,11 @@ impl<V: Serialize> Serialize for Entries<'_, V> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let Self { group, only_dirty } = *self;
-        let len = if only_dirty { group.dirty } else { group.map.len() };
+        let len = if only_dirty {
+            group.dirty
+        } else {
+            group.map.len()
+        };
         let mut seq = serializer.serialize_seq(Some(len))?;
         for (key, slot) in group.map.iter().filter(|(_, s)| s.dirty || !only_dirty) {
             seq.serialize_element(&(serde_bytes::Bytes::new(key), &slot.value))?;
@@ -239,8 +243,15 @@ impl<V: Serialize> Keyed<V> {
                 _ if group.map.is_empty() => (number, false, Vec::new()),
                 true => (number, false, envelope::seal(format, &whole(group))?),
                 false => {
-                    let upserts = Entries { group, only_dirty: true };
-                    (number, true, envelope::seal_delta(format, &upserts, &group.removed)?)
+                    let upserts = Entries {
+                        group,
+                        only_dirty: true,
+                    };
+                    (
+                        number,
+                        true,
+                        envelope::seal_delta(format, &upserts, &group.removed)?,
+                    )
                 }
             });
         }
@@ -304,7 +315,9 @@ impl<V: DeserializeOwned> Keyed<V> {
         opened.expect_format(format.name)?;
         if opened.removed.is_some() != delta {
             let what = if delta { "a delta" } else { "whole state" };
-            return Err(format!("key group {number}: given as {what}, the state says otherwise"));
+            return Err(format!(
+                "key group {number}: given as {what}, the state says otherwise"
+            ));
         }
         if !delta && !map.is_empty() {
             return Err(format!("key group {number} was given whole twice"));
@@ -321,7 +334,13 @@ impl<V: DeserializeOwned> Keyed<V> {
         }
         map.reserve(entries.len());
         let slots = entries.into_iter().map(|(k, value)| {
-            (k.into_vec(), Slot { value, dirty: false })
+            (
+                k.into_vec(),
+                Slot {
+                    value,
+                    dirty: false,
+                },
+            )
         });
         map.extend(slots);
         Ok(())
@@ -420,7 +439,8 @@ mod tests {
         );
         chain.extend(delta);
         let back = restored(0..1, &chain);
-        let mut expected: Vec<(Vec<u8>, u64)> = keyed.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+        let mut expected: Vec<(Vec<u8>, u64)> =
+            keyed.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
         let mut found: Vec<(Vec<u8>, u64)> = back.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
         expected.sort();
         found.sort();
@@ -459,8 +479,13 @@ mod tests {
         let error = fresh
             .restore_group((0, false, &delta[0].2), COUNTS, refuse)
             .unwrap_err();
-        assert_eq!(error, "key group 0: given as whole state, the state says otherwise");
-        fresh.restore_group((0, false, &whole[0].2), COUNTS, refuse).unwrap();
+        assert_eq!(
+            error,
+            "key group 0: given as whole state, the state says otherwise"
+        );
+        fresh
+            .restore_group((0, false, &whole[0].2), COUNTS, refuse)
+            .unwrap();
         let twice = fresh.restore_group((0, false, &whole[0].2), COUNTS, refuse);
         assert_eq!(twice.unwrap_err(), "key group 0 was given whole twice");
     }
@@ -490,7 +515,9 @@ mod tests {
                 .map(|(k, v)| (k, u64::from(v) * 10))
                 .collect())
         };
-        restored.restore_group((1, false, &v1), COUNTS, migrate).unwrap();
+        restored
+            .restore_group((1, false, &v1), COUNTS, migrate)
+            .unwrap();
         assert_eq!(restored.get(&record(b"pear", 1)), Some(&50));
         let error = restored
             .restore_group((9, false, &v1), COUNTS, refuse)

@@ -1,28 +1,56 @@
-//! A subtask's state as the host keeps and stores it, and how a point's state goes to the
-//! subtasks of a job that resumes from it, at the same parallelism or another.
+//! A subtask's state as the host keeps it, and how a point's state goes to the subtasks of a
+//! job that resumes from it, at the same parallelism or another.
 //!
-//! Between a guest's `snapshot` and a state file: a guest returns its operator state and only
-//! the key groups changed since its previous snapshot; [`Held`] merges them into the subtask's
-//! full state, and [`Held::encode`] frames it for the store (a state file). On resume,
-//! [`decode`] reads each state file back and [`plan_restore`] decides, without I/O, which
-//! operator states and key groups each new subtask receives: key groups follow the key-group
-//! ranges of the new parallelism; operator state goes to the subtask of the same index, or,
-//! when the parallelism changed, to every subtask if the module declared `rescale = union`.
+//! Between a guest's `snapshot` and the store: a guest returns its operator state and only the
+//! key groups changed since its previous snapshot, each whole or as a delta; [`Held`] merges
+//! them into the subtask's full state, each group a [`Chain`] of [`Piece`]s (whole, then deltas),
+//! and [`Held::home_new_pieces`] places the pieces no checkpoint stored yet in the segment the
+//! next one writes ([`crate::store::state_file`]). On resume, the store reads each subtask's
+//! state back as a `Held`, and [`plan_restore`] decides, without I/O, which operator states and
+//! key groups each new subtask receives: key groups follow the key-group ranges of the new
+//! parallelism; operator state goes to the subtask of the same index, or, when the parallelism
+//! changed, to every subtask if the module declared `rescale = union`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::key_group::subtask_of_key_group;
 
-/// State bytes a guest wrote for one key group: its whole state, or a delta.
-pub type Group = Arc<[u8]>;
+/// State bytes a guest wrote for one key group, whole or a delta, and where they are stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The bytes, as the guest wrote them.
+    pub bytes: Arc<[u8]>,
+    /// The segment file holding them, once a checkpoint wrote them.
+    pub home: Option<Home>,
+}
+
+/// Where a piece is stored: a segment file of the point that first wrote it (and of every
+/// later point still holding the piece, which hard-links it), at an offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Home {
+    /// The segment's file name.
+    pub segment: Arc<str>,
+    /// Where the piece starts in it.
+    pub offset: u64,
+    /// Checksum of the piece ([`crate::store::metadata::checksum`]).
+    pub checksum: [u8; 16],
+}
+
+impl Piece {
+    /// A piece not stored yet.
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Piece {
+        Piece {
+            bytes: bytes.into(),
+            home: None,
+        }
+    }
+}
 
 /// One key group's state as the host keeps it: the group's whole state, then the deltas the
 /// guest wrote after it, in order (`restore` receives them so). The guest bounds its length: it
 /// writes a group whole again once the deltas since would outgrow it.
-pub type Chain = Vec<Group>;
+pub type Chain = Vec<Piece>;
 
 /// One subtask's full state, as of its latest snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,24 +63,6 @@ pub struct Held {
 
 /// One group of a snapshot, as the WIT's `key-group-state`: number, delta, bytes.
 pub type Changed = (u32, bool, Vec<u8>);
-
-/// A state file's contents in the chained layout (format 3): postcard of this.
-#[derive(Serialize, Deserialize)]
-struct StateFile<'a> {
-    #[serde(borrow)]
-    operator_state: &'a [u8],
-    #[serde(borrow)]
-    key_groups: Vec<(u32, Vec<&'a [u8]>)>,
-}
-
-/// A state file of format 2: each group whole.
-#[derive(Deserialize)]
-struct StateFile2<'a> {
-    #[serde(borrow)]
-    operator_state: &'a [u8],
-    #[serde(borrow)]
-    key_groups: Vec<(u32, &'a [u8])>,
-}
 
 impl Held {
     /// Takes in a snapshot: its operator state, and the key groups it lists as changed, each
@@ -81,25 +91,33 @@ impl Held {
         }
         for (group, delta, state) in changed {
             match (delta, state.is_empty()) {
-                (true, _) => self.key_groups.entry(group).or_default().push(state.into()),
+                (true, _) => self
+                    .key_groups
+                    .entry(group)
+                    .or_default()
+                    .push(Piece::new(state)),
                 (false, true) => drop(self.key_groups.remove(&group)),
-                (false, false) => drop(self.key_groups.insert(group, vec![state.into()])),
+                (false, false) => drop(self.key_groups.insert(group, vec![Piece::new(state)])),
             }
         }
         Ok(())
     }
 
-    /// The bytes of a state file holding this state.
-    pub fn encode(&self) -> Vec<u8> {
-        let file = StateFile {
-            operator_state: &self.operator_state,
-            key_groups: self
-                .key_groups
-                .iter()
-                .map(|(&group, chain)| (group, chain.iter().map(|g| &g[..]).collect()))
-                .collect(),
-        };
-        postcard::to_stdvec(&file).expect("encoding to a Vec cannot fail")
+    /// Gives every piece not stored yet a home in `segment`, one after the other from offset
+    /// 0, in key-group order: the segment a checkpoint writes.
+    pub fn home_new_pieces(&mut self, segment: &str) {
+        let segment: Arc<str> = segment.into();
+        let mut offset = 0;
+        for piece in self.key_groups.values_mut().flatten() {
+            if piece.home.is_none() {
+                piece.home = Some(Home {
+                    segment: segment.clone(),
+                    offset,
+                    checksum: crate::store::metadata::checksum(&piece.bytes),
+                });
+                offset += piece.bytes.len() as u64;
+            }
+        }
     }
 
     /// Total bytes of keyed state, deltas included.
@@ -110,34 +128,7 @@ impl Held {
 
 /// The bytes of a chain.
 pub fn chain_bytes(chain: &Chain) -> u64 {
-    chain.iter().map(|g| g.len() as u64).sum()
-}
-
-/// Reads a state file written by [`Held::encode`] (`chained`) or by a host writing format 2.
-pub fn decode(bytes: &[u8], chained: bool) -> Result<Held, String> {
-    let undecodable = |e| format!("the state file does not decode: {e}");
-    let (operator_state, groups): (&[u8], Vec<(u32, Vec<&[u8]>)>) = if chained {
-        let file: StateFile<'_> = postcard::from_bytes(bytes).map_err(undecodable)?;
-        (file.operator_state, file.key_groups)
-    } else {
-        let file: StateFile2<'_> = postcard::from_bytes(bytes).map_err(undecodable)?;
-        let groups = file.key_groups.into_iter().map(|(g, s)| (g, vec![s]));
-        (file.operator_state, groups.collect())
-    };
-    let mut key_groups = BTreeMap::new();
-    for (group, chain) in groups {
-        if chain.is_empty() {
-            return Err(format!("the state file holds key group {group} with no state"));
-        }
-        let chain = chain.into_iter().map(Group::from).collect();
-        if key_groups.insert(group, chain).is_some() {
-            return Err(format!("the state file holds key group {group} twice"));
-        }
-    }
-    Ok(Held {
-        operator_state: operator_state.into(),
-        key_groups,
-    })
+    chain.iter().map(|p| p.bytes.len() as u64).sum()
 }
 
 /// How a module's operator state goes to subtasks when the parallelism changes (its
@@ -249,7 +240,7 @@ mod tests {
                 operator_state: operator_state.into(),
                 key_groups: (0..128)
                     .filter(|&g| owner(g, 128, p) == s)
-                    .map(|g| (g, vec![Group::from(&[g as u8][..])]))
+                    .map(|g| (g, vec![Piece::new(&[g as u8][..])]))
                     .collect(),
             })
             .collect()
@@ -282,17 +273,18 @@ mod tests {
         held.merge(vec![], vec![whole(1, b"base")], false).unwrap();
         held.merge(vec![], vec![delta(1, b"d1")], false).unwrap();
         held.merge(vec![], vec![delta(1, b"d2")], false).unwrap();
-        let chain: Vec<&[u8]> = held.key_groups[&1].iter().map(|g| &g[..]).collect();
+        let chain: Vec<&[u8]> = held.key_groups[&1].iter().map(|p| &p.bytes[..]).collect();
         assert_eq!(chain, [&b"base"[..], b"d1", b"d2"]);
         assert_eq!(held.keyed_bytes(), 8);
         held.merge(vec![], vec![whole(1, b"new")], false).unwrap();
-        assert_eq!(held.key_groups[&1], [Group::from(&b"new"[..])]);
+        assert_eq!(held.key_groups[&1], [Piece::new(&b"new"[..])]);
     }
 
     #[test]
     fn a_delta_without_a_whole_state_is_refused_and_changes_nothing() {
         let mut held = Held::default();
-        held.merge(b"op".to_vec(), vec![whole(1, b"base")], false).unwrap();
+        held.merge(b"op".to_vec(), vec![whole(1, b"base")], false)
+            .unwrap();
         let before = held.clone();
         let orphan = held.merge(vec![], vec![whole(1, b"x"), delta(2, b"d")], false);
         assert!(orphan.unwrap_err().contains("delta for key group 2"));
@@ -302,31 +294,25 @@ mod tests {
     }
 
     #[test]
-    fn state_files_round_trip_and_refuse_garbage() {
+    fn new_pieces_are_homed_one_after_the_other_and_homed_ones_stay() {
         let mut held = Held::default();
-        let changed = vec![whole(7, b"seven"), whole(8, b"eight")];
-        held.merge(b"position".to_vec(), changed, false).unwrap();
-        held.merge(b"position".to_vec(), vec![delta(8, b"+1")], false)
+        held.merge(vec![], vec![whole(1, b"one"), whole(2, b"two!")], false)
             .unwrap();
-        assert_eq!(decode(&held.encode(), true).unwrap(), held);
-        assert!(decode(&[0xff, 0xff], true).is_err());
-    }
-
-    #[test]
-    fn state_files_of_format_2_read_as_chains_of_one() {
-        #[derive(Serialize)]
-        struct Format2<'a> {
-            operator_state: &'a [u8],
-            key_groups: Vec<(u32, &'a [u8])>,
-        }
-        let bytes = postcard::to_stdvec(&Format2 {
-            operator_state: b"pos",
-            key_groups: vec![(3, b"three")],
-        })
-        .unwrap();
-        let held = decode(&bytes, false).unwrap();
-        assert_eq!(held.key_groups[&3], [Group::from(&b"three"[..])]);
-        assert_eq!(&*held.operator_state, b"pos");
+        held.home_new_pieces("a.seg");
+        held.merge(vec![], vec![delta(1, b"+1"), whole(3, b"3")], false)
+            .unwrap();
+        held.home_new_pieces("b.seg");
+        let homes: Vec<(&str, u64)> = held
+            .key_groups
+            .values()
+            .flatten()
+            .map(|p| p.home.as_ref().unwrap())
+            .map(|h| (&*h.segment, h.offset))
+            .collect();
+        assert_eq!(
+            homes,
+            [("a.seg", 0), ("b.seg", 0), ("a.seg", 3), ("b.seg", 2)]
+        );
     }
 
     #[test]
@@ -363,7 +349,7 @@ mod tests {
             to_one[0]
                 .key_groups
                 .iter()
-                .all(|(&g, chain)| chain.len() == 1 && chain[0][..] == [g as u8])
+                .all(|(&g, chain)| chain.len() == 1 && chain[0].bytes[..] == [g as u8])
         );
     }
 
@@ -378,7 +364,7 @@ mod tests {
     #[test]
     fn a_group_outside_its_subtask_range_is_refused() {
         let mut state = old(2, b"");
-        state[0].key_groups.insert(127, vec![Group::from(&[1][..])]);
+        state[0].key_groups.insert(127, vec![Piece::new(&[1][..])]);
         let error = plan_restore(&state, 2, 128, Rescale::Refuse).unwrap_err();
         assert_eq!(
             error,

@@ -311,7 +311,7 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
                     "path": l.dir,
                     "job": l.metadata.as_ref().ok().map(|m| &m.job),
                     "checkpoint": l.metadata.as_ref().ok().map(|m| m.checkpoint.0),
-                    "state_bytes": l.metadata.as_ref().ok().map(|m| m.state_bytes()),
+                    "state_bytes": l.metadata.as_ref().ok().map(|_| folder_bytes(&l.dir)),
                     "error": l.metadata.as_ref().err(),
                 })
             })
@@ -329,13 +329,23 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
                 "{kind}\t{}:{}\t{} bytes\t{}",
                 m.job,
                 m.checkpoint,
-                m.state_bytes(),
+                folder_bytes(&l.dir),
                 l.dir.display()
             ),
             Err(e) => println!("{kind}\tunreadable: {e}\t{}", l.dir.display()),
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The bytes of the files in a point's folder: what copying it moves (segments it shares with
+/// other points by hard links included).
+fn folder_bytes(dir: &std::path::Path) -> u64 {
+    let files = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    files
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {

@@ -20,7 +20,7 @@ use crate::engine::bindings::{Batch, PollResult};
 use crate::engine::{GuestError, Instance};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::snapshot::Held;
-use crate::store::{StateFile, Store};
+use crate::store::{Layout, StateFile, Store};
 use crate::topology::Role;
 
 /// Most records a source is asked for in one `poll`.
@@ -273,6 +273,13 @@ impl Subtask {
                     subtask: self.id.clone(),
                     problem,
                 })?;
+                let segment = Layout::segment_file_name(
+                    &self.job,
+                    checkpoint,
+                    self.id.operator.as_str(),
+                    self.id.index,
+                );
+                held.home_new_pieces(&segment);
                 // Cheap: the groups are shared, and encoded off the hot path.
                 held.clone()
             }
@@ -295,7 +302,6 @@ impl Subtask {
             let write = {
                 let subtask = subtask.clone();
                 tokio::task::spawn_blocking(move || {
-                    let blob = blob.encode();
                     store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &blob)
                 })
             };

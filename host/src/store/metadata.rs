@@ -119,17 +119,6 @@ pub enum MetadataError {
     Decode(String),
 }
 
-impl Metadata {
-    /// Total bytes of state across all files.
-    pub fn state_bytes(&self) -> u64 {
-        self.operators
-            .iter()
-            .flat_map(|op| &op.files)
-            .map(|f| f.len)
-            .sum()
-    }
-}
-
 /// Encodes metadata as: magic, format version (u32 LE), postcard body, [`checksum`] of all before.
 pub fn encode(metadata: &Metadata) -> Vec<u8> {
     let mut out = MAGIC.to_vec();

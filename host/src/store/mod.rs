@@ -10,19 +10,21 @@
 pub mod layout;
 mod lock;
 pub mod metadata;
+pub mod state_file;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::barrier::Phase;
 use crate::durable;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
+use crate::snapshot::{Held, Home};
 pub use layout::Layout;
 use layout::METADATA_FILE;
 pub use lock::{JobLock, StartLock};
@@ -124,8 +126,8 @@ pub struct Point {
     pub metadata: Metadata,
 }
 
-/// State blobs of a point, by operator id and subtask index, every checksum verified.
-pub type States = BTreeMap<(OperatorId, u32), Vec<u8>>;
+/// The state of a point's subtasks, by operator id and subtask index, every checksum verified.
+pub type States = BTreeMap<(OperatorId, u32), Held>;
 
 /// Called at each [`Phase`] of a checkpoint: a test may crash the process there, or return an
 /// error that the step then fails with (a full disk).
@@ -136,6 +138,9 @@ pub type FaultHook = Arc<dyn Fn(Phase, CheckpointId) -> io::Result<()> + Send + 
 pub struct Store {
     layout: Layout,
     faults: Option<FaultHook>,
+    /// The folder of each job's newest point published by this process: where a checkpoint
+    /// links the segments it still holds from.
+    published: Arc<Mutex<HashMap<JobId, PathBuf>>>,
 }
 
 impl Store {
@@ -155,6 +160,7 @@ impl Store {
         Ok(Store {
             layout,
             faults: None,
+            published: Arc::default(),
         })
     }
 
@@ -164,6 +170,7 @@ impl Store {
         Store {
             layout: Layout::new(root),
             faults: None,
+            published: Arc::default(),
         }
     }
 
@@ -224,20 +231,39 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Writes one subtask's state blob for a checkpoint in progress, durably.
+    /// Writes one subtask's state for a checkpoint in progress, durably: the segment of its
+    /// pieces new since its previous checkpoint (homed there by [`Held::home_new_pieces`]),
+    /// links to the segments of earlier points that hold the rest, and its state file.
     pub fn write_state(
         &self,
         job: &JobId,
         checkpoint: CheckpointId,
         operator: &OperatorId,
         subtask: u32,
-        blob: &[u8],
+        held: &Held,
     ) -> Result<StateFile, StoreError> {
         let dir = self.layout.in_progress(job, checkpoint);
         durable::create_dir(&dir).map_err(io_error(&dir))?;
+        let encoded = state_file::encode(held);
+        let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
+        let earlier = self
+            .published
+            .lock()
+            .expect("not poisoned")
+            .get(job)
+            .cloned();
+        for (name, pieces) in &encoded.segments {
+            let path = dir.join(name);
+            if *name != own && self.link_earlier(earlier.as_deref(), name, &path)? {
+                continue;
+            }
+            let bytes = state_file::segment_bytes(pieces);
+            durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
+                .map_err(io_error(&path))?;
+        }
         let file = Layout::state_file_name(operator.as_str(), subtask);
         let path = dir.join(&file);
-        let checksum = metadata::checksum(blob);
+        let blob = &encoded.state_file;
         // A fault at this phase strikes with half the file written.
         durable::write_file_in_building_dir(&path, blob, || {
             self.fault_point(Phase::StateWrite, checkpoint)
@@ -247,8 +273,26 @@ impl Store {
             subtask,
             file,
             len: blob.len() as u64,
-            checksum,
+            checksum: metadata::checksum(blob),
         })
+    }
+
+    /// Links segment `name` of the point folder `earlier` as `to`; false if there is no such
+    /// segment (the point was removed, or the segment's checkpoint aborted).
+    fn link_earlier(
+        &self,
+        earlier: Option<&Path>,
+        name: &str,
+        to: &Path,
+    ) -> Result<bool, StoreError> {
+        let Some(earlier) = earlier else {
+            return Ok(false);
+        };
+        match durable::link_in_building_dir(&earlier.join(name), to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error(to)(e)),
+        }
     }
 
     /// Publishes a complete checkpoint: `_metadata` is written, then the folder renamed.
@@ -284,7 +328,10 @@ impl Store {
         self.fault_point(Phase::MetadataWritten, metadata.checkpoint)
             .map_err(io_error(&path))?;
         // Until this rename, a crash leaves only an in-progress folder that no reader lists.
-        durable::publish_dir(&from, to).map_err(io_error(to))
+        durable::publish_dir(&from, to).map_err(io_error(to))?;
+        let mut published = self.published.lock().expect("not poisoned");
+        published.insert(metadata.job.clone(), to.to_owned());
+        Ok(())
     }
 
     /// Drops a checkpoint in progress (aborted or failed).
@@ -407,7 +454,8 @@ impl Store {
             if metadata::checksum(&blob) != file.checksum {
                 return Err(corrupt(file, "checksum mismatch".to_owned()));
             }
-            states.insert((id.clone(), file.subtask), blob);
+            let held = decode_state(point, &folder, blob).map_err(|e| e.at(point, file))?;
+            states.insert((id.clone(), file.subtask), held);
         }
         Ok(states)
     }
@@ -425,6 +473,84 @@ impl Store {
             }
         }
         Ok(names)
+    }
+}
+
+/// Why a state file, verified, does not give its state: the file, or a segment, at fault.
+enum Undecodable {
+    StateFile(String),
+    Segment(PathBuf, String),
+}
+
+impl Undecodable {
+    fn at(self, point: &Point, file: &StateFile) -> StoreError {
+        let (path, problem) = match self {
+            Undecodable::StateFile(problem) => (point.dir.join(&file.file), problem),
+            Undecodable::Segment(path, problem) => (path, problem),
+        };
+        StoreError::CorruptState { path, problem }
+    }
+}
+
+/// A subtask's state from its verified state file, as the point's layout has it; in format 3,
+/// each piece read from its segment in the point's folder and verified.
+fn decode_state(
+    point: &Point,
+    folder: &cap_std::fs::Dir,
+    blob: Vec<u8>,
+) -> Result<Held, Undecodable> {
+    match point.metadata.state_layout {
+        StateLayout::Blob => Ok(Held {
+            operator_state: blob.into(),
+            key_groups: BTreeMap::new(),
+        }),
+        StateLayout::Grouped => state_file::decode_grouped(&blob).map_err(Undecodable::StateFile),
+        StateLayout::Chained => {
+            let decoded = state_file::decode(&blob).map_err(Undecodable::StateFile)?;
+            let mut segments = Segments {
+                point,
+                folder,
+                open: HashMap::new(),
+            };
+            decoded.load(|home, len| segments.read(home, len))
+        }
+    }
+}
+
+/// The segments of a point being read, each opened once.
+struct Segments<'a> {
+    point: &'a Point,
+    folder: &'a cap_std::fs::Dir,
+    open: HashMap<Arc<str>, fs::File>,
+}
+
+impl Segments<'_> {
+    /// The `len` bytes of a piece at `home`, verified.
+    fn read(&mut self, home: &Home, len: u64) -> Result<Vec<u8>, Undecodable> {
+        let at_fault =
+            |problem: String| Undecodable::Segment(self.point.dir.join(&*home.segment), problem);
+        let file = match self.open.get(&home.segment) {
+            Some(file) => file,
+            None => {
+                let file = self
+                    .folder
+                    .open(&*home.segment)
+                    .map_err(|e| at_fault(e.to_string()))?;
+                self.open
+                    .entry(home.segment.clone())
+                    .or_insert(file.into_std())
+            }
+        };
+        let mut bytes = vec![0; len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, home.offset)
+            .map_err(|e| at_fault(e.to_string()))?;
+        if metadata::checksum(&bytes) != home.checksum {
+            return Err(at_fault(format!(
+                "checksum mismatch at offset {}",
+                home.offset
+            )));
+        }
+        Ok(bytes)
     }
 }
 

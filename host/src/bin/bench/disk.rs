@@ -12,7 +12,8 @@ use std::time::Instant;
 use host::barrier::BarrierKind;
 use host::ids::{CheckpointId, JobId, OperatorId};
 use host::key_group::KEY_GROUP_FUNCTION;
-use host::store::{Metadata, OperatorState, Store};
+use host::snapshot::{Held, Piece};
+use host::store::{Layout, Metadata, OperatorState, Store};
 
 use crate::{Row, Sizes};
 
@@ -118,18 +119,29 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
     let raw_read = mib_per_s(total, started.elapsed().as_secs_f64());
     std::fs::remove_file(&raw_path)?;
 
-    // The store: one state file per subtask, each written on its own thread as the runtime's
-    // subtasks write theirs (on tokio's blocking pool), then `_metadata` and the atomic publish.
+    // The store: one subtask's state per blob, as one key group of keyed state: each subtask
+    // writes its segment and state file on its own thread as the runtime's subtasks do (on
+    // tokio's blocking pool), then `_metadata` and the atomic publish.
     let store = Store::open(scratch.join("savepoint-home"))?;
     let job: JobId = "job-bench".parse().map_err(anyhow::Error::msg)?;
     let operator: OperatorId = "state".parse().map_err(anyhow::Error::msg)?;
     let checkpoint = CheckpointId(1);
+    let states: Vec<Held> = (0..blobs as u32)
+        .map(|subtask| {
+            let mut held = Held::default();
+            held.key_groups.insert(0, vec![Piece::new(blob)]);
+            let segment = Layout::segment_file_name(&job, checkpoint, operator.as_str(), subtask);
+            held.home_new_pieces(&segment);
+            held
+        })
+        .collect();
     let started = Instant::now();
     let files = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..blobs as u32)
             .map(|subtask| {
                 let (store, job, operator) = (&store, &job, &operator);
-                scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, blob))
+                let held = &states[subtask as usize];
+                scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, held))
             })
             .collect();
         writers
