@@ -10,7 +10,8 @@
 //! the host holds the group, as a delta of just the marked values and the removed keys
 //! (`[format, version, upserts, removed]`, `docs/state-format.md`). The host keeps a group as
 //! its whole state and the deltas after it; a group is written whole again once its deltas
-//! since would outnumber its keys, so what the host keeps stays under twice the state.
+//! since would outnumber its keys (by a margin that varies by group), so what the host keeps
+//! stays under about three times the state.
 
 use std::ops::Range;
 
@@ -36,6 +37,10 @@ struct Group<V> {
     changed: bool,
     /// Slots marked dirty.
     dirty: usize,
+    /// The keys of the slots marked dirty, while they are few enough (see [`Group::mark`])
+    /// that visiting them beats scanning the group; `None` once they are not. Possibly
+    /// repeated (a key removed and inserted again), and possibly no longer held.
+    listed: Option<Vec<Vec<u8>>>,
     /// Keys removed since the previous snapshot, kept only while the group is `based`.
     removed: Vec<Vec<u8>>,
     /// Whether the host holds the group as of the previous snapshot, so that a change can go
@@ -51,6 +56,7 @@ impl<V> Default for Group<V> {
             map: HashMap::default(),
             changed: false,
             dirty: 0,
+            listed: Some(Vec::new()),
             removed: Vec::new(),
             based: false,
             since_whole: 0,
@@ -58,19 +64,59 @@ impl<V> Default for Group<V> {
     }
 }
 
-impl<V> Group<V> {
-    fn mark<'a>(slot: &'a mut Slot<V>, dirty: &mut usize) -> &'a mut V {
+/// The marks of a group, apart from its map (which holds the slot being marked).
+struct Marks<'a> {
+    dirty: &'a mut usize,
+    listed: &'a mut Option<Vec<Vec<u8>>>,
+    /// The keys the group holds.
+    keys: usize,
+}
+
+impl Marks<'_> {
+    /// Marks `slot`, of `key`, dirty. Its key is listed while the listed keys are at most an
+    /// eighth of the group's (and 64): a snapshot then visits just them, and otherwise scans.
+    fn mark<'v, V>(self, slot: &'v mut Slot<V>, key: &[u8]) -> &'v mut V {
         if !slot.dirty {
             slot.dirty = true;
-            *dirty += 1;
+            *self.dirty += 1;
+            if let Some(keys) = self.listed {
+                if keys.len() < 64.max(self.keys / 8) {
+                    keys.push(key.to_vec());
+                } else {
+                    *self.listed = None;
+                }
+            }
         }
         &mut slot.value
     }
+}
 
-    /// Whether its changes go whole: the host does not hold it, or its deltas since it was
-    /// last written whole would outnumber its keys.
-    fn goes_whole(&self, full: bool) -> bool {
-        full || !self.based || self.since_whole + self.dirty + self.removed.len() > self.map.len()
+impl<V> Group<V> {
+    /// Its map, and its marks.
+    fn parts(&mut self) -> (&mut HashMap<Vec<u8>, Slot<V>>, Marks<'_>) {
+        let keys = self.map.len();
+        let Group {
+            map, dirty, listed, ..
+        } = self;
+        (
+            map,
+            Marks {
+                dirty,
+                listed,
+                keys,
+            },
+        )
+    }
+
+    /// Whether the changes of group `number` go whole: the host does not hold it, or its
+    /// deltas since it was last written whole would outnumber its keys, by a margin of 0 to
+    /// 7/8 that varies by group. The margin staggers the groups: keys that change uniformly
+    /// would otherwise bring every group to its threshold at the same checkpoint, and that one
+    /// checkpoint would write (and pause for) the whole state.
+    fn goes_whole(&self, number: u32, full: bool) -> bool {
+        let keys = self.map.len();
+        let threshold = keys + keys * (number % 8) as usize / 8;
+        full || !self.based || self.since_whole + self.dirty + self.removed.len() > threshold
     }
 }
 
@@ -129,18 +175,19 @@ impl<V> Keyed<V> {
         if !self.groups[self.index(record)].map.contains_key(record.key) {
             return None;
         }
-        let Group { map, dirty, .. } = self.touch(record);
-        map.get_mut(record.key).map(|slot| Group::mark(slot, dirty))
+        let (map, marks) = self.touch(record).parts();
+        map.get_mut(record.key)
+            .map(|slot| marks.mark(slot, record.key))
     }
 
     /// The value of the record's key, made with `make` if it has none yet.
     pub fn or_insert_with(&mut self, record: &Record<'_>, make: impl FnOnce() -> V) -> &mut V {
-        let Group { map, dirty, .. } = self.touch(record);
+        let (map, marks) = self.touch(record).parts();
         let slot = map.entry_ref(record.key).or_insert_with(|| Slot {
             value: make(),
             dirty: false,
         });
-        Group::mark(slot, dirty)
+        marks.mark(slot, record.key)
     }
 
     /// The value of the record's key, `V::default()` if it has none yet.
@@ -153,13 +200,19 @@ impl<V> Keyed<V> {
 
     /// Sets the value of the record's key; returns the previous one.
     pub fn insert(&mut self, record: &Record<'_>, value: V) -> Option<V> {
-        let Group { map, dirty, .. } = self.touch(record);
-        let slot = Slot { value, dirty: true };
-        let previous = map.insert(record.key.to_vec(), slot);
-        if !previous.as_ref().is_some_and(|p| p.dirty) {
-            *dirty += 1;
+        let (map, marks) = self.touch(record).parts();
+        if let Some(slot) = map.get_mut(record.key) {
+            return Some(std::mem::replace(marks.mark(slot, record.key), value));
         }
-        previous.map(|p| p.value)
+        let slot = Slot {
+            value,
+            dirty: false,
+        };
+        marks.mark(
+            map.entry_ref(record.key).insert(slot).into_mut(),
+            record.key,
+        );
+        None
     }
 
     /// Removes the record's key; returns its value.
@@ -211,8 +264,22 @@ impl<V: Serialize> Serialize for Entries<'_, V> {
             group.map.len()
         };
         let mut seq = serializer.serialize_seq(Some(len))?;
-        for (key, slot) in group.map.iter().filter(|(_, s)| s.dirty || !only_dirty) {
-            seq.serialize_element(&(serde_bytes::Bytes::new(key), &slot.value))?;
+        let mut entry = |(key, slot): (&Vec<u8>, &Slot<V>)| {
+            seq.serialize_element(&(serde_bytes::Bytes::new(key), &slot.value))
+        };
+        match (only_dirty, &group.listed) {
+            (false, _) => group.map.iter().try_for_each(&mut entry)?,
+            // Listed keys are sorted and unique by now ([`Group::dedup_listed`]).
+            (true, Some(keys)) => keys
+                .iter()
+                .filter_map(|key| group.map.get_key_value(key))
+                .filter(|(_, slot)| slot.dirty)
+                .try_for_each(&mut entry)?,
+            (true, None) => group
+                .map
+                .iter()
+                .filter(|(_, s)| s.dirty)
+                .try_for_each(&mut entry)?,
         }
         seq.end()
     }
@@ -236,10 +303,13 @@ impl<V: Serialize> Keyed<V> {
         } else {
             self.changed.clone()
         };
+        for &number in &listed {
+            self.groups[(number - self.start) as usize].dedup_listed();
+        }
         let mut encoded = Vec::with_capacity(listed.len());
         for &number in &listed {
             let group = &self.groups[(number - self.start) as usize];
-            encoded.push(match group.goes_whole(full) {
+            encoded.push(match group.goes_whole(number, full) {
                 _ if group.map.is_empty() => (number, false, Vec::new()),
                 true => (number, false, envelope::seal(format, &whole(group))?),
                 false => {
@@ -256,6 +326,13 @@ impl<V: Serialize> Keyed<V> {
             });
         }
         // Only once the whole snapshot is encoded: a failed one leaves the marks for the next.
+        // A full snapshot leaves the host with exactly the groups it lists: every other group
+        // is no longer held there.
+        if full {
+            self.groups
+                .iter_mut()
+                .for_each(|group| group.written(false));
+        }
         for &(number, delta, _) in &encoded {
             self.groups[(number - self.start) as usize].written(delta);
         }
@@ -274,11 +351,24 @@ fn whole<V>(group: &Group<V>) -> Entries<'_, V> {
 }
 
 impl<V> Group<V> {
+    /// Sorts the listed keys and drops repeats, so that each is written once.
+    fn dedup_listed(&mut self) {
+        if let Some(keys) = &mut self.listed {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+    }
+
     /// Clears the marks of a group just written, whole or as a delta.
     fn written(&mut self, delta: bool) {
-        if self.dirty > 0 {
-            self.map.values_mut().for_each(|slot| slot.dirty = false);
+        match self.listed.as_mut() {
+            _ if self.dirty == 0 => {}
+            Some(keys) => keys.iter().for_each(|key| {
+                self.map.get_mut(key).map(|slot| slot.dirty = false);
+            }),
+            None => self.map.values_mut().for_each(|slot| slot.dirty = false),
         }
+        self.listed = Some(Vec::new());
         self.since_whole = match delta {
             true => self.since_whole + self.dirty + self.removed.len(),
             false => 0,
@@ -447,6 +537,68 @@ mod tests {
         assert_eq!(found, expected);
         assert_eq!(back.get(&at(b"7")), Some(&11));
         assert_eq!(back.get(&at(b"9")), None);
+    }
+
+    /// Keeps `keyed` and a copy restored from every snapshot taken, and checks they agree.
+    struct Mirror {
+        chain: Vec<GroupState>,
+    }
+
+    impl Mirror {
+        fn snapshot(&mut self, keyed: &mut Keyed<u64>, full: bool) -> Vec<(u32, bool)> {
+            let taken = keyed.snapshot(COUNTS, full).unwrap();
+            if full {
+                self.chain.clear();
+            }
+            let kinds = numbers(&taken);
+            for (g, delta, state) in taken {
+                if !delta {
+                    self.chain.retain(|(h, ..)| *h != g);
+                }
+                if delta || !state.is_empty() {
+                    self.chain.push((g, delta, state));
+                }
+            }
+            let back = restored(keyed.range(), &self.chain);
+            let sorted = |k: &Keyed<u64>| {
+                let mut all: Vec<(Vec<u8>, u64)> =
+                    k.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+                all.sort();
+                all
+            };
+            assert_eq!(sorted(&back), sorted(keyed));
+            kinds
+        }
+    }
+
+    #[test]
+    fn deltas_are_exact_whether_their_keys_were_listed_or_scanned_for() {
+        let mut keyed: Keyed<u64> = Keyed::new(0..1);
+        let key = |i: u32| Record {
+            key: i.to_string().into_bytes().leak(),
+            value: b"",
+            timestamp: 0,
+            key_group: Some(0),
+        };
+        (0..1000).for_each(|i| *keyed.or_default(&key(i)) += 1);
+        let mut mirror = Mirror { chain: Vec::new() };
+        assert_eq!(mirror.snapshot(&mut keyed, false), [(0, false)]);
+        // A few: listed. A key removed and inserted again is written once.
+        (0..10).for_each(|i| *keyed.or_default(&key(i)) += 1);
+        keyed.remove(&key(3));
+        keyed.insert(&key(3), 7);
+        keyed.remove(&key(4));
+        assert_eq!(mirror.snapshot(&mut keyed, false), [(0, true)]);
+        // Many: more than an eighth of the group, scanned for.
+        (100..600).for_each(|i| *keyed.get_mut(&key(i)).unwrap() += 5);
+        assert_eq!(keyed.groups[0].listed, None);
+        assert_eq!(mirror.snapshot(&mut keyed, false), [(0, true)]);
+        assert!(
+            keyed.groups[0].listed.is_some(),
+            "listing again after a snapshot"
+        );
+        keyed.insert(&key(5000), 1);
+        assert_eq!(mirror.snapshot(&mut keyed, true), [(0, false)]);
     }
 
     #[test]

@@ -25,13 +25,18 @@ pub struct Piece {
     pub home: Option<Home>,
 }
 
-/// Where a piece is stored: a segment file of the point that first wrote it (and of every
-/// later point still holding the piece, which hard-links it), at an offset.
+/// Where a piece is stored: entry `entry` of a segment file of the point that first wrote it
+/// (and of every later point still holding the piece, which hard-links it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Home {
     /// The segment's file name.
     pub segment: Arc<str>,
-    /// Where the piece starts in it.
+    /// When the segment was written, relative to the other segments of the state: a later
+    /// segment has a greater number.
+    pub sequence: u64,
+    /// The piece's entry in the segment's table.
+    pub entry: u32,
+    /// Where the piece starts in the segment.
     pub offset: u64,
     /// Checksum of the piece ([`crate::store::metadata::checksum`]).
     pub checksum: [u8; 16],
@@ -91,11 +96,12 @@ impl Held {
         }
         for (group, delta, state) in changed {
             match (delta, state.is_empty()) {
-                (true, _) => self
-                    .key_groups
-                    .entry(group)
-                    .or_default()
-                    .push(Piece::new(state)),
+                // An empty delta changes nothing.
+                (true, true) => {}
+                (true, false) => {
+                    let chain = self.key_groups.entry(group).or_default();
+                    chain.push(Piece::new(state));
+                }
                 (false, true) => drop(self.key_groups.remove(&group)),
                 (false, false) => drop(self.key_groups.insert(group, vec![Piece::new(state)])),
             }
@@ -103,18 +109,22 @@ impl Held {
         Ok(())
     }
 
-    /// Gives every piece not stored yet a home in `segment`, one after the other from offset
-    /// 0, in key-group order: the segment a checkpoint writes.
-    pub fn home_new_pieces(&mut self, segment: &str) {
+    /// Gives every piece not stored yet a home in `segment`, written `sequence`-th (the
+    /// checkpoint's number): the pieces one after the other from offset 0, in key-group order,
+    /// as the entries of the segment's table. The segment a checkpoint writes.
+    pub fn home_new_pieces(&mut self, segment: &str, sequence: u64) {
         let segment: Arc<str> = segment.into();
-        let mut offset = 0;
+        let (mut entry, mut offset) = (0, 0);
         for piece in self.key_groups.values_mut().flatten() {
             if piece.home.is_none() {
                 piece.home = Some(Home {
                     segment: segment.clone(),
+                    sequence,
+                    entry,
                     offset,
                     checksum: crate::store::metadata::checksum(&piece.bytes),
                 });
+                entry += 1;
                 offset += piece.bytes.len() as u64;
             }
         }
@@ -298,10 +308,10 @@ mod tests {
         let mut held = Held::default();
         held.merge(vec![], vec![whole(1, b"one"), whole(2, b"two!")], false)
             .unwrap();
-        held.home_new_pieces("a.seg");
+        held.home_new_pieces("a.seg", 1);
         held.merge(vec![], vec![delta(1, b"+1"), whole(3, b"3")], false)
             .unwrap();
-        held.home_new_pieces("b.seg");
+        held.home_new_pieces("b.seg", 2);
         let homes: Vec<(&str, u64)> = held
             .key_groups
             .values()

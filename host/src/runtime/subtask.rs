@@ -279,7 +279,7 @@ impl Subtask {
                     self.id.operator.as_str(),
                     self.id.index,
                 );
-                held.home_new_pieces(&segment);
+                held.home_new_pieces(&segment, checkpoint.0);
                 // Cheap: the groups are shared, and encoded off the hot path.
                 held.clone()
             }

@@ -60,7 +60,7 @@ fn write_checkpoint(
         let position = format!("position of subtask {s} at {n}").into_bytes();
         held.merge(position, vec![changed], false).unwrap();
         let segment = Layout::segment_file_name(&job(), CheckpointId(n), "counter", s);
-        held.home_new_pieces(&segment);
+        held.home_new_pieces(&segment, n);
     }
     let files = states
         .iter()

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::barrier::Phase;
 use crate::durable;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
-use crate::snapshot::{Held, Home};
+use crate::snapshot::Held;
 pub use layout::Layout;
 use layout::METADATA_FILE;
 pub use lock::{JobLock, StartLock};
@@ -507,48 +507,78 @@ fn decode_state(
         StateLayout::Grouped => state_file::decode_grouped(&blob).map_err(Undecodable::StateFile),
         StateLayout::Chained => {
             let decoded = state_file::decode(&blob).map_err(Undecodable::StateFile)?;
-            let mut segments = Segments {
-                point,
+            let mut segments = SegmentFiles {
                 folder,
                 open: HashMap::new(),
             };
-            decoded.load(|home, len| segments.read(home, len))
+            decoded
+                .load(&mut segments)
+                .map_err(|e| Undecodable::Segment(point.dir.join(e.segment), e.problem))
         }
     }
 }
 
-/// The segments of a point being read, each opened once.
-struct Segments<'a> {
-    point: &'a Point,
+/// The segment files of a point being read, each opened once, through the capability on the
+/// point's folder.
+struct SegmentFiles<'a> {
     folder: &'a cap_std::fs::Dir,
-    open: HashMap<Arc<str>, fs::File>,
+    open: HashMap<String, fs::File>,
 }
 
-impl Segments<'_> {
-    /// The `len` bytes of a piece at `home`, verified.
-    fn read(&mut self, home: &Home, len: u64) -> Result<Vec<u8>, Undecodable> {
-        let at_fault =
-            |problem: String| Undecodable::Segment(self.point.dir.join(&*home.segment), problem);
-        let file = match self.open.get(&home.segment) {
-            Some(file) => file,
-            None => {
-                let file = self
-                    .folder
-                    .open(&*home.segment)
-                    .map_err(|e| at_fault(e.to_string()))?;
-                self.open
-                    .entry(home.segment.clone())
-                    .or_insert(file.into_std())
-            }
-        };
-        let mut bytes = vec![0; len as usize];
-        std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, home.offset)
-            .map_err(|e| at_fault(e.to_string()))?;
-        if metadata::checksum(&bytes) != home.checksum {
-            return Err(at_fault(format!(
-                "checksum mismatch at offset {}",
-                home.offset
-            )));
+impl SegmentFiles<'_> {
+    fn file(&mut self, name: &str) -> io::Result<&fs::File> {
+        if !self.open.contains_key(name) {
+            let file = self.folder.open(name)?.into_std();
+            self.open.insert(name.to_owned(), file);
+        }
+        Ok(&self.open[name])
+    }
+
+    /// A segment's table and trailer, unverified.
+    fn table_bytes(&mut self, name: &str) -> io::Result<(Vec<u8>, [u8; state_file::TRAILER_LEN])> {
+        let len = self.file(name)?.metadata()?.len();
+        let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than its table");
+        let trailer_at = len.checked_sub(state_file::TRAILER_LEN as u64);
+        let trailer_at = trailer_at.ok_or_else(short)?;
+        let trailer = self.read_at(name, trailer_at, state_file::TRAILER_LEN)?;
+        let trailer: [u8; state_file::TRAILER_LEN] = trailer.try_into().expect("its length");
+        let table_len = u64::from(state_file::table_len(&trailer));
+        let table_at = trailer_at.checked_sub(table_len).ok_or_else(short)?;
+        Ok((self.read_at(name, table_at, table_len as usize)?, trailer))
+    }
+
+    fn read_at(&mut self, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0; len];
+        std::os::unix::fs::FileExt::read_exact_at(self.file(name)?, &mut bytes, offset)?;
+        Ok(bytes)
+    }
+}
+
+fn segment_error(segment: &str) -> impl FnOnce(String) -> state_file::SegmentError + '_ {
+    move |problem| state_file::SegmentError {
+        segment: segment.to_owned(),
+        problem,
+    }
+}
+
+impl state_file::Segments for SegmentFiles<'_> {
+    fn table(&mut self, name: &str) -> Result<Vec<state_file::Entry>, state_file::SegmentError> {
+        let (table, trailer) = self
+            .table_bytes(name)
+            .map_err(|e| segment_error(name)(e.to_string()))?;
+        state_file::decode_table(&table, &trailer).map_err(segment_error(name))
+    }
+
+    fn piece(
+        &mut self,
+        name: &str,
+        entry: &state_file::Entry,
+    ) -> Result<Vec<u8>, state_file::SegmentError> {
+        let bytes = self.read_at(name, entry.offset, entry.len as usize);
+        let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
+        if metadata::checksum(&bytes) != entry.checksum {
+            let problem = format!("checksum mismatch at offset {}", entry.offset);
+            return Err(segment_error(name)(problem));
         }
         Ok(bytes)
     }

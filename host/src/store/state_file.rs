@@ -1,18 +1,21 @@
 //! A subtask's state file, and the segment files its keyed state lives in (format 3).
 //!
-//! A checkpoint writes, per subtask, one state file: its operator state, and where each piece
-//! of its keyed state (a key group whole, or a delta, [`crate::snapshot::Piece`]) lives. The
-//! pieces written since the subtask's previous checkpoint go into one new segment file; pieces
-//! written earlier stay in the segments of earlier points, which the new point hard-links. So
-//! a checkpoint writes what changed, every point folder is still self-contained (copy it
-//! anywhere and it resumes), unchanged bytes are stored once however many checkpoints and
-//! savepoints hold them, and retention and `rm` need no reference counts of their own: the
-//! file system keeps them. A segment that cannot be linked (its point was removed, or its
-//! checkpoint aborted) is written again from the pieces still held, at their offsets.
+//! A checkpoint writes, per subtask, one segment holding the pieces of keyed state (a key
+//! group whole, or a delta, [`crate::snapshot::Piece`]) written since the subtask's previous
+//! checkpoint, and one small state file: its operator state, and which entries of which
+//! segments hold its keyed state now. Pieces written earlier stay in the segments of earlier
+//! points, which the new point hard-links. So a checkpoint writes what changed (the state file
+//! grows with the segments it names, never with the pieces), every point folder is still
+//! self-contained (copy it anywhere and it resumes), unchanged bytes are stored once however
+//! many checkpoints and savepoints hold them, and retention and `rm` need no reference counts
+//! of their own: the file system keeps them.
 //!
-//! Every piece carries its own checksum in the state file, which `_metadata` checksums: a
-//! byte of a segment is verified before any module sees it. Encoding only: the store does the
-//! I/O.
+//! A segment is its pieces, then its table (one entry per piece: key group, whether a delta,
+//! offset, length, checksum), then the table's length and checksum. A segment that cannot be
+//! linked (its point was removed, or its checkpoint aborted) is written again from the pieces
+//! still held, at the same offsets and entries, the others left as zeros and blank entries.
+//! The state file's checksum is in `_metadata`; every table and every piece is verified before
+//! any module sees a byte. Encoding only: the store does the I/O.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{Held, Home, Piece};
+use crate::store::metadata::checksum;
 
 /// A state file: postcard of this.
 #[derive(Serialize, Deserialize)]
@@ -27,22 +31,39 @@ struct Index<'a> {
     /// State not split by key.
     #[serde(borrow)]
     operator_state: &'a [u8],
-    /// The segment files the pieces live in.
+    /// The segments holding the keyed state, in the order they were written (each with the
+    /// number of the checkpoint that wrote it), each with the entries of its table that the
+    /// state holds (a bit per entry, least significant first).
     #[serde(borrow)]
-    segments: Vec<&'a str>,
-    /// Each key group's chain: whole, then deltas.
-    key_groups: Vec<(u32, Vec<PieceRef>)>,
+    segments: Vec<(&'a str, u64, &'a [u8])>,
 }
 
-/// Where one piece lives.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-struct PieceRef {
-    /// Index into `Index::segments`.
-    segment: u32,
-    offset: u64,
-    len: u64,
-    checksum: [u8; 16],
+/// One entry of a segment's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The key group.
+    pub group: u32,
+    /// Whether the piece is a delta (else the group whole).
+    pub delta: bool,
+    /// Where it starts in the segment.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+    /// Its checksum.
+    pub checksum: [u8; 16],
 }
+
+/// An entry whose piece the segment no longer holds (written again without it).
+const BLANK: Entry = Entry {
+    group: u32::MAX,
+    delta: false,
+    offset: 0,
+    len: 0,
+    checksum: [0; 16],
+};
+
+/// The bytes after a segment's table: its length (u32 LE) and checksum.
+pub const TRAILER_LEN: usize = 4 + 16;
 
 /// A format 2 state file: each key group whole, inline.
 #[derive(Deserialize)]
@@ -53,51 +74,53 @@ struct Grouped<'a> {
     key_groups: Vec<(u32, &'a [u8])>,
 }
 
-/// One piece of a segment: its offset and bytes.
-pub type Placed<'a> = (u64, &'a [u8]);
+/// The pieces of one segment that a state holds, by entry.
+pub type Pieces<'a> = BTreeMap<u32, (Entry, &'a [u8])>;
 
-/// A subtask's state, ready to write: its state file, and the pieces it holds by segment.
+/// A subtask's state, ready to write.
 pub struct Encoded<'a> {
     /// The state file's bytes.
     pub state_file: Vec<u8>,
     /// Every segment the state file names, with the pieces of it the state holds.
-    pub segments: BTreeMap<&'a str, Vec<Placed<'a>>>,
+    pub segments: BTreeMap<&'a str, Pieces<'a>>,
 }
 
 /// Encodes `held`, every piece of which has a home ([`Held::home_new_pieces`]).
 pub fn encode(held: &Held) -> Encoded<'_> {
-    let mut segments: BTreeMap<&str, Vec<Placed<'_>>> = BTreeMap::new();
-    let mut names: Vec<&str> = Vec::new();
-    let mut numbers: BTreeMap<&str, u32> = BTreeMap::new();
-    let mut key_groups = Vec::with_capacity(held.key_groups.len());
+    let mut segments: BTreeMap<&str, Pieces<'_>> = BTreeMap::new();
+    let mut order: Vec<(u64, &str)> = Vec::new();
     for (&group, chain) in &held.key_groups {
-        let mut refs = Vec::with_capacity(chain.len());
-        for piece in chain {
+        for (i, piece) in chain.iter().enumerate() {
             let home = piece
                 .home
                 .as_ref()
                 .expect("every piece is homed before a write");
-            let number = *numbers.entry(&home.segment).or_insert_with(|| {
-                names.push(&home.segment);
-                names.len() as u32 - 1
+            let entries = segments.entry(&home.segment).or_insert_with(|| {
+                order.push((home.sequence, &home.segment));
+                BTreeMap::new()
             });
-            segments
-                .entry(&home.segment)
-                .or_default()
-                .push((home.offset, &piece.bytes));
-            refs.push(PieceRef {
-                segment: number,
+            let entry = Entry {
+                group,
+                delta: i > 0,
                 offset: home.offset,
                 len: piece.bytes.len() as u64,
                 checksum: home.checksum,
-            });
+            };
+            entries.insert(home.entry, (entry, &piece.bytes[..]));
         }
-        key_groups.push((group, refs));
     }
+    order.sort();
+    let bitmaps: Vec<Vec<u8>> = order
+        .iter()
+        .map(|(_, name)| bitmap(&segments[name]))
+        .collect();
     let index = Index {
         operator_state: &held.operator_state,
-        segments: names,
-        key_groups,
+        segments: order
+            .iter()
+            .zip(&bitmaps)
+            .map(|(&(sequence, name), bits)| (name, sequence, &bits[..]))
+            .collect(),
     };
     let state_file = postcard::to_stdvec(&index).expect("encoding to a Vec cannot fail");
     Encoded {
@@ -106,94 +129,120 @@ pub fn encode(held: &Held) -> Encoded<'_> {
     }
 }
 
-/// The bytes of a segment holding `pieces` at their offsets; zeros between them stand for the
-/// pieces no longer held (a segment written again).
-pub fn segment_bytes(pieces: &[Placed<'_>]) -> Vec<u8> {
-    let end = pieces.iter().map(|(o, b)| o + b.len() as u64).max();
-    let mut bytes = vec![0; end.unwrap_or(0) as usize];
-    for &(offset, piece) in pieces {
-        bytes[offset as usize..][..piece.len()].copy_from_slice(piece);
+/// A bit per entry of a segment's table, set for the entries held.
+fn bitmap(entries: &Pieces<'_>) -> Vec<u8> {
+    let last = entries.keys().next_back().copied().unwrap_or(0);
+    let mut bits = vec![0u8; last as usize / 8 + 1];
+    for &entry in entries.keys() {
+        bits[entry as usize / 8] |= 1 << (entry % 8);
     }
+    bits
+}
+
+/// The bytes of a segment holding `pieces` at their offsets and entries, then its table (with
+/// blank entries, and zeros between pieces, for those no longer held).
+pub fn segment_bytes(pieces: &Pieces<'_>) -> Vec<u8> {
+    let end = pieces.values().map(|(e, _)| e.offset + e.len).max();
+    let mut bytes = vec![0; end.unwrap_or(0) as usize];
+    let entries = pieces.keys().next_back().map_or(0, |&last| last + 1);
+    let mut table = vec![BLANK; entries as usize];
+    for (&i, &(entry, piece)) in pieces {
+        bytes[entry.offset as usize..][..piece.len()].copy_from_slice(piece);
+        table[i as usize] = entry;
+    }
+    let table = postcard::to_stdvec(&table).expect("encoding to a Vec cannot fail");
+    bytes.extend_from_slice(&table);
+    bytes.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&checksum(&table));
     bytes
 }
 
-/// A state file read back, its pieces still in their segments.
+/// The length of the table before a segment's `trailer`.
+pub fn table_len(trailer: &[u8; TRAILER_LEN]) -> u32 {
+    u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"))
+}
+
+/// A segment's table, verified against its `trailer`.
+pub fn decode_table(table: &[u8], trailer: &[u8; TRAILER_LEN]) -> Result<Vec<Entry>, String> {
+    if checksum(table) != trailer[4..] {
+        return Err("the segment's table does not match its checksum".to_owned());
+    }
+    postcard::from_bytes(table).map_err(|e| format!("the segment's table does not decode: {e}"))
+}
+
+/// A state file read back: its operator state, and the segments and entries of its keyed state.
 #[derive(Debug)]
 pub struct Decoded {
-    /// State not split by key.
-    pub operator_state: Arc<[u8]>,
-    /// The segment files, by the names the state file gives.
-    pub segments: Vec<String>,
-    /// Each key group's chain, where its pieces live.
-    pub key_groups: Vec<(u32, Vec<Home>)>,
-    /// Each piece's length, in chain order.
-    lens: Vec<u64>,
+    operator_state: Arc<[u8]>,
+    segments: Vec<(String, u64, Vec<u8>)>,
 }
 
 /// Reads a state file written by [`encode`]. Segment names are checked: plain file names.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     let index: Index<'_> =
         postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
-    if let Some(bad) = index.segments.iter().find(|n| !is_segment_name(n)) {
+    if let Some((bad, ..)) = index.segments.iter().find(|(n, ..)| !is_segment_name(n)) {
         return Err(format!(
             "the state file names `{bad}`, which is no segment file"
         ));
     }
-    let names: Vec<Arc<str>> = index.segments.iter().map(|&n| n.into()).collect();
-    let mut key_groups = Vec::with_capacity(index.key_groups.len());
-    let mut lens = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for (group, refs) in index.key_groups {
-        if refs.is_empty() || !seen.insert(group) {
-            return Err(format!(
-                "the state file holds key group {group} twice or empty"
-            ));
-        }
-        let mut chain = Vec::with_capacity(refs.len());
-        for r in refs {
-            let segment = names.get(r.segment as usize).ok_or_else(|| {
-                format!(
-                    "key group {group} names segment {}, of {}",
-                    r.segment,
-                    names.len()
-                )
-            })?;
-            lens.push(r.len);
-            chain.push(Home {
-                segment: segment.clone(),
-                offset: r.offset,
-                checksum: r.checksum,
-            });
-        }
-        key_groups.push((group, chain));
-    }
     Ok(Decoded {
         operator_state: index.operator_state.into(),
-        segments: index.segments.iter().map(|&n| n.to_owned()).collect(),
-        key_groups,
-        lens,
+        segments: index
+            .segments
+            .into_iter()
+            .map(|(n, sequence, bits)| (n.to_owned(), sequence, bits.to_vec()))
+            .collect(),
     })
 }
 
+/// A segment that cannot give what a state file says it holds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SegmentError {
+    /// The segment's file name.
+    pub segment: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Where a decoded state's segments are read from.
+pub trait Segments {
+    /// The verified table of segment `name`.
+    fn table(&mut self, name: &str) -> Result<Vec<Entry>, SegmentError>;
+    /// The bytes of `entry` of segment `name`, verified against its checksum.
+    fn piece(&mut self, name: &str, entry: &Entry) -> Result<Vec<u8>, SegmentError>;
+}
+
 impl Decoded {
-    /// The state, each piece read by `read(home, len)` (which verifies it).
-    pub fn load<E>(
-        self,
-        mut read: impl FnMut(&Home, u64) -> Result<Vec<u8>, E>,
-    ) -> Result<Held, E> {
-        let mut lens = self.lens.into_iter();
-        let mut key_groups = BTreeMap::new();
-        for (group, homes) in self.key_groups {
-            let mut chain = Vec::with_capacity(homes.len());
-            for home in homes {
-                let len = lens.next().expect("one length per piece");
-                let bytes = read(&home, len)?;
+    /// The state, its pieces read from `segments`, each key group's chain checked: one whole
+    /// piece, then deltas, in the order written. Errors name the segment at fault.
+    pub fn load(self, segments: &mut impl Segments) -> Result<Held, SegmentError> {
+        let mut key_groups: BTreeMap<u32, Vec<Piece>> = BTreeMap::new();
+        for (name, sequence, bits) in &self.segments {
+            let table = segments.table(name)?;
+            let segment: Arc<str> = name.as_str().into();
+            for (i, entry) in table.iter().enumerate() {
+                if bits.get(i / 8).is_none_or(|b| b & (1 << (i % 8)) == 0) {
+                    continue;
+                }
+                let chain = key_groups.entry(entry.group).or_default();
+                if entry.len == 0 || entry.delta == chain.is_empty() {
+                    return Err(SegmentError {
+                        segment: name.clone(),
+                        problem: format!("entry {i} (key group {}) is out of order", entry.group),
+                    });
+                }
                 chain.push(Piece {
-                    bytes: bytes.into(),
-                    home: Some(home),
+                    bytes: segments.piece(name, entry)?.into(),
+                    home: Some(Home {
+                        segment: segment.clone(),
+                        sequence: *sequence,
+                        entry: i as u32,
+                        offset: entry.offset,
+                        checksum: entry.checksum,
+                    }),
                 });
             }
-            key_groups.insert(group, chain);
         }
         Ok(Held {
             operator_state: self.operator_state,
@@ -224,109 +273,4 @@ pub fn is_segment_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// State with these changes (`(group, delta, bytes)`) taken in, one snapshot each.
-    fn held(changed: &[(u32, bool, &[u8])]) -> Held {
-        let mut held = Held::default();
-        for &(g, d, b) in changed {
-            held.merge(b"position".to_vec(), vec![(g, d, b.to_vec())], false)
-                .unwrap();
-        }
-        held
-    }
-
-    fn read_from(
-        segments: &BTreeMap<String, Vec<u8>>,
-    ) -> impl FnMut(&Home, u64) -> Result<Vec<u8>, String> + '_ {
-        |home, len| {
-            let bytes = &segments[&*home.segment][home.offset as usize..][..len as usize];
-            if crate::store::metadata::checksum(bytes) != home.checksum {
-                return Err("checksum".to_owned());
-            }
-            Ok(bytes.to_vec())
-        }
-    }
-
-    #[test]
-    fn a_state_file_round_trips_through_its_segments() {
-        let mut state = held(&[(1, false, b"one"), (2, false, b"two"), (1, true, b"+1")]);
-        state.home_new_pieces("a.seg");
-        let encoded = encode(&state);
-        let segments: BTreeMap<String, Vec<u8>> = encoded
-            .segments
-            .iter()
-            .map(|(n, p)| (n.to_string(), segment_bytes(p)))
-            .collect();
-        assert_eq!(segments["a.seg"], b"one+1two");
-        let back = decode(&encoded.state_file)
-            .unwrap()
-            .load(read_from(&segments))
-            .unwrap();
-        assert_eq!(back, state);
-    }
-
-    #[test]
-    fn later_pieces_go_to_the_new_segment_and_earlier_ones_stay_where_they_are() {
-        let mut state = held(&[(1, false, b"one"), (2, false, b"two")]);
-        state.home_new_pieces("a.seg");
-        state
-            .merge(vec![], vec![(2, true, b"+2".to_vec())], false)
-            .unwrap();
-        state.home_new_pieces("b.seg");
-        let encoded = encode(&state);
-        let placed: Vec<(&str, Vec<Placed<'_>>)> = encoded
-            .segments
-            .iter()
-            .map(|(n, p)| (*n, p.clone()))
-            .collect();
-        assert_eq!(
-            placed,
-            [
-                ("a.seg", vec![(0, &b"one"[..]), (3, &b"two"[..])]),
-                ("b.seg", vec![(0, &b"+2"[..])])
-            ]
-        );
-        // Written again without a piece no longer held: zeros where it was.
-        assert_eq!(segment_bytes(&[(3, b"two")]), b"\0\0\0two");
-    }
-
-    #[test]
-    fn a_corrupt_piece_or_a_name_outside_the_folder_is_refused() {
-        let mut state = held(&[(1, false, b"one")]);
-        state.home_new_pieces("a.seg");
-        let encoded = encode(&state);
-        let flipped = BTreeMap::from([("a.seg".to_owned(), b"onE".to_vec())]);
-        let decoded = decode(&encoded.state_file).unwrap();
-        assert_eq!(decoded.load(read_from(&flipped)).unwrap_err(), "checksum");
-        for bad in ["../a.seg", ".seg", "a/b.seg", "a.state"] {
-            assert!(!is_segment_name(bad), "{bad}");
-        }
-        let mut escaping = held(&[(1, false, b"one")]);
-        escaping.home_new_pieces("../a.seg");
-        let error = decode(&encode(&escaping).state_file).unwrap_err();
-        assert_eq!(
-            error,
-            "the state file names `../a.seg`, which is no segment file"
-        );
-    }
-
-    #[test]
-    fn state_files_of_format_2_read_as_chains_of_one() {
-        #[derive(Serialize)]
-        struct Format2<'a> {
-            operator_state: &'a [u8],
-            key_groups: Vec<(u32, &'a [u8])>,
-        }
-        let bytes = postcard::to_stdvec(&Format2 {
-            operator_state: b"pos",
-            key_groups: vec![(3, b"three")],
-        })
-        .unwrap();
-        let held = decode_grouped(&bytes).unwrap();
-        assert_eq!(held.key_groups[&3], [Piece::new(&b"three"[..])]);
-        assert_eq!(&*held.operator_state, b"pos");
-        assert!(decode_grouped(&[0xff, 0xff]).is_err());
-    }
-}
+mod tests;

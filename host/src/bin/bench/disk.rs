@@ -131,7 +131,7 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
             let mut held = Held::default();
             held.key_groups.insert(0, vec![Piece::new(blob)]);
             let segment = Layout::segment_file_name(&job, checkpoint, operator.as_str(), subtask);
-            held.home_new_pieces(&segment);
+            held.home_new_pieces(&segment, checkpoint.0);
             held
         })
         .collect();

@@ -3,7 +3,8 @@
 //!
 //! 1. pipeline throughput (WASM word count vs the same logic in native Rust), parallelism 1, 2;
 //! 2. boundary cost per record at batch sizes 1, 64, 1 024, 16 384;
-//! 3. checkpoint overhead (checkpoints every second vs none);
+//! 3. checkpoint overhead (checkpoints every second vs none), and what a checkpoint costs (its
+//!    pause and the bytes it writes) when 1 % of 1 M keys changed, against a full one;
 //! 4. savepoint write and restore bandwidth vs raw sequential disk bandwidth;
 //! 5. upgrade downtime with keyed state;
 //! 6. start-up of a 5-operator job, cold and with the compiled-module cache.
@@ -13,6 +14,7 @@
 //! into (`<target-dir>/<profile>/bench`), so that `CARGO_TARGET_DIR` is honoured.
 
 mod boundary;
+mod checkpoints;
 mod disk;
 mod jobs;
 
@@ -53,6 +55,7 @@ enum Bench {
     Pipeline,
     Peer,
     Boundary,
+    Checkpoints,
     Savepoint,
     Upgrade,
     Startup,
@@ -94,6 +97,10 @@ pub struct Sizes {
     pub savepoint_bytes: usize,
     /// Bytes of keyed state carried across an upgrade.
     pub upgrade_state_bytes: usize,
+    /// Keys of state whose checkpoints are measured.
+    pub checkpoint_keys: usize,
+    /// Checkpoints measured after 1 % of those keys changed.
+    pub checkpoint_rounds: usize,
     /// Runs of each pipeline configuration (the fastest counts).
     pub repetitions: usize,
 }
@@ -109,6 +116,8 @@ async fn main() -> anyhow::Result<()> {
             boundary_records: 200_000,
             savepoint_bytes: 64 << 20,
             upgrade_state_bytes: 10 << 20,
+            checkpoint_keys: 100_000,
+            checkpoint_rounds: 30,
             repetitions: 1,
         }
     } else {
@@ -119,6 +128,8 @@ async fn main() -> anyhow::Result<()> {
             boundary_records: 4_000_000,
             savepoint_bytes: 1 << 30,
             upgrade_state_bytes: 100 << 20,
+            checkpoint_keys: 1_000_000,
+            checkpoint_rounds: 250,
             repetitions: 5,
         }
     };
@@ -162,6 +173,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Bench::Boundary) {
         rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);
+    }
+    if runs(Bench::Checkpoints) {
+        rows.extend(checkpoints::checkpoint_cost(&guests, scratch.path(), sizes).await?);
     }
     if runs(Bench::Savepoint) {
         rows.extend(disk::savepoint_bandwidth(scratch.path(), sizes)?);

@@ -1,0 +1,180 @@
+//! What a checkpoint costs with 1 M keys of keyed state of which 1 % changed since the previous
+//! one: the pause it causes, and the bytes it writes, against a full checkpoint of the same
+//! state, measured on the SDK's keyed counter (`counter_v1`) through the host's own steps.
+//!
+//! The pause is what a subtask spends on a checkpoint while it processes nothing: the guest's
+//! `snapshot` and the host's merge of it into its copy of the state (the write runs off the hot
+//! path, on the blocking pool). The bytes are what [`Store::write_state`] writes: the new
+//! segment and the state file (links to earlier segments cost no bytes). Each round changes a
+//! different 1 % of the keys, for enough rounds that groups are written whole again on their
+//! staggered schedule: the bytes are the mean of every round (so they include those rewrites),
+//! the pause the longest of every round.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use host::engine::bindings::{Batch, Context};
+use host::engine::{CacheMode, Engine, Grants, Instance, Limits};
+use host::ids::{CheckpointId, JobId, OperatorId, SubtaskId};
+use host::key_group::key_group;
+use host::runtime::partition::{empty_batch, push};
+use host::snapshot::Held;
+use host::store::{Layout, Store};
+use host::topology::Role;
+
+use crate::{Row, Sizes};
+
+const MAX_PARALLELISM: u32 = 128;
+
+/// A batch of the records with keys `k<n>` for `n` in `keys`, their key groups filled in.
+fn batch_of(keys: impl Iterator<Item = u64>) -> Batch {
+    let mut batch = empty_batch();
+    for n in keys {
+        let key = format!("k{n}");
+        push(&mut batch, key.as_bytes(), b"", n as i64);
+        batch
+            .key_groups
+            .push(key_group(key.as_bytes(), MAX_PARALLELISM));
+    }
+    batch
+}
+
+/// The counter, one subtask owning every key group.
+async fn counter(guests: &Path, scratch: &Path) -> anyhow::Result<Instance> {
+    let engine = Engine::new(&scratch.join("checkpoints-cache"), CacheMode::ReadWrite)
+        .map_err(|e| anyhow!("{e:#}"))?;
+    let module = engine.load(&guests.join("counter_v1.wasm"), Role::Operator)?;
+    let subtask = SubtaskId {
+        operator: "counter".parse().map_err(|e: String| anyhow!(e))?,
+        index: 0,
+    };
+    let limits = Limits {
+        memory_bytes_max: 1 << 30,
+        call_ms_max: 60_000,
+    };
+    let grants = Grants {
+        mounts: &[],
+        clock: false,
+    };
+    let mut instance = engine.instantiate(&module, subtask, limits, grants).await?;
+    let context = Context {
+        operator_id: "counter".to_owned(),
+        subtask: 0,
+        parallelism: 1,
+        max_parallelism: MAX_PARALLELISM,
+        key_group_start: 0,
+        key_group_end: MAX_PARALLELISM,
+        config: vec![],
+    };
+    instance.init(&context).await?;
+    Ok(instance)
+}
+
+/// One checkpoint of the counter: its pause, and the bytes the store wrote.
+struct Taken {
+    pause: Duration,
+    bytes: u64,
+}
+
+/// The counter's state as the host keeps it, and where it writes it.
+struct Checkpointing {
+    instance: Instance,
+    held: Held,
+    store: Store,
+    job: JobId,
+    operator: OperatorId,
+    next: u64,
+}
+
+impl Checkpointing {
+    /// Takes checkpoint `next`: snapshot, merge and homing timed, then written.
+    async fn take(&mut self, full: bool) -> anyhow::Result<Taken> {
+        let checkpoint = CheckpointId(self.next);
+        self.next += 1;
+        let started = Instant::now();
+        let snapshot = self.instance.snapshot(checkpoint.0, full).await?;
+        let changed = snapshot.key_groups.into_iter();
+        let changed = changed.map(|g| (g.key_group, g.delta, g.state)).collect();
+        let held = &mut self.held;
+        held.merge(snapshot.operator_state, changed, full)
+            .map_err(|e| anyhow!(e))?;
+        let segment = Layout::segment_file_name(&self.job, checkpoint, "counter", 0);
+        held.home_new_pieces(&segment, checkpoint.0);
+        let pause = started.elapsed();
+        let file = self
+            .store
+            .write_state(&self.job, checkpoint, &self.operator, 0, held)?;
+        let dir = self.store.layout().in_progress(&self.job, checkpoint);
+        let new_segment = std::fs::metadata(dir.join(&segment)).map_or(0, |m| m.len());
+        std::fs::remove_dir_all(&dir)?;
+        Ok(Taken {
+            pause,
+            bytes: file.len + new_segment,
+        })
+    }
+}
+
+/// The pause and the bytes of checkpoints that follow 1 % of the keys changing, against a full
+/// checkpoint of the same state.
+pub async fn checkpoint_cost(
+    guests: &Path,
+    scratch: &Path,
+    sizes: Sizes,
+) -> anyhow::Result<Vec<Row>> {
+    let keys = sizes.checkpoint_keys as u64;
+    let mut at = Checkpointing {
+        instance: counter(guests, scratch).await?,
+        held: Held::default(),
+        store: Store::open(scratch.join("checkpoints-home"))?,
+        job: "job-checkpoints".parse().map_err(anyhow::Error::msg)?,
+        operator: "counter".parse().map_err(anyhow::Error::msg)?,
+        next: 1,
+    };
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(16_384) {
+        at.instance
+            .process(&batch_of(chunk.iter().copied()))
+            .await?;
+    }
+    let full = at.take(true).await?;
+    let changed = keys / 100;
+    let mut rounds = Vec::with_capacity(sizes.checkpoint_rounds);
+    for round in 0..sizes.checkpoint_rounds as u64 {
+        let first = round * changed % keys;
+        let window = (first..first + changed).map(|n| n % keys);
+        at.instance.process(&batch_of(window)).await?;
+        rounds.push(at.take(false).await?);
+    }
+    let longest = rounds.iter().map(|t| t.pause).max().unwrap_or_default();
+    let mean_bytes = rounds.iter().map(|t| t.bytes).sum::<u64>() as f64 / rounds.len() as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let k = keys / 1_000;
+    Ok(vec![
+        Row {
+            name: format!(
+                "checkpoint pause, {k} k keys, 1 % changed (snapshot + merge, longest of {} checkpoints)",
+                rounds.len()
+            ),
+            value: ms(longest),
+            unit: "ms",
+            baseline: Some(ms(full.pause)),
+            baseline_name: "a full checkpoint of the same state",
+            ratio: Some(ms(full.pause) / ms(longest)),
+            target: "≤ 10 ms at 1 M keys",
+            met: Some(ms(longest) <= 10.0),
+        },
+        Row {
+            name: format!(
+                "checkpoint bytes written, {k} k keys, 1 % changed (mean of {} checkpoints, rewrites included)",
+                rounds.len()
+            ),
+            value: mean_bytes,
+            unit: "bytes",
+            baseline: Some(full.bytes as f64),
+            baseline_name: "a full checkpoint of the same state",
+            ratio: Some(full.bytes as f64 / mean_bytes),
+            target: "≈ 1 % of a full one (≤ 3 %)",
+            met: Some(mean_bytes / full.bytes as f64 <= 0.03),
+        },
+    ])
+}
