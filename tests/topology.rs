@@ -28,7 +28,14 @@ fn a_renamed_counter_takes_its_state_with_rename_and_is_refused_without() {
         &["operator `counter` has state", "--rename counter=NEW_ID"],
     );
     dir.refused(
-        &["run", renamed, "--from", &point, "--rename", "lines=counter"],
+        &[
+            "run",
+            renamed,
+            "--from",
+            &point,
+            "--rename",
+            "lines=counter",
+        ],
         &["--rename lines=counter: the savepoint already has state for an operator `counter`"],
     );
     dir.refused(
