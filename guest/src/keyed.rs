@@ -400,9 +400,13 @@ impl<V> Group<V> {
     fn written(&mut self, delta: bool) {
         match self.listed.as_mut() {
             _ if self.dirty == 0 => {}
-            Some(keys) => keys.iter().for_each(|key| {
-                self.map.get_mut(key).map(|slot| slot.dirty = false);
-            }),
+            Some(keys) => {
+                for key in keys.iter() {
+                    if let Some(slot) = self.map.get_mut(key) {
+                        slot.dirty = false;
+                    }
+                }
+            }
             None => self.map.values_mut().for_each(|slot| slot.dirty = false),
         }
         self.listed = Some(Vec::new());
