@@ -18,6 +18,7 @@ use host::barrier::Phase;
 use host::control::{self, ControlRequest, ControlResponse};
 use host::ids::{JobId, SavepointId};
 use host::savepoint::{self, RestorePoint};
+use host::store::object::{ObjectPoints, StoreUrl};
 use host::store::{FaultHook, JobState, Store};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
@@ -27,6 +28,11 @@ pub struct Args {
     /// The state folder (jobs, checkpoints, savepoints, module cache).
     #[arg(long, env = "HOST_HOME", global = true)]
     pub home: Option<PathBuf>,
+    /// Where checkpoints and savepoints live: `s3://bucket/prefix` on an S3-compatible object
+    /// store (credentials, region and endpoint from the usual `AWS_*` variables), instead of
+    /// the state folder. Jobs' status, locks and the module cache stay in the state folder.
+    #[arg(long, env = "HOST_STORE", global = true, value_name = "URL")]
+    pub store: Option<String>,
     /// Print listings as JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -133,6 +139,10 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(&home),
     };
+    let store = match &args.store {
+        None => store,
+        Some(url) => store.with_object_points(object_points(url)?),
+    };
     let json = args.json;
     match args.command {
         Command::Run {
@@ -147,6 +157,9 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 (None, None) => store,
                 _ => store.with_faults(inject_faults(crash_at, fail_write_at)),
             };
+            if let Some(from) = from.as_deref() {
+                take_over_point_job(&store, from)?;
+            }
             let prepared = start::prepare(
                 &store,
                 &job_file,
@@ -186,10 +199,44 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 }
                 e => e.into(),
             })?;
-            println!("removed {savepoint} ({})", dir.display());
+            println!("removed {savepoint} ({})", store.display(&dir));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The object store at `url` (`s3://bucket/prefix`), configured from the `AWS_*` variables.
+fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
+    let url = StoreUrl::parse(url).map_err(anyhow::Error::msg)?;
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(&url.bucket)
+        // `If-None-Match: *` for `_metadata` and leases, `If-Match` for takeovers.
+        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+        .build()
+        .with_context(|| format!("cannot use the object store {url}"))?;
+    ObjectPoints::new(Arc::new(s3), url).context("cannot start the object store's runtime")
+}
+
+/// Before `run --from` chooses its point on an object store: takes over the job that wrote
+/// it, so that job's process, wherever it runs, can no longer publish or commit
+/// ([`host::store::fence`]). A point that does not resolve is left for `prepare` to report.
+fn take_over_point_job(store: &Store, from: &str) -> anyhow::Result<()> {
+    if !store.has_object_points() {
+        return Ok(());
+    }
+    let Ok(point) = RestorePoint::parse(from) else {
+        return Ok(());
+    };
+    let Ok(location) = savepoint::resolve(store, &point) else {
+        return Ok(());
+    };
+    if !store.is_on_object_store(&location) {
+        return Ok(());
+    }
+    let job = store.read_point(&location)?.metadata.job;
+    store
+        .take_over(&job)
+        .with_context(|| format!("cannot take over job `{job}` on the object store"))
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -245,7 +292,7 @@ fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
     match request(store, job, ControlRequest::Save { stop })? {
         ControlResponse::Saved(saved) => {
             println!("{}", saved.id);
-            println!("{}", saved.path.display());
+            println!("{}", store.display(&saved.path));
             Ok(ExitCode::SUCCESS)
         }
         ControlResponse::Error { message } => bail!("job `{job}`: {message}"),
@@ -308,7 +355,7 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
             .map(|l| {
                 serde_json::json!({
                     "savepoint": l.savepoint,
-                    "path": l.dir,
+                    "path": store.display(&l.dir),
                     "job": l.metadata.as_ref().ok().map(|m| &m.job),
                     "checkpoint": l.metadata.as_ref().ok().map(|m| m.checkpoint.0),
                     "state_bytes": l.metadata.as_ref().ok().map(|m| m.state_bytes()),
@@ -330,9 +377,9 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
                 m.job,
                 m.checkpoint,
                 m.state_bytes(),
-                l.dir.display()
+                store.display(&l.dir)
             ),
-            Err(e) => println!("{kind}\tunreadable: {e}\t{}", l.dir.display()),
+            Err(e) => println!("{kind}\tunreadable: {e}\t{}", store.display(&l.dir)),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -359,7 +406,7 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let value = serde_json::json!({
-            "path": dir, "job": m.job, "checkpoint": m.checkpoint.0, "kind": format!("{:?}", m.kind).to_lowercase(),
+            "path": store.display(&dir), "job": m.job, "checkpoint": m.checkpoint.0, "kind": format!("{:?}", m.kind).to_lowercase(),
             "completed_unix_ms": m.completed_unix_ms, "operators": operators,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -367,7 +414,7 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     println!(
         "{}  ({:?} {} of job {}, all checksums verified)",
-        dir.display(),
+        store.display(&dir),
         m.kind,
         m.checkpoint,
         m.job
