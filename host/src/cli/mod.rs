@@ -157,9 +157,6 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 (None, None) => store,
                 _ => store.with_faults(inject_faults(crash_at, fail_write_at)),
             };
-            if let Some(from) = from.as_deref() {
-                take_over_point_job(&store, from)?;
-            }
             let prepared = start::prepare(
                 &store,
                 &job_file,
@@ -215,28 +212,6 @@ fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
         .build()
         .with_context(|| format!("cannot use the object store {url}"))?;
     ObjectPoints::new(Arc::new(s3), url).context("cannot start the object store's runtime")
-}
-
-/// Before `run --from` chooses its point on an object store: takes over the job that wrote
-/// it, so that job's process, wherever it runs, can no longer publish or commit
-/// ([`host::store::fence`]). A point that does not resolve is left for `prepare` to report.
-fn take_over_point_job(store: &Store, from: &str) -> anyhow::Result<()> {
-    if !store.has_object_points() {
-        return Ok(());
-    }
-    let Ok(point) = RestorePoint::parse(from) else {
-        return Ok(());
-    };
-    let Ok(location) = savepoint::resolve(store, &point) else {
-        return Ok(());
-    };
-    if !store.is_on_object_store(&location) {
-        return Ok(());
-    }
-    let job = store.read_point(&location)?.metadata.job;
-    store
-        .take_over(&job)
-        .with_context(|| format!("cannot take over job `{job}` on the object store"))
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -36,6 +36,9 @@ pub(super) struct Prepared {
     plan: Plan,
     /// The point's folder, and the job that took it.
     from: Option<(PathBuf, JobId)>,
+    /// The point as `--from` named it, and as a person should read its location (its
+    /// `s3://…` URL on an object store).
+    point: Option<(RestorePoint, String)>,
     /// The point's state, until the job is built from it.
     restore: Option<RestoreFrom>,
 }
@@ -48,12 +51,8 @@ impl Prepared {
 
     /// The refusal of this job, listing every problem.
     fn refusal(&self, problems: &[String]) -> anyhow::Error {
-        let what = match &self.from {
-            Some((from, _)) => format!(
-                "cannot start {} from {}",
-                self.job_file.display(),
-                from.display()
-            ),
+        let what = match &self.point {
+            Some((_, shown)) => format!("cannot start {} from {shown}", self.job_file.display()),
             None => format!("cannot start {}", self.job_file.display()),
         };
         anyhow::anyhow!("{what}:\n  - {}", problems.join("\n  - "))
@@ -80,15 +79,16 @@ pub(super) fn prepare(
     if let Some(ms) = checkpoint_interval {
         plan.checkpoint_interval_ms = ms;
     }
-    let (from, restore) = match from {
-        None => (None, None),
+    let (from, point, restore) = match from {
+        None => (None, None, None),
         Some(from) => {
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
-            let dir = savepoint::resolve(store, &point)?;
+            let dir = resolve(store, &point)?;
             let (metadata, states) = savepoint::load_for(store, &dir, &plan, allow_non_restored)?;
-            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            let shown = store.display(&dir);
             let from = (dir, metadata.job.clone());
-            (Some(from), Some(RestoreFrom { metadata, states }))
+            let restore = RestoreFrom { metadata, states };
+            (Some(from), Some((point, shown)), Some(restore))
         }
     };
     Ok(Prepared {
@@ -96,8 +96,15 @@ pub(super) fn prepare(
         text,
         plan,
         from,
+        point,
         restore,
     })
+}
+
+/// The folder (or object-store location) of `point`, absolute.
+fn resolve(store: &Store, point: &RestorePoint) -> anyhow::Result<PathBuf> {
+    let dir = savepoint::resolve(store, point)?;
+    Ok(std::path::absolute(&dir).unwrap_or(dir))
 }
 
 /// Why the job may not start beside the jobs running now. Reads only.
@@ -169,9 +176,9 @@ pub(super) async fn check_job(
     let verdicts = check::verdicts(&metadata, &prepared.plan, &modules, operators, errors);
     problems.extend(errors.iter().map(ToString::to_string));
     let point = prepared
-        .from
+        .point
         .as_ref()
-        .map(|(from, _)| from.clone())
+        .map(|(_, shown)| shown.clone())
         .unwrap_or_default();
     let would_start = problems.is_empty();
     if json {
@@ -186,7 +193,7 @@ pub(super) async fn check_job(
         });
     }
     if let (true, Ok(job)) = (would_start, &built) {
-        println!("ok: the job would resume from {}", point.display());
+        println!("ok: the job would resume from {point}");
         check::print(&verdicts, &point);
         job.operators().iter().for_each(print_remap);
         return Ok(ExitCode::SUCCESS);
@@ -266,6 +273,7 @@ fn admit(
 ) -> anyhow::Result<(JobStatus, JobLock)> {
     let starting = store.lock_starts()?;
     refuse_conflicts(store, prepared, &writable_mounts)?;
+    take_over_point_job(store, prepared)?;
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
@@ -288,6 +296,31 @@ fn admit(
         );
     }
     Ok((status, claim))
+}
+
+/// On an object store, once the job is admitted: takes over the job that wrote the point, so
+/// that its process, wherever it runs, can no longer publish or commit
+/// ([`host::store::fence`]); a refused run takes nothing over. Then refuses if that job
+/// published a newer point than the one resolved before the takeover (`--from JOB_ID`): the
+/// job would resume behind output already committed; run again to resume from the newer one.
+fn take_over_point_job(store: &Store, prepared: &Prepared) -> anyhow::Result<()> {
+    let (Some((dir, job)), Some((point, shown))) = (&prepared.from, &prepared.point) else {
+        return Ok(());
+    };
+    if !store.is_on_object_store(dir) {
+        return Ok(());
+    }
+    store
+        .take_over(job)
+        .with_context(|| format!("cannot take over job `{job}` on the object store"))?;
+    let now = resolve(store, point)?;
+    anyhow::ensure!(
+        &now == dir,
+        "job `{job}` published {} after {shown} was chosen, before it was taken over: run \
+         again to resume from the newer point",
+        store.display(&now)
+    );
+    Ok(())
 }
 
 /// Runs an admitted job: control socket, the id on stdout, the job, its final status.
@@ -313,7 +346,10 @@ async fn run_admitted(
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(control::serve(listener, handle.requests(), serving_stopped));
     match &status.resumed_from {
-        Some(from) => tracing::info!(job = %job_id, "running, resumed from {}", from.display()),
+        Some(from) => {
+            let from = store.display(from);
+            tracing::info!(job = %job_id, "running, resumed from {from}");
+        }
         None => tracing::info!(job = %job_id, "running"),
     }
     let interrupt = tokio::spawn(cancel_on_signal(handle.requests()));
