@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use host::barrier::BarrierKind;
-use host::ids::{CheckpointId, JobId, OperatorId};
+use host::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use host::key_group::KEY_GROUP_FUNCTION;
 use host::store::{Metadata, OperatorState, Store};
 
@@ -27,7 +27,7 @@ fn evict(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mib_per_s(bytes: usize, seconds: f64) -> f64 {
+pub fn mib_per_s(bytes: usize, seconds: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / seconds
 }
 
@@ -118,17 +118,36 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
     let raw_read = mib_per_s(total, started.elapsed().as_secs_f64());
     std::fs::remove_file(&raw_path)?;
 
-    // The store: one state file per subtask, each written on its own thread as the runtime's
-    // subtasks write theirs (on tokio's blocking pool), then `_metadata` and the atomic publish.
     let store = Store::open(scratch.join("savepoint-home"))?;
     let job: JobId = "job-bench".parse().map_err(anyhow::Error::msg)?;
+    let (write, read) = store_round(&store, &job, blob, blobs)?;
+    Ok(Round {
+        raw_write,
+        raw_read,
+        write,
+        read,
+    })
+}
+
+/// Writes `blobs` copies of `blob` as one savepoint of `job` through `store` and restores it;
+/// returns both bandwidths in MiB/s, and removes the savepoint. One state file per subtask,
+/// each written on its own thread as the runtime's subtasks write theirs (on tokio's blocking
+/// pool), then `_metadata` and the atomic publish; the restore verifies every checksum. In a
+/// local folder, the files are evicted from the page cache before they are read.
+pub fn store_round(
+    store: &Store,
+    job: &JobId,
+    blob: &[u8],
+    blobs: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let total = blobs * blob.len();
     let operator: OperatorId = "state".parse().map_err(anyhow::Error::msg)?;
     let checkpoint = CheckpointId(1);
     let started = Instant::now();
     let files = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..blobs as u32)
             .map(|subtask| {
-                let (store, job, operator) = (&store, &job, &operator);
+                let operator = &operator;
                 scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, blob))
             })
             .collect();
@@ -156,11 +175,13 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
             files,
         }],
     };
-    let folder =
-        store.complete_savepoint(&metadata, &"sp-bench".parse().map_err(anyhow::Error::msg)?)?;
+    let id: SavepointId = "sp-bench".parse().map_err(anyhow::Error::msg)?;
+    let folder = store.complete_savepoint(&metadata, &id)?;
     let write = mib_per_s(total, started.elapsed().as_secs_f64());
-    for entry in std::fs::read_dir(&folder)? {
-        evict(&entry?.path())?;
+    if !store.has_object_points() {
+        for entry in std::fs::read_dir(&folder)? {
+            evict(&entry?.path())?;
+        }
     }
     let started = Instant::now();
     let point = store.read_point(&folder)?;
@@ -168,11 +189,6 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
     black_box(&states);
     let read = mib_per_s(total, started.elapsed().as_secs_f64());
     drop(states);
-    std::fs::remove_dir_all(&folder)?;
-    Ok(Round {
-        raw_write,
-        raw_read,
-        write,
-        read,
-    })
+    store.remove_savepoint(&id)?;
+    Ok((write, read))
 }
