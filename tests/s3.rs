@@ -228,9 +228,10 @@ fn a_process_whose_job_was_taken_over_cannot_publish() {
         Dir::new(LINES).with_env(&env),
         Dir::new(LINES).with_env(&env),
     );
-    // Job A takes no checkpoint of its own accord: its next publish is its final checkpoint.
+    // Job A takes no checkpoint of its own accord: its next publish is its final checkpoint,
+    // about 6 s after it starts, well after B has built its job and taken A over.
     let job_a = first.write_job(&WordCount {
-        lines_per_second: 1_000,
+        lines_per_second: 500,
         ..WordCount::default()
     });
     let a = first.start(&[job_a.to_str().unwrap(), "--checkpoint-interval", "0"]);

@@ -41,12 +41,39 @@ pub(super) struct Prepared {
     point: Option<(RestorePoint, String)>,
     /// The point's state, until the job is built from it.
     restore: Option<RestoreFrom>,
+    /// What `prepare` was asked, to prepare the job again.
+    asked: Asked,
+}
+
+/// The arguments of [`prepare`] besides the store and the job file.
+#[derive(Clone)]
+struct Asked {
+    from: Option<String>,
+    allow_non_restored: bool,
+    checkpoint_interval: Option<u64>,
 }
 
 impl Prepared {
     /// The job that took the point this job resumes from.
     fn point_job(&self) -> Option<&JobId> {
         self.from.as_ref().map(|(_, job)| job)
+    }
+
+    /// The same job prepared again, `--from` resolved anew.
+    fn again(&self, store: &Store) -> anyhow::Result<Prepared> {
+        let Asked {
+            from,
+            allow_non_restored,
+            checkpoint_interval,
+        } = self.asked.clone();
+        let from = from.as_deref();
+        prepare(
+            store,
+            &self.job_file,
+            from,
+            allow_non_restored,
+            checkpoint_interval,
+        )
     }
 
     /// The refusal of this job, listing every problem.
@@ -79,6 +106,7 @@ pub(super) fn prepare(
     if let Some(ms) = checkpoint_interval {
         plan.checkpoint_interval_ms = ms;
     }
+    let from_text = from;
     let (from, point, restore) = match from {
         None => (None, None, None),
         Some(from) => {
@@ -98,6 +126,11 @@ pub(super) fn prepare(
         from,
         point,
         restore,
+        asked: Asked {
+            from: from_text.map(str::to_owned),
+            allow_non_restored,
+            checkpoint_interval,
+        },
     })
 }
 
@@ -229,24 +262,33 @@ fn print_remap(op: &runtime::OperatorInfo) {
     }
 }
 
-/// Starts the job and runs it in the foreground until it ends.
+/// Starts the job and runs it in the foreground until it ends. Prepared and built a second
+/// time if taking over the point's job on an object store shows that it published a newer
+/// point meanwhile (see [`take_over_point_job`]).
 pub(super) async fn run_job(store: Store, mut prepared: Prepared) -> anyhow::Result<ExitCode> {
-    let writable = admission::writable_mounts(&prepared.plan);
-    // Refused at once, before anything is compiled; decided again under the start lock.
-    refuse_conflicts(&store, &prepared, &writable)?;
-    let engine = engine(&store, CacheMode::Deferred)?;
-    let job_id = JobId::generate();
-    let plan = prepared.plan.clone();
-    let job = build(&store, engine.clone(), &mut prepared, plan, job_id.clone())
-        .await
-        .map_err(|errors| {
-            let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            prepared.refusal(&problems)
-        })?;
-    let (status, _claim) = admit(&store, &prepared, job_id, writable)?;
-    // The job really starts: from here on, it may change files.
-    engine.write_cache();
-    run_admitted(store, job, status).await
+    for attempt in 1..=2 {
+        let writable = admission::writable_mounts(&prepared.plan);
+        // Refused at once, before anything is compiled; decided again under the start lock.
+        refuse_conflicts(&store, &prepared, &writable)?;
+        let engine = engine(&store, CacheMode::Deferred)?;
+        let job_id = JobId::generate();
+        let plan = prepared.plan.clone();
+        let job = build(&store, engine.clone(), &mut prepared, plan, job_id.clone())
+            .await
+            .map_err(|errors| {
+                let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                prepared.refusal(&problems)
+            })?;
+        let Some((status, _claim)) = admit(&store, &prepared, job_id, writable, attempt == 2)?
+        else {
+            prepared = prepared.again(&store)?;
+            continue;
+        };
+        // The job really starts: from here on, it may change files.
+        engine.write_cache();
+        return run_admitted(store, job, status).await;
+    }
+    unreachable!("the second attempt is admitted or refused")
 }
 
 fn refuse_conflicts(
@@ -262,18 +304,24 @@ fn refuse_conflicts(
     Err(prepared.refusal(&problems))
 }
 
-/// Under the start lock: refuses the job if it conflicts with one running now, else records
-/// it, claims it as running in this process, and sweeps checkpoints in progress that jobs no
-/// longer running left behind.
+/// Under the start lock: refuses the job if it conflicts with one running now, else takes
+/// over the point's job on an object store (`None` if the point moved meanwhile: prepare
+/// again, or, when `last`, refuse), records the job, claims it as running in this process,
+/// and sweeps checkpoints in progress that jobs no longer running left behind.
 fn admit(
     store: &Store,
     prepared: &Prepared,
     job: JobId,
     writable_mounts: Vec<PathBuf>,
-) -> anyhow::Result<(JobStatus, JobLock)> {
+    last: bool,
+) -> anyhow::Result<Option<(JobStatus, JobLock)>> {
     let starting = store.lock_starts()?;
     refuse_conflicts(store, prepared, &writable_mounts)?;
-    take_over_point_job(store, prepared)?;
+    if let Some(moved) = take_over_point_job(store, prepared)? {
+        anyhow::ensure!(!last, "{moved}");
+        tracing::info!("{moved}: preparing the job again");
+        return Ok(None);
+    }
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
@@ -295,32 +343,29 @@ fn admit(
             dir.display()
         );
     }
-    Ok((status, claim))
+    Ok(Some((status, claim)))
 }
 
 /// On an object store, once the job is admitted: takes over the job that wrote the point, so
 /// that its process, wherever it runs, can no longer publish or commit
-/// ([`host::store::fence`]); a refused run takes nothing over. Then refuses if that job
-/// published a newer point than the one resolved before the takeover (`--from JOB_ID`): the
-/// job would resume behind output already committed; run again to resume from the newer one.
-fn take_over_point_job(store: &Store, prepared: &Prepared) -> anyhow::Result<()> {
+/// ([`host::store::fence`]); a refused run takes nothing over. Returns why the point moved,
+/// if `--from` now resolves to a newer point than before the takeover (`--from JOB_ID` while
+/// that job still ran): resuming behind output already committed would repeat it.
+fn take_over_point_job(store: &Store, prepared: &Prepared) -> anyhow::Result<Option<String>> {
     let (Some((dir, job)), Some((point, shown))) = (&prepared.from, &prepared.point) else {
-        return Ok(());
+        return Ok(None);
     };
     if !store.is_on_object_store(dir) {
-        return Ok(());
+        return Ok(None);
     }
     store
         .take_over(job)
         .with_context(|| format!("cannot take over job `{job}` on the object store"))?;
     let now = resolve(store, point)?;
-    anyhow::ensure!(
-        &now == dir,
-        "job `{job}` published {} after {shown} was chosen, before it was taken over: run \
-         again to resume from the newer point",
-        store.display(&now)
-    );
-    Ok(())
+    Ok((&now != dir).then(|| {
+        let now = store.display(&now);
+        format!("job `{job}` published {now} after {shown} was chosen, before it was taken over")
+    }))
 }
 
 /// Runs an admitted job: control socket, the id on stdout, the job, its final status.
