@@ -93,24 +93,33 @@ function checkFormatAndVersion(format, version) {
   }
 }
 
-/** Opens an envelope: returns `{ format, version, payload }`, or throws a `StateError`. */
-export function decodeEnvelope(bytes) {
+/**
+ * Opens an envelope: returns `{ format, version, payload }`, or throws a `StateError`. With
+ * `delta`, a key group's delta `[format, version, upserts, removed]`: `payload` is the upserts
+ * and `removed` the keys it removes.
+ */
+export function decodeEnvelope(bytes, delta = false) {
   let value;
   try {
     value = decodeValue(bytes);
   } catch (e) {
     throw new StateError(`state is not MessagePack (${e.message})`);
   }
+  const shape = delta ? "[format, version, upserts, removed]" : "[format, version, payload]";
   if (
     !Array.isArray(value) ||
-    value.length !== 3 ||
+    value.length !== (delta ? 4 : 3) ||
     typeof value[0] !== "string" ||
     !Number.isSafeInteger(value[1]) ||
     value[1] < 0
   ) {
-    throw new StateError("state is not an envelope [format, version, payload]");
+    throw new StateError(`state is not an envelope ${shape}`);
   }
-  return { format: value[0], version: value[1], payload: value[2] };
+  if (delta && !(Array.isArray(value[3]) && value[3].every(isBytes))) {
+    throw new StateError("the removed keys of a delta are not a list of bin");
+  }
+  const opened = { format: value[0], version: value[1], payload: value[2] };
+  return delta ? { ...opened, removed: value[3] } : opened;
 }
 
 /**
@@ -245,42 +254,47 @@ export class KeyedState {
       const group = this.groups.get(g);
       if (group === undefined || group.size === 0) {
         this.groups.delete(g);
-        out.push({ keyGroup: g, state: new Uint8Array(0) });
+        out.push({ keyGroup: g, delta: false, state: new Uint8Array(0) });
         continue;
       }
       const keys = [...group.keys()].sort();
       const pairs = keys.map((k) => [keyStringToBytes(k), group.get(k)]);
-      out.push({ keyGroup: g, state: encodeEnvelope(format, version, pairs) });
+      out.push({ keyGroup: g, delta: false, state: encodeEnvelope(format, version, pairs) });
     }
     this.dirty = new Set();
     return out;
   }
 
   /**
-   * Replaces the state with the groups given (`[{ keyGroup, state }]`), each an envelope of
-   * `format`, its values migrated by `migrate(version, value)` when older than `version`.
+   * Replaces the state with the groups given (`[{ keyGroup, delta, state }]`: for each group
+   * its whole state, then the deltas written after it, in order), each an envelope of `format`,
+   * its values migrated by `migrate(version, value)` when older than `version`.
    */
   restore(groups, format, version, migrate) {
     const loaded = new Map();
-    for (const { keyGroup, state } of groups) {
-      if (state.length === 0) continue;
+    for (const { keyGroup, delta, state } of groups) {
+      if (state.length === 0 && !delta) continue;
       const what = `the keyed state of key group ${keyGroup}`;
-      const found = decodeEnvelope(state);
+      const found = decodeEnvelope(state, delta);
       checkEnvelope(found, format, version, migrate !== undefined, what);
       const old = found.version !== version;
       if (!Array.isArray(found.payload)) {
         throw new StateError(`${what} is not a list of [key, value]`);
       }
-      const group = new Map();
+      if (!delta && loaded.has(keyGroup)) {
+        throw new StateError(`key group ${keyGroup} was given whole twice`);
+      }
+      const group = loaded.get(keyGroup) ?? new Map();
+      for (const key of found.removed ?? []) group.delete(bytesToKeyString(key));
       for (const pair of found.payload) {
         if (!Array.isArray(pair) || pair.length !== 2 || !isBytes(pair[0])) {
           throw new StateError(`${what} holds an entry that is not [bin key, value]`);
         }
         group.set(bytesToKeyString(pair[0]), old ? migrate(found.version, pair[1]) : pair[1]);
       }
-      if (loaded.has(keyGroup)) throw new StateError(`key group ${keyGroup} was given twice`);
-      if (group.size > 0) loaded.set(keyGroup, group);
+      loaded.set(keyGroup, group);
     }
+    for (const [g, group] of loaded) if (group.size === 0) loaded.delete(g);
     this.groups = loaded;
     this.dirty = new Set();
   }

@@ -121,7 +121,7 @@ test("keyed state snapshots only the groups changed since the previous snapshot"
   assert.equal(keyed.delete(record("the", 125)), true);
   assert.equal(keyed.delete(record("the", 125)), false);
   assert.deepEqual(keyed.snapshot(false, "word-count", 1), [
-    { keyGroup: 125, state: new Uint8Array(0) },
+    { keyGroup: 125, delta: false, state: new Uint8Array(0) },
   ]);
   assert.deepEqual(keyed.snapshot(false, "word-count", 1), []);
 
@@ -162,6 +162,30 @@ test("restore loads the groups given, exactly, and nothing else", () => {
   // The key's bytes survive a round trip exactly.
   const [, group7] = keyed.snapshot(true, "word-count", 1);
   assert.deepEqual(decodeEnvelope(group7.state).payload, [[key, 2 ** 40]]);
+});
+
+// A delta of group 0 as the Rust SDK writes it (docs/state-format.md): `apple` is now 4 and
+// `pear` is gone: ["word-count", 1, [[bin "apple", 4]], [bin "pear"]].
+const APPLE_4_PEAR_GONE = Buffer.from("94aa776f72642d636f756e74019192c4056170706c650491c40470656172", "hex");
+
+test("restore applies a group's deltas after its whole state, in order", () => {
+  const whole = encodeEnvelope("word-count", 1, [
+    [bytes("apple"), 3],
+    [bytes("pear"), 1],
+  ]);
+  const chain = [
+    { keyGroup: 0, delta: false, state: whole },
+    { keyGroup: 0, delta: true, state: new Uint8Array(APPLE_4_PEAR_GONE) },
+  ];
+  const keyed = new KeyedState();
+  keyed.restore(chain, "word-count", 1);
+  assert.equal(keyed.get(record("apple", 0)), 4);
+  assert.equal(keyed.get(record("pear", 0)), undefined);
+  assert.throws(() => keyed.restore([chain[0], chain[0]], "word-count", 1), /given whole twice/);
+  assert.throws(
+    () => keyed.restore([{ keyGroup: 0, delta: true, state: whole }], "word-count", 1),
+    /not an envelope \[format, version, upserts, removed\]/,
+  );
 });
 
 test("restore migrates values of an older version, and refuses what it cannot read", () => {

@@ -171,7 +171,7 @@ class _Runtime:
             operator_state = encode_envelope(self.cls.state_format, self.cls.state_version, payload)
         assert self.keyed is not None
         groups = [
-            self.types.KeyGroupState(key_group=number, state=blob)
+            self.types.KeyGroupState(key_group=number, delta=False, state=blob)
             for number, blob in self.keyed.snapshot(full)
         ]
         return self.types.Snapshot(operator_state=operator_state, key_groups=groups)
@@ -199,7 +199,7 @@ class _Runtime:
                 payload = module.migrate_operator_state(found, payload)
             payloads.append(payload)
         assert self.keyed is not None
-        groups = [(group.key_group, group.state) for group in state.key_groups]
+        groups = [(group.key_group, group.delta, group.state) for group in state.key_groups]
         self.keyed.restore(groups, module.migrate, str(origin))
         module.restore_operator_state(payloads, origin)
 

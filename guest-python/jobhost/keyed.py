@@ -2,15 +2,16 @@
 
 Each record that arrived over a `key-by` edge carries its key group (the host computed it); the
 state of a key lives in its group's dict. Groups changed since the previous snapshot are
-tracked, so that an incremental snapshot writes only those. Each group is written as the
-envelope `[format, version, [[bin key, value], ...]]` of `docs/state-format.md`, keys sorted.
+tracked, so that an incremental snapshot writes only those. Each group is written whole, as the
+envelope `[format, version, [[bin key, value], ...]]` of `docs/state-format.md`, keys sorted; a
+restore also applies the deltas other SDKs write (`[format, version, upserts, removed]`).
 """
 
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from .batch import Record
 from .errors import KeyedStateError, StateError
-from .state import decode_envelope_of, encode_envelope, unsupported_version
+from .state import decode_group_of, encode_envelope, unsupported_version
 
 _MISSING = object()
 
@@ -105,33 +106,38 @@ class KeyedState:
 
     def restore(
         self,
-        groups: List[Tuple[int, bytes]],
+        groups: List[Tuple[int, bool, bytes]],
         migrate: Callable[[int, Any], Any],
         origin: str,
     ) -> None:
-        """Replaces the state with `groups`' (`(key group, blob)` pairs, empty blobs skipped).
+        """Replaces the state with `groups`' (`(key group, delta, blob)`: for each group its
+        whole state, then the deltas written after it, in order; empty whole blobs skipped).
         Values of older versions go through `migrate(version, value)`; their groups are
         written again, in the current version, by the next snapshot."""
         loaded: Dict[int, Dict[bytes, Any]] = {}
         migrated: Set[int] = set()
-        for number, blob in groups:
-            if not blob:
+        for number, delta, blob in groups:
+            if not blob and not delta:
                 continue
             if self._format is None:
                 raise StateError(
                     f"this module keeps no keyed state, but was given the state of key group "
                     f"{number} written by {origin}"
                 )
-            version, payload = decode_envelope_of(blob, self._format)
+            version, payload, removed = decode_group_of(blob, self._format, delta)
             if version > self._version:
                 raise unsupported_version(self._format, version, self._version)
-            group = _pairs(number, payload)
+            upserts = _pairs(number, payload)
             if version != self._version:
-                group = {key: migrate(version, value) for key, value in group.items()}
+                upserts = {key: migrate(version, value) for key, value in upserts.items()}
                 migrated.add(number)
-            if group:
-                loaded[number] = group
-        self._groups = loaded
+            if not delta and number in loaded:
+                raise StateError(f"key group {number} was given whole twice")
+            group = loaded.setdefault(number, {})
+            for key in removed or ():
+                group.pop(key, None)
+            group.update(upserts)
+        self._groups = {number: group for number, group in loaded.items() if group}
         self._dirty = migrated
 
 

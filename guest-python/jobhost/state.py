@@ -1,11 +1,13 @@
 """The portable state envelope of `docs/state-format.md`: every non-empty blob is the
-MessagePack array `[format, version, payload]`, written and read with the `msgpack` library.
+MessagePack array `[format, version, payload]` (a key group's delta, which this SDK reads but
+does not write, is `[format, version, upserts, removed]`), written and read with the `msgpack`
+library.
 
 Integers take the smallest encoding that holds them, strings are `str` and bytes are `bin`
 (msgpack's defaults with `use_bin_type=True`); reading gives `str` for `str`, `bytes` for `bin`
 and lists for arrays."""
 
-from typing import Any, Tuple
+from typing import Any, List, Optional, Tuple
 
 import msgpack
 
@@ -25,6 +27,37 @@ def encode_envelope(state_format: str, version: int, payload: Any) -> bytes:
 
 def decode_envelope(blob: bytes) -> Tuple[str, int, Any]:
     """Splits a state blob into its format, version and payload, or raises `StateError`."""
+    envelope = _unpack(blob, (3,))
+    return envelope[0], envelope[1], envelope[2]
+
+
+def decode_envelope_of(blob: bytes, state_format: str) -> Tuple[int, Any]:
+    """Decodes a blob that must be of format `state_format`; returns its version and payload."""
+    version, payload, _ = decode_group_of(blob, state_format, delta=False)
+    return version, payload
+
+
+def decode_group_of(
+    blob: bytes, state_format: str, delta: bool
+) -> Tuple[int, Any, Optional[List[bytes]]]:
+    """Decodes a key group's blob of format `state_format`: whole (`[format, version,
+    payload]`), or, when `delta`, a change (`[format, version, upserts, removed]`). Returns
+    its version, its payload (or upserts) and, for a delta, the keys it removes."""
+    envelope = _unpack(blob, (4,) if delta else (3,))
+    if envelope[0] != state_format:
+        raise StateError(
+            f"state of format `{envelope[0]}` cannot be read: this module reads `{state_format}`"
+        )
+    if not delta:
+        return envelope[1], envelope[2], None
+    removed = envelope[3]
+    if not isinstance(removed, list) or not all(type(k) is bytes for k in removed):
+        raise StateError(f"the removed keys of a delta are not a list of bin: {_describe(removed)}")
+    return envelope[1], envelope[2], removed
+
+
+def _unpack(blob: bytes, lengths: Tuple[int, ...]) -> List[Any]:
+    """The envelope array of `blob`, of one of `lengths`, or raises `StateError`."""
     if not blob:
         raise StateError("the state blob is empty: it has no format or version")
     try:
@@ -37,26 +70,14 @@ def decode_envelope(blob: bytes) -> Tuple[str, int, Any]:
         raise StateError(f"the state blob is not valid MessagePack: {e}") from None
     if not (
         isinstance(envelope, list)
-        and len(envelope) == 3
+        and len(envelope) in lengths
         and isinstance(envelope[0], str)
         and type(envelope[1]) is int
         and envelope[1] >= 0
     ):
-        raise StateError(
-            "the state blob is not a [format, version, payload] envelope, but "
-            f"{_describe(envelope)}"
-        )
-    return envelope[0], envelope[1], envelope[2]
-
-
-def decode_envelope_of(blob: bytes, state_format: str) -> Tuple[int, Any]:
-    """Decodes a blob that must be of format `state_format`; returns its version and payload."""
-    found, version, payload = decode_envelope(blob)
-    if found != state_format:
-        raise StateError(
-            f"state of format `{found}` cannot be read: this module reads `{state_format}`"
-        )
-    return version, payload
+        shape = "[format, version, upserts, removed]" if 4 in lengths else "[format, version, payload]"
+        raise StateError(f"the state blob is not a {shape} envelope, but {_describe(envelope)}")
+    return envelope
 
 
 def unsupported_version(state_format: str, found: int, current: int) -> StateError:

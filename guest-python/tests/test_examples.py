@@ -90,7 +90,7 @@ class CounterTest(unittest.TestCase):
             "KeyedStateError: record with key b'a' has no key group: keyed state is for records "
             "that arrived over a key-by edge",
         )
-        v2 = types().Restored(1, [], [types().KeyGroupState(0, encode_envelope("word-count", 2, []))])
+        v2 = types().Restored(1, [], [types().KeyGroupState(0, False, encode_envelope("word-count", 2, []))])
         with self.assertRaises(Err) as caught:
             counter.restore(v2, origin("word-counter", "2.0.0"))
         self.assertEqual(
@@ -101,7 +101,7 @@ class CounterTest(unittest.TestCase):
 
     def test_v2_migrates_v1_state_and_says_what_it_does_not_know(self):
         counter = instance("counter_v2", "operator")
-        counter.restore(types().Restored(1, [b""], [types().KeyGroupState(0, V1_GROUP)]), origin())
+        counter.restore(types().Restored(1, [b""], [types().KeyGroupState(0, False, V1_GROUP)]), origin())
         output = counter.process(
             batch([(b"apple", b"apple", 10), (b"the", b"the", 0), (b"the", b"the", 12), (b"pear", b"pear", -5)], [0, 125, 125, 0])
         )
@@ -130,7 +130,7 @@ class CounterTest(unittest.TestCase):
         counter = instance("counter_v2", "operator")
         blob = encode_envelope("word-count", 1, [[b"apple", "three"]])
         with self.assertRaises(support.err_type()) as caught:
-            counter.restore(types().Restored(1, [], [types().KeyGroupState(0, blob)]), origin())
+            counter.restore(types().Restored(1, [], [types().KeyGroupState(0, False, blob)]), origin())
         self.assertEqual(
             caught.exception.value,
             "StateError: a `word-count` version 1 value is a count, not 'three'",

@@ -149,10 +149,10 @@ class GlueTest(unittest.TestCase):
             "StateError: `upper` is stateless, but was given 5 bytes of operator state written by old 0.9",
         )
         self.assert_err(
-            lambda: world.restore(types().Restored(1, [], [types().KeyGroupState(3, b"\x93\xa1f\x01\x90")]), origin("old", "0.9")),
+            lambda: world.restore(types().Restored(1, [], [types().KeyGroupState(3, False, b"\x93\xa1f\x01\x90")]), origin("old", "0.9")),
             "StateError: this module keeps no keyed state, but was given the state of key group 3 written by old 0.9",
         )
-        world.restore(types().Restored(1, [b""], [types().KeyGroupState(3, b"")]), origin())
+        world.restore(types().Restored(1, [b""], [types().KeyGroupState(3, False, b"")]), origin())
 
     def test_a_class_is_built_only_for_its_own_world(self):
         with self.assertRaises(TypeError) as caught:

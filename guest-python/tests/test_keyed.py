@@ -15,6 +15,16 @@ def refuse(version, value):
     raise AssertionError("no migration expected")
 
 
+def whole(snapshot):
+    """A snapshot's `(group, blob)` pairs as `restore` receives them: `(group, delta, blob)`."""
+    return [(g, False, blob) for g, blob in snapshot]
+
+
+# A delta of group 0 as the Rust SDK writes it (docs/state-format.md): `apple` is now 4 and
+# `pear` is gone: ["word-count", 1, [[bin "apple", 4]], [bin "pear"]].
+APPLE_4_PEAR_GONE = b"\x94\xaaword-count\x01\x91\x92\xc4\x05apple\x04\x91\xc4\x04pear"
+
+
 def decoded(snapshot):
     return {g: decode_envelope(blob) if blob else b"" for g, blob in snapshot}
 
@@ -97,17 +107,31 @@ class KeyedStateTest(unittest.TestCase):
         blobs = written.snapshot(True)
         state = self.state()
         state.put(PEAR, 9)
-        state.restore(blobs + [(5, b"")], refuse, "word-counter 1.0.0")
+        state.restore(whole(blobs + [(5, b"")]), refuse, "word-counter 1.0.0")
         self.assertEqual(list(state.items()), [(0, b"apple", 3), (125, b"the", 1)])
         self.assertEqual(state.snapshot(False), [], "restored groups are not dirty")
         self.assertEqual(state.snapshot(True), blobs)
+
+    def test_restore_applies_deltas_after_the_whole_state_in_order(self):
+        written = self.state()
+        written.put(APPLE, 3)
+        written.put(PEAR, 1)
+        written.put(THE, 1)
+        chain = whole(written.snapshot(True)) + [(0, True, APPLE_4_PEAR_GONE)]
+        state = self.state()
+        state.restore(chain, refuse, "word-counter 1.0.0")
+        self.assertEqual(list(state.items()), [(0, b"apple", 4), (125, b"the", 1)])
+        with self.assertRaisesRegex(StateError, "key group 0 was given whole twice"):
+            self.state().restore(chain[:1] + chain[:1], refuse, "x 1")
+        with self.assertRaisesRegex(StateError, "not a \\[format, version, upserts, removed\\] envelope"):
+            self.state().restore([(0, True, chain[0][2])], refuse, "x 1")
 
     def test_restore_migrates_older_versions_and_rewrites_their_groups(self):
         v1 = self.state(1)
         v1.put(APPLE, 3)
         v1.put(THE, 1)
         v2 = self.state(2)
-        v2.restore(v1.snapshot(True), lambda version, count: [count, None], "word-counter 1.0.0")
+        v2.restore(whole(v1.snapshot(True)), lambda version, count: [count, None], "word-counter 1.0.0")
         self.assertEqual(list(v2.items()), [(0, b"apple", [3, None]), (125, b"the", [1, None])])
         self.assertEqual(
             decoded(v2.snapshot(False)),
@@ -131,10 +155,10 @@ class KeyedStateTest(unittest.TestCase):
         for blob, message in cases:
             with self.subTest(message):
                 with self.assertRaises(StateError) as caught:
-                    self.state(1).restore([(3, blob)], refuse, "x 1")
+                    self.state(1).restore([(3, False, blob)], refuse, "x 1")
                 self.assertIn(message, str(caught.exception))
         with self.assertRaisesRegex(StateError, "keeps no keyed state, but was given the state of key group 3 written by word-counter 1.0.0"):
-            KeyedState(0, 128, None, 1).restore([(3, v2)], refuse, "word-counter 1.0.0")
+            KeyedState(0, 128, None, 1).restore([(3, False, v2)], refuse, "word-counter 1.0.0")
 
 
 if __name__ == "__main__":

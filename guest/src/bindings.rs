@@ -23,7 +23,7 @@ pub mod source {
         default_bindings_module: "jobhost_guest::bindings::source",
         pub_export_macro: true,
         export_macro_name: "export_source_world",
-        with: { "jobhost:operator/types@0.2.0": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.0": crate::bindings::operator::jobhost::operator::types },
     });
 }
 
@@ -35,7 +35,7 @@ pub mod sink {
         default_bindings_module: "jobhost_guest::bindings::sink",
         pub_export_macro: true,
         export_macro_name: "export_sink_world",
-        with: { "jobhost:operator/types@0.2.0": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.0": crate::bindings::operator::jobhost::operator::types },
     });
 }
 

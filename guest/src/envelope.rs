@@ -1,9 +1,10 @@
 //! The portable state envelope (`docs/state-format.md`): a MessagePack array
-//! `[format, version, payload]`, which the Python and JavaScript SDKs read and write the same
-//! way, so that state moves between languages across an upgrade.
+//! `[format, version, payload]` (or, for a key group's delta, `[format, version, upserts,
+//! removed]`), which the Python and JavaScript SDKs read and write the same way, so that state
+//! moves between languages across an upgrade.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// What a module's state means: a name, and a version of its shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,21 +24,53 @@ pub struct Envelope<'a> {
     pub version: u32,
     /// The payload, MessagePack.
     pub payload: &'a [u8],
+    /// For a key group's delta (`[format, version, upserts, removed]`), the keys it removes:
+    /// a MessagePack array of `bin`, still encoded.
+    pub removed: Option<&'a [u8]>,
+}
+
+fn header(out: &mut Vec<u8>, format: StateFormat, len: u32) {
+    rmp::encode::write_array_len(out, len).expect("writing to a Vec cannot fail");
+    rmp::encode::write_str(out, format.name).expect("writing to a Vec cannot fail");
+    rmp::encode::write_uint(out, u64::from(format.version)).expect("writing to a Vec cannot fail");
+}
+
+fn append<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    format: StateFormat,
+    value: &T,
+) -> Result<(), String> {
+    rmp_serde::encode::write(out, value).map_err(|e| {
+        format!(
+            "cannot encode state `{}` v{}: {e}",
+            format.name, format.version
+        )
+    })
 }
 
 /// Encodes `payload` in an envelope of `format`.
 pub fn seal<T: Serialize + ?Sized>(format: StateFormat, payload: &T) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    rmp::encode::write_array_len(&mut out, 3).expect("writing to a Vec cannot fail");
-    rmp::encode::write_str(&mut out, format.name).expect("writing to a Vec cannot fail");
-    rmp::encode::write_uint(&mut out, u64::from(format.version))
+    header(&mut out, format, 3);
+    append(&mut out, format, payload)?;
+    Ok(out)
+}
+
+/// Encodes a key group's delta: `upserts` in the shape of a group's payload, and the keys
+/// `removed` (applied first).
+pub fn seal_delta<T: Serialize + ?Sized>(
+    format: StateFormat,
+    upserts: &T,
+    removed: &[Vec<u8>],
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    header(&mut out, format, 4);
+    append(&mut out, format, upserts)?;
+    rmp::encode::write_array_len(&mut out, removed.len() as u32)
         .expect("writing to a Vec cannot fail");
-    rmp_serde::encode::write(&mut out, payload).map_err(|e| {
-        format!(
-            "cannot encode state `{}` v{}: {e}",
-            format.name, format.version
-        )
-    })?;
+    for key in removed {
+        rmp::encode::write_bin(&mut out, key).expect("writing to a Vec cannot fail");
+    }
     Ok(out)
 }
 
@@ -46,19 +79,30 @@ pub fn open(blob: &[u8]) -> Result<Envelope<'_>, String> {
     let malformed = |what: &str| format!("the state is not a state envelope: {what}");
     let mut rest = blob;
     let len = rmp::decode::read_array_len(&mut rest).map_err(|_| malformed("no array"))?;
-    if len != 3 {
+    if len != 3 && len != 4 {
         return Err(malformed(&format!(
-            "an array of {len}, not [format, version, payload]"
+            "an array of {len}, not [format, version, payload] or [format, version, upserts, removed]"
         )));
     }
     let (format, tail) =
         rmp::decode::read_str_from_slice(rest).map_err(|_| malformed("no format name"))?;
     let mut rest = tail;
     let version: u32 = rmp::decode::read_int(&mut rest).map_err(|_| malformed("no version"))?;
+    let (payload, removed) = match len {
+        3 => (rest, None),
+        _ => {
+            let mut after = rest;
+            serde::de::IgnoredAny::deserialize(&mut rmp_serde::Deserializer::new(&mut after))
+                .map_err(|_| malformed("no upserts"))?;
+            let split = rest.len() - after.len();
+            (&rest[..split], Some(after))
+        }
+    };
     Ok(Envelope {
         format,
         version,
-        payload: rest,
+        payload,
+        removed,
     })
 }
 
@@ -117,6 +161,19 @@ mod tests {
         let opened = open(&blob).unwrap();
         assert_eq!((opened.format, opened.version), ("word-count", 1));
         assert_eq!(decode_payload::<u64>(opened.payload), Ok(7));
+    }
+
+    #[test]
+    fn a_delta_is_a_four_element_array_whose_upserts_read_as_a_payload() {
+        let upserts = [(serde_bytes::Bytes::new(b"a"), 1u64)];
+        let blob = seal_delta(COUNTS, &upserts, &[b"gone".to_vec()]).unwrap();
+        assert_eq!(blob[0], 0x94, "fixarray 4");
+        let opened = open(&blob).unwrap();
+        let entries: Vec<(serde_bytes::ByteBuf, u64)> = decode_payload(opened.payload).unwrap();
+        assert_eq!(entries, [(serde_bytes::ByteBuf::from(b"a".to_vec()), 1)]);
+        let removed: Vec<serde_bytes::ByteBuf> = decode_payload(opened.removed.unwrap()).unwrap();
+        assert_eq!(removed, [serde_bytes::ByteBuf::from(b"gone".to_vec())]);
+        assert_eq!(open(&seal(COUNTS, &7u64).unwrap()).unwrap().removed, None);
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! Keyed state: one value per key, kept by the SDK by key group, so that an author never
-//! handles key groups and yet every checkpoint carries only the groups that changed, and a
-//! job can resume at another parallelism.
+//! handles key groups and yet every checkpoint costs what changed, not what exists, and a job
+//! can resume at another parallelism.
 //!
 //! Each key group this subtask owns has its own hash map (hashbrown, with its fast default
 //! hasher); the record's group comes from the batch, where the host put it. A lookup hashes
-//! the key once and allocates nothing; only a key seen for the first time is copied. Every
-//! group written since the previous snapshot is marked, and the snapshot encodes just those
-//! (`docs/state-format.md`: `[format, version, [[key, value], ...]]`).
+//! the key once and allocates nothing; only a key seen for the first time is copied. A value
+//! written since the previous snapshot is marked in its slot, and its group listed. A snapshot
+//! encodes each listed group either whole (`[format, version, [[key, value], ...]]`) or, once
+//! the host holds the group, as a delta of just the marked values and the removed keys
+//! (`[format, version, upserts, removed]`, `docs/state-format.md`). The host keeps a group as
+//! its whole state and the deltas after it; a group is written whole again once its deltas
+//! since would outnumber its keys, so what the host keeps stays under twice the state.
 
 use std::ops::Range;
 
@@ -17,28 +21,77 @@ use serde::de::DeserializeOwned;
 use crate::Record;
 use crate::envelope::{self, StateFormat};
 
+/// A key's value, and whether it was written since the previous snapshot.
+#[derive(Debug)]
+struct Slot<V> {
+    value: V,
+    dirty: bool,
+}
+
+/// One key group's keys, and what changed in it since the previous snapshot.
+#[derive(Debug)]
+struct Group<V> {
+    map: HashMap<Vec<u8>, Slot<V>>,
+    /// Whether it is listed in `Keyed::changed`.
+    changed: bool,
+    /// Slots marked dirty.
+    dirty: usize,
+    /// Keys removed since the previous snapshot, kept only while the group is `based`.
+    removed: Vec<Vec<u8>>,
+    /// Whether the host holds the group as of the previous snapshot, so that a change can go
+    /// as a delta on top of it.
+    based: bool,
+    /// Entries written in deltas since the group was last written whole.
+    since_whole: usize,
+}
+
+impl<V> Default for Group<V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::default(),
+            changed: false,
+            dirty: 0,
+            removed: Vec::new(),
+            based: false,
+            since_whole: 0,
+        }
+    }
+}
+
+impl<V> Group<V> {
+    fn mark<'a>(slot: &'a mut Slot<V>, dirty: &mut usize) -> &'a mut V {
+        if !slot.dirty {
+            slot.dirty = true;
+            *dirty += 1;
+        }
+        &mut slot.value
+    }
+
+    /// Whether its changes go whole: the host does not hold it, or its deltas since it was
+    /// last written whole would outnumber its keys.
+    fn goes_whole(&self, full: bool) -> bool {
+        full || !self.based || self.since_whole + self.dirty + self.removed.len() > self.map.len()
+    }
+}
+
 /// The keyed state of one subtask: a value per key, for the keys of its key groups.
 #[derive(Debug)]
 pub struct Keyed<V> {
     /// The first key group this subtask owns.
     start: u32,
-    /// One map per owned key group, by `group - start`.
-    groups: Vec<HashMap<Vec<u8>, V>>,
-    /// Whether each group changed since the previous snapshot.
-    changed: Vec<bool>,
+    /// One per owned key group, by `group - start`.
+    groups: Vec<Group<V>>,
     /// The groups changed since the previous snapshot, in the order they changed.
-    changed_list: Vec<u32>,
+    changed: Vec<u32>,
 }
 
 impl<V> Keyed<V> {
     /// Empty state for the key groups `range`.
     pub fn new(range: Range<u32>) -> Self {
-        let len = range.len();
         Self {
             start: range.start,
-            groups: (0..len).map(|_| HashMap::default()).collect(),
-            changed: vec![false; len],
-            changed_list: Vec::new(),
+            groups: range.map(|_| Group::default()).collect(),
+            changed: Vec::new(),
         }
     }
 
@@ -54,32 +107,40 @@ impl<V> Keyed<V> {
         (group - self.start) as usize
     }
 
-    fn touch(&mut self, index: usize) -> &mut HashMap<Vec<u8>, V> {
-        if !self.changed[index] {
-            self.changed[index] = true;
-            self.changed_list.push(self.start + index as u32);
+    /// The record's group, listed as changed.
+    fn touch(&mut self, record: &Record<'_>) -> &mut Group<V> {
+        let index = self.index(record);
+        let group = &mut self.groups[index];
+        if !group.changed {
+            group.changed = true;
+            self.changed.push(self.start + index as u32);
         }
-        &mut self.groups[index]
+        group
     }
 
     /// The value of the record's key, if it has one.
     pub fn get(&self, record: &Record<'_>) -> Option<&V> {
-        self.groups[self.index(record)].get(record.key)
+        let group = &self.groups[self.index(record)];
+        group.map.get(record.key).map(|slot| &slot.value)
     }
 
     /// The value of the record's key, to change.
     pub fn get_mut(&mut self, record: &Record<'_>) -> Option<&mut V> {
-        let index = self.index(record);
-        if !self.groups[index].contains_key(record.key) {
+        if !self.groups[self.index(record)].map.contains_key(record.key) {
             return None;
         }
-        self.touch(index).get_mut(record.key)
+        let Group { map, dirty, .. } = self.touch(record);
+        map.get_mut(record.key).map(|slot| Group::mark(slot, dirty))
     }
 
     /// The value of the record's key, made with `make` if it has none yet.
     pub fn or_insert_with(&mut self, record: &Record<'_>, make: impl FnOnce() -> V) -> &mut V {
-        let index = self.index(record);
-        self.touch(index).entry_ref(record.key).or_insert_with(make)
+        let Group { map, dirty, .. } = self.touch(record);
+        let slot = map.entry_ref(record.key).or_insert_with(|| Slot {
+            value: make(),
+            dirty: false,
+        });
+        Group::mark(slot, dirty)
     }
 
     /// The value of the record's key, `V::default()` if it has none yet.
@@ -92,117 +153,196 @@ impl<V> Keyed<V> {
 
     /// Sets the value of the record's key; returns the previous one.
     pub fn insert(&mut self, record: &Record<'_>, value: V) -> Option<V> {
-        let index = self.index(record);
-        self.touch(index).insert(record.key.to_vec(), value)
+        let Group { map, dirty, .. } = self.touch(record);
+        let slot = Slot { value, dirty: true };
+        let previous = map.insert(record.key.to_vec(), slot);
+        if !previous.as_ref().is_some_and(|p| p.dirty) {
+            *dirty += 1;
+        }
+        previous.map(|p| p.value)
     }
 
     /// Removes the record's key; returns its value.
     pub fn remove(&mut self, record: &Record<'_>) -> Option<V> {
-        let index = self.index(record);
-        if !self.groups[index].contains_key(record.key) {
+        if !self.groups[self.index(record)].map.contains_key(record.key) {
             return None;
         }
-        self.touch(index).remove(record.key)
+        let group = self.touch(record);
+        let (key, slot) = group.map.remove_entry(record.key)?;
+        group.dirty -= usize::from(slot.dirty);
+        if group.based {
+            group.removed.push(key);
+        }
+        Some(slot.value)
     }
 
     /// The number of keys held.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(HashMap::len).sum()
+        self.groups.iter().map(|g| g.map.len()).sum()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.groups.iter().all(HashMap::is_empty)
+        self.groups.iter().all(|g| g.map.is_empty())
     }
 
     /// Every key and its value, group by group.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
         self.groups
             .iter()
-            .flat_map(|group| group.iter().map(|(k, v)| (&k[..], v)))
+            .flat_map(|group| group.map.iter().map(|(k, slot)| (&k[..], &slot.value)))
     }
 }
 
-/// A group's entries as the envelope's payload: `[[bin key, value], ...]`.
-struct Entries<'a, V>(&'a HashMap<Vec<u8>, V>);
+/// A group's entries as the envelope's payload: `[[bin key, value], ...]`; with `only_dirty`,
+/// just the values written since the previous snapshot (a delta's upserts).
+struct Entries<'a, V> {
+    group: &'a Group<V>,
+    only_dirty: bool,
+}
 
 impl<V: Serialize> Serialize for Entries<'_, V> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0
-                .iter()
-                .map(|(key, value)| (serde_bytes::Bytes::new(key), value)),
-        )
+        use serde::ser::SerializeSeq;
+        let Self { group, only_dirty } = *self;
+        let len = if only_dirty {
+            group.dirty
+        } else {
+            group.map.len()
+        };
+        let mut seq = serializer.serialize_seq(Some(len))?;
+        for (key, slot) in group.map.iter().filter(|(_, s)| s.dirty || !only_dirty) {
+            seq.serialize_element(&(serde_bytes::Bytes::new(key), &slot.value))?;
+        }
+        seq.end()
     }
 }
 
+/// One group's part of a snapshot: `(group, delta, state)`, as the WIT's `key-group-state`.
+pub(crate) type GroupState = (u32, bool, Vec<u8>);
+
 impl<V: Serialize> Keyed<V> {
     /// The groups changed since the previous call (every group holding keys, with `full`),
-    /// each encoded: empty bytes for a group that holds no key.
+    /// each encoded whole or as a delta: empty whole bytes for a group that holds no key.
     pub(crate) fn snapshot(
         &mut self,
         format: StateFormat,
         full: bool,
-    ) -> Result<Vec<(u32, Vec<u8>)>, String> {
-        let groups: Vec<u32> = if full {
-            let held = self
-                .groups
-                .iter()
-                .enumerate()
-                .filter(|(_, g)| !g.is_empty());
+    ) -> Result<Vec<GroupState>, String> {
+        let listed: Vec<u32> = if full {
+            let held = self.groups.iter().enumerate();
+            let held = held.filter(|(_, g)| !g.map.is_empty());
             held.map(|(i, _)| self.start + i as u32).collect()
         } else {
-            self.changed_list.clone()
+            self.changed.clone()
         };
-        let mut encoded = Vec::with_capacity(groups.len());
-        for group in groups {
-            let entries = &self.groups[(group - self.start) as usize];
-            let state = match entries.is_empty() {
-                true => Vec::new(),
-                false => envelope::seal(format, &Entries(entries))?,
-            };
-            encoded.push((group, state));
+        let mut encoded = Vec::with_capacity(listed.len());
+        for &number in &listed {
+            let group = &self.groups[(number - self.start) as usize];
+            encoded.push(match group.goes_whole(full) {
+                _ if group.map.is_empty() => (number, false, Vec::new()),
+                true => (number, false, envelope::seal(format, &whole(group))?),
+                false => {
+                    let upserts = Entries {
+                        group,
+                        only_dirty: true,
+                    };
+                    (
+                        number,
+                        true,
+                        envelope::seal_delta(format, &upserts, &group.removed)?,
+                    )
+                }
+            });
         }
         // Only once the whole snapshot is encoded: a failed one leaves the marks for the next.
-        self.changed.iter_mut().for_each(|c| *c = false);
-        self.changed_list.clear();
+        for &(number, delta, _) in &encoded {
+            self.groups[(number - self.start) as usize].written(delta);
+        }
+        for number in self.changed.drain(..) {
+            self.groups[(number - self.start) as usize].changed = false;
+        }
         Ok(encoded)
     }
 }
 
+fn whole<V>(group: &Group<V>) -> Entries<'_, V> {
+    Entries {
+        group,
+        only_dirty: false,
+    }
+}
+
+impl<V> Group<V> {
+    /// Clears the marks of a group just written, whole or as a delta.
+    fn written(&mut self, delta: bool) {
+        if self.dirty > 0 {
+            self.map.values_mut().for_each(|slot| slot.dirty = false);
+        }
+        self.since_whole = match delta {
+            true => self.since_whole + self.dirty + self.removed.len(),
+            false => 0,
+        };
+        self.based = !self.map.is_empty();
+        self.dirty = 0;
+        self.removed.clear();
+    }
+}
+
 impl<V: DeserializeOwned> Keyed<V> {
-    /// Loads the state of `group`, written by `snapshot` in `format` or, through `migrate`,
-    /// in an older version of it.
+    /// Loads `state` into `group`: its whole state, or a delta on top of what was loaded, written
+    /// by `snapshot` in `format` or, through `migrate`, in an older version of it.
     pub(crate) fn restore_group(
         &mut self,
-        group: u32,
-        state: &[u8],
+        (number, delta, state): (u32, bool, &[u8]),
         format: StateFormat,
         migrate: impl FnOnce(u32, &[u8]) -> Result<crate::Entries<V>, String>,
     ) -> Result<(), String> {
-        let Some(index) = group
+        let Some(index) = number
             .checked_sub(self.start)
             .filter(|&i| i < self.groups.len() as u32)
         else {
             let range = self.range();
             return Err(format!(
-                "key group {group} is not one of this subtask's {range:?}"
+                "key group {number} is not one of this subtask's {range:?}"
             ));
         };
-        if state.is_empty() {
+        let map = &mut self.groups[index as usize].map;
+        if state.is_empty() && !delta {
             return Ok(());
         }
         let opened = envelope::open(state)?;
         opened.expect_format(format.name)?;
+        if opened.removed.is_some() != delta {
+            let what = if delta { "a delta" } else { "whole state" };
+            return Err(format!(
+                "key group {number}: given as {what}, the state says otherwise"
+            ));
+        }
+        if !delta && !map.is_empty() {
+            return Err(format!("key group {number} was given whole twice"));
+        }
         let entries: Vec<(serde_bytes::ByteBuf, V)> = if opened.version == format.version {
             envelope::decode_payload(opened.payload)?
         } else {
             let migrated = migrate(opened.version, opened.payload)?;
             migrated.into_iter().map(|(k, v)| (k.into(), v)).collect()
         };
-        let map = &mut self.groups[index as usize];
+        if let Some(removed) = opened.removed {
+            let removed: Vec<serde_bytes::ByteBuf> = envelope::decode_payload(removed)?;
+            removed.iter().for_each(|key| drop(map.remove(&key[..])));
+        }
         map.reserve(entries.len());
-        map.extend(entries.into_iter().map(|(k, v)| (k.into_vec(), v)));
+        let slots = entries.into_iter().map(|(k, value)| {
+            (
+                k.into_vec(),
+                Slot {
+                    value,
+                    dirty: false,
+                },
+            )
+        });
+        map.extend(slots);
         Ok(())
     }
 }
@@ -235,13 +375,29 @@ mod tests {
         }
     }
 
+    fn numbers(snapshot: &[GroupState]) -> Vec<(u32, bool)> {
+        snapshot.iter().map(|&(g, delta, _)| (g, delta)).collect()
+    }
+
+    /// A fresh state of `range` restored from `chain`, applied in order.
+    fn restored(range: Range<u32>, chain: &[GroupState]) -> Keyed<u64> {
+        let mut keyed = Keyed::new(range);
+        let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
+        for (g, delta, state) in chain {
+            keyed
+                .restore_group((*g, *delta, state), COUNTS, refuse)
+                .unwrap();
+        }
+        keyed
+    }
+
     #[test]
     fn only_changed_groups_are_snapshotted_and_emptied_ones_say_so() {
         let mut keyed: Keyed<u64> = Keyed::new(10..20);
         *keyed.or_default(&record(b"a", 11)) += 1;
         *keyed.or_default(&record(b"b", 12)) += 2;
         let first = keyed.snapshot(COUNTS, false).unwrap();
-        assert_eq!(first.iter().map(|(g, _)| *g).collect::<Vec<_>>(), [11, 12]);
+        assert_eq!(numbers(&first), [(11, false), (12, false)]);
         assert!(
             keyed.snapshot(COUNTS, false).unwrap().is_empty(),
             "nothing changed"
@@ -253,9 +409,85 @@ mod tests {
         );
         keyed.remove(&record(b"b", 12));
         let second = keyed.snapshot(COUNTS, false).unwrap();
-        assert_eq!(second, [(12, Vec::new())]);
+        assert_eq!(second, [(12, false, Vec::new())]);
         let full = keyed.snapshot(COUNTS, true).unwrap();
-        assert_eq!(full.iter().map(|(g, _)| *g).collect::<Vec<_>>(), [11]);
+        assert_eq!(numbers(&full), [(11, false)]);
+    }
+
+    #[test]
+    fn a_few_changes_go_as_a_delta_of_just_them_and_the_chain_restores_exactly() {
+        let mut keyed: Keyed<u64> = Keyed::new(0..1);
+        let keys: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_string().into_bytes()).collect();
+        let at = |k: &[u8]| Record {
+            key: k.to_vec().leak(),
+            value: b"",
+            timestamp: 0,
+            key_group: Some(0),
+        };
+        keys.iter().for_each(|k| *keyed.or_default(&at(k)) += 1);
+        let mut chain = keyed.snapshot(COUNTS, true).unwrap();
+        *keyed.or_default(&at(b"7")) += 10;
+        keyed.insert(&at(b"new"), 5);
+        keyed.remove(&at(b"9"));
+        let delta = keyed.snapshot(COUNTS, false).unwrap();
+        assert_eq!(numbers(&delta), [(0, true)]);
+        assert!(
+            delta[0].2.len() * 20 < chain[0].2.len(),
+            "a delta of 3 entries is a fraction of 100: {} vs {} bytes",
+            delta[0].2.len(),
+            chain[0].2.len()
+        );
+        chain.extend(delta);
+        let back = restored(0..1, &chain);
+        let mut expected: Vec<(Vec<u8>, u64)> =
+            keyed.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+        let mut found: Vec<(Vec<u8>, u64)> = back.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+        expected.sort();
+        found.sort();
+        assert_eq!(found, expected);
+        assert_eq!(back.get(&at(b"7")), Some(&11));
+        assert_eq!(back.get(&at(b"9")), None);
+    }
+
+    #[test]
+    fn a_group_goes_whole_again_once_its_deltas_would_outnumber_its_keys() {
+        let mut keyed: Keyed<u64> = Keyed::new(0..1);
+        for key in [b"a", b"b", b"c", b"d"] {
+            keyed.insert(&record(key, 0), 0);
+        }
+        keyed.snapshot(COUNTS, false).unwrap();
+        let mut kinds = Vec::new();
+        for round in 0..4 {
+            keyed.insert(&record(b"a", 0), round);
+            keyed.insert(&record(b"b", 0), round);
+            kinds.push(numbers(&keyed.snapshot(COUNTS, false).unwrap())[0].1);
+        }
+        // 2 + 2 deltas of 2 entries make 4, as many as the keys; the third would make 6.
+        assert_eq!(kinds, [true, true, false, true]);
+    }
+
+    #[test]
+    fn a_failed_restore_names_the_group_and_a_delta_must_say_so() {
+        let mut keyed: Keyed<u64> = Keyed::new(0..1);
+        keyed.insert(&record(b"a", 0), 1);
+        let whole = keyed.snapshot(COUNTS, true).unwrap();
+        keyed.insert(&record(b"a", 0), 2);
+        let delta = keyed.snapshot(COUNTS, false).unwrap();
+        assert_eq!(numbers(&delta), [(0, true)]);
+        let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
+        let mut fresh: Keyed<u64> = Keyed::new(0..1);
+        let error = fresh
+            .restore_group((0, false, &delta[0].2), COUNTS, refuse)
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "key group 0: given as whole state, the state says otherwise"
+        );
+        fresh
+            .restore_group((0, false, &whole[0].2), COUNTS, refuse)
+            .unwrap();
+        let twice = fresh.restore_group((0, false, &whole[0].2), COUNTS, refuse);
+        assert_eq!(twice.unwrap_err(), "key group 0 was given whole twice");
     }
 
     #[test]
@@ -266,7 +498,7 @@ mod tests {
         let mut restored: Keyed<u64> = Keyed::new(0..4);
         let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
         restored
-            .restore_group(0, &groups[0].1, COUNTS, refuse)
+            .restore_group((0, false, &groups[0].2), COUNTS, refuse)
             .unwrap();
         assert_eq!(restored.get(&record(b"apple", 0)), Some(&3));
 
@@ -283,9 +515,13 @@ mod tests {
                 .map(|(k, v)| (k, u64::from(v) * 10))
                 .collect())
         };
-        restored.restore_group(1, &v1, COUNTS, migrate).unwrap();
+        restored
+            .restore_group((1, false, &v1), COUNTS, migrate)
+            .unwrap();
         assert_eq!(restored.get(&record(b"pear", 1)), Some(&50));
-        let error = restored.restore_group(9, &v1, COUNTS, refuse).unwrap_err();
+        let error = restored
+            .restore_group((9, false, &v1), COUNTS, refuse)
+            .unwrap_err();
         assert_eq!(error, "key group 9 is not one of this subtask's 0..4");
     }
 }

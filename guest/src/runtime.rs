@@ -156,9 +156,13 @@ pub mod glue {
         }
     }
 
-    fn snapshot_of(operator_state: Vec<u8>, groups: Vec<(u32, Vec<u8>)>) -> Snapshot {
+    fn snapshot_of(operator_state: Vec<u8>, groups: Vec<(u32, bool, Vec<u8>)>) -> Snapshot {
         let key_groups = groups.into_iter();
-        let key_groups = key_groups.map(|(key_group, state)| KeyGroupState { key_group, state });
+        let key_groups = key_groups.map(|(key_group, delta, state)| KeyGroupState {
+            key_group,
+            delta,
+            state,
+        });
         Snapshot {
             operator_state,
             key_groups: key_groups.collect(),
@@ -209,8 +213,8 @@ pub mod glue {
         with(|s: &mut OperatorSubtask<T>| {
             s.operator.restore(restore_of(&mut state, origin))?;
             for group in state.key_groups {
-                s.keyed
-                    .restore_group(group.key_group, &group.state, T::STATE, T::migrate)?;
+                let group = (group.key_group, group.delta, &group.state[..]);
+                s.keyed.restore_group(group, T::STATE, T::migrate)?;
             }
             Ok(())
         })

@@ -23,8 +23,11 @@ pub enum Step {
     SyncFile(PathBuf),
     /// A file or folder renamed; durable only once the folder holding `to` is synced.
     Rename(PathBuf, PathBuf),
-    /// A folder's entries (created, renamed) made durable.
+    /// A folder's entries (created, renamed, linked) made durable.
     SyncDir(PathBuf),
+    /// A second name given to a file `from` (whose contents are durable already); durable only
+    /// once the folder holding `to` is synced.
+    Link(PathBuf, PathBuf),
 }
 
 #[cfg(test)]
@@ -97,6 +100,14 @@ pub fn write_file_in_building_dir(
     journal(|| Step::Write(path.to_owned(), bytes.to_vec()));
     file.sync_all()?;
     journal(|| Step::SyncFile(path.to_owned()));
+    Ok(())
+}
+
+/// Gives the durable file `from` a second name `to`, inside a folder still being built (which
+/// publishing syncs): both names share the bytes, and the file lives while either does.
+pub fn link_in_building_dir(from: &Path, to: &Path) -> io::Result<()> {
+    fs::hard_link(from, to)?;
+    journal(|| Step::Link(from.to_owned(), to.to_owned()));
     Ok(())
 }
 

@@ -7,7 +7,8 @@
 //! - [`engine`]: wasmtime, the compiled-module cache, one instance per subtask.
 //! - [`barrier`]: barriers, their alignment, the coordinator's decisions (pure).
 //! - [`durable`]: writes that a crash leaves complete or absent (the store's and the cache's).
-//! - [`store`]: the state folder: checkpoints, savepoints, metadata.
+//! - [`store`]: the state folder: checkpoints, savepoints, metadata; points may live on an
+//!   S3-compatible object store instead ([`store::object`], behind the same methods).
 //! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.
@@ -31,9 +32,11 @@
 //! to every source subtask; each emits it in-band after its last record. Downstream, a subtask's
 //! [`barrier::Aligner`] holds back inputs that delivered N until all have; then it snapshots
 //! its guest (a sink first `prepare-commit`s): the guest returns its operator state and the key
-//! groups changed since its last snapshot, which [`snapshot::Held`] merges into the subtask's
-//! full state; the subtask hands that to [`store::Store::write_state`] off the hot path,
-//! forwards the barrier, and acks. When every subtask acked
+//! groups changed since its last snapshot (whole, or as deltas of just the values that
+//! changed), which [`snapshot::Held`] merges into the subtask's full state; the subtask hands
+//! that to [`store::Store::write_state`] off the hot path, which writes the pieces new since
+//! the last checkpoint into one segment and hard-links the earlier segments that hold the rest
+//! ([`store::state_file`]), forwards the barrier, and acks. When every subtask acked
 //! ([`runtime::coordinator`]), `_metadata` is written and the folder published atomically
 //! ([`store`]), the sinks are told to `commit`, and retention runs. A job that resumes reads
 //! the point back through [`savepoint`] and [`store::Store::read_states`], every checksum

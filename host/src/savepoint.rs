@@ -427,7 +427,7 @@ mod tests {
             job_file: String::new(),
             max_parallelism: 128,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-            state_layout: StateLayout::Grouped,
+            state_layout: StateLayout::Chained,
             operators: operators
                 .iter()
                 .map(|&(id, role, parallelism)| OperatorState {

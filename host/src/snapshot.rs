@@ -1,23 +1,56 @@
-//! A subtask's state as the host keeps and stores it, and how a point's state goes to the
-//! subtasks of a job that resumes from it, at the same parallelism or another.
+//! A subtask's state as the host keeps it, and how a point's state goes to the subtasks of a
+//! job that resumes from it, at the same parallelism or another.
 //!
-//! Between a guest's `snapshot` and a state file: a guest returns its operator state and only
-//! the key groups changed since its previous snapshot; [`Held`] merges them into the subtask's
-//! full state, and [`Held::encode`] frames it for the store (a state file). On resume,
-//! [`decode`] reads each state file back and [`plan_restore`] decides, without I/O, which
-//! operator states and key groups each new subtask receives: key groups follow the key-group
-//! ranges of the new parallelism; operator state goes to the subtask of the same index, or,
-//! when the parallelism changed, to every subtask if the module declared `rescale = union`.
+//! Between a guest's `snapshot` and the store: a guest returns its operator state and only the
+//! key groups changed since its previous snapshot, each whole or as a delta; [`Held`] merges
+//! them into the subtask's full state, each group a [`Chain`] of [`Piece`]s (whole, then deltas),
+//! and [`Held::home_new_pieces`] places the pieces no checkpoint stored yet in the segment the
+//! next one writes ([`crate::store::state_file`]). On resume, the store reads each subtask's
+//! state back as a `Held`, and [`plan_restore`] decides, without I/O, which operator states and
+//! key groups each new subtask receives: key groups follow the key-group ranges of the new
+//! parallelism; operator state goes to the subtask of the same index, or, when the parallelism
+//! changed, to every subtask if the module declared `rescale = union`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::key_group::subtask_of_key_group;
 
-/// The state of one key group.
-pub type Group = Arc<[u8]>;
+/// State bytes a guest wrote for one key group, whole or a delta, and where they are stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The bytes, as the guest wrote them.
+    pub bytes: Arc<[u8]>,
+    /// The segment file holding them, once a checkpoint wrote them.
+    pub home: Option<Home>,
+}
+
+/// Where a piece is stored: a segment file of the point that first wrote it (and of every
+/// later point still holding the piece, which hard-links it), at an offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Home {
+    /// The segment's file name.
+    pub segment: Arc<str>,
+    /// Where the piece starts in it.
+    pub offset: u64,
+    /// Checksum of the piece ([`crate::store::metadata::checksum`]).
+    pub checksum: [u8; 16],
+}
+
+impl Piece {
+    /// A piece not stored yet.
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Piece {
+        Piece {
+            bytes: bytes.into(),
+            home: None,
+        }
+    }
+}
+
+/// One key group's state as the host keeps it: the group's whole state, then the deltas the
+/// guest wrote after it, in order (`restore` receives them so). The guest bounds its length: it
+/// writes a group whole again once the deltas since would outgrow it.
+pub type Chain = Vec<Piece>;
 
 /// One subtask's full state, as of its latest snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,69 +58,77 @@ pub struct Held {
     /// State not split by key.
     pub operator_state: Arc<[u8]>,
     /// Keyed state by key group; groups without keys are absent.
-    pub key_groups: BTreeMap<u32, Group>,
+    pub key_groups: BTreeMap<u32, Chain>,
 }
 
-/// A state file's contents: postcard of this, the layout of format 2 points.
-#[derive(Serialize, Deserialize)]
-struct StateFile<'a> {
-    #[serde(borrow)]
-    operator_state: &'a [u8],
-    #[serde(borrow)]
-    key_groups: Vec<(u32, &'a [u8])>,
-}
+/// One group of a snapshot, as the WIT's `key-group-state`: number, delta, bytes.
+pub type Changed = (u32, bool, Vec<u8>);
 
 impl Held {
-    /// Takes in a snapshot: its operator state, and the key groups it lists as changed (an
-    /// empty one is a group that no longer holds keys). With `full`, the snapshot listed every
-    /// group, and the groups it did not list are gone.
-    pub fn merge(&mut self, operator_state: Vec<u8>, changed: Vec<(u32, Vec<u8>)>, full: bool) {
+    /// Takes in a snapshot: its operator state, and the key groups it lists as changed, each
+    /// whole (empty: a group that no longer holds keys) or as a delta on the group's chain.
+    /// With `full`, the snapshot listed every group, whole, and the groups it did not list are
+    /// gone. A delta where the host holds no state for the group is refused, and then nothing
+    /// is taken in: the guest broke the contract.
+    pub fn merge(
+        &mut self,
+        operator_state: Vec<u8>,
+        changed: Vec<Changed>,
+        full: bool,
+    ) -> Result<(), String> {
+        if let Some((group, ..)) = changed
+            .iter()
+            .find(|(group, delta, _)| *delta && (full || !self.key_groups.contains_key(group)))
+        {
+            return Err(format!(
+                "its snapshot holds a delta for key group {group}, of which the host holds no \
+                 whole state (a full snapshot, or the first of a group, must be whole)"
+            ));
+        }
         self.operator_state = operator_state.into();
         if full {
             self.key_groups.clear();
         }
-        for (group, state) in changed {
-            if state.is_empty() {
-                self.key_groups.remove(&group);
-            } else {
-                self.key_groups.insert(group, state.into());
+        for (group, delta, state) in changed {
+            match (delta, state.is_empty()) {
+                (true, _) => self
+                    .key_groups
+                    .entry(group)
+                    .or_default()
+                    .push(Piece::new(state)),
+                (false, true) => drop(self.key_groups.remove(&group)),
+                (false, false) => drop(self.key_groups.insert(group, vec![Piece::new(state)])),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every piece not stored yet a home in `segment`, one after the other from offset
+    /// 0, in key-group order: the segment a checkpoint writes.
+    pub fn home_new_pieces(&mut self, segment: &str) {
+        let segment: Arc<str> = segment.into();
+        let mut offset = 0;
+        for piece in self.key_groups.values_mut().flatten() {
+            if piece.home.is_none() {
+                piece.home = Some(Home {
+                    segment: segment.clone(),
+                    offset,
+                    checksum: crate::store::metadata::checksum(&piece.bytes),
+                });
+                offset += piece.bytes.len() as u64;
             }
         }
     }
 
-    /// The bytes of a state file holding this state.
-    pub fn encode(&self) -> Vec<u8> {
-        let file = StateFile {
-            operator_state: &self.operator_state,
-            key_groups: self
-                .key_groups
-                .iter()
-                .map(|(&group, state)| (group, &state[..]))
-                .collect(),
-        };
-        postcard::to_stdvec(&file).expect("encoding to a Vec cannot fail")
-    }
-
-    /// Total bytes of keyed state.
+    /// Total bytes of keyed state, deltas included.
     pub fn keyed_bytes(&self) -> u64 {
-        self.key_groups.values().map(|g| g.len() as u64).sum()
+        self.key_groups.values().map(chain_bytes).sum()
     }
 }
 
-/// Reads a state file written by [`Held::encode`].
-pub fn decode(bytes: &[u8]) -> Result<Held, String> {
-    let file: StateFile<'_> =
-        postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
-    let mut key_groups = BTreeMap::new();
-    for (group, state) in file.key_groups {
-        if key_groups.insert(group, Group::from(state)).is_some() {
-            return Err(format!("the state file holds key group {group} twice"));
-        }
-    }
-    Ok(Held {
-        operator_state: file.operator_state.into(),
-        key_groups,
-    })
+/// The bytes of a chain.
+pub fn chain_bytes(chain: &Chain) -> u64 {
+    chain.iter().map(|p| p.bytes.len() as u64).sum()
 }
 
 /// How a module's operator state goes to subtasks when the parallelism changes (its
@@ -106,7 +147,7 @@ pub struct Assigned {
     /// Operator states, in old subtask order.
     pub operator_states: Vec<Arc<[u8]>>,
     /// Key groups it owns, with their state.
-    pub key_groups: BTreeMap<u32, Group>,
+    pub key_groups: BTreeMap<u32, Chain>,
     /// For `host check`'s report: old subtask -> (key groups, bytes) that came from it.
     pub moved: BTreeMap<u32, (u32, u64)>,
 }
@@ -151,7 +192,7 @@ pub fn plan_restore(
     let mut assigned = vec![Assigned::default(); parallelism as usize];
     for (subtask, held) in old.iter().enumerate() {
         let subtask = subtask as u32;
-        for (&group, state) in &held.key_groups {
+        for (&group, chain) in &held.key_groups {
             if group >= max_parallelism
                 || subtask_of_key_group(group, max_parallelism, old_parallelism) != subtask
             {
@@ -163,9 +204,9 @@ pub fn plan_restore(
             }
             let owner =
                 &mut assigned[subtask_of_key_group(group, max_parallelism, parallelism) as usize];
-            owner.key_groups.insert(group, state.clone());
+            owner.key_groups.insert(group, chain.clone());
             let moved = owner.moved.entry(subtask).or_default();
-            *moved = (moved.0 + 1, moved.1 + state.len() as u64);
+            *moved = (moved.0 + 1, moved.1 + chain_bytes(chain));
         }
     }
     let operator_states: Vec<Arc<[u8]>> = old.iter().map(|h| h.operator_state.clone()).collect();
@@ -199,37 +240,79 @@ mod tests {
                 operator_state: operator_state.into(),
                 key_groups: (0..128)
                     .filter(|&g| owner(g, 128, p) == s)
-                    .map(|g| (g, Group::from(&[g as u8][..])))
+                    .map(|g| (g, vec![Piece::new(&[g as u8][..])]))
                     .collect(),
             })
             .collect()
     }
 
+    fn whole(group: u32, state: &[u8]) -> Changed {
+        (group, false, state.to_vec())
+    }
+
+    fn delta(group: u32, state: &[u8]) -> Changed {
+        (group, true, state.to_vec())
+    }
+
     #[test]
     fn merge_keeps_groups_not_listed_and_drops_emptied_ones() {
         let mut held = Held::default();
-        held.merge(
-            b"op1".to_vec(),
-            vec![(1, b"a".to_vec()), (2, b"b".to_vec())],
-            false,
-        );
-        held.merge(
-            b"op2".to_vec(),
-            vec![(2, vec![]), (3, b"c".to_vec())],
-            false,
-        );
+        let first = vec![whole(1, b"a"), whole(2, b"b")];
+        held.merge(b"op1".to_vec(), first, false).unwrap();
+        held.merge(b"op2".to_vec(), vec![whole(2, b""), whole(3, b"c")], false)
+            .unwrap();
         assert_eq!(&*held.operator_state, b"op2");
         assert_eq!(held.key_groups.keys().copied().collect::<Vec<_>>(), [1, 3]);
-        held.merge(vec![], vec![(3, b"c2".to_vec())], true);
+        held.merge(vec![], vec![whole(3, b"c2")], true).unwrap();
         assert_eq!(held.key_groups.keys().copied().collect::<Vec<_>>(), [3]);
     }
 
     #[test]
-    fn state_files_round_trip_and_refuse_garbage() {
+    fn deltas_chain_after_the_whole_state_until_it_is_written_whole_again() {
         let mut held = Held::default();
-        held.merge(b"position".to_vec(), vec![(7, b"seven".to_vec())], false);
-        assert_eq!(decode(&held.encode()).unwrap(), held);
-        assert!(decode(&[0xff, 0xff]).is_err());
+        held.merge(vec![], vec![whole(1, b"base")], false).unwrap();
+        held.merge(vec![], vec![delta(1, b"d1")], false).unwrap();
+        held.merge(vec![], vec![delta(1, b"d2")], false).unwrap();
+        let chain: Vec<&[u8]> = held.key_groups[&1].iter().map(|p| &p.bytes[..]).collect();
+        assert_eq!(chain, [&b"base"[..], b"d1", b"d2"]);
+        assert_eq!(held.keyed_bytes(), 8);
+        held.merge(vec![], vec![whole(1, b"new")], false).unwrap();
+        assert_eq!(held.key_groups[&1], [Piece::new(&b"new"[..])]);
+    }
+
+    #[test]
+    fn a_delta_without_a_whole_state_is_refused_and_changes_nothing() {
+        let mut held = Held::default();
+        held.merge(b"op".to_vec(), vec![whole(1, b"base")], false)
+            .unwrap();
+        let before = held.clone();
+        let orphan = held.merge(vec![], vec![whole(1, b"x"), delta(2, b"d")], false);
+        assert!(orphan.unwrap_err().contains("delta for key group 2"));
+        let in_full = held.merge(vec![], vec![delta(1, b"d")], true);
+        assert!(in_full.unwrap_err().contains("delta for key group 1"));
+        assert_eq!(held, before);
+    }
+
+    #[test]
+    fn new_pieces_are_homed_one_after_the_other_and_homed_ones_stay() {
+        let mut held = Held::default();
+        held.merge(vec![], vec![whole(1, b"one"), whole(2, b"two!")], false)
+            .unwrap();
+        held.home_new_pieces("a.seg");
+        held.merge(vec![], vec![delta(1, b"+1"), whole(3, b"3")], false)
+            .unwrap();
+        held.home_new_pieces("b.seg");
+        let homes: Vec<(&str, u64)> = held
+            .key_groups
+            .values()
+            .flatten()
+            .map(|p| p.home.as_ref().unwrap())
+            .map(|h| (&*h.segment, h.offset))
+            .collect();
+        assert_eq!(
+            homes,
+            [("a.seg", 0), ("b.seg", 0), ("a.seg", 3), ("b.seg", 2)]
+        );
     }
 
     #[test]
@@ -266,7 +349,7 @@ mod tests {
             to_one[0]
                 .key_groups
                 .iter()
-                .all(|(&g, s)| s[..] == [g as u8])
+                .all(|(&g, chain)| chain.len() == 1 && chain[0].bytes[..] == [g as u8])
         );
     }
 
@@ -281,7 +364,7 @@ mod tests {
     #[test]
     fn a_group_outside_its_subtask_range_is_refused() {
         let mut state = old(2, b"");
-        state[0].key_groups.insert(127, Group::from(&[1][..]));
+        state[0].key_groups.insert(127, vec![Piece::new(&[1][..])]);
         let error = plan_restore(&state, 2, 128, Rescale::Refuse).unwrap_err();
         assert_eq!(
             error,

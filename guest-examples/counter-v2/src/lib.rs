@@ -130,6 +130,7 @@ mod tests {
     fn migrates_version_1_and_counts_on() {
         glue::operator_init::<Counter>(context()).unwrap();
         restore(vec![KeyGroupState {
+            delta: false,
             key_group: 7,
             state: v1_group(),
         }])
@@ -158,6 +159,7 @@ mod tests {
         let mut v3 = v1_group();
         v3[12] = 0x03;
         let error = restore(vec![KeyGroupState {
+            delta: false,
             key_group: 7,
             state: v3,
         }])
@@ -169,6 +171,7 @@ mod tests {
         let mut other = v1_group();
         other[2] = b'W';
         let error = restore(vec![KeyGroupState {
+            delta: false,
             key_group: 7,
             state: other,
         }])

@@ -148,7 +148,7 @@ mod tests {
             job_file: String::new(),
             max_parallelism: 128,
             key_group_function: host::key_group::KEY_GROUP_FUNCTION.to_owned(),
-            state_layout: host::store::StateLayout::Grouped,
+            state_layout: host::store::StateLayout::Chained,
             operators: operators
                 .iter()
                 .map(|(id, sha)| host::store::OperatorState {

@@ -333,7 +333,7 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
                     "path": store.display(&l.dir),
                     "job": l.metadata.as_ref().ok().map(|m| &m.job),
                     "checkpoint": l.metadata.as_ref().ok().map(|m| m.checkpoint.0),
-                    "state_bytes": l.metadata.as_ref().ok().map(|m| m.state_bytes()),
+                    "state_bytes": l.metadata.as_ref().ok().map(|_| store.point_bytes(&l.dir)),
                     "error": l.metadata.as_ref().err(),
                 })
             })
@@ -351,7 +351,7 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
                 "{kind}\t{}:{}\t{} bytes\t{}",
                 m.job,
                 m.checkpoint,
-                m.state_bytes(),
+                store.point_bytes(&l.dir),
                 store.display(&l.dir)
             ),
             Err(e) => println!("{kind}\tunreadable: {e}\t{}", store.display(&l.dir)),

@@ -306,7 +306,7 @@ impl CoordinatorTask {
             job_file: self.job_file.clone(),
             max_parallelism: self.max_parallelism,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-            state_layout: StateLayout::Grouped,
+            state_layout: StateLayout::Chained,
             operators: self
                 .operators
                 .iter()

@@ -1,13 +1,13 @@
 //! Restoring an operator's subtasks from a point, at the parallelism it was taken at or
-//! another: the point's state files are read back ([`snapshot::decode`]), the key groups and
-//! operator states are given to the new subtasks as [`snapshot::plan_restore`] decides, and
-//! each subtask's guest `restore`s them. Loading state only: nothing outside the guests.
+//! another: the point's state, read back and verified by the store, goes to the new subtasks
+//! as [`snapshot::plan_restore`] decides (key groups, each a chain of pieces, and operator
+//! states), and each subtask's guest `restore`s it. Loading state only: nothing outside the guests.
 
 use super::{BuildError, OperatorInfo, RestoreFrom};
 use crate::engine::Instance;
 use crate::engine::bindings::{KeyGroupState, Restored, StateOrigin};
 use crate::snapshot::{self, Assigned, Held};
-use crate::store::{OperatorState, StateLayout};
+use crate::store::OperatorState;
 use crate::topology::OperatorPlan;
 
 /// How an operator's state moved from the point's subtasks to the job's, for `host check`.
@@ -70,21 +70,13 @@ pub(super) async fn restore_operator(
 fn old_states(restore: &RestoreFrom, state: &OperatorState) -> Result<Vec<Held>, String> {
     (0..state.parallelism)
         .map(|subtask| {
-            let bytes = restore.states.get(&(state.id.clone(), subtask)).ok_or_else(|| {
+            let held = restore.states.get(&(state.id.clone(), subtask)).ok_or_else(|| {
                 format!(
                     "checkpoint {} has state for the operator but none for its subtask {subtask}",
                     restore.metadata.checkpoint
                 )
             })?;
-            match restore.metadata.state_layout {
-                StateLayout::Grouped => snapshot::decode(bytes)
-                    .map_err(|e| format!("subtask {subtask}'s state file: {e}")),
-                // Format 1: the module's one blob, all of it operator state.
-                StateLayout::Blob => Ok(Held {
-                    operator_state: bytes[..].into(),
-                    key_groups: Default::default(),
-                }),
-            }
+            Ok(held.clone())
         })
         .collect()
 }
@@ -101,9 +93,15 @@ fn restored(parallelism: u32, assigned: Assigned) -> Restored {
         key_groups: assigned
             .key_groups
             .into_iter()
-            .map(|(key_group, state)| KeyGroupState {
-                key_group,
-                state: state.to_vec(),
+            .flat_map(|(key_group, chain)| {
+                chain
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, state)| KeyGroupState {
+                        key_group,
+                        delta: i > 0,
+                        state: state.bytes.to_vec(),
+                    })
             })
             .collect(),
     }

@@ -20,7 +20,7 @@ use crate::engine::bindings::{Batch, PollResult};
 use crate::engine::{GuestError, Instance};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::snapshot::Held;
-use crate::store::{StateFile, Store};
+use crate::store::{Layout, StateFile, Store};
 use crate::topology::Role;
 
 /// Most records a source is asked for in one `poll`.
@@ -75,12 +75,12 @@ pub enum SubtaskError {
     /// A guest call failed.
     #[error(transparent)]
     Guest(#[from] GuestError),
-    /// The guest produced a batch the host cannot read.
+    /// The guest produced a batch or a snapshot the host cannot read.
     #[error("{subtask}: {problem}")]
     Malformed {
         /// Which subtask.
         subtask: SubtaskId,
-        /// What is wrong with the batch.
+        /// What is wrong with it.
         problem: String,
     },
     /// A downstream subtask is gone: the job is failing elsewhere.
@@ -266,9 +266,20 @@ impl Subtask {
         let blob = match snapshot.await {
             Ok(snapshot) => {
                 let changed = snapshot.key_groups.into_iter();
-                let changed = changed.map(|g| (g.key_group, g.state)).collect();
+                let changed = changed.map(|g| (g.key_group, g.delta, g.state)).collect();
                 let held = self.held.get_or_insert_with(Held::default);
-                held.merge(snapshot.operator_state, changed, full);
+                let merged = held.merge(snapshot.operator_state, changed, full);
+                merged.map_err(|problem| SubtaskError::Malformed {
+                    subtask: self.id.clone(),
+                    problem,
+                })?;
+                let segment = Layout::segment_file_name(
+                    &self.job,
+                    checkpoint,
+                    self.id.operator.as_str(),
+                    self.id.index,
+                );
+                held.home_new_pieces(&segment);
                 // Cheap: the groups are shared, and encoded off the hot path.
                 held.clone()
             }
@@ -291,7 +302,6 @@ impl Subtask {
             let write = {
                 let subtask = subtask.clone();
                 tokio::task::spawn_blocking(move || {
-                    let blob = blob.encode();
                     store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &blob)
                 })
             };

@@ -15,6 +15,7 @@ use crate::barrier::BarrierKind;
 use crate::durable::{self, Step};
 use crate::ids::Role;
 use crate::key_group::KEY_GROUP_FUNCTION;
+use crate::snapshot::Held;
 
 /// What became of contents written but not yet synced.
 #[derive(Clone, Copy, Debug)]
@@ -37,24 +38,35 @@ fn job() -> JobId {
     "job-alice".parse().unwrap()
 }
 
-/// Writes checkpoint `n` of two subtasks through the store; returns its blobs by subtask.
-fn write_checkpoint(store: &Store, n: u64) -> BTreeMap<u32, Vec<u8>> {
+/// Writes checkpoint `n` of two subtasks through the store; returns their states. Each
+/// subtask keeps key group 1 whole from checkpoint 1 and adds a delta at each later one, so a
+/// later checkpoint links the segment of the first.
+fn write_checkpoint(
+    store: &Store,
+    n: u64,
+    states: &mut BTreeMap<u32, Held>,
+) -> BTreeMap<u32, Held> {
     let counter: OperatorId = "counter".parse().unwrap();
-    let blobs: BTreeMap<u32, Vec<u8>> = (0..2)
-        .map(|s| {
-            (
-                s,
-                format!("state of subtask {s} at {n}")
-                    .repeat(n as usize)
-                    .into_bytes(),
-            )
-        })
-        .collect();
-    let files = blobs
+    for s in 0..2 {
+        let held = states.entry(s).or_default();
+        let changed = match n {
+            1 => (
+                1,
+                false,
+                format!("group 1 of subtask {s}").repeat(3).into_bytes(),
+            ),
+            n => (1, true, format!("delta {n} of subtask {s}").into_bytes()),
+        };
+        let position = format!("position of subtask {s} at {n}").into_bytes();
+        held.merge(position, vec![changed], false).unwrap();
+        let segment = Layout::segment_file_name(&job(), CheckpointId(n), "counter", s);
+        held.home_new_pieces(&segment);
+    }
+    let files = states
         .iter()
-        .map(|(&s, blob)| {
+        .map(|(&s, held)| {
             store
-                .write_state(&job(), CheckpointId(n), &counter, s, blob)
+                .write_state(&job(), CheckpointId(n), &counter, s, held)
                 .unwrap()
         })
         .collect();
@@ -66,7 +78,7 @@ fn write_checkpoint(store: &Store, n: u64) -> BTreeMap<u32, Vec<u8>> {
         job_file: String::new(),
         max_parallelism: 128,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Grouped,
+        state_layout: StateLayout::Chained,
         operators: vec![OperatorState {
             id: counter,
             role: Role::Operator,
@@ -78,7 +90,7 @@ fn write_checkpoint(store: &Store, n: u64) -> BTreeMap<u32, Vec<u8>> {
         }],
     };
     store.complete_checkpoint(&metadata).unwrap();
-    blobs
+    states.clone()
 }
 
 /// Whether `path` is made durable by a later step of `steps` (its own sync for contents, its
@@ -122,6 +134,13 @@ fn replay(steps: &[Step], crash: Crash, from: &Path, to: &Path) {
             Step::Rename(old, new) if entry_kept(new) && rebase(old).exists() => {
                 fs::rename(rebase(old), rebase(new)).unwrap()
             }
+            Step::Link(from, to)
+                if entry_kept(to)
+                    && rebase(from).exists()
+                    && rebase(to).parent().unwrap().is_dir() =>
+            {
+                fs::hard_link(rebase(from), rebase(to)).unwrap()
+            }
             _ => {}
         }
     }
@@ -129,12 +148,7 @@ fn replay(steps: &[Step], crash: Crash, from: &Path, to: &Path) {
 
 /// The invariant: every listed checkpoint verifies and holds what was written, or is refused;
 /// every checkpoint in `durable` is listed and verifies.
-fn check(
-    root: &Path,
-    written: &BTreeMap<u64, BTreeMap<u32, Vec<u8>>>,
-    durable: &[u64],
-    crash: Crash,
-) {
+fn check(root: &Path, written: &BTreeMap<u64, BTreeMap<u32, Held>>, durable: &[u64], crash: Crash) {
     let store = Store::open(root).unwrap();
     let listed = store.checkpoints(&job()).unwrap();
     for n in durable {
@@ -152,7 +166,7 @@ fn check(
             Ok(states) => {
                 let expected: States = written[&n.0]
                     .iter()
-                    .map(|(&s, blob)| (("counter".parse().unwrap(), s), blob.clone()))
+                    .map(|(&s, held)| (("counter".parse().unwrap(), s), held.clone()))
                     .collect();
                 assert_eq!(
                     states, expected,
@@ -173,11 +187,11 @@ fn every_crash_while_checkpointing_leaves_points_that_verify_or_are_refused() {
     let root = recorded_in.path().join("home");
     let store = Store::open(&root).unwrap();
     durable::record();
-    let mut written = BTreeMap::new();
-    written.insert(1, write_checkpoint(&store, 1));
+    let (mut written, mut states) = (BTreeMap::new(), BTreeMap::new());
+    written.insert(1, write_checkpoint(&store, 1, &mut states));
     let first_done = durable::recorded();
     durable::record();
-    written.insert(2, write_checkpoint(&store, 2));
+    written.insert(2, write_checkpoint(&store, 2, &mut states));
     let steps: Vec<Step> = first_done
         .iter()
         .cloned()
@@ -215,7 +229,7 @@ fn a_replay_of_every_step_is_the_state_folder_itself() {
     let root = recorded_in.path().join("home");
     let store = Store::open(&root).unwrap();
     durable::record();
-    write_checkpoint(&store, 1);
+    write_checkpoint(&store, 1, &mut BTreeMap::new());
     let steps = durable::recorded();
     let replayed = tempfile::tempdir().unwrap();
     let crash = Crash {

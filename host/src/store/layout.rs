@@ -153,6 +153,19 @@ impl Layout {
     pub fn state_file_name(operator: &str, subtask: u32) -> String {
         format!("{operator}-{subtask}.state")
     }
+
+    /// File name of the segment that checkpoint `checkpoint` of `job` writes for one subtask
+    /// (the pieces of its keyed state new since its previous checkpoint). Later points of the
+    /// job hard-link it under the same name, beside the segments they write: names are unique
+    /// per job, checkpoint and subtask, so they never collide.
+    pub fn segment_file_name(
+        job: &JobId,
+        checkpoint: CheckpointId,
+        operator: &str,
+        subtask: u32,
+    ) -> String {
+        format!("{operator}-{subtask}.{job}-{}.seg", checkpoint.0)
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! restore, this is read and verified first; each state file is verified against it before
 //! any module sees a byte. Encoding and verification only: no I/O.
 //!
-//! Format 2 records `max_parallelism`, the key-group function, each operator's role, and
-//! holds each subtask's state grouped by key group.
+//! Format 3 holds each key group's state as a chain (the group whole, then the deltas after
+//! it: [`crate::snapshot::Chain`]); its fields are format 2's, whose state files [`StateLayout`]
+//! tells apart. Format 2 records `max_parallelism`, the key-group function, each operator's
+//! role, and holds each subtask's state grouped by key group.
 //! Format 1 did not; [`decode`] still reads it, taking those facts from the job file that
 //! format 1 recorded verbatim.
 
@@ -20,8 +22,8 @@ use crate::key_group::KEY_GROUP_FUNCTION;
 
 /// First bytes of every `_metadata` file.
 pub const MAGIC: &[u8; 8] = b"JHPOINT\0";
-/// The format this host writes. [`decode`] also reads format 1.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format this host writes. [`decode`] also reads formats 1 and 2.
+pub const FORMAT_VERSION: u32 = 3;
 /// Length of the XXH3-128 trailer.
 const CHECKSUM_LEN: usize = 16;
 /// Largest `_metadata` this host reads: it lists files, not state, so even a job of thousands
@@ -57,9 +59,12 @@ pub struct Metadata {
 pub enum StateLayout {
     /// Each file is the one blob its subtask's module returned (format 1).
     Blob,
-    /// Each file holds its subtask's operator state and keyed state by key group
-    /// ([`crate::snapshot::Held::encode`]).
+    /// Each file holds its subtask's operator state and keyed state by key group, each group
+    /// whole (format 2).
     Grouped,
+    /// Each file holds its subtask's operator state and keyed state by key group, each group
+    /// as a chain: whole, then deltas ([`crate::snapshot::Held::encode`], format 3).
+    Chained,
 }
 
 /// The state of one operator in a checkpoint.
@@ -114,17 +119,6 @@ pub enum MetadataError {
     Decode(String),
 }
 
-impl Metadata {
-    /// Total bytes of state across all files.
-    pub fn state_bytes(&self) -> u64 {
-        self.operators
-            .iter()
-            .flat_map(|op| &op.files)
-            .map(|f| f.len)
-            .sum()
-    }
-}
-
 /// Encodes metadata as: magic, format version (u32 LE), postcard body, [`checksum`] of all before.
 pub fn encode(metadata: &Metadata) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
@@ -141,7 +135,7 @@ pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
         return Err(MetadataError::NotMetadata);
     }
     let version = u32::from_le_bytes(bytes[MAGIC.len()..header].try_into().expect("4 bytes"));
-    if version != 1 && version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(MetadataError::UnknownVersion(version));
     }
     let (signed, expected) = bytes.split_at(bytes.len() - CHECKSUM_LEN);

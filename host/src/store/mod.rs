@@ -17,19 +17,21 @@ pub mod layout;
 mod lock;
 pub mod metadata;
 pub mod object;
+pub mod state_file;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::barrier::Phase;
 use crate::durable;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
+use crate::snapshot::{Held, Home};
 pub use layout::Layout;
 use layout::METADATA_FILE;
 pub use lock::{JobLock, StartLock};
@@ -167,8 +169,8 @@ pub struct Point {
     pub metadata: Metadata,
 }
 
-/// State blobs of a point, by operator id and subtask index, every checksum verified.
-pub type States = BTreeMap<(OperatorId, u32), Vec<u8>>;
+/// The state of a point's subtasks, by operator id and subtask index, every checksum verified.
+pub type States = BTreeMap<(OperatorId, u32), Held>;
 
 /// Called at each [`Phase`] of a checkpoint: a test may crash the process there, or return an
 /// error that the step then fails with (a full disk).
@@ -189,6 +191,9 @@ pub struct Store {
     layout: Layout,
     faults: Option<FaultHook>,
     points: Points,
+    /// The folder of each job's newest point published by this process: where a checkpoint
+    /// links (on an object store: copies) the segments it still holds from.
+    published: Arc<Mutex<HashMap<JobId, PathBuf>>>,
 }
 
 impl Store {
@@ -209,6 +214,7 @@ impl Store {
             layout,
             faults: None,
             points: Points::Local,
+            published: Arc::default(),
         })
     }
 
@@ -219,6 +225,7 @@ impl Store {
             layout: Layout::new(root),
             faults: None,
             points: Points::Local,
+            published: Arc::default(),
         }
     }
 
@@ -359,35 +366,42 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Writes one subtask's state blob for a checkpoint in progress, durably.
+    /// Writes one subtask's state for a checkpoint in progress, durably: the segment of its
+    /// pieces new since its previous checkpoint (homed there by [`Held::home_new_pieces`]),
+    /// links to the segments of earlier points that hold the rest, and its state file.
     pub fn write_state(
         &self,
         job: &JobId,
         checkpoint: CheckpointId,
         operator: &OperatorId,
         subtask: u32,
-        blob: &[u8],
+        held: &Held,
     ) -> Result<StateFile, StoreError> {
         if let Some(object) = self.object() {
-            let file = Layout::state_file_name(operator.as_str(), subtask);
-            // Straight under the checkpoint's own prefix: unlisted until its `_metadata`.
-            let location = self.layout.checkpoint(job, checkpoint).join(&file);
-            let checksum = metadata::checksum(blob);
-            object.write_state(&self.layout, &location, blob, || {
-                self.fault_point(Phase::StateWrite, checkpoint)
-            })?;
-            return Ok(StateFile {
-                subtask,
-                file,
-                len: blob.len() as u64,
-                checksum,
-            });
+            return self.write_state_object(object, job, checkpoint, operator, subtask, held);
         }
         let dir = self.layout.in_progress(job, checkpoint);
         durable::create_dir(&dir).map_err(io_error(&dir))?;
+        let encoded = state_file::encode(held);
+        let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
+        let earlier = self
+            .published
+            .lock()
+            .expect("not poisoned")
+            .get(job)
+            .cloned();
+        for (name, pieces) in &encoded.segments {
+            let path = dir.join(name);
+            if *name != own && self.link_earlier(earlier.as_deref(), name, &path)? {
+                continue;
+            }
+            let bytes = state_file::segment_bytes(pieces);
+            durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
+                .map_err(io_error(&path))?;
+        }
         let file = Layout::state_file_name(operator.as_str(), subtask);
         let path = dir.join(&file);
-        let checksum = metadata::checksum(blob);
+        let blob = &encoded.state_file;
         // A fault at this phase strikes with half the file written.
         durable::write_file_in_building_dir(&path, blob, || {
             self.fault_point(Phase::StateWrite, checkpoint)
@@ -397,8 +411,73 @@ impl Store {
             subtask,
             file,
             len: blob.len() as u64,
-            checksum,
+            checksum: metadata::checksum(blob),
         })
+    }
+
+    /// [`Store::write_state`] on an object store: the objects go straight under the
+    /// checkpoint's own prefix, unlisted until its `_metadata`. The segments of earlier points
+    /// are copied server-side from the newest point this process published (an object store
+    /// has no hard links: each point holds its own copy), or written again if that one is gone.
+    fn write_state_object(
+        &self,
+        object: &ObjectPoints,
+        job: &JobId,
+        checkpoint: CheckpointId,
+        operator: &OperatorId,
+        subtask: u32,
+        held: &Held,
+    ) -> Result<StateFile, StoreError> {
+        let location = self.layout.checkpoint(job, checkpoint);
+        let encoded = state_file::encode(held);
+        let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
+        let earlier = self
+            .published
+            .lock()
+            .expect("not poisoned")
+            .get(job)
+            .cloned();
+        for (name, pieces) in &encoded.segments {
+            let to = location.join(name);
+            if *name != own
+                && let Some(earlier) = &earlier
+                && object.copy_if_present(&self.layout, &earlier.join(name), &to)?
+            {
+                continue;
+            }
+            let bytes = state_file::segment_bytes(pieces);
+            object.write_state(&self.layout, &to, &bytes, || Ok(()))?;
+        }
+        let file = Layout::state_file_name(operator.as_str(), subtask);
+        let blob = &encoded.state_file;
+        // A fault at this phase strikes halfway through the state file's upload.
+        object.write_state(&self.layout, &location.join(&file), blob, || {
+            self.fault_point(Phase::StateWrite, checkpoint)
+        })?;
+        Ok(StateFile {
+            subtask,
+            file,
+            len: blob.len() as u64,
+            checksum: metadata::checksum(blob),
+        })
+    }
+
+    /// Links segment `name` of the point folder `earlier` as `to`; false if there is no such
+    /// segment (the point was removed, or the segment's checkpoint aborted).
+    fn link_earlier(
+        &self,
+        earlier: Option<&Path>,
+        name: &str,
+        to: &Path,
+    ) -> Result<bool, StoreError> {
+        let Some(earlier) = earlier else {
+            return Ok(false);
+        };
+        match durable::link_in_building_dir(&earlier.join(name), to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error(to)(e)),
+        }
     }
 
     /// Publishes a complete checkpoint: `_metadata` is written, then the folder renamed.
@@ -431,10 +510,10 @@ impl Store {
             let (job, checkpoint) = (&metadata.job, metadata.checkpoint);
             let written = self.layout.checkpoint(job, checkpoint);
             if written != to {
-                // A savepoint: its own copy of every state object, before its `_metadata`.
-                let files = metadata.operators.iter().flat_map(|op| &op.files);
-                let files = files.map(|f| f.file.clone()).collect();
-                object.copy_states(&self.layout, &written, to, files)?;
+                // A savepoint: its own copy of every state file and segment, before its
+                // `_metadata`.
+                let names = object.names(&self.layout, &written)?;
+                object.copy_states(&self.layout, &written, to, names)?;
             }
             // On an object store, the `_metadata` put is the publication: a crash at this
             // phase strikes right before it, with every state object written.
@@ -444,6 +523,8 @@ impl Store {
             if written != to {
                 object.remove_point(&self.layout, &written)?;
             }
+            let mut published = self.published.lock().expect("not poisoned");
+            published.insert(job.clone(), to.to_owned());
             return Ok(());
         }
         let from = self.layout.in_progress(&metadata.job, metadata.checkpoint);
@@ -453,7 +534,10 @@ impl Store {
         self.fault_point(Phase::MetadataWritten, metadata.checkpoint)
             .map_err(io_error(&path))?;
         // Until this rename, a crash leaves only an in-progress folder that no reader lists.
-        durable::publish_dir(&from, to).map_err(io_error(to))
+        durable::publish_dir(&from, to).map_err(io_error(to))?;
+        let mut published = self.published.lock().expect("not poisoned");
+        published.insert(metadata.job.clone(), to.to_owned());
+        Ok(())
     }
 
     /// Drops a checkpoint in progress (aborted or failed).
@@ -595,7 +679,20 @@ impl Store {
             .flat_map(|op| op.files.iter().map(move |file| (&op.id, file)))
             .collect();
         if let Some(object) = self.on_object_store(&point.dir) {
-            return object.read_states(&self.layout, point, &files);
+            let blobs = object.read_states(&self.layout, point, &files)?;
+            let mut segments = ObjectSegments {
+                object,
+                layout: &self.layout,
+                point,
+                fetched: HashMap::new(),
+            };
+            let mut states = States::new();
+            for ((id, file), blob) in files.into_iter().zip(blobs) {
+                let held = decode_state(point, blob.to_vec(), |home, len| segments.read(home, len))
+                    .map_err(|e| e.at(point, file))?;
+                states.insert((id.clone(), file.subtask), held);
+            }
+            return Ok(states);
         }
         let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
             .map_err(io_error(&point.dir))?;
@@ -611,9 +708,29 @@ impl Store {
                 .read(&file.file)
                 .map_err(|e| corrupt(file, &path_of, e.to_string()))?;
             verify_blob(file, &blob, &path_of)?;
-            states.insert((id.clone(), file.subtask), blob);
+            let mut segments = Segments {
+                point,
+                folder: &folder,
+                open: HashMap::new(),
+            };
+            let held = decode_state(point, blob, |home, len| segments.read(home, len))
+                .map_err(|e| e.at(point, file))?;
+            states.insert((id.clone(), file.subtask), held);
         }
         Ok(states)
+    }
+
+    /// The bytes of a point's files or objects: what copying it moves (segments it shares with
+    /// other points by hard links included); 0 if they cannot be listed.
+    pub fn point_bytes(&self, location: &Path) -> u64 {
+        if let Some(object) = self.on_object_store(location) {
+            return object.bytes_under(&self.layout, location).unwrap_or(0);
+        }
+        let files = fs::read_dir(location).into_iter().flatten().flatten();
+        files
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Whether `location` holds a point: its `_metadata` on the object store, or a folder.
@@ -711,6 +828,117 @@ pub(crate) fn verify_blob(
         return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
     }
     Ok(())
+}
+
+/// Why a state file, verified, does not give its state: the file, or a segment, at fault.
+enum Undecodable {
+    StateFile(String),
+    Segment(PathBuf, String),
+}
+
+impl Undecodable {
+    fn at(self, point: &Point, file: &StateFile) -> StoreError {
+        let (path, problem) = match self {
+            Undecodable::StateFile(problem) => (point.dir.join(&file.file), problem),
+            Undecodable::Segment(path, problem) => (path, problem),
+        };
+        StoreError::CorruptState { path, problem }
+    }
+}
+
+/// A subtask's state from its verified state file, as the point's layout has it; in format 3,
+/// each piece `read` from its segment (in the point's folder, or on the object store) and
+/// verified there.
+fn decode_state(
+    point: &Point,
+    blob: Vec<u8>,
+    read: impl FnMut(&Home, u64) -> Result<Vec<u8>, Undecodable>,
+) -> Result<Held, Undecodable> {
+    match point.metadata.state_layout {
+        StateLayout::Blob => Ok(Held {
+            operator_state: blob.into(),
+            key_groups: BTreeMap::new(),
+        }),
+        StateLayout::Grouped => state_file::decode_grouped(&blob).map_err(Undecodable::StateFile),
+        StateLayout::Chained => {
+            let decoded = state_file::decode(&blob).map_err(Undecodable::StateFile)?;
+            decoded.load(read)
+        }
+    }
+}
+
+/// The segments of a point being read, each opened once.
+struct Segments<'a> {
+    point: &'a Point,
+    folder: &'a cap_std::fs::Dir,
+    open: HashMap<Arc<str>, fs::File>,
+}
+
+impl Segments<'_> {
+    /// The `len` bytes of a piece at `home`, verified.
+    fn read(&mut self, home: &Home, len: u64) -> Result<Vec<u8>, Undecodable> {
+        let at_fault =
+            |problem: String| Undecodable::Segment(self.point.dir.join(&*home.segment), problem);
+        let file = match self.open.get(&home.segment) {
+            Some(file) => file,
+            None => {
+                let file = self
+                    .folder
+                    .open(&*home.segment)
+                    .map_err(|e| at_fault(e.to_string()))?;
+                self.open
+                    .entry(home.segment.clone())
+                    .or_insert(file.into_std())
+            }
+        };
+        let mut bytes = vec![0; len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, home.offset)
+            .map_err(|e| at_fault(e.to_string()))?;
+        verify_piece(&bytes, home).map_err(at_fault)?;
+        Ok(bytes)
+    }
+}
+
+/// A piece read from its segment has the checksum its state file says. Performs no I/O.
+fn verify_piece(bytes: &[u8], home: &Home) -> Result<(), String> {
+    if metadata::checksum(bytes) != home.checksum {
+        return Err(format!("checksum mismatch at offset {}", home.offset));
+    }
+    Ok(())
+}
+
+/// The segments of a point on an object store being read, each fetched whole, once.
+struct ObjectSegments<'a> {
+    object: &'a ObjectPoints,
+    layout: &'a Layout,
+    point: &'a Point,
+    fetched: HashMap<Arc<str>, bytes::Bytes>,
+}
+
+impl ObjectSegments<'_> {
+    /// The `len` bytes of a piece at `home`, verified.
+    fn read(&mut self, home: &Home, len: u64) -> Result<Vec<u8>, Undecodable> {
+        let location = self.point.dir.join(&*home.segment);
+        let url = self
+            .object
+            .display(self.layout, &location)
+            .unwrap_or_default();
+        let at_fault = |problem: String| Undecodable::Segment(PathBuf::from(&url), problem);
+        if !self.fetched.contains_key(&home.segment) {
+            let bytes = self.object.read_object(self.layout, &location);
+            let bytes = bytes.map_err(|e| at_fault(e.to_string()))?;
+            self.fetched.insert(home.segment.clone(), bytes);
+        }
+        let segment = &self.fetched[&home.segment];
+        let range = usize::try_from(home.offset)
+            .ok()
+            .zip(usize::try_from(len).ok())
+            .and_then(|(start, len)| segment.get(start..start.checked_add(len)?));
+        let bytes =
+            range.ok_or_else(|| at_fault(format!("no {len} bytes at offset {}", home.offset)))?;
+        verify_piece(bytes, home).map_err(at_fault)?;
+        Ok(bytes.to_vec())
+    }
 }
 
 #[cfg(test)]

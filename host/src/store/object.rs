@@ -38,7 +38,7 @@ use object_store::{
 use super::fence::{self, Fence, Lease};
 use super::layout::METADATA_FILE;
 use super::metadata::{METADATA_BYTES_MAX, MetadataError};
-use super::{Layout, Point, StateFile, States, StoreError};
+use super::{Layout, Point, StateFile, StoreError};
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 
 /// State blobs larger than this go up as multipart uploads.
@@ -490,7 +490,7 @@ impl ObjectPoints {
         layout: &Layout,
         point: &Point,
         files: &[(&OperatorId, &StateFile)],
-    ) -> Result<States, StoreError> {
+    ) -> Result<Vec<Bytes>, StoreError> {
         let prefix = self.key_of(layout, &point.dir);
         let sizes: BTreeMap<Key, u64> = self.list(prefix.clone())?.into_iter().collect();
         let path_of =
@@ -523,14 +523,58 @@ impl ObjectPoints {
                     .await
             })
             .map_err(object_error(url))?;
-        let mut states = States::new();
         let mut blobs = blobs;
         blobs.sort_by_key(|(n, _)| *n);
-        for ((id, file), (_, blob)) in files.iter().zip(blobs) {
-            super::verify_blob(file, &blob, &path_of)?;
-            states.insert(((*id).clone(), file.subtask), blob.to_vec());
+        for ((_, file), (_, blob)) in files.iter().zip(&blobs) {
+            super::verify_blob(file, blob, &path_of)?;
         }
-        Ok(states)
+        Ok(blobs.into_iter().map(|(_, blob)| blob).collect())
+    }
+
+    /// The whole object at `location` (a segment).
+    pub fn read_object(&self, layout: &Layout, location: &Path) -> Result<Bytes, StoreError> {
+        let key = self.key_of(layout, location);
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        self.run(async move { store.get(&key).await?.bytes().await })
+            .map_err(object_error(url))
+    }
+
+    /// Copies the object at `from` to `to`, server-side; false if there is none at `from`.
+    pub fn copy_if_present(
+        &self,
+        layout: &Layout,
+        from: &Path,
+        to: &Path,
+    ) -> Result<bool, StoreError> {
+        let (from, to) = (self.key_of(layout, from), self.key_of(layout, to));
+        let (store, url) = (self.store.clone(), self.url_of(&to));
+        match self.run(async move { store.copy(&from, &to).await }) {
+            Ok(()) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(object_error(url)(e)),
+        }
+    }
+
+    /// The names of the objects right under `location` (a point's files).
+    pub fn names(&self, layout: &Layout, location: &Path) -> Result<Vec<String>, StoreError> {
+        let prefix = self.key_of(layout, location);
+        let names = self
+            .list(prefix.clone())?
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let parts: Vec<_> = key.prefix_match(&prefix)?.collect();
+                match &parts[..] {
+                    [name] => Some(name.as_ref().to_owned()),
+                    _ => None,
+                }
+            });
+        Ok(names.collect())
+    }
+
+    /// The bytes of every object under `location`.
+    pub fn bytes_under(&self, layout: &Layout, location: &Path) -> Result<u64, StoreError> {
+        let objects = self.list(self.key_of(layout, location))?;
+        Ok(objects.iter().map(|(_, size)| size).sum())
     }
 
     /// Reads a job's lease and its version (`None`: it has none).

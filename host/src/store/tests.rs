@@ -1,3 +1,5 @@
+use std::os::unix::fs::MetadataExt;
+
 use super::*;
 use crate::barrier::BarrierKind;
 use crate::ids::Role;
@@ -7,19 +9,35 @@ fn job() -> JobId {
     "job-test".parse().unwrap()
 }
 
+/// Operator state only: `state {s}`.
+fn operator_state(s: u32) -> Held {
+    Held {
+        operator_state: format!("state {s}").into_bytes().into(),
+        key_groups: BTreeMap::new(),
+    }
+}
+
 /// Writes a two-subtask checkpoint `n` of operator `counter` and publishes it.
 fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) {
+    let mut states = BTreeMap::from([(0, operator_state(0)), (1, operator_state(1))]);
+    write_states(store, n, kind, &mut states)
+}
+
+/// Writes checkpoint `n` of `states` (homing their new pieces) and publishes it.
+fn write_states(
+    store: &Store,
+    n: u64,
+    kind: BarrierKind,
+    states: &mut BTreeMap<u32, Held>,
+) -> (Metadata, PathBuf) {
     let counter: OperatorId = "counter".parse().unwrap();
-    let files = (0..2)
-        .map(|s| {
+    let checkpoint = CheckpointId(n);
+    let files = states
+        .iter_mut()
+        .map(|(&s, held)| {
+            held.home_new_pieces(&Layout::segment_file_name(&job(), checkpoint, "counter", s));
             store
-                .write_state(
-                    &job(),
-                    CheckpointId(n),
-                    &counter,
-                    s,
-                    format!("state {s}").as_bytes(),
-                )
+                .write_state(&job(), checkpoint, &counter, s, held)
                 .unwrap()
         })
         .collect();
@@ -31,7 +49,7 @@ fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) 
         job_file: String::new(),
         max_parallelism: 128,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Grouped,
+        state_layout: StateLayout::Chained,
         operators: vec![OperatorState {
             role: Role::Operator,
             id: counter,
@@ -59,7 +77,7 @@ fn a_published_checkpoint_reads_back_verified() {
     let point = store.read_point(&dir).unwrap();
     assert_eq!(point.metadata, metadata);
     let states = store.read_states(&point).unwrap();
-    assert_eq!(states[&("counter".parse().unwrap(), 1)], b"state 1");
+    assert_eq!(states[&("counter".parse().unwrap(), 1)], operator_state(1));
     assert_eq!(store.checkpoints(&job()).unwrap(), [CheckpointId(1)]);
     assert!(!store.layout().in_progress(&job(), CheckpointId(1)).exists());
 }
@@ -70,7 +88,7 @@ fn a_state_file_that_changed_is_refused_with_its_path() {
     let store = Store::open(root.path()).unwrap();
     let (_, dir) = write_point(&store, 1, BarrierKind::Savepoint);
     let victim = dir.join("counter-1.state");
-    fs::write(&victim, b"state X").unwrap();
+    fs::write(&victim, b"state XXXX").unwrap();
     let point = store.read_point(&dir).unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
     assert!(
@@ -79,7 +97,7 @@ fn a_state_file_that_changed_is_refused_with_its_path() {
     );
     fs::write(&victim, b"state").unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
-    assert!(error.contains("5 bytes, metadata says 7"), "{error}");
+    assert!(error.contains("5 bytes, metadata says 10"), "{error}");
 }
 
 #[test]
@@ -129,4 +147,75 @@ fn the_state_folder_is_owner_only() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
+}
+
+/// Keyed state of subtask 0 with group 1 whole, changed by a delta at each later checkpoint.
+fn keyed(states: &mut BTreeMap<u32, Held>, n: u64) {
+    let held = states.entry(0).or_default();
+    let changed = match n {
+        1 => vec![(1, false, b"group 1, whole".to_vec())],
+        n => vec![(1, true, format!("delta {n}").into_bytes())],
+    };
+    held.merge(vec![], changed, false).unwrap();
+}
+
+#[test]
+fn a_checkpoint_writes_only_new_pieces_and_links_the_rest_each_point_self_contained() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let mut states = BTreeMap::new();
+    let mut dirs = Vec::new();
+    for n in 1..=3 {
+        keyed(&mut states, n);
+        dirs.push(write_states(&store, n, BarrierKind::Checkpoint, &mut states).1);
+    }
+    let first = Layout::segment_file_name(&job(), CheckpointId(1), "counter", 0);
+    let third = Layout::segment_file_name(&job(), CheckpointId(3), "counter", 0);
+    assert_eq!(
+        fs::read(dirs[2].join(&third)).unwrap(),
+        b"delta 3",
+        "only the new piece"
+    );
+    let inode = |dir: &Path| fs::metadata(dir.join(&first)).unwrap().ino();
+    assert_eq!(
+        inode(&dirs[0]),
+        inode(&dirs[2]),
+        "the first segment is linked, not copied"
+    );
+    // Removing the earlier points leaves the last one whole.
+    store
+        .remove_checkpoints(&job(), &[CheckpointId(1), CheckpointId(2)])
+        .unwrap();
+    let point = store.read_point(&dirs[2]).unwrap();
+    let read = store.read_states(&point).unwrap();
+    assert_eq!(read[&("counter".parse().unwrap(), 0)], states[&0]);
+}
+
+#[test]
+fn a_segment_that_cannot_be_linked_is_written_again_and_a_damaged_one_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let mut states = BTreeMap::new();
+    keyed(&mut states, 1);
+    let (_, first) = write_states(&store, 1, BarrierKind::Checkpoint, &mut states);
+    fs::remove_dir_all(&first).unwrap();
+    keyed(&mut states, 2);
+    let (_, second) = write_states(&store, 2, BarrierKind::Checkpoint, &mut states);
+    let point = store.read_point(&second).unwrap();
+    assert_eq!(
+        store.read_states(&point).unwrap()[&("counter".parse().unwrap(), 0)],
+        states[&0]
+    );
+    let segment = second.join(Layout::segment_file_name(
+        &job(),
+        CheckpointId(1),
+        "counter",
+        0,
+    ));
+    fs::write(&segment, b"group 1, WHOLE").unwrap();
+    let error = store.read_states(&point).unwrap_err().to_string();
+    assert!(
+        error.contains(&*segment.to_string_lossy()) && error.contains("checksum mismatch"),
+        "{error}"
+    );
 }

@@ -12,7 +12,8 @@ use std::time::Instant;
 use host::barrier::BarrierKind;
 use host::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use host::key_group::KEY_GROUP_FUNCTION;
-use host::store::{Metadata, OperatorState, Store};
+use host::snapshot::{Held, Piece};
+use host::store::{Layout, Metadata, OperatorState, Store};
 
 use crate::{Row, Sizes};
 
@@ -130,8 +131,9 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
 }
 
 /// Writes `blobs` copies of `blob` as one savepoint of `job` through `store` and restores it;
-/// returns both bandwidths in MiB/s, and removes the savepoint. One state file per subtask,
-/// each written on its own thread as the runtime's subtasks write theirs (on tokio's blocking
+/// returns both bandwidths in MiB/s, and removes the savepoint. One subtask's state per blob,
+/// as one key group of keyed state: each subtask's segment and state file written on its own
+/// thread as the runtime's subtasks write theirs (on tokio's blocking
 /// pool), then `_metadata` and the atomic publish; the restore verifies every checksum. In a
 /// local folder, the files are evicted from the page cache before they are read.
 pub fn store_round(
@@ -143,12 +145,21 @@ pub fn store_round(
     let total = blobs * blob.len();
     let operator: OperatorId = "state".parse().map_err(anyhow::Error::msg)?;
     let checkpoint = CheckpointId(1);
+    let states: Vec<Held> = (0..blobs as u32)
+        .map(|subtask| {
+            let mut held = Held::default();
+            held.key_groups.insert(0, vec![Piece::new(blob)]);
+            let segment = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
+            held.home_new_pieces(&segment);
+            held
+        })
+        .collect();
     let started = Instant::now();
     let files = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..blobs as u32)
             .map(|subtask| {
-                let operator = &operator;
-                scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, blob))
+                let (operator, held) = (&operator, &states[subtask as usize]);
+                scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, held))
             })
             .collect();
         writers
@@ -164,7 +175,7 @@ pub fn store_round(
         job_file: String::new(),
         max_parallelism: 128,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: host::store::StateLayout::Grouped,
+        state_layout: host::store::StateLayout::Chained,
         operators: vec![OperatorState {
             role: host::ids::Role::Operator,
             id: operator,
