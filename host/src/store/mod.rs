@@ -368,7 +368,10 @@ impl Store {
 
     /// Writes one subtask's state for a checkpoint in progress, durably: the segment of its
     /// pieces new since its previous checkpoint (homed there by [`Held::home_new_pieces`]),
-    /// links to the segments of earlier points that hold the rest, and its state file.
+    /// links to the segments of earlier points that hold the rest, and its state file. On an
+    /// object store, the objects go straight under the checkpoint's own prefix, unlisted until
+    /// its `_metadata`, and the earlier segments are copied server-side (an object store has
+    /// no hard links: there, each point holds its own copy).
     pub fn write_state(
         &self,
         job: &JobId,
@@ -377,83 +380,44 @@ impl Store {
         subtask: u32,
         held: &Held,
     ) -> Result<StateFile, StoreError> {
+        let encoded = state_file::encode(held);
+        let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
+        let earlier = self
+            .published
+            .lock()
+            .expect("not poisoned")
+            .get(job)
+            .cloned();
+        let earlier = earlier.as_deref();
+        let file = Layout::state_file_name(operator.as_str(), subtask);
+        let blob = &encoded.state_file;
+        let midway = || self.fault_point(Phase::StateWrite, checkpoint);
         if let Some(object) = self.object() {
-            return self.write_state_object(object, job, checkpoint, operator, subtask, held);
-        }
-        let dir = self.layout.in_progress(job, checkpoint);
-        durable::create_dir(&dir).map_err(io_error(&dir))?;
-        let encoded = state_file::encode(held);
-        let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
-        let earlier = self
-            .published
-            .lock()
-            .expect("not poisoned")
-            .get(job)
-            .cloned();
-        for (name, pieces) in &encoded.segments {
-            let path = dir.join(name);
-            if *name != own && self.link_earlier(earlier.as_deref(), name, &path)? {
-                continue;
+            let at = self.layout.checkpoint(job, checkpoint);
+            for (name, pieces) in &encoded.segments {
+                let (to, layout) = (at.join(name), &self.layout);
+                if *name == own || !object.copy_if_present(layout, earlier, name, &to)? {
+                    let bytes = state_file::segment_bytes(pieces);
+                    object.write_state(layout, &to, &bytes, || Ok(()))?;
+                }
             }
-            let bytes = state_file::segment_bytes(pieces);
-            durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
-                .map_err(io_error(&path))?;
-        }
-        let file = Layout::state_file_name(operator.as_str(), subtask);
-        let path = dir.join(&file);
-        let blob = &encoded.state_file;
-        // A fault at this phase strikes with half the file written.
-        durable::write_file_in_building_dir(&path, blob, || {
-            self.fault_point(Phase::StateWrite, checkpoint)
-        })
-        .map_err(io_error(&path))?;
-        Ok(StateFile {
-            subtask,
-            file,
-            len: blob.len() as u64,
-            checksum: metadata::checksum(blob),
-        })
-    }
-
-    /// [`Store::write_state`] on an object store: the objects go straight under the
-    /// checkpoint's own prefix, unlisted until its `_metadata`. The segments of earlier points
-    /// are copied server-side from the newest point this process published (an object store
-    /// has no hard links: each point holds its own copy), or written again if that one is gone.
-    fn write_state_object(
-        &self,
-        object: &ObjectPoints,
-        job: &JobId,
-        checkpoint: CheckpointId,
-        operator: &OperatorId,
-        subtask: u32,
-        held: &Held,
-    ) -> Result<StateFile, StoreError> {
-        let location = self.layout.checkpoint(job, checkpoint);
-        let encoded = state_file::encode(held);
-        let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
-        let earlier = self
-            .published
-            .lock()
-            .expect("not poisoned")
-            .get(job)
-            .cloned();
-        for (name, pieces) in &encoded.segments {
-            let to = location.join(name);
-            if *name != own
-                && let Some(earlier) = &earlier
-                && object.copy_if_present(&self.layout, &earlier.join(name), &to)?
-            {
-                continue;
+            // A fault at this phase strikes halfway through the state file's upload.
+            object.write_state(&self.layout, &at.join(&file), blob, midway)?;
+        } else {
+            let dir = self.layout.in_progress(job, checkpoint);
+            durable::create_dir(&dir).map_err(io_error(&dir))?;
+            for (name, pieces) in &encoded.segments {
+                let path = dir.join(name);
+                if *name == own || !self.link_earlier(earlier, name, &path)? {
+                    let bytes = state_file::segment_bytes(pieces);
+                    durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
+                        .map_err(io_error(&path))?;
+                }
             }
-            let bytes = state_file::segment_bytes(pieces);
-            object.write_state(&self.layout, &to, &bytes, || Ok(()))?;
+            let path = dir.join(&file);
+            // A fault at this phase strikes with half the file written.
+            durable::write_file_in_building_dir(&path, blob, midway).map_err(io_error(&path))?;
         }
-        let file = Layout::state_file_name(operator.as_str(), subtask);
-        let blob = &encoded.state_file;
-        // A fault at this phase strikes halfway through the state file's upload.
-        object.write_state(&self.layout, &location.join(&file), blob, || {
-            self.fault_point(Phase::StateWrite, checkpoint)
-        })?;
         Ok(StateFile {
             subtask,
             file,

@@ -539,14 +539,22 @@ impl ObjectPoints {
             .map_err(object_error(url))
     }
 
-    /// Copies the object at `from` to `to`, server-side; false if there is none at `from`.
+    /// Copies object `name` of the point at `earlier` to `to`, server-side; false if there is
+    /// no such point or object (removed since, or its checkpoint aborted).
     pub fn copy_if_present(
         &self,
         layout: &Layout,
-        from: &Path,
+        earlier: Option<&Path>,
+        name: &str,
         to: &Path,
     ) -> Result<bool, StoreError> {
-        let (from, to) = (self.key_of(layout, from), self.key_of(layout, to));
+        let Some(earlier) = earlier else {
+            return Ok(false);
+        };
+        let (from, to) = (
+            self.key_of(layout, &earlier.join(name)),
+            self.key_of(layout, to),
+        );
         let (store, url) = (self.store.clone(), self.url_of(&to));
         match self.run(async move { store.copy(&from, &to).await }) {
             Ok(()) => Ok(true),
