@@ -1,5 +1,5 @@
 //! Savepoints on an S3-compatible object store (`--store s3://…`) against the local state
-//! folder: the same savepoint (state objects written at once, `_metadata`, publish) written and
+//! folder: the same savepoint (subtasks' states written at once, `_metadata`, publish) written and
 //! restored through both back-ends of the store, in alternating rounds, the fastest counting.
 //!
 //! The object store is moto's S3 server, on 127.0.0.1, started here from the virtual
@@ -27,7 +27,7 @@ use crate::{Row, Sizes};
 /// Longest the S3 server may take to accept connections.
 const SERVER_START_MAX: Duration = Duration::from_secs(60);
 const BUCKET: &str = "bench";
-/// State objects per savepoint (one per subtask).
+/// Subtasks' states per savepoint (each a segment and a state file).
 const BLOBS: usize = 8;
 
 /// Moto's S3 server on a free port of 127.0.0.1; killed when dropped.
@@ -143,7 +143,7 @@ pub fn object_store_bandwidth(
     let row = |what: &str, value: f64, local: f64| Row {
         name: format!(
             "savepoint {what} on an S3-compatible server (moto, 127.0.0.1), {mib} MiB in \
-             {BLOBS} objects"
+             {BLOBS} subtasks"
         ),
         value,
         unit: "MiB/s",
