@@ -17,6 +17,7 @@ mod limits;
 mod module_cache;
 mod python;
 mod rescale;
+mod s3;
 mod savepoint;
 mod scaffold;
 mod topology;

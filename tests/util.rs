@@ -37,6 +37,8 @@ pub fn guest(name: &str) -> PathBuf {
 /// A scratch folder holding a state folder (`home`), an input file and a job file.
 pub struct Dir {
     tmp: tempfile::TempDir,
+    /// Environment variables every `host` command gets (e.g. the object store's).
+    env: Vec<(String, String)>,
 }
 
 /// What the word-count job file is made of.
@@ -109,7 +111,16 @@ impl Dir {
         std::fs::create_dir_all(tmp.path().join("output")).unwrap();
         std::fs::create_dir_all(tmp.path().join("scratch")).unwrap();
         std::fs::write(tmp.path().join("input/words.txt"), input_text(lines)).unwrap();
-        Dir { tmp }
+        Dir {
+            tmp,
+            env: Vec::new(),
+        }
+    }
+
+    /// This scratch folder, with `vars` set for every `host` command run in it.
+    pub fn with_env(mut self, vars: &[(String, String)]) -> Dir {
+        self.env.extend_from_slice(vars);
+        self
     }
 
     /// The scratch folder.
@@ -372,6 +383,7 @@ partition = "rebalance"
             .args(args)
             .env("HOST_HOME", self.home())
             .env("HOST_LOG", "host=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.path());
         command
     }

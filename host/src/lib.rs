@@ -7,7 +7,8 @@
 //! - [`engine`]: wasmtime, the compiled-module cache, one instance per subtask.
 //! - [`barrier`]: barriers, their alignment, the coordinator's decisions (pure).
 //! - [`durable`]: writes that a crash leaves complete or absent (the store's and the cache's).
-//! - [`store`]: the state folder: checkpoints, savepoints, metadata.
+//! - [`store`]: the state folder: checkpoints, savepoints, metadata; points may live on an
+//!   S3-compatible object store instead ([`store::object`], behind the same methods).
 //! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.

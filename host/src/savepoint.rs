@@ -123,7 +123,7 @@ pub fn list(store: &Store, job: Option<&JobId>) -> Result<Vec<Listed>, StoreErro
     }
     let jobs = match job {
         Some(job) => vec![job.clone()],
-        None => store.jobs()?,
+        None => store.point_jobs()?,
     };
     for job in jobs {
         for checkpoint in store.checkpoints(&job)? {
@@ -142,15 +142,22 @@ pub fn list(store: &Store, job: Option<&JobId>) -> Result<Vec<Listed>, StoreErro
     Ok(listed)
 }
 
-/// Finds the folder of a restore point.
+/// Finds the folder of a restore point (on an object store: its location, named by its path
+/// under the state folder).
 pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, SavepointError> {
     let not_found = || SavepointError::NotFound(point.clone());
     match point {
-        RestorePoint::Folder(path) if path.is_dir() => Ok(path.clone()),
-        RestorePoint::Folder(_) => Err(not_found()),
+        RestorePoint::Folder(path) => {
+            // `s3://…` of this store's points names the same location as its path here.
+            let path = store.location_of_url(path).unwrap_or_else(|| path.clone());
+            match store.has_point(&path)? {
+                true => Ok(path),
+                false => Err(not_found()),
+            }
+        }
         RestorePoint::JobCheckpoint(job, n) => {
             let dir = store.layout().checkpoint(job, *n);
-            if dir.is_dir() {
+            if store.has_point(&dir)? {
                 return Ok(dir);
             }
             latest_of_job(store, job, Some(*n))?.ok_or_else(not_found)
@@ -158,12 +165,12 @@ pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, Savepoint
         RestorePoint::Name(name) => {
             if let Ok(id) = name.parse::<SavepointId>() {
                 let dir = store.layout().savepoint(&id);
-                if dir.is_dir() {
+                if store.has_point(&dir)? {
                     return Ok(dir);
                 }
             }
             let job: JobId = name.parse().map_err(|_| not_found())?;
-            if !store.layout().job(&job).is_dir() {
+            if !store.has_job(&job)? {
                 return Err(not_found());
             }
             if let Some(dir) = latest_of_job(store, &job, None)? {
@@ -175,7 +182,7 @@ pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, Savepoint
                 .ok()
                 .and_then(|status| status.resumed_from)
             {
-                Some(dir) if dir.is_dir() => Ok(dir),
+                Some(dir) if store.has_point(&dir)? => Ok(dir),
                 _ => Err(SavepointError::NothingRetained(job)),
             }
         }

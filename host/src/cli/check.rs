@@ -7,7 +7,6 @@
 //! the module's own error). With `--json`, the same as one object.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use host::ids::OperatorId;
 use host::runtime::{BuildError, OperatorInfo};
@@ -110,8 +109,8 @@ pub fn module_hashes(plan: &Plan) -> BTreeMap<OperatorId, String> {
 }
 
 /// Prints the report for people.
-pub fn print(verdicts: &[Verdict], point: &Path) {
-    println!("from {}:", point.display());
+pub fn print(verdicts: &[Verdict], point: &str) {
+    println!("from {point}:");
     for v in verdicts {
         let modules = match (&v.from, &v.to) {
             (Some(from), Some(to)) if from != to => format!("{from} -> {to}"),
@@ -145,7 +144,7 @@ mod tests {
                     [[operators]]\nid = \"fresh\"\nrole = \"sink\"\nmodule = \"f.wasm\"\n\
                     [[edges]]\nfrom = \"src\"\nto = \"count\"\npartition = \"forward\"\n\
                     [[edges]]\nfrom = \"count\"\nto = \"fresh\"\npartition = \"forward\"\n";
-        Plan::from_toml(text, Path::new("/")).unwrap()
+        Plan::from_toml(text, std::path::Path::new("/")).unwrap()
     }
 
     fn point(operators: &[(&str, &str)]) -> Metadata {

@@ -18,6 +18,7 @@ use host::barrier::Phase;
 use host::control::{self, ControlRequest, ControlResponse};
 use host::ids::{JobId, OperatorId, SavepointId};
 use host::savepoint::{self, Mapping, RestorePoint};
+use host::store::object::{ObjectPoints, StoreUrl};
 use host::store::{FaultHook, JobState, Store};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
@@ -27,6 +28,11 @@ pub struct Args {
     /// The state folder (jobs, checkpoints, savepoints, module cache).
     #[arg(long, env = "HOST_HOME", global = true)]
     pub home: Option<PathBuf>,
+    /// Where checkpoints and savepoints live: `s3://bucket/prefix` on an S3-compatible object
+    /// store (credentials, region and endpoint from the usual `AWS_*` variables), instead of
+    /// the state folder. Jobs' status, locks and the module cache stay in the state folder.
+    #[arg(long, env = "HOST_STORE", global = true, value_name = "URL")]
+    pub store: Option<String>,
     /// Print listings as JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -139,6 +145,10 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(&home),
     };
+    let store = match &args.store {
+        None => store,
+        Some(url) => store.with_object_points(object_points(url)?),
+    };
     let json = args.json;
     match args.command {
         Command::Run {
@@ -196,10 +206,22 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 }
                 e => e.into(),
             })?;
-            println!("removed {savepoint} ({})", dir.display());
+            println!("removed {savepoint} ({})", store.display(&dir));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The object store at `url` (`s3://bucket/prefix`), configured from the `AWS_*` variables.
+fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
+    let url = StoreUrl::parse(url).map_err(anyhow::Error::msg)?;
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(&url.bucket)
+        // `If-None-Match: *` for `_metadata` and leases, `If-Match` for takeovers.
+        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+        .build()
+        .with_context(|| format!("cannot use the object store {url}"))?;
+    ObjectPoints::new(Arc::new(s3), url).context("cannot start the object store's runtime")
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -261,7 +283,7 @@ fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
     match request(store, job, ControlRequest::Save { stop })? {
         ControlResponse::Saved(saved) => {
             println!("{}", saved.id);
-            println!("{}", saved.path.display());
+            println!("{}", store.display(&saved.path));
             Ok(ExitCode::SUCCESS)
         }
         ControlResponse::Error { message } => bail!("job `{job}`: {message}"),
@@ -324,10 +346,10 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
             .map(|l| {
                 serde_json::json!({
                     "savepoint": l.savepoint,
-                    "path": l.dir,
+                    "path": store.display(&l.dir),
                     "job": l.metadata.as_ref().ok().map(|m| &m.job),
                     "checkpoint": l.metadata.as_ref().ok().map(|m| m.checkpoint.0),
-                    "state_bytes": l.metadata.as_ref().ok().map(|_| folder_bytes(&l.dir)),
+                    "state_bytes": l.metadata.as_ref().ok().map(|_| store.point_bytes(&l.dir)),
                     "error": l.metadata.as_ref().err(),
                 })
             })
@@ -345,23 +367,13 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
                 "{kind}\t{}:{}\t{} bytes\t{}",
                 m.job,
                 m.checkpoint,
-                folder_bytes(&l.dir),
-                l.dir.display()
+                store.point_bytes(&l.dir),
+                store.display(&l.dir)
             ),
-            Err(e) => println!("{kind}\tunreadable: {e}\t{}", l.dir.display()),
+            Err(e) => println!("{kind}\tunreadable: {e}\t{}", store.display(&l.dir)),
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The bytes of the files in a point's folder: what copying it moves (segments it shares with
-/// other points by hard links included).
-fn folder_bytes(dir: &std::path::Path) -> u64 {
-    let files = std::fs::read_dir(dir).into_iter().flatten().flatten();
-    files
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
@@ -385,7 +397,7 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let value = serde_json::json!({
-            "path": dir, "job": m.job, "checkpoint": m.checkpoint.0, "kind": format!("{:?}", m.kind).to_lowercase(),
+            "path": store.display(&dir), "job": m.job, "checkpoint": m.checkpoint.0, "kind": format!("{:?}", m.kind).to_lowercase(),
             "completed_unix_ms": m.completed_unix_ms, "operators": operators,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -393,7 +405,7 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     println!(
         "{}  ({:?} {} of job {}, all checksums verified)",
-        dir.display(),
+        store.display(&dir),
         m.kind,
         m.checkpoint,
         m.job

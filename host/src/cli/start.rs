@@ -23,7 +23,7 @@ use host::admission::{self, Conflict};
 use host::barrier::Phase;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
-use host::ids::{JobId, OperatorId};
+use host::ids::JobId;
 use host::runtime::{self, BuildError, JobSpec, Outcome, RestoreFrom};
 use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::{JobLock, JobState, JobStatus, Store};
@@ -36,10 +36,21 @@ pub(super) struct Prepared {
     plan: Plan,
     /// The point's folder, and the job that took it.
     from: Option<(PathBuf, JobId)>,
+    /// The point as `--from` named it, and as a person should read its location (its
+    /// `s3://…` URL on an object store).
+    point: Option<(RestorePoint, String)>,
     /// The point's state, until the job is built from it.
     restore: Option<RestoreFrom>,
-    /// Operators renamed since the point (`--rename OLD=NEW`).
-    renames: Vec<(OperatorId, OperatorId)>,
+    /// What `prepare` was asked, to prepare the job again.
+    asked: Asked,
+}
+
+/// The arguments of [`prepare`] besides the store and the job file.
+#[derive(Clone)]
+struct Asked {
+    from: Option<String>,
+    mapping: Mapping,
+    checkpoint_interval: Option<u64>,
 }
 
 impl Prepared {
@@ -48,14 +59,21 @@ impl Prepared {
         self.from.as_ref().map(|(_, job)| job)
     }
 
+    /// The same job prepared again, `--from` resolved anew.
+    fn again(&self, store: &Store) -> anyhow::Result<Prepared> {
+        let Asked {
+            from,
+            mapping,
+            checkpoint_interval,
+        } = self.asked.clone();
+        let from = from.as_deref();
+        prepare(store, &self.job_file, from, &mapping, checkpoint_interval)
+    }
+
     /// The refusal of this job, listing every problem.
     fn refusal(&self, problems: &[String]) -> anyhow::Error {
-        let what = match &self.from {
-            Some((from, _)) => format!(
-                "cannot start {} from {}",
-                self.job_file.display(),
-                from.display()
-            ),
+        let what = match &self.point {
+            Some((_, shown)) => format!("cannot start {} from {shown}", self.job_file.display()),
             None => format!("cannot start {}", self.job_file.display()),
         };
         anyhow::anyhow!("{what}:\n  - {}", problems.join("\n  - "))
@@ -82,15 +100,17 @@ pub(super) fn prepare(
     if let Some(ms) = checkpoint_interval {
         plan.checkpoint_interval_ms = ms;
     }
-    let (from, restore) = match from {
-        None => (None, None),
+    let from_text = from;
+    let (from, point, restore) = match from {
+        None => (None, None, None),
         Some(from) => {
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
-            let dir = savepoint::resolve(store, &point)?;
+            let dir = resolve(store, &point)?;
             let (metadata, states) = savepoint::load_for(store, &dir, &plan, mapping)?;
-            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            let shown = store.display(&dir);
             let from = (dir, metadata.job.clone());
-            (Some(from), Some(RestoreFrom { metadata, states }))
+            let restore = RestoreFrom { metadata, states };
+            (Some(from), Some((point, shown)), Some(restore))
         }
     };
     Ok(Prepared {
@@ -98,9 +118,20 @@ pub(super) fn prepare(
         text,
         plan,
         from,
+        point,
         restore,
-        renames: mapping.renames.clone(),
+        asked: Asked {
+            from: from_text.map(str::to_owned),
+            mapping: mapping.clone(),
+            checkpoint_interval,
+        },
     })
+}
+
+/// The folder (or object-store location) of `point`, absolute.
+fn resolve(store: &Store, point: &RestorePoint) -> anyhow::Result<PathBuf> {
+    let dir = savepoint::resolve(store, point)?;
+    Ok(std::path::absolute(&dir).unwrap_or(dir))
 }
 
 /// Why the job may not start beside the jobs running now. Reads only.
@@ -171,17 +202,15 @@ pub(super) async fn check_job(
     let modules = check::module_hashes(&prepared.plan);
     let mut verdicts = check::verdicts(&metadata, &prepared.plan, &modules, operators, errors);
     for verdict in &mut verdicts {
-        let renamed = prepared
-            .renames
-            .iter()
-            .find(|(_, new)| *new == verdict.operator);
+        let renames = &prepared.asked.mapping.renames;
+        let renamed = renames.iter().find(|(_, new)| *new == verdict.operator);
         verdict.renamed_from = renamed.map(|(old, _)| old.clone());
     }
     problems.extend(errors.iter().map(ToString::to_string));
     let point = prepared
-        .from
+        .point
         .as_ref()
-        .map(|(from, _)| from.clone())
+        .map(|(_, shown)| shown.clone())
         .unwrap_or_default();
     let would_start = problems.is_empty();
     if json {
@@ -196,7 +225,7 @@ pub(super) async fn check_job(
         });
     }
     if let (true, Ok(job)) = (would_start, &built) {
-        println!("ok: the job would resume from {}", point.display());
+        println!("ok: the job would resume from {point}");
         check::print(&verdicts, &point);
         job.operators().iter().for_each(print_remap);
         return Ok(ExitCode::SUCCESS);
@@ -232,24 +261,33 @@ fn print_remap(op: &runtime::OperatorInfo) {
     }
 }
 
-/// Starts the job and runs it in the foreground until it ends.
+/// Starts the job and runs it in the foreground until it ends. Prepared and built a second
+/// time if taking over the point's job on an object store shows that it published a newer
+/// point meanwhile (see [`take_over_point_job`]).
 pub(super) async fn run_job(store: Store, mut prepared: Prepared) -> anyhow::Result<ExitCode> {
-    let writable = admission::writable_mounts(&prepared.plan);
-    // Refused at once, before anything is compiled; decided again under the start lock.
-    refuse_conflicts(&store, &prepared, &writable)?;
-    let engine = engine(&store, CacheMode::Deferred)?;
-    let job_id = JobId::generate();
-    let plan = prepared.plan.clone();
-    let job = build(&store, engine.clone(), &mut prepared, plan, job_id.clone())
-        .await
-        .map_err(|errors| {
-            let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            prepared.refusal(&problems)
-        })?;
-    let (status, _claim) = admit(&store, &prepared, job_id, writable)?;
-    // The job really starts: from here on, it may change files.
-    engine.write_cache();
-    run_admitted(store, job, status).await
+    for attempt in 1..=2 {
+        let writable = admission::writable_mounts(&prepared.plan);
+        // Refused at once, before anything is compiled; decided again under the start lock.
+        refuse_conflicts(&store, &prepared, &writable)?;
+        let engine = engine(&store, CacheMode::Deferred)?;
+        let job_id = JobId::generate();
+        let plan = prepared.plan.clone();
+        let job = build(&store, engine.clone(), &mut prepared, plan, job_id.clone())
+            .await
+            .map_err(|errors| {
+                let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                prepared.refusal(&problems)
+            })?;
+        let Some((status, _claim)) = admit(&store, &prepared, job_id, writable, attempt == 2)?
+        else {
+            prepared = prepared.again(&store)?;
+            continue;
+        };
+        // The job really starts: from here on, it may change files.
+        engine.write_cache();
+        return run_admitted(store, job, status).await;
+    }
+    unreachable!("the second attempt is admitted or refused")
 }
 
 fn refuse_conflicts(
@@ -265,17 +303,24 @@ fn refuse_conflicts(
     Err(prepared.refusal(&problems))
 }
 
-/// Under the start lock: refuses the job if it conflicts with one running now, else records
-/// it, claims it as running in this process, and sweeps checkpoints in progress that jobs no
-/// longer running left behind.
+/// Under the start lock: refuses the job if it conflicts with one running now, else takes
+/// over the point's job on an object store (`None` if the point moved meanwhile: prepare
+/// again, or, when `last`, refuse), records the job, claims it as running in this process,
+/// and sweeps checkpoints in progress that jobs no longer running left behind.
 fn admit(
     store: &Store,
     prepared: &Prepared,
     job: JobId,
     writable_mounts: Vec<PathBuf>,
-) -> anyhow::Result<(JobStatus, JobLock)> {
+    last: bool,
+) -> anyhow::Result<Option<(JobStatus, JobLock)>> {
     let starting = store.lock_starts()?;
     refuse_conflicts(store, prepared, &writable_mounts)?;
+    if let Some(moved) = take_over_point_job(store, prepared)? {
+        anyhow::ensure!(!last, "{moved}");
+        tracing::info!("{moved}: preparing the job again");
+        return Ok(None);
+    }
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
@@ -297,7 +342,29 @@ fn admit(
             dir.display()
         );
     }
-    Ok((status, claim))
+    Ok(Some((status, claim)))
+}
+
+/// On an object store, once the job is admitted: takes over the job that wrote the point, so
+/// that its process, wherever it runs, can no longer publish or commit
+/// ([`host::store::fence`]); a refused run takes nothing over. Returns why the point moved,
+/// if `--from` now resolves to a newer point than before the takeover (`--from JOB_ID` while
+/// that job still ran): resuming behind output already committed would repeat it.
+fn take_over_point_job(store: &Store, prepared: &Prepared) -> anyhow::Result<Option<String>> {
+    let (Some((dir, job)), Some((point, shown))) = (&prepared.from, &prepared.point) else {
+        return Ok(None);
+    };
+    if !store.is_on_object_store(dir) {
+        return Ok(None);
+    }
+    store
+        .take_over(job)
+        .with_context(|| format!("cannot take over job `{job}` on the object store"))?;
+    let now = resolve(store, point)?;
+    Ok((&now != dir).then(|| {
+        let now = store.display(&now);
+        format!("job `{job}` published {now} after {shown} was chosen, before it was taken over")
+    }))
 }
 
 /// Runs an admitted job: control socket, the id on stdout, the job, its final status.
@@ -323,7 +390,10 @@ async fn run_admitted(
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(control::serve(listener, handle.requests(), serving_stopped));
     match &status.resumed_from {
-        Some(from) => tracing::info!(job = %job_id, "running, resumed from {}", from.display()),
+        Some(from) => {
+            let from = store.display(from);
+            tracing::info!(job = %job_id, "running, resumed from {from}");
+        }
         None => tracing::info!(job = %job_id, "running"),
     }
     let interrupt = tokio::spawn(cancel_on_signal(handle.requests()));

@@ -47,6 +47,9 @@ pub struct CoordinatorTask {
     stopping: Option<Barrier>,
     /// The savepoint the stop wrote, once complete.
     final_savepoint: Option<Saved>,
+    /// Set when another process took the job over (the store's generation fence): the job
+    /// must end, failed, without publishing or committing anything more.
+    fenced: Option<String>,
 }
 
 impl CoordinatorTask {
@@ -85,6 +88,7 @@ impl CoordinatorTask {
             sources_running,
             stopping: None,
             final_savepoint: None,
+            fenced: None,
         }
     }
 
@@ -150,7 +154,14 @@ impl CoordinatorTask {
                     }
                 },
                 Some(event) = self.events.recv() => match event {
-                    Event::Acked { subtask, checkpoint, file } => self.on_ack(subtask, checkpoint, file).await,
+                    Event::Acked { subtask, checkpoint, file } => {
+                        self.on_ack(subtask, checkpoint, file).await;
+                        if let Some(error) = self.fenced.take() {
+                            tasks.shutdown().await;
+                            self.abort_in_flight(&error);
+                            break Outcome::Failed(error);
+                        }
+                    }
                     Event::SnapshotFailed { checkpoint, error } => {
                         tracing::warn!(%checkpoint, "checkpoint aborted: {error}");
                         if self.coordinator.abort(checkpoint).is_none() {
@@ -336,7 +347,12 @@ impl CoordinatorTask {
         });
         let result: Result<_, crate::store::StoreError> =
             blocking.await.expect("store calls do not panic");
-        let saved = result.map_err(|e| e.to_string())?;
+        let saved = result.map_err(|e| {
+            if e.is_fenced() {
+                self.fenced = Some(e.to_string());
+            }
+            e.to_string()
+        })?;
         tracing::info!(checkpoint = %barrier.checkpoint, kind = ?barrier.kind, "checkpoint complete");
         Ok(saved)
     }

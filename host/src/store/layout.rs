@@ -9,6 +9,18 @@
 //! <root>/cache/<sha256>-<engine>.cwasm
 //! ```
 //! No other module formats a path inside the state folder.
+//!
+//! With the points on an object store (`--store s3://bucket/prefix`), the same paths relative
+//! to the state folder are the keys under the prefix ([`Layout::relative`]), for the points and
+//! the jobs' leases only:
+//!
+//! ```text
+//! <prefix>/jobs/<job-id>/lease                                  (the generation fence)
+//! <prefix>/jobs/<job-id>/checkpoints/<n>/{<operator-id>-<subtask>.state, …, _metadata}
+//! <prefix>/savepoints/<savepoint-id>/{_metadata, <operator-id>-<subtask>.state}
+//! ```
+//! There, a checkpoint's state objects go straight under `checkpoints/<n>/` (no in-progress
+//! name): the point exists once its `_metadata`, written last, does.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +80,28 @@ impl Layout {
     /// The Unix socket a running job listens on for control requests.
     pub fn control_socket(&self, job: &JobId) -> PathBuf {
         self.job(job).join("control.sock")
+    }
+
+    /// A job's lease on an object store (see [`super::fence`]).
+    pub fn lease(&self, job: &JobId) -> PathBuf {
+        self.job(job).join("lease")
+    }
+
+    /// A location under the state folder, relative to it (`None` if it is not under it, or
+    /// climbs out with `..`). `location` may also be the absolute form of a relative root.
+    pub fn relative(&self, location: &Path) -> Option<PathBuf> {
+        let relative = match location.strip_prefix(&self.root) {
+            Ok(relative) => relative.to_owned(),
+            Err(_) => {
+                let root = std::path::absolute(&self.root).ok()?;
+                let location = std::path::absolute(location).ok()?;
+                location.strip_prefix(root).ok()?.to_owned()
+            }
+        };
+        let plain = relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        plain.then_some(relative)
     }
 
     /// Folder of a job's retained checkpoints.
@@ -147,5 +181,24 @@ mod tests {
         assert!(Layout::is_in_progress_name(".in-progress-12"));
         assert!(!Layout::is_in_progress_name(".in-progress-"));
         assert!(!Layout::is_in_progress_name("12"));
+    }
+
+    #[test]
+    fn locations_under_the_state_folder_map_to_relative_keys() {
+        let layout = Layout::new(".host");
+        let job: JobId = "job-a".parse().unwrap();
+        let rel = |p: &Path| layout.relative(p).map(|r| r.to_string_lossy().into_owned());
+        assert_eq!(
+            rel(&layout.checkpoint(&job, CheckpointId(3))).as_deref(),
+            Some("jobs/job-a/checkpoints/3")
+        );
+        assert_eq!(
+            rel(&layout.lease(&job)).as_deref(),
+            Some("jobs/job-a/lease")
+        );
+        let savepoint = std::path::absolute(layout.savepoint(&"sp-x".parse().unwrap())).unwrap();
+        assert_eq!(rel(&savepoint).as_deref(), Some("savepoints/sp-x"));
+        assert_eq!(rel(Path::new("/elsewhere/savepoints/sp-x")), None);
+        assert_eq!(rel(Path::new(".host/jobs/../../etc")), None);
     }
 }

@@ -5,11 +5,18 @@
 //! complete, [`Store::complete_checkpoint`] or [`Store::complete_savepoint`] writes `_metadata`
 //! and publishes the folder atomically. On restore, [`Store::read_point`] and
 //! [`Store::read_states`] verify every checksum before any byte reaches a module.
-//! Synchronous `std::fs`: the runtime calls it from blocking tasks.
+//!
+//! Points have two back-ends behind these same methods: this folder (synchronous `std::fs`:
+//! the runtime calls it from blocking tasks), or an S3-compatible object store
+//! ([`object`], chosen with [`Store::with_object_points`]), where the jobs' status, locks,
+//! sockets and module cache stay in this folder. Both share the encoding and verification of
+//! `_metadata` and every check of a state file ([`verify_lengths`], [`verify_blob`]).
 
+pub mod fence;
 pub mod layout;
 mod lock;
 pub mod metadata;
+pub mod object;
 pub mod state_file;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +36,7 @@ pub use layout::Layout;
 use layout::METADATA_FILE;
 pub use lock::{JobLock, StartLock};
 pub use metadata::{Metadata, MetadataError, OperatorState, StateFile, StateLayout};
+use object::ObjectPoints;
 
 /// A failure of the state folder, naming the path at fault.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,41 @@ pub enum StoreError {
         /// Length or checksum mismatch, or missing.
         problem: String,
     },
+    /// A request to the object store failed.
+    #[error("{key}: {source}")]
+    Object {
+        /// The object (or prefix), as a URL.
+        key: String,
+        /// What went wrong.
+        source: Box<object_store::Error>,
+    },
+    /// Another process took the job over: this one may no longer publish or commit its points
+    /// (see [`fence`]).
+    #[error(
+        "job `{job}` was taken over (its lease on the object store holds generation {}, held by \
+         {holder}; this process holds generation {held}): refusing to publish or commit \
+         checkpoint {checkpoint} (generation fence)",
+        .current.map_or("none".to_owned(), |g| g.to_string())
+    )]
+    Fenced {
+        /// The job.
+        job: JobId,
+        /// The checkpoint that was to be published.
+        checkpoint: CheckpointId,
+        /// The generation this process holds.
+        held: u64,
+        /// The generation the lease holds now.
+        current: Option<u64>,
+        /// Who holds it now.
+        holder: String,
+    },
+}
+
+impl StoreError {
+    /// Whether this is the generation fence: the job is no longer this process's to run.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StoreError::Fenced { .. })
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -133,13 +176,23 @@ pub type States = BTreeMap<(OperatorId, u32), Held>;
 /// error that the step then fails with (a full disk).
 pub type FaultHook = Arc<dyn Fn(Phase, CheckpointId) -> io::Result<()> + Send + Sync>;
 
+/// Where the points (checkpoints and savepoints) live.
+#[derive(Clone)]
+enum Points {
+    /// In the state folder.
+    Local,
+    /// On an object store.
+    Object(Arc<ObjectPoints>),
+}
+
 /// The state folder.
 #[derive(Clone)]
 pub struct Store {
     layout: Layout,
     faults: Option<FaultHook>,
+    points: Points,
     /// The folder of each job's newest point published by this process: where a checkpoint
-    /// links the segments it still holds from.
+    /// links (on an object store: copies) the segments it still holds from.
     published: Arc<Mutex<HashMap<JobId, PathBuf>>>,
 }
 
@@ -160,6 +213,7 @@ impl Store {
         Ok(Store {
             layout,
             faults: None,
+            points: Points::Local,
             published: Arc::default(),
         })
     }
@@ -170,8 +224,60 @@ impl Store {
         Store {
             layout: Layout::new(root),
             faults: None,
+            points: Points::Local,
             published: Arc::default(),
         }
+    }
+
+    /// This store, with its checkpoints and savepoints on an object store.
+    pub fn with_object_points(self, points: ObjectPoints) -> Store {
+        Store {
+            points: Points::Object(Arc::new(points)),
+            ..self
+        }
+    }
+
+    /// The object store the points live on, if not this folder.
+    fn object(&self) -> Option<&ObjectPoints> {
+        match &self.points {
+            Points::Local => None,
+            Points::Object(points) => Some(points),
+        }
+    }
+
+    /// Whether the points live on an object store.
+    pub fn has_object_points(&self) -> bool {
+        self.object().is_some()
+    }
+
+    /// A point's location as a person should read it: its URL on the object store, or its
+    /// folder.
+    pub fn display(&self, location: &Path) -> String {
+        self.object()
+            .and_then(|o| o.display(&self.layout, location))
+            .unwrap_or_else(|| location.display().to_string())
+    }
+
+    /// The location under the state folder of `s3://…` on this store's object store, if `url`
+    /// is one.
+    pub fn location_of_url(&self, url: &Path) -> Option<PathBuf> {
+        let object = self.object()?;
+        let url = url.to_str()?;
+        let base = object.url().to_string();
+        let relative = url.strip_prefix(&base)?.strip_prefix('/')?;
+        let location = self.layout.root().join(relative.trim_end_matches('/'));
+        self.layout.relative(&location).map(|_| location)
+    }
+
+    /// Whether `location` is on the object store (rather than a local folder).
+    pub fn is_on_object_store(&self, location: &Path) -> bool {
+        self.on_object_store(location).is_some()
+    }
+
+    /// Whether `location` names a point on the object store (rather than a local folder).
+    fn on_object_store(&self, location: &Path) -> Option<&ObjectPoints> {
+        self.object()
+            .filter(|o| o.key(&self.layout, location).is_some())
     }
 
     /// This store, with faults injected at the phases of every checkpoint.
@@ -200,7 +306,36 @@ impl Store {
         durable::create_dir(&dir).map_err(io_error(&dir))?;
         let path = self.layout.job_file(&status.job);
         durable::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
+        if let Some(object) = self.object() {
+            let holder = format!("{} (pid {})", status.job, std::process::id());
+            object.create_lease(&self.layout, &status.job, holder)?;
+        }
         self.write_status(status)
+    }
+
+    /// Takes over `job`, whose point a job of this process resumes from: on an object store,
+    /// raises its lease's generation so that its old process can no longer publish or commit
+    /// ([`fence`]), then removes what its unpublished points left behind. Call it before
+    /// choosing the point. A local state folder needs none of this (its locks and admission
+    /// decide), and nothing happens.
+    pub fn take_over(&self, job: &JobId) -> Result<(), StoreError> {
+        let Some(object) = self.object() else {
+            return Ok(());
+        };
+        let holder = format!("a job resuming from it (pid {})", std::process::id());
+        let generation = object.take_over(&self.layout, job, holder)?;
+        tracing::info!(%job, generation, "took the job's lease over");
+        // What a crash of the old process left: never published, and now it never will be
+        // (but for a publish already past its first fence check; see `fence`).
+        for checkpoint in object.leftovers(&self.layout, job)? {
+            let location = self.layout.checkpoint(job, checkpoint);
+            tracing::info!(
+                "removing {}: a point never published",
+                self.display(&location)
+            );
+            object.remove_unpublished(&self.layout, &location)?;
+        }
+        Ok(())
     }
 
     /// Replaces a job's status file.
@@ -233,7 +368,10 @@ impl Store {
 
     /// Writes one subtask's state for a checkpoint in progress, durably: the segment of its
     /// pieces new since its previous checkpoint (homed there by [`Held::home_new_pieces`]),
-    /// links to the segments of earlier points that hold the rest, and its state file.
+    /// links to the segments of earlier points that hold the rest, and its state file. On an
+    /// object store, the objects go straight under the checkpoint's own prefix, unlisted until
+    /// its `_metadata`, and the earlier segments are copied server-side (an object store has
+    /// no hard links: there, each point holds its own copy).
     pub fn write_state(
         &self,
         job: &JobId,
@@ -242,8 +380,6 @@ impl Store {
         subtask: u32,
         held: &Held,
     ) -> Result<StateFile, StoreError> {
-        let dir = self.layout.in_progress(job, checkpoint);
-        durable::create_dir(&dir).map_err(io_error(&dir))?;
         let encoded = state_file::encode(held);
         let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
         let earlier = self
@@ -252,23 +388,36 @@ impl Store {
             .expect("not poisoned")
             .get(job)
             .cloned();
-        for (name, pieces) in &encoded.segments {
-            let path = dir.join(name);
-            if *name != own && self.link_earlier(earlier.as_deref(), name, &path)? {
-                continue;
-            }
-            let bytes = state_file::segment_bytes(pieces);
-            durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
-                .map_err(io_error(&path))?;
-        }
+        let earlier = earlier.as_deref();
         let file = Layout::state_file_name(operator.as_str(), subtask);
-        let path = dir.join(&file);
         let blob = &encoded.state_file;
-        // A fault at this phase strikes with half the file written.
-        durable::write_file_in_building_dir(&path, blob, || {
-            self.fault_point(Phase::StateWrite, checkpoint)
-        })
-        .map_err(io_error(&path))?;
+        let midway = || self.fault_point(Phase::StateWrite, checkpoint);
+        if let Some(object) = self.object() {
+            let at = self.layout.checkpoint(job, checkpoint);
+            for (name, pieces) in &encoded.segments {
+                let (to, layout) = (at.join(name), &self.layout);
+                if *name == own || !object.copy_if_present(layout, earlier, name, &to)? {
+                    let bytes = state_file::segment_bytes(pieces);
+                    object.write_state(layout, &to, &bytes, || Ok(()))?;
+                }
+            }
+            // A fault at this phase strikes halfway through the state file's upload.
+            object.write_state(&self.layout, &at.join(&file), blob, midway)?;
+        } else {
+            let dir = self.layout.in_progress(job, checkpoint);
+            durable::create_dir(&dir).map_err(io_error(&dir))?;
+            for (name, pieces) in &encoded.segments {
+                let path = dir.join(name);
+                if *name == own || !self.link_earlier(earlier, name, &path)? {
+                    let bytes = state_file::segment_bytes(pieces);
+                    durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
+                        .map_err(io_error(&path))?;
+                }
+            }
+            let path = dir.join(&file);
+            // A fault at this phase strikes with half the file written.
+            durable::write_file_in_building_dir(&path, blob, midway).map_err(io_error(&path))?;
+        }
         Ok(StateFile {
             subtask,
             file,
@@ -314,8 +463,6 @@ impl Store {
     }
 
     fn publish(&self, metadata: &Metadata, to: &Path) -> Result<(), StoreError> {
-        let from = self.layout.in_progress(&metadata.job, metadata.checkpoint);
-        durable::create_dir(&from).map_err(io_error(&from))?;
         let bytes = metadata::encode(metadata);
         // Pair assertion: what is about to be written must decode to what was meant.
         assert_eq!(
@@ -323,6 +470,29 @@ impl Store {
             Ok(metadata),
             "metadata round trip"
         );
+        if let Some(object) = self.object() {
+            let (job, checkpoint) = (&metadata.job, metadata.checkpoint);
+            let written = self.layout.checkpoint(job, checkpoint);
+            if written != to {
+                // A savepoint: its own copy of every state file and segment, before its
+                // `_metadata`.
+                let names = object.names(&self.layout, &written)?;
+                object.copy_states(&self.layout, &written, to, names)?;
+            }
+            // On an object store, the `_metadata` put is the publication: a crash at this
+            // phase strikes right before it, with every state object written.
+            object.publish(&self.layout, to, job, checkpoint, bytes, || {
+                self.fault_point(Phase::MetadataWritten, checkpoint)
+            })?;
+            if written != to {
+                object.remove_point(&self.layout, &written)?;
+            }
+            let mut published = self.published.lock().expect("not poisoned");
+            published.insert(job.clone(), to.to_owned());
+            return Ok(());
+        }
+        let from = self.layout.in_progress(&metadata.job, metadata.checkpoint);
+        durable::create_dir(&from).map_err(io_error(&from))?;
         let path = from.join(METADATA_FILE);
         durable::write_file_in_building_dir(&path, &bytes, || Ok(())).map_err(io_error(&path))?;
         self.fault_point(Phase::MetadataWritten, metadata.checkpoint)
@@ -336,6 +506,11 @@ impl Store {
 
     /// Drops a checkpoint in progress (aborted or failed).
     pub fn abort(&self, job: &JobId, checkpoint: CheckpointId) -> Result<(), StoreError> {
+        if let Some(object) = self.object() {
+            // Published already (the fence refused only the commit): it stays.
+            let location = self.layout.checkpoint(job, checkpoint);
+            return object.remove_unpublished(&self.layout, &location);
+        }
         let dir = self.layout.in_progress(job, checkpoint);
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&dir)(e)),
@@ -345,6 +520,11 @@ impl Store {
 
     /// A job's completed, retained checkpoints, oldest first.
     pub fn checkpoints(&self, job: &JobId) -> Result<Vec<CheckpointId>, StoreError> {
+        if let Some(object) = self.object() {
+            let mut ids = object.checkpoints(&self.layout, job)?;
+            ids.sort();
+            return Ok(ids);
+        }
         let mut ids: Vec<_> = self
             .list_names(&self.layout.checkpoints(job))?
             .iter()
@@ -362,6 +542,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         for &checkpoint in victims {
             let dir = self.layout.checkpoint(job, checkpoint);
+            if let Some(object) = self.object() {
+                object.remove_point(&self.layout, &dir)?;
+                continue;
+            }
             fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
         }
         Ok(())
@@ -369,6 +553,11 @@ impl Store {
 
     /// Every savepoint folder's id, sorted.
     pub fn savepoint_ids(&self) -> Result<Vec<SavepointId>, StoreError> {
+        if let Some(object) = self.object() {
+            let mut ids = object.savepoint_ids(&self.layout)?;
+            ids.sort();
+            return Ok(ids);
+        }
         let mut ids: Vec<SavepointId> = self
             .list_names(&self.layout.savepoints())?
             .into_iter()
@@ -381,6 +570,14 @@ impl Store {
     /// Deletes a savepoint; the only way one is ever removed.
     pub fn remove_savepoint(&self, id: &SavepointId) -> Result<PathBuf, StoreError> {
         let dir = self.layout.savepoint(id);
+        if let Some(object) = self.object() {
+            if !object.has_point(&self.layout, &dir)? {
+                let source = io::Error::from(io::ErrorKind::NotFound);
+                return Err(io_error(&dir)(source));
+            }
+            object.remove_point(&self.layout, &dir)?;
+            return Ok(dir);
+        }
         fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
         durable::sync_dir(&self.layout.savepoints())
             .map_err(io_error(&self.layout.savepoints()))?;
@@ -389,6 +586,20 @@ impl Store {
 
     /// Reads and verifies a point's `_metadata`.
     pub fn read_point(&self, dir: &Path) -> Result<Point, StoreError> {
+        if let Some(object) = self.on_object_store(dir) {
+            let Some(bytes) = object.read_metadata(&self.layout, dir)? else {
+                return Err(StoreError::NotAPoint {
+                    path: PathBuf::from(self.display(dir)),
+                });
+            };
+            let path = PathBuf::from(self.display(&dir.join(METADATA_FILE)));
+            let metadata =
+                metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
+            return Ok(Point {
+                dir: dir.to_owned(),
+                metadata,
+            });
+        }
         let path = dir.join(METADATA_FILE);
         let file = match fs::File::open(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -420,44 +631,99 @@ impl Store {
     /// Reads every state file of a point, verifying each length and checksum. The cheap checks
     /// come first, worst problem first: a missing file, then a wrong length, is reported before
     /// any file is read (so `_metadata` from another topology is named as such, and a damaged
-    /// savepoint of many gigabytes is refused at once). The files are opened through a
-    /// capability on the point's folder, so a name in `_metadata` can never reach outside it.
+    /// savepoint of many gigabytes is refused at once). In a folder, the files are opened
+    /// through a capability on the point's folder, so a name in `_metadata` can never reach
+    /// outside it; on an object store, each name is one segment of a key under the point's
+    /// prefix, escaped, so it cannot either.
     pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
-        let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
-            .map_err(io_error(&point.dir))?;
         let files: Vec<(&OperatorId, &StateFile)> = point
             .metadata
             .operators
             .iter()
             .flat_map(|op| op.files.iter().map(move |file| (&op.id, file)))
             .collect();
-        let corrupt = |file: &StateFile, problem: String| StoreError::CorruptState {
-            path: point.dir.join(&file.file),
-            problem,
-        };
-        let mut lens = Vec::with_capacity(files.len());
-        for (_, file) in &files {
-            let found = folder.metadata(&file.file);
-            lens.push(found.map_err(|e| corrupt(file, e.to_string()))?.len());
-        }
-        for ((_, file), len) in files.iter().zip(lens) {
-            if len != file.len {
-                let problem = format!("{len} bytes, metadata says {}", file.len);
-                return Err(corrupt(file, problem));
+        if let Some(object) = self.on_object_store(&point.dir) {
+            let blobs = object.read_states(&self.layout, point, &files)?;
+            let mut segments = ObjectSegments {
+                object,
+                layout: &self.layout,
+                point,
+                fetched: HashMap::new(),
+            };
+            let mut states = States::new();
+            for ((id, file), blob) in files.into_iter().zip(blobs) {
+                let held = decode_state(point, blob.to_vec(), &mut segments)
+                    .map_err(|e| e.at(self, point, file))?;
+                states.insert((id.clone(), file.subtask), held);
             }
+            return Ok(states);
         }
+        let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
+            .map_err(io_error(&point.dir))?;
+        let path_of = |file: &StateFile| point.dir.join(&file.file);
+        let lens = files.iter().map(|(_, file)| {
+            let found = folder.metadata(&file.file);
+            found.map(|m| m.len()).map_err(|e| e.to_string())
+        });
+        verify_lengths(&files, lens.collect(), &path_of)?;
         let mut states = States::new();
         for (id, file) in files {
             let blob = folder
                 .read(&file.file)
-                .map_err(|e| corrupt(file, e.to_string()))?;
-            if metadata::checksum(&blob) != file.checksum {
-                return Err(corrupt(file, "checksum mismatch".to_owned()));
-            }
-            let held = decode_state(point, &folder, blob).map_err(|e| e.at(point, file))?;
+                .map_err(|e| corrupt(file, &path_of, e.to_string()))?;
+            verify_blob(file, &blob, &path_of)?;
+            let mut segments = SegmentFiles {
+                folder: &folder,
+                read: HashMap::new(),
+            };
+            let held =
+                decode_state(point, blob, &mut segments).map_err(|e| e.at(self, point, file))?;
             states.insert((id.clone(), file.subtask), held);
         }
         Ok(states)
+    }
+
+    /// The bytes of a point's files or objects: what copying it moves (segments it shares with
+    /// other points by hard links included); 0 if they cannot be listed.
+    pub fn point_bytes(&self, location: &Path) -> u64 {
+        if let Some(object) = self.on_object_store(location) {
+            return object.bytes_under(&self.layout, location).unwrap_or(0);
+        }
+        let files = fs::read_dir(location).into_iter().flatten().flatten();
+        files
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Whether `location` holds a point: its `_metadata` on the object store, or a folder.
+    pub fn has_point(&self, location: &Path) -> Result<bool, StoreError> {
+        match self.on_object_store(location) {
+            Some(object) => object.has_point(&self.layout, location),
+            None => Ok(location.is_dir()),
+        }
+    }
+
+    /// Whether `job` is known here: its folder, or anything of it on the object store (a job
+    /// that ran from another state folder on the same store).
+    pub fn has_job(&self, job: &JobId) -> Result<bool, StoreError> {
+        if self.layout.job(job).is_dir() {
+            return Ok(true);
+        }
+        self.object()
+            .map_or(Ok(false), |object| object.has_job(&self.layout, job))
+    }
+
+    /// Every job that may have points, sorted: those with a folder here and, on an object
+    /// store, those with objects there.
+    pub fn point_jobs(&self) -> Result<Vec<JobId>, StoreError> {
+        let mut jobs = self.jobs()?;
+        if let Some(object) = self.object() {
+            jobs.extend(object.jobs(&self.layout)?);
+            jobs.sort();
+            jobs.dedup();
+        }
+        Ok(jobs)
     }
 
     fn list_names(&self, dir: &Path) -> Result<Vec<String>, StoreError> {
@@ -476,28 +742,81 @@ impl Store {
     }
 }
 
+/// A state file's problem, naming it.
+fn corrupt(
+    file: &StateFile,
+    path_of: &dyn Fn(&StateFile) -> PathBuf,
+    problem: String,
+) -> StoreError {
+    StoreError::CorruptState {
+        path: path_of(file),
+        problem,
+    }
+}
+
+/// The first checks of a point's state files, for every back-end: each file was `found` (its
+/// length, or why not), and with the length `_metadata` says. A missing file is reported before
+/// any wrong length. Performs no I/O.
+pub(crate) fn verify_lengths(
+    files: &[(&OperatorId, &StateFile)],
+    found: Vec<Result<u64, String>>,
+    path_of: &dyn Fn(&StateFile) -> PathBuf,
+) -> Result<Vec<u64>, StoreError> {
+    assert_eq!(files.len(), found.len(), "one finding per file");
+    let mut lens = Vec::with_capacity(files.len());
+    for ((_, file), len) in files.iter().zip(found) {
+        lens.push(len.map_err(|problem| corrupt(file, path_of, problem))?);
+    }
+    for ((_, file), &len) in files.iter().zip(&lens) {
+        if len != file.len {
+            let problem = format!("{len} bytes, metadata says {}", file.len);
+            return Err(corrupt(file, path_of, problem));
+        }
+    }
+    Ok(lens)
+}
+
+/// The last check of a state file, for every back-end: its bytes have the length and
+/// checksum `_metadata` says. Performs no I/O.
+pub(crate) fn verify_blob(
+    file: &StateFile,
+    blob: &[u8],
+    path_of: &dyn Fn(&StateFile) -> PathBuf,
+) -> Result<(), StoreError> {
+    if blob.len() as u64 != file.len {
+        let problem = format!("{} bytes read, metadata says {}", blob.len(), file.len);
+        return Err(corrupt(file, path_of, problem));
+    }
+    if metadata::checksum(blob) != file.checksum {
+        return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
+    }
+    Ok(())
+}
+
 /// Why a state file, verified, does not give its state: the file, or a segment, at fault.
 enum Undecodable {
     StateFile(String),
-    Segment(PathBuf, String),
+    Segment(state_file::SegmentError),
 }
 
 impl Undecodable {
-    fn at(self, point: &Point, file: &StateFile) -> StoreError {
-        let (path, problem) = match self {
+    fn at(self, store: &Store, point: &Point, file: &StateFile) -> StoreError {
+        let (location, problem) = match self {
             Undecodable::StateFile(problem) => (point.dir.join(&file.file), problem),
-            Undecodable::Segment(path, problem) => (path, problem),
+            Undecodable::Segment(e) => (point.dir.join(e.segment), e.problem),
         };
+        let path = PathBuf::from(store.display(&location));
         StoreError::CorruptState { path, problem }
     }
 }
 
 /// A subtask's state from its verified state file, as the point's layout has it; in format 3,
-/// each piece read from its segment in the point's folder and verified.
+/// its pieces taken from `segments` (in the point's folder, or on the object store), each
+/// segment verified whole.
 fn decode_state(
     point: &Point,
-    folder: &cap_std::fs::Dir,
     blob: Vec<u8>,
+    segments: &mut impl state_file::Segments,
 ) -> Result<Held, Undecodable> {
     match point.metadata.state_layout {
         StateLayout::Blob => Ok(Held {
@@ -507,50 +826,8 @@ fn decode_state(
         StateLayout::Grouped => state_file::decode_grouped(&blob).map_err(Undecodable::StateFile),
         StateLayout::Chained => {
             let decoded = state_file::decode(&blob).map_err(Undecodable::StateFile)?;
-            let mut segments = SegmentFiles {
-                folder,
-                open: HashMap::new(),
-            };
-            decoded
-                .load(&mut segments)
-                .map_err(|e| Undecodable::Segment(point.dir.join(e.segment), e.problem))
+            decoded.load(segments).map_err(Undecodable::Segment)
         }
-    }
-}
-
-/// The segment files of a point being read, each opened once, through the capability on the
-/// point's folder.
-struct SegmentFiles<'a> {
-    folder: &'a cap_std::fs::Dir,
-    open: HashMap<String, fs::File>,
-}
-
-impl SegmentFiles<'_> {
-    fn file(&mut self, name: &str) -> io::Result<&fs::File> {
-        if !self.open.contains_key(name) {
-            let file = self.folder.open(name)?.into_std();
-            self.open.insert(name.to_owned(), file);
-        }
-        Ok(&self.open[name])
-    }
-
-    /// A segment's table and trailer, unverified.
-    fn table_bytes(&mut self, name: &str) -> io::Result<(Vec<u8>, [u8; state_file::TRAILER_LEN])> {
-        let len = self.file(name)?.metadata()?.len();
-        let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than its table");
-        let trailer_at = len.checked_sub(state_file::TRAILER_LEN as u64);
-        let trailer_at = trailer_at.ok_or_else(short)?;
-        let trailer = self.read_at(name, trailer_at, state_file::TRAILER_LEN)?;
-        let trailer: [u8; state_file::TRAILER_LEN] = trailer.try_into().expect("its length");
-        let table_len = u64::from(state_file::table_len(&trailer));
-        let table_at = trailer_at.checked_sub(table_len).ok_or_else(short)?;
-        Ok((self.read_at(name, table_at, table_len as usize)?, trailer))
-    }
-
-    fn read_at(&mut self, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut bytes = vec![0; len];
-        std::os::unix::fs::FileExt::read_exact_at(self.file(name)?, &mut bytes, offset)?;
-        Ok(bytes)
     }
 }
 
@@ -561,26 +838,41 @@ fn segment_error(segment: &str) -> impl FnOnce(String) -> state_file::SegmentErr
     }
 }
 
-impl state_file::Segments for SegmentFiles<'_> {
-    fn table(&mut self, name: &str) -> Result<Vec<state_file::Entry>, state_file::SegmentError> {
-        let (table, trailer) = self
-            .table_bytes(name)
-            .map_err(|e| segment_error(name)(e.to_string()))?;
-        state_file::decode_table(&table, &trailer).map_err(segment_error(name))
-    }
+/// The segment files of a point being read, each read whole, once, through the capability on
+/// the point's folder.
+struct SegmentFiles<'a> {
+    folder: &'a cap_std::fs::Dir,
+    read: HashMap<String, Vec<u8>>,
+}
 
-    fn piece(
-        &mut self,
-        name: &str,
-        entry: &state_file::Entry,
-    ) -> Result<Vec<u8>, state_file::SegmentError> {
-        let bytes = self.read_at(name, entry.offset, entry.len as usize);
-        let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
-        if metadata::checksum(&bytes) != entry.checksum {
-            let problem = format!("checksum mismatch at offset {}", entry.offset);
-            return Err(segment_error(name)(problem));
+impl state_file::Segments for SegmentFiles<'_> {
+    fn bytes(&mut self, name: &str) -> Result<&[u8], state_file::SegmentError> {
+        if !self.read.contains_key(name) {
+            let bytes = self.folder.read(name);
+            let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
+            self.read.insert(name.to_owned(), bytes);
         }
-        Ok(bytes)
+        Ok(&self.read[name])
+    }
+}
+
+/// The segments of a point on an object store being read, each fetched whole, once.
+struct ObjectSegments<'a> {
+    object: &'a ObjectPoints,
+    layout: &'a Layout,
+    point: &'a Point,
+    fetched: HashMap<String, bytes::Bytes>,
+}
+
+impl state_file::Segments for ObjectSegments<'_> {
+    fn bytes(&mut self, name: &str) -> Result<&[u8], state_file::SegmentError> {
+        if !self.fetched.contains_key(name) {
+            let location = self.point.dir.join(name);
+            let bytes = self.object.read_object(self.layout, &location);
+            let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
+            self.fetched.insert(name.to_owned(), bytes);
+        }
+        Ok(&self.fetched[name])
     }
 }
 

@@ -11,11 +11,13 @@
 //! of their own: the file system keeps them.
 //!
 //! A segment is its pieces, then its table (one entry per piece: key group, whether a delta,
-//! offset, length, checksum), then the table's length and checksum. A segment that cannot be
-//! linked (its point was removed, or its checkpoint aborted) is written again from the pieces
-//! still held, at the same offsets and entries, the others left as zeros and blank entries.
-//! The state file's checksum is in `_metadata`; every table and every piece is verified before
-//! any module sees a byte. Encoding only: the store does the I/O.
+//! offset, length, checksum), then the table's length and the checksum of everything before
+//! it. A segment that cannot be linked (its point was removed, or its checkpoint aborted) is
+//! written again from the pieces still held, at the same offsets and entries, the others left
+//! as zeros and blank entries. The state file's checksum is in `_metadata`; every segment a
+//! state file names is verified whole (a byte changed anywhere in a point is refused, even in
+//! a piece no longer held) before any module sees a byte. Encoding only: the store does the
+//! I/O.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,7 +64,8 @@ const BLANK: Entry = Entry {
     checksum: [0; 16],
 };
 
-/// The bytes after a segment's table: its length (u32 LE) and checksum.
+/// The bytes after a segment's table: its length (u32 LE), and the checksum of the segment
+/// up to here.
 pub const TRAILER_LEN: usize = 4 + 16;
 
 /// A format 2 state file: each key group whole, inline.
@@ -153,21 +156,36 @@ pub fn segment_bytes(pieces: &Pieces<'_>) -> Vec<u8> {
     let table = postcard::to_stdvec(&table).expect("encoding to a Vec cannot fail");
     bytes.extend_from_slice(&table);
     bytes.extend_from_slice(&(table.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&checksum(&table));
+    let sum = checksum(&bytes);
+    bytes.extend_from_slice(&sum);
     bytes
 }
 
-/// The length of the table before a segment's `trailer`.
-pub fn table_len(trailer: &[u8; TRAILER_LEN]) -> u32 {
-    u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"))
-}
-
-/// A segment's table, verified against its `trailer`.
-pub fn decode_table(table: &[u8], trailer: &[u8; TRAILER_LEN]) -> Result<Vec<Entry>, String> {
-    if checksum(table) != trailer[4..] {
-        return Err("the segment's table does not match its checksum".to_owned());
+/// The table of the segment `bytes`, the whole segment verified against its checksum and every
+/// entry within its pieces.
+pub fn open_segment(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    let short = || "shorter than its table".to_owned();
+    let summed = bytes.len().checked_sub(16).ok_or_else(short)?;
+    if checksum(&bytes[..summed]) != bytes[summed..] {
+        return Err("the segment does not match its checksum".to_owned());
     }
-    postcard::from_bytes(table).map_err(|e| format!("the segment's table does not decode: {e}"))
+    let len_at = summed.checked_sub(4).ok_or_else(short)?;
+    let table_len = u32::from_le_bytes(bytes[len_at..summed].try_into().expect("4 bytes"));
+    let table_at = len_at.checked_sub(table_len as usize).ok_or_else(short)?;
+    let table: Vec<Entry> = postcard::from_bytes(&bytes[table_at..len_at])
+        .map_err(|e| format!("the segment's table does not decode: {e}"))?;
+    let outside = |e: &&Entry| {
+        e.offset
+            .checked_add(e.len)
+            .is_none_or(|end| end > table_at as u64)
+    };
+    if let Some(entry) = table.iter().find(outside) {
+        return Err(format!(
+            "an entry of key group {} lies outside the segment's pieces",
+            entry.group
+        ));
+    }
+    Ok(table)
 }
 
 /// A state file read back: its operator state, and the segments and entries of its keyed state.
@@ -205,12 +223,10 @@ pub struct SegmentError {
     pub problem: String,
 }
 
-/// Where a decoded state's segments are read from.
+/// Where a decoded state's segments are read from: each whole, by name.
 pub trait Segments {
-    /// The verified table of segment `name`.
-    fn table(&mut self, name: &str) -> Result<Vec<Entry>, SegmentError>;
-    /// The bytes of `entry` of segment `name`, verified against its checksum.
-    fn piece(&mut self, name: &str, entry: &Entry) -> Result<Vec<u8>, SegmentError>;
+    /// The bytes of segment `name` (a plain file name, checked by [`decode`]).
+    fn bytes(&mut self, name: &str) -> Result<&[u8], SegmentError>;
 }
 
 impl Decoded {
@@ -219,7 +235,12 @@ impl Decoded {
     pub fn load(self, segments: &mut impl Segments) -> Result<Held, SegmentError> {
         let mut key_groups: BTreeMap<u32, Vec<Piece>> = BTreeMap::new();
         for (name, sequence, bits) in &self.segments {
-            let table = segments.table(name)?;
+            let at_fault = |problem| SegmentError {
+                segment: name.clone(),
+                problem,
+            };
+            let bytes = segments.bytes(name)?;
+            let table = open_segment(bytes).map_err(at_fault)?;
             let segment: Arc<str> = name.as_str().into();
             for (i, entry) in table.iter().enumerate() {
                 if bits.get(i / 8).is_none_or(|b| b & (1 << (i % 8)) == 0) {
@@ -227,13 +248,18 @@ impl Decoded {
                 }
                 let chain = key_groups.entry(entry.group).or_default();
                 if entry.len == 0 || entry.delta == chain.is_empty() {
-                    return Err(SegmentError {
-                        segment: name.clone(),
-                        problem: format!("entry {i} (key group {}) is out of order", entry.group),
-                    });
+                    let group = entry.group;
+                    return Err(at_fault(format!(
+                        "entry {i} (key group {group}) is out of order"
+                    )));
+                }
+                let piece = &bytes[entry.offset as usize..][..entry.len as usize];
+                if checksum(piece) != entry.checksum {
+                    let problem = format!("checksum mismatch at offset {}", entry.offset);
+                    return Err(at_fault(problem));
                 }
                 chain.push(Piece {
-                    bytes: segments.piece(name, entry)?.into(),
+                    bytes: piece.into(),
                     home: Some(Home {
                         segment: segment.clone(),
                         sequence: *sequence,

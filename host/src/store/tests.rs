@@ -220,7 +220,8 @@ fn a_segment_that_cannot_be_linked_is_written_again_and_a_damaged_one_is_named()
     fs::write(&segment, damaged).unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
     assert!(
-        error.contains(&*segment.to_string_lossy()) && error.contains("checksum mismatch"),
+        error.contains(&*segment.to_string_lossy())
+            && error.contains("does not match its checksum"),
         "{error}"
     );
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use host::barrier::BarrierKind;
-use host::ids::{CheckpointId, JobId, OperatorId};
+use host::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use host::key_group::KEY_GROUP_FUNCTION;
 use host::snapshot::{Held, Piece};
 use host::store::{Layout, Metadata, OperatorState, Store};
@@ -28,7 +28,7 @@ fn evict(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mib_per_s(bytes: usize, seconds: f64) -> f64 {
+pub fn mib_per_s(bytes: usize, seconds: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / seconds
 }
 
@@ -119,18 +119,37 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
     let raw_read = mib_per_s(total, started.elapsed().as_secs_f64());
     std::fs::remove_file(&raw_path)?;
 
-    // The store: one subtask's state per blob, as one key group of keyed state: each subtask
-    // writes its segment and state file on its own thread as the runtime's subtasks do (on
-    // tokio's blocking pool), then `_metadata` and the atomic publish.
     let store = Store::open(scratch.join("savepoint-home"))?;
     let job: JobId = "job-bench".parse().map_err(anyhow::Error::msg)?;
+    let (write, read) = store_round(&store, &job, blob, blobs)?;
+    Ok(Round {
+        raw_write,
+        raw_read,
+        write,
+        read,
+    })
+}
+
+/// Writes `blobs` copies of `blob` as one savepoint of `job` through `store` and restores it;
+/// returns both bandwidths in MiB/s, and removes the savepoint. One subtask's state per blob,
+/// as one key group of keyed state: each subtask's segment and state file written on its own
+/// thread as the runtime's subtasks write theirs (on tokio's blocking
+/// pool), then `_metadata` and the atomic publish; the restore verifies every checksum. In a
+/// local folder, the files are evicted from the page cache before they are read.
+pub fn store_round(
+    store: &Store,
+    job: &JobId,
+    blob: &[u8],
+    blobs: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let total = blobs * blob.len();
     let operator: OperatorId = "state".parse().map_err(anyhow::Error::msg)?;
     let checkpoint = CheckpointId(1);
     let states: Vec<Held> = (0..blobs as u32)
         .map(|subtask| {
             let mut held = Held::default();
             held.key_groups.insert(0, vec![Piece::new(blob)]);
-            let segment = Layout::segment_file_name(&job, checkpoint, operator.as_str(), subtask);
+            let segment = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
             held.home_new_pieces(&segment, checkpoint.0);
             held
         })
@@ -139,8 +158,7 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
     let files = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..blobs as u32)
             .map(|subtask| {
-                let (store, job, operator) = (&store, &job, &operator);
-                let held = &states[subtask as usize];
+                let (operator, held) = (&operator, &states[subtask as usize]);
                 scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, held))
             })
             .collect();
@@ -168,11 +186,13 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
             files,
         }],
     };
-    let folder =
-        store.complete_savepoint(&metadata, &"sp-bench".parse().map_err(anyhow::Error::msg)?)?;
+    let id: SavepointId = "sp-bench".parse().map_err(anyhow::Error::msg)?;
+    let folder = store.complete_savepoint(&metadata, &id)?;
     let write = mib_per_s(total, started.elapsed().as_secs_f64());
-    for entry in std::fs::read_dir(&folder)? {
-        evict(&entry?.path())?;
+    if !store.has_object_points() {
+        for entry in std::fs::read_dir(&folder)? {
+            evict(&entry?.path())?;
+        }
     }
     let started = Instant::now();
     let point = store.read_point(&folder)?;
@@ -180,11 +200,6 @@ fn measure_round(scratch: &Path, blob: &[u8], blobs: usize) -> anyhow::Result<Ro
     black_box(&states);
     let read = mib_per_s(total, started.elapsed().as_secs_f64());
     drop(states);
-    std::fs::remove_dir_all(&folder)?;
-    Ok(Round {
-        raw_write,
-        raw_read,
-        write,
-        read,
-    })
+    store.remove_savepoint(&id)?;
+    Ok((write, read))
 }

@@ -138,14 +138,14 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
     Ok(rows)
 }
 
-fn operator(id: &str, role: &str, module: &Path, parallelism: u32, extra: &str) -> String {
+pub fn operator(id: &str, role: &str, module: &Path, parallelism: u32, extra: &str) -> String {
     format!(
         "[[operators]]\nid = \"{id}\"\nrole = \"{role}\"\nmodule = \"{}\"\nparallelism = {parallelism}\n{extra}\n",
         module.display()
     )
 }
 
-fn edge(from: &str, to: &str, partition: &str) -> String {
+pub fn edge(from: &str, to: &str, partition: &str) -> String {
     format!("[[edges]]\nfrom = \"{from}\"\nto = \"{to}\"\npartition = \"{partition}\"\n")
 }
 

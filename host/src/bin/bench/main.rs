@@ -7,7 +7,9 @@
 //!    pause and the bytes it writes) when 1 % of 1 M keys changed, against a full one;
 //! 4. savepoint write and restore bandwidth vs raw sequential disk bandwidth;
 //! 5. upgrade downtime with keyed state;
-//! 6. start-up of a 5-operator job, cold and with the compiled-module cache.
+//! 6. start-up of a 5-operator job, cold and with the compiled-module cache;
+//! 7. savepoint write and restore on an S3-compatible server (moto) vs the local folder;
+//! 8. rescaling 2 -> 3 vs resuming 2 -> 2, through `host` processes as a user runs them.
 //!
 //! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`; `just
 //! bench` builds what it needs. Paths default to cargo's target directory this binary was built
@@ -17,6 +19,8 @@ mod boundary;
 mod checkpoints;
 mod disk;
 mod jobs;
+mod rescale;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -59,6 +63,8 @@ enum Bench {
     Savepoint,
     Upgrade,
     Startup,
+    ObjectStore,
+    Rescale,
 }
 
 /// One line of the report.
@@ -101,6 +107,10 @@ pub struct Sizes {
     pub checkpoint_keys: usize,
     /// Checkpoints measured after 1 % of those keys changed.
     pub checkpoint_rounds: usize,
+    /// Bytes of state written and restored on the object store (and locally, beside it).
+    pub object_store_bytes: usize,
+    /// Distinct keys of the keyed state rescaled.
+    pub rescale_keys: usize,
     /// Runs of each pipeline configuration (the fastest counts).
     pub repetitions: usize,
 }
@@ -118,6 +128,8 @@ async fn main() -> anyhow::Result<()> {
             upgrade_state_bytes: 10 << 20,
             checkpoint_keys: 100_000,
             checkpoint_rounds: 30,
+            object_store_bytes: 16 << 20,
+            rescale_keys: 100_000,
             repetitions: 1,
         }
     } else {
@@ -130,6 +142,8 @@ async fn main() -> anyhow::Result<()> {
             upgrade_state_bytes: 100 << 20,
             checkpoint_keys: 1_000_000,
             checkpoint_rounds: 250,
+            object_store_bytes: 256 << 20,
+            rescale_keys: 1_000_000,
             repetitions: 5,
         }
     };
@@ -185,6 +199,20 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Bench::Startup) {
         rows.extend(jobs::startup(&guests, scratch.path()).await?);
+    }
+    if runs(Bench::ObjectStore) {
+        let (target_dir, scratch) = (target_dir.clone(), scratch.path().to_owned());
+        // Its own thread: the object store's calls wait for a runtime of their own.
+        let object =
+            std::thread::spawn(move || store::object_store_bandwidth(&target_dir, &scratch, sizes));
+        rows.extend(
+            object
+                .join()
+                .map_err(|_| anyhow::anyhow!("the object-store benchmark panicked"))??,
+        );
+    }
+    if runs(Bench::Rescale) {
+        rows.extend(rescale::rescale(&guests, scratch.path(), sizes)?);
     }
     print_table(&rows, args.quick);
     let json = serde_json::json!({

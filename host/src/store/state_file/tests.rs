@@ -31,28 +31,14 @@ impl InMemory {
 }
 
 impl Segments for InMemory {
-    fn table(&mut self, name: &str) -> Result<Vec<Entry>, SegmentError> {
-        let bytes = &self.0[name];
-        let (rest, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN);
-        let trailer: &[u8; TRAILER_LEN] = trailer.try_into().unwrap();
-        let table = &rest[rest.len() - table_len(trailer) as usize..];
-        decode_table(table, trailer).map_err(|problem| SegmentError {
-            segment: name.to_owned(),
-            problem,
-        })
+    fn bytes(&mut self, name: &str) -> Result<&[u8], SegmentError> {
+        Ok(&self.0[name])
     }
+}
 
-    fn piece(&mut self, name: &str, entry: &Entry) -> Result<Vec<u8>, SegmentError> {
-        let bytes = &self.0[name][entry.offset as usize..][..entry.len as usize];
-        if checksum(bytes) != entry.checksum {
-            let problem = "checksum".to_owned();
-            return Err(SegmentError {
-                segment: name.to_owned(),
-                problem,
-            });
-        }
-        Ok(bytes.to_vec())
-    }
+/// The table of segment `name` of `segments`.
+fn table(segments: &InMemory, name: &str) -> Vec<Entry> {
+    open_segment(&segments.0[name]).unwrap()
 }
 
 #[test]
@@ -95,7 +81,7 @@ fn later_pieces_go_to_the_new_segment_and_a_segment_written_again_keeps_its_entr
     // Written again: group 1's old whole is zeros, its entry blank.
     let mut segments = InMemory::of(&encoded);
     assert!(segments.0["a.seg"].starts_with(b"\0\0\0two"));
-    assert_eq!(segments.table("a.seg").unwrap()[0], BLANK);
+    assert_eq!(table(&segments, "a.seg")[0], BLANK);
     let back = decode(&encoded.state_file)
         .unwrap()
         .load(&mut segments)
@@ -104,23 +90,25 @@ fn later_pieces_go_to_the_new_segment_and_a_segment_written_again_keeps_its_entr
 }
 
 #[test]
-fn a_corrupt_piece_or_table_or_a_name_outside_the_folder_is_refused() {
-    let state = held(&[(1, false, b"one")], "a.seg", 1);
+fn a_byte_changed_anywhere_in_a_segment_or_a_name_outside_the_folder_is_refused() {
+    let mut state = held(&[(1, false, b"one"), (2, false, b"two")], "a.seg", 1);
+    take(&mut state, &[(1, false, b"ONE")], "b.seg", 2);
     let encoded = encode(&state);
-    let mut flipped = InMemory::of(&encoded);
-    flipped.0.get_mut("a.seg").unwrap()[2] = b'E';
-    let error = decode(&encoded.state_file).unwrap().load(&mut flipped);
-    assert_eq!(error.unwrap_err().problem, "checksum");
-    let mut table = InMemory::of(&encoded);
-    let at = table.0["a.seg"].len() - TRAILER_LEN - 1;
-    table.0.get_mut("a.seg").unwrap()[at] ^= 1;
-    let error = decode(&encoded.state_file).unwrap().load(&mut table);
-    assert!(
-        error
-            .unwrap_err()
-            .problem
-            .contains("does not match its checksum")
-    );
+    let segments = InMemory::of(&encoded);
+    // Every byte of segment `a`, even of group 1's old whole state, which is no longer held.
+    for at in 0..segments.0["a.seg"].len() {
+        let mut damaged = InMemory(segments.0.clone());
+        damaged.0.get_mut("a.seg").unwrap()[at] ^= 1;
+        let error = decode(&encoded.state_file).unwrap().load(&mut damaged);
+        assert_eq!(
+            error.unwrap_err(),
+            SegmentError {
+                segment: "a.seg".to_owned(),
+                problem: "the segment does not match its checksum".to_owned()
+            },
+            "a bit flipped at {at}"
+        );
+    }
     for bad in ["../a.seg", ".seg", "a/b.seg", "a.state"] {
         assert!(!is_segment_name(bad), "{bad}");
     }
@@ -137,9 +125,9 @@ fn a_chain_that_does_not_start_whole_is_refused() {
     let state = held(&[(1, false, b"one")], "a.seg", 1);
     let encoded = encode(&state);
     let mut segments = InMemory::of(&encoded);
-    let mut table = segments.table("a.seg").unwrap();
-    table[0].delta = true;
-    let pieces = BTreeMap::from([(0, (table[0], &b"one"[..]))]);
+    let mut entry = table(&segments, "a.seg")[0];
+    entry.delta = true;
+    let pieces = BTreeMap::from([(0, (entry, &b"one"[..]))]);
     segments
         .0
         .insert("a.seg".to_owned(), segment_bytes(&pieces));

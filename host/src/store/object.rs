@@ -1,0 +1,725 @@
+//! The object-store back-end of points: checkpoints and savepoints on S3-compatible storage
+//! (`--store s3://bucket/prefix`), through the `object_store` crate.
+//!
+//! Where a barrier's journey ends when the points live on an object store: the keys are the
+//! paths of [`Layout`] relative to the state folder, under the store's prefix
+//! (`<prefix>/jobs/<job-id>/checkpoints/<n>/_metadata`, `<prefix>/savepoints/<id>/…`); a
+//! point is still *named* by its path under the local state folder, which [`Layout::relative`]
+//! maps to its key. Everything else (status, locks, sockets, the module cache) stays local.
+//!
+//! Completion is atomic as on disk, by another means: an object appears whole or not at all,
+//! and a point exists exactly when its `_metadata` object does. State objects go first, straight
+//! under the checkpoint's prefix; `_metadata` goes last, with a create-only put (`If-None-Match:
+//! *`); listings only look for `_metadata`, so a point whose upload was cut short is never
+//! listed. A savepoint's state objects are copied to its own prefix before its `_metadata`, so
+//! that it is self-contained. Deleting a point deletes `_metadata` first. Before and after each
+//! `_metadata` put the process checks the job's lease ([`super::fence`]).
+//!
+//! The store's methods stay synchronous. Each call here runs its future on a small runtime of
+//! this back-end's own, and the calling thread waits for it with a plain executor: callers are
+//! blocking threads, the command line (no runtime at all) and, for short calls, async tasks of
+//! the job's runtime, where `Handle::block_on` would panic and where waiting on the job's own
+//! runtime could starve it. The HTTP connections live on that one runtime, so they are reused
+//! from call to call.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as Key;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion, WriteMultipart,
+};
+
+use super::fence::{self, Fence, Lease};
+use super::layout::METADATA_FILE;
+use super::metadata::{METADATA_BYTES_MAX, MetadataError};
+use super::{Layout, Point, StateFile, StoreError};
+use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
+
+/// State blobs larger than this go up as multipart uploads.
+pub const MULTIPART_THRESHOLD_BYTES: usize = 16 << 20;
+/// Size of each part of a multipart upload (S3 wants 5 MiB at least, but the last).
+pub const MULTIPART_PART_BYTES: usize = 8 << 20;
+/// Parts of one multipart upload in flight at once.
+const MULTIPART_PARTS_PARALLEL_MAX: usize = 4;
+/// State objects read at once on restore.
+pub const STATE_READS_PARALLEL_MAX: usize = 8;
+/// Objects copied or deleted at once.
+const REQUESTS_PARALLEL_MAX: usize = 8;
+/// Attempts at a takeover when other processes keep changing the lease meanwhile.
+const LEASE_RACES_MAX: u32 = 8;
+/// Worker threads of this back-end's runtime.
+const WORKER_THREADS: usize = 2;
+
+/// `s3://bucket/prefix`, read. Performs no I/O.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreUrl {
+    /// The bucket.
+    pub bucket: String,
+    /// The prefix under which every key goes (may be empty), without slashes at either end.
+    pub prefix: String,
+}
+
+impl StoreUrl {
+    /// Reads `s3://bucket[/prefix]`.
+    pub fn parse(text: &str) -> Result<StoreUrl, String> {
+        let rest = text
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("`{text}`: expected s3://bucket/prefix"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("`{text}`: no bucket"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|part| part == ".." || part == ".") {
+            return Err(format!(
+                "`{text}`: `.` and `..` are not allowed in the prefix"
+            ));
+        }
+        Ok(StoreUrl {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.prefix.as_str() {
+            "" => write!(f, "s3://{}", self.bucket),
+            prefix => write!(f, "s3://{}/{prefix}", self.bucket),
+        }
+    }
+}
+
+/// Points on an object store, and the leases this process holds there.
+pub struct ObjectPoints {
+    store: Arc<dyn ObjectStore>,
+    url: StoreUrl,
+    prefix: Key,
+    /// `Some` until dropped: shut down in the background, since the last clone of the store
+    /// may be dropped on an async task, where a blocking shutdown would panic.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The generation of each job's lease this process holds.
+    held: Mutex<BTreeMap<JobId, u64>>,
+}
+
+impl Drop for ObjectPoints {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for ObjectPoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectPoints({})", self.url)
+    }
+}
+
+/// A key's failure, named by its URL.
+fn object_error(url: String) -> impl FnOnce(object_store::Error) -> StoreError {
+    move |source| StoreError::Object {
+        key: url,
+        source: Box::new(source),
+    }
+}
+
+fn not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
+impl ObjectPoints {
+    /// Points at `url` in `store` (built by the caller, with its credentials and endpoint).
+    pub fn new(store: Arc<dyn ObjectStore>, url: StoreUrl) -> io::Result<ObjectPoints> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKER_THREADS)
+            .thread_name("object-store")
+            .enable_all()
+            .build()?;
+        let prefix = Key::from(url.prefix.as_str());
+        Ok(ObjectPoints {
+            store,
+            url,
+            prefix,
+            runtime: Some(runtime),
+            held: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The store's URL.
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    /// Runs `future` on this back-end's runtime and waits for it on the calling thread.
+    fn run<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        let runtime = self.runtime.as_ref().expect("running until dropped");
+        let task = runtime.spawn(future);
+        futures::executor::block_on(task).expect("object store calls do not panic")
+    }
+
+    /// The key of a location under the state folder (`None`: it is not under it).
+    pub fn key(&self, layout: &Layout, location: &Path) -> Option<Key> {
+        let relative = layout.relative(location)?;
+        let mut key = self.prefix.clone();
+        for part in relative.iter() {
+            key = key.join(part.to_str()?);
+        }
+        Some(key)
+    }
+
+    fn key_of(&self, layout: &Layout, location: &Path) -> Key {
+        self.key(layout, location)
+            .unwrap_or_else(|| panic!("{} is not in the state folder", location.display()))
+    }
+
+    /// The URL of a key, for messages.
+    pub fn url_of(&self, key: &Key) -> String {
+        format!("s3://{}/{key}", self.url.bucket)
+    }
+
+    /// The URL of a location under the state folder, for messages.
+    pub fn display(&self, layout: &Layout, location: &Path) -> Option<String> {
+        self.key(layout, location).map(|key| self.url_of(&key))
+    }
+
+    /// Every object under `prefix`, with its size.
+    fn list(&self, prefix: Key) -> Result<Vec<(Key, u64)>, StoreError> {
+        let (store, url) = (self.store.clone(), self.url_of(&prefix));
+        self.run(async move {
+            store
+                .list(Some(&prefix))
+                .map_ok(|meta| (meta.location, meta.size))
+                .try_collect()
+                .await
+        })
+        .map_err(object_error(url))
+    }
+
+    /// The names just below `prefix` whose `<name>/_metadata` exists: its published points.
+    fn published_below(&self, prefix: Key) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        for (key, _) in self.list(prefix.clone())? {
+            let parts: Vec<_> = key.prefix_match(&prefix).into_iter().flatten().collect();
+            if let [name, file] = &parts[..]
+                && file.as_ref() == METADATA_FILE
+            {
+                names.push(name.as_ref().to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Deletes these objects, `_metadata` first: a point is never listed without its states.
+    fn delete_all(&self, mut keys: Vec<Key>) -> Result<(), StoreError> {
+        keys.sort_by_key(|key| key.filename() != Some(METADATA_FILE));
+        let metadata_first = keys
+            .first()
+            .filter(|key| key.filename() == Some(METADATA_FILE))
+            .cloned();
+        if let Some(key) = metadata_first {
+            let (store, url) = (self.store.clone(), self.url_of(&key));
+            self.run(async move { store.delete(&key).await })
+                .or_else(|e| if not_found(&e) { Ok(()) } else { Err(e) })
+                .map_err(object_error(url))?;
+            keys.remove(0);
+        }
+        let (store, url) = (self.store.clone(), self.url_of(&self.prefix));
+        self.run(async move {
+            futures::stream::iter(keys)
+                .map(|key| {
+                    let store = store.clone();
+                    async move {
+                        match store.delete(&key).await {
+                            Err(e) if !not_found(&e) => Err(e),
+                            _ => Ok(()),
+                        }
+                    }
+                })
+                .buffer_unordered(REQUESTS_PARALLEL_MAX)
+                .try_collect::<()>()
+                .await
+        })
+        .map_err(object_error(url))
+    }
+
+    /// Writes one state object. A blob above [`MULTIPART_THRESHOLD_BYTES`] goes up in parts;
+    /// `midway` runs halfway (where a test crashes or fails the write).
+    pub fn write_state(
+        &self,
+        layout: &Layout,
+        location: &Path,
+        blob: &[u8],
+        midway: impl FnOnce() -> io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let key = self.key_of(layout, location);
+        let url = self.url_of(&key);
+        let midway_failed = |source| StoreError::Io {
+            path: PathBuf::from(url.clone()),
+            source,
+        };
+        let blob = Bytes::copy_from_slice(blob);
+        if blob.len() <= MULTIPART_THRESHOLD_BYTES {
+            // A crash here leaves this subtask's object absent: a single put is atomic.
+            midway().map_err(midway_failed)?;
+            let store = self.store.clone();
+            return self
+                .run(async move { store.put(&key, PutPayload::from(blob)).await })
+                .map(drop)
+                .map_err(object_error(url));
+        }
+        let half = blob.len() / 2;
+        let (store, first) = (self.store.clone(), blob.slice(..half));
+        let upload_key = key.clone();
+        let mut upload = self
+            .run(async move {
+                let upload = store.put_multipart(&upload_key).await?;
+                let mut upload = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
+                for chunk in first.chunks(MULTIPART_PART_BYTES) {
+                    upload
+                        .wait_for_capacity(MULTIPART_PARTS_PARALLEL_MAX)
+                        .await?;
+                    upload.write(chunk);
+                }
+                Ok(upload)
+            })
+            .map_err(object_error(url.clone()))?;
+        // A crash here leaves an unfinished upload: no object, parts the bucket's lifecycle
+        // rule for incomplete uploads removes.
+        if let Err(e) = midway() {
+            let _ = self.run(async move { upload.abort().await });
+            return Err(midway_failed(e));
+        }
+        let rest = blob.slice(half..);
+        self.run(async move {
+            for chunk in rest.chunks(MULTIPART_PART_BYTES) {
+                upload
+                    .wait_for_capacity(MULTIPART_PARTS_PARALLEL_MAX)
+                    .await?;
+                upload.write(chunk);
+            }
+            upload.finish().await
+        })
+        .map(drop)
+        .map_err(object_error(url))
+    }
+
+    /// Copies the state objects named in `files` from one point's prefix to another's.
+    pub fn copy_states(
+        &self,
+        layout: &Layout,
+        from: &Path,
+        to: &Path,
+        files: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let (from, to) = (self.key_of(layout, from), self.key_of(layout, to));
+        let (store, url) = (self.store.clone(), self.url_of(&to));
+        self.run(async move {
+            futures::stream::iter(files)
+                .map(|file| {
+                    let store = store.clone();
+                    let (from, to) = (
+                        from.clone().join(file.as_str()),
+                        to.clone().join(file.as_str()),
+                    );
+                    async move { store.copy(&from, &to).await }
+                })
+                .buffer_unordered(REQUESTS_PARALLEL_MAX)
+                .try_collect::<()>()
+                .await
+        })
+        .map_err(object_error(url))
+    }
+
+    /// Publishes the point at `location`: its `_metadata`, create-only, fenced before and
+    /// after. `before_put` runs right before the put (where a test crashes).
+    pub fn publish(
+        &self,
+        layout: &Layout,
+        location: &Path,
+        job: &JobId,
+        checkpoint: CheckpointId,
+        bytes: Vec<u8>,
+        before_put: impl FnOnce() -> io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let key = self.key_of(layout, location).join(METADATA_FILE);
+        let url = self.url_of(&key);
+        // A zombie whose job was taken over stops here.
+        self.check_fence(layout, job, checkpoint)?;
+        before_put().map_err(|source| StoreError::Io {
+            path: PathBuf::from(url.clone()),
+            source,
+        })?;
+        let store = self.store.clone();
+        // The put that publishes: `If-None-Match: *`, so a point is never written twice.
+        self.run(async move {
+            let options = PutOptions::from(PutMode::Create);
+            store
+                .put_opts(&key, Bytes::from(bytes).into(), options)
+                .await
+        })
+        .map_err(object_error(url))?;
+        // Taken over during the put: the point exists, but not for this process to commit.
+        self.check_fence(layout, job, checkpoint)
+    }
+
+    /// The `_metadata` of the point at `location`, or `None` if it has none. Refuses one
+    /// larger than [`METADATA_BYTES_MAX`] before reading it.
+    pub fn read_metadata(
+        &self,
+        layout: &Layout,
+        location: &Path,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.key_of(layout, location).join(METADATA_FILE);
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        let read = self.run(async move {
+            let got = store.get(&key).await?;
+            if got.meta.size > METADATA_BYTES_MAX {
+                return Ok(Err(got.meta.size));
+            }
+            Ok(Ok(got.bytes().await?))
+        });
+        match read {
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(object_error(url)(e)),
+            Ok(Err(len)) => Err(StoreError::Metadata {
+                path: PathBuf::from(url),
+                source: MetadataError::TooLarge(len),
+            }),
+            Ok(Ok(bytes)) => Ok(Some(bytes.to_vec())),
+        }
+    }
+
+    /// Whether the point at `location` is published.
+    pub fn has_point(&self, layout: &Layout, location: &Path) -> Result<bool, StoreError> {
+        let key = self.key_of(layout, location).join(METADATA_FILE);
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        match self.run(async move { store.head(&key).await }) {
+            Ok(_) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(object_error(url)(e)),
+        }
+    }
+
+    /// Whether anything of `job` is on the store.
+    pub fn has_job(&self, layout: &Layout, job: &JobId) -> Result<bool, StoreError> {
+        Ok(!self.list(self.key_of(layout, &layout.job(job)))?.is_empty())
+    }
+
+    /// Every job with objects on the store.
+    pub fn jobs(&self, layout: &Layout) -> Result<Vec<JobId>, StoreError> {
+        let prefix = self.key_of(layout, &layout.jobs());
+        let (store, url) = (self.store.clone(), self.url_of(&prefix));
+        let listed = self
+            .run(async move { store.list_with_delimiter(Some(&prefix)).await })
+            .map_err(object_error(url))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|key| key.filename()?.parse().ok())
+            .collect())
+    }
+
+    /// A job's published checkpoints, unsorted.
+    pub fn checkpoints(
+        &self,
+        layout: &Layout,
+        job: &JobId,
+    ) -> Result<Vec<CheckpointId>, StoreError> {
+        let names = self.published_below(self.key_of(layout, &layout.checkpoints(job)))?;
+        Ok(names
+            .iter()
+            .filter_map(|name| Layout::parse_checkpoint_name(name))
+            .collect())
+    }
+
+    /// A job's checkpoints with objects but no `_metadata`: never published.
+    pub fn leftovers(&self, layout: &Layout, job: &JobId) -> Result<Vec<CheckpointId>, StoreError> {
+        let prefix = self.key_of(layout, &layout.checkpoints(job));
+        let mut seen = std::collections::BTreeSet::new();
+        let mut published = std::collections::BTreeSet::new();
+        for (key, _) in self.list(prefix.clone())? {
+            let parts: Vec<_> = key.prefix_match(&prefix).into_iter().flatten().collect();
+            let Some(n) = parts
+                .first()
+                .and_then(|n| Layout::parse_checkpoint_name(n.as_ref()))
+            else {
+                continue;
+            };
+            seen.insert(n);
+            if parts.len() == 2 && parts[1].as_ref() == METADATA_FILE {
+                published.insert(n);
+            }
+        }
+        Ok(seen.difference(&published).copied().collect())
+    }
+
+    /// Every published savepoint's id, unsorted.
+    pub fn savepoint_ids(&self, layout: &Layout) -> Result<Vec<SavepointId>, StoreError> {
+        let names = self.published_below(self.key_of(layout, &layout.savepoints()))?;
+        Ok(names.iter().filter_map(|name| name.parse().ok()).collect())
+    }
+
+    /// Deletes the point (or unpublished leftovers) at `location`, `_metadata` first.
+    pub fn remove_point(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
+        let keys = self.list(self.key_of(layout, location))?;
+        self.delete_all(keys.into_iter().map(|(key, _)| key).collect())
+    }
+
+    /// Deletes what an unpublished point left at `location`; a published one stays (it may be
+    /// what a successor resumes from).
+    pub fn remove_unpublished(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
+        if self.has_point(layout, location)? {
+            return Ok(());
+        }
+        self.remove_point(layout, location)
+    }
+
+    /// Reads every state object of `point`, at most [`STATE_READS_PARALLEL_MAX`] at once,
+    /// through the checks every back-end shares ([`super::verify_lengths`],
+    /// [`super::verify_blob`]).
+    pub fn read_states(
+        &self,
+        layout: &Layout,
+        point: &Point,
+        files: &[(&OperatorId, &StateFile)],
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let prefix = self.key_of(layout, &point.dir);
+        let sizes: BTreeMap<Key, u64> = self.list(prefix.clone())?.into_iter().collect();
+        let path_of =
+            |file: &StateFile| PathBuf::from(self.url_of(&prefix.clone().join(file.file.as_str())));
+        let found = files.iter().map(|(_, file)| {
+            let key = prefix.clone().join(file.file.as_str());
+            sizes
+                .get(&key)
+                .copied()
+                .ok_or_else(|| "no such object".to_owned())
+        });
+        super::verify_lengths(files, found.collect(), &path_of)?;
+        let keys: Vec<(usize, Key)> = files
+            .iter()
+            .enumerate()
+            .map(|(n, (_, file))| (n, prefix.clone().join(file.file.as_str())))
+            .collect();
+        let (store, url) = (self.store.clone(), self.url_of(&prefix));
+        let blobs: Vec<(usize, Bytes)> = self
+            .run(async move {
+                futures::stream::iter(keys)
+                    .map(|(n, key)| {
+                        let store = store.clone();
+                        async move {
+                            Ok::<_, object_store::Error>((n, store.get(&key).await?.bytes().await?))
+                        }
+                    })
+                    .buffer_unordered(STATE_READS_PARALLEL_MAX)
+                    .try_collect()
+                    .await
+            })
+            .map_err(object_error(url))?;
+        let mut blobs = blobs;
+        blobs.sort_by_key(|(n, _)| *n);
+        for ((_, file), (_, blob)) in files.iter().zip(&blobs) {
+            super::verify_blob(file, blob, &path_of)?;
+        }
+        Ok(blobs.into_iter().map(|(_, blob)| blob).collect())
+    }
+
+    /// The whole object at `location` (a segment).
+    pub fn read_object(&self, layout: &Layout, location: &Path) -> Result<Bytes, StoreError> {
+        let key = self.key_of(layout, location);
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        self.run(async move { store.get(&key).await?.bytes().await })
+            .map_err(object_error(url))
+    }
+
+    /// Copies object `name` of the point at `earlier` to `to`, server-side; false if there is
+    /// no such point or object (removed since, or its checkpoint aborted).
+    pub fn copy_if_present(
+        &self,
+        layout: &Layout,
+        earlier: Option<&Path>,
+        name: &str,
+        to: &Path,
+    ) -> Result<bool, StoreError> {
+        let Some(earlier) = earlier else {
+            return Ok(false);
+        };
+        let (from, to) = (
+            self.key_of(layout, &earlier.join(name)),
+            self.key_of(layout, to),
+        );
+        let (store, url) = (self.store.clone(), self.url_of(&to));
+        match self.run(async move { store.copy(&from, &to).await }) {
+            Ok(()) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(object_error(url)(e)),
+        }
+    }
+
+    /// The names of the objects right under `location` (a point's files).
+    pub fn names(&self, layout: &Layout, location: &Path) -> Result<Vec<String>, StoreError> {
+        let prefix = self.key_of(layout, location);
+        let names = self
+            .list(prefix.clone())?
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let parts: Vec<_> = key.prefix_match(&prefix)?.collect();
+                match &parts[..] {
+                    [name] => Some(name.as_ref().to_owned()),
+                    _ => None,
+                }
+            });
+        Ok(names.collect())
+    }
+
+    /// The bytes of every object under `location`.
+    pub fn bytes_under(&self, layout: &Layout, location: &Path) -> Result<u64, StoreError> {
+        let objects = self.list(self.key_of(layout, location))?;
+        Ok(objects.iter().map(|(_, size)| size).sum())
+    }
+
+    /// Reads a job's lease and its version (`None`: it has none).
+    fn read_lease(&self, key: &Key) -> Result<Option<(Lease, UpdateVersion)>, StoreError> {
+        let (store, url) = (self.store.clone(), self.url_of(key));
+        let key = key.clone();
+        let got = self.run(async move {
+            let got = store.get(&key).await?;
+            let version = UpdateVersion {
+                e_tag: got.meta.e_tag.clone(),
+                version: got.meta.version.clone(),
+            };
+            Ok::<_, object_store::Error>((got.bytes().await?, version))
+        });
+        match got {
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(object_error(url)(e)),
+            Ok((bytes, version)) => {
+                let lease = fence::decode(&bytes).map_err(|e| StoreError::Io {
+                    path: PathBuf::from(url),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                })?;
+                Ok(Some((lease, version)))
+            }
+        }
+    }
+
+    /// Creates the lease of a job this process starts, generation 1, create-only.
+    pub fn create_lease(
+        &self,
+        layout: &Layout,
+        job: &JobId,
+        holder: String,
+    ) -> Result<(), StoreError> {
+        let key = self.key_of(layout, &layout.lease(job));
+        let lease = Lease {
+            generation: 1,
+            holder,
+        };
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        let bytes = Bytes::from(fence::encode(&lease));
+        self.run(async move {
+            store
+                .put_opts(&key, bytes.into(), PutOptions::from(PutMode::Create))
+                .await
+        })
+        .map_err(object_error(url))?;
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .insert(job.clone(), 1);
+        Ok(())
+    }
+
+    /// Takes `job` over: raises its lease's generation by a put conditional on the version
+    /// read, retrying if another process changed it meanwhile. Returns the new generation.
+    pub fn take_over(
+        &self,
+        layout: &Layout,
+        job: &JobId,
+        holder: String,
+    ) -> Result<u64, StoreError> {
+        let key = self.key_of(layout, &layout.lease(job));
+        let mut races = 0;
+        loop {
+            let now = self.read_lease(&key)?;
+            let lease = fence::taken_over(now.as_ref().map(|(l, _)| l), holder.clone());
+            let mode = match now {
+                Some((_, version)) => PutMode::Update(version),
+                None => PutMode::Create,
+            };
+            let (store, key2, url) = (self.store.clone(), key.clone(), self.url_of(&key));
+            let bytes = Bytes::from(fence::encode(&lease));
+            let put = self.run(async move {
+                store
+                    .put_opts(&key2, bytes.into(), PutOptions::from(mode))
+                    .await
+            });
+            match put {
+                Ok(_) => return Ok(lease.generation),
+                Err(
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::AlreadyExists { .. },
+                ) if races < LEASE_RACES_MAX => races += 1,
+                Err(e) => return Err(object_error(url)(e)),
+            }
+        }
+    }
+
+    /// Refuses with [`StoreError::Fenced`] unless the lease of `job` holds the generation this
+    /// process holds ([`fence::decide`]).
+    fn check_fence(
+        &self,
+        layout: &Layout,
+        job: &JobId,
+        checkpoint: CheckpointId,
+    ) -> Result<(), StoreError> {
+        let held = self.held.lock().expect("not poisoned").get(job).copied();
+        let key = self.key_of(layout, &layout.lease(job));
+        let now = self.read_lease(&key)?.map(|(lease, _)| lease);
+        // A job this process did not start (or whose lease it never created) is not its to
+        // publish: generation 0 is never held.
+        match fence::decide(held.unwrap_or(0), now.as_ref()) {
+            Fence::Current => Ok(()),
+            Fence::Superseded {
+                held,
+                current,
+                holder,
+            } => Err(StoreError::Fenced {
+                job: job.clone(),
+                checkpoint,
+                held,
+                current,
+                holder: holder.unwrap_or_else(|| "nobody".to_owned()),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_a_bucket_and_a_prefix() {
+        let url = StoreUrl::parse("s3://points/team/a/").unwrap();
+        assert_eq!(
+            url,
+            StoreUrl {
+                bucket: "points".to_owned(),
+                prefix: "team/a".to_owned()
+            }
+        );
+        assert_eq!(url.to_string(), "s3://points/team/a");
+        assert_eq!(StoreUrl::parse("s3://points").unwrap().prefix, "");
+        assert!(StoreUrl::parse("gs://points").is_err());
+        assert!(StoreUrl::parse("s3:///x").is_err());
+        assert!(StoreUrl::parse("s3://b/a/../c").is_err());
+    }
+}

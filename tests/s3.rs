@@ -1,0 +1,279 @@
+//! Checkpoints and savepoints on an S3-compatible object store (`--store s3://…`), against a
+//! real server: moto's `moto_server` (pinned, installed by `tests/s3/install-moto.sh` into
+//! `<target-dir>/venv-moto`), started on a free port of 127.0.0.1 for each test and stopped
+//! when the test ends, passing or not. No part of the S3 API is mocked.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::util::{Dir, WordCount, assert_exactly_once, input_text, target_dir};
+
+const LINES: usize = 3_000;
+/// Longest the S3 server may take to accept connections.
+const SERVER_START_MAX: Duration = Duration::from_secs(60);
+const BUCKET: &str = "points";
+
+/// Installs moto once per test process (the script itself skips an installed venv).
+fn moto_venv() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let venv = target_dir().join("venv-moto");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/s3/install-moto.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg(&venv)
+            .status()
+            .expect("running install-moto.sh");
+        assert!(status.success(), "{} failed", script.display());
+        venv
+    })
+}
+
+/// A `moto_server` on 127.0.0.1 with one bucket; killed when dropped.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let venv = moto_venv();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto_server");
+        let server = S3Server {
+            child,
+            endpoint: format!("127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while TcpStream::connect(&server.endpoint).is_err() {
+            assert!(
+                started.elapsed() < SERVER_START_MAX,
+                "moto_server did not listen on {} within {SERVER_START_MAX:?}",
+                server.endpoint
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server.request("PUT", &format!("/{BUCKET}"));
+        server
+    }
+
+    /// One plain HTTP request (moto does not check signatures); returns the response, which
+    /// must be a success.
+    fn request(&self, method: &str, path: &str) -> String {
+        let mut stream = TcpStream::connect(&self.endpoint).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.endpoint
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 2") || response.starts_with("HTTP/1.0 2"),
+            "{method} {path}: {response}"
+        );
+        response
+    }
+
+    /// The keys under `prefix` in the bucket.
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        let response = self.request("GET", &format!("/{BUCKET}?list-type=2&prefix={prefix}"));
+        response
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect()
+    }
+
+    /// What a `host` command needs to use this server, its points under `prefix`.
+    fn env(&self, prefix: &str) -> Vec<(String, String)> {
+        [
+            ("HOST_STORE", format!("s3://{BUCKET}/{prefix}")),
+            ("AWS_ENDPOINT", format!("http://{}", self.endpoint)),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The checkpoint numbers `host savepoints --job JOB --json` lists, failing on any unreadable.
+fn listed_checkpoints(dir: &Dir, job: &str) -> Vec<u64> {
+    let listed = dir.host_ok(&["savepoints", "--job", job, "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| {
+            assert!(point["error"].is_null(), "unreadable point listed: {point}");
+            point["checkpoint"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_savepoint_on_the_object_store_resumes_from_a_fresh_state_folder() {
+    let server = S3Server::start();
+    let dir = Dir::new(LINES).with_env(&server.env("team/a"));
+    let job = dir.write_job(&WordCount::default());
+    let (savepoint, location) = dir.run_then_stop_with_savepoint(&job, 600);
+    assert_eq!(
+        location,
+        PathBuf::from(format!("s3://{BUCKET}/team/a/savepoints/{savepoint}"))
+    );
+    assert!(!dir.home().join("savepoints").join(&savepoint).exists());
+    let keys = server.keys(&format!("team/a/savepoints/{savepoint}/"));
+    assert!(
+        keys.iter().any(|k| k.ends_with("/_metadata"))
+            && keys.iter().any(|k| k.ends_with(".state")),
+        "{keys:?}"
+    );
+
+    // A fresh state folder on the same store sees the savepoint, and resumes from it.
+    std::fs::remove_dir_all(dir.home()).unwrap();
+    assert!(dir.host_ok(&["savepoints"]).contains(&savepoint));
+    assert!(
+        dir.host_ok(&["inspect", &savepoint])
+            .contains("all checksums verified")
+    );
+    dir.start(&[job.to_str().unwrap(), "--from", &savepoint])
+        .wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+
+    dir.host_ok(&["rm", &savepoint]);
+    assert!(!dir.host_ok(&["savepoints"]).contains(&savepoint));
+    assert!(
+        server
+            .keys(&format!("team/a/savepoints/{savepoint}/"))
+            .is_empty()
+    );
+}
+
+#[test]
+fn kill_9_during_a_checkpoint_upload_lists_no_half_point_and_resumes_exactly() {
+    let server = S3Server::start();
+    for (n, phase) in ["state-write", "metadata-written"].iter().enumerate() {
+        let prefix = format!("crash{n}");
+        let dir = Dir::new(LINES).with_env(&server.env(&prefix));
+        let job = dir.write_job(&WordCount {
+            checkpoint_interval_ms: 100,
+            ..WordCount::default()
+        });
+        let crash_at = format!("{phase}:3");
+        let (ok, stderr) = dir
+            .start(&[job.to_str().unwrap(), "--crash-at", &crash_at])
+            .wait();
+        assert!(
+            !ok && stderr.contains(&format!("crash injected at {phase} of checkpoint 3")),
+            "{stderr}"
+        );
+        let job_id = dir.host_ok(&["list"]);
+        let job_id = job_id.split_whitespace().next().unwrap().to_owned();
+        let half = format!("{prefix}/jobs/{job_id}/checkpoints/3/");
+        let left = server.keys(&half);
+        assert!(!left.iter().any(|k| k.ends_with("_metadata")), "{left:?}");
+        if *phase == "metadata-written" {
+            assert!(
+                !left.is_empty(),
+                "every state object is written before _metadata"
+            );
+        }
+        let listed = listed_checkpoints(&dir, &job_id);
+        assert!(
+            !listed.is_empty() && listed.iter().all(|&c| c < 3),
+            "{phase}: {listed:?}"
+        );
+
+        dir.start(&[job.to_str().unwrap(), "--from", &job_id])
+            .wait_ok();
+        assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+        assert!(listed_checkpoints(&dir, &job_id).iter().all(|&c| c < 3));
+        assert!(
+            server.keys(&half).is_empty(),
+            "{phase}: the never-published point is cleaned up on takeover"
+        );
+    }
+}
+
+#[test]
+fn a_process_whose_job_was_taken_over_cannot_publish() {
+    let server = S3Server::start();
+    let env = server.env("fenced");
+    let (first, second) = (
+        Dir::new(LINES).with_env(&env),
+        Dir::new(LINES).with_env(&env),
+    );
+    // Job A takes no checkpoint of its own accord: its next publish is its final checkpoint,
+    // about 6 s after it starts, well after B has built its job and taken A over.
+    let job_a = first.write_job(&WordCount {
+        lines_per_second: 500,
+        ..WordCount::default()
+    });
+    let a = first.start(&[job_a.to_str().unwrap(), "--checkpoint-interval", "0"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let savepoint = first.save(&a.job);
+
+    // Another state folder, as on another machine, resumes job A while it still runs. Its sink
+    // gets a copy of A's output folder as it is now (as a shared folder would be seen), so
+    // that it can reconcile it with the savepoint; B takes A over before choosing its point.
+    copy_tree(&first.path().join("output"), &second.path().join("output"));
+    let job_b = second.write_job(&WordCount::default());
+    let b = second.start(&[job_b.to_str().unwrap(), "--from", &a.job]);
+    let (code, stderr) = a.wait_code();
+    assert_eq!(code, Some(3), "A must fail:\n{stderr}");
+    assert!(
+        stderr.contains("generation fence") && stderr.contains("was taken over"),
+        "{stderr}"
+    );
+    b.wait_ok();
+    // A published nothing after the savepoint B resumed from (its checkpoint 1).
+    let a_points = listed_checkpoints(&second, &a_job(&first));
+    assert_eq!(a_points, [1], "points of A after {savepoint}");
+    assert_exactly_once(&second.committed_output(), &input_text(LINES));
+}
+
+/// The job id of the only job run in `dir`.
+fn a_job(dir: &Dir) -> String {
+    let listed = dir.host_ok(&["list"]);
+    listed.split_whitespace().next().unwrap().to_owned()
+}
+
+/// Copies the folder `from` into `to`, sub-folders included.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()));
+        } else {
+            // A file A is still writing may be caught half-way; B's sink discards it.
+            let _ = std::fs::copy(&path, to.join(entry.file_name()));
+        }
+    }
+}
