@@ -47,11 +47,13 @@ torture: rust-guests
 
 # Benchmarks against native Rust and raw disk, in one run (release build of the host).
 # `just bench --quick` finishes in under a minute. Results: stdout and <target-dir>/bench.json.
-bench *args: rust-guests
+bench *args: guests
     cargo build --locked --release -p host --bin bench
     "$JOBHOST_TARGET_DIR/release/bench" {{args}}
 
 # The benchmarks as a smoke test (CI): quick workloads, on the test build (no release build of
-# wasmtime); the figures mean nothing, only that every benchmark runs.
-bench-smoke: rust-guests
-    cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json"
+# wasmtime); the figures mean nothing, only that every benchmark runs. The Python and
+# JavaScript components it compiles go into the end-to-end tests' cache, which would compile
+# them next otherwise.
+bench-smoke: guests
+    cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json" --share-cache "$JOBHOST_TARGET_DIR/e2e-module-cache"

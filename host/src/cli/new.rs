@@ -24,7 +24,9 @@ pub enum NewError {
     #[error("{0}")]
     InvalidName(String),
     /// The name would make a module that shadows one the project needs.
-    #[error("`{name}` cannot name a {lang} project: its module would shadow one the SDK or the build needs, or is no identifier")]
+    #[error(
+        "`{name}` cannot name a {lang} project: its module would shadow one the SDK or the build needs, or is no identifier"
+    )]
     TakenName {
         /// The name given.
         name: String,

@@ -6,7 +6,9 @@
 //! 3. checkpoint overhead (checkpoints every second vs none);
 //! 4. savepoint write and restore bandwidth vs raw sequential disk bandwidth;
 //! 5. upgrade downtime with keyed state;
-//! 6. start-up of a 5-operator job, cold and with the compiled-module cache.
+//! 6. start-up of a 5-operator job, cold and with the compiled-module cache;
+//! 7. the tokenizer and the counter in Python and JavaScript against Rust: records/s, the cost
+//!    of a call, component size, cold compile, job start with the cache warm.
 //!
 //! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`; `just
 //! bench` builds what it needs. Paths default to cargo's target directory this binary was built
@@ -15,6 +17,7 @@
 mod boundary;
 mod disk;
 mod jobs;
+mod languages;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,6 +48,10 @@ struct Args {
     /// Words in the pipeline's input, instead of 3 000 000 (300 000 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     words: Option<u32>,
+    /// Also put the modules the language benchmark compiled into this compiled-module cache
+    /// (the end-to-end tests' `<target-dir>/e2e-module-cache`, which CI fills next).
+    #[arg(long, value_name = "DIR")]
+    share_cache: Option<PathBuf>,
 }
 
 /// The benchmarks, by name.
@@ -56,6 +63,7 @@ enum Bench {
     Savepoint,
     Upgrade,
     Startup,
+    Languages,
 }
 
 /// One line of the report.
@@ -94,8 +102,14 @@ pub struct Sizes {
     pub savepoint_bytes: usize,
     /// Bytes of keyed state carried across an upgrade.
     pub upgrade_state_bytes: usize,
+    /// Words through each language's tokenizer and counter.
+    pub language_words: usize,
     /// Runs of each pipeline configuration (the fastest counts).
     pub repetitions: usize,
+    /// Whether the language benchmark measures the tokenizer only, compiling the languages'
+    /// components at once (a quick run: a cold Python or JavaScript compile takes tens of
+    /// seconds), rather than the tokenizer and the counter, one language after another.
+    pub languages_quick: bool,
 }
 
 #[tokio::main]
@@ -109,7 +123,9 @@ async fn main() -> anyhow::Result<()> {
             boundary_records: 200_000,
             savepoint_bytes: 64 << 20,
             upgrade_state_bytes: 10 << 20,
+            language_words: 20_000,
             repetitions: 1,
+            languages_quick: true,
         }
     } else {
         Sizes {
@@ -119,7 +135,9 @@ async fn main() -> anyhow::Result<()> {
             boundary_records: 4_000_000,
             savepoint_bytes: 1 << 30,
             upgrade_state_bytes: 100 << 20,
+            language_words: 1_000_000,
             repetitions: 5,
+            languages_quick: false,
         }
     };
     let sizes = Sizes {
@@ -171,6 +189,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Bench::Startup) {
         rows.extend(jobs::startup(&guests, scratch.path()).await?);
+    }
+    if runs(Bench::Languages) {
+        let share = args.share_cache.as_deref();
+        rows.extend(languages::languages(&guests, scratch.path(), sizes, share).await?);
     }
     print_table(&rows, args.quick);
     let json = serde_json::json!({

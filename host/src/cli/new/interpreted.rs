@@ -47,7 +47,10 @@ pub const PYTHON: Kit = Kit {
     roles: [
         [
             ("{{module}}.py", include_str!("python/operator.py")),
-            ("test_{{module}}.py", include_str!("python/test_operator.py")),
+            (
+                "test_{{module}}.py",
+                include_str!("python/test_operator.py"),
+            ),
         ],
         [
             ("{{module}}.py", include_str!("python/source.py")),
@@ -76,7 +79,10 @@ pub const JS: Kit = Kit {
     roles: [
         [
             ("{{module}}.js", include_str!("js/operator.js")),
-            ("test/{{module}}.test.js", include_str!("js/operator.test.js")),
+            (
+                "test/{{module}}.test.js",
+                include_str!("js/operator.test.js"),
+            ),
         ],
         [
             ("{{module}}.js", include_str!("js/source.js")),
@@ -92,9 +98,30 @@ pub const JS: Kit = Kit {
 /// Python modules a project's module must not shadow: the SDK's, the entry's, and those of the
 /// standard library that the SDK, msgpack and unittest import.
 const PYTHON_TAKEN: &[&str] = &[
-    "jobhost", "main", "wit_world", "abc", "collections", "copy", "dataclasses", "enum",
-    "functools", "importlib", "io", "itertools", "json", "msgpack", "operator", "os", "re",
-    "string", "struct", "sys", "traceback", "types", "typing", "unittest",
+    "jobhost",
+    "main",
+    "wit_world",
+    "abc",
+    "collections",
+    "copy",
+    "dataclasses",
+    "enum",
+    "functools",
+    "importlib",
+    "io",
+    "itertools",
+    "json",
+    "msgpack",
+    "operator",
+    "os",
+    "re",
+    "string",
+    "struct",
+    "sys",
+    "traceback",
+    "types",
+    "typing",
+    "unittest",
 ];
 
 /// One file of a new project.
@@ -115,7 +142,11 @@ pub fn files(kit: &Kit, name: &str, role: NewRole, sdk: &Path) -> Result<Vec<Fil
         .split(['-', '_'])
         .flat_map(|word| {
             let mut chars = word.chars();
-            chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars)
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
         })
         .collect();
     let role_name = format!("{role:?}").to_ascii_lowercase();
@@ -200,8 +231,8 @@ fn toolchain(kit: &Kit, name: &str, sdk: &Path) -> Result<Vec<File>, NewError> {
         return Ok(vec![file("requirements.lock", lock)]);
     }
     let manifest_path = sdk.join("package.json");
-    let sdk_manifest: serde_json::Value = serde_json::from_str(&read(&manifest_path)?)
-        .map_err(|source| NewError::Manifest {
+    let sdk_manifest: serde_json::Value =
+        serde_json::from_str(&read(&manifest_path)?).map_err(|source| NewError::Manifest {
             path: manifest_path.clone(),
             source,
         })?;
