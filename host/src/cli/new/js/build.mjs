@@ -1,6 +1,6 @@
 // Builds a component from a module that registers an operator, source or sink: bundles it with
-// the SDK and @msgpack/msgpack (esbuild: componentize-js reads one file and resolves no
-// packages), then componentizes the bundle against wit/ for the world of the class it
+// the SDK and @msgpack/msgpack (`jobhost/build.js`: componentize-js reads one file and resolves
+// no packages), then componentizes the bundle against wit/ for the world of the class it
 // registered.
 //
 // Usage: node build.mjs MODULE.js OUT.wasm
@@ -11,10 +11,9 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { componentize } from "@bytecodealliance/componentize-js";
-import * as esbuild from "esbuild";
 
+import { COMPONENTIZE_OPTIONS, bundle } from "./jobhost/build.js";
 import { registered } from "./jobhost/register.js";
-import { WORLD_EXPORTS } from "./jobhost/roles.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const [source, out] = process.argv.slice(2);
@@ -28,28 +27,14 @@ await import(pathToFileURL(resolve(source)).href);
 const role = registered()?.role;
 if (role === undefined) throw new Error(`${source} registers nothing: add \`register(YourClass)\``);
 
-const entry =
-  `import ${JSON.stringify(resolve(source))};\n` +
-  `export { ${WORLD_EXPORTS[role].join(", ")} } from ${JSON.stringify(join(here, "jobhost/exports.js"))};\n`;
-const bundled = await esbuild.build({
-  stdin: { contents: entry, resolveDir: here, sourcefile: "entry.js", loader: "js" },
-  bundle: true,
-  format: "esm",
-  platform: "neutral",
-  mainFields: ["module", "main"],
-  target: "es2022",
-  write: false,
-  logLevel: "warning",
-});
 const work = await mkdtemp(join(tmpdir(), "componentize-"));
-const bundle = join(work, "bundle.js");
-await writeFile(bundle, bundled.outputFiles[0].contents);
-// The host links no `wasi:http`: a component importing it would not instantiate.
+const bundlePath = join(work, "bundle.js");
+await writeFile(bundlePath, await bundle(resolve(source), role));
 const { component } = await componentize({
-  sourcePath: bundle,
+  sourcePath: bundlePath,
   witPath: join(here, "wit"),
   worldName: role,
-  disableFeatures: ["http", "fetch-event"],
+  ...COMPONENTIZE_OPTIONS,
 }).finally(() => rm(work, { recursive: true, force: true }));
 await writeFile(`${out}.tmp`, component);
 await rename(`${out}.tmp`, out);
