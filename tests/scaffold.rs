@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 use crate::util::{Dir, guest, target_dir};
 
 /// Lines of input of the jobs: a Python or JavaScript component reads them one batch at a time.
@@ -89,12 +91,31 @@ partition = "forward"
     .unwrap();
     let (code, stderr) = dir.start(&[job.to_str().unwrap()]).wait_code();
     assert_eq!(code, Some(0), "the job failed:\n{stderr}");
+    forget_compiled(dir, component);
     let expected: Vec<String> = std::fs::read_to_string(dir.path().join("input/words.txt"))
         .unwrap()
         .lines()
         .map(str::to_ascii_uppercase)
         .collect();
     assert_eq!(dir.committed_output(), expected);
+}
+
+/// Removes `component`'s compiled module from `dir`'s cache, so that it is not shared with the
+/// other tests (`tests/module_cache.rs`): a component built in a temporary folder is built
+/// again, different, by the next run.
+fn forget_compiled(dir: &Dir, component: &Path) {
+    let sha256 = hex::encode(Sha256::digest(std::fs::read(component).unwrap()));
+    for entry in std::fs::read_dir(dir.home().join("cache")).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&sha256)
+        {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
 }
 
 /// The toolchains a Python or JavaScript project's scripts reuse rather than install: the
