@@ -173,13 +173,17 @@ pub fn files(kit: &Kit, name: &str, role: NewRole, sdk: &Path) -> Result<Vec<Fil
     Ok(files)
 }
 
-/// The module name of project `name`: Python's must be an identifier that shadows nothing.
+/// The module name of project `name`, which also names its class: not starting with a digit,
+/// and in Python an identifier that shadows nothing.
 fn module_name(kit: &Kit, name: &str) -> Result<String, NewError> {
-    if kit.lang != PYTHON.lang {
-        return Ok(name.to_owned());
-    }
-    let module = name.replace('-', "_");
-    if module.starts_with(|c: char| c.is_ascii_digit()) || PYTHON_TAKEN.contains(&&*module) {
+    let python = kit.lang == PYTHON.lang;
+    let module = if python {
+        name.replace('-', "_")
+    } else {
+        name.to_owned()
+    };
+    let shadows = python && PYTHON_TAKEN.contains(&&*module);
+    if module.starts_with(|c: char| c.is_ascii_digit()) || shadows {
         return Err(NewError::TakenName {
             name: name.to_owned(),
             lang: kit.lang,
@@ -255,4 +259,95 @@ fn toolchain(kit: &Kit, name: &str, sdk: &Path) -> Result<Vec<File>, NewError> {
         file("package.json", manifest),
         file("package-lock.json", lock),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdk(kit: &Kit) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(kit.sdk)
+    }
+
+    fn paths(files: &[File]) -> Vec<String> {
+        files.iter().map(|f| f.path.display().to_string()).collect()
+    }
+
+    #[test]
+    fn a_python_project_names_its_module_and_class_after_the_project() {
+        let files = files(&PYTHON, "my-op", NewRole::Operator, &sdk(&PYTHON)).unwrap();
+        let paths = paths(&files);
+        for path in [
+            "my_op.py",
+            "test_my_op.py",
+            "main.py",
+            "jobhost/__init__.py",
+        ] {
+            assert!(paths.contains(&path.to_owned()), "{path} not in {paths:?}");
+        }
+        for path in [
+            "wit/operator.wit",
+            "requirements.lock",
+            "build.sh",
+            "test.sh",
+        ] {
+            assert!(paths.contains(&path.to_owned()), "{path} not in {paths:?}");
+        }
+        let main = files
+            .iter()
+            .find(|f| f.path == Path::new("main.py"))
+            .unwrap();
+        assert!(
+            main.text.contains("from my_op import MyOp\n"),
+            "{}",
+            main.text
+        );
+        let executable: Vec<&Path> = files
+            .iter()
+            .filter(|f| f.executable)
+            .map(|f| f.path.as_path())
+            .collect();
+        assert_eq!(executable, [Path::new("build.sh"), Path::new("test.sh")]);
+    }
+
+    #[test]
+    fn a_javascript_project_renames_the_sdk_lock_file_and_keeps_its_pins() {
+        let files = files(&JS, "my-op", NewRole::Sink, &sdk(&JS)).unwrap();
+        let text = |path: &str| {
+            &files
+                .iter()
+                .find(|f| f.path == Path::new(path))
+                .unwrap()
+                .text
+        };
+        assert!(text("my-op.js").contains("class MyOp extends Sink"));
+        assert!(text("test/my-op.test.js").contains("import { MyOp } from \"../my-op.js\";"));
+        let lock: serde_json::Value = serde_json::from_str(text("package-lock.json")).unwrap();
+        assert_eq!(lock["name"], "my-op");
+        assert_eq!(lock["packages"][""]["name"], "my-op");
+        let manifest: serde_json::Value = serde_json::from_str(text("package.json")).unwrap();
+        assert_eq!(
+            manifest["devDependencies"],
+            lock["packages"][""]["devDependencies"]
+        );
+        assert_eq!(
+            manifest["dependencies"],
+            lock["packages"][""]["dependencies"]
+        );
+    }
+
+    #[test]
+    fn names_that_make_no_module_are_refused() {
+        for (kit, name) in [(&PYTHON, "operator"), (&PYTHON, "1op"), (&JS, "1op")] {
+            let refused = files(kit, name, NewRole::Operator, &sdk(kit));
+            assert!(
+                matches!(refused, Err(NewError::TakenName { .. })),
+                "{} {name}",
+                kit.lang
+            );
+        }
+        assert!(files(&JS, "operator", NewRole::Operator, &sdk(&JS)).is_ok());
+    }
 }
