@@ -48,14 +48,16 @@ torture: rust-guests
 # Benchmarks against native Rust and raw disk, in one run (release build of the host).
 # `just bench --quick` finishes in under a minute. Results: stdout and <target-dir>/bench.json.
 # The rescale benchmark runs the `host` binary beside `bench`, so both are built.
-bench *args: rust-guests
+bench *args: guests
     cargo build --locked --release -p host --bin bench --bin host
     "$JOBHOST_TARGET_DIR/release/bench" {{args}}
 
 # The benchmarks as a smoke test (CI): quick workloads, on the test build (no release build of
 # wasmtime); the figures mean nothing, only that every benchmark runs. Moto goes where the S3
-# tests install it (they then skip the install), so that the object-store rows run too.
-bench-smoke: rust-guests
+# tests install it (they then skip the install), so that the object-store rows run too. The
+# Python and JavaScript components it compiles go into the end-to-end tests' cache, which would
+# compile them next otherwise.
+bench-smoke: guests
     bash tests/s3/install-moto.sh "$JOBHOST_TARGET_DIR/venv-moto"
     cargo build --locked -p host --bin host
-    cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json"
+    cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json" --share-cache "$JOBHOST_TARGET_DIR/e2e-module-cache"

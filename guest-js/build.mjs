@@ -15,19 +15,13 @@ import { parseArgs } from "node:util";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { componentize, version as componentizeVersion } from "@bytecodealliance/componentize-js";
-import * as esbuild from "esbuild";
 
+import { COMPONENTIZE_OPTIONS, bundle } from "./jobhost/build.js";
 import { registered, unregister } from "./jobhost/register.js";
-import { WORLD_EXPORTS } from "./jobhost/roles.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const witDir = resolve(here, "../wit");
 const examplesDir = join(here, "examples");
-
-// The host links no `wasi:http`: a component importing it would not instantiate. Standard
-// output and errors (console.*), clocks and random stay (the host provides them, clocks frozen
-// unless granted).
-const COMPONENTIZE_OPTIONS = { disableFeatures: ["http", "fetch-event"] };
 
 const { values: args, positionals: names } = parseArgs({
   options: { out: { type: "string" }, work: { type: "string" } },
@@ -54,25 +48,6 @@ async function roleOf(path) {
   unregister();
   if (guest === undefined) throw new Error(`${path} registers nothing: add \`register(YourClass)\``);
   return guest.role;
-}
-
-/** The example bundled with everything it imports, re-exporting its world's functions. */
-async function bundle(path, role) {
-  const exportsPath = join(here, "jobhost/exports.js");
-  const entry =
-    `import ${JSON.stringify(path)};\n` +
-    `export { ${WORLD_EXPORTS[role].join(", ")} } from ${JSON.stringify(exportsPath)};\n`;
-  const result = await esbuild.build({
-    stdin: { contents: entry, resolveDir: here, sourcefile: "entry.js", loader: "js" },
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    mainFields: ["module", "main"],
-    target: "es2022",
-    write: false,
-    logLevel: "warning",
-  });
-  return result.outputFiles[0].contents;
 }
 
 async function build(name, wit) {

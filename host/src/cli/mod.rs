@@ -111,7 +111,9 @@ enum Command {
         /// The world it implements.
         #[arg(long, value_enum, default_value = "operator")]
         role: new::NewRole,
-        /// The SDK to depend on (default: the one of the checkout this host was built from).
+        /// The SDK's folder (Rust: `guest/`, depended on by path; Python: `guest-python/`, JS:
+        /// `guest-js/`, copied with its toolchain's lock file) [default: that of the checkout
+        /// this host was built from].
         #[arg(long, value_name = "PATH")]
         sdk: Option<PathBuf>,
     },

@@ -2,14 +2,70 @@
 //! unit test as generated.
 //!
 //! A Rust project depends on the `jobhost-guest` SDK by path (the checkout this host was built
-//! from, or `--sdk`); Python and JavaScript projects get a copy of their SDK module and the
-//! build script of their language. Each holds one example of its role, a test of it, and a
-//! `job.toml` that runs it.
+//! from, or `--sdk`); Python and JavaScript projects (`interpreted.rs`, templates in `python/`
+//! and `js/`) get a copy of their SDK module (from that checkout, or `--sdk`: `guest-python/`,
+//! `guest-js/`) and of the WIT, the SDK's pinned toolchain, and a build and a test script. Each
+//! holds one example of its role and a unit test of it.
+
+mod interpreted;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use interpreted::{File, JS, Kit, PYTHON};
+
+/// Why `host new` wrote no project, naming the file or name at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum NewError {
+    /// The project's folder exists already.
+    #[error("{} already exists: choose another name or remove it", .0.display())]
+    Exists(PathBuf),
+    /// The name is no id.
+    #[error("{0}")]
+    InvalidName(String),
+    /// The name would make a module that shadows one the project needs.
+    #[error(
+        "`{name}` cannot name a {lang} project: its module would shadow one the SDK or the build needs, or is no identifier"
+    )]
+    TakenName {
+        /// The name given.
+        name: String,
+        /// The project's language.
+        lang: &'static str,
+    },
+    /// There is no SDK where one was looked for.
+    #[error("no {lang} SDK at {} (pass --sdk PATH to its folder)", .path.display())]
+    NoSdk {
+        /// The SDK's language.
+        lang: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A file of the SDK could not be read.
+    #[error("cannot read {}", .path.display())]
+    Read {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The SDK's `package.json` is not JSON.
+    #[error("{} is not a valid package.json", .path.display())]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A file of the project could not be written.
+    #[error("cannot write {}", .path.display())]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 /// The languages `host new` writes projects in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -45,27 +101,8 @@ pub fn new_project(
     role: NewRole,
     sdk: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    host::ids::check_id(name).map_err(anyhow::Error::msg)?;
     let dir = PathBuf::from(name);
-    if dir.exists() {
-        bail!(
-            "{} already exists: choose another name or remove it",
-            dir.display()
-        );
-    }
-    let files = match lang {
-        Lang::Rust => rust_files(name, role, &sdk.unwrap_or_else(|| checkout().join("guest")))?,
-        Lang::Python | Lang::Js => bail!(
-            "`host new --lang {}` is not available in this build: see docs/authoring.md",
-            if lang == Lang::Python { "python" } else { "js" }
-        ),
-    };
-    for (path, text) in files {
-        let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().expect("a file in the project"))
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    write_project(&dir, &project_files(name, lang, role, sdk)?)?;
     println!(
         "created {} ({lang:?} {role:?}); see {}/README.md",
         dir.display(),
@@ -74,17 +111,65 @@ pub fn new_project(
     Ok(ExitCode::SUCCESS)
 }
 
-fn rust_files(
+/// The files of project `name`, its SDK at `sdk` or in this host's checkout.
+fn project_files(
     name: &str,
+    lang: Lang,
     role: NewRole,
-    sdk: &Path,
-) -> anyhow::Result<Vec<(&'static str, String)>> {
-    let sdk = std::path::absolute(sdk)?;
+    sdk: Option<PathBuf>,
+) -> Result<Vec<File>, NewError> {
+    host::ids::check_id(name).map_err(NewError::InvalidName)?;
+    if Path::new(name).exists() {
+        return Err(NewError::Exists(name.into()));
+    }
+    let kit: &Kit = match lang {
+        Lang::Rust => {
+            let sdk = sdk.unwrap_or_else(|| checkout().join("guest"));
+            return rust_files(name, role, &sdk);
+        }
+        Lang::Python => &PYTHON,
+        Lang::Js => &JS,
+    };
+    let sdk = absolute(sdk.unwrap_or_else(|| checkout().join(kit.sdk)))?;
+    if !sdk.join("jobhost").is_dir() {
+        return Err(NewError::NoSdk {
+            lang: kit.lang,
+            path: sdk,
+        });
+    }
+    interpreted::files(kit, name, role, &sdk)
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf, NewError> {
+    std::path::absolute(&path).map_err(|source| NewError::Read { path, source })
+}
+
+/// Writes `files` into the new folder `dir`; scripts are made executable.
+fn write_project(dir: &Path, files: &[File]) -> Result<(), NewError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for file in files {
+        let path = dir.join(&file.path);
+        let failed = |source| NewError::Write {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(path.parent().expect("a file in the project")).map_err(failed)?;
+        std::fs::write(&path, &file.text).map_err(failed)?;
+        if file.executable {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
+fn rust_files(name: &str, role: NewRole, sdk: &Path) -> Result<Vec<File>, NewError> {
+    let sdk = absolute(sdk.to_owned())?;
     if !sdk.join("Cargo.toml").is_file() {
-        bail!(
-            "no jobhost-guest SDK at {} (pass --sdk PATH to its folder)",
-            sdk.display()
-        );
+        return Err(NewError::NoSdk {
+            lang: "rust",
+            path: sdk,
+        });
     }
     let crate_name = name.replace('-', "_");
     let fill = |text: &str| {
@@ -97,14 +182,19 @@ fn rust_files(
         NewRole::Source => RUST_SOURCE,
         NewRole::Sink => RUST_SINK,
     };
+    let file = |path: &str, text| File {
+        path: path.into(),
+        text,
+        executable: false,
+    };
     let mut files = vec![
-        ("Cargo.toml", fill(RUST_CARGO)),
-        ("src/lib.rs", fill(lib)),
-        ("README.md", fill(RUST_README)),
+        file("Cargo.toml", fill(RUST_CARGO)),
+        file("src/lib.rs", fill(lib)),
+        file("README.md", fill(RUST_README)),
     ];
     // The versions the SDK was built and tested with: a new project starts from them.
     if let Ok(lock) = std::fs::read_to_string(sdk.join("../Cargo.lock")) {
-        files.push(("Cargo.lock", lock));
+        files.push(file("Cargo.lock", lock));
     }
     Ok(files)
 }

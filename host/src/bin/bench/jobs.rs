@@ -16,7 +16,7 @@ use host::topology::Plan;
 use crate::{Row, Sizes};
 
 /// Writes `words` words drawn from `distinct` keys, ten to a line; returns the text.
-fn write_input(dir: &Path, words: usize, distinct: usize) -> anyhow::Result<String> {
+pub(crate) fn write_input(dir: &Path, words: usize, distinct: usize) -> anyhow::Result<String> {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut text = String::with_capacity(words * 8);
     for i in 0..words {
@@ -138,18 +138,24 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
     Ok(rows)
 }
 
-pub fn operator(id: &str, role: &str, module: &Path, parallelism: u32, extra: &str) -> String {
+pub(crate) fn operator(
+    id: &str,
+    role: &str,
+    module: &Path,
+    parallelism: u32,
+    extra: &str,
+) -> String {
     format!(
         "[[operators]]\nid = \"{id}\"\nrole = \"{role}\"\nmodule = \"{}\"\nparallelism = {parallelism}\n{extra}\n",
         module.display()
     )
 }
 
-pub fn edge(from: &str, to: &str, partition: &str) -> String {
+pub(crate) fn edge(from: &str, to: &str, partition: &str) -> String {
     format!("[[edges]]\nfrom = \"{from}\"\nto = \"{to}\"\npartition = \"{partition}\"\n")
 }
 
-const SOURCE_MOUNT: &str =
+pub(crate) const SOURCE_MOUNT: &str =
     "config = { path = \"/input/words.txt\" }\nmounts = [{ host = \"input\", guest = \"/input\" }]";
 
 /// A state folder under `dir` and an engine caching compiled modules in it.
@@ -160,7 +166,7 @@ fn open(dir: &Path) -> anyhow::Result<(Store, Arc<Engine>)> {
 }
 
 /// Builds a job from `text` (whose relative paths are under `dir`).
-async fn build(
+pub(crate) async fn build(
     engine: &Arc<Engine>,
     store: &Store,
     dir: &Path,
@@ -199,7 +205,7 @@ async fn run_to_end(job: Job) -> anyhow::Result<Duration> {
 
 /// The fastest of some runs of the same work: on a shared machine noise only ever adds time,
 /// so the fastest run is the one least disturbed.
-fn fastest(times: &[Duration]) -> Duration {
+pub(crate) fn fastest(times: &[Duration]) -> Duration {
     *times.iter().min().expect("at least one run")
 }
 

@@ -10,6 +10,8 @@
 //! 6. start-up of a 5-operator job, cold and with the compiled-module cache;
 //! 7. savepoint write and restore on an S3-compatible server (moto) vs the local folder;
 //! 8. rescaling 2 -> 3 vs resuming 2 -> 2, through `host` processes as a user runs them.
+//! 7. the tokenizer and the counter in Python and JavaScript against Rust: records/s, the cost
+//!    of a call, component size, cold compile, job start with the cache warm.
 //!
 //! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`; `just
 //! bench` builds what it needs. Paths default to cargo's target directory this binary was built
@@ -19,6 +21,7 @@ mod boundary;
 mod checkpoints;
 mod disk;
 mod jobs;
+mod languages;
 mod rescale;
 mod store;
 
@@ -51,6 +54,10 @@ struct Args {
     /// Words in the pipeline's input, instead of 3 000 000 (300 000 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     words: Option<u32>,
+    /// Also put the modules the language benchmark compiled into this compiled-module cache
+    /// (the end-to-end tests' `<target-dir>/e2e-module-cache`, which CI fills next).
+    #[arg(long, value_name = "DIR")]
+    share_cache: Option<PathBuf>,
 }
 
 /// The benchmarks, by name.
@@ -65,6 +72,7 @@ enum Bench {
     Startup,
     ObjectStore,
     Rescale,
+    Languages,
 }
 
 /// One line of the report.
@@ -111,8 +119,14 @@ pub struct Sizes {
     pub object_store_bytes: usize,
     /// Distinct keys of the keyed state rescaled.
     pub rescale_keys: usize,
+    /// Words through each language's tokenizer and counter.
+    pub language_words: usize,
     /// Runs of each pipeline configuration (the fastest counts).
     pub repetitions: usize,
+    /// Whether the language benchmark measures the tokenizer only, compiling the languages'
+    /// components at once (a quick run: a cold Python or JavaScript compile takes tens of
+    /// seconds), rather than the tokenizer and the counter, one language after another.
+    pub languages_quick: bool,
 }
 
 #[tokio::main]
@@ -130,7 +144,9 @@ async fn main() -> anyhow::Result<()> {
             checkpoint_rounds: 30,
             object_store_bytes: 16 << 20,
             rescale_keys: 100_000,
+            language_words: 20_000,
             repetitions: 1,
+            languages_quick: true,
         }
     } else {
         Sizes {
@@ -144,7 +160,9 @@ async fn main() -> anyhow::Result<()> {
             checkpoint_rounds: 250,
             object_store_bytes: 256 << 20,
             rescale_keys: 1_000_000,
+            language_words: 1_000_000,
             repetitions: 5,
+            languages_quick: false,
         }
     };
     let sizes = Sizes {
@@ -213,6 +231,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Bench::Rescale) {
         rows.extend(rescale::rescale(&guests, scratch.path(), sizes)?);
+    }
+    if runs(Bench::Languages) {
+        let share = args.share_cache.as_deref();
+        rows.extend(languages::languages(&guests, scratch.path(), sizes, share).await?);
     }
     print_table(&rows, args.quick);
     let json = serde_json::json!({
