@@ -1,13 +1,19 @@
 //! `bench`: measures the host against baselines on the same machine, in the same run, and
 //! reports ratios (these machines are shared and noisy: absolute figures drift, ratios less).
 //!
-//! 1. pipeline throughput (WASM word count vs the same logic in native Rust), parallelism 1, 2;
+//! 1. pipeline throughput (WASM word count vs the same logic in native Rust): parallelism 1 with
+//!    the whole process pinned to one core and unpinned, parallelism 2; the peer job;
 //! 2. boundary cost per record at batch sizes 1, 64, 1 024, 16 384;
-//! 3. checkpoint overhead (checkpoints every second vs none), and what a checkpoint costs (its
-//!    pause and the bytes it writes) when 1 % of 1 M keys changed, against a full one;
+//! 3. checkpoint overhead on the peer job at 1 M keys (checkpoints every second vs none), and
+//!    what a checkpoint costs (its pause and the bytes it writes) when 1 % of 1 M keys changed,
+//!    against a full one;
 //! 4. savepoint write and restore bandwidth vs raw sequential disk bandwidth;
-//! 5. upgrade downtime with keyed state;
-//! 6. start-up of a 5-operator job, cold and with the compiled-module cache.
+//! 5. upgrade downtime as a user meets it: `host stop --save`, then `host run v2.toml --from`
+//!    until the new module processed its first batch, separate processes ([`process`]);
+//! 6. start-up of a 5-operator `host run` to its first record, cache cold and warm; the
+//!    resident memory of that job, idle.
+//!
+//! The rows of 5 and 6 run the `host` binary built beside this one.
 //!
 //! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`; `just
 //! bench` builds what it needs. Paths default to cargo's target directory this binary was built
@@ -17,6 +23,8 @@ mod boundary;
 mod checkpoints;
 mod disk;
 mod jobs;
+mod lifecycle;
+mod process;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -56,6 +64,7 @@ enum Bench {
     Peer,
     Boundary,
     Checkpoints,
+    Overhead,
     Savepoint,
     Upgrade,
     Startup,
@@ -103,6 +112,20 @@ pub struct Sizes {
     pub checkpoint_rounds: usize,
     /// Runs of each pipeline configuration (the fastest counts).
     pub repetitions: usize,
+    /// Keys of the peer job whose checkpoint overhead is measured.
+    pub overhead_keys: usize,
+    /// Its checkpoint interval.
+    pub overhead_interval_ms: u64,
+    /// About how long each of its runs lasts.
+    pub overhead_seconds: f64,
+    /// Runs with checkpoints, and as many without, interleaved.
+    pub overhead_runs: usize,
+    /// Keys of the counter carried across the upgrade from v1 to v2.
+    pub upgrade_keys: usize,
+    /// How long the job runs before the upgrade (so that it holds those keys).
+    pub upgrade_warm_ms: u64,
+    /// How long the idle job runs after its first record before its memory is read.
+    pub idle_settle_ms: u64,
 }
 
 #[tokio::main]
@@ -119,6 +142,13 @@ async fn main() -> anyhow::Result<()> {
             checkpoint_keys: 100_000,
             checkpoint_rounds: 30,
             repetitions: 1,
+            overhead_keys: 100_000,
+            overhead_interval_ms: 100,
+            overhead_seconds: 2.5,
+            overhead_runs: 1,
+            upgrade_keys: 100_000,
+            upgrade_warm_ms: 1_000,
+            idle_settle_ms: 1_000,
         }
     } else {
         Sizes {
@@ -131,6 +161,13 @@ async fn main() -> anyhow::Result<()> {
             checkpoint_keys: 1_000_000,
             checkpoint_rounds: 250,
             repetitions: 5,
+            overhead_keys: 1_000_000,
+            overhead_interval_ms: 1_000,
+            overhead_seconds: 25.0,
+            overhead_runs: 3,
+            upgrade_keys: 1_000_000,
+            upgrade_warm_ms: 8_000,
+            idle_settle_ms: 5_000,
         }
     };
     let sizes = Sizes {
@@ -163,13 +200,7 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(jobs::pipeline(&guests, scratch.path(), sizes).await?);
     }
     if runs(Bench::Peer) {
-        let (guests, scratch) = (guests.clone(), scratch.path().to_owned());
-        // Its own thread: the job runs on a one-thread runtime of its own.
-        let peer = std::thread::spawn(move || jobs::peer_job(&guests, &scratch, sizes));
-        rows.extend(
-            peer.join()
-                .map_err(|_| anyhow::anyhow!("the peer job panicked"))??,
-        );
+        rows.extend(on_own_thread(jobs::peer_job, &guests, scratch.path(), sizes)?);
     }
     if runs(Bench::Boundary) {
         rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);
@@ -177,14 +208,17 @@ async fn main() -> anyhow::Result<()> {
     if runs(Bench::Checkpoints) {
         rows.extend(checkpoints::checkpoint_cost(&guests, scratch.path(), sizes).await?);
     }
+    if runs(Bench::Overhead) {
+        rows.extend(on_own_thread(jobs::checkpoint_overhead, &guests, scratch.path(), sizes)?);
+    }
     if runs(Bench::Savepoint) {
         rows.extend(disk::savepoint_bandwidth(scratch.path(), sizes)?);
     }
     if runs(Bench::Upgrade) {
-        rows.extend(jobs::upgrade_downtime(&guests, scratch.path(), sizes).await?);
+        rows.extend(lifecycle::upgrade_downtime(&guests, scratch.path(), sizes)?);
     }
     if runs(Bench::Startup) {
-        rows.extend(jobs::startup(&guests, scratch.path()).await?);
+        rows.extend(lifecycle::startup_and_idle(&guests, scratch.path(), sizes)?);
     }
     print_table(&rows, args.quick);
     let json = serde_json::json!({
@@ -201,6 +235,20 @@ async fn main() -> anyhow::Result<()> {
         json_path.display()
     );
     Ok(())
+}
+
+/// Runs a benchmark whose jobs run on a one-thread runtime of their own, on a thread of its
+/// own (a runtime cannot start inside this one).
+fn on_own_thread(
+    bench: fn(&Path, &Path, Sizes) -> anyhow::Result<Vec<Row>>,
+    guests: &Path,
+    scratch: &Path,
+    sizes: Sizes,
+) -> anyhow::Result<Vec<Row>> {
+    let (guests, scratch) = (guests.to_owned(), scratch.to_owned());
+    std::thread::spawn(move || bench(&guests, &scratch, sizes))
+        .join()
+        .map_err(|_| anyhow::anyhow!("a benchmark panicked"))?
 }
 
 /// Cargo's target directory this binary was built into: it runs as
