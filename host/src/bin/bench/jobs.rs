@@ -100,7 +100,8 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
             let started = Instant::now();
             black_box(native_peer(records as u64, keys as u64));
             native.push(started.elapsed());
-            let built = one_thread.block_on(build(&engine, &store, &dir, &text, JobId::generate()))?;
+            let built =
+                one_thread.block_on(build(&engine, &store, &dir, &text, JobId::generate()))?;
             hosted.push(one_thread.block_on(run_to_end(built))?);
         }
         let rate = |elapsed: Duration| records as f64 / elapsed.as_secs_f64();
@@ -215,8 +216,20 @@ fn fastest(times: &[Duration]) -> Duration {
 fn wordcount_text(guests: &Path, parallelism: u32) -> String {
     let module = |name: &str| guests.join(format!("{name}.wasm"));
     operator("lines", "source", &module("line_source"), 1, SOURCE_MOUNT)
-        + &operator("tokenize", "operator", &module("tokenizer"), parallelism, "")
-        + &operator("counter", "operator", &module("counter_v1"), parallelism, "")
+        + &operator(
+            "tokenize",
+            "operator",
+            &module("tokenizer"),
+            parallelism,
+            "",
+        )
+        + &operator(
+            "counter",
+            "operator",
+            &module("counter_v1"),
+            parallelism,
+            "",
+        )
         + &operator("sink", "sink", &module("null_sink"), parallelism, "")
         + &edge("lines", "tokenize", "rebalance")
         + &edge("tokenize", "counter", "key-by")
@@ -253,7 +266,10 @@ pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Re
             let started = Instant::now();
             black_box(native_wordcount(&text));
             native[usize::from(pinned)].push(started.elapsed());
-            let alike = hosted.iter_mut().zip(PIPELINES).filter(|(_, c)| c.1 == pinned);
+            let alike = hosted
+                .iter_mut()
+                .zip(PIPELINES)
+                .filter(|(_, c)| c.1 == pinned);
             for (times, (parallelism, _)) in alike {
                 let job = wordcount_text(guests, parallelism);
                 let built = build(&engine, &store, &dir, &job, JobId::generate()).await?;
@@ -262,23 +278,29 @@ pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Re
         }
     }
     let rate = |elapsed: Duration| sizes.pipeline_words as f64 / elapsed.as_secs_f64();
-    let rows = PIPELINES.iter().zip(&hosted).map(|(&(parallelism, pinned), times)| {
-        let (host, native) = (rate(fastest(times)), rate(fastest(&native[usize::from(pinned)])));
-        Row {
-            name: pipeline_name(parallelism, pinned),
-            value: host,
-            unit: "records/s",
-            baseline: Some(native),
-            baseline_name: if pinned {
-                "native Rust, 1 thread, pinned alike"
-            } else {
-                "native Rust, 1 thread"
-            },
-            ratio: Some(host / native),
-            target: "≥ 0.5× native",
-            met: Some(host / native >= 0.5),
-        }
-    });
+    let rows = PIPELINES
+        .iter()
+        .zip(&hosted)
+        .map(|(&(parallelism, pinned), times)| {
+            let (host, native) = (
+                rate(fastest(times)),
+                rate(fastest(&native[usize::from(pinned)])),
+            );
+            Row {
+                name: pipeline_name(parallelism, pinned),
+                value: host,
+                unit: "records/s",
+                baseline: Some(native),
+                baseline_name: if pinned {
+                    "native Rust, 1 thread, pinned alike"
+                } else {
+                    "native Rust, 1 thread"
+                },
+                ratio: Some(host / native),
+                target: "≥ 0.5× native",
+                met: Some(host / native >= 0.5),
+            }
+        });
     Ok(rows.collect())
 }
 
@@ -287,7 +309,11 @@ pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Re
 /// long enough (about `sizes.overhead_seconds`, calibrated by a first run) for at least 20
 /// checkpoints, `sizes.overhead_runs` runs of each, interleaved; the fastest of each counts and
 /// the label gives the spread of the run-by-run overheads.
-pub fn checkpoint_overhead(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
+pub fn checkpoint_overhead(
+    guests: &Path,
+    scratch: &Path,
+    sizes: Sizes,
+) -> anyhow::Result<Vec<Row>> {
     let (keys, interval_ms) = (sizes.overhead_keys, sizes.overhead_interval_ms);
     let dir = scratch.join("overhead");
     std::fs::create_dir_all(&dir)?;
@@ -297,7 +323,10 @@ pub fn checkpoint_overhead(guests: &Path, scratch: &Path, sizes: Sizes) -> anyho
     let (store, engine) = open(&dir)?;
     // How long a run took, and the id of its last checkpoint.
     let run = |records: usize, interval_ms: u64| -> anyhow::Result<(Duration, u64)> {
-        let (job, text) = (JobId::generate(), peer_text(guests, records, keys, interval_ms));
+        let (job, text) = (
+            JobId::generate(),
+            peer_text(guests, records, keys, interval_ms),
+        );
         let built = one_thread.block_on(build(&engine, &store, &dir, &text, job.clone()))?;
         let elapsed = one_thread.block_on(run_to_end(built))?;
         Ok((elapsed, store.checkpoints(&job)?.last().map_or(0, |c| c.0)))
@@ -317,15 +346,23 @@ pub fn checkpoint_overhead(guests: &Path, scratch: &Path, sizes: Sizes) -> anyho
     let percent = |with: Duration, without: Duration| {
         (with.as_secs_f64() / without.as_secs_f64() - 1.0) * 100.0
     };
-    let spread: Vec<f64> = every.iter().zip(&none).map(|(&w, &n)| percent(w, n)).collect();
-    let (low, high) = spread.iter().fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+    let spread: Vec<f64> = every
+        .iter()
+        .zip(&none)
+        .map(|(&w, &n)| percent(w, n))
+        .collect();
+    let (low, high) = spread
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
     let checkpoints = ids.iter().copied().min().unwrap_or(0);
     let overhead = percent(fastest(&every), fastest(&none));
-    eprintln!("bench: checkpoint overhead: {records} records a run, overheads {spread:.1?} %, checkpoints {ids:?}");
+    eprintln!(
+        "bench: checkpoint overhead: {records} records a run, overheads {spread:.1?} %, checkpoints {ids:?}"
+    );
     Ok(vec![Row {
         name: format!(
             "checkpoint overhead, peer job at {} k keys, every {interval_ms} ms vs none \
-             ({} runs each, interleaved, {:.0} s each; ≥ {checkpoints} checkpoints a run; \
+             ({} run(s) of each, interleaved, {:.0} s each; ≥ {checkpoints} checkpoints a run; \
              spread {low:.1} % to {high:.1} %)",
             keys / 1_000,
             sizes.overhead_runs,

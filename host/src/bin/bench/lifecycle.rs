@@ -60,7 +60,13 @@ fn counter_job(guests: &Path, keys: usize, counter: &str) -> String {
             1,
             &format!("config = {{ records = \"{ENDLESS}\", keys = \"{keys}\" }}"),
         )
-        + &operator("counter", "operator", &guests.join(format!("{counter}.wasm")), 1, "")
+        + &operator(
+            "counter",
+            "operator",
+            &guests.join(format!("{counter}.wasm")),
+            1,
+            "",
+        )
         + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
         + &edge("generator", "counter", "key-by")
         + &edge("counter", "sink", "forward")
@@ -71,7 +77,13 @@ fn ballast_job(guests: &Path, bytes: usize) -> String {
     let source = format!("records_per_second_max = 1000\n{SOURCE_MOUNT}");
     let state = format!("memory_bytes_max = 1073741824\nconfig = {{ state_bytes = {bytes} }}");
     "checkpoint_interval_ms = 0\n".to_owned()
-        + &operator("lines", "source", &guests.join("line_source.wasm"), 1, &source)
+        + &operator(
+            "lines",
+            "source",
+            &guests.join("line_source.wasm"),
+            1,
+            &source,
+        )
         + &operator("state", "operator", &guests.join("ballast.wasm"), 1, &state)
         + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
         + &edge("lines", "state", "forward")
@@ -114,7 +126,11 @@ pub fn upgrade_downtime(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::
         subtask: "state[0]",
     };
     let measured = measure(&home, &ballast, Duration::from_millis(500))?;
-    rows.extend(upgrade_rows(&ballast.name, &measured, 1_000.0).into_iter().take(1));
+    rows.extend(
+        upgrade_rows(&ballast.name, &measured, 1_000.0)
+            .into_iter()
+            .take(1),
+    );
     Ok(rows)
 }
 
@@ -130,7 +146,9 @@ fn measure(home: &HostHome, upgrade: &Upgrade, warm: Duration) -> anyhow::Result
     old.wait()?;
     let stopped = stopping.elapsed();
     let cache_dropped = drop_page_cache();
-    let point_arg = point.to_str().context("a savepoint folder that is not UTF-8")?;
+    let point_arg = point
+        .to_str()
+        .context("a savepoint folder that is not UTF-8")?;
     let mut new = home.run(&upgrade.new, Some(point_arg))?;
     let resumed = new.first_batch(upgrade.subtask)? - new.started();
     new.terminate()?;
@@ -172,7 +190,11 @@ fn upgrade_rows(name: &str, d: &Downtime, target_ms: f64) -> Vec<Row> {
         baseline: None,
         baseline_name: "",
         ratio: None,
-        target: if target_ms < 1_000.0 { "≤ 300 ms" } else { "≤ 1 000 ms" },
+        target: if target_ms < 1_000.0 {
+            "≤ 300 ms"
+        } else {
+            "≤ 1 000 ms"
+        },
         met: Some(total <= target_ms),
     };
     let restore = Row {
@@ -216,7 +238,10 @@ fn generator_position(home: &Path, point: &Path, keys: usize) -> anyhow::Result<
 /// The bytes of the files in a point's folder.
 fn folder_bytes(dir: &Path) -> u64 {
     let files = std::fs::read_dir(dir).into_iter().flatten().flatten();
-    files.filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+    files
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Five operators, the source throttled to one line a second: the job of start-up and idle

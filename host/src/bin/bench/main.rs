@@ -128,10 +128,9 @@ pub struct Sizes {
     pub idle_settle_ms: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let sizes = if args.quick {
+impl Sizes {
+    /// Small workloads: a smoke test of the benchmarks.
+    fn quick() -> Sizes {
         Sizes {
             pipeline_words: 300_000,
             peer_records: 200_000,
@@ -144,13 +143,16 @@ async fn main() -> anyhow::Result<()> {
             repetitions: 1,
             overhead_keys: 100_000,
             overhead_interval_ms: 100,
-            overhead_seconds: 2.5,
+            overhead_seconds: 4.0,
             overhead_runs: 1,
             upgrade_keys: 100_000,
             upgrade_warm_ms: 1_000,
             idle_settle_ms: 1_000,
         }
-    } else {
+    }
+
+    /// The workloads of a measurement.
+    fn full() -> Sizes {
         Sizes {
             pipeline_words: 3_000_000,
             peer_records: 10_000_000,
@@ -169,6 +171,16 @@ async fn main() -> anyhow::Result<()> {
             upgrade_warm_ms: 8_000,
             idle_settle_ms: 5_000,
         }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
     };
     let sizes = Sizes {
         repetitions: args.repetitions.map_or(sizes.repetitions, usize::from),
@@ -200,7 +212,12 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(jobs::pipeline(&guests, scratch.path(), sizes).await?);
     }
     if runs(Bench::Peer) {
-        rows.extend(on_own_thread(jobs::peer_job, &guests, scratch.path(), sizes)?);
+        rows.extend(on_own_thread(
+            jobs::peer_job,
+            &guests,
+            scratch.path(),
+            sizes,
+        )?);
     }
     if runs(Bench::Boundary) {
         rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);
@@ -209,7 +226,12 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(checkpoints::checkpoint_cost(&guests, scratch.path(), sizes).await?);
     }
     if runs(Bench::Overhead) {
-        rows.extend(on_own_thread(jobs::checkpoint_overhead, &guests, scratch.path(), sizes)?);
+        rows.extend(on_own_thread(
+            jobs::checkpoint_overhead,
+            &guests,
+            scratch.path(),
+            sizes,
+        )?);
     }
     if runs(Bench::Savepoint) {
         rows.extend(disk::savepoint_bandwidth(scratch.path(), sizes)?);

@@ -170,7 +170,13 @@ impl Running {
         let kib = status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .with_context(|| format!("no VmRSS in {path}"))?;
         Ok(kib * 1024)
     }
@@ -199,10 +205,14 @@ impl Running {
 
     /// An error naming what the process failed to do, with what it logged.
     fn failure(&mut self, what: &str) -> anyhow::Error {
-        self.log.extend(self.stderr.try_iter().map(|(_, line)| line));
+        self.log
+            .extend(self.stderr.try_iter().map(|(_, line)| line));
         let status = self.child.try_wait().ok().flatten();
         let status = status.map_or("still running".to_owned(), |s| s.to_string());
-        anyhow!("`host run` {what} ({status}); its log:\n{}", self.log.join("\n"))
+        anyhow!(
+            "`host run` {what} ({status}); its log:\n{}",
+            self.log.join("\n")
+        )
     }
 }
 
