@@ -55,6 +55,11 @@ struct Args {
     /// Words in the pipeline's input, instead of 3 000 000 (300 000 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     words: Option<u32>,
+    /// How long the job to upgrade runs before `host stop --save`, instead of 8 000 ms (1 000
+    /// with --quick): long enough for its generator to have covered its keys (a slow build
+    /// needs longer; the row's label says how many keys the counter held).
+    #[arg(long, value_name = "MS")]
+    upgrade_warm_ms: Option<u64>,
 }
 
 /// The benchmarks, by name.
@@ -185,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
     let sizes = Sizes {
         repetitions: args.repetitions.map_or(sizes.repetitions, usize::from),
         pipeline_words: args.words.map_or(sizes.pipeline_words, |w| w as usize),
+        upgrade_warm_ms: args.upgrade_warm_ms.unwrap_or(sizes.upgrade_warm_ms),
         ..sizes
     };
     let started = Instant::now();
