@@ -19,5 +19,6 @@ mod python;
 mod rescale;
 mod savepoint;
 mod scaffold;
+mod topology;
 mod torture;
 mod util;

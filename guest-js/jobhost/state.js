@@ -84,6 +84,12 @@ export function encodeEnvelope(format, version, payload) {
   return encodeValue([format, version, payload]);
 }
 
+/** A key group's delta: `upserts` (a group's payload shape) and the keys `removed`. */
+export function encodeDelta(format, version, upserts, removed) {
+  checkFormatAndVersion(format, version);
+  return encodeValue([format, version, upserts, removed]);
+}
+
 function checkFormatAndVersion(format, version) {
   if (typeof format !== "string" || format === "") {
     throw new StateError(`a state format is a non-empty string, not ${String(format)}`);
@@ -164,7 +170,11 @@ export function unsupportedVersion(format, found, current) {
 
 /**
  * Keyed state by key group: a Map from key (one char per key byte, see `Record.keyString`) to
- * value per group, with the groups changed since the last snapshot.
+ * value per group, with the groups changed since the last snapshot and, in them, the keys put
+ * and deleted: a snapshot writes a group the host holds as a delta of those
+ * (`[format, version, upserts, removed]`), any other whole; a group goes whole again once its
+ * deltas since would outnumber its keys (by a margin of 0 to 7/8 varying by group, as the Rust
+ * SDK does).
  */
 export class KeyedState {
   constructor() {
@@ -172,6 +182,14 @@ export class KeyedState {
     this.groups = new Map();
     /** Groups changed since the last snapshot (or `init`, or `restore`). */
     this.dirty = new Set();
+    /** @type {Map<number, Set<string>>} Keys put, by group, since the last snapshot. */
+    this.put_ = new Map();
+    /** @type {Map<number, Set<string>>} Keys deleted from groups the host holds. */
+    this.deleted = new Map();
+    /** Groups the host holds as of the last snapshot. */
+    this.based = new Set();
+    /** @type {Map<number, number>} Entries in deltas since a group was last written whole. */
+    this.sinceWhole = new Map();
     /** The groups this subtask owns: [start, end), set at `init`. */
     this.range = undefined;
   }
@@ -200,6 +218,7 @@ export class KeyedState {
     }
     group.set(record.keyString, value);
     this.dirty.add(g);
+    keysOf(this.put_, g).add(record.keyString);
   }
 
   /** Removes `record`'s key; returns whether it had a value. */
@@ -208,6 +227,8 @@ export class KeyedState {
     const group = this.groups.get(g);
     if (group === undefined || !group.delete(record.keyString)) return false;
     this.dirty.add(g);
+    this.put_.get(g)?.delete(record.keyString);
+    if (this.based.has(g)) keysOf(this.deleted, g).add(record.keyString);
     return true;
   }
 
@@ -243,26 +264,45 @@ export class KeyedState {
   }
 
   /**
-   * The groups to snapshot, encoded: every group changed since the last snapshot, or, when
-   * `full`, every group held (and those emptied since). An emptied group's state is empty
-   * bytes. Pairs are sorted by key bytes, so that equal state gives equal bytes.
+   * The groups to snapshot, encoded (`[{ keyGroup, delta, state }]`): every group changed since
+   * the last snapshot, or, when `full`, every group held (and those emptied since). An emptied
+   * group's state is empty bytes. Pairs are sorted by key bytes, so that equal state gives
+   * equal bytes.
    */
   snapshot(full, format, version) {
     const chosen = full ? new Set([...this.groups.keys(), ...this.dirty]) : this.dirty;
-    const out = [];
-    for (const g of [...chosen].sort((a, b) => a - b)) {
-      const group = this.groups.get(g);
-      if (group === undefined || group.size === 0) {
-        this.groups.delete(g);
-        out.push({ keyGroup: g, delta: false, state: new Uint8Array(0) });
-        continue;
-      }
+    const out = [...chosen].sort((a, b) => a - b).map((g) => this._snapshotGroup(g, full, format, version));
+    this.dirty = new Set();
+    this.put_ = new Map();
+    this.deleted = new Map();
+    if (full) this.based = new Set(out.filter((g) => g.state.length > 0).map((g) => g.keyGroup));
+    return out;
+  }
+
+  /** One group's part of a snapshot, whole or a delta, and what the host then holds of it. */
+  _snapshotGroup(g, full, format, version) {
+    const group = this.groups.get(g);
+    if (group === undefined || group.size === 0) {
+      this.groups.delete(g);
+      this.based.delete(g);
+      return { keyGroup: g, delta: false, state: new Uint8Array(0) };
+    }
+    const put = [...(this.put_.get(g) ?? [])].sort();
+    const deleted = [...(this.deleted.get(g) ?? [])].sort();
+    const changes = (this.sinceWhole.get(g) ?? 0) + put.length + deleted.length;
+    const threshold = group.size + Math.floor((group.size * (g % 8)) / 8);
+    const based = this.based.has(g);
+    this.based.add(g);
+    if (full || !based || changes > threshold) {
+      this.sinceWhole.set(g, 0);
       const keys = [...group.keys()].sort();
       const pairs = keys.map((k) => [keyStringToBytes(k), group.get(k)]);
-      out.push({ keyGroup: g, delta: false, state: encodeEnvelope(format, version, pairs) });
+      return { keyGroup: g, delta: false, state: encodeEnvelope(format, version, pairs) };
     }
-    this.dirty = new Set();
-    return out;
+    this.sinceWhole.set(g, changes);
+    const upserts = put.map((k) => [keyStringToBytes(k), group.get(k)]);
+    const removed = deleted.map(keyStringToBytes);
+    return { keyGroup: g, delta: true, state: encodeDelta(format, version, upserts, removed) };
   }
 
   /**
@@ -296,6 +336,21 @@ export class KeyedState {
     }
     for (const [g, group] of loaded) if (group.size === 0) loaded.delete(g);
     this.groups = loaded;
+    // The host's next snapshot is full: until then, it holds no group of this state.
     this.dirty = new Set();
+    this.put_ = new Map();
+    this.deleted = new Map();
+    this.based = new Set();
+    this.sinceWhole = new Map();
   }
+}
+
+/** The set of keys of group `g` in `byGroup`, made if missing. */
+function keysOf(byGroup, g) {
+  let keys = byGroup.get(g);
+  if (keys === undefined) {
+    keys = new Set();
+    byGroup.set(g, keys);
+  }
+  return keys;
 }

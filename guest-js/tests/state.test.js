@@ -112,10 +112,11 @@ test("keyed state snapshots only the groups changed since the previous snapshot"
   ]);
   assert.deepEqual(keyed.snapshot(false, "word-count", 1), [], "nothing changed");
 
+  // The host holds group 125 now: a delta of the one key put.
   keyed.put(record("the", 125), 2);
   const second = keyed.snapshot(false, "word-count", 1);
-  assert.deepEqual(second.map((g) => g.keyGroup), [125]);
-  assert.deepEqual(decodeEnvelope(second[0].state).payload, [[bytes("the"), 2]]);
+  assert.deepEqual(second.map((g) => [g.keyGroup, g.delta]), [[125, true]]);
+  assert.deepEqual(decodeEnvelope(second[0].state, true).payload, [[bytes("the"), 2]]);
 
   // A group emptied is listed with empty state, once.
   assert.equal(keyed.delete(record("the", 125)), true);
@@ -186,6 +187,36 @@ test("restore applies a group's deltas after its whole state, in order", () => {
     () => keyed.restore([{ keyGroup: 0, delta: true, state: whole }], "word-count", 1),
     /not an envelope \[format, version, upserts, removed\]/,
   );
+});
+
+test("deltas hold the keys put and deleted, restore exactly, and go whole again in time", () => {
+  const keyed = new KeyedState();
+  const at = (i) => record(`k${i}`, 0);
+  for (let i = 0; i < 8; i++) keyed.put(at(i), i);
+  const chain = keyed.snapshot(false, "word-count", 1);
+  keyed.put(at(1), 10);
+  keyed.delete(at(2));
+  keyed.put(at(2), 20);
+  keyed.delete(at(3));
+  const delta = keyed.snapshot(false, "word-count", 1);
+  assert.deepEqual(decodeValue(delta[0].state), [
+    "word-count",
+    1,
+    [
+      [bytes("k1"), 10],
+      [bytes("k2"), 20],
+    ],
+    [bytes("k2"), bytes("k3")],
+  ]);
+  const again = new KeyedState();
+  again.restore([...chain, ...delta], "word-count", 1);
+  assert.deepEqual([...again.entries()], [...keyed.entries()]);
+  // Deltas of 4 + 3 + 3 entries since the whole state outnumber its 7 keys: whole again.
+  const kinds = [0, 1, 2].map((n) => {
+    for (let i = 0; i < 3; i++) keyed.put(at(i), n);
+    return keyed.snapshot(false, "word-count", 1)[0].delta;
+  });
+  assert.deepEqual(kinds, [true, false, true]);
 });
 
 test("restore migrates values of an older version, and refuses what it cannot read", () => {

@@ -171,8 +171,8 @@ class _Runtime:
             operator_state = encode_envelope(self.cls.state_format, self.cls.state_version, payload)
         assert self.keyed is not None
         groups = [
-            self.types.KeyGroupState(key_group=number, delta=False, state=blob)
-            for number, blob in self.keyed.snapshot(full)
+            self.types.KeyGroupState(key_group=number, delta=delta, state=blob)
+            for number, delta, blob in self.keyed.snapshot(full)
         ]
         return self.types.Snapshot(operator_state=operator_state, key_groups=groups)
 

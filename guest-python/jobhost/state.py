@@ -1,7 +1,6 @@
 """The portable state envelope of `docs/state-format.md`: every non-empty blob is the
-MessagePack array `[format, version, payload]` (a key group's delta, which this SDK reads but
-does not write, is `[format, version, upserts, removed]`), written and read with the `msgpack`
-library.
+MessagePack array `[format, version, payload]` (a key group's delta is `[format, version,
+upserts, removed]`), written and read with the `msgpack` library.
 
 Integers take the smallest encoding that holds them, strings are `str` and bytes are `bin`
 (msgpack's defaults with `use_bin_type=True`); reading gives `str` for `str`, `bytes` for `bin`
@@ -19,6 +18,17 @@ def encode_envelope(state_format: str, version: int, payload: Any) -> bytes:
     _check_format_and_version(state_format, version)
     try:
         return msgpack.packb([state_format, version, payload], use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise StateError(
+            f"cannot encode state version {version} of `{state_format}`: {e}"
+        ) from None
+
+
+def encode_delta(state_format: str, version: int, upserts: Any, removed: List[bytes]) -> bytes:
+    """A key group's delta: `upserts` (a group's payload shape) and the keys `removed`."""
+    _check_format_and_version(state_format, version)
+    try:
+        return msgpack.packb([state_format, version, upserts, removed], use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as e:
         raise StateError(
             f"cannot encode state version {version} of `{state_format}`: {e}"

@@ -3,6 +3,8 @@ migration."""
 
 import unittest
 
+import msgpack
+
 import support  # noqa: F401  (sets up sys.path)
 from jobhost import KeyedState, KeyedStateError, Record, StateError, decode_envelope, encode_envelope
 
@@ -15,18 +17,19 @@ def refuse(version, value):
     raise AssertionError("no migration expected")
 
 
-def whole(snapshot):
-    """A snapshot's `(group, blob)` pairs as `restore` receives them: `(group, delta, blob)`."""
-    return [(g, False, blob) for g, blob in snapshot]
-
-
 # A delta of group 0 as the Rust SDK writes it (docs/state-format.md): `apple` is now 4 and
 # `pear` is gone: ["word-count", 1, [[bin "apple", 4]], [bin "pear"]].
 APPLE_4_PEAR_GONE = b"\x94\xaaword-count\x01\x91\x92\xc4\x05apple\x04\x91\xc4\x04pear"
 
 
 def decoded(snapshot):
-    return {g: decode_envelope(blob) if blob else b"" for g, blob in snapshot}
+    """Each group's envelope as a tuple (of 4 for a delta, which says it is one), or b""."""
+    out = {}
+    for g, delta, blob in snapshot:
+        envelope = tuple(msgpack.unpackb(blob)) if blob else b""
+        assert delta == (len(envelope) == 4), (g, delta, envelope)
+        out[g] = envelope
+    return out
 
 
 class KeyedStateTest(unittest.TestCase):
@@ -62,11 +65,12 @@ class KeyedStateTest(unittest.TestCase):
         )
         self.assertEqual(state.snapshot(False), [])
         state.put(THE, 2)
-        self.assertEqual(decoded(state.snapshot(False)), {125: ("word-count", 1, [[b"the", 2]])})
+        # The host holds group 125 now: a delta of the one key put.
+        self.assertEqual(decoded(state.snapshot(False)), {125: ("word-count", 1, [[b"the", 2]], [])})
         # Deleting a key that is not there changes nothing; emptying a group lists it, empty.
         state.delete(Record(b"absent", b"", 0, 7))
         state.delete(THE)
-        self.assertEqual(state.snapshot(False), [(125, b"")])
+        self.assertEqual(state.snapshot(False), [(125, False, b"")])
         self.assertEqual(state.snapshot(False), [])
         # A full snapshot lists every group held.
         self.assertEqual(
@@ -83,7 +87,7 @@ class KeyedStateTest(unittest.TestCase):
         self.assertEqual(
             decoded(state.snapshot(True)), {0: ("word-count", 1, [[b"apple", 1]]), 125: b""}
         )
-        self.assertEqual(state.snapshot(True), [(0, encode_envelope("word-count", 1, [[b"apple", 1]]))])
+        self.assertEqual(state.snapshot(True), [(0, False, encode_envelope("word-count", 1, [[b"apple", 1]]))])
 
     def test_records_without_a_key_group_or_of_another_subtask_are_refused(self):
         state = KeyedState(64, 128, "word-count", 1)
@@ -107,7 +111,7 @@ class KeyedStateTest(unittest.TestCase):
         blobs = written.snapshot(True)
         state = self.state()
         state.put(PEAR, 9)
-        state.restore(whole(blobs + [(5, b"")]), refuse, "word-counter 1.0.0")
+        state.restore(blobs + [(5, False, b"")], refuse, "word-counter 1.0.0")
         self.assertEqual(list(state.items()), [(0, b"apple", 3), (125, b"the", 1)])
         self.assertEqual(state.snapshot(False), [], "restored groups are not dirty")
         self.assertEqual(state.snapshot(True), blobs)
@@ -117,7 +121,7 @@ class KeyedStateTest(unittest.TestCase):
         written.put(APPLE, 3)
         written.put(PEAR, 1)
         written.put(THE, 1)
-        chain = whole(written.snapshot(True)) + [(0, True, APPLE_4_PEAR_GONE)]
+        chain = written.snapshot(True) + [(0, True, APPLE_4_PEAR_GONE)]
         state = self.state()
         state.restore(chain, refuse, "word-counter 1.0.0")
         self.assertEqual(list(state.items()), [(0, b"apple", 4), (125, b"the", 1)])
@@ -126,12 +130,37 @@ class KeyedStateTest(unittest.TestCase):
         with self.assertRaisesRegex(StateError, "not a \\[format, version, upserts, removed\\] envelope"):
             self.state().restore([(0, True, chain[0][2])], refuse, "x 1")
 
+    def test_deltas_hold_the_keys_put_and_deleted_and_restore_exactly(self):
+        state = self.state()
+        for i in range(8):
+            state.put(Record(b"k%d" % i, b"", 0, 0), i)
+        chain = state.snapshot(False)
+        state.put(Record(b"k1", b"", 0, 0), 10)
+        state.delete(Record(b"k2", b"", 0, 0))
+        state.put(Record(b"k2", b"", 0, 0), 20)
+        state.delete(Record(b"k3", b"", 0, 0))
+        delta = state.snapshot(False)
+        self.assertEqual(
+            decoded(delta),
+            {0: ("word-count", 1, [[b"k1", 10], [b"k2", 20]], [b"k2", b"k3"])},
+        )
+        again = self.state()
+        again.restore(chain + delta, refuse, "word-counter 1.0.0")
+        self.assertEqual(list(again.items()), list(state.items()))
+        # Deltas of 3 + 3 + 3 entries since the whole state outnumber its 7 keys: whole again.
+        kinds = []
+        for n in range(3):
+            for i in range(3):
+                state.put(Record(b"k%d" % i, b"", 0, 0), n)
+            kinds.append(state.snapshot(False)[0][1])
+        self.assertEqual(kinds, [True, False, True])
+
     def test_restore_migrates_older_versions_and_rewrites_their_groups(self):
         v1 = self.state(1)
         v1.put(APPLE, 3)
         v1.put(THE, 1)
         v2 = self.state(2)
-        v2.restore(whole(v1.snapshot(True)), lambda version, count: [count, None], "word-counter 1.0.0")
+        v2.restore(v1.snapshot(True), lambda version, count: [count, None], "word-counter 1.0.0")
         self.assertEqual(list(v2.items()), [(0, b"apple", [3, None]), (125, b"the", [1, None])])
         self.assertEqual(
             decoded(v2.snapshot(False)),

@@ -108,8 +108,17 @@ pub fn open(blob: &[u8]) -> Result<Envelope<'_>, String> {
 
 /// Decodes a payload, all of it.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    decode_payload_with(payload, std::marker::PhantomData::<T>)
+}
+
+/// Decodes a payload, all of it, through `seed` (which may put what it reads in place).
+pub fn decode_payload_with<S, T>(payload: &[u8], seed: S) -> Result<T, String>
+where
+    S: for<'de> serde::de::DeserializeSeed<'de, Value = T>,
+{
     let mut rest = payload;
-    let value = T::deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
+    let value = seed
+        .deserialize(&mut rmp_serde::Deserializer::new(&mut rest))
         .map_err(|e| format!("the state payload does not decode: {e}"))?;
     let left = rest.len();
     if left != 0 {

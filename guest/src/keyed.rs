@@ -29,6 +29,43 @@ struct Slot<V> {
     dirty: bool,
 }
 
+impl<V> Slot<V> {
+    fn clean(value: V) -> Self {
+        Slot {
+            value,
+            dirty: false,
+        }
+    }
+}
+
+/// Decodes a group's payload, `[[bin key, value], ...]`, straight into its map: no list of
+/// entries in between.
+struct IntoMap<'m, V>(&'m mut HashMap<Vec<u8>, Slot<V>>);
+
+impl<'de, V: DeserializeOwned> serde::de::DeserializeSeed<'de> for IntoMap<'_, V> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, V: DeserializeOwned> serde::de::Visitor<'de> for IntoMap<'_, V> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of [bin key, value]")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.reserve(seq.size_hint().unwrap_or(0));
+        while let Some((key, value)) = seq.next_element::<(serde_bytes::ByteBuf, V)>()? {
+            self.0.insert(key.into_vec(), Slot::clean(value));
+        }
+        Ok(())
+    }
+}
+
 /// One key group's keys, and what changed in it since the previous snapshot.
 #[derive(Debug)]
 struct Group<V> {
@@ -363,11 +400,13 @@ impl<V> Group<V> {
     fn written(&mut self, delta: bool) {
         match self.listed.as_mut() {
             _ if self.dirty == 0 => {}
-            Some(keys) => keys.iter().for_each(|key| {
-                if let Some(slot) = self.map.get_mut(key) {
-                    slot.dirty = false;
+            Some(keys) => {
+                for key in keys.iter() {
+                    if let Some(slot) = self.map.get_mut(key) {
+                        slot.dirty = false;
+                    }
                 }
-            }),
+            }
             None => self.map.values_mut().for_each(|slot| slot.dirty = false),
         }
         self.listed = Some(Vec::new());
@@ -414,27 +453,20 @@ impl<V: DeserializeOwned> Keyed<V> {
         if !delta && !map.is_empty() {
             return Err(format!("key group {number} was given whole twice"));
         }
-        let entries: Vec<(serde_bytes::ByteBuf, V)> = if opened.version == format.version {
-            envelope::decode_payload(opened.payload)?
-        } else {
-            let migrated = migrate(opened.version, opened.payload)?;
-            migrated.into_iter().map(|(k, v)| (k.into(), v)).collect()
-        };
         if let Some(removed) = opened.removed {
             let removed: Vec<serde_bytes::ByteBuf> = envelope::decode_payload(removed)?;
             removed.iter().for_each(|key| drop(map.remove(&key[..])));
         }
-        map.reserve(entries.len());
-        let slots = entries.into_iter().map(|(k, value)| {
-            (
-                k.into_vec(),
-                Slot {
-                    value,
-                    dirty: false,
-                },
-            )
-        });
-        map.extend(slots);
+        if opened.version == format.version {
+            return envelope::decode_payload_with(opened.payload, IntoMap(map));
+        }
+        let migrated = migrate(opened.version, opened.payload)?;
+        map.reserve(migrated.len());
+        map.extend(
+            migrated
+                .into_iter()
+                .map(|(key, value)| (key, Slot::clean(value))),
+        );
         Ok(())
     }
 }

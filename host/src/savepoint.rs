@@ -227,9 +227,30 @@ pub enum Mismatch {
     /// State of an operator the job no longer has.
     #[error(
         "operator `{0}` has state in the savepoint but is not in the job \
-         (rename it back, or pass --allow-non-restored-state to drop its state)"
+         (rename it back, pass --rename {0}=NEW_ID if the job calls it NEW_ID, or pass \
+         --allow-non-restored-state to drop its state)"
     )]
     NotInJob(OperatorId),
+    /// `--rename OLD=NEW` of an operator the point has no state of.
+    #[error("--rename {old}={new}: the savepoint has no operator `{old}`")]
+    RenameUnknown {
+        /// The old id.
+        old: OperatorId,
+        /// The new id.
+        new: OperatorId,
+    },
+    /// `--rename OLD=NEW` to an id that already names state in the point (not renamed away),
+    /// or that two renames share.
+    #[error(
+        "--rename {old}={new}: the savepoint already has state for an operator `{new}` (two \
+         states would go to one operator)"
+    )]
+    RenameTaken {
+        /// The old id.
+        old: OperatorId,
+        /// The new id.
+        new: OperatorId,
+    },
     /// The same id now names an operator of another role (another WIT world).
     #[error(
         "operator `{operator}` has role `{point}` in the savepoint and role `{job}` in the job: \
@@ -288,6 +309,49 @@ pub enum Mismatch {
         /// This host's.
         host: &'static str,
     },
+}
+
+/// How a point's state maps onto a job's operators: by id, after `renames`; with
+/// `allow_non_restored`, state of operators the job does not have is dropped, not refused.
+#[derive(Clone, Debug, Default)]
+pub struct Mapping {
+    /// `--allow-non-restored-state`.
+    pub allow_non_restored: bool,
+    /// `--rename OLD=NEW`: state of operator OLD in the point goes to operator NEW.
+    pub renames: Vec<(OperatorId, OperatorId)>,
+}
+
+/// Renames the point's operators as `renames` say (state follows its operator to the new id),
+/// in `metadata` only: state files keep their names, and are read through it. Refuses a
+/// rename of an operator the point does not have, and one onto an id that names other state.
+pub fn rename(
+    metadata: &mut Metadata,
+    renames: &[(OperatorId, OperatorId)],
+) -> Result<(), Vec<Mismatch>> {
+    let mut problems = Vec::new();
+    let renamed_away = |id: &OperatorId| renames.iter().any(|(old, _)| old == id);
+    for (i, (old, new)) in renames.iter().enumerate() {
+        let (old, new) = (old.clone(), new.clone());
+        if !metadata.operators.iter().any(|op| op.id == old) {
+            problems.push(Mismatch::RenameUnknown { old, new });
+        } else if metadata
+            .operators
+            .iter()
+            .any(|op| op.id == new && !renamed_away(&new))
+            || renames[..i].iter().any(|(_, earlier)| *earlier == new)
+        {
+            problems.push(Mismatch::RenameTaken { old, new });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    for op in &mut metadata.operators {
+        if let Some((_, new)) = renames.iter().find(|(old, _)| *old == op.id) {
+            op.id = new.clone();
+        }
+    }
+    Ok(())
 }
 
 /// Decides whether the state in `metadata` can go to the operators of `plan`: every property
@@ -365,15 +429,15 @@ pub fn load_for(
     store: &Store,
     dir: &Path,
     plan: &Plan,
-    allow_non_restored: bool,
+    mapping: &Mapping,
 ) -> Result<(Metadata, crate::store::States), SavepointError> {
-    let point = store.read_point(dir)?;
-    check_compatibility(&point.metadata, plan, allow_non_restored).map_err(|problems| {
-        SavepointError::Incompatible {
-            point: dir.display().to_string(),
-            problems,
-        }
-    })?;
+    let mut point = store.read_point(dir)?;
+    let incompatible = |problems| SavepointError::Incompatible {
+        point: dir.display().to_string(),
+        problems,
+    };
+    rename(&mut point.metadata, &mapping.renames).map_err(incompatible)?;
+    check_compatibility(&point.metadata, plan, mapping.allow_non_restored).map_err(incompatible)?;
     let states = store.read_states(&point)?;
     Ok((point.metadata, states))
 }
@@ -551,5 +615,26 @@ mod tests {
     #[test]
     fn compatibility_lets_new_operators_start_empty() {
         assert!(check_compatibility(&metadata(&[SOURCE]), &plan(2, 128), false).is_ok());
+    }
+
+    #[test]
+    fn renames_move_state_to_the_new_ids_and_refuse_what_would_collide() {
+        let mut metadata = metadata(&[("a", Role::Source, 1), ("b", Role::Operator, 2)]);
+        let id = |s: &str| -> OperatorId { s.parse().unwrap() };
+        let ids = |m: &Metadata| {
+            m.operators
+                .iter()
+                .map(|o| o.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        let before = ids(&metadata);
+        let unknown = rename(&mut metadata, &[(id("nope"), id("x"))]).unwrap_err();
+        assert!(matches!(&unknown[..], [Mismatch::RenameUnknown { .. }]));
+        let (a, b) = (before[0].as_str(), before[1].as_str());
+        let taken = rename(&mut metadata, &[(id(a), id(b))]).unwrap_err();
+        assert!(matches!(&taken[..], [Mismatch::RenameTaken { .. }]));
+        assert_eq!(ids(&metadata), before, "a refused rename changes nothing");
+        rename(&mut metadata, &[(id(a), id(b)), (id(b), id(a))]).unwrap();
+        assert_eq!(ids(&metadata)[..2], [b, a], "a swap");
     }
 }

@@ -43,6 +43,8 @@ pub struct Verdict {
     pub to: Option<String>,
     /// Why it was refused, one entry per subtask (or the operator) at fault.
     pub errors: Vec<String>,
+    /// Its id in the point, if `--rename` gave it a new one.
+    pub renamed_from: Option<OperatorId>,
 }
 
 /// Decides each operator's status. `modules` holds the SHA-256 of each operator's module file
@@ -79,6 +81,7 @@ pub fn verdicts(
             from: point.map(|p| format!("{} {}", p.module_name, p.module_version)),
             to: info.map(|i| format!("{} {}", i.module_name, i.module_version)),
             errors,
+            renamed_from: None,
         });
     }
     for state in &metadata.operators {
@@ -89,6 +92,7 @@ pub fn verdicts(
                 from: Some(format!("{} {}", state.module_name, state.module_version)),
                 to: None,
                 errors: Vec::new(),
+                renamed_from: None,
             });
         }
     }
@@ -116,8 +120,12 @@ pub fn print(verdicts: &[Verdict], point: &Path) {
             (None, None) => String::new(),
         };
         let status = serde_json::to_value(v.status).expect("a status serializes");
+        let renamed = v
+            .renamed_from
+            .as_ref()
+            .map_or(String::new(), |old| format!(" (renamed from `{old}`)"));
         println!(
-            "  {:<16} {:<9} {modules}",
+            "  {:<16} {:<9} {modules}{renamed}",
             v.operator.as_str(),
             status.as_str().unwrap_or("")
         );

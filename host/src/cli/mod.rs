@@ -16,8 +16,8 @@ use clap::{Parser, Subcommand};
 
 use host::barrier::Phase;
 use host::control::{self, ControlRequest, ControlResponse};
-use host::ids::{JobId, SavepointId};
-use host::savepoint::{self, RestorePoint};
+use host::ids::{JobId, OperatorId, SavepointId};
+use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::{FaultHook, JobState, Store};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
@@ -46,6 +46,9 @@ enum Command {
         /// Drop state of operators that are no longer in the job instead of refusing.
         #[arg(long)]
         allow_non_restored_state: bool,
+        /// The operator OLD of the point is NEW in the job: its state follows it.
+        #[arg(long = "rename", value_name = "OLD=NEW", value_parser = parse_rename)]
+        renames: Vec<(OperatorId, OperatorId)>,
         /// Override the job file's checkpoint interval (0 disables periodic checkpoints).
         #[arg(long, value_name = "MS")]
         checkpoint_interval: Option<u64>,
@@ -116,6 +119,9 @@ enum Command {
         /// Drop state of operators that are no longer in the job instead of refusing.
         #[arg(long)]
         allow_non_restored_state: bool,
+        /// The operator OLD of the point is NEW in the job: its state follows it.
+        #[arg(long = "rename", value_name = "OLD=NEW", value_parser = parse_rename)]
+        renames: Vec<(OperatorId, OperatorId)>,
     },
 }
 
@@ -139,6 +145,7 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             job_file,
             from,
             allow_non_restored_state,
+            renames,
             checkpoint_interval,
             crash_at,
             fail_write_at,
@@ -147,11 +154,15 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 (None, None) => store,
                 _ => store.with_faults(inject_faults(crash_at, fail_write_at)),
             };
+            let mapping = Mapping {
+                allow_non_restored: allow_non_restored_state,
+                renames,
+            };
             let prepared = start::prepare(
                 &store,
                 &job_file,
                 from.as_deref(),
-                allow_non_restored_state,
+                &mapping,
                 checkpoint_interval,
             )?;
             tokio_runtime()?.block_on(start::run_job(store, prepared))
@@ -160,14 +171,13 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             job_file,
             from,
             allow_non_restored_state,
+            renames,
         } => {
-            let prepared = start::prepare(
-                &store,
-                &job_file,
-                Some(&from),
-                allow_non_restored_state,
-                None,
-            )?;
+            let mapping = Mapping {
+                allow_non_restored: allow_non_restored_state,
+                renames,
+            };
+            let prepared = start::prepare(&store, &job_file, Some(&from), &mapping, None)?;
             tokio_runtime()?.block_on(start::check_job(store, prepared, json))
         }
         Command::New { .. } => unreachable!("handled before the state folder is opened"),
@@ -196,6 +206,12 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// Reads `--rename OLD=NEW`: two operator ids.
+fn parse_rename(text: &str) -> Result<(OperatorId, OperatorId), String> {
+    let (old, new) = text.split_once('=').ok_or("expected OLD=NEW")?;
+    Ok((old.parse()?, new.parse()?))
 }
 
 /// Reads a fault-injection point `PHASE:N`.

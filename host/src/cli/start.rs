@@ -23,9 +23,9 @@ use host::admission::{self, Conflict};
 use host::barrier::Phase;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
-use host::ids::JobId;
+use host::ids::{JobId, OperatorId};
 use host::runtime::{self, BuildError, JobSpec, Outcome, RestoreFrom};
-use host::savepoint::{self, RestorePoint};
+use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::{JobLock, JobState, JobStatus, Store};
 use host::topology::Plan;
 
@@ -38,6 +38,8 @@ pub(super) struct Prepared {
     from: Option<(PathBuf, JobId)>,
     /// The point's state, until the job is built from it.
     restore: Option<RestoreFrom>,
+    /// Operators renamed since the point (`--rename OLD=NEW`).
+    renames: Vec<(OperatorId, OperatorId)>,
 }
 
 impl Prepared {
@@ -66,7 +68,7 @@ pub(super) fn prepare(
     store: &Store,
     job_file: &Path,
     from: Option<&str>,
-    allow_non_restored: bool,
+    mapping: &Mapping,
     checkpoint_interval: Option<u64>,
 ) -> anyhow::Result<Prepared> {
     let text = std::fs::read_to_string(job_file)
@@ -85,7 +87,7 @@ pub(super) fn prepare(
         Some(from) => {
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
             let dir = savepoint::resolve(store, &point)?;
-            let (metadata, states) = savepoint::load_for(store, &dir, &plan, allow_non_restored)?;
+            let (metadata, states) = savepoint::load_for(store, &dir, &plan, mapping)?;
             let dir = std::path::absolute(&dir).unwrap_or(dir);
             let from = (dir, metadata.job.clone());
             (Some(from), Some(RestoreFrom { metadata, states }))
@@ -97,6 +99,7 @@ pub(super) fn prepare(
         plan,
         from,
         restore,
+        renames: mapping.renames.clone(),
     })
 }
 
@@ -166,7 +169,14 @@ pub(super) async fn check_job(
         Err(errors) => (None, &errors[..]),
     };
     let modules = check::module_hashes(&prepared.plan);
-    let verdicts = check::verdicts(&metadata, &prepared.plan, &modules, operators, errors);
+    let mut verdicts = check::verdicts(&metadata, &prepared.plan, &modules, operators, errors);
+    for verdict in &mut verdicts {
+        let renamed = prepared
+            .renames
+            .iter()
+            .find(|(_, new)| *new == verdict.operator);
+        verdict.renamed_from = renamed.map(|(old, _)| old.clone());
+    }
     problems.extend(errors.iter().map(ToString::to_string));
     let point = prepared
         .from

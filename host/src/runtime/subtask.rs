@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::channel::{Closed, Message, Receiver, batch_len};
 use super::partition::{Output, check_batch};
 use crate::barrier::{Aligner, Alignment, Barrier, Phase};
-use crate::engine::bindings::{Batch, PollResult};
+use crate::engine::bindings::{Batch, PollResult, Snapshot};
 use crate::engine::{GuestError, Instance};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::snapshot::Held;
@@ -273,26 +273,8 @@ impl Subtask {
             }
             self.instance.snapshot(checkpoint.0, full).await
         };
-        let blob = match snapshot.await {
-            Ok(snapshot) => {
-                let changed = snapshot.key_groups.into_iter();
-                let changed = changed.map(|g| (g.key_group, g.delta, g.state)).collect();
-                let held = self.held.get_or_insert_with(Held::default);
-                let merged = held.merge(snapshot.operator_state, changed, full);
-                merged.map_err(|problem| SubtaskError::Malformed {
-                    subtask: self.id.clone(),
-                    problem,
-                })?;
-                let segment = Layout::segment_file_name(
-                    &self.job,
-                    checkpoint,
-                    self.id.operator.as_str(),
-                    self.id.index,
-                );
-                held.home_new_pieces(&segment, checkpoint.0);
-                // Cheap: the groups are shared, and encoded off the hot path.
-                held.clone()
-            }
+        let held = match snapshot.await {
+            Ok(snapshot) => self.take_in(checkpoint, snapshot, full)?,
             Err(error @ GuestError::Refused { .. }) => {
                 let _ = self.events.send(Event::SnapshotFailed {
                     checkpoint,
@@ -302,6 +284,36 @@ impl Subtask {
             }
             Err(trap) => return Err(trap.into()),
         };
+        self.write_off_the_hot_path(checkpoint, held);
+        Ok(())
+    }
+
+    /// Merges a snapshot into the host's copy of the subtask's state, and homes its new pieces
+    /// in the segment this checkpoint writes; returns a copy to write (cheap: the pieces are
+    /// shared, and encoded off the hot path).
+    fn take_in(
+        &mut self,
+        checkpoint: CheckpointId,
+        snapshot: Snapshot,
+        full: bool,
+    ) -> Result<Held, SubtaskError> {
+        let changed = snapshot.key_groups.into_iter();
+        let changed = changed.map(|g| (g.key_group, g.delta, g.state)).collect();
+        let held = self.held.get_or_insert_with(Held::default);
+        let merged = held.merge(snapshot.operator_state, changed, full);
+        merged.map_err(|problem| SubtaskError::Malformed {
+            subtask: self.id.clone(),
+            problem,
+        })?;
+        let (operator, index) = (self.id.operator.as_str(), self.id.index);
+        let segment = Layout::segment_file_name(&self.job, checkpoint, operator, index);
+        held.home_new_pieces(&segment, checkpoint.0);
+        Ok(held.clone())
+    }
+
+    /// Writes the state on the blocking pool; the ack (or the failure) reaches the coordinator
+    /// once the write is durable.
+    fn write_off_the_hot_path(&self, checkpoint: CheckpointId, held: Held) {
         let (store, job, subtask, events) = (
             self.store.clone(),
             self.job.clone(),
@@ -312,7 +324,7 @@ impl Subtask {
             let write = {
                 let subtask = subtask.clone();
                 tokio::task::spawn_blocking(move || {
-                    store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &blob)
+                    store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &held)
                 })
             };
             let event = match write.await.expect("state writes do not panic") {
@@ -328,7 +340,6 @@ impl Subtask {
             };
             let _ = events.send(event);
         });
-        Ok(())
     }
 }
 
