@@ -331,10 +331,17 @@ pub fn checkpoint_overhead(
         let elapsed = one_thread.block_on(run_to_end(built))?;
         Ok((elapsed, store.checkpoints(&job)?.last().map_or(0, |c| c.0)))
     };
-    // Calibration (and warm-up): the records that take the job about the time wanted.
-    let probe = keys * 3;
-    let rate = probe as f64 / run(probe, 0)?.0.as_secs_f64();
-    let records = ((rate * sizes.overhead_seconds) as usize).max(probe);
+    // Calibration (and warm-up): the records that take the job about the time wanted, grown
+    // until a run without checkpoints lasts most of it (the first records, which insert keys,
+    // are slower than the rest: one short probe underestimates the rate).
+    let mut records = keys * 3;
+    for _ in 0..4 {
+        let elapsed = run(records, 0)?.0.as_secs_f64();
+        if elapsed >= sizes.overhead_seconds * 0.8 {
+            break;
+        }
+        records = (records as f64 * sizes.overhead_seconds / elapsed) as usize;
+    }
     let (mut none, mut every, mut ids) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..sizes.overhead_runs {
         none.push(run(records, 0)?.0);
