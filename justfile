@@ -47,7 +47,7 @@ torture: rust-guests
 
 # Benchmarks against native Rust and raw disk, in one run (release build of the host).
 # `just bench --quick` finishes in under a minute. Results: stdout and <target-dir>/bench.json.
-# The rescale benchmark runs the `host` binary beside `bench`, so both are built.
+# The upgrade, start-up, idle-memory and rescale rows run the `host` binary built beside `bench`.
 bench *args: guests
     cargo build --locked --release -p host --bin bench --bin host
     "$JOBHOST_TARGET_DIR/release/bench" {{args}}

@@ -2,6 +2,10 @@
 //! output on; align barriers, snapshot, forward them; commit when told. A restored sink first
 //! reconciles its outside world with the checkpoint it restored (`recover`).
 //!
+//! Each operator and sink subtask logs, at info level, when its guest has processed its first
+//! batch since the subtask started (fresh or restored): `first batch processed
+//! subtask=<operator>[<index>] records=<n>`. The benchmarks time start-up and upgrades to it.
+//!
 //! Guest calls are never raced against anything: a call runs to completion (or to its
 //! deadline) before the loop looks at its inputs again, because dropping a guest call midway
 //! would leave its instance unusable. Only waiting on channels and timers is raced.
@@ -172,6 +176,7 @@ impl Subtask {
         let mut aligner = Aligner::new(self.inputs.len());
         let mut last_barrier: Option<Barrier> = None;
         let mut committed: Option<CheckpointId> = None;
+        let mut first_batch = true;
         while !aligner.all_ended() {
             let step = tokio::select! {
                 biased;
@@ -187,7 +192,12 @@ impl Subtask {
                 Err(Some(Command::Trigger(_))) => unreachable!("only sources are triggered"),
                 Err(None) => return Ok(()),
                 Ok((_, Message::Batch(batch))) => {
+                    let records = batch_len(&batch);
                     self.on_batch(batch).await?;
+                    if std::mem::take(&mut first_batch) {
+                        // The observable "first record processed" (README, Benchmarks).
+                        tracing::info!(subtask = %self.id, records, "first batch processed");
+                    }
                     continue;
                 }
                 Ok((input, Message::Barrier(barrier))) => aligner.on_barrier(input, barrier),

@@ -6,17 +6,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
-use host::runtime::{self, Job, JobSpec, Outcome, Request, RestoreFrom};
+use host::runtime::{self, Job, JobSpec, Outcome};
 use host::store::Store;
 use host::topology::Plan;
 
+use crate::process::OneCore;
 use crate::{Row, Sizes};
 
 /// Writes `words` words drawn from `distinct` keys, ten to a line; returns the text.
-pub(crate) fn write_input(dir: &Path, words: usize, distinct: usize) -> anyhow::Result<String> {
+pub fn write_input(dir: &Path, words: usize, distinct: usize) -> anyhow::Result<String> {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut text = String::with_capacity(words * 8);
     for i in 0..words {
@@ -88,24 +89,7 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
         let records = sizes.peer_records.max(keys * 2);
         let dir = scratch.join(format!("peer-{keys}"));
         std::fs::create_dir_all(&dir)?;
-        let text = "checkpoint_interval_ms = 0\n".to_owned()
-            + &operator(
-                "generator",
-                "source",
-                &guests.join("generator.wasm"),
-                1,
-                &format!("config = {{ records = \"{records}\", keys = \"{keys}\" }}"),
-            )
-            + &operator(
-                "counter",
-                "operator",
-                &guests.join("counter_v1.wasm"),
-                1,
-                "",
-            )
-            + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
-            + &edge("generator", "counter", "key-by")
-            + &edge("counter", "sink", "forward");
+        let text = peer_text(guests, records, keys, 0);
         // One thread for the whole job: the host's pipeline against one native thread.
         let one_thread = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -116,7 +100,8 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
             let started = Instant::now();
             black_box(native_peer(records as u64, keys as u64));
             native.push(started.elapsed());
-            let built = one_thread.block_on(build(&engine, &store, &dir, &text, None))?;
+            let built =
+                one_thread.block_on(build(&engine, &store, &dir, &text, JobId::generate()))?;
             hosted.push(one_thread.block_on(run_to_end(built))?);
         }
         let rate = |elapsed: Duration| records as f64 / elapsed.as_secs_f64();
@@ -138,24 +123,42 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
     Ok(rows)
 }
 
-pub(crate) fn operator(
-    id: &str,
-    role: &str,
-    module: &Path,
-    parallelism: u32,
-    extra: &str,
-) -> String {
+/// The peer job's file: `records` records over `keys` keys, checkpoints every `interval_ms`.
+pub fn peer_text(guests: &Path, records: usize, keys: usize, interval_ms: u64) -> String {
+    format!("checkpoint_interval_ms = {interval_ms}\n")
+        + &operator(
+            "generator",
+            "source",
+            &guests.join("generator.wasm"),
+            1,
+            &format!("config = {{ records = \"{records}\", keys = \"{keys}\" }}"),
+        )
+        + &operator(
+            "counter",
+            "operator",
+            &guests.join("counter_v1.wasm"),
+            1,
+            "",
+        )
+        + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
+        + &edge("generator", "counter", "key-by")
+        + &edge("counter", "sink", "forward")
+}
+
+/// An operator of a job file.
+pub fn operator(id: &str, role: &str, module: &Path, parallelism: u32, extra: &str) -> String {
     format!(
         "[[operators]]\nid = \"{id}\"\nrole = \"{role}\"\nmodule = \"{}\"\nparallelism = {parallelism}\n{extra}\n",
         module.display()
     )
 }
 
-pub(crate) fn edge(from: &str, to: &str, partition: &str) -> String {
+/// An edge of a job file.
+pub fn edge(from: &str, to: &str, partition: &str) -> String {
     format!("[[edges]]\nfrom = \"{from}\"\nto = \"{to}\"\npartition = \"{partition}\"\n")
 }
 
-pub(crate) const SOURCE_MOUNT: &str =
+pub const SOURCE_MOUNT: &str =
     "config = { path = \"/input/words.txt\" }\nmounts = [{ host = \"input\", guest = \"/input\" }]";
 
 /// A state folder under `dir` and an engine caching compiled modules in it.
@@ -171,14 +174,14 @@ pub(crate) async fn build(
     store: &Store,
     dir: &Path,
     text: &str,
-    restore: Option<RestoreFrom>,
+    job: JobId,
 ) -> anyhow::Result<Job> {
     let plan = Plan::from_toml(text, dir)?;
     let spec = JobSpec {
-        job: JobId::generate(),
+        job,
         plan,
         job_file: text.to_owned(),
-        restore,
+        restore: None,
         limits: Limits::default(),
     };
     runtime::build(engine.clone(), store.clone(), spec)
@@ -209,226 +212,181 @@ pub(crate) fn fastest(times: &[Duration]) -> Duration {
     *times.iter().min().expect("at least one run")
 }
 
-/// Pipeline throughput at parallelism 1 and 2, and checkpoint overhead. Each configuration runs
-/// `sizes.repetitions` times, interleaved with the others so that drift of a shared machine
-/// falls on all alike, and the fastest run of each counts.
+/// The word count's job file at `parallelism` (the source at 1).
+fn wordcount_text(guests: &Path, parallelism: u32) -> String {
+    let module = |name: &str| guests.join(format!("{name}.wasm"));
+    operator("lines", "source", &module("line_source"), 1, SOURCE_MOUNT)
+        + &operator(
+            "tokenize",
+            "operator",
+            &module("tokenizer"),
+            parallelism,
+            "",
+        )
+        + &operator(
+            "counter",
+            "operator",
+            &module("counter_v1"),
+            parallelism,
+            "",
+        )
+        + &operator("sink", "sink", &module("null_sink"), parallelism, "")
+        + &edge("lines", "tokenize", "rebalance")
+        + &edge("tokenize", "counter", "key-by")
+        + &edge("counter", "sink", "forward")
+}
+
+/// The pipeline's configurations: parallelism, and whether the whole process (every thread of
+/// the host, and the native baseline) is pinned to one core while it runs.
+const PIPELINES: [(u32, bool); 3] = [(1, true), (1, false), (2, false)];
+
+fn pipeline_name(parallelism: u32, pinned: bool) -> String {
+    let how = match (parallelism, pinned) {
+        (_, true) => "pinned: the whole process (host and native) on one core",
+        (1, false) => "unpinned: the host's threads on 2 cores, native on 1",
+        _ => "unpinned (2 cores), native on 1",
+    };
+    format!("pipeline throughput, parallelism {parallelism}, {how}")
+}
+
+/// Pipeline throughput at parallelism 1, pinned to one core and not, and at parallelism 2.
+/// Each configuration runs `sizes.repetitions` times, interleaved with the others and with the
+/// native baseline (pinned when they are) so that drift of a shared machine falls on all
+/// alike, and the fastest run of each counts.
 pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
     let dir = scratch.join("pipeline");
     let text = write_input(&dir, sizes.pipeline_words, sizes.distinct_keys)?;
     let (store, engine) = open(&dir)?;
-    let job = |parallelism: u32, interval_ms: u64| {
-        format!("checkpoint_interval_ms = {interval_ms}\n")
-            + &operator(
-                "lines",
-                "source",
-                &guests.join("line_source.wasm"),
-                1,
-                SOURCE_MOUNT,
-            )
-            + &operator(
-                "tokenize",
-                "operator",
-                &guests.join("tokenizer.wasm"),
-                parallelism,
-                "",
-            )
-            + &operator(
-                "counter",
-                "operator",
-                &guests.join("counter_v1.wasm"),
-                parallelism,
-                "",
-            )
-            + &operator(
-                "sink",
-                "sink",
-                &guests.join("null_sink.wasm"),
-                parallelism,
-                "",
-            )
-            + &edge("lines", "tokenize", "rebalance")
-            + &edge("tokenize", "counter", "key-by")
-            + &edge("counter", "sink", "forward")
-    };
-    let configurations = [(1, 0), (2, 0), (2, 1_000)];
-    let mut native = Vec::new();
-    let mut hosted: Vec<Vec<Duration>> = vec![Vec::new(); configurations.len()];
+    // Native times, unpinned then pinned; the host's, by configuration.
+    let mut native: [Vec<Duration>; 2] = Default::default();
+    let mut hosted: Vec<Vec<Duration>> = vec![Vec::new(); PIPELINES.len()];
     for _ in 0..sizes.repetitions {
-        let started = Instant::now();
-        black_box(native_wordcount(&text));
-        native.push(started.elapsed());
-        for (times, (parallelism, interval_ms)) in hosted.iter_mut().zip(configurations) {
-            let built = build(&engine, &store, &dir, &job(parallelism, interval_ms), None).await?;
-            times.push(run_to_end(built).await?);
+        for pinned in [true, false] {
+            let _one_core = pinned.then(OneCore::pin).transpose()?;
+            let started = Instant::now();
+            black_box(native_wordcount(&text));
+            native[usize::from(pinned)].push(started.elapsed());
+            let alike = hosted
+                .iter_mut()
+                .zip(PIPELINES)
+                .filter(|(_, c)| c.1 == pinned);
+            for (times, (parallelism, _)) in alike {
+                let job = wordcount_text(guests, parallelism);
+                let built = build(&engine, &store, &dir, &job, JobId::generate()).await?;
+                times.push(run_to_end(built).await?);
+            }
         }
     }
     let rate = |elapsed: Duration| sizes.pipeline_words as f64 / elapsed.as_secs_f64();
-    let native = rate(fastest(&native));
-    let [p1, p2, p2_checkpointed] = [0, 1, 2].map(|i| fastest(&hosted[i]));
-    let mut rows = Vec::new();
-    for (parallelism, elapsed) in [(1, p1), (2, p2)] {
-        rows.push(Row {
-            name: format!("pipeline throughput, parallelism {parallelism}"),
-            value: rate(elapsed),
-            unit: "records/s",
-            baseline: Some(native),
-            baseline_name: "native Rust, 1 thread",
-            ratio: Some(rate(elapsed) / native),
-            target: "≥ 0.5× native",
-            met: Some(rate(elapsed) / native >= 0.5),
+    let rows = PIPELINES
+        .iter()
+        .zip(&hosted)
+        .map(|(&(parallelism, pinned), times)| {
+            let (host, native) = (
+                rate(fastest(times)),
+                rate(fastest(&native[usize::from(pinned)])),
+            );
+            Row {
+                name: pipeline_name(parallelism, pinned),
+                value: host,
+                unit: "records/s",
+                baseline: Some(native),
+                baseline_name: if pinned {
+                    "native Rust, 1 thread, pinned alike"
+                } else {
+                    "native Rust, 1 thread"
+                },
+                ratio: Some(host / native),
+                target: "≥ 0.5× native",
+                met: Some(host / native >= 0.5),
+            }
         });
-    }
-    let overhead = (p2_checkpointed.as_secs_f64() / p2.as_secs_f64() - 1.0) * 100.0;
-    rows.push(Row {
-        name: "checkpoint overhead, every 1 s (parallelism 2)".to_owned(),
-        value: overhead,
-        unit: "%",
-        baseline: None,
-        baseline_name: "",
-        ratio: Some(p2.as_secs_f64() / p2_checkpointed.as_secs_f64()),
-        target: "≤ 5 %",
-        met: Some(overhead <= 5.0),
-    });
-    Ok(rows)
+    Ok(rows.collect())
 }
 
-/// The time from `stop --save` to the upgraded job running again, with keyed state.
-pub async fn upgrade_downtime(
+/// Checkpoint overhead on the peer job at `sizes.overhead_keys` keys: checkpoints every
+/// `sizes.overhead_interval_ms` against none, on one thread (as the peer job row), each run
+/// long enough (about `sizes.overhead_seconds`, calibrated by a first run) for at least 20
+/// checkpoints, `sizes.overhead_runs` runs of each, interleaved; the fastest of each counts and
+/// the label gives the spread of the run-by-run overheads.
+pub fn checkpoint_overhead(
     guests: &Path,
     scratch: &Path,
     sizes: Sizes,
 ) -> anyhow::Result<Vec<Row>> {
-    let dir = scratch.join("upgrade");
-    write_input(&dir, 200_000, 1_000)?;
+    let (keys, interval_ms) = (sizes.overhead_keys, sizes.overhead_interval_ms);
+    let dir = scratch.join("overhead");
+    std::fs::create_dir_all(&dir)?;
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (store, engine) = open(&dir)?;
-    let text = "checkpoint_interval_ms = 0\n".to_owned()
-        + &operator(
-            "lines",
-            "source",
-            &guests.join("line_source.wasm"),
-            1,
-            &format!("records_per_second_max = 20000\n{SOURCE_MOUNT}"),
-        )
-        + &operator(
-            "state",
-            "operator",
-            &guests.join("ballast.wasm"),
-            1,
-            &format!(
-                "memory_bytes_max = 1073741824\nconfig = {{ state_bytes = {} }}",
-                sizes.upgrade_state_bytes
-            ),
-        )
-        + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
-        + &edge("lines", "state", "forward")
-        + &edge("state", "sink", "forward");
-    let handle = build(&engine, &store, &dir, &text, None).await?.spawn();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let stopping = Instant::now();
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let requests = handle.requests();
-    requests
-        .send(Request::Save { stop: true, reply })
-        .await
-        .map_err(|_| anyhow!("job gone"))?;
-    let saved = answer.await?.map_err(|e| anyhow!(e))?;
-    handle.wait().await;
-    let savepoint_ms = stopping.elapsed().as_secs_f64() * 1e3;
-    let loading = Instant::now();
-    let point = store.read_point(&saved.path)?;
-    let states = store.read_states(&point)?;
-    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
-    let restoring = Instant::now();
-    let upgraded = build(
-        &engine,
-        &store,
-        &dir,
-        &text,
-        Some(RestoreFrom {
-            metadata: point.metadata,
-            states,
-        }),
-    )
-    .await?;
-    let running = upgraded.spawn();
-    let restore_ms = restoring.elapsed().as_secs_f64() * 1e3;
-    let downtime_ms = stopping.elapsed().as_secs_f64() * 1e3;
-    let (reply, _) = tokio::sync::oneshot::channel();
-    running
-        .requests()
-        .send(Request::Cancel { reply })
-        .await
-        .context("cancelling")?;
-    running.wait().await;
-    eprintln!(
-        "bench: upgrade: savepoint-and-stop {savepoint_ms:.0} ms, verify {load_ms:.0} ms, build-and-restore {restore_ms:.0} ms"
-    );
-    Ok(vec![Row {
-        name: format!(
-            "upgrade downtime, {} MiB of state",
-            sizes.upgrade_state_bytes >> 20
-        ),
-        value: downtime_ms,
-        unit: "ms",
-        baseline: None,
-        baseline_name: "",
-        ratio: None,
-        target: "≤ 1 000 ms",
-        met: Some(downtime_ms <= 1_000.0),
-    }])
+    // How long a run took, and the id of its last checkpoint.
+    let run = |records: usize, interval_ms: u64| -> anyhow::Result<(Duration, u64)> {
+        let (job, text) = (
+            JobId::generate(),
+            peer_text(guests, records, keys, interval_ms),
+        );
+        let built = one_thread.block_on(build(&engine, &store, &dir, &text, job.clone()))?;
+        let elapsed = one_thread.block_on(run_to_end(built))?;
+        Ok((elapsed, store.checkpoints(&job)?.last().map_or(0, |c| c.0)))
+    };
+    // Calibration (and warm-up): the records that take the job about the time wanted, grown
+    // until a run without checkpoints lasts most of it (the first records, which insert keys,
+    // are slower than the rest: one short probe underestimates the rate).
+    let mut records = keys * 3;
+    for _ in 0..4 {
+        let elapsed = run(records, 0)?.0.as_secs_f64();
+        if elapsed >= sizes.overhead_seconds * 0.8 {
+            break;
+        }
+        records = (records as f64 * sizes.overhead_seconds / elapsed) as usize;
+    }
+    let (mut none, mut every, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..sizes.overhead_runs {
+        none.push(run(records, 0)?.0);
+        let (elapsed, last) = run(records, interval_ms)?;
+        every.push(elapsed);
+        // The last one is the job's final checkpoint at the end of its input.
+        ids.push(last.saturating_sub(1));
+    }
+    eprintln!("bench: checkpoint overhead: {records} records a run, checkpoints {ids:?}");
+    Ok(vec![overhead_row(sizes, &none, &every, &ids)])
 }
 
-/// Building a 5-operator job from a cold compiled-module cache, then from a warm one.
-pub async fn startup(guests: &Path, scratch: &Path) -> anyhow::Result<Vec<Row>> {
-    let dir = scratch.join("startup");
-    write_input(&dir, 1_000, 100)?;
-    let store = Store::open(dir.join("home"))?;
-    let text = operator(
-        "lines",
-        "source",
-        &guests.join("line_source.wasm"),
-        1,
-        SOURCE_MOUNT,
-    ) + &operator(
-        "tokenize",
-        "operator",
-        &guests.join("tokenizer.wasm"),
-        1,
-        "",
-    ) + &operator("pass", "operator", &guests.join("ballast.wasm"), 1, "")
-        + &operator(
-            "counter",
-            "operator",
-            &guests.join("counter_v1.wasm"),
-            1,
-            "",
-        )
-        + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
-        + &edge("lines", "tokenize", "forward")
-        + &edge("tokenize", "pass", "forward")
-        + &edge("pass", "counter", "key-by")
-        + &edge("counter", "sink", "forward");
-    let mut times = Vec::new();
-    for _ in 0..2 {
-        let started = Instant::now();
-        let engine = Arc::new(
-            Engine::new(&store.layout().cache(), CacheMode::ReadWrite)
-                .map_err(|e| anyhow!("{e:#}"))?,
-        );
-        let job = build(&engine, &store, &dir, &text, None).await?;
-        times.push(started.elapsed().as_secs_f64() * 1e3);
-        drop(job);
+/// The overhead's row: the fastest runs with and without checkpoints compared, the spread of
+/// run-by-run overheads and the fewest checkpoints of a run in its label.
+fn overhead_row(sizes: Sizes, none: &[Duration], every: &[Duration], ids: &[u64]) -> Row {
+    let (keys, interval_ms) = (sizes.overhead_keys, sizes.overhead_interval_ms);
+    let percent = |with: Duration, without: Duration| {
+        (with.as_secs_f64() / without.as_secs_f64() - 1.0) * 100.0
+    };
+    let spread: Vec<f64> = every
+        .iter()
+        .zip(none)
+        .map(|(&w, &n)| percent(w, n))
+        .collect();
+    let (low, high) = spread
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+    let checkpoints = ids.iter().copied().min().unwrap_or(0);
+    let overhead = percent(fastest(every), fastest(none));
+    eprintln!("bench: checkpoint overhead: run-by-run {spread:.1?} %");
+    Row {
+        name: format!(
+            "checkpoint overhead, peer job at {} k keys, every {interval_ms} ms vs none \
+             ({} run(s) of each, interleaved, {:.0} s each; ≥ {checkpoints} checkpoints a run; \
+             spread {low:.1} % to {high:.1} %)",
+            keys / 1_000,
+            sizes.overhead_runs,
+            fastest(none).as_secs_f64()
+        ),
+        value: overhead,
+        unit: "%",
+        baseline: None,
+        baseline_name: "",
+        ratio: Some(fastest(none).as_secs_f64() / fastest(every).as_secs_f64()),
+        target: "≤ 5 % (and ≥ 20 checkpoints a run)",
+        met: Some(overhead <= 5.0 && checkpoints >= 20),
     }
-    let (cold, cached) = (times[0], times[1]);
-    Ok(vec![Row {
-        name: "start-up, 5 operators, compiled-module cache warm".to_owned(),
-        value: cached,
-        unit: "ms",
-        baseline: Some(cold),
-        baseline_name: "cold: compiling every component",
-        ratio: Some(cold / cached),
-        target: "≤ 100 ms",
-        met: Some(cached <= 100.0),
-    }])
 }

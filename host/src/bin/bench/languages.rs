@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use host::engine::bindings::{Batch, Context};
 use host::engine::{CacheMode, Engine, Grants, Instance, Limits, Module};
-use host::ids::SubtaskId;
+use host::ids::{JobId, SubtaskId};
 use host::key_group::key_group;
 use host::runtime::partition::{empty_batch, push};
 use host::store::Store;
@@ -231,7 +231,7 @@ async fn cached_start(
     let engine = Arc::new(
         Engine::new(&store.layout().cache(), CacheMode::ReadWrite).map_err(|e| anyhow!("{e:#}"))?,
     );
-    let job = build(&engine, &store, dir, &text, None).await?;
+    let job = build(&engine, &store, dir, &text, JobId::generate()).await?;
     let start_ms = started.elapsed().as_secs_f64() * 1e3;
     drop(job);
     Ok(start_ms)

@@ -1,17 +1,23 @@
 //! `bench`: measures the host against baselines on the same machine, in the same run, and
 //! reports ratios (these machines are shared and noisy: absolute figures drift, ratios less).
 //!
-//! 1. pipeline throughput (WASM word count vs the same logic in native Rust), parallelism 1, 2;
+//! 1. pipeline throughput (WASM word count vs the same logic in native Rust): parallelism 1 with
+//!    the whole process pinned to one core and unpinned, parallelism 2; the peer job;
 //! 2. boundary cost per record at batch sizes 1, 64, 1 024, 16 384;
-//! 3. checkpoint overhead (checkpoints every second vs none), and what a checkpoint costs (its
-//!    pause and the bytes it writes) when 1 % of 1 M keys changed, against a full one;
+//! 3. checkpoint overhead on the peer job at 1 M keys (checkpoints every second vs none), and
+//!    what a checkpoint costs (its pause and the bytes it writes) when 1 % of 1 M keys changed,
+//!    against a full one;
 //! 4. savepoint write and restore bandwidth vs raw sequential disk bandwidth;
-//! 5. upgrade downtime with keyed state;
-//! 6. start-up of a 5-operator job, cold and with the compiled-module cache;
+//! 5. upgrade downtime as a user meets it: `host stop --save`, then `host run v2.toml --from`
+//!    until the new module processed its first batch, separate processes ([`process`]);
+//! 6. start-up of a 5-operator `host run` to its first record, cache cold and warm; the
+//!    resident memory of that job, idle.
 //! 7. savepoint write and restore on an S3-compatible server (moto) vs the local folder;
-//! 8. rescaling 2 -> 3 vs resuming 2 -> 2, through `host` processes as a user runs them.
-//! 7. the tokenizer and the counter in Python and JavaScript against Rust: records/s, the cost
+//! 8. rescaling 2 -> 3 vs resuming 2 -> 2, through `host` processes as a user runs them;
+//! 9. the tokenizer and the counter in Python and JavaScript against Rust: records/s, the cost
 //!    of a call, component size, cold compile, job start with the cache warm.
+//!
+//! The rows of 5, 6 and 8 run the `host` binary built beside this one.
 //!
 //! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`; `just
 //! bench` builds what it needs. Paths default to cargo's target directory this binary was built
@@ -22,6 +28,8 @@ mod checkpoints;
 mod disk;
 mod jobs;
 mod languages;
+mod lifecycle;
+mod process;
 mod rescale;
 mod store;
 
@@ -58,6 +66,11 @@ struct Args {
     /// (the end-to-end tests' `<target-dir>/e2e-module-cache`, which CI fills next).
     #[arg(long, value_name = "DIR")]
     share_cache: Option<PathBuf>,
+    /// How long the job to upgrade runs before `host stop --save`, instead of 8 000 ms (1 000
+    /// with --quick): long enough for its generator to have covered its keys (a slow build
+    /// needs longer; the row's label says how many keys the counter held).
+    #[arg(long, value_name = "MS")]
+    upgrade_warm_ms: Option<u64>,
 }
 
 /// The benchmarks, by name.
@@ -67,6 +80,7 @@ enum Bench {
     Peer,
     Boundary,
     Checkpoints,
+    Overhead,
     Savepoint,
     Upgrade,
     Startup,
@@ -127,12 +141,25 @@ pub struct Sizes {
     /// components at once (a quick run: a cold Python or JavaScript compile takes tens of
     /// seconds), rather than the tokenizer and the counter, one language after another.
     pub languages_quick: bool,
+    /// Keys of the peer job whose checkpoint overhead is measured.
+    pub overhead_keys: usize,
+    /// Its checkpoint interval.
+    pub overhead_interval_ms: u64,
+    /// About how long each of its runs lasts.
+    pub overhead_seconds: f64,
+    /// Runs with checkpoints, and as many without, interleaved.
+    pub overhead_runs: usize,
+    /// Keys of the counter carried across the upgrade from v1 to v2.
+    pub upgrade_keys: usize,
+    /// How long the job runs before the upgrade (so that it holds those keys).
+    pub upgrade_warm_ms: u64,
+    /// How long the idle job runs after its first record before its memory is read.
+    pub idle_settle_ms: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let sizes = if args.quick {
+impl Sizes {
+    /// Small workloads: a smoke test of the benchmarks.
+    fn quick() -> Sizes {
         Sizes {
             pipeline_words: 300_000,
             peer_records: 200_000,
@@ -147,8 +174,18 @@ async fn main() -> anyhow::Result<()> {
             language_words: 20_000,
             repetitions: 1,
             languages_quick: true,
+            overhead_keys: 100_000,
+            overhead_interval_ms: 100,
+            overhead_seconds: 4.0,
+            overhead_runs: 1,
+            upgrade_keys: 100_000,
+            upgrade_warm_ms: 1_000,
+            idle_settle_ms: 1_000,
         }
-    } else {
+    }
+
+    /// The workloads of a measurement.
+    fn full() -> Sizes {
         Sizes {
             pipeline_words: 3_000_000,
             peer_records: 10_000_000,
@@ -163,11 +200,29 @@ async fn main() -> anyhow::Result<()> {
             language_words: 1_000_000,
             repetitions: 5,
             languages_quick: false,
+            overhead_keys: 1_000_000,
+            overhead_interval_ms: 1_000,
+            overhead_seconds: 25.0,
+            overhead_runs: 3,
+            upgrade_keys: 1_000_000,
+            upgrade_warm_ms: 8_000,
+            idle_settle_ms: 5_000,
         }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
     };
     let sizes = Sizes {
         repetitions: args.repetitions.map_or(sizes.repetitions, usize::from),
         pipeline_words: args.words.map_or(sizes.pipeline_words, |w| w as usize),
+        upgrade_warm_ms: args.upgrade_warm_ms.unwrap_or(sizes.upgrade_warm_ms),
         ..sizes
     };
     let started = Instant::now();
@@ -195,13 +250,12 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(jobs::pipeline(&guests, scratch.path(), sizes).await?);
     }
     if runs(Bench::Peer) {
-        let (guests, scratch) = (guests.clone(), scratch.path().to_owned());
-        // Its own thread: the job runs on a one-thread runtime of its own.
-        let peer = std::thread::spawn(move || jobs::peer_job(&guests, &scratch, sizes));
-        rows.extend(
-            peer.join()
-                .map_err(|_| anyhow::anyhow!("the peer job panicked"))??,
-        );
+        rows.extend(on_own_thread(
+            jobs::peer_job,
+            &guests,
+            scratch.path(),
+            sizes,
+        )?);
     }
     if runs(Bench::Boundary) {
         rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);
@@ -209,14 +263,22 @@ async fn main() -> anyhow::Result<()> {
     if runs(Bench::Checkpoints) {
         rows.extend(checkpoints::checkpoint_cost(&guests, scratch.path(), sizes).await?);
     }
+    if runs(Bench::Overhead) {
+        rows.extend(on_own_thread(
+            jobs::checkpoint_overhead,
+            &guests,
+            scratch.path(),
+            sizes,
+        )?);
+    }
     if runs(Bench::Savepoint) {
         rows.extend(disk::savepoint_bandwidth(scratch.path(), sizes)?);
     }
     if runs(Bench::Upgrade) {
-        rows.extend(jobs::upgrade_downtime(&guests, scratch.path(), sizes).await?);
+        rows.extend(lifecycle::upgrade_downtime(&guests, scratch.path(), sizes)?);
     }
     if runs(Bench::Startup) {
-        rows.extend(jobs::startup(&guests, scratch.path()).await?);
+        rows.extend(lifecycle::startup_and_idle(&guests, scratch.path(), sizes)?);
     }
     if runs(Bench::ObjectStore) {
         let (target_dir, scratch) = (target_dir.clone(), scratch.path().to_owned());
@@ -251,6 +313,20 @@ async fn main() -> anyhow::Result<()> {
         json_path.display()
     );
     Ok(())
+}
+
+/// Runs a benchmark whose jobs run on a one-thread runtime of their own, on a thread of its
+/// own (a runtime cannot start inside this one).
+fn on_own_thread(
+    bench: fn(&Path, &Path, Sizes) -> anyhow::Result<Vec<Row>>,
+    guests: &Path,
+    scratch: &Path,
+    sizes: Sizes,
+) -> anyhow::Result<Vec<Row>> {
+    let (guests, scratch) = (guests.to_owned(), scratch.to_owned());
+    std::thread::spawn(move || bench(&guests, &scratch, sizes))
+        .join()
+        .map_err(|_| anyhow::anyhow!("a benchmark panicked"))?
 }
 
 /// Cargo's target directory this binary was built into: it runs as
