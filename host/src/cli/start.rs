@@ -223,7 +223,12 @@ fn print_remap(op: &runtime::OperatorInfo) {
 }
 
 /// Starts the job and runs it in the foreground until it ends.
-pub(super) async fn run_job(store: Store, mut prepared: Prepared) -> anyhow::Result<ExitCode> {
+/// With `log_file` (`--detach`), that file becomes the job's log once the job has an id.
+pub(super) async fn run_job(
+    store: Store,
+    mut prepared: Prepared,
+    log_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let writable = admission::writable_mounts(&prepared.plan);
     // Refused at once, before anything is compiled; decided again under the start lock.
     refuse_conflicts(&store, &prepared, &writable)?;
@@ -237,6 +242,9 @@ pub(super) async fn run_job(store: Store, mut prepared: Prepared) -> anyhow::Res
             prepared.refusal(&problems)
         })?;
     let (status, _claim) = admit(&store, &prepared, job_id, writable)?;
+    if let Some(log_file) = log_file {
+        super::detach::claim_log(&store, &log_file, &status.job)?;
+    }
     // The job really starts: from here on, it may change files.
     engine.write_cache();
     run_admitted(store, job, status).await
@@ -311,7 +319,8 @@ async fn run_admitted(
     }
     let handle = job.spawn();
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(control::serve(listener, handle.requests(), serving_stopped));
+    let job_side = (handle.requests(), handle.metrics());
+    let server = tokio::spawn(control::serve(listener, job_side, serving_stopped));
     match &status.resumed_from {
         Some(from) => tracing::info!(job = %job_id, "running, resumed from {}", from.display()),
         None => tracing::info!(job = %job_id, "running"),

@@ -16,7 +16,7 @@ use host::topology::Plan;
 use crate::{Row, Sizes};
 
 /// Writes `words` words drawn from `distinct` keys, ten to a line; returns the text.
-fn write_input(dir: &Path, words: usize, distinct: usize) -> anyhow::Result<String> {
+pub(crate) fn write_input(dir: &Path, words: usize, distinct: usize) -> anyhow::Result<String> {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut text = String::with_capacity(words * 8);
     for i in 0..words {
@@ -153,14 +153,14 @@ const SOURCE_MOUNT: &str =
     "config = { path = \"/input/words.txt\" }\nmounts = [{ host = \"input\", guest = \"/input\" }]";
 
 /// A state folder under `dir` and an engine caching compiled modules in it.
-fn open(dir: &Path) -> anyhow::Result<(Store, Arc<Engine>)> {
+pub(crate) fn open(dir: &Path) -> anyhow::Result<(Store, Arc<Engine>)> {
     let store = Store::open(dir.join("home"))?;
     let engine = Engine::new(&store.layout().cache(), CacheMode::ReadWrite);
     Ok((store, Arc::new(engine.map_err(|e| anyhow!("{e:#}"))?)))
 }
 
 /// Builds a job from `text` (whose relative paths are under `dir`).
-async fn build(
+pub(crate) async fn build(
     engine: &Arc<Engine>,
     store: &Store,
     dir: &Path,
@@ -199,8 +199,20 @@ async fn run_to_end(job: Job) -> anyhow::Result<Duration> {
 
 /// The fastest of some runs of the same work: on a shared machine noise only ever adds time,
 /// so the fastest run is the one least disturbed.
-fn fastest(times: &[Duration]) -> Duration {
+pub(crate) fn fastest(times: &[Duration]) -> Duration {
     *times.iter().min().expect("at least one run")
+}
+
+/// The benchmark pipeline's job file: `lines -> tokenize -> counter (key-by) -> null sink`.
+pub(crate) fn pipeline_job(guests: &Path, parallelism: u32, interval_ms: u64) -> String {
+    format!("checkpoint_interval_ms = {interval_ms}\n")
+        + &operator("lines", "source", &guests.join("line_source.wasm"), 1, SOURCE_MOUNT)
+        + &operator("tokenize", "operator", &guests.join("tokenizer.wasm"), parallelism, "")
+        + &operator("counter", "operator", &guests.join("counter_v1.wasm"), parallelism, "")
+        + &operator("sink", "sink", &guests.join("null_sink.wasm"), parallelism, "")
+        + &edge("lines", "tokenize", "rebalance")
+        + &edge("tokenize", "counter", "key-by")
+        + &edge("counter", "sink", "forward")
 }
 
 /// Pipeline throughput at parallelism 1 and 2, and checkpoint overhead. Each configuration runs
@@ -210,40 +222,7 @@ pub async fn pipeline(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Re
     let dir = scratch.join("pipeline");
     let text = write_input(&dir, sizes.pipeline_words, sizes.distinct_keys)?;
     let (store, engine) = open(&dir)?;
-    let job = |parallelism: u32, interval_ms: u64| {
-        format!("checkpoint_interval_ms = {interval_ms}\n")
-            + &operator(
-                "lines",
-                "source",
-                &guests.join("line_source.wasm"),
-                1,
-                SOURCE_MOUNT,
-            )
-            + &operator(
-                "tokenize",
-                "operator",
-                &guests.join("tokenizer.wasm"),
-                parallelism,
-                "",
-            )
-            + &operator(
-                "counter",
-                "operator",
-                &guests.join("counter_v1.wasm"),
-                parallelism,
-                "",
-            )
-            + &operator(
-                "sink",
-                "sink",
-                &guests.join("null_sink.wasm"),
-                parallelism,
-                "",
-            )
-            + &edge("lines", "tokenize", "rebalance")
-            + &edge("tokenize", "counter", "key-by")
-            + &edge("counter", "sink", "forward")
-    };
+    let job = |parallelism, interval_ms| pipeline_job(guests, parallelism, interval_ms);
     let configurations = [(1, 0), (2, 0), (2, 1_000)];
     let mut native = Vec::new();
     let mut hosted: Vec<Vec<Duration>> = vec![Vec::new(); configurations.len()];

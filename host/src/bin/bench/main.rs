@@ -17,6 +17,7 @@ mod boundary;
 mod checkpoints;
 mod disk;
 mod jobs;
+mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -59,6 +60,7 @@ enum Bench {
     Savepoint,
     Upgrade,
     Startup,
+    Metrics,
 }
 
 /// One line of the report.
@@ -182,6 +184,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Bench::Upgrade) {
         rows.extend(jobs::upgrade_downtime(&guests, scratch.path(), sizes).await?);
+    }
+    if runs(Bench::Metrics) {
+        rows.extend(metrics::overhead(&guests, scratch.path(), sizes).await?);
     }
     if runs(Bench::Startup) {
         rows.extend(jobs::startup(&guests, scratch.path()).await?);
