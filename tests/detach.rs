@@ -12,7 +12,10 @@ fn a_detached_job_prints_its_id_and_logs_follow_ends_when_it_stops() {
     assert_eq!(started.status.code(), Some(0), "{started:?}");
     let stdout = String::from_utf8(started.stdout).unwrap();
     let job = stdout.trim_end().to_owned();
-    assert!(job.starts_with("job-") && stdout == format!("{job}\n"), "{stdout:?}");
+    assert!(
+        job.starts_with("job-") && stdout == format!("{job}\n"),
+        "{stdout:?}"
+    );
 
     let follow = dir
         .command(&["logs", "--follow", &job])
@@ -21,14 +24,23 @@ fn a_detached_job_prints_its_id_and_logs_follow_ends_when_it_stops() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(dir.host_ok(&["list"]).contains(&format!("{job}\twordcount\trunning")));
+    assert!(
+        dir.host_ok(&["list"])
+            .contains(&format!("{job}\twordcount\trunning"))
+    );
     assert_eq!(dir.host_ok(&["stop", &job]), format!("stopped {job}\n"));
     let followed = follow.wait_with_output().unwrap();
     assert_eq!(followed.status.code(), Some(0), "{followed:?}");
     // The job's whole output: its id, and no warning (the tests log warnings only).
-    assert_eq!(String::from_utf8(followed.stdout).unwrap(), format!("{job}\n"));
+    assert_eq!(
+        String::from_utf8(followed.stdout).unwrap(),
+        format!("{job}\n")
+    );
     assert_eq!(dir.host_ok(&["logs", &job]), format!("{job}\n"));
-    assert!(dir.host_ok(&["list"]).contains(&format!("{job}\twordcount\tstopped")));
+    assert!(
+        dir.host_ok(&["list"])
+            .contains(&format!("{job}\twordcount\tstopped"))
+    );
 
     let missing = dir.host(&["logs", "job-nope"]);
     assert_eq!(missing.status.code(), Some(1));
@@ -42,14 +54,24 @@ fn a_detached_job_that_is_refused_says_why_and_fails() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(refused.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("cannot read job file no-such-job.toml"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read job file no-such-job.toml"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn completions_are_printed_for_each_shell() {
     let dir = Dir::new(1);
-    for (shell, needle) in [("bash", "complete -F"), ("zsh", "#compdef host"), ("fish", "complete -c host")] {
+    for (shell, needle) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef host"),
+        ("fish", "complete -c host"),
+    ] {
         let script = dir.host_ok(&["completions", shell]);
-        assert!(script.contains(needle) && script.contains("savepoints"), "{shell}");
+        assert!(
+            script.contains(needle) && script.contains("savepoints"),
+            "{shell}"
+        );
     }
 }

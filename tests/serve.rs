@@ -79,7 +79,11 @@ impl Server {
             ref other => panic!("unexpected sample {other:?}"),
         };
         let samples = scrape.samples.iter().map(|s| {
-            let labels: BTreeMap<_, _> = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let labels: BTreeMap<_, _> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             ((s.metric.clone(), labels), value(&s.value))
         });
         samples.collect()
@@ -94,8 +98,13 @@ impl Drop for Server {
 }
 
 /// The sum of metric `name` over the subtasks of `operator`.
-fn total(metrics: &BTreeMap<(String, BTreeMap<String, String>), f64>, name: &str, operator: &str) -> f64 {
-    let of = |labels: &BTreeMap<String, String>| labels.get("operator").is_some_and(|o| o == operator);
+fn total(
+    metrics: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    operator: &str,
+) -> f64 {
+    let of =
+        |labels: &BTreeMap<String, String>| labels.get("operator").is_some_and(|o| o == operator);
     metrics
         .iter()
         .filter(|((n, labels), _)| n == name && of(labels))
@@ -106,7 +115,10 @@ fn total(metrics: &BTreeMap<(String, BTreeMap<String, String>), f64>, name: &str
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < Duration::from_secs(60), "timed out: {what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -130,7 +142,10 @@ fn the_api_and_metrics_follow_a_running_job_and_save_and_stop_it() {
     // Counters rise, and a checkpoint shows with its size.
     let sink_in = |m: &Value| -> u64 {
         let subtasks = m["subtasks"].as_array().unwrap().iter();
-        subtasks.filter(|s| s["operator"] == "sink").map(|s| s["records_in"].as_u64().unwrap()).sum()
+        subtasks
+            .filter(|s| s["operator"] == "sink")
+            .map(|s| s["records_in"].as_u64().unwrap())
+            .sum()
     };
     let first = sink_in(&server.json("GET", &format!("/api/jobs/{job}/metrics"), 200));
     wait_until("the sink's records in rise", || {
@@ -138,7 +153,9 @@ fn the_api_and_metrics_follow_a_running_job_and_save_and_stop_it() {
     });
     wait_until("a checkpoint completes", || {
         let history = server.json("GET", &format!("/api/jobs/{job}/checkpoints"), 200);
-        history.as_array().is_some_and(|h| h.iter().any(|c| c["bytes"].as_u64() > Some(0)))
+        history
+            .as_array()
+            .is_some_and(|h| h.iter().any(|c| c["bytes"].as_u64() > Some(0)))
     });
 
     // `/metrics`, parsed: records into the sink lie between what was committed before the
@@ -146,7 +163,10 @@ fn the_api_and_metrics_follow_a_running_job_and_save_and_stop_it() {
     let committed_before = dir.committed_output().len() as f64;
     let metrics = server.metrics();
     let sink_records = total(&metrics, "jobhost_records_in_total", "sink");
-    assert!(sink_records >= committed_before, "{sink_records} < {committed_before}");
+    assert!(
+        sink_records >= committed_before,
+        "{sink_records} < {committed_before}"
+    );
     assert!(total(&metrics, "jobhost_records_out_total", "source") <= lines as f64);
     assert!(total(&metrics, "jobhost_busy_seconds_total", "counter") > 0.0);
     assert!(total(&metrics, "jobhost_state_bytes", "counter") > 0.0);
@@ -157,11 +177,20 @@ fn the_api_and_metrics_follow_a_running_job_and_save_and_stop_it() {
     let inspected = dir.host_ok(&["inspect", &savepoint]);
     assert!(inspected.contains("all checksums verified"), "{inspected}");
     let points = server.json("GET", &format!("/api/savepoints?job={job}"), 200);
-    assert!(points.as_array().unwrap().iter().any(|p| p["savepoint"] == savepoint.as_str()));
+    assert!(
+        points
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["savepoint"] == savepoint.as_str())
+    );
 
     // Bad requests: JSON errors with the command line's messages and the right codes.
     let bad = server.json("GET", "/api/jobs/NOT..AN..ID", 400);
-    assert!(bad["error"].as_str().unwrap().contains("bad job id"), "{bad}");
+    assert!(
+        bad["error"].as_str().unwrap().contains("bad job id"),
+        "{bad}"
+    );
     let missing = server.json("POST", "/api/jobs/job-nope/save", 404);
     assert_eq!(missing["error"], "no job `job-nope` (see `host list`)");
     let query = server.json("POST", &format!("/api/jobs/{job}/stop?save=maybe"), 400);
@@ -176,7 +205,13 @@ fn the_api_and_metrics_follow_a_running_job_and_save_and_stop_it() {
     let committed = dir.committed_output();
     assert!(sink_records <= committed.len() as f64);
     let after = server.json("POST", &format!("/api/jobs/{job}/save"), 409);
-    assert!(after["error"].as_str().unwrap().contains("is not running (stopped with savepoint"), "{after}");
+    assert!(
+        after["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not running (stopped with savepoint"),
+        "{after}"
+    );
     assert_eq!(server.json("GET", "/api/jobs", 200)[0]["running"], false);
 }
 
@@ -194,7 +229,10 @@ fn a_token_is_required_off_loopback_and_checked_on_every_request() {
     for path in ["/api/jobs", "/metrics", "/"] {
         let (status, body) = server.call("GET", path, None);
         assert_eq!(status, 401, "{path}: {body}");
-        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "missing or wrong token");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["error"],
+            "missing or wrong token"
+        );
         assert_eq!(server.call("GET", path, Some("wrong")).0, 401, "{path}");
         assert_eq!(server.call("GET", path, Some("s3cret")).0, 200, "{path}");
     }
@@ -217,9 +255,18 @@ fn the_dashboard_shows_rates_and_its_save_button_makes_a_savepoint() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(seen["edge_labels"].as_array().map(Vec::len), Some(3), "{seen}");
+    assert_eq!(
+        seen["edge_labels"].as_array().map(Vec::len),
+        Some(3),
+        "{seen}"
+    );
     let (before, after) = (&seen["savepoints_before"], &seen["savepoints_after"]);
-    let new: Vec<&Value> = after.as_array().unwrap().iter().filter(|s| !before.as_array().unwrap().contains(s)).collect();
+    let new: Vec<&Value> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !before.as_array().unwrap().contains(s))
+        .collect();
     assert_eq!(new.len(), 1, "{seen}");
     let inspected = dir.host_ok(&["inspect", new[0].as_str().unwrap()]);
     assert!(inspected.contains("all checksums verified"), "{inspected}");

@@ -135,6 +135,11 @@ impl JobMetrics {
         found.map(|(_, c)| c.clone()).unwrap_or_default()
     }
 
+    /// The job.
+    pub fn job(&self) -> &JobId {
+        &self.job
+    }
+
     /// The job restarted after a failure.
     pub fn restarted(&self) {
         self.restarts.fetch_add(1, Relaxed);

@@ -7,7 +7,7 @@
 //! returns; if the job is refused first, it prints the refusal and returns its exit code.
 
 use std::ffi::OsString;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -36,8 +36,8 @@ pub(super) fn run_detached(store: &Store) -> anyhow::Result<ExitCode> {
         .filter(|a| a != "--detach")
         .collect();
     let log = pending_log(store);
-    let file = std::fs::File::create(&log)
-        .with_context(|| format!("cannot create {}", log.display()))?;
+    let file =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let mut reader = std::fs::File::open(&log)?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(args)
@@ -92,8 +92,8 @@ pub(super) fn logs(store: &Store, job: &JobId, follow: bool) -> anyhow::Result<E
         if !running {
             return Ok(ExitCode::SUCCESS);
         }
+        // A file read to its end reads on from there once it has grown.
         std::thread::sleep(Duration::from_millis(POLL_MS));
-        file.seek(std::io::SeekFrom::Current(0))?;
     }
 }
 

@@ -6,6 +6,7 @@
 mod check;
 mod detach;
 mod new;
+mod progress;
 mod start;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use host::barrier::Phase;
 use host::ids::{JobId, SavepointId};
 use host::ops;
 use host::savepoint::{self, RestorePoint};
-use host::store::{FaultHook, JobState, Store};
+use host::store::{FaultHook, Store};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
 #[derive(Debug, Parser)]
@@ -272,7 +273,7 @@ fn inject_faults(crash_at: Option<(Phase, u64)>, fail_write_at: Option<(Phase, u
 }
 
 fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
-    let saved = ops::save(store, job, stop)?;
+    let saved = progress::spinning(&format!("saving {job}"), || ops::save(store, job, stop))?;
     println!("{}", saved.id);
     println!("{}", saved.path.display());
     Ok(ExitCode::SUCCESS)
@@ -328,7 +329,8 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
     let point = RestorePoint::parse(point).map_err(anyhow::Error::msg)?;
     let dir = savepoint::resolve(store, &point)?;
     let loaded = store.read_point(&dir)?;
-    store.read_states(&loaded)?;
+    let verifying = format!("verifying {}", dir.display());
+    progress::spinning(&verifying, || store.read_states(&loaded))?;
     let m = &loaded.metadata;
     if json {
         let operators: Vec<_> = m

@@ -85,7 +85,10 @@ pub(super) fn prepare(
         Some(from) => {
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
             let dir = savepoint::resolve(store, &point)?;
-            let (metadata, states) = savepoint::load_for(store, &dir, &plan, allow_non_restored)?;
+            let reading = format!("reading and verifying {}", dir.display());
+            let (metadata, states) = super::progress::spinning(&reading, || {
+                savepoint::load_for(store, &dir, &plan, allow_non_restored)
+            })?;
             let dir = std::path::absolute(&dir).unwrap_or(dir);
             let from = (dir, metadata.job.clone());
             (Some(from), Some(RestoreFrom { metadata, states }))

@@ -200,7 +200,6 @@ impl Blueprint {
             });
         }
         let coordinator = CoordinatorTask::new(
-            self.job.clone(),
             self.job_file.clone(),
             &self.plan,
             infos,

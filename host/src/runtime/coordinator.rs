@@ -59,7 +59,6 @@ impl CoordinatorTask {
     /// A coordinator for a built job whose first checkpoint will be `first`, commanding its
     /// subtasks and hearing from them through `channels`.
     pub fn new(
-        job: JobId,
         job_file: String,
         plan: &Plan,
         operators: Vec<OperatorInfo>,
@@ -72,6 +71,7 @@ impl CoordinatorTask {
         metrics: Arc<JobMetrics>,
     ) -> Self {
         let (commands, events) = channels;
+        let job = metrics.job().clone();
         let sources_running = plan
             .operators
             .iter()

@@ -210,7 +210,9 @@ impl Subtask {
                 Ok((input, Message::End)) => aligner.on_end(input),
             };
             if let Alignment::Aligned(barrier) = alignment {
-                let aligned_in = aligning_since.take().map_or(Duration::ZERO, |t| t.elapsed());
+                let aligned_in = aligning_since
+                    .take()
+                    .map_or(Duration::ZERO, |t| t.elapsed());
                 self.checkpoint(barrier, aligned_in).await?;
                 self.output.barrier(barrier)?;
                 last_barrier = Some(barrier);

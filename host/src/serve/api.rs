@@ -101,7 +101,12 @@ async fn blocking<T: Send + 'static>(
     let store = store.clone();
     tokio::task::spawn_blocking(move || work(&store))
         .await
-        .unwrap_or_else(|e| Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+        .unwrap_or_else(|e| {
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            ))
+        })
 }
 
 fn job_id(id: &str) -> Result<JobId, ApiError> {
@@ -125,7 +130,10 @@ async fn job(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
         let rows = ops::jobs(store)?;
         let row = rows.into_iter().find(|r| r.job == job);
         let row = row.ok_or_else(|| ApiError::from(OpsError::NoSuchJob(job.clone())))?;
-        let sample = row.running.then(|| ops::metrics(store, &job).ok()).flatten();
+        let sample = row
+            .running
+            .then(|| ops::metrics(store, &job).ok())
+            .flatten();
         Ok((row, sample))
     })
     .await?;
@@ -147,7 +155,12 @@ async fn checkpoints(State(shared): State<Shared>, Path(id): Path<String>) -> An
 
 async fn save(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
     let job = job_id(&id)?;
-    to_json(blocking(&shared.store, move |store| Ok(ops::save(store, &job, false)?)).await?)
+    to_json(
+        blocking(&shared.store, move |store| {
+            Ok(ops::save(store, &job, false)?)
+        })
+        .await?,
+    )
 }
 
 #[derive(Deserialize)]

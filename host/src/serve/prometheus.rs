@@ -34,12 +34,17 @@ type Counts = Family<SubtaskLabels, Counter>;
 type Seconds = Family<SubtaskLabels, Counter<f64, std::sync::atomic::AtomicU64>>;
 type JobGauge = Family<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
 
+/// Metric families by name, each with what it reads from a sample.
+type Named<F, M> = Vec<(&'static str, F, M)>;
+type OfSubtask = fn(&SubtaskSample) -> u64;
+type OfCheckpoint = fn(&crate::metrics::CheckpointStat) -> f64;
+
 /// The families of one scrape, registered under their names.
 struct Families {
-    counts: Vec<(&'static str, fn(&SubtaskSample) -> u64, Counts)>,
-    seconds: Vec<(&'static str, fn(&SubtaskSample) -> u64, Seconds)>,
+    counts: Named<OfSubtask, Counts>,
+    seconds: Named<OfSubtask, Seconds>,
     restarts: Family<JobLabels, Counter>,
-    checkpoint: Vec<(&'static str, fn(&crate::metrics::CheckpointStat) -> f64, JobGauge)>,
+    checkpoint: Named<OfCheckpoint, JobGauge>,
     state_bytes: Family<OperatorLabels, Gauge>,
 }
 
@@ -59,10 +64,26 @@ impl Families {
             ],
             restarts: Family::default(),
             checkpoint: vec![
-                ("last_checkpoint_duration_seconds", |c| c.duration_ms as f64 / 1e3, JobGauge::default()),
-                ("last_checkpoint_alignment_seconds", |c| c.alignment_ms as f64 / 1e3, JobGauge::default()),
-                ("last_checkpoint_bytes", |c| c.bytes as f64, JobGauge::default()),
-                ("last_checkpoint_id", |c| c.checkpoint as f64, JobGauge::default()),
+                (
+                    "last_checkpoint_duration_seconds",
+                    |c| c.duration_ms as f64 / 1e3,
+                    JobGauge::default(),
+                ),
+                (
+                    "last_checkpoint_alignment_seconds",
+                    |c| c.alignment_ms as f64 / 1e3,
+                    JobGauge::default(),
+                ),
+                (
+                    "last_checkpoint_bytes",
+                    |c| c.bytes as f64,
+                    JobGauge::default(),
+                ),
+                (
+                    "last_checkpoint_id",
+                    |c| c.checkpoint as f64,
+                    JobGauge::default(),
+                ),
             ],
             state_bytes: Family::default(),
         }

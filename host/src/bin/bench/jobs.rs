@@ -206,10 +206,34 @@ pub(crate) fn fastest(times: &[Duration]) -> Duration {
 /// The benchmark pipeline's job file: `lines -> tokenize -> counter (key-by) -> null sink`.
 pub(crate) fn pipeline_job(guests: &Path, parallelism: u32, interval_ms: u64) -> String {
     format!("checkpoint_interval_ms = {interval_ms}\n")
-        + &operator("lines", "source", &guests.join("line_source.wasm"), 1, SOURCE_MOUNT)
-        + &operator("tokenize", "operator", &guests.join("tokenizer.wasm"), parallelism, "")
-        + &operator("counter", "operator", &guests.join("counter_v1.wasm"), parallelism, "")
-        + &operator("sink", "sink", &guests.join("null_sink.wasm"), parallelism, "")
+        + &operator(
+            "lines",
+            "source",
+            &guests.join("line_source.wasm"),
+            1,
+            SOURCE_MOUNT,
+        )
+        + &operator(
+            "tokenize",
+            "operator",
+            &guests.join("tokenizer.wasm"),
+            parallelism,
+            "",
+        )
+        + &operator(
+            "counter",
+            "operator",
+            &guests.join("counter_v1.wasm"),
+            parallelism,
+            "",
+        )
+        + &operator(
+            "sink",
+            "sink",
+            &guests.join("null_sink.wasm"),
+            parallelism,
+            "",
+        )
         + &edge("lines", "tokenize", "rebalance")
         + &edge("tokenize", "counter", "key-by")
         + &edge("counter", "sink", "forward")

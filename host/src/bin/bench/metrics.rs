@@ -22,14 +22,15 @@ async fn run_once(job: host::runtime::Job, scraped: bool) -> anyhow::Result<(Dur
     let handle = job.spawn();
     let metrics = handle.metrics();
     let scraper = tokio::spawn(async move {
-        let mut scrapes = 0;
         let mut ticker = tokio::time::interval(SCRAPE_EVERY);
-        while scraped {
+        for scrapes in 0.. {
+            if !scraped {
+                return scrapes;
+            }
             ticker.tick().await;
             std::hint::black_box(prometheus::encode(&[metrics.sample()]));
-            scrapes += 1;
         }
-        scrapes
+        unreachable!("the job ends first")
     });
     let outcome = handle.wait().await;
     let elapsed = started.elapsed();
