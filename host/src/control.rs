@@ -139,6 +139,10 @@ async fn answer(
     tokio::io::BufReader::new(read.take(REQUEST_BYTES_MAX))
         .read_line(&mut line)
         .await?;
+    if line.is_empty() {
+        // A probe (`is_listening`: `host list`, `host serve`) that connected and hung up.
+        return Ok(());
+    }
     let response = match serde_json::from_str::<ControlRequest>(&line) {
         Err(e) => ControlResponse::Error {
             message: format!("malformed request: {e}"),

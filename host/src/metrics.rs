@@ -88,11 +88,12 @@ pub struct CheckpointStat {
     pub completed_unix_ms: u64,
     /// From trigger to published.
     pub duration_ms: u64,
-    /// Bytes of the state files it names (shared segments included).
+    /// Bytes of its folder, as `host savepoints` counts them (segments it shares by hard links
+    /// with earlier points included).
     pub bytes: u64,
     /// The longest any subtask held inputs back to align its barrier.
     pub alignment_ms: u64,
-    /// Bytes of state per operator.
+    /// Bytes of the state files (segment tables) per operator.
     pub operator_bytes: BTreeMap<OperatorId, u64>,
 }
 

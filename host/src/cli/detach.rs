@@ -51,8 +51,11 @@ pub(super) fn run_detached(store: &Store) -> anyhow::Result<ExitCode> {
         .context("cannot start the detached job")?;
     let mut seen = String::new();
     loop {
+        // The job moves the file into its folder before it prints its id: a line in a file
+        // not yet moved is a refusal's.
+        let moved = !log.exists();
         reader.read_to_string(&mut seen)?;
-        if let Some((id, _)) = seen.split_once('\n') {
+        if let (true, Some((id, _))) = (moved, seen.split_once('\n')) {
             println!("{id}");
             return Ok(ExitCode::SUCCESS);
         }

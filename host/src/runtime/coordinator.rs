@@ -279,7 +279,11 @@ impl CoordinatorTask {
         };
         match self.complete(barrier).await {
             Ok(saved) => {
-                self.record(barrier);
+                let dir = saved.as_ref().map_or_else(
+                    || self.store.layout().checkpoint(&self.job, checkpoint),
+                    |s| s.path.clone(),
+                );
+                self.record(barrier, &dir);
                 // Between publishing and committing: the riskiest moment to crash.
                 let _ = self.store.fault_point(Phase::Published, checkpoint);
                 self.send_to(Role::Sink, Command::Commit(checkpoint));
@@ -301,7 +305,7 @@ impl CoordinatorTask {
     }
 
     /// Records the checkpoint just completed in the job's history.
-    fn record(&self, barrier: Barrier) {
+    fn record(&self, barrier: Barrier, dir: &std::path::Path) {
         let (since, alignment) = self.in_flight_since;
         let mut operator_bytes = BTreeMap::new();
         for (subtask, file) in &self.acked {
@@ -314,7 +318,7 @@ impl CoordinatorTask {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             duration_ms: since.elapsed().as_millis() as u64,
-            bytes: operator_bytes.values().sum(),
+            bytes: crate::ops::folder_bytes(dir),
             alignment_ms: alignment.as_millis() as u64,
             operator_bytes,
         });
