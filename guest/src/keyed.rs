@@ -364,7 +364,9 @@ impl<V> Group<V> {
         match self.listed.as_mut() {
             _ if self.dirty == 0 => {}
             Some(keys) => keys.iter().for_each(|key| {
-                self.map.get_mut(key).map(|slot| slot.dirty = false);
+                if let Some(slot) = self.map.get_mut(key) {
+                    slot.dirty = false;
+                }
             }),
             None => self.map.values_mut().for_each(|slot| slot.dirty = false),
         }
