@@ -26,9 +26,12 @@ js-guests:
 host:
     cargo build --locked -p host
 
-# Everything CI checks: formatting, lints with warnings as errors, unit and end-to-end tests.
+# Everything CI checks: formatting, lints with warnings as errors, unit and end-to-end tests
+# (the dashboard's test drives headless Chromium, which `tests/browser/setup.sh` installs from
+# Debian's packages if it is missing).
 # (Lints go through clippy rather than RUSTFLAGS, which would rebuild wasmtime.)
 test: guests
+    bash tests/browser/setup.sh
     cargo fmt --all -- --check
     cargo clippy --locked -p host --all-targets -- -D warnings
     cargo clippy --locked --profile guest --target {{wasm_target}} {{guests}} -- -D warnings

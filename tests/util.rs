@@ -377,7 +377,8 @@ partition = "rebalance"
             .expect("spawning host")
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    /// `host ARGS` in the scratch folder, on its state folder, logging warnings only.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
         command
             .args(args)

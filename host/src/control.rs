@@ -1,4 +1,5 @@
-//! The control socket of a running job: `host save` and `host stop` reach the job through it.
+//! The control socket of a running job: `host save`, `host stop` and `host serve` reach the job
+//! through it.
 //!
 //! A Unix socket inside the job's folder (owner-only, like the whole state folder), one JSON
 //! request line and one JSON response line per connection. The server turns requests into
@@ -7,6 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::{JobMetrics, Sample};
 use crate::runtime::{self, Saved};
 
 /// Largest request line the server reads.
@@ -32,6 +35,8 @@ pub enum ControlRequest {
     },
     /// Stop without a savepoint: output since the last checkpoint is not committed.
     Cancel,
+    /// Every counter of the job now, and its checkpoint history.
+    Metrics,
 }
 
 /// A running job's answer.
@@ -42,6 +47,8 @@ pub enum ControlResponse {
     Saved(Saved),
     /// The job was cancelled.
     Cancelled,
+    /// The job's counters.
+    Metrics(Box<Sample>),
     /// The request failed.
     Error {
         /// Why.
@@ -85,9 +92,10 @@ pub const ANSWERS_WAIT_MS_MAX: u64 = 5_000;
 /// before the process exits.
 pub async fn serve(
     listener: UnixListener,
-    requests: mpsc::Sender<runtime::Request>,
+    job: (mpsc::Sender<runtime::Request>, Arc<JobMetrics>),
     mut stop: oneshot::Receiver<()>,
 ) {
+    let (requests, metrics) = job;
     let mut answering = tokio::task::JoinSet::new();
     let report = |done: Result<std::io::Result<()>, tokio::task::JoinError>| {
         if let Ok(Err(e)) = done {
@@ -99,7 +107,7 @@ pub async fn serve(
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    answering.spawn(answer(stream, requests.clone()));
+                    answering.spawn(answer(stream, requests.clone(), metrics.clone()));
                 }
                 Err(e) => {
                     tracing::warn!("control socket: {e}");
@@ -124,16 +132,22 @@ pub async fn serve(
 async fn answer(
     stream: UnixStream,
     requests: mpsc::Sender<runtime::Request>,
+    metrics: Arc<JobMetrics>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     tokio::io::BufReader::new(read.take(REQUEST_BYTES_MAX))
         .read_line(&mut line)
         .await?;
+    if line.is_empty() {
+        // A probe (`is_listening`: `host list`, `host serve`) that connected and hung up.
+        return Ok(());
+    }
     let response = match serde_json::from_str::<ControlRequest>(&line) {
         Err(e) => ControlResponse::Error {
             message: format!("malformed request: {e}"),
         },
+        Ok(ControlRequest::Metrics) => ControlResponse::Metrics(Box::new(metrics.sample())),
         Ok(request) => forward(request, &requests).await,
     };
     let mut out = serde_json::to_vec(&response).expect("responses serialize");
@@ -178,6 +192,7 @@ async fn forward(
                 Err(_) => gone(),
             }
         }
+        ControlRequest::Metrics => unreachable!("answered by the server itself"),
     }
 }
 
@@ -224,7 +239,9 @@ mod tests {
         let listener = runtime.block_on(async { bind(&path) }).unwrap();
         let (requests, mut job) = mpsc::channel(1);
         let (stop, stopped) = oneshot::channel();
-        let server = runtime.spawn(serve(listener, requests, stopped));
+        let topology = crate::metrics::Topology::default();
+        let metrics = Arc::new(JobMetrics::new(crate::ids::JobId::generate(), topology));
+        let server = runtime.spawn(serve(listener, (requests, metrics), stopped));
         let client = std::thread::spawn({
             let path = path.clone();
             move || call(&path, &ControlRequest::Cancel)

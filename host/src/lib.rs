@@ -13,6 +13,9 @@
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.
 //! - [`control`]: the control socket of a running job, and its client.
+//! - [`metrics`]: what a running job counts (atomics per subtask), sampled for `host serve`.
+//! - [`ops`]: what the CLI and `host serve` share: jobs and points listed, requests to jobs.
+//! - [`serve`]: `host serve`: the HTTP API, `/metrics` and the dashboard.
 //! - [`admission`]: whether a job may start beside the running ones (no two write one folder).
 //! - [`key_group`]: where a key's state lives (pinned, recorded in every `_metadata`).
 //!
@@ -58,8 +61,11 @@ pub mod durable;
 pub mod engine;
 pub mod ids;
 pub mod key_group;
+pub mod metrics;
+pub mod ops;
 pub mod runtime;
 pub mod savepoint;
+pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod topology;

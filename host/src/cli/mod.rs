@@ -4,22 +4,24 @@
 //! Only this module prints to stdout. Listings take `--json` for scripts.
 
 mod check;
+mod detach;
 mod new;
+mod progress;
 mod start;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use host::barrier::Phase;
-use host::control::{self, ControlRequest, ControlResponse};
 use host::ids::{JobId, OperatorId, SavepointId};
+use host::ops;
 use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::object::{ObjectPoints, StoreUrl};
-use host::store::{FaultHook, JobState, Store};
+use host::store::{FaultHook, Store};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
 #[derive(Debug, Parser)]
@@ -66,6 +68,22 @@ enum Command {
         /// left on device" (state-write, metadata-written).
         #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
         fail_write_at: Option<(Phase, u64)>,
+        /// Run in the background: print the job's id and return; its output goes to
+        /// `jobs/<id>/log` (see `host logs`).
+        #[arg(long)]
+        detach: bool,
+        /// Set by `--detach`: the file holding this process's output, moved into the job's
+        /// folder once the job has an id.
+        #[arg(long, value_name = "PATH", hide = true)]
+        log_file: Option<PathBuf>,
+    },
+    /// Print the log of a job started with `run --detach`.
+    Logs {
+        /// The job.
+        job: JobId,
+        /// Keep printing as the job writes, until it ends.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Take a savepoint of a running job; prints its id and folder.
     Save {
@@ -131,6 +149,20 @@ enum Command {
         #[arg(long = "rename", value_name = "OLD=NEW", value_parser = parse_rename)]
         renames: Vec<(OperatorId, OperatorId)>,
     },
+    /// Serve the HTTP API, `/metrics` and the dashboard over the state folder.
+    Serve {
+        /// The address to listen on (any other than loopback requires --token-file).
+        #[arg(long, default_value = host::serve::LISTEN_DEFAULT)]
+        listen: std::net::SocketAddr,
+        /// A file whose first line is the token every request must present.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+    },
+    /// Print a completion script for a shell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs the command; `Ok` carries the exit code of a command that ran.
@@ -143,6 +175,11 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             role,
             sdk,
         } => return new::new_project(&name, lang, role, sdk),
+        Command::Completions { shell } => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "host", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Run { .. } | Command::Rm { .. } => Store::open(&home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(&home),
@@ -161,7 +198,12 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             checkpoint_interval,
             crash_at,
             fail_write_at,
+            detach,
+            log_file,
         } => {
+            if detach {
+                return detach::run_detached(&store);
+            }
             let store = match (crash_at, fail_write_at) {
                 (None, None) => store,
                 _ => store.with_faults(inject_faults(crash_at, fail_write_at)),
@@ -177,7 +219,7 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 &mapping,
                 checkpoint_interval,
             )?;
-            tokio_runtime()?.block_on(start::run_job(store, prepared))
+            tokio_runtime()?.block_on(start::run_job(store, prepared, log_file))
         }
         Command::Check {
             job_file,
@@ -192,11 +234,15 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             let prepared = start::prepare(&store, &job_file, Some(&from), &mapping, None)?;
             tokio_runtime()?.block_on(start::check_job(store, prepared, json))
         }
-        Command::New { .. } => unreachable!("handled before the state folder is opened"),
+        Command::New { .. } | Command::Completions { .. } => {
+            unreachable!("handled before the state folder is opened")
+        }
+        Command::Serve { listen, token_file } => serve(store, listen, token_file.as_deref()),
         Command::Save { job, stop } => save(&store, &job, stop),
         Command::Stop { job, save: true } => save(&store, &job, true),
         Command::Stop { job, save: false } => cancel(&store, &job),
         Command::List => list_jobs(&store, json),
+        Command::Logs { job, follow } => detach::logs(&store, &job, follow),
         Command::Savepoints { job } => list_points(&store, job.as_ref(), json),
         Command::Inspect { point } => inspect(&store, &point, json),
         Command::Rm { savepoint } => {
@@ -266,113 +312,54 @@ fn inject_faults(crash_at: Option<(Phase, u64)>, fail_write_at: Option<(Phase, u
     })
 }
 
-fn request(store: &Store, job: &JobId, request: ControlRequest) -> anyhow::Result<ControlResponse> {
-    let socket = store.layout().control_socket(job);
-    match control::call(&socket, &request) {
-        Ok(response) => Ok(response),
-        Err(control::ControlError::NotRunning(_)) => match store.read_status(job) {
-            Err(_) => bail!("no job `{job}` (see `host list`)"),
-            Ok(status) => bail!(
-                "job `{job}` is not running ({})",
-                describe_state(&status.state, false)
-            ),
-        },
-        Err(e) => Err(e.into()),
-    }
-}
-
 fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
-    match request(store, job, ControlRequest::Save { stop })? {
-        ControlResponse::Saved(saved) => {
-            println!("{}", saved.id);
-            println!("{}", store.display(&saved.path));
-            Ok(ExitCode::SUCCESS)
-        }
-        ControlResponse::Error { message } => bail!("job `{job}`: {message}"),
-        other => bail!("job `{job}`: unexpected answer {other:?}"),
-    }
+    let saved = progress::spinning(&format!("saving {job}"), || ops::save(store, job, stop))?;
+    println!("{}", saved.id);
+    println!("{}", store.display(&saved.path));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cancel(store: &Store, job: &JobId) -> anyhow::Result<ExitCode> {
-    match request(store, job, ControlRequest::Cancel)? {
-        ControlResponse::Cancelled => {
-            println!("stopped {job}");
-            Ok(ExitCode::SUCCESS)
-        }
-        ControlResponse::Error { message } => bail!("job `{job}`: {message}"),
-        other => bail!("job `{job}`: unexpected answer {other:?}"),
-    }
-}
-
-fn describe_state(state: &JobState, listening: bool) -> String {
-    match state {
-        JobState::Running { .. } if listening => "running".to_owned(),
-        JobState::Running { .. } => "crashed (the process running it is gone)".to_owned(),
-        JobState::Finished => "finished".to_owned(),
-        JobState::Stopped {
-            savepoint: Some(sp),
-        } => format!("stopped with savepoint {sp}"),
-        JobState::Stopped { savepoint: None } => "stopped".to_owned(),
-        JobState::Failed { error } => format!("failed: {error}"),
-    }
+    ops::cancel(store, job)?;
+    println!("stopped {job}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
-    let mut rows = Vec::new();
-    for job in store.jobs()? {
-        let Ok(status) = store.read_status(&job) else {
-            continue;
-        };
-        let listening = control::is_listening(&store.layout().control_socket(&job));
-        rows.push((describe_state(&status.state, listening), status));
-    }
+    let rows = ops::jobs(store)?;
     if json {
-        let values: Vec<_> = rows
-            .iter()
-            .map(|(state, status)| serde_json::json!({ "job": status.job, "name": status.name, "state": state, "started_unix_ms": status.started_unix_ms }))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&values)?);
+        println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        for (state, status) in rows {
-            println!("{}\t{}\t{}", status.job, status.name, state);
+        for row in rows {
+            println!("{}\t{}\t{}", row.job, row.name, row.state);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result<ExitCode> {
-    let listed = savepoint::list(store, job)?;
+    let rows = ops::points(store, job)?;
     if json {
-        let values: Vec<_> = listed
-            .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "savepoint": l.savepoint,
-                    "path": store.display(&l.dir),
-                    "job": l.metadata.as_ref().ok().map(|m| &m.job),
-                    "checkpoint": l.metadata.as_ref().ok().map(|m| m.checkpoint.0),
-                    "state_bytes": l.metadata.as_ref().ok().map(|_| store.point_bytes(&l.dir)),
-                    "error": l.metadata.as_ref().err(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&values)?);
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    for l in listed {
-        let kind = l
+    for row in rows {
+        let kind = row
             .savepoint
             .as_ref()
             .map_or("checkpoint".to_owned(), |id| format!("savepoint {id}"));
-        match &l.metadata {
-            Ok(m) => println!(
-                "{kind}\t{}:{}\t{} bytes\t{}",
-                m.job,
-                m.checkpoint,
-                store.point_bytes(&l.dir),
-                store.display(&l.dir)
+        match (&row.job, row.checkpoint, &row.error) {
+            (Some(job), Some(checkpoint), _) => println!(
+                "{kind}\t{job}:{}\t{} bytes\t{}",
+                checkpoint,
+                row.state_bytes.unwrap_or(0),
+                row.path.display()
             ),
-            Err(e) => println!("{kind}\tunreadable: {e}\t{}", store.display(&l.dir)),
+            (_, _, error) => println!(
+                "{kind}\tunreadable: {}\t{}",
+                error.as_deref().unwrap_or_default(),
+                row.path.display()
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -382,7 +369,8 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
     let point = RestorePoint::parse(point).map_err(anyhow::Error::msg)?;
     let dir = savepoint::resolve(store, &point)?;
     let loaded = store.read_point(&dir)?;
-    store.read_states(&loaded)?;
+    let verifying = format!("verifying {}", dir.display());
+    progress::spinning(&verifying, || store.read_states(&loaded))?;
     let m = &loaded.metadata;
     if json {
         let operators: Vec<_> = m
@@ -427,4 +415,23 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `host serve`: prints where it listens, then serves until interrupted.
+fn serve(
+    store: Store,
+    listen: std::net::SocketAddr,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let token = token_file.map(host::serve::read_token).transpose()?;
+    tokio_runtime()?.block_on(async {
+        let listener = host::serve::bind(listen, token.as_deref()).await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        std::io::Write::flush(&mut std::io::stdout())?;
+        tokio::select! {
+            served = host::serve::run(listener, store, token) => served?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

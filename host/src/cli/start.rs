@@ -106,7 +106,10 @@ pub(super) fn prepare(
         Some(from) => {
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
             let dir = resolve(store, &point)?;
-            let (metadata, states) = savepoint::load_for(store, &dir, &plan, mapping)?;
+            let reading = format!("reading and verifying {}", store.display(&dir));
+            let (metadata, states) = super::progress::spinning(&reading, || {
+                savepoint::load_for(store, &dir, &plan, mapping)
+            })?;
             let shown = store.display(&dir);
             let from = (dir, metadata.job.clone());
             let restore = RestoreFrom { metadata, states };
@@ -263,8 +266,13 @@ fn print_remap(op: &runtime::OperatorInfo) {
 
 /// Starts the job and runs it in the foreground until it ends. Prepared and built a second
 /// time if taking over the point's job on an object store shows that it published a newer
-/// point meanwhile (see [`take_over_point_job`]).
-pub(super) async fn run_job(store: Store, mut prepared: Prepared) -> anyhow::Result<ExitCode> {
+/// point meanwhile (see [`take_over_point_job`]). With `log_file` (`--detach`), that file
+/// becomes the job's log once the job has an id.
+pub(super) async fn run_job(
+    store: Store,
+    mut prepared: Prepared,
+    log_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     for attempt in 1..=2 {
         let writable = admission::writable_mounts(&prepared.plan);
         // Refused at once, before anything is compiled; decided again under the start lock.
@@ -283,6 +291,9 @@ pub(super) async fn run_job(store: Store, mut prepared: Prepared) -> anyhow::Res
             prepared = prepared.again(&store)?;
             continue;
         };
+        if let Some(log_file) = &log_file {
+            super::detach::claim_log(&store, log_file, &status.job)?;
+        }
         // The job really starts: from here on, it may change files.
         engine.write_cache();
         return run_admitted(store, job, status).await;
@@ -388,7 +399,8 @@ async fn run_admitted(
     }
     let handle = job.spawn();
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(control::serve(listener, handle.requests(), serving_stopped));
+    let job_side = (handle.requests(), handle.metrics());
+    let server = tokio::spawn(control::serve(listener, job_side, serving_stopped));
     match &status.resumed_from {
         Some(from) => {
             let from = store.display(from);

@@ -23,6 +23,7 @@ use crate::engine::bindings::{self, Context};
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::key_group::key_group_range;
+use crate::metrics::{JobMetrics, Topology};
 use crate::snapshot::Rescale;
 use crate::store::{Store, StoreError};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
@@ -38,6 +39,8 @@ pub(super) struct Blueprint {
     limits: Limits,
     /// The point the job was started from, for a restart before its first checkpoint.
     initial: Option<Arc<RestoreFrom>>,
+    /// What the job counts, kept across restarts.
+    pub(super) metrics: Arc<JobMetrics>,
 }
 
 /// Loads, instantiates, initializes and restores every subtask of `spec`, and wires them.
@@ -54,6 +57,7 @@ pub async fn build(
         limits,
     } = spec;
     let initial = restore.map(Arc::new);
+    let metrics = Arc::new(JobMetrics::new(job.clone(), Topology::of(&plan)));
     let blueprint = Blueprint {
         engine,
         store,
@@ -62,6 +66,7 @@ pub async fn build(
         job_file,
         limits,
         initial: initial.clone(),
+        metrics,
     };
     let first = initial
         .as_ref()
@@ -174,12 +179,14 @@ impl Blueprint {
             let op = &self.plan.operators[op_index];
             let (command_tx, command_rx) = mpsc::unbounded_channel();
             commands.insert(id.clone(), command_tx);
+            let counters = self.metrics.subtask(&id);
             subtasks.push(Subtask {
                 inputs: wiring
                     .inputs
                     .remove(&(op_index, id.index))
                     .unwrap_or_default(),
-                output: wiring.output(&self.plan, op_index, id.index),
+                output: wiring.output(&self.plan, op_index, id.index, counters.clone()),
+                counters,
                 id,
                 role: op.role,
                 instance,
@@ -193,14 +200,13 @@ impl Blueprint {
             });
         }
         let coordinator = CoordinatorTask::new(
-            self.job.clone(),
             self.job_file.clone(),
             &self.plan,
             infos,
             self.store.clone(),
-            commands,
-            events,
+            (commands, events),
             first,
+            self.metrics.clone(),
         );
         Ok((subtasks, coordinator))
     }
@@ -329,7 +335,13 @@ impl Wiring {
         wiring
     }
 
-    fn output(&mut self, plan: &Plan, op_index: usize, subtask: u32) -> Output {
+    fn output(
+        &mut self,
+        plan: &Plan,
+        op_index: usize,
+        subtask: u32,
+        counters: Arc<crate::metrics::SubtaskCounters>,
+    ) -> Output {
         let edges = plan
             .edges
             .iter()
@@ -340,6 +352,6 @@ impl Wiring {
                 OutputEdge::new(edge.partition, targets, plan.max_parallelism)
             })
             .collect();
-        Output::new(edges)
+        Output::new(edges, counters)
     }
 }

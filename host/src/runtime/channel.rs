@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
+use crate::metrics::SubtaskCounters;
 
 /// What travels on an edge.
 #[derive(Debug)]
@@ -75,14 +76,20 @@ fn credit_for(batch: &Batch, records_max: u32) -> u32 {
 }
 
 impl Sender {
-    /// Sends a batch once the receiver has room for it.
-    pub async fn send_batch(&self, batch: Batch) -> Result<(), Closed> {
+    /// Sends a batch once the receiver has room for it; time spent waiting for that room
+    /// counts as back-pressure in `counters` (a clock is read only when the sender waits).
+    pub async fn send_batch(&self, batch: Batch, counters: &SubtaskCounters) -> Result<(), Closed> {
         let credit = credit_for(&batch, self.records_max);
-        let permit = self
-            .credits
-            .acquire_many(credit)
-            .await
-            .map_err(|_| Closed)?;
+        let permit = match self.credits.try_acquire_many(credit) {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let since = std::time::Instant::now();
+                let acquired = self.credits.acquire_many(credit).await;
+                counters.blocked_since(since);
+                acquired.map_err(|_| Closed)?
+            }
+        };
         // The receiver returns the credit when it takes the batch.
         permit.forget();
         self.tx.send(Message::Batch(batch)).map_err(|_| Closed)
@@ -122,6 +129,10 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
 
+    fn counters() -> Arc<SubtaskCounters> {
+        Arc::default()
+    }
+
     fn batch(records: usize) -> Batch {
         Batch {
             keys: vec![],
@@ -136,10 +147,11 @@ mod tests {
     #[tokio::test]
     async fn a_full_channel_holds_the_sender_back_until_records_are_taken() {
         let (tx, mut rx) = channel(10);
-        tx.send_batch(batch(6)).await.unwrap();
+        let counters = counters();
+        tx.send_batch(batch(6), &counters).await.unwrap();
         let blocked = tokio::time::timeout(
             std::time::Duration::from_millis(50),
-            tx.send_batch(batch(6)),
+            tx.send_batch(batch(6), &counters),
         )
         .await;
         assert!(
@@ -148,13 +160,14 @@ mod tests {
         );
         let first = poll_fn(|cx| rx.poll_recv(cx)).await;
         assert!(matches!(first, Some(Message::Batch(b)) if batch_len(&b) == 6));
-        tx.send_batch(batch(6)).await.unwrap();
+        tx.send_batch(batch(6), &counters).await.unwrap();
     }
 
     #[tokio::test]
     async fn barriers_pass_a_full_channel_in_order() {
         let (tx, mut rx) = channel(1);
-        tx.send_batch(batch(1)).await.unwrap();
+        let counters = counters();
+        tx.send_batch(batch(1), &counters).await.unwrap();
         tx.send_control(Message::End).unwrap();
         assert!(matches!(
             poll_fn(|cx| rx.poll_recv(cx)).await,
@@ -169,8 +182,9 @@ mod tests {
     #[tokio::test]
     async fn a_sender_waiting_for_credit_learns_the_receiver_is_gone() {
         let (tx, rx) = channel(1);
-        tx.send_batch(batch(1)).await.unwrap();
-        let waiting = tokio::spawn(async move { tx.send_batch(batch(1)).await });
+        let counters = counters();
+        tx.send_batch(batch(1), &counters).await.unwrap();
+        let waiting = tokio::spawn(async move { tx.send_batch(batch(1), &counters).await });
         drop(rx);
         assert!(waiting.await.unwrap().is_err());
     }

@@ -8,7 +8,8 @@
 //! job, a savepoint under `savepoints/`), then sends `Commit(N)` to every sink.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -18,6 +19,7 @@ use super::{OperatorInfo, Outcome, Request, Saved};
 use crate::barrier::{Barrier, BarrierKind, Coordinator, Phase, Progress, retention_victims};
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
 use crate::key_group::KEY_GROUP_FUNCTION;
+use crate::metrics::{CheckpointStat, JobMetrics};
 use crate::store::{Metadata, OperatorState, StateFile, StateLayout, Store};
 use crate::topology::{Plan, Role};
 
@@ -50,21 +52,29 @@ pub struct CoordinatorTask {
     /// Set when another process took the job over (the store's generation fence): the job
     /// must end, failed, without publishing or committing anything more.
     fenced: Option<String>,
+    /// What the job counts; the coordinator records completed checkpoints there.
+    metrics: Arc<JobMetrics>,
+    /// When the checkpoint in flight was triggered, and its longest alignment so far.
+    in_flight_since: (Instant, Duration),
 }
 
 impl CoordinatorTask {
-    /// A coordinator for a built job whose first checkpoint will be `first`.
-    #[allow(clippy::too_many_arguments)]
+    /// A coordinator for a built job whose first checkpoint will be `first`, commanding its
+    /// subtasks and hearing from them through `channels`.
     pub fn new(
-        job: JobId,
         job_file: String,
         plan: &Plan,
         operators: Vec<OperatorInfo>,
         store: Store,
-        commands: BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
-        events: mpsc::UnboundedReceiver<Event>,
+        channels: (
+            BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
+            mpsc::UnboundedReceiver<Event>,
+        ),
         first: CheckpointId,
+        metrics: Arc<JobMetrics>,
     ) -> Self {
+        let (commands, events) = channels;
+        let job = metrics.job().clone();
         let sources_running = plan
             .operators
             .iter()
@@ -89,6 +99,8 @@ impl CoordinatorTask {
             stopping: None,
             final_savepoint: None,
             fenced: None,
+            metrics,
+            in_flight_since: (Instant::now(), Duration::ZERO),
         }
     }
 
@@ -154,7 +166,8 @@ impl CoordinatorTask {
                     }
                 },
                 Some(event) = self.events.recv() => match event {
-                    Event::Acked { subtask, checkpoint, file } => {
+                    Event::Acked { subtask, checkpoint, file, alignment } => {
+                        self.in_flight_since.1 = self.in_flight_since.1.max(alignment);
                         self.on_ack(subtask, checkpoint, file).await;
                         if let Some(error) = self.fenced.take() {
                             tasks.shutdown().await;
@@ -245,6 +258,7 @@ impl CoordinatorTask {
             self.stopping = Some(barrier);
         }
         self.acked.clear();
+        self.in_flight_since = (Instant::now(), Duration::ZERO);
         self.send_to(Role::Source, Command::Trigger(barrier));
     }
 
@@ -274,6 +288,11 @@ impl CoordinatorTask {
         };
         match self.complete(barrier).await {
             Ok(saved) => {
+                let dir = saved.as_ref().map_or_else(
+                    || self.store.layout().checkpoint(&self.job, checkpoint),
+                    |s| s.path.clone(),
+                );
+                self.record(barrier, &dir);
                 // Between publishing and committing: the riskiest moment to crash.
                 let _ = self.store.fault_point(Phase::Published, checkpoint);
                 self.send_to(Role::Sink, Command::Commit(checkpoint));
@@ -292,6 +311,26 @@ impl CoordinatorTask {
             }
         }
         self.trigger_next();
+    }
+
+    /// Records the checkpoint just completed in the job's history.
+    fn record(&self, barrier: Barrier, dir: &std::path::Path) {
+        let (since, alignment) = self.in_flight_since;
+        let mut operator_bytes = BTreeMap::new();
+        for (subtask, file) in &self.acked {
+            *operator_bytes.entry(subtask.operator.clone()).or_default() += file.len;
+        }
+        self.metrics.completed(CheckpointStat {
+            checkpoint: barrier.checkpoint.0,
+            kind: format!("{:?}", barrier.kind).to_lowercase(),
+            completed_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            duration_ms: since.elapsed().as_millis() as u64,
+            bytes: self.store.point_bytes(dir),
+            alignment_ms: alignment.as_millis() as u64,
+            operator_bytes,
+        });
     }
 
     /// Writes the metadata and publishes the folder; applies retention to checkpoints.

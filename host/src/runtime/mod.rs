@@ -14,12 +14,14 @@ mod restore;
 pub mod subtask;
 
 use std::fmt;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::engine::Limits;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
+use crate::metrics::JobMetrics;
 use crate::snapshot::Rescale;
 use crate::store::{Metadata, States};
 use crate::topology::{Plan, Role};
@@ -151,10 +153,16 @@ pub enum Outcome {
 /// A running job.
 pub struct JobHandle {
     requests: mpsc::Sender<Request>,
+    metrics: Arc<JobMetrics>,
     outcome: JoinHandle<Outcome>,
 }
 
 impl JobHandle {
+    /// What the job counts (for the control socket).
+    pub fn metrics(&self) -> Arc<JobMetrics> {
+        self.metrics.clone()
+    }
+
     /// A sender for requests to this job (for the control socket).
     pub fn requests(&self) -> mpsc::Sender<Request> {
         self.requests.clone()
@@ -172,8 +180,13 @@ impl Job {
     /// Starts every subtask and the coordinator, under supervision.
     pub fn spawn(self) -> JobHandle {
         let (requests, requests_rx) = mpsc::channel(REQUESTS_QUEUED_MAX);
+        let metrics = self.blueprint.metrics.clone();
         let outcome = tokio::spawn(self.supervise(requests_rx));
-        JobHandle { requests, outcome }
+        JobHandle {
+            requests,
+            metrics,
+            outcome,
+        }
     }
 
     /// Runs the job; after a failure, restarts it from its latest completed checkpoint while
@@ -198,6 +211,7 @@ impl Job {
                 });
             }
             restarts += 1;
+            blueprint.metrics.restarted();
             tracing::warn!(job = %blueprint.job, restart = restarts, of = strategy.attempts, "{error}; restarting from the latest checkpoint");
             tokio::time::sleep(std::time::Duration::from_millis(strategy.delay_ms)).await;
             match blueprint.restart(coordinator.next_checkpoint()).await {

@@ -5,10 +5,13 @@
 //! edge and by target subtask. Key-by sends each record to the subtask that owns its key's group
 //! ([`crate::key_group`]).
 
+use std::sync::Arc;
+
 use super::channel::{Closed, Message, Sender, batch_len};
 use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
 use crate::key_group::{key_group, subtask_of_key_group};
+use crate::metrics::SubtaskCounters;
 use crate::topology::Partition;
 
 /// Checks that a batch's columns are consistent, so that reading it cannot go out of bounds.
@@ -88,18 +91,18 @@ impl OutputEdge {
         }
     }
 
-    async fn send(&mut self, mut batch: Batch) -> Result<(), Closed> {
+    async fn send(&mut self, mut batch: Batch, counters: &SubtaskCounters) -> Result<(), Closed> {
         // Whatever groups a guest put in its batch mean nothing: key-by sets them.
         batch.key_groups.clear();
         match self.partition {
-            Partition::Forward => self.targets[0].send_batch(batch).await,
+            Partition::Forward => self.targets[0].send_batch(batch, counters).await,
             Partition::Rebalance => {
                 self.next = (self.next + 1) % self.targets.len();
-                self.targets[self.next].send_batch(batch).await
+                self.targets[self.next].send_batch(batch, counters).await
             }
             Partition::Broadcast => {
                 for target in &self.targets {
-                    target.send_batch(batch.clone()).await?;
+                    target.send_batch(batch.clone(), counters).await?;
                 }
                 Ok(())
             }
@@ -107,7 +110,7 @@ impl OutputEdge {
             Partition::KeyBy if self.targets.len() == 1 => {
                 let groups = records(&batch).map(|(key, ..)| key_group(key, self.max_parallelism));
                 batch.key_groups = groups.collect();
-                self.targets[0].send_batch(batch).await
+                self.targets[0].send_batch(batch, counters).await
             }
             Partition::KeyBy => {
                 let parallelism = self.targets.len() as u32;
@@ -121,7 +124,7 @@ impl OutputEdge {
                 }
                 for (target, part) in self.targets.iter().zip(split) {
                     if batch_len(&part) > 0 {
-                        target.send_batch(part).await?;
+                        target.send_batch(part, counters).await?;
                     }
                 }
                 Ok(())
@@ -140,12 +143,14 @@ impl OutputEdge {
 #[derive(Debug, Default)]
 pub struct Output {
     edges: Vec<OutputEdge>,
+    /// Its subtask's counters: batches sent, time blocked on credit.
+    counters: Arc<SubtaskCounters>,
 }
 
 impl Output {
     /// Output over these edges (none for a sink).
-    pub fn new(edges: Vec<OutputEdge>) -> Self {
-        Output { edges }
+    pub fn new(edges: Vec<OutputEdge>, counters: Arc<SubtaskCounters>) -> Self {
+        Output { edges, counters }
     }
 
     /// Sends a batch down every edge, partitioned; waits while downstream is full.
@@ -156,10 +161,11 @@ impl Output {
         let Some((last, rest)) = self.edges.split_last_mut() else {
             return Ok(());
         };
+        self.counters.sent(batch_len(&batch));
         for edge in rest {
-            edge.send(batch.clone()).await?;
+            edge.send(batch.clone(), &self.counters).await?;
         }
-        last.send(batch).await
+        last.send(batch, &self.counters).await
     }
 
     /// Forwards a barrier to every downstream subtask.
@@ -210,7 +216,10 @@ mod tests {
     async fn key_by_sends_each_key_to_one_subtask_only() {
         let (txs, mut rxs): (Vec<_>, Vec<_>) =
             (0..2).map(|_| super::super::channel::channel(1000)).unzip();
-        let mut output = Output::new(vec![OutputEdge::new(Partition::KeyBy, txs, 128)]);
+        let mut output = Output::new(
+            vec![OutputEdge::new(Partition::KeyBy, txs, 128)],
+            Arc::default(),
+        );
         let mut batch = empty_batch();
         for word in ["a", "b", "c", "a", "d", "b"] {
             push(&mut batch, word.as_bytes(), b"", 0);

@@ -11,6 +11,7 @@
 //! would leave its instance unusable. Only waiting on channels and timers is raced.
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::barrier::{Aligner, Alignment, Barrier, Phase};
 use crate::engine::bindings::{Batch, PollResult, Snapshot};
 use crate::engine::{GuestError, Instance};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
+use crate::metrics::SubtaskCounters;
 use crate::snapshot::Held;
 use crate::store::{Layout, StateFile, Store};
 use crate::topology::Role;
@@ -54,6 +56,8 @@ pub enum Event {
         checkpoint: CheckpointId,
         /// The state file written.
         file: StateFile,
+        /// How long the subtask held inputs back to align the barrier.
+        alignment: Duration,
     },
     /// It could not snapshot for `checkpoint`; the checkpoint must be aborted.
     SnapshotFailed {
@@ -119,16 +123,23 @@ pub struct Subtask {
     pub recover: Option<CheckpointId>,
     /// Its full state as of its latest snapshot; none before the first, which is full.
     pub held: Option<Held>,
+    /// What it counts (the same counters as its [`Output`]'s).
+    pub counters: Arc<SubtaskCounters>,
 }
 
 impl Subtask {
     /// Runs until the subtask's inputs end (or its source stops), the coordinator goes away, or
     /// something fails.
     pub async fn run(self) -> Result<(), SubtaskError> {
-        match self.role {
+        let counters = self.counters.clone();
+        let ran = match self.role {
             Role::Source => self.run_source().await,
             Role::Operator | Role::Sink => self.run_downstream().await,
+        };
+        if let Err(SubtaskError::Guest(GuestError::Trapped { .. })) = &ran {
+            counters.trapped();
         }
+        ran
     }
 
     async fn run_source(mut self) -> Result<(), SubtaskError> {
@@ -143,7 +154,7 @@ impl Subtask {
             };
             match command {
                 Some(Some(Command::Trigger(barrier))) => {
-                    self.checkpoint(barrier).await?;
+                    self.checkpoint(barrier, Duration::ZERO).await?;
                     self.output.barrier(barrier)?;
                     if barrier.then_stop {
                         self.output.end()?;
@@ -153,7 +164,7 @@ impl Subtask {
                 Some(Some(Command::Commit(_))) => unreachable!("sources have nothing to commit"),
                 // The coordinator is gone: the job was cancelled.
                 Some(None) => return Ok(()),
-                None => match self.instance.poll(throttle.batch_records_max()).await? {
+                None => match self.poll(throttle.batch_records_max()).await? {
                     PollResult::Records(batch) => {
                         self.check(&batch)?;
                         throttle.emitted(batch_len(&batch));
@@ -174,6 +185,8 @@ impl Subtask {
             let _ = self.store.fault_point(Phase::SinkRecovered, checkpoint);
         }
         let mut aligner = Aligner::new(self.inputs.len());
+        // When the barrier being aligned first arrived.
+        let mut aligning_since: Option<Instant> = None;
         let mut last_barrier: Option<Barrier> = None;
         let mut committed: Option<CheckpointId> = None;
         let mut first_batch = true;
@@ -200,11 +213,17 @@ impl Subtask {
                     }
                     continue;
                 }
-                Ok((input, Message::Barrier(barrier))) => aligner.on_barrier(input, barrier),
+                Ok((input, Message::Barrier(barrier))) => {
+                    aligning_since.get_or_insert_with(Instant::now);
+                    aligner.on_barrier(input, barrier)
+                }
                 Ok((input, Message::End)) => aligner.on_end(input),
             };
             if let Alignment::Aligned(barrier) = alignment {
-                self.checkpoint(barrier).await?;
+                let aligned_in = aligning_since
+                    .take()
+                    .map_or(Duration::ZERO, |t| t.elapsed());
+                self.checkpoint(barrier, aligned_in).await?;
                 self.output.barrier(barrier)?;
                 last_barrier = Some(barrier);
             }
@@ -235,14 +254,30 @@ impl Subtask {
     }
 
     async fn on_batch(&mut self, batch: Batch) -> Result<(), SubtaskError> {
+        self.counters.received(batch_len(&batch));
+        let since = Instant::now().into_std();
         match self.role {
-            Role::Sink => Ok(self.instance.write(&batch).await?),
+            Role::Sink => {
+                let written = self.instance.write(&batch).await;
+                self.counters.busy_since(since);
+                Ok(written?)
+            }
             _ => {
-                let output = self.instance.process(&batch).await?;
+                let output = self.instance.process(&batch).await;
+                self.counters.busy_since(since);
+                let output = output?;
                 self.check(&output)?;
                 Ok(self.output.send(output).await?)
             }
         }
+    }
+
+    /// Polls a source's guest, counting the call as busy time.
+    async fn poll(&mut self, records_max: u32) -> Result<PollResult, GuestError> {
+        let since = Instant::now().into_std();
+        let polled = self.instance.poll(records_max).await;
+        self.counters.busy_since(since);
+        polled
     }
 
     fn check(&self, batch: &Batch) -> Result<(), SubtaskError> {
@@ -262,7 +297,11 @@ impl Subtask {
     /// Snapshots the guest for `barrier` and writes the blob off the hot path; the ack (or the
     /// failure) reaches the coordinator once the write is durable. A guest that refuses only
     /// aborts this checkpoint; a trap fails the subtask.
-    async fn checkpoint(&mut self, barrier: Barrier) -> Result<(), SubtaskError> {
+    async fn checkpoint(
+        &mut self,
+        barrier: Barrier,
+        alignment: Duration,
+    ) -> Result<(), SubtaskError> {
         let checkpoint = barrier.checkpoint;
         // The first snapshot of an instance is full: from then on, the host's copy of its
         // state is exactly the guest's, and later snapshots carry only what changed.
@@ -284,7 +323,7 @@ impl Subtask {
             }
             Err(trap) => return Err(trap.into()),
         };
-        self.write_off_the_hot_path(checkpoint, held);
+        self.write_off_the_hot_path(checkpoint, held, alignment);
         Ok(())
     }
 
@@ -313,7 +352,7 @@ impl Subtask {
 
     /// Writes the state on the blocking pool; the ack (or the failure) reaches the coordinator
     /// once the write is durable.
-    fn write_off_the_hot_path(&self, checkpoint: CheckpointId, held: Held) {
+    fn write_off_the_hot_path(&self, checkpoint: CheckpointId, held: Held, alignment: Duration) {
         let (store, job, subtask, events) = (
             self.store.clone(),
             self.job.clone(),
@@ -332,6 +371,7 @@ impl Subtask {
                     subtask,
                     checkpoint,
                     file,
+                    alignment,
                 },
                 Err(e) => Event::SnapshotFailed {
                     checkpoint,

@@ -77,6 +77,11 @@ impl Layout {
         self.root.join("start.lock")
     }
 
+    /// The output of a job started with `host run --detach` (its id, then its log).
+    pub fn job_log(&self, job: &JobId) -> PathBuf {
+        self.job(job).join("log")
+    }
+
     /// The Unix socket a running job listens on for control requests.
     pub fn control_socket(&self, job: &JobId) -> PathBuf {
         self.job(job).join("control.sock")

@@ -162,7 +162,7 @@ pub const SOURCE_MOUNT: &str =
     "config = { path = \"/input/words.txt\" }\nmounts = [{ host = \"input\", guest = \"/input\" }]";
 
 /// A state folder under `dir` and an engine caching compiled modules in it.
-fn open(dir: &Path) -> anyhow::Result<(Store, Arc<Engine>)> {
+pub(crate) fn open(dir: &Path) -> anyhow::Result<(Store, Arc<Engine>)> {
     let store = Store::open(dir.join("home"))?;
     let engine = Engine::new(&store.layout().cache(), CacheMode::ReadWrite);
     Ok((store, Arc::new(engine.map_err(|e| anyhow!("{e:#}"))?)))
@@ -234,6 +234,11 @@ fn wordcount_text(guests: &Path, parallelism: u32) -> String {
         + &edge("lines", "tokenize", "rebalance")
         + &edge("tokenize", "counter", "key-by")
         + &edge("counter", "sink", "forward")
+}
+
+/// The benchmark pipeline's job file, checkpoints every `interval_ms` (0: none).
+pub(crate) fn pipeline_job(guests: &Path, parallelism: u32, interval_ms: u64) -> String {
+    format!("checkpoint_interval_ms = {interval_ms}\n") + &wordcount_text(guests, parallelism)
 }
 
 /// The pipeline's configurations: parallelism, and whether the whole process (every thread of

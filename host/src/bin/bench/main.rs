@@ -29,6 +29,7 @@ mod disk;
 mod jobs;
 mod languages;
 mod lifecycle;
+mod metrics;
 mod process;
 mod rescale;
 mod store;
@@ -87,6 +88,7 @@ enum Bench {
     ObjectStore,
     Rescale,
     Languages,
+    Metrics,
 }
 
 /// One line of the report.
@@ -276,6 +278,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Bench::Upgrade) {
         rows.extend(lifecycle::upgrade_downtime(&guests, scratch.path(), sizes)?);
+    }
+    if runs(Bench::Metrics) {
+        rows.extend(metrics::overhead(&guests, scratch.path(), sizes).await?);
     }
     if runs(Bench::Startup) {
         rows.extend(lifecycle::startup_and_idle(&guests, scratch.path(), sizes)?);

@@ -1,0 +1,199 @@
+//! What the command line and `host serve` share: jobs and points as listed, and requests to a
+//! running job through its control socket, with the same messages for both. Reads the state
+//! folder only; a running job alone writes it.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::control::{self, ControlError, ControlRequest, ControlResponse};
+use crate::ids::{JobId, SavepointId};
+use crate::metrics::Sample;
+use crate::runtime::Saved;
+use crate::savepoint;
+use crate::store::{JobState, Store, StoreError};
+
+/// Why a request to a job failed; each names the job.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The state folder has no such job.
+    #[error("no job `{0}` (see `host list`)")]
+    NoSuchJob(JobId),
+    /// The job exists but no process runs it.
+    #[error("job `{job}` is not running ({state})")]
+    NotRunning {
+        /// The job.
+        job: JobId,
+        /// What became of it.
+        state: String,
+    },
+    /// The job refused or failed the request.
+    #[error("job `{job}`: {message}")]
+    Refused {
+        /// The job.
+        job: JobId,
+        /// Its answer.
+        message: String,
+    },
+    /// The job answered something else than the request calls for.
+    #[error("job `{job}`: unexpected answer {answer}")]
+    Unexpected {
+        /// The job.
+        job: JobId,
+        /// The answer.
+        answer: String,
+    },
+    /// The control socket broke.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The state folder could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Sends `request` to the running job `job`.
+pub fn request(
+    store: &Store,
+    job: &JobId,
+    request: &ControlRequest,
+) -> Result<ControlResponse, OpsError> {
+    let socket = store.layout().control_socket(job);
+    match control::call(&socket, request) {
+        Ok(ControlResponse::Error { message }) => Err(OpsError::Refused {
+            job: job.clone(),
+            message,
+        }),
+        Ok(response) => Ok(response),
+        Err(ControlError::NotRunning(_)) => match store.read_status(job) {
+            Err(_) => Err(OpsError::NoSuchJob(job.clone())),
+            Ok(status) => Err(OpsError::NotRunning {
+                job: job.clone(),
+                state: describe_state(&status.state, false),
+            }),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn unexpected(job: &JobId, answer: ControlResponse) -> OpsError {
+    OpsError::Unexpected {
+        job: job.clone(),
+        answer: format!("{answer:?}"),
+    }
+}
+
+/// Takes a savepoint of `job`, stopping it after with `stop`.
+pub fn save(store: &Store, job: &JobId, stop: bool) -> Result<Saved, OpsError> {
+    match request(store, job, &ControlRequest::Save { stop })? {
+        ControlResponse::Saved(saved) => Ok(saved),
+        other => Err(unexpected(job, other)),
+    }
+}
+
+/// Stops `job` without a savepoint.
+pub fn cancel(store: &Store, job: &JobId) -> Result<(), OpsError> {
+    match request(store, job, &ControlRequest::Cancel)? {
+        ControlResponse::Cancelled => Ok(()),
+        other => Err(unexpected(job, other)),
+    }
+}
+
+/// Every counter of the running `job`.
+pub fn metrics(store: &Store, job: &JobId) -> Result<Sample, OpsError> {
+    match request(store, job, &ControlRequest::Metrics)? {
+        ControlResponse::Metrics(sample) => Ok(*sample),
+        other => Err(unexpected(job, other)),
+    }
+}
+
+/// A job's state in words, as `host list` shows it.
+pub fn describe_state(state: &JobState, listening: bool) -> String {
+    match state {
+        JobState::Running { .. } if listening => "running".to_owned(),
+        JobState::Running { .. } => "crashed (the process running it is gone)".to_owned(),
+        JobState::Finished => "finished".to_owned(),
+        JobState::Stopped {
+            savepoint: Some(sp),
+        } => format!("stopped with savepoint {sp}"),
+        JobState::Stopped { savepoint: None } => "stopped".to_owned(),
+        JobState::Failed { error } => format!("failed: {error}"),
+    }
+}
+
+/// One job as `host list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobRow {
+    /// Its id.
+    pub job: JobId,
+    /// The job file's name.
+    pub name: String,
+    /// Its state in words.
+    pub state: String,
+    /// Whether a process runs it now (its control socket answers).
+    pub running: bool,
+    /// When it started.
+    pub started_unix_ms: u64,
+    /// The point it resumed from.
+    pub resumed_from: Option<PathBuf>,
+}
+
+/// Every job of the state folder, oldest id first.
+pub fn jobs(store: &Store) -> Result<Vec<JobRow>, StoreError> {
+    let mut rows = Vec::new();
+    for job in store.jobs()? {
+        let Ok(status) = store.read_status(&job) else {
+            continue;
+        };
+        let running = control::is_listening(&store.layout().control_socket(&job));
+        rows.push(JobRow {
+            state: describe_state(&status.state, running),
+            running,
+            job: status.job,
+            name: status.name,
+            started_unix_ms: status.started_unix_ms,
+            resumed_from: status.resumed_from,
+        });
+    }
+    Ok(rows)
+}
+
+/// One savepoint or retained checkpoint as `host savepoints` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PointRow {
+    /// Its savepoint id; none for a checkpoint.
+    pub savepoint: Option<SavepointId>,
+    /// Its folder.
+    pub path: PathBuf,
+    /// The job that took it.
+    pub job: Option<JobId>,
+    /// Its number within that job.
+    pub checkpoint: Option<u64>,
+    /// When it completed.
+    pub completed_unix_ms: Option<u64>,
+    /// The job it resumed from took the point this one descends from (lineage).
+    pub resumed_from: Option<PathBuf>,
+    /// Bytes of its files.
+    pub state_bytes: Option<u64>,
+    /// Why its metadata cannot be read.
+    pub error: Option<String>,
+}
+
+/// Savepoints, then retained checkpoints, of every job or of `job`.
+pub fn points(store: &Store, job: Option<&JobId>) -> Result<Vec<PointRow>, StoreError> {
+    let listed = savepoint::list(store, job)?;
+    let rows = listed.into_iter().map(|l| {
+        let m = l.metadata.as_ref().ok();
+        let status = m.and_then(|m| store.read_status(&m.job).ok());
+        PointRow {
+            state_bytes: m.map(|_| store.point_bytes(&l.dir)),
+            job: m.map(|m| m.job.clone()),
+            checkpoint: m.map(|m| m.checkpoint.0),
+            completed_unix_ms: m.map(|m| m.completed_unix_ms),
+            resumed_from: status.and_then(|s| s.resumed_from),
+            error: l.metadata.err(),
+            savepoint: l.savepoint,
+            path: PathBuf::from(store.display(&l.dir)),
+        }
+    });
+    Ok(rows.collect())
+}

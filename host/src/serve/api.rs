@@ -1,0 +1,218 @@
+//! The JSON API: the command line's listings and requests, over HTTP. Errors are JSON
+//! (`{"error": MESSAGE}`) with the command line's messages and a status code that says whose
+//! fault it is: 400 a malformed request, 401 no token, 404 nothing by that name, 409 a job in
+//! the wrong state for the request, 502 a job that did not answer, 500 the state folder.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /api/jobs` | `host list` |
+//! | `GET /api/jobs/{id}` | one job; with its counters and checkpoints while it runs |
+//! | `GET /api/jobs/{id}/metrics` | its counters, topology and checkpoint history |
+//! | `GET /api/jobs/{id}/checkpoints` | its checkpoint history (id, duration, size, alignment) |
+//! | `POST /api/jobs/{id}/save` | `host save` |
+//! | `POST /api/jobs/{id}/stop[?save=true]` | `host stop [--save]` |
+//! | `GET /api/savepoints[?job=ID]` | `host savepoints` |
+//! | `GET /metrics` | every running job's metrics, Prometheus text format |
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Shared, prometheus};
+use crate::ids::JobId;
+use crate::ops::{self, OpsError};
+use crate::store::{Store, StoreError};
+
+/// An error as the API answers it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A request without the right token.
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "missing or wrong token")
+    }
+
+    /// The response, now.
+    pub fn into_response_now(self) -> Response {
+        self.into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> Self {
+        let status = match &e {
+            OpsError::NoSuchJob(_) => StatusCode::NOT_FOUND,
+            OpsError::NotRunning { .. } | OpsError::Refused { .. } => StatusCode::CONFLICT,
+            OpsError::Unexpected { .. } | OpsError::Control(_) => StatusCode::BAD_GATEWAY,
+            OpsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+type Answer = Result<Json<Value>, ApiError>;
+
+/// The API's routes.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/jobs", get(jobs))
+        .route("/api/jobs/{id}", get(job))
+        .route("/api/jobs/{id}/metrics", get(job_metrics))
+        .route("/api/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/api/jobs/{id}/save", post(save))
+        .route("/api/jobs/{id}/stop", post(stop))
+        .route("/api/savepoints", get(savepoints))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+}
+
+/// Runs blocking state-folder and control-socket work off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &Store,
+    work: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            ))
+        })
+}
+
+fn job_id(id: &str) -> Result<JobId, ApiError> {
+    id.parse()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad job id `{id}`: {e}")))
+}
+
+fn to_json(value: impl serde::Serialize) -> Answer {
+    serde_json::to_value(value)
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn jobs(State(shared): State<Shared>) -> Answer {
+    to_json(blocking(&shared.store, |store| Ok(ops::jobs(store)?)).await?)
+}
+
+async fn job(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
+    let job = job_id(&id)?;
+    let (row, sample) = blocking(&shared.store, move |store| {
+        let rows = ops::jobs(store)?;
+        let row = rows.into_iter().find(|r| r.job == job);
+        let row = row.ok_or_else(|| ApiError::from(OpsError::NoSuchJob(job.clone())))?;
+        let sample = row
+            .running
+            .then(|| ops::metrics(store, &job).ok())
+            .flatten();
+        Ok((row, sample))
+    })
+    .await?;
+    let mut value = serde_json::to_value(row).expect("rows serialize");
+    value["metrics"] = serde_json::to_value(sample).expect("samples serialize");
+    Ok(Json(value))
+}
+
+async fn job_metrics(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
+    let job = job_id(&id)?;
+    to_json(blocking(&shared.store, move |store| Ok(ops::metrics(store, &job)?)).await?)
+}
+
+async fn checkpoints(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
+    let job = job_id(&id)?;
+    let sample = blocking(&shared.store, move |store| Ok(ops::metrics(store, &job)?)).await?;
+    to_json(sample.checkpoints)
+}
+
+async fn save(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
+    let job = job_id(&id)?;
+    to_json(
+        blocking(&shared.store, move |store| {
+            Ok(ops::save(store, &job, false)?)
+        })
+        .await?,
+    )
+}
+
+#[derive(Deserialize)]
+struct StopQuery {
+    #[serde(default)]
+    save: bool,
+}
+
+async fn stop(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    query: Result<Query<StopQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let job = job_id(&id)?;
+    let Query(StopQuery { save }) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let stopped = job.clone();
+    let saved = blocking(&shared.store, move |store| match save {
+        true => Ok(Some(ops::save(store, &job, true)?)),
+        false => Ok(ops::cancel(store, &job).map(|()| None)?),
+    })
+    .await?;
+    Ok(Json(json!({ "stopped": stopped, "savepoint": saved })))
+}
+
+#[derive(Deserialize)]
+struct PointsQuery {
+    job: Option<String>,
+}
+
+async fn savepoints(
+    State(shared): State<Shared>,
+    query: Result<Query<PointsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let Query(PointsQuery { job }) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let job = job.as_deref().map(job_id).transpose()?;
+    let rows = blocking(&shared.store, move |store| {
+        Ok(ops::points(store, job.as_ref())?)
+    });
+    to_json(rows.await?)
+}
+
+async fn metrics(State(shared): State<Shared>) -> Result<Response, ApiError> {
+    let samples = blocking(&shared.store, |store| {
+        let running = ops::jobs(store)?.into_iter().filter(|r| r.running);
+        // A job that ends between the listing and the request is left out.
+        Ok(running
+            .filter_map(|r| ops::metrics(store, &r.job).ok())
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let text = prometheus::encode(&samples);
+    Ok(([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response())
+}

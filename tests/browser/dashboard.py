@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Drives the dashboard in headless Chromium over the DevTools protocol, through a pipe (no
+debugging port): waits for the topology and its rates, clicks "Save" with the mouse, waits for
+the new savepoint to show in the list, and takes a screenshot.
+
+Usage: dashboard.py URL SCREENSHOT.png
+Prints JSON: {"edge_labels": [...], "savepoints_before": [...], "savepoints_after": [...]}.
+"""
+import base64
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+WAIT_S = 60
+
+
+class Browser:
+    def __init__(self, profile):
+        to_chrome_r, self.to_chrome = os.pipe()
+        self.from_chrome, from_chrome_w = os.pipe()
+
+        def fds():
+            # Chromium reads commands on fd 3 and writes answers on fd 4.
+            high_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
+            high_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
+
+        self.proc = subprocess.Popen(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--remote-debugging-pipe", "--window-size=1280,1000", f"--user-data-dir={profile}",
+             "about:blank"],
+            preexec_fn=fds, close_fds=False,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self.buffer, self.next_id, self.session = b"", 0, None
+
+    def call(self, method, **params):
+        self.next_id += 1
+        message = {"id": self.next_id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            message["sessionId"] = self.session
+        os.write(self.to_chrome, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self.buffer:
+                chunk = os.read(self.from_chrome, 1 << 16)
+                if not chunk:
+                    raise RuntimeError("chromium closed the pipe")
+                self.buffer += chunk
+            raw, self.buffer = self.buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+
+    def open(self, url):
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+
+    def js(self, expression):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    def wait_for(self, what, expression):
+        deadline = time.time() + WAIT_S
+        while time.time() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.2)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    def click(self, selector):
+        box = self.js(f"(() => {{ const r = document.querySelector('{selector}').getBoundingClientRect();"
+                      f" return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+SAVEPOINTS = "[...document.querySelectorAll('#savepoints tr td:first-child')].map(td => td.textContent)"
+RATES = ("(() => { const l = [...document.querySelectorAll('#topology .edge-label')].map(e => e.textContent);"
+         " return l.length >= 3 && l.every(t => /^[1-9][0-9,]*\\/s/.test(t)) ? l : null; })()")
+
+
+def main(url, screenshot):
+    with tempfile.TemporaryDirectory() as profile:
+        browser = Browser(profile)
+        try:
+            browser.open(url)
+            labels = browser.wait_for("the topology with rates on every edge", RATES)
+            before = browser.js(SAVEPOINTS)
+            browser.click("#save")
+            after = browser.wait_for("a new savepoint in the list",
+                                     f"(() => {{ const s = {SAVEPOINTS}; return s.length > {len(before)} ? s : null; }})()")
+            browser.wait_for("the rates again", RATES)
+            shot = browser.call("Page.captureScreenshot", format="png")
+            with open(screenshot, "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
+        finally:
+            browser.close()
+    print(json.dumps({"edge_labels": labels, "savepoints_before": before, "savepoints_after": after}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

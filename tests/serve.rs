@@ -1,0 +1,276 @@
+//! `host serve` against a real running job: the JSON API, `/metrics` read by a Prometheus
+//! text-format parser, and the token.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{Dir, WordCount};
+
+/// A `host serve` in the background, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `host serve --listen 127.0.0.1:0 EXTRA` over `dir`'s state folder.
+    pub fn start(dir: &Dir, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+            .args([&["serve", "--listen", "127.0.0.1:0"], extra].concat())
+            .env("HOST_HOME", dir.home())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning host serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().strip_prefix("listening on http://");
+        let addr = addr.unwrap_or_else(|| panic!("host serve printed {line:?}"));
+        Server {
+            addr: addr.to_owned(),
+            child,
+        }
+    }
+
+    /// `METHOD PATH` with an optional bearer token: the status code and the body.
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+        (status.expect("a status code"), body.to_owned())
+    }
+
+    /// `METHOD PATH` that must answer `status` with JSON.
+    pub fn json(&self, method: &str, path: &str, status: u16) -> Value {
+        let (got, body) = self.call(method, path, None);
+        assert_eq!(got, status, "{method} {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
+    }
+
+    /// `/metrics`, parsed: every sample's value by metric name and labels.
+    pub fn metrics(&self) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+        let (status, body) = self.call("GET", "/metrics", None);
+        assert_eq!(status, 200, "{body}");
+        let lines = body.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+        let value = |v: &prometheus_parse::Value| match *v {
+            prometheus_parse::Value::Counter(x)
+            | prometheus_parse::Value::Gauge(x)
+            | prometheus_parse::Value::Untyped(x) => x,
+            ref other => panic!("unexpected sample {other:?}"),
+        };
+        let samples = scrape.samples.iter().map(|s| {
+            let labels: BTreeMap<_, _> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            ((s.metric.clone(), labels), value(&s.value))
+        });
+        samples.collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sum of metric `name` over the subtasks of `operator`.
+fn total(
+    metrics: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    operator: &str,
+) -> f64 {
+    let of =
+        |labels: &BTreeMap<String, String>| labels.get("operator").is_some_and(|o| o == operator);
+    metrics
+        .iter()
+        .filter(|((n, labels), _)| n == name && of(labels))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_api_and_metrics_follow_a_running_job_and_save_and_stop_it() {
+    let lines = 8_000;
+    let dir = Dir::new(lines);
+    let job_file = dir.write_job(&WordCount::default());
+    let running = dir.start(&[job_file.to_str().unwrap()]);
+    let server = Server::start(&dir, &[]);
+    let job = running.job.clone();
+
+    let jobs = server.json("GET", "/api/jobs", 200);
+    assert_eq!(jobs[0]["job"], job.as_str());
+    assert_eq!(jobs[0]["state"], "running");
+    let status = server.json("GET", &format!("/api/jobs/{job}"), 200);
+    let operators = &status["metrics"]["topology"]["operators"];
+    assert_eq!(operators.as_array().map(Vec::len), Some(4), "{status}");
+
+    // Counters rise, and a checkpoint shows with its size.
+    let sink_in = |m: &Value| -> u64 {
+        let subtasks = m["subtasks"].as_array().unwrap().iter();
+        subtasks
+            .filter(|s| s["operator"] == "sink")
+            .map(|s| s["records_in"].as_u64().unwrap())
+            .sum()
+    };
+    let first = sink_in(&server.json("GET", &format!("/api/jobs/{job}/metrics"), 200));
+    wait_until("the sink's records in rise", || {
+        sink_in(&server.json("GET", &format!("/api/jobs/{job}/metrics"), 200)) > first
+    });
+    wait_until("a checkpoint completes", || {
+        let history = server.json("GET", &format!("/api/jobs/{job}/checkpoints"), 200);
+        history
+            .as_array()
+            .is_some_and(|h| h.iter().any(|c| c["bytes"].as_u64() > Some(0)))
+    });
+
+    // `/metrics`, parsed: records into the sink lie between what was committed before the
+    // scrape and what is committed in the end.
+    let committed_before = dir.committed_output().len() as f64;
+    let metrics = server.metrics();
+    let sink_records = total(&metrics, "jobhost_records_in_total", "sink");
+    assert!(
+        sink_records >= committed_before,
+        "{sink_records} < {committed_before}"
+    );
+    assert!(total(&metrics, "jobhost_records_out_total", "source") <= lines as f64);
+    assert!(total(&metrics, "jobhost_busy_seconds_total", "counter") > 0.0);
+    assert!(total(&metrics, "jobhost_state_bytes", "counter") > 0.0);
+
+    // Save through the API: a savepoint that `host inspect` verifies, listed as one.
+    let saved = server.json("POST", &format!("/api/jobs/{job}/save"), 200);
+    let savepoint = saved["id"].as_str().unwrap().to_owned();
+    let inspected = dir.host_ok(&["inspect", &savepoint]);
+    assert!(inspected.contains("all checksums verified"), "{inspected}");
+    let points = server.json("GET", &format!("/api/savepoints?job={job}"), 200);
+    assert!(
+        points
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["savepoint"] == savepoint.as_str())
+    );
+
+    // Bad requests: JSON errors with the command line's messages and the right codes.
+    let bad = server.json("GET", "/api/jobs/NOT..AN..ID", 400);
+    assert!(
+        bad["error"].as_str().unwrap().contains("bad job id"),
+        "{bad}"
+    );
+    let missing = server.json("POST", "/api/jobs/job-nope/save", 404);
+    assert_eq!(missing["error"], "no job `job-nope` (see `host list`)");
+    let query = server.json("POST", &format!("/api/jobs/{job}/stop?save=maybe"), 400);
+    assert!(query["error"].is_string(), "{query}");
+    server.json("GET", "/api/nothing-here", 404);
+
+    // stop --save ends the job; the output is exact, and the sink saw every committed line.
+    let stopped = server.json("POST", &format!("/api/jobs/{job}/stop?save=true"), 200);
+    assert!(stopped["savepoint"]["id"].is_string(), "{stopped}");
+    let (code, stderr) = running.wait_code();
+    assert_eq!(code, Some(0), "{stderr}");
+    let committed = dir.committed_output();
+    assert!(sink_records <= committed.len() as f64);
+    let after = server.json("POST", &format!("/api/jobs/{job}/save"), 409);
+    assert!(
+        after["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not running (stopped with savepoint"),
+        "{after}"
+    );
+    assert_eq!(server.json("GET", "/api/jobs", 200)[0]["running"], false);
+}
+
+#[test]
+fn a_token_is_required_off_loopback_and_checked_on_every_request() {
+    let dir = Dir::new(10);
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let off_loopback = dir.host(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(off_loopback.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&off_loopback.stderr);
+    assert!(stderr.contains("requires --token-file"), "{stderr}");
+
+    let server = Server::start(&dir, &["--token-file", token_file.to_str().unwrap()]);
+    for path in ["/api/jobs", "/metrics", "/"] {
+        let (status, body) = server.call("GET", path, None);
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["error"],
+            "missing or wrong token"
+        );
+        assert_eq!(server.call("GET", path, Some("wrong")).0, 401, "{path}");
+        assert_eq!(server.call("GET", path, Some("s3cret")).0, 200, "{path}");
+    }
+    assert_eq!(server.call("GET", "/?token=s3cret", None).0, 200);
+}
+
+#[test]
+fn the_dashboard_shows_rates_and_its_save_button_makes_a_savepoint() {
+    let dir = Dir::new(30_000);
+    let job_file = dir.write_job(&WordCount::default());
+    let running = dir.start(&[job_file.to_str().unwrap()]);
+    let server = Server::start(&dir, &[]);
+    let screenshot = crate::util::target_dir().join("dashboard.png");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser/dashboard.py");
+    let url = format!("http://{}/?job={}", server.addr, running.job);
+    let output = Command::new("python3")
+        .args([script, &url, screenshot.to_str().unwrap()])
+        .output()
+        .expect("python3 runs the browser (tests/browser/setup.sh installs chromium)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        seen["edge_labels"].as_array().map(Vec::len),
+        Some(3),
+        "{seen}"
+    );
+    let (before, after) = (&seen["savepoints_before"], &seen["savepoints_after"]);
+    let new: Vec<&Value> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !before.as_array().unwrap().contains(s))
+        .collect();
+    assert_eq!(new.len(), 1, "{seen}");
+    let inspected = dir.host_ok(&["inspect", new[0].as_str().unwrap()]);
+    assert!(inspected.contains("all checksums verified"), "{inspected}");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+    dir.host_ok(&["stop", &running.job]);
+    assert_eq!(running.wait_code().0, Some(0));
+}
