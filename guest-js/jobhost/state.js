@@ -173,7 +173,7 @@ export function unsupportedVersion(format, found, current) {
  * value per group, with the groups changed since the last snapshot and, in them, the keys put
  * and deleted: a snapshot writes a group the host holds as a delta of those
  * (`[format, version, upserts, removed]`), any other whole; a group goes whole again once its
- * deltas since would outnumber its keys (by a margin of 0 to 7/8 varying by group, as the Rust
+ * deltas since would outnumber its keys (by a margin of `(group * 67 % 128) / 128` of them, as the Rust
  * SDK does).
  */
 export class KeyedState {
@@ -290,7 +290,7 @@ export class KeyedState {
     const put = [...(this.put_.get(g) ?? [])].sort();
     const deleted = [...(this.deleted.get(g) ?? [])].sort();
     const changes = (this.sinceWhole.get(g) ?? 0) + put.length + deleted.length;
-    const threshold = group.size + Math.floor((group.size * (g % 8)) / 8);
+    const threshold = group.size + Math.floor((group.size * ((g * 67) % 128)) / 128);
     const based = this.based.has(g);
     this.based.add(g);
     if (full || !based || changes > threshold) {

@@ -5,8 +5,8 @@ state of a key lives in its group's dict. Groups changed since the previous snap
 tracked, and in them the keys put or deleted, so that a snapshot writes only what changed: a
 group the host holds goes as a delta (`[format, version, upserts, removed]`), any other whole
 (`[format, version, [[bin key, value], ...]]`, `docs/state-format.md`), keys sorted. A group is
-written whole again once its deltas since would outnumber its keys (by a margin of 0 to 7/8 that
-varies by group, as the Rust SDK does), and a restore applies chains of both.
+written whole again once its deltas since would outnumber its keys (by a margin of
+`(group * 67 % 128) / 128` of them, as the Rust SDK does), and a restore applies chains of both.
 """
 
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
@@ -119,7 +119,7 @@ class KeyedState:
         put = self._put.get(number, set())
         deleted = self._deleted.get(number, set())
         changes = self._since_whole.get(number, 0) + len(put) + len(deleted)
-        threshold = len(group) + len(group) * (number % 8) // 8
+        threshold = len(group) + len(group) * (number * 67 % 128) // 128
         based = number in self._based
         self._based.add(number)
         if full or not based or changes > threshold:

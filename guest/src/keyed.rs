@@ -146,13 +146,14 @@ impl<V> Group<V> {
     }
 
     /// Whether the changes of group `number` go whole: the host does not hold it, or its
-    /// deltas since it was last written whole would outnumber its keys, by a margin of 0 to
-    /// 7/8 that varies by group. The margin staggers the groups: keys that change uniformly
-    /// would otherwise bring every group to its threshold at the same checkpoint, and that one
-    /// checkpoint would write (and pause for) the whole state.
+    /// deltas since it was last written whole would outnumber its keys, by a margin of
+    /// `(number × 67 mod 128) / 128` of them: 128 consecutive groups take 128 different
+    /// margins. The margin staggers the groups: keys that change uniformly would otherwise
+    /// bring every group to its threshold at the same checkpoint, and that one checkpoint
+    /// would write (and pause for) the whole state.
     fn goes_whole(&self, number: u32, full: bool) -> bool {
         let keys = self.map.len();
-        let threshold = keys + keys * (number % 8) as usize / 8;
+        let threshold = keys + keys * ((number * 67) % 128) as usize / 128;
         full || !self.based || self.since_whole + self.dirty + self.removed.len() > threshold
     }
 }
