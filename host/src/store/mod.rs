@@ -17,6 +17,7 @@ pub mod layout;
 mod lock;
 pub mod metadata;
 pub mod object;
+mod read;
 pub mod state_file;
 
 use std::collections::{BTreeMap, HashMap};
@@ -644,7 +645,7 @@ impl Store {
             .collect();
         if let Some(object) = self.on_object_store(&point.dir) {
             let blobs = object.read_states(&self.layout, point, &files)?;
-            let mut segments = ObjectSegments {
+            let mut segments = read::ObjectSegments {
                 object,
                 layout: &self.layout,
                 point,
@@ -652,7 +653,7 @@ impl Store {
             };
             let mut states = States::new();
             for ((id, file), blob) in files.into_iter().zip(blobs) {
-                let held = decode_state(point, blob.to_vec(), &mut segments)
+                let held = read::decode_state(point, blob.to_vec(), &mut segments)
                     .map_err(|e| e.at(self, point, file))?;
                 states.insert((id.clone(), file.subtask), held);
             }
@@ -672,12 +673,12 @@ impl Store {
                 .read(&file.file)
                 .map_err(|e| corrupt(file, &path_of, e.to_string()))?;
             verify_blob(file, &blob, &path_of)?;
-            let mut segments = SegmentFiles {
+            let mut segments = read::SegmentFiles {
                 folder: &folder,
                 read: HashMap::new(),
             };
-            let held =
-                decode_state(point, blob, &mut segments).map_err(|e| e.at(self, point, file))?;
+            let held = read::decode_state(point, blob, &mut segments)
+                .map_err(|e| e.at(self, point, file))?;
             states.insert((id.clone(), file.subtask), held);
         }
         Ok(states)
@@ -791,89 +792,6 @@ pub(crate) fn verify_blob(
         return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
     }
     Ok(())
-}
-
-/// Why a state file, verified, does not give its state: the file, or a segment, at fault.
-enum Undecodable {
-    StateFile(String),
-    Segment(state_file::SegmentError),
-}
-
-impl Undecodable {
-    fn at(self, store: &Store, point: &Point, file: &StateFile) -> StoreError {
-        let (location, problem) = match self {
-            Undecodable::StateFile(problem) => (point.dir.join(&file.file), problem),
-            Undecodable::Segment(e) => (point.dir.join(e.segment), e.problem),
-        };
-        let path = PathBuf::from(store.display(&location));
-        StoreError::CorruptState { path, problem }
-    }
-}
-
-/// A subtask's state from its verified state file, as the point's layout has it; in format 3,
-/// its pieces taken from `segments` (in the point's folder, or on the object store), each
-/// segment verified whole.
-fn decode_state(
-    point: &Point,
-    blob: Vec<u8>,
-    segments: &mut impl state_file::Segments,
-) -> Result<Held, Undecodable> {
-    match point.metadata.state_layout {
-        StateLayout::Blob => Ok(Held {
-            operator_state: blob.into(),
-            key_groups: BTreeMap::new(),
-        }),
-        StateLayout::Grouped => state_file::decode_grouped(&blob).map_err(Undecodable::StateFile),
-        StateLayout::Chained => {
-            let decoded = state_file::decode(&blob).map_err(Undecodable::StateFile)?;
-            decoded.load(segments).map_err(Undecodable::Segment)
-        }
-    }
-}
-
-fn segment_error(segment: &str) -> impl FnOnce(String) -> state_file::SegmentError + '_ {
-    move |problem| state_file::SegmentError {
-        segment: segment.to_owned(),
-        problem,
-    }
-}
-
-/// The segment files of a point being read, each read whole, once, through the capability on
-/// the point's folder.
-struct SegmentFiles<'a> {
-    folder: &'a cap_std::fs::Dir,
-    read: HashMap<String, Vec<u8>>,
-}
-
-impl state_file::Segments for SegmentFiles<'_> {
-    fn bytes(&mut self, name: &str) -> Result<&[u8], state_file::SegmentError> {
-        if !self.read.contains_key(name) {
-            let bytes = self.folder.read(name);
-            let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
-            self.read.insert(name.to_owned(), bytes);
-        }
-        Ok(&self.read[name])
-    }
-}
-
-/// The segments of a point on an object store being read, each fetched whole, once.
-struct ObjectSegments<'a> {
-    object: &'a ObjectPoints,
-    layout: &'a Layout,
-    point: &'a Point,
-    fetched: HashMap<String, bytes::Bytes>,
-}
-
-impl state_file::Segments for ObjectSegments<'_> {
-    fn bytes(&mut self, name: &str) -> Result<&[u8], state_file::SegmentError> {
-        if !self.fetched.contains_key(name) {
-            let location = self.point.dir.join(name);
-            let bytes = self.object.read_object(self.layout, &location);
-            let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
-            self.fetched.insert(name.to_owned(), bytes);
-        }
-        Ok(&self.fetched[name])
-    }
 }
 
 #[cfg(test)]
