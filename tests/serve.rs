@@ -260,6 +260,11 @@ fn the_dashboard_shows_rates_and_its_save_button_makes_a_savepoint() {
         Some(3),
         "{seen}"
     );
+    assert_eq!(
+        seen["clipped"],
+        serde_json::json!([]),
+        "operators cut off: {seen}"
+    );
     let (before, after) = (&seen["savepoints_before"], &seen["savepoints_after"]);
     let new: Vec<&Value> = after
         .as_array()

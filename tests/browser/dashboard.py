@@ -4,7 +4,8 @@ debugging port): waits for the topology and its rates, clicks "Save" with the mo
 the new savepoint to show in the list, and takes a screenshot.
 
 Usage: dashboard.py URL SCREENSHOT.png
-Prints JSON: {"edge_labels": [...], "savepoints_before": [...], "savepoints_after": [...]}.
+Prints JSON: {"edge_labels": [...], "clipped": [...], "savepoints_before": [...],
+"savepoints_after": [...]}, where "clipped" names the operators whose box the drawing cuts off.
 """
 import base64
 import fcntl
@@ -94,12 +95,20 @@ RATES = ("(() => { const l = [...document.querySelectorAll('#topology .edge-labe
          " return l.length >= 3 && l.every(t => /^[1-9][0-9,]*\\/s/.test(t)) ? l : null; })()")
 
 
+CLIPPED = ("(() => { const s = document.getElementById('topology').getBoundingClientRect();"
+           " return [...document.querySelectorAll('#topology .node')].filter(n => {"
+           " const r = n.getBoundingClientRect();"
+           " return r.left < s.left || r.right > s.right + 0.5 || r.top < s.top || r.bottom > s.bottom + 0.5;"
+           " }).map(n => n.dataset.operator); })()")
+
+
 def main(url, screenshot):
     with tempfile.TemporaryDirectory() as profile:
         browser = Browser(profile)
         try:
             browser.open(url)
             labels = browser.wait_for("the topology with rates on every edge", RATES)
+            clipped = browser.js(CLIPPED)
             before = browser.js(SAVEPOINTS)
             browser.click("#save")
             after = browser.wait_for("a new savepoint in the list",
@@ -110,7 +119,7 @@ def main(url, screenshot):
                 f.write(base64.b64decode(shot["data"]))
         finally:
             browser.close()
-    print(json.dumps({"edge_labels": labels, "savepoints_before": before, "savepoints_after": after}))
+    print(json.dumps({"edge_labels": labels, "clipped": clipped, "savepoints_before": before, "savepoints_after": after}))
 
 
 if __name__ == "__main__":
