@@ -58,10 +58,10 @@ pub fn seal<T: Serialize + ?Sized>(format: StateFormat, payload: &T) -> Result<V
 
 /// Encodes a key group's delta: `upserts` in the shape of a group's payload, and the keys
 /// `removed` (applied first).
-pub fn seal_delta<T: Serialize + ?Sized>(
+pub fn seal_delta<T: Serialize + ?Sized, K: AsRef<[u8]>>(
     format: StateFormat,
     upserts: &T,
-    removed: &[Vec<u8>],
+    removed: &[K],
 ) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     header(&mut out, format, 4);
@@ -69,7 +69,7 @@ pub fn seal_delta<T: Serialize + ?Sized>(
     rmp::encode::write_array_len(&mut out, removed.len() as u32)
         .expect("writing to a Vec cannot fail");
     for key in removed {
-        rmp::encode::write_bin(&mut out, key).expect("writing to a Vec cannot fail");
+        rmp::encode::write_bin(&mut out, key.as_ref()).expect("writing to a Vec cannot fail");
     }
     Ok(out)
 }

@@ -50,7 +50,7 @@ pub use bindings::types::{
     Batch, Context, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin,
 };
 pub use envelope::StateFormat;
-pub use keyed::{Keyed, old_entries};
+pub use keyed::{Key, Keyed, old_entries};
 pub use runtime::{
     Entries, NO_KEYED_STATE, Operator, Restore, Sink, Source, glue, module, no_operator_state,
 };

@@ -16,7 +16,7 @@ use crate::envelope::{StateFormat, unsupported};
 use crate::{BatchBuilder, Keyed, Records, records};
 
 /// The entries of a key group: each key with its value.
-pub type Entries<V> = Vec<(Vec<u8>, V)>;
+pub type Entries<V> = Vec<(crate::Key, V)>;
 
 /// Operator state a subtask resumes from.
 #[derive(Debug, Clone)]

@@ -107,9 +107,11 @@ pub(super) fn prepare(
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
             let dir = resolve(store, &point)?;
             let reading = format!("reading and verifying {}", store.display(&dir));
+            let started_at = std::time::Instant::now();
             let (metadata, states) = super::progress::spinning(&reading, || {
                 savepoint::load_for(store, &dir, &plan, mapping)
             })?;
+            tracing::debug!(elapsed = ?started_at.elapsed(), "point read and verified");
             let shown = store.display(&dir);
             let from = (dir, metadata.job.clone());
             let restore = RestoreFrom { metadata, states };

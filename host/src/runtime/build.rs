@@ -128,7 +128,9 @@ impl Blueprint {
         first: CheckpointId,
     ) -> Result<(Vec<Subtask>, CoordinatorTask), Vec<BuildError>> {
         let mut errors = Vec::new();
+        let started_at = std::time::Instant::now();
         let modules = self.load_modules().await?;
+        tracing::debug!(elapsed = ?started_at.elapsed(), "modules loaded");
         let mut infos = Vec::new();
         let mut instances = Vec::new();
         for (op, module) in self.plan.operators.iter().zip(&modules) {
@@ -153,9 +155,11 @@ impl Blueprint {
                     }),
                 }
             }
+            tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "instantiated");
             if started.len() == op.parallelism as usize {
                 let restored = restore::restore_operator(op, &mut started, restore, &mut info);
                 errors.extend(restored.await.err().unwrap_or_default());
+                tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "restored");
             }
             instances.extend(started);
             infos.push(info);
