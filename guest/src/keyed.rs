@@ -82,19 +82,19 @@ impl<'de> serde::de::Visitor<'de> for KeyBuf {
     }
 }
 
-/// A key's value, and whether it was written since the previous snapshot.
+/// A key's value, and the group's epoch in which it was last written: the slot is dirty (written
+/// since the previous snapshot) while that is the group's current epoch, so that a snapshot
+/// clears every mark at once by moving to the next epoch, without visiting a slot.
 #[derive(Debug)]
 struct Slot<V> {
     value: V,
-    dirty: bool,
+    marked: u32,
 }
 
 impl<V> Slot<V> {
+    /// A slot not written since the previous snapshot (epochs start at 1).
     fn clean(value: V) -> Self {
-        Slot {
-            value,
-            dirty: false,
-        }
+        Slot { value, marked: 0 }
     }
 }
 
@@ -134,6 +134,8 @@ struct Group<V> {
     changed: bool,
     /// Slots marked dirty.
     dirty: usize,
+    /// The current epoch: slots marked in it are dirty. Never 0.
+    epoch: u32,
     /// The keys of the slots marked dirty, while they are few enough (see [`Group::mark`])
     /// that visiting them beats scanning the group; `None` once they are not. Possibly
     /// repeated (a key removed and inserted again), and possibly no longer held.
@@ -153,6 +155,7 @@ impl<V> Default for Group<V> {
             map: HashMap::default(),
             changed: false,
             dirty: 0,
+            epoch: 1,
             listed: Some(Vec::new()),
             removed: Vec::new(),
             based: false,
@@ -164,6 +167,7 @@ impl<V> Default for Group<V> {
 /// The marks of a group, apart from its map (which holds the slot being marked).
 struct Marks<'a> {
     dirty: &'a mut usize,
+    epoch: u32,
     listed: &'a mut Option<Vec<Key>>,
     /// The keys the group holds.
     keys: usize,
@@ -173,8 +177,8 @@ impl Marks<'_> {
     /// Marks `slot`, of `key`, dirty. Its key is listed while the listed keys are at most an
     /// eighth of the group's (and 64): a snapshot then visits just them, and otherwise scans.
     fn mark<'v, V>(self, slot: &'v mut Slot<V>, key: &[u8]) -> &'v mut V {
-        if !slot.dirty {
-            slot.dirty = true;
+        if slot.marked != self.epoch {
+            slot.marked = self.epoch;
             *self.dirty += 1;
             if let Some(keys) = self.listed {
                 if keys.len() < 64.max(self.keys / 8) {
@@ -193,12 +197,17 @@ impl<V> Group<V> {
     fn parts(&mut self) -> (&mut HashMap<Key, Slot<V>>, Marks<'_>) {
         let keys = self.map.len();
         let Group {
-            map, dirty, listed, ..
+            map,
+            dirty,
+            epoch,
+            listed,
+            ..
         } = self;
         (
             map,
             Marks {
                 dirty,
+                epoch: *epoch,
                 listed,
                 keys,
             },
@@ -283,10 +292,7 @@ impl<V> Keyed<V> {
         let (map, marks) = self.touch(record).parts();
         let slot = map
             .entry_ref(KeyRef::new(record.key))
-            .or_insert_with(|| Slot {
-                value: make(),
-                dirty: false,
-            });
+            .or_insert_with(|| Slot::clean(make()));
         marks.mark(slot, record.key)
     }
 
@@ -304,10 +310,7 @@ impl<V> Keyed<V> {
         if let Some(slot) = map.get_mut(record.key) {
             return Some(std::mem::replace(marks.mark(slot, record.key), value));
         }
-        let slot = Slot {
-            value,
-            dirty: false,
-        };
+        let slot = Slot::clean(value);
         marks.mark(
             map.entry_ref(KeyRef::new(record.key))
                 .insert(slot)
@@ -324,7 +327,7 @@ impl<V> Keyed<V> {
         }
         let group = self.touch(record);
         let (key, slot) = group.map.remove_entry(record.key)?;
-        group.dirty -= usize::from(slot.dirty);
+        group.dirty -= usize::from(slot.marked == group.epoch);
         if group.based {
             group.removed.push(key);
         }
@@ -375,12 +378,12 @@ impl<V: Serialize> Serialize for Entries<'_, V> {
             (true, Some(keys)) => keys
                 .iter()
                 .filter_map(|key| group.map.get_key_value(key))
-                .filter(|(_, slot)| slot.dirty)
+                .filter(|(_, slot)| slot.marked == group.epoch)
                 .try_for_each(&mut entry)?,
             (true, None) => group
                 .map
                 .iter()
-                .filter(|(_, s)| s.dirty)
+                .filter(|(_, s)| s.marked == group.epoch)
                 .try_for_each(&mut entry)?,
         }
         seq.end()
@@ -461,18 +464,17 @@ impl<V> Group<V> {
         }
     }
 
-    /// Clears the marks of a group just written, whole or as a delta.
+    /// Clears the marks of a group just written, whole or as a delta: the next epoch (after
+    /// 2^32 - 1 of them, every slot is visited once to start again at 1).
     fn written(&mut self, delta: bool) {
-        match self.listed.as_mut() {
-            _ if self.dirty == 0 => {}
-            Some(keys) => {
-                for key in keys.iter() {
-                    if let Some(slot) = self.map.get_mut(key) {
-                        slot.dirty = false;
-                    }
+        if self.dirty > 0 {
+            self.epoch = match self.epoch.checked_add(1) {
+                Some(next) => next,
+                None => {
+                    self.map.values_mut().for_each(|slot| slot.marked = 0);
+                    1
                 }
-            }
-            None => self.map.values_mut().for_each(|slot| slot.dirty = false),
+            };
         }
         self.listed = Some(Vec::new());
         self.since_whole = match delta {
@@ -771,5 +773,29 @@ mod tests {
             .restore_group((9, false, &v1), COUNTS, refuse)
             .unwrap_err();
         assert_eq!(error, "key group 9 is not one of this subtask's 0..4");
+    }
+
+    #[test]
+    fn marks_survive_the_epoch_wrapping_around() {
+        let mut keyed: Keyed<u64> = Keyed::new(0..1);
+        *keyed.or_default(&record(b"a", 0)) += 1;
+        *keyed.or_default(&record(b"b", 0)) += 1;
+        keyed.snapshot(COUNTS, true).unwrap();
+        keyed.groups[0].epoch = u32::MAX;
+        *keyed.or_default(&record(b"a", 0)) += 1;
+        let delta = keyed.snapshot(COUNTS, false).unwrap();
+        assert_eq!(numbers(&delta), vec![(0, true)]);
+        assert_eq!(keyed.groups[0].epoch, 1);
+        assert!(keyed.groups[0].map.values().all(|slot| slot.marked == 0));
+        // Only `b` is written since: a delta of exactly one upsert.
+        *keyed.or_default(&record(b"b", 0)) += 1;
+        let delta = keyed.snapshot(COUNTS, false).unwrap();
+        let opened = envelope::open(&delta[0].2).unwrap();
+        let upserts: Vec<(serde_bytes::ByteBuf, u64)> =
+            envelope::decode_payload(opened.payload).unwrap();
+        assert_eq!(
+            upserts,
+            vec![(serde_bytes::ByteBuf::from(b"b".to_vec()), 2)]
+        );
     }
 }
