@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::util::{Dir, RunningJob, WordCount, assert_exactly_once, guest, input_text};
+use crate::util::{
+    Dir, RunningJob, WordCount, assert_exactly_once, assert_v1_then_v2, guest, input_text,
+};
 
 const LINES: usize = 3_000;
 
@@ -83,82 +85,61 @@ fn a_live_upgrade_from_v1_to_v2_mid_stream_gives_the_uninterrupted_output() {
     running.wait_ok();
     let output = dir.committed_output();
     assert_exactly_once(&output, &input_text(LINES));
-    let v2_lines: Vec<_> = output
-        .iter()
-        .filter(|l| l.contains("first-seen="))
-        .collect();
-    assert!(
-        !v2_lines.is_empty() && v2_lines.len() < output.len(),
-        "v1 then v2 output expected"
-    );
-    assert!(
-        v2_lines.iter().any(|l| l.ends_with("first-seen=unknown")),
-        "no word migrated from v1's state"
-    );
+    assert_v1_then_v2(&output);
+}
+
+/// Upgrades the `hostile` operator of a running word count to `hostile` with `args`, expects
+/// the upgrade to fail with every one of `needles` and the job to run on with the old module,
+/// logging `logged`, to the exact output.
+fn upgrade_fails_and_the_job_runs_on(args: &[&str], needles: &[&str], logged: &str) {
+    let dir = Dir::new(LINES);
+    // No restarts allowed: a rollback is not one.
+    let job = dir.write_job(&with_hostile());
+    let running = dir.start(&[job.to_str().unwrap()]);
+    let hostile = guest("hostile");
+    let upgraded = upgrade(&dir, &running, "hostile", hostile.to_str().unwrap(), args);
+    let stderr = text(&upgraded.stderr);
+    assert_eq!(upgraded.status.code(), Some(1), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "expected `{needle}` in:\n{stderr}");
+    }
+    let (ok, log) = running.wait();
+    assert!(ok, "the job should run on with the old module:\n{log}");
+    assert!(log.contains("WARN") && log.contains(logged), "{log}");
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
 
 #[test]
 fn a_new_module_whose_restore_fails_leaves_the_old_one_running() {
-    let dir = Dir::new(LINES);
-    let job = dir.write_job(&with_hostile());
-    let running = dir.start(&[job.to_str().unwrap()]);
-    let hostile = guest("hostile");
-    let refuse = ["--config", "misbehave=refuse-restore"];
-    let upgraded = upgrade(
-        &dir,
-        &running,
-        "hostile",
-        hostile.to_str().unwrap(),
-        &refuse,
+    upgrade_fails_and_the_job_runs_on(
+        &["--config", "misbehave=refuse-restore"],
+        &[
+            "operator `hostile`: the new module failed to restore checkpoint ",
+            "the old module runs on",
+            "hostile: refusing to restore as configured",
+        ],
+        "upgrade failed, the old module runs on",
     );
-    let stderr = text(&upgraded.stderr);
-    assert_eq!(upgraded.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("operator `hostile`: the new module failed to restore checkpoint ")
-            && stderr.contains("the old module runs on")
-            && stderr.contains("hostile: refusing to restore as configured"),
-        "{stderr}"
-    );
-    let (ok, log) = running.wait();
-    assert!(ok, "{log}");
-    assert!(
-        log.contains("upgrade failed, the old module runs on"),
-        "{log}"
-    );
-    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
 
 #[test]
 fn a_new_module_that_traps_in_its_canary_window_is_rolled_back() {
-    let dir = Dir::new(LINES);
-    // No restarts allowed: the rollback is not one.
-    let job = dir.write_job(&with_hostile());
-    let running = dir.start(&[job.to_str().unwrap()]);
-    let hostile = guest("hostile");
-    let trap = [
-        "--config",
-        "misbehave=trap",
-        "--config",
-        "after_records=1",
-        "--canary-records",
-        "1000000",
-    ];
-    let upgraded = upgrade(&dir, &running, "hostile", hostile.to_str().unwrap(), &trap);
-    let stderr = text(&upgraded.stderr);
-    assert_eq!(upgraded.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("operator `hostile`: rolled back to the old module from checkpoint ")
-            && stderr.contains("the job failed within the canary window")
-            && stderr.contains("`process` trapped"),
-        "{stderr}"
+    upgrade_fails_and_the_job_runs_on(
+        &[
+            "--config",
+            "misbehave=trap",
+            "--config",
+            "after_records=1",
+            "--canary-records",
+            "1000000",
+        ],
+        &[
+            "operator `hostile`: rolled back to the old module from checkpoint ",
+            "the job failed within the canary window",
+            "`process` trapped",
+        ],
+        "rolled back to the old module",
     );
-    let (ok, log) = running.wait();
-    assert!(ok, "the job should run on with the old module:\n{log}");
-    assert!(
-        log.contains("WARN") && log.contains("rolled back to the old module"),
-        "{log}"
-    );
-    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
 
 #[test]

@@ -32,6 +32,11 @@ pub use upgrade::UpgradeReply;
 
 type Reply = oneshot::Sender<Result<Saved, String>>;
 
+/// The commands to every subtask.
+pub(super) type Commands = BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>;
+/// Both ends of the subtasks' events (the coordinator's tasks send some too).
+pub(super) type Events = (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>);
+
 /// How often an open canary window is checked.
 const CANARY_CHECK: Duration = Duration::from_millis(10);
 
@@ -43,7 +48,7 @@ pub struct CoordinatorTask {
     blueprint: Blueprint,
     operators: Vec<OperatorInfo>,
     store: Store,
-    commands: BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
+    commands: Commands,
     events: mpsc::UnboundedReceiver<Event>,
     /// For the tasks that prepare and swap an upgrade.
     events_tx: mpsc::UnboundedSender<Event>,
@@ -82,10 +87,7 @@ impl CoordinatorTask {
     pub(super) fn new(
         blueprint: Blueprint,
         operators: Vec<OperatorInfo>,
-        channels: (
-            BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
-            (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
-        ),
+        channels: (Commands, Events),
         first: CheckpointId,
     ) -> Self {
         let (commands, (events_tx, events)) = channels;
