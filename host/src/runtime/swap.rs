@@ -1,14 +1,13 @@
 //! A live swap of one operator's module (`host upgrade`), the runtime's side.
 //!
 //! 1. [`prepare`]: the new module is compiled (through the engine's compiled-module cache, on
-//!    the blocking pool), checked against the operator's world, and a probe instance says what
-//!    it is (`describe`, `init`): same role, same rescale mode, or the request is refused before
-//!    the running job is touched.
+//!    the blocking pool), checked against the operator's world, and its instances, one per
+//!    subtask, are started (`describe`, `init`) and say what they are: same role, same rescale
+//!    mode, or the request is refused before the running job is touched. All off the hot path.
 //! 2. The coordinator sends a [`SwapOrder`] to each subtask of the operator, then triggers a
 //!    checkpoint. Each subtask snapshots for it as usual, forwards the barrier, and hands its
 //!    state as of that snapshot over ([`SwapOrder::hand_over`]).
-//! 3. [`run_swap`], once every subtask handed over, starts the new module's instances and
-//!    restores them through the same code as a job that resumes from a point
+//! 3. [`run_swap`], once every subtask handed over, restores the new module's instances through the same code as a job that resumes from a point
 //!    ([`super::restore::restore_operator`], here from the handed-over state instead of files):
 //!    all of them, or none, and each subtask goes on with its new instance or its old one.
 //! 4. The coordinator keeps further checkpoints back during the canary window; a failure within
@@ -175,6 +174,9 @@ pub struct Prepared {
     pub(super) module: Module,
     /// What checkpoints will record of it once the swap is final.
     pub(super) info: OperatorInfo,
+    /// Its instances, one per subtask, started (`describe`, `init`) off the hot path; the
+    /// swap takes them.
+    instances: std::sync::Mutex<Vec<Instance>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -216,8 +218,8 @@ pub(super) async fn prepare(
     let mut info = running.clone();
     info.module_sha256 = module.sha256.clone();
     info.remap = None;
-    let probe = blueprint.start_subtask(&plan, &module, 0, &mut info).await;
-    probe.map_err(|message| UpgradeError::Start {
+    let started = start_instances(&blueprint, &plan, &module, &mut info).await;
+    let instances = started.map_err(|message| UpgradeError::Start {
         operator: operator.clone(),
         message,
     })?;
@@ -230,7 +232,23 @@ pub(super) async fn prepare(
         plan,
         module,
         info,
+        instances: std::sync::Mutex::new(instances),
     })
+}
+
+/// Starts one instance of `module` per subtask of the operator `plan`.
+async fn start_instances(
+    blueprint: &Blueprint,
+    plan: &OperatorPlan,
+    module: &Module,
+    info: &mut OperatorInfo,
+) -> Result<Vec<Instance>, String> {
+    let mut instances = Vec::new();
+    for index in 0..plan.parallelism {
+        let started = blueprint.start_subtask(plan, module, index, info);
+        instances.push(started.await.map_err(|e| format!("subtask {index}: {e}"))?);
+    }
+    Ok(instances)
 }
 
 /// What the coordinator tells each subtask of the swapped operator before the checkpoint.
@@ -358,10 +376,9 @@ async fn restored_instances(
         states,
     };
     let mut info = prepared.info.clone();
-    let mut instances = Vec::new();
-    for index in 0..prepared.plan.parallelism {
-        let started = blueprint.start_subtask(&prepared.plan, &prepared.module, index, &mut info);
-        instances.push(started.await.map_err(|e| format!("subtask {index}: {e}"))?);
+    let mut instances = std::mem::take(&mut *prepared.instances.lock().expect("not poisoned"));
+    if instances.len() != prepared.plan.parallelism as usize {
+        instances = start_instances(blueprint, &prepared.plan, &prepared.module, &mut info).await?;
     }
     let restored =
         restore::restore_operator(&prepared.plan, &mut instances, Some(&point), &mut info).await;
