@@ -145,9 +145,11 @@ fn a_new_module_that_traps_in_its_canary_window_is_rolled_back() {
 #[test]
 fn refused_upgrades_change_nothing() {
     let dir = Dir::new(LINES);
-    // Slow enough to outlast every refusal (each compares the state folder before and after).
+    // Slow enough to outlast every refusal (each compares the state folder before and after,
+    // which takes seconds on a loaded machine); stopped with a savepoint after them, and
+    // resumed at full speed.
     let job = dir.write_job(&WordCount {
-        lines_per_second: 100,
+        lines_per_second: 50,
         ..WordCount::default()
     });
     let running = dir.start(&[job.to_str().unwrap()]);
@@ -182,7 +184,13 @@ fn refused_upgrades_change_nothing() {
             "`host {args:?}`: expected `{needle}` in:\n{stderr}"
         );
     }
-    running.wait_ok();
+    let savepoint = dir.save_and_stop(running);
+    let fast = dir.write_job(&WordCount {
+        lines_per_second: 1_000_000,
+        ..WordCount::default()
+    });
+    dir.start(&[fast.to_str().unwrap(), "--from", &savepoint])
+        .wait_ok();
     let output = dir.committed_output();
     assert_exactly_once(&output, &input_text(LINES));
     assert!(

@@ -336,6 +336,8 @@ impl Subtask {
             return;
         };
         let held = self.held.clone().filter(|_| snapshotted);
+        let snapshot_ms = arrived.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(subtask = %self.id, %checkpoint, snapshot_ms, "handing state over to the swap");
         if let Some(instance) = order.hand_over(self.id.index, held).await {
             self.instance = instance;
             // The new module's first snapshot is full: the host's copy is the old module's.

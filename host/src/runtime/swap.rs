@@ -340,8 +340,11 @@ pub(super) async fn run_swap(
         };
         received.insert(handover.index, handover);
     }
+    let since = Instant::now();
     let result = restored_instances(&blueprint, &prepared, &running, checkpoint, &mut received);
     let result = result.await;
+    let restore_ms = since.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(operator = %running.id, %checkpoint, restore_ms, ok = result.is_ok(), "new instances restored");
     // The coordinator hears of the swap before any new instance runs (and may fail).
     let swapped = result.as_ref().map(|_| ()).map_err(Clone::clone);
     let _ = events.send(Event::Swapped {
