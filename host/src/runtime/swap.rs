@@ -57,6 +57,14 @@ pub struct Canary {
     pub ms: u64,
 }
 
+impl Canary {
+    /// Whether a window open for `open_for`, in which the new module processed `records`
+    /// records, has passed; it also has once the sources ran dry (`drained`).
+    pub fn passed(&self, records: u64, open_for: Duration, drained: bool) -> bool {
+        drained || (records >= self.records && open_for >= Duration::from_millis(self.ms))
+    }
+}
+
 /// A swap that became final.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upgraded {
@@ -467,6 +475,21 @@ mod tests {
         assert_eq!(ops[1]["config"].as_table().unwrap().len(), 1);
         assert_eq!(ops[1]["config"]["y"].as_str(), Some("2"));
         assert_eq!(table["name"].as_str(), Some("j"));
+    }
+
+    #[test]
+    fn the_canary_window_passes_on_both_its_records_and_its_time_or_when_the_input_ends() {
+        let canary = Canary {
+            records: 100,
+            ms: 50,
+        };
+        let (short, long) = (Duration::from_millis(49), Duration::from_millis(50));
+        assert!(!canary.passed(99, long, false));
+        assert!(!canary.passed(100, short, false));
+        assert!(canary.passed(100, long, false));
+        assert!(canary.passed(0, Duration::ZERO, true));
+        let none = Canary { records: 0, ms: 0 };
+        assert!(none.passed(0, Duration::ZERO, false));
     }
 
     #[test]

@@ -188,10 +188,10 @@ impl CoordinatorTask {
         let Stage::Canary(prepared, checkpoint, since) = &upgrading.stage else {
             return;
         };
-        let canary = upgrading.canary;
         let records = upgrading.records.load(Ordering::Relaxed);
-        let probation = since.elapsed() < Duration::from_millis(canary.ms);
-        let passed = (records >= canary.records && !probation) || self.sources_running == 0;
+        let passed = upgrading
+            .canary
+            .passed(records, since.elapsed(), self.sources_running == 0);
         if !passed || self.coordinator.is_busy() {
             return;
         }
@@ -205,7 +205,6 @@ impl CoordinatorTask {
             *op = prepared.plan.clone();
         }
         self.blueprint.job_file = swap::job_file_with(&self.blueprint.job_file, &prepared.plan);
-        self.blueprint.engine.write_cache();
         let pause_us = upgrading.pause.map(|p| p.as_micros() as u64);
         tracing::info!(%operator, module = %prepared.spec.module.display(), pause_us, records, "upgrade final");
         let upgraded = Upgraded {
@@ -253,10 +252,16 @@ impl CoordinatorTask {
         self.rollback.take()
     }
 
+    /// Answers `host upgrade`. The new module's compiled form goes into the cache only once
+    /// its swap is final: a refused, failed or rolled-back upgrade leaves no file behind.
     fn answer_upgrade(&mut self, answer: Result<Upgraded, UpgradeError>) {
         if let Some(upgrading) = self.upgrading.take() {
             if let Some(task) = upgrading.task {
                 task.abort();
+            }
+            match &answer {
+                Ok(_) => self.blueprint.engine.write_cache(),
+                Err(_) => self.blueprint.engine.discard_uncached(),
             }
             let _ = upgrading.reply.send(answer.map_err(|e| e.to_string()));
         }
