@@ -15,6 +15,7 @@ mod javascript;
 mod languages;
 mod layering;
 mod limits;
+mod live_upgrade;
 mod module_cache;
 mod python;
 mod rescale;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::util::{Dir, WordCount, assert_exactly_once, copy_folder, guest, input_text};
+use crate::util::{
+    Dir, WordCount, assert_exactly_once, assert_v1_then_v2, copy_folder, guest, input_text,
+};
 
 const LINES: usize = 3_000;
 
@@ -52,23 +54,7 @@ fn save_stop_upgrade_and_resume_gives_the_uninterrupted_output() {
 
     let output = dir.committed_output();
     assert_exactly_once(&output, &input_text(LINES));
-    let upgraded: Vec<_> = output
-        .iter()
-        .filter(|l| l.contains("first-seen="))
-        .collect();
-    assert!(
-        !upgraded.is_empty() && upgraded.len() < output.len(),
-        "v1 then v2 output expected"
-    );
-    // A word counted before the savepoint kept its count, and v2 knows it was migrated.
-    assert!(
-        upgraded.iter().any(|l| l.ends_with("first-seen=unknown")),
-        "no migrated word"
-    );
-    assert!(
-        upgraded.iter().any(|l| !l.ends_with("first-seen=unknown")),
-        "no word new to v2"
-    );
+    assert_v1_then_v2(&output);
 }
 
 #[test]

@@ -569,6 +569,28 @@ pub fn word_counts(text: &str) -> BTreeMap<String, u64> {
     counts
 }
 
+/// Checks that the counter was upgraded from v1 to v2 mid-stream: v1 lines, then v2 lines, some
+/// for a word counted before the upgrade (its count kept, and v2 knows it was migrated), some
+/// for a word new to v2.
+pub fn assert_v1_then_v2(output: &[String]) {
+    let upgraded: Vec<_> = output
+        .iter()
+        .filter(|l| l.contains("first-seen="))
+        .collect();
+    assert!(
+        !upgraded.is_empty() && upgraded.len() < output.len(),
+        "v1 then v2 output expected"
+    );
+    assert!(
+        upgraded.iter().any(|l| l.ends_with("first-seen=unknown")),
+        "no migrated word"
+    );
+    assert!(
+        upgraded.iter().any(|l| !l.ends_with("first-seen=unknown")),
+        "no word new to v2"
+    );
+}
+
 /// Checks that the committed output is exactly what an uninterrupted run writes: for every
 /// word seen n times, the updates `word 1` … `word n`, each once (v1 `word count` lines and
 /// v2 `word count first-seen=…` lines alike).

@@ -17,7 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{JobMetrics, Sample};
-use crate::runtime::{self, Saved};
+use crate::runtime::{self, Saved, UpgradeSpec, Upgraded};
 
 /// Largest request line the server reads.
 pub const REQUEST_BYTES_MAX: u64 = 64 * 1024;
@@ -37,6 +37,11 @@ pub enum ControlRequest {
     Cancel,
     /// Every counter of the job now, and its checkpoint history.
     Metrics,
+    /// Swap one operator's module live.
+    Upgrade {
+        /// What to swap.
+        spec: UpgradeSpec,
+    },
 }
 
 /// A running job's answer.
@@ -49,6 +54,8 @@ pub enum ControlResponse {
     Cancelled,
     /// The job's counters.
     Metrics(Box<Sample>),
+    /// The swap is final.
+    Upgraded(Upgraded),
     /// The request failed.
     Error {
         /// Why.
@@ -174,6 +181,18 @@ async fn forward(
             }
             match answer.await {
                 Ok(Ok(saved)) => ControlResponse::Saved(saved),
+                Ok(Err(message)) => ControlResponse::Error { message },
+                Err(_) => gone(),
+            }
+        }
+        ControlRequest::Upgrade { spec } => {
+            let (reply, answer) = oneshot::channel();
+            let request = runtime::Request::Upgrade { spec, reply };
+            if requests.send(request).await.is_err() {
+                return gone();
+            }
+            match answer.await {
+                Ok(Ok(upgraded)) => ControlResponse::Upgraded(upgraded),
                 Ok(Err(message)) => ControlResponse::Error { message },
                 Err(_) => gone(),
             }

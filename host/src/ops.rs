@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::control::{self, ControlError, ControlRequest, ControlResponse};
 use crate::ids::{JobId, SavepointId};
 use crate::metrics::Sample;
-use crate::runtime::Saved;
+use crate::runtime::{Saved, UpgradeSpec, Upgraded};
 use crate::savepoint;
 use crate::store::{JobState, Store, StoreError};
 
@@ -86,6 +86,14 @@ fn unexpected(job: &JobId, answer: ControlResponse) -> OpsError {
 pub fn save(store: &Store, job: &JobId, stop: bool) -> Result<Saved, OpsError> {
     match request(store, job, &ControlRequest::Save { stop })? {
         ControlResponse::Saved(saved) => Ok(saved),
+        other => Err(unexpected(job, other)),
+    }
+}
+
+/// Swaps one operator's module of the running `job` live; returns once the swap is final.
+pub fn upgrade(store: &Store, job: &JobId, spec: UpgradeSpec) -> Result<Upgraded, OpsError> {
+    match request(store, job, &ControlRequest::Upgrade { spec })? {
+        ControlResponse::Upgraded(upgraded) => Ok(upgraded),
         other => Err(unexpected(job, other)),
     }
 }

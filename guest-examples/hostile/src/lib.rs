@@ -9,6 +9,8 @@
 //! - `spam`: writes 10 000 lines to stderr in every `process` call, then behaves;
 //! - `trap-in-snapshot`: traps in the next `snapshot`;
 //! - `trap-in-restore`: traps in `restore`;
+//! - `refuse-restore`: returns an error from `restore` (`hostile: refusing to restore as
+//!   configured`);
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
 //! - `escape`: tries to read `/etc/passwd`, outside any grant, and reports what happened;
 //! - `read-clock`: reports what the wall clock says (in an error);
@@ -196,7 +198,11 @@ impl Guest for Hostile {
             if due(state, "trap-in-restore") {
                 panic!("hostile: trapping in restore as configured");
             }
-        });
+            if due(state, "refuse-restore") {
+                return Err("hostile: refusing to restore as configured".to_owned());
+            }
+            Ok(())
+        })?;
         // Its count of records seen, summed over the old subtasks after a rescale.
         let mut seen = 0;
         for blob in &state.operator_states {

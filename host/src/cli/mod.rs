@@ -93,6 +93,28 @@ enum Command {
         #[arg(long)]
         stop: bool,
     },
+    /// Swap one operator's module of a running job, live: at the next checkpoint its subtasks
+    /// snapshot, the new module restores that snapshot and runs on; a failure within the
+    /// canary window puts the old module back. Prints the pause it caused.
+    Upgrade {
+        /// The job.
+        job: JobId,
+        /// The operator whose module is swapped (role `operator`).
+        #[arg(long, value_name = "ID")]
+        operator: OperatorId,
+        /// The new module.
+        #[arg(long, value_name = "NEW.wasm")]
+        module: PathBuf,
+        /// The new module's configuration, replacing the operator's (which it keeps without).
+        #[arg(long = "config", value_name = "K=V", value_parser = parse_config)]
+        config: Vec<(String, String)>,
+        /// The canary window: records the new module must process before the swap is final.
+        #[arg(long, value_name = "N", default_value_t = 1_000)]
+        canary_records: u64,
+        /// The canary window: milliseconds the new module must run before the swap is final.
+        #[arg(long, value_name = "T", default_value_t = 1_000)]
+        canary_ms: u64,
+    },
     /// Stop a running job; with --save, after a final savepoint.
     Stop {
         /// The job.
@@ -239,6 +261,26 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { listen, token_file } => serve(store, listen, token_file.as_deref()),
         Command::Save { job, stop } => save(&store, &job, stop),
+        Command::Upgrade {
+            job,
+            operator,
+            module,
+            config,
+            canary_records,
+            canary_ms,
+        } => {
+            let spec = host::runtime::UpgradeSpec {
+                operator,
+                module: std::path::absolute(&module)
+                    .with_context(|| format!("{}: cannot resolve the path", module.display()))?,
+                config: (!config.is_empty()).then_some(config),
+                canary: host::runtime::Canary {
+                    records: canary_records,
+                    ms: canary_ms,
+                },
+            };
+            upgrade(&store, &job, spec)
+        }
         Command::Stop { job, save: true } => save(&store, &job, true),
         Command::Stop { job, save: false } => cancel(&store, &job),
         Command::List => list_jobs(&store, json),
@@ -284,6 +326,12 @@ fn parse_rename(text: &str) -> Result<(OperatorId, OperatorId), String> {
     Ok((old.parse()?, new.parse()?))
 }
 
+/// Reads `--config K=V`.
+fn parse_config(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or("expected K=V")?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
 /// Reads a fault-injection point `PHASE:N`.
 fn parse_fault(text: &str) -> Result<(Phase, u64), String> {
     let (phase, n) = text.split_once(':').ok_or("expected PHASE:N")?;
@@ -316,6 +364,25 @@ fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
     let saved = progress::spinning(&format!("saving {job}"), || ops::save(store, job, stop))?;
     println!("{}", saved.id);
     println!("{}", store.display(&saved.path));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn upgrade(
+    store: &Store,
+    job: &JobId,
+    spec: host::runtime::UpgradeSpec,
+) -> anyhow::Result<ExitCode> {
+    let operator = spec.operator.clone();
+    let doing = format!("upgrading operator `{operator}` of {job}");
+    let upgraded = progress::spinning(&doing, || ops::upgrade(store, job, spec))?;
+    println!(
+        "upgraded operator `{operator}` to {} {} at checkpoint {}",
+        upgraded.module_name, upgraded.module_version, upgraded.checkpoint
+    );
+    match upgraded.pause_us {
+        Some(us) => println!("pause: {:.1} ms", us as f64 / 1e3),
+        None => println!("pause: none (no record reached the new module in the canary window)"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

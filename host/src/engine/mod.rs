@@ -214,6 +214,12 @@ impl Engine {
         Ok(component)
     }
 
+    /// Forgets the modules compiled since the cache was last written, unwritten
+    /// ([`CacheMode::Deferred`]): those of a live upgrade that did not happen.
+    pub fn discard_uncached(&self) {
+        self.uncached.lock().expect("not poisoned").clear();
+    }
+
     /// Writes the modules compiled so far into the cache ([`CacheMode::Deferred`]).
     pub fn write_cache(&self) {
         let uncached = std::mem::take(&mut *self.uncached.lock().expect("not poisoned"));

@@ -35,7 +35,7 @@ pub(super) struct Blueprint {
     pub(super) store: Store,
     pub(super) job: JobId,
     pub(super) plan: Plan,
-    job_file: String,
+    pub(super) job_file: String,
     limits: Limits,
     /// The point the job was started from, for a restart before its first checkpoint.
     initial: Option<Arc<RestoreFrom>>,
@@ -75,7 +75,6 @@ pub async fn build(
     Ok(Job {
         subtasks,
         coordinator,
-        blueprint,
     })
 }
 
@@ -201,17 +200,12 @@ impl Blueprint {
                 records_per_second_max: op.records_per_second_max,
                 recover: recover_checkpoint(restore, op),
                 held: None,
+                swap: None,
+                swapped: None,
             });
         }
-        let coordinator = CoordinatorTask::new(
-            self.job_file.clone(),
-            &self.plan,
-            infos,
-            self.store.clone(),
-            (commands, events),
-            first,
-            self.metrics.clone(),
-        );
+        let channels = (commands, (events_tx, events));
+        let coordinator = CoordinatorTask::new(self.clone(), infos, channels, first);
         Ok((subtasks, coordinator))
     }
 
@@ -247,8 +241,8 @@ impl Blueprint {
         }
     }
 
-    /// Instantiates one subtask and starts it: `describe`, then `init`.
-    async fn start_subtask(
+    /// Instantiates one subtask and starts it: `describe`, then `init` (also for a live swap).
+    pub(super) async fn start_subtask(
         &self,
         op: &OperatorPlan,
         module: &Module,

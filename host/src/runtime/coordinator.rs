@@ -6,6 +6,11 @@
 //! come back as events once each subtask's state file is durable; when the pure coordinator says
 //! `Complete`, this task writes `_metadata` and publishes the folder (a checkpoint under the
 //! job, a savepoint under `savepoints/`), then sends `Commit(N)` to every sink.
+//!
+//! A live upgrade ([`upgrade`]) rides on one such checkpoint, and holds further ones back until
+//! its canary window has passed.
+
+mod upgrade;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::build::Blueprint;
 use super::subtask::{Command, Event, Subtask, SubtaskError};
 use super::{OperatorInfo, Outcome, Request, Saved};
 use crate::barrier::{Barrier, BarrierKind, Coordinator, Phase, Progress, retention_victims};
@@ -21,18 +27,31 @@ use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
 use crate::key_group::KEY_GROUP_FUNCTION;
 use crate::metrics::{CheckpointStat, JobMetrics};
 use crate::store::{Metadata, OperatorState, StateFile, StateLayout, Store};
-use crate::topology::{Plan, Role};
+use crate::topology::Role;
+pub use upgrade::UpgradeReply;
 
 type Reply = oneshot::Sender<Result<Saved, String>>;
+
+/// The commands to every subtask.
+pub(super) type Commands = BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>;
+/// Both ends of the subtasks' events (the coordinator's tasks send some too).
+pub(super) type Events = (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>);
+
+/// How often an open canary window is checked.
+const CANARY_CHECK: Duration = Duration::from_millis(10);
 
 /// The coordinator of one job, with everything it needs before it runs.
 pub struct CoordinatorTask {
     job: JobId,
-    job_file: String,
+    /// What the job is built from: its plan and job file (which a final swap changes), and
+    /// what rebuilds it after a failure.
+    blueprint: Blueprint,
     operators: Vec<OperatorInfo>,
     store: Store,
-    commands: BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
+    commands: Commands,
     events: mpsc::UnboundedReceiver<Event>,
+    /// For the tasks that prepare and swap an upgrade.
+    events_tx: mpsc::UnboundedSender<Event>,
     coordinator: Coordinator,
     checkpoint_interval_ms: u64,
     checkpoints_retained: u32,
@@ -56,24 +75,24 @@ pub struct CoordinatorTask {
     metrics: Arc<JobMetrics>,
     /// When the checkpoint in flight was triggered, and its longest alignment so far.
     in_flight_since: (Instant, Duration),
+    /// The live upgrade under way, if any.
+    upgrading: Option<upgrade::Upgrading>,
+    /// Set when the job failed within an upgrade's canary window: why it rolls back.
+    rollback: Option<String>,
 }
 
 impl CoordinatorTask {
-    /// A coordinator for a built job whose first checkpoint will be `first`, commanding its
-    /// subtasks and hearing from them through `channels`.
-    pub fn new(
-        job_file: String,
-        plan: &Plan,
+    /// A coordinator for the job built from `blueprint` whose first checkpoint will be `first`,
+    /// commanding its subtasks and hearing from them through `channels`.
+    pub(super) fn new(
+        blueprint: Blueprint,
         operators: Vec<OperatorInfo>,
-        store: Store,
-        channels: (
-            BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
-            mpsc::UnboundedReceiver<Event>,
-        ),
+        channels: (Commands, Events),
         first: CheckpointId,
-        metrics: Arc<JobMetrics>,
     ) -> Self {
-        let (commands, events) = channels;
+        let (commands, (events_tx, events)) = channels;
+        let metrics = blueprint.metrics.clone();
+        let (plan, store) = (&blueprint.plan, blueprint.store.clone());
         let job = metrics.job().clone();
         let sources_running = plan
             .operators
@@ -84,11 +103,11 @@ impl CoordinatorTask {
         CoordinatorTask {
             coordinator: Coordinator::new(commands.keys().cloned(), first),
             job,
-            job_file,
             operators,
             store,
             commands,
             events,
+            events_tx,
             checkpoint_interval_ms: plan.checkpoint_interval_ms,
             checkpoints_retained: plan.checkpoints_retained,
             max_parallelism: plan.max_parallelism,
@@ -101,7 +120,15 @@ impl CoordinatorTask {
             fenced: None,
             metrics,
             in_flight_since: (Instant::now(), Duration::ZERO),
+            upgrading: None,
+            rollback: None,
+            blueprint,
         }
+    }
+
+    /// What the job is built from, as it runs now (after any final swap).
+    pub(super) fn blueprint(&self) -> &Blueprint {
+        &self.blueprint
     }
 
     /// The job's operators.
@@ -141,14 +168,12 @@ impl CoordinatorTask {
         let period = Duration::from_millis(self.checkpoint_interval_ms.max(1));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut canary = tokio::time::interval(CANARY_CHECK);
 
         let outcome = loop {
             tokio::select! {
-                _ = ticker.tick(), if self.checkpoint_interval_ms > 0 => {
-                    if !self.coordinator.is_busy() && self.stopping.is_none() {
-                        self.trigger(BarrierKind::Checkpoint, false);
-                    }
-                }
+                _ = ticker.tick(), if self.checkpoint_interval_ms > 0 => self.trigger_periodic(),
+                _ = canary.tick(), if self.in_canary() => self.check_canary(),
                 Some(request) = requests.recv() => match request {
                     Request::Save { stop, reply } => {
                         if self.stopping.is_some() {
@@ -158,6 +183,7 @@ impl CoordinatorTask {
                             self.trigger_next();
                         }
                     }
+                    Request::Upgrade { spec, reply } => self.upgrade(spec, reply),
                     Request::Cancel { reply } => {
                         tasks.shutdown().await;
                         self.abort_in_flight("the job was stopped");
@@ -188,6 +214,12 @@ impl CoordinatorTask {
                             break Outcome::Failed(format!("the final checkpoint {checkpoint} failed: {error}"));
                         }
                         self.trigger_next();
+                    }
+                    Event::Prepared(prepared) => self.on_prepared(*prepared),
+                    Event::Swapped { checkpoint, result } => self.on_swapped(checkpoint, result),
+                    Event::Resumed { subtask, pause } => {
+                        tracing::debug!(%subtask, ?pause, "the new module processed its first batch");
+                        self.on_resumed(pause);
                     }
                     Event::SourceExhausted => {
                         self.sources_running -= 1;
@@ -231,13 +263,35 @@ impl CoordinatorTask {
                 }
             }
         };
+        self.end_upgrade(match &outcome {
+            Outcome::Failed(error) => Some(error),
+            _ => None,
+        });
         tracing::info!(job = %self.job, ?outcome, "job ended");
         outcome
     }
 
-    /// Triggers the next queued save, or the final checkpoint once every source ran dry.
-    fn trigger_next(&mut self) {
+    /// A periodic checkpoint, unless one is in flight or held back; a swap that is ready
+    /// rides on it.
+    fn trigger_periodic(&mut self) {
         if self.coordinator.is_busy() || self.stopping.is_some() {
+            return;
+        }
+        if !self.start_swap() && !self.holds_checkpoints() {
+            self.trigger(BarrierKind::Checkpoint, false);
+        }
+    }
+
+    /// Starts a swap that is ready, or triggers the next queued save, or the final checkpoint
+    /// once every source ran dry (ending a canary window first).
+    fn trigger_next(&mut self) {
+        if self.coordinator.is_busy() || self.stopping.is_some() || self.start_swap() {
+            return;
+        }
+        if self.holds_checkpoints() {
+            if self.sources_running == 0 {
+                self.check_canary();
+            }
             return;
         }
         if let Some((stop, reply)) = self.queued.pop_front() {
@@ -259,18 +313,18 @@ impl CoordinatorTask {
         }
         self.acked.clear();
         self.in_flight_since = (Instant::now(), Duration::ZERO);
-        self.send_to(Role::Source, Command::Trigger(barrier));
+        self.send_to(Role::Source, &Command::Trigger(barrier));
     }
 
     /// Sends `command` to every subtask of the operators of `role`.
-    fn send_to(&self, role: Role, command: Command) {
+    fn send_to(&self, role: Role, command: &Command) {
         for (subtask, commands) in &self.commands {
             if self
                 .operators
                 .iter()
                 .any(|op| op.id == subtask.operator && op.role == role)
             {
-                let _ = commands.send(command);
+                let _ = commands.send(command.clone());
             }
         }
     }
@@ -295,7 +349,7 @@ impl CoordinatorTask {
                 self.record(barrier, &dir);
                 // Between publishing and committing: the riskiest moment to crash.
                 let _ = self.store.fault_point(Phase::Published, checkpoint);
-                self.send_to(Role::Sink, Command::Commit(checkpoint));
+                self.send_to(Role::Sink, &Command::Commit(checkpoint));
                 if let Some(saved) = saved {
                     if barrier.then_stop {
                         self.final_savepoint = Some(saved.clone());
@@ -342,7 +396,7 @@ impl CoordinatorTask {
             completed_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            job_file: self.job_file.clone(),
+            job_file: self.blueprint.job_file.clone(),
             max_parallelism: self.max_parallelism,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
             state_layout: StateLayout::Chained,

@@ -12,6 +12,7 @@ pub mod coordinator;
 pub mod partition;
 mod restore;
 pub mod subtask;
+pub mod swap;
 
 use std::fmt;
 use std::sync::Arc;
@@ -103,12 +104,12 @@ pub struct OperatorInfo {
 
 pub use build::build;
 pub use restore::Remap;
+pub use swap::{Canary, UpgradeSpec, Upgraded};
 
 /// A job built and ready to spawn.
 pub struct Job {
     subtasks: Vec<Subtask>,
     coordinator: CoordinatorTask,
-    blueprint: build::Blueprint,
 }
 
 /// A savepoint (or final checkpoint) a job wrote on request.
@@ -131,6 +132,14 @@ pub enum Request {
         stop: bool,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<Saved, String>>,
+    },
+    /// Swap one operator's module live (`host upgrade`); answered once the swap is final, or
+    /// was refused, failed or rolled back.
+    Upgrade {
+        /// What to swap.
+        spec: UpgradeSpec,
+        /// Where the answer goes.
+        reply: coordinator::UpgradeReply,
     },
     /// Stop now without a final checkpoint; output since the last checkpoint is not committed.
     Cancel {
@@ -180,7 +189,7 @@ impl Job {
     /// Starts every subtask and the coordinator, under supervision.
     pub fn spawn(self) -> JobHandle {
         let (requests, requests_rx) = mpsc::channel(REQUESTS_QUEUED_MAX);
-        let metrics = self.blueprint.metrics.clone();
+        let metrics = self.coordinator.blueprint().metrics.clone();
         let outcome = tokio::spawn(self.supervise(requests_rx));
         JobHandle {
             requests,
@@ -190,20 +199,33 @@ impl Job {
     }
 
     /// Runs the job; after a failure, restarts it from its latest completed checkpoint while
-    /// the restart strategy allows, then gives up with the last error.
+    /// the restart strategy allows, then gives up with the last error. A failure within a live
+    /// upgrade's canary window is a rollback, not counted: the job restarts at once from the
+    /// checkpoint the new module restored, with the old module (the coordinator's blueprint
+    /// names the new one only once the swap is final).
     async fn supervise(self, mut requests: mpsc::Receiver<Request>) -> Outcome {
         let Job {
             mut subtasks,
             mut coordinator,
-            blueprint,
         } = self;
-        let strategy = blueprint.plan.restart;
+        let strategy = coordinator.blueprint().plan.restart;
         let mut restarts = 0;
         loop {
             let outcome = coordinator.run(subtasks, &mut requests).await;
             let Outcome::Failed(error) = outcome else {
                 return outcome;
             };
+            let blueprint = coordinator.blueprint().clone();
+            if let Some(rollback) = coordinator.take_rollback() {
+                tracing::warn!(job = %blueprint.job, "{rollback}");
+                match blueprint.restart(coordinator.next_checkpoint()).await {
+                    Ok(rebuilt) => (subtasks, coordinator) = rebuilt,
+                    Err(e) => {
+                        return Outcome::Failed(format!("{rollback}; rolling back failed: {e}"));
+                    }
+                }
+                continue;
+            }
             if restarts == strategy.attempts {
                 return Outcome::Failed(match restarts {
                     0 => error,
@@ -227,7 +249,7 @@ impl Job {
 
     /// The checkpoint the job was restored from, if any.
     pub fn restored_from(&self) -> Option<CheckpointId> {
-        self.blueprint.initial_checkpoint()
+        self.coordinator.blueprint().initial_checkpoint()
     }
 
     /// The operators of the job as checkpoint metadata records them.

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::channel::{Closed, Message, Receiver, batch_len};
 use super::partition::{Output, check_batch};
+use super::swap::{Prepared, SwapOrder, Swapped, UpgradeError};
 use crate::barrier::{Aligner, Alignment, Barrier, Phase};
 use crate::engine::bindings::{Batch, PollResult, Snapshot};
 use crate::engine::{GuestError, Instance};
@@ -37,12 +38,15 @@ pub const BATCH_RECORDS_MAX: usize = 1 << 20;
 const IDLE_POLL_MS: u64 = 10;
 
 /// What the coordinator tells a subtask.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Command {
     /// Sources: emit this barrier now (after snapshotting).
     Trigger(Barrier),
     /// Sinks: checkpoint N is complete; publish its transactions.
     Commit(CheckpointId),
+    /// Operators being upgraded: after snapshotting for the order's checkpoint, hand the state
+    /// over and go on with the new instance restored from it (or the old one).
+    Swap(Arc<SwapOrder>),
 }
 
 /// What a subtask tells the coordinator.
@@ -75,6 +79,25 @@ pub enum Event {
     /// It stopped because a subtask it sends to is gone: a consequence of a failure that
     /// subtask reports itself, so the job's error names the root cause, not this.
     PeerGone(String),
+    /// An upgrade's new module was compiled and checked, or refused (from the task preparing
+    /// it, not a subtask).
+    Prepared(Box<Result<Prepared, UpgradeError>>),
+    /// An upgrade's new instances were restored from checkpoint `checkpoint`'s snapshot, or
+    /// not (from the swap task).
+    Swapped {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why not, naming the subtask.
+        result: Result<(), String>,
+    },
+    /// A swapped subtask's new instance processed its first batch, `pause` after the swap's
+    /// barrier arrived.
+    Resumed {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// From the barrier's arrival to the first batch processed.
+        pause: Duration,
+    },
 }
 
 /// Why a subtask stopped abnormally.
@@ -125,6 +148,10 @@ pub struct Subtask {
     pub held: Option<Held>,
     /// What it counts (the same counters as its [`Output`]'s).
     pub counters: Arc<SubtaskCounters>,
+    /// An upgrade's order to swap its instance at a checkpoint, until then.
+    pub swap: Option<Arc<SwapOrder>>,
+    /// Set once it swapped its instance: the new one's first batch is reported.
+    pub swapped: Option<Swapped>,
 }
 
 impl Subtask {
@@ -154,14 +181,16 @@ impl Subtask {
             };
             match command {
                 Some(Some(Command::Trigger(barrier))) => {
-                    self.checkpoint(barrier, Duration::ZERO).await?;
+                    let _ = self.checkpoint(barrier, Duration::ZERO).await?;
                     self.output.barrier(barrier)?;
                     if barrier.then_stop {
                         self.output.end()?;
                         return Ok(());
                     }
                 }
-                Some(Some(Command::Commit(_))) => unreachable!("sources have nothing to commit"),
+                Some(Some(Command::Commit(_) | Command::Swap(_))) => {
+                    unreachable!("sources have nothing to commit, and are not swapped")
+                }
                 // The coordinator is gone: the job was cancelled.
                 Some(None) => return Ok(()),
                 None => match self.poll(throttle.batch_records_max()).await? {
@@ -202,6 +231,10 @@ impl Subtask {
                     committed = Some(checkpoint);
                     continue;
                 }
+                Err(Some(Command::Swap(order))) => {
+                    self.swap = Some(order);
+                    continue;
+                }
                 Err(Some(Command::Trigger(_))) => unreachable!("only sources are triggered"),
                 Err(None) => return Ok(()),
                 Ok((_, Message::Batch(batch))) => {
@@ -211,6 +244,7 @@ impl Subtask {
                         // The observable "first record processed" (README, Benchmarks).
                         tracing::info!(subtask = %self.id, records, "first batch processed");
                     }
+                    self.after_swap(records);
                     continue;
                 }
                 Ok((input, Message::Barrier(barrier))) => {
@@ -220,11 +254,10 @@ impl Subtask {
                 Ok((input, Message::End)) => aligner.on_end(input),
             };
             if let Alignment::Aligned(barrier) = alignment {
-                let aligned_in = aligning_since
-                    .take()
-                    .map_or(Duration::ZERO, |t| t.elapsed());
-                self.checkpoint(barrier, aligned_in).await?;
+                let arrived = aligning_since.take().unwrap_or_else(Instant::now);
+                let snapshotted = self.checkpoint(barrier, arrived.elapsed()).await?;
                 self.output.barrier(barrier)?;
+                self.swap_at(barrier.checkpoint, snapshotted, arrived).await;
                 last_barrier = Some(barrier);
             }
         }
@@ -241,6 +274,7 @@ impl Subtask {
                     committed = Some(checkpoint);
                 }
                 Some(Command::Trigger(_)) => unreachable!("only sources are triggered"),
+                Some(Command::Swap(_)) => {}
                 None => break,
             }
         }
@@ -294,14 +328,43 @@ impl Subtask {
         check_batch(batch).map_err(malformed)
     }
 
+    /// If an upgrade ordered a swap at `checkpoint`, for which the subtask `snapshotted` (or
+    /// not), hands its state as of that snapshot over and goes on with the new instance
+    /// restored from it; or with the old one, if the swap failed.
+    async fn swap_at(&mut self, checkpoint: CheckpointId, snapshotted: bool, arrived: Instant) {
+        let Some(order) = self.swap.take_if(|o| o.checkpoint == checkpoint) else {
+            return;
+        };
+        let held = self.held.clone().filter(|_| snapshotted);
+        let snapshot_ms = arrived.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(subtask = %self.id, %checkpoint, snapshot_ms, "handing state over to the swap");
+        if let Some(instance) = order.hand_over(self.id.index, held).await {
+            self.instance = instance;
+            // The new module's first snapshot is full: the host's copy is the old module's.
+            self.held = None;
+            self.swapped = Some(Swapped::new(&order, arrived));
+        }
+    }
+
+    /// After a swap: counts what the new instance processed, and reports its first batch.
+    fn after_swap(&mut self, records: usize) {
+        let Some(swapped) = &mut self.swapped else {
+            return;
+        };
+        if let Some(pause) = swapped.processed(records) {
+            let subtask = self.id.clone();
+            let _ = self.events.send(Event::Resumed { subtask, pause });
+        }
+    }
+
     /// Snapshots the guest for `barrier` and writes the blob off the hot path; the ack (or the
     /// failure) reaches the coordinator once the write is durable. A guest that refuses only
-    /// aborts this checkpoint; a trap fails the subtask.
+    /// aborts this checkpoint (and `false` says so); a trap fails the subtask.
     async fn checkpoint(
         &mut self,
         barrier: Barrier,
         alignment: Duration,
-    ) -> Result<(), SubtaskError> {
+    ) -> Result<bool, SubtaskError> {
         let checkpoint = barrier.checkpoint;
         // The first snapshot of an instance is full: from then on, the host's copy of its
         // state is exactly the guest's, and later snapshots carry only what changed.
@@ -319,12 +382,12 @@ impl Subtask {
                     checkpoint,
                     error: error.to_string(),
                 });
-                return Ok(());
+                return Ok(false);
             }
             Err(trap) => return Err(trap.into()),
         };
         self.write_off_the_hot_path(checkpoint, held, alignment);
-        Ok(())
+        Ok(true)
     }
 
     /// Merges a snapshot into the host's copy of the subtask's state, and homes its new pieces

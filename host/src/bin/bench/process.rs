@@ -107,6 +107,30 @@ impl HostHome {
     }
 }
 
+impl HostHome {
+    /// Runs `host upgrade JOB --operator OPERATOR --module MODULE` (a canary window of 1 000
+    /// records) to its end; returns the pause it printed, in milliseconds.
+    pub fn upgrade(&self, job: &str, operator: &str, module: &Path) -> anyhow::Result<f64> {
+        let mut args = vec![OsStr::new("upgrade"), OsStr::new(job)];
+        args.extend([OsStr::new("--operator"), OsStr::new(operator)]);
+        args.extend([OsStr::new("--module"), module.as_os_str()]);
+        args.extend(["--canary-records", "1000", "--canary-ms", "0"].map(OsStr::new));
+        let output = self.command(&args).output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let pause = stdout.lines().find_map(|l| l.strip_prefix("pause: "));
+        let pause = pause.and_then(|p| p.strip_suffix(" ms")?.parse().ok());
+        match pause {
+            Some(ms) if output.status.success() => Ok(ms),
+            _ => bail!(
+                "`host upgrade {job}` failed ({}): {}{}",
+                output.status,
+                stdout,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+}
+
 /// Each line that `stream` yields, with the moment it was read, on a channel (from a thread).
 fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<(Instant, String)> {
     let (send, receive) = mpsc::channel();

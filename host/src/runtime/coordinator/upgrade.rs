@@ -1,0 +1,269 @@
+//! The coordinator's side of a live swap (`host upgrade`; see [`crate::runtime::swap`]): one
+//! upgrade at a time, through its stages, and the rollback when the job fails within the
+//! canary window.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+use super::CoordinatorTask;
+use crate::barrier::BarrierKind;
+use crate::ids::{CheckpointId, OperatorId};
+use crate::runtime::subtask::{Command, Event};
+use crate::runtime::swap::{
+    self, Canary, Prepared, SwapOrder, UpgradeError, UpgradeSpec, Upgraded,
+};
+
+/// Where the answer to `host upgrade` goes.
+pub type UpgradeReply = oneshot::Sender<Result<Upgraded, String>>;
+
+/// The upgrade under way.
+pub(super) struct Upgrading {
+    operator: OperatorId,
+    reply: UpgradeReply,
+    canary: Canary,
+    stage: Stage,
+    /// Records the new module processed (for the canary window).
+    records: Arc<AtomicU64>,
+    /// The longest pause a subtask reported so far.
+    pause: Option<Duration>,
+    /// The preparation or the swap running beside the coordinator.
+    task: Option<AbortHandle>,
+}
+
+enum Stage {
+    /// The new module is being compiled and checked.
+    Preparing,
+    /// Ready to swap at the next checkpoint.
+    Ready(Arc<Prepared>),
+    /// The checkpoint whose snapshot the new module restores is under way.
+    Swapping(Arc<Prepared>, CheckpointId),
+    /// The new module runs, on probation since the instant.
+    Canary(Arc<Prepared>, CheckpointId, Instant),
+}
+
+impl CoordinatorTask {
+    /// Starts preparing the upgrade `spec`, or refuses it at once.
+    pub(super) fn upgrade(&mut self, spec: UpgradeSpec, reply: UpgradeReply) {
+        let operator = spec.operator.clone();
+        let why = match (&self.upgrading, &self.stopping) {
+            (Some(_), _) => Some("another upgrade is under way"),
+            (_, Some(_)) => Some("the job is stopping"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            let _ = reply.send(Err(UpgradeError::Busy { operator, why }.to_string()));
+            return;
+        }
+        let Some(running) = self.operators.iter().find(|op| op.id == operator).cloned() else {
+            let _ = reply.send(Err(UpgradeError::UnknownOperator(operator).to_string()));
+            return;
+        };
+        tracing::info!(%operator, module = %spec.module.display(), "preparing an upgrade");
+        let (blueprint, events, canary) =
+            (self.blueprint.clone(), self.events_tx.clone(), spec.canary);
+        let task = tokio::spawn(async move {
+            let prepared = swap::prepare(blueprint, spec, running).await;
+            let _ = events.send(Event::Prepared(Box::new(prepared)));
+        });
+        self.upgrading = Some(Upgrading {
+            operator,
+            reply,
+            canary,
+            stage: Stage::Preparing,
+            records: Arc::default(),
+            pause: None,
+            task: Some(task.abort_handle()),
+        });
+    }
+
+    /// The new module is compiled and checked (or refused).
+    pub(super) fn on_prepared(&mut self, prepared: Result<Prepared, UpgradeError>) {
+        let Some(upgrading) = &mut self.upgrading else {
+            return;
+        };
+        match prepared {
+            Ok(prepared) => {
+                upgrading.stage = Stage::Ready(Arc::new(prepared));
+                self.trigger_next();
+            }
+            Err(refused) => {
+                tracing::warn!(operator = %upgrading.operator, "upgrade refused: {refused}");
+                self.answer_upgrade(Err(refused));
+            }
+        }
+    }
+
+    /// Starts a swap that is ready: orders the operator's subtasks to hand their state over at
+    /// the next checkpoint, then triggers it. Says whether it did.
+    pub(super) fn start_swap(&mut self) -> bool {
+        let Some(upgrading) = &mut self.upgrading else {
+            return false;
+        };
+        let Stage::Ready(prepared) = &upgrading.stage else {
+            return false;
+        };
+        let prepared = prepared.clone();
+        let checkpoint = self.coordinator.next();
+        let (order, handovers) = SwapOrder::new(checkpoint, upgrading.records.clone());
+        let running = self.operators.iter().find(|op| op.id == upgrading.operator);
+        let running = running.cloned().expect("an operator of the job");
+        let task = tokio::spawn(swap::run_swap(
+            self.blueprint.clone(),
+            prepared.clone(),
+            running,
+            checkpoint,
+            handovers,
+            self.events_tx.clone(),
+        ));
+        upgrading.task = Some(task.abort_handle());
+        upgrading.stage = Stage::Swapping(prepared, checkpoint);
+        let operator = upgrading.operator.clone();
+        for (subtask, commands) in &self.commands {
+            if subtask.operator == operator {
+                let _ = commands.send(Command::Swap(order.clone()));
+            }
+        }
+        tracing::info!(%operator, %checkpoint, "swapping at checkpoint");
+        self.trigger(BarrierKind::Checkpoint, false);
+        true
+    }
+
+    /// Whether checkpoints are held back: a swap is under way or on probation.
+    pub(super) fn holds_checkpoints(&self) -> bool {
+        let stage = self.upgrading.as_ref().map(|u| &u.stage);
+        matches!(stage, Some(Stage::Swapping(..) | Stage::Canary(..)))
+    }
+
+    /// Whether a canary window is open.
+    pub(super) fn in_canary(&self) -> bool {
+        let stage = self.upgrading.as_ref().map(|u| &u.stage);
+        matches!(stage, Some(Stage::Canary(..)))
+    }
+
+    /// The swap task says how the new module's instances started and restored.
+    pub(super) fn on_swapped(&mut self, checkpoint: CheckpointId, result: Result<(), String>) {
+        let Some(upgrading) = &mut self.upgrading else {
+            return;
+        };
+        let Stage::Swapping(prepared, at) = &upgrading.stage else {
+            return;
+        };
+        debug_assert_eq!(*at, checkpoint);
+        match result {
+            Ok(()) => {
+                tracing::info!(operator = %upgrading.operator, %checkpoint, "new module restored; canary window open");
+                upgrading.stage = Stage::Canary(prepared.clone(), checkpoint, Instant::now());
+            }
+            Err(message) => {
+                let operator = upgrading.operator.clone();
+                tracing::warn!(%operator, %checkpoint, "upgrade failed, the old module runs on: {message}");
+                let failed = UpgradeError::RestoreFailed {
+                    operator,
+                    checkpoint,
+                    message,
+                };
+                self.answer_upgrade(Err(failed));
+                self.trigger_next();
+            }
+        }
+    }
+
+    /// A subtask's new instance processed its first record, `pause` after the barrier arrived.
+    pub(super) fn on_resumed(&mut self, pause: Duration) {
+        if let Some(upgrading) = &mut self.upgrading {
+            upgrading.pause = Some(upgrading.pause.map_or(pause, |p| p.max(pause)));
+        }
+    }
+
+    /// Makes the swap final once its canary window passed (or the sources ran dry) and its
+    /// checkpoint is no longer in flight.
+    pub(super) fn check_canary(&mut self) {
+        let Some(upgrading) = &self.upgrading else {
+            return;
+        };
+        let Stage::Canary(prepared, checkpoint, since) = &upgrading.stage else {
+            return;
+        };
+        let records = upgrading.records.load(Ordering::Relaxed);
+        let passed = upgrading
+            .canary
+            .passed(records, since.elapsed(), self.sources_running == 0);
+        if !passed || self.coordinator.is_busy() {
+            return;
+        }
+        let (prepared, checkpoint) = (prepared.clone(), *checkpoint);
+        let operator = upgrading.operator.clone();
+        if let Some(info) = self.operators.iter_mut().find(|op| op.id == operator) {
+            *info = prepared.info.clone();
+        }
+        let plan = &mut self.blueprint.plan;
+        if let Some(op) = plan.operators.iter_mut().find(|op| op.id == operator) {
+            *op = prepared.plan.clone();
+        }
+        self.blueprint.job_file = swap::job_file_with(&self.blueprint.job_file, &prepared.plan);
+        let pause_us = upgrading.pause.map(|p| p.as_micros() as u64);
+        tracing::info!(%operator, module = %prepared.spec.module.display(), pause_us, records, "upgrade final");
+        let upgraded = Upgraded {
+            operator,
+            checkpoint,
+            module_name: prepared.info.module_name.clone(),
+            module_version: prepared.info.module_version.clone(),
+            pause_us,
+            canary_records: records,
+        };
+        self.answer_upgrade(Ok(upgraded));
+        self.trigger_next();
+    }
+
+    /// The job ended with an upgrade under way; `failure` is why, if it failed. A failure within
+    /// the canary window rolls back: the restart (see `Job::supervise`) runs the old module,
+    /// from the checkpoint the new one restored.
+    pub(super) fn end_upgrade(&mut self, failure: Option<&str>) {
+        let Some(upgrading) = &self.upgrading else {
+            return;
+        };
+        let operator = upgrading.operator.clone();
+        let error = match (&upgrading.stage, failure) {
+            (Stage::Canary(_, checkpoint, _), Some(error)) => {
+                let checkpoint = *checkpoint;
+                let error = error.to_owned();
+                let rolled_back = UpgradeError::RolledBack {
+                    operator,
+                    checkpoint,
+                    error,
+                };
+                self.rollback = Some(rolled_back.to_string());
+                rolled_back
+            }
+            (_, failure) => UpgradeError::JobEnded {
+                operator,
+                why: failure.unwrap_or("it was stopped").to_owned(),
+            },
+        };
+        self.answer_upgrade(Err(error));
+    }
+
+    /// Why the job just ended should restart with the old module, once.
+    pub fn take_rollback(&mut self) -> Option<String> {
+        self.rollback.take()
+    }
+
+    /// Answers `host upgrade`. The new module's compiled form goes into the cache only once
+    /// its swap is final: a refused, failed or rolled-back upgrade leaves no file behind.
+    fn answer_upgrade(&mut self, answer: Result<Upgraded, UpgradeError>) {
+        if let Some(upgrading) = self.upgrading.take() {
+            if let Some(task) = upgrading.task {
+                task.abort();
+            }
+            match &answer {
+                Ok(_) => self.blueprint.engine.write_cache(),
+                Err(_) => self.blueprint.engine.discard_uncached(),
+            }
+            let _ = upgrading.reply.send(answer.map_err(|e| e.to_string()));
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! A live swap of one operator's module (`host upgrade`), the runtime's side.
+//!
+//! 1. [`prepare`]: the new module is compiled (through the engine's compiled-module cache, on
+//!    the blocking pool), checked against the operator's world, and its instances, one per
+//!    subtask, are started (`describe`, `init`) and say what they are: same role, same rescale
+//!    mode, or the request is refused before the running job is touched. All off the hot path.
+//! 2. The coordinator sends a [`SwapOrder`] to each subtask of the operator, then triggers a
+//!    checkpoint. Each subtask snapshots for it as usual, forwards the barrier, and hands its
+//!    state as of that snapshot over ([`SwapOrder::hand_over`]).
+//! 3. [`run_swap`], once every subtask handed over, restores the new module's instances through the same code as a job that resumes from a point
+//!    ([`super::restore::restore_operator`], here from the handed-over state instead of files):
+//!    all of them, or none, and each subtask goes on with its new instance or its old one.
+//! 4. The coordinator keeps further checkpoints back during the canary window; a failure within
+//!    it restarts the job from that checkpoint with the old module (see `runtime::supervise`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant};
+
+use super::build::Blueprint;
+use super::subtask::Event;
+use super::{OperatorInfo, RestoreFrom, restore};
+use crate::barrier::BarrierKind;
+use crate::engine::{EngineError, Instance, Module};
+use crate::ids::{CheckpointId, OperatorId, Role};
+use crate::key_group::KEY_GROUP_FUNCTION;
+use crate::snapshot::{Held, Rescale};
+use crate::store::{Metadata, OperatorState, StateLayout};
+use crate::topology::OperatorPlan;
+
+/// What `host upgrade` asks of a running job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeSpec {
+    /// The operator whose module is swapped.
+    pub operator: OperatorId,
+    /// The new module (an absolute path: the job resolves nothing against its own folder).
+    pub module: PathBuf,
+    /// The new configuration; none keeps the operator's own.
+    pub config: Option<Vec<(String, String)>>,
+    /// How long the new module is on probation.
+    pub canary: Canary,
+}
+
+/// The canary window: the swap is final once the new module has processed `records` records
+/// (over all its subtasks) and `ms` milliseconds have passed since the swap (or the sources
+/// ran dry). A failure before that puts the old module back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    /// Records the new module must process.
+    pub records: u64,
+    /// Milliseconds the new module must run.
+    pub ms: u64,
+}
+
+impl Canary {
+    /// Whether a window open for `open_for`, in which the new module processed `records`
+    /// records, has passed; it also has once the sources ran dry (`drained`).
+    pub fn passed(&self, records: u64, open_for: Duration, drained: bool) -> bool {
+        drained || (records >= self.records && open_for >= Duration::from_millis(self.ms))
+    }
+}
+
+/// A swap that became final.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upgraded {
+    /// The operator.
+    pub operator: OperatorId,
+    /// The checkpoint whose snapshot the new module restored.
+    pub checkpoint: CheckpointId,
+    /// The new module's own name and version.
+    pub module_name: String,
+    /// Its version.
+    pub module_version: String,
+    /// The pause the swap caused: from the barrier's arrival at a subtask of the operator to
+    /// the first record its new instance processed, the longest over its subtasks, in
+    /// microseconds; none if no record reached the new module within the canary window.
+    pub pause_us: Option<u64>,
+    /// Records the new module processed within the canary window.
+    pub canary_records: u64,
+}
+
+/// Why an upgrade was refused, failed, or rolled back; each names the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// No such operator.
+    #[error("the job has no operator `{0}`")]
+    UnknownOperator(OperatorId),
+    /// Sources and sinks are not swapped live.
+    #[error(
+        "operator `{operator}` is a {role}: only operators (role `operator`) are swapped live; \
+         upgrade a {role} with `host stop --save` and `host run --from`"
+    )]
+    NotAnOperator {
+        /// The operator.
+        operator: OperatorId,
+        /// Its role.
+        role: Role,
+    },
+    /// The module cannot be loaded for the operator's world.
+    #[error("operator `{operator}`: {source}")]
+    Module {
+        /// The operator.
+        operator: OperatorId,
+        /// Why.
+        source: EngineError,
+    },
+    /// The new module's probe instance failed to start (`describe`, `init`).
+    #[error("operator `{operator}`: the new module does not start: {message}")]
+    Start {
+        /// The operator.
+        operator: OperatorId,
+        /// Why, in the module's words.
+        message: String,
+    },
+    /// The new module rescales its operator state differently.
+    #[error(
+        "operator `{operator}`: the new module rescales its operator state by `{new:?}`, the \
+         running one by `{old:?}`: its state could not follow a later parallelism change"
+    )]
+    Rescale {
+        /// The operator.
+        operator: OperatorId,
+        /// The running module's mode.
+        old: Rescale,
+        /// The new module's mode.
+        new: Rescale,
+    },
+    /// One upgrade at a time, and none while the job stops.
+    #[error("operator `{operator}`: {why}")]
+    Busy {
+        /// The operator.
+        operator: OperatorId,
+        /// Why not now.
+        why: &'static str,
+    },
+    /// The new module's `restore` (or its start) failed: the old module runs on.
+    #[error(
+        "operator `{operator}`: the new module failed to restore checkpoint {checkpoint}; the old \
+         module runs on: {message}"
+    )]
+    RestoreFailed {
+        /// The operator.
+        operator: OperatorId,
+        /// The checkpoint it was to restore.
+        checkpoint: CheckpointId,
+        /// Why, in the module's words.
+        message: String,
+    },
+    /// The job failed within the canary window: it restarts with the old module.
+    #[error(
+        "operator `{operator}`: rolled back to the old module from checkpoint {checkpoint}: the \
+         job failed within the canary window: {error}"
+    )]
+    RolledBack {
+        /// The operator.
+        operator: OperatorId,
+        /// The checkpoint the job restarts from.
+        checkpoint: CheckpointId,
+        /// The failure.
+        error: String,
+    },
+    /// The job ended (stopped or cancelled) before the swap was final.
+    #[error("operator `{operator}`: the job ended before the swap was final: {why}")]
+    JobEnded {
+        /// The operator.
+        operator: OperatorId,
+        /// Why.
+        why: String,
+    },
+}
+
+/// A new module, compiled, checked and described, ready to be swapped in.
+pub struct Prepared {
+    pub(super) spec: UpgradeSpec,
+    /// The operator as it will run: the new module and configuration.
+    pub(super) plan: OperatorPlan,
+    pub(super) module: Module,
+    /// What checkpoints will record of it once the swap is final.
+    pub(super) info: OperatorInfo,
+    /// Its instances, one per subtask, started (`describe`, `init`) off the hot path; the
+    /// swap takes them.
+    instances: std::sync::Mutex<Vec<Instance>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+/// Compiles and checks the module of `spec` for the running operator `running`.
+pub(super) async fn prepare(
+    blueprint: Blueprint,
+    spec: UpgradeSpec,
+    running: OperatorInfo,
+) -> Result<Prepared, UpgradeError> {
+    let operator = spec.operator.clone();
+    let Some(current) = blueprint.plan.operators.iter().find(|op| op.id == operator) else {
+        return Err(UpgradeError::UnknownOperator(operator));
+    };
+    if current.role != Role::Operator {
+        let role = current.role;
+        return Err(UpgradeError::NotAnOperator { operator, role });
+    }
+    let mut plan = current.clone();
+    plan.module = spec.module.clone();
+    if let Some(config) = &spec.config {
+        plan.config = config.clone();
+        plan.config.sort();
+    }
+    let (engine, path) = (blueprint.engine.clone(), spec.module.clone());
+    let loaded = tokio::task::spawn_blocking(move || engine.load(&path, Role::Operator)).await;
+    let module = loaded
+        .expect("loading a module does not panic")
+        .map_err(|source| UpgradeError::Module {
+            operator: operator.clone(),
+            source,
+        })?;
+    let mut info = running.clone();
+    info.module_sha256 = module.sha256.clone();
+    info.remap = None;
+    let started = start_instances(&blueprint, &plan, &module, &mut info).await;
+    let instances = started.map_err(|message| UpgradeError::Start {
+        operator: operator.clone(),
+        message,
+    })?;
+    if info.rescale != running.rescale {
+        let (old, new) = (running.rescale, info.rescale);
+        return Err(UpgradeError::Rescale { operator, old, new });
+    }
+    Ok(Prepared {
+        spec,
+        plan,
+        module,
+        info,
+        instances: std::sync::Mutex::new(instances),
+    })
+}
+
+/// Starts one instance of `module` per subtask of the operator `plan`.
+async fn start_instances(
+    blueprint: &Blueprint,
+    plan: &OperatorPlan,
+    module: &Module,
+    info: &mut OperatorInfo,
+) -> Result<Vec<Instance>, String> {
+    let mut instances = Vec::new();
+    for index in 0..plan.parallelism {
+        let started = blueprint.start_subtask(plan, module, index, info);
+        instances.push(started.await.map_err(|e| format!("subtask {index}: {e}"))?);
+    }
+    Ok(instances)
+}
+
+/// What the coordinator tells each subtask of the swapped operator before the checkpoint.
+#[derive(Debug)]
+pub struct SwapOrder {
+    /// The checkpoint whose snapshot the new module restores.
+    pub checkpoint: CheckpointId,
+    handovers: mpsc::UnboundedSender<Handover>,
+    /// Records processed by the new module, over all subtasks (for the canary window).
+    records: Arc<AtomicU64>,
+}
+
+/// One subtask's state, handed over to the swap.
+pub(super) struct Handover {
+    index: u32,
+    /// Its state as of the checkpoint; none if its snapshot failed.
+    held: Option<Held>,
+    reply: oneshot::Sender<Instance>,
+}
+
+impl SwapOrder {
+    /// An order for `checkpoint`, and the receiving end of the handovers.
+    pub(super) fn new(
+        checkpoint: CheckpointId,
+        records: Arc<AtomicU64>,
+    ) -> (Arc<SwapOrder>, mpsc::UnboundedReceiver<Handover>) {
+        let (handovers, received) = mpsc::unbounded_channel();
+        let order = SwapOrder {
+            checkpoint,
+            handovers,
+            records,
+        };
+        (Arc::new(order), received)
+    }
+
+    /// Hands over subtask `index`'s state as of the checkpoint (none if its snapshot failed)
+    /// and waits for the swap: the new instance, restored from it, or none (the old one stays).
+    pub async fn hand_over(&self, index: u32, held: Option<Held>) -> Option<Instance> {
+        let (reply, answer) = oneshot::channel();
+        let handover = Handover { index, held, reply };
+        self.handovers.send(handover).ok()?;
+        answer.await.ok()
+    }
+}
+
+/// A subtask running a swapped-in instance: measures the pause, counts for the canary.
+#[derive(Debug)]
+pub struct Swapped {
+    /// When the swap's barrier arrived at the subtask.
+    arrived: Instant,
+    records: Arc<AtomicU64>,
+    /// Whether the new instance processed a record yet.
+    resumed: bool,
+}
+
+impl Swapped {
+    /// The subtask swapped at the barrier that arrived at `arrived`, under `order`.
+    pub fn new(order: &SwapOrder, arrived: Instant) -> Swapped {
+        Swapped {
+            arrived,
+            records: order.records.clone(),
+            resumed: false,
+        }
+    }
+
+    /// The new instance processed `records` records; the first time, the pause it caused.
+    pub fn processed(&mut self, records: usize) -> Option<Duration> {
+        self.records.fetch_add(records as u64, Ordering::Relaxed);
+        (!std::mem::replace(&mut self.resumed, true)).then(|| self.arrived.elapsed())
+    }
+}
+
+/// Waits for every subtask of the operator to hand its state over, then starts and restores
+/// the new module's instances from it: all of them, or none. Tells the coordinator how it went
+/// (`Event::Swapped`).
+pub(super) async fn run_swap(
+    blueprint: Blueprint,
+    prepared: Arc<Prepared>,
+    running: OperatorInfo,
+    checkpoint: CheckpointId,
+    mut handovers: mpsc::UnboundedReceiver<Handover>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let parallelism = prepared.plan.parallelism as usize;
+    let mut received = BTreeMap::new();
+    while received.len() < parallelism {
+        let Some(handover) = handovers.recv().await else {
+            return;
+        };
+        received.insert(handover.index, handover);
+    }
+    let since = Instant::now();
+    let result = restored_instances(&blueprint, &prepared, &running, checkpoint, &mut received);
+    let result = result.await;
+    let restore_ms = since.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(operator = %running.id, %checkpoint, restore_ms, ok = result.is_ok(), "new instances restored");
+    // The coordinator hears of the swap before any new instance runs (and may fail).
+    let swapped = result.as_ref().map(|_| ()).map_err(Clone::clone);
+    let _ = events.send(Event::Swapped {
+        checkpoint,
+        result: swapped,
+    });
+    // On failure, dropping the handovers' replies: each subtask keeps its old instance.
+    for (instance, handover) in result.into_iter().flatten().zip(received.into_values()) {
+        let _ = handover.reply.send(instance);
+    }
+}
+
+/// The new module's instances, started and restored from the handed-over state.
+async fn restored_instances(
+    blueprint: &Blueprint,
+    prepared: &Prepared,
+    running: &OperatorInfo,
+    checkpoint: CheckpointId,
+    received: &mut BTreeMap<u32, Handover>,
+) -> Result<Vec<Instance>, String> {
+    let mut states = BTreeMap::new();
+    for (&index, handover) in received.iter_mut() {
+        let Some(held) = handover.held.take() else {
+            return Err(format!(
+                "subtask {index} did not snapshot for checkpoint {checkpoint}"
+            ));
+        };
+        states.insert((running.id.clone(), index), held);
+    }
+    let point = RestoreFrom {
+        metadata: handed_over(blueprint, running, checkpoint),
+        states,
+    };
+    let mut info = prepared.info.clone();
+    let mut instances = std::mem::take(&mut *prepared.instances.lock().expect("not poisoned"));
+    if instances.len() != prepared.plan.parallelism as usize {
+        instances = start_instances(blueprint, &prepared.plan, &prepared.module, &mut info).await?;
+    }
+    let restored =
+        restore::restore_operator(&prepared.plan, &mut instances, Some(&point), &mut info).await;
+    restored.map_err(|errors| {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        errors.join("; ")
+    })?;
+    Ok(instances)
+}
+
+/// What a point of the handed-over state would record: the operator as the old module wrote it.
+fn handed_over(
+    blueprint: &Blueprint,
+    running: &OperatorInfo,
+    checkpoint: CheckpointId,
+) -> Metadata {
+    Metadata {
+        job: blueprint.job.clone(),
+        checkpoint,
+        kind: BarrierKind::Checkpoint,
+        completed_unix_ms: 0,
+        job_file: String::new(),
+        max_parallelism: blueprint.plan.max_parallelism,
+        key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+        state_layout: StateLayout::Chained,
+        operators: vec![OperatorState {
+            id: running.id.clone(),
+            role: running.role,
+            module_sha256: running.module_sha256.clone(),
+            module_name: running.module_name.clone(),
+            module_version: running.module_version.clone(),
+            parallelism: running.parallelism,
+            files: Vec::new(),
+        }],
+    }
+}
+
+/// The job file `text` with operator `plan.id` naming `plan`'s module and configuration: what
+/// checkpoints record once a swap is final. A job file that does not parse is kept as is.
+pub(super) fn job_file_with(text: &str, plan: &OperatorPlan) -> String {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return text.to_owned();
+    };
+    let operators = table.get_mut("operators").and_then(|o| o.as_array_mut());
+    let named = operators
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.as_table_mut());
+    for op in named.filter(|o| o.get("id").and_then(|i| i.as_str()) == Some(plan.id.as_str())) {
+        let module = plan.module.to_string_lossy().into_owned();
+        op.insert("module".to_owned(), toml::Value::String(module));
+        let config = plan.config.iter().cloned();
+        let config = config.map(|(k, v)| (k, toml::Value::String(v))).collect();
+        op.insert("config".to_owned(), toml::Value::Table(config));
+    }
+    toml::to_string(&table).unwrap_or_else(|_| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_file_names_the_swapped_module_and_config() {
+        let text = "name = \"j\"\n[[operators]]\nid = \"a\"\nmodule = \"a.wasm\"\n\
+                    [[operators]]\nid = \"b\"\nmodule = \"b1.wasm\"\nconfig = { x = \"1\" }\n";
+        let plan = OperatorPlan {
+            id: "b".parse().unwrap(),
+            role: Role::Operator,
+            module: "/m/b2.wasm".into(),
+            parallelism: 1,
+            config: vec![("y".to_owned(), "2".to_owned())],
+            mounts: Vec::new(),
+            clock: false,
+            records_per_second_max: None,
+            memory_bytes_max: None,
+            call_ms_max: None,
+        };
+        let table: toml::Table = job_file_with(text, &plan).parse().unwrap();
+        let ops = table["operators"].as_array().unwrap();
+        assert_eq!(ops[0]["module"].as_str(), Some("a.wasm"));
+        assert_eq!(ops[1]["module"].as_str(), Some("/m/b2.wasm"));
+        assert_eq!(ops[1]["config"].as_table().unwrap().len(), 1);
+        assert_eq!(ops[1]["config"]["y"].as_str(), Some("2"));
+        assert_eq!(table["name"].as_str(), Some("j"));
+    }
+
+    #[test]
+    fn the_canary_window_passes_on_both_its_records_and_its_time_or_when_the_input_ends() {
+        let canary = Canary {
+            records: 100,
+            ms: 50,
+        };
+        let (short, long) = (Duration::from_millis(49), Duration::from_millis(50));
+        assert!(!canary.passed(99, long, false));
+        assert!(!canary.passed(100, short, false));
+        assert!(canary.passed(100, long, false));
+        assert!(canary.passed(0, Duration::ZERO, true));
+        let none = Canary { records: 0, ms: 0 };
+        assert!(none.passed(0, Duration::ZERO, false));
+    }
+
+    #[test]
+    fn the_pause_is_measured_once_and_every_record_counted() {
+        let (order, _rx) = SwapOrder::new(CheckpointId(3), Arc::default());
+        let mut swapped = Swapped::new(&order, Instant::now());
+        assert!(swapped.processed(5).is_some());
+        assert!(swapped.processed(7).is_none());
+        assert_eq!(order.records.load(Ordering::Relaxed), 12);
+    }
+}
