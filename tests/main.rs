@@ -24,4 +24,5 @@ mod scaffold;
 mod serve;
 mod topology;
 mod torture;
+mod upgrade;
 mod util;

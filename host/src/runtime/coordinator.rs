@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::subtask::{Command, Event, Subtask, SubtaskError};
-use super::{OperatorInfo, Outcome, Request, Saved};
+use super::{JobRecord, OperatorInfo, Outcome, Request, Saved};
 use crate::barrier::{Barrier, BarrierKind, Coordinator, Phase, Progress, retention_victims};
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
 use crate::key_group::KEY_GROUP_FUNCTION;
@@ -28,7 +28,7 @@ type Reply = oneshot::Sender<Result<Saved, String>>;
 /// The coordinator of one job, with everything it needs before it runs.
 pub struct CoordinatorTask {
     job: JobId,
-    job_file: String,
+    record: JobRecord,
     operators: Vec<OperatorInfo>,
     store: Store,
     commands: BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>,
@@ -62,7 +62,7 @@ impl CoordinatorTask {
     /// A coordinator for a built job whose first checkpoint will be `first`, commanding its
     /// subtasks and hearing from them through `channels`.
     pub fn new(
-        job_file: String,
+        record: JobRecord,
         plan: &Plan,
         operators: Vec<OperatorInfo>,
         store: Store,
@@ -84,7 +84,7 @@ impl CoordinatorTask {
         CoordinatorTask {
             coordinator: Coordinator::new(commands.keys().cloned(), first),
             job,
-            job_file,
+            record,
             operators,
             store,
             commands,
@@ -342,7 +342,7 @@ impl CoordinatorTask {
             completed_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            job_file: self.job_file.clone(),
+            job_file: self.record.job_file.clone(),
             max_parallelism: self.max_parallelism,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
             state_layout: StateLayout::Chained,
@@ -364,6 +364,8 @@ impl CoordinatorTask {
                         .collect(),
                 })
                 .collect(),
+            definition: Some(self.record.definition.clone()),
+            resumed_from: self.record.resumed_from.clone(),
         };
         let store = self.store.clone();
         let keep = self.checkpoints_retained;

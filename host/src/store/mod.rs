@@ -16,6 +16,7 @@ pub mod fence;
 pub mod layout;
 mod lock;
 pub mod metadata;
+pub mod modules;
 pub mod object;
 mod read;
 pub mod state_file;
@@ -36,7 +37,9 @@ use crate::snapshot::Held;
 pub use layout::Layout;
 use layout::METADATA_FILE;
 pub use lock::{JobLock, StartLock};
-pub use metadata::{Metadata, MetadataError, OperatorState, StateFile, StateLayout};
+pub use metadata::{
+    Definition, Metadata, MetadataError, OperatorState, Origin, StateFile, StateLayout,
+};
 use object::ObjectPoints;
 
 /// A failure of the state folder, naming the path at fault.
@@ -71,6 +74,34 @@ pub enum StoreError {
         path: PathBuf,
         /// Length or checksum mismatch, or missing.
         problem: String,
+    },
+    /// A module a point names is not in the module store.
+    #[error(
+        "module sha256:{sha256}, which {point} names, is not in the module store (no {path}); \
+         pass the job file to run its own modules instead"
+    )]
+    ModuleMissing {
+        /// The module's SHA-256.
+        sha256: String,
+        /// The point that names it.
+        point: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A module's bytes do not hash to its name: damaged or tampered with.
+    #[error(
+        "module sha256:{sha256}, which {point} names, is corrupt: {path} hashes to \
+         sha256:{actual}; refusing to run it"
+    )]
+    ModuleCorrupt {
+        /// The module's SHA-256, as the point names it.
+        sha256: String,
+        /// The point that names it.
+        point: String,
+        /// The file (or object) read.
+        path: PathBuf,
+        /// What its bytes hash to.
+        actual: String,
     },
     /// A request to the object store failed.
     #[error("{key}: {source}")]
@@ -156,6 +187,10 @@ pub struct JobStatus {
     /// write them while it runs.
     #[serde(default)]
     pub writable_mounts: Vec<PathBuf>,
+    /// The SHA-256 of every module it runs, sorted: in the module store, held there while the
+    /// job runs (`host gc` never removes them).
+    #[serde(default)]
+    pub modules: Vec<String>,
     /// What it is doing.
     #[serde(flatten)]
     pub state: JobState,
@@ -205,6 +240,7 @@ impl Store {
             layout.root().to_owned(),
             layout.jobs(),
             layout.savepoints(),
+            layout.modules(),
             layout.cache(),
         ] {
             durable::create_dir(&dir).map_err(io_error(&dir))?;
