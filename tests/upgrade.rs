@@ -14,7 +14,7 @@ use crate::util::{
 const LINES: usize = 3_000;
 
 /// The SHA-256 of a component file, as points name it.
-fn sha256_of(path: &Path) -> String {
+pub fn sha256_of(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
@@ -30,7 +30,7 @@ fn stored_modules(dir: &Dir) -> Vec<String> {
 
 /// The word-count job with every component copied into `<scratch>/components`, so that the
 /// test can delete them.
-fn job_with_own_components(dir: &Dir) -> PathBuf {
+pub fn job_with_own_components(dir: &Dir) -> PathBuf {
     let job = dir.write_job(&WordCount::default());
     let own = dir.path().join("components");
     std::fs::create_dir_all(&own).unwrap();
@@ -169,7 +169,7 @@ fn gc_keeps_what_a_point_or_a_running_job_names_and_rm_then_collects() {
     assert_eq!(
         dry,
         format!(
-            "would remove module {loose}\n1 module(s) would remove, 4 kept (referenced by a point or a running job)\n"
+            "would remove module {loose}\n1 module(s) to remove, 4 kept (referenced by a point or a running job)\n"
         )
     );
     assert_eq!(

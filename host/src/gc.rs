@@ -151,7 +151,7 @@ mod tests {
         let claim = store.claim_job(&job).unwrap();
 
         let dry = collect(&store, true).unwrap();
-        assert_eq!(dry.removed, [loose_sha.clone()]);
+        assert_eq!(dry.removed, std::slice::from_ref(&loose_sha));
         assert_eq!(
             store.module_hashes().unwrap().len(),
             2,
@@ -159,7 +159,10 @@ mod tests {
         );
         let done = collect(&store, false).unwrap();
         assert_eq!((done.removed, done.kept), (vec![loose_sha], 1));
-        assert_eq!(store.module_hashes().unwrap(), [held_sha.clone()]);
+        assert_eq!(
+            store.module_hashes().unwrap(),
+            std::slice::from_ref(&held_sha)
+        );
 
         // Once the job no longer runs (and wrote no point), its module goes too.
         drop(claim);

@@ -71,12 +71,15 @@ pub(super) fn gc(store: &Store, dry_run: bool, json: bool) -> anyhow::Result<Exi
 }
 
 fn print_collected(collected: &gc::Collected, dry_run: bool) {
-    let verb = if dry_run { "would remove" } else { "removed" };
+    let (verb, summary) = match dry_run {
+        true => ("would remove", "to remove"),
+        false => ("removed", "removed"),
+    };
     for sha in &collected.removed {
         println!("{verb} module {sha}");
     }
     println!(
-        "{} module(s) {verb}, {} kept (referenced by a point or a running job)",
+        "{} module(s) {summary}, {} kept (referenced by a point or a running job)",
         collected.removed.len(),
         collected.kept
     );

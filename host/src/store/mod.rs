@@ -40,6 +40,7 @@ pub use lock::{JobLock, StartLock};
 pub use metadata::{
     Definition, Metadata, MetadataError, OperatorState, Origin, StateFile, StateLayout,
 };
+pub use modules::ModuleFault;
 use object::ObjectPoints;
 
 /// A failure of the state folder, naming the path at fault.
@@ -77,32 +78,17 @@ pub enum StoreError {
     },
     /// A module a point names is not in the module store.
     #[error(
-        "module sha256:{sha256}, which {point} names, is not in the module store (no {path}); \
-         pass the job file to run its own modules instead"
+        "module sha256:{}, which {} names, is not in the module store (no {}); pass the job \
+         file to run its own modules instead",
+        .0.sha256, .0.point, .0.path.display()
     )]
-    ModuleMissing {
-        /// The module's SHA-256.
-        sha256: String,
-        /// The point that names it.
-        point: String,
-        /// Where it was looked for.
-        path: PathBuf,
-    },
+    ModuleMissing(Box<ModuleFault>),
     /// A module's bytes do not hash to its name: damaged or tampered with.
     #[error(
-        "module sha256:{sha256}, which {point} names, is corrupt: {path} hashes to \
-         sha256:{actual}; refusing to run it"
+        "module sha256:{}, which {} names, is corrupt: {} hashes to sha256:{}; refusing to run it",
+        .0.sha256, .0.point, .0.path.display(), .0.actual
     )]
-    ModuleCorrupt {
-        /// The module's SHA-256, as the point names it.
-        sha256: String,
-        /// The point that names it.
-        point: String,
-        /// The file (or object) read.
-        path: PathBuf,
-        /// What its bytes hash to.
-        actual: String,
-    },
+    ModuleCorrupt(Box<ModuleFault>),
     /// A request to the object store failed.
     #[error("{key}: {source}")]
     Object {

@@ -75,11 +75,12 @@ impl Store {
             None => read_if_present(&location)?,
         };
         let Some(bytes) = bytes else {
-            return Err(StoreError::ModuleMissing {
+            return Err(StoreError::ModuleMissing(Box::new(ModuleFault {
                 sha256: sha256.to_owned(),
                 point: point.to_owned(),
                 path: shown,
-            });
+                actual: String::new(),
+            })));
         };
         verify_module(sha256, bytes, &shown, point)
     }
@@ -113,6 +114,19 @@ impl Store {
     }
 }
 
+/// A module a point names that cannot be run: missing, or its bytes not its hash.
+#[derive(Debug)]
+pub struct ModuleFault {
+    /// The module's SHA-256, as the point names it.
+    pub sha256: String,
+    /// The point that names it.
+    pub point: String,
+    /// The file (or object) looked for or read.
+    pub path: PathBuf,
+    /// What its bytes hash to (empty: missing).
+    pub actual: String,
+}
+
 /// The file at `path`, or `None` if there is none.
 pub fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     match fs::read(path) {
@@ -131,12 +145,12 @@ pub fn verify_module(
 ) -> Result<Vec<u8>, StoreError> {
     let actual = sha256_hex(&bytes);
     if actual != sha256 {
-        return Err(StoreError::ModuleCorrupt {
+        return Err(StoreError::ModuleCorrupt(Box::new(ModuleFault {
             sha256: sha256.to_owned(),
             point: point.to_owned(),
             path: path.to_owned(),
             actual,
-        });
+        })));
     }
     Ok(bytes)
 }
@@ -162,7 +176,7 @@ mod tests {
             "second put is a no-op"
         );
         assert_eq!(store.read_module(&sha, "sp-x").unwrap(), bytes);
-        assert_eq!(store.module_hashes().unwrap(), [sha.clone()]);
+        assert_eq!(store.module_hashes().unwrap(), std::slice::from_ref(&sha));
         // Nothing but the module itself is left in the folder (no temporary file).
         let names: Vec<_> = fs::read_dir(store.layout().modules())
             .unwrap()
