@@ -79,6 +79,14 @@ fn a_rollback_without_a_job_file_runs_the_program_that_wrote_the_point() {
         "only v1 wrote"
     );
 
+    // Lineage, in the points' own metadata: the upgrade's savepoint says where its job started.
+    let inspected = dir.host_ok(&["inspect", &during_upgrade]);
+    assert!(
+        inspected.contains(&format!("resumed from {}:", job_of(&before_upgrade)))
+            && inspected.contains(&format!("({before_upgrade})"))
+            && inspected.contains("job definition recorded"),
+        "{inspected}"
+    );
     // Lineage: both jobs hang under the savepoint they started from, each with its program.
     let v1_counter = &sha256_of(&guest("counter_v1"))[..8];
     let v3_counter = &sha256_of(&guest("counter_v3_wrong"))[..8];
@@ -251,4 +259,31 @@ fn a_tampered_module_is_refused_naming_it_and_the_point() {
         );
         assert!(stderr.contains(&stored.display().to_string()), "{stderr}");
     }
+}
+
+#[test]
+fn a_point_from_before_format_4_needs_its_job_file_and_says_so() {
+    let dir = Dir::new(LINES);
+    let old = dir.path().join("old-point");
+    std::fs::create_dir_all(&old).unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1/_metadata");
+    std::fs::copy(golden, old.join("_metadata")).unwrap();
+    for command in ["run", "check"] {
+        dir.refused(
+            &[command, "--from", old.to_str().unwrap()],
+            &[
+                "was written by a host before metadata format 4",
+                "cannot run without a job file",
+                &format!("host run JOB.toml --from {}", old.display()),
+            ],
+        );
+    }
+    dir.refused(
+        &[
+            "export",
+            old.to_str().unwrap(),
+            dir.path().join("e").to_str().unwrap(),
+        ],
+        &["before metadata format 4"],
+    );
 }

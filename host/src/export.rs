@@ -150,3 +150,24 @@ fn publish(building: tempfile::TempDir, to: &Path) -> Result<(), ExportError> {
     }
     published
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_new_or_empty_folder_is_exported_into() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("new");
+        assert!(refuse_unless_empty(&missing).is_ok());
+        std::fs::create_dir(&missing).unwrap();
+        assert!(refuse_unless_empty(&missing).is_ok(), "an empty folder");
+        std::fs::write(missing.join("x"), "x").unwrap();
+        let refused = refuse_unless_empty(&missing).unwrap_err();
+        assert!(
+            refused.to_string().contains("is not an empty folder"),
+            "{refused}"
+        );
+        assert!(refuse_unless_empty(&missing.join("x")).is_err(), "a file");
+    }
+}

@@ -156,6 +156,14 @@ fn program_text(program: &[(String, String)]) -> String {
     parts.join(" ")
 }
 
+/// The box characters before child `i` of `count`, and before the lines under it.
+fn branches(i: usize, count: usize) -> (&'static str, &'static str) {
+    match i + 1 == count {
+        true => ("└─ ", "   "),
+        false => ("├─ ", "│  "),
+    }
+}
+
 fn render_job(job: &JobNode, lead: &str, rest: &str, out: &mut String) {
     let program = job.points.first().map(|p| p.point.program.clone());
     let _ = write!(out, "{lead}{}", job.job);
@@ -172,12 +180,7 @@ fn render_job(job: &JobNode, lead: &str, rest: &str, out: &mut String) {
         program_text(&program.clone().unwrap_or_default())
     );
     for (i, point) in job.points.iter().enumerate() {
-        let last = i + 1 == job.points.len();
-        let (branch, below) = if last {
-            ("└─ ", "   ")
-        } else {
-            ("├─ ", "│  ")
-        };
+        let (branch, below) = branches(i, job.points.len());
         let p = &point.point;
         let kind = if p.savepoint {
             "savepoint"
@@ -191,12 +194,7 @@ fn render_job(job: &JobNode, lead: &str, rest: &str, out: &mut String) {
         out.push('\n');
         let inner = format!("{rest}{below}");
         for (j, child) in point.jobs.iter().enumerate() {
-            let last = j + 1 == point.jobs.len();
-            let (branch, below) = if last {
-                ("└─ ", "   ")
-            } else {
-                ("├─ ", "│  ")
-            };
+            let (branch, below) = branches(j, point.jobs.len());
             render_job(
                 child,
                 &format!("{inner}{branch}"),

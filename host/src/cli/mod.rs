@@ -406,6 +406,7 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
         let value = serde_json::json!({
             "path": store.display(&dir), "job": m.job, "checkpoint": m.checkpoint.0, "kind": format!("{:?}", m.kind).to_lowercase(),
             "completed_unix_ms": m.completed_unix_ms, "operators": operators,
+            "resumed_from": m.resumed_from, "runs_without_job_file": m.definition.is_some(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -417,6 +418,20 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
         m.checkpoint,
         m.job
     );
+    if let Some(origin) = &m.resumed_from {
+        let savepoint = origin.savepoint.as_ref().map(|id| format!(" ({id})"));
+        let savepoint = savepoint.unwrap_or_default();
+        println!(
+            "  resumed from {}:{}{savepoint}",
+            origin.job, origin.checkpoint
+        );
+    }
+    match &m.definition {
+        Some(_) => println!("  job definition recorded: `host run --from` needs no job file"),
+        None => {
+            println!("  no job definition recorded (before format 4): run it with its job file")
+        }
+    }
     for op in &m.operators {
         println!(
             "  {}  {} {}  sha256:{}  parallelism {}",
