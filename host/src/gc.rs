@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_dry_run_changes_nothing_and_a_real_one_keeps_what_a_running_job_holds() {
-        use crate::engine::sha256_hex;
+        use crate::ids::sha256_hex;
         use crate::store::{JobState, JobStatus};
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path().join("home")).unwrap();

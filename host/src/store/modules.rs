@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::layout::parse_module_file_name;
 use super::{Store, StoreError, io_error};
 use crate::durable;
-use crate::engine::sha256_hex;
+use crate::ids::sha256_hex;
 
 impl Store {
     /// Where module `sha256` lives in this store (on an object store: named by its path under
