@@ -48,9 +48,11 @@ fn a_rollback_without_a_job_file_runs_the_program_that_wrote_the_point() {
     let v1 = dir.write_job(&WordCount::default());
     let (before_upgrade, _) = dir.run_then_stop_with_savepoint(&v1, 600);
 
-    // The upgrade to v3, which restores v1's state and then counts every word twice.
+    // The upgrade to v3, which restores v1's state and then counts every word twice (slowly
+    // enough that the savepoint below is taken while it runs, even on a loaded machine).
     let v3 = dir.write_job(&WordCount {
         counter: guest("counter_v3_wrong"),
+        lines_per_second: 500,
         ..WordCount::default()
     });
     let upgraded = dir.start(&[v3.to_str().unwrap(), "--from", &before_upgrade]);
