@@ -81,8 +81,18 @@ fn a_live_upgrade_from_v1_to_v2_mid_stream_gives_the_uninterrupted_output() {
         .unwrap();
     assert_eq!(counter["module_name"], "word-counter", "{inspected}");
     assert_eq!(counter["module_version"], "2.0.0", "{inspected}");
+    let v2 = counter["module_sha256"].as_str().unwrap().to_owned();
 
     running.wait_ok();
+    // ... kept in the module store: the point checks without its job file, v2 named by hash.
+    let checked = dir.host_ok(&["check", "--from", &savepoint]);
+    assert!(checked.contains("word-counter 2.0.0"), "{checked}");
+    assert!(
+        dir.home()
+            .join("modules")
+            .join(format!("{v2}.wasm"))
+            .is_file()
+    );
     let output = dir.committed_output();
     assert_exactly_once(&output, &input_text(LINES));
     assert_v1_then_v2(&output);

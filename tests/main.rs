@@ -25,4 +25,5 @@ mod scaffold;
 mod serve;
 mod topology;
 mod torture;
+mod upgrade;
 mod util;

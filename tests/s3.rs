@@ -175,6 +175,46 @@ fn a_savepoint_on_the_object_store_resumes_from_a_fresh_state_folder() {
 }
 
 #[test]
+fn a_point_on_the_object_store_runs_its_program_without_the_job_file_or_the_modules() {
+    let server = S3Server::start();
+    let dir = Dir::new(LINES).with_env(&server.env("team/b"));
+    let job = crate::upgrade::job_with_own_components(&dir);
+    let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 600);
+    let counter = crate::upgrade::sha256_of(&dir.path().join("components/counter_v1.wasm"));
+    let modules = server.keys("team/b/modules/");
+    assert_eq!(modules.len(), 4, "{modules:?}");
+    assert!(modules.contains(&format!("team/b/modules/{counter}.wasm")));
+    assert!(
+        !dir.home()
+            .join("modules")
+            .join(format!("{counter}.wasm"))
+            .exists()
+    );
+
+    // Exported from the object store into a local folder: the point and its modules.
+    let exported = dir.path().join("exported");
+    dir.host_ok(&["export", &savepoint, exported.to_str().unwrap()]);
+    assert!(
+        exported
+            .join("modules")
+            .join(format!("{counter}.wasm"))
+            .exists()
+    );
+
+    // A fresh state folder on the same store, the job file and the components gone.
+    std::fs::remove_dir_all(dir.path().join("components")).unwrap();
+    std::fs::remove_file(&job).unwrap();
+    std::fs::remove_dir_all(dir.home()).unwrap();
+    dir.start(&["--from", &savepoint]).wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+
+    // The resumed job's checkpoints name the same modules: removing the savepoint keeps them.
+    let removed = dir.host_ok(&["rm", &savepoint]);
+    assert!(removed.contains("0 module(s) removed, 4 kept"), "{removed}");
+    assert_eq!(server.keys("team/b/modules/").len(), 4);
+}
+
+#[test]
 fn kill_9_during_a_checkpoint_upload_lists_no_half_point_and_resumes_exactly() {
     let server = S3Server::start();
     for (n, phase) in ["state-write", "metadata-written"].iter().enumerate() {

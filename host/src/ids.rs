@@ -1,4 +1,5 @@
-//! Identifiers shared by every module: jobs, operators, checkpoints and savepoints.
+//! Identifiers shared by every module: jobs, operators, checkpoints and savepoints, and a
+//! module's identity (the SHA-256 of its bytes).
 //!
 //! A leaf module: it depends on nothing else in the crate. Each id is a newtype so that a
 //! checkpoint number is never passed where a subtask index is expected.
@@ -11,6 +12,12 @@ use serde::{Deserialize, Serialize};
 /// Characters allowed in job, operator and savepoint ids: they appear in file names.
 fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// A module's identity as points record it: the SHA-256 of its bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Returns an error message if `s` is not a valid id (1..=64 of `[A-Za-z0-9_-]`).

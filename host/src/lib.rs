@@ -7,8 +7,14 @@
 //! - [`engine`]: wasmtime, the compiled-module cache, one instance per subtask.
 //! - [`barrier`]: barriers, their alignment, the coordinator's decisions (pure).
 //! - [`durable`]: writes that a crash leaves complete or absent (the store's and the cache's).
-//! - [`store`]: the state folder: checkpoints, savepoints, metadata; points may live on an
+//! - [`store`]: the state folder: checkpoints, savepoints, metadata, the module store
+//!   ([`store::modules`]); points and modules may live on an
 //!   S3-compatible object store instead ([`store::object`], behind the same methods).
+//! - [`program`]: the program a point names (definition, modules by hash): `run --from`
+//!   without a job file.
+//! - [`lineage`]: which point came from which job and program (`savepoints --tree`, pure).
+//! - [`gc`]: which modules of the module store nothing refers to any more (`host gc`).
+//! - [`export`]: a point, its modules and its definition as one self-contained folder.
 //! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.
@@ -59,10 +65,14 @@ pub mod barrier;
 pub mod control;
 pub mod durable;
 pub mod engine;
+pub mod export;
+pub mod gc;
 pub mod ids;
 pub mod key_group;
+pub mod lineage;
 pub mod metrics;
 pub mod ops;
+pub mod program;
 pub mod runtime;
 pub mod savepoint;
 pub mod serve;

@@ -511,6 +511,8 @@ mod tests {
                         .collect(),
                 })
                 .collect(),
+            definition: None,
+            resumed_from: None,
         }
     }
 

@@ -169,6 +169,8 @@ mod tests {
                     files: vec![],
                 })
                 .collect(),
+            definition: None,
+            resumed_from: None,
         }
     }
 

@@ -6,6 +6,7 @@
 mod check;
 mod detach;
 mod new;
+mod points;
 mod progress;
 mod start;
 
@@ -17,7 +18,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use host::barrier::Phase;
-use host::ids::{JobId, OperatorId, SavepointId};
+use host::ids::{JobId, OperatorId};
 use host::ops;
 use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::object::{ObjectPoints, StoreUrl};
@@ -44,10 +45,12 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a job and run it in the foreground; prints its id first.
+    /// Start a job and run it in the foreground; prints its id first. Without a job file,
+    /// `--from POINT` runs the program that wrote POINT (its recorded definition, its modules
+    /// from the module store): the rollback after a bad upgrade.
     Run {
-        /// The job file.
-        job_file: PathBuf,
+        /// The job file [default: the job definition and modules POINT records].
+        job_file: Option<PathBuf>,
         /// Resume from a savepoint id, a folder, a job id (its latest point) or JOB_ID:N.
         #[arg(long = "from", value_name = "POINT")]
         from: Option<String>,
@@ -130,16 +133,35 @@ enum Command {
         /// Only those of this job.
         #[arg(long)]
         job: Option<JobId>,
+        /// As a tree: which point came from which job, and each job's program (the module of
+        /// each operator, short SHA-256).
+        #[arg(long)]
+        tree: bool,
     },
     /// Show a point's metadata, verifying every checksum.
     Inspect {
         /// A savepoint id, folder, job id or JOB_ID:N.
         point: String,
     },
-    /// Delete a savepoint (the only way one is removed).
+    /// Delete a savepoint (the only way one is removed), or a retained checkpoint (JOB_ID:N)
+    /// of a job that no longer runs; then remove the modules nothing refers to any more.
     Rm {
-        /// The savepoint id.
-        savepoint: SavepointId,
+        /// The savepoint id, or JOB_ID:N.
+        point: String,
+    },
+    /// Remove the modules of the module store that no point and no running job refers to.
+    Gc {
+        /// List what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a point, the modules it names and its job definition into a new folder, from
+    /// which `host run --from DIR` resumes on any machine.
+    Export {
+        /// A savepoint id, folder, job id or JOB_ID:N.
+        point: String,
+        /// The folder to create (or an empty one).
+        dir: PathBuf,
     },
     /// Write a new operator project (outside this workspace) that builds and tests as is.
     New {
@@ -159,8 +181,8 @@ enum Command {
     },
     /// Dry run: would this job restore from this point? Runs nothing.
     Check {
-        /// The job file.
-        job_file: PathBuf,
+        /// The job file [default: the job definition and modules POINT records].
+        job_file: Option<PathBuf>,
         /// The point to restore from.
         #[arg(long = "from", value_name = "POINT")]
         from: String,
@@ -202,8 +224,10 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "host", &mut std::io::stdout());
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Run { .. } | Command::Rm { .. } => Store::open(&home)
-            .with_context(|| format!("cannot open the state folder {}", home.display()))?,
+        Command::Run { .. } | Command::Rm { .. } | Command::Gc { dry_run: false } => {
+            Store::open(&home)
+                .with_context(|| format!("cannot open the state folder {}", home.display()))?
+        }
         _ => Store::at(&home),
     };
     let store = match &args.store {
@@ -236,7 +260,7 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             };
             let prepared = start::prepare(
                 &store,
-                &job_file,
+                job_file.as_deref(),
                 from.as_deref(),
                 &mapping,
                 checkpoint_interval,
@@ -253,7 +277,8 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
                 allow_non_restored: allow_non_restored_state,
                 renames,
             };
-            let prepared = start::prepare(&store, &job_file, Some(&from), &mapping, None)?;
+            let prepared =
+                start::prepare(&store, job_file.as_deref(), Some(&from), &mapping, None)?;
             tokio_runtime()?.block_on(start::check_job(store, prepared, json))
         }
         Command::New { .. } | Command::Completions { .. } => {
@@ -285,20 +310,12 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
         Command::Stop { job, save: false } => cancel(&store, &job),
         Command::List => list_jobs(&store, json),
         Command::Logs { job, follow } => detach::logs(&store, &job, follow),
-        Command::Savepoints { job } => list_points(&store, job.as_ref(), json),
+        Command::Savepoints { job, tree: false } => list_points(&store, job.as_ref(), json),
+        Command::Savepoints { job, tree: true } => points::tree(&store, job.as_ref(), json),
+        Command::Gc { dry_run } => points::gc(&store, dry_run, json),
+        Command::Export { point, dir } => points::export(&store, &point, &dir),
         Command::Inspect { point } => inspect(&store, &point, json),
-        Command::Rm { savepoint } => {
-            let dir = store.remove_savepoint(&savepoint).map_err(|e| match e {
-                host::store::StoreError::Io { source, .. }
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    anyhow::anyhow!("no savepoint `{savepoint}` (see `host savepoints`)")
-                }
-                e => e.into(),
-            })?;
-            println!("removed {savepoint} ({})", store.display(&dir));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Rm { point } => points::rm(&store, &point),
     }
 }
 
@@ -456,6 +473,7 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
         let value = serde_json::json!({
             "path": store.display(&dir), "job": m.job, "checkpoint": m.checkpoint.0, "kind": format!("{:?}", m.kind).to_lowercase(),
             "completed_unix_ms": m.completed_unix_ms, "operators": operators,
+            "resumed_from": m.resumed_from, "runs_without_job_file": m.definition.is_some(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -467,6 +485,20 @@ fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
         m.checkpoint,
         m.job
     );
+    if let Some(origin) = &m.resumed_from {
+        let savepoint = origin.savepoint.as_ref().map(|id| format!(" ({id})"));
+        let savepoint = savepoint.unwrap_or_default();
+        println!(
+            "  resumed from {}:{}{savepoint}",
+            origin.job, origin.checkpoint
+        );
+    }
+    match &m.definition {
+        Some(_) => println!("  job definition recorded: `host run --from` needs no job file"),
+        None => {
+            println!("  no job definition recorded (before format 4): run it with its job file")
+        }
+    }
     for op in &m.operators {
         println!(
             "  {}  {} {}  sha256:{}  parallelism {}",

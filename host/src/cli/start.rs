@@ -20,20 +20,26 @@ use anyhow::Context as _;
 use super::check;
 
 use host::admission::{self, Conflict};
+use host::barrier::BarrierKind;
 use host::barrier::Phase;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
-use host::runtime::{self, BuildError, JobSpec, Outcome, RestoreFrom};
+use host::runtime::{self, BuildError, JobRecord, JobSpec, Outcome, RestoreFrom};
 use host::savepoint::{self, Mapping, RestorePoint};
-use host::store::{JobLock, JobState, JobStatus, Store};
+use host::store::{JobLock, JobState, JobStatus, Origin, Store};
 use host::topology::Plan;
 
 /// Everything a job needs, read and verified before anything is instantiated.
 pub(super) struct Prepared {
-    job_file: PathBuf,
+    /// The job file, or `None`: the program that wrote the point.
+    job_file: Option<PathBuf>,
     text: String,
+    /// The folder the job file's relative paths resolve against.
+    base: PathBuf,
     plan: Plan,
+    /// Modules fetched from an object store for a program without a job file.
+    _fetched: Option<tempfile::TempDir>,
     /// The point's folder, and the job that took it.
     from: Option<(PathBuf, JobId)>,
     /// The point as `--from` named it, and as a person should read its location (its
@@ -67,36 +73,78 @@ impl Prepared {
             checkpoint_interval,
         } = self.asked.clone();
         let from = from.as_deref();
-        prepare(store, &self.job_file, from, &mapping, checkpoint_interval)
+        let job_file = self.job_file.as_deref();
+        prepare(store, job_file, from, &mapping, checkpoint_interval)
     }
 
     /// The refusal of this job, listing every problem.
     fn refusal(&self, problems: &[String]) -> anyhow::Error {
+        let job = match &self.job_file {
+            Some(file) => file.display().to_string(),
+            None => "the program that wrote the point".to_owned(),
+        };
         let what = match &self.point {
-            Some((_, shown)) => format!("cannot start {} from {shown}", self.job_file.display()),
-            None => format!("cannot start {}", self.job_file.display()),
+            Some((_, shown)) => format!("cannot start {job} from {shown}"),
+            None => format!("cannot start {job}"),
         };
         anyhow::anyhow!("{what}:\n  - {}", problems.join("\n  - "))
     }
+
+    /// What every point of the job records of its definition and lineage.
+    fn record(&self) -> JobRecord {
+        let origin = self.restore.as_ref().map(|restore| {
+            let m = &restore.metadata;
+            let dir = self.from.as_ref().map(|(dir, _)| dir);
+            let name = dir.and_then(|dir| dir.file_name()?.to_str());
+            Origin {
+                job: m.job.clone(),
+                checkpoint: m.checkpoint,
+                savepoint: name
+                    .filter(|name| m.kind == BarrierKind::Savepoint && name.starts_with("sp-"))
+                    .and_then(|name| name.parse().ok()),
+            }
+        });
+        JobRecord::new(self.text.clone(), &self.base, origin)
+    }
 }
 
-/// Reads the job file and, with `from`, resolves the point and verifies it against the job.
-/// Reads only.
-pub(super) fn prepare(
-    store: &Store,
-    job_file: &Path,
-    from: Option<&str>,
-    mapping: &Mapping,
-    checkpoint_interval: Option<u64>,
-) -> anyhow::Result<Prepared> {
+/// The job file's text, the folder its relative paths resolve against, and its plan.
+fn read_job_file(job_file: &Path) -> anyhow::Result<(String, PathBuf, Plan)> {
     let text = std::fs::read_to_string(job_file)
         .with_context(|| format!("cannot read job file {}", job_file.display()))?;
     let base = match job_file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut plan =
-        Plan::from_toml(&text, &base).with_context(|| format!("{}", job_file.display()))?;
+    let plan = Plan::from_toml(&text, &base).with_context(|| format!("{}", job_file.display()))?;
+    Ok((text, base, plan))
+}
+
+/// Reads the job file (without one, the program that wrote the point `from`: its recorded
+/// definition and its modules from the module store, each verified) and, with `from`, resolves
+/// the point and verifies it against the job. Reads only.
+pub(super) fn prepare(
+    store: &Store,
+    job_file: Option<&Path>,
+    from: Option<&str>,
+    mapping: &Mapping,
+    checkpoint_interval: Option<u64>,
+) -> anyhow::Result<Prepared> {
+    let (text, base, mut plan, fetched) = match (job_file, from) {
+        (Some(job_file), _) => {
+            let (text, base, plan) = read_job_file(job_file)?;
+            (text, base, plan, None)
+        }
+        (None, Some(from)) => {
+            let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
+            let dir = resolve(store, &point)?;
+            let program = host::program::of_point(store, &dir, &store.display(&dir))?;
+            (program.text, program.base, program.plan, program.fetched)
+        }
+        (None, None) => anyhow::bail!(
+            "nothing to run: give a job file, or --from POINT to run the program that wrote POINT"
+        ),
+    };
     if let Some(ms) = checkpoint_interval {
         plan.checkpoint_interval_ms = ms;
     }
@@ -119,9 +167,11 @@ pub(super) fn prepare(
         }
     };
     Ok(Prepared {
-        job_file: job_file.to_owned(),
+        job_file: job_file.map(Path::to_owned),
         text,
+        base,
         plan,
+        _fetched: fetched,
         from,
         point,
         restore,
@@ -165,7 +215,7 @@ async fn build(
     let spec = JobSpec {
         job,
         plan,
-        job_file: prepared.text.clone(),
+        record: prepared.record(),
         restore: prepared.restore.take(),
         limits: Limits::default(),
     };
@@ -288,8 +338,13 @@ pub(super) async fn run_job(
                 let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 prepared.refusal(&problems)
             })?;
-        let Some((status, _claim)) = admit(&store, &prepared, job_id, writable, attempt == 2)?
-        else {
+        let admitting = Admitting {
+            job: job_id,
+            writable_mounts: writable,
+            modules: job.operators(),
+            last: attempt == 2,
+        };
+        let Some((status, _claim)) = admit(&store, &prepared, admitting)? else {
             prepared = prepared.again(&store)?;
             continue;
         };
@@ -316,17 +371,32 @@ fn refuse_conflicts(
     Err(prepared.refusal(&problems))
 }
 
+/// A built job, as [`admit`] needs it.
+struct Admitting<'a> {
+    job: JobId,
+    writable_mounts: Vec<PathBuf>,
+    /// Its operators, with the hash of the module each loaded.
+    modules: &'a [runtime::OperatorInfo],
+    /// The last attempt: refuse rather than prepare again.
+    last: bool,
+}
+
 /// Under the start lock: refuses the job if it conflicts with one running now, else takes
 /// over the point's job on an object store (`None` if the point moved meanwhile: prepare
-/// again, or, when `last`, refuse), records the job, claims it as running in this process,
-/// and sweeps checkpoints in progress that jobs no longer running left behind.
+/// again, or, when `last`, refuse), puts its modules into the module store, records the job
+/// (with its modules, which `host gc` then keeps), claims it as running in this process, and
+/// sweeps checkpoints in progress that jobs no longer running left behind.
 fn admit(
     store: &Store,
     prepared: &Prepared,
-    job: JobId,
-    writable_mounts: Vec<PathBuf>,
-    last: bool,
+    admitting: Admitting<'_>,
 ) -> anyhow::Result<Option<(JobStatus, JobLock)>> {
+    let Admitting {
+        job,
+        writable_mounts,
+        modules,
+        last,
+    } = admitting;
     let starting = store.lock_starts()?;
     refuse_conflicts(store, prepared, &writable_mounts)?;
     if let Some(moved) = take_over_point_job(store, prepared)? {
@@ -334,6 +404,7 @@ fn admit(
         tracing::info!("{moved}: preparing the job again");
         return Ok(None);
     }
+    let modules = store_modules(store, &prepared.plan, modules)?;
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
@@ -343,6 +414,7 @@ fn admit(
         started_unix_ms,
         resumed_from: prepared.from.as_ref().map(|(from, _)| from.clone()),
         writable_mounts,
+        modules,
         state: JobState::Running {
             pid: std::process::id(),
         },
@@ -356,6 +428,39 @@ fn admit(
         );
     }
     Ok(Some((status, claim)))
+}
+
+/// Puts the module of every operator of `plan` into the module store, each the very bytes the
+/// engine loaded (`loaded` names their hashes; a file changed since is refused). Returns their
+/// hashes, sorted and each once.
+fn store_modules(
+    store: &Store,
+    plan: &Plan,
+    loaded: &[runtime::OperatorInfo],
+) -> anyhow::Result<Vec<String>> {
+    let mut hashes = Vec::new();
+    for (op, info) in plan.operators.iter().zip(loaded) {
+        if hashes.contains(&info.module_sha256) {
+            continue;
+        }
+        let path = &op.module;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("operator `{}`: cannot read {}", op.id, path.display()))?;
+        anyhow::ensure!(
+            host::engine::sha256_hex(&bytes) == info.module_sha256,
+            "operator `{}`: {} changed while the job started; start it again",
+            op.id,
+            path.display()
+        );
+        let location = store.display(&store.module_location(&info.module_sha256));
+        store
+            .put_module(&info.module_sha256, &bytes)
+            .with_context(|| format!("operator `{}`: cannot keep its module", op.id))?;
+        tracing::debug!(operator = %op.id, "module kept as {location}");
+        hashes.push(info.module_sha256.clone());
+    }
+    hashes.sort();
+    Ok(hashes)
 }
 
 /// On an object store, once the job is admitted: takes over the job that wrote the point, so

@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::ids::Role;
+pub use crate::ids::sha256_hex;
 pub use instance::{Grants, GuestError, Instance, Limits};
 
 /// How often the epoch advances: the granularity of guest call deadlines.
@@ -239,11 +239,6 @@ fn cache(path: &Path, component: &Component) {
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
     }
-}
-
-/// A module's identity as points record it: the SHA-256 of its file, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK_MS`]; joined on drop.

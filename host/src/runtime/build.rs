@@ -18,7 +18,7 @@ use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
 use super::restore;
 use super::subtask::Subtask;
-use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobSpec, OperatorInfo, RestoreFrom};
+use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo, RestoreFrom};
 use crate::engine::bindings::{self, Context};
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
@@ -35,7 +35,7 @@ pub(super) struct Blueprint {
     pub(super) store: Store,
     pub(super) job: JobId,
     pub(super) plan: Plan,
-    pub(super) job_file: String,
+    pub(super) record: JobRecord,
     limits: Limits,
     /// The point the job was started from, for a restart before its first checkpoint.
     initial: Option<Arc<RestoreFrom>>,
@@ -52,7 +52,7 @@ pub async fn build(
     let JobSpec {
         job,
         plan,
-        job_file,
+        record,
         restore,
         limits,
     } = spec;
@@ -63,7 +63,7 @@ pub async fn build(
         store,
         job,
         plan,
-        job_file,
+        record,
         limits,
         initial: initial.clone(),
         metrics,

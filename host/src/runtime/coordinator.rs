@@ -396,7 +396,7 @@ impl CoordinatorTask {
             completed_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            job_file: self.blueprint.job_file.clone(),
+            job_file: self.blueprint.record.job_file.clone(),
             max_parallelism: self.max_parallelism,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
             state_layout: StateLayout::Chained,
@@ -418,6 +418,8 @@ impl CoordinatorTask {
                         .collect(),
                 })
                 .collect(),
+            definition: Some(self.blueprint.record.definition.clone()),
+            resumed_from: self.blueprint.record.resumed_from.clone(),
         };
         let store = self.store.clone();
         let keep = self.checkpoints_retained;

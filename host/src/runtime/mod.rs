@@ -24,7 +24,7 @@ use crate::engine::Limits;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::metrics::JobMetrics;
 use crate::snapshot::Rescale;
-use crate::store::{Metadata, States};
+use crate::store::{Definition, Metadata, Origin, States};
 use crate::topology::{Plan, Role};
 use coordinator::CoordinatorTask;
 use subtask::Subtask;
@@ -41,12 +41,39 @@ pub struct JobSpec {
     pub job: JobId,
     /// The validated job file.
     pub plan: Plan,
-    /// The job file's text, recorded in every checkpoint.
-    pub job_file: String,
+    /// What every point of the job records of its definition and lineage.
+    pub record: JobRecord,
     /// State to resume from, already checked against the plan and verified.
     pub restore: Option<RestoreFrom>,
     /// Limits of every guest instance, unless its operator sets its own in the job file.
     pub limits: Limits,
+}
+
+/// What every checkpoint and savepoint of a job records beside its state: enough to start the
+/// job again without its job file, and where it came from.
+#[derive(Clone, Debug)]
+pub struct JobRecord {
+    /// The job file's text, verbatim.
+    pub job_file: String,
+    /// Where its relative paths resolve.
+    pub definition: Definition,
+    /// The point the job started from, if any.
+    pub resumed_from: Option<Origin>,
+}
+
+impl JobRecord {
+    /// The record of a job run from `job_file`, whose relative paths resolve against `base`
+    /// (made absolute here), started from `resumed_from`.
+    pub fn new(job_file: String, base: &std::path::Path, resumed_from: Option<Origin>) -> Self {
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+        JobRecord {
+            job_file,
+            definition: Definition {
+                base_dir: base.to_string_lossy().into_owned(),
+            },
+            resumed_from,
+        }
+    }
 }
 
 /// A verified checkpoint or savepoint to resume from.

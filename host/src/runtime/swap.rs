@@ -130,6 +130,23 @@ pub enum UpgradeError {
         /// The new module's mode.
         new: Rescale,
     },
+    /// The new module cannot be put into the state folder's module store, where the points
+    /// the job writes after the swap will name it.
+    #[error("operator `{operator}`: cannot keep the new module in the module store: {source}")]
+    Keep {
+        /// The operator.
+        operator: OperatorId,
+        /// Why.
+        source: crate::store::StoreError,
+    },
+    /// The module file changed between loading and keeping it.
+    #[error("operator `{operator}`: {path} changed while it was prepared; upgrade again")]
+    Changed {
+        /// The operator.
+        operator: OperatorId,
+        /// The module file.
+        path: PathBuf,
+    },
     /// One upgrade at a time, and none while the job stops.
     #[error("operator `{operator}`: {why}")]
     Busy {
@@ -235,6 +252,14 @@ pub(super) async fn prepare(
         let (old, new) = (running.rescale, info.rescale);
         return Err(UpgradeError::Rescale { operator, old, new });
     }
+    let (store, job, sha256) = (
+        blueprint.store.clone(),
+        blueprint.job.clone(),
+        module.sha256.clone(),
+    );
+    let (path, id) = (spec.module.clone(), operator.clone());
+    let kept = tokio::task::spawn_blocking(move || keep_module(&store, &job, &id, &path, &sha256));
+    kept.await.expect("keeping a module does not panic")?;
     Ok(Prepared {
         spec,
         plan,
@@ -242,6 +267,39 @@ pub(super) async fn prepare(
         info,
         instances: std::sync::Mutex::new(instances),
     })
+}
+
+/// Puts the new module into the module store and names it among the running job's modules
+/// (which `host gc` keeps), before any point can name it: a module refused later stays there
+/// unnamed, for `gc` to collect.
+fn keep_module(
+    store: &crate::store::Store,
+    job: &crate::ids::JobId,
+    operator: &OperatorId,
+    path: &std::path::Path,
+    sha256: &str,
+) -> Result<(), UpgradeError> {
+    let keep = |source| UpgradeError::Keep {
+        operator: operator.clone(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(|source| {
+        let path = path.to_owned();
+        keep(crate::store::StoreError::Io { path, source })
+    })?;
+    if crate::ids::sha256_hex(&bytes) != sha256 {
+        let (operator, path) = (operator.clone(), path.to_owned());
+        return Err(UpgradeError::Changed { operator, path });
+    }
+    store.put_module(sha256, &bytes).map_err(keep)?;
+    let _starts = store.lock_starts().map_err(keep)?;
+    let mut status = store.read_status(job).map_err(keep)?;
+    if !status.modules.iter().any(|m| m == sha256) {
+        status.modules.push(sha256.to_owned());
+        status.modules.sort();
+        store.write_status(&status).map_err(keep)?;
+    }
+    Ok(())
 }
 
 /// Starts one instance of `module` per subtask of the operator `plan`.
@@ -412,6 +470,8 @@ fn handed_over(
         kind: BarrierKind::Checkpoint,
         completed_unix_ms: 0,
         job_file: String::new(),
+        definition: None,
+        resumed_from: None,
         max_parallelism: blueprint.plan.max_parallelism,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
         state_layout: StateLayout::Chained,

@@ -88,6 +88,8 @@ fn write_checkpoint(
             parallelism: 2,
             files,
         }],
+        definition: None,
+        resumed_from: None,
     };
     store.complete_checkpoint(&metadata).unwrap();
     states.clone()

@@ -30,6 +30,19 @@ use crate::ids::{CheckpointId, JobId, SavepointId};
 pub const METADATA_FILE: &str = "_metadata";
 const IN_PROGRESS_PREFIX: &str = ".in-progress-";
 
+/// File name of a module in a module store (the state folder's, or an exported point's).
+pub fn module_file_name(sha256: &str) -> String {
+    format!("{sha256}.wasm")
+}
+
+/// The SHA-256 a module store's file name names, if it is one (64 lower-case hex digits, then
+/// `.wasm`).
+pub fn parse_module_file_name(name: &str) -> Option<&str> {
+    let sha = name.strip_suffix(".wasm")?;
+    let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    (sha.len() == 64 && sha.chars().all(hex)).then_some(sha)
+}
+
 /// The paths of one state folder.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -147,6 +160,16 @@ impl Layout {
     /// One savepoint's folder.
     pub fn savepoint(&self, id: &SavepointId) -> PathBuf {
         self.savepoints().join(id.as_str())
+    }
+
+    /// The module store: every module a job ran, by content.
+    pub fn modules(&self) -> PathBuf {
+        self.root.join("modules")
+    }
+
+    /// One module in the module store, named by the SHA-256 of its bytes (lower-case hex).
+    pub fn module(&self, sha256: &str) -> PathBuf {
+        self.modules().join(module_file_name(sha256))
     }
 
     /// The compiled-module cache.

@@ -113,6 +113,7 @@ mod tests {
             started_unix_ms: 0,
             resumed_from: None,
             writable_mounts: Vec::new(),
+            modules: Vec::new(),
             state: JobState::Running { pid: 1 },
         }
     }

@@ -6,6 +6,11 @@
 //! restore, this is read and verified first; each state file is verified against it before
 //! any module sees a byte. Encoding and verification only: no I/O.
 //!
+//! Format 4 adds what `host run --from POINT` needs to start the job again without its job
+//! file ([`Definition`]: the folder its relative paths resolve against; the modules are named by
+//! SHA-256 in [`OperatorState::module_sha256`] and kept in the store's module store) and the point
+//! the writing job started from ([`Origin`], its lineage). Formats 1 to 3 decode with neither:
+//! such a point can only be resumed with a job file.
 //! Format 3 holds each key group's state as a chain (the group whole, then the deltas after
 //! it: [`crate::snapshot::Chain`]); its fields are format 2's, whose state files [`StateLayout`]
 //! tells apart. Format 2 records `max_parallelism`, the key-group function, each operator's
@@ -17,13 +22,15 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::barrier::BarrierKind;
-use crate::ids::{CheckpointId, JobId, OperatorId, Role};
+use crate::ids::{CheckpointId, JobId, OperatorId, Role, SavepointId};
 use crate::key_group::KEY_GROUP_FUNCTION;
 
 /// First bytes of every `_metadata` file.
 pub const MAGIC: &[u8; 8] = b"JHPOINT\0";
-/// The format this host writes. [`decode`] also reads formats 1 and 2.
-pub const FORMAT_VERSION: u32 = 3;
+/// The format this host writes. [`decode`] also reads formats 1 to 3.
+pub const FORMAT_VERSION: u32 = 4;
+/// The first format that records the job's [`Definition`] (and its [`Origin`]).
+pub const DEFINITION_SINCE: u32 = 4;
 /// Length of the XXH3-128 trailer.
 const CHECKSUM_LEN: usize = 16;
 /// Largest `_metadata` this host reads: it lists files, not state, so even a job of thousands
@@ -52,6 +59,29 @@ pub struct Metadata {
     pub state_layout: StateLayout,
     /// One entry per operator, in the job's topological order.
     pub operators: Vec<OperatorState>,
+    /// What starts the job again without its job file (format 4 on; `None` before).
+    pub definition: Option<Definition>,
+    /// The point the writing job started from, if it resumed from one (format 4 on).
+    pub resumed_from: Option<Origin>,
+}
+
+/// The rest of a job's definition, beside [`Metadata::job_file`] (operators, parallelism,
+/// config, edges, limits and mounts, verbatim) and each operator's module hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Definition {
+    /// The folder the job file's relative mount paths resolved against, absolute.
+    pub base_dir: String,
+}
+
+/// A point a job started from: the job that wrote it and its checkpoint number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The job that wrote the point.
+    pub job: JobId,
+    /// Its checkpoint number within that job.
+    pub checkpoint: CheckpointId,
+    /// Its savepoint id, if it was a savepoint of the state folder.
+    pub savepoint: Option<SavepointId>,
 }
 
 /// How a point's state files are laid out.
@@ -146,7 +176,43 @@ pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
     let undecodable = |e: postcard::Error| MetadataError::Decode(e.to_string());
     match version {
         1 => format_1::upgrade(postcard::from_bytes(body).map_err(undecodable)?),
+        2 | 3 => Ok(postcard::from_bytes::<Metadata3>(body)
+            .map_err(undecodable)?
+            .upgrade()),
         _ => postcard::from_bytes(body).map_err(undecodable),
+    }
+}
+
+/// Formats 2 and 3: format 4 without [`Metadata::definition`] and [`Metadata::resumed_from`].
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct Metadata3 {
+    job: JobId,
+    checkpoint: CheckpointId,
+    kind: BarrierKind,
+    completed_unix_ms: u64,
+    job_file: String,
+    max_parallelism: u32,
+    key_group_function: String,
+    state_layout: StateLayout,
+    operators: Vec<OperatorState>,
+}
+
+impl Metadata3 {
+    fn upgrade(self) -> Metadata {
+        Metadata {
+            job: self.job,
+            checkpoint: self.checkpoint,
+            kind: self.kind,
+            completed_unix_ms: self.completed_unix_ms,
+            job_file: self.job_file,
+            max_parallelism: self.max_parallelism,
+            key_group_function: self.key_group_function,
+            state_layout: self.state_layout,
+            operators: self.operators,
+            definition: None,
+            resumed_from: None,
+        }
     }
 }
 
@@ -232,6 +298,8 @@ mod format_1 {
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
             state_layout: super::StateLayout::Blob,
             operators,
+            definition: None,
+            resumed_from: None,
         })
     }
 }
@@ -272,7 +340,59 @@ mod tests {
                     checksum: checksum(b"hello"),
                 }],
             }],
+            definition: Some(Definition {
+                base_dir: "/jobs/wordcount".to_owned(),
+            }),
+            resumed_from: Some(Origin {
+                job: "job-xyz".parse().unwrap(),
+                checkpoint: CheckpointId(2),
+                savepoint: Some("sp-job-xyz-2-abcd".parse().unwrap()),
+            }),
         }
+    }
+
+    /// `sample()` as a host writing format 3 wrote it.
+    fn encode_format_3(m: &Metadata) -> Vec<u8> {
+        let old = Metadata3 {
+            job: m.job.clone(),
+            checkpoint: m.checkpoint,
+            kind: m.kind,
+            completed_unix_ms: m.completed_unix_ms,
+            job_file: m.job_file.clone(),
+            max_parallelism: m.max_parallelism,
+            key_group_function: m.key_group_function.clone(),
+            state_layout: m.state_layout,
+            operators: m.operators.clone(),
+        };
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&3u32.to_le_bytes());
+        postcard::to_io(&old, &mut out).unwrap();
+        out.extend_from_slice(&checksum(&out));
+        out
+    }
+
+    #[test]
+    fn format_3_still_decodes_without_a_definition_or_origin() {
+        let decoded = decode(&encode_format_3(&sample())).expect("format 3 must stay readable");
+        let expected = Metadata {
+            definition: None,
+            resumed_from: None,
+            ..sample()
+        };
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn format_4_records_the_definition_and_the_origin() {
+        let bytes = encode(&sample());
+        assert_eq!(bytes[MAGIC.len()..MAGIC.len() + 4], 4u32.to_le_bytes());
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.definition.unwrap().base_dir, "/jobs/wordcount");
+        let origin = decoded.resumed_from.unwrap();
+        assert_eq!(
+            (origin.job.as_str(), origin.checkpoint),
+            ("job-xyz", CheckpointId(2))
+        );
     }
 
     /// `_metadata` of a real savepoint (the word-count demo) in format version 1. Never

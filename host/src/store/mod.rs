@@ -16,6 +16,7 @@ pub mod fence;
 pub mod layout;
 mod lock;
 pub mod metadata;
+pub mod modules;
 pub mod object;
 mod read;
 pub mod state_file;
@@ -36,7 +37,10 @@ use crate::snapshot::Held;
 pub use layout::Layout;
 use layout::METADATA_FILE;
 pub use lock::{JobLock, StartLock};
-pub use metadata::{Metadata, MetadataError, OperatorState, StateFile, StateLayout};
+pub use metadata::{
+    Definition, Metadata, MetadataError, OperatorState, Origin, StateFile, StateLayout,
+};
+pub use modules::ModuleFault;
 use object::ObjectPoints;
 
 /// A failure of the state folder, naming the path at fault.
@@ -72,6 +76,19 @@ pub enum StoreError {
         /// Length or checksum mismatch, or missing.
         problem: String,
     },
+    /// A module a point names is not in the module store.
+    #[error(
+        "module sha256:{}, which {} names, is not in the module store (no {}); pass the job \
+         file to run its own modules instead",
+        .0.sha256, .0.point, .0.path.display()
+    )]
+    ModuleMissing(Box<ModuleFault>),
+    /// A module's bytes do not hash to its name: damaged or tampered with.
+    #[error(
+        "module sha256:{}, which {} names, is corrupt: {} hashes to sha256:{}; refusing to run it",
+        .0.sha256, .0.point, .0.path.display(), .0.actual
+    )]
+    ModuleCorrupt(Box<ModuleFault>),
     /// A request to the object store failed.
     #[error("{key}: {source}")]
     Object {
@@ -156,6 +173,10 @@ pub struct JobStatus {
     /// write them while it runs.
     #[serde(default)]
     pub writable_mounts: Vec<PathBuf>,
+    /// The SHA-256 of every module it runs, sorted: in the module store, held there while the
+    /// job runs (`host gc` never removes them).
+    #[serde(default)]
+    pub modules: Vec<String>,
     /// What it is doing.
     #[serde(flatten)]
     pub state: JobState,
@@ -205,6 +226,7 @@ impl Store {
             layout.root().to_owned(),
             layout.jobs(),
             layout.savepoints(),
+            layout.modules(),
             layout.cache(),
         ] {
             durable::create_dir(&dir).map_err(io_error(&dir))?;

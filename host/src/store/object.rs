@@ -467,6 +467,33 @@ impl ObjectPoints {
         Ok(names.iter().filter_map(|name| name.parse().ok()).collect())
     }
 
+    /// Writes the object at `location` unless one is there already (`If-None-Match: *`);
+    /// returns whether it wrote it. For content-addressed objects (modules), whose bytes under
+    /// one name never differ.
+    pub fn put_if_absent(
+        &self,
+        layout: &Layout,
+        location: &Path,
+        bytes: Bytes,
+    ) -> Result<bool, StoreError> {
+        let key = self.key_of(layout, location);
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        let options = PutOptions::from(PutMode::Create);
+        match self.run(async move { store.put_opts(&key, bytes.into(), options).await }) {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(object_error(url)(e)),
+        }
+    }
+
+    /// Deletes the one object at `location` (absent already is fine).
+    pub fn remove_object(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
+        self.delete_all(vec![self.key_of(layout, location)])
+    }
+
     /// Deletes the point (or unpublished leftovers) at `location`, `_metadata` first.
     pub fn remove_point(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
         let keys = self.list(self.key_of(layout, location))?;

@@ -91,3 +91,41 @@ impl state_file::Segments for ObjectSegments<'_> {
         Ok(&self.fetched[name])
     }
 }
+
+impl Store {
+    /// The names of the files of the point at `location` (`_metadata`, state files, segments),
+    /// sorted: what a copy of it holds. Folders inside it (an export's `modules/`) are not
+    /// its files.
+    pub fn point_files(&self, location: &std::path::Path) -> Result<Vec<String>, StoreError> {
+        let mut names = match self.on_object_store(location) {
+            Some(object) => object.names(&self.layout, location)?,
+            None => {
+                let mut names = Vec::new();
+                let entries = std::fs::read_dir(location).map_err(super::io_error(location))?;
+                for entry in entries {
+                    let entry = entry.map_err(super::io_error(location))?;
+                    let is_file = entry.file_type().map_err(super::io_error(location))?;
+                    if let (true, Ok(name)) = (is_file.is_file(), entry.file_name().into_string()) {
+                        names.push(name);
+                    }
+                }
+                names
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    /// File `name` of the point at `location`, whole.
+    pub fn read_point_file(
+        &self,
+        location: &std::path::Path,
+        name: &str,
+    ) -> Result<Vec<u8>, StoreError> {
+        let path = location.join(name);
+        match self.on_object_store(location) {
+            Some(object) => Ok(object.read_object(&self.layout, &path)?.to_vec()),
+            None => std::fs::read(&path).map_err(super::io_error(&path)),
+        }
+    }
+}

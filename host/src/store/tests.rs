@@ -62,6 +62,8 @@ fn write_states(
             parallelism: 2,
             files,
         }],
+        definition: None,
+        resumed_from: None,
     };
     let dir = match kind {
         BarrierKind::Checkpoint => store.complete_checkpoint(&metadata).unwrap(),

@@ -185,6 +185,8 @@ pub fn store_round(
             parallelism: blobs as u32,
             files,
         }],
+        definition: None,
+        resumed_from: None,
     };
     let id: SavepointId = "sp-bench".parse().map_err(anyhow::Error::msg)?;
     let folder = store.complete_savepoint(&metadata, &id)?;

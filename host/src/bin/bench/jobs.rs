@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
-use host::runtime::{self, Job, JobSpec, Outcome};
+use host::runtime::{self, Job, JobRecord, JobSpec, Outcome};
 use host::store::Store;
 use host::topology::Plan;
 
@@ -180,7 +180,7 @@ pub(crate) async fn build(
     let spec = JobSpec {
         job,
         plan,
-        job_file: text.to_owned(),
+        record: JobRecord::new(text.to_owned(), dir, None),
         restore: None,
         limits: Limits::default(),
     };

@@ -171,6 +171,7 @@ fn bench_job(job: &JobId) -> anyhow::Result<JobStatus> {
         started_unix_ms,
         resumed_from: None,
         writable_mounts: Vec::new(),
+        modules: Vec::new(),
         state: JobState::Running {
             pid: std::process::id(),
         },

@@ -204,7 +204,8 @@ impl CoordinatorTask {
         if let Some(op) = plan.operators.iter_mut().find(|op| op.id == operator) {
             *op = prepared.plan.clone();
         }
-        self.blueprint.job_file = swap::job_file_with(&self.blueprint.job_file, &prepared.plan);
+        self.blueprint.record.job_file =
+            swap::job_file_with(&self.blueprint.record.job_file, &prepared.plan);
         let pause_us = upgrading.pause.map(|p| p.as_micros() as u64);
         tracing::info!(%operator, module = %prepared.spec.module.display(), pause_us, records, "upgrade final");
         let upgraded = Upgraded {
