@@ -8,7 +8,11 @@ const LINES: usize = 2_000;
 /// A state folder holding one savepoint of a v1 word count; returns (dir, savepoint id, job file).
 fn with_savepoint() -> (Dir, String, std::path::PathBuf) {
     let dir = Dir::new(LINES);
-    let job = dir.write_job(&WordCount::default());
+    // Slow enough (10 s of input) that the stop comes mid-stream on a loaded machine too.
+    let job = dir.write_job(&WordCount {
+        lines_per_second: 200,
+        ..WordCount::default()
+    });
     let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 500);
     (dir, savepoint, job)
 }

@@ -168,7 +168,11 @@ fn a_js_counter_saved_then_upgraded_to_v2_gives_the_uninterrupted_output() {
 #[test]
 fn a_rust_counter_saved_then_upgraded_to_the_js_v2_gives_the_uninterrupted_output() {
     let dir = warm_dir(LINES);
-    let job = dir.write_job(&WordCount::default());
+    // Slow enough (4 s of input) that the stop comes mid-stream on a loaded machine too.
+    let job = dir.write_job(&WordCount {
+        lines_per_second: 500,
+        ..WordCount::default()
+    });
     let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 1_000);
 
     let job = write_js_job(
