@@ -11,6 +11,7 @@ import base64
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,7 @@ class Browser:
             ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
              "--remote-debugging-pipe", "--window-size=1280,1000", f"--user-data-dir={profile}",
              "about:blank"],
-            preexec_fn=fds, close_fds=False,
+            preexec_fn=fds, close_fds=False, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
@@ -86,7 +87,12 @@ class Browser:
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
     def close(self):
-        self.proc.kill()
+        # Chromium's helpers (zygote, renderers) outlive a killed browser process and keep
+        # writing to the profile: end the whole session it leads.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait()
 
 
@@ -103,7 +109,8 @@ CLIPPED = ("(() => { const s = document.getElementById('topology').getBoundingCl
 
 
 def main(url, screenshot):
-    with tempfile.TemporaryDirectory() as profile:
+    # A helper that lingers a moment after the kill must not fail the test at clean-up.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = Browser(profile)
         try:
             browser.open(url)
