@@ -22,44 +22,75 @@ async fn run_once(job: host::runtime::Job, scraped: bool) -> anyhow::Result<(Dur
     let started = Instant::now();
     let handle = job.spawn();
     let metrics = handle.metrics();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
     let scraper = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(SCRAPE_EVERY);
-        for scrapes in 0.. {
-            if !scraped {
-                return scrapes;
-            }
+        while scraped {
             ticker.tick().await;
             std::hint::black_box(prometheus::encode(&[metrics.sample()]));
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        unreachable!("the job ends first")
     });
     let outcome = handle.wait().await;
     let elapsed = started.elapsed();
     scraper.abort();
-    let scrapes = scraper.await.unwrap_or_default();
+    let scrapes = served.load(std::sync::atomic::Ordering::Relaxed);
     match outcome {
         Outcome::Finished => Ok((elapsed, scrapes)),
         other => Err(anyhow::anyhow!("benchmark job ended with {other:?}")),
     }
 }
 
-/// Throughput with metrics scraped every second against none.
+/// How many times the pipeline's input a run of this row reads: long enough for a dozen scrapes
+/// or more a run, where a run of the pipeline row alone would see one or two.
+const INPUT_TIMES: usize = 10;
+
+/// Throughput with metrics scraped every second against none: interleaved runs, fastest of each
+/// compared, the run-by-run spread in the label.
 pub async fn overhead(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
     let dir = scratch.join("metrics");
-    write_input(&dir, sizes.pipeline_words, sizes.distinct_keys)?;
+    let words = sizes.pipeline_words
+        * if sizes.repetitions > 1 {
+            INPUT_TIMES
+        } else {
+            1
+        };
+    write_input(&dir, words, sizes.distinct_keys)?;
     let (store, engine) = open(&dir)?;
     let text = pipeline_job(guests, 2, 0);
-    let mut times = [Vec::new(), Vec::new()];
-    for _ in 0..sizes.repetitions {
+    let rounds = sizes.repetitions.min(3);
+    let (mut times, mut scrapes) = ([Vec::new(), Vec::new()], usize::MAX);
+    for _ in 0..rounds {
         for (scraped, runs) in [false, true].into_iter().zip(&mut times) {
             let job = build(&engine, &store, &dir, &text, JobId::generate()).await?;
-            runs.push(run_once(job, scraped).await?.0);
+            let (took, served) = run_once(job, scraped).await?;
+            runs.push(took);
+            if scraped {
+                scrapes = scrapes.min(served);
+            }
         }
     }
+    let percent = |scraped: Duration, quiet: Duration| {
+        (scraped.as_secs_f64() / quiet.as_secs_f64() - 1.0) * 100.0
+    };
+    let pairs: Vec<f64> = times[0]
+        .iter()
+        .zip(&times[1])
+        .map(|(q, s)| percent(*s, *q))
+        .collect();
+    let (low, high) = pairs
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), p| (l.min(*p), h.max(*p)));
     let [quiet, scraped] = times.map(|t| fastest(&t));
-    let overhead = (scraped.as_secs_f64() / quiet.as_secs_f64() - 1.0) * 100.0;
+    let overhead = percent(scraped, quiet);
     Ok(vec![Row {
-        name: "metrics overhead, scraped every 1 s (parallelism 2)".to_owned(),
+        name: format!(
+            "metrics overhead, scraped every 1 s vs none (pipeline at parallelism 2, {words} \
+             words; {rounds} runs of each, interleaved, {:.0} s each, ≥ {scrapes} scrapes a run; \
+             fastest compared; run by run {low:.1} % to {high:.1} %)",
+            quiet.as_secs_f64()
+        ),
         value: overhead,
         unit: "%",
         baseline: None,
