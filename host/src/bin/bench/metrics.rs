@@ -25,8 +25,11 @@ async fn run_once(job: host::runtime::Job, scraped: bool) -> anyhow::Result<(Dur
     let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = served.clone();
     let scraper = tokio::spawn(async move {
+        if !scraped {
+            return;
+        }
         let mut ticker = tokio::time::interval(SCRAPE_EVERY);
-        while scraped {
+        loop {
             ticker.tick().await;
             std::hint::black_box(prometheus::encode(&[metrics.sample()]));
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
