@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use host::engine::bindings::{Batch, Context, KeyGroupState, Restored, StateOrigin};
+use host::engine::bindings::{Batch, KeyGroupState, Restored, StateOrigin};
 use host::engine::{CacheMode, Engine, Grants, Instance, Limits};
 use host::ids::{CheckpointId, JobId, OperatorId, SubtaskId};
 use host::key_group::key_group;
@@ -27,9 +27,8 @@ use host::snapshot::Held;
 use host::store::{Layout, Store};
 use host::topology::Role;
 
+use crate::jobs::{MAX_PARALLELISM, lone_subtask};
 use crate::{Row, Sizes};
-
-const MAX_PARALLELISM: u32 = 128;
 
 /// A batch of the records with keys `k<n>` for `n` in `keys`, their key groups filled in.
 fn batch_of(keys: impl Iterator<Item = u64>) -> Batch {
@@ -62,15 +61,7 @@ async fn counter(guests: &Path, scratch: &Path) -> anyhow::Result<Instance> {
         clock: false,
     };
     let mut instance = engine.instantiate(&module, subtask, limits, grants).await?;
-    let context = Context {
-        operator_id: "counter".to_owned(),
-        subtask: 0,
-        parallelism: 1,
-        max_parallelism: MAX_PARALLELISM,
-        key_group_start: 0,
-        key_group_end: MAX_PARALLELISM,
-        config: vec![],
-    };
+    let context = lone_subtask("counter");
     instance.init(&context).await?;
     Ok(instance)
 }

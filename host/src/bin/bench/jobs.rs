@@ -208,6 +208,22 @@ async fn run_to_end(job: Job) -> anyhow::Result<Duration> {
 
 /// The fastest of some runs of the same work: on a shared machine noise only ever adds time,
 /// so the fastest run is the one least disturbed.
+/// The max parallelism (key groups) of the jobs the benchmarks build by hand.
+pub(crate) const MAX_PARALLELISM: u32 = 128;
+
+/// The context of the only subtask of operator `id`: every key group, no config.
+pub(crate) fn lone_subtask(id: &str) -> host::engine::bindings::Context {
+    host::engine::bindings::Context {
+        operator_id: id.to_owned(),
+        subtask: 0,
+        parallelism: 1,
+        max_parallelism: MAX_PARALLELISM,
+        key_group_start: 0,
+        key_group_end: MAX_PARALLELISM,
+        config: vec![],
+    }
+}
+
 pub(crate) fn fastest(times: &[Duration]) -> Duration {
     *times.iter().min().expect("at least one run")
 }

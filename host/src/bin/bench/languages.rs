@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use host::engine::bindings::{Batch, Context};
+use host::engine::bindings::Batch;
 use host::engine::{CacheMode, Engine, Grants, Instance, Limits, Module};
 use host::ids::{JobId, SubtaskId};
 use host::key_group::key_group;
@@ -20,11 +20,12 @@ use host::runtime::partition::{empty_batch, push};
 use host::store::Store;
 use host::topology::Role;
 
-use crate::jobs::{SOURCE_MOUNT, build, edge, fastest, operator, write_input};
+use crate::jobs::{
+    MAX_PARALLELISM, SOURCE_MOUNT, build, edge, fastest, lone_subtask, operator, write_input,
+};
 use crate::{Row, Sizes};
 
 /// Key groups of the counter's state, as a job's default.
-const MAX_PARALLELISM: u32 = 128;
 /// Records per batch, as the line source and channels move them.
 const BATCH_RECORDS: usize = 1_024;
 /// Calls of `process` on an empty batch that the per-call cost is averaged over.
@@ -281,15 +282,7 @@ async fn started(engine: &Engine, module: &Module) -> anyhow::Result<Instance> {
     let mut instance = engine
         .instantiate(module, subtask, Limits::default(), grants)
         .await?;
-    let context = Context {
-        operator_id: id.to_owned(),
-        subtask: 0,
-        parallelism: 1,
-        max_parallelism: MAX_PARALLELISM,
-        key_group_start: 0,
-        key_group_end: MAX_PARALLELISM,
-        config: vec![],
-    };
+    let context = lone_subtask(id);
     instance.init(&context).await?;
     Ok(instance)
 }
