@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -323,8 +323,35 @@ pub struct SwapOrder {
     /// The checkpoint whose snapshot the new module restores.
     pub checkpoint: CheckpointId,
     handovers: mpsc::UnboundedSender<Handover>,
-    /// Records processed by the new module, over all subtasks (for the canary window).
-    records: Arc<AtomicU64>,
+    /// What the new module processed, over all subtasks (for the canary window).
+    count: Arc<CanaryCount>,
+}
+
+/// What the new module's instances processed in the canary window, counted by the subtasks as
+/// they go. A subtask counts itself as resumed before it counts its first records, and tells
+/// the coordinator its pause (`Event::Resumed`) after: so once the coordinator sees records,
+/// it knows how many pauses are still on their way to it, and waits for them before it ends
+/// the window (else a busy subtask could close the window before its pause is known).
+#[derive(Debug, Default)]
+pub struct CanaryCount {
+    records: AtomicU64,
+    resumed: AtomicU32,
+}
+
+impl CanaryCount {
+    /// A subtask's new instance processed `records` records (`first`: its first batch).
+    fn add(&self, records: usize, first: bool) {
+        if first {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.records.fetch_add(records as u64, Ordering::Release);
+    }
+
+    /// The records processed so far, and how many subtasks had resumed when they were.
+    pub fn read(&self) -> (u64, u32) {
+        let records = self.records.load(Ordering::Acquire);
+        (records, self.resumed.load(Ordering::Relaxed))
+    }
 }
 
 /// One subtask's state, handed over to the swap.
@@ -339,13 +366,13 @@ impl SwapOrder {
     /// An order for `checkpoint`, and the receiving end of the handovers.
     pub(super) fn new(
         checkpoint: CheckpointId,
-        records: Arc<AtomicU64>,
+        count: Arc<CanaryCount>,
     ) -> (Arc<SwapOrder>, mpsc::UnboundedReceiver<Handover>) {
         let (handovers, received) = mpsc::unbounded_channel();
         let order = SwapOrder {
             checkpoint,
             handovers,
-            records,
+            count,
         };
         (Arc::new(order), received)
     }
@@ -365,7 +392,7 @@ impl SwapOrder {
 pub struct Swapped {
     /// When the swap's barrier arrived at the subtask.
     arrived: Instant,
-    records: Arc<AtomicU64>,
+    count: Arc<CanaryCount>,
     /// Whether the new instance processed a record yet.
     resumed: bool,
 }
@@ -375,15 +402,16 @@ impl Swapped {
     pub fn new(order: &SwapOrder, arrived: Instant) -> Swapped {
         Swapped {
             arrived,
-            records: order.records.clone(),
+            count: order.count.clone(),
             resumed: false,
         }
     }
 
     /// The new instance processed `records` records; the first time, the pause it caused.
     pub fn processed(&mut self, records: usize) -> Option<Duration> {
-        self.records.fetch_add(records as u64, Ordering::Relaxed);
-        (!std::mem::replace(&mut self.resumed, true)).then(|| self.arrived.elapsed())
+        let first = !std::mem::replace(&mut self.resumed, true);
+        self.count.add(records, first);
+        first.then(|| self.arrived.elapsed())
     }
 }
 
@@ -558,6 +586,9 @@ mod tests {
         let mut swapped = Swapped::new(&order, Instant::now());
         assert!(swapped.processed(5).is_some());
         assert!(swapped.processed(7).is_none());
-        assert_eq!(order.records.load(Ordering::Relaxed), 12);
+        assert_eq!(order.count.read(), (12, 1));
+        let mut other = Swapped::new(&order, Instant::now());
+        assert!(other.processed(1).is_some());
+        assert_eq!(order.count.read(), (13, 2));
     }
 }

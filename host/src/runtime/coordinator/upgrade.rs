@@ -3,7 +3,6 @@
 //! canary window.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -14,7 +13,7 @@ use crate::barrier::BarrierKind;
 use crate::ids::{CheckpointId, OperatorId};
 use crate::runtime::subtask::{Command, Event};
 use crate::runtime::swap::{
-    self, Canary, Prepared, SwapOrder, UpgradeError, UpgradeSpec, Upgraded,
+    self, Canary, CanaryCount, Prepared, SwapOrder, UpgradeError, UpgradeSpec, Upgraded,
 };
 
 /// Where the answer to `host upgrade` goes.
@@ -26,10 +25,11 @@ pub(super) struct Upgrading {
     reply: UpgradeReply,
     canary: Canary,
     stage: Stage,
-    /// Records the new module processed (for the canary window).
-    records: Arc<AtomicU64>,
-    /// The longest pause a subtask reported so far.
+    /// What the new module processed (for the canary window).
+    count: Arc<CanaryCount>,
+    /// The longest pause a subtask reported so far, and how many reported one.
     pause: Option<Duration>,
+    resumed: u32,
     /// The preparation or the swap running beside the coordinator.
     task: Option<AbortHandle>,
 }
@@ -74,8 +74,9 @@ impl CoordinatorTask {
             reply,
             canary,
             stage: Stage::Preparing,
-            records: Arc::default(),
+            count: Arc::default(),
             pause: None,
+            resumed: 0,
             task: Some(task.abort_handle()),
         });
     }
@@ -108,7 +109,7 @@ impl CoordinatorTask {
         };
         let prepared = prepared.clone();
         let checkpoint = self.coordinator.next();
-        let (order, handovers) = SwapOrder::new(checkpoint, upgrading.records.clone());
+        let (order, handovers) = SwapOrder::new(checkpoint, upgrading.count.clone());
         let running = self.operators.iter().find(|op| op.id == upgrading.operator);
         let running = running.cloned().expect("an operator of the job");
         let task = tokio::spawn(swap::run_swap(
@@ -176,6 +177,7 @@ impl CoordinatorTask {
     pub(super) fn on_resumed(&mut self, pause: Duration) {
         if let Some(upgrading) = &mut self.upgrading {
             upgrading.pause = Some(upgrading.pause.map_or(pause, |p| p.max(pause)));
+            upgrading.resumed += 1;
         }
     }
 
@@ -188,7 +190,10 @@ impl CoordinatorTask {
         let Stage::Canary(prepared, checkpoint, since) = &upgrading.stage else {
             return;
         };
-        let records = upgrading.records.load(Ordering::Relaxed);
+        let (records, resumed) = upgrading.count.read();
+        if upgrading.resumed < resumed {
+            return; // a subtask's pause is still on its way here
+        }
         let passed = upgrading
             .canary
             .passed(records, since.elapsed(), self.sources_running == 0);
