@@ -394,8 +394,8 @@ partition = "rebalance"
         committed_output_in(self.path())
     }
 
-    /// Every file under `sub` with its bytes, to show that a refused command changed nothing.
-    pub fn snapshot_tree(&self, sub: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    /// Every file under `sub` with its state, to show that a refused command changed nothing.
+    pub fn snapshot_tree(&self, sub: &Path) -> Tree {
         let mut files = BTreeMap::new();
         let mut stack = vec![sub.to_owned()];
         while let Some(dir) = stack.pop() {
@@ -407,11 +407,50 @@ partition = "rebalance"
                 if path.is_dir() {
                     stack.push(path);
                 } else if path.extension().is_none_or(|e| e != "sock") {
-                    files.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+                    files.insert(path.clone(), FileState::of(&path));
                 }
             }
         }
         files
+    }
+}
+
+/// Every file under a folder, with its state (see [`Dir::snapshot_tree`]).
+pub type Tree = BTreeMap<PathBuf, FileState>;
+
+/// What a file holds, as far as a test of "nothing changed" needs to know.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FileState {
+    /// A file of at most [`FileState::READ_MAX`] bytes: its bytes.
+    Bytes(Vec<u8>),
+    /// A larger one (a compiled module in the cache, tens of MiB each: reading them all
+    /// twice a command made one test run for ten minutes): its length, modification time
+    /// and inode, which any write through the file system changes. (Not its status-change
+    /// time: other tests hard-link the same cache files, which changes it.)
+    Large {
+        len: u64,
+        modified: std::time::SystemTime,
+        inode: u64,
+    },
+}
+
+impl FileState {
+    /// Files up to this size are compared byte by byte.
+    pub const READ_MAX: u64 = 1 << 20;
+
+    fn of(path: &Path) -> FileState {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return FileState::Bytes(Vec::new());
+        };
+        if meta.len() <= Self::READ_MAX {
+            return FileState::Bytes(std::fs::read(path).unwrap_or_default());
+        }
+        FileState::Large {
+            len: meta.len(),
+            modified: meta.modified().unwrap(),
+            inode: meta.ino(),
+        }
     }
 }
 
@@ -436,12 +475,8 @@ pub fn committed_output_in(folder: &Path) -> Vec<String> {
     parts.iter().flat_map(lines).collect()
 }
 
-/// Asserts that two snapshots of a tree are byte for byte the same, naming what differs.
-pub fn assert_same_tree(
-    before: &BTreeMap<PathBuf, Vec<u8>>,
-    after: &BTreeMap<PathBuf, Vec<u8>>,
-    what: &str,
-) {
+/// Asserts that two snapshots of a tree are the same (see [`FileState`]), naming what differs.
+pub fn assert_same_tree(before: &Tree, after: &Tree, what: &str) {
     let added: Vec<_> = after.keys().filter(|p| !before.contains_key(*p)).collect();
     let removed: Vec<_> = before.keys().filter(|p| !after.contains_key(*p)).collect();
     let changed: Vec<_> = before
