@@ -26,6 +26,10 @@ js-guests:
 host:
     cargo build --locked -p host
 
+# The host's tests and the benchmarks' smoke test compile the host through clippy-driver, its
+# warnings and lints errors (see the script): one build of the host both lints and tests it.
+lint := "RUSTC_WORKSPACE_WRAPPER='" + justfile_directory() / "tests/lint-rustc.sh'"
+
 # Everything CI checks: formatting, lints with warnings as errors, unit and end-to-end tests
 # (the dashboard's test drives headless Chromium, which `tests/browser/setup.sh` installs from
 # Debian's packages if it is missing).
@@ -33,9 +37,8 @@ host:
 test: guests
     bash tests/browser/setup.sh
     cargo fmt --all -- --check
-    cargo clippy --locked -p host --all-targets -- -D warnings
     cargo clippy --locked --profile guest --target {{wasm_target}} {{guests}} -- -D warnings
-    cargo test --locked -p host
+    {{lint}} cargo test --locked -p host
     cargo test --locked -p jobhost-guest {{guests}}
     "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover guest-python/tests
     node --test guest-js/tests/
@@ -62,5 +65,5 @@ bench *args: guests
 # compile them next otherwise.
 bench-smoke: guests
     bash tests/s3/install-moto.sh "$JOBHOST_TARGET_DIR/venv-moto"
-    cargo build --locked -p host --bin host
-    cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json" --share-cache "$JOBHOST_TARGET_DIR/e2e-module-cache"
+    {{lint}} cargo build --locked -p host --bin host
+    {{lint}} cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json" --share-cache "$JOBHOST_TARGET_DIR/e2e-module-cache"

@@ -277,6 +277,7 @@ fn a_process_whose_job_was_taken_over_cannot_publish() {
     let a = first.start(&[job_a.to_str().unwrap(), "--checkpoint-interval", "0"]);
     std::thread::sleep(Duration::from_millis(500));
     let savepoint = first.save(&a.job);
+    committed(&first.path().join("output"), 1);
 
     // Another state folder, as on another machine, resumes job A while it still runs. Its sink
     // gets a copy of A's output folder as it is now (as a shared folder would be seen), so
@@ -295,6 +296,28 @@ fn a_process_whose_job_was_taken_over_cannot_publish() {
     let a_points = listed_checkpoints(&second, &a_job(&first));
     assert_eq!(a_points, [1], "points of A after {savepoint}");
     assert_exactly_once(&second.committed_output(), &input_text(LINES));
+}
+
+/// Waits until the file sink writing into `output` has published its files of `checkpoint`
+/// (A commits them just after `save` returns): a copy taken while it renames them could find
+/// a file neither staged nor published.
+fn committed(output: &Path, checkpoint: u64) {
+    let staged = format!("-{checkpoint}.pending");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let names = std::fs::read_dir(output.join(".staging"))
+            .into_iter()
+            .flatten();
+        let mut names = names.map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        if !names.any(|name| name.ends_with(&staged)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoint {checkpoint} never committed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The job id of the only job run in `dir`.

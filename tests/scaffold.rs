@@ -11,12 +11,15 @@ use crate::util::{Dir, guest, target_dir};
 /// Lines of input of the jobs: a Python or JavaScript component reads them one batch at a time.
 const LINES: usize = 200;
 
-/// Runs `cargo ARGS` in `dir` with its own target folder; panics with its output on failure.
+/// Runs `cargo ARGS` in `dir` with its own target folder, as its author would (without the
+/// lint wrapper the README's test command compiles the host with); panics with its output on
+/// failure.
 fn cargo(dir: &Path, args: &[&str]) {
     let output = Command::new(env!("CARGO"))
         .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", target_dir().join("scaffold"))
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .output()
         .expect("running cargo");
     assert!(

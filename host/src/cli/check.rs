@@ -216,10 +216,18 @@ mod tests {
     #[test]
     fn a_refusal_names_the_subtask_and_quotes_the_module() {
         let metadata = point(&[("count", "1")]);
+        let refused = host::engine::GuestError::Refused {
+            subtask: host::ids::SubtaskId {
+                operator: "count".parse().unwrap(),
+                index: 0,
+            },
+            call: "restore",
+            message: "unsupported state version 3".to_owned(),
+        };
         let error = BuildError {
             operator: "count".parse().unwrap(),
             subtask: Some(0),
-            message: "`restore` refused: unsupported state version 3".to_owned(),
+            cause: refused.into(),
         };
         let verdicts = verdicts(&metadata, &plan(), &BTreeMap::new(), None, &[error]);
         let count = verdicts
@@ -229,7 +237,9 @@ mod tests {
         assert_eq!(count.status, Status::Refused);
         assert_eq!(
             count.errors,
-            ["operator `count` (subtask 0): `restore` refused: unsupported state version 3"]
+            [
+                "operator `count` (subtask 0): count[0]: `restore` refused: unsupported state version 3"
+            ]
         );
     }
 }

@@ -530,7 +530,8 @@ async fn run_admitted(
             },
             ExitCode::SUCCESS,
         ),
-        Outcome::Failed(error) => {
+        Outcome::Failed(failure) => {
+            let error = failure.to_string();
             eprintln!("error: job {job_id} failed: {error}");
             (JobState::Failed { error }, ExitCode::from(3))
         }

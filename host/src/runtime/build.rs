@@ -18,7 +18,10 @@ use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
 use super::restore;
 use super::subtask::Subtask;
-use super::{BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo, RestoreFrom};
+use super::{
+    BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
+    RestartError, RestoreFrom,
+};
 use crate::engine::bindings::{self, Context};
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
@@ -89,7 +92,7 @@ impl Blueprint {
     pub(super) async fn restart(
         &self,
         next: CheckpointId,
-    ) -> Result<(Vec<Subtask>, CoordinatorTask), String> {
+    ) -> Result<(Vec<Subtask>, CoordinatorTask), RestartError> {
         let (store, job) = (self.store.clone(), self.job.clone());
         let latest =
             tokio::task::spawn_blocking(move || -> Result<Option<RestoreFrom>, StoreError> {
@@ -104,21 +107,14 @@ impl Blueprint {
                 }))
             })
             .await
-            .expect("reading a checkpoint does not panic")
-            .map_err(|e| e.to_string())?;
+            .expect("reading a checkpoint does not panic")?;
         let restore = latest.map(Arc::new).or_else(|| self.initial.clone());
         let first = restore
             .as_ref()
             .map_or(next, |r| r.metadata.checkpoint.next().max(next));
         self.assemble(restore.as_deref(), first)
             .await
-            .map_err(|errors| {
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
+            .map_err(RestartError::Build)
     }
 
     async fn assemble(
@@ -147,10 +143,10 @@ impl Blueprint {
             for index in 0..op.parallelism {
                 match self.start_subtask(op, module, index, &mut info).await {
                     Ok(instance) => started.push(instance),
-                    Err(message) => errors.push(BuildError {
+                    Err(cause) => errors.push(BuildError {
                         operator: op.id.clone(),
                         subtask: Some(index),
-                        message,
+                        cause,
                     }),
                 }
             }
@@ -217,7 +213,9 @@ impl Blueprint {
             let (engine, path, role) = (self.engine.clone(), op.module.clone(), op.role);
             loads
                 .entry((op.module.clone(), op.role))
-                .or_insert_with(|| tokio::task::spawn_blocking(move || engine.load(&path, role)));
+                .or_insert_with(|| {
+                    tokio::task::spawn_blocking(move || engine.load(&path, role).map_err(Arc::new))
+                });
         }
         let mut loaded = BTreeMap::new();
         for (key, load) in loads {
@@ -230,7 +228,7 @@ impl Blueprint {
                 Err(e) => errors.push(BuildError {
                     operator: op.id.clone(),
                     subtask: None,
-                    message: e.to_string(),
+                    cause: BuildCause::Module(e.clone()),
                 }),
             }
         }
@@ -248,7 +246,7 @@ impl Blueprint {
         module: &Module,
         index: u32,
         info: &mut OperatorInfo,
-    ) -> Result<Instance, String> {
+    ) -> Result<Instance, BuildCause> {
         let limits = Limits {
             memory_bytes_max: op
                 .memory_bytes_max
@@ -267,7 +265,7 @@ impl Blueprint {
             .engine
             .instantiate(module, subtask, limits, grants)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(BuildCause::Instantiate)?;
         let key_groups = key_group_range(index, op.parallelism, self.plan.max_parallelism);
         let context = Context {
             operator_id: op.id.to_string(),
@@ -289,7 +287,7 @@ impl Blueprint {
             instance.init(&context).await
         }
         .await;
-        started.map_err(|e| e.to_string())?;
+        started?;
         Ok(instance)
     }
 }

@@ -26,7 +26,7 @@ pub enum Message {
 }
 
 /// The receiving side is gone (its subtask ended or the job is shutting down).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Copy, Debug, thiserror::Error)]
 #[error("downstream subtask is gone")]
 pub struct Closed;
 

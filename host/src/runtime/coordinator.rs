@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::build::Blueprint;
+use super::channel::Closed;
 use super::subtask::{Command, Event, Subtask, SubtaskError};
-use super::{OperatorInfo, Outcome, Request, Saved};
+use super::{CheckpointFailure, JobFailure, OperatorInfo, Outcome, Request, Saved};
 use crate::barrier::{Barrier, BarrierKind, Coordinator, Phase, Progress, retention_victims};
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
 use crate::key_group::KEY_GROUP_FUNCTION;
@@ -70,7 +71,7 @@ pub struct CoordinatorTask {
     final_savepoint: Option<Saved>,
     /// Set when another process took the job over (the store's generation fence): the job
     /// must end, failed, without publishing or committing anything more.
-    fenced: Option<String>,
+    fenced: Option<Arc<crate::store::StoreError>>,
     /// What the job counts; the coordinator records completed checkpoints there.
     metrics: Arc<JobMetrics>,
     /// When the checkpoint in flight was triggered, and its longest alignment so far.
@@ -78,7 +79,7 @@ pub struct CoordinatorTask {
     /// The live upgrade under way, if any.
     upgrading: Option<upgrade::Upgrading>,
     /// Set when the job failed within an upgrade's canary window: why it rolls back.
-    rollback: Option<String>,
+    rollback: Option<Arc<super::swap::UpgradeError>>,
 }
 
 impl CoordinatorTask {
@@ -147,128 +148,130 @@ impl CoordinatorTask {
         subtasks: Vec<Subtask>,
         requests: &mut mpsc::Receiver<Request>,
     ) -> Outcome {
-        let mut tasks = JoinSet::new();
-        let mut names = BTreeMap::new();
-        for subtask in subtasks {
-            let (id, events) = (subtask.id.clone(), subtask.events.clone());
-            let name = id.to_string();
-            let handle = tasks.spawn(async move {
-                let event = match subtask.run().await {
-                    Ok(()) => Event::Done(id),
-                    Err(SubtaskError::Closed(closed)) => Event::PeerGone(format!("{id}: {closed}")),
-                    Err(e) => Event::Failed(e.to_string()),
-                };
-                let _ = events.send(event);
-            });
-            names.insert(handle.id(), name);
-        }
-        let mut running = tasks.len();
-        // Why the first subtask stopped for a vanished peer, in case no root cause is reported.
-        let mut peer_gone: Option<String> = None;
+        let (mut tasks, names) = spawn_subtasks(subtasks);
+        let mut ending = Ending {
+            running: tasks.len(),
+            peer_gone: None,
+        };
         let period = Duration::from_millis(self.checkpoint_interval_ms.max(1));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut canary = tokio::time::interval(CANARY_CHECK);
-
         let outcome = loop {
-            tokio::select! {
-                _ = ticker.tick(), if self.checkpoint_interval_ms > 0 => self.trigger_periodic(),
-                _ = canary.tick(), if self.in_canary() => self.check_canary(),
-                Some(request) = requests.recv() => match request {
-                    Request::Save { stop, reply } => {
-                        if self.stopping.is_some() {
-                            let _ = reply.send(Err("the job is already stopping".to_owned()));
-                        } else {
-                            self.queued.push_back((stop, reply));
-                            self.trigger_next();
-                        }
-                    }
-                    Request::Upgrade { spec, reply } => self.upgrade(spec, reply),
-                    Request::Cancel { reply } => {
-                        tasks.shutdown().await;
-                        self.abort_in_flight("the job was stopped");
-                        let _ = reply.send(());
-                        break Outcome::Stopped(None);
-                    }
-                },
-                Some(event) = self.events.recv() => match event {
-                    Event::Acked { subtask, checkpoint, file, alignment } => {
-                        self.in_flight_since.1 = self.in_flight_since.1.max(alignment);
-                        self.on_ack(subtask, checkpoint, file).await;
-                        if let Some(error) = self.fenced.take() {
-                            tasks.shutdown().await;
-                            self.abort_in_flight(&error);
-                            break Outcome::Failed(error);
-                        }
-                    }
-                    Event::SnapshotFailed { checkpoint, error } => {
-                        tracing::warn!(%checkpoint, "checkpoint aborted: {error}");
-                        if self.coordinator.abort(checkpoint).is_none() {
-                            // Already aborted; this late write may have left files behind.
-                            self.remove_aborted(checkpoint);
-                            continue;
-                        }
-                        self.abandon(checkpoint, &error);
-                        if self.stopping.is_some_and(|b| b.checkpoint == checkpoint) {
-                            tasks.shutdown().await;
-                            break Outcome::Failed(format!("the final checkpoint {checkpoint} failed: {error}"));
-                        }
-                        self.trigger_next();
-                    }
-                    Event::Prepared(prepared) => self.on_prepared(*prepared),
-                    Event::Swapped { checkpoint, result } => self.on_swapped(checkpoint, result),
-                    Event::Resumed { subtask, pause } => {
-                        tracing::debug!(%subtask, ?pause, "the new module processed its first batch");
-                        self.on_resumed(pause);
-                    }
-                    Event::SourceExhausted => {
-                        self.sources_running -= 1;
-                        self.trigger_next();
-                    }
-                    Event::Done(subtask) => {
-                        tracing::debug!(%subtask, "subtask done");
-                        running -= 1;
-                        if running == 0 {
-                            break match self.final_savepoint.take() {
-                                Some(saved) => Outcome::Stopped(Some(saved)),
-                                None => Outcome::Finished,
-                            };
-                        }
-                    }
-                    Event::PeerGone(error) => {
-                        tracing::debug!("{error}");
-                        running -= 1;
-                        let error = peer_gone.get_or_insert(error);
-                        if running == 0 {
-                            let error = error.clone();
-                            self.abort_in_flight(&error);
-                            break Outcome::Failed(error);
-                        }
-                    }
-                    Event::Failed(error) => {
-                        tasks.shutdown().await;
-                        self.abort_in_flight(&error);
-                        break Outcome::Failed(error);
-                    }
-                },
-                Some(joined) = tasks.join_next_with_id() => {
-                    if let Err(e) = joined
-                        && e.is_panic()
-                    {
-                        let name = names.get(&e.id()).cloned().unwrap_or_default();
-                        tasks.shutdown().await;
-                        self.abort_in_flight("a subtask panicked");
-                        break Outcome::Failed(format!("subtask {name} panicked"));
-                    }
+            let step = tokio::select! {
+                _ = ticker.tick(), if self.checkpoint_interval_ms > 0 => {
+                    self.trigger_periodic();
+                    Step::Go
+                }
+                _ = canary.tick(), if self.in_canary() => {
+                    self.check_canary();
+                    Step::Go
+                }
+                Some(request) = requests.recv() => self.on_request(request),
+                Some(event) = self.events.recv() => self.on_event(event, &mut ending).await,
+                Some(joined) = tasks.join_next_with_id() => panicked(joined, &names),
+            };
+            match step {
+                Step::Go => {}
+                Step::End(outcome) => break outcome,
+                Step::Fail(failure) => {
+                    tasks.shutdown().await;
+                    self.abort_in_flight(&failure);
+                    break Outcome::Failed(failure);
+                }
+                Step::Cancel(reply) => {
+                    tasks.shutdown().await;
+                    self.abort_in_flight(&"the job was stopped");
+                    let _ = reply.send(());
+                    break Outcome::Stopped(None);
                 }
             }
         };
         self.end_upgrade(match &outcome {
-            Outcome::Failed(error) => Some(error),
+            Outcome::Failed(failure) => Some(failure),
             _ => None,
         });
         tracing::info!(job = %self.job, ?outcome, "job ended");
         outcome
+    }
+
+    /// A request from the control socket.
+    fn on_request(&mut self, request: Request) -> Step {
+        match request {
+            Request::Save { stop, reply } => {
+                if self.stopping.is_some() {
+                    let _ = reply.send(Err("the job is already stopping".to_owned()));
+                } else {
+                    self.queued.push_back((stop, reply));
+                    self.trigger_next();
+                }
+            }
+            Request::Upgrade { spec, reply } => self.upgrade(spec, reply),
+            Request::Cancel { reply } => return Step::Cancel(reply),
+        }
+        Step::Go
+    }
+
+    /// An event from a subtask (or from a task preparing or swapping an upgrade).
+    async fn on_event(&mut self, event: Event, ending: &mut Ending) -> Step {
+        match event {
+            Event::Acked {
+                subtask,
+                checkpoint,
+                file,
+                alignment,
+            } => {
+                self.in_flight_since.1 = self.in_flight_since.1.max(alignment);
+                self.on_ack(subtask, checkpoint, file).await;
+                if let Some(fenced) = self.fenced.take() {
+                    return Step::Fail(JobFailure::Fenced(fenced));
+                }
+            }
+            Event::SnapshotFailed { checkpoint, error } => {
+                return self.on_snapshot_failed(checkpoint, error);
+            }
+            Event::Prepared(prepared) => self.on_prepared(*prepared),
+            Event::Swapped { checkpoint, result } => self.on_swapped(checkpoint, result),
+            Event::Resumed { subtask, pause } => {
+                tracing::debug!(%subtask, ?pause, "the new module processed its first batch");
+                self.on_resumed(pause);
+            }
+            Event::SourceExhausted => {
+                self.sources_running -= 1;
+                self.trigger_next();
+            }
+            Event::Done(subtask) => {
+                tracing::debug!(%subtask, "subtask done");
+                ending.running -= 1;
+                if ending.running == 0 {
+                    return Step::End(match self.final_savepoint.take() {
+                        Some(saved) => Outcome::Stopped(Some(saved)),
+                        None => Outcome::Finished,
+                    });
+                }
+            }
+            Event::PeerGone(subtask, closed) => return ending.peer_gone(subtask, closed),
+            Event::Failed(error) => return Step::Fail(JobFailure::Subtask(Arc::new(error))),
+        }
+        Step::Go
+    }
+
+    /// A subtask could not snapshot for `checkpoint`: the checkpoint is aborted; the job
+    /// fails if it was the final one.
+    fn on_snapshot_failed(&mut self, checkpoint: CheckpointId, error: CheckpointFailure) -> Step {
+        tracing::warn!(%checkpoint, "checkpoint aborted: {error}");
+        if self.coordinator.abort(checkpoint).is_none() {
+            // Already aborted; this late write may have left files behind.
+            self.remove_aborted(checkpoint);
+            return Step::Go;
+        }
+        self.abandon(checkpoint, &error);
+        if self.stopping.is_some_and(|b| b.checkpoint == checkpoint) {
+            let cause = Arc::new(error);
+            return Step::Fail(JobFailure::FinalCheckpoint { checkpoint, cause });
+        }
+        self.trigger_next();
+        Step::Go
     }
 
     /// A periodic checkpoint, unless one is in flight or held back; a swap that is ready
@@ -388,7 +391,7 @@ impl CoordinatorTask {
     }
 
     /// Writes the metadata and publishes the folder; applies retention to checkpoints.
-    async fn complete(&mut self, barrier: Barrier) -> Result<Option<Saved>, String> {
+    async fn complete(&mut self, barrier: Barrier) -> Result<Option<Saved>, CheckpointFailure> {
         let metadata = Metadata {
             job: self.job.clone(),
             checkpoint: barrier.checkpoint,
@@ -443,17 +446,18 @@ impl CoordinatorTask {
         let result: Result<_, crate::store::StoreError> =
             blocking.await.expect("store calls do not panic");
         let saved = result.map_err(|e| {
+            let e = Arc::new(e);
             if e.is_fenced() {
-                self.fenced = Some(e.to_string());
+                self.fenced = Some(e.clone());
             }
-            e.to_string()
+            CheckpointFailure::Complete(e)
         })?;
         tracing::info!(checkpoint = %barrier.checkpoint, kind = ?barrier.kind, "checkpoint complete");
         Ok(saved)
     }
 
     /// Drops the files of a checkpoint that will never complete and answers its requester.
-    fn abandon(&mut self, checkpoint: CheckpointId, error: &str) {
+    fn abandon(&mut self, checkpoint: CheckpointId, error: &dyn std::fmt::Display) {
         self.remove_aborted(checkpoint);
         if let Some(reply) = self.answering.take() {
             let _ = reply.send(Err(format!("savepoint {checkpoint} failed: {error}")));
@@ -467,7 +471,7 @@ impl CoordinatorTask {
     }
 
     /// The job is ending abnormally: drop the checkpoint in flight, answer every requester.
-    fn abort_in_flight(&mut self, error: &str) {
+    fn abort_in_flight(&mut self, error: &dyn std::fmt::Display) {
         if let Some(barrier) = self.coordinator.in_flight() {
             self.coordinator.abort(barrier.checkpoint);
             self.abandon(barrier.checkpoint, error);
@@ -475,5 +479,72 @@ impl CoordinatorTask {
         for (_, reply) in self.queued.drain(..) {
             let _ = reply.send(Err(format!("the job ended before the savepoint: {error}")));
         }
+    }
+}
+
+/// What one request, event or ended task means for the coordinator's loop.
+enum Step {
+    /// Go on.
+    Go,
+    /// Every subtask ended: the job ended so.
+    End(Outcome),
+    /// The job failed: stop every subtask.
+    Fail(JobFailure),
+    /// `host stop` without a savepoint: stop every subtask, then answer.
+    Cancel(oneshot::Sender<()>),
+}
+
+/// How many subtasks still run, and why the first one that stopped for a vanished peer did,
+/// in case no root cause is reported.
+struct Ending {
+    running: usize,
+    peer_gone: Option<(SubtaskId, Closed)>,
+}
+
+impl Ending {
+    /// `subtask` stopped because a peer vanished: the job fails once every subtask has.
+    fn peer_gone(&mut self, subtask: SubtaskId, closed: Closed) -> Step {
+        tracing::debug!(%subtask, "{closed}");
+        self.running -= 1;
+        let (subtask, closed) = self.peer_gone.get_or_insert((subtask, closed)).clone();
+        if self.running > 0 {
+            return Step::Go;
+        }
+        Step::Fail(JobFailure::PeerGone { subtask, closed })
+    }
+}
+
+/// Spawns every subtask; each tells the coordinator how it ended. Returns their tasks, and
+/// each task's subtask by task id (to name one that panicked).
+fn spawn_subtasks(subtasks: Vec<Subtask>) -> (JoinSet<()>, BTreeMap<tokio::task::Id, String>) {
+    let mut tasks = JoinSet::new();
+    let mut names = BTreeMap::new();
+    for subtask in subtasks {
+        let (id, events) = (subtask.id.clone(), subtask.events.clone());
+        let name = id.to_string();
+        let handle = tasks.spawn(async move {
+            let event = match subtask.run().await {
+                Ok(()) => Event::Done(id),
+                Err(SubtaskError::Closed(closed)) => Event::PeerGone(id, closed),
+                Err(e) => Event::Failed(e),
+            };
+            let _ = events.send(event);
+        });
+        names.insert(handle.id(), name);
+    }
+    (tasks, names)
+}
+
+/// A subtask's task ended: the job fails if it panicked.
+fn panicked(
+    joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+    names: &BTreeMap<tokio::task::Id, String>,
+) -> Step {
+    match joined {
+        Err(e) if e.is_panic() => {
+            let name = names.get(&e.id()).cloned().unwrap_or_default();
+            Step::Fail(JobFailure::Panicked(name))
+        }
+        _ => Step::Go,
     }
 }

@@ -9,12 +9,12 @@
 mod build;
 pub mod channel;
 pub mod coordinator;
+mod failure;
 pub mod partition;
 mod restore;
 pub mod subtask;
 pub mod swap;
 
-use std::fmt;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -84,30 +84,6 @@ pub struct RestoreFrom {
     pub states: States,
 }
 
-/// A problem found while building a job, naming the operator (and subtask) at fault.
-#[derive(Debug)]
-pub struct BuildError {
-    /// The operator at fault.
-    pub operator: OperatorId,
-    /// The subtask at fault, if one.
-    pub subtask: Option<u32>,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.subtask {
-            Some(subtask) => write!(
-                f,
-                "operator `{}` (subtask {subtask}): {}",
-                self.operator, self.message
-            ),
-            None => write!(f, "operator `{}`: {}", self.operator, self.message),
-        }
-    }
-}
-
 /// What the checkpoint metadata records of each operator.
 #[derive(Clone, Debug)]
 pub struct OperatorInfo {
@@ -130,6 +106,7 @@ pub struct OperatorInfo {
 }
 
 pub use build::build;
+pub use failure::{BuildCause, BuildError, CheckpointFailure, JobFailure, RestartError};
 pub use restore::Remap;
 pub use swap::{Canary, UpgradeSpec, Upgraded};
 
@@ -176,14 +153,14 @@ pub enum Request {
 }
 
 /// How a job ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Outcome {
     /// Every source ended and the final checkpoint was committed.
     Finished,
     /// Stopped on request, with a savepoint if one was asked for.
     Stopped(Option<Saved>),
-    /// Failed; the error names the operator.
-    Failed(String),
+    /// Failed; the failure names the operator, subtask or checkpoint at fault.
+    Failed(JobFailure),
 }
 
 /// A running job.
@@ -208,7 +185,7 @@ impl JobHandle {
     pub async fn wait(self) -> Outcome {
         self.outcome
             .await
-            .unwrap_or_else(|e| Outcome::Failed(format!("the coordinator panicked: {e}")))
+            .unwrap_or_else(|e| Outcome::Failed(JobFailure::CoordinatorPanicked(e.to_string())))
     }
 }
 
@@ -239,7 +216,7 @@ impl Job {
         let mut restarts = 0;
         loop {
             let outcome = coordinator.run(subtasks, &mut requests).await;
-            let Outcome::Failed(error) = outcome else {
+            let Outcome::Failed(failure) = outcome else {
                 return outcome;
             };
             let blueprint = coordinator.blueprint().clone();
@@ -247,28 +224,35 @@ impl Job {
                 tracing::warn!(job = %blueprint.job, "{rollback}");
                 match blueprint.restart(coordinator.next_checkpoint()).await {
                     Ok(rebuilt) => (subtasks, coordinator) = rebuilt,
-                    Err(e) => {
-                        return Outcome::Failed(format!("{rollback}; rolling back failed: {e}"));
+                    Err(error) => {
+                        let error = Arc::new(error);
+                        return Outcome::Failed(JobFailure::RollbackFailed { rollback, error });
                     }
                 }
                 continue;
             }
             if restarts == strategy.attempts {
                 return Outcome::Failed(match restarts {
-                    0 => error,
-                    n => format!("{error} (gave up after {n} restarts)"),
+                    0 => failure,
+                    restarts => JobFailure::GaveUp {
+                        failure: Box::new(failure),
+                        restarts,
+                    },
                 });
             }
             restarts += 1;
             blueprint.metrics.restarted();
-            tracing::warn!(job = %blueprint.job, restart = restarts, of = strategy.attempts, "{error}; restarting from the latest checkpoint");
+            tracing::warn!(job = %blueprint.job, restart = restarts, of = strategy.attempts, "{failure}; restarting from the latest checkpoint");
             tokio::time::sleep(std::time::Duration::from_millis(strategy.delay_ms)).await;
             match blueprint.restart(coordinator.next_checkpoint()).await {
                 Ok((rebuilt, rebuilt_coordinator)) => {
                     (subtasks, coordinator) = (rebuilt, rebuilt_coordinator)
                 }
-                Err(restart_error) => {
-                    return Outcome::Failed(format!("{error}; restarting failed: {restart_error}"));
+                Err(error) => {
+                    return Outcome::Failed(JobFailure::RestartFailed {
+                        failure: Box::new(failure),
+                        error: Arc::new(error),
+                    });
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! as [`snapshot::plan_restore`] decides (key groups, each a chain of pieces, and operator
 //! states), and each subtask's guest `restore`s it. Loading state only: nothing outside the guests.
 
-use super::{BuildError, OperatorInfo, RestoreFrom};
+use super::{BuildCause, BuildError, OperatorInfo, RestoreFrom};
 use crate::engine::Instance;
 use crate::engine::bindings::{KeyGroupState, Restored, StateOrigin};
 use crate::snapshot::{self, Assigned, Held};
@@ -33,15 +33,15 @@ pub(super) async fn restore_operator(
     let Some(state) = restore.metadata.operators.iter().find(|s| s.id == op.id) else {
         return Ok(());
     };
-    let error = |subtask, message| BuildError {
+    let error = |subtask, cause| BuildError {
         operator: op.id.clone(),
         subtask,
-        message,
+        cause,
     };
-    let old = old_states(restore, state).map_err(|message| vec![error(None, message)])?;
+    let old = old_states(restore, state).map_err(|cause| vec![error(None, cause)])?;
     let max_parallelism = restore.metadata.max_parallelism;
     let assigned = snapshot::plan_restore(&old, op.parallelism, max_parallelism, info.rescale)
-        .map_err(|e| vec![error(None, e.to_string())])?;
+        .map_err(|e| vec![error(None, e.into())])?;
     info.remap = Some(Remap {
         from_parallelism: state.parallelism,
         subtasks: assigned.iter().map(|a| a.moved.clone()).collect(),
@@ -56,7 +56,7 @@ pub(super) async fn restore_operator(
         let index = instance.subtask().index;
         let restored = restored(state.parallelism, assigned);
         if let Err(e) = instance.restore(&restored, &origin).await {
-            errors.push(error(Some(index), e.to_string()));
+            errors.push(error(Some(index), e.into()));
         }
     }
     if errors.is_empty() {
@@ -67,15 +67,15 @@ pub(super) async fn restore_operator(
 }
 
 /// The state of every subtask of the point's operator `state`, in subtask order.
-fn old_states(restore: &RestoreFrom, state: &OperatorState) -> Result<Vec<Held>, String> {
+fn old_states(restore: &RestoreFrom, state: &OperatorState) -> Result<Vec<Held>, BuildCause> {
     (0..state.parallelism)
         .map(|subtask| {
-            let held = restore.states.get(&(state.id.clone(), subtask)).ok_or_else(|| {
-                format!(
-                    "checkpoint {} has state for the operator but none for its subtask {subtask}",
-                    restore.metadata.checkpoint
-                )
-            })?;
+            let held = restore.states.get(&(state.id.clone(), subtask)).ok_or(
+                BuildCause::MissingState {
+                    checkpoint: restore.metadata.checkpoint,
+                    subtask,
+                },
+            )?;
             Ok(held.clone())
         })
         .collect()

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::CheckpointFailure;
 use super::channel::{Closed, Message, Receiver, batch_len};
 use super::partition::{Output, check_batch};
 use super::swap::{Prepared, SwapOrder, Swapped, UpgradeError};
@@ -68,17 +69,17 @@ pub enum Event {
         /// Which checkpoint.
         checkpoint: CheckpointId,
         /// Why, naming the subtask.
-        error: String,
+        error: CheckpointFailure,
     },
     /// A source has nothing more to emit.
     SourceExhausted,
     /// It ended normally.
     Done(SubtaskId),
     /// It failed; the job must stop.
-    Failed(String),
+    Failed(SubtaskError),
     /// It stopped because a subtask it sends to is gone: a consequence of a failure that
     /// subtask reports itself, so the job's error names the root cause, not this.
-    PeerGone(String),
+    PeerGone(SubtaskId, Closed),
     /// An upgrade's new module was compiled and checked, or refused (from the task preparing
     /// it, not a subtask).
     Prepared(Box<Result<Prepared, UpgradeError>>),
@@ -378,10 +379,10 @@ impl Subtask {
         let held = match snapshot.await {
             Ok(snapshot) => self.take_in(checkpoint, snapshot, full)?,
             Err(error @ GuestError::Refused { .. }) => {
-                let _ = self.events.send(Event::SnapshotFailed {
-                    checkpoint,
-                    error: error.to_string(),
-                });
+                let error = CheckpointFailure::Refused(error);
+                let _ = self
+                    .events
+                    .send(Event::SnapshotFailed { checkpoint, error });
                 return Ok(false);
             }
             Err(trap) => return Err(trap.into()),
@@ -436,9 +437,9 @@ impl Subtask {
                     file,
                     alignment,
                 },
-                Err(e) => Event::SnapshotFailed {
+                Err(source) => Event::SnapshotFailed {
                     checkpoint,
-                    error: format!("{subtask}: {e}"),
+                    error: CheckpointFailure::Write { subtask, source },
                 },
             };
             let _ = events.send(event);

@@ -24,7 +24,7 @@ use tokio::time::{Duration, Instant};
 
 use super::build::Blueprint;
 use super::subtask::Event;
-use super::{OperatorInfo, RestoreFrom, restore};
+use super::{JobFailure, OperatorInfo, RestoreFrom, restore};
 use crate::barrier::BarrierKind;
 use crate::engine::{EngineError, Instance, Module};
 use crate::ids::{CheckpointId, OperatorId, Role};
@@ -171,7 +171,7 @@ pub enum UpgradeError {
     /// The job failed within the canary window: it restarts with the old module.
     #[error(
         "operator `{operator}`: rolled back to the old module from checkpoint {checkpoint}: the \
-         job failed within the canary window: {error}"
+         job failed within the canary window: {failure}"
     )]
     RolledBack {
         /// The operator.
@@ -179,15 +179,18 @@ pub enum UpgradeError {
         /// The checkpoint the job restarts from.
         checkpoint: CheckpointId,
         /// The failure.
-        error: String,
+        failure: JobFailure,
     },
     /// The job ended (stopped or cancelled) before the swap was final.
-    #[error("operator `{operator}`: the job ended before the swap was final: {why}")]
+    #[error(
+        "operator `{operator}`: the job ended before the swap was final: {}",
+        .failure.as_ref().map_or("it was stopped".to_owned(), ToString::to_string)
+    )]
     JobEnded {
         /// The operator.
         operator: OperatorId,
-        /// Why.
-        why: String,
+        /// Why, if it failed.
+        failure: Option<JobFailure>,
     },
 }
 

@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 use super::CoordinatorTask;
 use crate::barrier::BarrierKind;
 use crate::ids::{CheckpointId, OperatorId};
+use crate::runtime::JobFailure;
 use crate::runtime::subtask::{Command, Event};
 use crate::runtime::swap::{
     self, Canary, CanaryCount, Prepared, SwapOrder, UpgradeError, UpgradeSpec, Upgraded,
@@ -228,33 +229,31 @@ impl CoordinatorTask {
     /// The job ended with an upgrade under way; `failure` is why, if it failed. A failure within
     /// the canary window rolls back: the restart (see `Job::supervise`) runs the old module,
     /// from the checkpoint the new one restored.
-    pub(super) fn end_upgrade(&mut self, failure: Option<&str>) {
+    pub(super) fn end_upgrade(&mut self, failure: Option<&JobFailure>) {
         let Some(upgrading) = &self.upgrading else {
             return;
         };
         let operator = upgrading.operator.clone();
         let error = match (&upgrading.stage, failure) {
-            (Stage::Canary(_, checkpoint, _), Some(error)) => {
-                let checkpoint = *checkpoint;
-                let error = error.to_owned();
-                let rolled_back = UpgradeError::RolledBack {
-                    operator,
-                    checkpoint,
-                    error,
+            (Stage::Canary(_, checkpoint, _), Some(failure)) => {
+                let rolled_back = || UpgradeError::RolledBack {
+                    operator: operator.clone(),
+                    checkpoint: *checkpoint,
+                    failure: failure.clone(),
                 };
-                self.rollback = Some(rolled_back.to_string());
-                rolled_back
+                self.rollback = Some(Arc::new(rolled_back()));
+                rolled_back()
             }
             (_, failure) => UpgradeError::JobEnded {
                 operator,
-                why: failure.unwrap_or("it was stopped").to_owned(),
+                failure: failure.cloned(),
             },
         };
         self.answer_upgrade(Err(error));
     }
 
     /// Why the job just ended should restart with the old module, once.
-    pub fn take_rollback(&mut self) -> Option<String> {
+    pub fn take_rollback(&mut self) -> Option<Arc<UpgradeError>> {
         self.rollback.take()
     }
 

@@ -1,0 +1,165 @@
+//! Why a job could not be built, why a checkpoint failed, and why a running job failed: typed
+//! causes, each naming the operator, subtask or checkpoint at fault, carried as they are up
+//! to the CLI (or the control socket), which formats them once.
+//!
+//! Cheap to clone where a failure is both reported and kept (the restart policy keeps the one
+//! it restarts after): the causes that are not `Clone` themselves sit behind an `Arc`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::channel::Closed;
+use super::subtask::SubtaskError;
+use crate::engine::{EngineError, GuestError};
+use crate::ids::{CheckpointId, OperatorId, SubtaskId};
+use crate::snapshot::RescaleError;
+use crate::store::StoreError;
+
+/// A problem found while building a job, naming the operator (and subtask) at fault.
+#[derive(Debug)]
+pub struct BuildError {
+    /// The operator at fault.
+    pub operator: OperatorId,
+    /// The subtask at fault, if one.
+    pub subtask: Option<u32>,
+    /// What went wrong.
+    pub cause: BuildCause,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.subtask {
+            Some(subtask) => write!(
+                f,
+                "operator `{}` (subtask {subtask}): {}",
+                self.operator, self.cause
+            ),
+            None => write!(f, "operator `{}`: {}", self.operator, self.cause),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// What went wrong building one operator or subtask.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildCause {
+    /// Its module could not be loaded for its world (shared by the operators that use it).
+    #[error(transparent)]
+    Module(Arc<EngineError>),
+    /// Its instance could not be created.
+    #[error(transparent)]
+    Instantiate(EngineError),
+    /// Its guest refused or trapped in `describe`, `init` or `restore`.
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// The point has state for the operator but not for one of its subtasks.
+    #[error(
+        "checkpoint {checkpoint} has state for the operator but none for its subtask {subtask}"
+    )]
+    MissingState {
+        /// The point's checkpoint.
+        checkpoint: CheckpointId,
+        /// The point's subtask without state.
+        subtask: u32,
+    },
+    /// The point's state cannot go to the job's parallelism.
+    #[error(transparent)]
+    Rescale(#[from] RescaleError),
+}
+
+/// Why a job could not be rebuilt after a failure (or for a rollback).
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    /// Its latest checkpoint could not be read back.
+    #[error(transparent)]
+    Read(#[from] StoreError),
+    /// It could not be built from it.
+    #[error("{}", join(.0))]
+    Build(Vec<BuildError>),
+}
+
+fn join(errors: &[BuildError]) -> String {
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    errors.join("; ")
+}
+
+/// Why one checkpoint failed (and was aborted).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointFailure {
+    /// A guest refused its snapshot (a trap fails the subtask instead).
+    #[error(transparent)]
+    Refused(GuestError),
+    /// A subtask's state could not be written.
+    #[error("{subtask}: {source}")]
+    Write {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// Why.
+        source: StoreError,
+    },
+    /// The checkpoint could not be completed: its metadata written or its folder published.
+    #[error(transparent)]
+    Complete(Arc<StoreError>),
+}
+
+/// Why a running job failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// A subtask failed: its guest trapped, or produced what the host cannot read.
+    #[error(transparent)]
+    Subtask(Arc<SubtaskError>),
+    /// A subtask's task panicked (a bug of the host).
+    #[error("subtask {0} panicked")]
+    Panicked(String),
+    /// Every subtask ended because a peer vanished, and none said why.
+    #[error("{subtask}: {closed}")]
+    PeerGone {
+        /// The first subtask that saw it.
+        subtask: SubtaskId,
+        /// What it saw.
+        closed: Closed,
+    },
+    /// The checkpoint that was to end the job (`stop --save`) failed.
+    #[error("the final checkpoint {checkpoint} failed: {cause}")]
+    FinalCheckpoint {
+        /// Its number.
+        checkpoint: CheckpointId,
+        /// Why.
+        cause: Arc<CheckpointFailure>,
+    },
+    /// Another process took the job over (the store's generation fence).
+    #[error(transparent)]
+    Fenced(Arc<StoreError>),
+    /// The coordinator's task panicked (a bug of the host).
+    #[error("the coordinator panicked: {0}")]
+    CoordinatorPanicked(String),
+    /// The restart strategy's attempts ran out.
+    #[error("{failure} (gave up after {restarts} restarts)")]
+    GaveUp {
+        /// The last failure.
+        failure: Box<JobFailure>,
+        /// Restarts attempted.
+        restarts: u32,
+    },
+    /// A restart after `failure` could not rebuild the job.
+    #[error("{failure}; restarting failed: {error}")]
+    RestartFailed {
+        /// What the restart was for.
+        failure: Box<JobFailure>,
+        /// Why it failed.
+        error: Arc<RestartError>,
+    },
+    /// The rollback of a live upgrade could not rebuild the job with the old module.
+    #[error("{rollback}; rolling back failed: {error}")]
+    RollbackFailed {
+        /// The rollback.
+        rollback: Arc<super::swap::UpgradeError>,
+        /// Why it failed.
+        error: Arc<RestartError>,
+    },
+}
