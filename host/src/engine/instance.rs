@@ -10,7 +10,9 @@ use std::time::Duration;
 use super::guest_log::GuestLog;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::{Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+use wasmtime_wasi::{
+    Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder,
+};
 
 use super::bindings::{
     Batch, Context, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin, operator, sink, source,
@@ -157,33 +159,8 @@ impl Engine {
         limits: Limits,
         grants: Grants<'_>,
     ) -> Result<Instance, EngineError> {
-        let mut wasi = WasiCtxBuilder::new();
-        let (stdout, stderr) = GuestLog::pair(&subtask);
-        wasi.stdout(stdout).stderr(stderr);
-        if !grants.clock {
-            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
-        }
-        // Randomness is no grant: a guest gets bytes fixed by its subtask's name (language
-        // runtimes seed their hash tables from it at start-up), so a replay sees the same.
-        let seed = deterministic_seed(&subtask);
-        let seed_value = u128::from_le_bytes(seed[..16].try_into().expect("16 bytes"));
-        wasi.secure_random(Deterministic::new(seed.clone()))
-            .insecure_random(Deterministic::new(seed))
-            .insecure_random_seed(seed_value);
-        for mount in grants.mounts {
-            let perms = if mount.writable {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
-            };
-            wasi.preopened_dir(&mount.host, &mount.guest, perms)
-                .map_err(|e| EngineError::Grant {
-                    path: mount.host.clone(),
-                    reason: format!("{e:#}"),
-                })?;
-        }
         let state = HostState {
-            wasi: wasi.build(),
+            wasi: wasi_context(&subtask, &grants)?,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes_max)
@@ -229,6 +206,37 @@ impl Engine {
             call_ticks_max: limits.call_ms_max.div_ceil(EPOCH_TICK_MS),
         })
     }
+}
+
+/// What WASI gives `subtask`'s guest: its log, a frozen clock unless granted the real one,
+/// randomness fixed by its name, and its mounts (read-only unless granted writes).
+fn wasi_context(subtask: &SubtaskId, grants: &Grants<'_>) -> Result<WasiCtx, EngineError> {
+    let mut wasi = WasiCtxBuilder::new();
+    let (stdout, stderr) = GuestLog::pair(subtask);
+    wasi.stdout(stdout).stderr(stderr);
+    if !grants.clock {
+        wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+    }
+    // Randomness is no grant: a guest gets bytes fixed by its subtask's name (language
+    // runtimes seed their hash tables from it at start-up), so a replay sees the same.
+    let seed = deterministic_seed(subtask);
+    let seed_value = u128::from_le_bytes(seed[..16].try_into().expect("16 bytes"));
+    wasi.secure_random(Deterministic::new(seed.clone()))
+        .insecure_random(Deterministic::new(seed))
+        .insecure_random_seed(seed_value);
+    for mount in grants.mounts {
+        let perms = if mount.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        wasi.preopened_dir(&mount.host, &mount.guest, perms)
+            .map_err(|e| EngineError::Grant {
+                path: mount.host.clone(),
+                reason: format!("{e:#}"),
+            })?;
+    }
+    Ok(wasi.build())
 }
 
 /// Runs a guest call for at most `deadline` of wall-clock time. Epoch interruption stops a

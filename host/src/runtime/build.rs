@@ -17,7 +17,7 @@ use super::channel::{Receiver, Sender, channel};
 use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
 use super::restore;
-use super::subtask::Subtask;
+use super::subtask::{Command, Event, Subtask};
 use super::{
     BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
     RestartError, RestoreFrom,
@@ -117,17 +117,41 @@ impl Blueprint {
             .map_err(RestartError::Build)
     }
 
+    /// Builds the job: every subtask started and restored (from `restore`, if given), then
+    /// wired to its peers and to a coordinator whose first checkpoint is `first`.
     async fn assemble(
         &self,
         restore: Option<&RestoreFrom>,
         first: CheckpointId,
     ) -> Result<(Vec<Subtask>, CoordinatorTask), Vec<BuildError>> {
+        let (instances, infos) = self.start_all(restore).await?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let mut wiring = Wiring::new(&self.plan);
+        let mut subtasks = Vec::new();
+        let mut commands = BTreeMap::new();
+        for instance in instances {
+            let (command_tx, command_rx) = mpsc::unbounded_channel();
+            commands.insert(instance.subtask().clone(), command_tx);
+            let channels = (command_rx, events_tx.clone());
+            subtasks.push(self.wire(instance, channels, &mut wiring, restore));
+        }
+        let channels = (commands, (events_tx, events));
+        let coordinator = CoordinatorTask::new(self.clone(), infos, channels, first);
+        Ok((subtasks, coordinator))
+    }
+
+    /// Loads every module, and starts and restores every subtask: the instances in plan
+    /// order, and what the checkpoint metadata will record of each operator. Collects every
+    /// error.
+    async fn start_all(
+        &self,
+        restore: Option<&RestoreFrom>,
+    ) -> Result<(Vec<Instance>, Vec<OperatorInfo>), Vec<BuildError>> {
         let mut errors = Vec::new();
         let started_at = std::time::Instant::now();
         let modules = self.load_modules().await?;
         tracing::debug!(elapsed = ?started_at.elapsed(), "modules loaded");
-        let mut infos = Vec::new();
-        let mut instances = Vec::new();
+        let (mut instances, mut infos) = (Vec::new(), Vec::new());
         for (op, module) in self.plan.operators.iter().zip(&modules) {
             let mut info = OperatorInfo {
                 id: op.id.clone(),
@@ -159,50 +183,51 @@ impl Blueprint {
             instances.extend(started);
             infos.push(info);
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        if errors.is_empty() {
+            Ok((instances, infos))
+        } else {
+            Err(errors)
         }
+    }
 
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let mut wiring = Wiring::new(&self.plan);
-        let mut subtasks = Vec::new();
-        let mut commands = BTreeMap::new();
-        for instance in instances {
-            let id = instance.subtask().clone();
-            let op_index = self
-                .plan
-                .operators
-                .iter()
-                .position(|op| op.id == id.operator)
-                .expect("planned operator");
-            let op = &self.plan.operators[op_index];
-            let (command_tx, command_rx) = mpsc::unbounded_channel();
-            commands.insert(id.clone(), command_tx);
-            let counters = self.metrics.subtask(&id);
-            subtasks.push(Subtask {
-                inputs: wiring
-                    .inputs
-                    .remove(&(op_index, id.index))
-                    .unwrap_or_default(),
-                output: wiring.output(&self.plan, op_index, id.index, counters.clone()),
-                counters,
-                id,
-                role: op.role,
-                instance,
-                commands: command_rx,
-                events: events_tx.clone(),
-                store: self.store.clone(),
-                job: self.job.clone(),
-                records_per_second_max: op.records_per_second_max,
-                recover: recover_checkpoint(restore, op),
-                held: None,
-                swap: None,
-                swapped: None,
-            });
+    /// A started subtask, given its channels: inputs and outputs from `wiring`, commands from
+    /// the coordinator and events to it.
+    fn wire(
+        &self,
+        instance: Instance,
+        (commands, events): (
+            mpsc::UnboundedReceiver<Command>,
+            mpsc::UnboundedSender<Event>,
+        ),
+        wiring: &mut Wiring,
+        restore: Option<&RestoreFrom>,
+    ) -> Subtask {
+        let id = instance.subtask().clone();
+        let operators = &self.plan.operators;
+        let op_index = operators.iter().position(|op| op.id == id.operator);
+        let op_index = op_index.expect("planned operator");
+        let op = &operators[op_index];
+        let counters = self.metrics.subtask(&id);
+        Subtask {
+            inputs: wiring
+                .inputs
+                .remove(&(op_index, id.index))
+                .unwrap_or_default(),
+            output: wiring.output(&self.plan, op_index, id.index, counters.clone()),
+            counters,
+            id,
+            role: op.role,
+            instance,
+            commands,
+            events,
+            store: self.store.clone(),
+            job: self.job.clone(),
+            records_per_second_max: op.records_per_second_max,
+            recover: recover_checkpoint(restore, op),
+            held: None,
+            swap: None,
+            swapped: None,
         }
-        let channels = (commands, (events_tx, events));
-        let coordinator = CoordinatorTask::new(self.clone(), infos, channels, first);
-        Ok((subtasks, coordinator))
     }
 
     /// Loads every operator's module (each file once), all at once on the blocking pool: a

@@ -392,38 +392,7 @@ impl CoordinatorTask {
 
     /// Writes the metadata and publishes the folder; applies retention to checkpoints.
     async fn complete(&mut self, barrier: Barrier) -> Result<Option<Saved>, CheckpointFailure> {
-        let metadata = Metadata {
-            job: self.job.clone(),
-            checkpoint: barrier.checkpoint,
-            kind: barrier.kind,
-            completed_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            job_file: self.blueprint.record.job_file.clone(),
-            max_parallelism: self.max_parallelism,
-            key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-            state_layout: StateLayout::Chained,
-            operators: self
-                .operators
-                .iter()
-                .map(|op| OperatorState {
-                    id: op.id.clone(),
-                    role: op.role,
-                    module_sha256: op.module_sha256.clone(),
-                    module_name: op.module_name.clone(),
-                    module_version: op.module_version.clone(),
-                    parallelism: op.parallelism,
-                    files: self
-                        .acked
-                        .iter()
-                        .filter(|(subtask, _)| subtask.operator == op.id)
-                        .map(|(_, file)| file.clone())
-                        .collect(),
-                })
-                .collect(),
-            definition: Some(self.blueprint.record.definition.clone()),
-            resumed_from: self.blueprint.record.resumed_from.clone(),
-        };
+        let metadata = self.metadata(barrier);
         let store = self.store.clone();
         let keep = self.checkpoints_retained;
         let blocking = tokio::task::spawn_blocking(move || match metadata.kind {
@@ -454,6 +423,43 @@ impl CoordinatorTask {
         })?;
         tracing::info!(checkpoint = %barrier.checkpoint, kind = ?barrier.kind, "checkpoint complete");
         Ok(saved)
+    }
+
+    /// The metadata of the checkpoint `barrier` completes: the job, each operator with its
+    /// module and the state files its subtasks acked.
+    fn metadata(&self, barrier: Barrier) -> Metadata {
+        Metadata {
+            job: self.job.clone(),
+            checkpoint: barrier.checkpoint,
+            kind: barrier.kind,
+            completed_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            job_file: self.blueprint.record.job_file.clone(),
+            max_parallelism: self.max_parallelism,
+            key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+            state_layout: StateLayout::Chained,
+            operators: self
+                .operators
+                .iter()
+                .map(|op| OperatorState {
+                    id: op.id.clone(),
+                    role: op.role,
+                    module_sha256: op.module_sha256.clone(),
+                    module_name: op.module_name.clone(),
+                    module_version: op.module_version.clone(),
+                    parallelism: op.parallelism,
+                    files: self
+                        .acked
+                        .iter()
+                        .filter(|(subtask, _)| subtask.operator == op.id)
+                        .map(|(_, file)| file.clone())
+                        .collect(),
+                })
+                .collect(),
+            definition: Some(self.blueprint.record.definition.clone()),
+            resumed_from: self.blueprint.record.resumed_from.clone(),
+        }
     }
 
     /// Drops the files of a checkpoint that will never complete and answers its requester.

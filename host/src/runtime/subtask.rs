@@ -245,7 +245,6 @@ impl Subtask {
                         // The observable "first record processed" (README, Benchmarks).
                         tracing::info!(subtask = %self.id, records, "first batch processed");
                     }
-                    self.after_swap(records);
                     continue;
                 }
                 Ok((input, Message::Barrier(barrier))) => {
@@ -263,9 +262,17 @@ impl Subtask {
             }
         }
         self.output.end()?;
-        // A sink that passed a final barrier stays until that checkpoint is committed (the
-        // commit may also have come before its last input ended).
-        let Some(last) = last_barrier.filter(|b| b.then_stop && self.role == Role::Sink) else {
+        self.await_final_commit(last_barrier, committed).await
+    }
+
+    /// A sink that passed a final barrier (`last`) stays until that checkpoint is committed
+    /// (the commit may also have come before its last input ended: `committed`).
+    async fn await_final_commit(
+        &mut self,
+        last: Option<Barrier>,
+        mut committed: Option<CheckpointId>,
+    ) -> Result<(), SubtaskError> {
+        let Some(last) = last.filter(|b| b.then_stop && self.role == Role::Sink) else {
             return Ok(());
         };
         while committed.is_none_or(|c| c < last.checkpoint) {
@@ -289,22 +296,25 @@ impl Subtask {
     }
 
     async fn on_batch(&mut self, batch: Batch) -> Result<(), SubtaskError> {
-        self.counters.received(batch_len(&batch));
+        let records = batch_len(&batch);
+        self.counters.received(records);
         let since = Instant::now().into_std();
         match self.role {
             Role::Sink => {
                 let written = self.instance.write(&batch).await;
                 self.counters.busy_since(since);
-                Ok(written?)
+                written?;
             }
             _ => {
                 let output = self.instance.process(&batch).await;
                 self.counters.busy_since(since);
                 let output = output?;
                 self.check(&output)?;
-                Ok(self.output.send(output).await?)
+                self.output.send(output).await?;
             }
         }
+        self.after_swap(records);
+        Ok(())
     }
 
     /// Polls a source's guest, counting the call as busy time.
