@@ -20,6 +20,7 @@ pub mod modules;
 pub mod object;
 mod read;
 pub mod state_file;
+mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -42,6 +43,7 @@ pub use metadata::{
 };
 pub use modules::ModuleFault;
 use object::ObjectPoints;
+pub(crate) use read::{verify_blob, verify_lengths};
 
 /// A failure of the state folder, naming the path at fault.
 #[derive(Debug, thiserror::Error)]
@@ -389,158 +391,6 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Writes one subtask's state for a checkpoint in progress, durably: the segment of its
-    /// pieces new since its previous checkpoint (homed there by [`Held::home_new_pieces`]),
-    /// links to the segments of earlier points that hold the rest, and its state file. On an
-    /// object store, the objects go straight under the checkpoint's own prefix, unlisted until
-    /// its `_metadata`, and the earlier segments are copied server-side (an object store has
-    /// no hard links: there, each point holds its own copy).
-    pub fn write_state(
-        &self,
-        job: &JobId,
-        checkpoint: CheckpointId,
-        operator: &OperatorId,
-        subtask: u32,
-        held: &Held,
-    ) -> Result<StateFile, StoreError> {
-        let encoded = state_file::encode(held);
-        let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
-        let earlier = self
-            .published
-            .lock()
-            .expect("not poisoned")
-            .get(job)
-            .cloned();
-        let earlier = earlier.as_deref();
-        let file = Layout::state_file_name(operator.as_str(), subtask);
-        let blob = &encoded.state_file;
-        let midway = || self.fault_point(Phase::StateWrite, checkpoint);
-        if let Some(object) = self.object() {
-            let at = self.layout.checkpoint(job, checkpoint);
-            for (name, pieces) in &encoded.segments {
-                let (to, layout) = (at.join(name), &self.layout);
-                if *name == own || !object.copy_if_present(layout, earlier, name, &to)? {
-                    let bytes = state_file::segment_bytes(pieces);
-                    object.write_state(layout, &to, &bytes, || Ok(()))?;
-                }
-            }
-            // A fault at this phase strikes halfway through the state file's upload.
-            object.write_state(&self.layout, &at.join(&file), blob, midway)?;
-        } else {
-            let dir = self.layout.in_progress(job, checkpoint);
-            durable::create_dir(&dir).map_err(io_error(&dir))?;
-            for (name, pieces) in &encoded.segments {
-                let path = dir.join(name);
-                if *name == own || !self.link_earlier(earlier, name, &path)? {
-                    let bytes = state_file::segment_bytes(pieces);
-                    durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
-                        .map_err(io_error(&path))?;
-                }
-            }
-            let path = dir.join(&file);
-            // A fault at this phase strikes with half the file written.
-            durable::write_file_in_building_dir(&path, blob, midway).map_err(io_error(&path))?;
-        }
-        Ok(StateFile {
-            subtask,
-            file,
-            len: blob.len() as u64,
-            checksum: metadata::checksum(blob),
-        })
-    }
-
-    /// Links segment `name` of the point folder `earlier` as `to`; false if there is no such
-    /// segment (the point was removed, or the segment's checkpoint aborted).
-    fn link_earlier(
-        &self,
-        earlier: Option<&Path>,
-        name: &str,
-        to: &Path,
-    ) -> Result<bool, StoreError> {
-        let Some(earlier) = earlier else {
-            return Ok(false);
-        };
-        match durable::link_in_building_dir(&earlier.join(name), to) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_error(to)(e)),
-        }
-    }
-
-    /// Publishes a complete checkpoint: `_metadata` is written, then the folder renamed.
-    pub fn complete_checkpoint(&self, metadata: &Metadata) -> Result<PathBuf, StoreError> {
-        let to = self.layout.checkpoint(&metadata.job, metadata.checkpoint);
-        self.publish(metadata, &to)?;
-        Ok(to)
-    }
-
-    /// Publishes a complete savepoint under `id`, outside the job's folder.
-    pub fn complete_savepoint(
-        &self,
-        metadata: &Metadata,
-        id: &SavepointId,
-    ) -> Result<PathBuf, StoreError> {
-        let to = self.layout.savepoint(id);
-        self.publish(metadata, &to)?;
-        Ok(to)
-    }
-
-    fn publish(&self, metadata: &Metadata, to: &Path) -> Result<(), StoreError> {
-        let bytes = metadata::encode(metadata);
-        // Pair assertion: what is about to be written must decode to what was meant.
-        assert_eq!(
-            metadata::decode(&bytes).as_ref(),
-            Ok(metadata),
-            "metadata round trip"
-        );
-        if let Some(object) = self.object() {
-            let (job, checkpoint) = (&metadata.job, metadata.checkpoint);
-            let written = self.layout.checkpoint(job, checkpoint);
-            if written != to {
-                // A savepoint: its own copy of every state file and segment, before its
-                // `_metadata`.
-                let names = object.names(&self.layout, &written)?;
-                object.copy_states(&self.layout, &written, to, names)?;
-            }
-            // On an object store, the `_metadata` put is the publication: a crash at this
-            // phase strikes right before it, with every state object written.
-            object.publish(&self.layout, to, job, checkpoint, bytes, || {
-                self.fault_point(Phase::MetadataWritten, checkpoint)
-            })?;
-            if written != to {
-                object.remove_point(&self.layout, &written)?;
-            }
-            let mut published = self.published.lock().expect("not poisoned");
-            published.insert(job.clone(), to.to_owned());
-            return Ok(());
-        }
-        let from = self.layout.in_progress(&metadata.job, metadata.checkpoint);
-        durable::create_dir(&from).map_err(io_error(&from))?;
-        let path = from.join(METADATA_FILE);
-        durable::write_file_in_building_dir(&path, &bytes, || Ok(())).map_err(io_error(&path))?;
-        self.fault_point(Phase::MetadataWritten, metadata.checkpoint)
-            .map_err(io_error(&path))?;
-        // Until this rename, a crash leaves only an in-progress folder that no reader lists.
-        durable::publish_dir(&from, to).map_err(io_error(to))?;
-        let mut published = self.published.lock().expect("not poisoned");
-        published.insert(metadata.job.clone(), to.to_owned());
-        Ok(())
-    }
-
-    /// Drops a checkpoint in progress (aborted or failed).
-    pub fn abort(&self, job: &JobId, checkpoint: CheckpointId) -> Result<(), StoreError> {
-        if let Some(object) = self.object() {
-            // Published already (the fence refused only the commit): it stays.
-            let location = self.layout.checkpoint(job, checkpoint);
-            return object.remove_unpublished(&self.layout, &location);
-        }
-        let dir = self.layout.in_progress(job, checkpoint);
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&dir)(e)),
-            _ => Ok(()),
-        }
-    }
-
     /// A job's completed, retained checkpoints, oldest first.
     pub fn checkpoints(&self, job: &JobId) -> Result<Vec<CheckpointId>, StoreError> {
         if let Some(object) = self.object() {
@@ -607,105 +457,6 @@ impl Store {
         Ok(dir)
     }
 
-    /// Reads and verifies a point's `_metadata`.
-    pub fn read_point(&self, dir: &Path) -> Result<Point, StoreError> {
-        if let Some(object) = self.on_object_store(dir) {
-            let Some(bytes) = object.read_metadata(&self.layout, dir)? else {
-                return Err(StoreError::NotAPoint {
-                    path: PathBuf::from(self.display(dir)),
-                });
-            };
-            let path = PathBuf::from(self.display(&dir.join(METADATA_FILE)));
-            let metadata =
-                metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
-            return Ok(Point {
-                dir: dir.to_owned(),
-                metadata,
-            });
-        }
-        let path = dir.join(METADATA_FILE);
-        let file = match fs::File::open(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotAPoint {
-                    path: dir.to_owned(),
-                });
-            }
-            other => other.map_err(io_error(&path))?,
-        };
-        let len = file.metadata().map_err(io_error(&path))?.len();
-        if len > metadata::METADATA_BYTES_MAX {
-            let source = MetadataError::TooLarge(len);
-            return Err(StoreError::Metadata { path, source });
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        io::Read::read_to_end(
-            &mut io::Read::take(file, metadata::METADATA_BYTES_MAX),
-            &mut bytes,
-        )
-        .map_err(io_error(&path))?;
-        let metadata =
-            metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
-        Ok(Point {
-            dir: dir.to_owned(),
-            metadata,
-        })
-    }
-
-    /// Reads every state file of a point, verifying each length and checksum. The cheap checks
-    /// come first, worst problem first: a missing file, then a wrong length, is reported before
-    /// any file is read (so `_metadata` from another topology is named as such, and a damaged
-    /// savepoint of many gigabytes is refused at once). In a folder, the files are opened
-    /// through a capability on the point's folder, so a name in `_metadata` can never reach
-    /// outside it; on an object store, each name is one segment of a key under the point's
-    /// prefix, escaped, so it cannot either.
-    pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
-        let files: Vec<(&OperatorId, &StateFile)> = point
-            .metadata
-            .operators
-            .iter()
-            .flat_map(|op| op.files.iter().map(move |file| (&op.id, file)))
-            .collect();
-        if let Some(object) = self.on_object_store(&point.dir) {
-            let blobs = object.read_states(&self.layout, point, &files)?;
-            let mut segments = read::ObjectSegments {
-                object,
-                layout: &self.layout,
-                point,
-                fetched: HashMap::new(),
-            };
-            let mut states = States::new();
-            for ((id, file), blob) in files.into_iter().zip(blobs) {
-                let held = read::decode_state(point, blob.to_vec(), &mut segments)
-                    .map_err(|e| e.at(self, point, file))?;
-                states.insert((id.clone(), file.subtask), held);
-            }
-            return Ok(states);
-        }
-        let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
-            .map_err(io_error(&point.dir))?;
-        let path_of = |file: &StateFile| point.dir.join(&file.file);
-        let lens = files.iter().map(|(_, file)| {
-            let found = folder.metadata(&file.file);
-            found.map(|m| m.len()).map_err(|e| e.to_string())
-        });
-        verify_lengths(&files, lens.collect(), &path_of)?;
-        let mut states = States::new();
-        for (id, file) in files {
-            let blob = folder
-                .read(&file.file)
-                .map_err(|e| corrupt(file, &path_of, e.to_string()))?;
-            verify_blob(file, &blob, &path_of)?;
-            let mut segments = read::SegmentFiles {
-                folder: &folder,
-                read: HashMap::new(),
-            };
-            let held = read::decode_state(point, blob, &mut segments)
-                .map_err(|e| e.at(self, point, file))?;
-            states.insert((id.clone(), file.subtask), held);
-        }
-        Ok(states)
-    }
-
     /// The bytes of a point's files or objects: what copying it moves (segments it shares with
     /// other points by hard links included); 0 if they cannot be listed.
     pub fn point_bytes(&self, location: &Path) -> u64 {
@@ -763,57 +514,6 @@ impl Store {
         }
         Ok(names)
     }
-}
-
-/// A state file's problem, naming it.
-fn corrupt(
-    file: &StateFile,
-    path_of: &dyn Fn(&StateFile) -> PathBuf,
-    problem: String,
-) -> StoreError {
-    StoreError::CorruptState {
-        path: path_of(file),
-        problem,
-    }
-}
-
-/// The first checks of a point's state files, for every back-end: each file was `found` (its
-/// length, or why not), and with the length `_metadata` says. A missing file is reported before
-/// any wrong length. Performs no I/O.
-pub(crate) fn verify_lengths(
-    files: &[(&OperatorId, &StateFile)],
-    found: Vec<Result<u64, String>>,
-    path_of: &dyn Fn(&StateFile) -> PathBuf,
-) -> Result<Vec<u64>, StoreError> {
-    assert_eq!(files.len(), found.len(), "one finding per file");
-    let mut lens = Vec::with_capacity(files.len());
-    for ((_, file), len) in files.iter().zip(found) {
-        lens.push(len.map_err(|problem| corrupt(file, path_of, problem))?);
-    }
-    for ((_, file), &len) in files.iter().zip(&lens) {
-        if len != file.len {
-            let problem = format!("{len} bytes, metadata says {}", file.len);
-            return Err(corrupt(file, path_of, problem));
-        }
-    }
-    Ok(lens)
-}
-
-/// The last check of a state file, for every back-end: its bytes have the length and
-/// checksum `_metadata` says. Performs no I/O.
-pub(crate) fn verify_blob(
-    file: &StateFile,
-    blob: &[u8],
-    path_of: &dyn Fn(&StateFile) -> PathBuf,
-) -> Result<(), StoreError> {
-    if blob.len() as u64 != file.len {
-        let problem = format!("{} bytes read, metadata says {}", blob.len(), file.len);
-        return Err(corrupt(file, path_of, problem));
-    }
-    if metadata::checksum(blob) != file.checksum {
-        return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,21 @@
-//! Reading a point's state back: each state file decoded as the point's layout has it, and,
+//! Reading a point back: its `_metadata` verified ([`Store::read_point`]), then its state
+//! files ([`Store::read_states`]), every check shared by both back-ends ([`verify_lengths`],
+//! [`verify_blob`]); each state file decoded as the point's layout has it, and,
 //! in format 3, its segments read whole (from the point's folder, or from the object store)
 //! and verified before any piece is taken from them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
+use super::layout::METADATA_FILE;
+use super::metadata::{self, MetadataError};
 use super::object::ObjectPoints;
-use super::{Layout, Point, StateFile, StateLayout, Store, StoreError, state_file};
+use super::{
+    Layout, Point, StateFile, StateLayout, States, Store, StoreError, io_error, state_file,
+};
+use crate::ids::OperatorId;
 use crate::snapshot::Held;
 
 /// Why a state file, verified, does not give its state: the file, or a segment, at fault.
@@ -128,4 +137,156 @@ impl Store {
             None => std::fs::read(&path).map_err(super::io_error(&path)),
         }
     }
+}
+
+impl Store {
+    /// Reads and verifies a point's `_metadata`.
+    pub fn read_point(&self, dir: &Path) -> Result<Point, StoreError> {
+        if let Some(object) = self.on_object_store(dir) {
+            let Some(bytes) = object.read_metadata(&self.layout, dir)? else {
+                return Err(StoreError::NotAPoint {
+                    path: PathBuf::from(self.display(dir)),
+                });
+            };
+            let path = PathBuf::from(self.display(&dir.join(METADATA_FILE)));
+            let metadata =
+                metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
+            return Ok(Point {
+                dir: dir.to_owned(),
+                metadata,
+            });
+        }
+        let path = dir.join(METADATA_FILE);
+        let file = match fs::File::open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotAPoint {
+                    path: dir.to_owned(),
+                });
+            }
+            other => other.map_err(io_error(&path))?,
+        };
+        let len = file.metadata().map_err(io_error(&path))?.len();
+        if len > metadata::METADATA_BYTES_MAX {
+            let source = MetadataError::TooLarge(len);
+            return Err(StoreError::Metadata { path, source });
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        io::Read::read_to_end(
+            &mut io::Read::take(file, metadata::METADATA_BYTES_MAX),
+            &mut bytes,
+        )
+        .map_err(io_error(&path))?;
+        let metadata =
+            metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
+        Ok(Point {
+            dir: dir.to_owned(),
+            metadata,
+        })
+    }
+
+    /// Reads every state file of a point, verifying each length and checksum. The cheap checks
+    /// come first, worst problem first: a missing file, then a wrong length, is reported before
+    /// any file is read (so `_metadata` from another topology is named as such, and a damaged
+    /// savepoint of many gigabytes is refused at once). In a folder, the files are opened
+    /// through a capability on the point's folder, so a name in `_metadata` can never reach
+    /// outside it; on an object store, each name is one segment of a key under the point's
+    /// prefix, escaped, so it cannot either.
+    pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
+        let files: Vec<(&OperatorId, &StateFile)> = point
+            .metadata
+            .operators
+            .iter()
+            .flat_map(|op| op.files.iter().map(move |file| (&op.id, file)))
+            .collect();
+        if let Some(object) = self.on_object_store(&point.dir) {
+            let blobs = object.read_states(&self.layout, point, &files)?;
+            let mut segments = ObjectSegments {
+                object,
+                layout: &self.layout,
+                point,
+                fetched: HashMap::new(),
+            };
+            let mut states = States::new();
+            for ((id, file), blob) in files.into_iter().zip(blobs) {
+                let held = decode_state(point, blob.to_vec(), &mut segments)
+                    .map_err(|e| e.at(self, point, file))?;
+                states.insert((id.clone(), file.subtask), held);
+            }
+            return Ok(states);
+        }
+        let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
+            .map_err(io_error(&point.dir))?;
+        let path_of = |file: &StateFile| point.dir.join(&file.file);
+        let lens = files.iter().map(|(_, file)| {
+            let found = folder.metadata(&file.file);
+            found.map(|m| m.len()).map_err(|e| e.to_string())
+        });
+        verify_lengths(&files, lens.collect(), &path_of)?;
+        let mut states = States::new();
+        for (id, file) in files {
+            let blob = folder
+                .read(&file.file)
+                .map_err(|e| corrupt(file, &path_of, e.to_string()))?;
+            verify_blob(file, &blob, &path_of)?;
+            let mut segments = SegmentFiles {
+                folder: &folder,
+                read: HashMap::new(),
+            };
+            let held =
+                decode_state(point, blob, &mut segments).map_err(|e| e.at(self, point, file))?;
+            states.insert((id.clone(), file.subtask), held);
+        }
+        Ok(states)
+    }
+}
+
+/// A state file's problem, naming it.
+fn corrupt(
+    file: &StateFile,
+    path_of: &dyn Fn(&StateFile) -> PathBuf,
+    problem: String,
+) -> StoreError {
+    StoreError::CorruptState {
+        path: path_of(file),
+        problem,
+    }
+}
+
+/// The first checks of a point's state files, for every back-end: each file was `found` (its
+/// length, or why not), and with the length `_metadata` says. A missing file is reported before
+/// any wrong length. Performs no I/O.
+pub(crate) fn verify_lengths(
+    files: &[(&OperatorId, &StateFile)],
+    found: Vec<Result<u64, String>>,
+    path_of: &dyn Fn(&StateFile) -> PathBuf,
+) -> Result<Vec<u64>, StoreError> {
+    assert_eq!(files.len(), found.len(), "one finding per file");
+    let mut lens = Vec::with_capacity(files.len());
+    for ((_, file), len) in files.iter().zip(found) {
+        lens.push(len.map_err(|problem| corrupt(file, path_of, problem))?);
+    }
+    for ((_, file), &len) in files.iter().zip(&lens) {
+        if len != file.len {
+            let problem = format!("{len} bytes, metadata says {}", file.len);
+            return Err(corrupt(file, path_of, problem));
+        }
+    }
+    Ok(lens)
+}
+
+/// The last check of a state file, for every back-end: its bytes have the length and
+/// checksum `_metadata` says. Performs no I/O.
+pub(crate) fn verify_blob(
+    file: &StateFile,
+    blob: &[u8],
+    path_of: &dyn Fn(&StateFile) -> PathBuf,
+) -> Result<(), StoreError> {
+    if blob.len() as u64 != file.len {
+        let problem = format!("{} bytes read, metadata says {}", blob.len(), file.len);
+        return Err(corrupt(file, path_of, problem));
+    }
+    if metadata::checksum(blob) != file.checksum {
+        return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
+    }
+    Ok(())
 }
