@@ -206,8 +206,6 @@ async fn run_to_end(job: Job) -> anyhow::Result<Duration> {
     }
 }
 
-/// The fastest of some runs of the same work: on a shared machine noise only ever adds time,
-/// so the fastest run is the one least disturbed.
 /// The max parallelism (key groups) of the jobs the benchmarks build by hand.
 pub(crate) const MAX_PARALLELISM: u32 = 128;
 
@@ -224,6 +222,8 @@ pub(crate) fn lone_subtask(id: &str) -> host::engine::bindings::Context {
     }
 }
 
+/// The fastest of some runs of the same work: on a shared machine noise only ever adds time,
+/// so the fastest run is the one least disturbed.
 pub(crate) fn fastest(times: &[Duration]) -> Duration {
     *times.iter().min().expect("at least one run")
 }
