@@ -7,12 +7,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use host::engine::bindings::{Batch, Context};
-use host::engine::{CacheMode, Engine, Grants, Limits};
-use host::ids::SubtaskId;
+use host::engine::bindings::Batch;
+use host::engine::{CacheMode, Engine, Instance, Limits};
 use host::runtime::partition::{empty_batch, push};
 use host::topology::Role;
 
+use crate::jobs::lone_instance;
 use crate::{Row, Sizes};
 
 /// Record size of the measurement: an 8-byte key and an 8-byte value.
@@ -29,60 +29,46 @@ pub async fn boundary(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Re
     let engine = Engine::new(&scratch.join("boundary-cache"), CacheMode::ReadWrite)
         .map_err(|e| anyhow!("{e:#}"))?;
     let module = engine.load(&guests.join("ballast.wasm"), Role::Operator)?;
-    let subtask = SubtaskId {
-        operator: "identity".parse().map_err(|e: String| anyhow!(e))?,
-        index: 0,
-    };
-    let mut instance = engine
-        .instantiate(
-            &module,
-            subtask,
-            Limits::default(),
-            Grants {
-                mounts: &[],
-                clock: false,
-            },
-        )
-        .await?;
-    let context = Context {
-        operator_id: "identity".to_owned(),
-        subtask: 0,
-        parallelism: 1,
-        max_parallelism: 128,
-        key_group_start: 0,
-        key_group_end: 128,
-        config: vec![],
-    };
-    instance.init(&context).await?;
+    let mut instance = lone_instance(&engine, &module, "identity", Limits::default()).await?;
     let mut rows = Vec::new();
     for batch_records in [1, 64, 1_024, 16_384] {
-        let batch = batch_of(batch_records);
         let calls = (sizes.boundary_records / batch_records).max(100);
-        let started = Instant::now();
-        for _ in 0..calls {
-            black_box(instance.process(&batch).await?);
-        }
-        let guest_ns = started.elapsed().as_nanos() as f64 / (calls * batch_records) as f64;
-        let started = Instant::now();
-        for _ in 0..calls {
-            let inward = black_box(batch.clone());
-            black_box(inward.clone());
-        }
-        let native_ns = started.elapsed().as_nanos() as f64 / (calls * batch_records) as f64;
-        rows.push(Row {
-            name: format!("boundary cost, batch of {batch_records}"),
-            value: guest_ns,
-            unit: "ns/record",
-            baseline: Some(native_ns),
-            baseline_name: "native: the same two copies",
-            ratio: Some(native_ns / guest_ns),
-            target: if batch_records == 1_024 {
-                "≤ 20 ns/record"
-            } else {
-                ""
-            },
-            met: (batch_records == 1_024).then_some(guest_ns <= 20.0),
-        });
+        rows.push(batch_row(&mut instance, batch_records, calls).await?);
     }
     Ok(rows)
+}
+
+/// The row of one batch size: `calls` calls of `process` on a batch of `batch_records`, against
+/// as many native copies in and out.
+async fn batch_row(
+    instance: &mut Instance,
+    batch_records: usize,
+    calls: usize,
+) -> anyhow::Result<Row> {
+    let batch = batch_of(batch_records);
+    let started = Instant::now();
+    for _ in 0..calls {
+        black_box(instance.process(&batch).await?);
+    }
+    let guest_ns = started.elapsed().as_nanos() as f64 / (calls * batch_records) as f64;
+    let started = Instant::now();
+    for _ in 0..calls {
+        let inward = black_box(batch.clone());
+        black_box(inward.clone());
+    }
+    let native_ns = started.elapsed().as_nanos() as f64 / (calls * batch_records) as f64;
+    Ok(Row {
+        name: format!("boundary cost, batch of {batch_records}"),
+        value: guest_ns,
+        unit: "ns/record",
+        baseline: Some(native_ns),
+        baseline_name: "native: the same two copies",
+        ratio: Some(native_ns / guest_ns),
+        target: if batch_records == 1_024 {
+            "≤ 20 ns/record"
+        } else {
+            ""
+        },
+        met: (batch_records == 1_024).then_some(guest_ns <= 20.0),
+    })
 }

@@ -19,15 +19,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use host::engine::bindings::{Batch, KeyGroupState, Restored, StateOrigin};
-use host::engine::{CacheMode, Engine, Grants, Instance, Limits};
-use host::ids::{CheckpointId, JobId, OperatorId, SubtaskId};
+use host::engine::{CacheMode, Engine, Instance, Limits};
+use host::ids::{CheckpointId, JobId, OperatorId};
 use host::key_group::key_group;
 use host::runtime::partition::{empty_batch, push};
 use host::snapshot::Held;
 use host::store::{Layout, Store};
 use host::topology::Role;
 
-use crate::jobs::{MAX_PARALLELISM, lone_subtask};
+use crate::jobs::{MAX_PARALLELISM, lone_instance};
 use crate::{Row, Sizes};
 
 /// A batch of the records with keys `k<n>` for `n` in `keys`, their key groups filled in.
@@ -48,22 +48,11 @@ async fn counter(guests: &Path, scratch: &Path) -> anyhow::Result<Instance> {
     let engine = Engine::new(&scratch.join("checkpoints-cache"), CacheMode::ReadWrite)
         .map_err(|e| anyhow!("{e:#}"))?;
     let module = engine.load(&guests.join("counter_v1.wasm"), Role::Operator)?;
-    let subtask = SubtaskId {
-        operator: "counter".parse().map_err(|e: String| anyhow!(e))?,
-        index: 0,
-    };
     let limits = Limits {
         memory_bytes_max: 1 << 30,
         call_ms_max: 60_000,
     };
-    let grants = Grants {
-        mounts: &[],
-        clock: false,
-    };
-    let mut instance = engine.instantiate(&module, subtask, limits, grants).await?;
-    let context = lone_subtask("counter");
-    instance.init(&context).await?;
-    Ok(instance)
+    lone_instance(&engine, &module, "counter", limits).await
 }
 
 /// One checkpoint of the counter: its pause, and the bytes the store wrote.
@@ -85,6 +74,30 @@ struct Checkpointing {
 }
 
 impl Checkpointing {
+    /// Counts the keys `k0` to `k<keys - 1>` once, in batches of 16 384.
+    async fn fill(&mut self, keys: u64) -> anyhow::Result<()> {
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(16_384) {
+            self.instance
+                .process(&batch_of(chunk.iter().copied()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes `rounds` checkpoints, each after a different 1 % of the `keys` changed; returns
+    /// what each cost.
+    async fn change_one_percent(&mut self, keys: u64, rounds: usize) -> anyhow::Result<Vec<Taken>> {
+        let changed = keys / 100;
+        let mut taken = Vec::with_capacity(rounds);
+        for round in 0..rounds as u64 {
+            let first = round * changed % keys;
+            let window = (first..first + changed).map(|n| n % keys);
+            self.instance.process(&batch_of(window)).await?;
+            taken.push(self.take(false).await?);
+        }
+        Ok(taken)
+    }
+
     /// Takes checkpoint `next`: snapshot, merge and homing timed, then written.
     async fn take(&mut self, full: bool) -> anyhow::Result<Taken> {
         let checkpoint = CheckpointId(self.next);
@@ -130,37 +143,51 @@ pub async fn checkpoint_cost(
         operator: "counter".parse().map_err(anyhow::Error::msg)?,
         next: 1,
     };
-    for chunk in (0..keys).collect::<Vec<_>>().chunks(16_384) {
-        at.instance
-            .process(&batch_of(chunk.iter().copied()))
-            .await?;
-    }
+    at.fill(keys).await?;
     let full = at.take(true).await?;
     let written_whole = at.held.clone();
-    let changed = keys / 100;
-    let mut rounds = Vec::with_capacity(sizes.checkpoint_rounds);
-    for round in 0..sizes.checkpoint_rounds as u64 {
-        let first = round * changed % keys;
-        let window = (first..first + changed).map(|n| n % keys);
-        at.instance.process(&batch_of(window)).await?;
-        rounds.push(at.take(false).await?);
-    }
-    let mut pauses: Vec<Duration> = rounds.iter().map(|t| t.pause).collect();
-    pauses.sort_unstable();
-    let longest = pauses.last().copied().unwrap_or_default();
-    let at_rank = |q: f64| pauses[((pauses.len() - 1) as f64 * q) as usize];
-    let (median, p99) = (at_rank(0.5), at_rank(0.99));
-    let slowest = rounds.iter().max_by_key(|t| t.pause).map_or(0, |t| t.whole);
-    let mean_bytes = rounds.iter().map(|t| t.bytes).sum::<u64>() as f64 / rounds.len() as f64;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let k = keys / 1_000;
-    let chained = restore_time(guests, scratch, &at.held).await?;
-    let whole = restore_time(guests, scratch, &written_whole).await?;
+    let rounds = at.change_one_percent(keys, sizes.checkpoint_rounds).await?;
+    let costs = Costs {
+        k: keys / 1_000,
+        chained: restore_time(guests, scratch, &at.held).await?,
+        whole: restore_time(guests, scratch, &written_whole).await?,
+        full,
+        rounds,
+    };
     Ok(vec![
+        costs.restore_row(),
+        costs.pause_row(),
+        costs.bytes_row(),
+    ])
+}
+
+/// Milliseconds, as the rows give them.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// What the checkpoints of one run cost, and what restoring their state costs.
+struct Costs {
+    /// Thousands of keys in the state.
+    k: u64,
+    /// The full checkpoint of the state.
+    full: Taken,
+    /// The checkpoints after 1 % of the keys changed, one a round.
+    rounds: Vec<Taken>,
+    /// Restoring the state as those rounds left it (whole, then deltas).
+    chained: Duration,
+    /// Restoring the same keys as the full checkpoint wrote them.
+    whole: Duration,
+}
+
+impl Costs {
+    /// The restore after the rounds' deltas, against the same keys written whole.
+    fn restore_row(&self) -> Row {
+        let (k, chained, whole) = (self.k, self.chained, self.whole);
         Row {
             name: format!(
                 "restore of {k} k keys after {} checkpoints of deltas (the counter's `restore` call)",
-                rounds.len()
+                self.rounds.len()
             ),
             value: ms(chained),
             unit: "ms",
@@ -169,7 +196,18 @@ pub async fn checkpoint_cost(
             ratio: Some(ms(whole) / ms(chained)),
             target: "",
             met: None,
-        },
+        }
+    }
+
+    /// The longest pause of the rounds (median and p99 in the label), against the full one's.
+    fn pause_row(&self) -> Row {
+        let (k, full, rounds) = (self.k, &self.full, &self.rounds);
+        let mut pauses: Vec<Duration> = rounds.iter().map(|t| t.pause).collect();
+        pauses.sort_unstable();
+        let longest = pauses.last().copied().unwrap_or_default();
+        let at_rank = |q: f64| pauses[((pauses.len() - 1) as f64 * q) as usize];
+        let (median, p99) = (at_rank(0.5), at_rank(0.99));
+        let slowest = rounds.iter().max_by_key(|t| t.pause).map_or(0, |t| t.whole);
         Row {
             name: format!(
                 "checkpoint pause, {k} k keys, 1 % changed (snapshot + merge, longest of {} \
@@ -186,7 +224,13 @@ pub async fn checkpoint_cost(
             ratio: Some(ms(full.pause) / ms(longest)),
             target: "≤ 10 ms at 1 M keys",
             met: Some(ms(longest) <= 10.0),
-        },
+        }
+    }
+
+    /// The mean bytes a round wrote (rewrites of whole groups included), against the full one's.
+    fn bytes_row(&self) -> Row {
+        let (k, full, rounds) = (self.k, &self.full, &self.rounds);
+        let mean_bytes = rounds.iter().map(|t| t.bytes).sum::<u64>() as f64 / rounds.len() as f64;
         Row {
             name: format!(
                 "checkpoint bytes written, {k} k keys, 1 % changed (mean of {} checkpoints, rewrites included)",
@@ -199,8 +243,8 @@ pub async fn checkpoint_cost(
             ratio: Some(full.bytes as f64 / mean_bytes),
             target: "≈ 1 % of a full one (≤ 3 %)",
             met: Some(mean_bytes / full.bytes as f64 <= 0.03),
-        },
-    ])
+        }
+    }
 }
 
 /// How long a fresh counter's `restore` takes to load `held`.

@@ -13,7 +13,7 @@ use host::barrier::BarrierKind;
 use host::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use host::key_group::KEY_GROUP_FUNCTION;
 use host::snapshot::{Held, Piece};
-use host::store::{Layout, Metadata, OperatorState, Store};
+use host::store::{Layout, Metadata, OperatorState, StateFile, Store};
 
 use crate::{Row, Sizes};
 
@@ -143,51 +143,15 @@ pub fn store_round(
     blobs: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let total = blobs * blob.len();
-    let operator: OperatorId = "state".parse().map_err(anyhow::Error::msg)?;
-    let checkpoint = CheckpointId(1);
-    let states: Vec<Held> = (0..blobs as u32)
-        .map(|subtask| {
-            let mut held = Held::default();
-            held.key_groups.insert(0, vec![Piece::new(blob)]);
-            let segment = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
-            held.home_new_pieces(&segment, checkpoint.0);
-            held
-        })
-        .collect();
-    let started = Instant::now();
-    let files = std::thread::scope(|scope| {
-        let writers: Vec<_> = (0..blobs as u32)
-            .map(|subtask| {
-                let (operator, held) = (&operator, &states[subtask as usize]);
-                scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, held))
-            })
-            .collect();
-        writers
-            .into_iter()
-            .map(|writer| writer.join().expect("a writer thread panicked"))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    let metadata = Metadata {
-        job: job.clone(),
-        checkpoint,
-        kind: BarrierKind::Savepoint,
-        completed_unix_ms: 0,
-        job_file: String::new(),
-        max_parallelism: 128,
-        key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: host::store::StateLayout::Chained,
-        operators: vec![OperatorState {
-            role: host::ids::Role::Operator,
-            id: operator,
-            module_sha256: String::new(),
-            module_name: "bench".to_owned(),
-            module_version: "0".to_owned(),
-            parallelism: blobs as u32,
-            files,
-        }],
-        definition: None,
-        resumed_from: None,
+    let savepoint = BenchSavepoint {
+        job,
+        operator: "state".parse().map_err(anyhow::Error::msg)?,
+        checkpoint: CheckpointId(1),
     };
+    let states = savepoint.states(blob, blobs);
+    let started = Instant::now();
+    let files = savepoint.write(store, &states)?;
+    let metadata = savepoint.metadata(files);
     let id: SavepointId = "sp-bench".parse().map_err(anyhow::Error::msg)?;
     let folder = store.complete_savepoint(&metadata, &id)?;
     let write = mib_per_s(total, started.elapsed().as_secs_f64());
@@ -196,12 +160,84 @@ pub fn store_round(
             evict(&entry?.path())?;
         }
     }
-    let started = Instant::now();
-    let point = store.read_point(&folder)?;
-    let states = store.read_states(&point)?;
-    black_box(&states);
-    let read = mib_per_s(total, started.elapsed().as_secs_f64());
-    drop(states);
+    let read = restore(store, &folder, total)?;
     store.remove_savepoint(&id)?;
     Ok((write, read))
+}
+
+/// Restores the savepoint in `folder`, `total` bytes of state, every checksum verified; returns
+/// the bandwidth in MiB/s.
+fn restore(store: &Store, folder: &Path, total: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let point = store.read_point(folder)?;
+    let states = store.read_states(&point)?;
+    black_box(&states);
+    Ok(mib_per_s(total, started.elapsed().as_secs_f64()))
+}
+
+/// The savepoint a store round writes: one operator's state, one subtask a blob.
+struct BenchSavepoint<'a> {
+    job: &'a JobId,
+    operator: OperatorId,
+    checkpoint: CheckpointId,
+}
+
+impl BenchSavepoint<'_> {
+    /// The states of `blobs` subtasks, each `blob` as key group 0, homed in its own segment.
+    fn states(&self, blob: &[u8], blobs: usize) -> Vec<Held> {
+        let (job, checkpoint) = (self.job, self.checkpoint);
+        (0..blobs as u32)
+            .map(|subtask| {
+                let mut held = Held::default();
+                held.key_groups.insert(0, vec![Piece::new(blob)]);
+                let operator = self.operator.as_str();
+                let segment = Layout::segment_file_name(job, checkpoint, operator, subtask);
+                held.home_new_pieces(&segment, checkpoint.0);
+                held
+            })
+            .collect()
+    }
+
+    /// Writes each subtask's state on a thread of its own; returns the state files written.
+    fn write(&self, store: &Store, states: &[Held]) -> anyhow::Result<Vec<StateFile>> {
+        let (job, checkpoint, operator) = (self.job, self.checkpoint, &self.operator);
+        let files = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..states.len() as u32)
+                .map(|subtask| {
+                    let held = &states[subtask as usize];
+                    scope.spawn(move || store.write_state(job, checkpoint, operator, subtask, held))
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|writer| writer.join().expect("a writer thread panicked"))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(files)
+    }
+
+    /// The savepoint's `_metadata`: the operator, at one subtask per state file.
+    fn metadata(self, files: Vec<StateFile>) -> Metadata {
+        Metadata {
+            job: self.job.clone(),
+            checkpoint: self.checkpoint,
+            kind: BarrierKind::Savepoint,
+            completed_unix_ms: 0,
+            job_file: String::new(),
+            max_parallelism: 128,
+            key_group_function: KEY_GROUP_FUNCTION.to_owned(),
+            state_layout: host::store::StateLayout::Chained,
+            operators: vec![OperatorState {
+                role: host::ids::Role::Operator,
+                id: self.operator,
+                module_sha256: String::new(),
+                module_name: "bench".to_owned(),
+                module_version: "0".to_owned(),
+                parallelism: files.len() as u32,
+                files,
+            }],
+            definition: None,
+            resumed_from: None,
+        }
+    }
 }

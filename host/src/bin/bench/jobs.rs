@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use host::engine::{CacheMode, Engine, Limits};
-use host::ids::JobId;
+use host::engine::{CacheMode, Engine, Grants, Instance, Limits, Module};
+use host::ids::{JobId, SubtaskId};
 use host::runtime::{self, Job, JobRecord, JobSpec, Outcome};
 use host::store::Store;
 use host::topology::Plan;
@@ -206,8 +206,6 @@ async fn run_to_end(job: Job) -> anyhow::Result<Duration> {
     }
 }
 
-/// The fastest of some runs of the same work: on a shared machine noise only ever adds time,
-/// so the fastest run is the one least disturbed.
 /// The max parallelism (key groups) of the jobs the benchmarks build by hand.
 pub(crate) const MAX_PARALLELISM: u32 = 128;
 
@@ -224,6 +222,28 @@ pub(crate) fn lone_subtask(id: &str) -> host::engine::bindings::Context {
     }
 }
 
+/// An instance of `module` with no grants, initialised as the only subtask of operator `id`.
+pub(crate) async fn lone_instance(
+    engine: &Engine,
+    module: &Module,
+    id: &str,
+    limits: Limits,
+) -> anyhow::Result<Instance> {
+    let subtask = SubtaskId {
+        operator: id.parse().map_err(|e: String| anyhow!(e))?,
+        index: 0,
+    };
+    let grants = Grants {
+        mounts: &[],
+        clock: false,
+    };
+    let mut instance = engine.instantiate(module, subtask, limits, grants).await?;
+    instance.init(&lone_subtask(id)).await?;
+    Ok(instance)
+}
+
+/// The fastest of some runs of the same work: on a shared machine noise only ever adds time,
+/// so the fastest run is the one least disturbed.
 pub(crate) fn fastest(times: &[Duration]) -> Duration {
     *times.iter().min().expect("at least one run")
 }

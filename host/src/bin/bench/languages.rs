@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use host::engine::bindings::Batch;
-use host::engine::{CacheMode, Engine, Grants, Instance, Limits, Module};
-use host::ids::{JobId, SubtaskId};
+use host::engine::{CacheMode, Engine, Limits, Module};
+use host::ids::JobId;
 use host::key_group::key_group;
 use host::runtime::partition::{empty_batch, push};
 use host::store::Store;
 use host::topology::Role;
 
 use crate::jobs::{
-    MAX_PARALLELISM, SOURCE_MOUNT, build, edge, fastest, lone_subtask, operator, write_input,
+    MAX_PARALLELISM, SOURCE_MOUNT, build, edge, fastest, lone_instance, operator, write_input,
 };
 use crate::{Row, Sizes};
 
@@ -246,7 +246,7 @@ async fn run_batches(
     batches: &[Batch],
     words: usize,
 ) -> anyhow::Result<(Duration, f64)> {
-    let mut instance = started(engine, module).await?;
+    let mut instance = lone_instance(engine, module, "measured", Limits::default()).await?;
     let mut out = 0;
     let started = Instant::now();
     for batch in batches {
@@ -266,25 +266,6 @@ async fn run_batches(
     }
     let call_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(EMPTY_CALLS);
     Ok((elapsed, call_us))
-}
-
-/// An instance of `module`, initialised as the only subtask of its operator.
-async fn started(engine: &Engine, module: &Module) -> anyhow::Result<Instance> {
-    let id = "measured";
-    let subtask = SubtaskId {
-        operator: id.parse().map_err(|e: String| anyhow!(e))?,
-        index: 0,
-    };
-    let grants = Grants {
-        mounts: &[],
-        clock: false,
-    };
-    let mut instance = engine
-        .instantiate(module, subtask, Limits::default(), grants)
-        .await?;
-    let context = lone_subtask(id);
-    instance.init(&context).await?;
-    Ok(instance)
 }
 
 /// Links (or copies) every compiled module of `cache` that `share` lacks into `share`.

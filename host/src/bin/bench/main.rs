@@ -74,7 +74,7 @@ struct Args {
     upgrade_warm_ms: Option<u64>,
 }
 
-/// The benchmarks, by name.
+/// The benchmarks, by name (in `--help`'s order; they run in [`Bench::IN_ORDER`]).
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Bench {
     Pipeline,
@@ -89,6 +89,24 @@ enum Bench {
     Rescale,
     Languages,
     Metrics,
+}
+
+impl Bench {
+    /// Every benchmark, in the order they run (the report's order).
+    const IN_ORDER: [Bench; 12] = [
+        Bench::Pipeline,
+        Bench::Peer,
+        Bench::Boundary,
+        Bench::Checkpoints,
+        Bench::Overhead,
+        Bench::Savepoint,
+        Bench::Upgrade,
+        Bench::Metrics,
+        Bench::Startup,
+        Bench::ObjectStore,
+        Bench::Rescale,
+        Bench::Languages,
+    ];
 }
 
 /// One line of the report.
@@ -186,6 +204,22 @@ impl Sizes {
         }
     }
 
+    /// The workloads the flags ask for: quick or full, then `--repetitions`, `--words` and
+    /// `--upgrade-warm-ms` over them.
+    fn asked(args: &Args) -> Sizes {
+        let sizes = if args.quick {
+            Sizes::quick()
+        } else {
+            Sizes::full()
+        };
+        Sizes {
+            repetitions: args.repetitions.map_or(sizes.repetitions, usize::from),
+            pipeline_words: args.words.map_or(sizes.pipeline_words, |w| w as usize),
+            upgrade_warm_ms: args.upgrade_warm_ms.unwrap_or(sizes.upgrade_warm_ms),
+            ..sizes
+        }
+    }
+
     /// The workloads of a measurement.
     fn full() -> Sizes {
         Sizes {
@@ -216,29 +250,10 @@ impl Sizes {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sizes = if args.quick {
-        Sizes::quick()
-    } else {
-        Sizes::full()
-    };
-    let sizes = Sizes {
-        repetitions: args.repetitions.map_or(sizes.repetitions, usize::from),
-        pipeline_words: args.words.map_or(sizes.pipeline_words, |w| w as usize),
-        upgrade_warm_ms: args.upgrade_warm_ms.unwrap_or(sizes.upgrade_warm_ms),
-        ..sizes
-    };
+    let sizes = Sizes::asked(&args);
     let started = Instant::now();
     let target_dir = target_dir()?;
-    let guests_dir = args
-        .guests
-        .clone()
-        .unwrap_or_else(|| target_dir.join("wasm32-wasip2/guest"));
-    let guests = std::fs::canonicalize(&guests_dir).with_context(|| {
-        format!(
-            "no compiled components in {}: run `just guests` (or pass --guests)",
-            guests_dir.display()
-        )
-    })?;
+    let guests = guests_dir(&args, &target_dir)?;
     let json_path = args
         .json
         .clone()
@@ -246,62 +261,18 @@ async fn main() -> anyhow::Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("bench")
         .tempdir_in(&target_dir)?;
-    let runs = |bench: Bench| args.only.is_empty() || args.only.contains(&bench);
+    let workplace = Workplace {
+        guests: &guests,
+        scratch: scratch.path(),
+        target_dir: &target_dir,
+        share_cache: args.share_cache.as_deref(),
+        sizes,
+    };
     let mut rows = Vec::new();
-    if runs(Bench::Pipeline) {
-        rows.extend(jobs::pipeline(&guests, scratch.path(), sizes).await?);
-    }
-    if runs(Bench::Peer) {
-        rows.extend(on_own_thread(
-            jobs::peer_job,
-            &guests,
-            scratch.path(),
-            sizes,
-        )?);
-    }
-    if runs(Bench::Boundary) {
-        rows.extend(boundary::boundary(&guests, scratch.path(), sizes).await?);
-    }
-    if runs(Bench::Checkpoints) {
-        rows.extend(checkpoints::checkpoint_cost(&guests, scratch.path(), sizes).await?);
-    }
-    if runs(Bench::Overhead) {
-        rows.extend(on_own_thread(
-            jobs::checkpoint_overhead,
-            &guests,
-            scratch.path(),
-            sizes,
-        )?);
-    }
-    if runs(Bench::Savepoint) {
-        rows.extend(disk::savepoint_bandwidth(scratch.path(), sizes)?);
-    }
-    if runs(Bench::Upgrade) {
-        rows.extend(lifecycle::upgrade_downtime(&guests, scratch.path(), sizes)?);
-    }
-    if runs(Bench::Metrics) {
-        rows.extend(metrics::overhead(&guests, scratch.path(), sizes).await?);
-    }
-    if runs(Bench::Startup) {
-        rows.extend(lifecycle::startup_and_idle(&guests, scratch.path(), sizes)?);
-    }
-    if runs(Bench::ObjectStore) {
-        let (target_dir, scratch) = (target_dir.clone(), scratch.path().to_owned());
-        // Its own thread: the object store's calls wait for a runtime of their own.
-        let object =
-            std::thread::spawn(move || store::object_store_bandwidth(&target_dir, &scratch, sizes));
-        rows.extend(
-            object
-                .join()
-                .map_err(|_| anyhow::anyhow!("the object-store benchmark panicked"))??,
-        );
-    }
-    if runs(Bench::Rescale) {
-        rows.extend(rescale::rescale(&guests, scratch.path(), sizes)?);
-    }
-    if runs(Bench::Languages) {
-        let share = args.share_cache.as_deref();
-        rows.extend(languages::languages(&guests, scratch.path(), sizes, share).await?);
+    for chosen in Bench::IN_ORDER {
+        if args.only.is_empty() || args.only.contains(&chosen) {
+            rows.extend(workplace.run(chosen).await?);
+        }
     }
     print_table(&rows, args.quick);
     let json = serde_json::json!({
@@ -318,6 +289,64 @@ async fn main() -> anyhow::Result<()> {
         json_path.display()
     );
     Ok(())
+}
+
+/// The folder of the compiled components: `--guests`, or `<target-dir>/wasm32-wasip2/guest`.
+fn guests_dir(args: &Args, target_dir: &Path) -> anyhow::Result<PathBuf> {
+    let guests_dir = args
+        .guests
+        .clone()
+        .unwrap_or_else(|| target_dir.join("wasm32-wasip2/guest"));
+    std::fs::canonicalize(&guests_dir).with_context(|| {
+        format!(
+            "no compiled components in {}: run `just guests` (or pass --guests)",
+            guests_dir.display()
+        )
+    })
+}
+
+/// What every benchmark is given: its folders and the sizes of its workloads.
+struct Workplace<'a> {
+    guests: &'a Path,
+    scratch: &'a Path,
+    target_dir: &'a Path,
+    share_cache: Option<&'a Path>,
+    sizes: Sizes,
+}
+
+impl Workplace<'_> {
+    /// Runs one benchmark; returns its rows.
+    async fn run(&self, bench: Bench) -> anyhow::Result<Vec<Row>> {
+        let (guests, scratch, sizes) = (self.guests, self.scratch, self.sizes);
+        match bench {
+            Bench::Pipeline => jobs::pipeline(guests, scratch, sizes).await,
+            Bench::Peer => on_own_thread(jobs::peer_job, guests, scratch, sizes),
+            Bench::Boundary => boundary::boundary(guests, scratch, sizes).await,
+            Bench::Checkpoints => checkpoints::checkpoint_cost(guests, scratch, sizes).await,
+            Bench::Overhead => on_own_thread(jobs::checkpoint_overhead, guests, scratch, sizes),
+            Bench::Savepoint => disk::savepoint_bandwidth(scratch, sizes),
+            Bench::Upgrade => lifecycle::upgrade_downtime(guests, scratch, sizes),
+            Bench::Metrics => metrics::overhead(guests, scratch, sizes).await,
+            Bench::Startup => lifecycle::startup_and_idle(guests, scratch, sizes),
+            Bench::ObjectStore => self.object_store(),
+            Bench::Rescale => rescale::rescale(guests, scratch, sizes),
+            Bench::Languages => {
+                languages::languages(guests, scratch, sizes, self.share_cache).await
+            }
+        }
+    }
+
+    /// The object-store benchmark, on a thread of its own: the object store's calls wait for a
+    /// runtime of their own.
+    fn object_store(&self) -> anyhow::Result<Vec<Row>> {
+        let (target_dir, scratch) = (self.target_dir.to_owned(), self.scratch.to_owned());
+        let sizes = self.sizes;
+        let object =
+            std::thread::spawn(move || store::object_store_bandwidth(&target_dir, &scratch, sizes));
+        object
+            .join()
+            .map_err(|_| anyhow::anyhow!("the object-store benchmark panicked"))?
+    }
 }
 
 /// Runs a benchmark whose jobs run on a one-thread runtime of their own, on a thread of its
@@ -378,5 +407,20 @@ fn figure(x: f64) -> String {
         format!("{x:.2}")
     } else {
         format!("{x:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::Bench;
+
+    #[test]
+    fn every_benchmark_has_its_place_in_the_running_order() {
+        for bench in Bench::value_variants() {
+            let places = Bench::IN_ORDER.iter().filter(|b| *b == bench).count();
+            assert_eq!(places, 1, "{:?}", bench.to_possible_value());
+        }
     }
 }

@@ -41,6 +41,25 @@ struct Host {
 }
 
 impl Host {
+    /// The `host` binary beside the bench, working in `dir` (created, with its `output`).
+    fn beside_bench(dir: PathBuf) -> anyhow::Result<Host> {
+        let exe = std::env::current_exe()?;
+        let binary = exe.with_file_name("host");
+        if !binary.exists() {
+            bail!(
+                "no {} beside the bench: build it (`cargo build -p host --bin host`, with \
+                 `--release` for a release bench; `just bench` does)",
+                binary.display()
+            );
+        }
+        std::fs::create_dir_all(dir.join("output"))?;
+        Ok(Host {
+            binary,
+            log: dir.join("host.log"),
+            dir,
+        })
+    }
+
     fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -184,64 +203,79 @@ fn stop_and_resume(
 /// Rescaling 2 -> 3 against resuming 2 -> 2, each from `host stop --save` to the first record
 /// at a sink of the resumed job, separate `host` processes (`bin_dir/host`).
 pub fn rescale(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
-    let exe = std::env::current_exe()?;
-    let binary = exe.with_file_name("host");
-    if !binary.exists() {
-        bail!(
-            "no {} beside the bench: build it (`cargo build -p host --bin host`, with \
-             `--release` for a release bench; `just bench` does)",
-            binary.display()
-        );
-    }
-    let dir = scratch.join("rescale");
-    std::fs::create_dir_all(dir.join("output"))?;
-    let host = Host {
-        binary,
-        log: dir.join("host.log"),
-        dir,
-    };
+    let host = Host::beside_bench(scratch.join("rescale"))?;
     let keys = sizes.rescale_keys;
     for parallelism in [2, 3] {
         let text = job_file(guests, keys, parallelism);
         std::fs::write(host.dir.join(format!("job-{parallelism}.toml")), text)?;
     }
-    let mut running = host.run(&["job-2.toml"])?;
+    let running = host.run(&["job-2.toml"])?;
+    wait_for_filled_state(&host, keys)?;
+    let rounds = Rounds::measure(&host, running, sizes.repetitions.min(3))?;
+    Ok(vec![rounds.row(keys)])
+}
+
+/// Waits until the job's sinks have written enough for its counter to hold most of the keys.
+fn wait_for_filled_state(host: &Host, keys: usize) -> anyhow::Result<()> {
     // At least three records per key (most keys seen) before the first stop: each output
     // line is `k<n> <count>\n`, at most this long while counts have one digit.
     let line_bytes = (keys - 1).to_string().len() + 4;
     let fill_bytes = (3 * keys * line_bytes) as u64;
     let output = host.dir.join("output");
-    wait_for(&host, "keyed state filled", || {
+    wait_for(host, "keyed state filled", || {
         bytes_under(&output) >= fill_bytes
-    })?;
-    let (mut same, mut rescaled, mut state_bytes) = (Vec::new(), Vec::new(), 0);
-    for _ in 0..sizes.repetitions.min(3) {
-        // Unmeasured: back to parallelism 2, after as short a run as the measured ones.
-        (running, _, _) = stop_and_resume(&host, running, "job-2.toml")?;
-        let (next, _, elapsed) = stop_and_resume(&host, running, "job-2.toml")?;
-        same.push(elapsed);
-        let (next, savepoint, elapsed) = stop_and_resume(&host, next, "job-3.toml")?;
-        rescaled.push(elapsed);
-        running = next;
-        state_bytes = bytes_under(&host.dir.join("home/savepoints").join(savepoint));
+    })
+}
+
+/// The measured stops and resumes, and the size of the last savepoint rescaled.
+struct Rounds {
+    same: Vec<Duration>,
+    rescaled: Vec<Duration>,
+    state_bytes: u64,
+}
+
+impl Rounds {
+    /// From `running` at parallelism 2, `rounds` times: an unmeasured resume 2 -> 2, a measured
+    /// 2 -> 2, then a measured rescale 2 -> 3. Then stops the job.
+    fn measure(host: &Host, mut running: Running, rounds: usize) -> anyhow::Result<Rounds> {
+        let (mut same, mut rescaled, mut state_bytes) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..rounds {
+            // Unmeasured: back to parallelism 2, after as short a run as the measured ones.
+            (running, _, _) = stop_and_resume(host, running, "job-2.toml")?;
+            let (next, _, elapsed) = stop_and_resume(host, running, "job-2.toml")?;
+            same.push(elapsed);
+            let (next, savepoint, elapsed) = stop_and_resume(host, next, "job-3.toml")?;
+            rescaled.push(elapsed);
+            running = next;
+            state_bytes = bytes_under(&host.dir.join("home/savepoints").join(savepoint));
+        }
+        host.output(&["stop", &running.job])?;
+        running.child.wait()?;
+        Ok(Rounds {
+            same,
+            rescaled,
+            state_bytes,
+        })
     }
-    host.output(&["stop", &running.job])?;
-    running.child.wait()?;
-    let ms = |times: &[Duration]| times.iter().min().expect("a round").as_secs_f64() * 1e3;
-    let (same, rescaled) = (ms(&same), ms(&rescaled));
-    Ok(vec![Row {
-        name: format!(
-            "rescale 2 -> 3, keyed count over {} k keys ({:.1} MiB savepoint): `host stop \
-             --save` to a sink's first record in `host run --from`",
-            keys / 1_000,
-            state_bytes as f64 / (1 << 20) as f64
-        ),
-        value: rescaled,
-        unit: "ms",
-        baseline: Some(same),
-        baseline_name: "the same stop and resume at parallelism 2 -> 2",
-        ratio: Some(same / rescaled),
-        target: "≤ 2× the 2 -> 2 resume",
-        met: Some(rescaled <= 2.0 * same),
-    }])
+
+    /// The fastest rescale against the fastest resume without rescaling, over `keys` keys.
+    fn row(&self, keys: usize) -> Row {
+        let ms = |times: &[Duration]| times.iter().min().expect("a round").as_secs_f64() * 1e3;
+        let (same, rescaled) = (ms(&self.same), ms(&self.rescaled));
+        Row {
+            name: format!(
+                "rescale 2 -> 3, keyed count over {} k keys ({:.1} MiB savepoint): `host stop \
+                 --save` to a sink's first record in `host run --from`",
+                keys / 1_000,
+                self.state_bytes as f64 / (1 << 20) as f64
+            ),
+            value: rescaled,
+            unit: "ms",
+            baseline: Some(same),
+            baseline_name: "the same stop and resume at parallelism 2 -> 2",
+            ratio: Some(same / rescaled),
+            target: "≤ 2× the 2 -> 2 resume",
+            met: Some(rescaled <= 2.0 * same),
+        }
+    }
 }
