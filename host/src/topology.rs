@@ -4,15 +4,19 @@
 //! first), and the result is a `Plan` that names each operator by its stable id, with its role,
 //! module, parallelism, config, grants and the edges between operators in topological order.
 //! Pure: reading the file is the caller's business, so is checking that modules exist.
+//!
+//! The checks, one function per step, are in `validate`; what they find is a [`Problem`].
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::OperatorId;
 pub use crate::ids::Role;
-use crate::key_group::MAX_PARALLELISM_LIMIT;
+
+mod problem;
+mod validate;
+pub use problem::Problem;
 
 /// Default checkpoint interval when the job file names none.
 pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 1_000;
@@ -22,6 +26,10 @@ pub const CHECKPOINTS_RETAINED_DEFAULT: u32 = 3;
 pub const MAX_PARALLELISM_DEFAULT: u32 = 128;
 /// Largest parallelism of one operator this host accepts.
 pub const PARALLELISM_MAX: u32 = 256;
+/// Parallelism of an operator whose entry names none.
+pub const PARALLELISM_DEFAULT: u32 = 1;
+/// Smallest `memory_bytes_max` accepted: one WebAssembly page.
+pub const MEMORY_BYTES_MIN: u64 = 1 << 16;
 
 /// The job file as written, before validation.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -61,7 +69,7 @@ pub struct OperatorSpec {
     /// Path of the `.wasm` component, relative to the job file's folder.
     pub module: PathBuf,
     /// Number of subtasks.
-    #[serde(default = "one")]
+    #[serde(default = "parallelism_default")]
     pub parallelism: u32,
     /// Key/value configuration handed to the component's `init`.
     #[serde(default)]
@@ -97,8 +105,8 @@ pub struct RestartStrategy {
     pub delay_ms: u64,
 }
 
-fn one() -> u32 {
-    1
+fn parallelism_default() -> u32 {
+    PARALLELISM_DEFAULT
 }
 
 /// A host folder granted to a component through WASI.
@@ -203,9 +211,9 @@ pub enum TopologyError {
     /// Not valid TOML, or fields of the wrong type.
     #[error("job file is not valid: {0}")]
     Syntax(String),
-    /// Valid TOML describing an impossible job.
-    #[error("job file is not valid:\n  - {}", .0.join("\n  - "))]
-    Invalid(Vec<String>),
+    /// Valid TOML describing an impossible job: every problem, in the order found.
+    #[error("job file is not valid:\n  - {}", problem::bulleted(.0))]
+    Invalid(Vec<Problem>),
 }
 
 impl Plan {
@@ -219,142 +227,21 @@ impl Plan {
 
     /// Validates a parsed job file, collecting every problem. Performs no I/O.
     pub fn from_job_file(file: JobFile, base: &Path) -> Result<Plan, TopologyError> {
-        let mut errors = Vec::new();
-        let max_parallelism = file.max_parallelism.unwrap_or(MAX_PARALLELISM_DEFAULT);
-        if max_parallelism == 0 || max_parallelism > MAX_PARALLELISM_LIMIT {
-            errors.push(format!(
-                "max_parallelism {max_parallelism} is not within 1..={MAX_PARALLELISM_LIMIT}"
-            ));
+        let mut problems = Vec::new();
+        let max_parallelism = validate::settings(&file, &mut problems);
+        let index_of = validate::operators(&file.operators, max_parallelism, &mut problems);
+        let edges = validate::edges(&file, &index_of, &mut problems);
+        validate::roles(&file.operators, &edges, &mut problems);
+        let order = validate::topological_order(file.operators.len(), &edges);
+        if order.is_none() {
+            problems.push(Problem::Cycle);
         }
-        if file.checkpoints_retained == Some(0) {
-            errors.push(
-                "checkpoints_retained 0 would keep no checkpoint to recover from: retain at \
-                 least 1 (savepoints are kept regardless)"
-                    .to_owned(),
-            );
+        match order {
+            Some(order) if problems.is_empty() => {
+                Ok(assemble(file, base, max_parallelism, &order, edges))
+            }
+            _ => Err(TopologyError::Invalid(problems)),
         }
-        if file.operators.is_empty() {
-            errors.push("the job has no operators".to_owned());
-        }
-
-        let mut index_of = BTreeMap::new();
-        for (i, op) in file.operators.iter().enumerate() {
-            if let Err(e) = op.id.parse::<OperatorId>() {
-                errors.push(format!("operator {}: {e}", i + 1));
-            } else if index_of.insert(op.id.clone(), i).is_some() {
-                errors.push(format!("operator id `{}` is used more than once", op.id));
-            }
-            if op.parallelism == 0 || op.parallelism > PARALLELISM_MAX.min(max_parallelism) {
-                errors.push(format!(
-                    "operator `{}`: parallelism {} is not within 1..={}",
-                    op.id,
-                    op.parallelism,
-                    PARALLELISM_MAX.min(max_parallelism)
-                ));
-            }
-            if op.records_per_second_max.is_some() && op.role != Role::Source {
-                errors.push(format!(
-                    "operator `{}`: only sources take records_per_second_max",
-                    op.id
-                ));
-            }
-            if op.memory_bytes_max.is_some_and(|m| m < 1 << 16) || op.call_ms_max == Some(0) {
-                errors.push(format!(
-                    "operator `{}`: memory_bytes_max must be at least 65536 (one page) and call_ms_max above 0",
-                    op.id
-                ));
-            }
-            if op.records_per_second_max == Some(0) {
-                errors.push(format!(
-                    "operator `{}`: records_per_second_max must be above 0",
-                    op.id
-                ));
-            }
-        }
-
-        let mut edges = Vec::new();
-        for edge in &file.edges {
-            let from = index_of.get(&edge.from).copied();
-            let to = index_of.get(&edge.to).copied();
-            for (end, id, found) in [("from", &edge.from, from), ("to", &edge.to, to)] {
-                if found.is_none() {
-                    errors.push(format!(
-                        "edge {} -> {}: unknown operator `{id}` ({end})",
-                        edge.from, edge.to
-                    ));
-                }
-            }
-            let (Some(from), Some(to)) = (from, to) else {
-                continue;
-            };
-            let (up, down) = (&file.operators[from], &file.operators[to]);
-            if edge.partition == Partition::Forward && up.parallelism != down.parallelism {
-                errors.push(format!(
-                    "edge {} -> {}: a forward edge needs equal parallelism ({} vs {}); use key-by or rebalance",
-                    edge.from, edge.to, up.parallelism, down.parallelism
-                ));
-            }
-            if edges
-                .iter()
-                .any(|e: &EdgePlan| e.from == from && e.to == to)
-            {
-                errors.push(format!("edge {} -> {} is listed twice", edge.from, edge.to));
-            }
-            edges.push(EdgePlan {
-                from,
-                to,
-                partition: edge.partition,
-            });
-        }
-
-        check_roles(&file.operators, &edges, &mut errors);
-        let order = match topological_order(file.operators.len(), &edges) {
-            Some(order) => order,
-            None => {
-                errors.push(
-                    "the edges form a cycle; a job must be a directed acyclic graph".to_owned(),
-                );
-                (0..file.operators.len()).collect()
-            }
-        };
-        if !errors.is_empty() {
-            return Err(TopologyError::Invalid(errors));
-        }
-
-        let position: Vec<usize> = {
-            let mut p = vec![0; order.len()];
-            for (pos, &i) in order.iter().enumerate() {
-                p[i] = pos;
-            }
-            p
-        };
-        let mut operators: Vec<Option<OperatorSpec>> =
-            file.operators.into_iter().map(Some).collect();
-        let operators = order
-            .iter()
-            .map(|&i| resolve_operator(operators[i].take().expect("each index once"), base))
-            .collect();
-        let edges = edges
-            .into_iter()
-            .map(|e| EdgePlan {
-                from: position[e.from],
-                to: position[e.to],
-                partition: e.partition,
-            })
-            .collect();
-        Ok(Plan {
-            name: file.name.unwrap_or_else(|| "job".to_owned()),
-            operators,
-            edges,
-            checkpoint_interval_ms: file
-                .checkpoint_interval_ms
-                .unwrap_or(CHECKPOINT_INTERVAL_MS_DEFAULT),
-            checkpoints_retained: file
-                .checkpoints_retained
-                .unwrap_or(CHECKPOINTS_RETAINED_DEFAULT),
-            max_parallelism,
-            restart: file.restart,
-        })
     }
 
     /// The operator with this id, if the plan has it.
@@ -373,47 +260,45 @@ impl Plan {
     }
 }
 
-fn check_roles(operators: &[OperatorSpec], edges: &[EdgePlan], errors: &mut Vec<String>) {
-    for (i, op) in operators.iter().enumerate() {
-        let has_inputs = edges.iter().any(|e| e.to == i);
-        let has_outputs = edges.iter().any(|e| e.from == i);
-        let problem = match op.role {
-            Role::Source if has_inputs => Some("a source cannot have inputs"),
-            Role::Source if !has_outputs => Some("a source needs at least one outgoing edge"),
-            Role::Sink if has_outputs => Some("a sink cannot have outgoing edges"),
-            Role::Sink if !has_inputs => Some("a sink needs at least one incoming edge"),
-            Role::Operator if !has_inputs || !has_outputs => {
-                Some("an operator needs incoming and outgoing edges")
-            }
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            errors.push(format!("operator `{}`: {problem}", op.id));
-        }
+/// The plan of a valid job file: its operators in `order`, its edges renumbered to match, and
+/// the defaults of what it leaves unset.
+fn assemble(
+    file: JobFile,
+    base: &Path,
+    max_parallelism: u32,
+    order: &[usize],
+    edges: Vec<EdgePlan>,
+) -> Plan {
+    let mut position = vec![0; order.len()];
+    for (pos, &i) in order.iter().enumerate() {
+        position[i] = pos;
     }
-    if !operators.iter().any(|op| op.role == Role::Source) && !operators.is_empty() {
-        errors.push("the job has no source".to_owned());
+    let mut specs: Vec<Option<OperatorSpec>> = file.operators.into_iter().map(Some).collect();
+    let operators = order
+        .iter()
+        .map(|&i| resolve_operator(specs[i].take().expect("each index once"), base))
+        .collect();
+    let edges = edges
+        .into_iter()
+        .map(|e| EdgePlan {
+            from: position[e.from],
+            to: position[e.to],
+            partition: e.partition,
+        })
+        .collect();
+    Plan {
+        name: file.name.unwrap_or_else(|| "job".to_owned()),
+        operators,
+        edges,
+        checkpoint_interval_ms: file
+            .checkpoint_interval_ms
+            .unwrap_or(CHECKPOINT_INTERVAL_MS_DEFAULT),
+        checkpoints_retained: file
+            .checkpoints_retained
+            .unwrap_or(CHECKPOINTS_RETAINED_DEFAULT),
+        max_parallelism,
+        restart: file.restart,
     }
-}
-
-/// Kahn's algorithm, stable in the file's order; `None` if the edges form a cycle.
-fn topological_order(count: usize, edges: &[EdgePlan]) -> Option<Vec<usize>> {
-    let mut indegree = vec![0usize; count];
-    for e in edges {
-        indegree[e.to] += 1;
-    }
-    let mut ready: BTreeSet<usize> = (0..count).filter(|&i| indegree[i] == 0).collect();
-    let mut order = Vec::with_capacity(count);
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for e in edges.iter().filter(|e| e.from == i) {
-            indegree[e.to] -= 1;
-            if indegree[e.to] == 0 {
-                ready.insert(e.to);
-            }
-        }
-    }
-    (order.len() == count).then_some(order)
 }
 
 fn resolve_operator(spec: OperatorSpec, base: &Path) -> OperatorPlan {

@@ -5,12 +5,13 @@
 
 mod check;
 mod detach;
+mod inspect;
 mod new;
 mod points;
 mod progress;
 mod start;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ use clap::{Parser, Subcommand};
 use host::barrier::Phase;
 use host::ids::{JobId, OperatorId};
 use host::ops;
-use host::savepoint::{self, Mapping, RestorePoint};
+use host::runtime::{Canary, UpgradeSpec};
+use host::savepoint::Mapping;
 use host::store::object::{ObjectPoints, StoreUrl};
 use host::store::{FaultHook, Store};
 
@@ -48,38 +50,7 @@ enum Command {
     /// Start a job and run it in the foreground; prints its id first. Without a job file,
     /// `--from POINT` runs the program that wrote POINT (its recorded definition, its modules
     /// from the module store): the rollback after a bad upgrade.
-    Run {
-        /// The job file [default: the job definition and modules POINT records].
-        job_file: Option<PathBuf>,
-        /// Resume from a savepoint id, a folder, a job id (its latest point) or JOB_ID:N.
-        #[arg(long = "from", value_name = "POINT")]
-        from: Option<String>,
-        /// Drop state of operators that are no longer in the job instead of refusing.
-        #[arg(long)]
-        allow_non_restored_state: bool,
-        /// The operator OLD of the point is NEW in the job: its state follows it.
-        #[arg(long = "rename", value_name = "OLD=NEW", value_parser = parse_rename)]
-        renames: Vec<(OperatorId, OperatorId)>,
-        /// Override the job file's checkpoint interval (0 disables periodic checkpoints).
-        #[arg(long, value_name = "MS")]
-        checkpoint_interval: Option<u64>,
-        /// Fault injection for tests: abort the process at PHASE of checkpoint N or later
-        /// (state-write, metadata-written, published, sink-committed, restored, sink-recovered).
-        #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
-        crash_at: Option<(Phase, u64)>,
-        /// Fault injection for tests: fail the write at PHASE of checkpoint N with "no space
-        /// left on device" (state-write, metadata-written).
-        #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
-        fail_write_at: Option<(Phase, u64)>,
-        /// Run in the background: print the job's id and return; its output goes to
-        /// `jobs/<id>/log` (see `host logs`).
-        #[arg(long)]
-        detach: bool,
-        /// Set by `--detach`: the file holding this process's output, moved into the job's
-        /// folder once the job has an id.
-        #[arg(long, value_name = "PATH", hide = true)]
-        log_file: Option<PathBuf>,
-    },
+    Run(RunArgs),
     /// Print the log of a job started with `run --detach`.
     Logs {
         /// The job.
@@ -99,25 +70,7 @@ enum Command {
     /// Swap one operator's module of a running job, live: at the next checkpoint its subtasks
     /// snapshot, the new module restores that snapshot and runs on; a failure within the
     /// canary window puts the old module back. Prints the pause it caused.
-    Upgrade {
-        /// The job.
-        job: JobId,
-        /// The operator whose module is swapped (role `operator`).
-        #[arg(long, value_name = "ID")]
-        operator: OperatorId,
-        /// The new module.
-        #[arg(long, value_name = "NEW.wasm")]
-        module: PathBuf,
-        /// The new module's configuration, replacing the operator's (which it keeps without).
-        #[arg(long = "config", value_name = "K=V", value_parser = parse_config)]
-        config: Vec<(String, String)>,
-        /// The canary window: records the new module must process before the swap is final.
-        #[arg(long, value_name = "N", default_value_t = 1_000)]
-        canary_records: u64,
-        /// The canary window: milliseconds the new module must run before the swap is final.
-        #[arg(long, value_name = "T", default_value_t = 1_000)]
-        canary_ms: u64,
-    },
+    Upgrade(UpgradeArgs),
     /// Stop a running job; with --save, after a final savepoint.
     Stop {
         /// The job.
@@ -180,19 +133,7 @@ enum Command {
         sdk: Option<PathBuf>,
     },
     /// Dry run: would this job restore from this point? Runs nothing.
-    Check {
-        /// The job file [default: the job definition and modules POINT records].
-        job_file: Option<PathBuf>,
-        /// The point to restore from.
-        #[arg(long = "from", value_name = "POINT")]
-        from: String,
-        /// Drop state of operators that are no longer in the job instead of refusing.
-        #[arg(long)]
-        allow_non_restored_state: bool,
-        /// The operator OLD of the point is NEW in the job: its state follows it.
-        #[arg(long = "rename", value_name = "OLD=NEW", value_parser = parse_rename)]
-        renames: Vec<(OperatorId, OperatorId)>,
-    },
+    Check(CheckArgs),
     /// Serve the HTTP API, `/metrics` and the dashboard over the state folder.
     Serve {
         /// The address to listen on (any other than loopback requires --token-file).
@@ -209,103 +150,162 @@ enum Command {
     },
 }
 
+/// `host run`'s flags.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The job file [default: the job definition and modules POINT records].
+    job_file: Option<PathBuf>,
+    /// Resume from a savepoint id, a folder, a job id (its latest point) or JOB_ID:N.
+    #[arg(long = "from", value_name = "POINT")]
+    from: Option<String>,
+    #[command(flatten)]
+    mapping: MappingArgs,
+    /// Override the job file's checkpoint interval (0 disables periodic checkpoints).
+    #[arg(long, value_name = "MS")]
+    checkpoint_interval: Option<u64>,
+    /// Fault injection for tests: abort the process at PHASE of checkpoint N or later
+    /// (state-write, metadata-written, published, sink-committed, restored, sink-recovered).
+    #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
+    crash_at: Option<(Phase, u64)>,
+    /// Fault injection for tests: fail the write at PHASE of checkpoint N with "no space
+    /// left on device" (state-write, metadata-written).
+    #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
+    fail_write_at: Option<(Phase, u64)>,
+    /// Run in the background: print the job's id and return; its output goes to
+    /// `jobs/<id>/log` (see `host logs`).
+    #[arg(long)]
+    detach: bool,
+    /// Set by `--detach`: the file holding this process's output, moved into the job's
+    /// folder once the job has an id.
+    #[arg(long, value_name = "PATH", hide = true)]
+    log_file: Option<PathBuf>,
+}
+
+/// `host check`'s flags.
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The job file [default: the job definition and modules POINT records].
+    job_file: Option<PathBuf>,
+    /// The point to restore from.
+    #[arg(long = "from", value_name = "POINT")]
+    from: String,
+    #[command(flatten)]
+    mapping: MappingArgs,
+}
+
+/// How the operators of a point map to those of the job: `run`'s and `check`'s flags.
+#[derive(Debug, clap::Args)]
+struct MappingArgs {
+    /// Drop state of operators that are no longer in the job instead of refusing.
+    #[arg(long)]
+    allow_non_restored_state: bool,
+    /// The operator OLD of the point is NEW in the job: its state follows it.
+    #[arg(long = "rename", value_name = "OLD=NEW", value_parser = parse_rename)]
+    renames: Vec<(OperatorId, OperatorId)>,
+}
+
+impl From<MappingArgs> for Mapping {
+    fn from(args: MappingArgs) -> Mapping {
+        Mapping {
+            allow_non_restored: args.allow_non_restored_state,
+            renames: args.renames,
+        }
+    }
+}
+
+/// `host upgrade`'s flags.
+#[derive(Debug, clap::Args)]
+struct UpgradeArgs {
+    /// The job.
+    job: JobId,
+    /// The operator whose module is swapped (role `operator`).
+    #[arg(long, value_name = "ID")]
+    operator: OperatorId,
+    /// The new module.
+    #[arg(long, value_name = "NEW.wasm")]
+    module: PathBuf,
+    /// The new module's configuration, replacing the operator's (which it keeps without).
+    #[arg(long = "config", value_name = "K=V", value_parser = parse_config)]
+    config: Vec<(String, String)>,
+    /// The canary window: records the new module must process before the swap is final.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    canary_records: u64,
+    /// The canary window: milliseconds the new module must run before the swap is final.
+    #[arg(long, value_name = "T", default_value_t = 1_000)]
+    canary_ms: u64,
+}
+
+impl UpgradeArgs {
+    /// The upgrade as the running job takes it: the module's path made absolute.
+    fn spec(self) -> anyhow::Result<UpgradeSpec> {
+        let module = std::path::absolute(&self.module)
+            .with_context(|| format!("{}: cannot resolve the path", self.module.display()))?;
+        Ok(UpgradeSpec {
+            operator: self.operator,
+            module,
+            config: (!self.config.is_empty()).then_some(self.config),
+            canary: Canary {
+                records: self.canary_records,
+                ms: self.canary_ms,
+            },
+        })
+    }
+}
+
 /// Runs the command; `Ok` carries the exit code of a command that ran.
 pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
-    let store = match args.command {
-        // Only these write to the state folder; the others create and change nothing in it.
+    let Args {
+        store,
+        json,
+        command,
+        ..
+    } = args;
+    match command {
+        // Neither opens the state folder.
         Command::New {
             name,
             lang,
             role,
             sdk,
-        } => return new::new_project(&name, lang, role, sdk),
+        } => new::new_project(&name, lang, role, sdk),
         Command::Completions { shell } => {
             let mut command = <Args as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "host", &mut std::io::stdout());
-            return Ok(ExitCode::SUCCESS);
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Run { .. } | Command::Rm { .. } | Command::Gc { dry_run: false } => {
-            Store::open(&home)
-                .with_context(|| format!("cannot open the state folder {}", home.display()))?
+        command => {
+            let store = open_store(&command, &home, store.as_deref())?;
+            run_on(store, command, json)
         }
-        _ => Store::at(&home),
+    }
+}
+
+/// The state folder at `home` for `command`, checkpoints and savepoints on the object store at
+/// `url` if one is given.
+fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Result<Store> {
+    let store = match command {
+        // Only these write to the state folder; the others create and change nothing in it.
+        Command::Run(_) | Command::Rm { .. } | Command::Gc { dry_run: false } => Store::open(home)
+            .with_context(|| format!("cannot open the state folder {}", home.display()))?,
+        _ => Store::at(home),
     };
-    let store = match &args.store {
+    Ok(match url {
         None => store,
         Some(url) => store.with_object_points(object_points(url)?),
-    };
-    let json = args.json;
-    match args.command {
-        Command::Run {
-            job_file,
-            from,
-            allow_non_restored_state,
-            renames,
-            checkpoint_interval,
-            crash_at,
-            fail_write_at,
-            detach,
-            log_file,
-        } => {
-            if detach {
-                return detach::run_detached(&store);
-            }
-            let store = match (crash_at, fail_write_at) {
-                (None, None) => store,
-                _ => store.with_faults(inject_faults(crash_at, fail_write_at)),
-            };
-            let mapping = Mapping {
-                allow_non_restored: allow_non_restored_state,
-                renames,
-            };
-            let prepared = start::prepare(
-                &store,
-                job_file.as_deref(),
-                from.as_deref(),
-                &mapping,
-                checkpoint_interval,
-            )?;
-            tokio_runtime()?.block_on(start::run_job(store, prepared, log_file))
-        }
-        Command::Check {
-            job_file,
-            from,
-            allow_non_restored_state,
-            renames,
-        } => {
-            let mapping = Mapping {
-                allow_non_restored: allow_non_restored_state,
-                renames,
-            };
-            let prepared =
-                start::prepare(&store, job_file.as_deref(), Some(&from), &mapping, None)?;
-            tokio_runtime()?.block_on(start::check_job(store, prepared, json))
-        }
+    })
+}
+
+/// Runs a command that works on the state folder.
+fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => run_job(store, args),
+        Command::Check(args) => check_job(store, args, json),
         Command::New { .. } | Command::Completions { .. } => {
             unreachable!("handled before the state folder is opened")
         }
         Command::Serve { listen, token_file } => serve(store, listen, token_file.as_deref()),
         Command::Save { job, stop } => save(&store, &job, stop),
-        Command::Upgrade {
-            job,
-            operator,
-            module,
-            config,
-            canary_records,
-            canary_ms,
-        } => {
-            let spec = host::runtime::UpgradeSpec {
-                operator,
-                module: std::path::absolute(&module)
-                    .with_context(|| format!("{}: cannot resolve the path", module.display()))?,
-                config: (!config.is_empty()).then_some(config),
-                canary: host::runtime::Canary {
-                    records: canary_records,
-                    ms: canary_ms,
-                },
-            };
-            upgrade(&store, &job, spec)
-        }
+        Command::Upgrade(args) => upgrade(&store, args),
         Command::Stop { job, save: true } => save(&store, &job, true),
         Command::Stop { job, save: false } => cancel(&store, &job),
         Command::List => list_jobs(&store, json),
@@ -314,9 +314,41 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
         Command::Savepoints { job, tree: true } => points::tree(&store, job.as_ref(), json),
         Command::Gc { dry_run } => points::gc(&store, dry_run, json),
         Command::Export { point, dir } => points::export(&store, &point, &dir),
-        Command::Inspect { point } => inspect(&store, &point, json),
+        Command::Inspect { point } => inspect::inspect(&store, &point, json),
         Command::Rm { point } => points::rm(&store, &point),
     }
+}
+
+/// `host run`: hands the job to a process of its own with `--detach`; else prepares it (with
+/// the faults of `--crash-at` and `--fail-write-at` injected) and runs it until it ends.
+fn run_job(store: Store, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.detach {
+        return detach::run_detached(&store);
+    }
+    let store = match (args.crash_at, args.fail_write_at) {
+        (None, None) => store,
+        (crash_at, fail_write_at) => store.with_faults(inject_faults(crash_at, fail_write_at)),
+    };
+    let prepared = start::prepare(
+        &store,
+        args.job_file.as_deref(),
+        args.from.as_deref(),
+        &args.mapping.into(),
+        args.checkpoint_interval,
+    )?;
+    tokio_runtime()?.block_on(start::run_job(store, prepared, args.log_file))
+}
+
+/// `host check`: prepares the job as `run` would, then reports what building it says.
+fn check_job(store: Store, args: CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let prepared = start::prepare(
+        &store,
+        args.job_file.as_deref(),
+        Some(&args.from),
+        &args.mapping.into(),
+        None,
+    )?;
+    tokio_runtime()?.block_on(start::check_job(store, prepared, json))
 }
 
 /// The object store at `url` (`s3://bucket/prefix`), configured from the `AWS_*` variables.
@@ -384,14 +416,13 @@ fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn upgrade(
-    store: &Store,
-    job: &JobId,
-    spec: host::runtime::UpgradeSpec,
-) -> anyhow::Result<ExitCode> {
+/// `host upgrade`: asks the running job to swap the module, then prints the pause it caused.
+fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
+    let job = args.job.clone();
+    let spec = args.spec()?;
     let operator = spec.operator.clone();
     let doing = format!("upgrading operator `{operator}` of {job}");
-    let upgraded = progress::spinning(&doing, || ops::upgrade(store, job, spec))?;
+    let upgraded = progress::spinning(&doing, || ops::upgrade(store, &job, spec))?;
     println!(
         "upgraded operator `{operator}` to {} {} at checkpoint {}",
         upgraded.module_name, upgraded.module_version, upgraded.checkpoint
@@ -444,73 +475,6 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
                 error.as_deref().unwrap_or_default(),
                 row.path.display()
             ),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let point = RestorePoint::parse(point).map_err(anyhow::Error::msg)?;
-    let dir = savepoint::resolve(store, &point)?;
-    let loaded = store.read_point(&dir)?;
-    let verifying = format!("verifying {}", dir.display());
-    progress::spinning(&verifying, || store.read_states(&loaded))?;
-    let m = &loaded.metadata;
-    if json {
-        let operators: Vec<_> = m
-            .operators
-            .iter()
-            .map(|op| {
-                serde_json::json!({
-                    "id": op.id, "module_sha256": op.module_sha256, "module_name": op.module_name,
-                    "module_version": op.module_version, "parallelism": op.parallelism,
-                    "files": op.files.iter().map(|f| serde_json::json!({
-                        "subtask": f.subtask, "file": f.file, "len": f.len, "checksum_xxh3_128": hex::encode(f.checksum),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let value = serde_json::json!({
-            "path": store.display(&dir), "job": m.job, "checkpoint": m.checkpoint.0, "kind": format!("{:?}", m.kind).to_lowercase(),
-            "completed_unix_ms": m.completed_unix_ms, "operators": operators,
-            "resumed_from": m.resumed_from, "runs_without_job_file": m.definition.is_some(),
-        });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{}  ({:?} {} of job {}, all checksums verified)",
-        store.display(&dir),
-        m.kind,
-        m.checkpoint,
-        m.job
-    );
-    if let Some(origin) = &m.resumed_from {
-        let savepoint = origin.savepoint.as_ref().map(|id| format!(" ({id})"));
-        let savepoint = savepoint.unwrap_or_default();
-        println!(
-            "  resumed from {}:{}{savepoint}",
-            origin.job, origin.checkpoint
-        );
-    }
-    match &m.definition {
-        Some(_) => println!("  job definition recorded: `host run --from` needs no job file"),
-        None => {
-            println!("  no job definition recorded (before format 4): run it with its job file")
-        }
-    }
-    for op in &m.operators {
-        println!(
-            "  {}  {} {}  sha256:{}  parallelism {}",
-            op.id, op.module_name, op.module_version, op.module_sha256, op.parallelism
-        );
-        for f in &op.files {
-            println!(
-                "    {}  {} bytes  xxh3-128:{}",
-                f.file,
-                f.len,
-                hex::encode(f.checksum)
-            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -33,11 +33,15 @@ to = "sink"
 partition = "rebalance"
 "#;
 
-fn errors_of(text: &str) -> Vec<String> {
+fn problems_of(text: &str) -> Vec<Problem> {
     match Plan::from_toml(text, Path::new("/jobs")) {
-        Err(TopologyError::Invalid(errors)) => errors,
-        other => panic!("expected validation errors, got {other:?}"),
+        Err(TopologyError::Invalid(problems)) => problems,
+        other => panic!("expected validation problems, got {other:?}"),
     }
+}
+
+fn id(text: &str) -> OperatorId {
+    text.parse().unwrap()
 }
 
 #[test]
@@ -64,19 +68,16 @@ fn plan_refuses_duplicate_and_unknown_operator_ids_all_at_once() {
     let text = WORDCOUNT
         .replace("id = \"sink\"", "id = \"lines\"")
         .replace("to = \"sink\"", "to = \"printer\"");
-    let errors = errors_of(&text);
+    let problems = problems_of(&text);
     assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("`lines` is used more than once")),
-        "{errors:?}"
+        problems.contains(&Problem::DuplicateId(id("lines"))),
+        "{problems:?}"
     );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("unknown operator `printer`")),
-        "{errors:?}"
-    );
+    let unknown = Problem::UnknownDownstream {
+        from: "counter".to_owned(),
+        to: "printer".to_owned(),
+    };
+    assert!(problems.contains(&unknown), "{problems:?}");
 }
 
 #[test]
@@ -84,32 +85,31 @@ fn plan_refuses_a_cycle() {
     let text = format!(
         "{WORDCOUNT}\n[[edges]]\nfrom = \"counter\"\nto = \"counter2\"\n\n[[edges]]\nfrom = \"counter2\"\nto = \"counter\"\n\n[[operators]]\nid = \"counter2\"\nrole = \"operator\"\nmodule = \"c.wasm\"\nparallelism = 2\n"
     );
-    let errors = errors_of(&text);
-    assert!(errors.iter().any(|e| e.contains("cycle")), "{errors:?}");
+    let problems = problems_of(&text);
+    assert!(problems.contains(&Problem::Cycle), "{problems:?}");
 }
 
 #[test]
 fn plan_refuses_forward_edges_between_different_parallelisms() {
     let text = WORDCOUNT.replace("partition = \"key-by\"", "partition = \"forward\"");
-    let errors = errors_of(&text);
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("forward edge needs equal parallelism")),
-        "{errors:?}"
-    );
+    let forward = Problem::ForwardParallelism {
+        from: id("lines"),
+        to: id("counter"),
+        upstream: 1,
+        downstream: 2,
+    };
+    let problems = problems_of(&text);
+    assert!(problems.contains(&forward), "{problems:?}");
 }
 
 #[test]
 fn plan_refuses_roles_that_do_not_fit_their_edges() {
     let text = WORDCOUNT.replace("role = \"sink\"", "role = \"source\"");
-    let errors = errors_of(&text);
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("`sink`: a source cannot have inputs")),
-        "{errors:?}"
-    );
+    let misfit = Problem::SourceWithInputs {
+        operator: "sink".to_owned(),
+    };
+    let problems = problems_of(&text);
+    assert!(problems.contains(&misfit), "{problems:?}");
 }
 
 #[test]
@@ -123,14 +123,67 @@ fn plan_refuses_unknown_fields_with_their_name() {
 
 #[test]
 fn plan_refuses_retaining_no_checkpoint() {
-    let errors = errors_of(&format!("checkpoints_retained = 0\n{WORDCOUNT}"));
+    let problems = problems_of(&format!("checkpoints_retained = 0\n{WORDCOUNT}"));
     assert!(
-        errors.iter().any(|e| e.contains("checkpoints_retained 0")),
-        "{errors:?}"
+        problems.contains(&Problem::NoCheckpointRetained),
+        "{problems:?}"
     );
     let plan = Plan::from_toml(
         &format!("checkpoints_retained = 1\n{WORDCOUNT}"),
         Path::new("/"),
     );
     assert_eq!(plan.unwrap().checkpoints_retained, 1);
+}
+
+#[test]
+fn plan_refuses_memory_below_one_page_and_accepts_one_page() {
+    let with_memory = |bytes: u64| {
+        WORDCOUNT.replace(
+            "parallelism = 2",
+            &format!("parallelism = 2\nmemory_bytes_max = {bytes}"),
+        )
+    };
+    let too_low = Problem::LimitTooLow {
+        operator: "counter".to_owned(),
+    };
+    assert_eq!(problems_of(&with_memory(65_535)), [too_low]);
+    let plan = Plan::from_toml(&with_memory(65_536), Path::new("/")).unwrap();
+    assert_eq!(plan.operators[1].memory_bytes_max, Some(65_536));
+}
+
+#[test]
+fn an_invalid_job_file_lists_every_problem_in_the_words_a_user_sees() {
+    let text = r#"
+checkpoints_retained = 0
+
+[[operators]]
+id = "lines"
+role = "source"
+module = "source.wasm"
+records_per_second_max = 0
+
+[[operators]]
+id = "counter"
+role = "operator"
+module = "counter.wasm"
+parallelism = 2
+memory_bytes_max = 65535
+
+[[edges]]
+from = "lines"
+to = "counter"
+"#;
+    let error = Plan::from_toml(text, Path::new("/jobs")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "job file is not valid:
+  - checkpoints_retained 0 would keep no checkpoint to recover from: retain at least 1 \
+(savepoints are kept regardless)
+  - operator `lines`: records_per_second_max must be above 0
+  - operator `counter`: memory_bytes_max must be at least 65536 (one page) and call_ms_max \
+above 0
+  - edge lines -> counter: a forward edge needs equal parallelism (1 vs 2); use key-by or \
+rebalance
+  - operator `counter`: an operator needs incoming and outgoing edges"
+    );
 }
