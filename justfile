@@ -38,7 +38,7 @@ test: guests
     bash tests/browser/setup.sh
     cargo fmt --all -- --check
     cargo clippy --locked --profile guest --target {{wasm_target}} {{guests}} -- -D warnings
-    {{lint}} cargo test --locked -p host
+    {{lint}} cargo test --locked -p host --features fault-injection
     cargo test --locked -p jobhost-guest {{guests}}
     "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover guest-python/tests
     node --test guest-js/tests/
@@ -49,7 +49,7 @@ demo: rust-guests host
 
 # The crash torture in full: 200 kills at random moments and at every checkpoint phase.
 torture: rust-guests
-    TORTURE_KILLS=200 cargo test --locked -p host --test e2e torture -- --nocapture
+    TORTURE_KILLS=200 cargo test --locked -p host --features fault-injection --test e2e torture -- --nocapture
 
 # Benchmarks against native Rust and raw disk, in one run (release build of the host).
 # `just bench --quick` finishes in under a minute. Results: stdout and <target-dir>/bench.json.
@@ -62,8 +62,9 @@ bench *args: guests
 # wasmtime); the figures mean nothing, only that every benchmark runs. Moto goes where the S3
 # tests install it (they then skip the install), so that the object-store rows run too. The
 # Python and JavaScript components it compiles go into the end-to-end tests' cache, which would
-# compile them next otherwise.
+# compile them next otherwise. It builds the host as the tests do (lint wrapper, fault-injection
+# feature), so that CI builds it once for both.
 bench-smoke: guests
     bash tests/s3/install-moto.sh "$JOBHOST_TARGET_DIR/venv-moto"
-    {{lint}} cargo build --locked -p host --bin host
-    {{lint}} cargo run --locked -p host --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json" --share-cache "$JOBHOST_TARGET_DIR/e2e-module-cache"
+    {{lint}} cargo build --locked -p host --features fault-injection --bin host
+    {{lint}} cargo run --locked -p host --features fault-injection --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json" --share-cache "$JOBHOST_TARGET_DIR/e2e-module-cache"

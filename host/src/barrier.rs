@@ -33,61 +33,6 @@ pub struct Barrier {
     pub then_stop: bool,
 }
 
-/// The steps of a checkpoint's life where a crash or an I/O error can strike; fault-injection
-/// tests aim at each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Phase {
-    /// A subtask's state file is being written.
-    StateWrite,
-    /// `_metadata` is written, the folder not yet renamed into place.
-    MetadataWritten,
-    /// The checkpoint is published; no sink has been told to commit.
-    Published,
-    /// A sink subtask has committed the checkpoint; others may not have.
-    SinkCommitted,
-    /// A resuming job has restored every subtask from checkpoint N; no sink has recovered.
-    Restored,
-    /// A sink subtask of a resuming job has recovered checkpoint N; others may not have.
-    SinkRecovered,
-}
-
-impl Phase {
-    /// Every phase, in the order a checkpoint goes through them.
-    pub const ALL: [Phase; 6] = [
-        Phase::StateWrite,
-        Phase::MetadataWritten,
-        Phase::Published,
-        Phase::SinkCommitted,
-        Phase::Restored,
-        Phase::SinkRecovered,
-    ];
-
-    /// The phase's name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::StateWrite => "state-write",
-            Phase::MetadataWritten => "metadata-written",
-            Phase::Published => "published",
-            Phase::SinkCommitted => "sink-committed",
-            Phase::Restored => "restored",
-            Phase::SinkRecovered => "sink-recovered",
-        }
-    }
-}
-
-impl std::str::FromStr for Phase {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Phase, String> {
-        Phase::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Phase::ALL.iter().map(|p| p.name()).collect();
-                format!("unknown phase `{s}` (one of {})", names.join(", "))
-            })
-    }
-}
-
 /// What an [`Aligner`] says after a barrier or an end of input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Alignment {

@@ -17,15 +17,18 @@
 //! - [`export`]: a point, its modules and its definition as one self-contained folder.
 //! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
-//! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning.
+//! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning; why a
+//!   build, a checkpoint or a job failed, typed ([`runtime::JobFailure`] and its kin).
 //! - [`control`]: the control socket of a running job, and its client.
 //! - [`metrics`]: what a running job counts (atomics per subtask), sampled for `host serve`.
 //! - [`ops`]: what the CLI and `host serve` share: jobs and points listed, requests to jobs.
 //! - [`serve`]: `host serve`: the HTTP API, `/metrics` and the dashboard.
 //! - [`admission`]: whether a job may start beside the running ones (no two write one folder).
 //! - [`key_group`]: where a key's state lives (pinned, recorded in every `_metadata`).
+//! - `fault`: the phases of a checkpoint where tests inject crashes and full disks (public
+//!   only with the `fault-injection` feature, which the tests build with).
 //!
-//! The command line (`host/src/cli.rs`) belongs to the binary.
+//! The command line (`host/src/cli/`) belongs to the binary.
 //!
 //! # Follow one record
 //! A source subtask ([`runtime::subtask`]) polls its guest for a batch (`poll-batch`), the
@@ -57,8 +60,8 @@
 //! [`admission`]), each restored sink's first step is `recover`: it publishes what the point
 //! prepared and discards what was written after it. `host check` stops before that step.
 //!
-//! Each step where a crash or an I/O error can strike is a [`barrier::Phase`]; tests inject
-//! faults there through [`store::Store::with_faults`].
+//! Each step where a crash or an I/O error can strike is a phase of `fault.rs`; tests inject
+//! faults there (in a build with the `fault-injection` feature only).
 
 pub mod admission;
 pub mod barrier;
@@ -66,6 +69,11 @@ pub mod control;
 pub mod durable;
 pub mod engine;
 pub mod export;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+#[cfg(not(feature = "fault-injection"))]
+#[allow(dead_code)] // the phases' names and parser serve `host run`'s fault flags only
+mod fault;
 pub mod gc;
 pub mod ids;
 pub mod key_group;

@@ -5,6 +5,7 @@
 
 mod check;
 mod detach;
+mod fault;
 mod inspect;
 mod new;
 mod points;
@@ -18,13 +19,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use host::barrier::Phase;
 use host::ids::{JobId, OperatorId};
 use host::ops;
 use host::runtime::{Canary, UpgradeSpec};
 use host::savepoint::Mapping;
+use host::store::Store;
 use host::store::object::{ObjectPoints, StoreUrl};
-use host::store::{FaultHook, Store};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
 #[derive(Debug, Parser)]
@@ -163,14 +163,8 @@ struct RunArgs {
     /// Override the job file's checkpoint interval (0 disables periodic checkpoints).
     #[arg(long, value_name = "MS")]
     checkpoint_interval: Option<u64>,
-    /// Fault injection for tests: abort the process at PHASE of checkpoint N or later
-    /// (state-write, metadata-written, published, sink-committed, restored, sink-recovered).
-    #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
-    crash_at: Option<(Phase, u64)>,
-    /// Fault injection for tests: fail the write at PHASE of checkpoint N with "no space
-    /// left on device" (state-write, metadata-written).
-    #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse_fault)]
-    fail_write_at: Option<(Phase, u64)>,
+    #[command(flatten)]
+    faults: fault::FaultArgs,
     /// Run in the background: print the job's id and return; its output goes to
     /// `jobs/<id>/log` (see `host logs`).
     #[arg(long)]
@@ -320,15 +314,13 @@ fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode
 }
 
 /// `host run`: hands the job to a process of its own with `--detach`; else prepares it (with
-/// the faults of `--crash-at` and `--fail-write-at` injected) and runs it until it ends.
+/// the faults of `--crash-at` and `--fail-write-at` injected, in a test build) and runs it
+/// until it ends.
 fn run_job(store: Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         return detach::run_detached(&store);
     }
-    let store = match (args.crash_at, args.fail_write_at) {
-        (None, None) => store,
-        (crash_at, fail_write_at) => store.with_faults(inject_faults(crash_at, fail_write_at)),
-    };
+    let store = args.faults.inject(store);
     let prepared = start::prepare(
         &store,
         args.job_file.as_deref(),
@@ -379,34 +371,6 @@ fn parse_rename(text: &str) -> Result<(OperatorId, OperatorId), String> {
 fn parse_config(text: &str) -> Result<(String, String), String> {
     let (key, value) = text.split_once('=').ok_or("expected K=V")?;
     Ok((key.to_owned(), value.to_owned()))
-}
-
-/// Reads a fault-injection point `PHASE:N`.
-fn parse_fault(text: &str) -> Result<(Phase, u64), String> {
-    let (phase, n) = text.split_once(':').ok_or("expected PHASE:N")?;
-    Ok((
-        phase.parse()?,
-        n.parse()
-            .map_err(|_| format!("`{n}` is not a checkpoint number"))?,
-    ))
-}
-
-/// Fault injection for tests: abort the process at one phase, fail a write at another.
-fn inject_faults(crash_at: Option<(Phase, u64)>, fail_write_at: Option<(Phase, u64)>) -> FaultHook {
-    Arc::new(move |phase, checkpoint| {
-        if crash_at.is_some_and(|(at, n)| at == phase && checkpoint.0 >= n) {
-            eprintln!(
-                "crash injected at {} of checkpoint {checkpoint}",
-                phase.name()
-            );
-            std::process::abort();
-        }
-        if fail_write_at == Some((phase, checkpoint.0)) {
-            // ENOSPC: what a full disk answers.
-            return Err(std::io::Error::from_raw_os_error(28));
-        }
-        Ok(())
-    })
 }
 
 fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {

@@ -21,7 +21,6 @@ use super::check;
 
 use host::admission::{self, Conflict};
 use host::barrier::BarrierKind;
-use host::barrier::Phase;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
@@ -500,10 +499,6 @@ async fn run_admitted(
     // the job fails (or the process is killed) in its first moments.
     println!("{job_id}");
     std::io::stdout().flush()?;
-    if let Some(restored) = job.restored_from() {
-        // Every subtask restored, the job admitted, no sink has recovered yet.
-        store.fault_point(Phase::Restored, restored)?;
-    }
     let handle = job.spawn();
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel();
     let job_side = (handle.requests(), handle.metrics());

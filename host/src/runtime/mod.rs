@@ -192,6 +192,11 @@ impl JobHandle {
 impl Job {
     /// Starts every subtask and the coordinator, under supervision.
     pub fn spawn(self) -> JobHandle {
+        if let Some(restored) = self.restored_from() {
+            // Every subtask restored, the job admitted, no sink has recovered yet.
+            let store = &self.coordinator.blueprint().store;
+            let _ = store.fault_point(crate::fault::Phase::Restored, restored);
+        }
         let (requests, requests_rx) = mpsc::channel(REQUESTS_QUEUED_MAX);
         let metrics = self.coordinator.blueprint().metrics.clone();
         let outcome = tokio::spawn(self.supervise(requests_rx));

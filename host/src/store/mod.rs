@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::barrier::Phase;
 use crate::durable;
+use crate::fault::{FaultHook, Phase};
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::snapshot::Held;
 pub use layout::Layout;
@@ -196,10 +196,6 @@ pub struct Point {
 /// The state of a point's subtasks, by operator id and subtask index, every checksum verified.
 pub type States = BTreeMap<(OperatorId, u32), Held>;
 
-/// Called at each [`Phase`] of a checkpoint: a test may crash the process there, or return an
-/// error that the step then fails with (a full disk).
-pub type FaultHook = Arc<dyn Fn(Phase, CheckpointId) -> io::Result<()> + Send + Sync>;
-
 /// Where the points (checkpoints and savepoints) live.
 #[derive(Clone)]
 enum Points {
@@ -305,6 +301,7 @@ impl Store {
             .filter(|o| o.key(&self.layout, location).is_some())
     }
 
+    #[cfg(any(test, feature = "fault-injection"))]
     /// This store, with faults injected at the phases of every checkpoint.
     pub fn with_faults(self, faults: FaultHook) -> Store {
         Store {
@@ -314,7 +311,7 @@ impl Store {
     }
 
     /// A point where an injected fault may strike.
-    pub fn fault_point(&self, phase: Phase, checkpoint: CheckpointId) -> io::Result<()> {
+    pub(crate) fn fault_point(&self, phase: Phase, checkpoint: CheckpointId) -> io::Result<()> {
         self.faults
             .as_ref()
             .map_or(Ok(()), |fault| fault(phase, checkpoint))

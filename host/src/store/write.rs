@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::layout::METADATA_FILE;
 use super::{Layout, Metadata, StateFile, Store, StoreError, io_error, metadata, state_file};
-use crate::barrier::Phase;
 use crate::durable;
+use crate::fault::Phase;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::snapshot::Held;
 

@@ -1,0 +1,67 @@
+//! `host run`'s fault-injection flags, for tests: they exist only in a build with the
+//! `fault-injection` feature (as the README's test command builds the host); see `fault.rs`
+//! of the library.
+
+use host::store::Store;
+
+/// `--crash-at PHASE:N` and `--fail-write-at PHASE:N` (hidden; none without the feature).
+#[derive(Debug, Default, clap::Args)]
+pub struct FaultArgs {
+    /// Fault injection for tests: abort the process at PHASE of checkpoint N or later
+    /// (state-write, metadata-written, published, sink-committed, restored, sink-recovered).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse)]
+    crash_at: Option<(host::fault::Phase, u64)>,
+    /// Fault injection for tests: fail the write at PHASE of checkpoint N with "no space
+    /// left on device" (state-write, metadata-written).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse)]
+    fail_write_at: Option<(host::fault::Phase, u64)>,
+}
+
+impl FaultArgs {
+    /// `store`, with the faults asked for injected at the phases of every checkpoint.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject(self, store: Store) -> Store {
+        use host::fault::Phase;
+        /// What a full disk answers.
+        const ENOSPC: i32 = 28;
+        let FaultArgs {
+            crash_at,
+            fail_write_at,
+        } = self;
+        if crash_at.is_none() && fail_write_at.is_none() {
+            return store;
+        }
+        store.with_faults(std::sync::Arc::new(move |phase: Phase, checkpoint| {
+            if crash_at.is_some_and(|(at, n)| at == phase && checkpoint.0 >= n) {
+                eprintln!(
+                    "crash injected at {} of checkpoint {checkpoint}",
+                    phase.name()
+                );
+                std::process::abort();
+            }
+            if fail_write_at == Some((phase, checkpoint.0)) {
+                return Err(std::io::Error::from_raw_os_error(ENOSPC));
+            }
+            Ok(())
+        }))
+    }
+
+    /// `store`: a build without the `fault-injection` feature injects none.
+    #[cfg(not(feature = "fault-injection"))]
+    pub fn inject(self, store: Store) -> Store {
+        store
+    }
+}
+
+/// Reads a fault-injection point `PHASE:N`.
+#[cfg(feature = "fault-injection")]
+fn parse(text: &str) -> Result<(host::fault::Phase, u64), String> {
+    let (phase, n) = text.split_once(':').ok_or("expected PHASE:N")?;
+    Ok((
+        phase.parse()?,
+        n.parse()
+            .map_err(|_| format!("`{n}` is not a checkpoint number"))?,
+    ))
+}
