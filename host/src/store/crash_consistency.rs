@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::barrier::BarrierKind;
 use crate::durable::{self, Step};
-use crate::ids::Role;
-use crate::key_group::KEY_GROUP_FUNCTION;
 use crate::snapshot::Held;
 
 /// What became of contents written but not yet synced.
@@ -70,27 +68,9 @@ fn write_checkpoint(
                 .unwrap()
         })
         .collect();
-    let metadata = Metadata {
-        job: job(),
-        checkpoint: CheckpointId(n),
-        kind: BarrierKind::Checkpoint,
-        completed_unix_ms: 0,
-        job_file: String::new(),
-        max_parallelism: 128,
-        key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Chained,
-        operators: vec![OperatorState {
-            id: counter,
-            role: Role::Operator,
-            module_sha256: String::new(),
-            module_name: "c".to_owned(),
-            module_version: "1".to_owned(),
-            parallelism: 2,
-            files,
-        }],
-        definition: None,
-        resumed_from: None,
-    };
+    let checkpoint = (CheckpointId(n), BarrierKind::Checkpoint);
+    let metadata =
+        super::tests::counter_metadata(job(), checkpoint.0, checkpoint.1, counter, files);
     store.complete_checkpoint(&metadata).unwrap();
     states.clone()
 }

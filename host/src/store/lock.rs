@@ -30,12 +30,7 @@ impl Store {
     /// until the result is dropped.
     pub fn lock_starts(&self) -> Result<StartLock, StoreError> {
         let path = self.layout.start_lock();
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let file = open_lock_file(&path)?;
         file.lock().map_err(io_error(&path))?;
         Ok(StartLock { _file: file })
     }
@@ -43,12 +38,7 @@ impl Store {
     /// Claims `job` (whose folder [`Store::create_job`] made) as running in this process.
     pub fn claim_job(&self, job: &JobId) -> Result<JobLock, StoreError> {
         let path = self.layout.job_lock(job);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(JobLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(StoreError::Io {
@@ -98,6 +88,16 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Opens (creating it if need be) the file whose lock a [`StartLock`] or [`JobLock`] holds.
+fn open_lock_file(path: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))
 }
 
 #[cfg(test)]

@@ -44,9 +44,28 @@ fn write_states(
                 .unwrap()
         })
         .collect();
-    let metadata = Metadata {
-        job: job(),
-        checkpoint: CheckpointId(n),
+    let metadata = counter_metadata(job(), CheckpointId(n), kind, counter, files);
+    let dir = match kind {
+        BarrierKind::Checkpoint => store.complete_checkpoint(&metadata).unwrap(),
+        BarrierKind::Savepoint => store
+            .complete_savepoint(&metadata, &SavepointId::generate(&job(), CheckpointId(n)))
+            .unwrap(),
+    };
+    (metadata, dir)
+}
+
+/// The metadata of checkpoint `checkpoint` of `job`, a job of one operator, `counter` (module
+/// `c` version 1, two subtasks), whose subtasks wrote `files`.
+pub(super) fn counter_metadata(
+    job: JobId,
+    checkpoint: CheckpointId,
+    kind: BarrierKind,
+    counter: OperatorId,
+    files: Vec<StateFile>,
+) -> Metadata {
+    Metadata {
+        job,
+        checkpoint,
         kind,
         completed_unix_ms: 0,
         job_file: String::new(),
@@ -56,7 +75,7 @@ fn write_states(
         operators: vec![OperatorState {
             role: Role::Operator,
             id: counter,
-            module_sha256: "00".repeat(32),
+            module_sha256: String::new(),
             module_name: "c".to_owned(),
             module_version: "1".to_owned(),
             parallelism: 2,
@@ -64,14 +83,7 @@ fn write_states(
         }],
         definition: None,
         resumed_from: None,
-    };
-    let dir = match kind {
-        BarrierKind::Checkpoint => store.complete_checkpoint(&metadata).unwrap(),
-        BarrierKind::Savepoint => store
-            .complete_savepoint(&metadata, &SavepointId::generate(&job(), CheckpointId(n)))
-            .unwrap(),
-    };
-    (metadata, dir)
+    }
 }
 
 #[test]
