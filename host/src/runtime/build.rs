@@ -40,7 +40,8 @@ pub(super) struct Blueprint {
     pub(super) plan: Plan,
     pub(super) record: JobRecord,
     limits: Limits,
-    /// The point the job was started from, for a restart before its first checkpoint.
+    /// The point the job was started from, for a restart before its first checkpoint; let
+    /// go once one completed (see [`Blueprint::forget_initial`]).
     initial: Option<Arc<RestoreFrom>>,
     /// What the job counts, kept across restarts.
     pub(super) metrics: Arc<JobMetrics>,
@@ -85,6 +86,12 @@ impl Blueprint {
     /// The checkpoint the job started from, if any.
     pub(super) fn initial_checkpoint(&self) -> Option<CheckpointId> {
         self.initial.as_ref().map(|r| r.metadata.checkpoint)
+    }
+
+    /// Lets go of the point the job started from (every restored blob of it): a checkpoint of
+    /// the job completed, and a restart goes back to the latest one of those instead.
+    pub(super) fn forget_initial(&mut self) {
+        self.initial = None;
     }
 
     /// Rebuilds the job from its latest completed checkpoint (or the point it started from),

@@ -149,18 +149,20 @@ mod tests {
         let (tx, mut rx) = channel(10);
         let counters = counters();
         tx.send_batch(batch(6), &counters).await.unwrap();
-        let blocked = tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            tx.send_batch(batch(6), &counters),
-        )
-        .await;
+        // Polled once, no clock involved: the second send waits for credit.
+        let mut second = std::pin::pin!(tx.send_batch(batch(6), &counters));
+        let polled = poll_fn(|cx| std::task::Poll::Ready(second.as_mut().poll(cx))).await;
         assert!(
-            blocked.is_err(),
+            polled.is_pending(),
             "a second batch of 6 exceeds 10 records in flight"
         );
         let first = poll_fn(|cx| rx.poll_recv(cx)).await;
         assert!(matches!(first, Some(Message::Batch(b)) if batch_len(&b) == 6));
-        tx.send_batch(batch(6), &counters).await.unwrap();
+        // The credit of the records taken lets the waiting send through (the timeout only
+        // turns a hang into a failure).
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(10), second).await;
+        sent.expect("the credit of the records taken reached the sender")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -351,6 +351,9 @@ impl CoordinatorTask {
                     |s| s.path.clone(),
                 );
                 self.record(barrier, &dir);
+                if barrier.kind == BarrierKind::Checkpoint {
+                    self.blueprint.forget_initial();
+                }
                 // Between publishing and committing: the riskiest moment to crash.
                 let _ = self.store.fault_point(Phase::Published, checkpoint);
                 self.send_to(Role::Sink, &Command::Commit(checkpoint));
