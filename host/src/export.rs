@@ -70,7 +70,7 @@ pub fn export(store: &Store, dir: &Path, shown: &str, to: &Path) -> Result<Expor
         return Err(ProgramError::NoDefinition { point }.into());
     }
     // Every state file and segment verified before anything is written.
-    store.read_states(&point)?;
+    store.verify_states(&point)?;
     let hashes: BTreeSet<&str> = point
         .metadata
         .operators

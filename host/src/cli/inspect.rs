@@ -15,7 +15,7 @@ pub(super) fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<
     let dir = savepoint::resolve(store, &point)?;
     let loaded = store.read_point(&dir)?;
     let verifying = format!("verifying {}", dir.display());
-    progress::spinning(&verifying, || store.read_states(&loaded))?;
+    progress::spinning(&verifying, || store.verify_states(&loaded))?;
     let shown = store.display(&dir);
     if json {
         let value = point_json(&shown, &loaded.metadata);

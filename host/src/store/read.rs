@@ -192,6 +192,27 @@ impl Store {
     /// outside it; on an object store, each name is one segment of a key under the point's
     /// prefix, escaped, so it cannot either.
     pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
+        let mut states = States::new();
+        self.each_state(point, |id, subtask, held| {
+            states.insert((id.clone(), subtask), held);
+        })?;
+        Ok(states)
+    }
+
+    /// Verifies every state file of a point as [`Store::read_states`] does, keeping none of
+    /// them (`host inspect`): in a folder, one state file and its segments are in memory at a
+    /// time, however large the point.
+    pub fn verify_states(&self, point: &Point) -> Result<(), StoreError> {
+        self.each_state(point, |_, _, held| drop(held))
+    }
+
+    /// Reads, verifies and decodes each state file of a point in turn, handing each subtask's
+    /// state to `take` (see [`Store::read_states`] for the order of the checks).
+    fn each_state(
+        &self,
+        point: &Point,
+        mut take: impl FnMut(&OperatorId, u32, Held),
+    ) -> Result<(), StoreError> {
         let files: Vec<(&OperatorId, &StateFile)> = point
             .metadata
             .operators
@@ -206,13 +227,12 @@ impl Store {
                 point,
                 fetched: HashMap::new(),
             };
-            let mut states = States::new();
             for ((id, file), blob) in files.into_iter().zip(blobs) {
                 let held = decode_state(point, blob.to_vec(), &mut segments)
                     .map_err(|e| e.at(self, point, file))?;
-                states.insert((id.clone(), file.subtask), held);
+                take(id, file.subtask, held);
             }
-            return Ok(states);
+            return Ok(());
         }
         let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
             .map_err(io_error(&point.dir))?;
@@ -222,7 +242,6 @@ impl Store {
             found.map(|m| m.len()).map_err(|e| e.to_string())
         });
         verify_lengths(&files, lens.collect(), &path_of)?;
-        let mut states = States::new();
         for (id, file) in files {
             let blob = folder
                 .read(&file.file)
@@ -234,9 +253,9 @@ impl Store {
             };
             let held =
                 decode_state(point, blob, &mut segments).map_err(|e| e.at(self, point, file))?;
-            states.insert((id.clone(), file.subtask), held);
+            take(id, file.subtask, held);
         }
-        Ok(states)
+        Ok(())
     }
 }
 
