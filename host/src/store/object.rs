@@ -22,6 +22,11 @@
 //! runtime could starve it. The HTTP connections live on that one runtime, so they are reused
 //! from call to call.
 
+mod lease;
+mod url;
+
+pub use url::StoreUrl;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -31,11 +36,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as Key;
-use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion, WriteMultipart,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
-use super::fence::{self, Fence, Lease};
 use super::layout::METADATA_FILE;
 use super::metadata::{METADATA_BYTES_MAX, MetadataError};
 use super::{Layout, Point, StateFile, StoreError};
@@ -55,47 +57,6 @@ const REQUESTS_PARALLEL_MAX: usize = 8;
 const LEASE_RACES_MAX: u32 = 8;
 /// Worker threads of this back-end's runtime.
 const WORKER_THREADS: usize = 2;
-
-/// `s3://bucket/prefix`, read. Performs no I/O.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreUrl {
-    /// The bucket.
-    pub bucket: String,
-    /// The prefix under which every key goes (may be empty), without slashes at either end.
-    pub prefix: String,
-}
-
-impl StoreUrl {
-    /// Reads `s3://bucket[/prefix]`.
-    pub fn parse(text: &str) -> Result<StoreUrl, String> {
-        let rest = text
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("`{text}`: expected s3://bucket/prefix"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!("`{text}`: no bucket"));
-        }
-        let prefix = prefix.trim_matches('/');
-        if prefix.split('/').any(|part| part == ".." || part == ".") {
-            return Err(format!(
-                "`{text}`: `.` and `..` are not allowed in the prefix"
-            ));
-        }
-        Ok(StoreUrl {
-            bucket: bucket.to_owned(),
-            prefix: prefix.to_owned(),
-        })
-    }
-}
-
-impl std::fmt::Display for StoreUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.prefix.as_str() {
-            "" => write!(f, "s3://{}", self.bucket),
-            prefix => write!(f, "s3://{}/{prefix}", self.bucket),
-        }
-    }
-}
 
 /// Points on an object store, and the leases this process holds there.
 pub struct ObjectPoints {
@@ -610,143 +571,5 @@ impl ObjectPoints {
     pub fn bytes_under(&self, layout: &Layout, location: &Path) -> Result<u64, StoreError> {
         let objects = self.list(self.key_of(layout, location))?;
         Ok(objects.iter().map(|(_, size)| size).sum())
-    }
-
-    /// Reads a job's lease and its version (`None`: it has none).
-    fn read_lease(&self, key: &Key) -> Result<Option<(Lease, UpdateVersion)>, StoreError> {
-        let (store, url) = (self.store.clone(), self.url_of(key));
-        let key = key.clone();
-        let got = self.run(async move {
-            let got = store.get(&key).await?;
-            let version = UpdateVersion {
-                e_tag: got.meta.e_tag.clone(),
-                version: got.meta.version.clone(),
-            };
-            Ok::<_, object_store::Error>((got.bytes().await?, version))
-        });
-        match got {
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(object_error(url)(e)),
-            Ok((bytes, version)) => {
-                let lease = fence::decode(&bytes).map_err(|e| StoreError::Io {
-                    path: PathBuf::from(url),
-                    source: io::Error::new(io::ErrorKind::InvalidData, e),
-                })?;
-                Ok(Some((lease, version)))
-            }
-        }
-    }
-
-    /// Creates the lease of a job this process starts, generation 1, create-only.
-    pub fn create_lease(
-        &self,
-        layout: &Layout,
-        job: &JobId,
-        holder: String,
-    ) -> Result<(), StoreError> {
-        let key = self.key_of(layout, &layout.lease(job));
-        let lease = Lease {
-            generation: 1,
-            holder,
-        };
-        let (store, url) = (self.store.clone(), self.url_of(&key));
-        let bytes = Bytes::from(fence::encode(&lease));
-        self.run(async move {
-            store
-                .put_opts(&key, bytes.into(), PutOptions::from(PutMode::Create))
-                .await
-        })
-        .map_err(object_error(url))?;
-        self.held
-            .lock()
-            .expect("not poisoned")
-            .insert(job.clone(), 1);
-        Ok(())
-    }
-
-    /// Takes `job` over: raises its lease's generation by a put conditional on the version
-    /// read, retrying if another process changed it meanwhile. Returns the new generation.
-    pub fn take_over(
-        &self,
-        layout: &Layout,
-        job: &JobId,
-        holder: String,
-    ) -> Result<u64, StoreError> {
-        let key = self.key_of(layout, &layout.lease(job));
-        let mut races = 0;
-        loop {
-            let now = self.read_lease(&key)?;
-            let lease = fence::taken_over(now.as_ref().map(|(l, _)| l), holder.clone());
-            let mode = match now {
-                Some((_, version)) => PutMode::Update(version),
-                None => PutMode::Create,
-            };
-            let (store, key2, url) = (self.store.clone(), key.clone(), self.url_of(&key));
-            let bytes = Bytes::from(fence::encode(&lease));
-            let put = self.run(async move {
-                store
-                    .put_opts(&key2, bytes.into(), PutOptions::from(mode))
-                    .await
-            });
-            match put {
-                Ok(_) => return Ok(lease.generation),
-                Err(
-                    object_store::Error::Precondition { .. }
-                    | object_store::Error::AlreadyExists { .. },
-                ) if races < LEASE_RACES_MAX => races += 1,
-                Err(e) => return Err(object_error(url)(e)),
-            }
-        }
-    }
-
-    /// Refuses with [`StoreError::Fenced`] unless the lease of `job` holds the generation this
-    /// process holds ([`fence::decide`]).
-    fn check_fence(
-        &self,
-        layout: &Layout,
-        job: &JobId,
-        checkpoint: CheckpointId,
-    ) -> Result<(), StoreError> {
-        let held = self.held.lock().expect("not poisoned").get(job).copied();
-        let key = self.key_of(layout, &layout.lease(job));
-        let now = self.read_lease(&key)?.map(|(lease, _)| lease);
-        // A job this process did not start (or whose lease it never created) is not its to
-        // publish: generation 0 is never held.
-        match fence::decide(held.unwrap_or(0), now.as_ref()) {
-            Fence::Current => Ok(()),
-            Fence::Superseded {
-                held,
-                current,
-                holder,
-            } => Err(StoreError::Fenced {
-                job: job.clone(),
-                checkpoint,
-                held,
-                current,
-                holder: holder.unwrap_or_else(|| "nobody".to_owned()),
-            }),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_urls_name_a_bucket_and_a_prefix() {
-        let url = StoreUrl::parse("s3://points/team/a/").unwrap();
-        assert_eq!(
-            url,
-            StoreUrl {
-                bucket: "points".to_owned(),
-                prefix: "team/a".to_owned()
-            }
-        );
-        assert_eq!(url.to_string(), "s3://points/team/a");
-        assert_eq!(StoreUrl::parse("s3://points").unwrap().prefix, "");
-        assert!(StoreUrl::parse("gs://points").is_err());
-        assert!(StoreUrl::parse("s3:///x").is_err());
-        assert!(StoreUrl::parse("s3://b/a/../c").is_err());
     }
 }
