@@ -9,6 +9,7 @@ mod corrupt;
 mod crash;
 mod detach;
 mod escapes;
+mod expect;
 mod hostile;
 mod integrity;
 mod javascript;
