@@ -88,6 +88,31 @@ fn join(errors: &[BuildError]) -> String {
     errors.join("; ")
 }
 
+/// Why the new module of a live swap could not take over from the handed-over state (the old
+/// module runs on).
+#[derive(Debug, thiserror::Error)]
+pub enum SwapFailure {
+    /// A subtask of the operator did not snapshot for the swap's checkpoint.
+    #[error("subtask {subtask} did not snapshot for checkpoint {checkpoint}")]
+    NoSnapshot {
+        /// Which subtask.
+        subtask: u32,
+        /// The swap's checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// A new instance did not start.
+    #[error("subtask {subtask}: {cause}")]
+    Start {
+        /// Which subtask.
+        subtask: u32,
+        /// Why.
+        cause: BuildCause,
+    },
+    /// The new instances did not restore the state.
+    #[error("{}", join(.0))]
+    Restore(Vec<BuildError>),
+}
+
 /// Why one checkpoint failed (and was aborted).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointFailure {

@@ -106,7 +106,9 @@ pub struct OperatorInfo {
 }
 
 pub use build::build;
-pub use failure::{BuildCause, BuildError, CheckpointFailure, JobFailure, RestartError};
+pub use failure::{
+    BuildCause, BuildError, CheckpointFailure, JobFailure, RestartError, SwapFailure,
+};
 pub use restore::Remap;
 pub use swap::{Canary, UpgradeSpec, Upgraded};
 

@@ -18,10 +18,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::CheckpointFailure;
 use super::channel::{Closed, Message, Receiver, batch_len};
 use super::partition::{Output, check_batch};
 use super::swap::{Prepared, SwapOrder, Swapped, UpgradeError};
+use super::{CheckpointFailure, SwapFailure};
 use crate::barrier::{Aligner, Alignment, Barrier};
 use crate::engine::bindings::{Batch, PollResult, Snapshot};
 use crate::engine::{GuestError, Instance};
@@ -90,7 +90,7 @@ pub enum Event {
         /// The checkpoint.
         checkpoint: CheckpointId,
         /// Why not, naming the subtask.
-        result: Result<(), String>,
+        result: Result<(), Arc<SwapFailure>>,
     },
     /// A swapped subtask's new instance processed its first batch, `pause` after the swap's
     /// barrier arrived.

@@ -24,7 +24,7 @@ use tokio::time::{Duration, Instant};
 
 use super::build::Blueprint;
 use super::subtask::Event;
-use super::{JobFailure, OperatorInfo, RestoreFrom, restore};
+use super::{JobFailure, OperatorInfo, RestoreFrom, SwapFailure, restore};
 use crate::barrier::BarrierKind;
 use crate::engine::{EngineError, Instance, Module};
 use crate::ids::{CheckpointId, OperatorId, Role};
@@ -110,12 +110,12 @@ pub enum UpgradeError {
         source: EngineError,
     },
     /// The new module's probe instance failed to start (`describe`, `init`).
-    #[error("operator `{operator}`: the new module does not start: {message}")]
+    #[error("operator `{operator}`: the new module does not start: {failure}")]
     Start {
         /// The operator.
         operator: OperatorId,
         /// Why, in the module's words.
-        message: String,
+        failure: SwapFailure,
     },
     /// The new module rescales its operator state differently.
     #[error(
@@ -158,7 +158,7 @@ pub enum UpgradeError {
     /// The new module's `restore` (or its start) failed: the old module runs on.
     #[error(
         "operator `{operator}`: the new module failed to restore checkpoint {checkpoint}; the old \
-         module runs on: {message}"
+         module runs on: {failure}"
     )]
     RestoreFailed {
         /// The operator.
@@ -166,7 +166,7 @@ pub enum UpgradeError {
         /// The checkpoint it was to restore.
         checkpoint: CheckpointId,
         /// Why, in the module's words.
-        message: String,
+        failure: Arc<SwapFailure>,
     },
     /// The job failed within the canary window: it restarts with the old module.
     #[error(
@@ -247,9 +247,9 @@ pub(super) async fn prepare(
     info.module_sha256 = module.sha256.clone();
     info.remap = None;
     let started = start_instances(&blueprint, &plan, &module, &mut info).await;
-    let instances = started.map_err(|message| UpgradeError::Start {
+    let instances = started.map_err(|failure| UpgradeError::Start {
         operator: operator.clone(),
-        message,
+        failure,
     })?;
     if info.rescale != running.rescale {
         let (old, new) = (running.rescale, info.rescale);
@@ -311,11 +311,15 @@ async fn start_instances(
     plan: &OperatorPlan,
     module: &Module,
     info: &mut OperatorInfo,
-) -> Result<Vec<Instance>, String> {
+) -> Result<Vec<Instance>, SwapFailure> {
     let mut instances = Vec::new();
-    for index in 0..plan.parallelism {
-        let started = blueprint.start_subtask(plan, module, index, info);
-        instances.push(started.await.map_err(|e| format!("subtask {index}: {e}"))?);
+    for subtask in 0..plan.parallelism {
+        let started = blueprint.start_subtask(plan, module, subtask, info);
+        instances.push(
+            started
+                .await
+                .map_err(|cause| SwapFailure::Start { subtask, cause })?,
+        );
     }
     Ok(instances)
 }
@@ -443,7 +447,8 @@ pub(super) async fn run_swap(
     let restore_ms = since.elapsed().as_secs_f64() * 1e3;
     tracing::info!(operator = %running.id, %checkpoint, restore_ms, ok = result.is_ok(), "new instances restored");
     // The coordinator hears of the swap before any new instance runs (and may fail).
-    let swapped = result.as_ref().map(|_| ()).map_err(Clone::clone);
+    let result = result.map_err(Arc::new);
+    let swapped = result.as_ref().map(|_| ()).map_err(Arc::clone);
     let _ = events.send(Event::Swapped {
         checkpoint,
         result: swapped,
@@ -461,13 +466,15 @@ async fn restored_instances(
     running: &OperatorInfo,
     checkpoint: CheckpointId,
     received: &mut BTreeMap<u32, Handover>,
-) -> Result<Vec<Instance>, String> {
+) -> Result<Vec<Instance>, SwapFailure> {
     let mut states = BTreeMap::new();
     for (&index, handover) in received.iter_mut() {
         let Some(held) = handover.held.take() else {
-            return Err(format!(
-                "subtask {index} did not snapshot for checkpoint {checkpoint}"
-            ));
+            let subtask = index;
+            return Err(SwapFailure::NoSnapshot {
+                subtask,
+                checkpoint,
+            });
         };
         states.insert((running.id.clone(), index), held);
     }
@@ -482,10 +489,7 @@ async fn restored_instances(
     }
     let restored =
         restore::restore_operator(&prepared.plan, &mut instances, Some(&point), &mut info).await;
-    restored.map_err(|errors| {
-        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        errors.join("; ")
-    })?;
+    restored.map_err(SwapFailure::Restore)?;
     Ok(instances)
 }
 

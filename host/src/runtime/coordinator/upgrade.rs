@@ -11,11 +11,11 @@ use tokio::task::AbortHandle;
 use super::CoordinatorTask;
 use crate::barrier::BarrierKind;
 use crate::ids::{CheckpointId, OperatorId};
-use crate::runtime::JobFailure;
 use crate::runtime::subtask::{Command, Event};
 use crate::runtime::swap::{
     self, Canary, CanaryCount, Prepared, SwapOrder, UpgradeError, UpgradeSpec, Upgraded,
 };
+use crate::runtime::{JobFailure, SwapFailure};
 
 /// Where the answer to `host upgrade` goes.
 pub type UpgradeReply = oneshot::Sender<Result<Upgraded, String>>;
@@ -147,7 +147,11 @@ impl CoordinatorTask {
     }
 
     /// The swap task says how the new module's instances started and restored.
-    pub(super) fn on_swapped(&mut self, checkpoint: CheckpointId, result: Result<(), String>) {
+    pub(super) fn on_swapped(
+        &mut self,
+        checkpoint: CheckpointId,
+        result: Result<(), Arc<SwapFailure>>,
+    ) {
         let Some(upgrading) = &mut self.upgrading else {
             return;
         };
@@ -160,13 +164,13 @@ impl CoordinatorTask {
                 tracing::info!(operator = %upgrading.operator, %checkpoint, "new module restored; canary window open");
                 upgrading.stage = Stage::Canary(prepared.clone(), checkpoint, Instant::now());
             }
-            Err(message) => {
+            Err(failure) => {
                 let operator = upgrading.operator.clone();
-                tracing::warn!(%operator, %checkpoint, "upgrade failed, the old module runs on: {message}");
+                tracing::warn!(%operator, %checkpoint, "upgrade failed, the old module runs on: {failure}");
                 let failed = UpgradeError::RestoreFailed {
                     operator,
                     checkpoint,
-                    message,
+                    failure,
                 };
                 self.answer_upgrade(Err(failed));
                 self.trigger_next();
