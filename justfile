@@ -39,7 +39,7 @@ test: guests
     cargo fmt --all -- --check
     cargo clippy --locked --profile guest --target {{wasm_target}} {{guests}} -- -D warnings
     {{lint}} cargo test --locked -p host --features fault-injection
-    cargo test --locked -p jobhost-guest {{guests}}
+    cargo test --locked -p jobhost-batch -p jobhost-guest {{guests}}
     "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover guest-python/tests
     node --test guest-js/tests/
 

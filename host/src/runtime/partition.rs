@@ -8,65 +8,41 @@
 use std::sync::Arc;
 
 use super::channel::{Closed, Message, Sender, batch_len};
+use jobhost_batch::{BatchBuilder, BatchParts, Columns, Records};
+
 use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
 use crate::key_group::{key_group, subtask_of_key_group};
 use crate::metrics::SubtaskCounters;
 use crate::topology::Partition;
 
-/// Checks that a batch's columns are consistent, so that reading it cannot go out of bounds.
+/// A batch's columns, for the codec shared with the guests ([`jobhost_batch`]).
+pub fn columns(batch: &Batch) -> Columns<'_> {
+    Columns {
+        keys: &batch.keys,
+        key_ends: &batch.key_ends,
+        values: &batch.values,
+        value_ends: &batch.value_ends,
+        timestamps: &batch.timestamps,
+        key_groups: &batch.key_groups,
+    }
+}
+
+/// Checks that a batch's columns are consistent, so that reading it cannot go out of bounds:
+/// the same checks as a Rust guest's SDK makes of the batches it receives.
 pub fn check_batch(batch: &Batch) -> Result<(), String> {
-    let n = batch.timestamps.len();
-    if batch.key_ends.len() != n || batch.value_ends.len() != n {
-        return Err(format!(
-            "malformed batch: {} timestamps, {} key ends, {} value ends",
-            n,
-            batch.key_ends.len(),
-            batch.value_ends.len()
-        ));
-    }
-    for (column, ends, len) in [
-        ("key", &batch.key_ends, batch.keys.len()),
-        ("value", &batch.value_ends, batch.values.len()),
-    ] {
-        let monotone = ends.windows(2).all(|w| w[0] <= w[1]);
-        if !monotone || ends.last().is_some_and(|&end| end as usize > len) {
-            return Err(format!(
-                "malformed batch: {column} ends are not increasing within {len} bytes"
-            ));
-        }
-    }
-    Ok(())
+    Records::new(columns(batch)).map(|_| ())
 }
 
-/// The records of a batch checked by [`check_batch`], as `(key, value, timestamp)`.
-pub fn records(batch: &Batch) -> impl Iterator<Item = (&[u8], &[u8], i64)> {
-    (0..batch.timestamps.len()).map(move |i| {
-        let start = |ends: &[u32]| if i == 0 { 0 } else { ends[i - 1] as usize };
-        let key = &batch.keys[start(&batch.key_ends)..batch.key_ends[i] as usize];
-        let value = &batch.values[start(&batch.value_ends)..batch.value_ends[i] as usize];
-        (key, value, batch.timestamps[i])
-    })
-}
-
-/// Appends a record to a batch (a batch of key-by records also carries their groups).
-pub fn push(batch: &mut Batch, key: &[u8], value: &[u8], timestamp: i64) {
-    batch.keys.extend_from_slice(key);
-    batch.key_ends.push(batch.keys.len() as u32);
-    batch.values.extend_from_slice(value);
-    batch.value_ends.push(batch.values.len() as u32);
-    batch.timestamps.push(timestamp);
-}
-
-/// An empty batch.
-pub fn empty_batch() -> Batch {
+/// A batch of the records built in `parts`, with `key_groups` (one per record, or none).
+pub fn into_batch(parts: BatchParts, key_groups: Vec<u32>) -> Batch {
     Batch {
-        keys: vec![],
-        key_ends: vec![],
-        values: vec![],
-        value_ends: vec![],
-        timestamps: vec![],
-        key_groups: vec![],
+        keys: parts.keys,
+        key_ends: parts.key_ends,
+        values: parts.values,
+        value_ends: parts.value_ends,
+        timestamps: parts.timestamps,
+        key_groups,
     }
 }
 
@@ -108,23 +84,29 @@ impl OutputEdge {
             }
             // One downstream subtask owns every key group: no need to split the batch.
             Partition::KeyBy if self.targets.len() == 1 => {
-                let groups = records(&batch).map(|(key, ..)| key_group(key, self.max_parallelism));
+                let records = Records::of_checked(columns(&batch));
+                let groups = records.map(|r| key_group(r.key, self.max_parallelism));
                 batch.key_groups = groups.collect();
                 self.targets[0].send_batch(batch, counters).await
             }
             Partition::KeyBy => {
                 let parallelism = self.targets.len() as u32;
-                let mut split: Vec<Batch> = (0..parallelism).map(|_| empty_batch()).collect();
-                for (key, value, timestamp) in records(&batch) {
-                    let group = key_group(key, self.max_parallelism);
+                let mut split: Vec<(BatchBuilder, Vec<u32>)> =
+                    (0..parallelism).map(|_| Default::default()).collect();
+                for record in Records::of_checked(columns(&batch)) {
+                    let group = key_group(record.key, self.max_parallelism);
                     let target = subtask_of_key_group(group, self.max_parallelism, parallelism);
-                    let part = &mut split[target as usize];
-                    push(part, key, value, timestamp);
-                    part.key_groups.push(group);
+                    let (part, groups) = &mut split[target as usize];
+                    // A part of a batch within 4 GiB stays within 4 GiB.
+                    let pushed = part.push(record.key, record.value, record.timestamp);
+                    pushed.expect("a part of a batch fits its offsets");
+                    groups.push(group);
                 }
-                for (target, part) in self.targets.iter().zip(split) {
-                    if batch_len(&part) > 0 {
-                        target.send_batch(part, counters).await?;
+                for (target, (part, groups)) in self.targets.iter().zip(split) {
+                    if !part.is_empty() {
+                        target
+                            .send_batch(into_batch(part.finish(), groups), counters)
+                            .await?;
                     }
                 }
                 Ok(())
@@ -187,29 +169,36 @@ impl Output {
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_round_trip_through_push() {
-        let mut batch = empty_batch();
-        push(&mut batch, b"k1", b"v1", 1);
-        push(&mut batch, b"", b"value", -2);
-        check_batch(&batch).unwrap();
-        let all: Vec<_> = records(&batch).collect();
-        assert_eq!(
-            all,
-            [(&b"k1"[..], &b"v1"[..], 1), (&b""[..], &b"value"[..], -2)]
-        );
+    /// A batch of `(key, value, timestamp)` records, without key groups.
+    fn batch_of(records: &[(&[u8], &[u8], i64)]) -> Batch {
+        let mut builder = BatchBuilder::new();
+        for &(key, value, timestamp) in records {
+            builder.push(key, value, timestamp).unwrap();
+        }
+        into_batch(builder.finish(), Vec::new())
     }
 
     #[test]
-    fn malformed_batches_are_refused() {
-        let mut batch = empty_batch();
-        push(&mut batch, b"k", b"v", 0);
+    fn malformed_batches_are_refused_by_the_shared_checks() {
+        let batch = batch_of(&[(b"k", b"v", 0)]);
+        check_batch(&batch).unwrap();
         let mut short = batch.clone();
         short.key_ends = vec![5];
-        assert!(check_batch(&short).unwrap_err().contains("key ends"));
+        assert!(
+            check_batch(&short)
+                .unwrap_err()
+                .contains("key ends reach 5")
+        );
         let mut uneven = batch.clone();
         uneven.timestamps.push(1);
-        assert!(check_batch(&uneven).unwrap_err().contains("2 timestamps"));
+        assert!(
+            check_batch(&uneven)
+                .unwrap_err()
+                .contains("for 2 timestamps")
+        );
+        let mut grouped = batch.clone();
+        grouped.key_groups = vec![1, 2];
+        assert!(check_batch(&grouped).unwrap_err().contains("2 key groups"));
     }
 
     #[tokio::test]
@@ -220,19 +209,16 @@ mod tests {
             vec![OutputEdge::new(Partition::KeyBy, txs, 128)],
             Arc::default(),
         );
-        let mut batch = empty_batch();
-        for word in ["a", "b", "c", "a", "d", "b"] {
-            push(&mut batch, word.as_bytes(), b"", 0);
-        }
-        output.send(batch).await.unwrap();
+        let words = ["a", "b", "c", "a", "d", "b"].map(|w| (w.as_bytes(), &b""[..], 0));
+        output.send(batch_of(&words)).await.unwrap();
         output.end().unwrap();
         let mut owner = std::collections::HashMap::new();
         for (subtask, rx) in rxs.iter_mut().enumerate() {
             while let Some(Message::Batch(b)) = std::future::poll_fn(|cx| rx.poll_recv(cx)).await {
-                assert_eq!(b.key_groups.len(), b.timestamps.len());
-                for ((key, _, _), &group) in records(&b).zip(&b.key_groups) {
+                for record in Records::new(columns(&b)).unwrap() {
+                    let key = record.key;
                     assert_eq!(*owner.entry(key.to_vec()).or_insert(subtask), subtask);
-                    assert_eq!(group, key_group(key, 128));
+                    assert_eq!(record.key_group, Some(key_group(key, 128)));
                 }
             }
         }

@@ -9,19 +9,18 @@ use std::time::Instant;
 use anyhow::anyhow;
 use host::engine::bindings::Batch;
 use host::engine::{CacheMode, Engine, Instance, Limits};
-use host::runtime::partition::{empty_batch, push};
 use host::topology::Role;
 
-use crate::jobs::lone_instance;
+use crate::jobs::{BatchOf, lone_instance};
 use crate::{Row, Sizes};
 
 /// Record size of the measurement: an 8-byte key and an 8-byte value.
 fn batch_of(records: usize) -> Batch {
-    let mut batch = empty_batch();
+    let mut batch = BatchOf::new(false);
     for i in 0..records as u64 {
-        push(&mut batch, &i.to_le_bytes(), &(!i).to_le_bytes(), i as i64);
+        batch.push(&i.to_le_bytes(), &(!i).to_le_bytes(), i as i64);
     }
-    batch
+    batch.finish()
 }
 
 /// ns per record through `process` of the `ballast` guest, at batch sizes 1 to 16 384.

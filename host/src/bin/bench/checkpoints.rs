@@ -21,26 +21,20 @@ use anyhow::anyhow;
 use host::engine::bindings::{Batch, KeyGroupState, Restored, StateOrigin};
 use host::engine::{CacheMode, Engine, Instance, Limits};
 use host::ids::{CheckpointId, JobId, OperatorId};
-use host::key_group::key_group;
-use host::runtime::partition::{empty_batch, push};
 use host::snapshot::Held;
 use host::store::{Layout, Store};
 use host::topology::Role;
 
-use crate::jobs::{MAX_PARALLELISM, lone_instance};
+use crate::jobs::{BatchOf, lone_instance};
 use crate::{Row, Sizes};
 
 /// A batch of the records with keys `k<n>` for `n` in `keys`, their key groups filled in.
 fn batch_of(keys: impl Iterator<Item = u64>) -> Batch {
-    let mut batch = empty_batch();
+    let mut batch = BatchOf::new(true);
     for n in keys {
-        let key = format!("k{n}");
-        push(&mut batch, key.as_bytes(), b"", n as i64);
-        batch
-            .key_groups
-            .push(key_group(key.as_bytes(), MAX_PARALLELISM));
+        batch.push(format!("k{n}").as_bytes(), b"", n as i64);
     }
-    batch
+    batch.finish()
 }
 
 /// The counter, one subtask owning every key group.

@@ -15,13 +15,11 @@ use anyhow::{Context as _, anyhow, bail};
 use host::engine::bindings::Batch;
 use host::engine::{CacheMode, Engine, Limits, Module};
 use host::ids::JobId;
-use host::key_group::key_group;
-use host::runtime::partition::{empty_batch, push};
 use host::store::Store;
 use host::topology::Role;
 
 use crate::jobs::{
-    MAX_PARALLELISM, SOURCE_MOUNT, build, edge, fastest, lone_instance, operator, write_input,
+    BatchOf, SOURCE_MOUNT, build, edge, fastest, lone_instance, operator, write_input,
 };
 use crate::{Row, Sizes};
 
@@ -150,19 +148,16 @@ fn batches<'a>(
     records: impl Iterator<Item = (&'a [u8], &'a [u8], usize)>,
     keyed: bool,
 ) -> Vec<Batch> {
-    let mut all = vec![empty_batch()];
+    let mut all = vec![BatchOf::new(keyed)];
     for (key, value, timestamp) in records {
         let mut batch = all.last_mut().expect("one batch at least");
-        if batch.timestamps.len() == BATCH_RECORDS {
-            all.push(empty_batch());
+        if batch.len() == BATCH_RECORDS {
+            all.push(BatchOf::new(keyed));
             batch = all.last_mut().expect("just pushed");
         }
-        push(batch, key, value, timestamp as i64);
-        if keyed {
-            batch.key_groups.push(key_group(key, MAX_PARALLELISM));
-        }
+        batch.push(key, value, timestamp as i64);
     }
-    all
+    all.into_iter().map(BatchOf::finish).collect()
 }
 
 /// Compiles each language's `examples` into an empty cache of its own, timing them; the
@@ -259,7 +254,7 @@ async fn run_batches(
             module.path.display()
         );
     }
-    let empty = empty_batch();
+    let empty = BatchOf::new(false).finish();
     let started = Instant::now();
     for _ in 0..EMPTY_CALLS {
         black_box(instance.process(&empty).await?);

@@ -1,0 +1,356 @@
+//! Columnar batches, the one codec of the host and its Rust guests: a batch's columns read as
+//! records once their offsets are checked ([`Records::new`]: the host checks every batch a
+//! guest produces with it, the SDK every batch a guest receives), and built one record at a
+//! time ([`BatchBuilder`]). No dependencies: it builds for the host and for `wasm32-wasip2`.
+
+use std::iter::FusedIterator;
+
+/// The five columns of a batch, borrowed: record `i`'s key is
+/// `keys[key_ends[i - 1]..key_ends[i]]` (from 0 for the first record), and likewise its value.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    /// All keys, end to end.
+    pub keys: &'a [u8],
+    /// The end offset in `keys` of each record's key.
+    pub key_ends: &'a [u32],
+    /// All values, end to end.
+    pub values: &'a [u8],
+    /// The end offset in `values` of each record's value.
+    pub value_ends: &'a [u32],
+    /// Each record's timestamp.
+    pub timestamps: &'a [i64],
+    /// Each record's key group, if the batch came over a key-by edge; else empty.
+    pub key_groups: &'a [u32],
+}
+
+/// One record of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The record's key (empty if it has none).
+    pub key: &'a [u8],
+    /// The record's value.
+    pub value: &'a [u8],
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// The key group of its key, if it came over a key-by edge.
+    pub key_group: Option<u32>,
+}
+
+/// An iterator over the records of columns whose offsets have been checked.
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    columns: Columns<'a>,
+    next: usize,
+}
+
+impl<'a> Records<'a> {
+    /// Checks that there is one key end and one value end per timestamp, and that the ends are
+    /// non-decreasing and within their columns.
+    pub fn new(columns: Columns<'a>) -> Result<Self, String> {
+        let count = columns.timestamps.len();
+        check_ends("key", columns.key_ends, columns.keys.len(), count)?;
+        check_ends("value", columns.value_ends, columns.values.len(), count)?;
+        if !columns.key_groups.is_empty() && columns.key_groups.len() != count {
+            return Err(format!(
+                "malformed batch: {} key groups for {count} timestamps",
+                columns.key_groups.len()
+            ));
+        }
+        Ok(Self { columns, next: 0 })
+    }
+
+    /// The records of columns that [`Records::new`] accepted before (the host reads a batch
+    /// again after checking it once). Columns that would not pass make the iterator panic;
+    /// it never reads out of bounds.
+    pub fn of_checked(columns: Columns<'a>) -> Self {
+        Self { columns, next: 0 }
+    }
+
+    /// Whether every record carries its key group (the batch came over a key-by edge).
+    pub fn keyed(&self) -> bool {
+        self.columns.key_groups.len() == self.columns.timestamps.len()
+    }
+
+    /// The key groups of the records, if they carry them.
+    pub fn key_groups(&self) -> &'a [u32] {
+        self.columns.key_groups
+    }
+}
+
+fn check_ends(name: &str, ends: &[u32], column_len: usize, count: usize) -> Result<(), String> {
+    if ends.len() != count {
+        return Err(format!(
+            "malformed batch: {} {name} ends for {count} timestamps",
+            ends.len()
+        ));
+    }
+    let mut start = 0;
+    for (i, &end) in ends.iter().enumerate() {
+        if end < start {
+            return Err(format!(
+                "malformed batch: {name} end {i} is {end}, before the previous end {start}"
+            ));
+        }
+        start = end;
+    }
+    if start as usize > column_len {
+        return Err(format!(
+            "malformed batch: {name} ends reach {start}, past the {column_len} bytes of {name}s"
+        ));
+    }
+    Ok(())
+}
+
+/// Record `i`'s bytes in `column`; the ends have been checked by [`Records::new`].
+fn slice<'a>(column: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
+    let start = i
+        .checked_sub(1)
+        .map_or(0, |previous| ends[previous] as usize);
+    &column[start..ends[i] as usize]
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let i = self.next;
+        let timestamp = *self.columns.timestamps.get(i)?;
+        self.next += 1;
+        Some(Record {
+            key: slice(self.columns.keys, self.columns.key_ends, i),
+            value: slice(self.columns.values, self.columns.value_ends, i),
+            timestamp,
+            key_group: self.columns.key_groups.get(i).copied(),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.columns.timestamps.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Records<'_> {}
+
+impl FusedIterator for Records<'_> {}
+
+/// The five columns of a batch, owned: what [`BatchBuilder::finish`] produces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchParts {
+    /// All keys, end to end.
+    pub keys: Vec<u8>,
+    /// The end offset in `keys` of each record's key.
+    pub key_ends: Vec<u32>,
+    /// All values, end to end.
+    pub values: Vec<u8>,
+    /// The end offset in `values` of each record's value.
+    pub value_ends: Vec<u32>,
+    /// Each record's timestamp.
+    pub timestamps: Vec<i64>,
+}
+
+impl BatchParts {
+    /// Borrows the columns (no key groups).
+    pub fn columns(&self) -> Columns<'_> {
+        Columns {
+            keys: &self.keys,
+            key_ends: &self.key_ends,
+            values: &self.values,
+            value_ends: &self.value_ends,
+            timestamps: &self.timestamps,
+            key_groups: &[],
+        }
+    }
+}
+
+/// Builds a batch one record at a time.
+#[derive(Debug, Clone, Default)]
+pub struct BatchBuilder {
+    parts: BatchParts,
+}
+
+impl BatchBuilder {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a record; fails only if a column would outgrow the 32-bit offsets.
+    pub fn push(&mut self, key: &[u8], value: &[u8], timestamp: i64) -> Result<(), String> {
+        let parts = &mut self.parts;
+        let key_end = end_after(&parts.keys, key, "key")?;
+        let value_end = end_after(&parts.values, value, "value")?;
+        parts.keys.extend_from_slice(key);
+        parts.key_ends.push(key_end);
+        parts.values.extend_from_slice(value);
+        parts.value_ends.push(value_end);
+        parts.timestamps.push(timestamp);
+        Ok(())
+    }
+
+    /// Appends a record whose value `write_value` writes straight into the batch (no buffer
+    /// of its own per record); fails only if a column would outgrow the 32-bit offsets.
+    pub fn push_with(
+        &mut self,
+        key: &[u8],
+        timestamp: i64,
+        write_value: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), String> {
+        let parts = &mut self.parts;
+        let key_end = end_after(&parts.keys, key, "key")?;
+        write_value(&mut parts.values);
+        let value_end = u32::try_from(parts.values.len())
+            .map_err(|_| "batch too large: its values would exceed 4 GiB".to_owned())?;
+        parts.keys.extend_from_slice(key);
+        parts.key_ends.push(key_end);
+        parts.value_ends.push(value_end);
+        parts.timestamps.push(timestamp);
+        Ok(())
+    }
+
+    /// The number of records pushed so far.
+    pub fn len(&self) -> usize {
+        self.parts.timestamps.len()
+    }
+
+    /// Whether no record has been pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch's columns.
+    pub fn finish(self) -> BatchParts {
+        self.parts
+    }
+}
+
+fn end_after(column: &[u8], bytes: &[u8], name: &str) -> Result<u32, String> {
+    u32::try_from(column.len() + bytes.len())
+        .map_err(|_| format!("batch too large: its {name}s would exceed 4 GiB"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns<'a>(
+        keys: &'a [u8],
+        key_ends: &'a [u32],
+        values: &'a [u8],
+        value_ends: &'a [u32],
+        timestamps: &'a [i64],
+    ) -> Columns<'a> {
+        Columns {
+            keys,
+            key_ends,
+            values,
+            value_ends,
+            timestamps,
+            key_groups: &[],
+        }
+    }
+
+    #[test]
+    fn push_with_writes_the_value_in_place_and_key_groups_reach_records() {
+        let mut builder = BatchBuilder::new();
+        builder
+            .push_with(b"k", 3, |v| v.extend_from_slice(b"k 12"))
+            .unwrap();
+        builder.push(b"", b"x", 4).unwrap();
+        let parts = builder.finish();
+        assert_eq!(
+            (&parts.value_ends[..], &parts.values[..]),
+            (&[4, 5][..], &b"k 12x"[..])
+        );
+        let groups = [7, 9];
+        let mut columns = parts_columns(&parts);
+        columns.key_groups = &groups;
+        let records: Vec<_> = Records::new(columns)
+            .unwrap()
+            .map(|r| r.key_group)
+            .collect();
+        assert_eq!(records, [Some(7), Some(9)]);
+        columns.key_groups = &groups[..1];
+        assert!(
+            Records::new(columns)
+                .unwrap_err()
+                .contains("1 key groups for 2")
+        );
+    }
+
+    fn parts_columns(parts: &BatchParts) -> Columns<'_> {
+        parts.columns()
+    }
+
+    #[test]
+    fn builder_and_reader_round_trip() {
+        let input: [(&[u8], &[u8], i64); 4] = [
+            (b"a", b"one", 1),
+            (b"", b"", -2),
+            (b"ccc", b"", 3),
+            (b"", b"four", i64::MAX),
+        ];
+        let mut builder = BatchBuilder::new();
+        for (key, value, timestamp) in input {
+            builder.push(key, value, timestamp).unwrap();
+        }
+        assert_eq!(builder.len(), 4);
+        let parts = builder.finish();
+        assert_eq!(parts.keys, b"accc");
+        assert_eq!(parts.key_ends, [1, 1, 4, 4]);
+        assert_eq!(parts.value_ends, [3, 3, 3, 7]);
+
+        let read = Records::new(parts.columns()).unwrap();
+        assert_eq!(read.len(), 4);
+        let read: Vec<_> = read.map(|r| (r.key, r.value, r.timestamp)).collect();
+        assert_eq!(read, input);
+    }
+
+    #[test]
+    fn empty_batch_has_no_records() {
+        assert!(BatchBuilder::new().is_empty());
+        assert_eq!(
+            Records::new(BatchBuilder::new().finish().columns())
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn malformed_ends_are_errors() {
+        let cases = [
+            (
+                columns(b"ab", &[1], b"", &[0, 0], &[0, 0]),
+                "1 key ends for 2 timestamps",
+            ),
+            (
+                columns(b"ab", &[1, 2], b"", &[0], &[0, 0]),
+                "1 value ends for 2 timestamps",
+            ),
+            (
+                columns(b"ab", &[2, 1], b"", &[0, 0], &[0, 0]),
+                "key end 1 is 1, before the previous end 2",
+            ),
+            (
+                columns(b"ab", &[1, 3], b"", &[0, 0], &[0, 0]),
+                "key ends reach 3, past the 2 bytes of keys",
+            ),
+            (
+                columns(b"", &[0], b"xyz", &[4], &[0]),
+                "value ends reach 4, past the 3 bytes of values",
+            ),
+            (
+                columns(b"", &[u32::MAX], b"", &[0], &[0]),
+                "past the 0 bytes of keys",
+            ),
+        ];
+        for (columns, expected) in cases {
+            let error = Records::new(columns).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
+        }
+    }
+}
