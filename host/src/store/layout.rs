@@ -8,7 +8,9 @@
 //! <root>/savepoints/<savepoint-id>/{_metadata, <operator-id>-<subtask>.state}
 //! <root>/cache/<sha256>-<engine>.cwasm
 //! ```
-//! No other module formats a path inside the state folder.
+//! No other module formats a path inside the state folder, but for the names of the files in
+//! `cache/`: the engine, which knows nothing of the store (it is handed the folder), names
+//! each compiled module by the module's content hash and its own compatibility hash.
 //!
 //! With the points on an object store (`--store s3://bucket/prefix`), the same paths relative
 //! to the state folder are the keys under the prefix ([`Layout::relative`]), for the points and
