@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::util::{Dir, WordCount, assert_exactly_once, input_text, target_dir};
+use crate::util::{Dir, WordCount, assert_exactly_once, input_text, target_dir, wait_until};
 
 const LINES: usize = 3_000;
 /// Longest the S3 server may take to accept connections.
@@ -303,21 +303,13 @@ fn a_process_whose_job_was_taken_over_cannot_publish() {
 /// a file neither staged nor published.
 fn committed(output: &Path, checkpoint: u64) {
     let staged = format!("-{checkpoint}.pending");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until("the savepoint's output published", || {
         let names = std::fs::read_dir(output.join(".staging"))
             .into_iter()
             .flatten();
         let mut names = names.map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
-        if !names.any(|name| name.ends_with(&staged)) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "checkpoint {checkpoint} never committed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        !names.any(|name| name.ends_with(&staged))
+    });
 }
 
 /// The job id of the only job run in `dir`.

@@ -1,10 +1,9 @@
 //! Guarantees 1, 2 and 4: a savepoint taken while the job runs resumes, with upgraded modules,
 //! to exactly the output of an uninterrupted run; savepoints outlive the job and retention.
 
-use std::time::Duration;
-
 use crate::util::{
     Dir, WordCount, assert_exactly_once, assert_v1_then_v2, copy_folder, guest, input_text,
+    wait_until,
 };
 
 const LINES: usize = 3_000;
@@ -25,7 +24,8 @@ fn save_stop_upgrade_and_resume_gives_the_uninterrupted_output() {
     let dir = Dir::new(LINES);
     let job = dir.write_job(&WordCount::default());
     let running = dir.start(&[job.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(800));
+    // Mid-stream: once a checkpoint has committed output.
+    wait_until("committed output", || !dir.committed_output().is_empty());
     let saved = dir.host_ok(&["save", &running.job]);
     let savepoint = saved.lines().next().unwrap().to_owned();
     assert!(savepoint.starts_with("sp-"), "{saved}");
@@ -66,7 +66,7 @@ fn a_savepoint_outlives_its_job_and_retention() {
         ..WordCount::default()
     });
     let running = dir.start(&[job.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("committed output", || !dir.committed_output().is_empty());
     let savepoint = dir.save(&running.job);
     running.wait_ok();
 

@@ -498,3 +498,16 @@ impl RunningJob {
         }
     }
 }
+
+/// Waits until `done` holds, checking every 20 ms; panics naming `what` if it does not within
+/// `JOB_WAIT_MAX`. (A test waits for the condition it needs, not for a time it guesses.)
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + JOB_WAIT_MAX;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {JOB_WAIT_MAX:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

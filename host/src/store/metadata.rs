@@ -36,6 +36,10 @@ const CHECKSUM_LEN: usize = 16;
 /// Largest `_metadata` this host reads: it lists files, not state, so even a job of thousands
 /// of subtasks stays far below.
 pub const METADATA_BYTES_MAX: u64 = 64 << 20;
+/// Largest state file this host reads: far above any it writes (a guest hands its state over
+/// in lists of at most 4 GiB each), so a larger length in `_metadata` is damage, refused
+/// before any byte is read.
+pub const STATE_FILE_BYTES_MAX: u64 = 16 << 30;
 
 /// Everything needed to resume from one checkpoint or savepoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

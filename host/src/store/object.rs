@@ -527,22 +527,15 @@ impl ObjectPoints {
             .map_err(object_error(url))
     }
 
-    /// Copies object `name` of the point at `earlier` to `to`, server-side; false if there is
-    /// no such point or object (removed since, or its checkpoint aborted).
+    /// Copies the object at `from`, of an earlier point, to `to`, server-side; false if there
+    /// is none (the point was removed, or the object's checkpoint aborted).
     pub fn copy_if_present(
         &self,
         layout: &Layout,
-        earlier: Option<&Path>,
-        name: &str,
+        from: &Path,
         to: &Path,
     ) -> Result<bool, StoreError> {
-        let Some(earlier) = earlier else {
-            return Ok(false);
-        };
-        let (from, to) = (
-            self.key_of(layout, &earlier.join(name)),
-            self.key_of(layout, to),
-        );
+        let (from, to) = (self.key_of(layout, from), self.key_of(layout, to));
         let (store, url) = (self.store.clone(), self.url_of(&to));
         match self.run(async move { store.copy(&from, &to).await }) {
             Ok(()) => Ok(true),

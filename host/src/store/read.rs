@@ -289,6 +289,11 @@ pub(crate) fn verify_lengths(
             let problem = format!("{len} bytes, metadata says {}", file.len);
             return Err(corrupt(file, path_of, problem));
         }
+        if len > metadata::STATE_FILE_BYTES_MAX {
+            let max = metadata::STATE_FILE_BYTES_MAX;
+            let problem = format!("{len} bytes: larger than any state file ({max} bytes at most)");
+            return Err(corrupt(file, path_of, problem));
+        }
     }
     Ok(lens)
 }

@@ -239,3 +239,22 @@ fn a_segment_that_cannot_be_linked_is_written_again_and_a_damaged_one_is_named()
         "{error}"
     );
 }
+
+#[test]
+fn a_state_file_over_the_size_limit_is_refused_before_it_is_read() {
+    let max = super::metadata::STATE_FILE_BYTES_MAX;
+    let id: OperatorId = "counter".parse().unwrap();
+    let file = |len| StateFile {
+        subtask: 0,
+        file: "counter-0.state".to_owned(),
+        len,
+        checksum: [0; 16],
+    };
+    let path_of = |f: &StateFile| PathBuf::from(&f.file);
+    let (under, over) = (file(max), file(max + 1));
+    let lens = super::verify_lengths(&[(&id, &under)], vec![Ok(max)], &path_of).unwrap();
+    assert_eq!(lens, [max]);
+    let error = super::verify_lengths(&[(&id, &over)], vec![Ok(max + 1)], &path_of);
+    let error = error.unwrap_err().to_string();
+    assert!(error.contains("larger than any state file"), "{error}");
+}

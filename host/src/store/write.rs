@@ -37,7 +37,13 @@ impl Store {
             .expect("not poisoned")
             .get(job)
             .cloned();
-        let earlier = earlier.as_deref();
+        // Where a segment of this write lies in the point before, if it is not this one's own.
+        let earlier = |name: &str| {
+            earlier
+                .as_ref()
+                .filter(|_| name != own)
+                .map(|e| e.join(name))
+        };
         let file = Layout::state_file_name(operator.as_str(), subtask);
         let blob = &encoded.state_file;
         let midway = || self.fault_point(Phase::StateWrite, checkpoint);
@@ -45,7 +51,8 @@ impl Store {
             let at = self.layout.checkpoint(job, checkpoint);
             for (name, pieces) in &encoded.segments {
                 let (to, layout) = (at.join(name), &self.layout);
-                if *name == own || !object.copy_if_present(layout, earlier, name, &to)? {
+                let copied = earlier(name).map(|from| object.copy_if_present(layout, &from, &to));
+                if !copied.transpose()?.unwrap_or(false) {
                     let bytes = state_file::segment_bytes(pieces);
                     object.write_state(layout, &to, &bytes, || Ok(()))?;
                 }
@@ -57,7 +64,8 @@ impl Store {
             durable::create_dir(&dir).map_err(io_error(&dir))?;
             for (name, pieces) in &encoded.segments {
                 let path = dir.join(name);
-                if *name == own || !self.link_earlier(earlier, name, &path)? {
+                let linked = earlier(name).map(|from| link_if_present(&from, &path));
+                if !linked.transpose()?.unwrap_or(false) {
                     let bytes = state_file::segment_bytes(pieces);
                     durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
                         .map_err(io_error(&path))?;
@@ -73,24 +81,6 @@ impl Store {
             len: blob.len() as u64,
             checksum: metadata::checksum(blob),
         })
-    }
-
-    /// Links segment `name` of the point folder `earlier` as `to`; false if there is no such
-    /// segment (the point was removed, or the segment's checkpoint aborted).
-    fn link_earlier(
-        &self,
-        earlier: Option<&Path>,
-        name: &str,
-        to: &Path,
-    ) -> Result<bool, StoreError> {
-        let Some(earlier) = earlier else {
-            return Ok(false);
-        };
-        match durable::link_in_building_dir(&earlier.join(name), to) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_error(to)(e)),
-        }
     }
 
     /// Publishes a complete checkpoint: `_metadata` is written, then the folder renamed.
@@ -165,5 +155,15 @@ impl Store {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&dir)(e)),
             _ => Ok(()),
         }
+    }
+}
+
+/// Links the segment file `from`, of an earlier point, as `to`; false if there is none (the
+/// point was removed, or the segment's checkpoint aborted).
+fn link_if_present(from: &Path, to: &Path) -> Result<bool, StoreError> {
+    match durable::link_in_building_dir(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error(to)(e)),
     }
 }
