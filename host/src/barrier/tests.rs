@@ -63,23 +63,17 @@ fn coordinator_completes_when_every_subtask_acked() {
             .is_none(),
         "one in flight"
     );
-    assert_eq!(
-        coordinator.ack(b.checkpoint, &subtasks[0]),
-        Progress::Pending
-    );
-    assert_eq!(
-        coordinator.ack(b.checkpoint, &subtasks[0]),
-        Progress::Pending,
-        "duplicate ack"
-    );
-    assert_eq!(
-        coordinator.ack(b.checkpoint, &subtasks[2]),
-        Progress::Pending
-    );
-    assert_eq!(
-        coordinator.ack(b.checkpoint, &subtasks[1]),
-        Progress::Complete(b)
-    );
+    // Each ack in turn, a duplicate among them, and what the coordinator says to it.
+    let acks = [
+        (0, Progress::Pending),
+        (0, Progress::Pending),
+        (2, Progress::Pending),
+        (1, Progress::Complete(b)),
+    ];
+    for (i, (acked, progress)) in acks.into_iter().enumerate() {
+        let said = coordinator.ack(b.checkpoint, &subtasks[acked]);
+        assert_eq!(said, progress, "ack {i}, of subtask {}", subtasks[acked]);
+    }
     assert_eq!(
         coordinator
             .trigger(BarrierKind::Checkpoint, false)
