@@ -31,19 +31,7 @@ impl Store {
     ) -> Result<StateFile, StoreError> {
         let encoded = state_file::encode(held);
         let own = Layout::segment_file_name(job, checkpoint, operator.as_str(), subtask);
-        let earlier = self
-            .published
-            .lock()
-            .expect("not poisoned")
-            .get(job)
-            .cloned();
-        // Where a segment of this write lies in the point before, if it is not this one's own.
-        let earlier = |name: &str| {
-            earlier
-                .as_ref()
-                .filter(|_| name != own)
-                .map(|e| e.join(name))
-        };
+        let earlier = |name: &str| self.earlier_segment(job, &own, name);
         let file = Layout::state_file_name(operator.as_str(), subtask);
         let blob = &encoded.state_file;
         let midway = || self.fault_point(Phase::StateWrite, checkpoint);
@@ -81,6 +69,16 @@ impl Store {
             len: blob.len() as u64,
             checksum: metadata::checksum(blob),
         })
+    }
+
+    /// Where segment `name` lies in the job's point before this checkpoint, unless it is `own`
+    /// (the one this write makes): a segment a write links or copies instead of writing.
+    fn earlier_segment(&self, job: &JobId, own: &str, name: &str) -> Option<PathBuf> {
+        let published = self.published.lock().expect("not poisoned");
+        published
+            .get(job)
+            .filter(|_| name != own)
+            .map(|e| e.join(name))
     }
 
     /// Publishes a complete checkpoint: `_metadata` is written, then the folder renamed.
