@@ -2,6 +2,9 @@
 //! records once their offsets are checked ([`Records::new`]: the host checks every batch a
 //! guest produces with it, the SDK every batch a guest receives), and built one record at a
 //! time ([`BatchBuilder`]). No dependencies: it builds for the host and for `wasm32-wasip2`.
+//! Its functions are `#[inline]`: they sit on the host's hot path (every batch is checked, and
+//! read again by key-by), across a crate boundary that the host's release build does not
+//! optimize through otherwise.
 
 use std::iter::FusedIterator;
 
@@ -46,6 +49,7 @@ pub struct Records<'a> {
 impl<'a> Records<'a> {
     /// Checks that there is one key end and one value end per timestamp, and that the ends are
     /// non-decreasing and within their columns.
+    #[inline]
     pub fn new(columns: Columns<'a>) -> Result<Self, String> {
         let count = columns.timestamps.len();
         check_ends("key", columns.key_ends, columns.keys.len(), count)?;
@@ -62,21 +66,25 @@ impl<'a> Records<'a> {
     /// The records of columns that [`Records::new`] accepted before (the host reads a batch
     /// again after checking it once). Columns that would not pass make the iterator panic;
     /// it never reads out of bounds.
+    #[inline]
     pub fn of_checked(columns: Columns<'a>) -> Self {
         Self { columns, next: 0 }
     }
 
     /// Whether every record carries its key group (the batch came over a key-by edge).
+    #[inline]
     pub fn keyed(&self) -> bool {
         self.columns.key_groups.len() == self.columns.timestamps.len()
     }
 
     /// The key groups of the records, if they carry them.
+    #[inline]
     pub fn key_groups(&self) -> &'a [u32] {
         self.columns.key_groups
     }
 }
 
+#[inline]
 fn check_ends(name: &str, ends: &[u32], column_len: usize, count: usize) -> Result<(), String> {
     if ends.len() != count {
         return Err(format!(
@@ -102,6 +110,7 @@ fn check_ends(name: &str, ends: &[u32], column_len: usize, count: usize) -> Resu
 }
 
 /// Record `i`'s bytes in `column`; the ends have been checked by [`Records::new`].
+#[inline]
 fn slice<'a>(column: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
     let start = i
         .checked_sub(1)
@@ -112,6 +121,7 @@ fn slice<'a>(column: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
 impl<'a> Iterator for Records<'a> {
     type Item = Record<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Record<'a>> {
         let i = self.next;
         let timestamp = *self.columns.timestamps.get(i)?;
@@ -124,6 +134,7 @@ impl<'a> Iterator for Records<'a> {
         })
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = self.columns.timestamps.len() - self.next;
         (left, Some(left))
@@ -151,6 +162,7 @@ pub struct BatchParts {
 
 impl BatchParts {
     /// Borrows the columns (no key groups).
+    #[inline]
     pub fn columns(&self) -> Columns<'_> {
         Columns {
             keys: &self.keys,
@@ -176,6 +188,7 @@ impl BatchBuilder {
     }
 
     /// Appends a record; fails only if a column would outgrow the 32-bit offsets.
+    #[inline]
     pub fn push(&mut self, key: &[u8], value: &[u8], timestamp: i64) -> Result<(), String> {
         let parts = &mut self.parts;
         let key_end = end_after(&parts.keys, key, "key")?;
@@ -190,6 +203,7 @@ impl BatchBuilder {
 
     /// Appends a record whose value `write_value` writes straight into the batch (no buffer
     /// of its own per record); fails only if a column would outgrow the 32-bit offsets.
+    #[inline]
     pub fn push_with(
         &mut self,
         key: &[u8],
@@ -224,6 +238,7 @@ impl BatchBuilder {
     }
 }
 
+#[inline]
 fn end_after(column: &[u8], bytes: &[u8], name: &str) -> Result<u32, String> {
     u32::try_from(column.len() + bytes.len())
         .map_err(|_| format!("batch too large: its {name}s would exceed 4 GiB"))
