@@ -26,6 +26,11 @@ use crate::ids::Role;
 pub use crate::ids::sha256_hex;
 pub use instance::{Grants, GuestError, Instance, Limits};
 
+/// `HOST_PROFILE=perfmap` makes the engine tell `perf` the names of the guests' compiled
+/// functions (as `wasmtime run --profile=perfmap` does); guests keep their names only when
+/// built without `strip`.
+pub const PROFILE_ENV: &str = "HOST_PROFILE";
+
 /// How often the epoch advances: the granularity of guest call deadlines.
 pub const EPOCH_TICK_MS: u64 = 10;
 
@@ -135,6 +140,10 @@ impl Engine {
     pub fn new(cache_dir: &Path, cache_mode: CacheMode) -> wasmtime::Result<Engine> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
+        if std::env::var_os(PROFILE_ENV).is_some_and(|v| v == "perfmap") {
+            // For `perf`: each compiled function's name and address in /tmp/perf-<pid>.map.
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         // Guests built for wasm32-wasip2 import WASI; what they may reach is decided per
