@@ -61,27 +61,6 @@ impl std::borrow::Borrow<KeyRef> for Key {
     }
 }
 
-/// A key decoded from MessagePack `bin`, straight into a [`Key`].
-struct KeyBuf(Key);
-
-impl<'de> serde::Deserialize<'de> for KeyBuf {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_bytes(KeyBuf(Key::new()))
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for KeyBuf {
-    type Value = KeyBuf;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a key (bin)")
-    }
-
-    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<KeyBuf, E> {
-        Ok(KeyBuf(Key::from_slice(bytes)))
-    }
-}
-
 /// A key's value, and the group's epoch in which it was last written: the slot is dirty (written
 /// since the previous snapshot) while that is the group's current epoch, so that a snapshot
 /// clears every mark at once by moving to the next epoch, without visiting a slot.
@@ -95,34 +74,6 @@ impl<V> Slot<V> {
     /// A slot not written since the previous snapshot (epochs start at 1).
     fn clean(value: V) -> Self {
         Slot { value, marked: 0 }
-    }
-}
-
-/// Decodes a group's payload, `[[bin key, value], ...]`, straight into its map: no list of
-/// entries in between.
-struct IntoMap<'m, V>(&'m mut HashMap<Key, Slot<V>>);
-
-impl<'de, V: DeserializeOwned> serde::de::DeserializeSeed<'de> for IntoMap<'_, V> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de, V: DeserializeOwned> serde::de::Visitor<'de> for IntoMap<'_, V> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array of [bin key, value]")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.0.reserve(seq.size_hint().unwrap_or(0));
-        while let Some((KeyBuf(key), value)) = seq.next_element::<(KeyBuf, V)>()? {
-            self.0.insert(key, Slot::clean(value));
-        }
-        Ok(())
     }
 }
 
@@ -525,7 +476,7 @@ impl<V: DeserializeOwned> Keyed<V> {
             removed.iter().for_each(|key| drop(map.remove(&key[..])));
         }
         if opened.version == format.version {
-            return envelope::decode_payload_with(opened.payload, IntoMap(map));
+            return decode::fill(opened.payload, map);
         }
         let migrated = migrate(opened.version, opened.payload)?;
         map.reserve(migrated.len());
@@ -541,9 +492,9 @@ impl<V: DeserializeOwned> Keyed<V> {
 /// Decodes the payload of a key group written in an older version, whose values were of type
 /// `Old`: for an operator's `migrate`.
 pub fn old_entries<Old: DeserializeOwned>(payload: &[u8]) -> Result<crate::Entries<Old>, String> {
-    let entries: Vec<(KeyBuf, Old)> = envelope::decode_payload(payload)?;
-    Ok(entries.into_iter().map(|(KeyBuf(k), v)| (k, v)).collect())
+    decode::entries(payload)
 }
 
+mod decode;
 #[cfg(test)]
 mod tests;
