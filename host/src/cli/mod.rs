@@ -41,8 +41,19 @@ pub struct Args {
     /// Print listings as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// `perfmap`: tell `perf` the names of the guests' compiled functions (in
+    /// /tmp/perf-<pid>.map; guests keep their names only when built without `strip`).
+    #[arg(long, env = "HOST_PROFILE", global = true, value_enum)]
+    pub profile: Option<Profile>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// A profiler the engine reports compiled guest code to.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Profile {
+    /// `perf`'s map of JIT-compiled functions.
+    Perfmap,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,8 +263,12 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
         store,
         json,
         command,
+        profile,
         ..
     } = args;
+    if let Some(Profile::Perfmap) = profile {
+        host::engine::name_functions_for_perf();
+    }
     match command {
         // Neither opens the state folder.
         Command::New {

@@ -26,10 +26,16 @@ use crate::ids::Role;
 pub use crate::ids::sha256_hex;
 pub use instance::{Grants, GuestError, Instance, Limits};
 
-/// `HOST_PROFILE=perfmap` makes the engine tell `perf` the names of the guests' compiled
-/// functions (as `wasmtime run --profile=perfmap` does); guests keep their names only when
-/// built without `strip`.
-pub const PROFILE_ENV: &str = "HOST_PROFILE";
+/// Whether engines made from now on tell `perf` the names of the guests' compiled functions,
+/// in `/tmp/perf-<pid>.map` (as `wasmtime run --profile=perfmap` does). Process-wide, as that
+/// map is: the binary sets it (`--profile perfmap`) before it makes an engine.
+static PERF_MAP: AtomicBool = AtomicBool::new(false);
+
+/// Makes every engine made from now on name the guests' compiled functions for `perf` (guests
+/// keep their names only when built without `strip`).
+pub fn name_functions_for_perf() {
+    PERF_MAP.store(true, Ordering::Relaxed);
+}
 
 /// How often the epoch advances: the granularity of guest call deadlines.
 pub const EPOCH_TICK_MS: u64 = 10;
@@ -140,8 +146,7 @@ impl Engine {
     pub fn new(cache_dir: &Path, cache_mode: CacheMode) -> wasmtime::Result<Engine> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
-        if std::env::var_os(PROFILE_ENV).is_some_and(|v| v == "perfmap") {
-            // For `perf`: each compiled function's name and address in /tmp/perf-<pid>.map.
+        if PERF_MAP.load(Ordering::Relaxed) {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = wasmtime::Engine::new(&config)?;

@@ -54,6 +54,10 @@ struct Args {
     /// Where to write the results as JSON [default: <target-dir>/bench.json].
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Name the guests' compiled functions for `perf` (`/tmp/perf-<pid>.map`), as `host
+    /// --profile perfmap` does: for profiling one benchmark with `perf record`.
+    #[arg(long)]
+    perf_map: bool,
     /// Run only these benchmarks (for profiling one of them).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Bench>,
@@ -250,6 +254,9 @@ impl Sizes {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.perf_map {
+        host::engine::name_functions_for_perf();
+    }
     let sizes = Sizes::asked(&args);
     let started = Instant::now();
     let target_dir = target_dir()?;
