@@ -35,12 +35,12 @@ fn header(out: &mut Vec<u8>, format: StateFormat, len: u32) {
     rmp::encode::write_uint(out, u64::from(format.version)).expect("writing to a Vec cannot fail");
 }
 
-fn append<T: Serialize + ?Sized>(
+fn append_with(
     out: &mut Vec<u8>,
     format: StateFormat,
-    value: &T,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>,
 ) -> Result<(), String> {
-    rmp_serde::encode::write(out, value).map_err(|e| {
+    write(out).map_err(|e| {
         format!(
             "cannot encode state `{}` v{}: {e}",
             format.name, format.version
@@ -50,9 +50,17 @@ fn append<T: Serialize + ?Sized>(
 
 /// Encodes `payload` in an envelope of `format`.
 pub fn seal<T: Serialize + ?Sized>(format: StateFormat, payload: &T) -> Result<Vec<u8>, String> {
+    seal_with(format, |out| rmp_serde::encode::write(out, payload))
+}
+
+/// Encodes in an envelope of `format` the payload that `write` appends (one MessagePack value).
+pub fn seal_with(
+    format: StateFormat,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     header(&mut out, format, 3);
-    append(&mut out, format, payload)?;
+    append_with(&mut out, format, write)?;
     Ok(out)
 }
 
@@ -63,9 +71,22 @@ pub fn seal_delta<T: Serialize + ?Sized, K: AsRef<[u8]>>(
     upserts: &T,
     removed: &[K],
 ) -> Result<Vec<u8>, String> {
+    seal_delta_with(
+        format,
+        |out| rmp_serde::encode::write(out, upserts),
+        removed,
+    )
+}
+
+/// [`seal_delta`], its upserts appended by `write`.
+pub fn seal_delta_with<K: AsRef<[u8]>>(
+    format: StateFormat,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>,
+    removed: &[K],
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     header(&mut out, format, 4);
-    append(&mut out, format, upserts)?;
+    append_with(&mut out, format, write)?;
     rmp::encode::write_array_len(&mut out, removed.len() as u32)
         .expect("writing to a Vec cannot fail");
     for key in removed {
