@@ -18,6 +18,7 @@ mod layering;
 mod limits;
 mod live_upgrade;
 mod module_cache;
+mod profiling;
 mod python;
 mod rescale;
 mod s3;
