@@ -35,12 +35,12 @@ fn header(out: &mut Vec<u8>, format: StateFormat, len: u32) {
     rmp::encode::write_uint(out, u64::from(format.version)).expect("writing to a Vec cannot fail");
 }
 
-fn append_with(
+fn append<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     format: StateFormat,
-    write: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>,
+    value: &T,
 ) -> Result<(), String> {
-    write(out).map_err(|e| {
+    rmp_serde::encode::write(out, value).map_err(|e| {
         format!(
             "cannot encode state `{}` v{}: {e}",
             format.name, format.version
@@ -50,17 +50,9 @@ fn append_with(
 
 /// Encodes `payload` in an envelope of `format`.
 pub fn seal<T: Serialize + ?Sized>(format: StateFormat, payload: &T) -> Result<Vec<u8>, String> {
-    seal_with(format, |out| rmp_serde::encode::write(out, payload))
-}
-
-/// Encodes in an envelope of `format` the payload that `write` appends (one MessagePack value).
-pub fn seal_with(
-    format: StateFormat,
-    write: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>,
-) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     header(&mut out, format, 3);
-    append_with(&mut out, format, write)?;
+    append(&mut out, format, payload)?;
     Ok(out)
 }
 
@@ -71,22 +63,9 @@ pub fn seal_delta<T: Serialize + ?Sized, K: AsRef<[u8]>>(
     upserts: &T,
     removed: &[K],
 ) -> Result<Vec<u8>, String> {
-    seal_delta_with(
-        format,
-        |out| rmp_serde::encode::write(out, upserts),
-        removed,
-    )
-}
-
-/// [`seal_delta`], its upserts appended by `write`.
-pub fn seal_delta_with<K: AsRef<[u8]>>(
-    format: StateFormat,
-    write: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>,
-    removed: &[K],
-) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     header(&mut out, format, 4);
-    append_with(&mut out, format, write)?;
+    append(&mut out, format, upserts)?;
     rmp::encode::write_array_len(&mut out, removed.len() as u32)
         .expect("writing to a Vec cannot fail");
     for key in removed {

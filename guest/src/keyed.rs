@@ -310,36 +310,34 @@ struct Entries<'a, V> {
     only_dirty: bool,
 }
 
-impl<V: Serialize> Entries<'_, V> {
-    /// Appends the payload to `out`: each entry's header and key written by hand, only the
-    /// value through serde (the same bytes as serializing `(bin key, value)` tuples).
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
+impl<V: Serialize> Serialize for Entries<'_, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
         let Self { group, only_dirty } = *self;
         let len = if only_dirty {
             group.dirty
         } else {
             group.map.len()
         };
-        rmp::encode::write_array_len(out, len as u32)?;
+        let mut seq = serializer.serialize_seq(Some(len))?;
         let mut entry = |(key, slot): (&Key, &Slot<V>)| {
-            rmp::encode::write_array_len(out, 2)?;
-            rmp::encode::write_bin(out, key)?;
-            rmp_serde::encode::write(out, &slot.value)
+            seq.serialize_element(&(serde_bytes::Bytes::new(key), &slot.value))
         };
         match (only_dirty, &group.listed) {
-            (false, _) => group.map.iter().try_for_each(&mut entry),
+            (false, _) => group.map.iter().try_for_each(&mut entry)?,
             // Listed keys are sorted and unique by now ([`Group::dedup_listed`]).
             (true, Some(keys)) => keys
                 .iter()
                 .filter_map(|key| group.map.get_key_value(key))
                 .filter(|(_, slot)| slot.marked == group.epoch)
-                .try_for_each(&mut entry),
+                .try_for_each(&mut entry)?,
             (true, None) => group
                 .map
                 .iter()
                 .filter(|(_, s)| s.marked == group.epoch)
-                .try_for_each(&mut entry),
+                .try_for_each(&mut entry)?,
         }
+        seq.end()
     }
 }
 
@@ -369,11 +367,7 @@ impl<V: Serialize> Keyed<V> {
             let group = &self.groups[(number - self.start) as usize];
             encoded.push(match group.goes_whole(number, full) {
                 _ if group.map.is_empty() => (number, false, Vec::new()),
-                true => (
-                    number,
-                    false,
-                    envelope::seal_with(format, |out| whole(group).encode(out))?,
-                ),
+                true => (number, false, envelope::seal(format, &whole(group))?),
                 false => {
                     let upserts = Entries {
                         group,
@@ -382,11 +376,7 @@ impl<V: Serialize> Keyed<V> {
                     (
                         number,
                         true,
-                        envelope::seal_delta_with(
-                            format,
-                            |out| upserts.encode(out),
-                            &group.removed,
-                        )?,
+                        envelope::seal_delta(format, &upserts, &group.removed)?,
                     )
                 }
             });
