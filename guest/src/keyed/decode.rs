@@ -47,7 +47,10 @@ pub(super) fn fill<V: DeserializeOwned>(
     let mut rest = payload;
     let entries =
         rmp::decode::read_array_len(&mut rest).map_err(|e| malformed("an array of entries", e))?;
-    into.reserve(entries as usize);
+    // The count is the payload's word: room for no more entries than its bytes can hold (each
+    // takes at least 4: two headers, a key's length, a value), so that a corrupt count is an
+    // error below rather than an allocation of gigabytes.
+    into.reserve((entries as usize).min(rest.len() / 4));
     for index in 0..entries {
         let (key, value) = entry(&mut rest).map_err(|e| format!("entry {index}: {e}"))?;
         into.put(key, value);
@@ -110,7 +113,7 @@ mod tests {
     #[test]
     fn malformed_payloads_are_refused_naming_the_entry() {
         let one = |entry: &[u8]| [&[0x91][..], entry].concat();
-        let cases: [(Vec<u8>, &str); 7] = [
+        let cases: [(Vec<u8>, &str); 8] = [
             (
                 vec![0x01],
                 "the state payload does not decode: expected an array of entries",
@@ -139,6 +142,15 @@ mod tests {
             (
                 one(&[0x92, 0xc4, 1, b'a', 1, 7, 7]),
                 "the state payload has 2 unexpected trailing bytes",
+            ),
+            // A count of 4 294 967 295 entries, and one: refused, nothing allocated for the rest.
+            (
+                [
+                    &[0xdd, 0xff, 0xff, 0xff, 0xff][..],
+                    &[0x92, 0xc4, 1, b'a', 1],
+                ]
+                .concat(),
+                "entry 1: the state payload does not decode: expected an entry",
             ),
         ];
         for (payload, expected) in cases {
