@@ -1,7 +1,7 @@
 //! Operators written in JavaScript (`guest-js/`, built by `guest-js/build.sh` into
 //! `<name>_js.wasm`) run like Rust ones: a word count with the JS tokenizer and counter is exact,
 //! a JS counter upgrades through a savepoint (and so does a Rust one, to the JS v2: state
-//! crosses languages), a JS exception fails its job naming the operator and carrying the
+//! crosses languages, through a savepoint and live), a JS exception fails its job naming the operator and carrying the
 //! exception, and a restarted job compiles none of its components again.
 //!
 //! A componentize-js component embeds the SpiderMonkey engine (12 MiB), which takes wasmtime
@@ -184,6 +184,38 @@ fn a_rust_counter_saved_then_upgraded_to_the_js_v2_gives_the_uninterrupted_outpu
     );
     dir.start(&[job.to_str().unwrap(), "--from", &savepoint])
         .wait_ok();
+    assert_upgraded_exactly(&dir);
+}
+
+/// A JavaScript module does not export `catch-up` (the JS SDK builds the `operator` world):
+/// swapped in live, it is restored at the swap's checkpoint while the operator waits, and the
+/// output is exact all the same.
+#[test]
+fn a_rust_counter_upgraded_live_to_the_js_v2_gives_the_uninterrupted_output() {
+    let dir = warm_dir(LINES);
+    let job = dir.write_job(&WordCount {
+        lines_per_second: 500,
+        ..WordCount::default()
+    });
+    let running = dir.start(&[job.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(600));
+    let v2 = guest("counter_v2_js");
+    let upgraded = dir.host(&[
+        "upgrade",
+        &running.job,
+        "--operator",
+        "counter",
+        "--module",
+        v2.to_str().unwrap(),
+        "--canary-records",
+        "200",
+    ]);
+    let stdout = String::from_utf8_lossy(&upgraded.stdout);
+    let stderr = String::from_utf8_lossy(&upgraded.stderr);
+    assert_eq!(upgraded.status.code(), Some(0), "{stdout}\n{stderr}");
+    let how = "restored at that checkpoint while the operator waited";
+    assert!(stdout.contains(how), "{stdout}");
+    running.wait_ok();
     assert_upgraded_exactly(&dir);
 }
 

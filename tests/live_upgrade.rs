@@ -1,6 +1,7 @@
 //! `host upgrade`: one operator's module swapped while the job runs, at a checkpoint, with a
 //! canary window. Whatever happens to the new module (it restores and runs, its `restore`
-//! fails, it traps on probation), the committed output is exactly that of an uninterrupted run.
+//! fails, it refuses or traps catching up, it traps on probation), the committed output is
+//! exactly that of an uninterrupted run.
 
 use std::time::Duration;
 
@@ -51,7 +52,9 @@ fn text(bytes: &[u8]) -> String {
 fn a_live_upgrade_from_v1_to_v2_mid_stream_gives_the_uninterrupted_output() {
     let dir = Dir::new(LINES);
     let job = dir.write_job(&WordCount::default());
-    let running = dir.start(&[job.to_str().unwrap()]);
+    // Staged from one checkpoint, v2 catches up at the next: the stall makes sure that records
+    // reach v1 in between, so that the output is exact only if v2 took in what they changed.
+    let running = dir.start(&[job.to_str().unwrap(), "--stall-at", "swap-staged:300"]);
     let v2 = guest("counter_v2");
     let canary = ["--canary-records", "200", "--canary-ms", "100"];
     let upgraded = upgrade(&dir, &running, "counter", v2.to_str().unwrap(), &canary);
@@ -61,6 +64,12 @@ fn a_live_upgrade_from_v1_to_v2_mid_stream_gives_the_uninterrupted_output() {
     let first = lines.next().unwrap_or_default();
     assert!(
         first.starts_with("upgraded operator `counter` to word-counter 2.0.0 at checkpoint "),
+        "{stdout}"
+    );
+    // counter-v2, built with the SDK, catches up: restored beside v1, then given what changed.
+    let how = lines.next().unwrap_or_default();
+    assert!(
+        how.starts_with("restored beside the running module from checkpoint "),
         "{stdout}"
     );
     let pause = lines.next().unwrap_or_default();
@@ -127,6 +136,32 @@ fn a_new_module_whose_restore_fails_leaves_the_old_one_running() {
             "operator `hostile`: the new module failed to restore checkpoint ",
             "the old module runs on",
             "hostile: refusing to restore as configured",
+        ],
+        "upgrade failed, the old module runs on",
+    );
+}
+
+#[test]
+fn a_new_module_that_refuses_the_changes_at_the_swap_leaves_the_old_one_running() {
+    upgrade_fails_and_the_job_runs_on(
+        &["--config", "misbehave=refuse-changes"],
+        &[
+            "operator `hostile`: the new module failed to restore checkpoint ",
+            "the old module runs on",
+            "`restore-changes` refused: hostile: refusing the changes as configured",
+        ],
+        "upgrade failed, the old module runs on",
+    );
+}
+
+#[test]
+fn a_new_module_that_traps_catching_up_leaves_the_old_one_running() {
+    upgrade_fails_and_the_job_runs_on(
+        &["--config", "misbehave=trap-in-changes"],
+        &[
+            "operator `hostile`: the new module failed to restore checkpoint ",
+            "the old module runs on",
+            "`restore-changes` trapped",
         ],
         "upgrade failed, the old module runs on",
     );

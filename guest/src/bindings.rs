@@ -15,6 +15,19 @@ pub mod operator {
     });
 }
 
+/// The `live-operator` world: `operator` and its `catch-up`, so that a live swap costs what
+/// changed. [`export_operator!`](crate::export_operator) exports it.
+pub mod live_operator {
+    wit_bindgen::generate!({
+        world: "live-operator",
+        path: "../wit",
+        default_bindings_module: "jobhost_guest::bindings::live_operator",
+        pub_export_macro: true,
+        export_macro_name: "export_live_operator_world",
+        with: { "jobhost:operator/types@0.3.1": crate::bindings::operator::jobhost::operator::types },
+    });
+}
+
 /// The `source` world.
 pub mod source {
     wit_bindgen::generate!({
@@ -23,7 +36,7 @@ pub mod source {
         default_bindings_module: "jobhost_guest::bindings::source",
         pub_export_macro: true,
         export_macro_name: "export_source_world",
-        with: { "jobhost:operator/types@0.3.0": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.1": crate::bindings::operator::jobhost::operator::types },
     });
 }
 
@@ -35,7 +48,7 @@ pub mod sink {
         default_bindings_module: "jobhost_guest::bindings::sink",
         pub_export_macro: true,
         export_macro_name: "export_sink_world",
-        with: { "jobhost:operator/types@0.3.0": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.1": crate::bindings::operator::jobhost::operator::types },
     });
 }
 

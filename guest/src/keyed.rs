@@ -438,12 +438,22 @@ impl<V> Group<V> {
     }
 }
 
+/// What a group's state is loaded by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Load {
+    /// `restore`: into a group that holds nothing yet, each group given whole at most once.
+    Restore,
+    /// `restore-changes`: on top of what was loaded; a group given whole replaces the group.
+    Changes,
+}
+
 impl<V: DeserializeOwned> Keyed<V> {
     /// Loads `state` into `group`: its whole state, or a delta on top of what was loaded, written
     /// by `snapshot` in `format` or, through `migrate`, in an older version of it.
     pub(crate) fn restore_group(
         &mut self,
         (number, delta, state): (u32, bool, &[u8]),
+        load: Load,
         format: StateFormat,
         migrate: impl FnOnce(u32, &[u8]) -> Result<crate::Entries<V>, String>,
     ) -> Result<(), String> {
@@ -457,6 +467,9 @@ impl<V: DeserializeOwned> Keyed<V> {
             ));
         };
         let map = &mut self.groups[index as usize].map;
+        if load == Load::Changes && !delta {
+            map.clear();
+        }
         if state.is_empty() && !delta {
             return Ok(());
         }

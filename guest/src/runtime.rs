@@ -13,6 +13,7 @@ use crate::bindings::types::{
     Batch, Context, KeyGroupState, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin,
 };
 use crate::envelope::{StateFormat, unsupported};
+use crate::keyed::Load;
 use crate::{BatchBuilder, Keyed, Records, records};
 
 /// The entries of a key group: each key with its value.
@@ -58,7 +59,9 @@ pub trait Operator: Sized + 'static {
     fn snapshot(&mut self, _checkpoint: u64) -> Result<Vec<u8>, String> {
         Ok(Vec::new())
     }
-    /// Operator state written by `snapshot`.
+    /// Operator state written by `snapshot`. Called once when a subtask resumes, and once more
+    /// when the module is swapped in live (`host upgrade`), with the running module's latest
+    /// operator state, which replaces the one loaded first.
     fn restore(&mut self, from: Restore) -> Result<(), String> {
         no_operator_state(&from.states)
     }
@@ -207,14 +210,31 @@ pub mod glue {
     }
 
     pub fn operator_restore<T: Operator>(
+        state: Restored,
+        origin: StateOrigin,
+    ) -> Result<(), String> {
+        operator_load::<T>(state, origin, Load::Restore)
+    }
+
+    pub fn operator_restore_changes<T: Operator>(
+        changes: Restored,
+        origin: StateOrigin,
+    ) -> Result<(), String> {
+        operator_load::<T>(changes, origin, Load::Changes)
+    }
+
+    /// `restore` (into empty groups) or `restore-changes` (on top of what `restore` loaded: a
+    /// group given whole replaces the group).
+    fn operator_load<T: Operator>(
         mut state: Restored,
         origin: StateOrigin,
+        load: Load,
     ) -> Result<(), String> {
         with(|s: &mut OperatorSubtask<T>| {
             s.operator.restore(restore_of(&mut state, origin))?;
             for group in state.key_groups {
                 let group = (group.key_group, group.delta, &group.state[..]);
-                s.keyed.restore_group(group, T::STATE, T::migrate)?;
+                s.keyed.restore_group(group, load, T::STATE, T::migrate)?;
             }
             Ok(())
         })
@@ -280,13 +300,14 @@ pub mod glue {
     }
 }
 
-/// Exports `$t`, an [`Operator`], as the component's `operator` world.
+/// Exports `$t`, an [`Operator`], as the component's `live-operator` world (the `operator`
+/// world, and `restore-changes` for a live swap).
 #[macro_export]
 macro_rules! export_operator {
     ($t:ty) => {
         #[doc(hidden)]
         pub struct __JobhostOperator;
-        impl $crate::bindings::operator::Guest for __JobhostOperator {
+        impl $crate::bindings::live_operator::Guest for __JobhostOperator {
             fn describe() -> $crate::ModuleInfo {
                 <$t as $crate::Operator>::describe()
             }
@@ -303,8 +324,18 @@ macro_rules! export_operator {
                 $crate::glue::operator_process::<$t>(input)
             }
         }
-        $crate::bindings::operator::export_operator_world!(
-            __JobhostOperator with_types_in $crate::bindings::operator
+        impl $crate::bindings::live_operator::exports::jobhost::operator::catch_up::Guest
+            for __JobhostOperator
+        {
+            fn restore_changes(
+                changes: $crate::Restored,
+                origin: $crate::StateOrigin,
+            ) -> Result<(), String> {
+                $crate::glue::operator_restore_changes::<$t>(changes, origin)
+            }
+        }
+        $crate::bindings::live_operator::export_live_operator_world!(
+            __JobhostOperator with_types_in $crate::bindings::live_operator
         );
     };
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::ids::CheckpointId;
 
-/// Called at each [`Phase`] of a checkpoint: a test may crash the process there, or return an
-/// error that the step then fails with (a full disk).
+/// Called at each [`Phase`] of a checkpoint: a test may crash the process there, stall it, or
+/// return an error that the step then fails with (a full disk).
 pub type FaultHook = Arc<dyn Fn(Phase, CheckpointId) -> io::Result<()> + Send + Sync>;
 
 /// The steps of a checkpoint's life where a crash or an I/O error can strike; fault-injection
@@ -31,17 +31,21 @@ pub enum Phase {
     Restored,
     /// A sink subtask of a resuming job has recovered checkpoint N; others may not have.
     SinkRecovered,
+    /// A live swap's new instances are restored beside the running ones from checkpoint N's
+    /// snapshot; they have not caught up, and the old ones run on.
+    SwapStaged,
 }
 
 impl Phase {
     /// Every phase, in the order a checkpoint goes through them.
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::StateWrite,
         Phase::MetadataWritten,
         Phase::Published,
         Phase::SinkCommitted,
         Phase::Restored,
         Phase::SinkRecovered,
+        Phase::SwapStaged,
     ];
 
     /// The phase's name on the command line.
@@ -53,6 +57,7 @@ impl Phase {
             Phase::SinkCommitted => "sink-committed",
             Phase::Restored => "restored",
             Phase::SinkRecovered => "sink-recovered",
+            Phase::SwapStaged => "swap-staged",
         }
     }
 }

@@ -130,6 +130,34 @@ impl Held {
         }
     }
 
+    /// What changed from `base`, an earlier copy of this state, to this state, for a live
+    /// swap's catch-up (`restore-changes`): for each key group whose chain grew, the pieces
+    /// added since, as deltas; for each group written whole again (or new), its whole chain;
+    /// for each group gone, an empty whole state. In key-group order. Pieces are compared by
+    /// identity: a copy shares them, and a piece written again is a new one.
+    pub fn changes_since(&self, base: &Held) -> Vec<(u32, bool, Arc<[u8]>)> {
+        let mut changes = Vec::new();
+        for (&group, chain) in &self.key_groups {
+            let old = base.key_groups.get(&group).map_or(&[][..], Vec::as_slice);
+            let grew = old.len() <= chain.len()
+                && old
+                    .iter()
+                    .zip(chain)
+                    .all(|(o, n)| Arc::ptr_eq(&o.bytes, &n.bytes));
+            let from = if grew { old.len() } else { 0 };
+            // A chain's first piece is its whole state; every later one, a delta.
+            let pieces = chain.iter().enumerate().skip(from);
+            changes.extend(pieces.map(|(i, piece)| (group, i > 0, piece.bytes.clone())));
+        }
+        let gone = base
+            .key_groups
+            .keys()
+            .filter(|g| !self.key_groups.contains_key(g));
+        changes.extend(gone.map(|&group| (group, false, Arc::from(&[][..]))));
+        changes.sort_by_key(|&(group, ..)| group);
+        changes
+    }
+
     /// Total bytes of keyed state, deltas included.
     pub fn keyed_bytes(&self) -> u64 {
         self.key_groups.values().map(chain_bytes).sum()
@@ -288,6 +316,50 @@ mod tests {
         assert_eq!(held.keyed_bytes(), 8);
         held.merge(vec![], vec![whole(1, b"new")], false).unwrap();
         assert_eq!(held.key_groups[&1], [Piece::new(&b"new"[..])]);
+    }
+
+    #[test]
+    fn changes_since_a_copy_are_the_pieces_added_the_groups_rewritten_and_those_gone() {
+        let mut held = Held::default();
+        let first = vec![
+            whole(1, b"a"),
+            whole(2, b"b"),
+            whole(3, b"c"),
+            whole(4, b"d"),
+        ];
+        held.merge(b"op1".to_vec(), first, false).unwrap();
+        held.merge(vec![], vec![delta(4, b"d1")], false).unwrap();
+        let base = held.clone();
+        assert!(held.changes_since(&base).is_empty(), "nothing changed");
+        held.merge(vec![], vec![delta(1, b"a1"), whole(2, b"b2")], false)
+            .unwrap();
+        held.merge(b"op2".to_vec(), vec![delta(1, b"a2"), whole(3, b"")], false)
+            .unwrap();
+        held.merge(vec![], vec![whole(5, b"e")], false).unwrap();
+        held.merge(vec![], vec![delta(5, b"e1")], false).unwrap();
+        let changes = held.changes_since(&base);
+        let changes: Vec<(u32, bool, &[u8])> =
+            changes.iter().map(|(g, d, b)| (*g, *d, &b[..])).collect();
+        assert_eq!(
+            changes,
+            [
+                (1, true, &b"a1"[..]),
+                (1, true, b"a2"),
+                (2, false, b"b2"),
+                (3, false, b""),
+                (5, false, b"e"),
+                (5, true, b"e1"),
+            ]
+        );
+        // A group written whole again with the very bytes it held is still a change: the
+        // guest wrote it, and the new piece is not the old one.
+        held.merge(vec![], vec![whole(4, b"d")], false).unwrap();
+        let rewritten = held.changes_since(&base);
+        assert!(
+            rewritten
+                .iter()
+                .any(|(g, d, b)| (*g, *d, &b[..]) == (4, false, &b"d"[..]))
+        );
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! - `refuse-restore`: returns an error from `restore` (`hostile: refusing to restore as
 //!   configured`);
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
+//! - `trap-in-changes`: traps in `restore-changes` (a live swap's catch-up);
+//! - `refuse-changes`: returns an error from `restore-changes` (`hostile: refusing the changes
+//!   as configured`);
 //! - `escape`: tries to read `/etc/passwd`, outside any grant, and reports what happened;
 //! - `read-clock`: reports what the wall clock says (in an error);
 //! - `read-random`: reports a hash seeded from `wasi:random` (in an error);
@@ -49,7 +52,8 @@ use std::fs;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use jobhost_guest::bindings::operator::Guest;
+use jobhost_guest::bindings::live_operator::Guest;
+use jobhost_guest::bindings::live_operator::exports::jobhost::operator::catch_up::Guest as CatchUp;
 use jobhost_guest::{
     Batch, BatchBuilder, Context, ModuleInfo, Restored, Snapshot, StateOrigin, config_value,
     decode_state_exact, encode_state, records,
@@ -203,13 +207,7 @@ impl Guest for Hostile {
             }
             Ok(())
         })?;
-        // Its count of records seen, summed over the old subtasks after a rescale.
-        let mut seen = 0;
-        for blob in &state.operator_states {
-            seen += decode_state_exact::<u64>(blob, STATE_VERSION)?;
-        }
-        STATE.with_borrow_mut(|state| state.seen = seen);
-        Ok(())
+        load_count(&state)
     }
 
     fn process(input: Batch) -> Result<Batch, String> {
@@ -296,8 +294,33 @@ impl Guest for Hostile {
     }
 }
 
-jobhost_guest::bindings::operator::export_operator_world!(
-    Hostile with_types_in jobhost_guest::bindings::operator
+/// Its count of records seen (summed over the old subtasks after a rescale) replaces its own.
+fn load_count(state: &Restored) -> Result<(), String> {
+    let mut seen = 0;
+    for blob in &state.operator_states {
+        seen += decode_state_exact::<u64>(blob, STATE_VERSION)?;
+    }
+    STATE.with_borrow_mut(|state| state.seen = seen);
+    Ok(())
+}
+
+impl CatchUp for Hostile {
+    fn restore_changes(changes: Restored, _origin: StateOrigin) -> Result<(), String> {
+        STATE.with_borrow(|state| {
+            if due(state, "trap-in-changes") {
+                panic!("hostile: trapping in restore-changes as configured");
+            }
+            if due(state, "refuse-changes") {
+                return Err("hostile: refusing the changes as configured".to_owned());
+            }
+            Ok(())
+        })?;
+        load_count(&changes)
+    }
+}
+
+jobhost_guest::bindings::live_operator::export_live_operator_world!(
+    Hostile with_types_in jobhost_guest::bindings::live_operator
 );
 
 /// Spins for `length` of monotonic time.

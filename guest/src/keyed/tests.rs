@@ -26,7 +26,7 @@ fn restored(range: Range<u32>, chain: &[GroupState]) -> Keyed<u64> {
     let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
     for (g, delta, state) in chain {
         keyed
-            .restore_group((*g, *delta, state), COUNTS, refuse)
+            .restore_group((*g, *delta, state), Load::Restore, COUNTS, refuse)
             .unwrap();
     }
     keyed
@@ -178,16 +178,16 @@ fn a_failed_restore_names_the_group_and_a_delta_must_say_so() {
     let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
     let mut fresh: Keyed<u64> = Keyed::new(0..1);
     let error = fresh
-        .restore_group((0, false, &delta[0].2), COUNTS, refuse)
+        .restore_group((0, false, &delta[0].2), Load::Restore, COUNTS, refuse)
         .unwrap_err();
     assert_eq!(
         error,
         "key group 0: given as whole state, the state says otherwise"
     );
     fresh
-        .restore_group((0, false, &whole[0].2), COUNTS, refuse)
+        .restore_group((0, false, &whole[0].2), Load::Restore, COUNTS, refuse)
         .unwrap();
-    let twice = fresh.restore_group((0, false, &whole[0].2), COUNTS, refuse);
+    let twice = fresh.restore_group((0, false, &whole[0].2), Load::Restore, COUNTS, refuse);
     assert_eq!(twice.unwrap_err(), "key group 0 was given whole twice");
 }
 
@@ -199,7 +199,7 @@ fn groups_round_trip_and_older_versions_go_through_migrate() {
     let mut restored: Keyed<u64> = Keyed::new(0..4);
     let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
     restored
-        .restore_group((0, false, &groups[0].2), COUNTS, refuse)
+        .restore_group((0, false, &groups[0].2), Load::Restore, COUNTS, refuse)
         .unwrap();
     assert_eq!(restored.get(&record(b"apple", 0)), Some(&3));
 
@@ -217,11 +217,11 @@ fn groups_round_trip_and_older_versions_go_through_migrate() {
             .collect())
     };
     restored
-        .restore_group((1, false, &v1), COUNTS, migrate)
+        .restore_group((1, false, &v1), Load::Restore, COUNTS, migrate)
         .unwrap();
     assert_eq!(restored.get(&record(b"pear", 1)), Some(&50));
     let error = restored
-        .restore_group((9, false, &v1), COUNTS, refuse)
+        .restore_group((9, false, &v1), Load::Restore, COUNTS, refuse)
         .unwrap_err();
     assert_eq!(error, "key group 9 is not one of this subtask's 0..4");
 }
@@ -248,4 +248,40 @@ fn marks_survive_the_epoch_wrapping_around() {
         upserts,
         vec![(serde_bytes::ByteBuf::from(b"b".to_vec()), 2)]
     );
+}
+
+#[test]
+fn changes_apply_on_top_of_a_restore_and_a_whole_group_replaces_it() {
+    // The running module: three groups, snapshotted (what the swap restores first)...
+    let mut running: Keyed<u64> = Keyed::new(0..3);
+    running.insert(&record(b"a", 0), 1);
+    running.insert(&record(b"b", 1), 2);
+    running.insert(&record(b"c", 2), 3);
+    let base = running.snapshot(COUNTS, true).unwrap();
+    // ...then changes until the swap's barrier: a delta in group 0, group 1 emptied, and
+    // group 2 written whole.
+    running.insert(&record(b"a", 0), 10);
+    running.insert(&record(b"a2", 0), 11);
+    running.remove(&record(b"b", 1));
+    let delta = running.snapshot(COUNTS, false).unwrap();
+    assert_eq!(numbers(&delta), [(0, true), (1, false)]);
+    running.insert(&record(b"c", 2), 30);
+    let whole = running.snapshot(COUNTS, true).unwrap();
+    let whole_2: Vec<_> = whole.into_iter().filter(|g| g.0 == 2).collect();
+
+    let mut swapped = restored(0..3, &base);
+    let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
+    for (g, d, state) in delta.iter().chain(&whole_2) {
+        swapped
+            .restore_group((*g, *d, state), Load::Changes, COUNTS, refuse)
+            .unwrap();
+    }
+    assert_eq!(swapped.get(&record(b"a", 0)), Some(&10));
+    assert_eq!(swapped.get(&record(b"a2", 0)), Some(&11));
+    assert_eq!(swapped.get(&record(b"b", 1)), None, "emptied");
+    assert_eq!(swapped.get(&record(b"c", 2)), Some(&30), "replaced whole");
+    // As `restore` would not: a whole group given again replaces rather than refuses.
+    let again = swapped.restore_group((2, false, &whole_2[0].2), Load::Changes, COUNTS, refuse);
+    assert_eq!(again, Ok(()));
+    assert_eq!(swapped.get(&record(b"c", 2)), Some(&30));
 }

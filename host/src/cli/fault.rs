@@ -4,7 +4,8 @@
 
 use host::store::Store;
 
-/// `--crash-at PHASE:N` and `--fail-write-at PHASE:N` (hidden; none without the feature).
+/// `--crash-at PHASE:N`, `--fail-write-at PHASE:N` and `--stall-at PHASE:MS` (hidden; none
+/// without the feature).
 #[derive(Debug, Default, clap::Args)]
 pub struct FaultArgs {
     /// Fault injection for tests: abort the process at PHASE of checkpoint N or later
@@ -17,6 +18,11 @@ pub struct FaultArgs {
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse)]
     fail_write_at: Option<(host::fault::Phase, u64)>,
+    /// Fault injection for tests: stall MS milliseconds at PHASE of every checkpoint (as a slow
+    /// disk or a slow guest would; swap-staged: changes pile up before a live swap catches up).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, value_name = "PHASE:MS", hide = true, value_parser = parse)]
+    stall_at: Option<(host::fault::Phase, u64)>,
 }
 
 impl FaultArgs {
@@ -29,11 +35,15 @@ impl FaultArgs {
         let FaultArgs {
             crash_at,
             fail_write_at,
+            stall_at,
         } = self;
-        if crash_at.is_none() && fail_write_at.is_none() {
+        if crash_at.is_none() && fail_write_at.is_none() && stall_at.is_none() {
             return store;
         }
         store.with_faults(std::sync::Arc::new(move |phase: Phase, checkpoint| {
+            if let Some((_, ms)) = stall_at.filter(|&(at, _)| at == phase) {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             if crash_at.is_some_and(|(at, n)| at == phase && checkpoint.0 >= n) {
                 eprintln!(
                     "crash injected at {} of checkpoint {checkpoint}",
@@ -55,13 +65,12 @@ impl FaultArgs {
     }
 }
 
-/// Reads a fault-injection point `PHASE:N`.
+/// Reads a fault-injection point `PHASE:N` (or `PHASE:MS`).
 #[cfg(feature = "fault-injection")]
 fn parse(text: &str) -> Result<(host::fault::Phase, u64), String> {
     let (phase, n) = text.split_once(':').ok_or("expected PHASE:N")?;
     Ok((
         phase.parse()?,
-        n.parse()
-            .map_err(|_| format!("`{n}` is not a checkpoint number"))?,
+        n.parse().map_err(|_| format!("`{n}` is not a number"))?,
     ))
 }

@@ -406,6 +406,16 @@ fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
         "upgraded operator `{operator}` to {} {} at checkpoint {}",
         upgraded.module_name, upgraded.module_version, upgraded.checkpoint
     );
+    match upgraded.staged_from {
+        Some(staged) => println!(
+            "restored beside the running module from checkpoint {staged}, then caught up on \
+             what changed"
+        ),
+        None => println!(
+            "restored at that checkpoint while the operator waited (the module does not export \
+             `catch-up`)"
+        ),
+    }
     match upgraded.pause_us {
         Some(us) => println!("pause: {:.1} ms", us as f64 / 1e3),
         None => println!("pause: none (no record reached the new module in the canary window)"),

@@ -15,7 +15,8 @@ use wasmtime_wasi::{
 };
 
 use super::bindings::{
-    Batch, Context, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin, operator, sink, source,
+    Batch, Context, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin, live_operator,
+    operator, sink, source,
 };
 use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
 use crate::ids::Role;
@@ -78,7 +79,11 @@ pub fn world_name(role: Role) -> &'static str {
 #[derive(Clone)]
 pub(super) enum RolePre {
     Source(source::SourcePre<HostState>),
-    Operator(operator::OperatorPre<HostState>),
+    /// An operator, and where its `catch-up` export is if it has one (`live-operator`).
+    Operator(
+        operator::OperatorPre<HostState>,
+        Option<live_operator::LiveOperatorIndices>,
+    ),
     Sink(sink::SinkPre<HostState>),
 }
 
@@ -92,7 +97,11 @@ impl RolePre {
         let pre = linker.instantiate_pre(component)?;
         Ok(match role {
             Role::Source => RolePre::Source(source::SourcePre::new(pre)?),
-            Role::Operator => RolePre::Operator(operator::OperatorPre::new(pre)?),
+            Role::Operator => {
+                // Only the `catch-up` export can be missing: the rest is `operator`'s.
+                let live = live_operator::LiveOperatorIndices::new(&pre).ok();
+                RolePre::Operator(operator::OperatorPre::new(pre)?, live)
+            }
             Role::Sink => RolePre::Sink(sink::SinkPre::new(pre)?),
         })
     }
@@ -100,7 +109,8 @@ impl RolePre {
 
 enum Bindings {
     Source(source::Source),
-    Operator(operator::Operator),
+    /// An operator, and its `catch-up` export if it has one.
+    Operator(operator::Operator, Option<live_operator::LiveOperator>),
     Sink(sink::Sink),
 }
 
@@ -192,8 +202,12 @@ impl Engine {
             RolePre::Source(pre) => {
                 Bindings::Source(pre.instantiate_async(&mut store).await.map_err(failed)?)
             }
-            RolePre::Operator(pre) => {
-                Bindings::Operator(pre.instantiate_async(&mut store).await.map_err(failed)?)
+            RolePre::Operator(pre, live) => {
+                let instance = pre.instance_pre().instantiate_async(&mut store).await;
+                let instance = instance.map_err(failed)?;
+                let bindings = operator::Operator::new(&mut store, &instance).map_err(failed)?;
+                let live = live.as_ref().map(|l| l.load(&mut store, &instance));
+                Bindings::Operator(bindings, live.transpose().map_err(failed)?)
             }
             RolePre::Sink(pre) => {
                 Bindings::Sink(pre.instantiate_async(&mut store).await.map_err(failed)?)
@@ -262,7 +276,7 @@ macro_rules! call_stateful {
         let deadline = $self.arm_deadline();
         match &$self.bindings {
             Bindings::Source(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
-            Bindings::Operator(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
+            Bindings::Operator(b, _) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
             Bindings::Sink(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
         }
     }};
@@ -272,7 +286,7 @@ macro_rules! call_stateful {
 macro_rules! call_role {
     ($self:ident, $role:ident, $method:ident, $name:literal $(, $arg:expr)*) => {{
         let deadline = $self.arm_deadline();
-        let Bindings::$role(b) = &$self.bindings else {
+        let Bindings::$role(b, ..) = &$self.bindings else {
             unreachable!(concat!("`", $name, "` called on a subtask that is not a ", stringify!($role)))
         };
         let result = bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await;
@@ -346,6 +360,28 @@ impl Instance {
     ) -> Result<(), GuestError> {
         let result = call_stateful!(self, call_restore, state, origin);
         self.outcome("restore", result)
+    }
+
+    /// Whether the module implements `live-operator`: it can catch up (`restore_changes`).
+    pub fn catches_up(&self) -> bool {
+        matches!(self.bindings, Bindings::Operator(_, Some(_)))
+    }
+
+    /// Operators of `live-operator`: applies `changes` (written by `origin`) on top of the
+    /// state `restore` loaded.
+    pub async fn restore_changes(
+        &mut self,
+        changes: &Restored,
+        origin: &StateOrigin,
+    ) -> Result<(), GuestError> {
+        let deadline = self.arm_deadline();
+        let Bindings::Operator(_, Some(live)) = &self.bindings else {
+            unreachable!("`restore-changes` called on an instance without `catch-up`")
+        };
+        let catch_up = live.jobhost_operator_catch_up();
+        let call = catch_up.call_restore_changes(&mut self.store, changes, origin);
+        let result = bounded(deadline, call).await;
+        self.outcome("restore-changes", result)
     }
 
     /// Operators: transforms a batch.

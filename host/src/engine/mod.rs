@@ -60,7 +60,7 @@ pub enum EngineError {
         reason: String,
     },
     /// A valid component that does not implement the world of its role.
-    #[error("{path}: does not implement the `{world}` world of jobhost:operator@0.3.0: {reason}")]
+    #[error("{path}: does not implement the `{world}` world of jobhost:operator@0.3.1: {reason}")]
     WrongWorld {
         /// The module file.
         path: PathBuf,
@@ -115,6 +115,14 @@ pub struct Module {
     /// The role it was checked against.
     pub role: Role,
     pre: instance::RolePre,
+}
+
+impl Module {
+    /// Whether it is an operator that implements `live-operator`: a live swap restores it
+    /// beside the running module and then hands it only what changed (`catch-up`).
+    pub fn catches_up(&self) -> bool {
+        matches!(self.pre, instance::RolePre::Operator(_, Some(_)))
+    }
 }
 
 /// How the engine uses its compiled-module cache.

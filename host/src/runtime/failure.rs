@@ -111,6 +111,9 @@ pub enum SwapFailure {
     /// The new instances did not restore the state.
     #[error("{}", join(.0))]
     Restore(Vec<BuildError>),
+    /// A staged instance did not take in what changed since (`restore-changes`).
+    #[error(transparent)]
+    CatchUp(GuestError),
 }
 
 /// Why one checkpoint failed (and was aborted).

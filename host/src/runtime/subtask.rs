@@ -84,8 +84,14 @@ pub enum Event {
     /// An upgrade's new module was compiled and checked, or refused (from the task preparing
     /// it, not a subtask).
     Prepared(Box<Result<Prepared, UpgradeError>>),
-    /// An upgrade's new instances were restored from checkpoint `checkpoint`'s snapshot, or
-    /// not (from the swap task).
+    /// An upgrade's new instances were restored, beside the running ones, from checkpoint
+    /// `checkpoint`'s snapshot: ready to catch up (from the swap task).
+    Staged {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// An upgrade's new instances took over at checkpoint `checkpoint`, or not (from the swap
+    /// task).
     Swapped {
         /// The checkpoint.
         checkpoint: CheckpointId,
@@ -342,14 +348,16 @@ impl Subtask {
 
     /// If an upgrade ordered a swap at `checkpoint`, for which the subtask `snapshotted` (or
     /// not), hands its state as of that snapshot over and goes on with the new instance
-    /// restored from it; or with the old one, if the swap failed.
+    /// restored from it; or with the old one, if the swap failed, or if the state only stages
+    /// the new instance (the swap is then at a later checkpoint).
     async fn swap_at(&mut self, checkpoint: CheckpointId, snapshotted: bool, arrived: Instant) {
         let Some(order) = self.swap.take_if(|o| o.checkpoint == checkpoint) else {
             return;
         };
         let held = self.held.clone().filter(|_| snapshotted);
         let snapshot_ms = arrived.elapsed().as_secs_f64() * 1e3;
-        tracing::debug!(subtask = %self.id, %checkpoint, snapshot_ms, "handing state over to the swap");
+        let step = order.step;
+        tracing::debug!(subtask = %self.id, %checkpoint, snapshot_ms, ?step, "handing state over to the swap");
         if let Some(instance) = order.hand_over(self.id.index, held).await {
             self.instance = instance;
             // The new module's first snapshot is full: the host's copy is the old module's.

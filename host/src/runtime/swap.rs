@@ -7,11 +7,20 @@
 //! 2. The coordinator sends a [`SwapOrder`] to each subtask of the operator, then triggers a
 //!    checkpoint. Each subtask snapshots for it as usual, forwards the barrier, and hands its
 //!    state as of that snapshot over ([`SwapOrder::hand_over`]).
-//! 3. [`run_swap`], once every subtask handed over, restores the new module's instances through the same code as a job that resumes from a point
-//!    ([`super::restore::restore_operator`], here from the handed-over state instead of files):
-//!    all of them, or none, and each subtask goes on with its new instance or its old one.
+//! 3. [`run_swap`], once every subtask handed over, restores the new module's instances through
+//!    the same code as a job that resumes from a point ([`super::restore::restore_operator`],
+//!    here from the handed-over state instead of files): all of them, or none.
+//!    - A module without `catch-up` is restored at that barrier ([`Step::Whole`]): the
+//!      subtasks wait, and each goes on with its new instance or its old one.
+//!    - A module with it (`live-operator`) is restored beside the running one
+//!      ([`Step::Stage`]): the subtasks went on at once with the old module. Once restored,
+//!      the coordinator triggers a second checkpoint ([`Step::CatchUp`]); there each subtask
+//!      hands over its state again and waits while its new instance takes in only what changed
+//!      since the first one ([`Held::changes_since`], `restore-changes`). The pause costs what
+//!      changed, not what exists.
 //! 4. The coordinator keeps further checkpoints back during the canary window; a failure within
-//!    it restarts the job from that checkpoint with the old module (see `runtime::supervise`).
+//!    it restarts the job from the swap's checkpoint with the old module (see
+//!    `runtime::supervise`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,7 +35,9 @@ use super::build::Blueprint;
 use super::subtask::Event;
 use super::{JobFailure, OperatorInfo, RestoreFrom, SwapFailure, restore};
 use crate::barrier::BarrierKind;
+use crate::engine::bindings::{KeyGroupState, Restored, StateOrigin};
 use crate::engine::{EngineError, Instance, Module};
+use crate::fault::Phase;
 use crate::ids::{CheckpointId, OperatorId, Role};
 use crate::key_group::KEY_GROUP_FUNCTION;
 use crate::snapshot::{Held, Rescale};
@@ -70,8 +81,14 @@ impl Canary {
 pub struct Upgraded {
     /// The operator.
     pub operator: OperatorId,
-    /// The checkpoint whose snapshot the new module restored.
+    /// The checkpoint at which the swap took effect: the new module took over the state the
+    /// old one snapshotted for it.
     pub checkpoint: CheckpointId,
+    /// The checkpoint whose snapshot the new module was restored from beside the running one,
+    /// before it caught up at `checkpoint`; none if it was restored at `checkpoint` itself (a
+    /// module without `catch-up`).
+    #[serde(default)]
+    pub staged_from: Option<CheckpointId>,
     /// The new module's own name and version.
     pub module_name: String,
     /// Its version.
@@ -327,11 +344,24 @@ async fn start_instances(
 /// What the coordinator tells each subtask of the swapped operator before the checkpoint.
 #[derive(Debug)]
 pub struct SwapOrder {
-    /// The checkpoint whose snapshot the new module restores.
+    /// The checkpoint at which the subtask hands its state over.
     pub checkpoint: CheckpointId,
+    /// What the handover is for.
+    pub step: Step,
     handovers: mpsc::UnboundedSender<Handover>,
     /// What the new module processed, over all subtasks (for the canary window).
     count: Arc<CanaryCount>,
+}
+
+/// What a subtask's state, handed over at a swap's checkpoint, is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The new instances restore it, while the subtasks wait to swap.
+    Whole,
+    /// The new instances restore it beside the running ones: the subtasks go on at once.
+    Stage,
+    /// The staged instances take in what changed since, while the subtasks wait to swap.
+    CatchUp,
 }
 
 /// What the new module's instances processed in the canary window, counted by the subtasks as
@@ -364,31 +394,52 @@ impl CanaryCount {
 /// One subtask's state, handed over to the swap.
 pub(super) struct Handover {
     index: u32,
+    /// The checkpoint it was handed over at.
+    checkpoint: CheckpointId,
     /// Its state as of the checkpoint; none if its snapshot failed.
     held: Option<Held>,
-    reply: oneshot::Sender<Instance>,
+    /// Where the new instance goes, if the subtask waits for it.
+    reply: Option<oneshot::Sender<Instance>>,
 }
 
 impl SwapOrder {
     /// An order for `checkpoint`, and the receiving end of the handovers.
     pub(super) fn new(
         checkpoint: CheckpointId,
+        step: Step,
         count: Arc<CanaryCount>,
     ) -> (Arc<SwapOrder>, mpsc::UnboundedReceiver<Handover>) {
         let (handovers, received) = mpsc::unbounded_channel();
         let order = SwapOrder {
             checkpoint,
+            step,
             handovers,
             count,
         };
         (Arc::new(order), received)
     }
 
-    /// Hands over subtask `index`'s state as of the checkpoint (none if its snapshot failed)
-    /// and waits for the swap: the new instance, restored from it, or none (the old one stays).
+    /// The order to catch up at `checkpoint`, after this one staged the new instances.
+    pub(super) fn catch_up(&self, checkpoint: CheckpointId) -> Arc<SwapOrder> {
+        Arc::new(SwapOrder {
+            checkpoint,
+            step: Step::CatchUp,
+            handovers: self.handovers.clone(),
+            count: self.count.clone(),
+        })
+    }
+
+    /// Hands over subtask `index`'s state as of the checkpoint (none if its snapshot failed).
+    /// To stage, returns at once with none: the old instance runs on. Otherwise waits for the
+    /// swap: the new instance, restored from it, or none (the old one stays).
     pub async fn hand_over(&self, index: u32, held: Option<Held>) -> Option<Instance> {
         let (reply, answer) = oneshot::channel();
-        let handover = Handover { index, held, reply };
+        let handover = Handover {
+            index,
+            checkpoint: self.checkpoint,
+            held,
+            reply: (self.step != Step::Stage).then_some(reply),
+        };
         self.handovers.send(handover).ok()?;
         answer.await.ok()
     }
@@ -423,8 +474,9 @@ impl Swapped {
 }
 
 /// Waits for every subtask of the operator to hand its state over, then starts and restores
-/// the new module's instances from it: all of them, or none. Tells the coordinator how it went
-/// (`Event::Swapped`).
+/// the new module's instances from it: all of them, or none. A module with `catch-up` is
+/// restored beside the running one (`Event::Staged`), then takes in what changed by the
+/// next handovers. Tells the coordinator how it went (`Event::Swapped`).
 pub(super) async fn run_swap(
     blueprint: Blueprint,
     prepared: Arc<Prepared>,
@@ -434,18 +486,60 @@ pub(super) async fn run_swap(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let parallelism = prepared.plan.parallelism as usize;
-    let mut received = BTreeMap::new();
-    while received.len() < parallelism {
-        let Some(handover) = handovers.recv().await else {
-            return;
-        };
-        received.insert(handover.index, handover);
-    }
+    let Some(base) = receive_all(&mut handovers, parallelism).await else {
+        return;
+    };
     let since = Instant::now();
-    let result = restored_instances(&blueprint, &prepared, &running, checkpoint, &mut received);
+    let result = restored_instances(&blueprint, &prepared, &running, checkpoint, &base);
     let result = result.await;
     let restore_ms = since.elapsed().as_secs_f64() * 1e3;
-    tracing::info!(operator = %running.id, %checkpoint, restore_ms, ok = result.is_ok(), "new instances restored");
+    let staged = prepared.module.catches_up();
+    tracing::info!(operator = %running.id, %checkpoint, restore_ms, staged, ok = result.is_ok(), "new instances restored");
+    let mut instances = match result {
+        Ok(instances) if staged => instances,
+        result => return answer(checkpoint, result, base, &events),
+    };
+    // A fault point, for tests: a crash here, or a stall while changes pile up.
+    let store = blueprint.store.clone();
+    let fault = move || store.fault_point(Phase::SwapStaged, checkpoint);
+    let _ = tokio::task::spawn_blocking(fault).await;
+    let _ = events.send(Event::Staged { checkpoint });
+    let Some(now) = receive_all(&mut handovers, parallelism).await else {
+        return;
+    };
+    let at = now
+        .values()
+        .map(|h| h.checkpoint)
+        .max()
+        .unwrap_or(checkpoint);
+    let since = Instant::now();
+    let result = catch_up(&mut instances, &running, &base, &now).await;
+    let catch_up_ms = since.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(operator = %running.id, checkpoint = %at, catch_up_ms, ok = result.is_ok(), "new instances caught up");
+    answer(at, result.map(|()| instances), now, &events);
+}
+
+/// Every subtask's handover of one checkpoint, by subtask index; none if the job went away.
+async fn receive_all(
+    handovers: &mut mpsc::UnboundedReceiver<Handover>,
+    parallelism: usize,
+) -> Option<BTreeMap<u32, Handover>> {
+    let mut received = BTreeMap::new();
+    while received.len() < parallelism {
+        let handover = handovers.recv().await?;
+        received.insert(handover.index, handover);
+    }
+    Some(received)
+}
+
+/// Tells the coordinator how the swap at `checkpoint` went, then gives each subtask that waits
+/// its new instance (on failure, dropping the replies: each keeps its old instance).
+fn answer(
+    checkpoint: CheckpointId,
+    result: Result<Vec<Instance>, SwapFailure>,
+    received: BTreeMap<u32, Handover>,
+    events: &mpsc::UnboundedSender<Event>,
+) {
     // The coordinator hears of the swap before any new instance runs (and may fail).
     let result = result.map_err(Arc::new);
     let swapped = result.as_ref().map(|_| ()).map_err(Arc::clone);
@@ -453,10 +547,27 @@ pub(super) async fn run_swap(
         checkpoint,
         result: swapped,
     });
-    // On failure, dropping the handovers' replies: each subtask keeps its old instance.
     for (instance, handover) in result.into_iter().flatten().zip(received.into_values()) {
-        let _ = handover.reply.send(instance);
+        if let Some(reply) = handover.reply {
+            let _ = reply.send(instance);
+        }
     }
+}
+
+/// The held state of every subtask that handed some over, or which one did not.
+fn held_by_subtask(
+    received: &BTreeMap<u32, Handover>,
+) -> Result<BTreeMap<u32, &Held>, SwapFailure> {
+    received
+        .iter()
+        .map(|(&index, handover)| match &handover.held {
+            Some(held) => Ok((index, held)),
+            None => Err(SwapFailure::NoSnapshot {
+                subtask: index,
+                checkpoint: handover.checkpoint,
+            }),
+        })
+        .collect()
 }
 
 /// The new module's instances, started and restored from the handed-over state.
@@ -465,22 +576,14 @@ async fn restored_instances(
     prepared: &Prepared,
     running: &OperatorInfo,
     checkpoint: CheckpointId,
-    received: &mut BTreeMap<u32, Handover>,
+    received: &BTreeMap<u32, Handover>,
 ) -> Result<Vec<Instance>, SwapFailure> {
-    let mut states = BTreeMap::new();
-    for (&index, handover) in received.iter_mut() {
-        let Some(held) = handover.held.take() else {
-            let subtask = index;
-            return Err(SwapFailure::NoSnapshot {
-                subtask,
-                checkpoint,
-            });
-        };
-        states.insert((running.id.clone(), index), held);
-    }
+    let held = held_by_subtask(received)?;
+    let states = held.into_iter();
+    let states = states.map(|(index, held)| ((running.id.clone(), index), held.clone()));
     let point = RestoreFrom {
         metadata: handed_over(blueprint, running, checkpoint),
-        states,
+        states: states.collect(),
     };
     let mut info = prepared.info.clone();
     let mut instances = std::mem::take(&mut *prepared.instances.lock().expect("not poisoned"));
@@ -491,6 +594,38 @@ async fn restored_instances(
         restore::restore_operator(&prepared.plan, &mut instances, Some(&point), &mut info).await;
     restored.map_err(SwapFailure::Restore)?;
     Ok(instances)
+}
+
+/// Hands each staged instance what its subtask's state changed from `base` (staged from) to
+/// `now` (the catch-up's checkpoint): the operator state, and the key groups' new pieces.
+async fn catch_up(
+    instances: &mut [Instance],
+    running: &OperatorInfo,
+    base: &BTreeMap<u32, Handover>,
+    now: &BTreeMap<u32, Handover>,
+) -> Result<(), SwapFailure> {
+    let (base, now) = (held_by_subtask(base)?, held_by_subtask(now)?);
+    let origin = StateOrigin {
+        module_name: running.module_name.clone(),
+        module_version: running.module_version.clone(),
+        module_sha256: running.module_sha256.clone(),
+    };
+    for (instance, (index, held)) in instances.iter_mut().zip(now) {
+        let changes = held.changes_since(base[&index]).into_iter();
+        let key_groups = changes.map(|(key_group, delta, state)| KeyGroupState {
+            key_group,
+            delta,
+            state: state.to_vec(),
+        });
+        let changes = Restored {
+            parallelism: running.parallelism,
+            operator_states: vec![held.operator_state.to_vec()],
+            key_groups: key_groups.collect(),
+        };
+        let caught_up = instance.restore_changes(&changes, &origin).await;
+        caught_up.map_err(SwapFailure::CatchUp)?;
+    }
+    Ok(())
 }
 
 /// What a point of the handed-over state would record: the operator as the old module wrote it.

@@ -13,7 +13,7 @@ use crate::barrier::BarrierKind;
 use crate::ids::{CheckpointId, OperatorId};
 use crate::runtime::subtask::{Command, Event};
 use crate::runtime::swap::{
-    self, Canary, CanaryCount, Prepared, SwapOrder, UpgradeError, UpgradeSpec, Upgraded,
+    self, Canary, CanaryCount, Prepared, Step, SwapOrder, UpgradeError, UpgradeSpec, Upgraded,
 };
 use crate::runtime::{JobFailure, SwapFailure};
 
@@ -28,6 +28,8 @@ pub(super) struct Upgrading {
     stage: Stage,
     /// What the new module processed (for the canary window).
     count: Arc<CanaryCount>,
+    /// The checkpoint the new module was restored from beside the running one, once it was.
+    staged_from: Option<CheckpointId>,
     /// The longest pause a subtask reported so far, and how many reported one.
     pause: Option<Duration>,
     resumed: u32,
@@ -38,9 +40,14 @@ pub(super) struct Upgrading {
 enum Stage {
     /// The new module is being compiled and checked.
     Preparing,
-    /// Ready to swap at the next checkpoint.
+    /// Ready to swap (or to stage) at the next checkpoint.
     Ready(Arc<Prepared>),
-    /// The checkpoint whose snapshot the new module restores is under way.
+    /// The new module, which can catch up, is being restored beside the running one from the
+    /// snapshot of the order's checkpoint; checkpoints go on.
+    Staging(Arc<Prepared>, Arc<SwapOrder>),
+    /// Restored beside the running one: ready to catch up and swap at the next checkpoint.
+    Staged(Arc<Prepared>, Arc<SwapOrder>),
+    /// The checkpoint at which the new module takes over is under way.
     Swapping(Arc<Prepared>, CheckpointId),
     /// The new module runs, on probation since the instant.
     Canary(Arc<Prepared>, CheckpointId, Instant),
@@ -76,6 +83,7 @@ impl CoordinatorTask {
             canary,
             stage: Stage::Preparing,
             count: Arc::default(),
+            staged_from: None,
             pause: None,
             resumed: 0,
             task: Some(task.abort_handle()),
@@ -100,38 +108,70 @@ impl CoordinatorTask {
     }
 
     /// Starts a swap that is ready: orders the operator's subtasks to hand their state over at
-    /// the next checkpoint, then triggers it. Says whether it did.
+    /// the next checkpoint, then triggers it. A module that can catch up is staged there, and
+    /// swapped at the checkpoint after it is restored. Says whether it triggered one.
     pub(super) fn start_swap(&mut self) -> bool {
         let Some(upgrading) = &mut self.upgrading else {
             return false;
         };
-        let Stage::Ready(prepared) = &upgrading.stage else {
-            return false;
-        };
-        let prepared = prepared.clone();
         let checkpoint = self.coordinator.next();
-        let (order, handovers) = SwapOrder::new(checkpoint, upgrading.count.clone());
-        let running = self.operators.iter().find(|op| op.id == upgrading.operator);
-        let running = running.cloned().expect("an operator of the job");
-        let task = tokio::spawn(swap::run_swap(
-            self.blueprint.clone(),
-            prepared.clone(),
-            running,
-            checkpoint,
-            handovers,
-            self.events_tx.clone(),
-        ));
-        upgrading.task = Some(task.abort_handle());
-        upgrading.stage = Stage::Swapping(prepared, checkpoint);
+        let (order, stage) = match &upgrading.stage {
+            Stage::Ready(prepared) => {
+                let step = match prepared.module.catches_up() {
+                    true => Step::Stage,
+                    false => Step::Whole,
+                };
+                let (order, handovers) = SwapOrder::new(checkpoint, step, upgrading.count.clone());
+                let running = self.operators.iter().find(|op| op.id == upgrading.operator);
+                let running = running.cloned().expect("an operator of the job");
+                let task = tokio::spawn(swap::run_swap(
+                    self.blueprint.clone(),
+                    prepared.clone(),
+                    running,
+                    checkpoint,
+                    handovers,
+                    self.events_tx.clone(),
+                ));
+                upgrading.task = Some(task.abort_handle());
+                let stage = match step {
+                    Step::Stage => Stage::Staging(prepared.clone(), order.clone()),
+                    _ => Stage::Swapping(prepared.clone(), checkpoint),
+                };
+                (order, stage)
+            }
+            Stage::Staged(prepared, staged) => (
+                staged.catch_up(checkpoint),
+                Stage::Swapping(prepared.clone(), checkpoint),
+            ),
+            _ => return false,
+        };
+        upgrading.stage = stage;
         let operator = upgrading.operator.clone();
         for (subtask, commands) in &self.commands {
             if subtask.operator == operator {
                 let _ = commands.send(Command::Swap(order.clone()));
             }
         }
-        tracing::info!(%operator, %checkpoint, "swapping at checkpoint");
+        let step = order.step;
+        tracing::info!(%operator, %checkpoint, ?step, "handing state over at checkpoint");
         self.trigger(BarrierKind::Checkpoint, false);
         true
+    }
+
+    /// The new module's instances are restored beside the running ones: they catch up and
+    /// take over at the next checkpoint.
+    pub(super) fn on_staged(&mut self, checkpoint: CheckpointId) {
+        let Some(upgrading) = &mut self.upgrading else {
+            return;
+        };
+        let Stage::Staging(prepared, order) = &upgrading.stage else {
+            return;
+        };
+        debug_assert_eq!(order.checkpoint, checkpoint);
+        tracing::info!(operator = %upgrading.operator, %checkpoint, "new module restored beside the running one");
+        upgrading.stage = Stage::Staged(prepared.clone(), order.clone());
+        upgrading.staged_from = Some(checkpoint);
+        self.trigger_next();
     }
 
     /// Whether checkpoints are held back: a swap is under way or on probation.
@@ -155,14 +195,19 @@ impl CoordinatorTask {
         let Some(upgrading) = &mut self.upgrading else {
             return;
         };
-        let Stage::Swapping(prepared, at) = &upgrading.stage else {
-            return;
+        let prepared = match &upgrading.stage {
+            Stage::Swapping(prepared, at) => {
+                debug_assert_eq!(*at, checkpoint);
+                prepared.clone()
+            }
+            // Restoring beside the running module failed.
+            Stage::Staging(prepared, _) => prepared.clone(),
+            _ => return,
         };
-        debug_assert_eq!(*at, checkpoint);
         match result {
             Ok(()) => {
-                tracing::info!(operator = %upgrading.operator, %checkpoint, "new module restored; canary window open");
-                upgrading.stage = Stage::Canary(prepared.clone(), checkpoint, Instant::now());
+                tracing::info!(operator = %upgrading.operator, %checkpoint, "new module took over; canary window open");
+                upgrading.stage = Stage::Canary(prepared, checkpoint, Instant::now());
             }
             Err(failure) => {
                 let operator = upgrading.operator.clone();
@@ -221,6 +266,7 @@ impl CoordinatorTask {
         let upgraded = Upgraded {
             operator,
             checkpoint,
+            staged_from: upgrading.staged_from,
             module_name: prepared.info.module_name.clone(),
             module_version: prepared.info.module_version.clone(),
             pause_us,

@@ -42,7 +42,7 @@ fn the_canary_window_passes_on_both_its_records_and_its_time_or_when_the_input_e
 
 #[test]
 fn the_pause_is_measured_once_and_every_record_counted() {
-    let (order, _rx) = SwapOrder::new(CheckpointId(3), Arc::default());
+    let (order, _rx) = SwapOrder::new(CheckpointId(3), Step::Whole, Arc::default());
     let mut swapped = Swapped::new(&order, Instant::now());
     assert!(swapped.processed(5).is_some());
     assert!(swapped.processed(7).is_none());
