@@ -107,6 +107,35 @@ fn a_live_upgrade_from_v1_to_v2_mid_stream_gives_the_uninterrupted_output() {
     assert_v1_then_v2(&output);
 }
 
+/// After a live swap, the host's copy of the new module's state is a full snapshot it took
+/// beside the old module, then deltas: so the first snapshot after the swap must carry what
+/// the catch-up changed. A job stopped with a savepoint then resumes from it exactly, with the
+/// program the point records (v2, without a job file).
+#[test]
+fn a_job_stopped_after_a_live_upgrade_resumes_from_its_savepoint_exactly() {
+    let dir = Dir::new(LINES);
+    // 6 s of input: the stop comes mid-stream.
+    let job = dir.write_job(&WordCount {
+        lines_per_second: 500,
+        ..WordCount::default()
+    });
+    let running = dir.start(&[job.to_str().unwrap(), "--stall-at", "swap-staged:300"]);
+    let v2 = guest("counter_v2");
+    let canary = ["--canary-records", "200", "--canary-ms", "100"];
+    let upgraded = upgrade(&dir, &running, "counter", v2.to_str().unwrap(), &canary);
+    assert_eq!(
+        upgraded.status.code(),
+        Some(0),
+        "{}",
+        text(&upgraded.stderr)
+    );
+    let savepoint = dir.save_and_stop(running);
+    dir.start(&["--from", &savepoint]).wait_ok();
+    let output = dir.committed_output();
+    assert_exactly_once(&output, &input_text(LINES));
+    assert_v1_then_v2(&output);
+}
+
 /// Upgrades the `hostile` operator of a running word count to `hostile` with `args`, expects
 /// the upgrade to fail with every one of `needles` and the job to run on with the old module,
 /// logging `logged`, to the exact output.

@@ -144,6 +144,16 @@ impl Marks<'_> {
 }
 
 impl<V> Group<V> {
+    /// Removes `key`, remembering it for the next delta if the host holds the group.
+    fn remove_key(&mut self, key: &[u8]) -> Option<V> {
+        let (key, slot) = self.map.remove_entry(key)?;
+        self.dirty -= usize::from(slot.marked == self.epoch);
+        if self.based {
+            self.removed.push(key);
+        }
+        Some(slot.value)
+    }
+
     /// Its map, and its marks.
     fn parts(&mut self) -> (&mut HashMap<Key, Slot<V>>, Marks<'_>) {
         let keys = self.map.len();
@@ -214,6 +224,11 @@ impl<V> Keyed<V> {
     /// The record's group, listed as changed.
     fn touch(&mut self, record: &Record<'_>) -> &mut Group<V> {
         let index = self.index(record);
+        self.touch_group(index)
+    }
+
+    /// Group `index` (from the first this subtask owns), listed as changed.
+    fn touch_group(&mut self, index: usize) -> &mut Group<V> {
         let group = &mut self.groups[index];
         if !group.changed {
             group.changed = true;
@@ -276,13 +291,7 @@ impl<V> Keyed<V> {
         if !self.groups[self.index(record)].map.contains_key(record.key) {
             return None;
         }
-        let group = self.touch(record);
-        let (key, slot) = group.map.remove_entry(record.key)?;
-        group.dirty -= usize::from(slot.marked == group.epoch);
-        if group.based {
-            group.removed.push(key);
-        }
-        Some(slot.value)
+        self.touch(record).remove_key(record.key)
     }
 
     /// The number of keys held.
@@ -449,7 +458,8 @@ pub(crate) enum Load {
 
 impl<V: DeserializeOwned> Keyed<V> {
     /// Loads `state` into `group`: its whole state, or a delta on top of what was loaded, written
-    /// by `snapshot` in `format` or, through `migrate`, in an older version of it.
+    /// by `snapshot` in `format` or, through `migrate`, in an older version of it. Loaded by
+    /// `restore-changes`, what it changes counts as changed since the previous snapshot.
     pub(crate) fn restore_group(
         &mut self,
         (number, delta, state): (u32, bool, &[u8]),
@@ -466,39 +476,85 @@ impl<V: DeserializeOwned> Keyed<V> {
                 "key group {number} is not one of this subtask's {range:?}"
             ));
         };
-        let map = &mut self.groups[index as usize].map;
-        if load == Load::Changes && !delta {
-            map.clear();
+        if load == Load::Changes {
+            self.touch_group(index as usize);
+            if !delta {
+                self.groups[index as usize].replaced();
+            }
         }
-        if state.is_empty() && !delta {
+        let group = &mut self.groups[index as usize];
+        let Some(opened) = open_group(number, delta, state, format)? else {
             return Ok(());
-        }
-        let opened = envelope::open(state)?;
-        opened.expect_format(format.name)?;
-        if opened.removed.is_some() != delta {
-            let what = if delta { "a delta" } else { "whole state" };
-            return Err(format!(
-                "key group {number}: given as {what}, the state says otherwise"
-            ));
-        }
-        if !delta && !map.is_empty() {
+        };
+        if load == Load::Restore && !delta && !group.map.is_empty() {
             return Err(format!("key group {number} was given whole twice"));
         }
         if let Some(removed) = opened.removed {
             let removed: Vec<serde_bytes::ByteBuf> = envelope::decode_payload(removed)?;
-            removed.iter().for_each(|key| drop(map.remove(&key[..])));
+            removed.iter().for_each(|key| drop(group.remove_key(key)));
         }
-        if opened.version == format.version {
-            return decode::fill(opened.payload, map);
+        let entries = match (load, opened.version == format.version) {
+            // The fast path of a restore: straight into the map.
+            (Load::Restore, true) => return decode::fill(opened.payload, &mut group.map),
+            (Load::Changes, true) => decode::entries(opened.payload)?,
+            (_, false) => migrate(opened.version, opened.payload)?,
+        };
+        group.map.reserve(entries.len());
+        for (key, value) in entries {
+            match load {
+                Load::Restore => drop(group.map.insert(key, Slot::clean(value))),
+                Load::Changes => group.upsert_marked(key, value),
+            }
         }
-        let migrated = migrate(opened.version, opened.payload)?;
-        map.reserve(migrated.len());
-        map.extend(
-            migrated
-                .into_iter()
-                .map(|(key, value)| (key, Slot::clean(value))),
-        );
         Ok(())
+    }
+}
+
+/// A group's state as given to `restore`, opened and checked against `format` and `delta`;
+/// none for the empty whole state of a group without keys.
+fn open_group(
+    number: u32,
+    delta: bool,
+    state: &[u8],
+    format: StateFormat,
+) -> Result<Option<envelope::Envelope<'_>>, String> {
+    if state.is_empty() && !delta {
+        return Ok(None);
+    }
+    let opened = envelope::open(state)?;
+    opened.expect_format(format.name)?;
+    if opened.removed.is_some() != delta {
+        let what = if delta { "a delta" } else { "whole state" };
+        return Err(format!(
+            "key group {number}: given as {what}, the state says otherwise"
+        ));
+    }
+    Ok(Some(opened))
+}
+
+impl<V> Group<V> {
+    /// Its keys replaced by a whole state to come: written whole at the next snapshot.
+    fn replaced(&mut self) {
+        self.map.clear();
+        self.dirty = 0;
+        self.listed = Some(Vec::new());
+        self.removed.clear();
+        self.based = false;
+    }
+
+    /// Sets `key`'s value, marking it dirty.
+    fn upsert_marked(&mut self, key: Key, value: V) {
+        let bytes = key.clone();
+        let (map, marks) = self.parts();
+        let slot = match map.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(entry) => {
+                let slot = entry.into_mut();
+                slot.value = value;
+                slot
+            }
+            hashbrown::hash_map::Entry::Vacant(entry) => entry.insert(Slot::clean(value)),
+        };
+        marks.mark(slot, &bytes);
     }
 }
 

@@ -32,6 +32,22 @@ fn restored(range: Range<u32>, chain: &[GroupState]) -> Keyed<u64> {
     keyed
 }
 
+/// `snapshots` in order, as the host keeps them for a restore: a group written whole drops
+/// the pieces before it (and, empty, the group).
+fn as_the_host_keeps(snapshots: &[GroupState]) -> Vec<GroupState> {
+    let mut kept: std::collections::BTreeMap<u32, Vec<GroupState>> = Default::default();
+    for piece in snapshots {
+        let chain = kept.entry(piece.0).or_default();
+        if !piece.1 {
+            chain.clear();
+        }
+        if !piece.2.is_empty() {
+            chain.push(piece.clone());
+        }
+    }
+    kept.into_values().flatten().collect()
+}
+
 #[test]
 fn only_changed_groups_are_snapshotted_and_emptied_ones_say_so() {
     let mut keyed: Keyed<u64> = Keyed::new(10..20);
@@ -269,7 +285,9 @@ fn changes_apply_on_top_of_a_restore_and_a_whole_group_replaces_it() {
     let whole = running.snapshot(COUNTS, true).unwrap();
     let whole_2: Vec<_> = whole.into_iter().filter(|g| g.0 == 2).collect();
 
+    // The new module: restored from the base, snapshotted whole (the host's copy of it)...
     let mut swapped = restored(0..3, &base);
+    let staged = swapped.snapshot(COUNTS, true).unwrap();
     let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
     for (g, d, state) in delta.iter().chain(&whole_2) {
         swapped
@@ -280,8 +298,20 @@ fn changes_apply_on_top_of_a_restore_and_a_whole_group_replaces_it() {
     assert_eq!(swapped.get(&record(b"a2", 0)), Some(&11));
     assert_eq!(swapped.get(&record(b"b", 1)), None, "emptied");
     assert_eq!(swapped.get(&record(b"c", 2)), Some(&30), "replaced whole");
+    // ...whose next snapshot lists what the changes changed: group 0 as a delta of its two
+    // keys, the others whole; on top of the staged copy, it restores the same state.
+    let next = swapped.snapshot(COUNTS, false).unwrap();
+    assert_eq!(numbers(&next), [(0, true), (1, false), (2, false)]);
+    let again = restored(0..3, &as_the_host_keeps(&[staged, next].concat()));
+    for (key, group) in [(&b"a"[..], 0), (b"a2", 0), (b"b", 1), (b"c", 2)] {
+        let key = &*Vec::leak(key.to_vec());
+        assert_eq!(
+            again.get(&record(key, group)),
+            swapped.get(&record(key, group))
+        );
+    }
     // As `restore` would not: a whole group given again replaces rather than refuses.
-    let again = swapped.restore_group((2, false, &whole_2[0].2), Load::Changes, COUNTS, refuse);
-    assert_eq!(again, Ok(()));
+    let twice = swapped.restore_group((2, false, &whole_2[0].2), Load::Changes, COUNTS, refuse);
+    assert_eq!(twice, Ok(()));
     assert_eq!(swapped.get(&record(b"c", 2)), Some(&30));
 }

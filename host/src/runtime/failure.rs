@@ -111,9 +111,18 @@ pub enum SwapFailure {
     /// The new instances did not restore the state.
     #[error("{}", join(.0))]
     Restore(Vec<BuildError>),
-    /// A staged instance did not take in what changed since (`restore-changes`).
+    /// A staged instance did not snapshot the state it restored, or did not take in what
+    /// changed since (`restore-changes`).
     #[error(transparent)]
     CatchUp(GuestError),
+    /// A staged instance's snapshot broke the contract.
+    #[error("subtask {subtask}: {problem}")]
+    Malformed {
+        /// Which subtask.
+        subtask: u32,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// Why one checkpoint failed (and was aborted).

@@ -358,10 +358,12 @@ impl Subtask {
         let snapshot_ms = arrived.elapsed().as_secs_f64() * 1e3;
         let step = order.step;
         tracing::debug!(subtask = %self.id, %checkpoint, snapshot_ms, ?step, "handing state over to the swap");
-        if let Some(instance) = order.hand_over(self.id.index, held).await {
+        if let Some((instance, held)) = order.hand_over(self.id.index, held).await {
             self.instance = instance;
-            // The new module's first snapshot is full: the host's copy is the old module's.
-            self.held = None;
+            // The host's copy of the new instance's state: a staged one was snapshotted whole
+            // beside the running one. Else its first snapshot is full: the copy held is the
+            // old module's.
+            self.held = held;
             self.swapped = Some(Swapped::new(&order, arrived));
         }
     }

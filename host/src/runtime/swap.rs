@@ -391,6 +391,10 @@ impl CanaryCount {
     }
 }
 
+/// A subtask's new instance, and the host's copy of its state, if it snapshotted: else its
+/// first snapshot is full.
+pub type Taken = (Instance, Option<Held>);
+
 /// One subtask's state, handed over to the swap.
 pub(super) struct Handover {
     index: u32,
@@ -399,7 +403,7 @@ pub(super) struct Handover {
     /// Its state as of the checkpoint; none if its snapshot failed.
     held: Option<Held>,
     /// Where the new instance goes, if the subtask waits for it.
-    reply: Option<oneshot::Sender<Instance>>,
+    reply: Option<oneshot::Sender<Taken>>,
 }
 
 impl SwapOrder {
@@ -432,7 +436,7 @@ impl SwapOrder {
     /// Hands over subtask `index`'s state as of the checkpoint (none if its snapshot failed).
     /// To stage, returns at once with none: the old instance runs on. Otherwise waits for the
     /// swap: the new instance, restored from it, or none (the old one stays).
-    pub async fn hand_over(&self, index: u32, held: Option<Held>) -> Option<Instance> {
+    pub async fn hand_over(&self, index: u32, held: Option<Held>) -> Option<Taken> {
         let (reply, answer) = oneshot::channel();
         let handover = Handover {
             index,
@@ -497,7 +501,14 @@ pub(super) async fn run_swap(
     tracing::info!(operator = %running.id, %checkpoint, restore_ms, staged, ok = result.is_ok(), "new instances restored");
     let mut instances = match result {
         Ok(instances) if staged => instances,
-        result => return answer(checkpoint, result, base, &events),
+        result => {
+            let taken = result.map(|i| i.into_iter().map(|i| (i, None)).collect());
+            return answer(checkpoint, taken, base, &events);
+        }
+    };
+    let copies = match staged_copies(&mut instances, checkpoint).await {
+        Ok(copies) => copies,
+        Err(failure) => return answer(checkpoint, Err(failure), base, &events),
     };
     // A fault point, for tests: a crash here, or a stall while changes pile up.
     let store = blueprint.store.clone();
@@ -516,7 +527,32 @@ pub(super) async fn run_swap(
     let result = catch_up(&mut instances, &running, &base, &now).await;
     let catch_up_ms = since.elapsed().as_secs_f64() * 1e3;
     tracing::info!(operator = %running.id, checkpoint = %at, catch_up_ms, ok = result.is_ok(), "new instances caught up");
-    answer(at, result.map(|()| instances), now, &events);
+    let taken = instances.into_iter().zip(copies.into_iter().map(Some));
+    answer(at, result.map(|()| taken.collect()), now, &events);
+}
+
+/// A full snapshot of each staged instance, just restored (as the host will keep it): after
+/// the swap, the new instances snapshot only what changed since, the catch-up included,
+/// rather than everything at their first checkpoint.
+async fn staged_copies(
+    instances: &mut [Instance],
+    checkpoint: CheckpointId,
+) -> Result<Vec<Held>, SwapFailure> {
+    let mut copies = Vec::new();
+    for instance in instances {
+        let snapshot = instance.snapshot(checkpoint.0, true).await;
+        let snapshot = snapshot.map_err(SwapFailure::CatchUp)?;
+        let groups = snapshot.key_groups.into_iter();
+        let changed = groups.map(|g| (g.key_group, g.delta, g.state)).collect();
+        let mut held = Held::default();
+        let merged = held.merge(snapshot.operator_state, changed, true);
+        merged.map_err(|problem| SwapFailure::Malformed {
+            subtask: instance.subtask().index,
+            problem,
+        })?;
+        copies.push(held);
+    }
+    Ok(copies)
 }
 
 /// Every subtask's handover of one checkpoint, by subtask index; none if the job went away.
@@ -536,7 +572,7 @@ async fn receive_all(
 /// its new instance (on failure, dropping the replies: each keeps its old instance).
 fn answer(
     checkpoint: CheckpointId,
-    result: Result<Vec<Instance>, SwapFailure>,
+    result: Result<Vec<Taken>, SwapFailure>,
     received: BTreeMap<u32, Handover>,
     events: &mpsc::UnboundedSender<Event>,
 ) {
@@ -547,9 +583,9 @@ fn answer(
         checkpoint,
         result: swapped,
     });
-    for (instance, handover) in result.into_iter().flatten().zip(received.into_values()) {
+    for (taken, handover) in result.into_iter().flatten().zip(received.into_values()) {
         if let Some(reply) = handover.reply {
-            let _ = reply.send(instance);
+            let _ = reply.send(taken);
         }
     }
 }

@@ -198,9 +198,10 @@ fn live_swap(
     );
     Ok(Row {
         name: format!(
-            "live upgrade pause, {}: `host upgrade` in the running job, from the swap's barrier \
-             at the counter to the new module's first record (stop --save and run --from of the \
-             same job: {downtime:.0} ms)",
+            "live upgrade pause, {}: `host upgrade` in the running job (v2 restored beside v1 \
+             from one checkpoint, then caught up at the next), from that barrier's arrival at the \
+             counter to v2's first record (stop --save and run --from of the same job: \
+             {downtime:.0} ms)",
             upgrade.name
         ),
         value: pause,
