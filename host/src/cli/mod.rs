@@ -409,7 +409,13 @@ fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
     match upgraded.staged_from {
         Some(staged) => println!(
             "restored beside the running module from checkpoint {staged}, then caught up on \
-             what changed"
+             what changed at {} checkpoint{}",
+            upgraded.catch_up_rounds,
+            if upgraded.catch_up_rounds == 1 {
+                ""
+            } else {
+                "s"
+            }
         ),
         None => println!(
             "restored at that checkpoint while the operator waited (the module does not export \

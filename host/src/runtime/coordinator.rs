@@ -232,7 +232,7 @@ impl CoordinatorTask {
                 return self.on_snapshot_failed(checkpoint, error);
             }
             Event::Prepared(prepared) => self.on_prepared(*prepared),
-            Event::Staged { checkpoint } => self.on_staged(checkpoint),
+            Event::Staged { checkpoint, last } => self.on_staged(checkpoint, last),
             Event::Swapped { checkpoint, result } => self.on_swapped(checkpoint, result),
             Event::Resumed { subtask, pause } => {
                 tracing::debug!(%subtask, ?pause, "the new module processed its first batch");

@@ -84,11 +84,13 @@ pub enum Event {
     /// An upgrade's new module was compiled and checked, or refused (from the task preparing
     /// it, not a subtask).
     Prepared(Box<Result<Prepared, UpgradeError>>),
-    /// An upgrade's new instances were restored, beside the running ones, from checkpoint
-    /// `checkpoint`'s snapshot: ready to catch up (from the swap task).
+    /// An upgrade's new instances were restored beside the running ones from checkpoint
+    /// `checkpoint`'s snapshot, or caught up to it: ready for another round (from the swap task).
     Staged {
         /// The checkpoint.
         checkpoint: CheckpointId,
+        /// Whether the next round is the last, where the new instances take over.
+        last: bool,
     },
     /// An upgrade's new instances took over at checkpoint `checkpoint`, or not (from the swap
     /// task).

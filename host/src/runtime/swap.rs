@@ -89,6 +89,10 @@ pub struct Upgraded {
     /// module without `catch-up`).
     #[serde(default)]
     pub staged_from: Option<CheckpointId>,
+    /// The checkpoints at which it caught up on what changed since, the last one at
+    /// `checkpoint` (none without `staged_from`).
+    #[serde(default)]
+    pub catch_up_rounds: u32,
     /// The new module's own name and version.
     pub module_name: String,
     /// Its version.
@@ -358,7 +362,8 @@ pub struct SwapOrder {
 pub enum Step {
     /// The new instances restore it, while the subtasks wait to swap.
     Whole,
-    /// The new instances restore it beside the running ones: the subtasks go on at once.
+    /// The new instances restore it beside the running ones, or, restored, take in what
+    /// changed since (a round of catching up): the subtasks go on at once.
     Stage,
     /// The staged instances take in what changed since, while the subtasks wait to swap.
     CatchUp,
@@ -423,11 +428,11 @@ impl SwapOrder {
         (Arc::new(order), received)
     }
 
-    /// The order to catch up at `checkpoint`, after this one staged the new instances.
-    pub(super) fn catch_up(&self, checkpoint: CheckpointId) -> Arc<SwapOrder> {
+    /// The order for the next round of the same swap, at `checkpoint`.
+    pub(super) fn next(&self, checkpoint: CheckpointId, step: Step) -> Arc<SwapOrder> {
         Arc::new(SwapOrder {
             checkpoint,
-            step: Step::CatchUp,
+            step,
             handovers: self.handovers.clone(),
             count: self.count.clone(),
         })
@@ -479,8 +484,8 @@ impl Swapped {
 
 /// Waits for every subtask of the operator to hand its state over, then starts and restores
 /// the new module's instances from it: all of them, or none. A module with `catch-up` is
-/// restored beside the running one (`Event::Staged`), then takes in what changed by the
-/// next handovers. Tells the coordinator how it went (`Event::Swapped`).
+/// restored beside the running one (`Event::Staged`), then takes in what changed, over the
+/// next handovers ([`catch_up_rounds`]). Tells the coordinator how it went (`Event::Swapped`).
 pub(super) async fn run_swap(
     blueprint: Blueprint,
     prepared: Arc<Prepared>,
@@ -499,60 +504,141 @@ pub(super) async fn run_swap(
     let restore_ms = since.elapsed().as_secs_f64() * 1e3;
     let staged = prepared.module.catches_up();
     tracing::info!(operator = %running.id, %checkpoint, restore_ms, staged, ok = result.is_ok(), "new instances restored");
-    let mut instances = match result {
+    let instances = match result {
         Ok(instances) if staged => instances,
         result => {
             let taken = result.map(|i| i.into_iter().map(|i| (i, None)).collect());
             return answer(checkpoint, taken, base, &events);
         }
     };
-    let copies = match staged_copies(&mut instances, checkpoint).await {
-        Ok(copies) => copies,
-        Err(failure) => return answer(checkpoint, Err(failure), base, &events),
-    };
-    // A fault point, for tests: a crash here, or a stall while changes pile up.
+    // A fault point, for tests: a crash here, or a stall (as a slow module's would be).
     let store = blueprint.store.clone();
     let fault = move || store.fault_point(Phase::SwapStaged, checkpoint);
     let _ = tokio::task::spawn_blocking(fault).await;
-    let _ = events.send(Event::Staged { checkpoint });
-    let Some(now) = receive_all(&mut handovers, parallelism).await else {
-        return;
-    };
-    let at = now
-        .values()
-        .map(|h| h.checkpoint)
-        .max()
-        .unwrap_or(checkpoint);
-    let since = Instant::now();
-    let result = catch_up(&mut instances, &running, &base, &now).await;
-    let catch_up_ms = since.elapsed().as_secs_f64() * 1e3;
-    tracing::info!(operator = %running.id, checkpoint = %at, catch_up_ms, ok = result.is_ok(), "new instances caught up");
-    let taken = instances.into_iter().zip(copies.into_iter().map(Some));
-    answer(at, result.map(|()| taken.collect()), now, &events);
+    match Staged::copied(instances, checkpoint).await {
+        Ok(staged) => {
+            let step = since.elapsed();
+            catch_up_rounds(
+                staged,
+                &running,
+                (checkpoint, base),
+                step,
+                handovers,
+                &events,
+            )
+            .await;
+        }
+        Err(failure) => answer(checkpoint, Err(failure), base, &events),
+    }
 }
 
-/// A full snapshot of each staged instance, just restored (as the host will keep it): after
-/// the swap, the new instances snapshot only what changed since, the catch-up included,
-/// rather than everything at their first checkpoint.
-async fn staged_copies(
+/// A background step of a staged swap at most this long makes the next catch-up the last:
+/// the changes it brings are those of about that long.
+const LAST_STEP: Duration = Duration::from_millis(5);
+
+/// Background catch-up rounds before the last, at most.
+const ROUNDS_MAX: u32 = 10;
+
+/// Catches the staged instances up, one checkpoint at a time, on what changed since they were
+/// restored (at checkpoint `at`, from the handovers `base`): in the background while the old
+/// instances run on, until a round's work is short (or after [`ROUNDS_MAX`] rounds); then once
+/// more at a checkpoint where the subtasks wait, and the new instances take over. `step`: how
+/// long staging took.
+async fn catch_up_rounds(
+    mut staged: Staged,
+    running: &OperatorInfo,
+    (mut at, mut base): (CheckpointId, BTreeMap<u32, Handover>),
+    mut step: Duration,
+    mut handovers: mpsc::UnboundedReceiver<Handover>,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    for round in 1.. {
+        let last = step <= LAST_STEP || round > ROUNDS_MAX;
+        let _ = events.send(Event::Staged {
+            checkpoint: at,
+            last,
+        });
+        let Some(now) = receive_all(&mut handovers, base.len()).await else {
+            return;
+        };
+        at = now.values().map(|h| h.checkpoint).max().unwrap_or(at);
+        let waits = now.values().any(|h| h.reply.is_some());
+        let since = Instant::now();
+        let result = staged.take_in(running, &base, &now, !waits).await;
+        step = since.elapsed();
+        let catch_up_ms = step.as_secs_f64() * 1e3;
+        tracing::info!(operator = %running.id, checkpoint = %at, round, last = waits, catch_up_ms, ok = result.is_ok(), "new instances caught up");
+        if waits || result.is_err() {
+            return answer(at, result.map(|()| staged.taken()), now, events);
+        }
+        base = now;
+    }
+}
+
+/// The new module's instances, restored beside the running ones, and the host's copy of each
+/// one's state (as it will keep it once they take over).
+struct Staged {
+    instances: Vec<Instance>,
+    copies: Vec<Held>,
+}
+
+impl Staged {
+    /// `instances`, just restored from `checkpoint`, and a full snapshot of each: after the
+    /// swap, they snapshot only what changed since, rather than everything at their first
+    /// checkpoint.
+    async fn copied(
+        mut instances: Vec<Instance>,
+        checkpoint: CheckpointId,
+    ) -> Result<Staged, SwapFailure> {
+        let mut copies = vec![Held::default(); instances.len()];
+        snapshot_into(&mut instances, &mut copies, checkpoint, true).await?;
+        Ok(Staged { instances, copies })
+    }
+
+    /// Hands each instance what its subtask's state changed from `base` to `now`; with
+    /// `copy`, a round in the background, then snapshots what that changed into the copies.
+    async fn take_in(
+        &mut self,
+        running: &OperatorInfo,
+        base: &BTreeMap<u32, Handover>,
+        now: &BTreeMap<u32, Handover>,
+        copy: bool,
+    ) -> Result<(), SwapFailure> {
+        catch_up(&mut self.instances, running, base, now).await?;
+        if copy {
+            let checkpoint = now.values().map(|h| h.checkpoint).max();
+            let checkpoint = checkpoint.unwrap_or(CheckpointId(0));
+            snapshot_into(&mut self.instances, &mut self.copies, checkpoint, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Each instance and its copy, to take over.
+    fn taken(self) -> Vec<Taken> {
+        let copies = self.copies.into_iter().map(Some);
+        self.instances.into_iter().zip(copies).collect()
+    }
+}
+
+/// Snapshots each instance (whole with `full`) into its copy.
+async fn snapshot_into(
     instances: &mut [Instance],
+    copies: &mut [Held],
     checkpoint: CheckpointId,
-) -> Result<Vec<Held>, SwapFailure> {
-    let mut copies = Vec::new();
-    for instance in instances {
-        let snapshot = instance.snapshot(checkpoint.0, true).await;
+    full: bool,
+) -> Result<(), SwapFailure> {
+    for (instance, copy) in instances.iter_mut().zip(copies) {
+        let snapshot = instance.snapshot(checkpoint.0, full).await;
         let snapshot = snapshot.map_err(SwapFailure::CatchUp)?;
         let groups = snapshot.key_groups.into_iter();
         let changed = groups.map(|g| (g.key_group, g.delta, g.state)).collect();
-        let mut held = Held::default();
-        let merged = held.merge(snapshot.operator_state, changed, true);
+        let merged = copy.merge(snapshot.operator_state, changed, full);
         merged.map_err(|problem| SwapFailure::Malformed {
             subtask: instance.subtask().index,
             problem,
         })?;
-        copies.push(held);
     }
-    Ok(copies)
+    Ok(())
 }
 
 /// Every subtask's handover of one checkpoint, by subtask index; none if the job went away.

@@ -30,6 +30,8 @@ pub(super) struct Upgrading {
     count: Arc<CanaryCount>,
     /// The checkpoint the new module was restored from beside the running one, once it was.
     staged_from: Option<CheckpointId>,
+    /// The rounds of catching up it started so far.
+    rounds: u32,
     /// The longest pause a subtask reported so far, and how many reported one.
     pause: Option<Duration>,
     resumed: u32,
@@ -45,8 +47,9 @@ enum Stage {
     /// The new module, which can catch up, is being restored beside the running one from the
     /// snapshot of the order's checkpoint; checkpoints go on.
     Staging(Arc<Prepared>, Arc<SwapOrder>),
-    /// Restored beside the running one: ready to catch up and swap at the next checkpoint.
-    Staged(Arc<Prepared>, Arc<SwapOrder>),
+    /// Restored beside the running one (and caught up so far): ready for a round of catching
+    /// up at the next checkpoint, the last one (`true`: the new module takes over) or not.
+    Staged(Arc<Prepared>, Arc<SwapOrder>, bool),
     /// The checkpoint at which the new module takes over is under way.
     Swapping(Arc<Prepared>, CheckpointId),
     /// The new module runs, on probation since the instant.
@@ -84,6 +87,7 @@ impl CoordinatorTask {
             stage: Stage::Preparing,
             count: Arc::default(),
             staged_from: None,
+            rounds: 0,
             pause: None,
             resumed: 0,
             task: Some(task.abort_handle()),
@@ -139,10 +143,14 @@ impl CoordinatorTask {
                 };
                 (order, stage)
             }
-            Stage::Staged(prepared, staged) => (
-                staged.catch_up(checkpoint),
+            Stage::Staged(prepared, staged, true) => (
+                staged.next(checkpoint, Step::CatchUp),
                 Stage::Swapping(prepared.clone(), checkpoint),
             ),
+            Stage::Staged(prepared, staged, false) => {
+                let order = staged.next(checkpoint, Step::Stage);
+                (order.clone(), Stage::Staging(prepared.clone(), order))
+            }
             _ => return false,
         };
         upgrading.stage = stage;
@@ -158,9 +166,9 @@ impl CoordinatorTask {
         true
     }
 
-    /// The new module's instances are restored beside the running ones: they catch up and
-    /// take over at the next checkpoint.
-    pub(super) fn on_staged(&mut self, checkpoint: CheckpointId) {
+    /// The new module's instances are restored beside the running ones (or caught up to
+    /// `checkpoint`): they catch up again at the next checkpoint, and take over if `last`.
+    pub(super) fn on_staged(&mut self, checkpoint: CheckpointId, last: bool) {
         let Some(upgrading) = &mut self.upgrading else {
             return;
         };
@@ -168,9 +176,10 @@ impl CoordinatorTask {
             return;
         };
         debug_assert_eq!(order.checkpoint, checkpoint);
-        tracing::info!(operator = %upgrading.operator, %checkpoint, "new module restored beside the running one");
-        upgrading.stage = Stage::Staged(prepared.clone(), order.clone());
-        upgrading.staged_from = Some(checkpoint);
+        tracing::info!(operator = %upgrading.operator, %checkpoint, last, "new module staged beside the running one");
+        upgrading.stage = Stage::Staged(prepared.clone(), order.clone(), last);
+        upgrading.staged_from.get_or_insert(checkpoint);
+        upgrading.rounds += 1;
         self.trigger_next();
     }
 
@@ -267,6 +276,7 @@ impl CoordinatorTask {
             operator,
             checkpoint,
             staged_from: upgrading.staged_from,
+            catch_up_rounds: upgrading.rounds,
             module_name: prepared.info.module_name.clone(),
             module_version: prepared.info.module_version.clone(),
             pause_us,
