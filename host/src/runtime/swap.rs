@@ -534,16 +534,22 @@ pub(super) async fn run_swap(
 
 /// A background step of a staged swap at most this long makes the next catch-up the last:
 /// the changes it brings are those of about that long.
-const LAST_STEP: Duration = Duration::from_millis(5);
+const LAST_STEP: Duration = Duration::from_millis(10);
 
 /// Background catch-up rounds before the last, at most.
 const ROUNDS_MAX: u32 = 10;
 
+/// Two background rounds in a row that take more than this part of the shortest before them
+/// make the next the last: the rounds no longer converge (the operator changes its state about
+/// as fast as the new module takes the changes in), and more would only cost work. (Two, as
+/// one round's time is noisy.)
+const CONVERGING: f64 = 0.9;
+
 /// Catches the staged instances up, one checkpoint at a time, on what changed since they were
 /// restored (at checkpoint `at`, from the handovers `base`): in the background while the old
-/// instances run on, until a round's work is short (or after [`ROUNDS_MAX`] rounds); then once
-/// more at a checkpoint where the subtasks wait, and the new instances take over. `step`: how
-/// long staging took.
+/// instances run on, until a round's work is short, or the rounds stop getting shorter (or
+/// after [`ROUNDS_MAX`] rounds); then once more at a checkpoint where the subtasks wait, and
+/// the new instances take over. `step`: how long staging took.
 async fn catch_up_rounds(
     mut staged: Staged,
     running: &OperatorInfo,
@@ -552,8 +558,14 @@ async fn catch_up_rounds(
     mut handovers: mpsc::UnboundedReceiver<Handover>,
     events: &mpsc::UnboundedSender<Event>,
 ) {
+    let (mut shortest, mut stalled) = (Duration::MAX, 0);
     for round in 1.. {
-        let last = step <= LAST_STEP || round > ROUNDS_MAX;
+        match step > shortest.mul_f64(CONVERGING) {
+            true => stalled += 1,
+            false => stalled = 0,
+        }
+        shortest = shortest.min(step);
+        let last = step <= LAST_STEP || round > ROUNDS_MAX || stalled >= 2;
         let _ = events.send(Event::Staged {
             checkpoint: at,
             last,

@@ -16,6 +16,9 @@ use crate::{Row, Sizes};
 /// More records than any benchmark waits for: the source never runs dry.
 const ENDLESS: u64 = 1 << 40;
 
+/// The generator's rate in the second live upgrade: about 40 % of its flat-out rate here.
+const LIVE_RATE: u64 = 500_000;
+
 /// One upgrade to measure: a job, and the job that resumes from its savepoint.
 struct Upgrade {
     /// What state, which modules.
@@ -52,15 +55,20 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The peer job with `counter` (a module name) as its keyed count, its source never dry.
-fn counter_job(guests: &Path, keys: usize, counter: &str) -> String {
+/// The peer job with `counter` (a module name) as its keyed count, its source never dry, and
+/// as fast as it goes or limited to `rate` records a second.
+fn counter_job(guests: &Path, keys: usize, counter: &str, rate: Option<u64>) -> String {
+    let mut generator = format!("config = {{ records = \"{ENDLESS}\", keys = \"{keys}\" }}");
+    if let Some(rate) = rate {
+        generator += &format!("\nrecords_per_second_max = {rate}");
+    }
     "checkpoint_interval_ms = 0\n".to_owned()
         + &operator(
             "generator",
             "source",
             &guests.join("generator.wasm"),
             1,
-            &format!("config = {{ records = \"{ENDLESS}\", keys = \"{keys}\" }}"),
+            &generator,
         )
         + &operator(
             "counter",
@@ -101,8 +109,16 @@ pub fn upgrade_downtime(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::
     let keys = sizes.upgrade_keys;
     let counter = Upgrade {
         name: format!("{} k keys, counter v1 -> v2", keys / 1_000),
-        old: write_job(&dir, "v1.toml", &counter_job(guests, keys, "counter_v1"))?,
-        new: write_job(&dir, "v2.toml", &counter_job(guests, keys, "counter_v2"))?,
+        old: write_job(
+            &dir,
+            "v1.toml",
+            &counter_job(guests, keys, "counter_v1", None),
+        )?,
+        new: write_job(
+            &dir,
+            "v2.toml",
+            &counter_job(guests, keys, "counter_v2", None),
+        )?,
         subtask: "counter[0]",
     };
     // v2's module compiled into the cache beforehand, as a trial run of v2 leaves it.
@@ -121,6 +137,25 @@ pub fn upgrade_downtime(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::
     );
     let mut rows = upgrade_rows(&name, &measured, 300.0);
     rows.push(live_swap(&home, &counter, guests, warm, &measured)?);
+    // The same with the state changing at a rate the job can sustain beside the catch-up.
+    let flat_out = next as f64 / warm.as_secs_f64();
+    let limited = Upgrade {
+        name: format!(
+            "{}, generator limited to {} k records/s ({:.0} % of the {:.0} k/s it ran at flat out \
+             before `stop --save`)",
+            counter.name,
+            LIVE_RATE / 1_000,
+            LIVE_RATE as f64 * 100.0 / flat_out,
+            flat_out / 1e3
+        ),
+        old: write_job(
+            &dir,
+            "v1-limited.toml",
+            &counter_job(guests, keys, "counter_v1", Some(LIVE_RATE)),
+        )?,
+        ..counter
+    };
+    rows.push(live_swap(&home, &limited, guests, warm, &measured)?);
     let bytes = sizes.upgrade_state_bytes;
     let ballast = Upgrade {
         name: format!("{} MiB of operator state, same module", bytes >> 20),
@@ -189,7 +224,7 @@ fn live_swap(
     let job = old.job_id()?;
     old.first_batch(upgrade.subtask)?;
     std::thread::sleep(warm);
-    let pause = home.upgrade(&job, "counter", &guests.join("counter_v2.wasm"))?;
+    let (pause, rounds) = home.upgrade(&job, "counter", &guests.join("counter_v2.wasm"))?;
     old.terminate()?;
     let downtime = ms(downtime.stopped + downtime.resumed);
     eprintln!(
@@ -199,9 +234,9 @@ fn live_swap(
     Ok(Row {
         name: format!(
             "live upgrade pause, {}: `host upgrade` in the running job (v2 restored beside v1 \
-             from one checkpoint, then caught up at the next), from that barrier's arrival at the \
-             counter to v2's first record (stop --save and run --from of the same job: \
-             {downtime:.0} ms)",
+             from one checkpoint, then caught up on v1's changes at {rounds} more, the last one \
+             the swap's), from that last barrier's arrival at the counter to v2's first record \
+             (stop --save and run --from of the same job, flat out: {downtime:.0} ms)",
             upgrade.name
         ),
         value: pause,

@@ -109,9 +109,10 @@ impl HostHome {
 
 impl HostHome {
     /// Runs `host upgrade JOB --operator OPERATOR --module MODULE` (a canary window of 1 000
-    /// records) to its end; returns the pause it printed, in milliseconds. The module must
-    /// catch up (restored beside the running one first), as the row's label says.
-    pub fn upgrade(&self, job: &str, operator: &str, module: &Path) -> anyhow::Result<f64> {
+    /// records) to its end; returns the pause it printed, in milliseconds, and the checkpoints
+    /// the new module caught up at. The module must catch up (restored beside the running one
+    /// first), as the row's label says.
+    pub fn upgrade(&self, job: &str, operator: &str, module: &Path) -> anyhow::Result<(f64, u32)> {
         let mut args = vec![OsStr::new("upgrade"), OsStr::new(job)];
         args.extend([OsStr::new("--operator"), OsStr::new(operator)]);
         args.extend([OsStr::new("--module"), module.as_os_str()]);
@@ -121,9 +122,12 @@ impl HostHome {
         let pause = stdout.lines().find_map(|l| l.strip_prefix("pause: "));
         let pause = pause.and_then(|p| p.strip_suffix(" ms")?.parse().ok());
         // What the row's label says was timed: a swap staged beside the running module.
-        let staged = stdout.contains("restored beside the running module from checkpoint");
-        match pause {
-            Some(ms) if output.status.success() && staged => Ok(ms),
+        let staged = stdout
+            .lines()
+            .find(|l| l.starts_with("restored beside the running module from checkpoint "));
+        let rounds = staged.and_then(|l| l.split_once(" at ")?.1.split(' ').next()?.parse().ok());
+        match (pause, rounds) {
+            (Some(ms), Some(rounds)) if output.status.success() => Ok((ms, rounds)),
             _ => bail!(
                 "`host upgrade {job}` failed ({}): {}{}",
                 output.status,
