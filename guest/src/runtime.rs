@@ -334,6 +334,10 @@ macro_rules! export_operator {
                 $crate::glue::operator_restore_changes::<$t>(changes, origin)
             }
         }
+        // Only a component exports it: natively, `catch-up`'s symbols (named
+        // `jobhost:operator/catch-up@…#restore-changes`) cannot go into a shared library's
+        // version script, and a native build (`cargo test` of a `cdylib`) needs none.
+        #[cfg(target_family = "wasm")]
         $crate::bindings::live_operator::export_live_operator_world!(
             __JobhostOperator with_types_in $crate::bindings::live_operator
         );

@@ -319,6 +319,8 @@ impl CatchUp for Hostile {
     }
 }
 
+// Only as a component (see `jobhost_guest::export_operator!`).
+#[cfg(target_family = "wasm")]
 jobhost_guest::bindings::live_operator::export_live_operator_world!(
     Hostile with_types_in jobhost_guest::bindings::live_operator
 );
