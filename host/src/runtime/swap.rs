@@ -13,11 +13,12 @@
 //!    - A module without `catch-up` is restored at that barrier ([`Step::Whole`]): the
 //!      subtasks wait, and each goes on with its new instance or its old one.
 //!    - A module with it (`live-operator`) is restored beside the running one
-//!      ([`Step::Stage`]): the subtasks went on at once with the old module. Once restored,
-//!      the coordinator triggers a second checkpoint ([`Step::CatchUp`]); there each subtask
-//!      hands over its state again and waits while its new instance takes in only what changed
-//!      since the first one ([`Held::changes_since`], `restore-changes`). The pause costs what
-//!      changed, not what exists.
+//!      ([`Step::Stage`]): the subtasks went on at once with the old module. Then it catches
+//!      up ([`catch_up`]): at each next checkpoint the subtasks hand their state over again,
+//!      and the new instances take in only what changed since the one before
+//!      ([`Held::changes_since`], `restore-changes`), in the background while the rounds get
+//!      shorter; at the last ([`Step::CatchUp`]) the subtasks wait. The pause costs what
+//!      changed in one round, not what exists.
 //! 4. The coordinator keeps further checkpoints back during the canary window; a failure within
 //!    it restarts the job from the swap's checkpoint with the old module (see
 //!    `runtime::supervise`).
@@ -31,12 +32,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant};
 
+use self::catch_up::Staged;
+use self::prepare::start_instances;
+pub(super) use self::prepare::{Prepared, prepare};
 use super::build::Blueprint;
 use super::subtask::Event;
 use super::{JobFailure, OperatorInfo, RestoreFrom, SwapFailure, restore};
 use crate::barrier::BarrierKind;
-use crate::engine::bindings::{KeyGroupState, Restored, StateOrigin};
-use crate::engine::{EngineError, Instance, Module};
+use crate::engine::{EngineError, Instance};
 use crate::fault::Phase;
 use crate::ids::{CheckpointId, OperatorId, Role};
 use crate::key_group::KEY_GROUP_FUNCTION;
@@ -215,136 +218,6 @@ pub enum UpgradeError {
     },
 }
 
-/// A new module, compiled, checked and described, ready to be swapped in.
-pub struct Prepared {
-    pub(super) spec: UpgradeSpec,
-    /// The operator as it will run: the new module and configuration.
-    pub(super) plan: OperatorPlan,
-    pub(super) module: Module,
-    /// What checkpoints will record of it once the swap is final.
-    pub(super) info: OperatorInfo,
-    /// Its instances, one per subtask, started (`describe`, `init`) off the hot path; the
-    /// swap takes them.
-    instances: std::sync::Mutex<Vec<Instance>>,
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared")
-            .field("spec", &self.spec)
-            .finish()
-    }
-}
-
-/// Compiles and checks the module of `spec` for the running operator `running`.
-pub(super) async fn prepare(
-    blueprint: Blueprint,
-    spec: UpgradeSpec,
-    running: OperatorInfo,
-) -> Result<Prepared, UpgradeError> {
-    let operator = spec.operator.clone();
-    let Some(current) = blueprint.plan.operators.iter().find(|op| op.id == operator) else {
-        return Err(UpgradeError::UnknownOperator(operator));
-    };
-    if current.role != Role::Operator {
-        let role = current.role;
-        return Err(UpgradeError::NotAnOperator { operator, role });
-    }
-    let mut plan = current.clone();
-    plan.module = spec.module.clone();
-    if let Some(config) = &spec.config {
-        plan.config = config.clone();
-        plan.config.sort();
-    }
-    let (engine, path) = (blueprint.engine.clone(), spec.module.clone());
-    let loaded = tokio::task::spawn_blocking(move || engine.load(&path, Role::Operator)).await;
-    let module = loaded
-        .expect("loading a module does not panic")
-        .map_err(|source| UpgradeError::Module {
-            operator: operator.clone(),
-            source,
-        })?;
-    let mut info = running.clone();
-    info.module_sha256 = module.sha256.clone();
-    info.remap = None;
-    let started = start_instances(&blueprint, &plan, &module, &mut info).await;
-    let instances = started.map_err(|failure| UpgradeError::Start {
-        operator: operator.clone(),
-        failure,
-    })?;
-    if info.rescale != running.rescale {
-        let (old, new) = (running.rescale, info.rescale);
-        return Err(UpgradeError::Rescale { operator, old, new });
-    }
-    let (store, job, sha256) = (
-        blueprint.store.clone(),
-        blueprint.job.clone(),
-        module.sha256.clone(),
-    );
-    let (path, id) = (spec.module.clone(), operator.clone());
-    let kept = tokio::task::spawn_blocking(move || keep_module(&store, &job, &id, &path, &sha256));
-    kept.await.expect("keeping a module does not panic")?;
-    Ok(Prepared {
-        spec,
-        plan,
-        module,
-        info,
-        instances: std::sync::Mutex::new(instances),
-    })
-}
-
-/// Puts the new module into the module store and names it among the running job's modules
-/// (which `host gc` keeps), before any point can name it: a module refused later stays there
-/// unnamed, for `gc` to collect.
-fn keep_module(
-    store: &crate::store::Store,
-    job: &crate::ids::JobId,
-    operator: &OperatorId,
-    path: &std::path::Path,
-    sha256: &str,
-) -> Result<(), UpgradeError> {
-    let keep = |source| UpgradeError::Keep {
-        operator: operator.clone(),
-        source,
-    };
-    let bytes = std::fs::read(path).map_err(|source| {
-        let path = path.to_owned();
-        keep(crate::store::StoreError::Io { path, source })
-    })?;
-    if crate::ids::sha256_hex(&bytes) != sha256 {
-        let (operator, path) = (operator.clone(), path.to_owned());
-        return Err(UpgradeError::Changed { operator, path });
-    }
-    store.put_module(sha256, &bytes).map_err(keep)?;
-    let _starts = store.lock_starts().map_err(keep)?;
-    let mut status = store.read_status(job).map_err(keep)?;
-    if !status.modules.iter().any(|m| m == sha256) {
-        status.modules.push(sha256.to_owned());
-        status.modules.sort();
-        store.write_status(&status).map_err(keep)?;
-    }
-    Ok(())
-}
-
-/// Starts one instance of `module` per subtask of the operator `plan`.
-async fn start_instances(
-    blueprint: &Blueprint,
-    plan: &OperatorPlan,
-    module: &Module,
-    info: &mut OperatorInfo,
-) -> Result<Vec<Instance>, SwapFailure> {
-    let mut instances = Vec::new();
-    for subtask in 0..plan.parallelism {
-        let started = blueprint.start_subtask(plan, module, subtask, info);
-        instances.push(
-            started
-                .await
-                .map_err(|cause| SwapFailure::Start { subtask, cause })?,
-        );
-    }
-    Ok(instances)
-}
-
 /// What the coordinator tells each subtask of the swapped operator before the checkpoint.
 #[derive(Debug)]
 pub struct SwapOrder {
@@ -485,7 +358,7 @@ impl Swapped {
 /// Waits for every subtask of the operator to hand its state over, then starts and restores
 /// the new module's instances from it: all of them, or none. A module with `catch-up` is
 /// restored beside the running one (`Event::Staged`), then takes in what changed, over the
-/// next handovers ([`catch_up_rounds`]). Tells the coordinator how it went (`Event::Swapped`).
+/// next handovers ([`catch_up::rounds`]). Tells the coordinator how it went (`Event::Swapped`).
 pub(super) async fn run_swap(
     blueprint: Blueprint,
     prepared: Arc<Prepared>,
@@ -517,140 +390,11 @@ pub(super) async fn run_swap(
     let _ = tokio::task::spawn_blocking(fault).await;
     match Staged::copied(instances, checkpoint).await {
         Ok(staged) => {
-            let step = since.elapsed();
-            catch_up_rounds(
-                staged,
-                &running,
-                (checkpoint, base),
-                step,
-                handovers,
-                &events,
-            )
-            .await;
+            let (step, from) = (since.elapsed(), (checkpoint, base));
+            catch_up::rounds(staged, &running, from, step, handovers, &events).await;
         }
         Err(failure) => answer(checkpoint, Err(failure), base, &events),
     }
-}
-
-/// A background step of a staged swap at most this long makes the next catch-up the last:
-/// the changes it brings are those of about that long.
-const LAST_STEP: Duration = Duration::from_millis(10);
-
-/// Background catch-up rounds before the last, at most.
-const ROUNDS_MAX: u32 = 10;
-
-/// Two background rounds in a row that take more than this part of the shortest before them
-/// make the next the last: the rounds no longer converge (the operator changes its state about
-/// as fast as the new module takes the changes in), and more would only cost work. (Two, as
-/// one round's time is noisy.)
-const CONVERGING: f64 = 0.9;
-
-/// Catches the staged instances up, one checkpoint at a time, on what changed since they were
-/// restored (at checkpoint `at`, from the handovers `base`): in the background while the old
-/// instances run on, until a round's work is short, or the rounds stop getting shorter (or
-/// after [`ROUNDS_MAX`] rounds); then once more at a checkpoint where the subtasks wait, and
-/// the new instances take over. `step`: how long staging took.
-async fn catch_up_rounds(
-    mut staged: Staged,
-    running: &OperatorInfo,
-    (mut at, mut base): (CheckpointId, BTreeMap<u32, Handover>),
-    mut step: Duration,
-    mut handovers: mpsc::UnboundedReceiver<Handover>,
-    events: &mpsc::UnboundedSender<Event>,
-) {
-    let (mut shortest, mut stalled) = (Duration::MAX, 0);
-    for round in 1.. {
-        match step > shortest.mul_f64(CONVERGING) {
-            true => stalled += 1,
-            false => stalled = 0,
-        }
-        shortest = shortest.min(step);
-        let last = step <= LAST_STEP || round > ROUNDS_MAX || stalled >= 2;
-        let _ = events.send(Event::Staged {
-            checkpoint: at,
-            last,
-        });
-        let Some(now) = receive_all(&mut handovers, base.len()).await else {
-            return;
-        };
-        at = now.values().map(|h| h.checkpoint).max().unwrap_or(at);
-        let waits = now.values().any(|h| h.reply.is_some());
-        let since = Instant::now();
-        let result = staged.take_in(running, &base, &now, !waits).await;
-        step = since.elapsed();
-        let catch_up_ms = step.as_secs_f64() * 1e3;
-        tracing::info!(operator = %running.id, checkpoint = %at, round, last = waits, catch_up_ms, ok = result.is_ok(), "new instances caught up");
-        if waits || result.is_err() {
-            return answer(at, result.map(|()| staged.taken()), now, events);
-        }
-        base = now;
-    }
-}
-
-/// The new module's instances, restored beside the running ones, and the host's copy of each
-/// one's state (as it will keep it once they take over).
-struct Staged {
-    instances: Vec<Instance>,
-    copies: Vec<Held>,
-}
-
-impl Staged {
-    /// `instances`, just restored from `checkpoint`, and a full snapshot of each: after the
-    /// swap, they snapshot only what changed since, rather than everything at their first
-    /// checkpoint.
-    async fn copied(
-        mut instances: Vec<Instance>,
-        checkpoint: CheckpointId,
-    ) -> Result<Staged, SwapFailure> {
-        let mut copies = vec![Held::default(); instances.len()];
-        snapshot_into(&mut instances, &mut copies, checkpoint, true).await?;
-        Ok(Staged { instances, copies })
-    }
-
-    /// Hands each instance what its subtask's state changed from `base` to `now`; with
-    /// `copy`, a round in the background, then snapshots what that changed into the copies.
-    async fn take_in(
-        &mut self,
-        running: &OperatorInfo,
-        base: &BTreeMap<u32, Handover>,
-        now: &BTreeMap<u32, Handover>,
-        copy: bool,
-    ) -> Result<(), SwapFailure> {
-        catch_up(&mut self.instances, running, base, now).await?;
-        if copy {
-            let checkpoint = now.values().map(|h| h.checkpoint).max();
-            let checkpoint = checkpoint.unwrap_or(CheckpointId(0));
-            snapshot_into(&mut self.instances, &mut self.copies, checkpoint, false).await?;
-        }
-        Ok(())
-    }
-
-    /// Each instance and its copy, to take over.
-    fn taken(self) -> Vec<Taken> {
-        let copies = self.copies.into_iter().map(Some);
-        self.instances.into_iter().zip(copies).collect()
-    }
-}
-
-/// Snapshots each instance (whole with `full`) into its copy.
-async fn snapshot_into(
-    instances: &mut [Instance],
-    copies: &mut [Held],
-    checkpoint: CheckpointId,
-    full: bool,
-) -> Result<(), SwapFailure> {
-    for (instance, copy) in instances.iter_mut().zip(copies) {
-        let snapshot = instance.snapshot(checkpoint.0, full).await;
-        let snapshot = snapshot.map_err(SwapFailure::CatchUp)?;
-        let groups = snapshot.key_groups.into_iter();
-        let changed = groups.map(|g| (g.key_group, g.delta, g.state)).collect();
-        let merged = copy.merge(snapshot.operator_state, changed, full);
-        merged.map_err(|problem| SwapFailure::Malformed {
-            subtask: instance.subtask().index,
-            problem,
-        })?;
-    }
-    Ok(())
 }
 
 /// Every subtask's handover of one checkpoint, by subtask index; none if the job went away.
@@ -730,38 +474,6 @@ async fn restored_instances(
     Ok(instances)
 }
 
-/// Hands each staged instance what its subtask's state changed from `base` (staged from) to
-/// `now` (the catch-up's checkpoint): the operator state, and the key groups' new pieces.
-async fn catch_up(
-    instances: &mut [Instance],
-    running: &OperatorInfo,
-    base: &BTreeMap<u32, Handover>,
-    now: &BTreeMap<u32, Handover>,
-) -> Result<(), SwapFailure> {
-    let (base, now) = (held_by_subtask(base)?, held_by_subtask(now)?);
-    let origin = StateOrigin {
-        module_name: running.module_name.clone(),
-        module_version: running.module_version.clone(),
-        module_sha256: running.module_sha256.clone(),
-    };
-    for (instance, (index, held)) in instances.iter_mut().zip(now) {
-        let changes = held.changes_since(base[&index]).into_iter();
-        let key_groups = changes.map(|(key_group, delta, state)| KeyGroupState {
-            key_group,
-            delta,
-            state: state.to_vec(),
-        });
-        let changes = Restored {
-            parallelism: running.parallelism,
-            operator_states: vec![held.operator_state.to_vec()],
-            key_groups: key_groups.collect(),
-        };
-        let caught_up = instance.restore_changes(&changes, &origin).await;
-        caught_up.map_err(SwapFailure::CatchUp)?;
-    }
-    Ok(())
-}
-
 /// What a point of the handed-over state would record: the operator as the old module wrote it.
 fn handed_over(
     blueprint: &Blueprint,
@@ -812,5 +524,7 @@ pub(super) fn job_file_with(text: &str, plan: &OperatorPlan) -> String {
     toml::to_string(&table).unwrap_or_else(|_| text.to_owned())
 }
 
+mod catch_up;
+mod prepare;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,171 @@
+//! A live swap's catch-up (see [`super`]): the new module's instances, restored beside the
+//! running ones, take in what the running ones changed since, one checkpoint at a time, in the
+//! background ([`rounds`]); the last time at a checkpoint where the operator's subtasks wait,
+//! and the new instances take over. Each round hands them only the key groups' pieces added
+//! since the round before ([`Held::changes_since`], `restore-changes`).
+
+use std::collections::BTreeMap;
+
+use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
+
+use super::{Handover, Taken, answer, held_by_subtask, receive_all};
+use crate::engine::Instance;
+use crate::engine::bindings::{KeyGroupState, Restored, StateOrigin};
+use crate::ids::CheckpointId;
+use crate::runtime::subtask::Event;
+use crate::runtime::{OperatorInfo, SwapFailure};
+use crate::snapshot::Held;
+
+/// A background step of a staged swap at most this long makes the next catch-up the last:
+/// the changes it brings are those of about that long.
+const LAST_STEP: Duration = Duration::from_millis(10);
+
+/// Background catch-up rounds before the last, at most.
+const ROUNDS_MAX: u32 = 10;
+
+/// Two background rounds in a row that take more than this part of the shortest before them
+/// make the next the last: the rounds no longer converge (the operator changes its state about
+/// as fast as the new module takes the changes in), and more would only cost work. (Two, as
+/// one round's time is noisy.)
+const CONVERGING: f64 = 0.9;
+
+/// Catches the staged instances up, one checkpoint at a time, on what changed since they were
+/// restored (at checkpoint `at`, from the handovers `base`): in the background while the old
+/// instances run on, until a round's work is short, or the rounds stop getting shorter (or
+/// after [`ROUNDS_MAX`] rounds); then once more at a checkpoint where the subtasks wait, and
+/// the new instances take over. `step`: how long staging took.
+pub(super) async fn rounds(
+    mut staged: Staged,
+    running: &OperatorInfo,
+    (mut at, mut base): (CheckpointId, BTreeMap<u32, Handover>),
+    mut step: Duration,
+    mut handovers: mpsc::UnboundedReceiver<Handover>,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let (mut shortest, mut stalled) = (Duration::MAX, 0);
+    for round in 1.. {
+        match step > shortest.mul_f64(CONVERGING) {
+            true => stalled += 1,
+            false => stalled = 0,
+        }
+        shortest = shortest.min(step);
+        let last = step <= LAST_STEP || round > ROUNDS_MAX || stalled >= 2;
+        let _ = events.send(Event::Staged {
+            checkpoint: at,
+            last,
+        });
+        let Some(now) = receive_all(&mut handovers, base.len()).await else {
+            return;
+        };
+        at = now.values().map(|h| h.checkpoint).max().unwrap_or(at);
+        let waits = now.values().any(|h| h.reply.is_some());
+        let since = Instant::now();
+        let result = staged.take_in(running, &base, &now, !waits).await;
+        step = since.elapsed();
+        let catch_up_ms = step.as_secs_f64() * 1e3;
+        tracing::info!(operator = %running.id, checkpoint = %at, round, last = waits, catch_up_ms, ok = result.is_ok(), "new instances caught up");
+        if waits || result.is_err() {
+            return answer(at, result.map(|()| staged.taken()), now, events);
+        }
+        base = now;
+    }
+}
+
+/// The new module's instances, restored beside the running ones, and the host's copy of each
+/// one's state (as it will keep it once they take over).
+pub(super) struct Staged {
+    instances: Vec<Instance>,
+    copies: Vec<Held>,
+}
+
+impl Staged {
+    /// `instances`, just restored from `checkpoint`, and a full snapshot of each: after the
+    /// swap, they snapshot only what changed since, rather than everything at their first
+    /// checkpoint.
+    pub(super) async fn copied(
+        mut instances: Vec<Instance>,
+        checkpoint: CheckpointId,
+    ) -> Result<Staged, SwapFailure> {
+        let mut copies = vec![Held::default(); instances.len()];
+        snapshot_into(&mut instances, &mut copies, checkpoint, true).await?;
+        Ok(Staged { instances, copies })
+    }
+
+    /// Hands each instance what its subtask's state changed from `base` to `now`; with
+    /// `copy`, a round in the background, then snapshots what that changed into the copies.
+    async fn take_in(
+        &mut self,
+        running: &OperatorInfo,
+        base: &BTreeMap<u32, Handover>,
+        now: &BTreeMap<u32, Handover>,
+        copy: bool,
+    ) -> Result<(), SwapFailure> {
+        catch_up(&mut self.instances, running, base, now).await?;
+        if copy {
+            let checkpoint = now.values().map(|h| h.checkpoint).max();
+            let checkpoint = checkpoint.unwrap_or(CheckpointId(0));
+            snapshot_into(&mut self.instances, &mut self.copies, checkpoint, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Each instance and its copy, to take over.
+    fn taken(self) -> Vec<Taken> {
+        let copies = self.copies.into_iter().map(Some);
+        self.instances.into_iter().zip(copies).collect()
+    }
+}
+
+/// Snapshots each instance (whole with `full`) into its copy.
+async fn snapshot_into(
+    instances: &mut [Instance],
+    copies: &mut [Held],
+    checkpoint: CheckpointId,
+    full: bool,
+) -> Result<(), SwapFailure> {
+    for (instance, copy) in instances.iter_mut().zip(copies) {
+        let snapshot = instance.snapshot(checkpoint.0, full).await;
+        let snapshot = snapshot.map_err(SwapFailure::CatchUp)?;
+        let groups = snapshot.key_groups.into_iter();
+        let changed = groups.map(|g| (g.key_group, g.delta, g.state)).collect();
+        let merged = copy.merge(snapshot.operator_state, changed, full);
+        merged.map_err(|problem| SwapFailure::Malformed {
+            subtask: instance.subtask().index,
+            problem,
+        })?;
+    }
+    Ok(())
+}
+
+/// Hands each staged instance what its subtask's state changed from `base` (staged from) to
+/// `now` (the catch-up's checkpoint): the operator state, and the key groups' new pieces.
+async fn catch_up(
+    instances: &mut [Instance],
+    running: &OperatorInfo,
+    base: &BTreeMap<u32, Handover>,
+    now: &BTreeMap<u32, Handover>,
+) -> Result<(), SwapFailure> {
+    let (base, now) = (held_by_subtask(base)?, held_by_subtask(now)?);
+    let origin = StateOrigin {
+        module_name: running.module_name.clone(),
+        module_version: running.module_version.clone(),
+        module_sha256: running.module_sha256.clone(),
+    };
+    for (instance, (index, held)) in instances.iter_mut().zip(now) {
+        let changes = held.changes_since(base[&index]).into_iter();
+        let key_groups = changes.map(|(key_group, delta, state)| KeyGroupState {
+            key_group,
+            delta,
+            state: state.to_vec(),
+        });
+        let changes = Restored {
+            parallelism: running.parallelism,
+            operator_states: vec![held.operator_state.to_vec()],
+            key_groups: key_groups.collect(),
+        };
+        let caught_up = instance.restore_changes(&changes, &origin).await;
+        caught_up.map_err(SwapFailure::CatchUp)?;
+    }
+    Ok(())
+}
