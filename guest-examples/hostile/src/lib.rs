@@ -198,16 +198,8 @@ impl Guest for Hostile {
     }
 
     fn restore(state: Restored, _origin: StateOrigin) -> Result<(), String> {
-        STATE.with_borrow(|state| {
-            if due(state, "trap-in-restore") {
-                panic!("hostile: trapping in restore as configured");
-            }
-            if due(state, "refuse-restore") {
-                return Err("hostile: refusing to restore as configured".to_owned());
-            }
-            Ok(())
-        })?;
-        load_count(&state)
+        let trap = ("trap-in-restore", "trapping in restore");
+        load_count(&state, trap, ("refuse-restore", "refusing to restore"))
     }
 
     fn process(input: Batch) -> Result<Batch, String> {
@@ -294,8 +286,22 @@ impl Guest for Hostile {
     }
 }
 
-/// Its count of records seen (summed over the old subtasks after a rescale) replaces its own.
-fn load_count(state: &Restored) -> Result<(), String> {
+/// Its count of records seen (summed over the old subtasks after a rescale) replaces its own;
+/// unless, as configured, it traps or refuses first (each a mode and what it says it does).
+fn load_count(
+    state: &Restored,
+    (trap, trapping): (&str, &str),
+    (refuse, refusing): (&str, &str),
+) -> Result<(), String> {
+    STATE.with_borrow(|own| {
+        if due(own, trap) {
+            panic!("hostile: {trapping} as configured");
+        }
+        match due(own, refuse) {
+            true => Err(format!("hostile: {refusing} as configured")),
+            false => Ok(()),
+        }
+    })?;
     let mut seen = 0;
     for blob in &state.operator_states {
         seen += decode_state_exact::<u64>(blob, STATE_VERSION)?;
@@ -306,16 +312,8 @@ fn load_count(state: &Restored) -> Result<(), String> {
 
 impl CatchUp for Hostile {
     fn restore_changes(changes: Restored, _origin: StateOrigin) -> Result<(), String> {
-        STATE.with_borrow(|state| {
-            if due(state, "trap-in-changes") {
-                panic!("hostile: trapping in restore-changes as configured");
-            }
-            if due(state, "refuse-changes") {
-                return Err("hostile: refusing the changes as configured".to_owned());
-            }
-            Ok(())
-        })?;
-        load_count(&changes)
+        let trap = ("trap-in-changes", "trapping in restore-changes");
+        load_count(&changes, trap, ("refuse-changes", "refusing the changes"))
     }
 }
 

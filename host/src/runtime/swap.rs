@@ -93,7 +93,7 @@ pub struct Upgraded {
     #[serde(default)]
     pub staged_from: Option<CheckpointId>,
     /// The checkpoints at which it caught up on what changed since, the last one at
-    /// `checkpoint` (none without `staged_from`).
+    /// `checkpoint` (0 without `staged_from`).
     #[serde(default)]
     pub catch_up_rounds: u32,
     /// The new module's own name and version.

@@ -61,7 +61,8 @@ pub(super) async fn rounds(
         at = now.values().map(|h| h.checkpoint).max().unwrap_or(at);
         let waits = now.values().any(|h| h.reply.is_some());
         let since = Instant::now();
-        let result = staged.take_in(running, &base, &now, !waits).await;
+        let copy = (!waits).then_some(at);
+        let result = staged.take_in(running, &base, &now, copy).await;
         step = since.elapsed();
         let catch_up_ms = step.as_secs_f64() * 1e3;
         tracing::info!(operator = %running.id, checkpoint = %at, round, last = waits, catch_up_ms, ok = result.is_ok(), "new instances caught up");
@@ -93,18 +94,17 @@ impl Staged {
     }
 
     /// Hands each instance what its subtask's state changed from `base` to `now`; with
-    /// `copy`, a round in the background, then snapshots what that changed into the copies.
+    /// `copy` (a round in the background, at that checkpoint), then snapshots what that
+    /// changed into the copies.
     async fn take_in(
         &mut self,
         running: &OperatorInfo,
         base: &BTreeMap<u32, Handover>,
         now: &BTreeMap<u32, Handover>,
-        copy: bool,
+        copy: Option<CheckpointId>,
     ) -> Result<(), SwapFailure> {
         catch_up(&mut self.instances, running, base, now).await?;
-        if copy {
-            let checkpoint = now.values().map(|h| h.checkpoint).max();
-            let checkpoint = checkpoint.unwrap_or(CheckpointId(0));
+        if let Some(checkpoint) = copy {
             snapshot_into(&mut self.instances, &mut self.copies, checkpoint, false).await?;
         }
         Ok(())
