@@ -1,14 +1,14 @@
 //! Decoding a key group's payload, `[[bin key, value], ...]`, entry by entry, straight into
-//! where it goes (the group's map, or an old version's entries for `migrate`).
+//! where it goes (the group's table, or an old version's entries for `migrate`).
 //!
 //! The array and each entry's header and key are read by hand, the key borrowed from the
 //! payload; only the value goes through serde. (Through `rmp_serde` alone, each key was read
 //! through `io::Read::read_to_end` into a buffer: a quarter of a restore's time.)
 
-use hashbrown::HashMap;
 use serde::de::DeserializeOwned;
 
-use super::{Key, Slot};
+use super::group::Group;
+use super::{Key, Load};
 
 /// Where decoded entries go.
 pub(super) trait Fill<V> {
@@ -18,13 +18,23 @@ pub(super) trait Fill<V> {
     fn put(&mut self, key: &[u8], value: V);
 }
 
-impl<V> Fill<V> for HashMap<Key, Slot<V>> {
+/// A group being loaded: by `restore`, its entries go in clean (a key given twice keeps its
+/// last value); by `restore-changes`, each is marked, to be in the next snapshot.
+pub(super) struct Loading<'g, V> {
+    pub(super) group: &'g mut Group<V>,
+    pub(super) load: Load,
+}
+
+impl<V> Fill<V> for Loading<'_, V> {
     fn reserve(&mut self, n: usize) {
-        HashMap::reserve(self, n);
+        self.group.reserve(n);
     }
 
     fn put(&mut self, key: &[u8], value: V) {
-        self.insert(Key::from_slice(key), Slot::clean(value));
+        match self.load {
+            Load::Restore => self.group.put_clean(key, value),
+            Load::Changes => self.group.upsert_marked(key, value),
+        }
     }
 }
 

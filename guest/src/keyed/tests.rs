@@ -167,6 +167,32 @@ fn deltas_are_exact_whether_their_keys_were_listed_or_scanned_for() {
 }
 
 #[test]
+fn a_delta_is_exact_when_the_table_grew_after_its_keys_were_marked() {
+    let mut keyed: Keyed<u64> = Keyed::new(0..1);
+    let key = |i: u32| Record {
+        key: i.to_string().into_bytes().leak(),
+        value: b"",
+        timestamp: 0,
+        key_group: Some(0),
+    };
+    let mut held = 0;
+    while held < 500 || keyed.groups[0].room() > 0 {
+        keyed.insert(&key(held), 1);
+        held += 1;
+    }
+    let mut mirror = Mirror { chain: Vec::new() };
+    assert_eq!(mirror.snapshot(&mut keyed, false), [(0, false)]);
+    // Marked where the slots are now (`get_mut` makes no room); then one key more moves
+    // every slot.
+    (0..20).for_each(|i| *keyed.get_mut(&key(i * 7)).unwrap() += 1);
+    assert_eq!(keyed.groups[0].room(), 0);
+    keyed.insert(&key(held), 1);
+    assert!(keyed.groups[0].room() > 0, "the table grew");
+    assert!(keyed.groups[0].listed.is_some(), "its marks listed");
+    assert_eq!(mirror.snapshot(&mut keyed, false), [(0, true)]);
+}
+
+#[test]
 fn a_group_goes_whole_again_once_its_deltas_would_outnumber_its_keys() {
     let mut keyed: Keyed<u64> = Keyed::new(0..1);
     for key in [b"a", b"b", b"c", b"d"] {
@@ -253,7 +279,7 @@ fn marks_survive_the_epoch_wrapping_around() {
     let delta = keyed.snapshot(COUNTS, false).unwrap();
     assert_eq!(numbers(&delta), vec![(0, true)]);
     assert_eq!(keyed.groups[0].epoch, 1);
-    assert!(keyed.groups[0].map.values().all(|slot| slot.marked == 0));
+    assert!(keyed.groups[0].iter().all(|(_, slot)| slot.marked == 0));
     // Only `b` is written since: a delta of exactly one upsert.
     *keyed.or_default(&record(b"b", 0)) += 1;
     let delta = keyed.snapshot(COUNTS, false).unwrap();
