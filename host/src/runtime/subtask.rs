@@ -361,12 +361,17 @@ impl Subtask {
         let step = order.step;
         tracing::debug!(subtask = %self.id, %checkpoint, snapshot_ms, ?step, "handing state over to the swap");
         if let Some((instance, held)) = order.hand_over(self.id.index, held).await {
-            self.instance = instance;
+            // Freeing the old instance's memory (unmapping every page it touched: about 13 ms
+            // at 1 M keys) is no part of the swap: off the hot path.
+            let old = std::mem::replace(&mut self.instance, instance);
+            tokio::task::spawn_blocking(move || drop(old));
             // The host's copy of the new instance's state: a staged one was snapshotted whole
             // beside the running one. Else its first snapshot is full: the copy held is the
             // old module's.
             self.held = held;
             self.swapped = Some(Swapped::new(&order, arrived));
+            let took_over_ms = arrived.elapsed().as_secs_f64() * 1e3;
+            tracing::debug!(subtask = %self.id, %checkpoint, took_over_ms, "the new instance took over");
         }
     }
 
