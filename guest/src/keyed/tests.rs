@@ -136,15 +136,19 @@ impl Mirror {
     }
 }
 
-#[test]
-fn deltas_are_exact_whether_their_keys_were_listed_or_scanned_for() {
-    let mut keyed: Keyed<u64> = Keyed::new(0..1);
-    let key = |i: u32| Record {
+/// A record of key group 0 whose key is `i` in decimal.
+fn key(i: u32) -> Record<'static> {
+    Record {
         key: i.to_string().into_bytes().leak(),
         value: b"",
         timestamp: 0,
         key_group: Some(0),
-    };
+    }
+}
+
+#[test]
+fn deltas_are_exact_whether_their_keys_were_listed_or_scanned_for() {
+    let mut keyed: Keyed<u64> = Keyed::new(0..1);
     (0..1000).for_each(|i| *keyed.or_default(&key(i)) += 1);
     let mut mirror = Mirror { chain: Vec::new() };
     assert_eq!(mirror.snapshot(&mut keyed, false), [(0, false)]);
@@ -169,12 +173,6 @@ fn deltas_are_exact_whether_their_keys_were_listed_or_scanned_for() {
 #[test]
 fn a_delta_is_exact_when_the_table_grew_after_its_keys_were_marked() {
     let mut keyed: Keyed<u64> = Keyed::new(0..1);
-    let key = |i: u32| Record {
-        key: i.to_string().into_bytes().leak(),
-        value: b"",
-        timestamp: 0,
-        key_group: Some(0),
-    };
     let mut held = 0;
     while held < 500 || keyed.groups[0].room() > 0 {
         keyed.insert(&key(held), 1);
