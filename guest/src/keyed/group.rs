@@ -127,8 +127,10 @@ impl<V> Group<V> {
 
     /// The buckets of the dirty slots, if few enough to list.
     fn marked_buckets(&self) -> Option<Vec<u32>> {
-        if self.dirty > self.listable() {
-            return None;
+        match self.dirty {
+            0 => return Some(Vec::new()),
+            dirty if dirty > self.listable() => return None,
+            _ => {}
         }
         let marked = self.table.iter_buckets().filter(|&bucket| {
             let slot = self.table.get_bucket(bucket).map(|(_, slot)| slot);
