@@ -3,9 +3,9 @@
 //! can resume at another parallelism.
 //!
 //! Each key group this subtask owns has its own hash table (`group.rs`); the record's group
-//! comes from the batch, where the host put it. A lookup hashes
-//! the key once and allocates nothing; only a key seen for the first time is copied. A value
-//! written since the previous snapshot is marked in its slot, and its group listed. A snapshot
+//! comes from the batch, where the host put it. A lookup hashes the key once and allocates
+//! nothing; only a key seen for the first time is copied. A value written since the previous
+//! snapshot is marked in its slot, and its group listed. A snapshot
 //! encodes each listed group either whole (`[format, version, [[key, value], ...]]`) or, once
 //! the host holds the group, as a delta of just the marked values and the removed keys
 //! (`[format, version, upserts, removed]`, `docs/state-format.md`). The host keeps a group as
@@ -109,9 +109,7 @@ impl<V> Keyed<V> {
 
     /// Sets the value of the record's key; returns the previous one.
     pub fn insert(&mut self, record: &Record<'_>, value: V) -> Option<V> {
-        let mut value = Some(value);
-        let slot = self.or_insert_with(record, || value.take().expect("made once"));
-        value.map(|value| std::mem::replace(slot, value))
+        self.touch(record).put(record.key, value, true)
     }
 
     /// Removes the record's key; returns its value.

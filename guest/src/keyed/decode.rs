@@ -31,10 +31,7 @@ impl<V> Fill<V> for Loading<'_, V> {
     }
 
     fn put(&mut self, key: &[u8], value: V) {
-        match self.load {
-            Load::Restore => self.group.put_clean(key, value),
-            Load::Changes => self.group.upsert_marked(key, value),
-        }
+        drop(self.group.put(key, value, self.load == Load::Changes));
     }
 }
 

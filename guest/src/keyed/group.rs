@@ -167,24 +167,18 @@ impl<V> Group<V> {
         &mut slot.value
     }
 
-    /// Sets `key`'s value, marking it dirty.
-    pub(super) fn upsert_marked(&mut self, key: &[u8], value: V) {
+    /// Sets `key`'s value, marked dirty with `mark` (else as restored); the value it had.
+    pub(super) fn put(&mut self, key: &[u8], value: V, mark: bool) -> Option<V> {
         let mut value = Some(value);
         let bucket = self.find_or_insert(key, || value.take().expect("made once"));
-        let slot = self.mark(bucket);
-        if let Some(value) = value {
-            *slot = value;
-        }
-    }
-
-    /// Sets `key`'s value, not marked: as restored. A key given twice keeps its last value.
-    pub(super) fn put_clean(&mut self, key: &[u8], value: V) {
-        let mut value = Some(value);
-        let bucket = self.find_or_insert(key, || value.take().expect("made once"));
-        if let Some(value) = value {
-            let (_, slot) = self.table.get_bucket_mut(bucket).expect("just found");
-            slot.value = value;
-        }
+        let slot = match mark {
+            true => self.mark(bucket),
+            false => {
+                let (_, slot) = self.table.get_bucket_mut(bucket).expect("just found");
+                &mut slot.value
+            }
+        };
+        value.map(|value| std::mem::replace(slot, value))
     }
 
     /// Removes `key`, remembering it for the next delta if the host holds the group.
