@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 
 use crate::Record;
 use crate::envelope::{self, StateFormat};
-use decode::Fill;
+pub use decode::OldEntries;
 use group::{Entries, Group};
 
 /// A key, held inline up to 24 bytes: most keys (words, ids) take no allocation of their own
@@ -219,7 +219,7 @@ impl<V: DeserializeOwned> Keyed<V> {
         (number, delta, state): (u32, bool, &[u8]),
         load: Load,
         format: StateFormat,
-        migrate: impl FnOnce(u32, &[u8]) -> Result<crate::Entries<V>, String>,
+        migrate: impl FnOnce(u32, OldEntries<'_, V>) -> Result<(), String>,
     ) -> Result<(), String> {
         let Some(index) = number
             .checked_sub(self.start)
@@ -252,12 +252,7 @@ impl<V: DeserializeOwned> Keyed<V> {
             // Straight into the group, keys borrowed from the payload.
             return decode::fill(opened.payload, &mut into);
         }
-        let entries = migrate(opened.version, opened.payload)?;
-        into.reserve(entries.len());
-        entries
-            .into_iter()
-            .for_each(|(key, value)| into.put(&key, value));
-        Ok(())
+        migrate(opened.version, OldEntries::new(opened.payload, into))
     }
 }
 
@@ -281,12 +276,6 @@ fn open_group(
         ));
     }
     Ok(Some(opened))
-}
-
-/// Decodes the payload of a key group written in an older version, whose values were of type
-/// `Old`: for an operator's `migrate`.
-pub fn old_entries<Old: DeserializeOwned>(payload: &[u8]) -> Result<crate::Entries<Old>, String> {
-    decode::entries(payload)
 }
 
 mod decode;

@@ -50,9 +50,9 @@ pub use bindings::types::{
     Batch, Context, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin,
 };
 pub use envelope::StateFormat;
-pub use keyed::{Key, Keyed, old_entries};
+pub use keyed::{Key, Keyed, OldEntries};
 pub use runtime::{
-    Entries, NO_KEYED_STATE, Operator, Restore, Sink, Source, glue, module, no_operator_state,
+    NO_KEYED_STATE, Operator, Restore, Sink, Source, glue, module, no_operator_state,
 };
 pub use state::{
     decode_state, decode_state_exact, decode_state_version, encode_state, unsupported_version,

@@ -16,9 +16,6 @@ use crate::envelope::{StateFormat, unsupported};
 use crate::keyed::Load;
 use crate::{BatchBuilder, Keyed, Records, records};
 
-/// The entries of a key group: each key with its value.
-pub type Entries<V> = Vec<(crate::Key, V)>;
-
 /// Operator state a subtask resumes from.
 #[derive(Debug, Clone)]
 pub struct Restore {
@@ -65,9 +62,10 @@ pub trait Operator: Sized + 'static {
     fn restore(&mut self, from: Restore) -> Result<(), String> {
         no_operator_state(&from.states)
     }
-    /// The entries of a key group written in an older version of [`Self::STATE`], as values of
-    /// this version ([`old_entries`](crate::old_entries) decodes them).
-    fn migrate(version: u32, _payload: &[u8]) -> Result<Entries<Self::Value>, String> {
+    /// The entries of a key group written in an older `version` of [`Self::STATE`], into
+    /// values of this version: `old.convert(|key, old: OldValue| new)` says what each becomes
+    /// ([`OldEntries`](crate::OldEntries)). Refuses versions it does not read (by default, all).
+    fn migrate(version: u32, _old: crate::OldEntries<'_, Self::Value>) -> Result<(), String> {
         Err(unsupported(Self::STATE, version))
     }
 }

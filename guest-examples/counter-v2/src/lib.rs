@@ -8,7 +8,7 @@
 //! `word-count` version 2: `[count, first_seen or nil]` per word; it reads versions 1 and 2.
 
 use jobhost_guest::{
-    BatchBuilder, Context, Entries, Keyed, ModuleInfo, Operator, Records, StateFormat, old_entries,
+    BatchBuilder, Context, Keyed, ModuleInfo, OldEntries, Operator, Records, StateFormat,
 };
 
 /// What is known about one word: how many times, and since when (`None`: counted by v1).
@@ -57,15 +57,9 @@ impl Operator for Counter {
     }
 
     /// Version 1 kept a count per word; when it was first seen is unknown.
-    fn migrate(version: u32, payload: &[u8]) -> Result<Entries<Word>, String> {
+    fn migrate(version: u32, old: OldEntries<'_, Word>) -> Result<(), String> {
         match version {
-            1 => {
-                let counts = old_entries::<u64>(payload)?;
-                Ok(counts
-                    .into_iter()
-                    .map(|(k, count)| (k, (count, None)))
-                    .collect())
-            }
+            1 => old.convert(|_word, count: u64| (count, None)),
             _ => Err(jobhost_guest::envelope::unsupported(Self::STATE, version)),
         }
     }

@@ -1,5 +1,6 @@
 //! Decoding a key group's payload, `[[bin key, value], ...]`, entry by entry, straight into
-//! where it goes (the group's table, or an old version's entries for `migrate`).
+//! the group's table: an older version's values too, each converted as it is decoded by the
+//! operator's `migrate` ([`OldEntries`]), with no list of entries in between.
 //!
 //! The array and each entry's header and key are read by hand, the key borrowed from the
 //! payload; only the value goes through serde. (Through `rmp_serde` alone, each key was read
@@ -7,8 +8,8 @@
 
 use serde::de::DeserializeOwned;
 
+use super::Load;
 use super::group::Group;
-use super::{Key, Load};
 
 /// Where decoded entries go.
 pub(super) trait Fill<V> {
@@ -35,13 +36,58 @@ impl<V> Fill<V> for Loading<'_, V> {
     }
 }
 
-impl<V> Fill<V> for Vec<(Key, V)> {
+/// The entries of a key group written in an older version of the operator's state format, given
+/// to its `migrate`: [`convert`](OldEntries::convert) says what each old value becomes.
+pub struct OldEntries<'a, V> {
+    payload: &'a [u8],
+    into: Loading<'a, V>,
+}
+
+impl<'a, V> OldEntries<'a, V> {
+    pub(super) fn new(payload: &'a [u8], into: Loading<'a, V>) -> Self {
+        Self { payload, into }
+    }
+
+    /// Decodes each entry's value as an `Old` and keeps `convert(key, old)` as the key's value,
+    /// entry by entry, straight into the state (a migration of 1 M keys builds no list of
+    /// them). The payload's errors are refused as a restore's are.
+    pub fn convert<Old: DeserializeOwned>(
+        mut self,
+        convert: impl FnMut(&[u8], Old) -> V,
+    ) -> Result<(), String> {
+        let mut into = Converting {
+            into: &mut self.into,
+            convert,
+        };
+        fill(self.payload, &mut into)
+    }
+}
+
+/// Old values into a group, converted on the way.
+struct Converting<'i, 'g, V, F> {
+    into: &'i mut Loading<'g, V>,
+    convert: F,
+}
+
+impl<Old, V, F: FnMut(&[u8], Old) -> V> Fill<Old> for Converting<'_, '_, V, F> {
+    fn reserve(&mut self, n: usize) {
+        self.into.reserve(n);
+    }
+
+    fn put(&mut self, key: &[u8], old: Old) {
+        let value = (self.convert)(key, old);
+        self.into.put(key, value);
+    }
+}
+
+#[cfg(test)]
+impl<V> Fill<V> for Vec<(super::Key, V)> {
     fn reserve(&mut self, n: usize) {
         Vec::reserve(self, n);
     }
 
     fn put(&mut self, key: &[u8], value: V) {
-        self.push((Key::from_slice(key), value));
+        self.push((super::Key::from_slice(key), value));
     }
 }
 
@@ -91,7 +137,8 @@ fn malformed(what: &str, error: impl std::fmt::Display) -> String {
 }
 
 /// The entries of a payload, as owned keys and values.
-pub(super) fn entries<V: DeserializeOwned>(payload: &[u8]) -> Result<Vec<(Key, V)>, String> {
+#[cfg(test)]
+pub(super) fn entries<V: DeserializeOwned>(payload: &[u8]) -> Result<Vec<(super::Key, V)>, String> {
     let mut entries = Vec::new();
     fill(payload, &mut entries)?;
     Ok(entries)
@@ -100,6 +147,7 @@ pub(super) fn entries<V: DeserializeOwned>(payload: &[u8]) -> Result<Vec<(Key, V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Key;
 
     fn decoded(payload: &[u8]) -> Result<Vec<(Key, u64)>, String> {
         entries(payload)

@@ -16,6 +16,11 @@ fn record(key: &'static [u8], group: u32) -> Record<'static> {
     }
 }
 
+/// A `migrate` that reads no older version.
+fn refuse(version: u32, _: OldEntries<'_, u64>) -> Result<(), String> {
+    Err(format!("v{version}"))
+}
+
 fn numbers(snapshot: &[GroupState]) -> Vec<(u32, bool)> {
     snapshot.iter().map(|&(g, delta, _)| (g, delta)).collect()
 }
@@ -23,7 +28,6 @@ fn numbers(snapshot: &[GroupState]) -> Vec<(u32, bool)> {
 /// A fresh state of `range` restored from `chain`, applied in order.
 fn restored(range: Range<u32>, chain: &[GroupState]) -> Keyed<u64> {
     let mut keyed = Keyed::new(range);
-    let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
     for (g, delta, state) in chain {
         keyed
             .restore_group((*g, *delta, state), Load::Restore, COUNTS, refuse)
@@ -215,7 +219,6 @@ fn a_failed_restore_names_the_group_and_a_delta_must_say_so() {
     keyed.insert(&record(b"a", 0), 2);
     let delta = keyed.snapshot(COUNTS, false).unwrap();
     assert_eq!(numbers(&delta), [(0, true)]);
-    let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
     let mut fresh: Keyed<u64> = Keyed::new(0..1);
     let error = fresh
         .restore_group((0, false, &delta[0].2), Load::Restore, COUNTS, refuse)
@@ -237,7 +240,6 @@ fn groups_round_trip_and_older_versions_go_through_migrate() {
     *keyed.or_default(&record(b"apple", 0)) += 3;
     let groups = keyed.snapshot(COUNTS, true).unwrap();
     let mut restored: Keyed<u64> = Keyed::new(0..4);
-    let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
     restored
         .restore_group((0, false, &groups[0].2), Load::Restore, COUNTS, refuse)
         .unwrap();
@@ -248,13 +250,12 @@ fn groups_round_trip_and_older_versions_go_through_migrate() {
         version: 1,
     };
     let v1 = envelope::seal(old, &[(serde_bytes::Bytes::new(b"pear"), 5u32)]).unwrap();
-    let migrate = |version: u32, payload: &[u8]| {
+    let migrate = |version: u32, old: OldEntries<'_, u64>| {
         assert_eq!(version, 1);
-        let entries = old_entries::<u32>(payload)?;
-        Ok(entries
-            .into_iter()
-            .map(|(k, v)| (k, u64::from(v) * 10))
-            .collect())
+        old.convert(|key, v: u32| {
+            assert_eq!(key, b"pear");
+            u64::from(v) * 10
+        })
     };
     restored
         .restore_group((1, false, &v1), Load::Restore, COUNTS, migrate)
@@ -312,7 +313,6 @@ fn changes_apply_on_top_of_a_restore_and_a_whole_group_replaces_it() {
     // The new module: restored from the base, snapshotted whole (the host's copy of it)...
     let mut swapped = restored(0..3, &base);
     let staged = swapped.snapshot(COUNTS, true).unwrap();
-    let refuse = |v: u32, _: &[u8]| Err(format!("v{v}"));
     for (g, d, state) in delta.iter().chain(&whole_2) {
         swapped
             .restore_group((*g, *d, state), Load::Changes, COUNTS, refuse)
