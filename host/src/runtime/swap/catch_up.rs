@@ -39,18 +39,13 @@ pub(super) async fn rounds(
     mut staged: Staged,
     running: &OperatorInfo,
     (mut at, mut base): (CheckpointId, BTreeMap<u32, Handover>),
-    mut step: Duration,
+    step: Duration,
     mut handovers: mpsc::UnboundedReceiver<Handover>,
     events: &mpsc::UnboundedSender<Event>,
 ) {
-    let (mut shortest, mut stalled) = (Duration::MAX, 0);
+    let mut pace = Pace::default();
+    let mut last = pace.last_after(step);
     for round in 1.. {
-        match step > shortest.mul_f64(CONVERGING) {
-            true => stalled += 1,
-            false => stalled = 0,
-        }
-        shortest = shortest.min(step);
-        let last = step <= LAST_STEP || round > ROUNDS_MAX || stalled >= 2;
         let _ = events.send(Event::Staged {
             checkpoint: at,
             last,
@@ -61,15 +56,54 @@ pub(super) async fn rounds(
         at = now.values().map(|h| h.checkpoint).max().unwrap_or(at);
         let waits = now.values().any(|h| h.reply.is_some());
         let since = Instant::now();
-        let copy = (!waits).then_some(at);
-        let result = staged.take_in(running, &base, &now, copy).await;
-        step = since.elapsed();
+        let mut result = catch_up(&mut staged.instances, running, &base, &now).await;
+        let step = since.elapsed();
         let catch_up_ms = step.as_secs_f64() * 1e3;
         tracing::info!(operator = %running.id, checkpoint = %at, round, last = waits, catch_up_ms, ok = result.is_ok(), "new instances caught up");
+        last = pace.last_after(step);
+        // The host's copy follows the rounds, but not into the last: that one comes sooner, with
+        // fewer changes to take in while the subtasks wait. What this round changed stays marked
+        // in the new instances, for their first snapshot after the swap.
+        if result.is_ok() && !waits && !last {
+            result = staged.copy(at).await;
+        }
         if waits || result.is_err() {
             return answer(at, result.map(|()| staged.taken()), now, events);
         }
         base = now;
+    }
+}
+
+/// Whether the next catch-up is the last, from how long the background rounds took.
+#[derive(Debug)]
+struct Pace {
+    shortest: Duration,
+    /// Rounds in a row no shorter than [`CONVERGING`] of the shortest before them.
+    stalled: u32,
+    rounds: u32,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            shortest: Duration::MAX,
+            stalled: 0,
+            rounds: 0,
+        }
+    }
+}
+
+impl Pace {
+    /// After a step (staging, then each round's catch-up) of `step`: whether the next round is
+    /// the last.
+    fn last_after(&mut self, step: Duration) -> bool {
+        match step > self.shortest.mul_f64(CONVERGING) {
+            true => self.stalled += 1,
+            false => self.stalled = 0,
+        }
+        self.shortest = self.shortest.min(step);
+        self.rounds += 1;
+        step <= LAST_STEP || self.rounds > ROUNDS_MAX || self.stalled >= 2
     }
 }
 
@@ -93,21 +127,10 @@ impl Staged {
         Ok(Staged { instances, copies })
     }
 
-    /// Hands each instance what its subtask's state changed from `base` to `now`; with
-    /// `copy` (a round in the background, at that checkpoint), then snapshots what that
-    /// changed into the copies.
-    async fn take_in(
-        &mut self,
-        running: &OperatorInfo,
-        base: &BTreeMap<u32, Handover>,
-        now: &BTreeMap<u32, Handover>,
-        copy: Option<CheckpointId>,
-    ) -> Result<(), SwapFailure> {
-        catch_up(&mut self.instances, running, base, now).await?;
-        if let Some(checkpoint) = copy {
-            snapshot_into(&mut self.instances, &mut self.copies, checkpoint, false).await?;
-        }
-        Ok(())
+    /// Snapshots what the instances changed since the previous copy into the copies, as of
+    /// `checkpoint`.
+    async fn copy(&mut self, checkpoint: CheckpointId) -> Result<(), SwapFailure> {
+        snapshot_into(&mut self.instances, &mut self.copies, checkpoint, false).await
     }
 
     /// Each instance and its copy, to take over.
@@ -168,4 +191,44 @@ async fn catch_up(
         caught_up.map_err(SwapFailure::CatchUp)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn rounds_go_on_while_they_shrink_and_end_when_short_or_stalled() {
+        let mut pace = Pace::default();
+        // Staging, then rounds that shrink: more to come.
+        assert!(!pace.last_after(ms(300)));
+        assert!(!pace.last_after(ms(120)));
+        assert!(!pace.last_after(ms(60)));
+        // One round no shorter than 0.9 of the shortest is noise; two in a row, a stall.
+        assert!(!pace.last_after(ms(58)));
+        assert!(pace.last_after(ms(70)));
+
+        let mut pace = Pace::default();
+        assert!(!pace.last_after(ms(300)));
+        assert!(!pace.last_after(ms(11)));
+        assert!(
+            pace.last_after(LAST_STEP),
+            "a short round makes the next the last"
+        );
+    }
+
+    #[test]
+    fn the_round_after_the_tenth_background_one_is_the_last() {
+        let mut pace = Pace::default();
+        // Staging decides round 1; each round, halving (never short), decides the next.
+        for round in 1..=ROUNDS_MAX {
+            let step = ms(20_000 >> round);
+            assert!(!pace.last_after(step), "round {round}");
+        }
+        assert!(pace.last_after(ms(15)));
+    }
 }
