@@ -177,6 +177,8 @@ pub struct Sizes {
     pub upgrade_keys: usize,
     /// How long the job runs before the upgrade (so that it holds those keys).
     pub upgrade_warm_ms: u64,
+    /// How many times each `run --from` and each live upgrade is timed (the median counts).
+    pub upgrade_runs: usize,
     /// How long the idle job runs after its first record before its memory is read.
     pub idle_settle_ms: u64,
 }
@@ -204,6 +206,7 @@ impl Sizes {
             overhead_runs: 1,
             upgrade_keys: 100_000,
             upgrade_warm_ms: 1_000,
+            upgrade_runs: 1,
             idle_settle_ms: 1_000,
         }
     }
@@ -246,6 +249,7 @@ impl Sizes {
             overhead_runs: 3,
             upgrade_keys: 1_000_000,
             upgrade_warm_ms: 8_000,
+            upgrade_runs: 3,
             idle_settle_ms: 5_000,
         }
     }
