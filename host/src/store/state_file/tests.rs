@@ -56,6 +56,29 @@ fn a_state_file_round_trips_through_its_segments() {
     assert_eq!(back.operator_state, state.operator_state);
 }
 
+/// The state file's format, with its operator state written as serde writes a slice by
+/// default (a sequence of bytes), as it was before it was written as bytes.
+#[derive(Serialize)]
+struct IndexAsSequences<'a> {
+    operator_state: &'a [u8],
+    segments: Vec<(&'a str, u64, &'a [u8])>,
+}
+
+#[test]
+fn the_operator_state_is_written_as_bytes_in_the_format_it_always_had() {
+    let mut state = held(&[(1, false, b"one")], "a.seg", 1);
+    state.operator_state = (0..=255u8).cycle().take(1000).collect::<Vec<_>>().into();
+    let encoded = encode(&state);
+    let before = IndexAsSequences {
+        operator_state: &state.operator_state,
+        segments: vec![("a.seg", 1, &[1][..])],
+    };
+    assert_eq!(encoded.state_file, postcard::to_stdvec(&before).unwrap());
+    let back = decode(&encoded.state_file).unwrap();
+    let back = back.load(&mut InMemory::of(&encoded)).unwrap();
+    assert_eq!(back.operator_state, state.operator_state);
+}
+
 #[test]
 fn the_state_file_names_segments_not_pieces() {
     let mut state = Held::default();
