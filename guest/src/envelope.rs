@@ -50,9 +50,18 @@ fn append<T: Serialize + ?Sized>(
 
 /// Encodes `payload` in an envelope of `format`.
 pub fn seal<T: Serialize + ?Sized>(format: StateFormat, payload: &T) -> Result<Vec<u8>, String> {
+    seal_with(format, |out| append(out, format, payload))
+}
+
+/// An envelope of `format` whose payload `write` appends (the SDK's key groups write theirs
+/// entry by entry).
+pub(crate) fn seal_with(
+    format: StateFormat,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     header(&mut out, format, 3);
-    append(&mut out, format, payload)?;
+    write(&mut out)?;
     Ok(out)
 }
 
@@ -63,9 +72,18 @@ pub fn seal_delta<T: Serialize + ?Sized, K: AsRef<[u8]>>(
     upserts: &T,
     removed: &[K],
 ) -> Result<Vec<u8>, String> {
+    seal_delta_with(format, |out| append(out, format, upserts), removed)
+}
+
+/// A delta of `format` whose upserts `write` appends, then the keys `removed`.
+pub(crate) fn seal_delta_with<K: AsRef<[u8]>>(
+    format: StateFormat,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+    removed: &[K],
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     header(&mut out, format, 4);
-    append(&mut out, format, upserts)?;
+    write(&mut out)?;
     rmp::encode::write_array_len(&mut out, removed.len() as u32)
         .expect("writing to a Vec cannot fail");
     for key in removed {

@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use crate::Record;
 use crate::envelope::{self, StateFormat};
 pub use decode::OldEntries;
-use group::{Entries, Group};
+use group::Group;
 
 /// A key, held inline up to 24 bytes: most keys (words, ids) take no allocation of their own
 /// and lie in their group's table with their values, so that a snapshot reads a group in
@@ -132,7 +132,7 @@ impl<V> Keyed<V> {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
         self.groups
             .iter()
-            .flat_map(|group| group.iter().map(|(k, slot)| (&k[..], &slot.value)))
+            .flat_map(|group| group.iter().map(|slot| (&slot.key[..], &slot.value)))
     }
 }
 
@@ -160,19 +160,15 @@ impl<V: Serialize> Keyed<V> {
         let mut encoded = Vec::with_capacity(listed.len());
         for &number in &listed {
             let group = &self.groups[(number - self.start) as usize];
+            let write = |only_dirty| {
+                move |out: &mut Vec<u8>| encode::entries(group, only_dirty, format, out)
+            };
             encoded.push(match group.goes_whole(number, full) {
                 _ if group.len() == 0 => (number, false, Vec::new()),
-                true => (number, false, envelope::seal(format, &whole(group))?),
+                true => (number, false, envelope::seal_with(format, write(false))?),
                 false => {
-                    let upserts = Entries {
-                        group,
-                        only_dirty: true,
-                    };
-                    (
-                        number,
-                        true,
-                        envelope::seal_delta(format, &upserts, group.removed())?,
-                    )
+                    let delta = envelope::seal_delta_with(format, write(true), group.removed());
+                    (number, true, delta?)
                 }
             });
         }
@@ -191,13 +187,6 @@ impl<V: Serialize> Keyed<V> {
             self.groups[(number - self.start) as usize].changed = false;
         }
         Ok(encoded)
-    }
-}
-
-fn whole<V>(group: &Group<V>) -> Entries<'_, V> {
-    Entries {
-        group,
-        only_dirty: false,
     }
 }
 
@@ -279,6 +268,7 @@ fn open_group(
 }
 
 mod decode;
+mod encode;
 mod group;
 #[cfg(test)]
 mod tests;

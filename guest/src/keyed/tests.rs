@@ -278,7 +278,7 @@ fn marks_survive_the_epoch_wrapping_around() {
     let delta = keyed.snapshot(COUNTS, false).unwrap();
     assert_eq!(numbers(&delta), vec![(0, true)]);
     assert_eq!(keyed.groups[0].epoch, 1);
-    assert!(keyed.groups[0].iter().all(|(_, slot)| slot.marked == 0));
+    assert!(keyed.groups[0].iter().all(|slot| slot.marked == 0));
     // Only `b` is written since: a delta of exactly one upsert.
     *keyed.or_default(&record(b"b", 0)) += 1;
     let delta = keyed.snapshot(COUNTS, false).unwrap();
