@@ -169,6 +169,9 @@ fn the_api_and_metrics_follow_a_running_job_and_save_and_stop_it() {
     );
     assert!(total(&metrics, "jobhost_records_out_total", "source") <= lines as f64);
     assert!(total(&metrics, "jobhost_busy_seconds_total", "counter") > 0.0);
+    // A checkpoint completed before the scrape: the counter's snapshot took some time.
+    let synced = total(&metrics, "jobhost_checkpoint_sync_seconds_total", "counter");
+    assert!(synced > 0.0, "{synced}");
     assert!(total(&metrics, "jobhost_state_bytes", "counter") > 0.0);
 
     // Save through the API: a savepoint that `host inspect` verifies, listed as one.

@@ -29,6 +29,7 @@ pub struct SubtaskCounters {
     batches_out: AtomicU64,
     blocked_ns: AtomicU64,
     busy_ns: AtomicU64,
+    checkpoint_sync_ns: AtomicU64,
     traps: AtomicU64,
 }
 
@@ -57,6 +58,13 @@ impl SubtaskCounters {
             .fetch_add(since.elapsed().as_nanos() as u64, Relaxed);
     }
 
+    /// The subtask spent since `since` on a checkpoint on its own path (its guest's `snapshot`,
+    /// and the merge of it into the host's copy): the part of a checkpoint that stops it.
+    pub fn checkpoint_synced_since(&self, since: Instant) {
+        self.checkpoint_sync_ns
+            .fetch_add(since.elapsed().as_nanos() as u64, Relaxed);
+    }
+
     /// The subtask's guest trapped.
     pub fn trapped(&self) {
         self.traps.fetch_add(1, Relaxed);
@@ -72,6 +80,7 @@ impl SubtaskCounters {
             batches_out: self.batches_out.load(Relaxed),
             blocked_ns: self.blocked_ns.load(Relaxed),
             busy_ns: self.busy_ns.load(Relaxed),
+            checkpoint_sync_ns: self.checkpoint_sync_ns.load(Relaxed),
             traps: self.traps.load(Relaxed),
         }
     }
@@ -256,6 +265,11 @@ pub struct SubtaskSample {
     pub blocked_ns: u64,
     /// Nanoseconds in guest calls on records (`poll-batch`, `process`, `write-batch`).
     pub busy_ns: u64,
+    /// Nanoseconds on checkpoints on the subtask's own path, while it processed nothing: its
+    /// guest's `snapshot` (a sink's `prepare-commit` too) and the merge into the host's copy
+    /// of its state (Flink's synchronous part; the write runs off that path).
+    #[serde(default)]
+    pub checkpoint_sync_ns: u64,
     /// Guest traps.
     pub traps: u64,
 }

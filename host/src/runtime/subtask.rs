@@ -398,6 +398,7 @@ impl Subtask {
         // The first snapshot of an instance is full: from then on, the host's copy of its
         // state is exactly the guest's, and later snapshots carry only what changed.
         let full = self.held.is_none();
+        let since = Instant::now().into_std();
         let snapshot = async {
             if self.role == Role::Sink {
                 self.instance.prepare_commit(checkpoint.0).await?;
@@ -415,6 +416,7 @@ impl Subtask {
             }
             Err(trap) => return Err(trap.into()),
         };
+        self.counters.checkpoint_synced_since(since);
         self.write_off_the_hot_path(checkpoint, held, alignment);
         Ok(true)
     }

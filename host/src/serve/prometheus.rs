@@ -61,6 +61,11 @@ impl Families {
             seconds: vec![
                 ("backpressure_seconds", |s| s.blocked_ns, Seconds::default()),
                 ("busy_seconds", |s| s.busy_ns, Seconds::default()),
+                (
+                    "checkpoint_sync_seconds",
+                    |s| s.checkpoint_sync_ns,
+                    Seconds::default(),
+                ),
             ],
             restarts: Family::default(),
             checkpoint: vec![
@@ -145,6 +150,9 @@ fn help(name: &str) -> &'static str {
         "guest_traps" => "Traps of a subtask's guest.",
         "backpressure_seconds" => "Time a subtask waited for credit downstream.",
         "busy_seconds" => "Time a subtask's guest spent on records.",
+        "checkpoint_sync_seconds" => {
+            "Time a subtask spent on checkpoints on its own path (snapshot and merge)."
+        }
         "restarts" => "Restarts of a job after failures.",
         "last_checkpoint_duration_seconds" => "The latest checkpoint, trigger to published.",
         "last_checkpoint_alignment_seconds" => "The latest checkpoint's longest alignment.",

@@ -11,6 +11,7 @@ use host::store::Store;
 
 use crate::jobs::{SOURCE_MOUNT, edge, operator, write_input};
 use crate::process::{HostHome, drop_page_cache, host_binary};
+use crate::runs::Runs;
 use crate::{Row, Sizes};
 
 /// More records than any benchmark waits for: the source never runs dry.
@@ -44,28 +45,6 @@ struct Downtime {
     cache_dropped: bool,
     /// The savepoint's folder.
     point: PathBuf,
-}
-
-/// Timings of the same measurement, in milliseconds: the median counts, the range shows the
-/// machine's noise.
-struct Runs(Vec<f64>);
-
-impl Runs {
-    fn median(&self) -> f64 {
-        let mut sorted = self.0.clone();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    }
-
-    /// "" for one run; else ", median of N runs: LOW to HIGH ms".
-    fn spread(&self) -> String {
-        let low = self.0.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = self.0.iter().copied().fold(0.0, f64::max);
-        match self.0.len() {
-            1 => String::new(),
-            n => format!(", median of {n} runs: {low:.1} to {high:.1} ms"),
-        }
-    }
 }
 
 fn write_job(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
@@ -287,7 +266,7 @@ fn live_swap(
         rounds.push(caught_up);
     }
     let pauses = Runs(pauses);
-    let (pause, spread) = (pauses.median(), pauses.spread());
+    let (pause, spread) = (pauses.median(), pauses.spread("ms"));
     let downtime = ms(downtime.stopped) + downtime.resumed.median();
     eprintln!(
         "bench: live upgrade, {}: pauses {:.1?} ms, after {rounds:?} rounds (stop --save and run --from: {downtime:.0} ms)",
@@ -333,7 +312,7 @@ fn upgrade_rows(name: &str, d: &Downtime, target_ms: f64) -> Vec<Row> {
              ({resumed:.0} ms{}); separate processes, {cache}",
             ms(d.stopped),
             ms(d.command),
-            d.resumed.spread(),
+            d.resumed.spread("ms"),
         ),
         value: total,
         unit: "ms",
@@ -362,7 +341,7 @@ fn restore_row(name: &str, cache: &str, resumed: &Runs) -> Row {
         name: format!(
             "upgrade restore, {name}: `host run NEW --from` process start to the new module's \
              first batch; {cache}{}",
-            resumed.spread()
+            resumed.spread("ms")
         ),
         value: median,
         unit: "ms",

@@ -32,6 +32,7 @@ mod lifecycle;
 mod metrics;
 mod process;
 mod rescale;
+mod runs;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -171,7 +172,7 @@ pub struct Sizes {
     pub overhead_interval_ms: u64,
     /// About how long each of its runs lasts.
     pub overhead_seconds: f64,
-    /// Runs with checkpoints, and as many without, interleaved.
+    /// Pairs of runs, one with checkpoints and one without, adjacent, in alternating order.
     pub overhead_runs: usize,
     /// Keys of the counter carried across the upgrade from v1 to v2.
     pub upgrade_keys: usize,
