@@ -14,13 +14,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::key_group::subtask_of_key_group;
 
 /// State bytes a guest wrote for one key group, whole or a delta, and where they are stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
-    /// The bytes, as the guest wrote them.
-    pub bytes: Arc<[u8]>,
+    /// The bytes, as the guest wrote them: shared, never copied (a snapshot's bytes as lifted
+    /// out of the guest; a restored piece, a slice of its segment as read).
+    pub bytes: Bytes,
     /// The segment file holding them, once a checkpoint wrote them.
     pub home: Option<Home>,
 }
@@ -44,11 +47,17 @@ pub struct Home {
 
 impl Piece {
     /// A piece not stored yet.
-    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Piece {
+    pub fn new(bytes: impl Into<Bytes>) -> Piece {
         Piece {
             bytes: bytes.into(),
             home: None,
         }
+    }
+
+    /// Whether it is `other` itself (or a copy of it), not a piece that only holds the same
+    /// bytes: pieces share their bytes, and a piece written again is a new one.
+    pub fn is(&self, other: &Piece) -> bool {
+        self.bytes.as_ptr() == other.bytes.as_ptr() && self.bytes.len() == other.bytes.len()
     }
 }
 
@@ -61,7 +70,7 @@ pub type Chain = Vec<Piece>;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Held {
     /// State not split by key.
-    pub operator_state: Arc<[u8]>,
+    pub operator_state: Bytes,
     /// Keyed state by key group; groups without keys are absent.
     pub key_groups: BTreeMap<u32, Chain>,
 }
@@ -135,15 +144,11 @@ impl Held {
     /// added since, as deltas; for each group written whole again (or new), its whole chain;
     /// for each group gone, an empty whole state. In key-group order. Pieces are compared by
     /// identity: a copy shares them, and a piece written again is a new one.
-    pub fn changes_since(&self, base: &Held) -> Vec<(u32, bool, Arc<[u8]>)> {
+    pub fn changes_since(&self, base: &Held) -> Vec<(u32, bool, Bytes)> {
         let mut changes = Vec::new();
         for (&group, chain) in &self.key_groups {
             let old = base.key_groups.get(&group).map_or(&[][..], Vec::as_slice);
-            let grew = old.len() <= chain.len()
-                && old
-                    .iter()
-                    .zip(chain)
-                    .all(|(o, n)| Arc::ptr_eq(&o.bytes, &n.bytes));
+            let grew = old.len() <= chain.len() && old.iter().zip(chain).all(|(o, n)| o.is(n));
             let from = if grew { old.len() } else { 0 };
             // A chain's first piece is its whole state; every later one, a delta.
             let pieces = chain.iter().enumerate().skip(from);
@@ -153,7 +158,7 @@ impl Held {
             .key_groups
             .keys()
             .filter(|g| !self.key_groups.contains_key(g));
-        changes.extend(gone.map(|&group| (group, false, Arc::from(&[][..]))));
+        changes.extend(gone.map(|&group| (group, false, Bytes::new())));
         changes.sort_by_key(|&(group, ..)| group);
         changes
     }
@@ -183,7 +188,7 @@ pub enum Rescale {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Assigned {
     /// Operator states, in old subtask order.
-    pub operator_states: Vec<Arc<[u8]>>,
+    pub operator_states: Vec<Bytes>,
     /// Key groups it owns, with their state.
     pub key_groups: BTreeMap<u32, Chain>,
     /// For `host check`'s report: old subtask -> (key groups, bytes) that came from it.
@@ -247,7 +252,7 @@ pub fn plan_restore(
             *moved = (moved.0 + 1, moved.1 + chain_bytes(chain));
         }
     }
-    let operator_states: Vec<Arc<[u8]>> = old.iter().map(|h| h.operator_state.clone()).collect();
+    let operator_states: Vec<Bytes> = old.iter().map(|h| h.operator_state.clone()).collect();
     if old_parallelism == parallelism {
         for (assigned, state) in assigned.iter_mut().zip(operator_states) {
             assigned.operator_states = vec![state];
@@ -275,10 +280,10 @@ mod tests {
     fn old(p: u32, operator_state: &[u8]) -> Vec<Held> {
         (0..p)
             .map(|s| Held {
-                operator_state: operator_state.into(),
+                operator_state: Bytes::copy_from_slice(operator_state),
                 key_groups: (0..128)
                     .filter(|&g| owner(g, 128, p) == s)
-                    .map(|g| (g, vec![Piece::new(&[g as u8][..])]))
+                    .map(|g| (g, vec![Piece::new(vec![g as u8])]))
                     .collect(),
             })
             .collect()
@@ -421,7 +426,7 @@ mod tests {
         let held: Vec<Held> = to_three
             .into_iter()
             .map(|a| Held {
-                operator_state: Arc::from(&[][..]),
+                operator_state: Bytes::new(),
                 key_groups: a.key_groups,
             })
             .collect();
@@ -446,7 +451,7 @@ mod tests {
     #[test]
     fn a_group_outside_its_subtask_range_is_refused() {
         let mut state = old(2, b"");
-        state[0].key_groups.insert(127, vec![Piece::new(&[1][..])]);
+        state[0].key_groups.insert(127, vec![Piece::new(vec![1])]);
         let error = plan_restore(&state, 2, 128, Rescale::Refuse).unwrap_err();
         assert_eq!(
             error,

@@ -9,6 +9,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+
 use super::layout::METADATA_FILE;
 use super::metadata::{self, MetadataError};
 use super::object::ObjectPoints;
@@ -40,12 +42,12 @@ impl Undecodable {
 /// segment verified whole.
 pub(super) fn decode_state(
     point: &Point,
-    blob: Vec<u8>,
+    blob: Bytes,
     segments: &mut impl state_file::Segments,
 ) -> Result<Held, Undecodable> {
     match point.metadata.state_layout {
         StateLayout::Blob => Ok(Held {
-            operator_state: blob.into(),
+            operator_state: blob,
             key_groups: BTreeMap::new(),
         }),
         StateLayout::Grouped => state_file::decode_grouped(&blob).map_err(Undecodable::StateFile),
@@ -67,15 +69,15 @@ fn segment_error(segment: &str) -> impl FnOnce(String) -> state_file::SegmentErr
 /// the point's folder.
 pub(super) struct SegmentFiles<'a> {
     pub(super) folder: &'a cap_std::fs::Dir,
-    pub(super) read: HashMap<String, Vec<u8>>,
+    pub(super) read: HashMap<String, Bytes>,
 }
 
 impl state_file::Segments for SegmentFiles<'_> {
-    fn bytes(&mut self, name: &str) -> Result<&[u8], state_file::SegmentError> {
+    fn bytes(&mut self, name: &str) -> Result<&Bytes, state_file::SegmentError> {
         if !self.read.contains_key(name) {
             let bytes = self.folder.read(name);
             let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
-            self.read.insert(name.to_owned(), bytes);
+            self.read.insert(name.to_owned(), bytes.into());
         }
         Ok(&self.read[name])
     }
@@ -86,11 +88,11 @@ pub(super) struct ObjectSegments<'a> {
     pub(super) object: &'a ObjectPoints,
     pub(super) layout: &'a Layout,
     pub(super) point: &'a Point,
-    pub(super) fetched: HashMap<String, bytes::Bytes>,
+    pub(super) fetched: HashMap<String, Bytes>,
 }
 
 impl state_file::Segments for ObjectSegments<'_> {
-    fn bytes(&mut self, name: &str) -> Result<&[u8], state_file::SegmentError> {
+    fn bytes(&mut self, name: &str) -> Result<&Bytes, state_file::SegmentError> {
         if !self.fetched.contains_key(name) {
             let location = self.point.dir.join(name);
             let bytes = self.object.read_object(self.layout, &location);
@@ -228,7 +230,7 @@ impl Store {
                 fetched: HashMap::new(),
             };
             for ((id, file), blob) in files.into_iter().zip(blobs) {
-                let held = decode_state(point, blob.to_vec(), &mut segments)
+                let held = decode_state(point, blob, &mut segments)
                     .map_err(|e| e.at(self, point, file))?;
                 take(id, file.subtask, held);
             }
@@ -251,8 +253,8 @@ impl Store {
                 folder: &folder,
                 read: HashMap::new(),
             };
-            let held =
-                decode_state(point, blob, &mut segments).map_err(|e| e.at(self, point, file))?;
+            let held = decode_state(point, blob.into(), &mut segments)
+                .map_err(|e| e.at(self, point, file))?;
             take(id, file.subtask, held);
         }
         Ok(())

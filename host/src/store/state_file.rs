@@ -22,6 +22,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{Held, Home, Piece};
@@ -197,12 +199,13 @@ pub fn open_segment(bytes: &[u8]) -> Result<Vec<Entry>, String> {
 /// A state file read back: its operator state, and the segments and entries of its keyed state.
 #[derive(Debug)]
 pub struct Decoded {
-    operator_state: Arc<[u8]>,
+    operator_state: Bytes,
     segments: Vec<(String, u64, Vec<u8>)>,
 }
 
-/// Reads a state file written by [`encode`]. Segment names are checked: plain file names.
-pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+/// Reads a state file written by [`encode`]. Segment names are checked: plain file names. The
+/// operator state is a slice of `bytes`, not a copy.
+pub fn decode(bytes: &Bytes) -> Result<Decoded, String> {
     let index: Index<'_> =
         postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
     if let Some((bad, ..)) = index.segments.iter().find(|(n, ..)| !is_segment_name(n)) {
@@ -211,7 +214,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         ));
     }
     Ok(Decoded {
-        operator_state: index.operator_state.into(),
+        operator_state: bytes.slice_ref(index.operator_state),
         segments: index
             .segments
             .into_iter()
@@ -232,7 +235,7 @@ pub struct SegmentError {
 /// Where a decoded state's segments are read from: each whole, by name.
 pub trait Segments {
     /// The bytes of segment `name` (a plain file name, checked by [`decode`]).
-    fn bytes(&mut self, name: &str) -> Result<&[u8], SegmentError>;
+    fn bytes(&mut self, name: &str) -> Result<&Bytes, SegmentError>;
 }
 
 impl Decoded {
@@ -265,7 +268,7 @@ impl Decoded {
                     return Err(at_fault(problem));
                 }
                 chain.push(Piece {
-                    bytes: piece.into(),
+                    bytes: bytes.slice_ref(piece),
                     home: Some(Home {
                         segment: segment.clone(),
                         sequence: *sequence,
@@ -284,17 +287,20 @@ impl Decoded {
 }
 
 /// Reads a format 2 state file: each group whole, inline.
-pub fn decode_grouped(bytes: &[u8]) -> Result<Held, String> {
+pub fn decode_grouped(bytes: &Bytes) -> Result<Held, String> {
     let file: Grouped<'_> =
         postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
     let mut key_groups = BTreeMap::new();
     for (group, state) in file.key_groups {
-        if key_groups.insert(group, vec![Piece::new(state)]).is_some() {
+        if key_groups
+            .insert(group, vec![Piece::new(bytes.slice_ref(state))])
+            .is_some()
+        {
             return Err(format!("the state file holds key group {group} twice"));
         }
     }
     Ok(Held {
-        operator_state: file.operator_state.into(),
+        operator_state: bytes.slice_ref(file.operator_state),
         key_groups,
     })
 }

@@ -189,7 +189,8 @@ impl BenchSavepoint<'_> {
         (0..blobs as u32)
             .map(|subtask| {
                 let mut held = Held::default();
-                held.key_groups.insert(0, vec![Piece::new(blob)]);
+                held.key_groups
+                    .insert(0, vec![Piece::new(bytes::Bytes::copy_from_slice(blob))]);
                 let operator = self.operator.as_str();
                 let segment = Layout::segment_file_name(job, checkpoint, operator, subtask);
                 held.home_new_pieces(&segment, checkpoint.0);

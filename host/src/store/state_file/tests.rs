@@ -17,21 +17,21 @@ fn take(held: &mut Held, changed: &[(u32, bool, &[u8])], segment: &str, sequence
 }
 
 /// Segments in memory, by name.
-struct InMemory(BTreeMap<String, Vec<u8>>);
+struct InMemory(BTreeMap<String, Bytes>);
 
 impl InMemory {
     fn of(encoded: &Encoded<'_>) -> InMemory {
         let segments = encoded.segments.iter();
         InMemory(
             segments
-                .map(|(n, p)| (n.to_string(), segment_bytes(p)))
+                .map(|(n, p)| (n.to_string(), segment_bytes(p).into()))
                 .collect(),
         )
     }
 }
 
 impl Segments for InMemory {
-    fn bytes(&mut self, name: &str) -> Result<&[u8], SegmentError> {
+    fn bytes(&mut self, name: &str) -> Result<&Bytes, SegmentError> {
         Ok(&self.0[name])
     }
 }
@@ -48,11 +48,38 @@ fn a_state_file_round_trips_through_its_segments() {
     let encoded = encode(&state);
     let mut segments = InMemory::of(&encoded);
     assert!(segments.0["a.seg"].starts_with(b"onetwo"));
-    let back = decode(&encoded.state_file)
+    let back = decode(&Bytes::from(encoded.state_file.clone()))
         .unwrap()
         .load(&mut segments)
         .unwrap();
     assert_eq!(back.key_groups, state.key_groups);
+    assert_eq!(back.operator_state, state.operator_state);
+}
+
+#[test]
+fn a_state_read_back_shares_the_bytes_it_was_read_from() {
+    let mut state = held(&[(1, false, b"one"), (2, false, b"two")], "a.seg", 1);
+    state.operator_state = Bytes::from_static(b"operator state");
+    let encoded = encode(&state);
+    let (file, mut segments) = (
+        Bytes::from(encoded.state_file.clone()),
+        InMemory::of(&encoded),
+    );
+    let back = decode(&file).unwrap().load(&mut segments).unwrap();
+    let within = |part: &Bytes, whole: &Bytes| {
+        let range = whole.as_ptr_range();
+        range.contains(&part.as_ptr()) && part.as_ptr_range().end <= range.end
+    };
+    assert!(
+        within(&back.operator_state, &file),
+        "a copy of the operator state"
+    );
+    for piece in back.key_groups.values().flatten() {
+        assert!(
+            within(&piece.bytes, &segments.0["a.seg"]),
+            "a copy of a piece"
+        );
+    }
     assert_eq!(back.operator_state, state.operator_state);
 }
 
@@ -74,7 +101,7 @@ fn the_operator_state_is_written_as_bytes_in_the_format_it_always_had() {
         segments: vec![("a.seg", 1, &[1][..])],
     };
     assert_eq!(encoded.state_file, postcard::to_stdvec(&before).unwrap());
-    let back = decode(&encoded.state_file).unwrap();
+    let back = decode(&Bytes::from(encoded.state_file.clone())).unwrap();
     let back = back.load(&mut InMemory::of(&encoded)).unwrap();
     assert_eq!(back.operator_state, state.operator_state);
 }
@@ -105,7 +132,7 @@ fn later_pieces_go_to_the_new_segment_and_a_segment_written_again_keeps_its_entr
     let mut segments = InMemory::of(&encoded);
     assert!(segments.0["a.seg"].starts_with(b"\0\0\0two"));
     assert_eq!(table(&segments, "a.seg")[0], BLANK);
-    let back = decode(&encoded.state_file)
+    let back = decode(&Bytes::from(encoded.state_file.clone()))
         .unwrap()
         .load(&mut segments)
         .unwrap();
@@ -121,8 +148,12 @@ fn a_byte_changed_anywhere_in_a_segment_or_a_name_outside_the_folder_is_refused(
     // Every byte of segment `a`, even of group 1's old whole state, which is no longer held.
     for at in 0..segments.0["a.seg"].len() {
         let mut damaged = InMemory(segments.0.clone());
-        damaged.0.get_mut("a.seg").unwrap()[at] ^= 1;
-        let error = decode(&encoded.state_file).unwrap().load(&mut damaged);
+        let mut bytes = damaged.0["a.seg"].to_vec();
+        bytes[at] ^= 1;
+        damaged.0.insert("a.seg".to_owned(), bytes.into());
+        let error = decode(&Bytes::from(encoded.state_file.clone()))
+            .unwrap()
+            .load(&mut damaged);
         assert_eq!(
             error.unwrap_err(),
             SegmentError {
@@ -136,7 +167,7 @@ fn a_byte_changed_anywhere_in_a_segment_or_a_name_outside_the_folder_is_refused(
         assert!(!is_segment_name(bad), "{bad}");
     }
     let escaping = held(&[(1, false, b"one")], "../a.seg", 1);
-    let error = decode(&encode(&escaping).state_file).unwrap_err();
+    let error = decode(&Bytes::from(encode(&escaping).state_file)).unwrap_err();
     assert_eq!(
         error,
         "the state file names `../a.seg`, which is no segment file"
@@ -153,8 +184,10 @@ fn a_chain_that_does_not_start_whole_is_refused() {
     let pieces = BTreeMap::from([(0, (entry, &b"one"[..]))]);
     segments
         .0
-        .insert("a.seg".to_owned(), segment_bytes(&pieces));
-    let error = decode(&encoded.state_file).unwrap().load(&mut segments);
+        .insert("a.seg".to_owned(), segment_bytes(&pieces).into());
+    let error = decode(&Bytes::from(encoded.state_file.clone()))
+        .unwrap()
+        .load(&mut segments);
     assert_eq!(
         error.unwrap_err().problem,
         "entry 0 (key group 1) is out of order"
@@ -173,8 +206,8 @@ fn state_files_of_format_2_read_as_chains_of_one() {
         key_groups: vec![(3, b"three")],
     })
     .unwrap();
-    let held = decode_grouped(&bytes).unwrap();
+    let held = decode_grouped(&Bytes::from(bytes.clone())).unwrap();
     assert_eq!(held.key_groups[&3], [Piece::new(&b"three"[..])]);
     assert_eq!(&*held.operator_state, b"pos");
-    assert!(decode_grouped(&[0xff, 0xff]).is_err());
+    assert!(decode_grouped(&Bytes::from_static(&[0xff, 0xff])).is_err());
 }
