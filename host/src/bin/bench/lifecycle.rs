@@ -282,7 +282,7 @@ fn live_swap(
             "live upgrade pause, {}: `host upgrade` in the running job (v2 restored beside v1 \
              from one checkpoint, then caught up on v1's changes at {rounds} more, the last one \
              the swap's), from that last barrier's arrival at the counter to v2's first record \
-             ({runs} job(s){spread}; stop --save and run --from of the same job, flat out: \
+             (a job for each run{spread}; stop --save and run --from of the same job, flat out: \
              {downtime:.0} ms)",
             upgrade.name
         ),
