@@ -241,6 +241,10 @@ pub trait Segments {
 impl Decoded {
     /// The state, its pieces read from `segments`, each key group's chain checked: one whole
     /// piece, then deltas, in the order written. Errors name the segment at fault.
+    ///
+    /// A piece is a slice of its segment as read, not a copy, while the segment is at least
+    /// half pieces the state holds: a slice keeps the whole segment in memory, and the pieces
+    /// an older checkpoint wrote there may since have been written again.
     pub fn load(self, segments: &mut impl Segments) -> Result<Held, SegmentError> {
         let mut key_groups: BTreeMap<u32, Vec<Piece>> = BTreeMap::new();
         for (name, sequence, bits) in &self.segments {
@@ -251,8 +255,10 @@ impl Decoded {
             let bytes = segments.bytes(name)?;
             let table = open_segment(bytes).map_err(at_fault)?;
             let segment: Arc<str> = name.as_str().into();
+            let held = table.iter().enumerate().filter(|&(i, _)| is_held(bits, i));
+            let shared = held.map(|(_, e)| e.len).sum::<u64>() * 2 >= bytes.len() as u64;
             for (i, entry) in table.iter().enumerate() {
-                if bits.get(i / 8).is_none_or(|b| b & (1 << (i % 8)) == 0) {
+                if !is_held(bits, i) {
                     continue;
                 }
                 let chain = key_groups.entry(entry.group).or_default();
@@ -268,7 +274,10 @@ impl Decoded {
                     return Err(at_fault(problem));
                 }
                 chain.push(Piece {
-                    bytes: bytes.slice_ref(piece),
+                    bytes: match shared {
+                        true => bytes.slice_ref(piece),
+                        false => Bytes::copy_from_slice(piece),
+                    },
                     home: Some(Home {
                         segment: segment.clone(),
                         sequence: *sequence,
@@ -284,6 +293,11 @@ impl Decoded {
             key_groups,
         })
     }
+}
+
+/// Whether entry `i` of a segment is one the state holds, by the state file's bitmap.
+fn is_held(bits: &[u8], i: usize) -> bool {
+    bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
 /// Reads a format 2 state file: each group whole, inline.

@@ -56,20 +56,29 @@ fn a_state_file_round_trips_through_its_segments() {
     assert_eq!(back.operator_state, state.operator_state);
 }
 
-#[test]
-fn a_state_read_back_shares_the_bytes_it_was_read_from() {
-    let mut state = held(&[(1, false, b"one"), (2, false, b"two")], "a.seg", 1);
-    state.operator_state = Bytes::from_static(b"operator state");
-    let encoded = encode(&state);
+/// Whether `part` lies within `whole`'s bytes (a slice of it, not a copy).
+fn within(part: &Bytes, whole: &Bytes) -> bool {
+    let range = whole.as_ptr_range();
+    range.contains(&part.as_ptr()) && part.as_ptr_range().end <= range.end
+}
+
+/// `state` written, then read back: the state file's bytes, the segments, the state.
+fn written_and_read(state: &Held) -> (Bytes, InMemory, Held) {
+    let encoded = encode(state);
     let (file, mut segments) = (
         Bytes::from(encoded.state_file.clone()),
         InMemory::of(&encoded),
     );
     let back = decode(&file).unwrap().load(&mut segments).unwrap();
-    let within = |part: &Bytes, whole: &Bytes| {
-        let range = whole.as_ptr_range();
-        range.contains(&part.as_ptr()) && part.as_ptr_range().end <= range.end
-    };
+    (file, segments, back)
+}
+
+#[test]
+fn a_state_read_back_shares_its_bytes_while_its_segments_are_mostly_held() {
+    let (one, two, again) = ([1u8; 1000], [2u8; 1000], [3u8; 3000]);
+    let mut state = held(&[(1, false, &one), (2, false, &two)], "a.seg", 1);
+    state.operator_state = Bytes::from_static(b"operator state");
+    let (file, segments, back) = written_and_read(&state);
     assert!(
         within(&back.operator_state, &file),
         "a copy of the operator state"
@@ -80,7 +89,18 @@ fn a_state_read_back_shares_the_bytes_it_was_read_from() {
             "a copy of a piece"
         );
     }
-    assert_eq!(back.operator_state, state.operator_state);
+    assert_eq!(back, state);
+    // Group 1 written again: what the state still holds of `a` is less than half of it, and
+    // a slice would keep all of `a` in memory for group 2's piece alone.
+    take(&mut state, &[(1, false, &again)], "b.seg", 2);
+    let (_, segments, back) = written_and_read(&state);
+    let kept = &back.key_groups[&2][0].bytes;
+    assert!(
+        !within(kept, &segments.0["a.seg"]),
+        "a slice of a mostly stale segment"
+    );
+    assert!(within(&back.key_groups[&1][0].bytes, &segments.0["b.seg"]));
+    assert_eq!(back, state);
 }
 
 /// The state file's format, with its operator state written as serde writes a slice by
