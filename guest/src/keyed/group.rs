@@ -90,7 +90,7 @@ impl<V> Group<V> {
         self.table.len()
     }
 
-    /// Every key and its slot.
+    /// Every slot (its key, mark and value).
     pub(super) fn iter(&self) -> impl Iterator<Item = &Slot<V>> {
         self.table.iter()
     }
