@@ -1,7 +1,11 @@
 //! The compiled-module cache the end-to-end tests share, so that each component is compiled
 //! once per target dir rather than once per test.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
 
 use crate::util::{Dir, target_dir};
 
@@ -13,6 +17,36 @@ pub fn shared_cache() -> PathBuf {
     let dir = target_dir().join("e2e-module-cache");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Whether the compiled-module cache folder `cache` holds a module of the component at
+/// `component`: the host names each after the component's SHA-256, then the engine's
+/// compatibility hash.
+pub fn holds_module(cache: &Path, component: &Path) -> bool {
+    let sha256 = hex::encode(Sha256::digest(std::fs::read(component).unwrap()));
+    std::fs::read_dir(cache).is_ok_and(|mut entries| {
+        entries.any(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with(&sha256) && name.ends_with(".cwasm")
+        })
+    })
+}
+
+/// Every file of the compiled-module cache of `dir`'s state folder, with its length and
+/// modification time. The host writes each module it compiles at once, anew (by rename), so a
+/// start that compiled nothing leaves these the same.
+pub fn cache_files(dir: &Dir) -> BTreeMap<String, (u64, SystemTime)> {
+    std::fs::read_dir(dir.home().join("cache"))
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                (metadata.len(), metadata.modified().unwrap()),
+            )
+        })
+        .collect()
 }
 
 /// Puts every file of `from` that `to` lacks into `to`: a hard link, or a copy across file

@@ -361,6 +361,7 @@ fn check_job(store: Store, args: CheckArgs, json: bool) -> anyhow::Result<ExitCo
 /// The object store at `url` (`s3://bucket/prefix`), configured from the `AWS_*` variables.
 fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
     let url = StoreUrl::parse(url).map_err(anyhow::Error::msg)?;
+    host::store::object::install_crypto_provider();
     let s3 = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name(&url.bucket)
         // `If-None-Match: *` for `_metadata` and leases, `If-Match` for takeovers.

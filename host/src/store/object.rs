@@ -58,6 +58,14 @@ const LEASE_RACES_MAX: u32 = 8;
 /// Worker threads of this back-end's runtime.
 const WORKER_THREADS: usize = 2;
 
+/// Makes `ring` the cryptography of rustls (TLS) for the process: the host builds reqwest's
+/// rustls without a provider of its own (see `host/Cargo.toml`), so this must run before an S3
+/// client is built. Idempotent.
+pub fn install_crypto_provider() {
+    // An error means a provider is installed already, and that one serves.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Points on an object store, and the leases this process holds there.
 pub struct ObjectPoints {
     store: Arc<dyn ObjectStore>,

@@ -89,6 +89,7 @@ impl Moto {
 
     /// A state folder under `home` whose points live on this server, under `prefix`.
     fn store(&self, home: &Path, prefix: &str) -> anyhow::Result<Store> {
+        host::store::object::install_crypto_provider();
         let s3 = AmazonS3Builder::new()
             .with_endpoint(format!("http://{}", self.endpoint))
             .with_allow_http(true)
