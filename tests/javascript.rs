@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::module_cache::{cache_files, holds_module, shared_cache};
+use crate::module_cache::{assert_compiled, cache_files, holds_module, shared_cache};
 use crate::util::{Dir, WordCount, assert_exactly_once, guest, input_text, replace_in};
 
 const LINES: usize = 2_000;
@@ -285,14 +285,10 @@ fn a_second_start_of_a_js_job_compiles_nothing() {
         },
     );
     dir.start(&[job.to_str().unwrap()]).wait_ok();
-    let cache = dir.home().join("cache");
-    for name in ["line_source", "tokenizer_js", "counter_v1_js", "file_sink"] {
-        assert!(
-            holds_module(&cache, &guest(name)),
-            "no compiled module of {name} in {}",
-            cache.display()
-        );
-    }
+    assert_compiled(
+        &dir,
+        &["line_source", "tokenizer_js", "counter_v1_js", "file_sink"].map(guest),
+    );
     let first = cache_files(&dir);
 
     // Let a recompilation show in the modification times, then run the same job again.

@@ -32,6 +32,20 @@ pub fn holds_module(cache: &Path, component: &Path) -> bool {
     })
 }
 
+/// Asserts that the compiled-module cache of `dir`'s state folder holds a module of each of
+/// `components`.
+pub fn assert_compiled(dir: &Dir, components: &[PathBuf]) {
+    let cache = dir.home().join("cache");
+    for component in components {
+        assert!(
+            holds_module(&cache, component),
+            "no compiled module of {} in {}",
+            component.display(),
+            cache.display()
+        );
+    }
+}
+
 /// Every file of the compiled-module cache of `dir`'s state folder, with its length and
 /// modification time. The host writes each module it compiles at once, anew (by rename), so a
 /// start that compiled nothing leaves these the same.

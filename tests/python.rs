@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::module_cache::{cache_files, holds_module};
+use crate::module_cache::{assert_compiled, cache_files};
 use crate::util::{Dir, WordCount, assert_exactly_once, guest, input_text, replace_in};
 
 const LINES: usize = 3_000;
@@ -227,14 +227,10 @@ fn an_all_python_job_is_exact_and_its_second_start_compiles_nothing() {
         .wait_code_within(ALL_PYTHON_WAIT_MAX);
     assert_eq!(code, Some(0), "the job failed:\n{stderr}");
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
-    let cache = dir.home().join("cache");
-    for name in ["line_source", "tokenizer", "counter_v1", "file_sink"] {
-        assert!(
-            holds_module(&cache, &py(name)),
-            "no compiled module of {name} in {}",
-            cache.display()
-        );
-    }
+    assert_compiled(
+        &dir,
+        &["line_source", "tokenizer", "counter_v1", "file_sink"].map(py),
+    );
     let cached = cache_files(&dir);
 
     // A second job of the same components on the same state folder loads them all.
