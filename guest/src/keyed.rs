@@ -88,15 +88,15 @@ impl<V> Keyed<V> {
 
     /// The value of the record's key, to change.
     pub fn get_mut(&mut self, record: &Record<'_>) -> Option<&mut V> {
-        let position = self.groups[self.index(record)].find(record.key)?;
-        Some(self.touch(record).mark(position))
+        let bucket = self.groups[self.index(record)].find(record.key)?;
+        Some(self.touch(record).mark(bucket))
     }
 
     /// The value of the record's key, made with `make` if it has none yet.
     pub fn or_insert_with(&mut self, record: &Record<'_>, make: impl FnOnce() -> V) -> &mut V {
         let group = self.touch(record);
-        let position = group.find_or_insert(record.key, make);
-        group.mark(position)
+        let bucket = group.find_or_insert(record.key, make);
+        group.mark(bucket)
     }
 
     /// The value of the record's key, `V::default()` if it has none yet.

@@ -1,17 +1,11 @@
 //! One key group's keys, and what changed in it since the previous snapshot.
 //!
-//! The slots (each a key, its value and the epoch it was last written in: its mark) lie
-//! densely in a vector, in the order their keys came; a hash table (hashbrown's, with its fast
-//! default hasher) holds each key's position in it. Dense, because a table of slots is up to
-//! half empty (it grows by doubling at seven eighths full): at 1 M keys in 128 groups, each
-//! group's 7 800 keys took 16 384 slots of 40 bytes, 84 MB where the keys fill 40. Every
-//! page of that was touched by a restore (a fresh page is a fault) and read by a full
-//! snapshot; the positions take 4 bytes a bucket.
-//!
-//! A snapshot of a few changes visits the positions listed when they were marked, reading each
-//! slot once rather than probing for its key again. A position stays its slot's until a removal
-//! moves the last slot into the hole (which lists it again if marked); growing the table or the
-//! vector moves none.
+//! The keys are in a hash table (hashbrown's, with its fast default hasher), each with its value
+//! and the epoch it was last written in (its mark). A snapshot of a few changes finds their slots
+//! by the buckets listed when they were marked, reading each slot once rather than probing for
+//! its key again (a lookup is two cache misses at 1 M keys: the table's control bytes, then the
+//! slot). Buckets stay where they are until the table rehashes, which only making room for a
+//! key does: the group lists its marked buckets again when that happens.
 
 use std::hash::BuildHasher;
 
@@ -53,10 +47,7 @@ impl<V> Slot<V> {
 /// One key group's keys, and what changed in it since the previous snapshot.
 #[derive(Debug)]
 pub(super) struct Group<V> {
-    /// Every key's slot, densely.
-    slots: Vec<Slot<V>>,
-    /// The position in `slots` of each key, by the key's hash.
-    positions: HashTable<u32>,
+    table: HashTable<Slot<V>>,
     hasher: DefaultHashBuilder,
     /// Whether it is listed in `Keyed::changed`.
     pub(super) changed: bool,
@@ -64,10 +55,9 @@ pub(super) struct Group<V> {
     dirty: usize,
     /// The current epoch: slots marked in it are dirty. Never 0.
     pub(super) epoch: u32,
-    /// The positions of the slots marked dirty, while they are few enough (see
-    /// [`Group::mark`]) that visiting them beats scanning the group; `None` once they are not.
-    /// Possibly repeated, and possibly stale by now (a removal moved a slot): a snapshot
-    /// visits only those still marked.
+    /// The buckets of the slots marked dirty, while they are few enough (see [`Group::mark`])
+    /// that visiting them beats scanning the group; `None` once they are not. Possibly
+    /// repeated, and possibly empty by now (a key removed).
     pub(super) listed: Option<Vec<u32>>,
     /// Keys removed since the previous snapshot, kept only while the group is `based`.
     removed: Vec<Key>,
@@ -81,8 +71,7 @@ pub(super) struct Group<V> {
 impl<V> Default for Group<V> {
     fn default() -> Self {
         Self {
-            slots: Vec::new(),
-            positions: HashTable::new(),
+            table: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             changed: false,
             dirty: 0,
@@ -98,117 +87,120 @@ impl<V> Default for Group<V> {
 impl<V> Group<V> {
     /// The keys held.
     pub(super) fn len(&self) -> usize {
-        self.slots.len()
+        self.table.len()
     }
 
     /// Every slot (its key, mark and value).
     pub(super) fn iter(&self) -> impl Iterator<Item = &Slot<V>> {
-        self.slots.iter()
+        self.table.iter()
     }
 
     /// The slot of `key`, if held.
     pub(super) fn get(&self, key: &[u8]) -> Option<&Slot<V>> {
-        self.find(key).map(|position| &self.slots[position])
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |slot| slot.key[..] == *key)
     }
 
-    /// The position of `key`'s slot, if held.
+    /// The bucket of `key`, if held.
     pub(super) fn find(&self, key: &[u8]) -> Option<usize> {
         let hash = self.hasher.hash_one(key);
-        let slots = &self.slots;
-        let found = self
-            .positions
-            .find(hash, |&at| slots[at as usize].key[..] == *key);
-        found.map(|&at| at as usize)
+        self.table
+            .find_bucket_index(hash, |slot| slot.key[..] == *key)
     }
 
-    /// The position of `key`'s slot, given a slot with `make`'s value if it has none.
+    /// The bucket of `key`, given a slot with `make`'s value if it has none.
     pub(super) fn find_or_insert(&mut self, key: &[u8], make: impl FnOnce() -> V) -> usize {
+        self.make_room();
         let hash = self.hasher.hash_one(key);
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        let rehash = |&at: &u32| hasher.hash_one(&slots[at as usize].key[..]);
-        match self
-            .positions
-            .entry(hash, |&at| slots[at as usize].key[..] == *key, rehash)
-        {
-            Entry::Occupied(entry) => *entry.get() as usize,
-            Entry::Vacant(entry) => {
-                let position = self.slots.len();
-                entry.insert(u32::try_from(position).expect("a group holds under 2^32 keys"));
-                self.slots.push(Slot::clean(key, make()));
-                position
-            }
+        let hasher = &self.hasher;
+        let rehash = |slot: &Slot<V>| hasher.hash_one(&slot.key[..]);
+        match self.table.entry(hash, |slot| slot.key[..] == *key, rehash) {
+            Entry::Occupied(entry) => entry.bucket_index(),
+            Entry::Vacant(entry) => entry.insert(Slot::clean(key, make())).bucket_index(),
         }
     }
 
-    /// Room for `n` more keys.
+    /// Room for one more key, so that inserting it moves no slot.
+    fn make_room(&mut self) {
+        self.reserve(1);
+    }
+
+    /// Room for `n` more keys. Making room can rehash, which moves the slots (and changes the
+    /// capacity: there was not room enough): the marked ones are listed again.
     pub(super) fn reserve(&mut self, n: usize) {
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        let rehash = |&at: &u32| hasher.hash_one(&slots[at as usize].key[..]);
-        self.positions.reserve(n, rehash);
-        self.slots.reserve(n);
+        let capacity = self.table.capacity();
+        let hasher = &self.hasher;
+        self.table.reserve(n, |slot| hasher.hash_one(&slot.key[..]));
+        if self.table.capacity() != capacity && self.listed.is_some() {
+            self.listed = self.marked_buckets();
+        }
     }
 
-    /// How many positions may be listed: an eighth of the group's keys, and at least 64.
+    /// The buckets of the dirty slots, if few enough to list.
+    fn marked_buckets(&self) -> Option<Vec<u32>> {
+        match self.dirty {
+            0 => return Some(Vec::new()),
+            dirty if dirty > self.listable() => return None,
+            _ => {}
+        }
+        let marked = self.table.iter_buckets().filter(|&bucket| {
+            let slot = self.table.get_bucket(bucket);
+            slot.is_some_and(|slot| slot.marked == self.epoch)
+        });
+        Some(marked.map(|bucket| bucket as u32).collect())
+    }
+
+    /// How many buckets may be listed: an eighth of the group's keys, and at least 64.
     fn listable(&self) -> usize {
-        64.max(self.slots.len() / 8)
+        64.max(self.table.len() / 8)
     }
 
-    /// Lists `position` as dirty, while the listed ones are [few enough](Group::listable).
-    fn list(&mut self, position: usize) {
+    /// Marks the slot in `bucket` (just found) dirty; its value, to change. Its bucket is listed
+    /// while the listed ones are [few enough](Group::listable): a snapshot then visits just them,
+    /// and otherwise scans the group.
+    pub(super) fn mark(&mut self, bucket: usize) -> &mut V {
         let listable = self.listable();
-        if let Some(listed) = &mut self.listed {
-            if listed.len() < listable {
-                listed.push(position as u32);
-            } else {
-                self.listed = None;
+        let slot = self
+            .table
+            .get_bucket_mut(bucket)
+            .expect("a bucket marked is one just found");
+        if slot.marked != self.epoch {
+            slot.marked = self.epoch;
+            self.dirty += 1;
+            if let Some(listed) = &mut self.listed {
+                if listed.len() < listable {
+                    listed.push(bucket as u32);
+                } else {
+                    self.listed = None;
+                }
             }
         }
-    }
-
-    /// Marks the slot at `position` (just found) dirty; its value, to change. Its position is
-    /// listed while the listed ones are [few enough](Group::listable): a snapshot then visits
-    /// just them, and otherwise scans the group.
-    pub(super) fn mark(&mut self, position: usize) -> &mut V {
-        if self.slots[position].marked != self.epoch {
-            self.slots[position].marked = self.epoch;
-            self.dirty += 1;
-            self.list(position);
-        }
-        &mut self.slots[position].value
+        &mut slot.value
     }
 
     /// Sets `key`'s value, marked dirty with `mark` (else as restored); the value it had.
     pub(super) fn put(&mut self, key: &[u8], value: V, mark: bool) -> Option<V> {
         let mut value = Some(value);
-        let position = self.find_or_insert(key, || value.take().expect("made once"));
+        let bucket = self.find_or_insert(key, || value.take().expect("made once"));
         let slot = match mark {
-            true => self.mark(position),
-            false => &mut self.slots[position].value,
+            true => self.mark(bucket),
+            false => {
+                let slot = self.table.get_bucket_mut(bucket).expect("just found");
+                &mut slot.value
+            }
         };
         value.map(|value| std::mem::replace(slot, value))
     }
 
-    /// Removes `key`, remembering it for the next delta if the host holds the group. The last
-    /// slot moves into its place.
+    /// Removes `key`, remembering it for the next delta if the host holds the group.
     pub(super) fn remove_key(&mut self, key: &[u8]) -> Option<V> {
         let hash = self.hasher.hash_one(key);
-        let slots = &self.slots;
         let entry = self
-            .positions
-            .find_entry(hash, |&at| slots[at as usize].key[..] == *key)
+            .table
+            .find_entry(hash, |slot| slot.key[..] == *key)
             .ok()?;
-        let position = entry.remove().0 as usize;
-        let last = self.slots.len() - 1;
-        if position != last {
-            let moved = self.hasher.hash_one(&self.slots[last].key[..]);
-            let at = self.positions.find_mut(moved, |&at| at as usize == last);
-            *at.expect("every slot has its position") = position as u32;
-        }
-        let Slot { key, marked, value } = self.slots.swap_remove(position);
+        let (Slot { key, marked, value }, _) = entry.remove();
         self.dirty -= usize::from(marked == self.epoch);
-        if position != last && self.slots[position].marked == self.epoch {
-            self.list(position);
-        }
         if self.based {
             self.removed.push(key);
         }
@@ -222,17 +214,17 @@ impl<V> Group<V> {
     /// bring every group to its threshold at the same checkpoint, and that one checkpoint
     /// would write (and pause for) the whole state.
     pub(super) fn goes_whole(&self, number: u32, full: bool) -> bool {
-        let keys = self.slots.len();
+        let keys = self.table.len();
         let threshold = keys + keys * ((number * 67) % 128) as usize / 128;
         full || !self.based || self.since_whole + self.dirty + self.removed.len() > threshold
     }
 
-    /// Sorts the listed positions and drops repeats, so that each is written once (and the
-    /// slots are read in order).
+    /// Sorts the listed buckets and drops repeats, so that each is written once (and the
+    /// table is read in order).
     pub(super) fn dedup_listed(&mut self) {
-        if let Some(positions) = &mut self.listed {
-            positions.sort_unstable();
-            positions.dedup();
+        if let Some(buckets) = &mut self.listed {
+            buckets.sort_unstable();
+            buckets.dedup();
         }
     }
 
@@ -243,7 +235,7 @@ impl<V> Group<V> {
             self.epoch = match self.epoch.checked_add(1) {
                 Some(next) => next,
                 None => {
-                    self.slots.iter_mut().for_each(|slot| slot.marked = 0);
+                    self.table.iter_mut().for_each(|slot| slot.marked = 0);
                     1
                 }
             };
@@ -253,25 +245,24 @@ impl<V> Group<V> {
             true => self.since_whole + self.dirty + self.removed.len(),
             false => 0,
         };
-        self.based = !self.slots.is_empty();
+        self.based = !self.table.is_empty();
         self.dirty = 0;
         self.removed.clear();
     }
 
     /// Its keys replaced by a whole state to come: written whole at the next snapshot.
     pub(super) fn replaced(&mut self) {
-        self.slots.clear();
-        self.positions.clear();
+        self.table.clear();
         self.dirty = 0;
         self.listed = Some(Vec::new());
         self.removed.clear();
         self.based = false;
     }
 
-    /// How many more keys it takes before the table of positions must grow.
+    /// How many more keys it takes before the table must grow.
     #[cfg(test)]
     pub(super) fn room(&self) -> usize {
-        self.positions.capacity() - self.positions.len()
+        self.table.capacity() - self.table.len()
     }
 
     /// The number of entries [`visit`](Group::visit) calls `each` with: every key, or with
@@ -279,12 +270,12 @@ impl<V> Group<V> {
     pub(super) fn count(&self, only_dirty: bool) -> usize {
         match only_dirty {
             true => self.dirty,
-            false => self.slots.len(),
+            false => self.table.len(),
         }
     }
 
     /// Calls `each` with every key and its value or, with `only_dirty`, those written since the
-    /// previous snapshot: by their listed positions (sorted and unique by then,
+    /// previous snapshot: by their listed buckets (sorted and unique by then,
     /// [`Group::dedup_listed`]) while they are listed, else by a scan. Returns how many it
     /// visited.
     pub(super) fn visit<E>(
@@ -299,13 +290,13 @@ impl<V> Group<V> {
         };
         let dirty = |slot: &&Slot<V>| slot.marked == self.epoch;
         match (only_dirty, &self.listed) {
-            (false, _) => self.slots.iter().try_for_each(&mut entry)?,
-            (true, Some(positions)) => positions
+            (false, _) => self.table.iter().try_for_each(&mut entry)?,
+            (true, Some(buckets)) => buckets
                 .iter()
-                .filter_map(|&at| self.slots.get(at as usize))
+                .filter_map(|&bucket| self.table.get_bucket(bucket as usize))
                 .filter(dirty)
                 .try_for_each(&mut entry)?,
-            (true, None) => self.slots.iter().filter(dirty).try_for_each(&mut entry)?,
+            (true, None) => self.table.iter().filter(dirty).try_for_each(&mut entry)?,
         }
         Ok(visited)
     }
