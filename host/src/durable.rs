@@ -85,19 +85,32 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Writes a file that lives inside a folder still being built (its name does not matter until
 /// the folder is renamed): write then fsync, so the later rename publishes complete data.
-/// `midway` runs when half of `bytes` is written (where a test injects a crash or a full
-/// disk, leaving a partial file behind).
+/// The file is `parts`, one after another, each written from where it lies (a state file's
+/// operator state is not copied into one buffer first). `midway` runs when half of the bytes
+/// are written (where a test injects a crash or a full disk, leaving a partial file behind).
 pub fn write_file_in_building_dir(
     path: &Path,
-    bytes: &[u8],
+    parts: &[&[u8]],
     midway: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
     let mut file = File::create(path)?;
-    let (first, second) = bytes.split_at(bytes.len() / 2);
-    file.write_all(first)?;
-    midway()?;
-    file.write_all(second)?;
-    journal(|| Step::Write(path.to_owned(), bytes.to_vec()));
+    let half = parts.iter().map(|part| part.len()).sum::<usize>() / 2;
+    let mut midway = Some(midway);
+    let mut written = 0;
+    for part in parts {
+        let (before, after) = part.split_at(half.saturating_sub(written).min(part.len()));
+        file.write_all(before)?;
+        written += before.len();
+        if written == half {
+            midway.take().map_or(Ok(()), |midway| midway())?;
+        }
+        file.write_all(after)?;
+        written += after.len();
+    }
+    if let Some(midway) = midway {
+        midway()?; // no parts: an empty file, half written
+    }
+    journal(|| Step::Write(path.to_owned(), parts.concat()));
     file.sync_all()?;
     journal(|| Step::SyncFile(path.to_owned()));
     Ok(())
@@ -153,9 +166,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let building = dir.path().join(".in-progress-1");
         fs::create_dir(&building).unwrap();
-        write_file_in_building_dir(&building.join("a.state"), b"x", || Ok(())).unwrap();
+        write_file_in_building_dir(&building.join("a.state"), &[b"x"], || Ok(())).unwrap();
         publish_dir(&building, &dir.path().join("1")).unwrap();
         assert_eq!(fs::read(dir.path().join("1/a.state")).unwrap(), b"x");
         assert!(!building.exists());
+    }
+
+    #[test]
+    fn a_file_of_parts_is_their_concatenation_and_midway_runs_at_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.state");
+        let parts: [&[u8]; 3] = [b"ab", b"cdefgh", b"ij"];
+        let seen = std::cell::Cell::new(None);
+        let midway = || {
+            seen.set(Some(fs::read(&path)?));
+            Ok(())
+        };
+        write_file_in_building_dir(&path, &parts, midway).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"abcdefghij");
+        assert_eq!(
+            seen.take().as_deref(),
+            Some(&b"abcde"[..]),
+            "half written, then midway"
+        );
+        // A failure midway leaves the first half only.
+        let error = write_file_in_building_dir(&path, &parts, || Err(io::Error::other("full")));
+        assert_eq!(error.unwrap_err().to_string(), "full");
+        assert_eq!(fs::read(&path).unwrap(), b"abcde");
     }
 }

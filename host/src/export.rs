@@ -134,7 +134,7 @@ fn refuse_unless_empty(to: &Path) -> Result<(), ExportError> {
 
 /// Writes a file of the folder being built, fsynced.
 fn write_new(path: &Path, bytes: &[u8], total: &mut u64) -> Result<(), ExportError> {
-    durable::write_file_in_building_dir(path, bytes, || Ok(())).map_err(write_error(path))?;
+    durable::write_file_in_building_dir(path, &[bytes], || Ok(())).map_err(write_error(path))?;
     *total += bytes.len() as u64;
     Ok(())
 }

@@ -46,7 +46,8 @@ impl Store {
                 }
             }
             // A fault at this phase strikes halfway through the state file's upload.
-            object.write_state(&self.layout, &at.join(&file), blob, midway)?;
+            let blob = blob.to_vec();
+            object.write_state(&self.layout, &at.join(&file), &blob, midway)?;
         } else {
             let dir = self.layout.in_progress(job, checkpoint);
             durable::create_dir(&dir).map_err(io_error(&dir))?;
@@ -55,19 +56,20 @@ impl Store {
                 let linked = earlier(name).map(|from| link_if_present(&from, &path));
                 if !linked.transpose()?.unwrap_or(false) {
                     let bytes = state_file::segment_bytes(pieces);
-                    durable::write_file_in_building_dir(&path, &bytes, || Ok(()))
+                    durable::write_file_in_building_dir(&path, &[&bytes], || Ok(()))
                         .map_err(io_error(&path))?;
                 }
             }
             let path = dir.join(&file);
             // A fault at this phase strikes with half the file written.
-            durable::write_file_in_building_dir(&path, blob, midway).map_err(io_error(&path))?;
+            durable::write_file_in_building_dir(&path, &blob.parts(), midway)
+                .map_err(io_error(&path))?;
         }
         Ok(StateFile {
             subtask,
             file,
             len: blob.len() as u64,
-            checksum: metadata::checksum(blob),
+            checksum: blob.checksum(),
         })
     }
 
@@ -131,7 +133,8 @@ impl Store {
         let from = self.layout.in_progress(&metadata.job, metadata.checkpoint);
         durable::create_dir(&from).map_err(io_error(&from))?;
         let path = from.join(METADATA_FILE);
-        durable::write_file_in_building_dir(&path, &bytes, || Ok(())).map_err(io_error(&path))?;
+        durable::write_file_in_building_dir(&path, &[&bytes], || Ok(()))
+            .map_err(io_error(&path))?;
         self.fault_point(Phase::MetadataWritten, metadata.checkpoint)
             .map_err(io_error(&path))?;
         // Until this rename, a crash leaves only an in-progress folder that no reader lists.

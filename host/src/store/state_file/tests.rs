@@ -48,7 +48,7 @@ fn a_state_file_round_trips_through_its_segments() {
     let encoded = encode(&state);
     let mut segments = InMemory::of(&encoded);
     assert!(segments.0["a.seg"].starts_with(b"onetwo"));
-    let back = decode(&Bytes::from(encoded.state_file.clone()))
+    let back = decode(&Bytes::from(encoded.state_file.to_vec()))
         .unwrap()
         .load(&mut segments)
         .unwrap();
@@ -66,7 +66,7 @@ fn within(part: &Bytes, whole: &Bytes) -> bool {
 fn written_and_read(state: &Held) -> (Bytes, InMemory, Held) {
     let encoded = encode(state);
     let (file, mut segments) = (
-        Bytes::from(encoded.state_file.clone()),
+        Bytes::from(encoded.state_file.to_vec()),
         InMemory::of(&encoded),
     );
     let back = decode(&file).unwrap().load(&mut segments).unwrap();
@@ -120,10 +120,35 @@ fn the_operator_state_is_written_as_bytes_in_the_format_it_always_had() {
         operator_state: &state.operator_state,
         segments: vec![("a.seg", 1, &[1][..])],
     };
-    assert_eq!(encoded.state_file, postcard::to_stdvec(&before).unwrap());
-    let back = decode(&Bytes::from(encoded.state_file.clone())).unwrap();
+    assert_eq!(
+        encoded.state_file.to_vec(),
+        postcard::to_stdvec(&before).unwrap()
+    );
+    let back = decode(&Bytes::from(encoded.state_file.to_vec())).unwrap();
     let back = back.load(&mut InMemory::of(&encoded)).unwrap();
     assert_eq!(back.operator_state, state.operator_state);
+}
+
+#[test]
+fn the_state_file_is_written_in_parts_sharing_the_operator_state() {
+    let mut state = held(&[(1, false, b"one")], "a.seg", 1);
+    take(&mut state, &[(2, false, b"two")], "b.seg", 2);
+    state.operator_state = vec![7u8; 300].into();
+    let encoded = encode(&state);
+    let whole = postcard::to_stdvec(&Index {
+        operator_state: &state.operator_state,
+        segments: vec![("a.seg", 1, &[1][..]), ("b.seg", 2, &[1][..])],
+    })
+    .unwrap();
+    assert_eq!(encoded.state_file.to_vec(), whole);
+    assert_eq!(encoded.state_file.len(), whole.len());
+    assert_eq!(encoded.state_file.checksum(), checksum(&whole));
+    let [_, operator_state, _] = encoded.state_file.parts();
+    assert_eq!(
+        operator_state.as_ptr(),
+        state.operator_state.as_ptr(),
+        "not a copy"
+    );
 }
 
 #[test]
@@ -152,7 +177,7 @@ fn later_pieces_go_to_the_new_segment_and_a_segment_written_again_keeps_its_entr
     let mut segments = InMemory::of(&encoded);
     assert!(segments.0["a.seg"].starts_with(b"\0\0\0two"));
     assert_eq!(table(&segments, "a.seg")[0], BLANK);
-    let back = decode(&Bytes::from(encoded.state_file.clone()))
+    let back = decode(&Bytes::from(encoded.state_file.to_vec()))
         .unwrap()
         .load(&mut segments)
         .unwrap();
@@ -171,7 +196,7 @@ fn a_byte_changed_anywhere_in_a_segment_or_a_name_outside_the_folder_is_refused(
         let mut bytes = damaged.0["a.seg"].to_vec();
         bytes[at] ^= 1;
         damaged.0.insert("a.seg".to_owned(), bytes.into());
-        let error = decode(&Bytes::from(encoded.state_file.clone()))
+        let error = decode(&Bytes::from(encoded.state_file.to_vec()))
             .unwrap()
             .load(&mut damaged);
         assert_eq!(
@@ -187,7 +212,7 @@ fn a_byte_changed_anywhere_in_a_segment_or_a_name_outside_the_folder_is_refused(
         assert!(!is_segment_name(bad), "{bad}");
     }
     let escaping = held(&[(1, false, b"one")], "../a.seg", 1);
-    let error = decode(&Bytes::from(encode(&escaping).state_file)).unwrap_err();
+    let error = decode(&Bytes::from(encode(&escaping).state_file.to_vec())).unwrap_err();
     assert_eq!(
         error,
         "the state file names `../a.seg`, which is no segment file"
@@ -205,7 +230,7 @@ fn a_chain_that_does_not_start_whole_is_refused() {
     segments
         .0
         .insert("a.seg".to_owned(), segment_bytes(&pieces).into());
-    let error = decode(&Bytes::from(encoded.state_file.clone()))
+    let error = decode(&Bytes::from(encoded.state_file.to_vec()))
         .unwrap()
         .load(&mut segments);
     assert_eq!(
