@@ -316,6 +316,13 @@ pub fn checksum(bytes: &[u8]) -> [u8; 16] {
     xxh3_128(bytes).to_le_bytes()
 }
 
+/// [`checksum`] of `parts` one after another, without joining them.
+pub fn checksum_of_parts(parts: &[&[u8]]) -> [u8; 16] {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    parts.iter().for_each(|part| hasher.update(part));
+    hasher.digest128().to_le_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{Held, Home, Piece};
-use crate::store::metadata::checksum;
+use crate::store::metadata::{checksum, checksum_of_parts};
 
 /// A state file: postcard of this.
 #[derive(Serialize, Deserialize)]
@@ -173,9 +173,7 @@ impl StateFileBytes {
 
     /// The checksum of the whole, as [`checksum`] of its bytes in one piece gives it.
     pub fn checksum(&self) -> [u8; 16] {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        self.parts().iter().for_each(|part| hasher.update(part));
-        hasher.digest128().to_le_bytes()
+        checksum_of_parts(&self.parts())
     }
 
     /// The bytes in one piece (a copy).
