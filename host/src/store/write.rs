@@ -46,8 +46,8 @@ impl Store {
                 }
             }
             // A fault at this phase strikes halfway through the state file's upload.
-            let blob = blob.to_vec();
-            object.write_state(&self.layout, &at.join(&file), &blob, midway)?;
+            let joined = blob.to_vec();
+            object.write_state(&self.layout, &at.join(&file), &joined, midway)?;
         } else {
             let dir = self.layout.in_progress(job, checkpoint);
             durable::create_dir(&dir).map_err(io_error(&dir))?;
