@@ -220,12 +220,13 @@ impl ObjectPoints {
     }
 
     /// Writes one state object. A blob above [`MULTIPART_THRESHOLD_BYTES`] goes up in parts;
-    /// `midway` runs halfway (where a test crashes or fails the write).
+    /// `midway` runs halfway (where a test crashes or fails the write). A single put sends
+    /// `blob` as it lies; the parts of a multipart upload are copied into its buffers.
     pub fn write_state(
         &self,
         layout: &Layout,
         location: &Path,
-        blob: &[u8],
+        blob: Bytes,
         midway: impl FnOnce() -> io::Result<()>,
     ) -> Result<(), StoreError> {
         let key = self.key_of(layout, location);
@@ -234,7 +235,6 @@ impl ObjectPoints {
             path: PathBuf::from(url.clone()),
             source,
         };
-        let blob = Bytes::copy_from_slice(blob);
         if blob.len() <= MULTIPART_THRESHOLD_BYTES {
             // A crash here leaves this subtask's object absent: a single put is atomic.
             midway().map_err(midway_failed)?;

@@ -7,6 +7,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+
 use super::layout::METADATA_FILE;
 use super::{Layout, Metadata, StateFile, Store, StoreError, io_error, metadata, state_file};
 use crate::durable;
@@ -41,13 +43,14 @@ impl Store {
                 let (to, layout) = (at.join(name), &self.layout);
                 let copied = earlier(name).map(|from| object.copy_if_present(layout, &from, &to));
                 if !copied.transpose()?.unwrap_or(false) {
-                    let bytes = state_file::segment_bytes(pieces);
-                    object.write_state(layout, &to, &bytes, || Ok(()))?;
+                    let bytes = Bytes::from(state_file::segment_bytes(pieces));
+                    object.write_state(layout, &to, bytes, || Ok(()))?;
                 }
             }
             // A fault at this phase strikes halfway through the state file's upload.
-            let joined = blob.to_vec();
-            object.write_state(&self.layout, &at.join(&file), &joined, midway)?;
+            // One copy: the object store sends one contiguous body.
+            let joined = Bytes::from(blob.to_vec());
+            object.write_state(&self.layout, &at.join(&file), joined, midway)?;
         } else {
             let dir = self.layout.in_progress(job, checkpoint);
             durable::create_dir(&dir).map_err(io_error(&dir))?;
