@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::guest_log::GuestLog;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Func, InstancePre, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{
     Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder,
@@ -18,6 +18,7 @@ use super::bindings::{
     Batch, Context, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin, live_operator,
     operator, sink, source,
 };
+use super::borrowed::RestoredRef;
 use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
 use crate::ids::Role;
 use crate::ids::SubtaskId;
@@ -105,6 +106,14 @@ impl RolePre {
             Role::Sink => RolePre::Sink(sink::SinkPre::new(pre)?),
         })
     }
+
+    fn instance_pre(&self) -> &InstancePre<HostState> {
+        match self {
+            RolePre::Source(pre) => pre.instance_pre(),
+            RolePre::Operator(pre, _) => pre.instance_pre(),
+            RolePre::Sink(pre) => pre.instance_pre(),
+        }
+    }
 }
 
 enum Bindings {
@@ -114,11 +123,33 @@ enum Bindings {
     Sink(sink::Sink),
 }
 
+impl Bindings {
+    /// The exports of `instance`, of the world `pre` checked.
+    fn new(
+        pre: &RolePre,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Self> {
+        Ok(match pre {
+            RolePre::Source(_) => Bindings::Source(source::Source::new(store, instance)?),
+            RolePre::Operator(_, live) => {
+                let live = live.as_ref().map(|l| l.load(&mut *store, instance));
+                let bindings = operator::Operator::new(store, instance)?;
+                Bindings::Operator(bindings, live.transpose()?)
+            }
+            RolePre::Sink(_) => Bindings::Sink(sink::Sink::new(store, instance)?),
+        })
+    }
+}
+
 /// A live instance owned by one subtask.
 pub struct Instance {
     subtask: SubtaskId,
     store: Store<HostState>,
     bindings: Bindings,
+    /// Its `restore` export, called with state it borrows ([`RestoredRef`]) rather than
+    /// through the bindings, whose `Restored` owns a copy.
+    restore: Func,
     call_ticks_max: u64,
 }
 
@@ -198,25 +229,16 @@ impl Engine {
             module: module.path.clone(),
             reason: format!("{e:#}"),
         };
-        let bindings = match &module.pre {
-            RolePre::Source(pre) => {
-                Bindings::Source(pre.instantiate_async(&mut store).await.map_err(failed)?)
-            }
-            RolePre::Operator(pre, live) => {
-                let instance = pre.instance_pre().instantiate_async(&mut store).await;
-                let instance = instance.map_err(failed)?;
-                let bindings = operator::Operator::new(&mut store, &instance).map_err(failed)?;
-                let live = live.as_ref().map(|l| l.load(&mut store, &instance));
-                Bindings::Operator(bindings, live.transpose().map_err(failed)?)
-            }
-            RolePre::Sink(pre) => {
-                Bindings::Sink(pre.instantiate_async(&mut store).await.map_err(failed)?)
-            }
-        };
+        let instance = module.pre.instance_pre().instantiate_async(&mut store).await;
+        let instance = instance.map_err(failed)?;
+        let bindings = Bindings::new(&module.pre, &mut store, &instance).map_err(failed)?;
+        let restore = instance.get_func(&mut store, "restore");
+        let restore = restore.ok_or_else(|| failed(wasmtime::Error::msg("no `restore` export")))?;
         Ok(Instance {
             subtask,
             store,
             bindings,
+            restore,
             call_ticks_max: limits.call_ms_max.div_ceil(EPOCH_TICK_MS),
         })
     }
@@ -352,13 +374,22 @@ impl Instance {
         self.outcome("snapshot", result)
     }
 
-    /// Restores the subtask's state from state `origin` wrote.
+    /// Restores the subtask's state from state `origin` wrote, lowered into the guest from
+    /// where the host holds it.
     pub async fn restore(
         &mut self,
-        state: &Restored,
+        state: &RestoredRef<'_>,
         origin: &StateOrigin,
     ) -> Result<(), GuestError> {
-        let result = call_stateful!(self, call_restore, state, origin);
+        let deadline = self.arm_deadline();
+        let (restore, store) = (self.restore, &mut self.store);
+        let call = async move {
+            type Params<'s, 'b> = (&'s RestoredRef<'b>, &'s StateOrigin);
+            let typed = restore.typed::<Params<'_, '_>, (Result<(), String>,)>(&*store)?;
+            let (result,) = typed.call_async(store, (state, origin)).await?;
+            Ok(result)
+        };
+        let result = bounded(deadline, call).await;
         self.outcome("restore", result)
     }
 

@@ -8,6 +8,7 @@
 //! grants.
 
 pub mod bindings;
+pub mod borrowed;
 pub mod guest_log;
 pub mod instance;
 

@@ -18,7 +18,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use host::engine::bindings::{Batch, KeyGroupState, Restored, StateOrigin};
+use host::engine::bindings::{Batch, StateOrigin};
+use host::engine::borrowed::{KeyGroupStateRef, RestoredRef};
 use host::engine::{CacheMode, Engine, Instance, Limits};
 use host::ids::{CheckpointId, JobId, OperatorId};
 use host::snapshot::Held;
@@ -245,18 +246,11 @@ impl Costs {
 async fn restore_time(guests: &Path, scratch: &Path, held: &Held) -> anyhow::Result<Duration> {
     let mut fresh = counter(guests, scratch).await?;
     let key_groups = held.key_groups.iter().flat_map(|(&key_group, chain)| {
-        chain
-            .iter()
-            .enumerate()
-            .map(move |(i, piece)| KeyGroupState {
-                key_group,
-                delta: i > 0,
-                state: piece.bytes.to_vec(),
-            })
+        KeyGroupStateRef::chain(key_group, chain.iter().map(|piece| &piece.bytes[..]))
     });
-    let restored = Restored {
+    let restored = RestoredRef {
         parallelism: 1,
-        operator_states: vec![held.operator_state.to_vec()],
+        operator_states: vec![&held.operator_state[..]],
         key_groups: key_groups.collect(),
     };
     let origin = StateOrigin {
