@@ -290,7 +290,10 @@ mod tests {
         assert_eq!(before, [&b"ab"[..], b"c"]);
         assert_eq!(after, [&b"def"[..], b"g"]);
         let (before, after) = split_parts(&parts, 2);
-        assert_eq!((before, after), (vec![&b"ab"[..]], vec![&b"cdef"[..], b"g"]));
+        assert_eq!(
+            (before, after),
+            (vec![&b"ab"[..]], vec![&b"cdef"[..], b"g"])
+        );
         assert_eq!(split_parts(&parts, 0).0, Vec::<&[u8]>::new());
     }
 
@@ -323,7 +326,10 @@ mod tests {
         let mut writer = WriteBack::new(&file);
         let long = vec![1u8; WRITE_BACK_BYTES + 1];
         writer.write(&[b"x", &long, b"yz"]).unwrap();
-        assert_eq!((writer.written, writer.started), (long.len() + 3, long.len() + 3));
+        assert_eq!(
+            (writer.written, writer.started),
+            (long.len() + 3, long.len() + 3)
+        );
         assert_eq!(file.metadata().unwrap().len(), long.len() as u64 + 3);
     }
 }

@@ -15,8 +15,8 @@ use wasmtime_wasi::{
 };
 
 use super::bindings::{
-    Batch, Context, ModuleInfo, PollResult, Restored, Snapshot, StateOrigin, live_operator,
-    operator, sink, source,
+    Batch, Context, ModuleInfo, PollResult, Snapshot, StateOrigin, live_operator, operator, sink,
+    source,
 };
 use super::borrowed::RestoredRef;
 use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
@@ -118,8 +118,7 @@ impl RolePre {
 
 enum Bindings {
     Source(source::Source),
-    /// An operator, and its `catch-up` export if it has one.
-    Operator(operator::Operator, Option<live_operator::LiveOperator>),
+    Operator(operator::Operator),
     Sink(sink::Sink),
 }
 
@@ -132,11 +131,7 @@ impl Bindings {
     ) -> wasmtime::Result<Self> {
         Ok(match pre {
             RolePre::Source(_) => Bindings::Source(source::Source::new(store, instance)?),
-            RolePre::Operator(_, live) => {
-                let live = live.as_ref().map(|l| l.load(&mut *store, instance));
-                let bindings = operator::Operator::new(store, instance)?;
-                Bindings::Operator(bindings, live.transpose()?)
-            }
+            RolePre::Operator(..) => Bindings::Operator(operator::Operator::new(store, instance)?),
             RolePre::Sink(_) => Bindings::Sink(sink::Sink::new(store, instance)?),
         })
     }
@@ -147,11 +142,50 @@ pub struct Instance {
     subtask: SubtaskId,
     store: Store<HostState>,
     bindings: Bindings,
-    /// Its `restore` export, called with state it borrows ([`RestoredRef`]) rather than
-    /// through the bindings, whose `Restored` owns a copy.
-    restore: Func,
+    /// Its exports that take state, called with state they borrow ([`RestoredRef`]) rather
+    /// than through the bindings, whose `Restored` owns a copy.
+    state_exports: StateExports,
     call_ticks_max: u64,
 }
+
+/// An instance's exports that take state: `restore`, and `catch-up`'s `restore-changes` in a
+/// `live-operator`.
+struct StateExports {
+    restore: Func,
+    restore_changes: Option<Func>,
+}
+
+impl StateExports {
+    /// Those of `instance`; `restore-changes` only if `pre` found `catch-up`.
+    fn new(
+        pre: &RolePre,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Self> {
+        let missing = |name| move || wasmtime::Error::msg(format!("no `{name}` export"));
+        let restore = instance.get_func(&mut *store, "restore");
+        let restore = restore.ok_or_else(missing("restore"))?;
+        let restore_changes = match pre {
+            RolePre::Operator(_, Some(_)) => {
+                let interface = instance.get_export_index(&mut *store, None, CATCH_UP);
+                let interface = interface.ok_or_else(missing(CATCH_UP))?;
+                let func =
+                    instance.get_export_index(&mut *store, Some(&interface), "restore-changes");
+                let func = func.and_then(|func| instance.get_func(&mut *store, func));
+                Some(func.ok_or_else(missing("restore-changes"))?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            restore,
+            restore_changes,
+        })
+    }
+}
+
+/// The `catch-up` interface's name, as a component exports it (the WIT package's version:
+/// a test reads it from `wit/operator.wit`).
+const CATCH_UP: &str = "jobhost:operator/catch-up@0.3.1";
 
 /// What the job file grants an instance beyond computing: folders, and the clocks.
 #[derive(Clone, Copy, Debug)]
@@ -229,16 +263,20 @@ impl Engine {
             module: module.path.clone(),
             reason: format!("{e:#}"),
         };
-        let instance = module.pre.instance_pre().instantiate_async(&mut store).await;
+        let instance = module
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut store)
+            .await;
         let instance = instance.map_err(failed)?;
         let bindings = Bindings::new(&module.pre, &mut store, &instance).map_err(failed)?;
-        let restore = instance.get_func(&mut store, "restore");
-        let restore = restore.ok_or_else(|| failed(wasmtime::Error::msg("no `restore` export")))?;
+        let state_exports =
+            StateExports::new(&module.pre, &mut store, &instance).map_err(failed)?;
         Ok(Instance {
             subtask,
             store,
             bindings,
-            restore,
+            state_exports,
             call_ticks_max: limits.call_ms_max.div_ceil(EPOCH_TICK_MS),
         })
     }
@@ -298,7 +336,7 @@ macro_rules! call_stateful {
         let deadline = $self.arm_deadline();
         match &$self.bindings {
             Bindings::Source(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
-            Bindings::Operator(b, _) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
+            Bindings::Operator(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
             Bindings::Sink(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
         }
     }};
@@ -308,7 +346,7 @@ macro_rules! call_stateful {
 macro_rules! call_role {
     ($self:ident, $role:ident, $method:ident, $name:literal $(, $arg:expr)*) => {{
         let deadline = $self.arm_deadline();
-        let Bindings::$role(b, ..) = &$self.bindings else {
+        let Bindings::$role(b) = &$self.bindings else {
             unreachable!(concat!("`", $name, "` called on a subtask that is not a ", stringify!($role)))
         };
         let result = bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await;
@@ -381,38 +419,48 @@ impl Instance {
         state: &RestoredRef<'_>,
         origin: &StateOrigin,
     ) -> Result<(), GuestError> {
-        let deadline = self.arm_deadline();
-        let (restore, store) = (self.restore, &mut self.store);
-        let call = async move {
-            type Params<'s, 'b> = (&'s RestoredRef<'b>, &'s StateOrigin);
-            let typed = restore.typed::<Params<'_, '_>, (Result<(), String>,)>(&*store)?;
-            let (result,) = typed.call_async(store, (state, origin)).await?;
-            Ok(result)
-        };
-        let result = bounded(deadline, call).await;
-        self.outcome("restore", result)
+        let restore = self.state_exports.restore;
+        self.call_with_state(restore, "restore", state, origin)
+            .await
     }
 
     /// Whether the module implements `live-operator`: it can catch up (`restore_changes`).
     pub fn catches_up(&self) -> bool {
-        matches!(self.bindings, Bindings::Operator(_, Some(_)))
+        self.state_exports.restore_changes.is_some()
     }
 
     /// Operators of `live-operator`: applies `changes` (written by `origin`) on top of the
     /// state `restore` loaded.
     pub async fn restore_changes(
         &mut self,
-        changes: &Restored,
+        changes: &RestoredRef<'_>,
+        origin: &StateOrigin,
+    ) -> Result<(), GuestError> {
+        let Some(restore_changes) = self.state_exports.restore_changes else {
+            unreachable!("`restore-changes` called on an instance without `catch-up`")
+        };
+        self.call_with_state(restore_changes, "restore-changes", changes, origin)
+            .await
+    }
+
+    /// Calls `func`, the export `name` taking `(restored, state-origin)`, with `state`.
+    async fn call_with_state(
+        &mut self,
+        func: Func,
+        name: &'static str,
+        state: &RestoredRef<'_>,
         origin: &StateOrigin,
     ) -> Result<(), GuestError> {
         let deadline = self.arm_deadline();
-        let Bindings::Operator(_, Some(live)) = &self.bindings else {
-            unreachable!("`restore-changes` called on an instance without `catch-up`")
+        let store = &mut self.store;
+        let call = async move {
+            type Params<'s, 'b> = (&'s RestoredRef<'b>, &'s StateOrigin);
+            let typed = func.typed::<Params<'_, '_>, (Result<(), String>,)>(&*store)?;
+            let (result,) = typed.call_async(store, (state, origin)).await?;
+            Ok(result)
         };
-        let catch_up = live.jobhost_operator_catch_up();
-        let call = catch_up.call_restore_changes(&mut self.store, changes, origin);
         let result = bounded(deadline, call).await;
-        self.outcome("restore-changes", result)
+        self.outcome(name, result)
     }
 
     /// Operators: transforms a batch.
@@ -449,5 +497,20 @@ impl Instance {
     /// Sinks: reconciles the outside world with the restored checkpoint `checkpoint`.
     pub async fn recover(&mut self, checkpoint: u64) -> Result<(), GuestError> {
         call_role!(self, Sink, call_recover, "recover", checkpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// [`super::CATCH_UP`] names the interface of the WIT package the bindings come from.
+    #[test]
+    fn the_catch_up_interface_is_named_with_the_packages_version() {
+        let wit =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/operator.wit"));
+        let wit = wit.expect("the WIT package");
+        let package = wit.lines().find_map(|line| line.strip_prefix("package "));
+        let package = package.expect("a package line").trim_end_matches(';');
+        let (name, version) = package.split_once('@').expect("a versioned package");
+        assert_eq!(super::CATCH_UP, format!("{name}/catch-up@{version}"));
     }
 }

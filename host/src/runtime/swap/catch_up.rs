@@ -11,7 +11,8 @@ use tokio::time::{Duration, Instant};
 
 use super::{Handover, Taken, answer, held_by_subtask, receive_all};
 use crate::engine::Instance;
-use crate::engine::bindings::{KeyGroupState, Restored, StateOrigin};
+use crate::engine::bindings::StateOrigin;
+use crate::engine::borrowed::{KeyGroupStateRef, RestoredRef};
 use crate::ids::CheckpointId;
 use crate::runtime::subtask::Event;
 use crate::runtime::{OperatorInfo, SwapFailure};
@@ -176,15 +177,17 @@ async fn catch_up(
         module_sha256: running.module_sha256.clone(),
     };
     for (instance, (index, held)) in instances.iter_mut().zip(now) {
-        let changes = held.changes_since(base[&index]).into_iter();
-        let key_groups = changes.map(|(key_group, delta, state)| KeyGroupState {
-            key_group,
-            delta,
-            state: state.to_vec(),
-        });
-        let changes = Restored {
+        let changes = held.changes_since(base[&index]);
+        let key_groups = changes
+            .iter()
+            .map(|(key_group, delta, state)| KeyGroupStateRef {
+                key_group: *key_group,
+                delta: *delta,
+                state: &state[..],
+            });
+        let changes = RestoredRef {
             parallelism: running.parallelism,
-            operator_states: vec![held.operator_state.to_vec()],
+            operator_states: vec![&held.operator_state[..]],
             key_groups: key_groups.collect(),
         };
         let caught_up = instance.restore_changes(&changes, &origin).await;
