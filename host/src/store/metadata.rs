@@ -97,7 +97,7 @@ pub enum StateLayout {
     /// whole (format 2).
     Grouped,
     /// Each file holds its subtask's operator state and keyed state by key group, each group
-    /// as a chain: whole, then deltas ([`crate::snapshot::Held::encode`], format 3).
+    /// as a chain: whole, then deltas ([`crate::store::state_file::encode`], format 3).
     Chained,
 }
 
