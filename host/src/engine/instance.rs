@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use super::guest_log::GuestLog;
-use wasmtime::component::{Component, Func, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{
+    Component, ComponentExportIndex, Func, InstancePre, Linker, ResourceTable,
+};
 use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{
     Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder,
@@ -80,10 +82,11 @@ pub fn world_name(role: Role) -> &'static str {
 #[derive(Clone)]
 pub(super) enum RolePre {
     Source(source::SourcePre<HostState>),
-    /// An operator, and where its `catch-up` export is if it has one (`live-operator`).
+    /// An operator, and where its `catch-up`'s `restore-changes` export is if it has one
+    /// (`live-operator`).
     Operator(
         operator::OperatorPre<HostState>,
-        Option<live_operator::LiveOperatorIndices>,
+        Option<ComponentExportIndex>,
     ),
     Sink(sink::SinkPre<HostState>),
 }
@@ -99,9 +102,14 @@ impl RolePre {
         Ok(match role {
             Role::Source => RolePre::Source(source::SourcePre::new(pre)?),
             Role::Operator => {
-                // Only the `catch-up` export can be missing: the rest is `operator`'s.
+                // Only the `catch-up` export can be missing: the rest is `operator`'s. The
+                // bindings check its type; `restore-changes` is called with borrowed state.
                 let live = live_operator::LiveOperatorIndices::new(&pre).ok();
-                RolePre::Operator(operator::OperatorPre::new(pre)?, live)
+                let restore_changes = live.and_then(|_| {
+                    let interface = component.get_export_index(None, CATCH_UP)?;
+                    component.get_export_index(Some(&interface), "restore-changes")
+                });
+                RolePre::Operator(operator::OperatorPre::new(pre)?, restore_changes)
             }
             Role::Sink => RolePre::Sink(sink::SinkPre::new(pre)?),
         })
@@ -156,7 +164,7 @@ struct StateExports {
 }
 
 impl StateExports {
-    /// Those of `instance`; `restore-changes` only if `pre` found `catch-up`.
+    /// Those of `instance`; `restore-changes` only where `pre` found it.
     fn new(
         pre: &RolePre,
         store: &mut Store<HostState>,
@@ -166,12 +174,8 @@ impl StateExports {
         let restore = instance.get_func(&mut *store, "restore");
         let restore = restore.ok_or_else(missing("restore"))?;
         let restore_changes = match pre {
-            RolePre::Operator(_, Some(_)) => {
-                let interface = instance.get_export_index(&mut *store, None, CATCH_UP);
-                let interface = interface.ok_or_else(missing(CATCH_UP))?;
-                let func =
-                    instance.get_export_index(&mut *store, Some(&interface), "restore-changes");
-                let func = func.and_then(|func| instance.get_func(&mut *store, func));
+            RolePre::Operator(_, Some(index)) => {
+                let func = instance.get_func(&mut *store, index);
                 Some(func.ok_or_else(missing("restore-changes"))?)
             }
             _ => None,
