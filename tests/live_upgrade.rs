@@ -113,9 +113,9 @@ fn a_live_upgrade_from_v1_to_v2_mid_stream_gives_the_uninterrupted_output() {
     assert_v1_then_v2(&output);
 }
 
-/// After a live swap, the host's copy of the new module's state is a full snapshot it took
-/// beside the old module, then deltas: so the first snapshot after the swap must carry what
-/// the catch-up changed. A job stopped with a savepoint then resumes from it exactly, with the
+/// After a live swap, the host's copy of the new module's state is the full snapshot it took
+/// beside the old module at staging: so the first snapshot after the swap must carry what
+/// every catch-up changed. A job stopped with a savepoint then resumes from it exactly, with the
 /// program the point records (v2, without a job file).
 #[test]
 fn a_job_stopped_after_a_live_upgrade_resumes_from_its_savepoint_exactly() {
