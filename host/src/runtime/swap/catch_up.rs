@@ -125,8 +125,20 @@ impl Staged {
         mut instances: Vec<Instance>,
         checkpoint: CheckpointId,
     ) -> Result<Staged, SwapFailure> {
-        let mut copies = vec![Held::default(); instances.len()];
-        snapshot_into(&mut instances, &mut copies, checkpoint).await?;
+        let mut copies = Vec::with_capacity(instances.len());
+        for instance in &mut instances {
+            let snapshot = instance.snapshot(checkpoint.0, true).await;
+            let snapshot = snapshot.map_err(SwapFailure::CatchUp)?;
+            let groups = snapshot.key_groups.into_iter();
+            let changed = groups.map(|g| (g.key_group, g.delta, g.state)).collect();
+            let mut copy = Held::default();
+            let merged = copy.merge(snapshot.operator_state, changed, true);
+            merged.map_err(|problem| SwapFailure::Malformed {
+                subtask: instance.subtask().index,
+                problem,
+            })?;
+            copies.push(copy);
+        }
         Ok(Staged { instances, copies })
     }
 
@@ -135,26 +147,6 @@ impl Staged {
         let copies = self.copies.into_iter().map(Some);
         self.instances.into_iter().zip(copies).collect()
     }
-}
-
-/// Snapshots each instance whole into its copy.
-async fn snapshot_into(
-    instances: &mut [Instance],
-    copies: &mut [Held],
-    checkpoint: CheckpointId,
-) -> Result<(), SwapFailure> {
-    for (instance, copy) in instances.iter_mut().zip(copies) {
-        let snapshot = instance.snapshot(checkpoint.0, true).await;
-        let snapshot = snapshot.map_err(SwapFailure::CatchUp)?;
-        let groups = snapshot.key_groups.into_iter();
-        let changed = groups.map(|g| (g.key_group, g.delta, g.state)).collect();
-        let merged = copy.merge(snapshot.operator_state, changed, true);
-        merged.map_err(|problem| SwapFailure::Malformed {
-            subtask: instance.subtask().index,
-            problem,
-        })?;
-    }
-    Ok(())
 }
 
 /// Hands each staged instance what its subtask's state changed from `base` (staged from) to
