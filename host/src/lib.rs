@@ -49,17 +49,18 @@
 //! that to [`store::Store::write_state`] off the hot path, which writes the pieces new since
 //! the last checkpoint into one segment and hard-links the earlier segments that hold the rest
 //! ([`store::state_file`]; [`durable`] writes a file a few MiB at a time, starting the disk's
-//! write-back as it goes, then fsyncs it), forwards the barrier, and acks. When every subtask acked
-//! ([`runtime::coordinator`]), `_metadata` is written and the folder published atomically
+//! write-back as it goes, then fsyncs it), forwards the barrier, and acks. When every subtask
+//! acked ([`runtime::coordinator`]), `_metadata` is written and the folder published atomically
 //! ([`store`]), the sinks are told to `commit`, and retention runs. A job that resumes reads
 //! the point back through [`savepoint`] and [`store::Store::read_states`], every checksum
 //! verified and every property that decides where a key's state lives compared
 //! ([`savepoint::check_compatibility`]), before any guest's `restore` sees a byte; each new
 //! subtask receives the key groups it owns, at whatever parallelism ([`snapshot::plan_restore`],
 //! [`runtime`]'s `restore`), lowered into its guest from the bytes read, not from a copy
-//! ([`engine::borrowed`]). `restore` only loads state; once the whole job is built (and, for `host run`, admitted by
-//! [`admission`]), each restored sink's first step is `recover`: it publishes what the point
-//! prepared and discards what was written after it. `host check` stops before that step.
+//! ([`engine::borrowed`]). `restore` only loads state; once the whole job is built (and, for
+//! `host run`, admitted by [`admission`]), each restored sink's first step is `recover`: it
+//! publishes what the point prepared and discards what was written after it. `host check`
+//! stops before that step.
 //!
 //! Each step where a crash or an I/O error can strike is a phase of `fault.rs`; tests inject
 //! faults there (in a build with the `fault-injection` feature only).

@@ -49,3 +49,13 @@ pub mod sink {
 pub use operator::jobhost::operator::types::{
     Batch, Context, KeyGroupState, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin,
 };
+
+impl Snapshot {
+    /// Its operator state, and its key groups as [`Held::merge`](crate::snapshot::Held::merge)
+    /// takes them.
+    pub fn into_changes(self) -> (Vec<u8>, Vec<crate::snapshot::Changed>) {
+        let groups = self.key_groups.into_iter();
+        let changed = groups.map(|g| (g.key_group, g.delta, g.state)).collect();
+        (self.operator_state, changed)
+    }
+}

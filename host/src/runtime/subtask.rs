@@ -430,10 +430,9 @@ impl Subtask {
         snapshot: Snapshot,
         full: bool,
     ) -> Result<Held, SubtaskError> {
-        let changed = snapshot.key_groups.into_iter();
-        let changed = changed.map(|g| (g.key_group, g.delta, g.state)).collect();
+        let (operator_state, changed) = snapshot.into_changes();
         let held = self.held.get_or_insert_with(Held::default);
-        let merged = held.merge(snapshot.operator_state, changed, full);
+        let merged = held.merge(operator_state, changed, full);
         merged.map_err(|problem| SubtaskError::Malformed {
             subtask: self.id.clone(),
             problem,

@@ -100,10 +100,9 @@ impl Checkpointing {
         let started = Instant::now();
         let snapshot = self.instance.snapshot(checkpoint.0, full).await?;
         let whole = snapshot.key_groups.iter().filter(|g| !g.delta).count();
-        let changed = snapshot.key_groups.into_iter();
-        let changed = changed.map(|g| (g.key_group, g.delta, g.state)).collect();
+        let (operator_state, changed) = snapshot.into_changes();
         let held = &mut self.held;
-        held.merge(snapshot.operator_state, changed, full)
+        held.merge(operator_state, changed, full)
             .map_err(|e| anyhow!(e))?;
         let segment = Layout::segment_file_name(&self.job, checkpoint, "counter", 0);
         held.home_new_pieces(&segment, checkpoint.0);

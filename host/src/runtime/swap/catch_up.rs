@@ -129,10 +129,9 @@ impl Staged {
         for instance in &mut instances {
             let snapshot = instance.snapshot(checkpoint.0, true).await;
             let snapshot = snapshot.map_err(SwapFailure::CatchUp)?;
-            let groups = snapshot.key_groups.into_iter();
-            let changed = groups.map(|g| (g.key_group, g.delta, g.state)).collect();
+            let (operator_state, changed) = snapshot.into_changes();
             let mut copy = Held::default();
-            let merged = copy.merge(snapshot.operator_state, changed, true);
+            let merged = copy.merge(operator_state, changed, true);
             merged.map_err(|problem| SwapFailure::Malformed {
                 subtask: instance.subtask().index,
                 problem,
