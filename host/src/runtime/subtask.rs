@@ -406,7 +406,13 @@ impl Subtask {
             self.instance.snapshot(checkpoint.0, full).await
         };
         let held = match snapshot.await {
-            Ok(snapshot) => self.take_in(checkpoint, snapshot, full)?,
+            Ok(snapshot) => {
+                let snapshot_ms = since.elapsed().as_secs_f64() * 1e3;
+                let held = self.take_in(checkpoint, snapshot, full)?;
+                let (subtask, merged_ms) = (&self.id, since.elapsed().as_secs_f64() * 1e3);
+                tracing::debug!(%subtask, %checkpoint, full, snapshot_ms, merged_ms, "state taken");
+                held
+            }
             Err(error @ GuestError::Refused { .. }) => {
                 let error = CheckpointFailure::Refused(error);
                 let _ = self
@@ -453,8 +459,11 @@ impl Subtask {
             self.events.clone(),
         );
         tokio::task::spawn_blocking(move || {
+            let since = Instant::now();
             let write =
                 store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &held);
+            let write_ms = since.elapsed().as_secs_f64() * 1e3;
+            tracing::debug!(%subtask, %checkpoint, write_ms, ok = write.is_ok(), "state written");
             let event = match write {
                 Ok(file) => Event::Acked {
                     subtask,

@@ -43,7 +43,7 @@ impl Store {
                 let (to, layout) = (at.join(name), &self.layout);
                 let copied = earlier(name).map(|from| object.copy_if_present(layout, &from, &to));
                 if !copied.transpose()?.unwrap_or(false) {
-                    let bytes = Bytes::from(state_file::segment_bytes(pieces));
+                    let bytes = Bytes::from(state_file::segment_bytes(pieces).to_vec());
                     object.write_state(layout, &to, bytes, || Ok(()))?;
                 }
             }
@@ -59,7 +59,7 @@ impl Store {
                 let linked = earlier(name).map(|from| link_if_present(&from, &path));
                 if !linked.transpose()?.unwrap_or(false) {
                     let bytes = state_file::segment_bytes(pieces);
-                    durable::write_file_in_building_dir(&path, &[&bytes], || Ok(()))
+                    durable::write_file_in_building_dir(&path, &bytes.parts(), || Ok(()))
                         .map_err(io_error(&path))?;
                 }
             }

@@ -24,7 +24,7 @@ impl InMemory {
         let segments = encoded.segments.iter();
         InMemory(
             segments
-                .map(|(n, p)| (n.to_string(), segment_bytes(p).into()))
+                .map(|(n, p)| (n.to_string(), segment_bytes(p).to_vec().into()))
                 .collect(),
         )
     }
@@ -152,6 +152,24 @@ fn the_state_file_is_written_in_parts_sharing_the_operator_state() {
 }
 
 #[test]
+fn a_segment_is_written_in_parts_sharing_the_pieces_held() {
+    let state = held(&[(1, false, b"one"), (1, true, b"two!")], "a.seg", 1);
+    let encoded = encode(&state);
+    let segment = segment_bytes(&encoded.segments["a.seg"]);
+    let bytes = segment.to_vec();
+    let pieces = &state.key_groups[&1];
+    let [one, two] = [&pieces[0].bytes, &pieces[1].bytes];
+    assert_eq!(segment.parts()[..2], [&one[..], &two[..]], "not copies");
+    assert_eq!(segment.parts()[0].as_ptr(), one.as_ptr());
+    assert_eq!(segment.parts()[1].as_ptr(), two.as_ptr());
+    // The trailer: the table, its length, and the checksum of everything before it.
+    let summed = bytes.len() - 16;
+    assert_eq!(bytes[summed..], checksum(&bytes[..summed]));
+    assert!(bytes.starts_with(b"onetwo!"));
+    assert_eq!(open_segment(&bytes).unwrap().len(), 2);
+}
+
+#[test]
 fn the_state_file_names_segments_not_pieces() {
     let mut state = Held::default();
     let groups: Vec<(u32, bool, &[u8])> = (0..128).map(|g| (g, false, &b"whole"[..])).collect();
@@ -229,7 +247,7 @@ fn a_chain_that_does_not_start_whole_is_refused() {
     let pieces = BTreeMap::from([(0, (entry, &b"one"[..]))]);
     segments
         .0
-        .insert("a.seg".to_owned(), segment_bytes(&pieces).into());
+        .insert("a.seg".to_owned(), segment_bytes(&pieces).to_vec().into());
     let error = decode(&Bytes::from(encoded.state_file.to_vec()))
         .unwrap()
         .load(&mut segments);
