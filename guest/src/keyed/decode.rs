@@ -118,11 +118,14 @@ pub(super) fn fill<V: DeserializeOwned>(
 
 /// One `[bin key, value]`, from the front of `rest`.
 fn entry<'p, V: DeserializeOwned>(rest: &mut &'p [u8]) -> Result<(&'p [u8], V), String> {
-    match rmp::decode::read_array_len(rest).map_err(|e| malformed("an entry", e))? {
-        2 => {}
-        n => return Err(format!("an entry is an array of {n}, not of [key, value]")),
-    }
-    let len = rmp::decode::read_bin_len(rest).map_err(|e| malformed("a key (bin)", e))?;
+    let len = match **rest {
+        // The head `encode.rs` writes for a key shorter than 256 bytes, read at once.
+        [0x92, 0xc4, len, ..] => {
+            *rest = &rest[3..];
+            u32::from(len)
+        }
+        _ => entry_head(rest)?,
+    };
     let key = rest
         .split_off(..len as usize)
         .ok_or("a key runs past the end of the state")?;
@@ -130,6 +133,16 @@ fn entry<'p, V: DeserializeOwned>(rest: &mut &'p [u8]) -> Result<(&'p [u8], V), 
     let value = V::deserialize(&mut rmp_serde::Deserializer::new(&mut *rest))
         .map_err(|e| format!("the value does not decode: {e}"))?;
     Ok((key, value))
+}
+
+/// An entry's array header and its key's length, `[bin key, ...`, in any of the encodings
+/// MessagePack allows.
+fn entry_head(rest: &mut &[u8]) -> Result<u32, String> {
+    match rmp::decode::read_array_len(rest).map_err(|e| malformed("an entry", e))? {
+        2 => {}
+        n => return Err(format!("an entry is an array of {n}, not of [key, value]")),
+    }
+    rmp::decode::read_bin_len(rest).map_err(|e| malformed("a key (bin)", e))
 }
 
 fn malformed(what: &str, error: impl std::fmt::Display) -> String {
@@ -158,11 +171,14 @@ mod tests {
         let payload = rmp_serde::to_vec(&[
             (serde_bytes::Bytes::new(b"apple"), 3u64),
             (serde_bytes::Bytes::new(&[b'k'; 40]), 300),
+            // A `bin 16` key: not the three-byte head read at once.
+            (serde_bytes::Bytes::new(&[b'l'; 300]), 4),
         ])
         .unwrap();
         let entries = decoded(&payload).unwrap();
         assert_eq!(entries[0], (Key::from_slice(b"apple"), 3));
         assert_eq!(entries[1], (Key::from_slice(&[b'k'; 40]), 300));
+        assert_eq!(entries[2], (Key::from_slice(&[b'l'; 300]), 4));
     }
 
     #[test]
