@@ -4,8 +4,8 @@
 
 pub use jobhost_batch::{BatchBuilder, BatchParts, Columns, Record, Records};
 
-/// A batch laid out by columns; [`batch_type!`](crate::batch_type) implements it for a
-/// guest's generated `Batch`.
+/// A batch laid out by columns: the SDK implements it for the `Batch` of its bindings, and
+/// [`BatchParts`] for a batch taken apart.
 pub trait ColumnarBatch {
     /// Borrows the batch's columns.
     fn columns(&self) -> Columns<'_>;

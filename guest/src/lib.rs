@@ -33,8 +33,9 @@
 //! jobhost_guest::export_operator!(Counter);
 //! ```
 //!
-//! Feature `fast-memcmp` replaces wasi-libc's byte-at-a-time `memcmp` ([`memcmp`]'s docs say
-//! when it pays); enable it in the component's own crate only.
+//! Feature `fast-memcmp` replaces wasi-libc's byte-at-a-time `memcmp` (the docs of module
+//! `memcmp`, which only that feature builds, say when it pays); enable it in the component's
+//! own crate only.
 
 mod batch;
 pub mod bindings;

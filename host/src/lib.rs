@@ -65,6 +65,11 @@
 //! Each step where a crash or an I/O error can strike is a phase of `fault.rs`; tests inject
 //! faults there (in a build with the `fault-injection` feature only).
 
+// The module documentation walks the code, private parts included, and links them: it is
+// read with `cargo doc --document-private-items` (the crate is a binary's library, with no
+// public API of its own to keep the links out of).
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod admission;
 pub mod barrier;
 pub mod control;

@@ -1,6 +1,6 @@
 //! Builds a job from its plan, then runs it: one tokio task per subtask plus the coordinator.
 //!
-//! [`build`] does everything that can fail on configuration before anything is spawned: it
+//! [`build()`] does everything that can fail on configuration before anything is spawned: it
 //! loads every module, instantiates every subtask, calls `init` and `restore`, and wires the
 //! channels, returning *all* errors, each naming its operator. `host check` is `build` without
 //! [`Job::spawn`]. A spawned job is supervised: when a subtask fails, the job restarts from its

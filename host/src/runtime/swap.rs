@@ -1,6 +1,6 @@
 //! A live swap of one operator's module (`host upgrade`), the runtime's side.
 //!
-//! 1. [`prepare`]: the new module is compiled (through the engine's compiled-module cache, on
+//! 1. [`prepare()`]: the new module is compiled (through the engine's compiled-module cache, on
 //!    the blocking pool), checked against the operator's world, and its instances, one per
 //!    subtask, are started (`describe`, `init`) and say what they are: same role, same rescale
 //!    mode, or the request is refused before the running job is touched. All off the hot path.
