@@ -216,9 +216,10 @@ pub fn segment_bytes<'p>(pieces: &Pieces<'p>) -> SegmentBytes<'p> {
     let table = postcard::to_stdvec(&table).expect("encoding to a Vec cannot fail");
     let table_len = (table.len() as u32).to_le_bytes().to_vec();
     parts.extend([Cow::Owned(table), Cow::Owned(table_len)]);
-    let sum = checksum_of_parts(&parts.iter().map(|part| &part[..]).collect::<Vec<_>>());
-    parts.push(Cow::Owned(sum.to_vec()));
-    SegmentBytes { parts }
+    let mut segment = SegmentBytes { parts };
+    let sum = checksum_of_parts(&segment.parts());
+    segment.parts.push(Cow::Owned(sum.to_vec()));
+    segment
 }
 
 /// A segment's bytes, in parts: its pieces where the state held has them (not copied into one
