@@ -41,7 +41,7 @@ test: guests
     {{lint}} cargo test --locked -p host --features fault-injection
     cargo test --locked -p jobhost-batch -p jobhost-guest {{guests}}
     "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover guest-python/tests
-    node --test guest-js/tests/
+    node --test guest-js/tests/*.test.js
 
 # The demo: run a word count, save it, upgrade the counter to v2, resume from the savepoint.
 demo: rust-guests host

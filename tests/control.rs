@@ -55,3 +55,32 @@ fn bad_requests_get_an_error_reply_and_the_job_runs_on() {
     running.wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(3_000));
 }
+
+/// `host stop` returns only once the job's process let go of it: a script that stops a job and
+/// at once resumes it from its savepoint is never refused. The stopped process lingers 1.5 s
+/// after its job ended (`--stall-at ended`), as a slow exit would.
+#[test]
+fn stop_returns_only_once_the_job_is_let_go_so_that_a_resume_right_after_starts() {
+    let dir = Dir::new(3_000);
+    let job = dir.write_job(&WordCount {
+        lines_per_second: 500,
+        ..WordCount::default()
+    });
+    let job = job.to_str().unwrap();
+    let first = dir.start(&[job, "--stall-at", "ended:1500"]);
+    let saved = dir.host_ok(&["save", &first.job]);
+    let savepoint = saved.lines().next().expect("savepoint id").to_owned();
+    // Without a savepoint: a resume from the one taken before.
+    dir.host_ok(&["stop", &first.job]);
+    let second = dir.start(&[job, "--from", &savepoint, "--stall-at", "ended:1500"]);
+    // With one: a resume from the savepoint the stop wrote.
+    let stopped = dir.host_ok(&["stop", "--save", &second.job]);
+    let last = stopped.lines().next().expect("savepoint id").to_owned();
+    let third = dir.start(&[job, "--from", &last]);
+    for running in [first, second] {
+        let (code, stderr) = running.wait_code();
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    third.wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(3_000));
+}

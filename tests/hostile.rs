@@ -200,6 +200,34 @@ fn a_snapshot_refusal_aborts_that_checkpoint_only() {
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
 
+/// A snapshot holding a key group its subtask does not own is refused as it is taken in: the
+/// checkpoint is never written, the job restarts from its latest one, and every point it
+/// retains can be resumed from. (Taken in, the stray group would ride along in every later
+/// checkpoint, each refused at restore.)
+#[test]
+fn a_snapshot_with_a_stray_key_group_fails_its_checkpoint_not_the_state() {
+    let dir = Dir::new(LINES);
+    let lines = "config = { misbehave = \"stray-key-group\", after_records = 1000, once_marker = \"/scratch/strayed\" }";
+    let (code, stderr) = run_hostile(&dir, lines, 1);
+    assert_eq!(code, Some(0), "the job did not recover:\n{stderr}");
+    assert!(
+        stderr.contains("outside the key groups")
+            && stderr.contains("restarting from the latest checkpoint"),
+        "{stderr}"
+    );
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+    let job = dir.path().join("job.toml");
+    let listed = dir.host_ok(&["list"]);
+    let ran = listed.split_whitespace().next().expect("a job listed");
+    let checked = dir.host(&["check", job.to_str().unwrap(), "--from", ran]);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "its latest point does not restore: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
 #[test]
 fn a_trap_in_snapshot_restarts_the_job_from_its_latest_checkpoint() {
     let dir = Dir::new(LINES);

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use host::store::metadata;
 
-use crate::util::{Dir, WordCount, assert_exactly_once, assert_same_tree, input_text, replace_in};
+use crate::module_cache::holds_module;
+use crate::util::{
+    Dir, WordCount, assert_exactly_once, assert_same_tree, guest, input_text, replace_in,
+};
 
 const LINES: usize = 2_000;
 
@@ -125,6 +128,37 @@ fn check_after_the_job_ended_leaves_every_folder_byte_for_byte_the_same() {
     ]);
     assert!(output.starts_with("ok:"), "{output}");
     assert!(!elsewhere.exists(), "check created the state folder");
+}
+
+/// The dry run compiles a module the cache lacks in memory only: a state folder whose cache
+/// never held the upgraded counter is left byte for byte as it was, the cache included.
+#[test]
+fn check_with_a_module_never_compiled_leaves_the_cache_as_it_was() {
+    let dir = Dir::cold(LINES);
+    let job = slow_job(&dir, 1);
+    let running = dir.start(&[job.to_str().unwrap()]);
+    let savepoint = dir.save(&running.job);
+    running.wait_ok();
+    let upgraded = dir.write_job_in(
+        &dir.path().join("v2"),
+        &WordCount {
+            counter: guest("counter_v2"),
+            ..WordCount::default()
+        },
+    );
+    let cache = dir.home().join("cache");
+    assert!(
+        !holds_module(&cache, &guest("counter_v2")),
+        "compiled before"
+    );
+    let before = dir.snapshot_tree(&dir.home());
+    let output = dir.host_ok(&["check", upgraded.to_str().unwrap(), "--from", &savepoint]);
+    assert!(output.starts_with("ok:"), "{output}");
+    assert!(
+        !holds_module(&cache, &guest("counter_v2")),
+        "check wrote it"
+    );
+    assert_same_tree(&before, &dir.snapshot_tree(&dir.home()), "check");
 }
 
 #[test]

@@ -3,6 +3,12 @@
 //! The components come from `guest-examples/`, built by `just guests` (the README's test
 //! command builds them first).
 
+#[cfg(not(feature = "fault-injection"))]
+compile_error!(
+    "the end-to-end tests drive a host built with fault injection: run them with \
+     `cargo test -p host --features fault-injection` (or `./dev test`)"
+);
+
 mod bad_input;
 mod control;
 mod corrupt;

@@ -298,6 +298,73 @@ fn a_process_whose_job_was_taken_over_cannot_publish() {
     assert_exactly_once(&second.committed_output(), &input_text(LINES));
 }
 
+/// The review's reproduction: A (restarts allowed) is paused; B, on another state folder and
+/// the same store and sink folder, resumes A's job and commits all of it; A wakes, is fenced,
+/// and must end without restarting: a restart would run its sink's `recover` again and delete
+/// every part file B committed after A's checkpoint.
+#[test]
+fn a_fenced_job_ends_without_touching_what_its_successor_committed() {
+    let server = S3Server::start();
+    let env = server.env("fenced-restart");
+    let (first, second) = (
+        Dir::new(LINES).with_env(&env),
+        Dir::new(LINES).with_env(&env),
+    );
+    // One job file, so one input and one output folder: the shared sink folder.
+    let job = first.write_job(&WordCount {
+        lines_per_second: 500,
+        restart_attempts: 3,
+        ..WordCount::default()
+    });
+    let job = job.to_str().unwrap();
+    let a = first.start(&[job]);
+    wait_until("A's first checkpoint", || {
+        !first.committed_output().is_empty()
+    });
+    signal(&a.child, "-STOP");
+    let b = second.start(&[job, "--from", &a.job]);
+    b.wait_ok();
+    let committed_by_b = part_files(&first.path().join("output"));
+    assert_exactly_once(&first.committed_output(), &input_text(LINES));
+    assert!(
+        committed_by_b
+            .iter()
+            .any(|name| name.contains("-1000000000")),
+        "B numbers its checkpoints in an epoch of its own: {committed_by_b:?}"
+    );
+
+    signal(&a.child, "-CONT");
+    let (code, stderr) = a.wait_code();
+    assert_eq!(code, Some(3), "A must fail:\n{stderr}");
+    assert!(stderr.contains("generation fence"), "{stderr}");
+    assert!(
+        !stderr.contains("restarting"),
+        "a fenced job restarted:\n{stderr}"
+    );
+    assert_eq!(part_files(&first.path().join("output")), committed_by_b);
+    assert_exactly_once(&first.committed_output(), &input_text(LINES));
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {signal} failed");
+}
+
+/// The names of the part files in `output`, sorted.
+fn part_files(output: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(output)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("part-"))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Waits until the file sink writing into `output` has published its files of `checkpoint`
 /// (A commits them just after `save` returns): a copy taken while it renames them could find
 /// a file neither staged nor published.

@@ -101,7 +101,10 @@ impl Dir {
     pub fn new(lines: usize) -> Dir {
         let dir = Dir::cold(lines);
         let cache = dir.home().join("cache");
-        std::fs::create_dir_all(&cache).unwrap();
+        // Owner-only, as the host makes a state folder: it changes the mode of none it finds.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&cache)
+            .unwrap();
         crate::module_cache::share_files(&crate::module_cache::shared_cache(), &cache);
         dir
     }

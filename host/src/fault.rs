@@ -34,11 +34,14 @@ pub enum Phase {
     /// A live swap's new instances are restored beside the running ones from checkpoint N's
     /// snapshot; they have not caught up, and the old ones run on.
     SwapStaged,
+    /// The job has ended and answered whoever stopped it; its process has not yet recorded
+    /// how, nor let go of the job (N is always 0).
+    Ended,
 }
 
 impl Phase {
     /// Every phase, in the order a checkpoint goes through them.
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::StateWrite,
         Phase::MetadataWritten,
         Phase::Published,
@@ -46,6 +49,7 @@ impl Phase {
         Phase::Restored,
         Phase::SinkRecovered,
         Phase::SwapStaged,
+        Phase::Ended,
     ];
 
     /// The phase's name on the command line.
@@ -58,6 +62,7 @@ impl Phase {
             Phase::Restored => "restored",
             Phase::SinkRecovered => "sink-recovered",
             Phase::SwapStaged => "swap-staged",
+            Phase::Ended => "ended",
         }
     }
 }

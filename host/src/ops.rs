@@ -43,6 +43,17 @@ pub enum OpsError {
         /// The answer.
         answer: String,
     },
+    /// The job answered that it stopped, but its process has not let go of it.
+    #[error(
+        "job `{job}` stopped, but its process still held it {waited:?} later \
+         (see `host list`; a job started from its points now may be refused)"
+    )]
+    StillHeld {
+        /// The job.
+        job: JobId,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+    },
     /// The control socket broke.
     #[error(transparent)]
     Control(#[from] ControlError),
@@ -82,11 +93,28 @@ fn unexpected(job: &JobId, answer: ControlResponse) -> OpsError {
     }
 }
 
-/// Takes a savepoint of `job`, stopping it after with `stop`.
+/// Longest a stopped job's process may take to let go of it once it answered.
+pub const RELEASE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Takes a savepoint of `job`, stopping it after with `stop`: then returns only once its
+/// process has let go of the job, so that a job started from the savepoint right after is not
+/// refused as beside a running one.
 pub fn save(store: &Store, job: &JobId, stop: bool) -> Result<Saved, OpsError> {
     match request(store, job, &ControlRequest::Save { stop })? {
+        ControlResponse::Saved(saved) if stop => released(store, job).map(|()| saved),
         ControlResponse::Saved(saved) => Ok(saved),
         other => Err(unexpected(job, other)),
+    }
+}
+
+/// Waits until the process of `job`, which answered that it stopped, has let go of it.
+fn released(store: &Store, job: &JobId) -> Result<(), OpsError> {
+    match store.wait_released(job, RELEASE_WAIT_MAX)? {
+        true => Ok(()),
+        false => Err(OpsError::StillHeld {
+            job: job.clone(),
+            waited: RELEASE_WAIT_MAX,
+        }),
     }
 }
 
@@ -98,10 +126,10 @@ pub fn upgrade(store: &Store, job: &JobId, spec: UpgradeSpec) -> Result<Upgraded
     }
 }
 
-/// Stops `job` without a savepoint.
+/// Stops `job` without a savepoint; returns once its process has let go of it.
 pub fn cancel(store: &Store, job: &JobId) -> Result<(), OpsError> {
     match request(store, job, &ControlRequest::Cancel)? {
-        ControlResponse::Cancelled => Ok(()),
+        ControlResponse::Cancelled => released(store, job),
         other => Err(unexpected(job, other)),
     }
 }

@@ -82,14 +82,23 @@ impl Held {
     /// Takes in a snapshot: its operator state, and the key groups it lists as changed, each
     /// whole (empty: a group that no longer holds keys) or as a delta on the group's chain.
     /// With `full`, the snapshot listed every group, whole, and the groups it did not list are
-    /// gone. A delta where the host holds no state for the group is refused, and then nothing
-    /// is taken in: the guest broke the contract.
+    /// gone. A group outside `owned` (the subtask's key groups), or a delta where the host
+    /// holds no state for the group, is refused, and then nothing is taken in: the guest broke
+    /// the contract, and a checkpoint holding it could never be restored.
     pub fn merge(
         &mut self,
+        owned: std::ops::Range<u32>,
         operator_state: Vec<u8>,
         changed: Vec<Changed>,
         full: bool,
     ) -> Result<(), String> {
+        if let Some((group, ..)) = changed.iter().find(|(group, ..)| !owned.contains(group)) {
+            return Err(format!(
+                "its snapshot holds key group {group}, outside the key groups {}..{} its \
+                 subtask owns",
+                owned.start, owned.end
+            ));
+        }
         if let Some((group, ..)) = changed
             .iter()
             .find(|(group, delta, _)| *delta && (full || !self.key_groups.contains_key(group)))
@@ -301,25 +310,35 @@ mod tests {
     fn merge_keeps_groups_not_listed_and_drops_emptied_ones() {
         let mut held = Held::default();
         let first = vec![whole(1, b"a"), whole(2, b"b")];
-        held.merge(b"op1".to_vec(), first, false).unwrap();
-        held.merge(b"op2".to_vec(), vec![whole(2, b""), whole(3, b"c")], false)
-            .unwrap();
+        held.merge(0..128, b"op1".to_vec(), first, false).unwrap();
+        held.merge(
+            0..128,
+            b"op2".to_vec(),
+            vec![whole(2, b""), whole(3, b"c")],
+            false,
+        )
+        .unwrap();
         assert_eq!(&*held.operator_state, b"op2");
         assert_eq!(held.key_groups.keys().copied().collect::<Vec<_>>(), [1, 3]);
-        held.merge(vec![], vec![whole(3, b"c2")], true).unwrap();
+        held.merge(0..128, vec![], vec![whole(3, b"c2")], true)
+            .unwrap();
         assert_eq!(held.key_groups.keys().copied().collect::<Vec<_>>(), [3]);
     }
 
     #[test]
     fn deltas_chain_after_the_whole_state_until_it_is_written_whole_again() {
         let mut held = Held::default();
-        held.merge(vec![], vec![whole(1, b"base")], false).unwrap();
-        held.merge(vec![], vec![delta(1, b"d1")], false).unwrap();
-        held.merge(vec![], vec![delta(1, b"d2")], false).unwrap();
+        held.merge(0..128, vec![], vec![whole(1, b"base")], false)
+            .unwrap();
+        held.merge(0..128, vec![], vec![delta(1, b"d1")], false)
+            .unwrap();
+        held.merge(0..128, vec![], vec![delta(1, b"d2")], false)
+            .unwrap();
         let chain: Vec<&[u8]> = held.key_groups[&1].iter().map(|p| &p.bytes[..]).collect();
         assert_eq!(chain, [&b"base"[..], b"d1", b"d2"]);
         assert_eq!(held.keyed_bytes(), 8);
-        held.merge(vec![], vec![whole(1, b"new")], false).unwrap();
+        held.merge(0..128, vec![], vec![whole(1, b"new")], false)
+            .unwrap();
         assert_eq!(held.key_groups[&1], [Piece::new(&b"new"[..])]);
     }
 
@@ -332,16 +351,29 @@ mod tests {
             whole(3, b"c"),
             whole(4, b"d"),
         ];
-        held.merge(b"op1".to_vec(), first, false).unwrap();
-        held.merge(vec![], vec![delta(4, b"d1")], false).unwrap();
+        held.merge(0..128, b"op1".to_vec(), first, false).unwrap();
+        held.merge(0..128, vec![], vec![delta(4, b"d1")], false)
+            .unwrap();
         let base = held.clone();
         assert!(held.changes_since(&base).is_empty(), "nothing changed");
-        held.merge(vec![], vec![delta(1, b"a1"), whole(2, b"b2")], false)
+        held.merge(
+            0..128,
+            vec![],
+            vec![delta(1, b"a1"), whole(2, b"b2")],
+            false,
+        )
+        .unwrap();
+        held.merge(
+            0..128,
+            b"op2".to_vec(),
+            vec![delta(1, b"a2"), whole(3, b"")],
+            false,
+        )
+        .unwrap();
+        held.merge(0..128, vec![], vec![whole(5, b"e")], false)
             .unwrap();
-        held.merge(b"op2".to_vec(), vec![delta(1, b"a2"), whole(3, b"")], false)
+        held.merge(0..128, vec![], vec![delta(5, b"e1")], false)
             .unwrap();
-        held.merge(vec![], vec![whole(5, b"e")], false).unwrap();
-        held.merge(vec![], vec![delta(5, b"e1")], false).unwrap();
         let changes = held.changes_since(&base);
         let changes: Vec<(u32, bool, &[u8])> =
             changes.iter().map(|(g, d, b)| (*g, *d, &b[..])).collect();
@@ -358,7 +390,8 @@ mod tests {
         );
         // A group written whole again with the very bytes it held is still a change: the
         // guest wrote it, and the new piece is not the old one.
-        held.merge(vec![], vec![whole(4, b"d")], false).unwrap();
+        held.merge(0..128, vec![], vec![whole(4, b"d")], false)
+            .unwrap();
         let rewritten = held.changes_since(&base);
         assert!(
             rewritten
@@ -370,12 +403,12 @@ mod tests {
     #[test]
     fn a_delta_without_a_whole_state_is_refused_and_changes_nothing() {
         let mut held = Held::default();
-        held.merge(b"op".to_vec(), vec![whole(1, b"base")], false)
+        held.merge(0..128, b"op".to_vec(), vec![whole(1, b"base")], false)
             .unwrap();
         let before = held.clone();
-        let orphan = held.merge(vec![], vec![whole(1, b"x"), delta(2, b"d")], false);
+        let orphan = held.merge(0..128, vec![], vec![whole(1, b"x"), delta(2, b"d")], false);
         assert!(orphan.unwrap_err().contains("delta for key group 2"));
-        let in_full = held.merge(vec![], vec![delta(1, b"d")], true);
+        let in_full = held.merge(0..128, vec![], vec![delta(1, b"d")], true);
         assert!(in_full.unwrap_err().contains("delta for key group 1"));
         assert_eq!(held, before);
     }
@@ -383,10 +416,15 @@ mod tests {
     #[test]
     fn new_pieces_are_homed_one_after_the_other_and_homed_ones_stay() {
         let mut held = Held::default();
-        held.merge(vec![], vec![whole(1, b"one"), whole(2, b"two!")], false)
-            .unwrap();
+        held.merge(
+            0..128,
+            vec![],
+            vec![whole(1, b"one"), whole(2, b"two!")],
+            false,
+        )
+        .unwrap();
         held.home_new_pieces("a.seg", 1);
-        held.merge(vec![], vec![delta(1, b"+1"), whole(3, b"3")], false)
+        held.merge(0..128, vec![], vec![delta(1, b"+1"), whole(3, b"3")], false)
             .unwrap();
         held.home_new_pieces("b.seg", 2);
         let homes: Vec<(&str, u64)> = held
@@ -446,6 +484,28 @@ mod tests {
         assert_eq!(refused, RescaleError::Refused { from: 2, to: 3 });
         let union = plan_restore(&old(2, b"pos"), 3, 128, Rescale::Union).unwrap();
         assert!(union.iter().all(|a| a.operator_states.len() == 2));
+    }
+
+    #[test]
+    fn a_snapshot_with_a_group_outside_its_subtask_is_refused_and_changes_nothing() {
+        let mut held = Held::default();
+        held.merge(0..64, b"op".to_vec(), vec![whole(1, b"one")], false)
+            .unwrap();
+        let before = held.clone();
+        let stray = held.merge(
+            0..64,
+            b"op2".to_vec(),
+            vec![whole(2, b"two"), whole(64, b"x")],
+            false,
+        );
+        assert!(stray.unwrap_err().contains("key group 64"));
+        let in_full = held.merge(64..128, vec![], vec![whole(1, b"one")], true);
+        assert!(
+            in_full
+                .unwrap_err()
+                .contains("outside the key groups 64..128")
+        );
+        assert_eq!(held, before);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - `refuse-restore`: returns an error from `restore` (`hostile: refusing to restore as
 //!   configured`);
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
+//! - `stray-key-group`: returns, in the next `snapshot`, a key group its subtask does not own
+//!   (another subtask's, or one past the job's max parallelism);
 //! - `trap-in-changes`: traps in `restore-changes` (a live swap's catch-up);
 //! - `refuse-changes`: returns an error from `restore-changes` (`hostile: refusing the changes
 //!   as configured`);
@@ -52,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use jobhost_guest::bindings::live_operator::Guest;
 use jobhost_guest::bindings::live_operator::exports::jobhost::operator::catch_up::Guest as CatchUp;
+use jobhost_guest::bindings::types::KeyGroupState;
 use jobhost_guest::{
     Batch, BatchBuilder, Context, ModuleInfo, Restored, Snapshot, StateOrigin, config_value,
     decode_state_exact, encode_state, records,
@@ -116,6 +119,20 @@ struct State {
     seen: u64,
     /// Whether the once-per-instance misbehaviours (`work`, `sleep`, `allocate`) happened.
     done: bool,
+    /// A key group its subtask does not own (`stray-key-group`).
+    stray_group: u32,
+}
+
+/// A key group the subtask of `ctx` does not own: the next subtask's first, else the first
+/// subtask's, else (a single subtask) one past the job's max parallelism.
+fn stray_group(ctx: &Context) -> u32 {
+    if ctx.key_group_end < ctx.max_parallelism {
+        ctx.key_group_end
+    } else if ctx.key_group_start > 0 {
+        0
+    } else {
+        ctx.max_parallelism
+    }
 }
 
 thread_local! {
@@ -172,11 +189,13 @@ impl Guest for Hostile {
                 })
                 .collect(),
         };
+        let stray_group = stray_group(&ctx);
         STATE.with_borrow_mut(|state| {
             *state = State {
                 config,
                 seen: 0,
                 done: false,
+                stray_group,
             }
         });
         Ok(())
@@ -190,9 +209,17 @@ impl Guest for Hostile {
             if due(state, "refuse-snapshot") {
                 return Err("hostile: refusing to snapshot as configured".to_owned());
             }
+            let key_groups = match due(state, "stray-key-group") {
+                true => vec![KeyGroupState {
+                    key_group: state.stray_group,
+                    delta: false,
+                    state: b"stray".to_vec(),
+                }],
+                false => Vec::new(),
+            };
             Ok(Snapshot {
                 operator_state: encode_state(STATE_VERSION, &state.seen)?,
-                key_groups: Vec::new(),
+                key_groups,
             })
         })
     }

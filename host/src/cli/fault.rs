@@ -19,7 +19,8 @@ pub struct FaultArgs {
     #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse)]
     fail_write_at: Option<(host::fault::Phase, u64)>,
     /// Fault injection for tests: stall MS milliseconds at PHASE of every checkpoint (as a slow
-    /// disk or a slow guest would; swap-staged: changes pile up before a live swap catches up).
+    /// disk or a slow guest would; swap-staged: changes pile up before a live swap catches up;
+    /// ended: the process lingers after its job ended, before it lets go of it).
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_name = "PHASE:MS", hide = true, value_parser = parse)]
     stall_at: Option<(host::fault::Phase, u64)>,

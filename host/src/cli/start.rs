@@ -64,6 +64,14 @@ impl Prepared {
         self.from.as_ref().map(|(_, job)| job)
     }
 
+    /// Whether running this job takes over the point's job: a point on an object store
+    /// ([`take_over_point_job`]).
+    fn takes_over(&self, store: &Store) -> bool {
+        self.from
+            .as_ref()
+            .is_some_and(|(dir, _)| store.is_on_object_store(dir))
+    }
+
     /// The same job prepared again, `--from` resolved anew.
     fn again(&self, store: &Store) -> anyhow::Result<Prepared> {
         let Asked {
@@ -215,6 +223,7 @@ async fn build(
         job,
         plan,
         record: prepared.record(),
+        taking_over: prepared.takes_over(store),
         restore: prepared.restore.take(),
         limits: Limits::default(),
     };
@@ -471,7 +480,7 @@ fn take_over_point_job(store: &Store, prepared: &Prepared) -> anyhow::Result<Opt
     let (Some((dir, job)), Some((point, shown))) = (&prepared.from, &prepared.point) else {
         return Ok(None);
     };
-    if !store.is_on_object_store(dir) {
+    if !prepared.takes_over(store) {
         return Ok(None);
     }
     store

@@ -154,6 +154,8 @@ pub struct Instance {
     /// than through the bindings, whose `Restored` owns a copy.
     state_exports: StateExports,
     call_ticks_max: u64,
+    /// The key groups its subtask owns, as `init` told the guest (none before).
+    key_groups: std::ops::Range<u32>,
 }
 
 /// An instance's exports that take state: `restore`, and `catch-up`'s `restore-changes` in a
@@ -282,6 +284,7 @@ impl Engine {
             bindings,
             state_exports,
             call_ticks_max: limits.call_ms_max.div_ceil(EPOCH_TICK_MS),
+            key_groups: 0..0,
         })
     }
 }
@@ -404,8 +407,14 @@ impl Instance {
         result.map_err(|e| self.trapped("describe", e))
     }
 
+    /// The key groups its subtask owns: a snapshot may hold no other.
+    pub fn key_groups(&self) -> std::ops::Range<u32> {
+        self.key_groups.clone()
+    }
+
     /// Starts the subtask.
     pub async fn init(&mut self, context: &Context) -> Result<(), GuestError> {
+        self.key_groups = context.key_group_start..context.key_group_end;
         let result = call_stateful!(self, call_init, context);
         self.outcome("init", result)
     }

@@ -58,6 +58,7 @@ pub async fn build(
         plan,
         record,
         restore,
+        taking_over,
         limits,
     } = spec;
     let initial = restore.map(Arc::new);
@@ -72,9 +73,8 @@ pub async fn build(
         initial: initial.clone(),
         metrics,
     };
-    let first = initial
-        .as_ref()
-        .map_or(CheckpointId(1), |r| r.metadata.checkpoint.next());
+    let resumed = initial.as_ref().map(|r| r.metadata.checkpoint);
+    let first = crate::store::fence::first_checkpoint(resumed, taking_over);
     let (subtasks, coordinator) = blueprint.assemble(initial.as_deref(), first).await?;
     Ok(Job {
         subtasks,

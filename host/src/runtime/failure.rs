@@ -200,3 +200,10 @@ pub enum JobFailure {
         error: Arc<RestartError>,
     },
 }
+
+impl JobFailure {
+    /// Whether another process took the job over: a job fenced off ends, never restarted.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, JobFailure::Fenced(_))
+    }
+}

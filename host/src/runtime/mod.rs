@@ -45,6 +45,9 @@ pub struct JobSpec {
     pub record: JobRecord,
     /// State to resume from, already checked against the plan and verified.
     pub restore: Option<RestoreFrom>,
+    /// Whether the job takes over the point's job (on an object store): its checkpoints are
+    /// then numbered apart from the old process's ([`crate::store::fence::first_checkpoint`]).
+    pub taking_over: bool,
     /// Limits of every guest instance, unless its operator sets its own in the job file.
     pub limits: Limits,
 }
@@ -201,7 +204,12 @@ impl Job {
         }
         let (requests, requests_rx) = mpsc::channel(REQUESTS_QUEUED_MAX);
         let metrics = self.coordinator.blueprint().metrics.clone();
-        let outcome = tokio::spawn(self.supervise(requests_rx));
+        let store = self.coordinator.blueprint().store.clone();
+        let outcome = tokio::spawn(async move {
+            let outcome = self.supervise(requests_rx).await;
+            let _ = store.fault_point(crate::fault::Phase::Ended, CheckpointId(0));
+            outcome
+        });
         JobHandle {
             requests,
             metrics,
@@ -210,7 +218,8 @@ impl Job {
     }
 
     /// Runs the job; after a failure, restarts it from its latest completed checkpoint while
-    /// the restart strategy allows, then gives up with the last error. A failure within a live
+    /// the restart strategy allows, then gives up with the last error. A job fenced off by
+    /// another process that took it over ends at once, never restarted. A failure within a live
     /// upgrade's canary window is a rollback, not counted: the job restarts at once from the
     /// checkpoint the new module restored, with the old module (the coordinator's blueprint
     /// names the new one only once the swap is final).
@@ -226,6 +235,11 @@ impl Job {
             let Outcome::Failed(failure) = outcome else {
                 return outcome;
             };
+            // The job is another process's now: restarting would run every sink's `recover`
+            // again, over output the new owner may already have committed.
+            if failure.is_fenced() {
+                return Outcome::Failed(failure);
+            }
             let blueprint = coordinator.blueprint().clone();
             if let Some(rollback) = coordinator.take_rollback() {
                 tracing::warn!(job = %blueprint.job, "{rollback}");

@@ -438,7 +438,8 @@ impl Subtask {
     ) -> Result<Held, SubtaskError> {
         let (operator_state, changed) = snapshot.into_changes();
         let held = self.held.get_or_insert_with(Held::default);
-        let merged = held.merge(operator_state, changed, full);
+        let owned = self.instance.key_groups();
+        let merged = held.merge(owned, operator_state, changed, full);
         merged.map_err(|problem| SubtaskError::Malformed {
             subtask: self.id.clone(),
             problem,

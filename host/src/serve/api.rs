@@ -64,7 +64,9 @@ impl From<OpsError> for ApiError {
         let status = match &e {
             OpsError::NoSuchJob(_) => StatusCode::NOT_FOUND,
             OpsError::NotRunning { .. } | OpsError::Refused { .. } => StatusCode::CONFLICT,
-            OpsError::Unexpected { .. } | OpsError::Control(_) => StatusCode::BAD_GATEWAY,
+            OpsError::Unexpected { .. } | OpsError::Control(_) | OpsError::StillHeld { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             OpsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())

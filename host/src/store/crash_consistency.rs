@@ -56,7 +56,8 @@ fn write_checkpoint(
             n => (1, true, format!("delta {n} of subtask {s}").into_bytes()),
         };
         let position = format!("position of subtask {s} at {n}").into_bytes();
-        held.merge(position, vec![changed], false).unwrap();
+        held.merge(0..u32::MAX, position, vec![changed], false)
+            .unwrap();
         let segment = Layout::segment_file_name(&job(), CheckpointId(n), "counter", s);
         held.home_new_pieces(&segment, n);
     }

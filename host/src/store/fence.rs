@@ -23,9 +23,33 @@
 //! job's latest point never rewinds past committed output. The old process fails with
 //! [`super::StoreError::Fenced`] at its next publish.
 //!
+//! A successor numbers its checkpoints from the start of the next *epoch* of
+//! [`CHECKPOINT_EPOCH`] numbers after the point it resumes from ([`first_checkpoint`]), while
+//! the old process, until its next publish fences it, counts on within the epoch of that point:
+//! the two never name a checkpoint, and so never a sink's file or transaction, alike.
+//!
 //! This module decides from facts already read; it performs no I/O.
 
 use serde::{Deserialize, Serialize};
+
+use crate::ids::CheckpointId;
+
+/// How many checkpoint numbers one owner of a job's lineage has before a successor's begin: a
+/// process checkpointing every 100 ms would need 3 000 years to run out.
+pub const CHECKPOINT_EPOCH: u64 = 1_000_000_000_000;
+
+/// The first checkpoint of a job resumed from checkpoint `resumed` (`None`: started afresh).
+/// One that takes the point's job over (`taking_over`, on an object store) starts the next
+/// epoch; otherwise it goes on from `resumed + 1`. Performs no I/O.
+pub fn first_checkpoint(resumed: Option<CheckpointId>, taking_over: bool) -> CheckpointId {
+    match resumed {
+        None => CheckpointId(1),
+        Some(resumed) if taking_over => {
+            CheckpointId((resumed.0 / CHECKPOINT_EPOCH + 1) * CHECKPOINT_EPOCH + 1)
+        }
+        Some(resumed) => resumed.next(),
+    }
+}
 
 /// The contents of a lease object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +139,22 @@ mod tests {
             decide(1, None),
             Fence::Superseded { current: None, .. }
         ));
+    }
+
+    #[test]
+    fn a_successor_numbers_checkpoints_apart_from_its_predecessor() {
+        assert_eq!(first_checkpoint(None, false), CheckpointId(1));
+        assert_eq!(
+            first_checkpoint(Some(CheckpointId(13)), false),
+            CheckpointId(14)
+        );
+        let first = first_checkpoint(Some(CheckpointId(13)), true);
+        assert_eq!(first, CheckpointId(CHECKPOINT_EPOCH + 1));
+        // The old owner may count on from 13 for an epoch's worth without reaching it.
+        assert!(CheckpointId(CHECKPOINT_EPOCH - 1) < first);
+        // A successor of the successor starts the epoch after.
+        let next = first_checkpoint(Some(CheckpointId(CHECKPOINT_EPOCH + 40)), true);
+        assert_eq!(next, CheckpointId(2 * CHECKPOINT_EPOCH + 1));
     }
 
     #[test]

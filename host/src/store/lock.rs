@@ -9,9 +9,13 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
+use std::time::{Duration, Instant};
 
 use super::{Store, StoreError, io_error};
 use crate::ids::JobId;
+
+/// How often [`Store::wait_released`] looks again.
+const RELEASE_POLL: Duration = Duration::from_millis(5);
 
 /// Held while a job starts: no other job can start in this state folder meanwhile.
 #[must_use = "the lock is released when this is dropped"]
@@ -63,6 +67,19 @@ impl Store {
             Err(TryLockError::WouldBlock) => Ok(true),
             Err(TryLockError::Error(e)) => Err(io_error(&path)(e)),
         }
+    }
+
+    /// Waits until no process runs `job` (its process let go of it, or ended) or `max` has
+    /// passed; returns whether it was let go. Creates and changes nothing.
+    pub fn wait_released(&self, job: &JobId, max: Duration) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + max;
+        while self.is_running(job)? {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(RELEASE_POLL);
+        }
+        Ok(true)
     }
 
     /// Removes the checkpoints in progress that a job which no longer runs left behind (a
@@ -129,8 +146,13 @@ mod tests {
         let lock = store.claim_job(&job).unwrap();
         assert!(store.is_running(&job).unwrap());
         assert!(store.claim_job(&job).is_err(), "claimed twice");
+        let waited = store
+            .wait_released(&job, Duration::from_millis(50))
+            .unwrap();
+        assert!(!waited, "still held");
         drop(lock);
         assert!(!store.is_running(&job).unwrap());
+        assert!(store.wait_released(&job, Duration::ZERO).unwrap());
     }
 
     #[test]

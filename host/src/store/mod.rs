@@ -216,10 +216,29 @@ pub struct Store {
     published: Arc<Mutex<HashMap<JobId, PathBuf>>>,
 }
 
+/// Warns if the existing state folder `root` is open to other users: the control sockets
+/// inside are owner-only anyway, but the points and job files are not.
+fn warn_if_shared(root: &Path) {
+    let Ok(metadata) = fs::metadata(root) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "the state folder {} is open to other users (mode {mode:o}); \
+             `chmod 700` it to keep its points to yourself",
+            root.display()
+        );
+    }
+}
+
 impl Store {
-    /// Opens the state folder at `root`, creating it owner-only (0700) if needed.
+    /// Opens the state folder at `root`, creating it owner-only (0700) if needed. A folder
+    /// that exists keeps its mode (`--home` may name any folder: the host changes none it did
+    /// not make); one that others may enter gets a warning.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let layout = Layout::new(root);
+        warn_if_shared(layout.root());
         for dir in [
             layout.root().to_owned(),
             layout.jobs(),
@@ -229,8 +248,6 @@ impl Store {
         ] {
             durable::create_dir(&dir).map_err(io_error(&dir))?;
         }
-        let root = layout.root();
-        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_error(root))?;
         Ok(Store {
             layout,
             faults: None,

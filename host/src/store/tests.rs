@@ -166,6 +166,21 @@ fn the_state_folder_is_owner_only() {
     assert_eq!(mode & 0o777, 0o700);
 }
 
+#[test]
+fn a_folder_named_as_the_state_folder_keeps_its_mode() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("home");
+    fs::create_dir(&home).unwrap();
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o750)).unwrap();
+    Store::open(&home).unwrap();
+    let mode = fs::metadata(&home).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o750,
+        "the host changed the mode of a folder it did not make"
+    );
+}
+
 /// Keyed state of subtask 0 with group 1 whole, changed by a delta at each later checkpoint.
 fn keyed(states: &mut BTreeMap<u32, Held>, n: u64) {
     let held = states.entry(0).or_default();
@@ -173,7 +188,7 @@ fn keyed(states: &mut BTreeMap<u32, Held>, n: u64) {
         1 => vec![(1, false, b"group 1, whole".to_vec())],
         n => vec![(1, true, format!("delta {n}").into_bytes())],
     };
-    held.merge(vec![], changed, false).unwrap();
+    held.merge(0..u32::MAX, vec![], changed, false).unwrap();
 }
 
 #[test]

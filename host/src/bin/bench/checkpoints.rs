@@ -102,7 +102,7 @@ impl Checkpointing {
         let whole = snapshot.key_groups.iter().filter(|g| !g.delta).count();
         let (operator_state, changed) = snapshot.into_changes();
         let held = &mut self.held;
-        held.merge(operator_state, changed, full)
+        held.merge(self.instance.key_groups(), operator_state, changed, full)
             .map_err(|e| anyhow!(e))?;
         let segment = Layout::segment_file_name(&self.job, checkpoint, "counter", 0);
         held.home_new_pieces(&segment, checkpoint.0);

@@ -183,6 +183,7 @@ pub(crate) async fn build(
         plan,
         record: JobRecord::new(text.to_owned(), dir, None),
         restore: None,
+        taking_over: false,
         limits: Limits::default(),
     };
     runtime::build(engine.clone(), store.clone(), spec)

@@ -131,7 +131,7 @@ impl Staged {
             let snapshot = snapshot.map_err(SwapFailure::CatchUp)?;
             let (operator_state, changed) = snapshot.into_changes();
             let mut copy = Held::default();
-            let merged = copy.merge(operator_state, changed, true);
+            let merged = copy.merge(instance.key_groups(), operator_state, changed, true);
             merged.map_err(|problem| SwapFailure::Malformed {
                 subtask: instance.subtask().index,
                 problem,

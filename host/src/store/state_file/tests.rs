@@ -10,8 +10,13 @@ fn held(changed: &[(u32, bool, &[u8])], segment: &str, sequence: u64) -> Held {
 
 fn take(held: &mut Held, changed: &[(u32, bool, &[u8])], segment: &str, sequence: u64) {
     for &(g, d, b) in changed {
-        held.merge(b"position".to_vec(), vec![(g, d, b.to_vec())], false)
-            .unwrap();
+        held.merge(
+            0..u32::MAX,
+            b"position".to_vec(),
+            vec![(g, d, b.to_vec())],
+            false,
+        )
+        .unwrap();
     }
     held.home_new_pieces(segment, sequence);
 }
