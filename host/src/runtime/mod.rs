@@ -207,7 +207,9 @@ impl Job {
         let store = self.coordinator.blueprint().store.clone();
         let outcome = tokio::spawn(async move {
             let outcome = self.supervise(requests_rx).await;
-            let _ = store.fault_point(crate::fault::Phase::Ended, CheckpointId(0));
+            // Off the runtime's threads: a stall here must not hold up the answer to a stop.
+            let ended = move || store.fault_point(crate::fault::Phase::Ended, CheckpointId(0));
+            let _ = tokio::task::spawn_blocking(ended).await;
             outcome
         });
         JobHandle {
