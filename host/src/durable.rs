@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 /// One file-system step of the recipes here, as the crash-consistency test replays it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// A folder (and its missing parents) created.
+    /// A folder created (its parent exists); durable only once its parent is synced.
     CreateDir(PathBuf),
+    /// A folder removed with all it held; durable only once its parent is synced.
+    Remove(PathBuf),
     /// A file created with these contents; durable only once synced.
     Write(PathBuf, Vec<u8>),
     /// A file's contents made durable.
@@ -41,6 +43,12 @@ pub fn record() {
     JOURNAL.set(Some(Vec::new()));
 }
 
+/// How many steps were recorded since [`record`] (test builds only).
+#[cfg(test)]
+pub fn journal_len() -> usize {
+    JOURNAL.with_borrow(|journal| journal.as_ref().map_or(0, Vec::len))
+}
+
 /// The steps recorded since [`record`], which stops recording.
 #[cfg(test)]
 pub fn recorded() -> Vec<Step> {
@@ -55,14 +63,35 @@ fn journal(step: impl FnOnce() -> Step) {
 #[cfg(not(test))]
 fn journal(_step: impl FnOnce() -> Step) {}
 
-/// Creates a folder and its missing parents, owner-only (0700).
+/// Creates a folder and its missing parents, owner-only (0700), durably: a new folder's
+/// name lives in its parent, so each parent that gained one is fsynced (a file written into
+/// the folder later syncs the folder itself, not the chain of folders above it).
 pub fn create_dir(dir: &Path) -> io::Result<()> {
+    // The folders missing, innermost first.
+    let missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_owned)
+        .collect();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    journal(|| Step::CreateDir(dir.to_owned()));
+    for made in missing.iter().rev() {
+        journal(|| Step::CreateDir(made.clone()));
+    }
+    for made in &missing {
+        sync_dir(made.parent().expect("a folder made has a parent"))?;
+    }
     Ok(())
+}
+
+/// Removes a folder and everything in it, durably: its parent is fsynced, so that it does not
+/// come back after a power loss.
+pub fn remove_dir(dir: &Path) -> io::Result<()> {
+    fs::remove_dir_all(dir)?;
+    journal(|| Step::Remove(dir.to_owned()));
+    sync_dir(dir.parent().expect("a folder removed has a parent"))
 }
 
 /// Writes `bytes` to `path` durably: a crash leaves either no file or the whole of it.

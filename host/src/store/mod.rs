@@ -433,7 +433,7 @@ impl Store {
                 object.remove_point(&self.layout, &dir)?;
                 continue;
             }
-            fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
+            durable::remove_dir(&dir).map_err(io_error(&dir))?;
         }
         Ok(())
     }
@@ -465,9 +465,7 @@ impl Store {
             object.remove_point(&self.layout, &dir)?;
             return Ok(dir);
         }
-        fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
-        durable::sync_dir(&self.layout.savepoints())
-            .map_err(io_error(&self.layout.savepoints()))?;
+        durable::remove_dir(&dir).map_err(io_error(&dir))?;
         Ok(dir)
     }
 

@@ -54,6 +54,19 @@ fn write_states(
     (metadata, dir)
 }
 
+/// The status of `job`, running, with no mounts and no modules.
+pub(super) fn status_of(job: &JobId) -> JobStatus {
+    JobStatus {
+        job: job.clone(),
+        name: "t".to_owned(),
+        started_unix_ms: 0,
+        resumed_from: None,
+        writable_mounts: Vec::new(),
+        modules: Vec::new(),
+        state: JobState::Running { pid: 1 },
+    }
+}
+
 /// The metadata of checkpoint `checkpoint` of `job`, a job of one operator, `counter` (module
 /// `c` version 1, two subtasks), whose subtasks wrote `files`.
 pub(super) fn counter_metadata(
