@@ -1,5 +1,6 @@
 //! `host serve` against a real running job: the JSON API, `/metrics` read by a Prometheus
-//! text-format parser, and the token.
+//! text-format parser, and who may use it: the token (generated, or `--token-file`'s; in a
+//! header, or the cookie the printed address sets), the `Host` and, to act, the `Origin`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,10 +17,23 @@ pub struct Server {
     child: Child,
     /// Where it listens (`127.0.0.1:PORT`).
     pub addr: String,
+    /// The token in the address it printed.
+    pub token: String,
+}
+
+/// An answer: its status code, its head (status line and headers) and its body.
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The status line and the headers.
+    pub head: String,
+    /// The body.
+    pub body: String,
 }
 
 impl Server {
-    /// Starts `host serve --listen 127.0.0.1:0 EXTRA` over `dir`'s state folder.
+    /// Starts `host serve --listen 127.0.0.1:0 EXTRA` over `dir`'s state folder; reads the
+    /// address with the token that it prints.
     pub fn start(dir: &Dir, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
             .args([&["serve", "--listen", "127.0.0.1:0"], extra].concat())
@@ -32,43 +46,67 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let addr = line.trim().strip_prefix("listening on http://");
-        let addr = addr.unwrap_or_else(|| panic!("host serve printed {line:?}"));
+        let url = line.trim().strip_prefix("listening on http://");
+        let url = url.unwrap_or_else(|| panic!("host serve printed {line:?}"));
+        let (addr, token) = url
+            .split_once("/?token=")
+            .expect("an address with the token");
         Server {
             addr: addr.to_owned(),
+            token: token.to_owned(),
             child,
         }
     }
 
-    /// `METHOD PATH` with an optional bearer token: the status code and the body.
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    /// `METHOD PATH` with `headers` (`Name: value` each; `Host` is this server's address
+    /// unless one of them is a `Host`).
+    pub fn send(&self, method: &str, path: &str, headers: &[&str]) -> Answer {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let host = format!("Host: {}", self.addr);
+        let mut lines = headers.to_vec();
+        if !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+        {
+            lines.insert(0, &host);
+        }
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
-            self.addr
+            "{method} {path} HTTP/1.1\r\n{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            lines.join("\r\n")
         );
         stream.write_all(request.as_bytes()).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
-        (status.expect("a status code"), body.to_owned())
+        Answer {
+            status: status.expect("a status code"),
+            head: head.to_owned(),
+            body: body.to_owned(),
+        }
     }
 
-    /// `METHOD PATH` that must answer `status` with JSON.
+    /// `METHOD PATH` with an optional bearer token: the status code and the body.
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+        let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+        let answer = self.send(method, path, &headers);
+        (answer.status, answer.body)
+    }
+
+    /// `METHOD PATH` with the token, that must answer `status` with JSON.
     pub fn json(&self, method: &str, path: &str, status: u16) -> Value {
-        let (got, body) = self.call(method, path, None);
+        let (got, body) = self.call(method, path, Some(&self.token));
         assert_eq!(got, status, "{method} {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
     }
 
     /// `/metrics`, parsed: every sample's value by metric name and labels.
     pub fn metrics(&self) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-        let (status, body) = self.call("GET", "/metrics", None);
+        let (status, body) = self.call("GET", "/metrics", Some(&self.token));
         assert_eq!(status, 200, "{body}");
         let lines = body.lines().map(|l| Ok(l.to_owned()));
         let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
@@ -229,17 +267,187 @@ fn a_token_is_required_off_loopback_and_checked_on_every_request() {
     assert!(stderr.contains("requires --token-file"), "{stderr}");
 
     let server = Server::start(&dir, &["--token-file", token_file.to_str().unwrap()]);
+    assert_eq!(server.token, "s3cret");
+    assert!(!dir.home().join("serve-token").exists(), "none generated");
     for path in ["/api/jobs", "/metrics", "/"] {
         let (status, body) = server.call("GET", path, None);
         assert_eq!(status, 401, "{path}: {body}");
-        assert_eq!(
-            serde_json::from_str::<Value>(&body).unwrap()["error"],
-            "missing or wrong token"
+        let error = serde_json::from_str::<Value>(&body).unwrap()["error"].clone();
+        assert!(
+            error
+                .as_str()
+                .unwrap()
+                .starts_with("missing or wrong token"),
+            "{error}"
         );
         assert_eq!(server.call("GET", path, Some("wrong")).0, 401, "{path}");
         assert_eq!(server.call("GET", path, Some("s3cret")).0, 200, "{path}");
     }
     assert_eq!(server.call("GET", "/?token=s3cret", None).0, 200);
+}
+
+/// Every route, the API's, `/metrics`, the dashboard's and an unknown one.
+const ROUTES: [(&str, &str); 10] = [
+    ("GET", "/"),
+    ("GET", "/api/jobs"),
+    ("GET", "/api/jobs/job-nope"),
+    ("GET", "/api/jobs/job-nope/metrics"),
+    ("GET", "/api/jobs/job-nope/checkpoints"),
+    ("POST", "/api/jobs/job-nope/save"),
+    ("POST", "/api/jobs/job-nope/stop?save=true"),
+    ("GET", "/api/savepoints"),
+    ("GET", "/metrics"),
+    ("GET", "/api/nothing-here"),
+];
+
+#[test]
+fn every_route_needs_the_token_on_loopback_too() {
+    let dir = Dir::new(10);
+    let server = Server::start(&dir, &[]);
+    let almost = &server.token[1..];
+    for (method, path) in ROUTES {
+        for token in [None, Some("wrong"), Some(almost)] {
+            let (status, body) = server.call(method, path, token);
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
+        }
+        let (status, body) = server.call(method, path, Some(&server.token));
+        assert!(
+            [200, 404].contains(&status),
+            "{method} {path}: {status} {body}"
+        );
+    }
+    // `?token=` anywhere but `GET /` is refused, the right token too, with a bearer too.
+    let token = server.token.as_str();
+    let stop = format!("/api/jobs/job-nope/stop?token={token}");
+    let page = format!("/?token={token}");
+    let jobs = format!("/api/jobs?token={token}");
+    let refused = [
+        ("POST", &stop, None),
+        ("POST", &page, None),
+        ("GET", &jobs, Some(token)),
+    ];
+    for (method, path, bearer) in refused {
+        let (status, body) = server.call(method, path, bearer);
+        assert_eq!(status, 401, "{method} {path}: {body}");
+        assert!(body.contains("is taken by `GET /`"), "{body}");
+    }
+}
+
+#[test]
+fn the_generated_token_is_owner_only_reused_and_its_address_signs_the_browser_in() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = Dir::new(10);
+    let server = Server::start(&dir, &[]);
+    let file = dir.home().join("serve-token");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let token = server.token.clone();
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+
+    // The printed address (with a `job=` beside it): the page, and the cookie for the rest.
+    let page = server.send("GET", &format!("/?job=job-a&token={token}"), &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<title>jobhost</title>"));
+    let set_cookie = page.head.lines().find_map(|l| {
+        let (name, value) = l.split_once(": ")?;
+        name.eq_ignore_ascii_case("set-cookie").then_some(value)
+    });
+    let set_cookie = set_cookie.unwrap_or_else(|| panic!("no cookie:\n{}", page.head));
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let port = server.addr.rsplit_once(':').unwrap().1;
+    let cookie = set_cookie.split(';').next().unwrap();
+    assert!(
+        cookie.starts_with(&format!("jobhost-token-{port}=")),
+        "{cookie}"
+    );
+    let with_cookie = format!("Cookie: {cookie}");
+    let ours = format!("Origin: http://{}", server.addr);
+    assert_eq!(server.send("GET", "/", &[&with_cookie]).status, 200);
+    assert_eq!(server.send("GET", "/api/jobs", &[&with_cookie]).status, 200);
+    let save = server.send("POST", "/api/jobs/job-nope/save", &[&with_cookie, &ours]);
+    assert_eq!(save.status, 404, "past the checks: {}", save.body);
+    let forged = format!("{}0", &with_cookie[..with_cookie.len() - 1]);
+    assert_eq!(server.send("GET", "/api/jobs", &[&forged]).status, 401);
+    let wrong = server.send("GET", "/?token=wrong", &[]);
+    assert_eq!(wrong.status, 401);
+    assert!(!wrong.head.to_ascii_lowercase().contains("set-cookie"));
+
+    // Started again: the same token.
+    drop(server);
+    assert_eq!(Server::start(&dir, &[]).token, token);
+}
+
+#[test]
+fn a_request_addressed_to_another_host_is_refused() {
+    let dir = Dir::new(10);
+    let server = Server::start(&dir, &[]);
+    let bearer = format!("Authorization: Bearer {}", server.token);
+    let port = server.addr.rsplit_once(':').unwrap().1;
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("127.0.0.2:{port}"),
+    ] {
+        let answer = server.send("GET", "/api/jobs", &[&format!("Host: {host}"), &bearer]);
+        assert_eq!(answer.status, 403, "{host}: {}", answer.body);
+        let error = serde_json::from_str::<Value>(&answer.body).unwrap()["error"].clone();
+        assert!(
+            error.as_str().unwrap().contains("not to this server"),
+            "{error}"
+        );
+    }
+    let localhost = format!("Host: localhost:{port}");
+    assert_eq!(
+        server
+            .send("GET", "/api/jobs", &[&localhost, &bearer])
+            .status,
+        200
+    );
+}
+
+#[test]
+fn a_stop_from_another_site_is_refused_and_the_job_runs_on() {
+    let dir = Dir::new(30_000);
+    let job_file = dir.write_job(&WordCount::default());
+    let mut running = dir.start(&[job_file.to_str().unwrap()]);
+    let server = Server::start(&dir, &[]);
+    let job = running.job.clone();
+    let bearer = format!("Authorization: Bearer {}", server.token);
+    let stop = format!("/api/jobs/{job}/stop");
+    for origin in ["Origin: http://evil.example", "Origin: null"] {
+        for path in [stop.as_str(), &format!("/api/jobs/{job}/save")] {
+            let answer = server.send("POST", path, &[&bearer, origin]);
+            assert_eq!(answer.status, 403, "{origin} {path}: {}", answer.body);
+            assert!(answer.body.contains("another site"), "{}", answer.body);
+        }
+    }
+    // The job runs on: its process lives, and its sink keeps taking records.
+    let sink_in = || -> u64 {
+        let metrics = server.json("GET", &format!("/api/jobs/{job}/metrics"), 200);
+        let subtasks = metrics["subtasks"].as_array().unwrap().clone();
+        let sink = subtasks.iter().filter(|s| s["operator"] == "sink");
+        sink.map(|s| s["records_in"].as_u64().unwrap()).sum()
+    };
+    let first = sink_in();
+    wait_until("the sink's records in rise", || sink_in() > first);
+    assert!(running.child.try_wait().unwrap().is_none(), "the job ended");
+    assert_eq!(
+        server.json("GET", &format!("/api/jobs/{job}"), 200)["state"],
+        "running"
+    );
+
+    // From the server's own origin, the same request stops it.
+    let ours = format!("Origin: http://{}", server.addr);
+    let answer = server.send("POST", &stop, &[&bearer, &ours]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (code, stderr) = running.wait_code();
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]
@@ -250,7 +458,11 @@ fn the_dashboard_shows_rates_and_its_save_button_makes_a_savepoint() {
     let server = Server::start(&dir, &[]);
     let screenshot = crate::util::target_dir().join("dashboard.png");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser/dashboard.py");
-    let url = format!("http://{}/?job={}", server.addr, running.job);
+    // The address `host serve` printed, with `job=`: the page drops the token from it.
+    let url = format!(
+        "http://{}/?job={}&token={}",
+        server.addr, running.job, server.token
+    );
     let output = Command::new("python3")
         .args([script, &url, screenshot.to_str().unwrap()])
         .output()
@@ -258,6 +470,8 @@ fn the_dashboard_shows_rates_and_its_save_button_makes_a_savepoint() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let address = format!("http://{}/?job={}", server.addr, running.job);
+    assert_eq!(seen["address"], address.as_str(), "{seen}");
     assert_eq!(
         seen["edge_labels"].as_array().map(Vec::len),
         Some(3),

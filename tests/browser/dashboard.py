@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Drives the dashboard in headless Chromium over the DevTools protocol, through a pipe (no
-debugging port): waits for the topology and its rates, clicks "Save" with the mouse, waits for
-the new savepoint to show in the list, and takes a screenshot.
+debugging port): opens the address `host serve` printed (with `?token=`, which sets the cookie
+that the page's requests then send), waits for the topology and its rates, clicks "Save" with
+the mouse, waits for the new savepoint to show in the list, and takes a screenshot.
 
 Usage: dashboard.py URL SCREENSHOT.png
-Prints JSON: {"edge_labels": [...], "clipped": [...], "savepoints_before": [...],
-"savepoints_after": [...]}, where "clipped" names the operators whose box the drawing cuts off.
+Prints JSON: {"address": ..., "edge_labels": [...], "clipped": [...], "savepoints_before": [...],
+"savepoints_after": [...]}, where "address" is the page's address once it loaded (the token
+gone from it) and "clipped" names the operators whose box the drawing cuts off.
 """
 import base64
 import fcntl
@@ -115,6 +117,7 @@ def main(url, screenshot):
         try:
             browser.open(url)
             labels = browser.wait_for("the topology with rates on every edge", RATES)
+            address = browser.js("location.href")
             clipped = browser.js(CLIPPED)
             before = browser.js(SAVEPOINTS)
             browser.click("#save")
@@ -126,7 +129,7 @@ def main(url, screenshot):
                 f.write(base64.b64decode(shot["data"]))
         finally:
             browser.close()
-    print(json.dumps({"edge_labels": labels, "clipped": clipped, "savepoints_before": before, "savepoints_after": after}))
+    print(json.dumps({"address": address, "edge_labels": labels, "clipped": clipped, "savepoints_before": before, "savepoints_after": after}))
 
 
 if __name__ == "__main__":

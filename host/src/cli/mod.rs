@@ -145,12 +145,14 @@ enum Command {
     },
     /// Dry run: would this job restore from this point? Runs nothing.
     Check(CheckArgs),
-    /// Serve the HTTP API, `/metrics` and the dashboard over the state folder.
+    /// Serve the HTTP API, `/metrics` and the dashboard over the state folder, to holders of
+    /// a token; prints the dashboard's address with it.
     Serve {
         /// The address to listen on (any other than loopback requires --token-file).
         #[arg(long, default_value = host::serve::LISTEN_DEFAULT)]
         listen: std::net::SocketAddr,
-        /// A file whose first line is the token every request must present.
+        /// A file whose first line is the token every request must present [default: one
+        /// generated into the state folder's `serve-token` on the first start, then reused].
         #[arg(long, value_name = "PATH")]
         token_file: Option<PathBuf>,
     },
@@ -293,7 +295,8 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
 /// `url` if one is given.
 fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Result<Store> {
     let store = match command {
-        // Only these write to the state folder; the others create and change nothing in it.
+        // Only these write to the state folder; the others create and change nothing in it
+        // (but `serve`, which writes its token once: `host::serve::token`).
         Command::Run(_) | Command::Rm { .. } | Command::Gc { dry_run: false } => Store::open(home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(home),
@@ -476,16 +479,22 @@ fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// `host serve`: prints where it listens, then serves until interrupted.
+/// `host serve`: prints the dashboard's address with the token (`--token-file`'s, or the state
+/// folder's, generated on the first start), then serves until interrupted.
 fn serve(
     store: Store,
     listen: std::net::SocketAddr,
     token_file: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let token = token_file.map(host::serve::read_token).transpose()?;
+    let given = token_file.map(host::serve::token::read).transpose()?;
     tokio_runtime()?.block_on(async {
-        let listener = host::serve::bind(listen, token.as_deref()).await?;
-        println!("listening on http://{}", listener.local_addr()?);
+        let listener = host::serve::bind(listen, given.is_some()).await?;
+        let token = match given {
+            Some(token) => token,
+            None => host::serve::token::load_or_create(store.layout())?,
+        };
+        let url = host::serve::dashboard::url(listener.local_addr()?, &token);
+        println!("listening on {url}");
         std::io::Write::flush(&mut std::io::stdout())?;
         tokio::select! {
             served = host::serve::run(listener, store, token) => served?,

@@ -1,7 +1,11 @@
 //! The JSON API: the command line's listings and requests, over HTTP. Errors are JSON
 //! (`{"error": MESSAGE}`) with the command line's messages and a status code that says whose
-//! fault it is: 400 a malformed request, 401 no token, 404 nothing by that name, 409 a job in
-//! the wrong state for the request, 502 a job that did not answer, 500 the state folder.
+//! fault it is: 400 a malformed request, 401 no or a wrong token (or one in the address of
+//! anything but the dashboard's page), 403 a request addressed to another host or, to act,
+//! sent from another site ([`super::access`]), 404 nothing by that name, 409 a job in the wrong
+//! state for the request, or with a save or stop already in flight (one at a time per job: a
+//! second is refused, not queued, [`super::in_flight`]), 502 a job that did not answer, 500 the
+//! state folder.
 //!
 //! | route | does |
 //! |---|---|
@@ -44,12 +48,33 @@ impl ApiError {
 
     /// A request without the right token.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "missing or wrong token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send `Authorization: Bearer TOKEN`, or open the address \
+             `host serve` printed",
+        )
     }
 
-    /// The response, now.
-    pub fn into_response_now(self) -> Response {
-        self.into_response()
+    /// A request with the token in its address, which only the dashboard's page takes.
+    pub fn token_in_address() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "`?token=` is taken by `GET /` (the dashboard) only: send `Authorization: Bearer \
+             TOKEN`",
+        )
+    }
+
+    /// A request refused whatever its token: addressed to another host, or from another site.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// A save or stop of `job` while another is in flight.
+    fn busy(job: &JobId) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            format!("a save or stop of {job} is already in flight; try again once it is done"),
+        )
     }
 }
 
@@ -155,14 +180,27 @@ async fn checkpoints(State(shared): State<Shared>, Path(id): Path<String>) -> An
     to_json(sample.checkpoints)
 }
 
+/// Runs a save or stop of `job` off the async threads, refused while another is in flight.
+/// The job's slot is held until the work ends, even if the client goes away before that.
+async fn acting<T: Send + 'static>(
+    shared: &Shared,
+    job: JobId,
+    work: impl FnOnce(&Store, &JobId) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let claim = shared
+        .in_flight
+        .claim(&job)
+        .ok_or_else(|| ApiError::busy(&job))?;
+    blocking(&shared.store, move |store| {
+        let _claim = claim;
+        work(store, &job)
+    })
+    .await
+}
+
 async fn save(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
     let job = job_id(&id)?;
-    to_json(
-        blocking(&shared.store, move |store| {
-            Ok(ops::save(store, &job, false)?)
-        })
-        .await?,
-    )
+    to_json(acting(&shared, job, |store, job| Ok(ops::save(store, job, false)?)).await?)
 }
 
 #[derive(Deserialize)]
@@ -180,9 +218,9 @@ async fn stop(
     let Query(StopQuery { save }) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let stopped = job.clone();
-    let saved = blocking(&shared.store, move |store| match save {
-        true => Ok(Some(ops::save(store, &job, true)?)),
-        false => Ok(ops::cancel(store, &job).map(|()| None)?),
+    let saved = acting(&shared, job, move |store, job| match save {
+        true => Ok(Some(ops::save(store, job, true)?)),
+        false => Ok(ops::cancel(store, job).map(|()| None)?),
     })
     .await?;
     Ok(Json(json!({ "stopped": stopped, "savepoint": saved })))

@@ -2,22 +2,28 @@
 //! the command line ([`api`]), every running job's metrics at `/metrics` ([`prometheus`]) and a
 //! dashboard (one page, shipped in the binary, [`dashboard`]).
 //!
-//! It reaches running jobs through their control sockets only ([`crate::ops`]) and writes
-//! nothing to the state folder. It listens on loopback by default; any other address requires a
-//! token, which every request must then present (`Authorization: Bearer TOKEN`, or `?token=`
-//! for the dashboard's first page load).
+//! It reaches running jobs through their control sockets only ([`crate::ops`]); the only file
+//! it writes is its token's. Every request, on loopback too, must present the token
+//! ([`token`]: `--token-file`'s, or one generated once into the state folder's `serve-token`,
+//! mode 0600, and reused): as `Authorization: Bearer TOKEN`, or as the cookie that the
+//! dashboard's address, `http://ADDRESS/?token=TOKEN` (printed once at start), sets. Its
+//! `Host` must name the bound address, and a request that acts may not come from another
+//! site's page ([`access`]: these defeat DNS rebinding and cross-site requests). A job has at
+//! most one save or stop in flight ([`in_flight`]). It listens on loopback by default; any
+//! other address requires `--token-file`.
 
+pub mod access;
 pub mod api;
 pub mod dashboard;
+pub mod in_flight;
 pub mod prometheus;
+pub mod token;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 
 use crate::store::Store;
 
@@ -33,6 +39,14 @@ pub enum ServeError {
     /// The token file cannot be read.
     #[error("cannot read the token file {path}: {source}")]
     TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The generated token cannot be written to the state folder.
+    #[error("cannot write the token file {path}: {source}")]
+    TokenCreate {
         /// The file.
         path: PathBuf,
         /// Why.
@@ -55,28 +69,15 @@ pub enum ServeError {
 #[derive(Clone)]
 pub struct Shared {
     store: Store,
-    token: Option<Arc<str>>,
+    in_flight: in_flight::InFlight,
 }
 
-/// Reads the token (its first line, trimmed) from `path`.
-pub fn read_token(path: &Path) -> Result<String, ServeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ServeError::TokenFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    let token = text.lines().next().unwrap_or_default().trim();
-    if token.is_empty() {
-        return Err(ServeError::EmptyToken(path.to_owned()));
-    }
-    Ok(token.to_owned())
-}
-
-/// Binds `listen`; refuses a non-loopback address without a token.
+/// Binds `listen`; refuses a non-loopback address without `--token-file` (`token_given`).
 pub async fn bind(
     listen: SocketAddr,
-    token: Option<&str>,
+    token_given: bool,
 ) -> Result<tokio::net::TcpListener, ServeError> {
-    if !listen.ip().is_loopback() && token.is_none() {
+    if !listen.ip().is_loopback() && !token_given {
         return Err(ServeError::TokenRequired(listen));
     }
     let bind = |source| ServeError::Bind {
@@ -86,43 +87,21 @@ pub async fn bind(
     tokio::net::TcpListener::bind(listen).await.map_err(bind)
 }
 
-/// Serves the API, `/metrics` and the dashboard over `store` until the process ends.
+/// Serves the API, `/metrics` and the dashboard over `store`, to those with `token`, until the
+/// process ends.
 pub async fn run(
     listener: tokio::net::TcpListener,
     store: Store,
-    token: Option<String>,
+    token: String,
 ) -> std::io::Result<()> {
+    let access = Arc::new(access::Access::new(token, listener.local_addr()?));
     let shared = Shared {
         store,
-        token: token.map(Arc::from),
+        in_flight: in_flight::InFlight::default(),
     };
     let app = api::routes()
         .merge(dashboard::routes())
-        .layer(middleware::from_fn_with_state(shared.clone(), authorize))
+        .layer(middleware::from_fn_with_state(access, access::guard))
         .with_state(shared);
     axum::serve(listener, app).await
-}
-
-/// Refuses a request without the token, when one is set.
-async fn authorize(State(shared): State<Shared>, request: Request, next: Next) -> Response {
-    let Some(token) = &shared.token else {
-        return next.run(request).await;
-    };
-    let bearer = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let query = request.uri().query().unwrap_or_default();
-    let in_query = query.split('&').find_map(|p| p.strip_prefix("token="));
-    let presented = bearer.or(in_query).unwrap_or_default();
-    if same(presented.as_bytes(), token.as_bytes()) {
-        return next.run(request).await;
-    }
-    api::ApiError::unauthorized().into_response_now()
-}
-
-/// Compares in time that depends on the lengths only.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <root>/start.lock                          (held while a job starts)
+//! <root>/serve-token                         (`host serve`'s token, owner-only)
 //! <root>/jobs/<job-id>/job.toml, status, control.sock, lock
 //! <root>/jobs/<job-id>/checkpoints/<n>/{_metadata, <operator-id>-<subtask>.state}
 //! <root>/jobs/<job-id>/checkpoints/.in-progress-<n>/   (a checkpoint being written)
@@ -90,6 +91,11 @@ impl Layout {
     /// The lock held while a job starts.
     pub fn start_lock(&self) -> PathBuf {
         self.root.join("start.lock")
+    }
+
+    /// The token `host serve` generates on its first start and reuses (owner-only, 0600).
+    pub fn serve_token(&self) -> PathBuf {
+        self.root.join("serve-token")
     }
 
     /// The output of a job started with `host run --detach` (its id, then its log).
