@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     match cli::run(args, home) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::terminal::escaped(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

@@ -129,7 +129,7 @@ pub fn print(verdicts: &[Verdict], point: &str) {
             status.as_str().unwrap_or("")
         );
         for error in &v.errors {
-            println!("      {error}");
+            println!("      {}", super::terminal::escaped(error));
         }
     }
 }

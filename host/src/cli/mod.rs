@@ -11,6 +11,7 @@ mod new;
 mod points;
 mod progress;
 mod start;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -445,7 +446,8 @@ fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         for row in rows {
-            println!("{}\t{}\t{}", row.job, row.name, row.state);
+            let state = terminal::escaped(&row.state);
+            println!("{}\t{}\t{}", row.job, row.name, state);
         }
     }
     Ok(ExitCode::SUCCESS)

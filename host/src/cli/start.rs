@@ -536,7 +536,8 @@ async fn run_admitted(
         ),
         Outcome::Failed(failure) => {
             let error = failure.to_string();
-            eprintln!("error: job {job_id} failed: {error}");
+            let shown = super::terminal::escaped(&error);
+            eprintln!("error: job {job_id} failed: {shown}");
             (JobState::Failed { error }, ExitCode::from(3))
         }
     };

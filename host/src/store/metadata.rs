@@ -40,6 +40,10 @@ pub const METADATA_BYTES_MAX: u64 = 64 << 20;
 /// in lists of at most 4 GiB each), so a larger length in `_metadata` is damage, refused
 /// before any byte is read.
 pub const STATE_FILE_BYTES_MAX: u64 = 16 << 30;
+/// Largest segment this host reads: a segment holds pieces of one subtask's keyed state, which
+/// lived in one guest's 32-bit memory; a larger file is damage (or planted), refused before
+/// its bytes are read.
+pub const SEGMENT_BYTES_MAX: u64 = 4 << 30;
 
 /// Everything needed to resume from one checkpoint or savepoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

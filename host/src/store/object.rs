@@ -535,6 +535,34 @@ impl ObjectPoints {
             .map_err(object_error(url))
     }
 
+    /// The object at `location`, whole, refused unread if it is larger than `max` bytes.
+    pub fn read_object_at_most(
+        &self,
+        layout: &Layout,
+        location: &Path,
+        max: u64,
+    ) -> Result<Bytes, StoreError> {
+        let key = self.key_of(layout, location);
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        let read = self.run(async move {
+            let got = store.get(&key).await?;
+            match got.meta.size > max {
+                true => Ok(Err(got.meta.size)),
+                false => Ok(Ok(got.bytes().await?)),
+            }
+        });
+        match read.map_err(object_error(url.clone()))? {
+            Ok(bytes) => Ok(bytes),
+            Err(size) => Err(StoreError::Io {
+                path: PathBuf::from(url),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{size} bytes: larger than any segment ({max} bytes at most)"),
+                ),
+            }),
+        }
+    }
+
     /// Copies the object at `from`, of an earlier point, to `to`, server-side; false if there
     /// is none (the point was removed, or the object's checkpoint aborted).
     pub fn copy_if_present(

@@ -75,12 +75,27 @@ pub(super) struct SegmentFiles<'a> {
 impl state_file::Segments for SegmentFiles<'_> {
     fn bytes(&mut self, name: &str) -> Result<&Bytes, state_file::SegmentError> {
         if !self.read.contains_key(name) {
-            let bytes = self.folder.read(name);
-            let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
+            let bytes = read_segment_file(self.folder, name).map_err(segment_error(name))?;
             self.read.insert(name.to_owned(), bytes.into());
         }
         Ok(&self.read[name])
     }
+}
+
+/// Segment file `name` of `folder`, refused unread past [`metadata::SEGMENT_BYTES_MAX`].
+fn read_segment_file(folder: &cap_std::fs::Dir, name: &str) -> Result<Vec<u8>, String> {
+    let file = folder.open(name).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let max = metadata::SEGMENT_BYTES_MAX;
+    if len > max {
+        return Err(format!(
+            "{len} bytes: larger than any segment ({max} bytes at most)"
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    io::Read::read_to_end(&mut io::Read::take(file.into_std(), max), &mut bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 /// The segments of a point on an object store being read, each fetched whole, once.
@@ -95,7 +110,8 @@ impl state_file::Segments for ObjectSegments<'_> {
     fn bytes(&mut self, name: &str) -> Result<&Bytes, state_file::SegmentError> {
         if !self.fetched.contains_key(name) {
             let location = self.point.dir.join(name);
-            let bytes = self.object.read_object(self.layout, &location);
+            let max = metadata::SEGMENT_BYTES_MAX;
+            let bytes = self.object.read_object_at_most(self.layout, &location, max);
             let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
             self.fetched.insert(name.to_owned(), bytes);
         }

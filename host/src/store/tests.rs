@@ -269,6 +269,32 @@ fn a_segment_that_cannot_be_linked_is_written_again_and_a_damaged_one_is_named()
 }
 
 #[test]
+fn a_segment_over_the_size_limit_is_refused_unread() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let mut states = BTreeMap::new();
+    keyed(&mut states, 1);
+    let (_, dir) = write_states(&store, 1, BarrierKind::Checkpoint, &mut states);
+    let name = Layout::segment_file_name(&job(), CheckpointId(1), "counter", 0);
+    let segment = dir.join(name);
+    // Sparse: 4 GiB and one byte that take no room on the disk, and would in memory.
+    let max = super::metadata::SEGMENT_BYTES_MAX;
+    fs::File::options()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(max + 1)
+        .unwrap();
+    let point = store.read_point(&dir).unwrap();
+    let error = store.read_states(&point).unwrap_err().to_string();
+    assert!(
+        error.contains(&*segment.to_string_lossy())
+            && error.contains(&format!("larger than any segment ({max} bytes at most)")),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_state_file_over_the_size_limit_is_refused_before_it_is_read() {
     let max = super::metadata::STATE_FILE_BYTES_MAX;
     let id: OperatorId = "counter".parse().unwrap();
