@@ -178,6 +178,7 @@ fn only_the_binary_prints_exits_or_reads_the_environment() {
         "lib.rs",
         "lineage.rs",
         "program.rs",
+        "protected.rs",
         "savepoint.rs",
         "topology.rs",
         "engine",

@@ -25,6 +25,7 @@ mod limits;
 mod live_upgrade;
 mod module_cache;
 mod profiling;
+mod protected_folders;
 mod python;
 mod rescale;
 mod s3;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::module_cache::{share_files, shared_cache};
+use crate::module_cache::share_into;
 use crate::util::{
     Dir, WordCount, assert_exactly_once, guest, input_text, replace_in, word_counts,
 };
@@ -147,8 +147,7 @@ fn an_export_resumes_in_a_fresh_state_folder_without_the_modules_or_the_job_file
     std::fs::remove_dir_all(dir.path().join("components")).unwrap();
     std::fs::remove_file(&job).unwrap();
     std::fs::remove_dir_all(dir.home()).unwrap();
-    std::fs::create_dir_all(dir.home().join("cache")).unwrap();
-    share_files(&shared_cache(), &dir.home().join("cache"));
+    share_into(&dir.home());
     dir.start(&["--from", exported.to_str().unwrap()]).wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
     // The job put the modules it ran into the fresh state folder's module store.

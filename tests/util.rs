@@ -100,12 +100,7 @@ impl Dir {
     /// A fresh scratch folder with `lines` lines of deterministic words as input.
     pub fn new(lines: usize) -> Dir {
         let dir = Dir::cold(lines);
-        let cache = dir.home().join("cache");
-        // Owner-only, as the host makes a state folder: it changes the mode of none it finds.
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(&cache)
-            .unwrap();
-        crate::module_cache::share_files(&crate::module_cache::shared_cache(), &cache);
+        crate::module_cache::share_into(&dir.home());
         dir
     }
 
@@ -119,6 +114,8 @@ impl Dir {
         std::fs::create_dir_all(tmp.path().join("output")).unwrap();
         std::fs::create_dir_all(tmp.path().join("scratch")).unwrap();
         std::fs::write(tmp.path().join("input/words.txt"), input_text(lines)).unwrap();
+        // What it compiles is keyed as the shared cache is, to be shared when it is dropped.
+        crate::module_cache::share_key(&tmp.path().join("home"));
         Dir {
             tmp,
             env: Vec::new(),

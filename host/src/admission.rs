@@ -8,9 +8,10 @@
 //! refuses on these conflicts, under the state folder's start lock; `host check` reports them.
 //! [`running_jobs`] reads the facts; [`conflicts`] decides without I/O.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::ids::JobId;
+use crate::protected;
 use crate::store::{Store, StoreError};
 use crate::topology::Plan;
 
@@ -75,26 +76,19 @@ pub fn conflicts(
     found
 }
 
-/// The host folders `plan` may write, canonical (symbolic links and `..` resolved) so that
-/// two spellings of one folder compare equal. A folder that cannot be resolved is kept as
-/// written: building the job reports it.
+/// The host folders `plan` may write, canonical (symbolic links and `..` resolved, see
+/// [`protected::canonical`]) so that two spellings of one folder compare equal.
 pub fn writable_mounts(plan: &Plan) -> Vec<PathBuf> {
     let mut mounts: Vec<PathBuf> = plan
         .operators
         .iter()
         .flat_map(|op| &op.mounts)
         .filter(|mount| mount.writable)
-        .map(|mount| canonical(&mount.host))
+        .map(|mount| protected::canonical(&mount.host))
         .collect();
     mounts.sort();
     mounts.dedup();
     mounts
-}
-
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path)
-        .or_else(|_| std::path::absolute(path))
-        .unwrap_or_else(|_| path.to_owned())
 }
 
 /// Every job of `store` that a live process runs now. Creates and changes nothing.

@@ -88,6 +88,7 @@ pub mod lineage;
 pub mod metrics;
 pub mod ops;
 pub mod program;
+pub mod protected;
 pub mod runtime;
 pub mod savepoint;
 pub mod serve;

@@ -5,7 +5,8 @@
 //! file against the job. Both then build the job: every module compiled, every subtask
 //! instantiated and its state restored, which touches nothing outside the guests. `check`
 //! builds with every mount read-only and the compiled-module cache read-only, reports what
-//! `run` would do, and ends: it changes no file. `run` then admits the job under the state
+//! `run` would do, and ends: it changes no file. Both refuse a job whose mounts reach the
+//! host's own folders ([`host::protected`]). `run` then admits the job under the state
 //! folder's start lock (no running job writes a folder it would write, nor runs the job the
 //! point came from), records and claims it, and spawns it; its sinks reconcile their folders
 //! with the point (`recover`) as the job's first step.
@@ -24,6 +25,7 @@ use host::barrier::BarrierKind;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
+use host::protected::Protected;
 use host::runtime::{self, BuildError, JobRecord, JobSpec, Outcome, RestoreFrom};
 use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::{JobLock, JobState, JobStatus, Origin, Store};
@@ -95,6 +97,13 @@ impl Prepared {
             None => format!("cannot start {job}"),
         };
         anyhow::anyhow!("{what}:\n  - {}", problems.join("\n  - "))
+    }
+
+    /// The folders none of the job's mounts may reach: the state folder, its compiled-module
+    /// cache and the job file's folder.
+    fn protected(&self, store: &Store) -> Protected {
+        let layout = store.layout();
+        Protected::new(layout.root(), &layout.cache(), Some(&self.base))
     }
 
     /// What every point of the job records of its definition and lineage.
@@ -196,18 +205,21 @@ fn resolve(store: &Store, point: &RestorePoint) -> anyhow::Result<PathBuf> {
     Ok(std::path::absolute(&dir).unwrap_or(dir))
 }
 
-/// Why the job may not start beside the jobs running now. Reads only.
-fn conflicts(
+/// Why the job may not start: its mounts that reach the host's own folders, then its
+/// conflicts with the jobs running now. Reads only.
+fn refusals(
     store: &Store,
     prepared: &Prepared,
     writable: &[PathBuf],
-) -> anyhow::Result<Vec<Conflict>> {
+) -> anyhow::Result<Vec<String>> {
+    let protected = prepared.protected(store);
+    let mounts = protected.refusals(&prepared.plan);
     let running = admission::running_jobs(store)?;
-    Ok(admission::conflicts(
-        prepared.point_job(),
-        writable,
-        &running,
-    ))
+    let conflicts = admission::conflicts(prepared.point_job(), writable, &running);
+    let mounts = mounts.iter().map(ToString::to_string);
+    Ok(mounts
+        .chain(conflicts.iter().map(Conflict::to_string))
+        .collect())
 }
 
 /// Builds the job: compiles, instantiates, initializes and restores every subtask. Touches
@@ -226,32 +238,36 @@ async fn build(
         taking_over: prepared.takes_over(store),
         restore: prepared.restore.take(),
         limits: Limits::default(),
+        protected: prepared.protected(store),
     };
     runtime::build(engine, store.clone(), spec).await
 }
 
 fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
-    let engine = Engine::new(&store.layout().cache(), cache_mode);
+    let layout = store.layout();
+    let engine = Engine::new(&layout.cache(), &layout.cache_key(), cache_mode);
     Ok(Arc::new(engine.map_err(|e| anyhow::anyhow!("{e:#}"))?))
 }
 
 /// The dry run: would `run` start this job from this point? Builds it with every mount
-/// read-only, never runs it, never reconciles a sink, writes no file. Reports each operator's
-/// fate ([`check::verdicts`]), as JSON with `json`.
+/// read-only (and without those refused, reported once), never runs it, never reconciles a
+/// sink, writes no file. Reports each operator's fate ([`check::verdicts`]), as JSON with
+/// `json`.
 pub(super) async fn check_job(
     store: Store,
     mut prepared: Prepared,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let writable = admission::writable_mounts(&prepared.plan);
-    let mut problems: Vec<String> = conflicts(&store, &prepared, &writable)?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let mut problems = refusals(&store, &prepared, &writable)?;
     let metadata = prepared.restore.as_ref().map(|r| r.metadata.clone());
     let metadata = metadata.expect("`check` always has a point");
+    let protected = prepared.protected(&store);
     let mut plan = prepared.plan.clone();
     for op in &mut plan.operators {
+        let id = op.id.clone();
+        op.mounts
+            .retain(|mount| protected.check(&id, mount).is_ok());
         op.mounts
             .iter_mut()
             .for_each(|mount| mount.writable = false);
@@ -336,7 +352,7 @@ pub(super) async fn run_job(
     for attempt in 1..=2 {
         let writable = admission::writable_mounts(&prepared.plan);
         // Refused at once, before anything is compiled; decided again under the start lock.
-        refuse_conflicts(&store, &prepared, &writable)?;
+        refuse(&store, &prepared, &writable)?;
         let engine = engine(&store, CacheMode::Deferred)?;
         let job_id = JobId::generate();
         let plan = prepared.plan.clone();
@@ -366,16 +382,12 @@ pub(super) async fn run_job(
     unreachable!("the second attempt is admitted or refused")
 }
 
-fn refuse_conflicts(
-    store: &Store,
-    prepared: &Prepared,
-    writable: &[PathBuf],
-) -> anyhow::Result<()> {
-    let found = conflicts(store, prepared, writable)?;
-    if found.is_empty() {
+/// Refuses the job if anything in [`refusals`] says it may not start.
+fn refuse(store: &Store, prepared: &Prepared, writable: &[PathBuf]) -> anyhow::Result<()> {
+    let problems = refusals(store, prepared, writable)?;
+    if problems.is_empty() {
         return Ok(());
     }
-    let problems: Vec<String> = found.iter().map(ToString::to_string).collect();
     Err(prepared.refusal(&problems))
 }
 
@@ -406,7 +418,7 @@ fn admit(
         last,
     } = admitting;
     let starting = store.lock_starts()?;
-    refuse_conflicts(store, prepared, &writable_mounts)?;
+    refuse(store, prepared, &writable_mounts)?;
     if let Some(moved) = take_over_point_job(store, prepared)? {
         anyhow::ensure!(!last, "{moved}");
         tracing::info!("{moved}: preparing the job again");

@@ -24,6 +24,7 @@ use super::borrowed::RestoredRef;
 use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
 use crate::ids::Role;
 use crate::ids::SubtaskId;
+use crate::protected::Protected;
 use crate::topology::Mount;
 
 /// Resource limits of one instance.
@@ -200,6 +201,8 @@ pub struct Grants<'a> {
     pub mounts: &'a [Mount],
     /// Whether it may read the real clocks.
     pub clock: bool,
+    /// The folders no mount may reach, checked again as each mount is opened.
+    pub protected: &'a Protected,
 }
 
 /// The clocks of a guest without the clock grant: time stands still at the Unix epoch.
@@ -311,13 +314,32 @@ fn wasi_context(subtask: &SubtaskId, grants: &Grants<'_>) -> Result<WasiCtx, Eng
         } else {
             FsPerms::ReadOnly
         };
-        wasi.preopened_dir(&mount.host, &mount.guest, perms)
-            .map_err(|e| EngineError::Grant {
-                path: mount.host.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let refused = |reason: String| EngineError::Grant {
+            path: mount.host.clone(),
+            reason,
+        };
+        let dir = grants
+            .protected
+            .open(&subtask.operator, mount)
+            .map_err(|e| refused(e.to_string()))?;
+        // WASI opens the folder by a path: the open handle's own, which names the folder
+        // checked whatever its path leads to now.
+        wasi.preopened_dir(handle_path(&dir), &mount.guest, perms)
+            .map_err(|e| refused(format!("{e:#}")))?;
     }
     Ok(wasi.build())
+}
+
+/// Where a process finds its own open files by number.
+#[cfg(target_os = "linux")]
+const OWN_FILES: &str = "/proc/self/fd";
+#[cfg(not(target_os = "linux"))]
+const OWN_FILES: &str = "/dev/fd";
+
+/// A path that opens the very folder `dir` holds open (`/proc/self/fd/N` on Linux).
+fn handle_path(dir: &cap_std::fs::Dir) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd as _;
+    format!("{OWN_FILES}/{}", dir.as_raw_fd()).into()
 }
 
 /// Runs a guest call for at most `deadline` of wall-clock time. Epoch interruption stops a

@@ -9,10 +9,10 @@
 
 pub mod bindings;
 pub mod borrowed;
+mod cache;
 pub mod guest_log;
 pub mod instance;
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,7 +143,7 @@ pub enum CacheMode {
 pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
-    cache_dir: PathBuf,
+    cache: cache::Cache,
     cache_mode: CacheMode,
     /// Compiled, not yet cached ([`CacheMode::Deferred`]): where each goes, and what.
     uncached: std::sync::Mutex<Vec<(PathBuf, Component)>>,
@@ -151,8 +151,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine whose compiled components are cached in `cache_dir`, used as `cache_mode` says.
-    pub fn new(cache_dir: &Path, cache_mode: CacheMode) -> wasmtime::Result<Engine> {
+    /// An engine whose compiled components are cached in `cache_dir`, used as `cache_mode`
+    /// says, each file vouched for by a record keyed with the key in `cache_key` (made at the
+    /// first write to the cache if there is none).
+    pub fn new(
+        cache_dir: &Path,
+        cache_key: &Path,
+        cache_mode: CacheMode,
+    ) -> wasmtime::Result<Engine> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         if PERF_MAP.load(Ordering::Relaxed) {
@@ -167,7 +173,7 @@ impl Engine {
         Ok(Engine {
             engine,
             linker,
-            cache_dir: cache_dir.to_owned(),
+            cache: cache::Cache::open(cache_dir, cache_key),
             cache_mode,
             uncached: std::sync::Mutex::default(),
             _ticker: ticker,
@@ -204,31 +210,14 @@ impl Engine {
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
-        // XXH3, not `DefaultHasher`, whose output may change with the Rust release: the name
-        // must stay the same for as long as the engine's compatibility does.
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        let cached = self
-            .cache_dir
-            .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
-        if cached.exists() {
-            // SAFETY: only this host writes the cache folder (owner-only, inside the state
-            // folder), each file atomically, from `Component::serialize` of this engine
-            // configuration; the file name carries the engine's compatibility hash.
-            #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(path = %cached.display(), "ignoring unusable cached module: {e:#}")
-                }
-            }
+        let cached = self.cache.path(&self.engine, sha256);
+        if let Some(component) = self.cache.load(&self.engine, &cached) {
+            return Ok(component);
         }
         let component = Component::new(&self.engine, bytes)?;
         match self.cache_mode {
             CacheMode::ReadOnly => {}
-            CacheMode::ReadWrite => cache(&cached, &component),
+            CacheMode::ReadWrite => self.cache.write(&cached, &component),
             CacheMode::Deferred => {
                 let mut uncached = self.uncached.lock().expect("not poisoned");
                 uncached.push((cached, component.clone()));
@@ -247,20 +236,8 @@ impl Engine {
     pub fn write_cache(&self) {
         let uncached = std::mem::take(&mut *self.uncached.lock().expect("not poisoned"));
         for (path, component) in uncached {
-            cache(&path, &component);
+            self.cache.write(&path, &component);
         }
-    }
-}
-
-/// Writes a compiled module into the cache; a failure only costs a later compile.
-fn cache(path: &Path, component: &Component) {
-    let written = component
-        .serialize()
-        .map_err(|e| format!("{e:#}"))
-        // Complete or absent: loading a torn file would be unsound.
-        .and_then(|bytes| crate::durable::write_file(path, &bytes).map_err(|e| e.to_string()));
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
     }
 }
 

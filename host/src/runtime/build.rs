@@ -27,6 +27,7 @@ use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
+use crate::protected::Protected;
 use crate::snapshot::Rescale;
 use crate::store::{Store, StoreError};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
@@ -40,6 +41,8 @@ pub(super) struct Blueprint {
     pub(super) plan: Plan,
     pub(super) record: JobRecord,
     limits: Limits,
+    /// The folders no mount may reach.
+    protected: Arc<Protected>,
     /// The point the job was started from, for a restart before its first checkpoint; let
     /// go once one completed (see [`Blueprint::forget_initial`]).
     initial: Option<Arc<RestoreFrom>>,
@@ -60,6 +63,7 @@ pub async fn build(
         restore,
         taking_over,
         limits,
+        protected,
     } = spec;
     let initial = restore.map(Arc::new);
     let metrics = Arc::new(JobMetrics::new(job.clone(), Topology::of(&plan)));
@@ -70,6 +74,7 @@ pub async fn build(
         plan,
         record,
         limits,
+        protected: Arc::new(protected),
         initial: initial.clone(),
         metrics,
     };
@@ -292,6 +297,7 @@ impl Blueprint {
         let grants = Grants {
             mounts: &op.mounts,
             clock: op.clock,
+            protected: &self.protected,
         };
         let mut instance = self
             .engine

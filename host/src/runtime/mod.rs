@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::engine::Limits;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::metrics::JobMetrics;
+use crate::protected::Protected;
 use crate::snapshot::Rescale;
 use crate::store::{Definition, Metadata, Origin, States};
 use crate::topology::{Plan, Role};
@@ -50,6 +51,8 @@ pub struct JobSpec {
     pub taking_over: bool,
     /// Limits of every guest instance, unless its operator sets its own in the job file.
     pub limits: Limits,
+    /// The folders no mount may reach.
+    pub protected: Protected,
 }
 
 /// What every checkpoint and savepoint of a job records beside its state: enough to start the

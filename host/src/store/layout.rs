@@ -7,7 +7,8 @@
 //! <root>/jobs/<job-id>/checkpoints/<n>/{_metadata, <operator-id>-<subtask>.state}
 //! <root>/jobs/<job-id>/checkpoints/.in-progress-<n>/   (a checkpoint being written)
 //! <root>/savepoints/<savepoint-id>/{_metadata, <operator-id>-<subtask>.state}
-//! <root>/cache/<sha256>-<engine>.cwasm
+//! <root>/cache/<sha256>-<engine>.cwasm, <sha256>-<engine>.cwasm.hmac
+//! <root>/cache.key                           (the key of the cache's records, owner-only)
 //! ```
 //! No other module formats a path inside the state folder, but for the names of the files in
 //! `cache/`: the engine, which knows nothing of the store (it is handed the folder), names
@@ -183,6 +184,12 @@ impl Layout {
     /// The compiled-module cache.
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")
+    }
+
+    /// The secret that the records of the compiled-module cache are keyed with: outside the
+    /// cache folder, so that reading the cache does not give it away.
+    pub fn cache_key(&self) -> PathBuf {
+        self.root.join("cache.key")
     }
 
     /// File name of one subtask's state blob inside a point folder.

@@ -25,8 +25,12 @@ fn batch_of(records: usize) -> Batch {
 
 /// ns per record through `process` of the `ballast` guest, at batch sizes 1 to 16 384.
 pub async fn boundary(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
-    let engine = Engine::new(&scratch.join("boundary-cache"), CacheMode::ReadWrite)
-        .map_err(|e| anyhow!("{e:#}"))?;
+    let engine = Engine::new(
+        &scratch.join("boundary-cache"),
+        &scratch.join("boundary-cache.key"),
+        CacheMode::ReadWrite,
+    )
+    .map_err(|e| anyhow!("{e:#}"))?;
     let module = engine.load(&guests.join("ballast.wasm"), Role::Operator)?;
     let mut instance = lone_instance(&engine, &module, "identity", Limits::default()).await?;
     let mut rows = Vec::new();

@@ -40,8 +40,12 @@ fn batch_of(keys: impl Iterator<Item = u64>) -> Batch {
 
 /// The counter, one subtask owning every key group.
 async fn counter(guests: &Path, scratch: &Path) -> anyhow::Result<Instance> {
-    let engine = Engine::new(&scratch.join("checkpoints-cache"), CacheMode::ReadWrite)
-        .map_err(|e| anyhow!("{e:#}"))?;
+    let engine = Engine::new(
+        &scratch.join("checkpoints-cache"),
+        &scratch.join("checkpoints-cache.key"),
+        CacheMode::ReadWrite,
+    )
+    .map_err(|e| anyhow!("{e:#}"))?;
     let module = engine.load(&guests.join("counter_v1.wasm"), Role::Operator)?;
     let limits = Limits {
         memory_bytes_max: 1 << 30,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use host::engine::{CacheMode, Engine, Grants, Instance, Limits, Module};
 use host::ids::{JobId, SubtaskId};
+use host::protected::Protected;
 use host::runtime::{self, Job, JobRecord, JobSpec, Outcome};
 use host::store::Store;
 use host::topology::Plan;
@@ -165,7 +166,11 @@ pub const SOURCE_MOUNT: &str =
 /// A state folder under `dir` and an engine caching compiled modules in it.
 pub(crate) fn open(dir: &Path) -> anyhow::Result<(Store, Arc<Engine>)> {
     let store = Store::open(dir.join("home"))?;
-    let engine = Engine::new(&store.layout().cache(), CacheMode::ReadWrite);
+    let engine = Engine::new(
+        &store.layout().cache(),
+        &store.layout().cache_key(),
+        CacheMode::ReadWrite,
+    );
     Ok((store, Arc::new(engine.map_err(|e| anyhow!("{e:#}"))?)))
 }
 
@@ -185,6 +190,7 @@ pub(crate) async fn build(
         restore: None,
         taking_over: false,
         limits: Limits::default(),
+        protected: Protected::new(store.layout().root(), &store.layout().cache(), Some(dir)),
     };
     runtime::build(engine.clone(), store.clone(), spec)
         .await
@@ -250,6 +256,7 @@ pub(crate) async fn lone_instance(
     let grants = Grants {
         mounts: &[],
         clock: false,
+        protected: &Protected::default(),
     };
     let mut instance = engine.instantiate(module, subtask, limits, grants).await?;
     instance.init(&lone_subtask(id)).await?;

@@ -107,8 +107,12 @@ pub async fn languages(
     for _ in 0..sizes.repetitions {
         for (language, figures) in LANGUAGES.iter().zip(&mut figures) {
             let store = Store::open(dir.join(language.name).join("home"))?;
-            let engine = Engine::new(&store.layout().cache(), CacheMode::ReadOnly)
-                .map_err(|e| anyhow!("{e:#}"))?;
+            let engine = Engine::new(
+                &store.layout().cache(),
+                &store.layout().cache_key(),
+                CacheMode::ReadOnly,
+            )
+            .map_err(|e| anyhow!("{e:#}"))?;
             for (i, (example, input)) in examples.iter().zip([&lines, &tokens]).enumerate() {
                 let module = engine.load(&language.component(guests, example), Role::Operator)?;
                 let (run, call_us) = run_batches(&engine, &module, input, words).await?;
@@ -173,8 +177,12 @@ async fn cold_compiles(
         let (guests, dir) = (guests.to_owned(), dir.to_owned());
         tokio::task::spawn_blocking(move || -> anyhow::Result<Figures> {
             let store = Store::open(dir.join(language.name).join("home"))?;
-            let engine = Engine::new(&store.layout().cache(), CacheMode::ReadWrite)
-                .map_err(|e| anyhow!("{e:#}"))?;
+            let engine = Engine::new(
+                &store.layout().cache(),
+                &store.layout().cache_key(),
+                CacheMode::ReadWrite,
+            )
+            .map_err(|e| anyhow!("{e:#}"))?;
             let started = Instant::now();
             for example in examples {
                 engine.load(&language.component(&guests, example), Role::Operator)?;
@@ -225,7 +233,12 @@ async fn cached_start(
     let store = Store::open(dir.join(language.name).join("home"))?;
     let started = Instant::now();
     let engine = Arc::new(
-        Engine::new(&store.layout().cache(), CacheMode::ReadWrite).map_err(|e| anyhow!("{e:#}"))?,
+        Engine::new(
+            &store.layout().cache(),
+            &store.layout().cache_key(),
+            CacheMode::ReadWrite,
+        )
+        .map_err(|e| anyhow!("{e:#}"))?,
     );
     let job = build(&engine, &store, dir, &text, JobId::generate()).await?;
     let start_ms = started.elapsed().as_secs_f64() * 1e3;
