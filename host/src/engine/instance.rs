@@ -11,7 +11,7 @@ use super::guest_log::GuestLog;
 use wasmtime::component::{
     Component, ComponentExportIndex, Func, InstancePre, Linker, ResourceTable,
 };
-use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{
     Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder,
 };
@@ -246,10 +246,7 @@ impl Engine {
         let state = HostState {
             wasi: wasi_context(&subtask, &grants)?,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes_max)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: super::store_limits::store_limits(limits.memory_bytes_max),
             ticks_left: 0,
         };
         let mut store = Store::new(&self.engine, state);

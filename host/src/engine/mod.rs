@@ -12,6 +12,7 @@ pub mod borrowed;
 mod cache;
 pub mod guest_log;
 pub mod instance;
+pub mod store_limits;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
