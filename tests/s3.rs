@@ -205,7 +205,9 @@ fn a_point_on_the_object_store_runs_its_program_without_the_job_file_or_the_modu
     std::fs::remove_dir_all(dir.path().join("components")).unwrap();
     std::fs::remove_file(&job).unwrap();
     std::fs::remove_dir_all(dir.home()).unwrap();
-    dir.start(&["--from", &savepoint]).wait_ok();
+    // A point on a shared store grants what it recorded only when told to.
+    dir.refused(&["run", "--from", &savepoint], &["--trust-grants"]);
+    dir.start(&["--from", &savepoint, "--trust-grants"]).wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 
     // The resumed job's checkpoints name the same modules: removing the savepoint keeps them.

@@ -148,7 +148,16 @@ fn an_export_resumes_in_a_fresh_state_folder_without_the_modules_or_the_job_file
     std::fs::remove_file(&job).unwrap();
     std::fs::remove_dir_all(dir.home()).unwrap();
     share_into(&dir.home());
-    dir.start(&["--from", exported.to_str().unwrap()]).wait_ok();
+    // Received from elsewhere, the export grants the folders its job mounts only when told to:
+    // refused, with every grant shown, and nothing changed.
+    let exported = exported.to_str().unwrap();
+    let output = dir.path().join("output");
+    let refused = dir.refused(
+        &["run", "--from", exported],
+        &["--trust-grants", &format!("{} as /output, writable", output.display())],
+    );
+    assert!(refused.contains("as /input, read-only"), "{refused}");
+    dir.start(&["--from", exported, "--trust-grants"]).wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
     // The job put the modules it ran into the fresh state folder's module store.
     assert_eq!(stored_modules(&dir).len(), 4);

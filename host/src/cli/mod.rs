@@ -6,6 +6,7 @@
 mod check;
 mod detach;
 mod fault;
+mod grants;
 mod inspect;
 mod new;
 mod points;
@@ -179,6 +180,10 @@ struct RunArgs {
     checkpoint_interval: Option<u64>,
     #[command(flatten)]
     faults: fault::FaultArgs,
+    /// Without a job file, grant the folders the point's recorded job mounts even if the point
+    /// was written elsewhere (an export, an object store, another user): shown, then granted.
+    #[arg(long)]
+    trust_grants: bool,
     /// Run in the background: print the job's id and return; its output goes to
     /// `jobs/<id>/log` (see `host logs`).
     #[arg(long)]
@@ -347,6 +352,7 @@ fn run_job(store: Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         &args.mapping.into(),
         args.checkpoint_interval,
     )?;
+    prepared.check_grants(&store, args.trust_grants)?;
     tokio_runtime()?.block_on(start::run_job(store, prepared, args.log_file))
 }
 

@@ -74,6 +74,17 @@ impl Prepared {
             .is_some_and(|(dir, _)| store.is_on_object_store(dir))
     }
 
+    /// Refuses a point's recorded program that grants folders, unless the point was written
+    /// here by this user or `trusted` ([`super::grants`]); a job file's own grants are its own.
+    pub(super) fn check_grants(&self, store: &Store, trusted: bool) -> anyhow::Result<()> {
+        let (None, Some((dir, _)), Some((_, shown))) = (&self.job_file, &self.from, &self.point)
+        else {
+            return Ok(());
+        };
+        super::grants::check(store, dir, shown, &self.plan, trusted)?;
+        Ok(())
+    }
+
     /// The same job prepared again, `--from` resolved anew.
     fn again(&self, store: &Store) -> anyhow::Result<Prepared> {
         let Asked {
