@@ -55,17 +55,14 @@ fn random_byte(i: u8) -> u8 {
 /// a cache holding what the shared cache holds.
 pub fn share_into(home: &Path) {
     let cache = home.join("cache");
-    // Owner-only, as the host makes a state folder: it changes the mode of none it finds.
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-        .create(&cache)
-        .unwrap();
     share_key(home);
+    owner_only_dir(&cache);
     share_files(&shared_cache(), &cache);
 }
 
 /// Gives the state folder `home` the shared key of the compiled-module cache's records.
 pub fn share_key(home: &Path) {
-    std::fs::create_dir_all(home).unwrap();
+    owner_only_dir(home);
     std::fs::copy(shared_key(), home.join("cache.key")).unwrap();
 }
 
@@ -144,4 +141,12 @@ impl Drop for Dir {
     fn drop(&mut self) {
         share_files(&self.home().join("cache"), &shared_cache());
     }
+}
+
+/// Makes folder `dir` and its missing parents owner-only, as the host makes a state folder
+/// (it changes the mode of none it finds).
+pub fn owner_only_dir(dir: &Path) {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .unwrap();
 }

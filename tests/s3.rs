@@ -207,7 +207,8 @@ fn a_point_on_the_object_store_runs_its_program_without_the_job_file_or_the_modu
     std::fs::remove_dir_all(dir.home()).unwrap();
     // A point on a shared store grants what it recorded only when told to.
     dir.refused(&["run", "--from", &savepoint], &["--trust-grants"]);
-    dir.start(&["--from", &savepoint, "--trust-grants"]).wait_ok();
+    dir.start(&["--from", &savepoint, "--trust-grants"])
+        .wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 
     // The resumed job's checkpoints name the same modules: removing the savepoint keeps them.
@@ -255,9 +256,11 @@ fn kill_9_during_a_checkpoint_upload_lists_no_half_point_and_resumes_exactly() {
             .wait_ok();
         assert_exactly_once(&dir.committed_output(), &input_text(LINES));
         assert!(listed_checkpoints(&dir, &job_id).iter().all(|&c| c < 3));
-        assert!(
-            server.keys(&half).is_empty(),
-            "{phase}: the never-published point is cleaned up on takeover"
+        assert_eq!(
+            server.keys(&half),
+            [format!("{half}_metadata")],
+            "{phase}: the never-published point is cleaned up on takeover, leaving only the \
+             empty `_metadata` that keeps it from ever being published"
         );
     }
 }
@@ -345,6 +348,53 @@ fn a_fenced_job_ends_without_touching_what_its_successor_committed() {
     );
     assert_eq!(part_files(&first.path().join("output")), committed_by_b);
     assert_exactly_once(&first.committed_output(), &input_text(LINES));
+}
+
+/// The review's race: A is past its fence check for checkpoint 2, its states written, about
+/// to put `_metadata` (stalled there); B takes A over and removes checkpoint 2's states as
+/// never published. A's put must then fail: no interleaving publishes a point whose states are
+/// gone, and every point of A listed afterwards reads back whole.
+#[test]
+fn a_takeover_during_a_publish_never_lets_a_point_without_its_states_appear() {
+    let server = S3Server::start();
+    let prefix = "race";
+    let env = server.env(prefix);
+    let (first, second) = (
+        Dir::new(LINES).with_env(&env),
+        Dir::new(LINES).with_env(&env),
+    );
+    let job = first.write_job(&WordCount {
+        lines_per_second: 200,
+        checkpoint_interval_ms: 500,
+        ..WordCount::default()
+    });
+    let stall = "metadata-written:6000";
+    let a = first.start(&[job.to_str().unwrap(), "--stall-at", stall]);
+    let second_states = format!("{prefix}/jobs/{}/checkpoints/2/", a.job);
+    // 7 subtasks, 7 state files: every one acked, the publish stalled right before its put.
+    wait_until(
+        "A's checkpoint 2 stalled before its `_metadata` put",
+        || {
+            let keys = server.keys(&second_states);
+            keys.iter().filter(|k| k.ends_with(".state")).count() == 7
+                && !keys.iter().any(|k| k.ends_with("_metadata"))
+        },
+    );
+    assert_eq!(listed_checkpoints(&first, &a.job), [1]);
+
+    copy_tree(&first.path().join("output"), &second.path().join("output"));
+    let job_b = second.write_job(&WordCount::default());
+    let b = second.start(&[job_b.to_str().unwrap(), "--from", &a.job]);
+    let (code, stderr) = a.wait_code();
+    assert_eq!(code, Some(3), "A must fail:\n{stderr}");
+    assert!(stderr.contains("generation fence"), "{stderr}");
+    b.wait_ok();
+    assert_eq!(listed_checkpoints(&second, &a_job(&first)), [1]);
+    assert_eq!(
+        server.keys(&second_states),
+        [format!("{second_states}_metadata")]
+    );
+    assert_exactly_once(&second.committed_output(), &input_text(LINES));
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to `child`.

@@ -154,7 +154,10 @@ fn an_export_resumes_in_a_fresh_state_folder_without_the_modules_or_the_job_file
     let output = dir.path().join("output");
     let refused = dir.refused(
         &["run", "--from", exported],
-        &["--trust-grants", &format!("{} as /output, writable", output.display())],
+        &[
+            "--trust-grants",
+            &format!("{} as /output, writable", output.display()),
+        ],
     );
     assert!(refused.contains("as /input, read-only"), "{refused}");
     dir.start(&["--from", exported, "--trust-grants"]).wait_ok();

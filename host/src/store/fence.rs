@@ -23,6 +23,11 @@
 //! job's latest point never rewinds past committed output. The old process fails with
 //! [`super::StoreError::Fenced`] at its next publish.
 //!
+//! A successor removes the states of the old process's unpublished points, but first writes
+//! each one's `_metadata` itself, empty and create-only: the old process's put of that
+//! `_metadata`, if it was past its first check, then fails, so that no interleaving publishes a
+//! point whose states are gone (and if the old put came first, the point is whole and stays).
+//!
 //! A successor numbers its checkpoints from the start of the next *epoch* of
 //! [`CHECKPOINT_EPOCH`] numbers after the point it resumes from ([`first_checkpoint`]), while
 //! the old process, until its next publish fences it, counts on within the epoch of that point:

@@ -365,14 +365,14 @@ impl Store {
         let generation = object.take_over(&self.layout, job, holder)?;
         tracing::info!(%job, generation, "took the job's lease over");
         // What a crash of the old process left: never published, and now it never will be
-        // (but for a publish already past its first fence check; see `fence`).
+        // (a publish already past its first fence check finds the point abandoned).
         for checkpoint in object.leftovers(&self.layout, job)? {
             let location = self.layout.checkpoint(job, checkpoint);
             tracing::info!(
                 "removing {}: a point never published",
                 self.display(&location)
             );
-            object.remove_unpublished(&self.layout, &location)?;
+            object.abandon_unpublished(&self.layout, &location)?;
         }
         Ok(())
     }

@@ -172,13 +172,16 @@ impl ObjectPoints {
         .map_err(object_error(url))
     }
 
-    /// The names just below `prefix` whose `<name>/_metadata` exists: its published points.
+    /// The names just below `prefix` whose `<name>/_metadata` exists and is not empty: its
+    /// published points.
     fn published_below(&self, prefix: Key) -> Result<Vec<String>, StoreError> {
         let mut names = Vec::new();
-        for (key, _) in self.list(prefix.clone())? {
+        for (key, size) in self.list(prefix.clone())? {
             let parts: Vec<_> = key.prefix_match(&prefix).into_iter().flatten().collect();
+            // An empty `_metadata` marks a point abandoned by a takeover, never published.
             if let [name, file] = &parts[..]
                 && file.as_ref() == METADATA_FILE
+                && size > 0
             {
                 names.push(name.as_ref().to_owned());
             }
@@ -328,13 +331,20 @@ impl ObjectPoints {
         })?;
         let store = self.store.clone();
         // The put that publishes: `If-None-Match: *`, so a point is never written twice.
-        self.run(async move {
+        let put = self.run(async move {
             let options = PutOptions::from(PutMode::Create);
             store
                 .put_opts(&key, Bytes::from(bytes).into(), options)
                 .await
-        })
-        .map_err(object_error(url))?;
+        });
+        if let Err(e) = put {
+            // Taken over between the check and the put: the successor abandoned this
+            // checkpoint first ([`ObjectPoints::abandon_unpublished`]).
+            if matches!(e, object_store::Error::AlreadyExists { .. }) {
+                self.check_fence(layout, job, checkpoint)?;
+            }
+            return Err(object_error(url)(e));
+        }
         // Taken over during the put: the point exists, but not for this process to commit.
         self.check_fence(layout, job, checkpoint)
     }
@@ -362,6 +372,8 @@ impl ObjectPoints {
                 path: PathBuf::from(url),
                 source: MetadataError::TooLarge(len),
             }),
+            // Empty: abandoned by a takeover, never published.
+            Ok(Ok(bytes)) if bytes.is_empty() => Ok(None),
             Ok(Ok(bytes)) => Ok(Some(bytes.to_vec())),
         }
     }
@@ -371,7 +383,8 @@ impl ObjectPoints {
         let key = self.key_of(layout, location).join(METADATA_FILE);
         let (store, url) = (self.store.clone(), self.url_of(&key));
         match self.run(async move { store.head(&key).await }) {
-            Ok(_) => Ok(true),
+            // Empty: abandoned by a takeover ([`ObjectPoints::abandon_unpublished`]).
+            Ok(meta) => Ok(meta.size > 0),
             Err(e) if not_found(&e) => Ok(false),
             Err(e) => Err(object_error(url)(e)),
         }
@@ -467,6 +480,22 @@ impl ObjectPoints {
     pub fn remove_point(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
         let keys = self.list(self.key_of(layout, location))?;
         self.delete_all(keys.into_iter().map(|(key, _)| key).collect())
+    }
+
+    /// Makes the unpublished point at `location` (one a crashed or fenced process left) never
+    /// publishable, then deletes what it left: an empty `_metadata` goes in first, create-only,
+    /// so that the old process's own `_metadata` put, if it is still on its way (past its first
+    /// fence check), fails rather than publishes a point whose states are gone. If that put won
+    /// the race, the point is published, whole, and stays.
+    pub fn abandon_unpublished(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
+        let tombstone = location.join(METADATA_FILE);
+        if !self.put_if_absent(layout, &tombstone, Bytes::new())? {
+            return Ok(());
+        }
+        let metadata = self.key_of(layout, &tombstone);
+        let keys = self.list(self.key_of(layout, location))?;
+        let states = keys.into_iter().map(|(key, _)| key);
+        self.delete_all(states.filter(|key| *key != metadata).collect())
     }
 
     /// Deletes what an unpublished point left at `location`; a published one stays (it may be
