@@ -6,39 +6,7 @@ use proptest::prelude::*;
 use super::tests::InMemory;
 use super::*;
 use crate::fuzz::{bytes, explained, huge_len, mutated, varint};
-use crate::snapshot::Changed;
-
-/// The key groups of the states generated: few, so that chains grow.
-const GROUPS: u32 = 12;
-
-/// One snapshot a guest may return: operator state, changed groups, whether full.
-type Snapshot = (Vec<u8>, Vec<Changed>, bool);
-
-fn snapshot() -> impl Strategy<Value = Snapshot> {
-    let change = (
-        0..GROUPS,
-        any::<bool>(),
-        prop::collection::vec(any::<u8>(), 0..24),
-    );
-    (
-        prop::collection::vec(any::<u8>(), 0..32),
-        prop::collection::vec(change, 0..6),
-        any::<bool>(),
-    )
-}
-
-/// A subtask's state after up to four checkpoints, each homing its new pieces in a segment of
-/// its own (snapshots that break the contract are refused by `merge`, and skipped).
-fn held() -> impl Strategy<Value = Held> {
-    prop::collection::vec(snapshot(), 1..5).prop_map(|snapshots| {
-        let mut held = Held::default();
-        for (n, (operator_state, changed, full)) in snapshots.into_iter().enumerate() {
-            let _ = held.merge(0..GROUPS, operator_state, changed, full);
-            held.home_new_pieces(&format!("c{n}.seg"), n as u64);
-        }
-        held
-    })
-}
+use crate::snapshot::proptests::held;
 
 /// `held` written: its state file and its segments.
 fn written(held: &Held) -> (Vec<u8>, InMemory) {
@@ -46,13 +14,24 @@ fn written(held: &Held) -> (Vec<u8>, InMemory) {
     (encoded.state_file.to_vec(), InMemory::of(&encoded))
 }
 
-/// A state generated, written, and one of its segments (by `pick`) given.
+/// A state generated (a key group added if it had none), written, and one of its segments (by
+/// `pick`).
 fn with_a_segment() -> impl Strategy<Value = (Vec<u8>, InMemory, String)> {
-    (held(), any::<usize>()).prop_filter_map("a state with keyed state", |(held, pick)| {
+    (held(), any::<usize>()).prop_map(|(mut held, pick)| {
+        if held.key_groups.is_empty() {
+            let group = vec![(0, false, b"state".to_vec())];
+            held.merge(0..1, Vec::new(), group, false)
+                .expect("a whole group");
+            held.home_new_pieces("last.seg", u64::MAX);
+        }
         let (file, segments) = written(&held);
-        let names: Vec<_> = segments.0.keys().cloned().collect();
-        let name = names.get(pick % names.len().max(1))?.clone();
-        Some((file, segments, name))
+        let names = segments.0.keys();
+        let name = names
+            .clone()
+            .nth(pick % names.len())
+            .expect("a segment")
+            .clone();
+        (file, segments, name)
     })
 }
 
