@@ -43,6 +43,14 @@ test: guests
     "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover guest-python/tests
     node --test guest-js/tests/*.test.js
 
+# The decoders' property tests (every `proptests` module of the host: job files, `_metadata`,
+# state files and segments, leases, control requests, HTTP requests, guests' batches and
+# snapshots) at length: `cases` cases each, where `just test` runs proptest's default of 256.
+# A failure prints its smallest input, and proptest keeps it in `host/proptest-regressions/`,
+# which later runs replay first: commit it with the fix (and a unit test of the input).
+fuzz cases="100000":
+    PROPTEST_CASES={{cases}} {{lint}} cargo test --locked -p host --features fault-injection --lib -- proptests
+
 # The demo: run a word count, save it, upgrade the counter to v2, resume from the savepoint.
 demo: rust-guests host
     bash examples/wordcount/demo.sh

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -142,24 +142,41 @@ async fn answer(
     metrics: Arc<JobMetrics>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    tokio::io::BufReader::new(read.take(REQUEST_BYTES_MAX))
-        .read_line(&mut line)
-        .await?;
-    if line.is_empty() {
+    let Some(request) = read_request(read).await? else {
         // A probe (`is_listening`: `host list`, `host serve`) that connected and hung up.
         return Ok(());
-    }
-    let response = match serde_json::from_str::<ControlRequest>(&line) {
-        Err(e) => ControlResponse::Error {
-            message: format!("malformed request: {e}"),
-        },
+    };
+    let response = match request {
+        Err(message) => ControlResponse::Error { message },
         Ok(ControlRequest::Metrics) => ControlResponse::Metrics(Box::new(metrics.sample())),
         Ok(request) => forward(request, &requests).await,
     };
     let mut out = serde_json::to_vec(&response).expect("responses serialize");
     out.push(b'\n');
     write.write_all(&out).await
+}
+
+/// Reads a client's request line, of at most [`REQUEST_BYTES_MAX`] bytes (what comes after is
+/// not read): `None` if the client sent nothing, else the request or why it is refused.
+async fn read_request(
+    read: impl AsyncRead + Unpin,
+) -> std::io::Result<Option<Result<ControlRequest, String>>> {
+    let mut line = Vec::new();
+    tokio::io::BufReader::new(read.take(REQUEST_BYTES_MAX))
+        .read_until(b'\n', &mut line)
+        .await?;
+    Ok((!line.is_empty()).then(|| parse_request(&line)))
+}
+
+/// Parses a request line as [`read_request`] read it: one that filled [`REQUEST_BYTES_MAX`]
+/// without ending is refused as too long.
+fn parse_request(line: &[u8]) -> Result<ControlRequest, String> {
+    if line.len() as u64 >= REQUEST_BYTES_MAX && !line.ends_with(b"\n") {
+        return Err(format!(
+            "malformed request: longer than {REQUEST_BYTES_MAX} bytes"
+        ));
+    }
+    serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))
 }
 
 async fn forward(
@@ -239,6 +256,9 @@ pub fn call(path: &Path, request: &ControlRequest) -> Result<ControlResponse, Co
 pub fn is_listening(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

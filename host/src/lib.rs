@@ -81,6 +81,8 @@ pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 #[allow(dead_code)] // the phases' names and parser serve `host run`'s fault flags only
 mod fault;
+#[cfg(test)]
+mod fuzz;
 pub mod gc;
 pub mod ids;
 pub mod key_group;

@@ -281,6 +281,9 @@ pub fn plan_restore(
 }
 
 #[cfg(test)]
+pub(crate) mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::key_group::subtask_of_key_group as owner;

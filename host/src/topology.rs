@@ -336,4 +336,6 @@ fn resolve_operator(spec: OperatorSpec, base: &Path) -> OperatorPlan {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

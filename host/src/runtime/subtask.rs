@@ -335,17 +335,10 @@ impl Subtask {
     }
 
     fn check(&self, batch: &Batch) -> Result<(), SubtaskError> {
-        let malformed = |problem| SubtaskError::Malformed {
+        check_returned(batch).map_err(|problem| SubtaskError::Malformed {
             subtask: self.id.clone(),
             problem,
-        };
-        if batch_len(batch) > BATCH_RECORDS_MAX {
-            return Err(malformed(format!(
-                "returned a batch of {} records, over the limit of {BATCH_RECORDS_MAX}",
-                batch_len(batch)
-            )));
-        }
-        check_batch(batch).map_err(malformed)
+        })
     }
 
     /// If an upgrade ordered a swap at `checkpoint`, for which the subtask `snapshotted` (or
@@ -547,3 +540,18 @@ impl Throttle {
         paced.max(self.idle_until)
     }
 }
+
+/// Checks a batch a guest returned: at most [`BATCH_RECORDS_MAX`] records, in columns that read
+/// within their bounds ([`check_batch`]).
+pub fn check_returned(batch: &Batch) -> Result<(), String> {
+    if batch_len(batch) > BATCH_RECORDS_MAX {
+        return Err(format!(
+            "returned a batch of {} records, over the limit of {BATCH_RECORDS_MAX}",
+            batch_len(batch)
+        ));
+    }
+    check_batch(batch)
+}
+
+#[cfg(test)]
+mod proptests;

@@ -114,6 +114,9 @@ pub fn decode(bytes: &[u8]) -> Result<Lease, serde_json::Error> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

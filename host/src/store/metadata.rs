@@ -328,6 +328,9 @@ pub fn checksum_of_parts(parts: &[&[u8]]) -> [u8; 16] {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -398,4 +398,6 @@ pub fn is_segment_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

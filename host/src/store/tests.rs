@@ -312,3 +312,24 @@ fn a_state_file_over_the_size_limit_is_refused_before_it_is_read() {
     let error = error.unwrap_err().to_string();
     assert!(error.contains("larger than any state file"), "{error}");
 }
+
+#[test]
+fn metadata_over_the_size_limit_is_refused_before_it_is_read() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let (_, dir) = write_point(&store, 1, BarrierKind::Checkpoint);
+    // A sparse file: its length claims more than the limit, its blocks hold almost nothing.
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(METADATA_FILE))
+        .unwrap();
+    file.set_len(super::metadata::METADATA_BYTES_MAX + 1)
+        .unwrap();
+    // Read, it would fail its checksum: refused by its length, it names the limit.
+    let error = store.read_point(&dir).unwrap_err().to_string();
+    let limit = super::metadata::METADATA_BYTES_MAX.to_string();
+    assert!(
+        error.contains("larger than any checkpoint metadata") && error.contains(&limit),
+        "{error}"
+    );
+}

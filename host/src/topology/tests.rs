@@ -1,6 +1,7 @@
 use super::*;
 
-const WORDCOUNT: &str = r#"
+/// A valid job file: four operators, two edges.
+pub(super) const WORDCOUNT: &str = r#"
 name = "wordcount"
 checkpoint_interval_ms = 500
 

@@ -22,10 +22,12 @@ fn take(held: &mut Held, changed: &[(u32, bool, &[u8])], segment: &str, sequence
 }
 
 /// Segments in memory, by name.
-struct InMemory(BTreeMap<String, Bytes>);
+#[derive(Clone, Debug)]
+pub(super) struct InMemory(pub(super) BTreeMap<String, Bytes>);
 
 impl InMemory {
-    fn of(encoded: &Encoded<'_>) -> InMemory {
+    /// The segments of `encoded`, as written.
+    pub(super) fn of(encoded: &Encoded<'_>) -> InMemory {
         let segments = encoded.segments.iter();
         InMemory(
             segments
@@ -37,7 +39,10 @@ impl InMemory {
 
 impl Segments for InMemory {
     fn bytes(&mut self, name: &str) -> Result<&Bytes, SegmentError> {
-        Ok(&self.0[name])
+        self.0.get(name).ok_or_else(|| SegmentError {
+            segment: name.to_owned(),
+            problem: "no such segment".to_owned(),
+        })
     }
 }
 
