@@ -123,16 +123,31 @@ pub fn share_files(from: &Path, to: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        let target = to.join(entry.file_name());
-        if target.exists() || !entry.path().is_file() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let target = to.join(&name);
+        if name.ends_with(".hmac") || target.exists() || !entry.path().is_file() {
             continue;
         }
-        if std::fs::hard_link(entry.path(), &target).is_err() {
-            // Through a temporary name, so that another test never sees half a file.
-            let partial = to.join(format!(".{}.partial", std::process::id()));
-            if std::fs::copy(entry.path(), &partial).is_ok() {
-                let _ = std::fs::rename(&partial, &target);
-            }
+        // A module and its record go together, the record first: two tests that compiled one
+        // module each made a pair of their own, and a module beside another's record would be
+        // refused (wasmtime's output need not be the same bytes twice).
+        let record = format!("{name}.hmac");
+        if from.join(&record).is_file() {
+            let _ = std::fs::remove_file(to.join(&record));
+            share_file(&from.join(&record), &to.join(&record));
+        }
+        share_file(&entry.path(), &target);
+    }
+}
+
+/// Puts file `from` at `to`: a hard link, or a copy across file systems.
+fn share_file(from: &Path, to: &Path) {
+    if std::fs::hard_link(from, to).is_err() {
+        // Through a temporary name, so that another test never sees half a file.
+        let dir = to.parent().expect("a file has a folder");
+        let partial = dir.join(format!(".{}.partial", std::process::id()));
+        if std::fs::copy(from, &partial).is_ok() {
+            let _ = std::fs::rename(&partial, to);
         }
     }
 }

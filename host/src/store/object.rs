@@ -501,10 +501,15 @@ impl ObjectPoints {
     /// Deletes what an unpublished point left at `location`; a published one stays (it may be
     /// what a successor resumes from).
     pub fn remove_unpublished(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
-        if self.has_point(layout, location)? {
-            return Ok(());
+        // Published, or abandoned by a successor (which removed the rest, and whose empty
+        // `_metadata` must stay to keep it unpublishable).
+        let key = self.key_of(layout, location).join(METADATA_FILE);
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        match self.run(async move { store.head(&key).await }) {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => self.remove_point(layout, location),
+            Err(e) => Err(object_error(url)(e)),
         }
-        self.remove_point(layout, location)
     }
 
     /// Reads every state object of `point`, at most [`STATE_READS_PARALLEL_MAX`] at once,
