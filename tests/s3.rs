@@ -398,6 +398,60 @@ fn a_takeover_during_a_publish_never_lets_a_point_without_its_states_appear() {
     assert_exactly_once(&second.committed_output(), &input_text(LINES));
 }
 
+/// `rm` and `gc` from another state folder on the same store know the jobs running on other
+/// machines by their leases: a retained checkpoint of one is not removed, nor the modules of a
+/// job that has written no point yet; once the jobs end, both go ahead.
+#[test]
+fn rm_and_gc_elsewhere_leave_what_a_job_running_on_another_machine_needs() {
+    let server = S3Server::start();
+    let env = server.env("shared");
+    let (here, elsewhere) = (
+        Dir::new(LINES).with_env(&env),
+        Dir::new(LINES).with_env(&env),
+    );
+    // Every checkpoint retained, so that the one `rm` names stays until it is removed.
+    let slow = WordCount {
+        lines_per_second: 300,
+        checkpoints_retained: 1_000,
+        ..WordCount::default()
+    };
+    let checkpointing = here.write_job(&slow);
+    let a = here.start(&[checkpointing.to_str().unwrap()]);
+    wait_until("a retained checkpoint of A", || {
+        !listed_checkpoints(&elsewhere, &a.job).is_empty()
+    });
+    let retained = listed_checkpoints(&elsewhere, &a.job)[0];
+    let point = format!("{}:{retained}", a.job);
+    let refused = elsewhere.refused(&["rm", &point], &["runs elsewhere", "lease"]);
+    assert!(refused.contains(&a.job), "{refused}");
+
+    // A job with no checkpoint yet: only its lease names its modules.
+    let components = here.path().join("b");
+    let job_b = here.write_job_in(
+        &components,
+        &WordCount {
+            counter: crate::util::guest("counter_v2"),
+            checkpoint_interval_ms: 0,
+            ..slow
+        },
+    );
+    let b = here.start(&[job_b.to_str().unwrap(), "--checkpoint-interval", "0"]);
+    let counter_v2 = crate::upgrade::sha256_of(&crate::util::guest("counter_v2"));
+    let module = format!("shared/modules/{counter_v2}.wasm");
+    assert!(server.keys("shared/modules/").contains(&module));
+    elsewhere.host_ok(&["gc"]);
+    assert!(
+        server.keys("shared/modules/").contains(&module),
+        "gc elsewhere removed the module of a job running here"
+    );
+
+    let a_job = a.job.clone();
+    a.wait_ok();
+    b.wait_ok();
+    elsewhere.host_ok(&["rm", &point]);
+    assert!(!listed_checkpoints(&elsewhere, &a_job).contains(&retained));
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`) to `child`.
 fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")

@@ -4,7 +4,8 @@
 //! The decision ([`unreferenced`]) is pure; [`collect`] gathers the facts and carries it out.
 //! A module is referenced by every savepoint and retained checkpoint whose `_metadata` names it,
 //! and by every job running now (its status lists its modules, written under the start lock
-//! before the job can write a point). `collect` holds the start lock throughout, so no job can
+//! before the job can write a point; on an object store, also by every job whose lease says it
+//! runs, on whatever machine: the lease lists its modules). `collect` holds the start lock throughout, so no job can
 //! put a module and start between the listing and the removal. A point whose `_metadata` cannot
 //! be read might name any module: then nothing is removed. A dry run takes no lock and
 //! changes nothing.
@@ -106,6 +107,7 @@ fn references(store: &Store) -> Result<BTreeSet<String>, GcError> {
             })?;
         referenced.extend(status.modules);
     }
+    referenced.extend(store.leased_modules()?);
     Ok(referenced)
 }
 

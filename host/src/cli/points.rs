@@ -52,6 +52,13 @@ fn remove_checkpoint(store: &Store, point: &str) -> anyhow::Result<std::path::Pa
         !store.is_running(&job)?,
         "job `{job}` is running: its retained checkpoints are what it recovers from; stop it first"
     );
+    if let Some(holder) = store.runs_elsewhere(&job)? {
+        anyhow::bail!(
+            "job `{job}` runs elsewhere, as its lease on the object store says (held by \
+             {holder}): its retained checkpoints are what it recovers from; stop it first (if \
+             its process is gone, `host run --from {job}` takes it over)"
+        );
+    }
     store.remove_checkpoints(&job, &[n])?;
     Ok(dir)
 }

@@ -566,6 +566,9 @@ async fn run_admitted(
     };
     status.state = state;
     store.write_status(&status)?;
+    if let Err(e) = store.release_lease(&job_id) {
+        tracing::warn!(job = %job_id, "its lease still says it runs: {e}");
+    }
     Ok(code)
 }
 

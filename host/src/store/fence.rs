@@ -63,6 +63,25 @@ pub struct Lease {
     pub generation: u64,
     /// Who holds it, for error messages (`job-… (pid …)`).
     pub holder: String,
+    /// Whether the job's process may still be running, wherever it runs: set when it starts,
+    /// cleared when it ends or is taken over. A process that crashed leaves it set; a lease
+    /// written before the field existed reads as set (what is kept for a running job is then
+    /// kept, never lost).
+    #[serde(default = "running_unless_told")]
+    pub running: bool,
+    /// The modules the job runs (SHA-256), which `host gc` keeps while it runs, wherever.
+    #[serde(default)]
+    pub modules: Vec<String>,
+}
+
+fn running_unless_told() -> bool {
+    true
+}
+
+/// Whether a process other than this one (which holds generation `held` of the job, 0 for
+/// none) may run the job, as `now` says. Performs no I/O.
+pub fn runs_elsewhere(held: u64, now: &Lease) -> bool {
+    now.running && now.generation != held
 }
 
 /// Whether a process holding generation `held` may publish, given the lease as read now.
@@ -100,6 +119,9 @@ pub fn taken_over(now: Option<&Lease>, holder: String) -> Lease {
     Lease {
         generation: now.map_or(0, |l| l.generation) + 1,
         holder,
+        // Its process, wherever it is, can no longer publish: the job runs on as another.
+        running: false,
+        modules: Vec::new(),
     }
 }
 
@@ -124,7 +146,26 @@ mod tests {
         Lease {
             generation,
             holder: format!("holder {generation}"),
+            running: true,
+            modules: vec!["a".repeat(64)],
         }
+    }
+
+    #[test]
+    fn a_job_runs_elsewhere_while_its_lease_says_it_runs_and_is_not_ours() {
+        let mut now = lease(2);
+        assert!(runs_elsewhere(0, &now));
+        assert!(!runs_elsewhere(2, &now), "ours");
+        now.running = false;
+        assert!(!runs_elsewhere(0, &now), "ended");
+        // A lease from before the field: running, with no modules known.
+        let old = decode(br#"{"generation":1,"holder":"h"}"#).unwrap();
+        assert!(old.running && old.modules.is_empty());
+        let taken = taken_over(Some(&lease(2)), "b".to_owned());
+        assert!(
+            !runs_elsewhere(0, &taken),
+            "taken over: its process can publish no more"
+        );
     }
 
     #[test]

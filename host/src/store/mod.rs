@@ -347,7 +347,8 @@ impl Store {
         durable::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
         if let Some(object) = self.object() {
             let holder = format!("{} (pid {})", status.job, std::process::id());
-            object.create_lease(&self.layout, &status.job, holder)?;
+            let modules = status.modules.clone();
+            object.create_lease(&self.layout, &status.job, holder, modules)?;
         }
         self.write_status(status)
     }
@@ -375,6 +376,47 @@ impl Store {
             object.abandon_unpublished(&self.layout, &location)?;
         }
         Ok(())
+    }
+
+    /// Records, on an object store, that this process no longer runs `job` (its lease,
+    /// if it still holds it): `host rm` and `host gc` anywhere may then treat it as ended.
+    pub fn release_lease(&self, job: &JobId) -> Result<(), StoreError> {
+        match self.object() {
+            Some(object) => object.release_lease(&self.layout, job),
+            None => Ok(()),
+        }
+    }
+
+    /// Who runs `job` in another process, as its lease on the object store says (`None`: no
+    /// one, or a local state folder, whose locks [`Store::is_running`] reads).
+    pub fn runs_elsewhere(&self, job: &JobId) -> Result<Option<String>, StoreError> {
+        let Some(object) = self.object() else {
+            return Ok(None);
+        };
+        let lease = object.lease(&self.layout, job)?;
+        let held = object.held(job);
+        Ok(lease
+            .filter(|lease| fence::runs_elsewhere(held, lease))
+            .map(|lease| lease.holder))
+    }
+
+    /// The modules of every job whose lease on the object store says it runs, wherever: a
+    /// job started elsewhere has put them before any point of its names them.
+    pub fn leased_modules(&self) -> Result<Vec<String>, StoreError> {
+        let Some(object) = self.object() else {
+            return Ok(Vec::new());
+        };
+        let mut modules = Vec::new();
+        for job in object.jobs(&self.layout)? {
+            let lease = object.lease(&self.layout, &job)?;
+            modules.extend(
+                lease
+                    .filter(|l| l.running)
+                    .into_iter()
+                    .flat_map(|l| l.modules),
+            );
+        }
+        Ok(modules)
     }
 
     /// Replaces a job's status file.

@@ -7,7 +7,15 @@ use super::*;
 use crate::fuzz::{bytes, explained, mutated, text};
 
 fn lease() -> impl Strategy<Value = Lease> {
-    (any::<u64>(), text()).prop_map(|(generation, holder)| Lease { generation, holder })
+    let modules = proptest::collection::vec(text(), 0..4);
+    (any::<u64>(), text(), any::<bool>(), modules).prop_map(
+        |(generation, holder, running, modules)| Lease {
+            generation,
+            holder,
+            running,
+            modules,
+        },
+    )
 }
 
 /// Decodes `bytes`, which must not panic; a refusal must say why.

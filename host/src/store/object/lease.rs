@@ -40,17 +40,21 @@ impl ObjectPoints {
         }
     }
 
-    /// Creates the lease of a job this process starts, generation 1, create-only.
+    /// Creates the lease of a job this process starts, running `modules`: generation 1,
+    /// create-only.
     pub fn create_lease(
         &self,
         layout: &Layout,
         job: &JobId,
         holder: String,
+        modules: Vec<String>,
     ) -> Result<(), StoreError> {
         let key = self.key_of(layout, &layout.lease(job));
         let lease = Lease {
             generation: 1,
             holder,
+            running: true,
+            modules,
         };
         let (store, url) = (self.store.clone(), self.url_of(&key));
         let bytes = Bytes::from(fence::encode(&lease));
@@ -65,6 +69,41 @@ impl ObjectPoints {
             .expect("not poisoned")
             .insert(job.clone(), 1);
         Ok(())
+    }
+
+    /// The lease of `job` as it is now (`None`: it has none).
+    pub fn lease(&self, layout: &Layout, job: &JobId) -> Result<Option<Lease>, StoreError> {
+        let key = self.key_of(layout, &layout.lease(job));
+        Ok(self.read_lease(&key)?.map(|(lease, _)| lease))
+    }
+
+    /// The generation of `job` this process holds (0: none).
+    pub fn held(&self, job: &JobId) -> u64 {
+        let held = self.held.lock().expect("not poisoned");
+        held.get(job).copied().unwrap_or(0)
+    }
+
+    /// Marks the lease of `job`, which this process ran and no longer runs, as not running,
+    /// if it still holds it (a lease taken over, or changed meanwhile, is left as it is).
+    pub fn release_lease(&self, layout: &Layout, job: &JobId) -> Result<(), StoreError> {
+        let key = self.key_of(layout, &layout.lease(job));
+        let Some((mut lease, version)) = self.read_lease(&key)? else {
+            return Ok(());
+        };
+        if lease.generation != self.held(job) || !lease.running {
+            return Ok(());
+        }
+        lease.running = false;
+        let (store, url) = (self.store.clone(), self.url_of(&key));
+        let bytes = Bytes::from(fence::encode(&lease));
+        let put = self.run(async move {
+            let options = PutOptions::from(PutMode::Update(version));
+            store.put_opts(&key, bytes.into(), options).await
+        });
+        match put {
+            Ok(_) | Err(object_store::Error::Precondition { .. }) => Ok(()),
+            Err(e) => Err(object_error(url)(e)),
+        }
     }
 
     /// Takes `job` over: raises its lease's generation by a put conditional on the version
@@ -110,12 +149,12 @@ impl ObjectPoints {
         job: &JobId,
         checkpoint: CheckpointId,
     ) -> Result<(), StoreError> {
-        let held = self.held.lock().expect("not poisoned").get(job).copied();
+        let held = self.held(job);
         let key = self.key_of(layout, &layout.lease(job));
         let now = self.read_lease(&key)?.map(|(lease, _)| lease);
         // A job this process did not start (or whose lease it never created) is not its to
         // publish: generation 0 is never held.
-        match fence::decide(held.unwrap_or(0), now.as_ref()) {
+        match fence::decide(held, now.as_ref()) {
             Fence::Current => Ok(()),
             Fence::Superseded {
                 held,
