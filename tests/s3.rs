@@ -98,6 +98,17 @@ impl S3Server {
             .collect()
     }
 
+    /// The keys under `prefix` with a multipart upload begun and neither completed nor
+    /// aborted.
+    fn uploads(&self, prefix: &str) -> Vec<String> {
+        let response = self.request("GET", &format!("/{BUCKET}?uploads&prefix={prefix}"));
+        response
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect()
+    }
+
     /// What a `host` command needs to use this server, its points under `prefix`.
     fn env(&self, prefix: &str) -> Vec<(String, String)> {
         [
@@ -228,9 +239,19 @@ fn kill_9_during_a_checkpoint_upload_lists_no_half_point_and_resumes_exactly() {
             ..WordCount::default()
         });
         let crash_at = format!("{phase}:3");
+        // Every state object a multipart upload, so that the crash at `state-write` (halfway
+        // through one) lands in the middle of an upload.
         let (ok, stderr) = dir
-            .start(&[job.to_str().unwrap(), "--crash-at", &crash_at])
-            .wait();
+            .command(&["run", job.to_str().unwrap(), "--crash-at", &crash_at])
+            .env("HOST_TEST_MULTIPART_THRESHOLD_BYTES", "1")
+            .output()
+            .map(|out| {
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .unwrap();
         assert!(
             !ok && stderr.contains(&format!("crash injected at {phase} of checkpoint 3")),
             "{stderr}"
@@ -239,6 +260,10 @@ fn kill_9_during_a_checkpoint_upload_lists_no_half_point_and_resumes_exactly() {
         let job_id = job_id.split_whitespace().next().unwrap().to_owned();
         let half = format!("{prefix}/jobs/{job_id}/checkpoints/3/");
         let left = server.keys(&half);
+        if *phase == "state-write" {
+            let uploading = server.uploads(&half);
+            assert!(!uploading.is_empty(), "the crash landed in no upload");
+        }
         assert!(!left.iter().any(|k| k.ends_with("_metadata")), "{left:?}");
         if *phase == "metadata-written" {
             assert!(
@@ -450,6 +475,41 @@ fn rm_and_gc_elsewhere_leave_what_a_job_running_on_another_machine_needs() {
     b.wait_ok();
     elsewhere.host_ok(&["rm", &point]);
     assert!(!listed_checkpoints(&elsewhere, &a_job).contains(&retained));
+}
+
+/// The fence's second check, right after the `_metadata` put: A is stalled between its put of
+/// checkpoint 1 and that check while B takes it over. A must not commit checkpoint 1 (B, which
+/// resumes from it, recovers it): it fails fenced at checkpoint 1, not at its next one.
+#[test]
+fn a_takeover_between_the_put_and_the_second_check_fences_that_very_checkpoint() {
+    let server = S3Server::start();
+    let prefix = "second-check";
+    let env = server.env(prefix);
+    let (first, second) = (
+        Dir::new(LINES).with_env(&env),
+        Dir::new(LINES).with_env(&env),
+    );
+    let job = first.write_job(&WordCount {
+        lines_per_second: 200,
+        checkpoint_interval_ms: 500,
+        ..WordCount::default()
+    });
+    let a = first.start(&[job.to_str().unwrap(), "--stall-at", "metadata-put:6000"]);
+    let published = format!("{prefix}/jobs/{}/checkpoints/1/_metadata", a.job);
+    wait_until("A's checkpoint 1 put, the second check stalled", || {
+        server.keys(&published).contains(&published)
+    });
+    copy_tree(&first.path().join("output"), &second.path().join("output"));
+    let job_b = second.write_job(&WordCount::default());
+    let b = second.start(&[job_b.to_str().unwrap(), "--from", &a.job]);
+    let (code, stderr) = a.wait_code();
+    assert_eq!(code, Some(3), "A must fail:\n{stderr}");
+    assert!(
+        stderr.contains("refusing to publish or commit checkpoint 1 (generation fence)"),
+        "A was fenced elsewhere than at the checkpoint it put during the takeover:\n{stderr}"
+    );
+    b.wait_ok();
+    assert_exactly_once(&second.committed_output(), &input_text(LINES));
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to `child`.

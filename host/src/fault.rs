@@ -23,6 +23,9 @@ pub enum Phase {
     StateWrite,
     /// `_metadata` is written, the folder not yet renamed into place.
     MetadataWritten,
+    /// On an object store: `_metadata` is put, the fence not yet checked again (no sink may
+    /// commit before it is). A local state folder has no such step.
+    MetadataPut,
     /// The checkpoint is published; no sink has been told to commit.
     Published,
     /// A sink subtask has committed the checkpoint; others may not have.
@@ -41,9 +44,10 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a checkpoint goes through them.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::StateWrite,
         Phase::MetadataWritten,
+        Phase::MetadataPut,
         Phase::Published,
         Phase::SinkCommitted,
         Phase::Restored,
@@ -57,6 +61,7 @@ impl Phase {
         match self {
             Phase::StateWrite => "state-write",
             Phase::MetadataWritten => "metadata-written",
+            Phase::MetadataPut => "metadata-put",
             Phase::Published => "published",
             Phase::SinkCommitted => "sink-committed",
             Phase::Restored => "restored",

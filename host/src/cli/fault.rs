@@ -3,13 +3,15 @@
 //! of the library.
 
 use host::store::Store;
+use host::store::object::ObjectPoints;
 
 /// `--crash-at PHASE:N`, `--fail-write-at PHASE:N` and `--stall-at PHASE:MS` (hidden; none
 /// without the feature).
 #[derive(Debug, Default, clap::Args)]
 pub struct FaultArgs {
     /// Fault injection for tests: abort the process at PHASE of checkpoint N or later
-    /// (state-write, metadata-written, published, sink-committed, restored, sink-recovered).
+    /// (state-write, metadata-written, metadata-put, published, sink-committed, restored,
+    /// sink-recovered, swap-staged, ended).
     #[cfg(feature = "fault-injection")]
     #[arg(long, value_name = "PHASE:N", hide = true, value_parser = parse)]
     crash_at: Option<(host::fault::Phase, u64)>,
@@ -64,6 +66,20 @@ impl FaultArgs {
     pub fn inject(self, store: Store) -> Store {
         store
     }
+}
+
+/// For tests: `HOST_TEST_MULTIPART_THRESHOLD_BYTES` lowers the size above which a state object
+/// goes up as a multipart upload, so that a crash can land in the middle of one (a build
+/// without the `fault-injection` feature ignores it).
+pub fn multipart_threshold(points: ObjectPoints) -> ObjectPoints {
+    #[cfg(feature = "fault-injection")]
+    if let Some(bytes) = std::env::var("HOST_TEST_MULTIPART_THRESHOLD_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return points.with_multipart_threshold(bytes);
+    }
+    points
 }
 
 /// Reads a fault-injection point `PHASE:N` (or `PHASE:MS`).

@@ -378,7 +378,9 @@ fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
         .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
         .build()
         .with_context(|| format!("cannot use the object store {url}"))?;
-    ObjectPoints::new(Arc::new(s3), url).context("cannot start the object store's runtime")
+    let points = ObjectPoints::new(Arc::new(s3), url);
+    let points = points.context("cannot start the object store's runtime")?;
+    Ok(fault::multipart_threshold(points))
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

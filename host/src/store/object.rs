@@ -76,6 +76,17 @@ pub struct ObjectPoints {
     runtime: Option<tokio::runtime::Runtime>,
     /// The generation of each job's lease this process holds.
     held: Mutex<BTreeMap<JobId, u64>>,
+    /// State objects above this many bytes go up as multipart uploads.
+    multipart_threshold: usize,
+}
+
+/// Where [`ObjectPoints::publish`] is around its `_metadata` put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutStep {
+    /// Fenced once, about to put.
+    Before,
+    /// Put, not yet fenced again.
+    After,
 }
 
 impl Drop for ObjectPoints {
@@ -119,7 +130,16 @@ impl ObjectPoints {
             prefix,
             runtime: Some(runtime),
             held: Mutex::new(BTreeMap::new()),
+            multipart_threshold: MULTIPART_THRESHOLD_BYTES,
         })
+    }
+
+    /// These points, with state objects above `bytes` sent as multipart uploads (tests: a
+    /// crash can then land in the middle of one).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn with_multipart_threshold(mut self, bytes: usize) -> ObjectPoints {
+        self.multipart_threshold = bytes;
+        self
     }
 
     /// The store's URL.
@@ -222,7 +242,8 @@ impl ObjectPoints {
         .map_err(object_error(url))
     }
 
-    /// Writes one state object. A blob above [`MULTIPART_THRESHOLD_BYTES`] goes up in parts;
+    /// Writes one state object. A blob above [`MULTIPART_THRESHOLD_BYTES`] (unless a test set
+    /// another) goes up in parts;
     /// `midway` runs halfway (where a test crashes or fails the write). A single put sends
     /// `blob` as it lies; the parts of a multipart upload are copied into its buffers.
     pub fn write_state(
@@ -238,7 +259,7 @@ impl ObjectPoints {
             path: PathBuf::from(url.clone()),
             source,
         };
-        if blob.len() <= MULTIPART_THRESHOLD_BYTES {
+        if blob.len() <= self.multipart_threshold {
             // A crash here leaves this subtask's object absent: a single put is atomic.
             midway().map_err(midway_failed)?;
             let store = self.store.clone();
@@ -311,7 +332,8 @@ impl ObjectPoints {
     }
 
     /// Publishes the point at `location`: its `_metadata`, create-only, fenced before and
-    /// after. `before_put` runs right before the put (where a test crashes).
+    /// after. `around_put` runs right before the put and right after it, before the second
+    /// check (where a test crashes or stalls), told which.
     pub fn publish(
         &self,
         layout: &Layout,
@@ -319,16 +341,17 @@ impl ObjectPoints {
         job: &JobId,
         checkpoint: CheckpointId,
         bytes: Vec<u8>,
-        before_put: impl FnOnce() -> io::Result<()>,
+        around_put: impl Fn(PutStep) -> io::Result<()>,
     ) -> Result<(), StoreError> {
         let key = self.key_of(layout, location).join(METADATA_FILE);
         let url = self.url_of(&key);
         // A zombie whose job was taken over stops here.
         self.check_fence(layout, job, checkpoint)?;
-        before_put().map_err(|source| StoreError::Io {
+        let failed = |source| StoreError::Io {
             path: PathBuf::from(url.clone()),
             source,
-        })?;
+        };
+        around_put(PutStep::Before).map_err(failed)?;
         let store = self.store.clone();
         // The put that publishes: `If-None-Match: *`, so a point is never written twice.
         let put = self.run(async move {
@@ -343,8 +366,9 @@ impl ObjectPoints {
             if matches!(e, object_store::Error::AlreadyExists { .. }) {
                 self.check_fence(layout, job, checkpoint)?;
             }
-            return Err(object_error(url)(e));
+            return Err(object_error(url.clone())(e));
         }
+        around_put(PutStep::After).map_err(failed)?;
         // Taken over during the put: the point exists, but not for this process to commit.
         self.check_fence(layout, job, checkpoint)
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::layout::METADATA_FILE;
+use super::object::PutStep;
 use super::{Layout, Metadata, StateFile, Store, StoreError, io_error, metadata, state_file};
 use crate::durable;
 use crate::fault::Phase;
@@ -123,9 +124,17 @@ impl Store {
             }
             // On an object store, the `_metadata` put is the publication: a crash at this
             // phase strikes right before it, with every state object written.
-            object.publish(&self.layout, to, job, checkpoint, bytes, || {
-                self.fault_point(Phase::MetadataWritten, checkpoint)
-            })?;
+            object.publish(
+                &self.layout,
+                to,
+                job,
+                checkpoint,
+                bytes,
+                |step| match step {
+                    PutStep::Before => self.fault_point(Phase::MetadataWritten, checkpoint),
+                    PutStep::After => self.fault_point(Phase::MetadataPut, checkpoint),
+                },
+            )?;
             if written != to {
                 object.remove_point(&self.layout, &written)?;
             }
