@@ -4,6 +4,7 @@
 //! failing on the main it was filed against.)
 
 use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use host::store::metadata;
@@ -128,6 +129,46 @@ fn check_after_the_job_ended_leaves_every_folder_byte_for_byte_the_same() {
     ]);
     assert!(output.starts_with("ok:"), "{output}");
     assert!(!elsewhere.exists(), "check created the state folder");
+}
+
+/// Two `host run` processes started at once on one job file (so one output folder): the
+/// start lock admits exactly one; the other is refused, naming the winner. Real processes,
+/// racing from their first instruction, a few rounds.
+#[test]
+fn two_runs_started_at_once_on_one_folder_cannot_both_win() {
+    let dir = Dir::new(LINES);
+    let job = slow_job(&dir, 60);
+    let job = job.to_str().unwrap();
+    for round in 0..3 {
+        let racers = [dir.command(&["run", job]), dir.command(&["run", job])].map(|mut run| {
+            let run = run.stdout(Stdio::piped()).stderr(Stdio::piped());
+            run.spawn().unwrap()
+        });
+        // The winner prints its job's id; the loser prints nothing and ends.
+        let (mut winners, mut losers): (Vec<_>, Vec<_>) = racers
+            .into_iter()
+            .map(|mut racer| (first_line(&mut racer), racer))
+            .partition(|(id, _)| !id.is_empty());
+        assert_eq!((winners.len(), losers.len()), (1, 1), "round {round}");
+        let (winner, mut winner_process) = winners.remove(0);
+        let loser = losers.remove(0).1.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&loser.stderr);
+        assert_eq!(loser.status.code(), Some(1), "round {round}: {stderr}");
+        assert!(
+            stderr.contains(&format!("also written by running job `{winner}`")),
+            "round {round}: {stderr}"
+        );
+        winner_process.kill().unwrap();
+        winner_process.wait().unwrap();
+    }
+}
+
+/// The first line `child` prints on its standard output, trimmed (empty if it printed none).
+fn first_line(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    let stdout = child.stdout.as_mut().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    line.trim().to_owned()
 }
 
 /// The dry run compiles a module the cache lacks in memory only: a state folder whose cache

@@ -2,7 +2,7 @@
 //! source's position splits and merges, the file sink's transactions are reconciled by exactly
 //! one new subtask each; the committed output stays exact through every change.
 
-use crate::util::{Dir, WordCount, assert_exactly_once, guest, input_text};
+use crate::util::{Dir, WordCount, assert_exactly_once, guest, input_text, wait_until};
 
 const LINES: usize = 2_400;
 
@@ -19,6 +19,14 @@ fn job(counter: u32, others: u32, counter_module: &str) -> WordCount {
         lines_per_second: 100,
         ..WordCount::default()
     }
+}
+
+/// Waits until the job running in `dir` has committed output past the first `lines` lines:
+/// each step stops mid-stream, having run (and checkpointed) at its parallelism.
+fn wait_for_output_past(dir: &Dir, lines: usize) {
+    wait_until("output committed by this step", || {
+        dir.committed_output().len() > lines
+    });
 }
 
 #[test]
@@ -38,8 +46,9 @@ fn a_keyed_count_rescales_from_2_to_3_to_1_and_back_to_2_exactly() {
             args.extend(["--from".to_owned(), point.clone()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let committed = dir.committed_output().len();
         let running = dir.start(&args);
-        std::thread::sleep(std::time::Duration::from_millis(900));
+        wait_for_output_past(&dir, committed);
         from = Some(dir.save_and_stop(running));
     }
     let last = dir.write_job(&WordCount {
@@ -57,7 +66,7 @@ fn an_upgrade_combined_with_a_parallelism_change_is_exact() {
     let dir = Dir::new(LINES);
     let v1 = dir.write_job(&job(2, 2, "counter_v1"));
     let running = dir.start(&[v1.to_str().unwrap()]);
-    std::thread::sleep(std::time::Duration::from_millis(900));
+    wait_for_output_past(&dir, 0);
     let point = dir.save_and_stop(running);
     let v2 = dir.write_job(&WordCount {
         lines_per_second: 4_000,
