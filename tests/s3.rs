@@ -477,6 +477,48 @@ fn rm_and_gc_elsewhere_leave_what_a_job_running_on_another_machine_needs() {
     assert!(!listed_checkpoints(&elsewhere, &a_job).contains(&retained));
 }
 
+/// A state object's multipart upload that fails halfway (a full disk's error, injected) is
+/// aborted: the checkpoint fails, the job runs on, and no upload begun is left in the bucket.
+#[test]
+fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts() {
+    let server = S3Server::start();
+    let prefix = "aborted";
+    let dir = Dir::new(LINES).with_env(&server.env(prefix));
+    let job = dir.write_job(&WordCount::default());
+    let job = job.to_str().unwrap();
+    let mut run = dir.command(&["run", job, "--checkpoint-interval", "0"]);
+    let run = run
+        .args(["--fail-write-at", "state-write:2"])
+        .env("HOST_TEST_MULTIPART_THRESHOLD_BYTES", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (job_id, mut run) = first_line_of(run);
+    let first = dir.save(&job_id);
+    let refusal = dir.host_err(&["save", &job_id]);
+    assert!(refusal.contains("No space left on device"), "{refusal}");
+    let leftover = format!("{prefix}/jobs/{job_id}/checkpoints/2/");
+    assert!(
+        server.uploads(&leftover).is_empty(),
+        "{:?}",
+        server.uploads(&leftover)
+    );
+    assert!(
+        dir.host_ok(&["inspect", &first])
+            .contains("all checksums verified")
+    );
+    assert!(run.wait().unwrap().success());
+}
+
+/// The job id a `host run` prints first, and the process.
+fn first_line_of(mut child: Child) -> (String, Child) {
+    let mut line = String::new();
+    let stdout = child.stdout.as_mut().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    (line.trim().to_owned(), child)
+}
+
 /// The fence's second check, right after the `_metadata` put: A is stalled between its put of
 /// checkpoint 1 and that check while B takes it over. A must not commit checkpoint 1 (B, which
 /// resumes from it, recovers it): it fails fenced at checkpoint 1, not at its next one.

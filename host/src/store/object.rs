@@ -80,6 +80,23 @@ pub struct ObjectPoints {
     multipart_threshold: usize,
 }
 
+/// Writes `bytes` into `upload` a part at a time, at most [`MULTIPART_PARTS_PARALLEL_MAX`]
+/// parts in flight. On a failure the upload is aborted, so that none of its parts linger in
+/// the bucket, and the failure returned.
+async fn write_parts(
+    mut upload: WriteMultipart,
+    bytes: &Bytes,
+) -> object_store::Result<WriteMultipart> {
+    for chunk in bytes.chunks(MULTIPART_PART_BYTES) {
+        if let Err(e) = upload.wait_for_capacity(MULTIPART_PARTS_PARALLEL_MAX).await {
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        upload.write(chunk);
+    }
+    Ok(upload)
+}
+
 /// Where [`ObjectPoints::publish`] is around its `_metadata` put.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PutStep {
@@ -271,17 +288,11 @@ impl ObjectPoints {
         let half = blob.len() / 2;
         let (store, first) = (self.store.clone(), blob.slice(..half));
         let upload_key = key.clone();
-        let mut upload = self
+        let upload = self
             .run(async move {
                 let upload = store.put_multipart(&upload_key).await?;
-                let mut upload = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
-                for chunk in first.chunks(MULTIPART_PART_BYTES) {
-                    upload
-                        .wait_for_capacity(MULTIPART_PARTS_PARALLEL_MAX)
-                        .await?;
-                    upload.write(chunk);
-                }
-                Ok(upload)
+                let upload = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
+                write_parts(upload, &first).await
             })
             .map_err(object_error(url.clone()))?;
         // A crash here leaves an unfinished upload: no object, parts the bucket's lifecycle
@@ -292,13 +303,8 @@ impl ObjectPoints {
         }
         let rest = blob.slice(half..);
         self.run(async move {
-            for chunk in rest.chunks(MULTIPART_PART_BYTES) {
-                upload
-                    .wait_for_capacity(MULTIPART_PARTS_PARALLEL_MAX)
-                    .await?;
-                upload.write(chunk);
-            }
-            upload.finish().await
+            // (A failure of `finish` aborts the upload itself.)
+            write_parts(upload, &rest).await?.finish().await
         })
         .map(drop)
         .map_err(object_error(url))
