@@ -11,7 +11,8 @@ use host::store::metadata;
 
 use crate::module_cache::holds_module;
 use crate::util::{
-    Dir, WordCount, assert_exactly_once, assert_same_tree, guest, input_text, replace_in,
+    Dir, WordCount, assert_exactly_once, assert_same_tree, first_line, guest, input_text,
+    replace_in,
 };
 
 const LINES: usize = 2_000;
@@ -161,14 +162,6 @@ fn two_runs_started_at_once_on_one_folder_cannot_both_win() {
         winner_process.kill().unwrap();
         winner_process.wait().unwrap();
     }
-}
-
-/// The first line `child` prints on its standard output, trimmed (empty if it printed none).
-fn first_line(child: &mut std::process::Child) -> String {
-    let mut line = String::new();
-    let stdout = child.stdout.as_mut().unwrap();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-    line.trim().to_owned()
 }
 
 /// The dry run compiles a module the cache lacks in memory only: a state folder whose cache

@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::util::{Dir, WordCount, assert_exactly_once, input_text, target_dir, wait_until};
+use crate::util::{
+    Dir, WordCount, assert_exactly_once, first_line, input_text, target_dir, wait_until,
+};
 
 const LINES: usize = 3_000;
 /// Longest the S3 server may take to accept connections.
@@ -294,11 +296,7 @@ fn kill_9_during_a_checkpoint_upload_lists_no_half_point_and_resumes_exactly() {
 #[test]
 fn a_process_whose_job_was_taken_over_cannot_publish() {
     let server = S3Server::start();
-    let env = server.env("fenced");
-    let (first, second) = (
-        Dir::new(LINES).with_env(&env),
-        Dir::new(LINES).with_env(&env),
-    );
+    let (first, second) = two_machines(&server, "fenced");
     // Job A takes no checkpoint of its own accord: its next publish is its final checkpoint,
     // about 6 s after it starts, well after B has built its job and taken A over.
     let job_a = first.write_job(&WordCount {
@@ -313,9 +311,7 @@ fn a_process_whose_job_was_taken_over_cannot_publish() {
     // Another state folder, as on another machine, resumes job A while it still runs. Its sink
     // gets a copy of A's output folder as it is now (as a shared folder would be seen), so
     // that it can reconcile it with the savepoint; B takes A over before choosing its point.
-    copy_tree(&first.path().join("output"), &second.path().join("output"));
-    let job_b = second.write_job(&WordCount::default());
-    let b = second.start(&[job_b.to_str().unwrap(), "--from", &a.job]);
+    let b = resume_elsewhere(&first, &second, &a.job);
     let (code, stderr) = a.wait_code();
     assert_eq!(code, Some(3), "A must fail:\n{stderr}");
     assert!(
@@ -336,11 +332,7 @@ fn a_process_whose_job_was_taken_over_cannot_publish() {
 #[test]
 fn a_fenced_job_ends_without_touching_what_its_successor_committed() {
     let server = S3Server::start();
-    let env = server.env("fenced-restart");
-    let (first, second) = (
-        Dir::new(LINES).with_env(&env),
-        Dir::new(LINES).with_env(&env),
-    );
+    let (first, second) = two_machines(&server, "fenced-restart");
     // One job file, so one input and one output folder: the shared sink folder.
     let job = first.write_job(&WordCount {
         lines_per_second: 500,
@@ -384,11 +376,7 @@ fn a_fenced_job_ends_without_touching_what_its_successor_committed() {
 fn a_takeover_during_a_publish_never_lets_a_point_without_its_states_appear() {
     let server = S3Server::start();
     let prefix = "race";
-    let env = server.env(prefix);
-    let (first, second) = (
-        Dir::new(LINES).with_env(&env),
-        Dir::new(LINES).with_env(&env),
-    );
+    let (first, second) = two_machines(&server, prefix);
     let job = first.write_job(&WordCount {
         lines_per_second: 200,
         checkpoint_interval_ms: 500,
@@ -408,9 +396,7 @@ fn a_takeover_during_a_publish_never_lets_a_point_without_its_states_appear() {
     );
     assert_eq!(listed_checkpoints(&first, &a.job), [1]);
 
-    copy_tree(&first.path().join("output"), &second.path().join("output"));
-    let job_b = second.write_job(&WordCount::default());
-    let b = second.start(&[job_b.to_str().unwrap(), "--from", &a.job]);
+    let b = resume_elsewhere(&first, &second, &a.job);
     let (code, stderr) = a.wait_code();
     assert_eq!(code, Some(3), "A must fail:\n{stderr}");
     assert!(stderr.contains("generation fence"), "{stderr}");
@@ -429,11 +415,7 @@ fn a_takeover_during_a_publish_never_lets_a_point_without_its_states_appear() {
 #[test]
 fn rm_and_gc_elsewhere_leave_what_a_job_running_on_another_machine_needs() {
     let server = S3Server::start();
-    let env = server.env("shared");
-    let (here, elsewhere) = (
-        Dir::new(LINES).with_env(&env),
-        Dir::new(LINES).with_env(&env),
-    );
+    let (here, elsewhere) = two_machines(&server, "shared");
     // Every checkpoint retained, so that the one `rm` names stays until it is removed.
     let slow = WordCount {
         lines_per_second: 300,
@@ -487,14 +469,14 @@ fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts() {
     let job = dir.write_job(&WordCount::default());
     let job = job.to_str().unwrap();
     let mut run = dir.command(&["run", job, "--checkpoint-interval", "0"]);
-    let run = run
+    let mut run = run
         .args(["--fail-write-at", "state-write:2"])
         .env("HOST_TEST_MULTIPART_THRESHOLD_BYTES", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (job_id, mut run) = first_line_of(run);
+    let job_id = first_line(&mut run);
     let first = dir.save(&job_id);
     let refusal = dir.host_err(&["save", &job_id]);
     assert!(refusal.contains("No space left on device"), "{refusal}");
@@ -511,14 +493,6 @@ fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts() {
     assert!(run.wait().unwrap().success());
 }
 
-/// The job id a `host run` prints first, and the process.
-fn first_line_of(mut child: Child) -> (String, Child) {
-    let mut line = String::new();
-    let stdout = child.stdout.as_mut().unwrap();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-    (line.trim().to_owned(), child)
-}
-
 /// The fence's second check, right after the `_metadata` put: A is stalled between its put of
 /// checkpoint 1 and that check while B takes it over. A must not commit checkpoint 1 (B, which
 /// resumes from it, recovers it): it fails fenced at checkpoint 1, not at its next one.
@@ -526,11 +500,7 @@ fn first_line_of(mut child: Child) -> (String, Child) {
 fn a_takeover_between_the_put_and_the_second_check_fences_that_very_checkpoint() {
     let server = S3Server::start();
     let prefix = "second-check";
-    let env = server.env(prefix);
-    let (first, second) = (
-        Dir::new(LINES).with_env(&env),
-        Dir::new(LINES).with_env(&env),
-    );
+    let (first, second) = two_machines(&server, prefix);
     let job = first.write_job(&WordCount {
         lines_per_second: 200,
         checkpoint_interval_ms: 500,
@@ -541,9 +511,7 @@ fn a_takeover_between_the_put_and_the_second_check_fences_that_very_checkpoint()
     wait_until("A's checkpoint 1 put, the second check stalled", || {
         server.keys(&published).contains(&published)
     });
-    copy_tree(&first.path().join("output"), &second.path().join("output"));
-    let job_b = second.write_job(&WordCount::default());
-    let b = second.start(&[job_b.to_str().unwrap(), "--from", &a.job]);
+    let b = resume_elsewhere(&first, &second, &a.job);
     let (code, stderr) = a.wait_code();
     assert_eq!(code, Some(3), "A must fail:\n{stderr}");
     assert!(
@@ -572,6 +540,24 @@ fn part_files(output: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Two state folders on one prefix of `server`'s bucket, as on two machines.
+fn two_machines(server: &S3Server, prefix: &str) -> (Dir, Dir) {
+    let env = server.env(prefix);
+    (
+        Dir::new(LINES).with_env(&env),
+        Dir::new(LINES).with_env(&env),
+    )
+}
+
+/// Resumes job `job` of state folder `first` from `second`, as another machine would, while
+/// it still runs. Its sink gets a copy of `first`'s output folder as it is now (as a shared
+/// folder would be seen), so that it can reconcile it with the point.
+fn resume_elsewhere(first: &Dir, second: &Dir, job: &str) -> crate::util::RunningJob {
+    copy_tree(&first.path().join("output"), &second.path().join("output"));
+    let job_b = second.write_job(&WordCount::default());
+    second.start(&[job_b.to_str().unwrap(), "--from", job])
 }
 
 /// Waits until the file sink writing into `output` has published its files of `checkpoint`

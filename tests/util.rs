@@ -499,6 +499,15 @@ impl RunningJob {
     }
 }
 
+/// The first line `child` prints on its standard output (piped), trimmed; empty if it ended
+/// without printing one (a `host run` that was refused prints no job id).
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    let stdout = child.stdout.as_mut().expect("stdout piped");
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    line.trim().to_owned()
+}
+
 /// Waits until `done` holds, checking every 20 ms; panics naming `what` if it does not within
 /// `JOB_WAIT_MAX`. (A test waits for the condition it needs, not for a time it guesses.)
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -31,36 +31,23 @@ pub fn store_limits(memory_bytes_max: usize) -> StoreLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::varint;
     use wasmtime::{Engine, Instance, Module, Store};
-
-    /// `n` as unsigned LEB128.
-    fn leb(mut n: u64) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                bytes.push(byte);
-                return bytes;
-            }
-            bytes.push(byte | 0x80);
-        }
-    }
 
     /// A core module of section `id` holding `count` entries of `entry`.
     fn module(id: u8, count: usize, entry: &[u8]) -> Vec<u8> {
-        let mut body = leb(count as u64);
+        let mut body = varint(count as u64);
         (0..count).for_each(|_| body.extend_from_slice(entry));
         let mut bytes = b"\0asm\x01\0\0\0".to_vec();
         bytes.push(id);
-        bytes.extend(leb(body.len() as u64));
+        bytes.extend(varint(body.len() as u64));
         bytes.extend(body);
         bytes
     }
 
     /// A module of `count` tables of `elements` function references each.
     fn tables(count: usize, elements: usize) -> Vec<u8> {
-        let entry = [&[0x70, 0x00][..], &leb(elements as u64)].concat();
+        let entry = [&[0x70, 0x00][..], &varint(elements as u64)].concat();
         module(0x04, count, &entry)
     }
 

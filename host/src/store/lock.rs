@@ -121,19 +121,7 @@ fn open_lock_file(path: &std::path::Path) -> Result<std::fs::File, StoreError> {
 mod tests {
     use super::*;
     use crate::ids::CheckpointId;
-    use crate::store::{JobState, JobStatus};
-
-    fn status(job: &JobId) -> JobStatus {
-        JobStatus {
-            job: job.clone(),
-            name: "t".to_owned(),
-            started_unix_ms: 0,
-            resumed_from: None,
-            writable_mounts: Vec::new(),
-            modules: Vec::new(),
-            state: JobState::Running { pid: 1 },
-        }
-    }
+    use crate::store::tests::status_of as status;
 
     #[test]
     fn a_job_runs_exactly_while_its_lock_is_held() {
