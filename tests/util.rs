@@ -373,11 +373,12 @@ partition = "rebalance"
         RunningJob { child, job, stderr }
     }
 
-    /// Starts `host ARGS` in the background, its output discarded.
+    /// Starts `host ARGS` in the background, its output discarded but for its stderr, kept
+    /// in a pipe (to read once it has ended: what it writes is short).
     pub fn spawn_host(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawning host")
     }
