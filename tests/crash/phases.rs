@@ -13,16 +13,16 @@ const LINES: usize = 3_000;
 const N: u64 = 3;
 /// What `std::process::abort` ends the process with.
 const SIGABRT: i32 = 6;
-/// The sink's subtasks (the word count's default parallelism).
+/// The sink's subtasks.
 const SINKS: [u32; 2] = [0, 1];
 
 /// A word count, checkpointing every 100 ms, with two sink subtasks.
 fn word_count(dir: &Dir) -> String {
     let job = dir.write_job(&WordCount {
         checkpoint_interval_ms: 100,
+        sink_parallelism: SINKS.len() as u32,
         ..WordCount::default()
     });
-    assert_eq!(WordCount::default().sink_parallelism, SINKS.len() as u32);
     job.to_str().unwrap().to_owned()
 }
 
