@@ -4,12 +4,16 @@
 //! `_metadata` is written but before the rename, after publishing but before any sink commits,
 //! after one sink committed) or of a resume (every subtask restored but no sink recovered; one
 //! sink recovered), resumes with `run --from JOB_ID`, and repeats until the input is
-//! exhausted; the committed output must be exact every round.
+//! exhausted; the committed output must be exact every round. A phase counts as struck when
+//! the host reports aborting there; a kill counts as during a save only if the save was still
+//! under way when it landed. Past its kill count, the supervisor goes on (within a bound) until
+//! every phase was struck at least once, and fails if one never was.
 //!
 //! Quick by default (20 kills); `just torture` runs 200 (`TORTURE_KILLS`), and
-//! `TORTURE_SEED` replays a failure.
+//! `TORTURE_SEED` replays a failure. `crash::phases` strikes each phase deterministically.
 
 use std::collections::BTreeMap;
+use std::process::Child;
 use std::time::Duration;
 
 use crate::util::{Dir, WordCount, assert_exactly_once, input_text};
@@ -26,6 +30,8 @@ const CHECKPOINT_PHASES: [&str; 4] = [
 ];
 /// Phases of a resume: every subtask restored, no sink recovered; one sink recovered.
 const RESTORE_PHASES: [&str; 2] = ["restored", "sink-recovered"];
+/// Rounds begun past the kills wanted, at most, to strike every phase at least once.
+const EXTRA_ROUNDS_MAX: u32 = 10;
 
 struct Rng(u64);
 
@@ -69,8 +75,16 @@ enum Blow {
     KillWhileSaving(bool),
 }
 
-/// Picks how the next run ends; the phases of a restore only strike a job that resumes.
-fn choose(rng: &mut Rng, resuming: bool) -> Blow {
+/// Picks how the next run ends: one of the `missing` phases if one can strike now, else at
+/// random; the phases of a restore only strike a job that resumes.
+fn choose(rng: &mut Rng, resuming: bool, missing: &[&'static str]) -> Blow {
+    let possible: Vec<_> = missing
+        .iter()
+        .filter(|p| resuming || !RESTORE_PHASES.contains(p))
+        .collect();
+    if !possible.is_empty() {
+        return Blow::At(possible[rng.below(possible.len() as u64) as usize]);
+    }
     let all = CHECKPOINT_PHASES.len() + RESTORE_PHASES.len() + 3;
     let choice = rng.below(all as u64) as usize;
     let restore = choice.checked_sub(CHECKPOINT_PHASES.len());
@@ -83,6 +97,18 @@ fn choose(rng: &mut Rng, resuming: bool) -> Blow {
     }
 }
 
+/// The phase the host reported aborting at (`crash injected at PHASE of checkpoint N`).
+fn struck_phase(stderr: &str) -> Option<&'static str> {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("crash injected at "))?;
+    let named = line.split(" of checkpoint ").next()?;
+    let phase = CHECKPOINT_PHASES.iter().chain(&RESTORE_PHASES);
+    Some(phase.copied().find(|&p| p == named).unwrap_or_else(|| {
+        panic!("unknown phase in `{line}`");
+    }))
+}
+
 /// What one run did: whether the job finished its input, and the label of the kill if any.
 struct Ran {
     job: String,
@@ -90,66 +116,180 @@ struct Ran {
     kill: Option<&'static str>,
 }
 
-/// Runs `args` and deals `blow`; fails the test if the job fails for another reason.
-fn run_once(dir: &Dir, rng: &mut Rng, args: &[&str], blow: Blow, seed: u64) -> Ran {
+/// Runs `args`, which aim `--crash-at` at `phase`; fails the test if the job fails for another
+/// reason, or the host reports striking another phase.
+fn crash_once(dir: &Dir, args: &[&str], phase: &str, seed: u64) -> Ran {
+    let running = dir.start(args);
+    let job = running.job.clone();
+    let (ok, stderr) = running.wait();
+    let struck = struck_phase(&stderr);
+    assert!(
+        ok || struck.is_some(),
+        "seed {seed}: job {job} failed:\n{stderr}"
+    );
+    assert!(
+        struck.is_none_or(|s| s == phase),
+        "seed {seed}: job {job} aimed at {phase}, struck {struck:?}"
+    );
+    Ran {
+        job,
+        finished: ok,
+        kill: struck,
+    }
+}
+
+/// `host save JOB` (or `host stop --save JOB`) in the background.
+fn start_saving(dir: &Dir, job: &str, stop: bool) -> Child {
+    match stop {
+        true => dir.spawn_host(&["stop", "--save", job]),
+        false => dir.spawn_host(&["save", job]),
+    }
+}
+
+/// Whether `save`, which had not returned when the job was killed, then failed because the
+/// job's control connection broke under it: the kill landed while the save was under way.
+fn broken_by_the_kill(save: Child) -> bool {
+    let output = save.wait_with_output().unwrap();
+    !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("control socket")
+}
+
+/// Whether `host list` shows `job` stopped (by `stop --save`).
+fn stopped(dir: &Dir, job: &str) -> bool {
+    let listed = dir.host_ok(&["list"]);
+    listed
+        .lines()
+        .any(|l| l.starts_with(job) && l.contains("stopped"))
+}
+
+/// Runs `args` and `kill -9`s the host at a random moment, or (`KillWhileSaving`) once a save
+/// is under way; fails the test if the job fails for another reason. A kill counts as one
+/// during a save only if the save had not returned when it landed, and then failed for it.
+fn kill_once(dir: &Dir, rng: &mut Rng, args: &[&str], blow: Blow, seed: u64) -> Ran {
     let mut running = dir.start(args);
     let job = running.job.clone();
-    let saving = match blow {
-        Blow::At(phase) => {
-            let (ok, stderr) = running.wait();
-            let crashed = stderr.contains("crash injected at");
-            assert!(ok || crashed, "seed {seed}: job {job} failed:\n{stderr}");
-            let kill = crashed.then_some(phase);
-            return Ran {
-                job,
-                finished: ok,
-                kill,
-            };
-        }
-        Blow::Kill => None,
+    let mut saving = match blow {
         Blow::KillWhileSaving(stop) => {
             std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
-            let command = match stop {
-                true => vec!["stop", "--save", &job],
-                false => vec!["save", &job],
-            };
-            Some(dir.spawn_host(&command))
+            Some(start_saving(dir, &job, stop))
         }
+        _ => None,
     };
-    let delay_ms = if saving.is_some() {
-        rng.below(40)
-    } else {
-        20 + rng.below(330)
+    let delay_ms = match saving {
+        Some(_) => rng.below(40),
+        None => 20 + rng.below(330),
     };
     std::thread::sleep(Duration::from_millis(delay_ms));
     let alive = running.child.try_wait().unwrap().is_none();
-    let kill = alive.then_some(match blow {
-        Blow::KillWhileSaving(true) => "kill -9 during stop --save",
-        Blow::KillWhileSaving(false) => "kill -9 during save",
-        _ => "random moment (kill -9)",
-    });
+    let in_flight = saving
+        .as_mut()
+        .is_some_and(|save| save.try_wait().unwrap().is_none());
     if alive {
         running.kill();
     } else {
         let (ok, stderr) = running.wait();
         assert!(ok, "seed {seed}: job {job} failed:\n{stderr}");
     }
-    if let Some(mut save) = saving {
-        let _ = save.wait();
-    }
+    let broken = saving.is_some_and(|save| broken_by_the_kill(save) && in_flight && alive);
+    let kill = alive.then_some(match blow {
+        Blow::KillWhileSaving(true) if broken => "kill -9 during stop --save",
+        Blow::KillWhileSaving(false) if broken => "kill -9 during save",
+        _ => "random moment (kill -9)",
+    });
     // A job that ended by itself ran out of input, unless `stop --save` stopped it.
-    let stopped = || {
-        let listed = dir.host_ok(&["list"]);
-        listed
-            .lines()
-            .any(|l| l.starts_with(&job) && l.contains("stopped"))
-    };
-    let finished = !alive && !stopped();
+    let finished = !alive && !stopped(dir, &job);
     Ran {
         job,
         finished,
         kill,
     }
+}
+
+/// The supervisor's tally: kills by label (a phase, or how a `kill -9` landed).
+#[derive(Default)]
+struct Tally {
+    kills: u64,
+    landed: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    /// The phases of a checkpoint or a restore not struck yet.
+    fn missing(&self) -> Vec<&'static str> {
+        let phases = CHECKPOINT_PHASES.iter().chain(&RESTORE_PHASES);
+        phases
+            .copied()
+            .filter(|p| !self.landed.contains_key(p))
+            .collect()
+    }
+
+    /// Every kill, by label.
+    fn report(&self) -> String {
+        let lines = self.landed.iter();
+        let lines = lines.map(|(label, count)| format!("  {label:<26} {count}\n"));
+        lines.collect()
+    }
+}
+
+/// One round: a fresh job on a fresh input, killed, resumed and killed again until it has
+/// finished its input; the committed output must then be exact. Once `kills_wanted` have
+/// landed, each run aims at a phase not struck yet.
+fn round(rng: &mut Rng, tally: &mut Tally, kills_wanted: u64, seed: u64) {
+    let dir = Dir::new(LINES);
+    let job = dir.write_job(&WordCount {
+        checkpoint_interval_ms: 40 + rng.below(120),
+        lines_per_second: 4_000,
+        ..WordCount::default()
+    });
+    let job = job.to_str().unwrap().to_owned();
+    let mut previous: Option<String> = None;
+    for _ in 0..RUNS_PER_ROUND_MAX {
+        let mut args = vec![job.clone()];
+        if let Some(previous) = &previous {
+            args.extend(["--from".to_owned(), previous.clone()]);
+        }
+        let missing = match tally.kills < kills_wanted {
+            true => Vec::new(),
+            false => tally.missing(),
+        };
+        let blow = choose(rng, previous.is_some(), &missing);
+        if let Blow::At(phase) = blow {
+            let n = if RESTORE_PHASES.contains(&phase) {
+                1
+            } else {
+                let base = previous
+                    .as_deref()
+                    .map_or(0, |p| newest_checkpoint(&dir, p));
+                base + 1 + rng.below(3)
+            };
+            args.extend(["--crash-at".to_owned(), format!("{phase}:{n}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = match blow {
+            Blow::At(phase) => crash_once(&dir, &args, phase, seed),
+            _ => kill_once(&dir, rng, &args, blow, seed),
+        };
+        if let Some(label) = ran.kill {
+            tally.kills += 1;
+            *tally.landed.entry(label).or_default() += 1;
+        }
+        if ran.finished {
+            assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+            return;
+        }
+        previous = resumable(&dir, ran.job, previous.is_some());
+    }
+    panic!("seed {seed}: a round did not finish within {RUNS_PER_ROUND_MAX} runs");
+}
+
+/// The job to resume from after `job` was killed, if any. A job killed before it completed
+/// any checkpoint (and that resumed from nothing) has nothing to resume from: the next run
+/// starts afresh, as a user would.
+fn resumable(dir: &Dir, job: String, resumed: bool) -> Option<String> {
+    let resumable = newest_checkpoint(dir, &job) > 0
+        || resumed
+        || dir
+            .host_ok(&["savepoints", "--job", &job])
+            .contains("savepoint");
+    resumable.then_some(job)
 }
 
 #[test]
@@ -164,67 +304,25 @@ fn torture_kill_the_host_anywhere_and_lose_nothing() {
     });
     eprintln!("torture: seed {seed} (TORTURE_SEED={seed} replays it), {kills_wanted} kills");
     let mut rng = Rng(seed);
-    let mut landed: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut kills = 0;
-    let mut rounds = 0;
-    while kills < kills_wanted {
+    let mut tally = Tally::default();
+    let (mut rounds, mut extra_rounds) = (0, 0);
+    // Past the kills wanted, it goes on until every phase was struck, within a bound.
+    while tally.kills < kills_wanted
+        || (!tally.missing().is_empty() && extra_rounds < EXTRA_ROUNDS_MAX)
+    {
+        extra_rounds += u32::from(tally.kills >= kills_wanted);
         rounds += 1;
-        let dir = Dir::new(LINES);
-        let job = dir.write_job(&WordCount {
-            checkpoint_interval_ms: 40 + rng.below(120),
-            lines_per_second: 4_000,
-            ..WordCount::default()
-        });
-        let job = job.to_str().unwrap().to_owned();
-        let mut previous: Option<String> = None;
-        let mut finished = false;
-        for _ in 0..RUNS_PER_ROUND_MAX {
-            let mut args = vec![job.clone()];
-            if let Some(previous) = &previous {
-                args.extend(["--from".to_owned(), previous.clone()]);
-            }
-            let blow = choose(&mut rng, previous.is_some());
-            if let Blow::At(phase) = blow {
-                let n = if RESTORE_PHASES.contains(&phase) {
-                    1
-                } else {
-                    let base = previous
-                        .as_deref()
-                        .map_or(0, |p| newest_checkpoint(&dir, p));
-                    base + 1 + rng.below(3)
-                };
-                args.extend(["--crash-at".to_owned(), format!("{phase}:{n}")]);
-            }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let ran = run_once(&dir, &mut rng, &args, blow, seed);
-            if let Some(label) = ran.kill {
-                kills += 1;
-                *landed.entry(label).or_default() += 1;
-            }
-            if ran.finished {
-                finished = true;
-                break;
-            }
-            let job_id = ran.job;
-            // A job killed before it completed any checkpoint (and that resumed from nothing)
-            // has nothing to resume from: the next run starts afresh, as a user would.
-            let resumable = newest_checkpoint(&dir, &job_id) > 0
-                || previous.is_some()
-                || dir
-                    .host_ok(&["savepoints", "--job", &job_id])
-                    .contains("savepoint");
-            previous = resumable.then_some(job_id);
-        }
-        assert!(
-            finished,
-            "seed {seed}: round {rounds} did not finish within {RUNS_PER_ROUND_MAX} runs"
-        );
-        assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+        round(&mut rng, &mut tally, kills_wanted, seed);
     }
+    let kills = tally.kills;
     eprintln!(
-        "torture: {kills} kills over {rounds} rounds, 0 records lost or repeated; kills by phase:"
+        "torture: {kills} kills over {rounds} rounds, 0 records lost or repeated; kills by phase:\n{}",
+        tally.report()
     );
-    for (phase, count) in &landed {
-        eprintln!("  {phase:<26} {count}");
-    }
+    assert!(
+        tally.missing().is_empty(),
+        "seed {seed}: phases never struck in {kills} kills: {:?}; kills by phase:\n{}",
+        tally.missing(),
+        tally.report()
+    );
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use crate::expect::{
@@ -373,11 +373,12 @@ partition = "rebalance"
         RunningJob { child, job, stderr }
     }
 
-    /// Starts `host ARGS` in the background, its output discarded.
+    /// Starts `host ARGS` in the background, its output discarded but for its stderr, kept
+    /// in a pipe (to read once it has ended: what it writes is short).
     pub fn spawn_host(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawning host")
     }
@@ -455,18 +456,13 @@ impl RunningJob {
 
     /// Waits for the job to end; returns its exit code (`None` if a signal ended it) and its
     /// stderr.
-    pub fn wait_code(mut self) -> (Option<i32>, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), self.stderr.join().unwrap());
-            }
-            if started.elapsed() > JOB_WAIT_MAX {
-                let _ = self.child.kill();
-                panic!("job {} did not end within {JOB_WAIT_MAX:?}", self.job);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn wait_code(self) -> (Option<i32>, String) {
+        self.wait_code_within(JOB_WAIT_MAX)
+    }
+
+    /// Waits for the job to end; returns how it ended (a signal shows there) and its stderr.
+    pub fn wait_status(self) -> (ExitStatus, String) {
+        self.wait_status_within(JOB_WAIT_MAX)
     }
 
     /// Waits for a successful end, panicking with stderr otherwise.
@@ -484,11 +480,17 @@ impl RunningJob {
 
     /// Like [`RunningJob::wait_code`], but allowing the job `max` rather than the usual limit:
     /// for a job that compiles several Python components cold (each takes tens of seconds).
-    pub fn wait_code_within(mut self, max: Duration) -> (Option<i32>, String) {
+    pub fn wait_code_within(self, max: Duration) -> (Option<i32>, String) {
+        let (status, stderr) = self.wait_status_within(max);
+        (status.code(), stderr)
+    }
+
+    /// Like [`RunningJob::wait_status`], within `max`.
+    fn wait_status_within(mut self, max: Duration) -> (ExitStatus, String) {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), self.stderr.join().unwrap());
+                return (status, self.stderr.join().unwrap());
             }
             if started.elapsed() > max {
                 let _ = self.child.kill();
