@@ -4,7 +4,7 @@
 // word as key, `"{word} {count}"` as value, and the input's timestamp. Its keyed state, format
 // `word-count` version 1, maps each word to its count.
 
-import { Operator, register } from "../jobhost/index.js";
+import { Operator, register } from "../../sdk/js/jobhost/index.js";
 
 export class CounterV1 extends Operator {
   name = "word-counter";

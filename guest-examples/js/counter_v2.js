@@ -8,7 +8,7 @@
 // `word-count` version 2, `[count, first_seen]` per word (first_seen nil when unknown); it
 // reads version 1 (a count per word) too.
 
-import { Operator, register } from "../jobhost/index.js";
+import { Operator, register } from "../../sdk/js/jobhost/index.js";
 
 export class CounterV2 extends Operator {
   name = "word-counter";

@@ -6,7 +6,7 @@
 // counted, so that the total survives it.
 // It logs the committed total on stdout at each commit when the config says `log = "true"`.
 
-import { Sink, register } from "../jobhost/index.js";
+import { Sink, register } from "../../sdk/js/jobhost/index.js";
 
 export class NullSink extends Sink {
   name = "null-sink";

@@ -4,7 +4,7 @@
 // both key and value and the line's timestamp. Bytes that are not UTF-8 separate words. (The
 // Rust `tokenizer`, in JS.)
 
-import { Operator, register } from "../jobhost/index.js";
+import { Operator, register } from "../../sdk/js/jobhost/index.js";
 import { ALPHANUMERIC_CLASS, CASED_CLASS, CASE_IGNORABLE_CLASS } from "./lib/unicode.js";
 
 // `/[\p{Alphabetic}\p{N}]+/gu` and the like, spelt out: the engine of componentize-js

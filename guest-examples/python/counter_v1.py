@@ -1,4 +1,5 @@
-"""A keyed running count of words (version 1.0.0 of `word-counter`, as `guest-examples/counter-v1`).
+"""A keyed running count of words (version 1.0.0 of `word-counter`, as
+`guest-examples/rust/counter-v1`).
 
 For each input record, whose key is a word, it adds one to the word's count and emits the word
 as key, `"{word} {count}"` as value, and the input's timestamp. Its keyed state, `word-count`

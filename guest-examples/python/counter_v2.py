@@ -1,5 +1,5 @@
 """A keyed running count of words that also remembers when each word was first seen (version
-2.0.0 of `word-counter`, as `guest-examples/counter-v2`).
+2.0.0 of `word-counter`, as `guest-examples/rust/counter-v2`).
 
 For each input record, whose key is a word, it adds one to the word's count and emits the word
 as key, `"{word} {count} first-seen={timestamp}"` as value, and the input's timestamp.

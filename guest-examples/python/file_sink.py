@@ -1,5 +1,5 @@
 """A sink that writes each record's value, plus a newline, into part files, with two-phase
-commit (the Python counterpart of `guest-examples/file-sink`).
+commit (the Python counterpart of `guest-examples/rust/file-sink`).
 
 Config: `dir`, the guest path of an output directory the host preopens read-write, shared by all
 subtasks. Subtask `s` appends what it is given to `<dir>/.staging/<s>.current`; `prepare_commit`

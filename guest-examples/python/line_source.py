@@ -1,5 +1,5 @@
 """A source that reads a text file line by line (the Python counterpart of
-`guest-examples/line-source`).
+`guest-examples/rust/line-source`).
 
 Config: `path`, the file's guest path (the host preopens its directory). Subtask `i` of `p` emits
 the lines whose 0-based number `n` satisfies `n % p == i`, each as a record with an empty key,

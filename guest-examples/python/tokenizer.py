@@ -1,7 +1,7 @@
 """A stateless operator that splits each input value (a line of text) into words: maximal runs
 of alphanumeric characters, lower-cased. It emits one record per word, with the word as both key
 and value and the line's timestamp. Bytes that are not UTF-8 separate words. (The Python
-counterpart of `guest-examples/tokenizer`.)"""
+counterpart of `guest-examples/rust/tokenizer`.)"""
 
 import re
 

@@ -1,12 +1,13 @@
-// Builds each example of `examples/` into a WebAssembly component, `<out>/<name>_js.wasm`:
-// bundles it with the SDK and @msgpack/msgpack (esbuild: componentize-js reads one file and
-// resolves no packages), then componentizes the bundle against `wit/` with componentize-js,
-// for the world of the role the example registered (`Operator`, `Source` or `Sink`).
+// Builds each guest of `guest-examples/js/` and `tests/guests/js/` into a WebAssembly
+// component, `<out>/<name>_js.wasm`: bundles it with the SDK and @msgpack/msgpack (esbuild:
+// componentize-js reads one file and resolves no packages), then componentizes the bundle
+// against `wit/` with componentize-js, for the world of the role the example registered
+// (`Operator`, `Source` or `Sink`).
 //
 // A component is rebuilt only when its bundle, the WIT files, the toolchain or its options
 // changed: a stamp beside the bundle in `<work>` records what the component was built from.
 //
-// Usage: node build.mjs --out DIR --work DIR [NAME...]   (default: every example)
+// Usage: node build.mjs --out DIR --work DIR [NAME...]   (default: every guest)
 
 import { createHash } from "node:crypto";
 import { mkdir, readFile, readdir, rename, writeFile } from "node:fs/promises";
@@ -20,8 +21,12 @@ import { COMPONENTIZE_OPTIONS, bundle } from "./jobhost/build.js";
 import { registered, unregister } from "./jobhost/register.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const witDir = resolve(here, "../wit");
-const examplesDir = join(here, "examples");
+const witDir = resolve(here, "../../wit");
+// Where the guests are: the examples users copy, and the tests' fixtures.
+const sourceDirs = [
+  resolve(here, "../../guest-examples/js"),
+  resolve(here, "../../tests/guests/js"),
+];
 
 const { values: args, positionals: names } = parseArgs({
   options: { out: { type: "string" }, work: { type: "string" } },
@@ -50,8 +55,7 @@ async function roleOf(path) {
   return guest.role;
 }
 
-async function build(name, wit) {
-  const path = join(examplesDir, `${name}.js`);
+async function build(name, path, wit) {
   const role = await roleOf(path);
   const code = await bundle(path, role);
   const stamp = createHash("sha256")
@@ -90,12 +94,15 @@ async function build(name, wit) {
 
 await mkdir(args.out, { recursive: true });
 await mkdir(args.work, { recursive: true });
-const all = (await readdir(examplesDir))
-  .filter((n) => n.endsWith(".js"))
-  .map((n) => basename(n, ".js"))
-  .sort();
+const sources = new Map();
+for (const dir of sourceDirs) {
+  for (const file of (await readdir(dir)).filter((n) => n.endsWith(".js"))) {
+    sources.set(basename(file, ".js"), join(dir, file));
+  }
+}
+const all = [...sources.keys()].sort();
 for (const name of names) {
-  if (!all.includes(name)) throw new Error(`no example \`${name}\` (there are: ${all.join(", ")})`);
+  if (!all.includes(name)) throw new Error(`no guest \`${name}\` (there are: ${all.join(", ")})`);
 }
 const wit = await witDigest();
-for (const name of names.length > 0 ? names : all) await build(name, wit);
+for (const name of names.length > 0 ? names : all) await build(name, sources.get(name), wit);

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Builds the Python example guests into <target-dir>/wasm32-wasip2/guest/<name>_py.wasm, beside
-# the Rust ones, idempotently:
+# Builds the Python guests (guest-examples/python/ and tests/guests/python/) into
+# <target-dir>/wasm32-wasip2/guest/<name>_py.wasm, beside the Rust ones, idempotently:
 #
 # - a virtual environment at <target-dir>/venv-python-guests with the pinned, hash-checked
-#   requirements of guest-python/requirements.lock (pip's cache beside it, in the target dir);
-# - every guest-python/examples/<name>.py built by componentize-py for the world its class's
-#   base names (Operator: `operator`, Source: `source`, Sink: `sink`), unless its inputs (the
-#   example, the SDK, the WIT, the lock file) are unchanged since it was last built.
+#   requirements of sdk/python/requirements.lock (pip's cache beside it, in the target dir);
+# - every guest-examples/python/<name>.py and tests/guests/python/<name>.py built by
+#   componentize-py for the world its class's base names (Operator: `operator`, Source:
+#   `source`, Sink: `sink`), unless its inputs (the example, the SDK, the WIT, the lock file)
+#   are unchanged since it was last built.
 #
 # <target-dir> is $JOBHOST_TARGET_DIR if set, else cargo's target directory. Nothing is
 # installed elsewhere. `build.sh NAME...` builds only those examples (e.g. `counter_v1`).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
+root="$(cd "$here/../.." && pwd)"
+# Where the guests are: the examples users copy, and the tests' fixtures.
+sources=("$root/guest-examples/python" "$root/tests/guests/python")
 if [[ -z "${JOBHOST_TARGET_DIR:-}" ]]; then
     JOBHOST_TARGET_DIR="$(cd "$root" && cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
@@ -23,7 +26,7 @@ venv="$target/venv-python-guests"
 out="$target/wasm32-wasip2/guest"
 lock="$here/requirements.lock"
 
-say() { echo "guest-python: $*" >&2; }
+say() { echo "sdk/python: $*" >&2; }
 
 # The virtual environment, (re)installed when the lock file changed.
 lock_sum="$(sha256sum "$lock" | cut -d' ' -f1)"
@@ -56,16 +59,21 @@ if [[ $# -gt 0 ]]; then
     names=("$@")
 else
     names=()
-    for file in "$here"/examples/*.py; do
-        names+=("$(basename "$file" .py)")
+    for dir in "${sources[@]}"; do
+        for file in "$dir"/*.py; do
+            names+=("$(basename "$file" .py)")
+        done
     done
 fi
 
 mkdir -p "$out"
 sdk_sum="$(cat "$lock" "$root/wit/operator.wit" "$here"/jobhost/*.py | sha256sum | cut -d' ' -f1)"
 for name in "${names[@]}"; do
-    source="$here/examples/$name.py"
-    [[ -f "$source" ]] || { say "no example $source"; exit 1; }
+    source=""
+    for dir in "${sources[@]}"; do
+        if [[ -f "$dir/$name.py" ]]; then source="$dir/$name.py"; fi
+    done
+    [[ -n "$source" ]] || { say "no guest $name.py in ${sources[*]}"; exit 1; }
     world="$(world_of "$source")"
     wasm="$out/${name}_py.wasm"
     inputs="$( (echo "$sdk_sum $world" && cat "$source") | sha256sum | cut -d' ' -f1)"
@@ -78,7 +86,7 @@ for name in "${names[@]}"; do
     # wherever `python3` on PATH would put them). It writes nothing but its output.
     (cd "$target" && VIRTUAL_ENV="$venv" "$venv/bin/componentize-py" \
         --wit-path "$root/wit" --world "$world" componentize \
-        --python-path "$here" --python-path "$here/examples" \
+        --python-path "$here" --python-path "$(dirname "$source")" \
         --output "$wasm.tmp" "$name" >/dev/null)
     mv "$wasm.tmp" "$wasm"
     echo "$inputs" >"$wasm.inputs"

@@ -1,6 +1,6 @@
 // jobhost: the JavaScript SDK for job host operators (`wit/operator.wit`, package
 // `jobhost:operator@0.3.1`). An author extends `Operator`, `Source` or `Sink` and registers the
-// class with one line, `register(MyOperator)`; `guest-js/build.sh` makes the component.
+// class with one line, `register(MyOperator)`; `sdk/js/build.sh` makes the component.
 //
 // - `roles.js`: the base classes, with identity, state format and the methods to override.
 // - `batch.js`: `Records` (a batch read as records, offsets checked) and `BatchBuilder`.

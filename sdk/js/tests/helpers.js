@@ -34,10 +34,12 @@ export function rowsOf(batch) {
   return [...records(batch)].map((r) => [r.keyText(), r.valueText(), r.timestamp]);
 }
 
-/** Imports example `name` (registering its class) and returns its module. */
+/** Imports example `name` (registering its class) and returns its module: from
+ * `guest-examples/js/`, or `tests/guests/js/` for the tests' fixtures. */
 export async function example(name) {
   unregister();
-  const module = await import(`../examples/${name}.js`);
+  const dir = name === "faulty" ? "../../../tests/guests/js" : "../../../guest-examples/js";
+  const module = await import(`${dir}/${name}.js`);
   unregister();
   return module;
 }

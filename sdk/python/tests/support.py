@@ -1,8 +1,9 @@
 """Shared set-up of the SDK's unit tests, which run natively:
 
-    <target-dir>/venv-python-guests/bin/python -m unittest discover guest-python/tests
+    <target-dir>/venv-python-guests/bin/python -m unittest discover sdk/python/tests
 
-It puts the SDK and the examples on `sys.path`, makes msgpack use its pure-Python
+It puts the SDK and the examples (`guest-examples/python/`, and the fixture of
+`tests/guests/python/`) on `sys.path`, makes msgpack use its pure-Python
 implementation (the one a component runs; `MSGPACK_PUREPYTHON=` set empty tests the C one), and
 generates the bindings of the three worlds with componentize-py, as `wit_operator`,
 `wit_source` and `wit_sink` (`bindings(world)`), for the tests of the glue."""
@@ -17,10 +18,14 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SDK = os.path.dirname(HERE)
-ROOT = os.path.dirname(SDK)
+ROOT = os.path.dirname(os.path.dirname(SDK))
 
 os.environ.setdefault("MSGPACK_PUREPYTHON", "1")
-for path in (SDK, os.path.join(SDK, "examples")):
+for path in (
+    SDK,
+    os.path.join(ROOT, "guest-examples", "python"),
+    os.path.join(ROOT, "tests", "guests", "python"),
+):
     if path not in sys.path:
         sys.path.insert(0, path)
 
@@ -39,7 +44,7 @@ def bindings(world):
     if _bindings_dir is None:
         tool = componentize_py()
         if tool is None:
-            raise RuntimeError("componentize-py is not installed: run guest-python/build.sh")
+            raise RuntimeError("componentize-py is not installed: run sdk/python/build.sh")
         _bindings_dir = tempfile.mkdtemp(prefix="jobhost-bindings-")
         atexit.register(shutil.rmtree, _bindings_dir, ignore_errors=True)
         for name in ("operator", "source", "sink"):

@@ -8,7 +8,7 @@
 pub mod operator {
     wit_bindgen::generate!({
         world: "operator",
-        path: "../wit",
+        path: "../../wit",
         default_bindings_module: "jobhost_guest::bindings::operator",
         pub_export_macro: true,
         export_macro_name: "export_operator_world",
@@ -20,7 +20,7 @@ pub mod operator {
 pub mod live_operator {
     wit_bindgen::generate!({
         world: "live-operator",
-        path: "../wit",
+        path: "../../wit",
         default_bindings_module: "jobhost_guest::bindings::live_operator",
         pub_export_macro: true,
         export_macro_name: "export_live_operator_world",
@@ -32,7 +32,7 @@ pub mod live_operator {
 pub mod source {
     wit_bindgen::generate!({
         world: "source",
-        path: "../wit",
+        path: "../../wit",
         default_bindings_module: "jobhost_guest::bindings::source",
         pub_export_macro: true,
         export_macro_name: "export_source_world",
@@ -44,7 +44,7 @@ pub mod source {
 pub mod sink {
     wit_bindgen::generate!({
         world: "sink",
-        path: "../wit",
+        path: "../../wit",
         default_bindings_module: "jobhost_guest::bindings::sink",
         pub_export_macro: true,
         export_macro_name: "export_sink_world",

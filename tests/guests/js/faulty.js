@@ -4,7 +4,7 @@
 // has passed that many records on. The exception is a `TypeError` whose message names the
 // phase. Its operator state (format `faulty` version 1) is the number of records passed on.
 
-import { Operator, register } from "../jobhost/index.js";
+import { Operator, register } from "../../../sdk/js/jobhost/index.js";
 
 const PHASES = ["init", "process", "snapshot", "restore"];
 
