@@ -1,26 +1,26 @@
 # Tasks for the job host. `./dev` installs `just` and the wasm target, then runs these.
 
 wasm_target := "wasm32-wasip2"
-guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p counter-v3-wrong -p file-sink -p hostile -p null-sink -p ballast -p generator"
+guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p file-sink -p null-sink -p counter-v3-wrong -p hostile -p ballast -p generator"
 
 # Cargo's target directory, wherever it is (`target/`, or `CARGO_TARGET_DIR`, or cargo's config),
 # asked of cargo once; exported for the demo, which runs the binaries built there.
 export JOBHOST_TARGET_DIR := `cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'`
 
-# Build the example components (wasm32-wasip2) into <target-dir>/wasm32-wasip2/guest: the Rust
+# Build the example components (guest-examples/) and the tests' (tests/guests/) (wasm32-wasip2) into <target-dir>/wasm32-wasip2/guest: the Rust
 # ones, then the Python (`<name>_py.wasm`) and JavaScript (`<name>_js.wasm`) ones, whose
 # toolchains (componentize-py, componentize-js) the build scripts install, pinned, into the
-# target dir and guest-js/node_modules, idempotently.
+# target dir and sdk/js/node_modules, idempotently.
 guests: rust-guests py-guests js-guests
 
 rust-guests:
     cargo build --locked --profile guest --target {{wasm_target}} {{guests}}
 
 py-guests:
-    bash guest-python/build.sh
+    bash sdk/python/build.sh
 
 js-guests:
-    bash guest-js/build.sh
+    bash sdk/js/build.sh
 
 # Build the host (dev profile; dependencies optimized, see Cargo.toml).
 host:
@@ -40,8 +40,8 @@ test: guests
     cargo clippy --locked --profile guest --target {{wasm_target}} {{guests}} -- -D warnings
     {{lint}} cargo test --locked -p host --features fault-injection
     cargo test --locked -p jobhost-batch -p jobhost-guest {{guests}}
-    "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover guest-python/tests
-    node --test guest-js/tests/*.test.js
+    "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover sdk/python/tests
+    node --test sdk/js/tests/*.test.js
 
 # The decoders' property tests (every `proptests` module of the host: job files, `_metadata`,
 # state files and segments, leases, control requests, HTTP requests, guests' batches and

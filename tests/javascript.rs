@@ -1,5 +1,5 @@
-//! Operators written in JavaScript (`guest-js/`, built by `guest-js/build.sh` into
-//! `<name>_js.wasm`) run like Rust ones: a word count with the JS tokenizer and counter is exact,
+//! Operators written in JavaScript (`sdk/js/`, `guest-examples/js/`, `tests/guests/js/`, built
+//! by `sdk/js/build.sh` into `<name>_js.wasm`) run like Rust ones: a word count with the JS tokenizer and counter is exact,
 //! a JS counter upgrades through a savepoint (and so does a Rust one, to the JS v2: state
 //! crosses languages, through a savepoint and live), a JS exception fails its job naming the operator and carrying the
 //! exception, and a restarted job compiles none of its components again.

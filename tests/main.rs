@@ -1,7 +1,7 @@
 //! End-to-end tests: the real `host` binary running real `.wasm` components.
 //!
-//! The components come from `guest-examples/`, built by `just guests` (the README's test
-//! command builds them first).
+//! The components come from `guest-examples/` and `tests/guests/`, built by `just guests` (the
+//! README's test command builds them first).
 
 #[cfg(not(feature = "fault-injection"))]
 compile_error!(

@@ -1,6 +1,7 @@
-//! Python components (the SDK and examples of `guest-python/`, built by `guest-python/build.sh`
-//! into `<target-dir>/wasm32-wasip2/guest/<name>_py.wasm`) in real jobs: a Python counter
-//! counts exactly once, upgrades from v1 to v2 through a savepoint (from a Python or a Rust
+//! Python components (the SDK of `sdk/python/`, the guests of `guest-examples/python/` and
+//! `tests/guests/python/`, built by `sdk/python/build.sh` into
+//! `<target-dir>/wasm32-wasip2/guest/<name>_py.wasm`) in real jobs: a Python counter counts
+//! exactly once, upgrades from v1 to v2 through a savepoint (from a Python or a Rust
 //! v1), a Python exception fails the job naming the operator and carrying the exception's text,
 //! and a job made only of Python components is exact and compiles nothing on its second start.
 //!
@@ -20,12 +21,12 @@ const LINES: usize = 3_000;
 /// Longest a job that compiles four Python components cold may take.
 const ALL_PYTHON_WAIT_MAX: Duration = Duration::from_secs(420);
 
-/// The Python example component `name` (e.g. `counter_v1`), built by `guest-python/build.sh`.
+/// The Python example component `name` (e.g. `counter_v1`), built by `sdk/python/build.sh`.
 fn py(name: &str) -> PathBuf {
     let path = guest("line_source").with_file_name(format!("{name}_py.wasm"));
     assert!(
         path.exists(),
-        "{} is missing: run `guest-python/build.sh` first",
+        "{} is missing: run `sdk/python/build.sh` first",
         path.display()
     );
     path

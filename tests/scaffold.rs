@@ -122,11 +122,11 @@ fn forget_compiled(dir: &Dir, component: &Path) {
 }
 
 /// The toolchains a Python or JavaScript project's scripts reuse rather than install: the
-/// job host's own, installed by `guest-python/build.sh` and `guest-js/build.sh` from the same
+/// job host's own, installed by `sdk/python/build.sh` and `sdk/js/build.sh` from the same
 /// lock files that `host new` copies.
 fn toolchains() -> [(&'static str, PathBuf); 2] {
     let venv = target_dir().join("venv-python-guests");
-    let node_modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-js/node_modules");
+    let node_modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/js/node_modules");
     for path in [&venv, &node_modules] {
         assert!(
             path.is_dir(),

@@ -139,8 +139,8 @@ enum Command {
         /// The world it implements.
         #[arg(long, value_enum, default_value = "operator")]
         role: new::NewRole,
-        /// The SDK's folder (Rust: `guest/`, depended on by path; Python: `guest-python/`, JS:
-        /// `guest-js/`, copied with its toolchain's lock file) [default: that of the checkout
+        /// The SDK's folder (Rust: `sdk/rust/`, depended on by path; Python: `sdk/python/`, JS:
+        /// `sdk/js/`, copied with its toolchain's lock file) [default: that of the checkout
         /// this host was built from].
         #[arg(long, value_name = "PATH")]
         sdk: Option<PathBuf>,

@@ -3,8 +3,8 @@
 //!
 //! A Rust project depends on the `jobhost-guest` SDK by path (the checkout this host was built
 //! from, or `--sdk`); Python and JavaScript projects (`interpreted.rs`, templates in `python/`
-//! and `js/`) get a copy of their SDK module (from that checkout, or `--sdk`: `guest-python/`,
-//! `guest-js/`) and of the WIT, the SDK's pinned toolchain, and a build and a test script. Each
+//! and `js/`) get a copy of their SDK module (from that checkout, or `--sdk`: `sdk/python/`,
+//! `sdk/js/`) and of the WIT, the SDK's pinned toolchain, and a build and a test script. Each
 //! holds one example of its role and a unit test of it.
 
 mod interpreted;
@@ -124,7 +124,7 @@ fn project_files(
     }
     let kit: &Kit = match lang {
         Lang::Rust => {
-            let sdk = sdk.unwrap_or_else(|| checkout().join("guest"));
+            let sdk = sdk.unwrap_or_else(|| checkout().join("sdk/rust"));
             return rust_files(name, role, &sdk);
         }
         Lang::Python => &PYTHON,
@@ -193,7 +193,7 @@ fn rust_files(name: &str, role: NewRole, sdk: &Path) -> Result<Vec<File>, NewErr
         file("README.md", fill(RUST_README)),
     ];
     // The versions the SDK was built and tested with: a new project starts from them.
-    if let Ok(lock) = std::fs::read_to_string(sdk.join("../Cargo.lock")) {
+    if let Ok(lock) = std::fs::read_to_string(sdk.join("../../Cargo.lock")) {
         files.push(file("Cargo.lock", lock));
     }
     Ok(files)

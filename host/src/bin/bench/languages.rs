@@ -4,7 +4,7 @@
 //! size, its cold compile, and the start of a job with the compiled-module cache warm.
 //!
 //! The components are the examples `tokenizer` and `counter_v1`: `<name>.wasm` (Rust),
-//! `<name>_py.wasm` (`guest-python/build.sh`), `<name>_js.wasm` (`guest-js/build.sh`).
+//! `<name>_py.wasm` (`sdk/python/build.sh`), `<name>_js.wasm` (`sdk/js/build.sh`).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -34,7 +34,7 @@ macro_rules! templates {
 /// Python, with componentize-py.
 pub const PYTHON: Kit = Kit {
     lang: "python",
-    sdk: "guest-python",
+    sdk: "sdk/python",
     sdk_extension: "py",
     common: templates!("python":
         "README.md" <- "README.md",
@@ -66,7 +66,7 @@ pub const PYTHON: Kit = Kit {
 /// JavaScript, with componentize-js.
 pub const JS: Kit = Kit {
     lang: "js",
-    sdk: "guest-js",
+    sdk: "sdk/js",
     sdk_extension: "js",
     common: templates!("js":
         "README.md" <- "README.md",
@@ -135,7 +135,7 @@ pub struct File {
 }
 
 /// The files of project `name` of `role` in `kit`'s language, its SDK at `sdk` (the SDK's
-/// folder of a checkout, whose `../wit` is the contract).
+/// folder of a checkout, whose `../../wit` is the contract).
 pub fn files(kit: &Kit, name: &str, role: NewRole, sdk: &Path) -> Result<Vec<File>, NewError> {
     let module = module_name(kit, name)?;
     let class: String = name
@@ -168,7 +168,7 @@ pub fn files(kit: &Kit, name: &str, role: NewRole, sdk: &Path) -> Result<Vec<Fil
         })
         .collect();
     files.extend(copied(sdk, "jobhost", kit.sdk_extension, "jobhost")?);
-    files.extend(copied(sdk, "../wit", "wit", "wit")?);
+    files.extend(copied(sdk, "../../wit", "wit", "wit")?);
     files.extend(toolchain(kit, name, sdk)?);
     Ok(files)
 }
