@@ -12,10 +12,10 @@ const LINES: usize = 2_000;
 /// `host run`'s exit code when the job fails while running.
 const FAILED_WHILE_RUNNING: i32 = 3;
 
-/// The README's default `call_ms_max`.
+/// The default `call_ms_max` (docs/operations.md, the job file).
 const DEFAULT_CALL_MS_MAX: u64 = 10_000;
 
-/// The README's default `memory_bytes_max`.
+/// The default `memory_bytes_max` (docs/operations.md, the job file).
 const DEFAULT_MEMORY_BYTES_MAX: u64 = 256 << 20;
 
 const MIB: u64 = 1 << 20;

@@ -251,7 +251,7 @@ impl Subtask {
                     let records = batch_len(&batch);
                     self.on_batch(batch).await?;
                     if std::mem::take(&mut first_batch) {
-                        // The observable "first record processed" (README, Benchmarks).
+                        // The observable "first record processed" (docs/benchmarks.md).
                         tracing::info!(subtask = %self.id, records, "first batch processed");
                     }
                     continue;
