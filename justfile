@@ -63,7 +63,7 @@ torture: rust-guests
 # `just bench --quick` finishes in under a minute. Results: stdout and <target-dir>/bench.json.
 # The upgrade, start-up, idle-memory and rescale rows run the `host` binary built beside `bench`.
 bench *args: guests
-    cargo build --locked --release -p host --bin bench --bin host
+    cargo build --locked --release -p bench -p host
     "$JOBHOST_TARGET_DIR/release/bench" {{args}}
 
 # The benchmarks as a smoke test (CI): quick workloads, on the test build (no release build of
@@ -75,4 +75,4 @@ bench *args: guests
 bench-smoke: guests
     bash tests/s3/install-moto.sh "$JOBHOST_TARGET_DIR/venv-moto"
     {{lint}} cargo build --locked -p host --features fault-injection --bin host
-    {{lint}} cargo run --locked -p host --features fault-injection --bin bench -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json" --share-cache "$JOBHOST_TARGET_DIR/e2e-module-cache"
+    {{lint}} cargo run --locked -p bench --features fault-injection -- --quick --json "$JOBHOST_TARGET_DIR/bench-smoke.json" --share-cache "$JOBHOST_TARGET_DIR/e2e-module-cache"
