@@ -192,7 +192,7 @@ impl StateExports {
 
 /// The `catch-up` interface's name, as a component exports it (the WIT package's version:
 /// a test reads it from `wit/operator.wit`).
-const CATCH_UP: &str = "jobhost:operator/catch-up@0.3.1";
+const CATCH_UP: &str = "jobhost:operator/catch-up@0.3.2";
 
 /// What the job file grants an instance beyond computing: folders, and the clocks.
 #[derive(Clone, Copy, Debug)]

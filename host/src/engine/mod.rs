@@ -62,7 +62,7 @@ pub enum EngineError {
         reason: String,
     },
     /// A valid component that does not implement the world of its role.
-    #[error("{path}: does not implement the `{world}` world of jobhost:operator@0.3.1: {reason}")]
+    #[error("{path}: does not implement the `{world}` world of jobhost:operator@0.3.2: {reason}")]
     WrongWorld {
         /// The module file.
         path: PathBuf,

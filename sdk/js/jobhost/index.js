@@ -1,5 +1,5 @@
 // jobhost: the JavaScript SDK for job host operators (`wit/operator.wit`, package
-// `jobhost:operator@0.3.1`). An author extends `Operator`, `Source` or `Sink` and registers the
+// `jobhost:operator@0.3.2`). An author extends `Operator`, `Source` or `Sink` and registers the
 // class with one line, `register(MyOperator)`; `sdk/js/build.sh` makes the component.
 //
 // - `roles.js`: the base classes, with identity, state format and the methods to override.

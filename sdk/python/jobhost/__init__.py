@@ -1,5 +1,5 @@
 """The Python SDK for job host guests: WebAssembly components, built with componentize-py,
-that implement the `jobhost:operator@0.3.1` worlds (`source`, `operator`, `sink`).
+that implement the `jobhost:operator@0.3.2` worlds (`source`, `operator`, `sink`).
 
 An author subclasses `Operator`, `Source` or `Sink` and registers the class with one line;
 the SDK reads and builds batches, keeps keyed state by key group, writes and reads the portable

@@ -24,7 +24,7 @@ pub mod live_operator {
         default_bindings_module: "jobhost_guest::bindings::live_operator",
         pub_export_macro: true,
         export_macro_name: "export_live_operator_world",
-        with: { "jobhost:operator/types@0.3.1": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.2": crate::bindings::operator::jobhost::operator::types },
     });
 }
 
@@ -36,7 +36,7 @@ pub mod source {
         default_bindings_module: "jobhost_guest::bindings::source",
         pub_export_macro: true,
         export_macro_name: "export_source_world",
-        with: { "jobhost:operator/types@0.3.1": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.2": crate::bindings::operator::jobhost::operator::types },
     });
 }
 
@@ -48,7 +48,7 @@ pub mod sink {
         default_bindings_module: "jobhost_guest::bindings::sink",
         pub_export_macro: true,
         export_macro_name: "export_sink_world",
-        with: { "jobhost:operator/types@0.3.1": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.2": crate::bindings::operator::jobhost::operator::types },
     });
 }
 
