@@ -19,6 +19,9 @@
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning; why a
 //!   build, a checkpoint or a job failed, typed ([`runtime::JobFailure`] and its kin).
+//! - [`connectors`]: connectors built into the host (NATS JetStream source and sink,
+//!   PostgreSQL sink), run by the runtime behind the same role calls as components
+//!   ([`runtime::instance`]).
 //! - [`control`]: the control socket of a running job, and its client.
 //! - [`metrics`]: what a running job counts (atomics per subtask), sampled for `host serve`.
 //! - [`ops`]: what the CLI and `host serve` share: jobs and points listed, requests to jobs.
@@ -72,6 +75,7 @@
 
 pub mod admission;
 pub mod barrier;
+pub mod connectors;
 pub mod control;
 pub mod durable;
 pub mod engine;

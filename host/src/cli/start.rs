@@ -22,6 +22,7 @@ use super::check;
 
 use host::admission::{self, Conflict};
 use host::barrier::BarrierKind;
+use host::connectors::secret::{self, Secrets};
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
@@ -48,6 +49,8 @@ pub(super) struct Prepared {
     point: Option<(RestorePoint, String)>,
     /// The point's state, until the job is built from it.
     restore: Option<RestoreFrom>,
+    /// The secrets of its connectors, read from the environment or their files.
+    secrets: Secrets,
     /// What `prepare` was asked, to prepare the job again.
     asked: Asked,
 }
@@ -175,6 +178,13 @@ pub(super) fn prepare(
     if let Some(ms) = checkpoint_interval {
         plan.checkpoint_interval_ms = ms;
     }
+    let secrets = secret::resolve(&plan, |name| std::env::var(name).ok()).map_err(|errors| {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "cannot read a connector's secret:\n  - {}",
+            errors.join("\n  - ")
+        )
+    })?;
     let from_text = from;
     let (from, point, restore) = match from {
         None => (None, None, None),
@@ -202,6 +212,7 @@ pub(super) fn prepare(
         from,
         point,
         restore,
+        secrets,
         asked: Asked {
             from: from_text.map(str::to_owned),
             mapping: mapping.clone(),
@@ -250,6 +261,7 @@ async fn build(
         restore: prepared.restore.take(),
         limits: Limits::default(),
         protected: prepared.protected(store),
+        secrets: prepared.secrets.clone(),
     };
     runtime::build(engine, store.clone(), spec).await
 }
@@ -471,10 +483,11 @@ fn store_modules(
 ) -> anyhow::Result<Vec<String>> {
     let mut hashes = Vec::new();
     for (op, info) in plan.operators.iter().zip(loaded) {
+        // A connector has no module to keep.
+        let Some(path) = op.module() else { continue };
         if hashes.contains(&info.module_sha256) {
             continue;
         }
-        let path = &op.module;
         let bytes = std::fs::read(path)
             .with_context(|| format!("operator `{}`: cannot read {}", op.id, path.display()))?;
         anyhow::ensure!(

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::channel::{Receiver, Sender, channel};
 use super::coordinator::CoordinatorTask;
+use super::instance::RoleInstance;
 use super::partition::{Output, OutputEdge};
 use super::restore;
 use super::subtask::{Command, Event, Subtask};
@@ -22,15 +23,17 @@ use super::{
     BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
     RestartError, RestoreFrom,
 };
+use crate::connectors::secret::Secrets;
+use crate::connectors::{Connector, Setup};
 use crate::engine::bindings::{self, Context};
-use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
+use crate::engine::{Engine, Grants, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
 use crate::protected::Protected;
 use crate::snapshot::Rescale;
 use crate::store::{Store, StoreError};
-use crate::topology::{OperatorPlan, Partition, Plan, Role};
+use crate::topology::{Implementation, OperatorPlan, Partition, Plan, Role};
 
 /// What building, and rebuilding after a failure, starts from.
 #[derive(Clone)]
@@ -43,6 +46,8 @@ pub(super) struct Blueprint {
     limits: Limits,
     /// The folders no mount may reach.
     protected: Arc<Protected>,
+    /// The secrets of its connectors.
+    secrets: Arc<Secrets>,
     /// The point the job was started from, for a restart before its first checkpoint; let
     /// go once one completed (see [`Blueprint::forget_initial`]).
     initial: Option<Arc<RestoreFrom>>,
@@ -64,6 +69,7 @@ pub async fn build(
         taking_over,
         limits,
         protected,
+        secrets,
     } = spec;
     let initial = restore.map(Arc::new);
     let metrics = Arc::new(JobMetrics::new(job.clone(), Topology::of(&plan)));
@@ -75,6 +81,7 @@ pub async fn build(
         record,
         limits,
         protected: Arc::new(protected),
+        secrets: Arc::new(secrets),
         initial: initial.clone(),
         metrics,
     };
@@ -158,7 +165,7 @@ impl Blueprint {
     async fn start_all(
         &self,
         restore: Option<&RestoreFrom>,
-    ) -> Result<(Vec<Instance>, Vec<OperatorInfo>), Vec<BuildError>> {
+    ) -> Result<(Vec<RoleInstance>, Vec<OperatorInfo>), Vec<BuildError>> {
         let mut errors = Vec::new();
         let started_at = std::time::Instant::now();
         let modules = self.load_modules().await?;
@@ -169,7 +176,8 @@ impl Blueprint {
                 id: op.id.clone(),
                 role: op.role,
                 parallelism: op.parallelism,
-                module_sha256: module.sha256.clone(),
+                // A connector has no module: an empty hash says so in every point.
+                module_sha256: module.as_ref().map_or(String::new(), |m| m.sha256.clone()),
                 module_name: String::new(),
                 module_version: String::new(),
                 rescale: Rescale::Refuse,
@@ -177,7 +185,14 @@ impl Blueprint {
             };
             let mut started = Vec::new();
             for index in 0..op.parallelism {
-                match self.start_subtask(op, module, index, &mut info).await {
+                let instance = match module {
+                    Some(module) => {
+                        let started = self.start_subtask(op, module, index, &mut info).await;
+                        started.map(RoleInstance::from)
+                    }
+                    None => self.start_connector(op, index, &mut info).await,
+                };
+                match instance {
                     Ok(instance) => started.push(instance),
                     Err(cause) => errors.push(BuildError {
                         operator: op.id.clone(),
@@ -206,7 +221,7 @@ impl Blueprint {
     /// the coordinator and events to it.
     fn wire(
         &self,
-        instance: Instance,
+        instance: RoleInstance,
         (commands, events): (
             mpsc::UnboundedReceiver<Command>,
             mpsc::UnboundedSender<Event>,
@@ -244,15 +259,15 @@ impl Blueprint {
 
     /// Loads every operator's module (each file once), all at once on the blocking pool: a
     /// cold compile takes seconds (tens for a Python component), and modules compile apart.
-    async fn load_modules(&self) -> Result<Vec<Module>, Vec<BuildError>> {
+    /// A connector has none.
+    async fn load_modules(&self) -> Result<Vec<Option<Module>>, Vec<BuildError>> {
         let mut loads = BTreeMap::new();
         for op in &self.plan.operators {
-            let (engine, path, role) = (self.engine.clone(), op.module.clone(), op.role);
-            loads
-                .entry((op.module.clone(), op.role))
-                .or_insert_with(|| {
-                    tokio::task::spawn_blocking(move || engine.load(&path, role).map_err(Arc::new))
-                });
+            let Some(path) = op.module() else { continue };
+            let (engine, path, role) = (self.engine.clone(), path.to_owned(), op.role);
+            loads.entry((path.clone(), role)).or_insert_with(|| {
+                tokio::task::spawn_blocking(move || engine.load(&path, role).map_err(Arc::new))
+            });
         }
         let mut loaded = BTreeMap::new();
         for (key, load) in loads {
@@ -260,8 +275,12 @@ impl Blueprint {
         }
         let (mut modules, mut errors) = (Vec::new(), Vec::new());
         for op in &self.plan.operators {
-            match &loaded[&(op.module.clone(), op.role)] {
-                Ok(module) => modules.push(module.clone()),
+            let Some(path) = op.module() else {
+                modules.push(None);
+                continue;
+            };
+            match &loaded[&(path.to_owned(), op.role)] {
+                Ok(module) => modules.push(Some(module.clone())),
                 Err(e) => errors.push(BuildError {
                     operator: op.id.clone(),
                     subtask: None,
@@ -274,6 +293,35 @@ impl Blueprint {
         } else {
             Err(errors)
         }
+    }
+
+    /// Connects one subtask of the connector operator `op` to its server, and records what it
+    /// is in `info`.
+    async fn start_connector(
+        &self,
+        op: &OperatorPlan,
+        index: u32,
+        info: &mut OperatorInfo,
+    ) -> Result<RoleInstance, BuildCause> {
+        let Implementation::Connector(config) = &op.implementation else {
+            unreachable!("a module's subtask started as a connector")
+        };
+        let subtask = SubtaskId {
+            operator: op.id.clone(),
+            index,
+        };
+        let setup = Setup {
+            job: &self.job,
+            subtask: &subtask,
+            parallelism: op.parallelism,
+            config,
+            secret: self.secrets.of(&op.id),
+        };
+        let connector = Connector::open(setup).await;
+        let connector = connector.map_err(|e| BuildCause::Connector(Arc::new(e)))?;
+        let described = connector.describe();
+        describe_into(info, described);
+        Ok(RoleInstance::Connector(connector))
     }
 
     /// Instantiates one subtask and starts it: `describe`, then `init` (also for a live swap).
@@ -314,20 +362,21 @@ impl Blueprint {
             key_group_end: key_groups.end,
             config: op.config.clone(),
         };
-        let started: Result<(), GuestError> = async {
-            let described = instance.describe().await?;
-            info.module_name = described.name;
-            info.module_version = described.version;
-            info.rescale = match described.rescale {
-                bindings::Rescale::Refuse => Rescale::Refuse,
-                bindings::Rescale::Union => Rescale::Union,
-            };
-            instance.init(&context).await
-        }
-        .await;
-        started?;
+        let described = instance.describe().await?;
+        describe_into(info, described);
+        instance.init(&context).await?;
         Ok(instance)
     }
+}
+
+/// Records what `describe` said in `info`.
+fn describe_into(info: &mut OperatorInfo, described: bindings::ModuleInfo) {
+    info.module_name = described.name;
+    info.module_version = described.version;
+    info.rescale = match described.rescale {
+        bindings::Rescale::Refuse => Rescale::Refuse,
+        bindings::Rescale::Union => Rescale::Union,
+    };
 }
 
 /// The checkpoint a sink restored from, whose outside world it reconciles (`recover`) once

@@ -9,7 +9,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::channel::Closed;
+use super::instance::CallError;
 use super::subtask::SubtaskError;
+use crate::connectors::ConnectorError;
+use crate::connectors::secret::SecretError;
 use crate::engine::{EngineError, GuestError};
 use crate::ids::{CheckpointId, OperatorId, SubtaskId};
 use crate::snapshot::RescaleError;
@@ -57,6 +60,12 @@ pub enum BuildCause {
     /// Its guest refused or trapped in `describe`, `init` or `restore`.
     #[error(transparent)]
     Guest(#[from] GuestError),
+    /// Its connector could not connect, found its server unfit, or refused its state.
+    #[error(transparent)]
+    Connector(Arc<ConnectorError>),
+    /// Its connector's secret could not be read.
+    #[error(transparent)]
+    Secret(Arc<SecretError>),
     /// The point has state for the operator but not for one of its subtasks.
     #[error(
         "checkpoint {checkpoint} has state for the operator but none for its subtask {subtask}"
@@ -70,6 +79,15 @@ pub enum BuildCause {
     /// The point's state cannot go to the job's parallelism.
     #[error(transparent)]
     Rescale(#[from] RescaleError),
+}
+
+impl From<CallError> for BuildCause {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Guest(error) => BuildCause::Guest(error),
+            CallError::Connector(error) => BuildCause::Connector(error),
+        }
+    }
 }
 
 /// Why a job could not be rebuilt after a failure (or for a rollback).

@@ -3,6 +3,9 @@
 //! as [`snapshot::plan_restore`] decides (key groups, each a chain of pieces, and operator
 //! states), and each subtask's guest `restore`s it. Loading state only: nothing outside the guests.
 
+use std::future::Future;
+
+use super::instance::RoleInstance;
 use super::{BuildCause, BuildError, OperatorInfo, RestoreFrom};
 use crate::engine::Instance;
 use crate::engine::bindings::StateOrigin;
@@ -20,11 +23,44 @@ pub struct Remap {
     pub subtasks: Vec<std::collections::BTreeMap<u32, (u32, u64)>>,
 }
 
+/// What restoring needs of a subtask's instance: a component's (a live swap restores those),
+/// or a component's or connector's as a job runs them.
+pub(super) trait Restorable {
+    /// The subtask it belongs to.
+    fn subtask_index(&self) -> u32;
+    /// Loads state `origin` wrote.
+    fn restore_state(
+        &mut self,
+        state: &RestoredRef<'_>,
+        origin: &StateOrigin,
+    ) -> impl Future<Output = Result<(), BuildCause>> + Send;
+}
+
+/// Both restore the same way: through their own `restore`.
+macro_rules! restorable {
+    ($($instance:ty),*) => {$(
+        impl Restorable for $instance {
+            fn subtask_index(&self) -> u32 {
+                self.subtask().index
+            }
+            async fn restore_state(
+                &mut self,
+                state: &RestoredRef<'_>,
+                origin: &StateOrigin,
+            ) -> Result<(), BuildCause> {
+                Ok(self.restore(state, origin).await?)
+            }
+        }
+    )*};
+}
+
+restorable!(Instance, RoleInstance);
+
 /// Restores `instances`, the started subtasks of `op`, from the point's state of `op`, if it
 /// has some (an operator new to the job starts empty). Records the remapping in `info`.
 pub(super) async fn restore_operator(
     op: &OperatorPlan,
-    instances: &mut [Instance],
+    instances: &mut [impl Restorable],
     restore: Option<&RestoreFrom>,
     info: &mut OperatorInfo,
 ) -> Result<(), Vec<BuildError>> {
@@ -54,10 +90,10 @@ pub(super) async fn restore_operator(
     };
     let mut errors = Vec::new();
     for (instance, assigned) in instances.iter_mut().zip(assigned) {
-        let index = instance.subtask().index;
+        let index = instance.subtask_index();
         let restored = restored(state.parallelism, &assigned);
-        if let Err(e) = instance.restore(&restored, &origin).await {
-            errors.push(error(Some(index), e.into()));
+        if let Err(e) = instance.restore_state(&restored, &origin).await {
+            errors.push(error(Some(index), e));
         }
     }
     if errors.is_empty() {
