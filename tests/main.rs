@@ -10,6 +10,7 @@ compile_error!(
 );
 
 mod bad_input;
+mod connectors;
 mod control;
 mod corrupt;
 mod crash;
@@ -32,6 +33,7 @@ mod s3;
 mod savepoint;
 mod scaffold;
 mod serve;
+mod servers;
 mod topology;
 mod torture;
 mod upgrade;
