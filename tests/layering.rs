@@ -169,6 +169,7 @@ fn only_the_binary_prints_exits_or_reads_the_environment() {
     for dir in [
         "admission.rs",
         "barrier.rs",
+        "connectors",
         "key_group.rs",
         "control.rs",
         "durable.rs",

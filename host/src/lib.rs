@@ -34,13 +34,16 @@
 //! The command line (`host/src/cli/`) belongs to the binary.
 //!
 //! # Follow one record
-//! A source subtask ([`runtime::subtask`]) polls its guest for a batch (`poll-batch`), the
+//! A source subtask ([`runtime::subtask`]) polls its guest for a batch (`poll-batch`; or its
+//! connector, [`connectors`], which reads a JetStream stream: [`runtime::instance`] calls
+//! either), the
 //! [`runtime::partition`] splits it by key group ([`key_group`]) on a `key-by` edge, writing
 //! each record's group into the batch, [`runtime::channel`] carries it (bounded by records,
 //! for back-pressure) to an operator subtask, which calls `process` on its guest
 //! ([`engine::instance`], every call bounded in memory and wall-clock time) and sends the result
-//! on, until a sink subtask hands it to its guest's `write-batch`, in the transaction that the
-//! next checkpoint commits.
+//! on, until a sink subtask hands it to its guest's `write-batch` (or its connector's: rows
+//! copied into a PostgreSQL transaction, messages kept for JetStream), in the transaction that
+//! the next checkpoint commits.
 //!
 //! # Follow one barrier
 //! The coordinator task in [`runtime`] asks [`barrier::Coordinator`] for barrier N and sends it
@@ -62,8 +65,9 @@
 //! [`runtime`]'s `restore`), lowered into its guest from the bytes read, not from a copy
 //! ([`engine::borrowed`]). `restore` only loads state; once the whole job is built (and, for
 //! `host run`, admitted by [`admission`]), each restored sink's first step is `recover`: it
-//! publishes what the point prepared and discards what was written after it. `host check`
-//! stops before that step.
+//! publishes what the point prepared and discards what was written after it (a PostgreSQL
+//! sink commits the transactions the point lists and rolls back the others it prepared:
+//! [`connectors::postgres`]). `host check` stops before that step.
 //!
 //! Each step where a crash or an I/O error can strike is a phase of `fault.rs`; tests inject
 //! faults there (in a build with the `fault-injection` feature only).

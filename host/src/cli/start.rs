@@ -295,6 +295,9 @@ pub(super) async fn check_job(
             .iter_mut()
             .for_each(|mount| mount.writable = false);
     }
+    let positions = prepared.restore.as_ref().map_or(Vec::new(), |r| {
+        host::connectors::position::of_point(&r.metadata, &r.states)
+    });
     let engine = engine(&store, CacheMode::ReadOnly)?;
     let built = build(&store, engine, &mut prepared, plan, JobId::generate()).await;
     let (operators, errors) = match &built {
@@ -318,6 +321,7 @@ pub(super) async fn check_job(
     if json {
         let report = serde_json::json!({
             "would_start": would_start, "point": point, "problems": problems, "operators": verdicts,
+            "connector_positions": positions,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(if would_start {
@@ -329,10 +333,12 @@ pub(super) async fn check_job(
     if let (true, Ok(job)) = (would_start, &built) {
         println!("ok: the job would resume from {point}");
         check::print(&verdicts, &point);
+        super::inspect::print_positions(&positions);
         job.operators().iter().for_each(print_remap);
         return Ok(ExitCode::SUCCESS);
     }
     check::print(&verdicts, &point);
+    super::inspect::print_positions(&positions);
     Err(prepared.refusal(&problems))
 }
 

@@ -4,6 +4,59 @@
 
 use super::state::StateError;
 use super::{nats, postgres};
+use crate::ids::OperatorId;
+use crate::store::{Metadata, OperatorState, States};
+
+/// One connector subtask's position in a point.
+#[derive(Debug, serde::Serialize)]
+pub struct Position {
+    /// The operator.
+    pub operator: OperatorId,
+    /// The subtask.
+    pub subtask: u32,
+    /// The connector (`jobhost:nats-source`, ...).
+    pub connector: String,
+    /// What its state says, or why it cannot be read.
+    #[serde(serialize_with = "shown")]
+    pub position: Result<String, StateError>,
+}
+
+fn shown<S: serde::Serializer>(
+    position: &Result<String, StateError>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match position {
+        Ok(text) => serializer.serialize_str(text),
+        Err(error) => serializer.serialize_str(&format!("unreadable: {error}")),
+    }
+}
+
+/// Whether a point's operator is a connector (it names no module).
+pub fn is_connector(op: &OperatorState) -> bool {
+    op.module_sha256.is_empty()
+}
+
+/// The position of every connector subtask of a point, from its `states` (which need hold
+/// only the connectors'), in operator and subtask order.
+pub fn of_point(metadata: &Metadata, states: &States) -> Vec<Position> {
+    let mut positions = Vec::new();
+    for op in metadata.operators.iter().filter(|op| is_connector(op)) {
+        for subtask in 0..op.parallelism {
+            let Some(held) = states.get(&(op.id.clone(), subtask)) else {
+                continue;
+            };
+            if let Some(position) = describe(&op.module_name, &held.operator_state) {
+                positions.push(Position {
+                    operator: op.id.clone(),
+                    subtask,
+                    connector: op.module_name.clone(),
+                    position,
+                });
+            }
+        }
+    }
+    positions
+}
 
 /// What the state `bytes`, written by `module_name`, says of a connector's position; `None`
 /// when `module_name` is no connector of this host.
