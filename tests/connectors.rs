@@ -76,7 +76,9 @@ impl<'a> Pipeline<'a> {
                     "{{ url = \"{}\", table = \"counts\", password_env = \"{PG_PASSWORD_ENV}\" }}",
                     db.url()
                 ),
-                "rebalance",
+                // Every sink subtask gets rows between any two checkpoints (a subtask without
+                // any prepares nothing), so that each one's transactions are put to the test.
+                "key-by",
             ),
             Sink::Upsert(db) => (
                 "postgres",
@@ -266,7 +268,8 @@ fn a_crash_between_the_checkpoints_completion_and_commit_prepared_is_committed_b
 }
 
 #[test]
-fn a_savepoint_resumes_with_the_sink_rescaled_from_2_to_3_and_the_counter_upgraded() {
+fn a_savepoint_resumes_with_the_sink_rescaled_from_2_to_3_and_the_counter_upgraded_then_back_to_2()
+{
     let nats = Nats::connect();
     let input = input_text(LINES);
     let (stream, subject) = stream_of(&nats, &input);
@@ -296,7 +299,23 @@ fn a_savepoint_resumes_with_the_sink_rescaled_from_2_to_3_and_the_counter_upgrad
         assert!(0 < sequence && sequence < LINES, "{shown}");
         assert!(shown.contains("sink[1]  lineage job-"), "{shown}");
     }
-    dir.start(&[&job_file, "--from", &savepoint]).wait_ok();
+    // At 3, crashed once a checkpoint completed and before its commit: its transactions are
+    // left prepared, sink subtask 2's among them; resumed at 2, new subtask 0 commits old
+    // subtask 2's (2 % 2), as it commits its own.
+    let saved_at: u64 = savepoint.rsplit('-').nth(1).unwrap().parse().unwrap();
+    let crash_at = format!("published:{}", saved_at + 3);
+    let crashed = dir.start(&[&job_file, "--from", &savepoint, "--crash-at", &crash_at]);
+    let killed = crashed.job.clone();
+    let (_, stderr) = crashed.wait_status();
+    assert!(stderr.contains("crash injected at published"), "{stderr}");
+    let prepared = database.prepared();
+    assert!(
+        prepared.iter().any(|g| g.contains(":sink:2:")),
+        "{prepared:?}"
+    );
+    pipeline.sink_parallelism = 2;
+    let job_file = pipeline.write(&dir);
+    dir.start(&[&job_file, "--from", &killed]).wait_ok();
     let values = database.values();
     crate::util::assert_v1_then_v2(&values);
     assert_exactly_once(&values, &input);
@@ -311,10 +330,20 @@ fn an_upsert_sink_ends_with_each_words_count_once_after_a_crash_before_commit() 
     let database = Database::new();
     database.sql("ALTER TABLE counts ADD PRIMARY KEY (key)");
     let dir = scratch();
-    let job_file = Pipeline::new(&stream, &subject, Sink::Upsert(&database)).write(&dir);
-    let running = dir.start(&[&job_file, "--crash-at", "published:3"]);
+    let mut pipeline = Pipeline::new(&stream, &subject, Sink::Upsert(&database));
+    // The input is read long before a periodic checkpoint: the final checkpoint (1) holds
+    // every row, and the crash leaves them in its state only, for `recover` to write.
+    pipeline.checkpoint_interval_ms = 60_000;
+    pipeline.lines_per_second = 100_000;
+    let job_file = pipeline.write(&dir);
+    let running = dir.start(&[&job_file, "--crash-at", "published:1"]);
     let job = running.job.clone();
-    let _ = running.wait_status();
+    let (_, stderr) = running.wait_status();
+    assert!(
+        stderr.contains("crash injected at published of checkpoint 1"),
+        "{stderr}"
+    );
+    assert_eq!(database.values(), Vec::<String>::new());
     dir.start(&[&job_file, "--from", &job]).wait_ok();
     let rows = database.sql("SELECT key || ' ' || value FROM counts ORDER BY key");
     let expected: Vec<String> = word_counts(&input)
