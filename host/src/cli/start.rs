@@ -111,10 +111,11 @@ impl Prepared {
     }
 
     /// The folders none of the job's mounts may reach: the state folder, its compiled-module
-    /// cache and the job file's folder.
+    /// cache, the job file's folder and its module files.
     fn protected(&self, store: &Store) -> Protected {
         let layout = store.layout();
-        Protected::new(layout.root(), &layout.cache(), Some(&self.base))
+        let modules = self.plan.operators.iter().map(|op| op.module.as_path());
+        Protected::new(layout.root(), &layout.cache(), Some(&self.base)).with_modules(modules)
     }
 
     /// What every point of the job records of its definition and lineage.
