@@ -1,8 +1,8 @@
 //! The host's own folders belong to no guest: a job whose mount overlaps the state folder or
-//! its compiled-module cache (read-only or writable), or that mounts the job file's folder
-//! writable, or that mounts a folder holding one of its module files writable, is refused by `host run` and by `host check`, before anything is compiled and
-//! with nothing written; and a compiled module in the cache that the host did not write is
-//! compiled again, never loaded.
+//! its compiled-module cache (read-only or writable), or that mounts the job file's folder or a
+//! folder holding one of its module files writable, is refused by `host run` and by `host
+//! check`, before anything is compiled and with nothing written; and a compiled module in the
+//! cache that the host did not write is compiled again, never loaded.
 
 use std::path::{Path, PathBuf};
 
