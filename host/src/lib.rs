@@ -10,18 +10,18 @@
 //! - [`store`]: the state folder: checkpoints, savepoints, metadata, the module store
 //!   ([`store::modules`]); points and modules may live on an
 //!   S3-compatible object store instead ([`store::object`], behind the same methods).
-//! - [`program`]: the program a point names (definition, modules by hash): `run --from`
-//!   without a job file.
-//! - [`lineage`]: which point came from which job and program (`savepoints --tree`, pure).
-//! - [`gc`]: which modules of the module store nothing refers to any more (`host gc`).
-//! - [`export`]: a point, its modules and its definition as one self-contained folder.
-//! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
+//! - [`checksum`]: the checksum of every piece, state file and `_metadata` (a leaf).
+//! - [`points`]: what points mean once written: restore points and whether one fits a job
+//!   ([`points::savepoint`], pure), the program a point names ([`points::program`]), lineage
+//!   ([`points::lineage`]), which modules nothing refers to ([`points::gc`]), a point as one
+//!   self-contained folder ([`points::export`]).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning; why a
 //!   build, a checkpoint or a job failed, typed ([`runtime::JobFailure`] and its kin).
 //! - [`control`]: the control socket of a running job, and its client.
 //! - [`metrics`]: what a running job counts (atomics per subtask), sampled for `host serve`.
-//! - [`ops`]: what the CLI and `host serve` share: jobs and points listed, requests to jobs.
+//! - [`jobs`]: jobs seen from outside their processes, as the CLI and `host serve` share them:
+//!   jobs and points listed, requests to a running job.
 //! - [`serve`]: `host serve`: the HTTP API, `/metrics` and the dashboard.
 //! - [`admission`]: whether a job may start beside the running ones (no two write one folder).
 //! - [`key_group`]: where a key's state lives (pinned, recorded in every `_metadata`).
@@ -52,9 +52,9 @@
 //! write-back as it goes, then fsyncs it), forwards the barrier, and acks. When every subtask
 //! acked ([`runtime::coordinator`]), `_metadata` is written and the folder published atomically
 //! ([`store`]), the sinks are told to `commit`, and retention runs. A job that resumes reads
-//! the point back through [`savepoint`] and [`store::Store::read_states`], every checksum
+//! the point back through [`points::savepoint`] and [`store::Store::read_states`], every checksum
 //! verified and every property that decides where a key's state lives compared
-//! ([`savepoint::check_compatibility`]), before any guest's `restore` sees a byte; each new
+//! ([`points::savepoint::check_compatibility`]), before any guest's `restore` sees a byte; each new
 //! subtask receives the key groups it owns, at whatever parallelism ([`snapshot::plan_restore`],
 //! [`runtime`]'s `restore`), lowered into its guest from the bytes read, not from a copy
 //! ([`engine::borrowed`]). `restore` only loads state; once the whole job is built (and, for
@@ -72,10 +72,10 @@
 
 pub mod admission;
 pub mod barrier;
+pub mod checksum;
 pub mod control;
 pub mod durable;
 pub mod engine;
-pub mod export;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
@@ -83,16 +83,13 @@ pub mod fault;
 mod fault;
 #[cfg(test)]
 mod fuzz;
-pub mod gc;
 pub mod ids;
+pub mod jobs;
 pub mod key_group;
-pub mod lineage;
 pub mod metrics;
-pub mod ops;
-pub mod program;
+pub mod points;
 pub mod protected;
 pub mod runtime;
-pub mod savepoint;
 pub mod serve;
 pub mod snapshot;
 pub mod store;

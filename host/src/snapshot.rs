@@ -5,7 +5,7 @@
 //! key groups changed since its previous snapshot, each whole or as a delta; [`Held`] merges
 //! them into the subtask's full state, each group a [`Chain`] of [`Piece`]s (whole, then deltas),
 //! and [`Held::home_new_pieces`] places the pieces no checkpoint stored yet in the segment the
-//! next one writes ([`crate::store::state_file`]). On resume, the store reads each subtask's
+//! next checkpoint writes. On resume, the store reads each subtask's
 //! state back as a `Held`, and [`plan_restore`] decides, without I/O, which operator states and
 //! key groups each new subtask receives: key groups follow the key-group ranges of the new
 //! parallelism; operator state goes to the subtask of the same index, or, when the parallelism
@@ -41,7 +41,7 @@ pub struct Home {
     pub entry: u32,
     /// Where the piece starts in the segment.
     pub offset: u64,
-    /// Checksum of the piece ([`crate::store::metadata::checksum`]).
+    /// Checksum of the piece ([`crate::checksum::checksum`]).
     pub checksum: [u8; 16],
 }
 
@@ -140,7 +140,7 @@ impl Held {
                     sequence,
                     entry,
                     offset,
-                    checksum: crate::store::metadata::checksum(&piece.bytes),
+                    checksum: crate::checksum::checksum(&piece.bytes),
                 });
                 entry += 1;
                 offset += piece.bytes.len() as u64;

@@ -22,9 +22,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use host::ids::{JobId, OperatorId};
-use host::ops;
+use host::jobs;
+use host::points::savepoint::Mapping;
 use host::runtime::{Canary, UpgradeSpec};
-use host::savepoint::Mapping;
 use host::store::Store;
 use host::store::object::{ObjectPoints, StoreUrl};
 
@@ -414,7 +414,7 @@ fn parse_config(text: &str) -> Result<(String, String), String> {
 }
 
 fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
-    let saved = progress::spinning(&format!("saving {job}"), || ops::save(store, job, stop))?;
+    let saved = progress::spinning(&format!("saving {job}"), || jobs::save(store, job, stop))?;
     println!("{}", saved.id);
     println!("{}", store.display(&saved.path));
     Ok(ExitCode::SUCCESS)
@@ -426,7 +426,7 @@ fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
     let spec = args.spec()?;
     let operator = spec.operator.clone();
     let doing = format!("upgrading operator `{operator}` of {job}");
-    let upgraded = progress::spinning(&doing, || ops::upgrade(store, &job, spec))?;
+    let upgraded = progress::spinning(&doing, || jobs::upgrade(store, &job, spec))?;
     println!(
         "upgraded operator `{operator}` to {} {} at checkpoint {}",
         upgraded.module_name, upgraded.module_version, upgraded.checkpoint
@@ -455,13 +455,13 @@ fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn cancel(store: &Store, job: &JobId) -> anyhow::Result<ExitCode> {
-    ops::cancel(store, job)?;
+    jobs::cancel(store, job)?;
     println!("stopped {job}");
     Ok(ExitCode::SUCCESS)
 }
 
 fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
-    let rows = ops::jobs(store)?;
+    let rows = jobs::list(store)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -474,7 +474,7 @@ fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result<ExitCode> {
-    let rows = ops::points(store, job)?;
+    let rows = jobs::points(store, job)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

@@ -25,9 +25,9 @@ use host::barrier::BarrierKind;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
+use host::points::savepoint::{self, Mapping, RestorePoint};
 use host::protected::Protected;
 use host::runtime::{self, BuildError, JobRecord, JobSpec, Outcome, RestoreFrom};
-use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::{JobLock, JobState, JobStatus, Origin, Store};
 use host::topology::Plan;
 
@@ -166,7 +166,7 @@ pub(super) fn prepare(
         (None, Some(from)) => {
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
             let dir = resolve(store, &point)?;
-            let program = host::program::of_point(store, &dir, &store.display(&dir))?;
+            let program = host::points::program::of_point(store, &dir, &store.display(&dir))?;
             (program.text, program.base, program.plan, program.fetched)
         }
         (None, None) => anyhow::bail!(

@@ -327,7 +327,7 @@ pub(crate) fn verify_blob(
         let problem = format!("{} bytes read, metadata says {}", blob.len(), file.len);
         return Err(corrupt(file, path_of, problem));
     }
-    if metadata::checksum(blob) != file.checksum {
+    if crate::checksum::checksum(blob) != file.checksum {
         return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
     }
     Ok(())

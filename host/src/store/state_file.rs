@@ -27,8 +27,8 @@ use bytes::Bytes;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::{checksum, checksum_of_parts};
 use crate::snapshot::{Held, Home, Piece};
-use crate::store::metadata::{checksum, checksum_of_parts};
 
 /// A state file: postcard of this.
 #[derive(Serialize, Deserialize)]
