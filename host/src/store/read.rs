@@ -22,14 +22,14 @@ use crate::snapshot::Held;
 
 /// Why a state file, verified, does not give its state: the file, or a segment, at fault.
 pub(super) enum Undecodable {
-    StateFile(String),
+    StateFile(state_file::StateFileError),
     Segment(state_file::SegmentError),
 }
 
 impl Undecodable {
     pub(super) fn at(self, store: &Store, point: &Point, file: &StateFile) -> StoreError {
         let (location, problem) = match self {
-            Undecodable::StateFile(problem) => (point.dir.join(&file.file), problem),
+            Undecodable::StateFile(e) => (point.dir.join(&file.file), e.to_string()),
             Undecodable::Segment(e) => (point.dir.join(e.segment), e.problem),
         };
         let path = PathBuf::from(store.display(&location));
