@@ -191,11 +191,11 @@ fn gc_elsewhere_keeps_the_modules_of_a_job_whose_lease_says_it_runs() {
     let sha = sha256_hex(&module);
     a.put_module(&sha, &module).unwrap();
     start_job(&a, vec![sha.clone()]);
-    let collected = crate::gc::collect(&b, false).unwrap();
+    let collected = crate::points::gc::collect(&b, false).unwrap();
     assert!(collected.removed.is_empty(), "{collected:?}");
     assert_eq!(b.module_hashes().unwrap(), std::slice::from_ref(&sha));
     a.release_lease(&job()).unwrap();
     assert_eq!(b.runs_elsewhere(&job()).unwrap(), None, "ended");
-    let collected = crate::gc::collect(&b, false).unwrap();
+    let collected = crate::points::gc::collect(&b, false).unwrap();
     assert_eq!(collected.removed, [sha], "nothing names it any more");
 }
