@@ -171,6 +171,7 @@ mod tests {
                 .collect(),
             definition: None,
             resumed_from: None,
+            generation: None,
         }
     }
 
