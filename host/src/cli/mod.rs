@@ -25,8 +25,8 @@ use host::ids::{JobId, OperatorId};
 use host::jobs;
 use host::points::savepoint::Mapping;
 use host::runtime::{Canary, UpgradeSpec};
-use host::store::Store;
 use host::store::object::{ObjectPoints, StoreUrl};
+use host::store::{Layout, Store};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
 #[derive(Debug, Parser)]
@@ -320,7 +320,10 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
     };
     Ok(match url {
         None => store,
-        Some(url) => store.with_object_points(object_points(url)?),
+        Some(url) => {
+            let points = object_points(url, store.layout().clone())?;
+            store.with_points(points)
+        }
     })
 }
 
@@ -380,8 +383,9 @@ fn check_job(store: Store, args: CheckArgs, json: bool) -> anyhow::Result<ExitCo
     tokio_runtime()?.block_on(start::check_job(store, prepared, json))
 }
 
-/// The object store at `url` (`s3://bucket/prefix`), configured from the `AWS_*` variables.
-fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
+/// The points of the state folder `layout` lays out on the object store at `url`
+/// (`s3://bucket/prefix`), configured from the `AWS_*` variables.
+fn object_points(url: &str, layout: Layout) -> anyhow::Result<ObjectPoints> {
     let url = StoreUrl::parse(url).map_err(anyhow::Error::msg)?;
     host::store::object::install_crypto_provider();
     let s3 = object_store::aws::AmazonS3Builder::from_env()
@@ -390,7 +394,7 @@ fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
         .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
         .build()
         .with_context(|| format!("cannot use the object store {url}"))?;
-    let points = ObjectPoints::new(Arc::new(s3), url);
+    let points = ObjectPoints::new(Arc::new(s3), url, layout);
     let points = points.context("cannot start the object store's runtime")?;
     Ok(fault::multipart_threshold(points))
 }
