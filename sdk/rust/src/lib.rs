@@ -37,6 +37,7 @@
 //! `memcmp`, which only that feature builds, say when it pays); enable it in the component's
 //! own crate only.
 
+pub mod aggregate;
 mod batch;
 pub mod bindings;
 pub mod envelope;
@@ -45,10 +46,13 @@ mod keyed;
 pub mod memcmp;
 mod runtime;
 mod state;
+pub mod time;
+mod timed;
+pub mod window;
 
 pub use batch::{BatchBuilder, BatchParts, ColumnarBatch, Columns, Record, Records, records};
 pub use bindings::types::{
-    Batch, Context, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin,
+    Batch, Context, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin, TimeDomain,
 };
 pub use envelope::StateFormat;
 pub use keyed::{Key, Keyed, OldEntries};
@@ -58,6 +62,9 @@ pub use runtime::{
 pub use state::{
     decode_state, decode_state_exact, decode_state_version, encode_state, unsupported_version,
 };
+pub use time::{TimerService, Timers, timers};
+pub use timed::TimedOperator;
+pub use window::{LATE_KEY_PREFIX, Window, WindowOperator, Windows};
 
 impl ColumnarBatch for Batch {
     fn columns(&self) -> Columns<'_> {
@@ -68,26 +75,6 @@ impl ColumnarBatch for Batch {
             value_ends: &self.value_ends,
             timestamps: &self.timestamps,
             key_groups: &self.key_groups,
-        }
-    }
-}
-
-impl From<BatchBuilder> for Batch {
-    fn from(builder: BatchBuilder) -> Self {
-        let BatchParts {
-            keys,
-            key_ends,
-            values,
-            value_ends,
-            timestamps,
-        } = builder.finish();
-        Batch {
-            keys,
-            key_ends,
-            values,
-            value_ends,
-            timestamps,
-            key_groups: Vec::new(),
         }
     }
 }
