@@ -2,7 +2,10 @@
 //! `jobhost:operator` worlds (`source`, `operator`, `sink`) of `wit/operator.wit`.
 //!
 //! An author implements one trait, [`Operator`], [`Source`] or [`Sink`], and calls one macro,
-//! [`export_operator!`], [`export_source!`] or [`export_sink!`]. The SDK owns the bindings
+//! [`export_operator!`], [`export_source!`] or [`export_sink!`]. An operator that uses time
+//! also implements [`TimedOperator`] (timers per key, [`time`]) and is exported by
+//! [`export_timed_operator!`]; a [`WindowOperator`] ([`window`], [`aggregate`]) by
+//! [`export_window_operator!`]: both build the `timed-operator` world. The SDK owns the bindings
 //! (generated here from the WIT it carries), holds the author's value between calls, reads
 //! batches as [`Record`]s and builds them with [`BatchBuilder`], and keeps keyed state by key
 //! group ([`Keyed`]): each snapshot carries only the groups that changed, and a job can resume
