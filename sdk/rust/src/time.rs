@@ -42,7 +42,7 @@ thread_local! {
 /// Makes `service` this subtask's timer service, the one [`timers()`] reaches: what a test does
 /// with a [`ManualTimers`] before it drives a timed operator natively (a component's is the
 /// host's, installed by its `init`).
-pub fn install(service: Rc<dyn TimerService>) {
+pub fn install<S: TimerService + 'static>(service: Rc<S>) {
     SERVICE.set(Some(service));
 }
 

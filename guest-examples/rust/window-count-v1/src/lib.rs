@@ -59,7 +59,6 @@ mod tests {
     use jobhost_guest::time::{self, ManualTimers};
     use jobhost_guest::window::Windowed;
     use jobhost_guest::{Batch, TimeDomain, glue, records};
-    use std::rc::Rc;
 
     type Op = Windowed<WindowCount>;
 
@@ -94,7 +93,7 @@ mod tests {
     #[test]
     fn counts_per_window_emits_at_the_watermark_and_writes_window_count_version_1() {
         let timers = ManualTimers::new(|_| 7);
-        time::install(timers.clone() as Rc<dyn jobhost_guest::TimerService>);
+        time::install(timers.clone());
         glue::timed_operator_init::<Op>(context()).unwrap();
         assert!(process(&[("a", 1_000), ("a", 2_000)]).is_empty());
         // The key group that window-count-v2's migration test (and the Python and JavaScript

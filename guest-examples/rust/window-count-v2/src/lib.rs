@@ -87,7 +87,6 @@ mod tests {
     use jobhost_guest::time::{self, ManualTimers};
     use jobhost_guest::window::Windowed;
     use jobhost_guest::{Batch, Restored, StateOrigin, TimeDomain, TimerService, glue, records};
-    use std::rc::Rc;
 
     type Op = Windowed<WindowCount>;
 
@@ -144,7 +143,7 @@ mod tests {
         // The host keeps the timer v1 registered for its window across the upgrade.
         let timers = ManualTimers::new(|_| 7);
         timers.register(b"a", 9_999, TimeDomain::EventTime).unwrap();
-        time::install(timers.clone() as Rc<dyn TimerService>);
+        time::install(timers.clone());
         glue::timed_operator_init::<Op>(context()).unwrap();
         restore(v1_group()).unwrap();
         let mut input = BatchBuilder::new();
@@ -170,7 +169,7 @@ mod tests {
 
     #[test]
     fn refuses_newer_versions_and_other_formats() {
-        time::install(ManualTimers::new(|_| 7) as Rc<dyn TimerService>);
+        time::install(ManualTimers::new(|_| 7));
         glue::timed_operator_init::<Op>(context()).unwrap();
         let mut v3 = v1_group();
         v3[14] = 0x03;
