@@ -273,8 +273,9 @@ class Machine {
   }
 
   addToWindow(record, window, watermark, slots) {
+    const before = ([start, end]) => start < window.start || (start === window.start && end < window.end);
     let at = 0;
-    while (at < slots.length && (slots[at][0] < window.start || (slots[at][0] === window.start && slots[at][1] < window.end))) at++;
+    while (at < slots.length && before(slots[at])) at++;
     const slot = slots[at];
     if (slot !== undefined && slot[0] === window.start && slot[1] === window.end) {
       this.update(record, slot);
@@ -314,7 +315,8 @@ class Machine {
       this.lateRecord(record);
       return;
     }
-    if (last - first === 1 && slots[first][0] === merged.start && slots[first][1] === merged.end) {
+    const [start, end] = slots[first] ?? [];
+    if (last - first === 1 && start === merged.start && end === merged.end) {
       this.update(record, slots[first]);
     } else {
       let acc = this.agg.create();
