@@ -128,6 +128,14 @@ enum Command {
         /// The folder to create (or an empty one).
         dir: PathBuf,
     },
+    /// Compile components into the state folder's compiled-module cache, so that the first
+    /// job to use one starts without waiting (a Python or JavaScript component takes tens of
+    /// seconds). Prints each one's SHA-256 and whether it was compiled or already there.
+    Compile {
+        /// The `.wasm` components.
+        #[arg(required = true)]
+        modules: Vec<PathBuf>,
+    },
     /// Write a new operator project (outside this workspace) that builds and tests as is.
     New {
         /// The project's name (a folder of that name is created).
@@ -302,13 +310,19 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
     let store = match command {
         // Only these write to the state folder; the others create and change nothing in it
         // (but `serve`, which writes its token once: `host::serve::token`).
-        Command::Run(_) | Command::Rm { .. } | Command::Gc { dry_run: false } => Store::open(home)
+        Command::Run(_)
+        | Command::Rm { .. }
+        | Command::Gc { dry_run: false }
+        | Command::Compile { .. } => Store::open(home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(home),
     };
     Ok(match url {
         None => store,
-        Some(url) => store.with_object_points(s3::object_points(url)?),
+        Some(url) => {
+            let points = s3::object_points(url, store.layout().clone())?;
+            store.with_points(points)
+        }
     })
 }
 
@@ -333,6 +347,7 @@ fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode
         Command::Export { point, dir } => points::export(&store, &point, &dir),
         Command::Inspect { point } => inspect::inspect(&store, &point, json),
         Command::Rm { point } => points::rm(&store, &point),
+        Command::Compile { modules } => start::compile(&store, &modules),
     }
 }
 

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use object_store::ObjectStore as _;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 
+use host::store::Layout;
 use host::store::object::{ObjectPoints, StoreUrl};
 
 use super::fault;
@@ -19,8 +20,9 @@ use super::fault;
 /// The region object_store assumes when none is configured.
 const DEFAULT_REGION: &str = "us-east-1";
 
-/// The object store at `url` (`s3://bucket/prefix`), configured from the `AWS_*` variables.
-pub fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
+/// The points of the state folder `layout` lays out on the object store at `url`
+/// (`s3://bucket/prefix`), configured from the `AWS_*` variables.
+pub fn object_points(url: &str, layout: Layout) -> anyhow::Result<ObjectPoints> {
     let url = StoreUrl::parse(url).map_err(anyhow::Error::msg)?;
     host::store::object::install_crypto_provider();
     let builder = AmazonS3Builder::from_env()
@@ -32,7 +34,7 @@ pub fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
         .build()
         .with_context(|| format!("cannot use the object store {url}"))?;
     check_bucket(&s3, &url, &endpoint)?;
-    let points = ObjectPoints::new(Arc::new(s3), url);
+    let points = ObjectPoints::new(Arc::new(s3), url, layout);
     let points = points.context("cannot start the object store's runtime")?;
     Ok(fault::multipart_threshold(points))
 }

@@ -66,12 +66,12 @@ impl Prepared {
         self.from.as_ref().map(|(_, job)| job)
     }
 
-    /// Whether running this job takes over the point's job: a point on an object store
+    /// Whether running this job takes over the point's job: a point other machines may share
     /// ([`take_over_point_job`]).
     fn takes_over(&self, store: &Store) -> bool {
         self.from
             .as_ref()
-            .is_some_and(|(dir, _)| store.is_on_object_store(dir))
+            .is_some_and(|(dir, _)| store.resuming_takes_over(dir))
     }
 
     /// Refuses a point's recorded program that grants folders, unless the point was written
@@ -111,10 +111,11 @@ impl Prepared {
     }
 
     /// The folders none of the job's mounts may reach: the state folder, its compiled-module
-    /// cache and the job file's folder.
+    /// cache, the job file's folder and its module files.
     fn protected(&self, store: &Store) -> Protected {
         let layout = store.layout();
-        Protected::new(layout.root(), &layout.cache(), Some(&self.base))
+        let modules = self.plan.operators.iter().map(|op| op.module.as_path());
+        Protected::new(layout.root(), &layout.cache(), Some(&self.base)).with_modules(modules)
     }
 
     /// What every point of the job records of its definition and lineage.
@@ -252,6 +253,24 @@ async fn build(
         protected: prepared.protected(store),
     };
     runtime::build(engine, store.clone(), spec).await
+}
+
+/// `host compile`: each module into the compiled-module cache, unless it is there; a module
+/// that is no component stops it, naming the module (those before it stay compiled).
+pub(super) fn compile(store: &Store, modules: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let engine = engine(store, CacheMode::ReadWrite)?;
+    for module in modules {
+        let started = std::time::Instant::now();
+        let compiled = engine.compile(module)?;
+        let short = &compiled.sha256[..12];
+        if compiled.was_cached {
+            println!("{} ({short}): already compiled", module.display());
+        } else {
+            let ms = started.elapsed().as_millis();
+            println!("{} ({short}): compiled in {ms} ms", module.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
