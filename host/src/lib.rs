@@ -96,4 +96,5 @@ pub mod savepoint;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod time;
 pub mod topology;

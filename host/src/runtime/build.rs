@@ -235,6 +235,7 @@ impl Blueprint {
             store: self.store.clone(),
             job: self.job.clone(),
             records_per_second_max: op.records_per_second_max,
+            watermark: op.watermark,
             recover: recover_checkpoint(restore, op),
             held: None,
             swap: None,

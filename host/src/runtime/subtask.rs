@@ -30,7 +30,8 @@ use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::metrics::SubtaskCounters;
 use crate::snapshot::Held;
 use crate::store::{Layout, StateFile, Store};
-use crate::topology::Role;
+use crate::time::watermarks::{Generator, Valve};
+use crate::topology::{Role, WatermarkStrategy};
 
 /// Most records a source is asked for in one `poll`.
 pub const POLL_RECORDS_MAX: u32 = 1_024;
@@ -151,6 +152,8 @@ pub struct Subtask {
     pub job: JobId,
     /// Sources only: throttle.
     pub records_per_second_max: Option<u64>,
+    /// Sources only: how the host derives watermarks from the records' timestamps.
+    pub watermark: Option<WatermarkStrategy>,
     /// Sinks restored from a point: the checkpoint whose outside world `recover` reconciles
     /// before anything else runs.
     pub recover: Option<CheckpointId>,
@@ -182,6 +185,10 @@ impl Subtask {
     async fn run_source(mut self) -> Result<(), SubtaskError> {
         let mut exhausted = false;
         let mut throttle = Throttle::new(self.records_per_second_max);
+        let mut generator = Generator::new(self.watermark, None, std::time::Instant::now());
+        if let Some(resumed) = generator.resumed() {
+            self.send_time(resumed)?;
+        }
         loop {
             let wait = throttle.wait();
             let command = tokio::select! {
@@ -207,10 +214,16 @@ impl Subtask {
                     PollResult::Records(batch) => {
                         self.check(&batch)?;
                         throttle.emitted(batch_len(&batch));
+                        let now = std::time::Instant::now();
+                        generator.polled(&batch.timestamps, now);
                         self.output.send(batch).await?;
+                        if let Some(signal) = generator.next(now) {
+                            self.send_time(signal)?;
+                        }
                     }
                     PollResult::End => {
                         exhausted = true;
+                        self.send_time(generator.end())?;
                         let _ = self.events.send(Event::SourceExhausted);
                     }
                 },
@@ -224,6 +237,7 @@ impl Subtask {
             let _ = self.store.fault_point(Phase::SinkRecovered, checkpoint);
         }
         let mut aligner = Aligner::new(self.inputs.len());
+        let mut valve = Valve::new(self.inputs.len());
         // When the barrier being aligned first arrived.
         let mut aligning_since: Option<Instant> = None;
         let mut last_barrier: Option<Barrier> = None;
@@ -247,7 +261,22 @@ impl Subtask {
                 }
                 Err(Some(Command::Trigger(_))) => unreachable!("only sources are triggered"),
                 Err(None) => return Ok(()),
-                Ok((_, Message::Batch(batch))) => {
+                Ok((input, Message::Watermark(watermark))) => {
+                    if let Some(signal) = valve.on_watermark(input, watermark) {
+                        self.on_time(signal).await?;
+                    }
+                    continue;
+                }
+                Ok((input, Message::Idle)) => {
+                    if let Some(signal) = valve.on_idle(input) {
+                        self.on_time(signal).await?;
+                    }
+                    continue;
+                }
+                Ok((input, Message::Batch(batch))) => {
+                    if let Some(signal) = valve.on_records(input) {
+                        self.on_time(signal).await?;
+                    }
                     let records = batch_len(&batch);
                     self.on_batch(batch).await?;
                     if std::mem::take(&mut first_batch) {
@@ -555,3 +584,4 @@ pub fn check_returned(batch: &Batch) -> Result<(), String> {
 
 #[cfg(test)]
 mod proptests;
+mod time;
