@@ -1,7 +1,7 @@
 //! What a running job counts about itself: per subtask, records and batches in and out, time
 //! blocked on credit (back-pressure), time in guest calls (busy), guest traps, its watermark
-//! (and its lag behind the wall clock, computed when sampled); per job, restarts and the
-//! history of completed checkpoints.
+//! (and its lag behind the wall clock, computed when sampled), its pending timers; per job,
+//! restarts and the history of completed checkpoints.
 //!
 //! The hot path only adds to relaxed atomics of its own subtask, once per batch (never per
 //! record, never under a lock); the coordinator, off the hot path, records checkpoints under a
@@ -34,6 +34,7 @@ pub struct SubtaskCounters {
     checkpoint_sync_ns: AtomicU64,
     traps: AtomicU64,
     watermark: Watermark,
+    timers_pending: AtomicU64,
 }
 
 /// A subtask's watermark, [`WATERMARK_MIN`] before its first.
@@ -83,6 +84,11 @@ impl SubtaskCounters {
         self.traps.fetch_add(1, Relaxed);
     }
 
+    /// The subtask now keeps `pending` timers.
+    pub fn timers_pending(&self, pending: u64) {
+        self.timers_pending.store(pending, Relaxed);
+    }
+
     /// The subtask's watermark is now `watermark`.
     pub fn watermark(&self, watermark: i64) {
         self.watermark.0.store(watermark, Relaxed);
@@ -92,6 +98,7 @@ impl SubtaskCounters {
         let watermark = self.watermark.0.load(Relaxed);
         let watermark = (watermark != WATERMARK_MIN).then_some(watermark);
         SubtaskSample {
+            timers_pending: self.timers_pending.load(Relaxed),
             watermark,
             watermark_lag_ms: watermark
                 .filter(|&w| w != WATERMARK_END)
@@ -311,6 +318,9 @@ pub struct SubtaskSample {
     /// records carry wall-clock timestamps); none without a watermark, or at the end.
     #[serde(default)]
     pub watermark_lag_ms: Option<i64>,
+    /// Timers it keeps pending, of both clocks.
+    #[serde(default)]
+    pub timers_pending: u64,
 }
 
 /// Everything a running job counts, at one moment.

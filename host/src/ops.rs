@@ -187,6 +187,8 @@ pub struct SubtaskTime {
     pub watermark: Option<i64>,
     /// How far its watermark is behind the wall clock, in milliseconds.
     pub watermark_lag_ms: Option<i64>,
+    /// Timers it keeps pending.
+    pub timers_pending: u64,
 }
 
 impl SubtaskTime {
@@ -199,6 +201,7 @@ impl SubtaskTime {
                 subtask: s.index,
                 watermark: s.watermark,
                 watermark_lag_ms: s.watermark_lag_ms,
+                timers_pending: s.timers_pending,
             })
             .collect()
     }

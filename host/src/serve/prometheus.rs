@@ -82,6 +82,11 @@ impl Families {
                     |s| s.watermark_lag_ms.map(|ms| ms as f64 / 1e3),
                     SubtaskGauge::default(),
                 ),
+                (
+                    "timers_pending",
+                    |s| Some(s.timers_pending as f64),
+                    SubtaskGauge::default(),
+                ),
             ],
             restarts: Family::default(),
             checkpoint: vec![
@@ -181,6 +186,7 @@ fn help(name: &str) -> &'static str {
             "A subtask's event-time watermark, in the records' milliseconds."
         }
         "watermark_lag_seconds" => "How far a subtask's watermark is behind the wall clock.",
+        "timers_pending" => "Timers a subtask keeps pending, of both clocks.",
         "restarts" => "Restarts of a job after failures.",
         "last_checkpoint_duration_seconds" => "The latest checkpoint, trigger to published.",
         "last_checkpoint_alignment_seconds" => "The latest checkpoint's longest alignment.",
