@@ -4,7 +4,7 @@
 //! in format 3, its segments read whole (from the point's folder, or from the object store)
 //! and verified before any piece is taken from them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -48,11 +48,15 @@ pub(super) fn decode_state(
     match point.metadata.state_layout {
         StateLayout::Blob => Ok(Held {
             operator_state: blob,
-            key_groups: BTreeMap::new(),
+            ..Held::default()
         }),
         StateLayout::Grouped => state_file::decode_grouped(&blob).map_err(Undecodable::StateFile),
-        StateLayout::Chained => {
-            let decoded = state_file::decode(&blob).map_err(Undecodable::StateFile)?;
+        StateLayout::Chained | StateLayout::Timed => {
+            let decode = match point.metadata.state_layout {
+                StateLayout::Chained => state_file::decode_format_3,
+                _ => state_file::decode,
+            };
+            let decoded = decode(&blob).map_err(Undecodable::StateFile)?;
             decoded.load(segments).map_err(Undecodable::Segment)
         }
     }
