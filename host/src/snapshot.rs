@@ -5,7 +5,7 @@
 //! key groups changed since its previous snapshot, each whole or as a delta; [`Held`] merges
 //! them into the subtask's full state, each group a [`Chain`] of [`Piece`]s (whole, then deltas),
 //! and [`Held::home_new_pieces`] places the pieces no checkpoint stored yet in the segment the
-//! next one writes ([`crate::store::state_file`]). On resume, the store reads each subtask's
+//! next checkpoint writes. On resume, the store reads each subtask's
 //! state back as a `Held`, and [`plan_restore`] decides, without I/O, which operator states and
 //! key groups each new subtask receives: key groups follow the key-group ranges of the new
 //! parallelism; operator state goes to the subtask of the same index, or, when the parallelism
@@ -42,7 +42,7 @@ pub struct Home {
     pub entry: u32,
     /// Where the piece starts in the segment.
     pub offset: u64,
-    /// Checksum of the piece ([`crate::store::metadata::checksum`]).
+    /// Checksum of the piece ([`crate::checksum::checksum`]).
     pub checksum: [u8; 16],
 }
 
@@ -85,6 +85,32 @@ pub struct Held {
 /// One group of a snapshot, as the WIT's `key-group-state`: number, delta, bytes.
 pub type Changed = (u32, bool, Vec<u8>);
 
+/// How a guest's snapshot breaks the contract (and is refused whole, by [`Held::merge`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadSnapshot {
+    /// A key group its subtask does not own.
+    #[error(
+        "its snapshot holds key group {group}, outside the key groups {}..{} its subtask owns",
+        owned.start,
+        owned.end
+    )]
+    NotOwned {
+        /// The key group.
+        group: u32,
+        /// The subtask's key groups.
+        owned: std::ops::Range<u32>,
+    },
+    /// A delta where the host holds no whole state to apply it to.
+    #[error(
+        "its snapshot holds a delta for key group {group}, of which the host holds no whole \
+         state (a full snapshot, or the first of a group, must be whole)"
+    )]
+    DeltaWithoutWhole {
+        /// The key group.
+        group: u32,
+    },
+}
+
 impl Held {
     /// Takes in a snapshot: its operator state, and the key groups it lists as changed, each
     /// whole (empty: a group that no longer holds keys) or as a delta on the group's chain.
@@ -98,8 +124,8 @@ impl Held {
         operator_state: Vec<u8>,
         changed: Vec<Changed>,
         full: bool,
-    ) -> Result<(), String> {
-        check_changes(&self.key_groups, &owned, &changed, full, "snapshot")?;
+    ) -> Result<(), BadSnapshot> {
+        check_changes(&self.key_groups, &owned, &changed, full)?;
         self.operator_state = operator_state.into();
         take_changes(&mut self.key_groups, changed, full);
         Ok(())
@@ -108,13 +134,15 @@ impl Held {
     /// Takes in the timers of the key groups whose timers changed, as
     /// [`crate::time::timers::TimerService::checkpoint`] writes them, as [`Held::merge`] takes
     /// in keyed state (with `full`, every group with timers, and the others have none).
+    /// The timers come from the host's own timer service, which keeps its groups apart by
+    /// owner and writes a delta only on a group it wrote before: an error is the host's bug.
     pub fn merge_timers(
         &mut self,
         owned: std::ops::Range<u32>,
         changed: Vec<Changed>,
         full: bool,
-    ) -> Result<(), String> {
-        check_changes(&self.timers, &owned, &changed, full, "timers")?;
+    ) -> Result<(), BadSnapshot> {
+        check_changes(&self.timers, &owned, &changed, full)?;
         take_changes(&mut self.timers, changed, full);
         Ok(())
     }
@@ -133,7 +161,7 @@ impl Held {
                     sequence,
                     entry,
                     offset,
-                    checksum: crate::store::metadata::checksum(&piece.bytes),
+                    checksum: crate::checksum::checksum(&piece.bytes),
                 });
                 entry += 1;
                 offset += piece.bytes.len() as u64;
@@ -173,29 +201,22 @@ impl Held {
 
 /// Checks the groups `changed` against the chains `held` before any is taken in: each must be
 /// one of the subtask's (`owned`), and a delta needs the group's whole state held (never in a
-/// `full` snapshot). `what` names the part of the state in the error.
+/// `full` snapshot).
 fn check_changes(
     held: &BTreeMap<u32, Chain>,
     owned: &std::ops::Range<u32>,
     changed: &[Changed],
     full: bool,
-    what: &str,
-) -> Result<(), String> {
-    if let Some((group, ..)) = changed.iter().find(|(group, ..)| !owned.contains(group)) {
-        return Err(format!(
-            "its {what} holds key group {group}, outside the key groups {}..{} its \
-             subtask owns",
-            owned.start, owned.end
-        ));
+) -> Result<(), BadSnapshot> {
+    if let Some(&(group, ..)) = changed.iter().find(|(group, ..)| !owned.contains(group)) {
+        let owned = owned.clone();
+        return Err(BadSnapshot::NotOwned { group, owned });
     }
-    if let Some((group, ..)) = changed
+    if let Some(&(group, ..)) = changed
         .iter()
         .find(|(group, delta, _)| *delta && (full || !held.contains_key(group)))
     {
-        return Err(format!(
-            "its {what} holds a delta for key group {group}, of which the host holds no \
-             whole state (a full snapshot, or the first of a group, must be whole)"
-        ));
+        return Err(BadSnapshot::DeltaWithoutWhole { group });
     }
     Ok(())
 }
@@ -465,9 +486,9 @@ mod tests {
             .unwrap();
         let before = held.clone();
         let orphan = held.merge(0..128, vec![], vec![whole(1, b"x"), delta(2, b"d")], false);
-        assert!(orphan.unwrap_err().contains("delta for key group 2"));
+        assert_eq!(orphan, Err(BadSnapshot::DeltaWithoutWhole { group: 2 }));
         let in_full = held.merge(0..128, vec![], vec![delta(1, b"d")], true);
-        assert!(in_full.unwrap_err().contains("delta for key group 1"));
+        assert_eq!(in_full, Err(BadSnapshot::DeltaWithoutWhole { group: 1 }));
         assert_eq!(held, before);
     }
 
@@ -585,12 +606,13 @@ mod tests {
             vec![whole(2, b"two"), whole(64, b"x")],
             false,
         );
-        assert!(stray.unwrap_err().contains("key group 64"));
+        let owned = 0..64;
+        assert_eq!(stray, Err(BadSnapshot::NotOwned { group: 64, owned }));
         let in_full = held.merge(64..128, vec![], vec![whole(1, b"one")], true);
+        let refusal = in_full.unwrap_err().to_string();
         assert!(
-            in_full
-                .unwrap_err()
-                .contains("outside the key groups 64..128")
+            refusal.contains("outside the key groups 64..128"),
+            "{refusal}"
         );
         assert_eq!(held, before);
     }

@@ -22,14 +22,14 @@ use crate::snapshot::Held;
 
 /// Why a state file, verified, does not give its state: the file, or a segment, at fault.
 pub(super) enum Undecodable {
-    StateFile(String),
+    StateFile(state_file::StateFileError),
     Segment(state_file::SegmentError),
 }
 
 impl Undecodable {
     pub(super) fn at(self, store: &Store, point: &Point, file: &StateFile) -> StoreError {
         let (location, problem) = match self {
-            Undecodable::StateFile(problem) => (point.dir.join(&file.file), problem),
+            Undecodable::StateFile(e) => (point.dir.join(&file.file), e.to_string()),
             Undecodable::Segment(e) => (point.dir.join(e.segment), e.problem),
         };
         let path = PathBuf::from(store.display(&location));
@@ -331,7 +331,7 @@ pub(crate) fn verify_blob(
         let problem = format!("{} bytes read, metadata says {}", blob.len(), file.len);
         return Err(corrupt(file, path_of, problem));
     }
-    if metadata::checksum(blob) != file.checksum {
+    if crate::checksum::checksum(blob) != file.checksum {
         return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
     }
     Ok(())

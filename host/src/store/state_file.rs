@@ -32,8 +32,8 @@ use bytes::Bytes;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::{checksum, checksum_of_parts};
 use crate::snapshot::{Held, Home, Piece};
-use crate::store::metadata::{checksum, checksum_of_parts};
 
 /// A state file: postcard of this.
 #[derive(Serialize, Deserialize)]
@@ -310,18 +310,30 @@ pub struct Decoded {
     segments: Vec<(String, u64, Vec<u8>, Vec<u8>)>,
 }
 
+/// Why a state file, verified against its checksum, does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// Its bytes are no state file.
+    #[error("the state file does not decode: {0}")]
+    Undecodable(#[from] postcard::Error),
+    /// It names a file that is no segment (formats 3 and 4).
+    #[error("the state file names `{0}`, which is no segment file")]
+    NoSegment(String),
+    /// It holds a key group twice (format 2).
+    #[error("the state file holds key group {0} twice")]
+    GroupTwice(u32),
+}
+
 /// Reads a state file written by [`encode`] (format 4). Segment names are checked: plain file
 /// names. The operator state is a slice of `bytes`, not a copy.
-pub fn decode(bytes: &Bytes) -> Result<Decoded, String> {
-    let index: Index<'_> =
-        postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
+pub fn decode(bytes: &Bytes) -> Result<Decoded, StateFileError> {
+    let index: Index<'_> = postcard::from_bytes(bytes)?;
     decoded(bytes, index.operator_state, index.watermark, index.segments)
 }
 
 /// Reads a state file of format 3: keyed state only, no timers, no watermark.
-pub fn decode_format_3(bytes: &Bytes) -> Result<Decoded, String> {
-    let index: Index3<'_> =
-        postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
+pub fn decode_format_3(bytes: &Bytes) -> Result<Decoded, StateFileError> {
+    let index: Index3<'_> = postcard::from_bytes(bytes)?;
     let segments = index.segments.into_iter();
     let segments = segments.map(|(n, sequence, keyed)| (n, sequence, keyed, &[][..]));
     decoded(bytes, index.operator_state, None, segments.collect())
@@ -333,11 +345,9 @@ fn decoded(
     operator_state: &[u8],
     watermark: Option<i64>,
     segments: Vec<(&str, u64, &[u8], &[u8])>,
-) -> Result<Decoded, String> {
+) -> Result<Decoded, StateFileError> {
     if let Some((bad, ..)) = segments.iter().find(|(n, ..)| !is_segment_name(n)) {
-        return Err(format!(
-            "the state file names `{bad}`, which is no segment file"
-        ));
+        return Err(StateFileError::NoSegment((*bad).to_owned()));
     }
     let segments = segments.into_iter().map(|(n, sequence, keyed, timed)| {
         (n.to_owned(), sequence, keyed.to_vec(), timed.to_vec())
@@ -435,16 +445,15 @@ fn is_held(bits: &[u8], i: usize) -> bool {
 }
 
 /// Reads a format 2 state file: each group whole, inline.
-pub fn decode_grouped(bytes: &Bytes) -> Result<Held, String> {
-    let file: Grouped<'_> =
-        postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
+pub fn decode_grouped(bytes: &Bytes) -> Result<Held, StateFileError> {
+    let file: Grouped<'_> = postcard::from_bytes(bytes)?;
     let mut key_groups = BTreeMap::new();
     for (group, state) in file.key_groups {
         if key_groups
             .insert(group, vec![Piece::new(bytes.slice_ref(state))])
             .is_some()
         {
-            return Err(format!("the state file holds key group {group} twice"));
+            return Err(StateFileError::GroupTwice(group));
         }
     }
     Ok(Held {
