@@ -11,6 +11,7 @@ compile_error!(
 
 mod bad_input;
 mod compile;
+mod contract;
 mod control;
 mod corrupt;
 mod crash;
@@ -33,6 +34,7 @@ mod s3;
 mod savepoint;
 mod scaffold;
 mod serve;
+mod time;
 mod topology;
 mod torture;
 mod upgrade;

@@ -11,6 +11,8 @@
 //! generation the lease has not reached, or whose number lies outside that generation's epoch,
 //! was not written by the job's own process, and resolving the job's id passes it over
 //! ([`super::fence::admits`]). Format 4 decodes without one.
+//! Format 5 also holds the host's own state beside each subtask's ([`StateLayout::Timed`]: its
+//! timers by key group, a source's watermark).
 //! Format 4 adds what `host run --from POINT` needs to start the job again without its job
 //! file ([`Definition`]: the folder its relative paths resolve against; the modules are named by
 //! SHA-256 in [`OperatorState::module_sha256`] and kept in the store's module store) and the point
@@ -112,8 +114,12 @@ pub enum StateLayout {
     /// whole (format 2).
     Grouped,
     /// Each file holds its subtask's operator state and keyed state by key group, each group
-    /// as a chain: whole, then deltas ([`crate::store::state_file::encode`], format 3).
+    /// as a chain: whole, then deltas (state file format 3, metadata formats 3 and 4).
     Chained,
+    /// As `Chained`, and beside the guest's state the host's own: each key group's timers,
+    /// chained the same way, and a source's watermark ([`crate::store::state_file::encode`],
+    /// state file format 4, metadata format 5).
+    Timed,
 }
 
 /// The state of one operator in a checkpoint.
@@ -445,6 +451,29 @@ mod tests {
             ..sample()
         };
         assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn format_4_still_decodes_and_format_5_lays_the_host_state_beside() {
+        let chained = Metadata {
+            state_layout: StateLayout::Chained,
+            ..sample()
+        };
+        let as_format_4 = sealed(4, &Metadata4::of(&chained));
+        assert_eq!(
+            decode(&as_format_4),
+            Ok(Metadata {
+                generation: None,
+                ..chained
+            })
+        );
+        let timed = Metadata {
+            state_layout: StateLayout::Timed,
+            ..sample()
+        };
+        let bytes = encode(&timed);
+        assert_eq!(bytes[MAGIC.len()..MAGIC.len() + 4], 5u32.to_le_bytes());
+        assert_eq!(decode(&bytes), Ok(timed));
     }
 
     #[test]
