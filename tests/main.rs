@@ -10,7 +10,9 @@ compile_error!(
 );
 
 mod bad_input;
+mod compile;
 mod connectors;
+mod contract;
 mod control;
 mod corrupt;
 mod crash;
@@ -34,6 +36,7 @@ mod savepoint;
 mod scaffold;
 mod serve;
 mod servers;
+mod time;
 mod topology;
 mod torture;
 mod upgrade;

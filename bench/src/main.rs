@@ -19,7 +19,8 @@
 //!
 //! The rows of 5, 6 and 8 run the `host` binary built beside this one.
 //!
-//! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`; `just
+//! Usage: `bench [--quick] [--only pipeline,boundary,…] [--guests DIR] [--json FILE]`, or
+//! `bench --render docs/bench.json` ([`report`]: the page from a run's results); `just
 //! bench` builds what it needs. Paths default to cargo's target directory this binary was built
 //! into (`<target-dir>/<profile>/bench`), so that `CARGO_TARGET_DIR` is honoured.
 
@@ -35,6 +36,7 @@ mod languages;
 mod lifecycle;
 mod metrics;
 mod process;
+mod report;
 mod rescale;
 mod runs;
 mod store;
@@ -59,6 +61,10 @@ struct Args {
     /// Where to write the results as JSON [default: <target-dir>/bench.json].
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Render `benchmarks.md` beside this `bench.json` of a full run (`docs/bench.json`),
+    /// keeping the page's hand-written notes, and run nothing.
+    #[arg(long, value_name = "JSON")]
+    render: Option<PathBuf>,
     /// Name the guests' compiled functions for `perf` (`/tmp/perf-<pid>.map`), as `host
     /// --profile perfmap` does: for profiling one benchmark with `perf record`.
     #[arg(long)]
@@ -263,11 +269,20 @@ impl Sizes {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(json) = &args.render {
+        let page = json.with_file_name("benchmarks.md");
+        report::render(json, &page)?;
+        eprintln!("bench: wrote {}", page.display());
+        return Ok(());
+    }
     if args.perf_map {
         host::engine::name_functions_for_perf();
     }
     let sizes = Sizes::asked(&args);
     let started = Instant::now();
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let target_dir = target_dir()?;
     let guests = guests_dir(&args, &target_dir)?;
     let json_path = args
@@ -290,11 +305,17 @@ async fn main() -> anyhow::Result<()> {
             rows.extend(workplace.run(chosen).await?);
         }
     }
-    print_table(&rows, args.quick);
+    if args.quick {
+        println!("_Quick run: workloads too small to measure; a smoke test of the benchmarks._\n");
+    }
+    let lines: Vec<report::Line> = rows.iter().map(report::Line::from).collect();
+    print!("{}", report::table(&lines));
+    let seconds = started.elapsed().as_secs_f64();
     let json = serde_json::json!({
+        "run": report::Run::this(started_unix_s, seconds, args.quick),
         "quick": args.quick,
         "sizes": sizes,
-        "seconds": started.elapsed().as_secs_f64(),
+        "seconds": seconds,
         "rows": rows,
     });
     std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
@@ -388,42 +409,6 @@ fn target_dir() -> anyhow::Result<PathBuf> {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .with_context(|| format!("{} is not <target-dir>/<profile>/bench", exe.display()))
-}
-
-fn print_table(rows: &[Row], quick: bool) {
-    if quick {
-        println!("_Quick run: workloads too small to measure; a smoke test of the benchmarks._\n");
-    }
-    println!("| measurement | host | baseline | ratio | target | met |");
-    println!("|---|---|---|---|---|---|");
-    for row in rows {
-        let baseline = row.baseline.map_or("".to_owned(), |b| {
-            format!("{} {} ({})", figure(b), row.unit, row.baseline_name)
-        });
-        let ratio = row.ratio.map_or("".to_owned(), |r| format!("{r:.2}×"));
-        let met = match row.met {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "",
-        };
-        println!(
-            "| {} | {} {} | {baseline} | {ratio} | {} | {met} |",
-            row.name,
-            figure(row.value),
-            row.unit,
-            row.target
-        );
-    }
-}
-
-fn figure(x: f64) -> String {
-    if x >= 100.0 {
-        format!("{x:.0}")
-    } else if x >= 1.0 {
-        format!("{x:.2}")
-    } else {
-        format!("{x:.4}")
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use host::connectors::position::{self, Position};
-use host::savepoint::{self, RestorePoint};
+use host::points::savepoint::{self, RestorePoint};
 use host::store::metadata::DEFINITION_SINCE;
 use host::store::{Metadata, OperatorState, Point, Store};
 

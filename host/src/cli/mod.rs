@@ -11,22 +11,21 @@ mod inspect;
 mod new;
 mod points;
 mod progress;
+mod s3;
 mod start;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use host::ids::{JobId, OperatorId};
-use host::ops;
+use host::jobs;
+use host::points::savepoint::Mapping;
 use host::runtime::{Canary, UpgradeSpec};
-use host::savepoint::Mapping;
 use host::store::Store;
-use host::store::object::{ObjectPoints, StoreUrl};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
 #[derive(Debug, Parser)]
@@ -128,6 +127,14 @@ enum Command {
         point: String,
         /// The folder to create (or an empty one).
         dir: PathBuf,
+    },
+    /// Compile components into the state folder's compiled-module cache, so that the first
+    /// job to use one starts without waiting (a Python or JavaScript component takes tens of
+    /// seconds). Prints each one's SHA-256 and whether it was compiled or already there.
+    Compile {
+        /// The `.wasm` components.
+        #[arg(required = true)]
+        modules: Vec<PathBuf>,
     },
     /// Write a new operator project (outside this workspace) that builds and tests as is.
     New {
@@ -303,13 +310,19 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
     let store = match command {
         // Only these write to the state folder; the others create and change nothing in it
         // (but `serve`, which writes its token once: `host::serve::token`).
-        Command::Run(_) | Command::Rm { .. } | Command::Gc { dry_run: false } => Store::open(home)
+        Command::Run(_)
+        | Command::Rm { .. }
+        | Command::Gc { dry_run: false }
+        | Command::Compile { .. } => Store::open(home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(home),
     };
     Ok(match url {
         None => store,
-        Some(url) => store.with_object_points(object_points(url)?),
+        Some(url) => {
+            let points = s3::object_points(url, store.layout().clone())?;
+            store.with_points(points)
+        }
     })
 }
 
@@ -334,6 +347,7 @@ fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode
         Command::Export { point, dir } => points::export(&store, &point, &dir),
         Command::Inspect { point } => inspect::inspect(&store, &point, json),
         Command::Rm { point } => points::rm(&store, &point),
+        Command::Compile { modules } => start::compile(&store, &modules),
     }
 }
 
@@ -368,21 +382,6 @@ fn check_job(store: Store, args: CheckArgs, json: bool) -> anyhow::Result<ExitCo
     tokio_runtime()?.block_on(start::check_job(store, prepared, json))
 }
 
-/// The object store at `url` (`s3://bucket/prefix`), configured from the `AWS_*` variables.
-fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
-    let url = StoreUrl::parse(url).map_err(anyhow::Error::msg)?;
-    host::store::object::install_crypto_provider();
-    let s3 = object_store::aws::AmazonS3Builder::from_env()
-        .with_bucket_name(&url.bucket)
-        // `If-None-Match: *` for `_metadata` and leases, `If-Match` for takeovers.
-        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
-        .build()
-        .with_context(|| format!("cannot use the object store {url}"))?;
-    let points = ObjectPoints::new(Arc::new(s3), url);
-    let points = points.context("cannot start the object store's runtime")?;
-    Ok(fault::multipart_threshold(points))
-}
-
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -402,7 +401,7 @@ fn parse_config(text: &str) -> Result<(String, String), String> {
 }
 
 fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
-    let saved = progress::spinning(&format!("saving {job}"), || ops::save(store, job, stop))?;
+    let saved = progress::spinning(&format!("saving {job}"), || jobs::save(store, job, stop))?;
     println!("{}", saved.id);
     println!("{}", store.display(&saved.path));
     Ok(ExitCode::SUCCESS)
@@ -414,7 +413,7 @@ fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
     let spec = args.spec()?;
     let operator = spec.operator.clone();
     let doing = format!("upgrading operator `{operator}` of {job}");
-    let upgraded = progress::spinning(&doing, || ops::upgrade(store, &job, spec))?;
+    let upgraded = progress::spinning(&doing, || jobs::upgrade(store, &job, spec))?;
     println!(
         "upgraded operator `{operator}` to {} {} at checkpoint {}",
         upgraded.module_name, upgraded.module_version, upgraded.checkpoint
@@ -443,13 +442,13 @@ fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn cancel(store: &Store, job: &JobId) -> anyhow::Result<ExitCode> {
-    ops::cancel(store, job)?;
+    jobs::cancel(store, job)?;
     println!("stopped {job}");
     Ok(ExitCode::SUCCESS)
 }
 
 fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
-    let rows = ops::jobs(store)?;
+    let rows = jobs::list(store)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -462,7 +461,7 @@ fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result<ExitCode> {
-    let rows = ops::points(store, job)?;
+    let rows = jobs::points(store, job)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

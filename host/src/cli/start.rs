@@ -25,10 +25,10 @@ use host::barrier::BarrierKind;
 use host::connectors::secret::{self, Secrets};
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
-use host::ids::JobId;
+use host::ids::{CheckpointId, JobId};
+use host::points::savepoint::{self, Mapping, RestorePoint};
 use host::protected::Protected;
 use host::runtime::{self, BuildError, JobRecord, JobSpec, Outcome, RestoreFrom};
-use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::{JobLock, JobState, JobStatus, Origin, Store};
 use host::topology::Plan;
 
@@ -69,12 +69,12 @@ impl Prepared {
         self.from.as_ref().map(|(_, job)| job)
     }
 
-    /// Whether running this job takes over the point's job: a point on an object store
+    /// Whether running this job takes over the point's job: a point other machines may share
     /// ([`take_over_point_job`]).
     fn takes_over(&self, store: &Store) -> bool {
         self.from
             .as_ref()
-            .is_some_and(|(dir, _)| store.is_on_object_store(dir))
+            .is_some_and(|(dir, _)| store.resuming_takes_over(dir))
     }
 
     /// Refuses a point's recorded program that grants folders, unless the point was written
@@ -114,10 +114,11 @@ impl Prepared {
     }
 
     /// The folders none of the job's mounts may reach: the state folder, its compiled-module
-    /// cache and the job file's folder.
+    /// cache, the job file's folder and its module files.
     fn protected(&self, store: &Store) -> Protected {
         let layout = store.layout();
-        Protected::new(layout.root(), &layout.cache(), Some(&self.base))
+        let modules = self.plan.operators.iter().filter_map(|op| op.module());
+        Protected::new(layout.root(), &layout.cache(), Some(&self.base)).with_modules(modules)
     }
 
     /// What every point of the job records of its definition and lineage.
@@ -168,7 +169,7 @@ pub(super) fn prepare(
         (None, Some(from)) => {
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
             let dir = resolve(store, &point)?;
-            let program = host::program::of_point(store, &dir, &store.display(&dir))?;
+            let program = host::points::program::of_point(store, &dir, &store.display(&dir))?;
             (program.text, program.base, program.plan, program.fetched)
         }
         (None, None) => anyhow::bail!(
@@ -266,6 +267,24 @@ async fn build(
     runtime::build(engine, store.clone(), spec).await
 }
 
+/// `host compile`: each module into the compiled-module cache, unless it is there; a module
+/// that is no component stops it, naming the module (those before it stay compiled).
+pub(super) fn compile(store: &Store, modules: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let engine = engine(store, CacheMode::ReadWrite)?;
+    for module in modules {
+        let started = std::time::Instant::now();
+        let compiled = engine.compile(module)?;
+        let short = &compiled.sha256[..12];
+        if compiled.was_cached {
+            println!("{} ({short}): already compiled", module.display());
+        } else {
+            let ms = started.elapsed().as_millis();
+            println!("{} ({short}): compiled in {ms} ms", module.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
     let layout = store.layout();
     let engine = Engine::new(&layout.cache(), &layout.cache_key(), cache_mode);
@@ -283,8 +302,12 @@ pub(super) async fn check_job(
 ) -> anyhow::Result<ExitCode> {
     let writable = admission::writable_mounts(&prepared.plan);
     let mut problems = refusals(&store, &prepared, &writable)?;
-    let metadata = prepared.restore.as_ref().map(|r| r.metadata.clone());
-    let metadata = metadata.expect("`check` always has a point");
+    let restore = prepared
+        .restore
+        .as_ref()
+        .expect("`check` always has a point");
+    let metadata = restore.metadata.clone();
+    let timers = check::pending_timers(metadata.max_parallelism, &restore.states);
     let protected = prepared.protected(&store);
     let mut plan = prepared.plan.clone();
     for op in &mut plan.operators {
@@ -310,6 +333,8 @@ pub(super) async fn check_job(
         let renames = &prepared.asked.mapping.renames;
         let renamed = renames.iter().find(|(_, new)| *new == verdict.operator);
         verdict.renamed_from = renamed.map(|(old, _)| old.clone());
+        // The point's states are under the operators' new ids already.
+        verdict.timers = timers.get(&verdict.operator).copied();
     }
     problems.extend(errors.iter().map(ToString::to_string));
     let point = prepared
@@ -395,6 +420,7 @@ pub(super) async fn run_job(
             job: job_id,
             writable_mounts: writable,
             modules: job.operators(),
+            first: job.first_checkpoint(),
             last: attempt == 2,
         };
         let Some((status, _claim)) = admit(&store, &prepared, admitting)? else {
@@ -426,6 +452,8 @@ struct Admitting<'a> {
     writable_mounts: Vec<PathBuf>,
     /// Its operators, with the hash of the module each loaded.
     modules: &'a [runtime::OperatorInfo],
+    /// The number its first checkpoint takes (its lease starts at that epoch's generation).
+    first: CheckpointId,
     /// The last attempt: refuse rather than prepare again.
     last: bool,
 }
@@ -444,6 +472,7 @@ fn admit(
         job,
         writable_mounts,
         modules,
+        first,
         last,
     } = admitting;
     let starting = store.lock_starts()?;
@@ -468,7 +497,7 @@ fn admit(
             pid: std::process::id(),
         },
     };
-    store.create_job(&status, &prepared.text)?;
+    store.create_job(&status, &prepared.text, first)?;
     let claim = store.claim_job(&job)?;
     for dir in store.sweep_abandoned(&starting)? {
         tracing::info!(

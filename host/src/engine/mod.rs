@@ -13,6 +13,9 @@ mod cache;
 pub mod guest_log;
 pub mod instance;
 pub mod store_limits;
+pub mod time;
+mod wasi;
+mod world;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +29,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::ids::Role;
 pub use crate::ids::sha256_hex;
-pub use instance::{Grants, GuestError, Instance, Limits};
+pub use instance::{GuestError, Instance, Limits};
+pub use time::TimerRequest;
+pub use wasi::Grants;
 
 /// Whether engines made from now on tell `perf` the names of the guests' compiled functions,
 /// in `/tmp/perf-<pid>.map` (as `wasmtime run --profile=perfmap` does). Process-wide, as that
@@ -71,6 +76,16 @@ pub enum EngineError {
         /// What is missing or mistyped.
         reason: String,
     },
+    /// `host compile` compiled a module but could not keep it in the cache.
+    #[error(
+        "{path}: compiled, but not kept in the compiled-module cache {cache} (see the warning above)"
+    )]
+    NotCached {
+        /// The module file.
+        path: PathBuf,
+        /// Where it should have gone.
+        cache: PathBuf,
+    },
     /// A grant's folder cannot be opened.
     #[error("{path}: cannot grant folder to the guest: {reason}")]
     Grant {
@@ -96,6 +111,8 @@ pub struct HostState {
     limits: StoreLimits,
     /// Epoch ticks the current call may still use before it is interrupted.
     ticks_left: u64,
+    /// What the guest sees of time, and asked of its timers during the current call.
+    time: time::GuestTime,
 }
 
 impl WasiView for HostState {
@@ -116,14 +133,19 @@ pub struct Module {
     pub sha256: String,
     /// The role it was checked against.
     pub role: Role,
-    pre: instance::RolePre,
+    pre: world::RolePre,
 }
 
 impl Module {
     /// Whether it is an operator that implements `live-operator`: a live swap restores it
     /// beside the running module and then hands it only what changed (`catch-up`).
     pub fn catches_up(&self) -> bool {
-        matches!(self.pre, instance::RolePre::Operator(_, Some(_)))
+        self.pre.catches_up()
+    }
+
+    /// Whether it is an operator that keeps timers (`timed-operator`).
+    pub fn keeps_timers(&self) -> bool {
+        self.pre.keeps_timers()
     }
 }
 
@@ -138,6 +160,15 @@ pub enum CacheMode {
     Deferred,
     /// Load compiled modules from the cache, but write nothing: a dry run changes no file.
     ReadOnly,
+}
+
+/// What [`Engine::compile`] did with a module.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The SHA-256 of the module's bytes, in lower-case hex.
+    pub sha256: String,
+    /// It was in the cache already: nothing was compiled.
+    pub was_cached: bool,
 }
 
 /// The process-wide WebAssembly engine.
@@ -170,6 +201,16 @@ impl Engine {
         // Guests built for wasm32-wasip2 import WASI; what they may reach is decided per
         // instance by its `WasiCtx`, which grants nothing but the job file's mounts.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Time, for every instance: a component that imports neither is not affected.
+        type Own = wasmtime::component::HasSelf<HostState>;
+        bindings::timed_operator::jobhost::operator::timers::add_to_linker::<_, Own>(
+            &mut linker,
+            |state| state,
+        )?;
+        bindings::timed_source::jobhost::operator::source_time::add_to_linker::<_, Own>(
+            &mut linker,
+            |state| state,
+        )?;
         let ticker = EpochTicker::start(&engine);
         Ok(Engine {
             engine,
@@ -184,21 +225,12 @@ impl Engine {
     /// Reads, compiles (or loads from the cache) and links the component at `path`, checking
     /// that it implements the world of `role`.
     pub fn load(&self, path: &Path, role: Role) -> Result<Module, EngineError> {
-        let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let sha256 = sha256_hex(&bytes);
-        let component = self
-            .compile_cached(&bytes, &sha256)
-            .map_err(|e| EngineError::Invalid {
-                path: path.to_owned(),
-                reason: format!("{e:#}"),
-            })?;
-        let pre = instance::RolePre::new(&self.linker, &component, role).map_err(|e| {
+        let (bytes, sha256) = read_module(path)?;
+        let (component, _) = self.compile_cached(path, &bytes, &sha256)?;
+        let pre = world::RolePre::new(&self.linker, &component, role).map_err(|e| {
             EngineError::WrongWorld {
                 path: path.to_owned(),
-                world: instance::world_name(role),
+                world: world::world_name(role),
                 reason: format!("{e:#}"),
             }
         })?;
@@ -210,12 +242,46 @@ impl Engine {
         })
     }
 
-    fn compile_cached(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
+    /// Compiles the component at `path` into the compiled-module cache, if it is not there
+    /// yet (`host compile`: so that a job's first start does not wait for it). Says whether it
+    /// was.
+    pub fn compile(&self, path: &Path) -> Result<Compiled, EngineError> {
+        let (bytes, sha256) = read_module(path)?;
+        let (_, was_cached) = self.compile_cached(path, &bytes, &sha256)?;
+        let cached = self.cache.path(&self.engine, &sha256);
+        // A failed cache write is only a warning to a run; here it is the whole point.
+        if !was_cached && self.cache.load(&self.engine, &cached).is_none() {
+            return Err(EngineError::NotCached {
+                path: path.to_owned(),
+                cache: cached,
+            });
+        }
+        Ok(Compiled { sha256, was_cached })
+    }
+
+    /// The component of `bytes` (read from `path`), from the cache or compiled; `true` if it
+    /// came from the cache.
+    fn compile_cached(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<(Component, bool), EngineError> {
         let cached = self.cache.path(&self.engine, sha256);
         if let Some(component) = self.cache.load(&self.engine, &cached) {
-            return Ok(component);
+            return Ok((component, true));
         }
-        let component = Component::new(&self.engine, bytes)?;
+        // An interpreter's component (Python, JavaScript) takes tens of seconds: say why the
+        // start waits, and how to have it done beforehand.
+        tracing::info!(
+            "compiling {} (not in the compiled-module cache yet; `host compile` does it ahead \
+             of a run)",
+            path.display()
+        );
+        let component = Component::new(&self.engine, bytes).map_err(|e| EngineError::Invalid {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
         match self.cache_mode {
             CacheMode::ReadOnly => {}
             CacheMode::ReadWrite => self.cache.write(&cached, &component),
@@ -224,7 +290,7 @@ impl Engine {
                 uncached.push((cached, component.clone()));
             }
         }
-        Ok(component)
+        Ok((component, false))
     }
 
     /// Forgets the modules compiled since the cache was last written, unwritten
@@ -240,6 +306,16 @@ impl Engine {
             self.cache.write(&path, &component);
         }
     }
+}
+
+/// The bytes of the module at `path`, and their SHA-256.
+fn read_module(path: &Path) -> Result<(Vec<u8>, String), EngineError> {
+    let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let sha256 = sha256_hex(&bytes);
+    Ok((bytes, sha256))
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK_MS`]; joined on drop.

@@ -10,13 +10,15 @@ use std::sync::Arc;
 
 use super::channel::Closed;
 use super::instance::CallError;
-use super::subtask::SubtaskError;
+use super::subtask::{BATCH_RECORDS_MAX, SubtaskError};
 use crate::connectors::ConnectorError;
-use crate::connectors::secret::SecretError;
+use jobhost_batch::MalformedBatch;
+
 use crate::engine::{EngineError, GuestError};
 use crate::ids::{CheckpointId, OperatorId, SubtaskId};
-use crate::snapshot::RescaleError;
+use crate::snapshot::{BadSnapshot, RescaleError};
 use crate::store::StoreError;
+use crate::time::timers::TimerStateError;
 
 /// A problem found while building a job, naming the operator (and subtask) at fault.
 #[derive(Debug)]
@@ -63,9 +65,6 @@ pub enum BuildCause {
     /// Its connector could not connect, found its server unfit, or refused its state.
     #[error(transparent)]
     Connector(Arc<ConnectorError>),
-    /// Its connector's secret could not be read.
-    #[error(transparent)]
-    Secret(Arc<SecretError>),
     /// The point has state for the operator but not for one of its subtasks.
     #[error(
         "checkpoint {checkpoint} has state for the operator but none for its subtask {subtask}"
@@ -79,6 +78,26 @@ pub enum BuildCause {
     /// The point's state cannot go to the job's parallelism.
     #[error(transparent)]
     Rescale(#[from] RescaleError),
+    /// The timers the point holds for a subtask do not read back.
+    #[error("subtask {subtask}: {error}")]
+    Timers {
+        /// The new subtask they were for.
+        subtask: u32,
+        /// What is wrong with them.
+        error: TimerStateError,
+    },
+    /// The point holds pending timers for the operator, and its module cannot take them.
+    #[error(
+        "the point holds {pending} pending timers for subtask {subtask}, but the module keeps \
+         no timers (it does not implement `timed-operator`, with `on-timer`): they would never \
+         fire"
+    )]
+    TimersNotKept {
+        /// The new subtask.
+        subtask: u32,
+        /// Its pending timers.
+        pending: u64,
+    },
 }
 
 impl From<CallError> for BuildCause {
@@ -114,7 +133,7 @@ pub enum SwapFailure {
     #[error("subtask {subtask} did not snapshot for checkpoint {checkpoint}")]
     NoSnapshot {
         /// Which subtask.
-        subtask: u32,
+        subtask: SubtaskId,
         /// The swap's checkpoint.
         checkpoint: CheckpointId,
     },
@@ -122,7 +141,7 @@ pub enum SwapFailure {
     #[error("subtask {subtask}: {cause}")]
     Start {
         /// Which subtask.
-        subtask: u32,
+        subtask: SubtaskId,
         /// Why.
         cause: BuildCause,
     },
@@ -137,10 +156,27 @@ pub enum SwapFailure {
     #[error("subtask {subtask}: {problem}")]
     Malformed {
         /// Which subtask.
-        subtask: u32,
+        subtask: SubtaskId,
         /// What is wrong.
-        problem: String,
+        problem: BadSnapshot,
     },
+}
+
+/// What a guest produced that the host cannot read: a batch or a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// A batch of more records than one batch may hold.
+    #[error("returned a batch of {records} records, over the limit of {BATCH_RECORDS_MAX}")]
+    TooManyRecords {
+        /// Its records.
+        records: usize,
+    },
+    /// A batch whose columns do not read as records.
+    #[error(transparent)]
+    Batch(#[from] MalformedBatch),
+    /// A snapshot that breaks the contract.
+    #[error(transparent)]
+    Snapshot(#[from] BadSnapshot),
 }
 
 /// Why one checkpoint failed (and was aborted).
@@ -160,6 +196,39 @@ pub enum CheckpointFailure {
     /// The checkpoint could not be completed: its metadata written or its folder published.
     #[error(transparent)]
     Complete(Arc<StoreError>),
+}
+
+/// Why a savepoint asked for (`host save`, `host stop --save`) was not taken.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SaveError {
+    /// A stop is under way: its own savepoint, if any, is the last.
+    #[error("the job is already stopping")]
+    Stopping,
+    /// The savepoint's checkpoint was aborted.
+    #[error("savepoint {checkpoint} failed: {cause}")]
+    Failed {
+        /// Its number.
+        checkpoint: CheckpointId,
+        /// Why.
+        cause: Aborted,
+    },
+    /// The job ended while the request waited for its turn.
+    #[error("the job ended before the savepoint: {0}")]
+    JobEnded(Aborted),
+}
+
+/// Why the checkpoint in flight (or a save request waiting for its turn) was dropped.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Aborted {
+    /// The checkpoint itself failed.
+    #[error(transparent)]
+    Checkpoint(Arc<CheckpointFailure>),
+    /// The job failed.
+    #[error(transparent)]
+    Job(JobFailure),
+    /// The job was cancelled (`host stop` without `--save`).
+    #[error("the job was stopped")]
+    Cancelled,
 }
 
 /// Why a running job failed.

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use crate::connectors::{Connector, ConnectorError};
 use crate::engine::bindings::{Batch, Context, ModuleInfo, PollResult, Snapshot, StateOrigin};
 use crate::engine::borrowed::RestoredRef;
+use crate::engine::time::TimerRequest;
 use crate::engine::{self, GuestError};
 use crate::ids::SubtaskId;
+use crate::time::Domain;
 
 /// A subtask's component instance or connector.
 // One per subtask, for its life, never moved on the hot path: the variants' sizes do not matter.
@@ -112,6 +114,47 @@ impl RoleInstance {
         match self {
             RoleInstance::Component(instance) => Ok(instance.process(input).await?),
             RoleInstance::Connector(_) => unreachable!("no connector is an operator"),
+        }
+    }
+
+    /// Whether it keeps timers (a component of `timed-operator`; never a connector).
+    pub fn keeps_timers(&self) -> bool {
+        match self {
+            RoleInstance::Component(instance) => instance.keeps_timers(),
+            RoleInstance::Connector(_) => false,
+        }
+    }
+
+    /// Opens a timed component's `timers` import for its next call (see
+    /// [`engine::Instance::open_timers`]).
+    pub fn open_timers(&mut self, watermark: i64, timers: u64, key_bytes: u64) {
+        if let RoleInstance::Component(instance) = self {
+            instance.open_timers(watermark, timers, key_bytes);
+        }
+    }
+
+    /// Closes a timed component's `timers` import: what it asked of its timers.
+    pub fn close_timers(&mut self) -> Vec<TimerRequest> {
+        match self {
+            RoleInstance::Component(instance) => instance.close_timers(),
+            RoleInstance::Connector(_) => Vec::new(),
+        }
+    }
+
+    /// Sources: the greatest watermark a `timed-source` guest declared since last asked (a
+    /// connector declares none: its records' timestamps make its watermark).
+    pub fn take_declared_watermark(&mut self) -> Option<i64> {
+        match self {
+            RoleInstance::Component(instance) => instance.take_declared_watermark(),
+            RoleInstance::Connector(_) => None,
+        }
+    }
+
+    /// Timed operators: hands fired timers to `on-timer` (connectors keep no timers).
+    pub async fn on_timer(&mut self, domain: Domain, fired: &Batch) -> Result<Batch, CallError> {
+        match self {
+            RoleInstance::Component(instance) => Ok(instance.on_timer(domain, fired).await?),
+            RoleInstance::Connector(_) => unreachable!("no connector keeps timers"),
         }
     }
 

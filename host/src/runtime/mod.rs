@@ -117,7 +117,8 @@ pub struct OperatorInfo {
 
 pub use build::build;
 pub use failure::{
-    BuildCause, BuildError, CheckpointFailure, JobFailure, RestartError, SwapFailure,
+    Aborted, BuildCause, BuildError, CheckpointFailure, JobFailure, Malformed, RestartError,
+    SaveError, SwapFailure,
 };
 pub use restore::Remap;
 pub use swap::{Canary, UpgradeSpec, Upgraded};
@@ -126,6 +127,8 @@ pub use swap::{Canary, UpgradeSpec, Upgraded};
 pub struct Job {
     subtasks: Vec<Subtask>,
     coordinator: CoordinatorTask,
+    /// The number its first checkpoint takes.
+    first: CheckpointId,
 }
 
 /// A savepoint (or final checkpoint) a job wrote on request.
@@ -147,7 +150,7 @@ pub enum Request {
         /// Stop after the savepoint.
         stop: bool,
         /// Where the answer goes.
-        reply: oneshot::Sender<Result<Saved, String>>,
+        reply: oneshot::Sender<Result<Saved, SaveError>>,
     },
     /// Swap one operator's module live (`host upgrade`); answered once the swap is final, or
     /// was refused, failed or rolled back.
@@ -236,6 +239,7 @@ impl Job {
         let Job {
             mut subtasks,
             mut coordinator,
+            ..
         } = self;
         let strategy = coordinator.blueprint().plan.restart;
         let mut restarts = 0;
@@ -291,6 +295,12 @@ impl Job {
     /// The checkpoint the job was restored from, if any.
     pub fn restored_from(&self) -> Option<CheckpointId> {
         self.coordinator.blueprint().initial_checkpoint()
+    }
+
+    /// The number the job's first checkpoint takes: on from the point it resumed, or, taking
+    /// the point's job over, from the next epoch ([`crate::store::fence::first_checkpoint`]).
+    pub fn first_checkpoint(&self) -> CheckpointId {
+        self.first
     }
 
     /// The operators of the job as checkpoint metadata records them.

@@ -3,17 +3,18 @@
 //!
 //! A record's fork in the road: after a guest produced a batch, [`Output::send`] splits it by
 //! edge and by target subtask. Key-by sends each record to the subtask that owns its key's group
-//! ([`crate::key_group`]).
+//! ([`crate::key_group`]). Barriers, watermarks and ends go to every downstream subtask.
 
 use std::sync::Arc;
 
 use super::channel::{Closed, Message, Sender, batch_len};
-use jobhost_batch::{BatchBuilder, BatchParts, Columns, Records};
+use jobhost_batch::{BatchBuilder, BatchParts, Columns, MalformedBatch, Records};
 
 use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
 use crate::key_group::{key_group, subtask_of_key_group};
 use crate::metrics::SubtaskCounters;
+use crate::time::watermarks::Signal;
 use crate::topology::Partition;
 
 /// A batch's columns, for the codec shared with the guests ([`jobhost_batch`]).
@@ -30,7 +31,7 @@ pub fn columns(batch: &Batch) -> Columns<'_> {
 
 /// Checks that a batch's columns are consistent, so that reading it cannot go out of bounds:
 /// the same checks as a Rust guest's SDK makes of the batches it receives.
-pub fn check_batch(batch: &Batch) -> Result<(), String> {
+pub fn check_batch(batch: &Batch) -> Result<(), MalformedBatch> {
     Records::new(columns(batch)).map(|_| ())
 }
 
@@ -157,6 +158,18 @@ impl Output {
             .try_for_each(|edge| edge.send_control(|| Message::Barrier(barrier)))
     }
 
+    /// Sends a watermark, or idleness, to every downstream subtask, behind the records sent
+    /// before it.
+    pub fn time(&self, signal: Signal) -> Result<(), Closed> {
+        let message = || match signal {
+            Signal::Watermark(watermark) => Message::Watermark(watermark),
+            Signal::Idle => Message::Idle,
+        };
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.send_control(message))
+    }
+
     /// Tells every downstream subtask that this one is done.
     pub fn end(&self) -> Result<(), Closed> {
         self.edges
@@ -184,21 +197,23 @@ mod tests {
         check_batch(&batch).unwrap();
         let mut short = batch.clone();
         short.key_ends = vec![5];
-        assert!(
-            check_batch(&short)
-                .unwrap_err()
-                .contains("key ends reach 5")
-        );
+        let (column, end, bytes) = ("key", 5, 1);
+        let past = MalformedBatch::PastColumn { column, end, bytes };
+        assert_eq!(check_batch(&short), Err(past));
         let mut uneven = batch.clone();
         uneven.timestamps.push(1);
-        assert!(
-            check_batch(&uneven)
-                .unwrap_err()
-                .contains("for 2 timestamps")
-        );
+        let (ends, records) = (1, 2);
+        let count = MalformedBatch::EndCount {
+            column,
+            ends,
+            records,
+        };
+        assert_eq!(check_batch(&uneven), Err(count));
         let mut grouped = batch.clone();
         grouped.key_groups = vec![1, 2];
-        assert!(check_batch(&grouped).unwrap_err().contains("2 key groups"));
+        let (groups, records) = (2, 1);
+        let groups = MalformedBatch::KeyGroups { groups, records };
+        assert_eq!(check_batch(&grouped), Err(groups));
     }
 
     #[tokio::test]
