@@ -37,10 +37,10 @@ pub enum Sink<'a> {
 
 /// JetStream -> tokenizer -> counter -> a sink.
 pub struct Pipeline<'a> {
-    /// The source's stream and subject.
+    /// The source's stream.
     pub stream: &'a str,
-    /// Its subject.
-    pub subject: &'a str,
+    /// Its subject filters, one per source subtask.
+    pub subjects: Vec<String>,
     /// Where the counts go.
     pub sink: Sink<'a>,
     /// The sink's subtasks.
@@ -58,7 +58,7 @@ impl<'a> Pipeline<'a> {
     pub fn new(stream: &'a str, subject: &'a str, sink: Sink<'a>) -> Self {
         Pipeline {
             stream,
-            subject,
+            subjects: vec![subject.to_owned()],
             sink,
             sink_parallelism: 2,
             counter: guest("counter_v1"),
@@ -117,8 +117,9 @@ checkpoints_retained = 2
 id = "lines"
 role = "source"
 connector = "nats"
+parallelism = {sources}
 records_per_second_max = {rate}
-config = {{ url = "{url}", stream = "{stream}", subjects = ["{subject}"], stop_at_end = true }}
+config = {{ url = "{url}", stream = "{stream}", subjects = {subjects:?}, stop_at_end = true }}
 
 [[operators]]
 id = "tokenize"
@@ -147,7 +148,8 @@ partition = "key-by"
             rate = self.lines_per_second,
             url = Nats::url(),
             stream = self.stream,
-            subject = self.subject,
+            subjects = self.subjects,
+            sources = self.subjects.len(),
             tokenizer = guest("tokenizer").display(),
             counter = self.counter.display(),
             sink = self.sink_lines(),
@@ -286,7 +288,7 @@ fn a_savepoint_resumes_with_the_sink_rescaled_from_2_to_3_and_the_counter_upgrad
     let job_file = pipeline.write(&dir);
     let checked = dir.host_ok(&["check", &job_file, "--from", &savepoint]);
     assert!(checked.contains("sink: parallelism 2 -> 3"), "{checked}");
-    // Both show where each connector is: the source's stream sequence, the sink's lineage.
+    // Both show where each connector is: the source's stream sequence, the sink's pending ids.
     for shown in [checked, dir.host_ok(&["inspect", &savepoint])] {
         let prefix = format!("lines[0]  stream `{stream}`: `{subject}` sequence ");
         let sequence = shown
@@ -297,7 +299,18 @@ fn a_savepoint_resumes_with_the_sink_rescaled_from_2_to_3_and_the_counter_upgrad
             .parse()
             .unwrap();
         assert!(0 < sequence && sequence < LINES, "{shown}");
-        assert!(shown.contains("sink[1]  lineage job-"), "{shown}");
+        for subtask in 0..2 {
+            let prefix = format!("sink[{subtask}]  ");
+            let line = shown
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(prefix.as_str()));
+            let line = line.unwrap_or_else(|| panic!("{shown}"));
+            let prepared = format!("prepared, to commit: jh:sink.counts:{subtask}:job-");
+            assert!(
+                line == "nothing pending" || line.starts_with(&prepared),
+                "{shown}"
+            );
+        }
     }
     // At 3, crashed once a checkpoint completed and before its commit: its transactions are
     // left prepared, sink subtask 2's among them; resumed at 2, new subtask 0 commits old
@@ -310,7 +323,7 @@ fn a_savepoint_resumes_with_the_sink_rescaled_from_2_to_3_and_the_counter_upgrad
     assert!(stderr.contains("crash injected at published"), "{stderr}");
     let prepared = database.prepared();
     assert!(
-        prepared.iter().any(|g| g.contains(":sink:2:")),
+        prepared.iter().any(|g| g.starts_with("jh:sink.counts:2:")),
         "{prepared:?}"
     );
     pipeline.sink_parallelism = 2;
@@ -320,6 +333,83 @@ fn a_savepoint_resumes_with_the_sink_rescaled_from_2_to_3_and_the_counter_upgrad
     crate::util::assert_v1_then_v2(&values);
     assert_exactly_once(&values, &input);
     assert_eq!(database.prepared(), Vec::<String>::new());
+}
+
+#[test]
+fn a_fresh_run_rolls_back_what_a_run_that_never_completed_a_checkpoint_left_prepared() {
+    let database = Database::new();
+    let nats = Nats::connect();
+    let input = input_text(LINES);
+    let (stream, subject) = stream_of(&nats, &input);
+    let dir = scratch();
+    let job_file = Pipeline::new(&stream, &subject, Sink::Postgres(&database)).write(&dir);
+    // Crashed after preparing its first checkpoint, before completing it: nothing to resume
+    // from, so the user starts the job afresh.
+    let crashed = dir.start(&[&job_file, "--crash-at", "metadata-written:1"]);
+    let (_, stderr) = crashed.wait_status();
+    assert!(
+        stderr.contains("crash injected at metadata-written"),
+        "{stderr}"
+    );
+    assert!(!database.prepared().is_empty());
+    dir.start(&[&job_file]).wait_ok();
+    assert_exactly_once(&database.values(), &input);
+    assert_eq!(database.prepared(), Vec::<String>::new());
+}
+
+#[test]
+fn a_fresh_run_of_a_sink_leaves_a_live_jobs_prepared_transactions_alone() {
+    let nats = Nats::connect();
+    let input = input_text(LINES);
+    let (stream, subject) = stream_of(&nats, &input);
+    let database = Database::new();
+    let dir = scratch();
+    let job_file = Pipeline::new(&stream, &subject, Sink::Postgres(&database)).write(&dir);
+    // Job A completes its first checkpoint, then stalls before telling its sinks to commit:
+    // its transactions stay prepared while it runs.
+    let alive = dir.start(&[&job_file, "--stall-at", "published:600000"]);
+    let a = format!(":{}:", alive.job);
+    let prepared_by_a = || {
+        database
+            .prepared()
+            .into_iter()
+            .filter(|g| g.contains(&a))
+            .count()
+    };
+    crate::util::wait_until("job A prepared", || prepared_by_a() > 0);
+    let before = prepared_by_a();
+    // Job B runs the same sink afresh (same prefix) to its end: its reconciliations must see
+    // A connected, and leave A's transactions to A.
+    dir.start(&[&job_file]).wait_ok();
+    assert_eq!(prepared_by_a(), before, "{:?}", database.prepared());
+    alive.kill();
+}
+
+#[test]
+fn subject_filters_listed_in_another_order_keep_their_positions_at_the_same_parallelism() {
+    let nats = Nats::connect();
+    let input = input_text(LINES);
+    let stream = unique("SPLIT");
+    let prefix = stream.to_lowercase();
+    nats.create_stream(&stream, &[&format!("{prefix}.*")], DUPLICATE_WINDOW);
+    let (a, b) = (format!("{prefix}.a"), format!("{prefix}.b"));
+    nats.publish(&a, input.lines().step_by(2));
+    nats.publish(&b, input.lines().skip(1).step_by(2));
+    let database = Database::new();
+    let dir = scratch();
+    let mut pipeline = Pipeline::new(&stream, &a, Sink::Postgres(&database));
+    pipeline.subjects = vec![a.clone(), b.clone()];
+    pipeline.lines_per_second = 500;
+    let job_file = pipeline.write(&dir);
+    let running = dir.start(&[&job_file]);
+    crate::util::wait_until("some rows committed", || database.values().len() > 500);
+    let savepoint = dir.save_and_stop(running);
+    // Filter `b` now belongs to subtask 0 and `a` to subtask 1: each takes its position from
+    // the other's state.
+    pipeline.subjects.reverse();
+    let job_file = pipeline.write(&dir);
+    dir.start(&[&job_file, "--from", &savepoint]).wait_ok();
+    assert_exactly_once(&database.values(), &input);
 }
 
 #[test]

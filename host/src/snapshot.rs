@@ -251,6 +251,11 @@ pub enum Rescale {
     Refuse,
     /// Every new subtask receives every old subtask's operator state.
     Union,
+    /// Every new subtask receives every old subtask's operator state at the same parallelism
+    /// too: the host's connectors, each subtask keeping what is its own by a rule of its own
+    /// (a source's subject filters may move between subtasks when the job file lists them in
+    /// another order).
+    Broadcast,
 }
 
 /// What one new subtask restores.
@@ -331,7 +336,7 @@ pub fn plan_restore(
             assigned[owner(group)?].timers.insert(group, chain.clone());
         }
     }
-    if old_parallelism == parallelism {
+    if old_parallelism == parallelism && rescale != Rescale::Broadcast {
         for (assigned, held) in assigned.iter_mut().zip(old) {
             assigned.operator_states = vec![held.operator_state.clone()];
             assigned.watermark = held.watermark;
@@ -592,6 +597,10 @@ mod tests {
         assert_eq!(refused, RescaleError::Refused { from: 2, to: 3 });
         let union = plan_restore(&old(2, b"pos"), 3, 128, Rescale::Union).unwrap();
         assert!(union.iter().all(|a| a.operator_states.len() == 2));
+        let own = plan_restore(&old(2, b"pos"), 2, 128, Rescale::Union).unwrap();
+        assert!(own.iter().all(|a| a.operator_states.len() == 1));
+        let broadcast = plan_restore(&old(2, b"pos"), 2, 128, Rescale::Broadcast).unwrap();
+        assert!(broadcast.iter().all(|a| a.operator_states.len() == 2));
     }
 
     #[test]

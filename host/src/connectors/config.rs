@@ -132,6 +132,8 @@ pub struct PostgresSink {
     pub mode: PostgresMode,
     /// Where the password is, if the server asks for one.
     pub password: Option<SecretRef>,
+    /// What its transactions' ids start with: `{operator}.{table}` unless set.
+    pub transaction_prefix: Option<String>,
 }
 
 /// Why a connector's `config` table cannot be used.
@@ -183,6 +185,9 @@ pub enum ConfigError {
          at most), starting with a letter or `_`"
     )]
     TableName(String),
+    /// A transaction prefix PostgreSQL ids cannot hold.
+    #[error("config: transaction_prefix `{0}` is not 1 to 64 letters, digits, `_`, `-` or `.`")]
+    TransactionPrefix(String),
     /// More subtasks than subject filters: some would read nothing.
     #[error(
         "parallelism {parallelism} is above the {filters} subject filter(s) of `subjects`: each \
@@ -264,6 +269,7 @@ struct PostgresTable {
     mode: PostgresMode,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    transaction_prefix: Option<String>,
 }
 
 impl ConnectorConfig {
@@ -479,6 +485,12 @@ fn postgres_sink(t: PostgresTable) -> Result<PostgresSink, ConfigError> {
     if !is_table_name(&t.table) {
         return Err(ConfigError::TableName(t.table));
     }
+    if let Some(prefix) = &t.transaction_prefix {
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if prefix.is_empty() || prefix.len() > 64 || !prefix.chars().all(plain) {
+            return Err(ConfigError::TransactionPrefix(prefix.clone()));
+        }
+    }
     Ok(PostgresSink {
         url: t.url,
         table: t.table,
@@ -488,6 +500,7 @@ fn postgres_sink(t: PostgresTable) -> Result<PostgresSink, ConfigError> {
             t.password_file,
             "give `password_env` or `password_file`, not both",
         )?,
+        transaction_prefix: t.transaction_prefix,
     })
 }
 

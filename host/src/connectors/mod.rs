@@ -8,8 +8,10 @@
 //! library's speed. Where they sit in the flow: a source connector's `poll` is the first step
 //! of "follow one record", a sink connector's `prepare_commit` and `commit` the sink's steps of
 //! "follow one barrier". Each connector's state is its operator state (a version byte, then
-//! postcard: [`state`]), and rescales by union: every new subtask receives every old one's,
-//! and keeps what is its own. See `docs/connectors.md`.
+//! postcard: [`state`]), handed to every new subtask from every old one at any parallelism,
+//! the same one included ([`crate::snapshot::Rescale::Broadcast`]): each keeps what is its own
+//! (a source its subject filters, a sink what old subtask `j` left, for `j % parallelism`).
+//! See `docs/connectors.md`.
 
 pub mod config;
 pub mod nats;
@@ -318,7 +320,8 @@ impl Connector {
         }
     }
 
-    /// Its name, state format version and rescale rule (union: each subtask keeps its own).
+    /// Its name, state format version and rescale rule (union; the runtime hands a connector
+    /// every old state at the same parallelism too: [`crate::snapshot::Rescale::Broadcast`]).
     pub fn describe(&self) -> ModuleInfo {
         let version = match &self.body {
             Body::NatsSource(_) => nats::source::STATE_VERSION,

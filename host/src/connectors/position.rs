@@ -85,22 +85,17 @@ mod tests {
         let shown = describe(nats::source::NAME, &bytes).unwrap().unwrap();
         assert_eq!(shown, "stream `EVENTS`: sequence 42");
         let sink = postgres::State {
-            lineage: "job-a".to_owned(),
             prepared: vec![postgres::transactions::Gid {
                 checkpoint: 3,
                 subtask: 1,
-                lineage: "job-a".to_owned(),
-                operator: "db".to_owned(),
+                prefix: "db.counts".to_owned(),
                 job: "job-b".to_owned(),
             }],
             upserts: Vec::new(),
         };
         let bytes = encode(postgres::STATE_VERSION, &sink);
         let shown = describe(postgres::NAME, &bytes).unwrap().unwrap();
-        assert_eq!(
-            shown,
-            "lineage job-a: prepared, to commit: jh:job-a:db:1:job-b:3"
-        );
+        assert_eq!(shown, "prepared, to commit: jh:db.counts:1:job-b:3");
         assert!(describe("word-counter", &bytes).is_none());
         assert!(describe(postgres::NAME, &[9]).unwrap().is_err());
     }

@@ -347,8 +347,11 @@ impl Blueprint {
         };
         let connector = Connector::open(setup).await;
         let connector = connector.map_err(|e| BuildCause::Connector(Arc::new(e)))?;
-        let described = connector.describe();
-        describe_into(info, described);
+        describe_into(info, connector.describe());
+        // Each subtask keeps what is its own from every old subtask's state, at any
+        // parallelism, the same one included (a source's subject filters follow their order in
+        // the job file, which may change).
+        info.rescale = Rescale::Broadcast;
         Ok(RoleInstance::Connector(connector))
     }
 

@@ -6,8 +6,9 @@
 //! server stored it (JetStream's publish time, in milliseconds since the Unix epoch) as
 //! timestamp, so that event time follows the stream. With several subject filters, filter `k`
 //! belongs to subtask `k % parallelism`; each filter has its own consumer and its own
-//! position, so that a restore at another parallelism hands each filter, with its position,
-//! to its new subtask (the union of the old states, each subtask keeping its own filters).
+//! position, so that a restore hands each filter, with its position, to its new subtask,
+//! whatever the parallelism and the order the job file now lists the filters in (every
+//! subtask receives every old subtask's state, and keeps its own filters' positions).
 //! Messages are fetched by one task per filter into a bounded channel, which `poll` drains
 //! without waiting: the subtask's loop is never held up by a quiet stream.
 

@@ -2,14 +2,14 @@
 //!
 //! Two-phase (the default): each subtask writes the rows of a checkpoint into one transaction
 //! as they arrive (`COPY ... BINARY`, one per batch), prepares it at the checkpoint's barrier
-//! (`PREPARE TRANSACTION` with a global id naming lineage, operator, subtask, job and
+//! (`PREPARE TRANSACTION` with a global id naming the sink, the subtask, the job and the
 //! checkpoint: [`transactions`]) and commits it (`COMMIT PREPARED`) once the checkpoint is
 //! complete. The ids it prepared and has not committed are its state. `recover` after a
-//! restore, and every `commit`, reconcile the server with that state
-//! ([`transactions::reconcile`]): what a completed checkpoint prepared is committed, and every
-//! other transaction of the sink's share left prepared (by a run that crashed between
-//! `PREPARE` and the checkpoint's completion) is rolled back. Refused at start when the server
-//! keeps no prepared transactions (`max_prepared_transactions = 0`).
+//! restore, a fresh sink's first write, and every `commit` reconcile the server with that
+//! state ([`transactions::reconcile`]): what a completed checkpoint prepared is committed, and
+//! every other transaction of the sink's share left prepared by a run that is gone (crashed
+//! between `PREPARE` and the checkpoint's completion) is rolled back. Refused at start when the
+//! server keeps no prepared transactions (`max_prepared_transactions = 0`).
 //!
 //! Upsert (`mode = "upsert"`, for a table whose `key` is unique): the rows of a checkpoint are
 //! kept (the last per key) as its state, and written once it completes with `INSERT ... ON
@@ -43,6 +43,8 @@ use transactions::{GID_BYTES_MAX, Gid, Share};
 
 /// Its name, as points record it.
 pub const NAME: &str = "jobhost:postgres-sink";
+/// What its sessions' `application_name` starts with (then the job).
+const APPLICATION: &str = "jobhost";
 /// Its state format ([`State`]).
 pub const STATE_VERSION: u8 = 1;
 /// Most bytes of rows an upsert subtask keeps between two checkpoints.
@@ -62,8 +64,6 @@ pub struct Upserts {
 /// A subtask's state: what it prepared or kept and has not yet made visible.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    /// The job that first ran the sink: its transactions' ids start with it.
-    pub lineage: String,
     /// Transactions prepared and not committed (two-phase).
     pub prepared: Vec<Gid>,
     /// Rows kept and not written (upsert).
@@ -82,8 +82,9 @@ pub struct Sink {
     control: Client,
     connections: [JoinHandle<()>; 2],
     state: State,
+    /// What its transactions' ids start with.
+    prefix: String,
     job: String,
-    operator: String,
     index: u32,
     parallelism: u32,
     /// Whether a transaction is open on `writer` (two-phase).
@@ -116,7 +117,8 @@ impl Sink {
     ) -> Result<Sink, Cause> {
         let mut pg =
             tokio_postgres::Config::from_str(&config.url).expect("validated with the job file");
-        pg.application_name(format!("jobhost {}", setup.subtask));
+        // Names the job: a sink leaves the prepared transactions of a job still connected alone.
+        pg.application_name(format!("{APPLICATION} {}", setup.job));
         if let Some(password) = setup.secret {
             pg.password(password.expose());
         }
@@ -132,12 +134,12 @@ impl Sink {
             writer,
             control,
             connections: [first, second],
-            state: State {
-                lineage: setup.job.to_string(),
-                ..State::default()
-            },
+            state: State::default(),
+            prefix: config
+                .transaction_prefix
+                .clone()
+                .unwrap_or_else(|| format!("{}.{}", subtask.operator, config.table)),
             job: setup.job.to_string(),
-            operator: subtask.operator.to_string(),
             index: subtask.index,
             parallelism: setup.parallelism,
             open: false,
@@ -148,7 +150,7 @@ impl Sink {
         if sink.mode == PostgresMode::TwoPhase {
             sink.check_prepared_transactions().await?;
         }
-        sink.check_gid_length(&sink.state.lineage, &sink.job)?;
+        sink.check_gid_length()?;
         Ok(sink)
     }
 
@@ -169,14 +171,13 @@ impl Sink {
         }
     }
 
-    /// Refuses ids PostgreSQL cannot take (long operator and job ids).
-    fn check_gid_length(&self, lineage: &str, job: &str) -> Result<(), Cause> {
+    /// Refuses ids PostgreSQL cannot take (a long prefix: operator id and table).
+    fn check_gid_length(&self) -> Result<(), Cause> {
         let longest = Gid {
             checkpoint: u64::MAX,
             subtask: self.index,
-            lineage: lineage.to_owned(),
-            operator: self.operator.clone(),
-            job: job.to_owned(),
+            prefix: self.prefix.clone(),
+            job: self.job.clone(),
         };
         let len = longest.id().len();
         match len <= GID_BYTES_MAX {
@@ -194,25 +195,15 @@ impl Sink {
     }
 
     /// Takes over what the old subtasks it succeeds prepared or kept (old `j` for new
-    /// `j % parallelism`), and their lineage. Touches nothing on the server.
+    /// `j % parallelism`). Touches nothing on the server.
     pub(in crate::connectors) fn restore(&mut self, states: &[&[u8]]) -> Result<(), StateError> {
-        let mut lineage = None;
         for bytes in states {
             let old: State = state::decode(STATE_VERSION, bytes)?;
-            if lineage.get_or_insert_with(|| old.lineage.clone()) != &old.lineage {
-                return Err(StateError::Decode {
-                    version: STATE_VERSION,
-                    reason: "its subtasks name different lineages".to_owned(),
-                });
-            }
             let owned = |subtask: u32| owns_old(self.index, self.parallelism, subtask);
             let prepared = old.prepared.into_iter().filter(|g| owned(g.subtask));
             self.state.prepared.extend(prepared);
             let upserts = old.upserts.into_iter().filter(|u| owned(u.subtask));
             self.state.upserts.extend(upserts);
-        }
-        if let Some(lineage) = lineage {
-            self.state.lineage = lineage;
         }
         self.state.prepared.sort();
         self.state
@@ -225,8 +216,8 @@ impl Sink {
     /// last row per key.
     pub(in crate::connectors) async fn write(&mut self, batch: &Batch) -> Result<(), Cause> {
         if !self.reconciled {
-            // A sink without state: what its lineage (this very job) left prepared in a run
-            // that failed before any checkpoint completed is rolled back before it writes.
+            // A sink without state: what runs of it that are gone left prepared for checkpoints
+            // that never completed is rolled back before it writes.
             self.reconcile(&BTreeSet::new()).await?;
         }
         match self.mode {
@@ -301,11 +292,9 @@ impl Sink {
         let gid = Gid {
             checkpoint,
             subtask: self.index,
-            lineage: self.state.lineage.clone(),
-            operator: self.operator.clone(),
+            prefix: self.prefix.clone(),
             job: self.job.clone(),
         };
-        self.check_gid_length(&gid.lineage, &gid.job)?;
         let prepare = format!("PREPARE TRANSACTION '{}'", gid.id());
         let prepared = self.writer.batch_execute(&prepare).await;
         // Prepared or not, the transaction is no longer open (a failed PREPARE rolls back).
@@ -339,25 +328,18 @@ impl Sink {
         self.upsert_through(u64::MAX).await
     }
 
-    /// Commits the transactions of its share the server holds that are `listed`, rolls back
-    /// those neither listed nor still pending in its state.
+    /// Commits the transactions the server holds that are `listed`; rolls back those of its
+    /// share neither listed nor still pending in its state, prepared by its own job or by one
+    /// no longer connected.
     async fn reconcile(&mut self, listed: &BTreeSet<Gid>) -> Result<(), Cause> {
-        let prefix = Gid::prefix(&self.state.lineage, &self.operator);
-        let rows = self
-            .control
-            .query(
-                "SELECT gid FROM pg_prepared_xacts \
-                 WHERE database = current_database() AND starts_with(gid, $1)",
-                &[&prefix],
-            )
-            .await;
-        let rows = rows.map_err(Cause::postgres("listing prepared transactions"))?;
-        let on_server: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        let on_server = self.prepared_on_server(listed).await?;
+        let live = self.live_jobs().await?;
         let share = Share {
-            lineage: &self.state.lineage,
-            operator: &self.operator,
+            prefix: &self.prefix,
             index: self.index,
             parallelism: self.parallelism,
+            job: &self.job,
+            live: &live,
         };
         let keep: BTreeSet<Gid> = self.state.prepared.iter().cloned().collect();
         let decision = transactions::reconcile(&on_server, share, listed, &keep);
@@ -374,6 +356,36 @@ impl Sink {
         }
         self.reconciled = true;
         Ok(())
+    }
+
+    /// The global ids of this database's prepared transactions that are `listed` or of the
+    /// sink's prefix.
+    async fn prepared_on_server(&self, listed: &BTreeSet<Gid>) -> Result<Vec<String>, Cause> {
+        let listed: Vec<String> = listed.iter().map(Gid::id).collect();
+        let rows = self
+            .control
+            .query(
+                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() \
+                 AND (starts_with(gid, $1) OR gid = ANY($2))",
+                &[&Gid::start(&self.prefix), &listed],
+            )
+            .await;
+        let rows = rows.map_err(Cause::postgres("listing prepared transactions"))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// The jobs with sessions on the server now (as their `application_name` names them).
+    async fn live_jobs(&self) -> Result<BTreeSet<String>, Cause> {
+        let rows = self
+            .control
+            .query(
+                "SELECT DISTINCT substr(application_name, length($1) + 2) FROM pg_stat_activity \
+                 WHERE starts_with(application_name, $1 || ' ')",
+                &[&APPLICATION],
+            )
+            .await;
+        let rows = rows.map_err(Cause::postgres("listing the jobs connected"))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     /// Writes the upserts kept for checkpoint `checkpoint` and earlier, oldest first, each
@@ -475,5 +487,5 @@ pub fn describe_state(bytes: &[u8]) -> Result<String, StateError> {
     if parts.is_empty() {
         parts.push("nothing pending".to_owned());
     }
-    Ok(format!("lineage {}: {}", state.lineage, parts.join("; ")))
+    Ok(parts.join("; "))
 }

@@ -1,10 +1,17 @@
 //! The PostgreSQL sink's prepared transactions: their global ids, and what to do with each
 //! one the server holds when the sink reconciles (pure: decisions over what the server listed).
 //!
-//! A global id reads `jh:{lineage}:{operator}:{subtask}:{job}:{checkpoint}`: the lineage is the
-//! job that first ran the sink (kept in its state through every resume, so that a resumed job
-//! finds what the jobs before it prepared), then the operator, the subtask and the job that
-//! prepared it, and the checkpoint it belongs to. Job and operator ids hold no `:`.
+//! A global id reads `jh:{prefix}:{subtask}:{job}:{checkpoint}`. The prefix names the sink
+//! itself, not a run of it: `{operator}.{table}` by default (or the config's
+//! `transaction_prefix`), the same for every job that runs the sink, resumed or started afresh,
+//! so that a job finds what any earlier run left prepared, even one that crashed before its
+//! first checkpoint and was never resumed. Then the subtask and the job that prepared it, and
+//! the checkpoint it belongs to. Prefixes, job ids and subtasks hold no `:`.
+//!
+//! A transaction of the prefix prepared by another job whose sessions are still connected
+//! (their `application_name` names the job) is never touched: that job is alive and resolves
+//! its own. The sink's own job is always its own to resolve (an earlier run of it in this
+//! process has gone).
 
 use std::collections::BTreeSet;
 
@@ -22,40 +29,38 @@ pub struct Gid {
     pub checkpoint: u64,
     /// The subtask that prepared it.
     pub subtask: u32,
-    /// The job that first ran the sink.
-    pub lineage: String,
-    /// The operator.
-    pub operator: String,
+    /// The sink's prefix.
+    pub prefix: String,
     /// The job that prepared it.
     pub job: String,
 }
 
 impl Gid {
-    /// What every global id of `lineage`'s `operator` starts with.
-    pub fn prefix(lineage: &str, operator: &str) -> String {
-        format!("jh:{lineage}:{operator}:")
+    /// What every global id of the sink with `prefix` starts with.
+    pub fn start(prefix: &str) -> String {
+        format!("jh:{prefix}:")
     }
 
     /// Its global id.
     pub fn id(&self) -> String {
-        let prefix = Gid::prefix(&self.lineage, &self.operator);
-        format!("{prefix}{}:{}:{}", self.subtask, self.job, self.checkpoint)
+        let start = Gid::start(&self.prefix);
+        format!("{start}{}:{}:{}", self.subtask, self.job, self.checkpoint)
     }
 
-    /// The transaction a global id names, if it is one of ours.
+    /// The transaction a global id names, if it is one of this host's.
     pub fn parse(id: &str) -> Option<Gid> {
-        let mut parts = id.split(':');
-        if parts.next()? != "jh" {
-            return None;
-        }
-        let gid = Gid {
-            lineage: parts.next()?.to_owned(),
-            operator: parts.next()?.to_owned(),
-            subtask: parts.next()?.parse().ok()?,
-            job: parts.next()?.to_owned(),
-            checkpoint: parts.next()?.parse().ok()?,
-        };
-        parts.next().is_none().then_some(gid)
+        let mut parts = id.rsplitn(4, ':');
+        let checkpoint = parts.next()?.parse().ok()?;
+        let job = parts.next()?.to_owned();
+        let subtask = parts.next()?.parse().ok()?;
+        let prefix = parts.next()?.strip_prefix("jh:")?.to_owned();
+        let plain = |s: &str| !s.is_empty() && !s.contains(':');
+        (plain(&prefix) && plain(&job)).then_some(Gid {
+            checkpoint,
+            subtask,
+            prefix,
+            job,
+        })
     }
 }
 
@@ -68,42 +73,44 @@ pub struct Reconcile {
     pub roll_back: Vec<String>,
 }
 
-/// Whose transactions a subtask reconciles: those of `lineage`'s `operator` prepared by old
-/// subtasks it takes over (`j % parallelism == index`, so that exactly one subtask does).
+/// Whose transactions a subtask reconciles: those of the sink's `prefix` prepared by old
+/// subtasks it takes over (`j % parallelism == index`, so that exactly one subtask does), by
+/// its own job or by jobs no longer connected.
 #[derive(Clone, Copy, Debug)]
 pub struct Share<'a> {
-    /// The lineage.
-    pub lineage: &'a str,
-    /// The operator.
-    pub operator: &'a str,
+    /// The sink's prefix.
+    pub prefix: &'a str,
     /// This subtask.
     pub index: u32,
     /// The operator's parallelism now.
     pub parallelism: u32,
+    /// This subtask's job.
+    pub job: &'a str,
+    /// The jobs with sessions connected to the server now.
+    pub live: &'a BTreeSet<String>,
 }
 
-/// Of the global ids the server lists (`prepared`), those of `share`: commits those `listed`
-/// (a completed checkpoint prepared them), keeps those in `keep` (this subtask prepared them
-/// for a checkpoint not yet complete), rolls back the rest (prepared for a checkpoint that
-/// never completed, by a run that crashed or failed). Ids not of `share` are left alone.
+/// Of the global ids the server lists (`prepared`): commits those `listed` (a completed
+/// checkpoint prepared them, under whatever prefix); of the rest of `share`, keeps those in
+/// `keep` (this subtask prepared them for a checkpoint not yet complete) and rolls back the
+/// others (prepared for a checkpoint that never completed, by a run that is gone). Ids not of
+/// `share` are left alone.
 pub fn reconcile(
     prepared: &[String],
     share: Share<'_>,
     listed: &BTreeSet<Gid>,
     keep: &BTreeSet<Gid>,
 ) -> Reconcile {
-    let mut ours: Vec<Gid> = prepared
-        .iter()
-        .filter_map(|id| Gid::parse(id))
-        .filter(|gid| gid.lineage == share.lineage && gid.operator == share.operator)
-        .filter(|gid| owns_old(share.index, share.parallelism, gid.subtask))
-        .collect();
+    let mut ours: Vec<Gid> = prepared.iter().filter_map(|id| Gid::parse(id)).collect();
     ours.sort();
     let mut decision = Reconcile::default();
     for gid in ours {
+        let own = gid.prefix == share.prefix
+            && owns_old(share.index, share.parallelism, gid.subtask)
+            && (gid.job == share.job || !share.live.contains(&gid.job));
         if listed.contains(&gid) {
             decision.commit.push(gid.id());
-        } else if !keep.contains(&gid) {
+        } else if own && !keep.contains(&gid) {
             decision.roll_back.push(gid.id());
         }
     }
@@ -118,54 +125,62 @@ mod tests {
         Gid {
             checkpoint,
             subtask,
-            lineage: "job-a".to_owned(),
-            operator: "db".to_owned(),
+            prefix: "db.counts".to_owned(),
             job: job.to_owned(),
         }
     }
 
-    const SHARE: Share<'static> = Share {
-        lineage: "job-a",
-        operator: "db",
-        index: 0,
-        parallelism: 2,
-    };
-
     #[test]
     fn a_global_id_reads_back() {
         let g = gid(3, "job-b", 17);
-        assert_eq!(g.id(), "jh:job-a:db:3:job-b:17");
+        assert_eq!(g.id(), "jh:db.counts:3:job-b:17");
         assert_eq!(Gid::parse(&g.id()), Some(g));
         for other in [
-            "jh:a:b:c:d:1",
-            "jh:a:b:1:d",
-            "xx:a:b:1:d:1",
-            "jh:a:b:1:d:1:extra",
+            "jh:p:c:d:1",
+            "jh:p:1:d",
+            "xx:p:1:d:1",
+            "jh::1:d:1",
+            "jh:p:1::1",
         ] {
             assert_eq!(Gid::parse(other), None, "{other}");
         }
     }
 
     #[test]
-    fn listed_ones_commit_kept_ones_stay_and_the_rest_of_the_share_rolls_back() {
+    fn listed_ones_commit_kept_and_live_ones_stay_and_the_rest_of_the_share_rolls_back() {
         let server: Vec<String> = [
             gid(0, "job-a", 4),
             gid(0, "job-a", 5),
             gid(0, "job-b", 6),
             gid(2, "job-a", 5),
             gid(1, "job-a", 5),
+            gid(0, "job-live", 7),
+            gid(0, "job-b", 3),
         ]
         .iter()
         .map(Gid::id)
-        .chain(["jh:job-z:db:0:job-z:5".to_owned(), "other".to_owned()])
+        .chain(["jh:other.t:0:job-z:5".to_owned(), "not-ours".to_owned()])
         .collect();
-        let listed = BTreeSet::from([gid(0, "job-a", 5), gid(2, "job-a", 5), gid(0, "job-a", 3)]);
+        let listed = BTreeSet::from([gid(0, "job-a", 5), gid(2, "job-a", 5), gid(0, "job-a", 2)]);
         let keep = BTreeSet::from([gid(0, "job-b", 6)]);
-        let decision = reconcile(&server, SHARE, &listed, &keep);
+        let live = BTreeSet::from(["job-live".to_owned(), "job-b".to_owned()]);
+        let share = Share {
+            prefix: "db.counts",
+            index: 0,
+            parallelism: 2,
+            job: "job-b",
+            live: &live,
+        };
+        let decision = reconcile(&server, share, &listed, &keep);
         assert_eq!(
             decision.commit,
             [gid(0, "job-a", 5).id(), gid(2, "job-a", 5).id()]
         );
-        assert_eq!(decision.roll_back, [gid(0, "job-a", 4).id()]);
+        // Its own job's older transaction goes, though the job is live (it is this one);
+        // another live job's stays.
+        assert_eq!(
+            decision.roll_back,
+            [gid(0, "job-b", 3).id(), gid(0, "job-a", 4).id()]
+        );
     }
 }
