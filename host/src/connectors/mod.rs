@@ -129,7 +129,7 @@ pub enum Cause {
         /// The table.
         table: String,
         /// What is wrong with it.
-        problem: String,
+        problem: TableProblem,
     },
     /// The server keeps no prepared transactions.
     #[error(
@@ -151,9 +151,15 @@ pub enum Cause {
         /// The limit.
         max: usize,
     },
-    /// A record does not fit the table's column.
+    /// A record's key or value is not UTF-8, for a text column.
+    #[error("a record's {column} is not UTF-8, and column `{column}` holds text: make it bytea")]
+    NotText {
+        /// `key` or `value`.
+        column: &'static str,
+    },
+    /// A batch outgrew its 32-bit offsets.
     #[error("{0}")]
-    Record(String),
+    Batch(String),
     /// More buffered between two checkpoints than a sink holds.
     #[error(
         "{bytes} bytes written since the last checkpoint, above the {max} a sink buffers: \
@@ -184,6 +190,30 @@ pub enum Cause {
         /// Why it failed.
         reason: Chain,
     },
+}
+
+/// What is wrong with a PostgreSQL sink's table.
+#[derive(Debug, thiserror::Error)]
+pub enum TableProblem {
+    /// It does not exist.
+    #[error("does not exist")]
+    Missing,
+    /// A column the sink writes is missing.
+    #[error("the sink writes columns key, value and ts: {0}")]
+    Columns(Chain),
+    /// A column is of a type the sink does not write.
+    #[error("column `{column}` is {found}: the sink writes {takes}")]
+    Type {
+        /// `key`, `value` or `ts`.
+        column: &'static str,
+        /// Its type.
+        found: String,
+        /// The types the sink writes into it.
+        takes: &'static str,
+    },
+    /// Upsert mode, and `key` is not unique.
+    #[error("upsert mode needs a unique index or primary key on column `key`")]
+    NoUniqueKey,
 }
 
 /// An error with its sources, displayed as one line: `error: source: source ...` (a client

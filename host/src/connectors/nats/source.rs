@@ -166,7 +166,7 @@ impl Source {
                     payload,
                 } => {
                     let pushed = batch.push(subject.as_bytes(), &payload, published_ms);
-                    pushed.map_err(Cause::Record)?;
+                    pushed.map_err(Cause::Batch)?;
                     let position = self.positions.get_mut(&fetching.filters[filter]);
                     *position.expect("a filter of this subtask") = sequence;
                 }

@@ -35,7 +35,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::config::{PostgresMode, PostgresSink};
 use super::state::{self, StateError};
-use super::{Cause, Setup, connect_with_backoff, owns_old};
+use super::{Cause, Setup, TableProblem, connect_with_backoff, owns_old};
 use crate::engine::bindings::Batch;
 use crate::runtime::partition::columns;
 use rows::Columns;
@@ -449,21 +449,18 @@ async fn table_columns(control: &Client, config: &PostgresSink) -> Result<Column
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         ),
     };
-    let problem = |problem: String| Cause::Table {
+    let problem = |problem: TableProblem| Cause::Table {
         table: config.table.clone(),
         problem,
     };
     match control.prepare(&statement).await {
         Ok(statement) => Columns::of(statement.params()).map_err(problem),
         Err(e) => match e.code() {
-            Some(&SqlState::UNDEFINED_TABLE) => Err(problem("does not exist".to_owned())),
-            Some(&SqlState::UNDEFINED_COLUMN) => Err(problem(format!(
-                "the sink writes columns key, value and ts: {}",
-                super::Chain::of(e)
-            ))),
-            Some(&SqlState::INVALID_COLUMN_REFERENCE) => Err(problem(
-                "upsert mode needs a unique index or primary key on column `key`".to_owned(),
-            )),
+            Some(&SqlState::UNDEFINED_TABLE) => Err(problem(TableProblem::Missing)),
+            Some(&SqlState::UNDEFINED_COLUMN) => {
+                Err(problem(TableProblem::Columns(super::Chain::of(e))))
+            }
+            Some(&SqlState::INVALID_COLUMN_REFERENCE) => Err(problem(TableProblem::NoUniqueKey)),
             _ => Err(Cause::postgres("reading the table's columns")(e)),
         },
     }

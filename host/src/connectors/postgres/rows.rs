@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::types::{ToSql, Type};
 
-use super::super::Cause;
+use super::super::{Cause, TableProblem};
 
 /// What a `key` or `value` column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,25 +44,24 @@ pub struct Columns {
 impl Columns {
     /// The columns of a table whose `INSERT (key, value, ts)` takes `types`; or which one the
     /// sink cannot write.
-    pub fn of(types: &[Type]) -> Result<Columns, String> {
+    pub fn of(types: &[Type]) -> Result<Columns, TableProblem> {
         let [key, value, ts] = types else {
-            return Err(format!("expected 3 columns, found {}", types.len()));
+            unreachable!("an INSERT of three columns takes three parameters");
         };
-        let bytes = |name: &str, t: &Type| match *t {
+        let unfit = |column: &'static str, t: &Type, takes: &'static str| TableProblem::Type {
+            column,
+            found: t.name().to_owned(),
+            takes,
+        };
+        let bytes = |column, t: &Type| match *t {
             Type::TEXT | Type::VARCHAR => Ok(Bytes::Text),
             Type::BYTEA => Ok(Bytes::Binary),
-            _ => Err(format!(
-                "column `{name}` is {t}: the sink writes text, varchar or bytea"
-            )),
+            _ => Err(unfit(column, t, "text, varchar or bytea")),
         };
         let ts_kind = match *ts {
             Type::INT8 => Time::Millis,
             Type::TIMESTAMPTZ | Type::TIMESTAMP => Time::Instant,
-            _ => {
-                return Err(format!(
-                    "column `ts` is {ts}: the sink writes bigint (milliseconds) or timestamptz"
-                ));
-            }
+            _ => return Err(unfit("ts", ts, "bigint (milliseconds) or timestamptz")),
         };
         Ok(Columns {
             key: bytes("key", key)?,
@@ -122,14 +121,12 @@ impl Field<'_> {
     }
 }
 
-fn field<'a>(kind: Bytes, bytes: &'a [u8], column: &str) -> Result<Field<'a>, Cause> {
+fn field<'a>(kind: Bytes, bytes: &'a [u8], column: &'static str) -> Result<Field<'a>, Cause> {
     match kind {
         Bytes::Binary => Ok(Field::Binary(bytes)),
-        Bytes::Text => std::str::from_utf8(bytes).map(Field::Text).map_err(|_| {
-            Cause::Record(format!(
-                "a record's {column} is not UTF-8, and column `{column}` holds text: make it bytea"
-            ))
-        }),
+        Bytes::Text => std::str::from_utf8(bytes)
+            .map(Field::Text)
+            .map_err(|_| Cause::NotText { column }),
     }
 }
 
@@ -156,7 +153,8 @@ mod tests {
         let instant = Columns::of(&[Type::VARCHAR, Type::TEXT, Type::TIMESTAMPTZ]).unwrap();
         assert_eq!(instant.ts, Time::Instant);
         let refused = Columns::of(&[Type::INT4, Type::TEXT, Type::INT8]).unwrap_err();
-        assert!(refused.contains("column `key` is int4"), "{refused}");
+        let refused = refused.to_string();
+        assert!(refused.starts_with("column `key` is int4"), "{refused}");
         assert!(Columns::of(&[Type::TEXT, Type::TEXT, Type::TEXT]).is_err());
     }
 
