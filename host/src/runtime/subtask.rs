@@ -19,12 +19,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::channel::{Closed, Message, Receiver, batch_len};
+use super::instance::{CallError, RoleInstance};
 use super::partition::{Output, check_batch};
 use super::swap::{Prepared, SwapOrder, Swapped, UpgradeError};
 use super::{CheckpointFailure, Malformed, SwapFailure};
 use crate::barrier::{Aligner, Alignment, Barrier};
+use crate::connectors::ConnectorError;
+use crate::engine::GuestError;
 use crate::engine::bindings::{Batch, PollResult, Snapshot};
-use crate::engine::{GuestError, Instance};
 use crate::fault::Phase;
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::metrics::SubtaskCounters;
@@ -118,6 +120,9 @@ pub enum SubtaskError {
     /// A guest call failed.
     #[error(transparent)]
     Guest(#[from] GuestError),
+    /// A connector call failed.
+    #[error(transparent)]
+    Connector(Arc<ConnectorError>),
     /// The guest produced a batch or a snapshot the host cannot read.
     #[error("{subtask}: {problem}")]
     Malformed {
@@ -131,14 +136,23 @@ pub enum SubtaskError {
     Closed(#[from] Closed),
 }
 
+impl From<CallError> for SubtaskError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Guest(error) => SubtaskError::Guest(error),
+            CallError::Connector(error) => SubtaskError::Connector(error),
+        }
+    }
+}
+
 /// One subtask, wired and ready to run.
 pub struct Subtask {
     /// Which subtask.
     pub id: SubtaskId,
     /// Its operator's role.
     pub role: Role,
-    /// Its guest instance, initialized and restored.
-    pub instance: Instance,
+    /// Its guest instance or connector, initialized and restored.
+    pub instance: RoleInstance,
     /// One channel per upstream subtask (none for a source).
     pub inputs: Vec<Receiver>,
     /// Its outgoing edges (none for a sink).
@@ -379,7 +393,7 @@ impl Subtask {
     }
 
     /// Polls a source's guest, counting the call as busy time.
-    async fn poll(&mut self, records_max: u32) -> Result<PollResult, GuestError> {
+    async fn poll(&mut self, records_max: u32) -> Result<PollResult, CallError> {
         let since = Instant::now().into_std();
         let polled = self.instance.poll(records_max).await;
         self.counters.busy_since(since);
@@ -408,7 +422,7 @@ impl Subtask {
         if let Some((instance, held)) = order.hand_over(self.id.index, held).await {
             // Freeing the old instance's memory (unmapping every page it touched: about 13 ms
             // at 1 M keys) is no part of the swap: off the hot path.
-            let old = std::mem::replace(&mut self.instance, instance);
+            let old = std::mem::replace(&mut self.instance, instance.into());
             tokio::task::spawn_blocking(move || drop(old));
             // The host's copy of the new instance's state: a staged one was snapshotted whole
             // beside the running one. Else its first snapshot is full: the copy held is the
@@ -463,7 +477,7 @@ impl Subtask {
                 tracing::debug!(%subtask, %checkpoint, full, snapshot_ms, merged_ms, "state taken");
                 held
             }
-            Err(error @ GuestError::Refused { .. }) => {
+            Err(CallError::Guest(error @ GuestError::Refused { .. })) => {
                 let error = CheckpointFailure::Refused(error);
                 let _ = self
                     .events
