@@ -15,6 +15,8 @@
 //! - [`lineage`]: which point came from which job and program (`savepoints --tree`, pure).
 //! - [`gc`]: which modules of the module store nothing refers to any more (`host gc`).
 //! - [`export`]: a point, its modules and its definition as one self-contained folder.
+//! - [`points`]: what a user does with points: [`points::state`] (`host state`) reads an
+//!   operator's state, and writes savepoints edited, bootstrapped or repartitioned, offline.
 //! - [`savepoint`]: restore points (`--from`), and whether a point fits a new job (pure).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning; why a
@@ -89,6 +91,7 @@ pub mod key_group;
 pub mod lineage;
 pub mod metrics;
 pub mod ops;
+pub mod points;
 pub mod program;
 pub mod protected;
 pub mod runtime;

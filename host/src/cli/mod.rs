@@ -12,6 +12,7 @@ mod new;
 mod points;
 mod progress;
 mod start;
+mod state;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
@@ -128,6 +129,12 @@ enum Command {
         point: String,
         /// The folder to create (or an empty one).
         dir: PathBuf,
+    },
+    /// Read an operator's state offline, or write a savepoint with it edited, bootstrapped
+    /// from data, or split into another number of key groups (the original is never changed).
+    State {
+        #[command(subcommand)]
+        command: state::StateCommand,
     },
     /// Write a new operator project (outside this workspace) that builds and tests as is.
     New {
@@ -305,6 +312,8 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
         // (but `serve`, which writes its token once: `host::serve::token`).
         Command::Run(_) | Command::Rm { .. } | Command::Gc { dry_run: false } => Store::open(home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
+        Command::State { command } if command.writes() => Store::open(home)
+            .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(home),
     };
     Ok(match url {
@@ -334,6 +343,7 @@ fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode
         Command::Export { point, dir } => points::export(&store, &point, &dir),
         Command::Inspect { point } => inspect::inspect(&store, &point, json),
         Command::Rm { point } => points::rm(&store, &point),
+        Command::State { command } => state::run(&store, command),
     }
 }
 

@@ -12,6 +12,7 @@
 //! sockets and module cache stay in this folder. Both share the encoding and verification of
 //! `_metadata` and every check of a state file ([`verify_lengths`], [`verify_blob`]).
 
+mod derived;
 pub mod fence;
 pub mod layout;
 mod lock;
@@ -35,6 +36,7 @@ use crate::durable;
 use crate::fault::{FaultHook, Phase};
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::snapshot::Held;
+pub use derived::{NewStates, Written};
 pub use layout::Layout;
 use layout::METADATA_FILE;
 pub use lock::{JobLock, StartLock};

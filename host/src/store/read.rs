@@ -211,9 +211,14 @@ impl Store {
     /// prefix, escaped, so it cannot either.
     pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
         let mut states = States::new();
-        self.each_state(point, |id, subtask, held| {
-            states.insert((id.clone(), subtask), held);
-        })?;
+        self.each_state(
+            point,
+            |_| true,
+            |id, subtask, held| {
+                states.insert((id.clone(), subtask), held);
+                Ok::<_, StoreError>(())
+            },
+        )?;
         Ok(states)
     }
 
@@ -221,34 +226,43 @@ impl Store {
     /// them (`host inspect`): in a folder, one state file and its segments are in memory at a
     /// time, however large the point.
     pub fn verify_states(&self, point: &Point) -> Result<(), StoreError> {
-        self.each_state(point, |_, _, held| drop(held))
+        self.each_state(
+            point,
+            |_| true,
+            |_, _, held| Ok::<_, StoreError>(drop(held)),
+        )
     }
 
-    /// Reads, verifies and decodes each state file of a point in turn, handing each subtask's
-    /// state to `take` (see [`Store::read_states`] for the order of the checks).
-    fn each_state(
+    /// Reads, verifies and decodes the state files of a point that `only` picks, in turn,
+    /// handing each subtask's state to `take` (see [`Store::read_states`] for the order of the
+    /// checks: every picked file's length is checked before any is read). In a folder, one
+    /// state file and its segments are in memory at a time; the first error of `take` stops.
+    pub fn each_state<E: From<StoreError>>(
         &self,
         point: &Point,
-        mut take: impl FnMut(&OperatorId, u32, Held),
-    ) -> Result<(), StoreError> {
+        only: impl Fn(&(&OperatorId, &StateFile)) -> bool,
+        mut take: impl FnMut(&OperatorId, u32, Held) -> Result<(), E>,
+    ) -> Result<(), E> {
         let files: Vec<(&OperatorId, &StateFile)> = point
             .metadata
             .operators
             .iter()
             .flat_map(|op| op.files.iter().map(move |file| (&op.id, file)))
+            .filter(only)
             .collect();
         if let Some(object) = self.on_object_store(&point.dir) {
             let blobs = object.read_states(&self.layout, point, &files)?;
-            let mut segments = ObjectSegments {
-                object,
-                layout: &self.layout,
-                point,
-                fetched: HashMap::new(),
-            };
             for ((id, file), blob) in files.into_iter().zip(blobs) {
+                // Each subtask's segments are its own: fetched for it, dropped after it.
+                let mut segments = ObjectSegments {
+                    object,
+                    layout: &self.layout,
+                    point,
+                    fetched: HashMap::new(),
+                };
                 let held = decode_state(point, blob, &mut segments)
                     .map_err(|e| e.at(self, point, file))?;
-                take(id, file.subtask, held);
+                take(id, file.subtask, held)?;
             }
             return Ok(());
         }
@@ -271,7 +285,7 @@ impl Store {
             };
             let held = decode_state(point, blob.into(), &mut segments)
                 .map_err(|e| e.at(self, point, file))?;
-            take(id, file.subtask, held);
+            take(id, file.subtask, held)?;
         }
         Ok(())
     }
