@@ -32,6 +32,7 @@ mod s3;
 mod savepoint;
 mod scaffold;
 mod serve;
+mod state_tools;
 mod topology;
 mod torture;
 mod upgrade;

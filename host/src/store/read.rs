@@ -229,7 +229,7 @@ impl Store {
         self.each_state(
             point,
             |_| true,
-            |_, _, held| Ok::<_, StoreError>(drop(held)),
+            |_, _, _held| Ok::<_, StoreError>(()),
         )
     }
 
