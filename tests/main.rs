@@ -10,6 +10,7 @@ compile_error!(
 );
 
 mod bad_input;
+mod compile;
 mod control;
 mod corrupt;
 mod crash;

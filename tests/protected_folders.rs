@@ -1,8 +1,8 @@
 //! The host's own folders belong to no guest: a job whose mount overlaps the state folder or
-//! its compiled-module cache (read-only or writable), or that mounts the job file's folder
-//! writable, is refused by `host run` and by `host check`, before anything is compiled and
-//! with nothing written; and a compiled module in the cache that the host did not write is
-//! compiled again, never loaded.
+//! its compiled-module cache (read-only or writable), or that mounts the job file's folder or a
+//! folder holding one of its module files writable, is refused by `host run` and by `host
+//! check`, before anything is compiled and with nothing written; and a compiled module in the
+//! cache that the host did not write is compiled again, never loaded.
 
 use std::path::{Path, PathBuf};
 
@@ -165,4 +165,35 @@ fn a_compiled_module_the_host_did_not_write_is_compiled_again_never_loaded() {
     assert!(stderr.contains("no record of it"), "{stderr}");
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
     assert_ne!(std::fs::read(&counter).unwrap(), b"not a compiled module");
+}
+
+/// A module file is the job's own code: a guest that could rewrite it would run its code, with
+/// that operator's grants, at the job's next start. A writable mount covering one is refused
+/// wherever the module lies; reading the folder is not.
+#[test]
+fn a_writable_mount_covering_a_module_file_is_refused() {
+    let (dir, savepoint) = with_savepoint();
+    let modules = dir.path().join("modules-here");
+    std::fs::create_dir_all(&modules).unwrap();
+    let counter = modules.join("counter.wasm");
+    std::fs::copy(guest("counter_v1"), &counter).unwrap();
+    let job = dir.write_job_in(
+        &dir.path().join("jobs"),
+        &WordCount {
+            counter: counter.clone(),
+            ..WordCount::default()
+        },
+    );
+    let writable = SINK_MOUNT.replace("\"output\"", &format!("\"{}\"", modules.display()));
+    replace_in(&job, SINK_MOUNT, &writable);
+    assert_refused(
+        &dir,
+        &job,
+        &savepoint,
+        &[
+            "operator `sink`: the writable mount",
+            "overlaps a module of the job",
+            "counter.wasm",
+        ],
+    );
 }

@@ -6,6 +6,7 @@
 //! read again by key-by), across a crate boundary that the host's release build does not
 //! optimize through otherwise.
 
+use std::fmt;
 use std::iter::FusedIterator;
 
 /// The five columns of a batch, borrowed: record `i`'s key is
@@ -50,15 +51,13 @@ impl<'a> Records<'a> {
     /// Checks that there is one key end and one value end per timestamp, and that the ends are
     /// non-decreasing and within their columns.
     #[inline]
-    pub fn new(columns: Columns<'a>) -> Result<Self, String> {
-        let count = columns.timestamps.len();
-        check_ends("key", columns.key_ends, columns.keys.len(), count)?;
-        check_ends("value", columns.value_ends, columns.values.len(), count)?;
-        if !columns.key_groups.is_empty() && columns.key_groups.len() != count {
-            return Err(format!(
-                "malformed batch: {} key groups for {count} timestamps",
-                columns.key_groups.len()
-            ));
+    pub fn new(columns: Columns<'a>) -> Result<Self, MalformedBatch> {
+        let records = columns.timestamps.len();
+        check_ends("key", columns.key_ends, columns.keys.len(), records)?;
+        check_ends("value", columns.value_ends, columns.values.len(), records)?;
+        let groups = columns.key_groups.len();
+        if groups != 0 && groups != records {
+            return Err(MalformedBatch::KeyGroups { groups, records });
         }
         Ok(Self { columns, next: 0 })
     }
@@ -84,27 +83,111 @@ impl<'a> Records<'a> {
     }
 }
 
-#[inline]
-fn check_ends(name: &str, ends: &[u32], column_len: usize, count: usize) -> Result<(), String> {
-    if ends.len() != count {
-        return Err(format!(
-            "malformed batch: {} {name} ends for {count} timestamps",
-            ends.len()
-        ));
-    }
-    let mut start = 0;
-    for (i, &end) in ends.iter().enumerate() {
-        if end < start {
-            return Err(format!(
-                "malformed batch: {name} end {i} is {end}, before the previous end {start}"
-            ));
+/// How a batch's columns fail to read as records; each names the column at fault (`key` or
+/// `value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MalformedBatch {
+    /// A column has not one end per record (per timestamp).
+    EndCount {
+        /// The column.
+        column: &'static str,
+        /// Its ends.
+        ends: usize,
+        /// The records (timestamps).
+        records: usize,
+    },
+    /// An end before the one of the record before it.
+    Decreasing {
+        /// The column.
+        column: &'static str,
+        /// The record.
+        index: usize,
+        /// Its end.
+        end: u32,
+        /// The previous record's end.
+        previous: u32,
+    },
+    /// The last end past the column's bytes.
+    PastColumn {
+        /// The column.
+        column: &'static str,
+        /// The last end.
+        end: u32,
+        /// The column's bytes.
+        bytes: usize,
+    },
+    /// Key groups given, but not one per record.
+    KeyGroups {
+        /// The key groups.
+        groups: usize,
+        /// The records (timestamps).
+        records: usize,
+    },
+}
+
+impl fmt::Display for MalformedBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("malformed batch: ")?;
+        match self {
+            Self::EndCount {
+                column,
+                ends,
+                records,
+            } => write!(f, "{ends} {column} ends for {records} timestamps"),
+            Self::Decreasing {
+                column,
+                index,
+                end,
+                previous,
+            } => write!(
+                f,
+                "{column} end {index} is {end}, before the previous end {previous}"
+            ),
+            Self::PastColumn { column, end, bytes } => {
+                write!(
+                    f,
+                    "{column} ends reach {end}, past the {bytes} bytes of {column}s"
+                )
+            }
+            Self::KeyGroups { groups, records } => {
+                write!(f, "{groups} key groups for {records} timestamps")
+            }
         }
-        start = end;
     }
-    if start as usize > column_len {
-        return Err(format!(
-            "malformed batch: {name} ends reach {start}, past the {column_len} bytes of {name}s"
-        ));
+}
+
+impl std::error::Error for MalformedBatch {}
+
+#[inline]
+fn check_ends(
+    column: &'static str,
+    ends: &[u32],
+    bytes: usize,
+    records: usize,
+) -> Result<(), MalformedBatch> {
+    if ends.len() != records {
+        let ends = ends.len();
+        return Err(MalformedBatch::EndCount {
+            column,
+            ends,
+            records,
+        });
+    }
+    let mut previous = 0;
+    for (index, &end) in ends.iter().enumerate() {
+        if end < previous {
+            return Err(MalformedBatch::Decreasing {
+                column,
+                index,
+                end,
+                previous,
+            });
+        }
+        previous = end;
+    }
+    if previous as usize > bytes {
+        let end = previous;
+        return Err(MalformedBatch::PastColumn { column, end, bytes });
     }
     Ok(())
 }
@@ -286,10 +369,12 @@ mod tests {
             .collect();
         assert_eq!(records, [Some(7), Some(9)]);
         columns.key_groups = &groups[..1];
-        assert!(
-            Records::new(columns)
-                .unwrap_err()
-                .contains("1 key groups for 2")
+        assert_eq!(
+            Records::new(columns).unwrap_err(),
+            MalformedBatch::KeyGroups {
+                groups: 1,
+                records: 2
+            }
         );
     }
 
@@ -361,7 +446,7 @@ mod tests {
             ),
         ];
         for (columns, expected) in cases {
-            let error = Records::new(columns).unwrap_err();
+            let error = Records::new(columns).unwrap_err().to_string();
             assert!(
                 error.contains(expected),
                 "{error:?} should contain {expected:?}"

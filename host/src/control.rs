@@ -198,7 +198,7 @@ async fn forward(
             }
             match answer.await {
                 Ok(Ok(saved)) => ControlResponse::Saved(saved),
-                Ok(Err(message)) => ControlResponse::Error { message },
+                Ok(Err(error)) => refused(&error),
                 Err(_) => gone(),
             }
         }
@@ -210,7 +210,7 @@ async fn forward(
             }
             match answer.await {
                 Ok(Ok(upgraded)) => ControlResponse::Upgraded(upgraded),
-                Ok(Err(message)) => ControlResponse::Error { message },
+                Ok(Err(error)) => refused(&error),
                 Err(_) => gone(),
             }
         }
@@ -229,6 +229,13 @@ async fn forward(
             }
         }
         ControlRequest::Metrics => unreachable!("answered by the server itself"),
+    }
+}
+
+/// A job's refusal as the client reads it: the error in words (the socket carries text).
+fn refused(error: &dyn std::error::Error) -> ControlResponse {
+    ControlResponse::Error {
+        message: error.to_string(),
     }
 }
 

@@ -8,7 +8,8 @@
 //! writable, that overlaps the state folder or the cache is refused: reading other jobs' state
 //! or the cache is a leak too. For the job file's folder, only a writable mount that covers
 //! it is refused: reading the job's own folder, and writing a folder inside it (`output/`),
-//! are what job files do.
+//! are what job files do. Likewise a writable mount that covers one of the job's module files,
+//! wherever it is: a guest could put its own code there for the job's next run.
 //!
 //! Checked twice: when the job is admitted ([`Protected::refusals`], which `host run` and
 //! `host check` report), and when a mount is opened for a guest ([`Protected::open`]), which
@@ -35,6 +36,9 @@ pub enum Kind {
     Cache,
     /// The folder of the job file.
     JobFolder,
+    /// An operator's module file: a guest that could rewrite it would run its code, with that
+    /// operator's grants, in the job's next run.
+    Module,
 }
 
 impl fmt::Display for Kind {
@@ -43,6 +47,7 @@ impl fmt::Display for Kind {
             Kind::StateFolder => "the state folder",
             Kind::Cache => "the compiled-module cache",
             Kind::JobFolder => "the job file's folder",
+            Kind::Module => "a module of the job",
         })
     }
 }
@@ -130,6 +135,16 @@ impl Protected {
         Protected { folders }
     }
 
+    /// These, and the module files `modules`, which no writable mount may cover.
+    pub fn with_modules<'a>(mut self, modules: impl IntoIterator<Item = &'a Path>) -> Protected {
+        let modules = modules.into_iter().map(|path| Folder {
+            kind: Kind::Module,
+            path: canonical(path),
+        });
+        self.folders.extend(modules);
+        self
+    }
+
     /// Every mount of `plan` that overlaps a protected folder, in the plan's order.
     pub fn refusals(&self, plan: &Plan) -> Vec<MountRefused> {
         let mounts = plan
@@ -157,10 +172,11 @@ impl Protected {
     }
 
     /// The folder a mount of the canonical `path` overlaps, if any: the innermost one it lies
-    /// in, else the outermost one it covers, else the job file's folder if it is writable and
-    /// covers that.
+    /// in, else the outermost one it covers, else, if it is writable, the job file's folder or
+    /// a module file that it covers.
     fn overlapped(&self, path: &Path, writable: bool) -> Option<&Folder> {
-        let own = |folder: &&Folder| folder.kind != Kind::JobFolder;
+        let job_only = |folder: &Folder| matches!(folder.kind, Kind::JobFolder | Kind::Module);
+        let own = |folder: &&Folder| !job_only(folder);
         let mut own_folders = self.folders.iter().filter(own);
         let inside = own_folders.find(|folder| path.starts_with(&folder.path));
         let covered = || {
@@ -169,8 +185,7 @@ impl Protected {
         };
         let job = || {
             let covers = |folder: &&Folder| folder.path.starts_with(path);
-            let job_folder = |folder: &&Folder| folder.kind == Kind::JobFolder;
-            let mut jobs = self.folders.iter().filter(job_folder);
+            let mut jobs = self.folders.iter().filter(|folder| job_only(folder));
             jobs.find(covers).filter(|_| writable)
         };
         inside.or_else(covered).or_else(job)
@@ -297,6 +312,22 @@ mod tests {
                 Some(Kind::StateFolder)
             );
         }
+    }
+
+    #[test]
+    fn a_writable_mount_covering_a_module_file_is_refused_wherever_it_is() {
+        let (tmp, protected) = scratch();
+        let guests = tmp.path().join("app/guests");
+        std::fs::create_dir_all(&guests).unwrap();
+        std::fs::write(guests.join("op.wasm"), b"").unwrap();
+        let protected = protected.with_modules([guests.join("op.wasm").as_path()]);
+        assert_eq!(refused_kind(&protected, &guests, true), Some(Kind::Module));
+        let around = tmp.path().join("app");
+        assert_eq!(refused_kind(&protected, &around, true), Some(Kind::Module));
+        // Reading it is what a job may do; writing beside it, elsewhere, too.
+        assert_eq!(refused_kind(&protected, &guests, false), None);
+        let beside = tmp.path().join("out");
+        assert_eq!(refused_kind(&protected, &beside, true), None);
     }
 
     #[test]

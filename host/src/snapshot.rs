@@ -5,7 +5,7 @@
 //! key groups changed since its previous snapshot, each whole or as a delta; [`Held`] merges
 //! them into the subtask's full state, each group a [`Chain`] of [`Piece`]s (whole, then deltas),
 //! and [`Held::home_new_pieces`] places the pieces no checkpoint stored yet in the segment the
-//! next one writes ([`crate::store::state_file`]). On resume, the store reads each subtask's
+//! next checkpoint writes. On resume, the store reads each subtask's
 //! state back as a `Held`, and [`plan_restore`] decides, without I/O, which operator states and
 //! key groups each new subtask receives: key groups follow the key-group ranges of the new
 //! parallelism; operator state goes to the subtask of the same index, or, when the parallelism
@@ -41,7 +41,7 @@ pub struct Home {
     pub entry: u32,
     /// Where the piece starts in the segment.
     pub offset: u64,
-    /// Checksum of the piece ([`crate::store::metadata::checksum`]).
+    /// Checksum of the piece ([`crate::checksum::checksum`]).
     pub checksum: [u8; 16],
 }
 
@@ -78,6 +78,32 @@ pub struct Held {
 /// One group of a snapshot, as the WIT's `key-group-state`: number, delta, bytes.
 pub type Changed = (u32, bool, Vec<u8>);
 
+/// How a guest's snapshot breaks the contract (and is refused whole, by [`Held::merge`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadSnapshot {
+    /// A key group its subtask does not own.
+    #[error(
+        "its snapshot holds key group {group}, outside the key groups {}..{} its subtask owns",
+        owned.start,
+        owned.end
+    )]
+    NotOwned {
+        /// The key group.
+        group: u32,
+        /// The subtask's key groups.
+        owned: std::ops::Range<u32>,
+    },
+    /// A delta where the host holds no whole state to apply it to.
+    #[error(
+        "its snapshot holds a delta for key group {group}, of which the host holds no whole \
+         state (a full snapshot, or the first of a group, must be whole)"
+    )]
+    DeltaWithoutWhole {
+        /// The key group.
+        group: u32,
+    },
+}
+
 impl Held {
     /// Takes in a snapshot: its operator state, and the key groups it lists as changed, each
     /// whole (empty: a group that no longer holds keys) or as a delta on the group's chain.
@@ -91,22 +117,15 @@ impl Held {
         operator_state: Vec<u8>,
         changed: Vec<Changed>,
         full: bool,
-    ) -> Result<(), String> {
-        if let Some((group, ..)) = changed.iter().find(|(group, ..)| !owned.contains(group)) {
-            return Err(format!(
-                "its snapshot holds key group {group}, outside the key groups {}..{} its \
-                 subtask owns",
-                owned.start, owned.end
-            ));
+    ) -> Result<(), BadSnapshot> {
+        if let Some(&(group, ..)) = changed.iter().find(|(group, ..)| !owned.contains(group)) {
+            return Err(BadSnapshot::NotOwned { group, owned });
         }
-        if let Some((group, ..)) = changed
+        if let Some(&(group, ..)) = changed
             .iter()
             .find(|(group, delta, _)| *delta && (full || !self.key_groups.contains_key(group)))
         {
-            return Err(format!(
-                "its snapshot holds a delta for key group {group}, of which the host holds no \
-                 whole state (a full snapshot, or the first of a group, must be whole)"
-            ));
+            return Err(BadSnapshot::DeltaWithoutWhole { group });
         }
         self.operator_state = operator_state.into();
         if full {
@@ -140,7 +159,7 @@ impl Held {
                     sequence,
                     entry,
                     offset,
-                    checksum: crate::store::metadata::checksum(&piece.bytes),
+                    checksum: crate::checksum::checksum(&piece.bytes),
                 });
                 entry += 1;
                 offset += piece.bytes.len() as u64;
@@ -410,9 +429,9 @@ mod tests {
             .unwrap();
         let before = held.clone();
         let orphan = held.merge(0..128, vec![], vec![whole(1, b"x"), delta(2, b"d")], false);
-        assert!(orphan.unwrap_err().contains("delta for key group 2"));
+        assert_eq!(orphan, Err(BadSnapshot::DeltaWithoutWhole { group: 2 }));
         let in_full = held.merge(0..128, vec![], vec![delta(1, b"d")], true);
-        assert!(in_full.unwrap_err().contains("delta for key group 1"));
+        assert_eq!(in_full, Err(BadSnapshot::DeltaWithoutWhole { group: 1 }));
         assert_eq!(held, before);
     }
 
@@ -501,12 +520,13 @@ mod tests {
             vec![whole(2, b"two"), whole(64, b"x")],
             false,
         );
-        assert!(stray.unwrap_err().contains("key group 64"));
+        let owned = 0..64;
+        assert_eq!(stray, Err(BadSnapshot::NotOwned { group: 64, owned }));
         let in_full = held.merge(64..128, vec![], vec![whole(1, b"one")], true);
+        let refusal = in_full.unwrap_err().to_string();
         assert!(
-            in_full
-                .unwrap_err()
-                .contains("outside the key groups 64..128")
+            refusal.contains("outside the key groups 64..128"),
+            "{refusal}"
         );
         assert_eq!(held, before);
     }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use host::savepoint::{self, RestorePoint};
+use host::points::savepoint::{self, RestorePoint};
 use host::store::metadata::DEFINITION_SINCE;
 use host::store::{Metadata, OperatorState, Store};
 

@@ -23,9 +23,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use host::ids::{JobId, OperatorId};
-use host::ops;
+use host::jobs;
+use host::points::savepoint::Mapping;
 use host::runtime::{Canary, UpgradeSpec};
-use host::savepoint::Mapping;
 use host::store::Store;
 use host::store::object::{ObjectPoints, StoreUrl};
 
@@ -135,6 +135,14 @@ enum Command {
     State {
         #[command(subcommand)]
         command: state::StateCommand,
+    },
+    /// Compile components into the state folder's compiled-module cache, so that the first
+    /// job to use one starts without waiting (a Python or JavaScript component takes tens of
+    /// seconds). Prints each one's SHA-256 and whether it was compiled or already there.
+    Compile {
+        /// The `.wasm` components.
+        #[arg(required = true)]
+        modules: Vec<PathBuf>,
     },
     /// Write a new operator project (outside this workspace) that builds and tests as is.
     New {
@@ -310,7 +318,10 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
     let store = match command {
         // Only these write to the state folder; the others create and change nothing in it
         // (but `serve`, which writes its token once: `host::serve::token`).
-        Command::Run(_) | Command::Rm { .. } | Command::Gc { dry_run: false } => Store::open(home)
+        Command::Run(_)
+        | Command::Rm { .. }
+        | Command::Gc { dry_run: false }
+        | Command::Compile { .. } => Store::open(home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         Command::State { command } if command.writes() => Store::open(home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
@@ -344,6 +355,7 @@ fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode
         Command::Inspect { point } => inspect::inspect(&store, &point, json),
         Command::Rm { point } => points::rm(&store, &point),
         Command::State { command } => state::run(&store, command),
+        Command::Compile { modules } => start::compile(&store, &modules),
     }
 }
 
@@ -412,7 +424,7 @@ fn parse_config(text: &str) -> Result<(String, String), String> {
 }
 
 fn save(store: &Store, job: &JobId, stop: bool) -> anyhow::Result<ExitCode> {
-    let saved = progress::spinning(&format!("saving {job}"), || ops::save(store, job, stop))?;
+    let saved = progress::spinning(&format!("saving {job}"), || jobs::save(store, job, stop))?;
     println!("{}", saved.id);
     println!("{}", store.display(&saved.path));
     Ok(ExitCode::SUCCESS)
@@ -424,7 +436,7 @@ fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
     let spec = args.spec()?;
     let operator = spec.operator.clone();
     let doing = format!("upgrading operator `{operator}` of {job}");
-    let upgraded = progress::spinning(&doing, || ops::upgrade(store, &job, spec))?;
+    let upgraded = progress::spinning(&doing, || jobs::upgrade(store, &job, spec))?;
     println!(
         "upgraded operator `{operator}` to {} {} at checkpoint {}",
         upgraded.module_name, upgraded.module_version, upgraded.checkpoint
@@ -453,13 +465,13 @@ fn upgrade(store: &Store, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn cancel(store: &Store, job: &JobId) -> anyhow::Result<ExitCode> {
-    ops::cancel(store, job)?;
+    jobs::cancel(store, job)?;
     println!("stopped {job}");
     Ok(ExitCode::SUCCESS)
 }
 
 fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
-    let rows = ops::jobs(store)?;
+    let rows = jobs::list(store)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -472,7 +484,7 @@ fn list_jobs(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn list_points(store: &Store, job: Option<&JobId>, json: bool) -> anyhow::Result<ExitCode> {
-    let rows = ops::points(store, job)?;
+    let rows = jobs::points(store, job)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use host::gc;
 use host::ids::{JobId, SavepointId};
-use host::lineage::{self, PointFacts};
-use host::savepoint::{self, RestorePoint};
+use host::points::gc;
+use host::points::lineage::{self, PointFacts};
+use host::points::savepoint::{self, RestorePoint};
 use host::store::{Store, StoreError};
 
 /// `host rm POINT`: deletes a savepoint, or a retained checkpoint (`JOB_ID:N`) of a job that no
@@ -98,7 +98,7 @@ pub(super) fn export(store: &Store, point: &str, to: &Path) -> anyhow::Result<Ex
     let dir = savepoint::resolve(store, &parsed)?;
     let shown = store.display(&dir);
     let exported = super::progress::spinning(&format!("exporting {shown}"), || {
-        host::export::export(store, &dir, &shown, to)
+        host::points::export::export(store, &dir, &shown, to)
     })?;
     println!("{}", to.display());
     println!(

@@ -25,9 +25,9 @@ use host::barrier::BarrierKind;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::JobId;
+use host::points::savepoint::{self, Mapping, RestorePoint};
 use host::protected::Protected;
 use host::runtime::{self, BuildError, JobRecord, JobSpec, Outcome, RestoreFrom};
-use host::savepoint::{self, Mapping, RestorePoint};
 use host::store::{JobLock, JobState, JobStatus, Origin, Store};
 use host::topology::Plan;
 
@@ -111,10 +111,11 @@ impl Prepared {
     }
 
     /// The folders none of the job's mounts may reach: the state folder, its compiled-module
-    /// cache and the job file's folder.
+    /// cache, the job file's folder and its module files.
     fn protected(&self, store: &Store) -> Protected {
         let layout = store.layout();
-        Protected::new(layout.root(), &layout.cache(), Some(&self.base))
+        let modules = self.plan.operators.iter().map(|op| op.module.as_path());
+        Protected::new(layout.root(), &layout.cache(), Some(&self.base)).with_modules(modules)
     }
 
     /// What every point of the job records of its definition and lineage.
@@ -165,7 +166,7 @@ pub(super) fn prepare(
         (None, Some(from)) => {
             let point = RestorePoint::parse(from).map_err(anyhow::Error::msg)?;
             let dir = resolve(store, &point)?;
-            let program = host::program::of_point(store, &dir, &store.display(&dir))?;
+            let program = host::points::program::of_point(store, &dir, &store.display(&dir))?;
             (program.text, program.base, program.plan, program.fetched)
         }
         (None, None) => anyhow::bail!(
@@ -252,6 +253,24 @@ async fn build(
         protected: prepared.protected(store),
     };
     runtime::build(engine, store.clone(), spec).await
+}
+
+/// `host compile`: each module into the compiled-module cache, unless it is there; a module
+/// that is no component stops it, naming the module (those before it stay compiled).
+pub(super) fn compile(store: &Store, modules: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let engine = engine(store, CacheMode::ReadWrite)?;
+    for module in modules {
+        let started = std::time::Instant::now();
+        let compiled = engine.compile(module)?;
+        let short = &compiled.sha256[..12];
+        if compiled.was_cached {
+            println!("{} ({short}): already compiled", module.display());
+        } else {
+            let ms = started.elapsed().as_millis();
+            println!("{} ({short}): compiled in {ms} ms", module.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {

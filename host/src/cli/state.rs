@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use host::ids::{OperatorId, SavepointId};
+use host::points::savepoint::{self, RestorePoint};
 use host::points::state::{self, Bootstrap, Edit, Edited, Format, ReadRequest};
-use host::savepoint::{self, RestorePoint};
 use host::store::{Point, Store};
 
 /// `host state`'s commands.

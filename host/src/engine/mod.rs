@@ -71,6 +71,16 @@ pub enum EngineError {
         /// What is missing or mistyped.
         reason: String,
     },
+    /// `host compile` compiled a module but could not keep it in the cache.
+    #[error(
+        "{path}: compiled, but not kept in the compiled-module cache {cache} (see the warning above)"
+    )]
+    NotCached {
+        /// The module file.
+        path: PathBuf,
+        /// Where it should have gone.
+        cache: PathBuf,
+    },
     /// A grant's folder cannot be opened.
     #[error("{path}: cannot grant folder to the guest: {reason}")]
     Grant {
@@ -140,6 +150,15 @@ pub enum CacheMode {
     ReadOnly,
 }
 
+/// What [`Engine::compile`] did with a module.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The SHA-256 of the module's bytes, in lower-case hex.
+    pub sha256: String,
+    /// It was in the cache already: nothing was compiled.
+    pub was_cached: bool,
+}
+
 /// The process-wide WebAssembly engine.
 pub struct Engine {
     engine: wasmtime::Engine,
@@ -184,17 +203,8 @@ impl Engine {
     /// Reads, compiles (or loads from the cache) and links the component at `path`, checking
     /// that it implements the world of `role`.
     pub fn load(&self, path: &Path, role: Role) -> Result<Module, EngineError> {
-        let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let sha256 = sha256_hex(&bytes);
-        let component = self
-            .compile_cached(&bytes, &sha256)
-            .map_err(|e| EngineError::Invalid {
-                path: path.to_owned(),
-                reason: format!("{e:#}"),
-            })?;
+        let (bytes, sha256) = read_module(path)?;
+        let (component, _) = self.compile_cached(path, &bytes, &sha256)?;
         let pre = instance::RolePre::new(&self.linker, &component, role).map_err(|e| {
             EngineError::WrongWorld {
                 path: path.to_owned(),
@@ -210,12 +220,46 @@ impl Engine {
         })
     }
 
-    fn compile_cached(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
+    /// Compiles the component at `path` into the compiled-module cache, if it is not there
+    /// yet (`host compile`: so that a job's first start does not wait for it). Says whether it
+    /// was.
+    pub fn compile(&self, path: &Path) -> Result<Compiled, EngineError> {
+        let (bytes, sha256) = read_module(path)?;
+        let (_, was_cached) = self.compile_cached(path, &bytes, &sha256)?;
+        let cached = self.cache.path(&self.engine, &sha256);
+        // A failed cache write is only a warning to a run; here it is the whole point.
+        if !was_cached && self.cache.load(&self.engine, &cached).is_none() {
+            return Err(EngineError::NotCached {
+                path: path.to_owned(),
+                cache: cached,
+            });
+        }
+        Ok(Compiled { sha256, was_cached })
+    }
+
+    /// The component of `bytes` (read from `path`), from the cache or compiled; `true` if it
+    /// came from the cache.
+    fn compile_cached(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<(Component, bool), EngineError> {
         let cached = self.cache.path(&self.engine, sha256);
         if let Some(component) = self.cache.load(&self.engine, &cached) {
-            return Ok(component);
+            return Ok((component, true));
         }
-        let component = Component::new(&self.engine, bytes)?;
+        // An interpreter's component (Python, JavaScript) takes tens of seconds: say why the
+        // start waits, and how to have it done beforehand.
+        tracing::info!(
+            "compiling {} (not in the compiled-module cache yet; `host compile` does it ahead \
+             of a run)",
+            path.display()
+        );
+        let component = Component::new(&self.engine, bytes).map_err(|e| EngineError::Invalid {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
         match self.cache_mode {
             CacheMode::ReadOnly => {}
             CacheMode::ReadWrite => self.cache.write(&cached, &component),
@@ -224,7 +268,7 @@ impl Engine {
                 uncached.push((cached, component.clone()));
             }
         }
-        Ok(component)
+        Ok((component, false))
     }
 
     /// Forgets the modules compiled since the cache was last written, unwritten
@@ -240,6 +284,16 @@ impl Engine {
             self.cache.write(&path, &component);
         }
     }
+}
+
+/// The bytes of the module at `path`, and their SHA-256.
+fn read_module(path: &Path) -> Result<(Vec<u8>, String), EngineError> {
+    let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let sha256 = sha256_hex(&bytes);
+    Ok((bytes, sha256))
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK_MS`]; joined on drop.

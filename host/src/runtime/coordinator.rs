@@ -22,7 +22,9 @@ use tokio::task::JoinSet;
 use super::build::Blueprint;
 use super::channel::Closed;
 use super::subtask::{Command, Event, Subtask, SubtaskError};
-use super::{CheckpointFailure, JobFailure, OperatorInfo, Outcome, Request, Saved};
+use super::{
+    Aborted, CheckpointFailure, JobFailure, OperatorInfo, Outcome, Request, SaveError, Saved,
+};
 use crate::barrier::{Barrier, BarrierKind, Coordinator, Progress, retention_victims};
 use crate::fault::Phase;
 use crate::ids::{CheckpointId, JobId, SavepointId, SubtaskId};
@@ -32,7 +34,7 @@ use crate::store::{Metadata, OperatorState, StateFile, StateLayout, Store};
 use crate::topology::Role;
 pub use upgrade::UpgradeReply;
 
-type Reply = oneshot::Sender<Result<Saved, String>>;
+type Reply = oneshot::Sender<Result<Saved, SaveError>>;
 
 /// The commands to every subtask.
 pub(super) type Commands = BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>;
@@ -177,12 +179,12 @@ impl CoordinatorTask {
                 Step::End(outcome) => break outcome,
                 Step::Fail(failure) => {
                     tasks.shutdown().await;
-                    self.abort_in_flight(&failure);
+                    self.abort_in_flight(Aborted::Job(failure.clone()));
                     break Outcome::Failed(failure);
                 }
                 Step::Cancel(reply) => {
                     tasks.shutdown().await;
-                    self.abort_in_flight(&"the job was stopped");
+                    self.abort_in_flight(Aborted::Cancelled);
                     let _ = reply.send(());
                     break Outcome::Stopped(None);
                 }
@@ -201,7 +203,7 @@ impl CoordinatorTask {
         match request {
             Request::Save { stop, reply } => {
                 if self.stopping.is_some() {
-                    let _ = reply.send(Err("the job is already stopping".to_owned()));
+                    let _ = reply.send(Err(SaveError::Stopping));
                 } else {
                     self.queued.push_back((stop, reply));
                     self.trigger_next();
@@ -267,9 +269,9 @@ impl CoordinatorTask {
             self.remove_aborted(checkpoint);
             return Step::Go;
         }
-        self.abandon(checkpoint, &error);
+        let cause = Arc::new(error);
+        self.abandon(checkpoint, Aborted::Checkpoint(cause.clone()));
         if self.stopping.is_some_and(|b| b.checkpoint == checkpoint) {
-            let cause = Arc::new(error);
             return Step::Fail(JobFailure::FinalCheckpoint { checkpoint, cause });
         }
         self.trigger_next();
@@ -369,7 +371,7 @@ impl CoordinatorTask {
             }
             Err(error) => {
                 tracing::error!(%checkpoint, "cannot complete checkpoint: {error}");
-                self.abandon(checkpoint, &error);
+                self.abandon(checkpoint, Aborted::Checkpoint(Arc::new(error)));
             }
         }
         self.trigger_next();
@@ -468,10 +470,10 @@ impl CoordinatorTask {
     }
 
     /// Drops the files of a checkpoint that will never complete and answers its requester.
-    fn abandon(&mut self, checkpoint: CheckpointId, error: &dyn std::fmt::Display) {
+    fn abandon(&mut self, checkpoint: CheckpointId, cause: Aborted) {
         self.remove_aborted(checkpoint);
         if let Some(reply) = self.answering.take() {
-            let _ = reply.send(Err(format!("savepoint {checkpoint} failed: {error}")));
+            let _ = reply.send(Err(SaveError::Failed { checkpoint, cause }));
         }
     }
 
@@ -482,13 +484,13 @@ impl CoordinatorTask {
     }
 
     /// The job is ending abnormally: drop the checkpoint in flight, answer every requester.
-    fn abort_in_flight(&mut self, error: &dyn std::fmt::Display) {
+    fn abort_in_flight(&mut self, cause: Aborted) {
         if let Some(barrier) = self.coordinator.in_flight() {
             self.coordinator.abort(barrier.checkpoint);
-            self.abandon(barrier.checkpoint, error);
+            self.abandon(barrier.checkpoint, cause.clone());
         }
         for (_, reply) in self.queued.drain(..) {
-            let _ = reply.send(Err(format!("the job ended before the savepoint: {error}")));
+            let _ = reply.send(Err(SaveError::JobEnded(cause.clone())));
         }
     }
 }

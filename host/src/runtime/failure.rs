@@ -9,10 +9,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::channel::Closed;
-use super::subtask::SubtaskError;
+use super::subtask::{BATCH_RECORDS_MAX, SubtaskError};
+use jobhost_batch::MalformedBatch;
+
 use crate::engine::{EngineError, GuestError};
 use crate::ids::{CheckpointId, OperatorId, SubtaskId};
-use crate::snapshot::RescaleError;
+use crate::snapshot::{BadSnapshot, RescaleError};
 use crate::store::StoreError;
 
 /// A problem found while building a job, naming the operator (and subtask) at fault.
@@ -96,7 +98,7 @@ pub enum SwapFailure {
     #[error("subtask {subtask} did not snapshot for checkpoint {checkpoint}")]
     NoSnapshot {
         /// Which subtask.
-        subtask: u32,
+        subtask: SubtaskId,
         /// The swap's checkpoint.
         checkpoint: CheckpointId,
     },
@@ -104,7 +106,7 @@ pub enum SwapFailure {
     #[error("subtask {subtask}: {cause}")]
     Start {
         /// Which subtask.
-        subtask: u32,
+        subtask: SubtaskId,
         /// Why.
         cause: BuildCause,
     },
@@ -119,10 +121,27 @@ pub enum SwapFailure {
     #[error("subtask {subtask}: {problem}")]
     Malformed {
         /// Which subtask.
-        subtask: u32,
+        subtask: SubtaskId,
         /// What is wrong.
-        problem: String,
+        problem: BadSnapshot,
     },
+}
+
+/// What a guest produced that the host cannot read: a batch or a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// A batch of more records than one batch may hold.
+    #[error("returned a batch of {records} records, over the limit of {BATCH_RECORDS_MAX}")]
+    TooManyRecords {
+        /// Its records.
+        records: usize,
+    },
+    /// A batch whose columns do not read as records.
+    #[error(transparent)]
+    Batch(#[from] MalformedBatch),
+    /// A snapshot that breaks the contract.
+    #[error(transparent)]
+    Snapshot(#[from] BadSnapshot),
 }
 
 /// Why one checkpoint failed (and was aborted).
@@ -142,6 +161,39 @@ pub enum CheckpointFailure {
     /// The checkpoint could not be completed: its metadata written or its folder published.
     #[error(transparent)]
     Complete(Arc<StoreError>),
+}
+
+/// Why a savepoint asked for (`host save`, `host stop --save`) was not taken.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SaveError {
+    /// A stop is under way: its own savepoint, if any, is the last.
+    #[error("the job is already stopping")]
+    Stopping,
+    /// The savepoint's checkpoint was aborted.
+    #[error("savepoint {checkpoint} failed: {cause}")]
+    Failed {
+        /// Its number.
+        checkpoint: CheckpointId,
+        /// Why.
+        cause: Aborted,
+    },
+    /// The job ended while the request waited for its turn.
+    #[error("the job ended before the savepoint: {0}")]
+    JobEnded(Aborted),
+}
+
+/// Why the checkpoint in flight (or a save request waiting for its turn) was dropped.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Aborted {
+    /// The checkpoint itself failed.
+    #[error(transparent)]
+    Checkpoint(Arc<CheckpointFailure>),
+    /// The job failed.
+    #[error(transparent)]
+    Job(JobFailure),
+    /// The job was cancelled (`host stop` without `--save`).
+    #[error("the job was stopped")]
+    Cancelled,
 }
 
 /// Why a running job failed.

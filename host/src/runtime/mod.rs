@@ -113,7 +113,8 @@ pub struct OperatorInfo {
 
 pub use build::build;
 pub use failure::{
-    BuildCause, BuildError, CheckpointFailure, JobFailure, RestartError, SwapFailure,
+    Aborted, BuildCause, BuildError, CheckpointFailure, JobFailure, Malformed, RestartError,
+    SaveError, SwapFailure,
 };
 pub use restore::Remap;
 pub use swap::{Canary, UpgradeSpec, Upgraded};
@@ -143,7 +144,7 @@ pub enum Request {
         /// Stop after the savepoint.
         stop: bool,
         /// Where the answer goes.
-        reply: oneshot::Sender<Result<Saved, String>>,
+        reply: oneshot::Sender<Result<Saved, SaveError>>,
     },
     /// Swap one operator's module live (`host upgrade`); answered once the swap is final, or
     /// was refused, failed or rolled back.

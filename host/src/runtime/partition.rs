@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::channel::{Closed, Message, Sender, batch_len};
-use jobhost_batch::{BatchBuilder, BatchParts, Columns, Records};
+use jobhost_batch::{BatchBuilder, BatchParts, Columns, MalformedBatch, Records};
 
 use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
@@ -30,7 +30,7 @@ pub fn columns(batch: &Batch) -> Columns<'_> {
 
 /// Checks that a batch's columns are consistent, so that reading it cannot go out of bounds:
 /// the same checks as a Rust guest's SDK makes of the batches it receives.
-pub fn check_batch(batch: &Batch) -> Result<(), String> {
+pub fn check_batch(batch: &Batch) -> Result<(), MalformedBatch> {
     Records::new(columns(batch)).map(|_| ())
 }
 
@@ -184,21 +184,23 @@ mod tests {
         check_batch(&batch).unwrap();
         let mut short = batch.clone();
         short.key_ends = vec![5];
-        assert!(
-            check_batch(&short)
-                .unwrap_err()
-                .contains("key ends reach 5")
-        );
+        let (column, end, bytes) = ("key", 5, 1);
+        let past = MalformedBatch::PastColumn { column, end, bytes };
+        assert_eq!(check_batch(&short), Err(past));
         let mut uneven = batch.clone();
         uneven.timestamps.push(1);
-        assert!(
-            check_batch(&uneven)
-                .unwrap_err()
-                .contains("for 2 timestamps")
-        );
+        let (ends, records) = (1, 2);
+        let count = MalformedBatch::EndCount {
+            column,
+            ends,
+            records,
+        };
+        assert_eq!(check_batch(&uneven), Err(count));
         let mut grouped = batch.clone();
         grouped.key_groups = vec![1, 2];
-        assert!(check_batch(&grouped).unwrap_err().contains("2 key groups"));
+        let (groups, records) = (2, 1);
+        let groups = MalformedBatch::KeyGroups { groups, records };
+        assert_eq!(check_batch(&grouped), Err(groups));
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::channel::{Closed, Message, Receiver, batch_len};
 use super::partition::{Output, check_batch};
 use super::swap::{Prepared, SwapOrder, Swapped, UpgradeError};
-use super::{CheckpointFailure, SwapFailure};
+use super::{CheckpointFailure, Malformed, SwapFailure};
 use crate::barrier::{Aligner, Alignment, Barrier};
 use crate::engine::bindings::{Batch, PollResult, Snapshot};
 use crate::engine::{GuestError, Instance};
@@ -122,7 +122,7 @@ pub enum SubtaskError {
         /// Which subtask.
         subtask: SubtaskId,
         /// What is wrong with it.
-        problem: String,
+        problem: Malformed,
     },
     /// A downstream subtask is gone: the job is failing elsewhere.
     #[error(transparent)]
@@ -435,7 +435,7 @@ impl Subtask {
         let merged = held.merge(owned, operator_state, changed, full);
         merged.map_err(|problem| SubtaskError::Malformed {
             subtask: self.id.clone(),
-            problem,
+            problem: problem.into(),
         })?;
         let (operator, index) = (self.id.operator.as_str(), self.id.index);
         let segment = Layout::segment_file_name(&self.job, checkpoint, operator, index);
@@ -543,14 +543,12 @@ impl Throttle {
 
 /// Checks a batch a guest returned: at most [`BATCH_RECORDS_MAX`] records, in columns that read
 /// within their bounds ([`check_batch`]).
-pub fn check_returned(batch: &Batch) -> Result<(), String> {
-    if batch_len(batch) > BATCH_RECORDS_MAX {
-        return Err(format!(
-            "returned a batch of {} records, over the limit of {BATCH_RECORDS_MAX}",
-            batch_len(batch)
-        ));
+pub fn check_returned(batch: &Batch) -> Result<(), Malformed> {
+    let records = batch_len(batch);
+    if records > BATCH_RECORDS_MAX {
+        return Err(Malformed::TooManyRecords { records });
     }
-    check_batch(batch)
+    Ok(check_batch(batch)?)
 }
 
 #[cfg(test)]

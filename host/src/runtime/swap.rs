@@ -41,7 +41,7 @@ use super::{JobFailure, OperatorInfo, RestoreFrom, SwapFailure, restore};
 use crate::barrier::BarrierKind;
 use crate::engine::{EngineError, Instance};
 use crate::fault::Phase;
-use crate::ids::{CheckpointId, OperatorId, Role};
+use crate::ids::{CheckpointId, OperatorId, Role, SubtaskId};
 use crate::key_group::KEY_GROUP_FUNCTION;
 use crate::snapshot::{Held, Rescale};
 use crate::store::{Metadata, OperatorState, StateLayout};
@@ -138,8 +138,8 @@ pub enum UpgradeError {
     Start {
         /// The operator.
         operator: OperatorId,
-        /// Why, in the module's words.
-        failure: SwapFailure,
+        /// Why, in the module's words (boxed: the rarest answer keeps every other one small).
+        failure: Box<SwapFailure>,
     },
     /// The new module rescales its operator state differently.
     #[error(
@@ -433,15 +433,19 @@ fn answer(
 }
 
 /// The held state of every subtask that handed some over, or which one did not.
-fn held_by_subtask(
-    received: &BTreeMap<u32, Handover>,
-) -> Result<BTreeMap<u32, &Held>, SwapFailure> {
+fn held_by_subtask<'a>(
+    operator: &OperatorId,
+    received: &'a BTreeMap<u32, Handover>,
+) -> Result<BTreeMap<u32, &'a Held>, SwapFailure> {
     received
         .iter()
         .map(|(&index, handover)| match &handover.held {
             Some(held) => Ok((index, held)),
             None => Err(SwapFailure::NoSnapshot {
-                subtask: index,
+                subtask: SubtaskId {
+                    operator: operator.clone(),
+                    index,
+                },
                 checkpoint: handover.checkpoint,
             }),
         })
@@ -456,7 +460,7 @@ async fn restored_instances(
     checkpoint: CheckpointId,
     received: &BTreeMap<u32, Handover>,
 ) -> Result<Vec<Instance>, SwapFailure> {
-    let held = held_by_subtask(received)?;
+    let held = held_by_subtask(&running.id, received)?;
     let states = held.into_iter();
     let states = states.map(|(index, held)| ((running.id.clone(), index), held.clone()));
     let point = RestoreFrom {

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::{Shared, prometheus};
 use crate::ids::JobId;
-use crate::ops::{self, OpsError};
+use crate::jobs::{self, RequestError};
 use crate::store::{Store, StoreError};
 
 /// An error as the API answers it.
@@ -84,15 +84,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<OpsError> for ApiError {
-    fn from(e: OpsError) -> Self {
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
         let status = match &e {
-            OpsError::NoSuchJob(_) => StatusCode::NOT_FOUND,
-            OpsError::NotRunning { .. } | OpsError::Refused { .. } => StatusCode::CONFLICT,
-            OpsError::Unexpected { .. } | OpsError::Control(_) | OpsError::StillHeld { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
-            OpsError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestError::NoSuchJob(_) => StatusCode::NOT_FOUND,
+            RequestError::NotRunning { .. } | RequestError::Refused { .. } => StatusCode::CONFLICT,
+            RequestError::Unexpected { .. }
+            | RequestError::Control(_)
+            | RequestError::StillHeld { .. } => StatusCode::BAD_GATEWAY,
+            RequestError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())
     }
@@ -109,7 +109,7 @@ type Answer = Result<Json<Value>, ApiError>;
 /// The API's routes.
 pub fn routes() -> Router<Shared> {
     Router::new()
-        .route("/api/jobs", get(jobs))
+        .route("/api/jobs", get(all_jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/metrics", get(job_metrics))
         .route("/api/jobs/{id}/checkpoints", get(checkpoints))
@@ -147,19 +147,19 @@ fn to_json(value: impl serde::Serialize) -> Answer {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn jobs(State(shared): State<Shared>) -> Answer {
-    to_json(blocking(&shared.store, |store| Ok(ops::jobs(store)?)).await?)
+async fn all_jobs(State(shared): State<Shared>) -> Answer {
+    to_json(blocking(&shared.store, |store| Ok(jobs::list(store)?)).await?)
 }
 
 async fn job(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
     let job = job_id(&id)?;
     let (row, sample) = blocking(&shared.store, move |store| {
-        let rows = ops::jobs(store)?;
+        let rows = jobs::list(store)?;
         let row = rows.into_iter().find(|r| r.job == job);
-        let row = row.ok_or_else(|| ApiError::from(OpsError::NoSuchJob(job.clone())))?;
+        let row = row.ok_or_else(|| ApiError::from(RequestError::NoSuchJob(job.clone())))?;
         let sample = row
             .running
-            .then(|| ops::metrics(store, &job).ok())
+            .then(|| jobs::metrics(store, &job).ok())
             .flatten();
         Ok((row, sample))
     })
@@ -171,12 +171,12 @@ async fn job(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
 
 async fn job_metrics(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
     let job = job_id(&id)?;
-    to_json(blocking(&shared.store, move |store| Ok(ops::metrics(store, &job)?)).await?)
+    to_json(blocking(&shared.store, move |store| Ok(jobs::metrics(store, &job)?)).await?)
 }
 
 async fn checkpoints(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
     let job = job_id(&id)?;
-    let sample = blocking(&shared.store, move |store| Ok(ops::metrics(store, &job)?)).await?;
+    let sample = blocking(&shared.store, move |store| Ok(jobs::metrics(store, &job)?)).await?;
     to_json(sample.checkpoints)
 }
 
@@ -200,7 +200,12 @@ async fn acting<T: Send + 'static>(
 
 async fn save(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
     let job = job_id(&id)?;
-    to_json(acting(&shared, job, |store, job| Ok(ops::save(store, job, false)?)).await?)
+    to_json(
+        acting(&shared, job, |store, job| {
+            Ok(jobs::save(store, job, false)?)
+        })
+        .await?,
+    )
 }
 
 #[derive(Deserialize)]
@@ -219,8 +224,8 @@ async fn stop(
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let stopped = job.clone();
     let saved = acting(&shared, job, move |store, job| match save {
-        true => Ok(Some(ops::save(store, job, true)?)),
-        false => Ok(ops::cancel(store, job).map(|()| None)?),
+        true => Ok(Some(jobs::save(store, job, true)?)),
+        false => Ok(jobs::cancel(store, job).map(|()| None)?),
     })
     .await?;
     Ok(Json(json!({ "stopped": stopped, "savepoint": saved })))
@@ -239,17 +244,17 @@ async fn savepoints(
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let job = job.as_deref().map(job_id).transpose()?;
     let rows = blocking(&shared.store, move |store| {
-        Ok(ops::points(store, job.as_ref())?)
+        Ok(jobs::points(store, job.as_ref())?)
     });
     to_json(rows.await?)
 }
 
 async fn metrics(State(shared): State<Shared>) -> Result<Response, ApiError> {
     let samples = blocking(&shared.store, |store| {
-        let running = ops::jobs(store)?.into_iter().filter(|r| r.running);
+        let running = jobs::list(store)?.into_iter().filter(|r| r.running);
         // A job that ends between the listing and the request is left out.
         Ok(running
-            .filter_map(|r| ops::metrics(store, &r.job).ok())
+            .filter_map(|r| jobs::metrics(store, &r.job).ok())
             .collect::<Vec<_>>())
     })
     .await?;

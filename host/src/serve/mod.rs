@@ -2,7 +2,7 @@
 //! the command line ([`api`]), every running job's metrics at `/metrics` ([`prometheus`]) and a
 //! dashboard (one page, shipped in the binary, [`dashboard`]).
 //!
-//! It reaches running jobs through their control sockets only ([`crate::ops`]); the only file
+//! It reaches running jobs through their control sockets only ([`crate::jobs`]); the only file
 //! it writes is its token's. Every request, on loopback too, must present the token
 //! ([`token`]: `--token-file`'s, or one generated once into the state folder's `serve-token`,
 //! mode 0600, and reused): as `Authorization: Bearer TOKEN`, or as the cookie that the

@@ -130,9 +130,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         if from.metadata.state_layout == super::StateLayout::Chained {
             let bytes = Bytes::from(self.read_point_file(&from.dir, &file.file)?);
-            let path = PathBuf::from(self.display(&from.dir.join(&file.file)));
+            let path_of =
+                |file: &StateFile| PathBuf::from(self.display(&from.dir.join(&file.file)));
+            // Pair assertion: what is shared is what `_metadata` says it is.
+            super::verify_blob(file, &bytes, &path_of)?;
             let decoded = state_file::decode(&bytes)
-                .map_err(|problem| StoreError::CorruptState { path, problem })?;
+                .map_err(|e| super::read::Undecodable::StateFile(e).at(self, from, file))?;
             for segment in decoded.segment_names() {
                 self.share(from, target, segment, written)?;
             }

@@ -19,9 +19,9 @@
 //! format 1 recorded verbatim.
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_128;
 
 use crate::barrier::BarrierKind;
+use crate::checksum::checksum;
 use crate::ids::{CheckpointId, JobId, OperatorId, Role, SavepointId};
 use crate::key_group::KEY_GROUP_FUNCTION;
 
@@ -310,21 +310,6 @@ mod format_1 {
             resumed_from: None,
         })
     }
-}
-
-/// The checksum of state files and metadata: XXH3-128. It guards against corruption (bit
-/// flips, truncation, a file from elsewhere), which is its job here; it is no signature, and
-/// neither would an unkeyed SHA-256 be. It runs at memory speed, where SHA-256 held restores to
-/// a third of the disk's bandwidth (see the benchmarks).
-pub fn checksum(bytes: &[u8]) -> [u8; 16] {
-    xxh3_128(bytes).to_le_bytes()
-}
-
-/// [`checksum`] of `parts` one after another, without joining them.
-pub fn checksum_of_parts(parts: &[&[u8]]) -> [u8; 16] {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    parts.iter().for_each(|part| hasher.update(part));
-    hasher.digest128().to_le_bytes()
 }
 
 #[cfg(test)]

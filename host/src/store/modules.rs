@@ -7,7 +7,7 @@
 //! module goes to a temporary name, is fsynced, then renamed (on an object store: one
 //! create-only put), so a crash never leaves a partial file under its final name. Every read
 //! verifies the bytes against their name. Only `host gc` removes a module
-//! ([`crate::gc`] decides which).
+//! ([`crate::points::gc`] decides which).
 
 use std::fs;
 use std::io;
@@ -100,7 +100,7 @@ impl Store {
         Ok(hashes)
     }
 
-    /// Deletes module `sha256` from the module store. Only [`crate::gc`] calls this, having
+    /// Deletes module `sha256` from the module store. Only [`crate::points::gc`] calls this, having
     /// decided that nothing refers to it.
     pub fn remove_module(&self, sha256: &str) -> Result<(), StoreError> {
         let location = self.layout.module(sha256);

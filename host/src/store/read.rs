@@ -22,14 +22,14 @@ use crate::snapshot::Held;
 
 /// Why a state file, verified, does not give its state: the file, or a segment, at fault.
 pub(super) enum Undecodable {
-    StateFile(String),
+    StateFile(state_file::StateFileError),
     Segment(state_file::SegmentError),
 }
 
 impl Undecodable {
     pub(super) fn at(self, store: &Store, point: &Point, file: &StateFile) -> StoreError {
         let (location, problem) = match self {
-            Undecodable::StateFile(problem) => (point.dir.join(&file.file), problem),
+            Undecodable::StateFile(e) => (point.dir.join(&file.file), e.to_string()),
             Undecodable::Segment(e) => (point.dir.join(e.segment), e.problem),
         };
         let path = PathBuf::from(store.display(&location));
@@ -226,11 +226,7 @@ impl Store {
     /// them (`host inspect`): in a folder, one state file and its segments are in memory at a
     /// time, however large the point.
     pub fn verify_states(&self, point: &Point) -> Result<(), StoreError> {
-        self.each_state(
-            point,
-            |_| true,
-            |_, _, _held| Ok::<_, StoreError>(()),
-        )
+        self.each_state(point, |_| true, |_, _, _held| Ok::<_, StoreError>(()))
     }
 
     /// Reads, verifies and decodes the state files of a point that `only` picks, in turn,
@@ -341,7 +337,7 @@ pub(crate) fn verify_blob(
         let problem = format!("{} bytes read, metadata says {}", blob.len(), file.len);
         return Err(corrupt(file, path_of, problem));
     }
-    if metadata::checksum(blob) != file.checksum {
+    if crate::checksum::checksum(blob) != file.checksum {
         return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
     }
     Ok(())

@@ -27,8 +27,8 @@ use bytes::Bytes;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::{checksum, checksum_of_parts};
 use crate::snapshot::{Held, Home, Piece};
-use crate::store::metadata::{checksum, checksum_of_parts};
 
 /// A state file: postcard of this.
 #[derive(Serialize, Deserialize)]
@@ -276,15 +276,26 @@ pub struct Decoded {
     segments: Vec<(String, u64, Vec<u8>)>,
 }
 
+/// Why a state file, verified against its checksum, does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// Its bytes are no state file.
+    #[error("the state file does not decode: {0}")]
+    Undecodable(#[from] postcard::Error),
+    /// It names a file that is no segment (format 3).
+    #[error("the state file names `{0}`, which is no segment file")]
+    NoSegment(String),
+    /// It holds a key group twice (format 2).
+    #[error("the state file holds key group {0} twice")]
+    GroupTwice(u32),
+}
+
 /// Reads a state file written by [`encode`]. Segment names are checked: plain file names. The
 /// operator state is a slice of `bytes`, not a copy.
-pub fn decode(bytes: &Bytes) -> Result<Decoded, String> {
-    let index: Index<'_> =
-        postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
+pub fn decode(bytes: &Bytes) -> Result<Decoded, StateFileError> {
+    let index: Index<'_> = postcard::from_bytes(bytes)?;
     if let Some((bad, ..)) = index.segments.iter().find(|(n, ..)| !is_segment_name(n)) {
-        return Err(format!(
-            "the state file names `{bad}`, which is no segment file"
-        ));
+        return Err(StateFileError::NoSegment((*bad).to_owned()));
     }
     Ok(Decoded {
         operator_state: bytes.slice_ref(index.operator_state),
@@ -379,16 +390,15 @@ fn is_held(bits: &[u8], i: usize) -> bool {
 }
 
 /// Reads a format 2 state file: each group whole, inline.
-pub fn decode_grouped(bytes: &Bytes) -> Result<Held, String> {
-    let file: Grouped<'_> =
-        postcard::from_bytes(bytes).map_err(|e| format!("the state file does not decode: {e}"))?;
+pub fn decode_grouped(bytes: &Bytes) -> Result<Held, StateFileError> {
+    let file: Grouped<'_> = postcard::from_bytes(bytes)?;
     let mut key_groups = BTreeMap::new();
     for (group, state) in file.key_groups {
         if key_groups
             .insert(group, vec![Piece::new(bytes.slice_ref(state))])
             .is_some()
         {
-            return Err(format!("the state file holds key group {group} twice"));
+            return Err(StateFileError::GroupTwice(group));
         }
     }
     Ok(Held {

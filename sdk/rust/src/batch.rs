@@ -13,7 +13,7 @@ pub trait ColumnarBatch {
 
 /// Reads `batch` as records, or says how its columns are malformed.
 pub fn records<B: ColumnarBatch + ?Sized>(batch: &B) -> Result<Records<'_>, String> {
-    Records::new(batch.columns())
+    Records::new(batch.columns()).map_err(|e| e.to_string())
 }
 
 impl ColumnarBatch for BatchParts {

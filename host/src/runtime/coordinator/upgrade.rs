@@ -18,7 +18,7 @@ use crate::runtime::swap::{
 use crate::runtime::{JobFailure, SwapFailure};
 
 /// Where the answer to `host upgrade` goes.
-pub type UpgradeReply = oneshot::Sender<Result<Upgraded, String>>;
+pub type UpgradeReply = oneshot::Sender<Result<Upgraded, UpgradeError>>;
 
 /// The upgrade under way.
 pub(super) struct Upgrading {
@@ -66,11 +66,11 @@ impl CoordinatorTask {
             _ => None,
         };
         if let Some(why) = why {
-            let _ = reply.send(Err(UpgradeError::Busy { operator, why }.to_string()));
+            let _ = reply.send(Err(UpgradeError::Busy { operator, why }));
             return;
         }
         let Some(running) = self.operators.iter().find(|op| op.id == operator).cloned() else {
-            let _ = reply.send(Err(UpgradeError::UnknownOperator(operator).to_string()));
+            let _ = reply.send(Err(UpgradeError::UnknownOperator(operator)));
             return;
         };
         tracing::info!(%operator, module = %spec.module.display(), "preparing an upgrade");
@@ -328,7 +328,7 @@ impl CoordinatorTask {
                 Ok(_) => self.blueprint.engine.write_cache(),
                 Err(_) => self.blueprint.engine.discard_uncached(),
             }
-            let _ = upgrading.reply.send(answer.map_err(|e| e.to_string()));
+            let _ = upgrading.reply.send(answer);
         }
     }
 }

@@ -133,7 +133,7 @@ impl Staged {
             let mut copy = Held::default();
             let merged = copy.merge(instance.key_groups(), operator_state, changed, true);
             merged.map_err(|problem| SwapFailure::Malformed {
-                subtask: instance.subtask().index,
+                subtask: instance.subtask().clone(),
                 problem,
             })?;
             copies.push(copy);
@@ -156,7 +156,11 @@ async fn catch_up(
     base: &BTreeMap<u32, Handover>,
     now: &BTreeMap<u32, Handover>,
 ) -> Result<(), SwapFailure> {
-    let (base, now) = (held_by_subtask(base)?, held_by_subtask(now)?);
+    let operator = &running.id;
+    let (base, now) = (
+        held_by_subtask(operator, base)?,
+        held_by_subtask(operator, now)?,
+    );
     let origin = StateOrigin {
         module_name: running.module_name.clone(),
         module_version: running.module_version.clone(),

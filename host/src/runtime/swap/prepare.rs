@@ -4,7 +4,7 @@
 
 use super::{UpgradeError, UpgradeSpec};
 use crate::engine::{Instance, Module};
-use crate::ids::{OperatorId, Role};
+use crate::ids::{OperatorId, Role, SubtaskId};
 use crate::runtime::build::Blueprint;
 use crate::runtime::{OperatorInfo, SwapFailure};
 use crate::topology::OperatorPlan;
@@ -64,7 +64,7 @@ pub(in crate::runtime) async fn prepare(
     let started = start_instances(&blueprint, &plan, &module, &mut info).await;
     let instances = started.map_err(|failure| UpgradeError::Start {
         operator: operator.clone(),
-        failure,
+        failure: Box::new(failure),
     })?;
     if info.rescale != running.rescale {
         let (old, new) = (running.rescale, info.rescale);
@@ -130,11 +130,13 @@ pub(super) async fn start_instances(
     let mut instances = Vec::new();
     for subtask in 0..plan.parallelism {
         let started = blueprint.start_subtask(plan, module, subtask, info);
-        instances.push(
-            started
-                .await
-                .map_err(|cause| SwapFailure::Start { subtask, cause })?,
-        );
+        instances.push(started.await.map_err(|cause| SwapFailure::Start {
+            subtask: SubtaskId {
+                operator: plan.id.clone(),
+                index: subtask,
+            },
+            cause,
+        })?);
     }
     Ok(instances)
 }

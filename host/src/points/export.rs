@@ -3,7 +3,7 @@
 //! definition (in `_metadata`; a copy as `job.toml` for people to read).
 //!
 //! `host run --from DIR` then works on any machine, with a fresh state folder and the original
-//! module files and job file gone ([`crate::program`] finds the modules in the folder). The
+//! module files and job file gone ([`crate::points::program`] finds the modules in the folder). The
 //! point is read and verified whole first (every checksum, every module hash) and never
 //! changed. The folder is built under a temporary name beside `DIR`, each file fsynced, then
 //! renamed into place: a crash leaves no half export under `DIR`. A `DIR` that exists and
@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::program::{self, EXPORTED_JOB_FILE, EXPORTED_MODULES_DIR, ProgramError};
 use crate::durable;
-use crate::program::{self, EXPORTED_JOB_FILE, EXPORTED_MODULES_DIR, ProgramError};
 use crate::store::layout::module_file_name;
 use crate::store::{Store, StoreError};
 

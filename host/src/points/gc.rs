@@ -12,8 +12,8 @@
 
 use std::collections::BTreeSet;
 
+use super::savepoint;
 use crate::ids::JobId;
-use crate::savepoint;
 use crate::store::{Store, StoreError};
 
 /// Why modules cannot be collected.

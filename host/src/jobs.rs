@@ -1,6 +1,7 @@
-//! What the command line and `host serve` share: jobs and points as listed, and requests to a
-//! running job through its control socket, with the same messages for both. Reads the state
-//! folder only; a running job alone writes it.
+//! Jobs seen from outside their processes, as the command line and `host serve` share them: the
+//! jobs and points of a state folder as listed, and requests to a running job through its
+//! control socket, with the same messages for both. Reads the state folder only; a running job
+//! alone writes it.
 
 use std::path::PathBuf;
 
@@ -9,13 +10,13 @@ use serde::Serialize;
 use crate::control::{self, ControlError, ControlRequest, ControlResponse};
 use crate::ids::{JobId, SavepointId};
 use crate::metrics::Sample;
+use crate::points::savepoint;
 use crate::runtime::{Saved, UpgradeSpec, Upgraded};
-use crate::savepoint;
 use crate::store::{JobState, Store, StoreError};
 
 /// Why a request to a job failed; each names the job.
 #[derive(Debug, thiserror::Error)]
-pub enum OpsError {
+pub enum RequestError {
     /// The state folder has no such job.
     #[error("no job `{0}` (see `host list`)")]
     NoSuchJob(JobId),
@@ -67,17 +68,17 @@ pub fn request(
     store: &Store,
     job: &JobId,
     request: &ControlRequest,
-) -> Result<ControlResponse, OpsError> {
+) -> Result<ControlResponse, RequestError> {
     let socket = store.layout().control_socket(job);
     match control::call(&socket, request) {
-        Ok(ControlResponse::Error { message }) => Err(OpsError::Refused {
+        Ok(ControlResponse::Error { message }) => Err(RequestError::Refused {
             job: job.clone(),
             message,
         }),
         Ok(response) => Ok(response),
         Err(ControlError::NotRunning(_)) => match store.read_status(job) {
-            Err(_) => Err(OpsError::NoSuchJob(job.clone())),
-            Ok(status) => Err(OpsError::NotRunning {
+            Err(_) => Err(RequestError::NoSuchJob(job.clone())),
+            Ok(status) => Err(RequestError::NotRunning {
                 job: job.clone(),
                 state: describe_state(&status.state, false),
             }),
@@ -86,8 +87,8 @@ pub fn request(
     }
 }
 
-fn unexpected(job: &JobId, answer: ControlResponse) -> OpsError {
-    OpsError::Unexpected {
+fn unexpected(job: &JobId, answer: ControlResponse) -> RequestError {
+    RequestError::Unexpected {
         job: job.clone(),
         answer: format!("{answer:?}"),
     }
@@ -99,7 +100,7 @@ pub const RELEASE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs
 /// Takes a savepoint of `job`, stopping it after with `stop`: then returns only once its
 /// process has let go of the job, so that a job started from the savepoint right after is not
 /// refused as beside a running one.
-pub fn save(store: &Store, job: &JobId, stop: bool) -> Result<Saved, OpsError> {
+pub fn save(store: &Store, job: &JobId, stop: bool) -> Result<Saved, RequestError> {
     match request(store, job, &ControlRequest::Save { stop })? {
         ControlResponse::Saved(saved) if stop => released(store, job).map(|()| saved),
         ControlResponse::Saved(saved) => Ok(saved),
@@ -108,10 +109,10 @@ pub fn save(store: &Store, job: &JobId, stop: bool) -> Result<Saved, OpsError> {
 }
 
 /// Waits until the process of `job`, which answered that it stopped, has let go of it.
-fn released(store: &Store, job: &JobId) -> Result<(), OpsError> {
+fn released(store: &Store, job: &JobId) -> Result<(), RequestError> {
     match store.wait_released(job, RELEASE_WAIT_MAX)? {
         true => Ok(()),
-        false => Err(OpsError::StillHeld {
+        false => Err(RequestError::StillHeld {
             job: job.clone(),
             waited: RELEASE_WAIT_MAX,
         }),
@@ -119,7 +120,7 @@ fn released(store: &Store, job: &JobId) -> Result<(), OpsError> {
 }
 
 /// Swaps one operator's module of the running `job` live; returns once the swap is final.
-pub fn upgrade(store: &Store, job: &JobId, spec: UpgradeSpec) -> Result<Upgraded, OpsError> {
+pub fn upgrade(store: &Store, job: &JobId, spec: UpgradeSpec) -> Result<Upgraded, RequestError> {
     match request(store, job, &ControlRequest::Upgrade { spec })? {
         ControlResponse::Upgraded(upgraded) => Ok(upgraded),
         other => Err(unexpected(job, other)),
@@ -127,7 +128,7 @@ pub fn upgrade(store: &Store, job: &JobId, spec: UpgradeSpec) -> Result<Upgraded
 }
 
 /// Stops `job` without a savepoint; returns once its process has let go of it.
-pub fn cancel(store: &Store, job: &JobId) -> Result<(), OpsError> {
+pub fn cancel(store: &Store, job: &JobId) -> Result<(), RequestError> {
     match request(store, job, &ControlRequest::Cancel)? {
         ControlResponse::Cancelled => released(store, job),
         other => Err(unexpected(job, other)),
@@ -135,7 +136,7 @@ pub fn cancel(store: &Store, job: &JobId) -> Result<(), OpsError> {
 }
 
 /// Every counter of the running `job`.
-pub fn metrics(store: &Store, job: &JobId) -> Result<Sample, OpsError> {
+pub fn metrics(store: &Store, job: &JobId) -> Result<Sample, RequestError> {
     match request(store, job, &ControlRequest::Metrics)? {
         ControlResponse::Metrics(sample) => Ok(*sample),
         other => Err(unexpected(job, other)),
@@ -174,7 +175,7 @@ pub struct JobRow {
 }
 
 /// Every job of the state folder, oldest id first.
-pub fn jobs(store: &Store) -> Result<Vec<JobRow>, StoreError> {
+pub fn list(store: &Store) -> Result<Vec<JobRow>, StoreError> {
     let mut rows = Vec::new();
     for job in store.jobs()? {
         let Ok(status) = store.read_status(&job) else {
