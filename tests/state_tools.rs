@@ -205,27 +205,10 @@ fn state_write_then_run_from_continues_from_the_edited_counts_exactly() {
     std::fs::write(&deletions, format!("{}\n", json!({"key": dropped}))).unwrap();
     let original = dir.home().join("savepoints").join(&point);
     let untouched = dir.snapshot_tree(&original);
-    let args = [
-        "state",
-        "write",
-        &point,
-        "--operator",
-        "counter",
-        "--upsert",
-    ];
-    let written = dir.host_ok(
-        &[
-            &args[..],
-            &[
-                upserts.to_str().unwrap(),
-                "--delete",
-                deletions.to_str().unwrap(),
-                "--to",
-                "edited",
-            ],
-        ]
-        .concat(),
-    );
+    let (upserts, deletions) = (upserts.to_str().unwrap(), deletions.to_str().unwrap());
+    let written = dir.host_ok(&command(&format!(
+        "state write {point} --operator counter --upsert {upserts} --delete {deletions} --to edited"
+    )));
     assert!(written.starts_with("edited\n"), "{written}");
     crate::util::assert_same_tree(&untouched, &dir.snapshot_tree(&original), "state write");
     assert_shares_files(&original, &dir.home().join("savepoints/edited"));
@@ -398,151 +381,115 @@ fn state_tools_refuse_bad_input_by_line_and_change_nothing() {
         &[json!({"key": "w1", "version": 2, "value": [1, null]})],
     );
     let missing = write_file("missing.jsonl", &[json!({"key": "never-seen"})]);
-    dir.host_ok(&[
-        "state",
-        "write",
-        &point,
-        "--operator",
-        "counter",
-        "--upsert",
-        good.to_str().unwrap(),
-        "--to",
-        "taken",
-    ]);
-    let write = |rows: &Path, flag: &str| -> Vec<String> {
-        let args = [
-            "state",
-            "write",
-            &point,
-            "--operator",
-            "counter",
-            flag,
-            rows.to_str().unwrap(),
-            "--to",
-            "new",
-        ];
-        args.iter().map(|a| a.to_string()).collect()
-    };
-    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+    let (job, point) = (file.to_str().unwrap(), point.as_str());
+    let path = |file: &PathBuf| file.to_str().unwrap().to_owned();
+    let (good, not_pair, not_fit) = (path(&good), path(&not_pair), path(&not_fit));
+    let (other_job, newer, missing) = (path(&other_job), path(&newer), path(&missing));
+    dir.host_ok(&command(&format!(
+        "state write {point} --operator counter --upsert {good} --to taken"
+    )));
+    let write = format!("state write {point} --operator counter");
+    let bootstrap =
+        format!("state bootstrap {job} --state-format word-count --state-version 1 --to new");
+    let cases: Vec<(String, &[&str])> = vec![
         (
-            ["state", "read", &point, "--operator", "nope"]
-                .map(String::from)
-                .to_vec(),
-            vec!["no operator `nope`".into(), "`counter`".into()],
+            format!("state read {point} --operator nope"),
+            &["no operator `nope`", "`counter`"],
         ),
         (
-            [
-                "state",
-                "read",
-                &point,
-                "--operator",
-                "nope",
-                "--format",
-                "parquet",
-                "--out",
-                "x.parquet",
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec!["no operator `nope`".into()],
+            format!("state read {point} --operator nope --format parquet --out x.parquet"),
+            &["no operator `nope`"],
         ),
         (
-            write(&not_pair, "--upsert"),
-            vec!["pair.jsonl:2: not a key/value pair".into()],
+            format!("{write} --upsert {not_pair} --to new"),
+            &["pair.jsonl:2: not a key/value pair"],
         ),
         (
-            write(&not_fit, "--upsert"),
-            vec![
-                "fit.jsonl:1:".into(),
-                "does not fit state `word-count` v1: its values are unsigned integers".into(),
+            format!("{write} --upsert {not_fit} --to new"),
+            &[
+                "fit.jsonl:1:",
+                "does not fit state `word-count` v1: its values are unsigned integers",
             ],
         ),
         (
-            write(&other_job, "--upsert"),
-            vec!["other.jsonl:1:".into(), "a point of another job".into()],
+            format!("{write} --upsert {other_job} --to new"),
+            &["other.jsonl:1:", "a point of another job"],
         ),
         (
-            write(&newer, "--upsert"),
-            vec!["newer.jsonl:1:".into(), "version 2".into()],
+            format!("{write} --upsert {newer} --to new"),
+            &["newer.jsonl:1:", "version 2"],
         ),
         (
-            write(&missing, "--delete"),
-            vec!["missing.jsonl:1:".into(), "is not in the state".into()],
+            format!("{write} --delete {missing} --to new"),
+            &["missing.jsonl:1:", "is not in the state"],
         ),
         (
-            [
-                "state",
-                "write",
-                &point,
-                "--operator",
-                "counter",
-                "--upsert",
-                good.to_str().unwrap(),
-                "--to",
-                "taken",
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec!["savepoint `taken` exists already".into()],
+            format!("{write} --upsert {good} --to taken"),
+            &["savepoint `taken` exists already"],
         ),
         (
-            [
-                "state",
-                "repartition",
-                &point,
-                "--max-parallelism",
-                "128",
-                "--to",
-                "new",
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec!["as many key groups already".into()],
+            format!("state repartition {point} --max-parallelism 128 --to new"),
+            &["as many key groups already"],
         ),
         (
-            [
-                "state",
-                "bootstrap",
-                file.to_str().unwrap(),
-                "--operator",
-                "nope",
-                "--from",
-                good.to_str().unwrap(),
-                "--state-format",
-                "word-count",
-                "--state-version",
-                "1",
-                "--to",
-                "new",
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec!["job file".into(), "no operator `nope`".into()],
+            format!("{bootstrap} --operator nope --from {good}"),
+            &["job file", "no operator `nope`"],
         ),
         (
-            [
-                "state",
-                "bootstrap",
-                file.to_str().unwrap(),
-                "--operator",
-                "counter",
-                "--from",
-                not_pair.to_str().unwrap(),
-                "--state-format",
-                "word-count",
-                "--state-version",
-                "1",
-                "--to",
-                "new",
-            ]
-            .map(String::from)
-            .to_vec(),
-            vec!["pair.jsonl:2: not a key/value pair".into()],
+            format!("{bootstrap} --operator counter --from {not_pair}"),
+            &["pair.jsonl:2: not a key/value pair"],
         ),
     ];
     for (args, needles) in cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
-        dir.refused(&args, &needles);
+        dir.refused(&command(&args), needles);
     }
+}
+
+/// A command's arguments, split at spaces (the scratch folders' paths have none).
+fn command(text: &str) -> Vec<&str> {
+    text.split_whitespace().collect()
+}
+
+#[test]
+fn state_write_on_an_object_store_copies_server_side_and_resumes_exactly() {
+    let server = crate::s3::S3Server::start();
+    let dir = Dir::new(LINES).with_env(&server.env("team/state"));
+    let file = dir.write_job(&job("counter_v1", 2, 100));
+    let point = savepoint_mid_stream(&dir, &file);
+    let at = read_counts(&dir, &point);
+    let raised = at.keys().next().unwrap().clone();
+    let upserts = dir.path().join("upserts.jsonl");
+    std::fs::write(
+        &upserts,
+        format!("{}\n", json!({"key": raised, "value": 1_000})),
+    )
+    .unwrap();
+    let original = server.keys(&format!("team/state/savepoints/{point}/"));
+    let upserts = upserts.to_str().unwrap();
+    dir.host_ok(&command(&format!(
+        "state write {point} --operator counter --upsert {upserts} --to edited"
+    )));
+    assert_eq!(
+        server.keys(&format!("team/state/savepoints/{point}/")),
+        original
+    );
+    let edited = server.keys("team/state/savepoints/edited/");
+    assert!(
+        edited.iter().any(|k| k.ends_with("/_metadata")),
+        "{edited:?}"
+    );
+    assert!(
+        !dir.home().join("savepoints/edited").exists(),
+        "written into the folder"
+    );
+    let mut from = at.clone();
+    from.insert(raised, 1_000);
+    assert_eq!(read_counts(&dir, "edited"), from);
+    let last = dir.write_job(&job("counter_v1", 2, 4_000));
+    dir.start(&[last.to_str().unwrap(), "--from", "edited"])
+        .wait_ok();
+    assert_eq!(
+        multiset(&dir.committed_output()),
+        expected_after_edit(&at, &from)
+    );
 }
