@@ -6,7 +6,7 @@
 //! A blob in another encoding is named ([`Foreign`]): the Rust SDK's `encode_state` writes
 //! postcard, which only its own module reads. Performs no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use super::msgpack::{self, DecodeError, Value};
 
@@ -119,13 +119,22 @@ pub struct Entry {
     pub value: Value,
 }
 
-/// A key group's state: every key's value, by key.
+/// A key group's state: every key's value, in key order, each key once.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Group {
     /// The state's format name.
     pub format: String,
-    /// Each key's value.
-    pub entries: BTreeMap<Vec<u8>, Entry>,
+    /// Each key's value, by key.
+    pub entries: Vec<(Vec<u8>, Entry)>,
+}
+
+impl Group {
+    /// Whether the group holds `key`.
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.entries
+            .binary_search_by(|(k, _)| k[..].cmp(key))
+            .is_ok()
+    }
 }
 
 /// Why a key group's chain does not give its state.
@@ -149,68 +158,165 @@ pub enum GroupError {
     },
 }
 
+/// One piece of a key group's chain, read.
+struct Piece {
+    format: String,
+    version: u32,
+    pairs: Vec<Pair>,
+    /// A delta's removed keys.
+    removed: Option<Vec<Vec<u8>>>,
+}
+
 /// The state of a key group whose chain is `pieces` (its whole state, then deltas).
 pub fn resolve<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Result<Group, GroupError> {
-    let mut group = Group::default();
+    let mut format = String::new();
+    // The whole state alone (the common case) is sorted once; a chain is applied key by key.
+    let mut whole: Vec<(Vec<u8>, Entry)> = Vec::new();
+    let mut applied: Option<HashMap<Vec<u8>, Entry>> = None;
     for (i, bytes) in pieces.into_iter().enumerate() {
         let malformed = |problem: String| GroupError::Malformed { piece: i, problem };
-        let opened = open(bytes).map_err(|found| GroupError::Foreign { piece: i, found })?;
-        match (i, &opened.removed) {
+        let piece = open_piece(bytes).map_err(|e| match e {
+            Err(found) => GroupError::Foreign { piece: i, found },
+            Ok(problem) => malformed(problem),
+        })?;
+        match (i, &piece.removed) {
             (0, Some(_)) => return Err(malformed("a delta where the whole state belongs".into())),
             (1.., None) => return Err(malformed("whole state where a delta belongs".into())),
             _ => {}
         }
         if i == 0 {
-            group.format = opened.format.clone();
-        } else if opened.format != group.format {
-            let (was, is) = (&group.format, &opened.format);
+            format = piece.format;
+        } else if piece.format != format {
+            let (was, is) = (&format, &piece.format);
             return Err(malformed(format!(
                 "format `{is}` in a group of format `{was}`"
             )));
         }
-        if let Some(removed) = opened.removed {
-            for key in keys(removed).map_err(malformed)? {
-                group.entries.remove(&key);
+        let version = piece.version;
+        let entries = piece
+            .pairs
+            .into_iter()
+            .map(|(key, value)| (key, Entry { version, value }));
+        match (i, &mut applied) {
+            (0, _) => whole = entries.collect(),
+            (_, None) => {
+                let mut map: HashMap<Vec<u8>, Entry> =
+                    std::mem::take(&mut whole).into_iter().collect();
+                apply(&mut map, piece.removed.unwrap_or_default(), entries);
+                applied = Some(map);
             }
-        }
-        for (key, value) in pairs(opened.payload).map_err(malformed)? {
-            let version = opened.version;
-            group.entries.insert(key, Entry { version, value });
+            (_, Some(map)) => apply(map, piece.removed.unwrap_or_default(), entries),
         }
     }
-    Ok(group)
-}
-
-/// A payload's `[[bin key, value], …]`.
-pub fn pairs(payload: Value) -> Result<Vec<(Vec<u8>, Value)>, String> {
-    let shape = "its payload is no array of [bin key, value] pairs";
-    let Value::Array(items) = payload else {
-        return Err(shape.to_owned());
+    let mut entries = match applied {
+        Some(map) => map.into_iter().collect(),
+        None => whole,
     };
-    let pair = |item: Value| match item {
-        Value::Array(pair) if pair.len() == 2 => {
-            let mut pair = pair.into_iter();
-            match (pair.next(), pair.next()) {
-                (Some(Value::Bin(key)), Some(value)) => Ok((key, value)),
-                _ => Err(shape.to_owned()),
-            }
+    // Stable: of a key written twice in one piece, the later value stays, as a reader's map.
+    entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+    entries.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            std::mem::swap(later, earlier);
         }
-        _ => Err(shape.to_owned()),
-    };
-    items.into_iter().map(pair).collect()
+        same
+    });
+    Ok(Group { format, entries })
 }
 
-/// A delta's removed keys: `[bin, …]`.
-fn keys(removed: Value) -> Result<Vec<Vec<u8>>, String> {
-    let shape = || "its removed keys are no array of bin".to_owned();
-    let Value::Array(items) = removed else {
-        return Err(shape());
+fn apply(
+    map: &mut HashMap<Vec<u8>, Entry>,
+    removed: Vec<Vec<u8>>,
+    upserts: impl Iterator<Item = (Vec<u8>, Entry)>,
+) {
+    for key in removed {
+        map.remove(&key);
+    }
+    map.extend(upserts);
+}
+
+/// A key and its value, as a piece holds them.
+type Pair = (Vec<u8>, Value);
+
+/// Why part of a piece does not read: its bytes, or what they hold.
+enum Unread {
+    /// Not MessagePack.
+    Bytes(DecodeError),
+    /// MessagePack of another shape.
+    Shape,
+}
+
+impl From<DecodeError> for Unread {
+    fn from(e: DecodeError) -> Unread {
+        Unread::Bytes(e)
+    }
+}
+
+/// Reads one piece of a chain: `Err(Err(_))` if it is not in the envelope, `Err(Ok(_))` if it
+/// is but not as a key group's state.
+fn open_piece(blob: &[u8]) -> Result<Piece, Result<String, Foreign>> {
+    let not_envelope = || {
+        let found = open(blob).err();
+        Err(found.unwrap_or_else(|| Foreign::NotEnvelope("an unknown shape".into())))
     };
-    let key = |item| match item {
-        Value::Bin(key) => Ok(key),
-        _ => Err(shape()),
+    let unread = |e: Unread, shape: &str| match e {
+        Unread::Bytes(e) => Err(foreign(blob, e)),
+        Unread::Shape => Ok(shape.to_owned()),
     };
-    items.into_iter().map(key).collect()
+    let mut cursor = msgpack::Cursor::new(blob);
+    let len = match cursor.array_len() {
+        Ok(Some(len @ (3 | 4))) => len,
+        Ok(_) => return Err(not_envelope()),
+        Err(e) => return Err(Err(foreign(blob, e))),
+    };
+    let (format, version) = match (cursor.value(), cursor.value()) {
+        (Ok(Value::Str(format)), Ok(Value::UInt(version))) if version <= u64::from(u32::MAX) => {
+            (format, version as u32)
+        }
+        _ => return Err(not_envelope()),
+    };
+    let pairs = read_pairs(&mut cursor)
+        .map_err(|e| unread(e, "its payload is no array of [bin key, value] pairs"))?;
+    let removed = match len {
+        3 => None,
+        _ => Some(
+            read_keys(&mut cursor)
+                .map_err(|e| unread(e, "its removed keys are no array of bin"))?,
+        ),
+    };
+    match cursor.left() {
+        0 => Ok(Piece {
+            format,
+            version,
+            pairs,
+            removed,
+        }),
+        left => Err(Err(foreign(blob, DecodeError::Trailing(left)))),
+    }
+}
+
+/// `[[bin key, value], …]`.
+fn read_pairs(cursor: &mut msgpack::Cursor<'_>) -> Result<Vec<Pair>, Unread> {
+    let len = cursor.array_len()?.ok_or(Unread::Shape)?;
+    let mut pairs = Vec::with_capacity(len.min(cursor.left() / 3));
+    for _ in 0..len {
+        if cursor.array_len()? != Some(2) {
+            return Err(Unread::Shape);
+        }
+        let key = cursor.bin()?.ok_or(Unread::Shape)?.to_vec();
+        pairs.push((key, cursor.value()?));
+    }
+    Ok(pairs)
+}
+
+/// `[bin, …]`.
+fn read_keys(cursor: &mut msgpack::Cursor<'_>) -> Result<Vec<Vec<u8>>, Unread> {
+    let len = cursor.array_len()?.ok_or(Unread::Shape)?;
+    let mut keys = Vec::with_capacity(len.min(cursor.left()));
+    for _ in 0..len {
+        keys.push(cursor.bin()?.ok_or(Unread::Shape)?.to_vec());
+    }
+    Ok(keys)
 }
 
 fn header(out: &mut Vec<u8>, len: u32, format: &str, version: u32) {

@@ -110,6 +110,69 @@ struct Reader<'a> {
     at: usize,
 }
 
+/// Reads values one after another, each kind asked for by the caller: a key group's pairs
+/// are read straight into keys and values, with no array of arrays built first.
+pub struct Cursor<'a> {
+    reader: Reader<'a>,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Cursor<'a> {
+        Cursor {
+            reader: Reader { bytes, at: 0 },
+        }
+    }
+
+    /// The next marker, not taken.
+    fn peek(&self) -> Result<u8, DecodeError> {
+        let reader = &self.reader;
+        reader
+            .bytes
+            .get(reader.at)
+            .copied()
+            .ok_or(DecodeError::Truncated)
+    }
+
+    /// The length of the array that comes next, its header taken; `None` (nothing taken) if
+    /// no array comes next.
+    pub fn array_len(&mut self) -> Result<Option<usize>, DecodeError> {
+        Ok(match self.peek()? {
+            marker @ 0x90..=0x9f => {
+                self.reader.at += 1;
+                Some(usize::from(marker & 0x0f))
+            }
+            marker @ (0xdc | 0xdd) => {
+                self.reader.at += 1;
+                Some(self.reader.len(2 << (marker - 0xdc))?)
+            }
+            _ => None,
+        })
+    }
+
+    /// The bytes that come next (`bin`), taken; `None` if none come next.
+    pub fn bin(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
+        Ok(match self.peek()? {
+            marker @ 0xc4..=0xc6 => {
+                self.reader.at += 1;
+                let len = self.reader.len(1 << (marker - 0xc4))?;
+                Some(self.reader.take(len)?)
+            }
+            _ => None,
+        })
+    }
+
+    /// The value that comes next, whole.
+    pub fn value(&mut self) -> Result<Value, DecodeError> {
+        self.reader.value(0)
+    }
+
+    /// Bytes not read yet.
+    pub fn left(&self) -> usize {
+        self.reader.bytes.len() - self.reader.at
+    }
+}
+
 impl<'a> Reader<'a> {
     fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.at.checked_add(len).ok_or(DecodeError::Truncated)?;

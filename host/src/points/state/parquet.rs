@@ -15,7 +15,7 @@ use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int32Ty
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
-use parquet::schema::types::Type;
+use parquet::schema::types::{ColumnPath, Type};
 
 use super::StateError;
 use super::msgpack::Value;
@@ -247,10 +247,16 @@ impl<W: Write + Send> ParquetRows<W> {
             .into_iter()
             .map(|(k, v)| KeyValue::new(k, v))
             .collect();
-        let properties = WriterProperties::builder()
+        // Dictionaries for the key groups and versions (few values, many rows) only: keys are
+        // unique, and values mostly so, where a dictionary is all cost.
+        let mut properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_key_value_metadata(Some(metadata))
-            .build();
+            .set_dictionary_enabled(false)
+            .set_key_value_metadata(Some(metadata));
+        for column in ["key_group", "version"] {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), true);
+        }
+        let properties = properties.build();
         let writer = SerializedFileWriter::new(out, Arc::new(schema), Arc::new(properties))?;
         Ok(ParquetRows {
             writer,

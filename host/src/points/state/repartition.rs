@@ -244,7 +244,7 @@ mod tests {
         let (pieces, newest) = chain("wc", &entries);
         assert_eq!(newest, 2);
         let group = envelope::resolve(pieces.iter().map(|p| &p.bytes[..])).unwrap();
-        assert_eq!(group.entries, entries);
+        assert_eq!(group.entries, entries.into_iter().collect::<Vec<_>>());
         assert_eq!(envelope::open(&pieces[0].bytes).unwrap().version, 1);
     }
 }

@@ -132,7 +132,7 @@ fn survey(
     walk::walk(store, point, op, select, |met| {
         if let Met::Group { state, .. } = met {
             formats.insert(state.format);
-            for entry in state.entries.values() {
+            for (_, entry) in &state.entries {
                 by_version
                     .entry(entry.version)
                     .or_insert(Shape::Unknown)
@@ -188,7 +188,7 @@ impl Change<'_> {
         if let Some(row) = self
             .deletions
             .iter()
-            .find(|row| !state.entries.contains_key(&row.key))
+            .find(|row| !state.contains_key(&row.key))
         {
             return Err(StateError::Input {
                 path: deletions.expect("a deletion comes from a file").to_owned(),
