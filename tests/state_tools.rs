@@ -493,3 +493,25 @@ fn state_write_on_an_object_store_copies_server_side_and_resumes_exactly() {
         expected_after_edit(&at, &from)
     );
 }
+
+#[test]
+fn state_tools_read_and_write_from_a_savepoint_of_a_running_job_which_runs_on() {
+    let dir = Dir::new(LINES);
+    let file = dir.write_job(&job("counter_v1", 2, 100));
+    let running = dir.start(&[file.to_str().unwrap()]);
+    wait_until("output committed", || dir.committed_output().len() > 50);
+    let point = dir.save(&running.job);
+    let at = read_counts(&dir, &point);
+    assert!(!at.is_empty());
+    let word = at.keys().next().unwrap();
+    let upserts = dir.path().join("upserts.jsonl");
+    std::fs::write(&upserts, format!("{}\n", json!({"key": word, "value": 7}))).unwrap();
+    let upserts = upserts.to_str().unwrap();
+    dir.host_ok(&command(&format!(
+        "state write {point} --operator counter --upsert {upserts} --to beside"
+    )));
+    assert_eq!(read_counts(&dir, "beside")[word], 7);
+    // The job was never stopped: it finishes its input exactly.
+    running.wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
