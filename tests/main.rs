@@ -11,6 +11,7 @@ compile_error!(
 
 mod bad_input;
 mod compile;
+mod contract;
 mod control;
 mod corrupt;
 mod crash;
@@ -34,6 +35,7 @@ mod savepoint;
 mod scaffold;
 mod serve;
 mod state_tools;
+mod time;
 mod topology;
 mod torture;
 mod upgrade;

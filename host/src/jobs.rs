@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::control::{self, ControlError, ControlRequest, ControlResponse};
-use crate::ids::{JobId, SavepointId};
+use crate::ids::{JobId, OperatorId, SavepointId};
 use crate::metrics::Sample;
 use crate::points::savepoint;
 use crate::runtime::{Saved, UpgradeSpec, Upgraded};
@@ -157,6 +157,56 @@ pub fn describe_state(state: &JobState, listening: bool) -> String {
     }
 }
 
+/// What became of a job, in one word (`host list` says more): the `state` label of the
+/// `jobhost_jobs` gauge, and `phase` in `host list --json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A process runs it (its control socket answers).
+    Running,
+    /// Its status says running, but no process answers for it.
+    Crashed,
+    /// Every source ended and its final checkpoint was committed.
+    Finished,
+    /// Stopped on request.
+    Stopped,
+    /// Failed.
+    Failed,
+}
+
+impl Phase {
+    /// Every phase, in the order a scrape lists them.
+    pub const ALL: [Phase; 5] = [
+        Phase::Running,
+        Phase::Crashed,
+        Phase::Finished,
+        Phase::Stopped,
+        Phase::Failed,
+    ];
+
+    /// The phase of a job in `state`, whose control socket is `listening` or not.
+    pub fn of(state: &JobState, listening: bool) -> Phase {
+        match state {
+            JobState::Running { .. } if listening => Phase::Running,
+            JobState::Running { .. } => Phase::Crashed,
+            JobState::Finished => Phase::Finished,
+            JobState::Stopped { .. } => Phase::Stopped,
+            JobState::Failed { .. } => Phase::Failed,
+        }
+    }
+
+    /// Its name, as a label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Crashed => "crashed",
+            Phase::Finished => "finished",
+            Phase::Stopped => "stopped",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
 /// One job as `host list` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct JobRow {
@@ -166,12 +216,48 @@ pub struct JobRow {
     pub name: String,
     /// Its state in words.
     pub state: String,
+    /// Its state in one word.
+    pub phase: Phase,
     /// Whether a process runs it now (its control socket answers).
     pub running: bool,
     /// When it started.
     pub started_unix_ms: u64,
     /// The point it resumed from.
     pub resumed_from: Option<PathBuf>,
+    /// Where each of its subtasks is in event time, while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<Vec<SubtaskTime>>,
+}
+
+/// Where one subtask of a running job is in event time, as `host list --json` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubtaskTime {
+    /// Its operator.
+    pub operator: OperatorId,
+    /// Its index.
+    pub subtask: u32,
+    /// Its watermark, none before its first.
+    pub watermark: Option<i64>,
+    /// How far its watermark is behind the wall clock, in milliseconds.
+    pub watermark_lag_ms: Option<i64>,
+    /// Timers it keeps pending.
+    pub timers_pending: u64,
+}
+
+impl SubtaskTime {
+    /// Every subtask's, from a sample of the job's counters.
+    fn of(sample: &Sample) -> Vec<SubtaskTime> {
+        let subtasks = sample.subtasks.iter();
+        subtasks
+            .map(|s| SubtaskTime {
+                operator: s.operator.clone(),
+                subtask: s.index,
+                watermark: s.watermark,
+                watermark_lag_ms: s.watermark_lag_ms,
+                timers_pending: s.timers_pending,
+            })
+            .collect()
+    }
 }
 
 /// Every job of the state folder, oldest id first.
@@ -182,8 +268,11 @@ pub fn list(store: &Store) -> Result<Vec<JobRow>, StoreError> {
             continue;
         };
         let running = control::is_listening(&store.layout().control_socket(&job));
+        let sample = running.then(|| metrics(store, &job).ok()).flatten();
         rows.push(JobRow {
+            time: sample.as_ref().map(SubtaskTime::of),
             state: describe_state(&status.state, running),
+            phase: Phase::of(&status.state, running),
             running,
             job: status.job,
             name: status.name,

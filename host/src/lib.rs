@@ -8,8 +8,10 @@
 //! - [`barrier`]: barriers, their alignment, the coordinator's decisions (pure).
 //! - [`durable`]: writes that a crash leaves complete or absent (the store's and the cache's).
 //! - [`store`]: the state folder: checkpoints, savepoints, metadata, the module store
-//!   ([`store::modules`]); points and modules may live on an
-//!   S3-compatible object store instead ([`store::object`], behind the same methods).
+//!   ([`store::modules`]). Where points and modules live is one interface,
+//!   [`store::PointStore`], with two implementations: the folder itself ([`store::local`]) or
+//!   an S3-compatible object store ([`store::object`], whose lease is the generation fence,
+//!   [`store::fence`]); the callers never ask which one they have.
 //! - [`checksum`]: the checksum of every piece, state file and `_metadata` (a leaf).
 //! - [`points`]: what points mean once written: restore points and whether one fits a job
 //!   ([`points::savepoint`], pure), the program a point names ([`points::program`]), lineage
@@ -17,6 +19,8 @@
 //!   self-contained folder ([`points::export`]); an operator's state read, and savepoints
 //!   written edited, bootstrapped or repartitioned, offline ([`points::state`], `host state`).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
+//! - [`time`]: event time: watermarks ([`time::watermarks`]: a source's, and the least of a
+//!   subtask's inputs') and the timers the host keeps per key group ([`time::timers`]), pure.
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning; why a
 //!   build, a checkpoint or a job failed, typed ([`runtime::JobFailure`] and its kin).
 //! - [`control`]: the control socket of a running job, and its client.
@@ -45,6 +49,30 @@
 //! 5. **Write.** A sink subtask hands it to its guest's `write-batch`, in the transaction that
 //!    the next checkpoint commits ([step 7 of the barrier](#follow-one-barrier)).
 //!
+//! # Follow one watermark
+//! 1. **Derive.** After each poll, a source subtask's [`time::watermarks::Generator`] reads the
+//!    batch's timestamps (any source's, whatever it is made of) and, per the job file's
+//!    strategy, advances the watermark to the greatest minus the bound minus 1 (or to what a
+//!    `timed-source` guest declared, [`engine::time`]); after `idle_ms` without records it
+//!    says `Idle` instead; a source that runs dry sends `i64::MAX`.
+//! 2. **Carry.** [`runtime::partition::Output::time`] sends it on every edge to every
+//!    downstream subtask, in band behind the records it covers; a barrier's alignment holds it
+//!    back with them.
+//! 3. **Combine.** A downstream subtask's [`time::watermarks::Valve`] takes the least watermark
+//!    of its inputs that are not idle, never going back.
+//! 4. **Fire.** When it advances, the subtask's [`time::timers::TimerService`] lists the
+//!    event-time timers it passed, and the subtask hands them to its guest's `on-timer` in
+//!    batches ([`runtime::subtask`]'s `time`), sending what it returns on; processing-time timers
+//!    fire the same way when the wall clock reaches them. Timers come from the guest's
+//!    `register` calls in `process` and `on-timer`, checked and queued by [`engine::time`] and
+//!    carried out when the call returns.
+//! 5. **Forward.** Then the watermark goes on (steps 2-5 again), and into the metrics.
+//! 6. **Checkpoint.** At a barrier, the timers of the key groups whose timers changed, and a
+//!    source's watermark, join the guest's state in [`snapshot::Held`] (the host's own pieces,
+//!    beside the guest's: [`snapshot::Held::merge_timers`]) and are written with it
+//!    ([`store::state_file`]); on resume they go with their key groups
+//!    ([`snapshot::plan_restore`]).
+//!
 //! # Follow one barrier
 //! 1. **Trigger.** The coordinator task ([`runtime::coordinator`]) asks
 //!    [`barrier::Coordinator`] for barrier N, on a tick or a save request, and sends it to every
@@ -62,18 +90,22 @@
 //!    then fsyncs it).
 //! 5. **Forward and ack.** The subtask forwards the barrier and acks to the coordinator.
 //! 6. **Complete.** When every subtask acked ([`runtime::coordinator`]), `_metadata` is
-//!    written and the folder published atomically ([`store`]); retention removes the
+//!    written and the point published atomically, in a folder or on an object store
+//!    ([`store::PointStore::publish`]); retention removes the
 //!    checkpoints past the job's count ([`barrier::retention_victims`]).
 //! 7. **Commit.** The sinks are told to `commit`; a save request is answered.
 //!
 //! # Follow one point back
 //! A job that resumes (`--from`) reads what [the barrier](#follow-one-barrier) wrote:
-//! 1. **Find.** [`points::savepoint`] resolves what `--from` names to a folder.
+//! 1. **Find.** [`points::savepoint`] resolves what `--from` names to a folder (a job id to
+//!    its newest point that the job's lease says its own process wrote:
+//!    [`store::fence::admits`]).
 //! 2. **Verify.** [`store::Store::read_states`] reads the point back, every checksum verified.
 //! 3. **Check.** Every property that decides where a key's state lives is compared
 //!    ([`points::savepoint::check_compatibility`]), before any guest's `restore` sees a byte.
 //! 4. **Distribute.** Each new subtask receives the key groups it owns, at whatever
-//!    parallelism ([`snapshot::plan_restore`], [`runtime`]'s `restore`).
+//!    parallelism ([`snapshot::plan_restore`], [`runtime`]'s `restore`), with their timers,
+//!    which the host rebuilds into the subtask's timer service; a source, its watermark.
 //! 5. **Restore.** The state is lowered into each guest from the bytes read, not from a copy
 //!    ([`engine::borrowed`]); `restore` only loads state.
 //! 6. **Recover.** Once the whole job is built (and, for `host run`, admitted by
@@ -111,4 +143,5 @@ pub mod runtime;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod time;
 pub mod topology;

@@ -24,7 +24,7 @@ use host::admission::{self, Conflict};
 use host::barrier::BarrierKind;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
-use host::ids::JobId;
+use host::ids::{CheckpointId, JobId};
 use host::points::savepoint::{self, Mapping, RestorePoint};
 use host::protected::Protected;
 use host::runtime::{self, BuildError, JobRecord, JobSpec, Outcome, RestoreFrom};
@@ -66,12 +66,12 @@ impl Prepared {
         self.from.as_ref().map(|(_, job)| job)
     }
 
-    /// Whether running this job takes over the point's job: a point on an object store
+    /// Whether running this job takes over the point's job: a point other machines may share
     /// ([`take_over_point_job`]).
     fn takes_over(&self, store: &Store) -> bool {
         self.from
             .as_ref()
-            .is_some_and(|(dir, _)| store.is_on_object_store(dir))
+            .is_some_and(|(dir, _)| store.resuming_takes_over(dir))
     }
 
     /// Refuses a point's recorded program that grants folders, unless the point was written
@@ -290,8 +290,12 @@ pub(super) async fn check_job(
 ) -> anyhow::Result<ExitCode> {
     let writable = admission::writable_mounts(&prepared.plan);
     let mut problems = refusals(&store, &prepared, &writable)?;
-    let metadata = prepared.restore.as_ref().map(|r| r.metadata.clone());
-    let metadata = metadata.expect("`check` always has a point");
+    let restore = prepared
+        .restore
+        .as_ref()
+        .expect("`check` always has a point");
+    let metadata = restore.metadata.clone();
+    let timers = check::pending_timers(metadata.max_parallelism, &restore.states);
     let protected = prepared.protected(&store);
     let mut plan = prepared.plan.clone();
     for op in &mut plan.operators {
@@ -314,6 +318,8 @@ pub(super) async fn check_job(
         let renames = &prepared.asked.mapping.renames;
         let renamed = renames.iter().find(|(_, new)| *new == verdict.operator);
         verdict.renamed_from = renamed.map(|(old, _)| old.clone());
+        // The point's states are under the operators' new ids already.
+        verdict.timers = timers.get(&verdict.operator).copied();
     }
     problems.extend(errors.iter().map(ToString::to_string));
     let point = prepared
@@ -396,6 +402,7 @@ pub(super) async fn run_job(
             job: job_id,
             writable_mounts: writable,
             modules: job.operators(),
+            first: job.first_checkpoint(),
             last: attempt == 2,
         };
         let Some((status, _claim)) = admit(&store, &prepared, admitting)? else {
@@ -427,6 +434,8 @@ struct Admitting<'a> {
     writable_mounts: Vec<PathBuf>,
     /// Its operators, with the hash of the module each loaded.
     modules: &'a [runtime::OperatorInfo],
+    /// The number its first checkpoint takes (its lease starts at that epoch's generation).
+    first: CheckpointId,
     /// The last attempt: refuse rather than prepare again.
     last: bool,
 }
@@ -445,6 +454,7 @@ fn admit(
         job,
         writable_mounts,
         modules,
+        first,
         last,
     } = admitting;
     let starting = store.lock_starts()?;
@@ -469,7 +479,7 @@ fn admit(
             pid: std::process::id(),
         },
     };
-    store.create_job(&status, &prepared.text)?;
+    store.create_job(&status, &prepared.text, first)?;
     let claim = store.claim_job(&job)?;
     for dir in store.sweep_abandoned(&starting)? {
         tracing::info!(

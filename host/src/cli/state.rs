@@ -197,12 +197,8 @@ fn report(
     println!("{id}");
     println!("{}", store.display(&edited.dir));
     println!(
-        "{what} (state `{}` v{}) from {from}: {} file(s) new ({} bytes), {} shared with it",
-        edited.format.0,
-        edited.format.1,
-        written.new_files,
-        written.new_bytes,
-        written.shared_files
+        "{what} (state `{}` v{}) from {from}: {} file(s) written, {} segment(s) shared with it",
+        edited.format.0, edited.format.1, written.new_files, written.shared_files
     );
     Ok(ExitCode::SUCCESS)
 }

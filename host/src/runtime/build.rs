@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::channel::{Receiver, Sender, channel};
 use super::coordinator::CoordinatorTask;
 use super::partition::{Output, OutputEdge};
-use super::restore;
+use super::restore::{self, RestoredTime};
 use super::subtask::{Command, Event, Subtask};
 use super::{
     BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
@@ -29,7 +29,9 @@ use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
 use crate::protected::Protected;
 use crate::snapshot::Rescale;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, fence};
+use crate::time::timers::TimerService;
+use crate::time::watermarks::{Generator, Valve};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
 
 /// What building, and rebuilding after a failure, starts from.
@@ -84,7 +86,30 @@ pub async fn build(
     Ok(Job {
         subtasks,
         coordinator,
+        first,
     })
+}
+
+/// The newest retained checkpoint of `job`, read and verified, that its lease says the job's
+/// own process wrote ([`crate::store::fence::admits`]); one it did not is passed over with a
+/// warning naming it, and left where it is.
+fn latest_checkpoint(store: &Store, job: &JobId) -> Result<Option<RestoreFrom>, StoreError> {
+    let lease = store.lease(job)?;
+    for checkpoint in store.checkpoints(job)?.into_iter().rev() {
+        let point = store.read_point(&store.layout().checkpoint(job, checkpoint))?;
+        let (recorded, generation) = (point.metadata.checkpoint, point.metadata.generation);
+        if let Err(unfit) = fence::admits(lease.as_ref(), checkpoint, recorded, generation) {
+            let shown = store.display(&point.dir);
+            tracing::warn!("passing over {shown} to restart from: {unfit}");
+            continue;
+        }
+        let states = store.read_states(&point)?;
+        return Ok(Some(RestoreFrom {
+            metadata: point.metadata,
+            states,
+        }));
+    }
+    Ok(None)
 }
 
 impl Blueprint {
@@ -106,18 +131,7 @@ impl Blueprint {
         next: CheckpointId,
     ) -> Result<(Vec<Subtask>, CoordinatorTask), RestartError> {
         let (store, job) = (self.store.clone(), self.job.clone());
-        let latest =
-            tokio::task::spawn_blocking(move || -> Result<Option<RestoreFrom>, StoreError> {
-                let Some(&checkpoint) = store.checkpoints(&job)?.last() else {
-                    return Ok(None);
-                };
-                let point = store.read_point(&store.layout().checkpoint(&job, checkpoint))?;
-                let states = store.read_states(&point)?;
-                Ok(Some(RestoreFrom {
-                    metadata: point.metadata,
-                    states,
-                }))
-            })
+        let latest = tokio::task::spawn_blocking(move || latest_checkpoint(&store, &job))
             .await
             .expect("reading a checkpoint does not panic")?;
         let restore = latest.map(Arc::new).or_else(|| self.initial.clone());
@@ -141,11 +155,11 @@ impl Blueprint {
         let mut wiring = Wiring::new(&self.plan);
         let mut subtasks = Vec::new();
         let mut commands = BTreeMap::new();
-        for instance in instances {
+        for started in instances {
             let (command_tx, command_rx) = mpsc::unbounded_channel();
-            commands.insert(instance.subtask().clone(), command_tx);
+            commands.insert(started.0.subtask().clone(), command_tx);
             let channels = (command_rx, events_tx.clone());
-            subtasks.push(self.wire(instance, channels, &mut wiring, restore));
+            subtasks.push(self.wire(started, channels, &mut wiring, restore));
         }
         let channels = (commands, (events_tx, events));
         let coordinator = CoordinatorTask::new(self.clone(), infos, channels, first);
@@ -158,7 +172,7 @@ impl Blueprint {
     async fn start_all(
         &self,
         restore: Option<&RestoreFrom>,
-    ) -> Result<(Vec<Instance>, Vec<OperatorInfo>), Vec<BuildError>> {
+    ) -> Result<(Vec<Started>, Vec<OperatorInfo>), Vec<BuildError>> {
         let mut errors = Vec::new();
         let started_at = std::time::Instant::now();
         let modules = self.load_modules().await?;
@@ -187,12 +201,17 @@ impl Blueprint {
                 }
             }
             tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "instantiated");
+            let mut times = Vec::new();
             if started.len() == op.parallelism as usize {
                 let restored = restore::restore_operator(op, &mut started, restore, &mut info);
-                errors.extend(restored.await.err().unwrap_or_default());
+                match restored.await {
+                    Ok(restored) => times = restored,
+                    Err(refused) => errors.extend(refused),
+                }
                 tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "restored");
             }
-            instances.extend(started);
+            let times = times.into_iter().chain(std::iter::repeat_with(|| None));
+            instances.extend(started.into_iter().zip(times));
             infos.push(info);
         }
         if errors.is_empty() {
@@ -206,7 +225,7 @@ impl Blueprint {
     /// the coordinator and events to it.
     fn wire(
         &self,
-        instance: Instance,
+        (instance, time): Started,
         (commands, events): (
             mpsc::UnboundedReceiver<Command>,
             mpsc::UnboundedSender<Event>,
@@ -220,11 +239,15 @@ impl Blueprint {
         let op_index = op_index.expect("planned operator");
         let op = &operators[op_index];
         let counters = self.metrics.subtask(&id);
+        let (timers, watermark) = match time {
+            Some(RestoredTime { timers, watermark }) => (timers, watermark),
+            None => (TimerService::new(self.plan.max_parallelism), None),
+        };
+        counters.timers_pending(timers.pending());
+        let now = std::time::Instant::now();
+        let inputs = wiring.inputs.remove(&(op_index, id.index));
+        let inputs = inputs.unwrap_or_default();
         Subtask {
-            inputs: wiring
-                .inputs
-                .remove(&(op_index, id.index))
-                .unwrap_or_default(),
             output: wiring.output(&self.plan, op_index, id.index, counters.clone()),
             counters,
             id,
@@ -235,10 +258,15 @@ impl Blueprint {
             store: self.store.clone(),
             job: self.job.clone(),
             records_per_second_max: op.records_per_second_max,
+            generator: Generator::new(op.watermark, watermark, now),
             recover: recover_checkpoint(restore, op),
             held: None,
             swap: None,
             swapped: None,
+            processed_a_batch: false,
+            valve: Valve::new(inputs.len()),
+            timers,
+            inputs,
         }
     }
 
@@ -329,6 +357,9 @@ impl Blueprint {
         Ok(instance)
     }
 }
+
+/// A subtask started (and restored): its instance, and the timers and watermark it restored.
+type Started = (Instance, Option<RestoredTime>);
 
 /// The checkpoint a sink restored from, whose outside world it reconciles (`recover`) once
 /// the job starts; none for other roles, and for a sink the point has no state for.

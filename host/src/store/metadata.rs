@@ -6,6 +6,13 @@
 //! restore, this is read and verified first; each state file is verified against it before
 //! any module sees a byte. Encoding and verification only: no I/O.
 //!
+//! Format 5 adds the generation of the job's lease that its writer held
+//! ([`Metadata::generation`]), on a store that several machines share: a point whose
+//! generation the lease has not reached, or whose number lies outside that generation's epoch,
+//! was not written by the job's own process, and resolving the job's id passes it over
+//! ([`super::fence::admits`]). Format 4 decodes without one.
+//! Format 5 also holds the host's own state beside each subtask's ([`StateLayout::Timed`]: its
+//! timers by key group, a source's watermark).
 //! Format 4 adds what `host run --from POINT` needs to start the job again without its job
 //! file ([`Definition`]: the folder its relative paths resolve against; the modules are named by
 //! SHA-256 in [`OperatorState::module_sha256`] and kept in the store's module store) and the point
@@ -27,10 +34,12 @@ use crate::key_group::KEY_GROUP_FUNCTION;
 
 /// First bytes of every `_metadata` file.
 pub const MAGIC: &[u8; 8] = b"JHPOINT\0";
-/// The format this host writes. [`decode`] also reads formats 1 to 3.
-pub const FORMAT_VERSION: u32 = 4;
+/// The format this host writes. [`decode`] also reads formats 1 to 4.
+pub const FORMAT_VERSION: u32 = 5;
 /// The first format that records the job's [`Definition`] (and its [`Origin`]).
 pub const DEFINITION_SINCE: u32 = 4;
+/// The first format that records the writer's lease generation ([`Metadata::generation`]).
+pub const GENERATION_SINCE: u32 = 5;
 /// Length of the XXH3-128 trailer.
 const CHECKSUM_LEN: usize = 16;
 /// Largest `_metadata` this host reads: it lists files, not state, so even a job of thousands
@@ -71,6 +80,10 @@ pub struct Metadata {
     pub definition: Option<Definition>,
     /// The point the writing job started from, if it resumed from one (format 4 on).
     pub resumed_from: Option<Origin>,
+    /// The generation of the job's lease that the writing process held when it published the
+    /// point, on a store several machines share ([`super::fence`]; format 5 on). `None`:
+    /// written where points are not shared (no lease), or before format 5.
+    pub generation: Option<u64>,
 }
 
 /// The rest of a job's definition, beside [`Metadata::job_file`] (operators, parallelism,
@@ -101,8 +114,12 @@ pub enum StateLayout {
     /// whole (format 2).
     Grouped,
     /// Each file holds its subtask's operator state and keyed state by key group, each group
-    /// as a chain: whole, then deltas ([`crate::store::state_file::encode`], format 3).
+    /// as a chain: whole, then deltas (state file format 3, metadata formats 3 and 4).
     Chained,
+    /// As `Chained`, and beside the guest's state the host's own: each key group's timers,
+    /// chained the same way, and a source's watermark ([`crate::store::state_file::encode`],
+    /// state file format 4, metadata format 5).
+    Timed,
 }
 
 /// The state of one operator in a checkpoint.
@@ -166,6 +183,15 @@ pub fn encode(metadata: &Metadata) -> Vec<u8> {
     out
 }
 
+/// [`encode`]d, and checked to decode to `metadata` again: what a back-end publishes (the pair
+/// assertion of every write of `_metadata`).
+pub fn encode_checked(metadata: &Metadata) -> Vec<u8> {
+    let bytes = encode(metadata);
+    // Pair assertion: what is about to be written must decode to what was meant.
+    assert_eq!(decode(&bytes).as_ref(), Ok(metadata), "metadata round trip");
+    bytes
+}
+
 /// Decodes and verifies metadata written by [`encode`], or by a host writing format 1.
 pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
     let header = MAGIC.len() + 4;
@@ -187,7 +213,35 @@ pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
         2 | 3 => Ok(postcard::from_bytes::<Metadata3>(body)
             .map_err(undecodable)?
             .upgrade()),
+        4 => Ok(postcard::from_bytes::<Metadata4>(body)
+            .map_err(undecodable)?
+            .upgrade()),
         _ => postcard::from_bytes(body).map_err(undecodable),
+    }
+}
+
+/// Format 4: format 5 without [`Metadata::generation`]. Postcard writes a struct as its fields
+/// one after another, with nothing around them, so format 3's fields then the two format 4
+/// added read as this.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct Metadata4(Metadata3, Option<Definition>, Option<Origin>);
+
+impl Metadata4 {
+    /// `m` as a host writing format 4 held it (tests write format 4 with it).
+    #[cfg(test)]
+    fn of(m: &Metadata) -> Metadata4 {
+        let (definition, origin) = (m.definition.clone(), m.resumed_from.clone());
+        Metadata4(Metadata3::of(m), definition, origin)
+    }
+
+    fn upgrade(self) -> Metadata {
+        let Metadata4(format_3, definition, resumed_from) = self;
+        Metadata {
+            definition,
+            resumed_from,
+            ..format_3.upgrade()
+        }
     }
 }
 
@@ -207,6 +261,22 @@ struct Metadata3 {
 }
 
 impl Metadata3 {
+    /// `m` as a host writing format 3 held it (tests write format 3 with it).
+    #[cfg(test)]
+    fn of(m: &Metadata) -> Metadata3 {
+        Metadata3 {
+            job: m.job.clone(),
+            checkpoint: m.checkpoint,
+            kind: m.kind,
+            completed_unix_ms: m.completed_unix_ms,
+            job_file: m.job_file.clone(),
+            max_parallelism: m.max_parallelism,
+            key_group_function: m.key_group_function.clone(),
+            state_layout: m.state_layout,
+            operators: m.operators.clone(),
+        }
+    }
+
     fn upgrade(self) -> Metadata {
         Metadata {
             job: self.job,
@@ -220,6 +290,7 @@ impl Metadata3 {
             operators: self.operators,
             definition: None,
             resumed_from: None,
+            generation: None,
         }
     }
 }
@@ -308,6 +379,7 @@ mod format_1 {
             operators,
             definition: None,
             resumed_from: None,
+            generation: None,
         })
     }
 }
@@ -351,27 +423,22 @@ mod tests {
                 checkpoint: CheckpointId(2),
                 savepoint: Some("sp-job-xyz-2-abcd".parse().unwrap()),
             }),
+            generation: Some(3),
         }
+    }
+
+    /// `body` sealed as a `_metadata` of format `version`, as a host writing it did.
+    fn sealed(version: u32, body: &impl Serialize) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&version.to_le_bytes());
+        postcard::to_io(body, &mut out).unwrap();
+        out.extend_from_slice(&checksum(&out));
+        out
     }
 
     /// `sample()` as a host writing format 3 wrote it.
     fn encode_format_3(m: &Metadata) -> Vec<u8> {
-        let old = Metadata3 {
-            job: m.job.clone(),
-            checkpoint: m.checkpoint,
-            kind: m.kind,
-            completed_unix_ms: m.completed_unix_ms,
-            job_file: m.job_file.clone(),
-            max_parallelism: m.max_parallelism,
-            key_group_function: m.key_group_function.clone(),
-            state_layout: m.state_layout,
-            operators: m.operators.clone(),
-        };
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&3u32.to_le_bytes());
-        postcard::to_io(&old, &mut out).unwrap();
-        out.extend_from_slice(&checksum(&out));
-        out
+        sealed(3, &Metadata3::of(m))
     }
 
     #[test]
@@ -380,16 +447,58 @@ mod tests {
         let expected = Metadata {
             definition: None,
             resumed_from: None,
+            generation: None,
             ..sample()
         };
         assert_eq!(decoded, expected);
     }
 
     #[test]
-    fn format_4_records_the_definition_and_the_origin() {
+    fn format_4_still_decodes_and_format_5_lays_the_host_state_beside() {
+        let chained = Metadata {
+            state_layout: StateLayout::Chained,
+            ..sample()
+        };
+        let as_format_4 = sealed(4, &Metadata4::of(&chained));
+        assert_eq!(
+            decode(&as_format_4),
+            Ok(Metadata {
+                generation: None,
+                ..chained
+            })
+        );
+        let timed = Metadata {
+            state_layout: StateLayout::Timed,
+            ..sample()
+        };
+        let bytes = encode(&timed);
+        assert_eq!(bytes[MAGIC.len()..MAGIC.len() + 4], 5u32.to_le_bytes());
+        assert_eq!(decode(&bytes), Ok(timed));
+    }
+
+    #[test]
+    fn format_4_still_decodes_without_a_generation() {
+        let m = sample();
+        let decoded = decode(&sealed(4, &Metadata4::of(&m))).expect("format 4 must stay readable");
+        assert_eq!(
+            decoded,
+            Metadata {
+                generation: None,
+                ..m
+            }
+        );
+    }
+
+    #[test]
+    fn format_5_records_the_generation_of_the_writers_lease() {
         let bytes = encode(&sample());
-        assert_eq!(bytes[MAGIC.len()..MAGIC.len() + 4], 4u32.to_le_bytes());
-        let decoded = decode(&bytes).unwrap();
+        assert_eq!(bytes[MAGIC.len()..MAGIC.len() + 4], 5u32.to_le_bytes());
+        assert_eq!(decode(&bytes).unwrap().generation, Some(3));
+    }
+
+    #[test]
+    fn format_4_on_records_the_definition_and_the_origin() {
+        let decoded = decode(&encode(&sample())).unwrap();
         assert_eq!(decoded.definition.unwrap().base_dir, "/jobs/wordcount");
         let origin = decoded.resumed_from.unwrap();
         assert_eq!(

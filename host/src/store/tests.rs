@@ -5,26 +5,26 @@ use crate::barrier::BarrierKind;
 use crate::ids::Role;
 use crate::key_group::KEY_GROUP_FUNCTION;
 
-fn job() -> JobId {
+pub(super) fn job() -> JobId {
     "job-test".parse().unwrap()
 }
 
 /// Operator state only: `state {s}`.
-fn operator_state(s: u32) -> Held {
+pub(super) fn operator_state(s: u32) -> Held {
     Held {
         operator_state: format!("state {s}").into_bytes().into(),
-        key_groups: BTreeMap::new(),
+        ..Held::default()
     }
 }
 
 /// Writes a two-subtask checkpoint `n` of operator `counter` and publishes it.
-fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) {
+pub(super) fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) {
     let mut states = BTreeMap::from([(0, operator_state(0)), (1, operator_state(1))]);
     write_states(store, n, kind, &mut states)
 }
 
 /// Writes checkpoint `n` of `states` (homing their new pieces) and publishes it.
-fn write_states(
+pub(super) fn write_states(
     store: &Store,
     n: u64,
     kind: BarrierKind,
@@ -84,7 +84,7 @@ pub(super) fn counter_metadata(
         job_file: String::new(),
         max_parallelism: 128,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Chained,
+        state_layout: StateLayout::Timed,
         operators: vec![OperatorState {
             role: Role::Operator,
             id: counter,
@@ -96,6 +96,7 @@ pub(super) fn counter_metadata(
         }],
         definition: None,
         resumed_from: None,
+        generation: None,
     }
 }
 
@@ -118,7 +119,8 @@ fn a_state_file_that_changed_is_refused_with_its_path() {
     let store = Store::open(root.path()).unwrap();
     let (_, dir) = write_point(&store, 1, BarrierKind::Savepoint);
     let victim = dir.join("counter-1.state");
-    fs::write(&victim, b"state XXX").unwrap();
+    // As long as the file (its operator state's length and bytes, no watermark, no segment).
+    fs::write(&victim, b"state XXXX").unwrap();
     let point = store.read_point(&dir).unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
     assert!(
@@ -127,7 +129,7 @@ fn a_state_file_that_changed_is_refused_with_its_path() {
     );
     fs::write(&victim, b"state").unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
-    assert!(error.contains("5 bytes, metadata says 9"), "{error}");
+    assert!(error.contains("5 bytes, metadata says 10"), "{error}");
 }
 
 #[test]
@@ -195,7 +197,7 @@ fn a_folder_named_as_the_state_folder_keeps_its_mode() {
 }
 
 /// Keyed state of subtask 0 with group 1 whole, changed by a delta at each later checkpoint.
-fn keyed(states: &mut BTreeMap<u32, Held>, n: u64) {
+pub(super) fn keyed(states: &mut BTreeMap<u32, Held>, n: u64) {
     let held = states.entry(0).or_default();
     let changed = match n {
         1 => vec![(1, false, b"group 1, whole".to_vec())],

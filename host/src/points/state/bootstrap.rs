@@ -21,7 +21,7 @@ use crate::barrier::BarrierKind;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::key_group::{KEY_GROUP_FUNCTION, key_group, subtask_of_key_group};
 use crate::snapshot::{Held, Piece};
-use crate::store::{Layout, Metadata, NewStates, OperatorState, StateFile, StateLayout, Store};
+use crate::store::{Layout, Metadata, OperatorState, StateFile, StateLayout, Store};
 use crate::topology::{OperatorPlan, Plan};
 
 /// What the module that "wrote" a bootstrapped state is, as `restore`'s origin tells a module.
@@ -71,23 +71,20 @@ pub fn bootstrap(store: &Store, request: &Bootstrap) -> Result<Edited, StateErro
     let rows = read_rows(&request.rows, Rows::Upserts)?;
     let groups = by_group(&rows, request, plan.max_parallelism)?;
     let module = std::fs::read(&op.module).map_err(io_error(&op.module))?;
-    let mut metadata = metadata(&plan, op, text, crate::ids::sha256_hex(&module));
-    let mut states: NewStates = (0..op.parallelism)
-        .map(|subtask| ((op.id.clone(), subtask), Held::default()))
-        .collect();
+    let metadata = metadata(&plan, op, text, crate::ids::sha256_hex(&module));
+    let mut deriving = store.derive(None, &to, metadata)?;
+    let mut states: Vec<Held> = vec![Held::default(); op.parallelism as usize];
     for (&group, entries) in &groups {
         let subtask = subtask_of_key_group(group, plan.max_parallelism, op.parallelism);
-        let piece = envelope::seal_whole(
-            &request.format,
-            request.version,
-            entries.iter().map(|(k, v)| (*k, *v)),
-        );
-        let held = states
-            .get_mut(&(op.id.clone(), subtask))
-            .expect("a subtask of the operator");
+        let entries = entries.iter().map(|(k, v)| (*k, *v));
+        let piece = envelope::seal_whole(&request.format, request.version, entries);
+        let held = &mut states[subtask as usize];
         held.key_groups.insert(group, vec![Piece::new(piece)]);
     }
-    let written = store.write_derived(None, &to, &mut metadata, states)?;
+    for (subtask, held) in states.into_iter().enumerate() {
+        deriving.write(&op.id, subtask as u32, held)?;
+    }
+    let (to, written) = deriving.publish()?;
     Ok(Edited {
         dir: to,
         upserted: rows.len(),
@@ -161,7 +158,7 @@ fn metadata(plan: &Plan, op: &OperatorPlan, job_file: String, module_sha256: Str
         job_file,
         max_parallelism: plan.max_parallelism,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Chained,
+        state_layout: StateLayout::Timed,
         operators: vec![OperatorState {
             id: op.id.clone(),
             role: op.role,
@@ -173,5 +170,6 @@ fn metadata(plan: &Plan, op: &OperatorPlan, job_file: String, module_sha256: Str
         }],
         definition: None,
         resumed_from: None,
+        generation: None,
     }
 }

@@ -18,7 +18,8 @@ use super::{StateError, msgpack::Value};
 use crate::ids::{OperatorId, SavepointId};
 use crate::key_group::{MAX_PARALLELISM_LIMIT, key_group, subtask_of_key_group};
 use crate::snapshot::{Held, Piece};
-use crate::store::{NewStates, OperatorState, Point, Store};
+use crate::store::{OperatorState, Point, Store};
+use crate::time::timers::{Timer, codec};
 
 /// The keys placed again, by new subtask and key group: each key's format, version and value.
 type Placed = BTreeMap<u32, BTreeMap<u32, BTreeMap<Vec<u8>, Entry>>>;
@@ -41,20 +42,18 @@ pub fn repartition(
     let mut metadata = derived(point, "state-repartition", store);
     metadata.max_parallelism = max_parallelism;
     metadata.job_file = with_max_parallelism(&point.metadata.job_file, max_parallelism)?;
-    let mut states = NewStates::new();
+    let mut deriving = store.derive(Some(point), &location, metadata)?;
     let (mut keys, mut groups, mut formats) = (0, 0, BTreeSet::new());
     for op in &point.metadata.operators {
-        let Some((held, format)) = place_again(store, point, op, max_parallelism)? else {
-            continue;
-        };
-        for (subtask, held) in held.into_iter().enumerate() {
-            keys += held.1;
-            groups += held.0.key_groups.len();
-            states.insert((op.id.clone(), subtask as u32), held.0);
+        let (held, format) = place_again(store, point, op, max_parallelism)?;
+        for (subtask, (held, held_keys)) in held.into_iter().enumerate() {
+            keys += held_keys;
+            groups += held.key_groups.len();
+            deriving.write(&op.id, subtask as u32, held)?;
         }
-        formats.insert(format);
+        formats.extend(format);
     }
-    let written = store.write_derived(Some(point), &location, &mut metadata, states)?;
+    let (location, written) = deriving.publish()?;
     let format = formats.into_iter().next().unwrap_or_default();
     Ok(Edited {
         dir: location,
@@ -93,48 +92,70 @@ fn check_max_parallelism(point: &Point, max_parallelism: u32) -> Result<(), Stat
     Ok(())
 }
 
-/// The new state of each subtask of `op` (and the keys it holds), its keys placed again, and
-/// the state's format and version; none if `op` keeps no keyed state.
+/// The new state of each subtask of `op` (and the keys it holds): its keys and their timers
+/// placed again, its operator state and watermark kept; and the keyed state's format and
+/// newest version, if it holds any.
 #[allow(clippy::type_complexity)]
 fn place_again(
     store: &Store,
     point: &Point,
     op: &OperatorState,
     max_parallelism: u32,
-) -> Result<Option<(Vec<(Held, usize)>, (String, u32))>, StateError> {
+) -> Result<(Vec<(Held, usize)>, Option<(String, u32)>), StateError> {
     let mut held: Vec<(Held, usize)> = vec![Default::default(); op.parallelism as usize];
     let mut placed = Placed::new();
+    let mut timers: BTreeMap<u32, BTreeMap<u32, BTreeSet<Timer>>> = BTreeMap::new();
     let mut formats = BTreeSet::new();
+    let new_home = |key: &[u8]| {
+        let group = key_group(key, max_parallelism);
+        (
+            subtask_of_key_group(group, max_parallelism, op.parallelism),
+            group,
+        )
+    };
     let picked = |(id, _): &(&OperatorId, &crate::store::StateFile)| *id == &op.id;
     store.each_state(point, picked, |id, subtask, old| {
-        held[subtask as usize].0.operator_state = old.operator_state.clone();
+        let kept = &mut held[subtask as usize].0;
+        (kept.operator_state, kept.watermark) = (old.operator_state.clone(), old.watermark);
         for (&group, chain) in &old.key_groups {
             let state = walk::resolve(id, subtask, group, chain)?;
             formats.insert(state.format.clone());
             for (key, entry) in state.entries {
-                let new_group = key_group(&key, max_parallelism);
-                let owner = subtask_of_key_group(new_group, max_parallelism, op.parallelism);
-                let group = placed
+                let (owner, group) = new_home(&key);
+                let group = placed.entry(owner).or_default().entry(group).or_default();
+                group.insert(key, entry);
+            }
+        }
+        for (&group, chain) in &old.timers {
+            let pieces: Vec<&[u8]> = chain.iter().map(|piece| &piece.bytes[..]).collect();
+            let read = codec::read_chain(&pieces).map_err(|problem| StateError::Formats {
+                operator: id.clone(),
+                problem: format!("the timers of key group {group} (subtask {subtask}): {problem}"),
+            })?;
+            for timer in read {
+                let (owner, group) = new_home(&timer.key);
+                timers
                     .entry(owner)
                     .or_default()
-                    .entry(new_group)
-                    .or_default();
-                group.insert(key, entry);
+                    .entry(group)
+                    .or_default()
+                    .insert(timer);
             }
         }
         Ok::<_, StateError>(())
     })?;
     let format = match formats.len() {
-        0 => return Ok(None),
-        1 => formats.pop_first().expect("one"),
+        0 => None,
+        1 => formats.pop_first(),
         _ => {
             let names: Vec<String> = formats.iter().map(|f| format!("`{f}`")).collect();
+            let problem = format!(
+                "its key groups hold state of formats {}",
+                names.join(" and ")
+            );
             return Err(StateError::Formats {
                 operator: op.id.clone(),
-                problem: format!(
-                    "its key groups hold state of formats {}",
-                    names.join(" and ")
-                ),
+                problem,
             });
         }
     };
@@ -143,12 +164,19 @@ fn place_again(
         let (held, keys) = &mut held[subtask as usize];
         for (group, entries) in groups {
             *keys += entries.len();
-            let (chain, version) = chain(&format, &entries);
+            let (chain, version) = chain(format.as_deref().unwrap_or_default(), &entries);
             newest = newest.max(version);
             held.key_groups.insert(group, chain);
         }
     }
-    Ok(Some((held, (format, newest))))
+    for (subtask, groups) in timers {
+        let held = &mut held[subtask as usize].0;
+        for (group, set) in groups {
+            held.timers
+                .insert(group, vec![Piece::new(codec::whole(&set))]);
+        }
+    }
+    Ok((held, format.map(|format| (format, newest))))
 }
 
 /// A key group's chain for `entries`: whole in the oldest version, a delta per newer one.

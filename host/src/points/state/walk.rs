@@ -31,7 +31,7 @@ pub(super) fn operator<'p>(
 /// metadata format 3): `host state` writes only chains, and a point is of one layout.
 pub(super) fn require_chains(point: &Point, shown: &str) -> Result<(), StateError> {
     match point.metadata.state_layout {
-        StateLayout::Chained => Ok(()),
+        StateLayout::Chained | StateLayout::Timed => Ok(()),
         StateLayout::Blob | StateLayout::Grouped => Err(StateError::OldLayout {
             point: shown.to_owned(),
         }),

@@ -20,7 +20,7 @@ use crate::barrier::BarrierKind;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::key_group::{key_group, subtask_of_key_group};
 use crate::snapshot::Piece;
-use crate::store::{Metadata, NewStates, Origin, Point, Store, Written};
+use crate::store::{Metadata, Origin, Point, StateLayout, Store, Written};
 
 /// What `host state write` changes.
 #[derive(Clone, Debug)]
@@ -78,30 +78,29 @@ pub fn write(store: &Store, point: &Point, shown: &str, edit: &Edit) -> Result<E
     let max_parallelism = point.metadata.max_parallelism;
     let paths = (edit.upserts.as_deref(), edit.deletions.as_deref());
     let changes = changes(&upserts, &deletions, paths, max_parallelism, &found)?;
-    let touched: BTreeSet<u32> = changes
-        .keys()
-        .map(|&g| subtask_of_key_group(g, max_parallelism, op.parallelism))
-        .collect();
-    let mut states = NewStates::new();
-    let picked = |(id, file): &(&OperatorId, &crate::store::StateFile)| {
-        *id == &op.id && touched.contains(&file.subtask)
-    };
-    store.each_state(point, picked, |id, subtask, mut held| {
-        let owned = |g: &u32| subtask_of_key_group(*g, max_parallelism, op.parallelism) == subtask;
-        for (&group, change) in changes.iter().filter(|(g, _)| owned(g)) {
-            let chain = held.key_groups.entry(group).or_default();
-            let state = match chain.is_empty() {
-                true => Group::default(),
-                false => walk::resolve(id, subtask, group, chain)?,
-            };
-            let piece = change.piece(&found, &state, paths.1)?;
-            chain.push(Piece::new(piece));
-        }
-        states.insert((id.clone(), subtask), held);
-        Ok::<_, StateError>(())
-    })?;
-    let mut metadata = derived(point, "state-write", store);
-    let written = store.write_derived(Some(point), &to, &mut metadata, states)?;
+    let mut deriving = store.derive(Some(point), &to, derived(point, "state-write", store))?;
+    // Every subtask's state file is written again, as a checkpoint writes it; only the
+    // subtasks of `op` holding a changed group get new pieces.
+    store.each_state(
+        point,
+        |_| true,
+        |id, subtask, mut held| {
+            let owned =
+                |g: &u32| subtask_of_key_group(*g, max_parallelism, op.parallelism) == subtask;
+            let changed = changes.iter().filter(|(g, _)| id == &op.id && owned(g));
+            for (&group, change) in changed {
+                let chain = held.key_groups.entry(group).or_default();
+                let state = match chain.is_empty() {
+                    true => Group::default(),
+                    false => walk::resolve(id, subtask, group, chain)?,
+                };
+                let piece = change.piece(&found, &state, paths.1)?;
+                chain.push(Piece::new(piece));
+            }
+            Ok::<_, StateError>(deriving.write(id, subtask, held)?)
+        },
+    )?;
+    let (to, written) = deriving.publish()?;
     Ok(Edited {
         dir: to,
         upserted: upserts.len(),
@@ -307,6 +306,8 @@ pub(super) fn derived(point: &Point, tool: &str, store: &Store) -> Metadata {
         checkpoint: CheckpointId(m.checkpoint.0 + 1),
         kind: BarrierKind::Savepoint,
         completed_unix_ms: now_unix_ms(),
+        // Every state file is written again by this host's encoder.
+        state_layout: StateLayout::Timed,
         resumed_from: Some(Origin {
             job: m.job.clone(),
             checkpoint: m.checkpoint,
