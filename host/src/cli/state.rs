@@ -21,7 +21,7 @@ pub(super) enum StateCommand {
     /// a Parquet file for DuckDB or pandas.
     Read(ReadArgs),
     /// Write a new savepoint: POINT with keys of one operator upserted or deleted, every
-    /// other file shared with POINT (which is left as it is).
+    /// segment shared with POINT (which is left as it is).
     Write(WriteArgs),
     /// Write a savepoint to start a job with one operator's keyed state loaded from data.
     Bootstrap(BootstrapArgs),

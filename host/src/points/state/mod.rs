@@ -5,7 +5,7 @@
 //! key and value of an operator (its key groups' chains resolved: whole, then deltas) and its
 //! operator state, as JSON lines or Parquet columns, one subtask's state in memory at a time.
 //! [`write`] makes a new savepoint with keys upserted or deleted (a delta appended to each
-//! group changed; every other file shared with the original), [`bootstrap`] one from data for
+//! group changed; every segment of the original linked, as a checkpoint links them), [`bootstrap`] one from data for
 //! a job that never ran, [`repartition`] one with another number of key groups, every key
 //! placed again by [`crate::key_group`]. None of them changes the point it reads; each new
 //! point records the point it came from (its job is named after the tool, e.g.

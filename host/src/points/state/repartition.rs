@@ -2,12 +2,13 @@
 //! (`max_parallelism`), offline: the one property fixed for the life of a state.
 //!
 //! Every key of every operator with keyed state is placed again, by [`key_group`] at the new
-//! number, in the key group and subtask that own it at the same parallelism; each new group is
-//! written whole (a group holding values of several versions: whole in the oldest, then a
-//! delta per newer one, so that a module migrates each as it would have). Operator states and
-//! operators without keyed state are shared with the original. The recorded job file gets the
-//! new `max_parallelism`, so the point still runs without a job file; a job file of one's own
-//! must set it too. One operator's keyed state is in memory at a time.
+//! number, in the key group and subtask that own it at the same parallelism, and so is each
+//! of its timers; each new group is written whole (a group holding values of several
+//! versions: whole in the oldest, then a delta per newer one, so that a module migrates each
+//! as it would have). Operator states and a source's watermark stay with their subtask. The
+//! recorded job file gets the new `max_parallelism`, so the point still runs without a job
+//! file; a job file of one's own must set it too. One operator's keyed state is in memory at
+//! a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 

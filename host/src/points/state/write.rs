@@ -2,8 +2,8 @@
 //!
 //! Each key group changed gets a delta appended to its chain (a group the point did not hold,
 //! its whole state), in the state's format and its newest version, exactly as a module writes
-//! one; each subtask changed gets a new state file and one new segment; every other file is
-//! shared with the original ([`Store::write_derived`]). A value must fit the shape of the
+//! one; each subtask changed gets one new segment; every segment of the original is linked,
+//! every state file written again, as a checkpoint does ([`Store::derive`]). A value must fit the shape of the
 //! values of that version the point holds ([`Shape`]); a row's `key_group` and `version`, if
 //! given, must be this point's. Everything is checked before anything is written.
 
