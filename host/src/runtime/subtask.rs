@@ -532,4 +532,6 @@ pub fn check_returned(batch: &Batch) -> Result<(), Malformed> {
 #[cfg(test)]
 mod proptests;
 mod source;
+#[cfg(test)]
+mod tests;
 mod time;
