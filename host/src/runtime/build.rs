@@ -29,7 +29,7 @@ use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
 use crate::protected::Protected;
 use crate::snapshot::Rescale;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, fence};
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
@@ -86,7 +86,30 @@ pub async fn build(
     Ok(Job {
         subtasks,
         coordinator,
+        first,
     })
+}
+
+/// The newest retained checkpoint of `job`, read and verified, that its lease says the job's
+/// own process wrote ([`crate::store::fence::admits`]); one it did not is passed over with a
+/// warning naming it, and left where it is.
+fn latest_checkpoint(store: &Store, job: &JobId) -> Result<Option<RestoreFrom>, StoreError> {
+    let lease = store.lease(job)?;
+    for checkpoint in store.checkpoints(job)?.into_iter().rev() {
+        let point = store.read_point(&store.layout().checkpoint(job, checkpoint))?;
+        let (recorded, generation) = (point.metadata.checkpoint, point.metadata.generation);
+        if let Err(unfit) = fence::admits(lease.as_ref(), checkpoint, recorded, generation) {
+            let shown = store.display(&point.dir);
+            tracing::warn!("passing over {shown} to restart from: {unfit}");
+            continue;
+        }
+        let states = store.read_states(&point)?;
+        return Ok(Some(RestoreFrom {
+            metadata: point.metadata,
+            states,
+        }));
+    }
+    Ok(None)
 }
 
 impl Blueprint {
@@ -108,18 +131,7 @@ impl Blueprint {
         next: CheckpointId,
     ) -> Result<(Vec<Subtask>, CoordinatorTask), RestartError> {
         let (store, job) = (self.store.clone(), self.job.clone());
-        let latest =
-            tokio::task::spawn_blocking(move || -> Result<Option<RestoreFrom>, StoreError> {
-                let Some(&checkpoint) = store.checkpoints(&job)?.last() else {
-                    return Ok(None);
-                };
-                let point = store.read_point(&store.layout().checkpoint(&job, checkpoint))?;
-                let states = store.read_states(&point)?;
-                Ok(Some(RestoreFrom {
-                    metadata: point.metadata,
-                    states,
-                }))
-            })
+        let latest = tokio::task::spawn_blocking(move || latest_checkpoint(&store, &job))
             .await
             .expect("reading a checkpoint does not panic")?;
         let restore = latest.map(Arc::new).or_else(|| self.initial.clone());
