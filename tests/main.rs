@@ -36,6 +36,7 @@ mod savepoint;
 mod scaffold;
 mod serve;
 mod servers;
+mod state_tools;
 mod time;
 mod topology;
 mod torture;

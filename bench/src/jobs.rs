@@ -209,6 +209,8 @@ pub(crate) async fn build(
         taking_over: false,
         limits: Limits::default(),
         protected: Protected::new(store.layout().root(), &store.layout().cache(), Some(dir)),
+        // The benchmarks' jobs have no connectors, so no secrets.
+        secrets: Default::default(),
     };
     runtime::build(engine.clone(), store.clone(), spec)
         .await

@@ -16,7 +16,8 @@
 //! - [`points`]: what points mean once written: restore points and whether one fits a job
 //!   ([`points::savepoint`], pure), the program a point names ([`points::program`]), lineage
 //!   ([`points::lineage`]), which modules nothing refers to ([`points::gc`]), a point as one
-//!   self-contained folder ([`points::export`]).
+//!   self-contained folder ([`points::export`]); an operator's state read, and savepoints
+//!   written edited, bootstrapped or repartitioned, offline ([`points::state`], `host state`).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
 //! - [`time`]: event time: watermarks ([`time::watermarks`]: a source's, and the least of a
 //!   subtask's inputs') and the timers the host keeps per key group ([`time::timers`]), pure.

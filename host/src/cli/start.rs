@@ -267,25 +267,7 @@ async fn build(
     runtime::build(engine, store.clone(), spec).await
 }
 
-/// `host compile`: each module into the compiled-module cache, unless it is there; a module
-/// that is no component stops it, naming the module (those before it stay compiled).
-pub(super) fn compile(store: &Store, modules: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let engine = engine(store, CacheMode::ReadWrite)?;
-    for module in modules {
-        let started = std::time::Instant::now();
-        let compiled = engine.compile(module)?;
-        let short = &compiled.sha256[..12];
-        if compiled.was_cached {
-            println!("{} ({short}): already compiled", module.display());
-        } else {
-            let ms = started.elapsed().as_millis();
-            println!("{} ({short}): compiled in {ms} ms", module.display());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
+pub(super) fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
     let layout = store.layout();
     let engine = Engine::new(&layout.cache(), &layout.cache_key(), cache_mode);
     Ok(Arc::new(engine.map_err(|e| anyhow::anyhow!("{e:#}"))?))
