@@ -283,6 +283,16 @@ fn a_savepoint_resumes_with_the_sink_rescaled_from_2_to_3_and_the_counter_upgrad
     let running = dir.start(&[&job_file]);
     crate::util::wait_until("some rows committed", || database.values().len() > 500);
     let savepoint = dir.save_and_stop(running);
+    // A point names a connector by its name, not by a module: the lineage tree shows it, an
+    // export carries no module for it, and gc keeps the modules the point names.
+    let tree = dir.host_ok(&["savepoints", "--tree"]);
+    assert!(tree.contains("lines=jobhost:nats-source"), "{tree}");
+    assert!(tree.contains("sink=jobhost:postgres-sink"), "{tree}");
+    let exported = dir.path().join("exported");
+    dir.host_ok(&["export", &savepoint, exported.to_str().unwrap()]);
+    let modules = std::fs::read_dir(exported.join("modules")).unwrap().count();
+    assert_eq!(modules, 2, "the tokenizer's and the counter's");
+    dir.host_ok(&["gc"]);
     pipeline.sink_parallelism = 3;
     pipeline.counter = guest("counter_v2");
     let job_file = pipeline.write(&dir);
