@@ -142,6 +142,7 @@ fn pure_decisions_do_no_io_and_need_no_runtime() {
         "key_group.rs",
         "barrier",
         "topology",
+        "time",
     ] {
         assert_never(
             module,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::control::{self, ControlError, ControlRequest, ControlResponse};
-use crate::ids::{JobId, SavepointId};
+use crate::ids::{JobId, OperatorId, SavepointId};
 use crate::metrics::Sample;
 use crate::points::savepoint;
 use crate::runtime::{Saved, UpgradeSpec, Upgraded};
@@ -172,6 +172,40 @@ pub struct JobRow {
     pub started_unix_ms: u64,
     /// The point it resumed from.
     pub resumed_from: Option<PathBuf>,
+    /// Where each of its subtasks is in event time, while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<Vec<SubtaskTime>>,
+}
+
+/// Where one subtask of a running job is in event time, as `host list --json` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubtaskTime {
+    /// Its operator.
+    pub operator: OperatorId,
+    /// Its index.
+    pub subtask: u32,
+    /// Its watermark, none before its first.
+    pub watermark: Option<i64>,
+    /// How far its watermark is behind the wall clock, in milliseconds.
+    pub watermark_lag_ms: Option<i64>,
+    /// Timers it keeps pending.
+    pub timers_pending: u64,
+}
+
+impl SubtaskTime {
+    /// Every subtask's, from a sample of the job's counters.
+    fn of(sample: &Sample) -> Vec<SubtaskTime> {
+        let subtasks = sample.subtasks.iter();
+        subtasks
+            .map(|s| SubtaskTime {
+                operator: s.operator.clone(),
+                subtask: s.index,
+                watermark: s.watermark,
+                watermark_lag_ms: s.watermark_lag_ms,
+                timers_pending: s.timers_pending,
+            })
+            .collect()
+    }
 }
 
 /// Every job of the state folder, oldest id first.
@@ -182,7 +216,9 @@ pub fn list(store: &Store) -> Result<Vec<JobRow>, StoreError> {
             continue;
         };
         let running = control::is_listening(&store.layout().control_socket(&job));
+        let sample = running.then(|| metrics(store, &job).ok()).flatten();
         rows.push(JobRow {
+            time: sample.as_ref().map(SubtaskTime::of),
             state: describe_state(&status.state, running),
             running,
             job: status.job,

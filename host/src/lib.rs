@@ -110,4 +110,5 @@ pub mod runtime;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod time;
 pub mod topology;

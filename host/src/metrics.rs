@@ -1,5 +1,6 @@
 //! What a running job counts about itself: per subtask, records and batches in and out, time
-//! blocked on credit (back-pressure), time in guest calls (busy), guest traps; per job,
+//! blocked on credit (back-pressure), time in guest calls (busy), guest traps, its watermark
+//! (and its lag behind the wall clock, computed when sampled), its pending timers; per job,
 //! restarts and the history of completed checkpoints.
 //!
 //! The hot path only adds to relaxed atomics of its own subtask, once per batch (never per
@@ -8,13 +9,14 @@
 //! socket hands to `host serve`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{JobId, OperatorId, SubtaskId};
+use crate::time::{WATERMARK_END, WATERMARK_MIN};
 use crate::topology::{Partition, Plan, Role};
 
 /// Completed checkpoints a job remembers for its history.
@@ -31,6 +33,18 @@ pub struct SubtaskCounters {
     busy_ns: AtomicU64,
     checkpoint_sync_ns: AtomicU64,
     traps: AtomicU64,
+    watermark: Watermark,
+    timers_pending: AtomicU64,
+}
+
+/// A subtask's watermark, [`WATERMARK_MIN`] before its first.
+#[derive(Debug)]
+struct Watermark(AtomicI64);
+
+impl Default for Watermark {
+    fn default() -> Self {
+        Watermark(AtomicI64::new(WATERMARK_MIN))
+    }
 }
 
 impl SubtaskCounters {
@@ -70,8 +84,25 @@ impl SubtaskCounters {
         self.traps.fetch_add(1, Relaxed);
     }
 
-    fn sample(&self, id: &SubtaskId) -> SubtaskSample {
+    /// The subtask now keeps `pending` timers.
+    pub fn timers_pending(&self, pending: u64) {
+        self.timers_pending.store(pending, Relaxed);
+    }
+
+    /// The subtask's watermark is now `watermark`.
+    pub fn watermark(&self, watermark: i64) {
+        self.watermark.0.store(watermark, Relaxed);
+    }
+
+    fn sample(&self, id: &SubtaskId, now_unix_ms: i64) -> SubtaskSample {
+        let watermark = self.watermark.0.load(Relaxed);
+        let watermark = (watermark != WATERMARK_MIN).then_some(watermark);
         SubtaskSample {
+            timers_pending: self.timers_pending.load(Relaxed),
+            watermark,
+            watermark_lag_ms: watermark
+                .filter(|&w| w != WATERMARK_END)
+                .map(|w| now_unix_ms.saturating_sub(w)),
             operator: id.operator.clone(),
             index: id.index,
             records_in: self.records_in.load(Relaxed),
@@ -167,11 +198,18 @@ impl JobMetrics {
     /// A copy of every counter now.
     pub fn sample(&self) -> Sample {
         let history = self.checkpoints.lock().expect("no panics under this lock");
+        let now_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         Sample {
             job: self.job.clone(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             topology: self.topology.clone(),
-            subtasks: self.subtasks.iter().map(|(id, c)| c.sample(id)).collect(),
+            subtasks: self
+                .subtasks
+                .iter()
+                .map(|(id, c)| c.sample(id, now_unix_ms))
+                .collect(),
             restarts: self.restarts.load(Relaxed),
             checkpoints: history.iter().cloned().collect(),
         }
@@ -272,6 +310,17 @@ pub struct SubtaskSample {
     pub checkpoint_sync_ns: u64,
     /// Guest traps.
     pub traps: u64,
+    /// Its event-time watermark (milliseconds, as the records' timestamps); none before its
+    /// first. `i64::MAX` once its input ran dry.
+    #[serde(default)]
+    pub watermark: Option<i64>,
+    /// How far its watermark is behind the wall clock, in milliseconds (meaningful where
+    /// records carry wall-clock timestamps); none without a watermark, or at the end.
+    #[serde(default)]
+    pub watermark_lag_ms: Option<i64>,
+    /// Timers it keeps pending, of both clocks.
+    #[serde(default)]
+    pub timers_pending: u64,
 }
 
 /// Everything a running job counts, at one moment.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::OperatorId;
 pub use crate::ids::Role;
+pub use crate::time::watermarks::Strategy as WatermarkStrategy;
 
 mod problem;
 mod validate;
@@ -84,6 +85,10 @@ pub struct OperatorSpec {
     /// Sources only: upper bound on records emitted per second, per subtask.
     #[serde(default)]
     pub records_per_second_max: Option<u64>,
+    /// Sources only: how the host derives watermarks from the timestamps the source emits,
+    /// and when a quiet source subtask counts as idle.
+    #[serde(default)]
+    pub watermark: Option<WatermarkStrategy>,
     /// Largest linear memory one instance may grow to.
     #[serde(default)]
     pub memory_bytes_max: Option<u64>,
@@ -169,6 +174,8 @@ pub struct OperatorPlan {
     pub clock: bool,
     /// Sources only: throttle, per subtask.
     pub records_per_second_max: Option<u64>,
+    /// Sources only: the watermark strategy, if the job file sets one.
+    pub watermark: Option<WatermarkStrategy>,
     /// Memory limit per instance, if the job file sets one.
     pub memory_bytes_max: Option<u64>,
     /// Deadline per guest call, if the job file sets one.
@@ -330,6 +337,7 @@ fn resolve_operator(spec: OperatorSpec, base: &Path) -> OperatorPlan {
             .collect(),
         clock: spec.clock,
         records_per_second_max: spec.records_per_second_max,
+        watermark: spec.watermark,
         memory_bytes_max: spec.memory_bytes_max,
         call_ms_max: spec.call_ms_max,
     }

@@ -7,25 +7,17 @@
 
 use std::time::Duration;
 
-use super::guest_log::GuestLog;
-use wasmtime::component::{
-    Component, ComponentExportIndex, Func, InstancePre, Linker, ResourceTable,
-};
+use wasmtime::component::{Func, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::{
-    Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder,
-};
 
-use super::bindings::{
-    Batch, Context, ModuleInfo, PollResult, Snapshot, StateOrigin, live_operator, operator, sink,
-    source,
-};
+use super::bindings::{Batch, Context, ModuleInfo, PollResult, Snapshot, StateOrigin};
 use super::borrowed::RestoredRef;
+use super::time::{GuestTime, TimerRequest, TimerRoom, time_domain};
+use super::wasi::{Grants, wasi_context};
+use super::world::{Bindings, StateExports};
 use super::{EPOCH_TICK_MS, Engine, EngineError, HostState, Module};
-use crate::ids::Role;
 use crate::ids::SubtaskId;
-use crate::protected::Protected;
-use crate::topology::Mount;
+use crate::time::Domain;
 
 /// Resource limits of one instance.
 #[derive(Clone, Copy, Debug)]
@@ -70,82 +62,6 @@ pub enum GuestError {
     },
 }
 
-/// The world a role's component must implement.
-pub fn world_name(role: Role) -> &'static str {
-    match role {
-        Role::Source => "source",
-        Role::Operator => "operator",
-        Role::Sink => "sink",
-    }
-}
-
-/// A component linked for its role's world.
-#[derive(Clone)]
-pub(super) enum RolePre {
-    Source(source::SourcePre<HostState>),
-    /// An operator, and where its `catch-up`'s `restore-changes` export is if it has one
-    /// (`live-operator`).
-    Operator(
-        operator::OperatorPre<HostState>,
-        Option<ComponentExportIndex>,
-    ),
-    Sink(sink::SinkPre<HostState>),
-}
-
-impl RolePre {
-    /// Links `component` and checks its exports against the world of `role`.
-    pub(super) fn new(
-        linker: &Linker<HostState>,
-        component: &Component,
-        role: Role,
-    ) -> wasmtime::Result<Self> {
-        let pre = linker.instantiate_pre(component)?;
-        Ok(match role {
-            Role::Source => RolePre::Source(source::SourcePre::new(pre)?),
-            Role::Operator => {
-                // Only the `catch-up` export can be missing: the rest is `operator`'s. The
-                // bindings check its type; `restore-changes` is called with borrowed state.
-                let live = live_operator::LiveOperatorIndices::new(&pre).ok();
-                let restore_changes = live.and_then(|_| {
-                    let interface = component.get_export_index(None, CATCH_UP)?;
-                    component.get_export_index(Some(&interface), "restore-changes")
-                });
-                RolePre::Operator(operator::OperatorPre::new(pre)?, restore_changes)
-            }
-            Role::Sink => RolePre::Sink(sink::SinkPre::new(pre)?),
-        })
-    }
-
-    fn instance_pre(&self) -> &InstancePre<HostState> {
-        match self {
-            RolePre::Source(pre) => pre.instance_pre(),
-            RolePre::Operator(pre, _) => pre.instance_pre(),
-            RolePre::Sink(pre) => pre.instance_pre(),
-        }
-    }
-}
-
-enum Bindings {
-    Source(source::Source),
-    Operator(operator::Operator),
-    Sink(sink::Sink),
-}
-
-impl Bindings {
-    /// The exports of `instance`, of the world `pre` checked.
-    fn new(
-        pre: &RolePre,
-        store: &mut Store<HostState>,
-        instance: &wasmtime::component::Instance,
-    ) -> wasmtime::Result<Self> {
-        Ok(match pre {
-            RolePre::Source(_) => Bindings::Source(source::Source::new(store, instance)?),
-            RolePre::Operator(..) => Bindings::Operator(operator::Operator::new(store, instance)?),
-            RolePre::Sink(_) => Bindings::Sink(sink::Sink::new(store, instance)?),
-        })
-    }
-}
-
 /// A live instance owned by one subtask.
 pub struct Instance {
     subtask: SubtaskId,
@@ -157,81 +73,8 @@ pub struct Instance {
     call_ticks_max: u64,
     /// The key groups its subtask owns, as `init` told the guest (none before).
     key_groups: std::ops::Range<u32>,
-}
-
-/// An instance's exports that take state: `restore`, and `catch-up`'s `restore-changes` in a
-/// `live-operator`.
-struct StateExports {
-    restore: Func,
-    restore_changes: Option<Func>,
-}
-
-impl StateExports {
-    /// Those of `instance`; `restore-changes` only where `pre` found it.
-    fn new(
-        pre: &RolePre,
-        store: &mut Store<HostState>,
-        instance: &wasmtime::component::Instance,
-    ) -> wasmtime::Result<Self> {
-        let missing = |name| move || wasmtime::Error::msg(format!("no `{name}` export"));
-        let restore = instance.get_func(&mut *store, "restore");
-        let restore = restore.ok_or_else(missing("restore"))?;
-        let restore_changes = match pre {
-            RolePre::Operator(_, Some(index)) => {
-                let func = instance.get_func(&mut *store, index);
-                Some(func.ok_or_else(missing("restore-changes"))?)
-            }
-            _ => None,
-        };
-        Ok(Self {
-            restore,
-            restore_changes,
-        })
-    }
-}
-
-/// The `catch-up` interface's name, as a component exports it (the WIT package's version:
-/// a test reads it from `wit/operator.wit`).
-const CATCH_UP: &str = "jobhost:operator/catch-up@0.3.2";
-
-/// What the job file grants an instance beyond computing: folders, and the clocks.
-#[derive(Clone, Copy, Debug)]
-pub struct Grants<'a> {
-    /// Host folders it may see.
-    pub mounts: &'a [Mount],
-    /// Whether it may read the real clocks.
-    pub clock: bool,
-    /// The folders no mount may reach, checked again as each mount is opened.
-    pub protected: &'a Protected,
-}
-
-/// The clocks of a guest without the clock grant: time stands still at the Unix epoch.
-struct FrozenClock;
-
-impl HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-/// The bytes a subtask's `wasi:random` cycles through: 256 of them, from XXH3 of its name.
-fn deterministic_seed(subtask: &SubtaskId) -> Vec<u8> {
-    let name = subtask.to_string();
-    (0..32u64)
-        .flat_map(|i| xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), i).to_le_bytes())
-        .collect()
+    /// The number of key groups, as `init` told the guest (0 before).
+    max_parallelism: u32,
 }
 
 impl Engine {
@@ -248,6 +91,7 @@ impl Engine {
             table: ResourceTable::new(),
             limits: super::store_limits::store_limits(limits.memory_bytes_max),
             ticks_left: 0,
+            time: GuestTime::new(grants.clock),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -285,58 +129,9 @@ impl Engine {
             state_exports,
             call_ticks_max: limits.call_ms_max.div_ceil(EPOCH_TICK_MS),
             key_groups: 0..0,
+            max_parallelism: 0,
         })
     }
-}
-
-/// What WASI gives `subtask`'s guest: its log, a frozen clock unless granted the real one,
-/// randomness fixed by its name, and its mounts (read-only unless granted writes).
-fn wasi_context(subtask: &SubtaskId, grants: &Grants<'_>) -> Result<WasiCtx, EngineError> {
-    let mut wasi = WasiCtxBuilder::new();
-    let (stdout, stderr) = GuestLog::pair(subtask);
-    wasi.stdout(stdout).stderr(stderr);
-    if !grants.clock {
-        wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
-    }
-    // Randomness is no grant: a guest gets bytes fixed by its subtask's name (language
-    // runtimes seed their hash tables from it at start-up), so a replay sees the same.
-    let seed = deterministic_seed(subtask);
-    let seed_value = u128::from_le_bytes(seed[..16].try_into().expect("16 bytes"));
-    wasi.secure_random(Deterministic::new(seed.clone()))
-        .insecure_random(Deterministic::new(seed))
-        .insecure_random_seed(seed_value);
-    for mount in grants.mounts {
-        let perms = if mount.writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
-        let refused = |reason: String| EngineError::Grant {
-            path: mount.host.clone(),
-            reason,
-        };
-        let dir = grants
-            .protected
-            .open(&subtask.operator, mount)
-            .map_err(|e| refused(e.to_string()))?;
-        // WASI opens the folder by a path: the open handle's own, which names the folder
-        // checked whatever its path leads to now.
-        wasi.preopened_dir(handle_path(&dir), &mount.guest, perms)
-            .map_err(|e| refused(format!("{e:#}")))?;
-    }
-    Ok(wasi.build())
-}
-
-/// Where a process finds its own open files by number.
-#[cfg(target_os = "linux")]
-const OWN_FILES: &str = "/proc/self/fd";
-#[cfg(not(target_os = "linux"))]
-const OWN_FILES: &str = "/dev/fd";
-
-/// A path that opens the very folder `dir` holds open (`/proc/self/fd/N` on Linux).
-fn handle_path(dir: &cap_std::fs::Dir) -> std::path::PathBuf {
-    use std::os::fd::AsRawFd as _;
-    format!("{OWN_FILES}/{}", dir.as_raw_fd()).into()
 }
 
 /// Runs a guest call for at most `deadline` of wall-clock time. Epoch interruption stops a
@@ -362,7 +157,7 @@ macro_rules! call_stateful {
         let deadline = $self.arm_deadline();
         match &$self.bindings {
             Bindings::Source(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
-            Bindings::Operator(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
+            Bindings::Operator(b, _) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
             Bindings::Sink(b) => bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await,
         }
     }};
@@ -372,7 +167,7 @@ macro_rules! call_stateful {
 macro_rules! call_role {
     ($self:ident, $role:ident, $method:ident, $name:literal $(, $arg:expr)*) => {{
         let deadline = $self.arm_deadline();
-        let Bindings::$role(b) = &$self.bindings else {
+        let Bindings::$role(b, ..) = &$self.bindings else {
             unreachable!(concat!("`", $name, "` called on a subtask that is not a ", stringify!($role)))
         };
         let result = bounded(deadline, b.$method(&mut $self.store $(, $arg)*)).await;
@@ -434,6 +229,7 @@ impl Instance {
     /// Starts the subtask.
     pub async fn init(&mut self, context: &Context) -> Result<(), GuestError> {
         self.key_groups = context.key_group_start..context.key_group_end;
+        self.max_parallelism = context.max_parallelism;
         let result = call_stateful!(self, call_init, context);
         self.outcome("init", result)
     }
@@ -500,6 +296,48 @@ impl Instance {
         call_role!(self, Operator, call_process, "process", input)
     }
 
+    /// Whether its module keeps timers (`timed-operator`): its `on-timer` is called when they
+    /// fire.
+    pub fn keeps_timers(&self) -> bool {
+        matches!(self.bindings, Bindings::Operator(_, Some(_)))
+    }
+
+    /// Opens the `timers` import for the next call (`process`, `on-timer`): `current-watermark`
+    /// says `watermark`, and the guest may register timers for the keys of its subtask's key
+    /// groups, up to `timers` more timers with `key_bytes` more bytes of keys.
+    pub fn open_timers(&mut self, watermark: i64, timers: u64, key_bytes: u64) {
+        let room = TimerRoom {
+            key_groups: self.key_groups.clone(),
+            max_parallelism: self.max_parallelism,
+            timers,
+            key_bytes,
+        };
+        self.store.data_mut().time.open(watermark, room);
+    }
+
+    /// Closes the `timers` import after the call: what the guest asked of its timers, in
+    /// order, for the subtask to carry out.
+    pub fn close_timers(&mut self) -> Vec<TimerRequest> {
+        self.store.data_mut().time.close()
+    }
+
+    /// Sources: the greatest watermark the guest declared (`emit-watermark`) since last asked.
+    pub fn take_declared_watermark(&mut self) -> Option<i64> {
+        self.store.data_mut().time.take_declared()
+    }
+
+    /// Operators that keep timers: hands the timers of `domain` that fired (keys and times in
+    /// `fired`) to `on-timer`; returns what it emits.
+    pub async fn on_timer(&mut self, domain: Domain, fired: &Batch) -> Result<Batch, GuestError> {
+        let deadline = self.arm_deadline();
+        let Bindings::Operator(_, Some(timed)) = &self.bindings else {
+            unreachable!("`on-timer` called on an instance without timers")
+        };
+        let call = timed.call_on_timer(&mut self.store, time_domain(domain), fired);
+        let result = bounded(deadline, call).await;
+        self.outcome("on-timer", result)
+    }
+
     /// Sources: at most `max_records` records, or the end.
     pub async fn poll(&mut self, max_records: u32) -> Result<PollResult, GuestError> {
         call_role!(self, Source, call_poll_batch, "poll-batch", max_records)
@@ -529,20 +367,5 @@ impl Instance {
     /// Sinks: reconciles the outside world with the restored checkpoint `checkpoint`.
     pub async fn recover(&mut self, checkpoint: u64) -> Result<(), GuestError> {
         call_role!(self, Sink, call_recover, "recover", checkpoint)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// [`super::CATCH_UP`] names the interface of the WIT package the bindings come from.
-    #[test]
-    fn the_catch_up_interface_is_named_with_the_packages_version() {
-        let wit =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/operator.wit"));
-        let wit = wit.expect("the WIT package");
-        let package = wit.lines().find_map(|line| line.strip_prefix("package "));
-        let package = package.expect("a package line").trim_end_matches(';');
-        let (name, version) = package.split_once('@').expect("a versioned package");
-        assert_eq!(super::CATCH_UP, format!("{name}/catch-up@{version}"));
     }
 }

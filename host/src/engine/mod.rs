@@ -13,6 +13,9 @@ mod cache;
 pub mod guest_log;
 pub mod instance;
 pub mod store_limits;
+pub mod time;
+mod wasi;
+mod world;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +29,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::ids::Role;
 pub use crate::ids::sha256_hex;
-pub use instance::{Grants, GuestError, Instance, Limits};
+pub use instance::{GuestError, Instance, Limits};
+pub use time::TimerRequest;
+pub use wasi::Grants;
 
 /// Whether engines made from now on tell `perf` the names of the guests' compiled functions,
 /// in `/tmp/perf-<pid>.map` (as `wasmtime run --profile=perfmap` does). Process-wide, as that
@@ -106,6 +111,8 @@ pub struct HostState {
     limits: StoreLimits,
     /// Epoch ticks the current call may still use before it is interrupted.
     ticks_left: u64,
+    /// What the guest sees of time, and asked of its timers during the current call.
+    time: time::GuestTime,
 }
 
 impl WasiView for HostState {
@@ -126,14 +133,19 @@ pub struct Module {
     pub sha256: String,
     /// The role it was checked against.
     pub role: Role,
-    pre: instance::RolePre,
+    pre: world::RolePre,
 }
 
 impl Module {
     /// Whether it is an operator that implements `live-operator`: a live swap restores it
     /// beside the running module and then hands it only what changed (`catch-up`).
     pub fn catches_up(&self) -> bool {
-        matches!(self.pre, instance::RolePre::Operator(_, Some(_)))
+        self.pre.catches_up()
+    }
+
+    /// Whether it is an operator that keeps timers (`timed-operator`).
+    pub fn keeps_timers(&self) -> bool {
+        self.pre.keeps_timers()
     }
 }
 
@@ -189,6 +201,16 @@ impl Engine {
         // Guests built for wasm32-wasip2 import WASI; what they may reach is decided per
         // instance by its `WasiCtx`, which grants nothing but the job file's mounts.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Time, for every instance: a component that imports neither is not affected.
+        type Own = wasmtime::component::HasSelf<HostState>;
+        bindings::timed_operator::jobhost::operator::timers::add_to_linker::<_, Own>(
+            &mut linker,
+            |state| state,
+        )?;
+        bindings::timed_source::jobhost::operator::source_time::add_to_linker::<_, Own>(
+            &mut linker,
+            |state| state,
+        )?;
         let ticker = EpochTicker::start(&engine);
         Ok(Engine {
             engine,
@@ -205,10 +227,10 @@ impl Engine {
     pub fn load(&self, path: &Path, role: Role) -> Result<Module, EngineError> {
         let (bytes, sha256) = read_module(path)?;
         let (component, _) = self.compile_cached(path, &bytes, &sha256)?;
-        let pre = instance::RolePre::new(&self.linker, &component, role).map_err(|e| {
+        let pre = world::RolePre::new(&self.linker, &component, role).map_err(|e| {
             EngineError::WrongWorld {
                 path: path.to_owned(),
-                world: instance::world_name(role),
+                world: world::world_name(role),
                 reason: format!("{e:#}"),
             }
         })?;

@@ -30,6 +30,8 @@ use crate::metrics::{JobMetrics, Topology};
 use crate::protected::Protected;
 use crate::snapshot::Rescale;
 use crate::store::{Store, StoreError};
+use crate::time::timers::TimerService;
+use crate::time::watermarks::{Generator, Valve};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
 
 /// What building, and rebuilding after a failure, starts from.
@@ -220,11 +222,9 @@ impl Blueprint {
         let op_index = op_index.expect("planned operator");
         let op = &operators[op_index];
         let counters = self.metrics.subtask(&id);
+        let inputs = wiring.inputs.remove(&(op_index, id.index));
+        let inputs = inputs.unwrap_or_default();
         Subtask {
-            inputs: wiring
-                .inputs
-                .remove(&(op_index, id.index))
-                .unwrap_or_default(),
             output: wiring.output(&self.plan, op_index, id.index, counters.clone()),
             counters,
             id,
@@ -235,10 +235,15 @@ impl Blueprint {
             store: self.store.clone(),
             job: self.job.clone(),
             records_per_second_max: op.records_per_second_max,
+            generator: Generator::new(op.watermark, None, std::time::Instant::now()),
             recover: recover_checkpoint(restore, op),
             held: None,
             swap: None,
             swapped: None,
+            processed_a_batch: false,
+            valve: Valve::new(inputs.len()),
+            timers: TimerService::new(self.plan.max_parallelism),
+            inputs,
         }
     }
 

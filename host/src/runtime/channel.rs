@@ -21,6 +21,11 @@ pub enum Message {
     Batch(Batch),
     /// A checkpoint barrier: everything before it belongs to the checkpoint.
     Barrier(Barrier),
+    /// No record with an earlier timestamp follows on this edge ([`crate::time`]).
+    Watermark(i64),
+    /// Nothing follows on this edge for now: its watermark holds no one back until it sends a
+    /// record or a watermark again.
+    Idle,
     /// The sender will send nothing more.
     End,
 }
@@ -95,7 +100,9 @@ impl Sender {
         self.tx.send(Message::Batch(batch)).map_err(|_| Closed)
     }
 
-    /// Sends a barrier or an end marker; these never wait for credit.
+    /// Sends a barrier, a watermark, idleness or an end marker; these never wait for credit
+    /// (a subtask sends a watermark only when it advances, so they cannot pile up faster
+    /// than the batches they follow).
     pub fn send_control(&self, message: Message) -> Result<(), Closed> {
         assert!(
             !matches!(message, Message::Batch(_)),

@@ -3,7 +3,7 @@
 //!
 //! A record's fork in the road: after a guest produced a batch, [`Output::send`] splits it by
 //! edge and by target subtask. Key-by sends each record to the subtask that owns its key's group
-//! ([`crate::key_group`]).
+//! ([`crate::key_group`]). Barriers, watermarks and ends go to every downstream subtask.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::barrier::Barrier;
 use crate::engine::bindings::Batch;
 use crate::key_group::{key_group, subtask_of_key_group};
 use crate::metrics::SubtaskCounters;
+use crate::time::watermarks::Signal;
 use crate::topology::Partition;
 
 /// A batch's columns, for the codec shared with the guests ([`jobhost_batch`]).
@@ -155,6 +156,18 @@ impl Output {
         self.edges
             .iter()
             .try_for_each(|edge| edge.send_control(|| Message::Barrier(barrier)))
+    }
+
+    /// Sends a watermark, or idleness, to every downstream subtask, behind the records sent
+    /// before it.
+    pub fn time(&self, signal: Signal) -> Result<(), Closed> {
+        let message = || match signal {
+            Signal::Watermark(watermark) => Message::Watermark(watermark),
+            Signal::Idle => Message::Idle,
+        };
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.send_control(message))
     }
 
     /// Tells every downstream subtask that this one is done.

@@ -30,6 +30,8 @@ use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::metrics::SubtaskCounters;
 use crate::snapshot::Held;
 use crate::store::{Layout, StateFile, Store};
+use crate::time::timers::TimerService;
+use crate::time::watermarks::{Generator, Valve};
 use crate::topology::Role;
 
 /// Most records a source is asked for in one `poll`.
@@ -162,6 +164,24 @@ pub struct Subtask {
     pub swap: Option<Arc<SwapOrder>>,
     /// Set once it swapped its instance: the new one's first batch is reported.
     pub swapped: Option<Swapped>,
+    /// Whether it processed a batch since it started (its first one is logged).
+    pub processed_a_batch: bool,
+    /// Sources: its watermarks, from the records' timestamps or its guest ([`Generator`]).
+    pub generator: Generator,
+    /// Others: its watermark, the least of its inputs' ([`Valve`]).
+    pub valve: Valve,
+    /// Its pending timers (none unless its module keeps timers).
+    pub timers: TimerService,
+}
+
+/// What the loop of a subtask with inputs does next.
+enum Step {
+    /// A command from the coordinator (none: it is gone).
+    Command(Option<Command>),
+    /// Processing-time timers are due.
+    Timers,
+    /// A message from an input.
+    Input((usize, Message)),
 }
 
 impl Subtask {
@@ -182,6 +202,9 @@ impl Subtask {
     async fn run_source(mut self) -> Result<(), SubtaskError> {
         let mut exhausted = false;
         let mut throttle = Throttle::new(self.records_per_second_max);
+        if let Some(resumed) = self.generator.resumed() {
+            self.send_time(resumed)?;
+        }
         loop {
             let wait = throttle.wait();
             let command = tokio::select! {
@@ -207,10 +230,12 @@ impl Subtask {
                     PollResult::Records(batch) => {
                         self.check(&batch)?;
                         throttle.emitted(batch_len(&batch));
-                        self.output.send(batch).await?;
+                        self.on_polled(batch).await?;
                     }
                     PollResult::End => {
                         exhausted = true;
+                        let end = self.generator.end();
+                        self.send_time(end)?;
                         let _ = self.events.send(Event::SourceExhausted);
                     }
                 },
@@ -228,39 +253,42 @@ impl Subtask {
         let mut aligning_since: Option<Instant> = None;
         let mut last_barrier: Option<Barrier> = None;
         let mut committed: Option<CheckpointId> = None;
-        let mut first_batch = true;
         while !aligner.all_ended() {
+            let timers = self.processing_timers_due();
             let step = tokio::select! {
                 biased;
-                command = self.commands.recv() => Err(command),
-                message = next_message(&mut self.inputs, &aligner) => Ok(message),
+                command = self.commands.recv() => Step::Command(command),
+                () = tokio::time::sleep_until(timers.unwrap_or_else(Instant::now)),
+                    if timers.is_some() => Step::Timers,
+                message = next_message(&mut self.inputs, &aligner) => Step::Input(message),
             };
             let alignment = match step {
-                Err(Some(Command::Commit(checkpoint))) => {
+                Step::Command(Some(Command::Commit(checkpoint))) => {
                     self.commit(checkpoint).await?;
                     committed = Some(checkpoint);
                     continue;
                 }
-                Err(Some(Command::Swap(order))) => {
+                Step::Command(Some(Command::Swap(order))) => {
                     self.swap = Some(order);
                     continue;
                 }
-                Err(Some(Command::Trigger(_))) => unreachable!("only sources are triggered"),
-                Err(None) => return Ok(()),
-                Ok((_, Message::Batch(batch))) => {
-                    let records = batch_len(&batch);
-                    self.on_batch(batch).await?;
-                    if std::mem::take(&mut first_batch) {
-                        // The observable "first record processed" (docs/benchmarks.md).
-                        tracing::info!(subtask = %self.id, records, "first batch processed");
-                    }
+                Step::Command(Some(Command::Trigger(_))) => {
+                    unreachable!("only sources are triggered")
+                }
+                Step::Command(None) => return Ok(()),
+                Step::Timers => {
+                    self.fire_processing_timers().await?;
                     continue;
                 }
-                Ok((input, Message::Barrier(barrier))) => {
+                Step::Input((input, Message::Barrier(barrier))) => {
                     aligning_since.get_or_insert_with(Instant::now);
                     aligner.on_barrier(input, barrier)
                 }
-                Ok((input, Message::End)) => aligner.on_end(input),
+                Step::Input((input, Message::End)) => aligner.on_end(input),
+                Step::Input((input, message)) => {
+                    self.on_input(input, message).await?;
+                    continue;
+                }
             };
             if let Alignment::Aligned(barrier) = alignment {
                 let arrived = aligning_since.take().unwrap_or_else(Instant::now);
@@ -304,6 +332,24 @@ impl Subtask {
         Ok(())
     }
 
+    /// Records, a watermark or idleness from `input`: the records are processed (or written);
+    /// time goes on as the inputs' valve says.
+    async fn on_input(&mut self, input: usize, message: Message) -> Result<(), SubtaskError> {
+        let signal = match &message {
+            Message::Watermark(watermark) => self.valve.on_watermark(input, *watermark),
+            Message::Idle => self.valve.on_idle(input),
+            Message::Batch(_) => self.valve.on_records(input),
+            Message::Barrier(_) | Message::End => unreachable!("aligned, not processed"),
+        };
+        if let Some(signal) = signal {
+            self.on_time(signal).await?;
+        }
+        if let Message::Batch(batch) = message {
+            self.on_batch(batch).await?;
+        }
+        Ok(())
+    }
+
     async fn on_batch(&mut self, batch: Batch) -> Result<(), SubtaskError> {
         let records = batch_len(&batch);
         self.counters.received(records);
@@ -315,12 +361,18 @@ impl Subtask {
                 written?;
             }
             _ => {
+                self.open_timers();
                 let output = self.instance.process(&batch).await;
                 self.counters.busy_since(since);
+                self.close_timers();
                 let output = output?;
                 self.check(&output)?;
                 self.output.send(output).await?;
             }
+        }
+        if !std::mem::replace(&mut self.processed_a_batch, true) {
+            // The observable "first record processed" (docs/benchmarks.md).
+            tracing::info!(subtask = %self.id, records, "first batch processed");
         }
         self.after_swap(records);
         Ok(())
@@ -553,3 +605,4 @@ pub fn check_returned(batch: &Batch) -> Result<(), Malformed> {
 
 #[cfg(test)]
 mod proptests;
+mod time;

@@ -33,16 +33,20 @@ struct OperatorLabels {
 type Counts = Family<SubtaskLabels, Counter>;
 type Seconds = Family<SubtaskLabels, Counter<f64, std::sync::atomic::AtomicU64>>;
 type JobGauge = Family<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
+type SubtaskGauge = Family<SubtaskLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
 
 /// Metric families by name, each with what it reads from a sample.
 type Named<F, M> = Vec<(&'static str, F, M)>;
 type OfSubtask = fn(&SubtaskSample) -> u64;
+/// A subtask's gauge, where it has a value.
+type GaugeOfSubtask = fn(&SubtaskSample) -> Option<f64>;
 type OfCheckpoint = fn(&crate::metrics::CheckpointStat) -> f64;
 
 /// The families of one scrape, registered under their names.
 struct Families {
     counts: Named<OfSubtask, Counts>,
     seconds: Named<OfSubtask, Seconds>,
+    gauges: Named<GaugeOfSubtask, SubtaskGauge>,
     restarts: Family<JobLabels, Counter>,
     checkpoint: Named<OfCheckpoint, JobGauge>,
     state_bytes: Family<OperatorLabels, Gauge>,
@@ -65,6 +69,23 @@ impl Families {
                     "checkpoint_sync_seconds",
                     |s| s.checkpoint_sync_ns,
                     Seconds::default(),
+                ),
+            ],
+            gauges: vec![
+                (
+                    "watermark_milliseconds",
+                    |s| s.watermark.map(|w| w as f64),
+                    SubtaskGauge::default(),
+                ),
+                (
+                    "watermark_lag_seconds",
+                    |s| s.watermark_lag_ms.map(|ms| ms as f64 / 1e3),
+                    SubtaskGauge::default(),
+                ),
+                (
+                    "timers_pending",
+                    |s| Some(s.timers_pending as f64),
+                    SubtaskGauge::default(),
                 ),
             ],
             restarts: Family::default(),
@@ -108,6 +129,11 @@ impl Families {
             for (_, ns, family) in &self.seconds {
                 family.get_or_create(&labels).inc_by(ns(s) as f64 / 1e9);
             }
+            for (_, value, family) in &self.gauges {
+                if let Some(value) = value(s) {
+                    family.get_or_create(&labels).set(value);
+                }
+            }
         }
         let labels = JobLabels { job: job.clone() };
         self.restarts.get_or_create(&labels).inc_by(sample.restarts);
@@ -133,6 +159,9 @@ impl Families {
         for (name, _, family) in self.seconds {
             registry.register(name, help(name), family);
         }
+        for (name, _, family) in self.gauges {
+            registry.register(name, help(name), family);
+        }
         registry.register("restarts", help("restarts"), self.restarts);
         for (name, _, family) in self.checkpoint {
             registry.register(name, help(name), family);
@@ -153,6 +182,11 @@ fn help(name: &str) -> &'static str {
         "checkpoint_sync_seconds" => {
             "Time a subtask spent on checkpoints on its own path (snapshot and merge)."
         }
+        "watermark_milliseconds" => {
+            "A subtask's event-time watermark, in the records' milliseconds."
+        }
+        "watermark_lag_seconds" => "How far a subtask's watermark is behind the wall clock.",
+        "timers_pending" => "Timers a subtask keeps pending, of both clocks.",
         "restarts" => "Restarts of a job after failures.",
         "last_checkpoint_duration_seconds" => "The latest checkpoint, trigger to published.",
         "last_checkpoint_alignment_seconds" => "The latest checkpoint's longest alignment.",

@@ -73,6 +73,21 @@ pub enum Problem {
         /// The operator.
         operator: String,
     },
+    /// A `watermark` strategy on an operator that is not a source.
+    #[error(
+        "operator `{operator}`: only sources take a watermark strategy (downstream, a \
+         subtask's watermark is the least of its inputs')"
+    )]
+    WatermarkOfNonSource {
+        /// The operator.
+        operator: String,
+    },
+    /// `watermark = { idle_ms = 0 }`: idle before it could ever emit a record.
+    #[error("operator `{operator}`: watermark idle_ms must be above 0 (or left out: never idle)")]
+    IdleZero {
+        /// The operator.
+        operator: String,
+    },
     /// An edge starts at an operator the job does not have.
     #[error("edge {from} -> {to}: unknown operator `{from}` (from)")]
     UnknownUpstream {

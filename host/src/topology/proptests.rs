@@ -41,6 +41,7 @@ fn operator() -> impl Strategy<Value = OperatorSpec> {
         prop::option::of(any::<u64>()),
         prop::option::of(any::<u64>()),
         prop::option::of(any::<u64>()),
+        prop::option::of((any::<u64>(), prop::option::of(any::<u64>()))),
     );
     (operator_id(), role(), text(), count(), limits).prop_map(
         |(id, role, module, parallelism, limits)| OperatorSpec {
@@ -54,6 +55,12 @@ fn operator() -> impl Strategy<Value = OperatorSpec> {
             records_per_second_max: limits.1,
             memory_bytes_max: limits.2,
             call_ms_max: limits.3,
+            watermark: limits
+                .4
+                .map(|(out_of_orderness_ms, idle_ms)| WatermarkStrategy {
+                    out_of_orderness_ms,
+                    idle_ms,
+                }),
         },
     )
 }

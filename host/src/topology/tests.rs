@@ -188,3 +188,38 @@ rebalance
   - operator `counter`: an operator needs incoming and outgoing edges"
     );
 }
+
+#[test]
+fn a_source_takes_a_watermark_strategy_and_no_other_role_does() {
+    let with_strategy = |after: &str, table: &str| {
+        WORDCOUNT.replace(after, &format!("{after}\nwatermark = {table}"))
+    };
+    let source = with_strategy(
+        "module = \"source.wasm\"",
+        "{ out_of_orderness_ms = 250, idle_ms = 1000 }",
+    );
+    let plan = Plan::from_toml(&source, Path::new("/")).unwrap();
+    let strategy = WatermarkStrategy {
+        out_of_orderness_ms: 250,
+        idle_ms: Some(1_000),
+    };
+    assert_eq!(plan.operators[0].watermark, Some(strategy));
+    assert_eq!(plan.operators[1].watermark, None);
+    let counter = with_strategy("module = \"counter.wasm\"", "{ out_of_orderness_ms = 1 }");
+    let never_active = with_strategy("module = \"source.wasm\"", "{ idle_ms = 0 }");
+    assert_eq!(
+        problems_of(&counter),
+        [Problem::WatermarkOfNonSource {
+            operator: "counter".to_owned()
+        }]
+    );
+    assert_eq!(
+        problems_of(&never_active),
+        [Problem::IdleZero {
+            operator: "lines".to_owned()
+        }]
+    );
+    let unknown = with_strategy("module = \"source.wasm\"", "{ lateness_ms = 5 }");
+    let refused = Plan::from_toml(&unknown, Path::new("/")).unwrap_err();
+    assert!(refused.to_string().contains("lateness_ms"), "{refused}");
+}

@@ -84,6 +84,16 @@ fn limits(op: &OperatorSpec, parallelism_limit: u32, problems: &mut Vec<Problem>
             operator: operator(),
         });
     }
+    if op.watermark.is_some() && op.role != Role::Source {
+        problems.push(Problem::WatermarkOfNonSource {
+            operator: operator(),
+        });
+    }
+    if op.watermark.is_some_and(|w| w.idle_ms == Some(0)) {
+        problems.push(Problem::IdleZero {
+            operator: operator(),
+        });
+    }
 }
 
 /// Checks each edge's ends, partition and uniqueness; returns the edges whose ends both exist,

@@ -13,6 +13,7 @@ fn the_job_file_names_the_swapped_module_and_config() {
         mounts: Vec::new(),
         clock: false,
         records_per_second_max: None,
+        watermark: None,
         memory_bytes_max: None,
         call_ms_max: None,
     };

@@ -1,8 +1,11 @@
 //! A source that generates `records` records (config key) over `keys` distinct keys: record `i`
 //! has key `k<n>` with `n` the `i`-th number of a xorshift sequence modulo `keys`, an empty
-//! value and timestamp `i`. The source of the benchmark job that Apache Flink's own benchmarks
-//! run (generator -> key-by -> count per key -> discard). Subtask `s` of `p` emits the records
-//! `i` with `i % p == s`; its state is the next `i` and the sequence's state.
+//! value and timestamp `i` (see [`timestamp`] for the config keys `disorder_ms` and `step_ms`,
+//! which spread and shuffle them for the event-time tests). The source of the benchmark job
+//! that Apache Flink's own benchmarks run (generator -> key-by -> count per key -> discard).
+//! Subtask `s` of `p` emits the records `i` with `i % p == s`; its state is the next `i` and
+//! the sequence's state. The subtasks listed in config key `silent` (comma-separated indices)
+//! emit nothing and never run dry: an idle partition of a source.
 
 use jobhost_guest::{
     BatchBuilder, Context, ModuleInfo, Restore, Source, decode_state_exact, encode_state,
@@ -29,12 +32,23 @@ pub fn step(state: &mut u64) -> u64 {
     *state
 }
 
+/// Record `i`'s timestamp: `i * step_ms`, less up to `disorder_ms` (a hash of `i` decides how
+/// much), so that records arrive out of order by at most `disorder_ms`.
+pub fn timestamp(i: u64, step_ms: u64, disorder_ms: u64) -> i64 {
+    let jitter = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % (disorder_ms + 1);
+    (i * step_ms) as i64 - jitter as i64
+}
+
 /// The generator of one subtask.
 pub struct Generator {
     records: u64,
     keys: u64,
     subtask: u64,
     parallelism: u64,
+    step_ms: u64,
+    disorder_ms: u64,
+    /// Emits nothing, and never runs dry.
+    silent: bool,
     at: Position,
 }
 
@@ -48,11 +62,18 @@ impl Source for Generator {
         if keys == 0 {
             return Err("config key `keys` must be at least 1".to_owned());
         }
+        let silent: String = jobhost_guest::config_or(&ctx.config, "silent", String::new())?;
+        let silent = silent
+            .split(',')
+            .any(|s| s.trim() == ctx.subtask.to_string());
         Ok(Generator {
             records: jobhost_guest::config_or(&ctx.config, "records", 1_000_000)?,
             keys,
             subtask: ctx.subtask.into(),
             parallelism: ctx.parallelism.into(),
+            step_ms: jobhost_guest::config_or(&ctx.config, "step_ms", 1)?,
+            disorder_ms: jobhost_guest::config_or(&ctx.config, "disorder_ms", 0)?,
+            silent,
             at: Position {
                 next: 0,
                 xorshift: SEED,
@@ -61,6 +82,9 @@ impl Source for Generator {
     }
 
     fn poll(&mut self, max_records: u32, output: &mut BatchBuilder) -> Result<bool, String> {
+        if self.silent {
+            return Ok(true);
+        }
         let mut key = Vec::with_capacity(16);
         while self.at.next < self.records && output.len() < max_records as usize {
             let i = self.at.next;
@@ -72,7 +96,7 @@ impl Source for Generator {
             key.clear();
             key.push(b'k');
             key.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            output.push(&key, b"", i as i64)?;
+            output.push(&key, b"", timestamp(i, self.step_ms, self.disorder_ms))?;
         }
         Ok(self.at.next < self.records)
     }
