@@ -209,6 +209,7 @@ pub(crate) async fn build(
         taking_over: false,
         limits: Limits::default(),
         protected: Protected::new(store.layout().root(), &store.layout().cache(), Some(dir)),
+        remote: None,
     };
     runtime::build(engine.clone(), store.clone(), spec)
         .await

@@ -90,6 +90,7 @@
 pub mod admission;
 pub mod barrier;
 pub mod checksum;
+pub mod cluster;
 pub mod control;
 pub mod durable;
 pub mod engine;

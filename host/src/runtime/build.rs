@@ -14,8 +14,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::channel::{Receiver, Sender, channel};
-use super::coordinator::CoordinatorTask;
+use super::coordinator::{Commands, CoordinatorTask};
 use super::partition::{Output, OutputEdge};
+use super::remote::{ChannelId, Deploy, Placed, PointRef, Remote};
 use super::restore;
 use super::subtask::{Command, Event, Subtask};
 use super::{
@@ -25,6 +26,7 @@ use super::{
 use crate::engine::bindings::{self, Context};
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
+use crate::store::States;
 use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
 use crate::protected::Protected;
@@ -50,6 +52,71 @@ pub(super) struct Blueprint {
     initial: Option<Arc<RestoreFrom>>,
     /// What the job counts, kept across restarts.
     pub(super) metrics: Arc<JobMetrics>,
+    /// Where the subtasks run when not in this process ([`crate::cluster`]).
+    pub(super) remote: Option<Arc<dyn Remote>>,
+}
+
+/// The subtasks of a job that one process runs, built and wired: the whole job in one
+/// process, or a worker's share of it ([`build_share`]).
+pub struct Share {
+    /// The subtasks, ready to run.
+    pub subtasks: Vec<Subtask>,
+    /// What the checkpoint metadata records of each operator (of those with a subtask here:
+    /// the others were not started, and say nothing of their module).
+    pub operators: Vec<OperatorInfo>,
+    /// A command sender per subtask.
+    pub commands: Commands,
+    /// The channels whose upstream subtask runs here and downstream one elsewhere: what the
+    /// upstream sends arrives at this receiver, to be carried over.
+    pub outbound: Vec<(ChannelId, Receiver)>,
+    /// The channels whose downstream subtask runs here and upstream one elsewhere: what is
+    /// carried over goes into this sender.
+    pub inbound: Vec<(ChannelId, Sender)>,
+}
+
+/// What a worker builds its share of a job from.
+pub struct ShareSpec {
+    /// The job.
+    pub job: JobId,
+    /// The validated job file.
+    pub plan: Plan,
+    /// Its job file and where it resolves.
+    pub record: JobRecord,
+    /// State to resume from, checked against the plan and verified.
+    pub restore: Option<RestoreFrom>,
+    /// The guests' limits.
+    pub limits: Limits,
+    /// The folders no mount may reach.
+    pub protected: Protected,
+    /// The subtasks that run here.
+    pub here: std::collections::BTreeSet<SubtaskId>,
+}
+
+/// Builds the subtasks of `spec.here` (loaded, started, restored) and wires them to each
+/// other, and to the channels that cross to other processes; their events go to `events`.
+pub async fn build_share(
+    engine: Arc<Engine>,
+    store: Store,
+    spec: ShareSpec,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<Share, Vec<BuildError>> {
+    let metrics = Arc::new(JobMetrics::new(spec.job.clone(), Topology::of(&spec.plan)));
+    let blueprint = Blueprint {
+        engine,
+        store,
+        job: spec.job,
+        plan: spec.plan,
+        record: spec.record,
+        limits: spec.limits,
+        protected: Arc::new(spec.protected),
+        initial: None,
+        metrics,
+        remote: None,
+    };
+    let here = |subtask: &SubtaskId| spec.here.contains(subtask);
+    blueprint
+        .share(spec.restore.as_ref(), &here, events)
+        .await
 }
 
 /// Loads, instantiates, initializes and restores every subtask of `spec`, and wires them.
@@ -66,6 +133,7 @@ pub async fn build(
         taking_over,
         limits,
         protected,
+        remote,
     } = spec;
     let initial = restore.map(Arc::new);
     let metrics = Arc::new(JobMetrics::new(job.clone(), Topology::of(&plan)));
@@ -79,12 +147,13 @@ pub async fn build(
         protected: Arc::new(protected),
         initial: initial.clone(),
         metrics,
+        remote,
     };
     let resumed = initial.as_ref().map(|r| r.metadata.checkpoint);
     let first = crate::store::fence::first_checkpoint(resumed, taking_over);
-    let (subtasks, coordinator) = blueprint.assemble(initial.as_deref(), first).await?;
+    let (placed, coordinator) = blueprint.assemble(initial.as_deref(), first).await?;
     Ok(Job {
-        subtasks,
+        placed,
         coordinator,
     })
 }
@@ -106,18 +175,30 @@ impl Blueprint {
     pub(super) async fn restart(
         &self,
         next: CheckpointId,
-    ) -> Result<(Vec<Subtask>, CoordinatorTask), RestartError> {
+    ) -> Result<(Placed, CoordinatorTask), RestartError> {
         let (store, job) = (self.store.clone(), self.job.clone());
+        // Subtasks elsewhere read the point's states themselves.
+        let read_states = self.remote.is_none();
         let latest =
             tokio::task::spawn_blocking(move || -> Result<Option<RestoreFrom>, StoreError> {
                 let Some(&checkpoint) = store.checkpoints(&job)?.last() else {
                     return Ok(None);
                 };
-                let point = store.read_point(&store.layout().checkpoint(&job, checkpoint))?;
-                let states = store.read_states(&point)?;
+                let location = store.layout().checkpoint(&job, checkpoint);
+                let point = store.read_point(&location)?;
+                let location = store.layout().relative(&location).unwrap_or(location);
+                let states = match read_states {
+                    true => store.read_states(&point)?,
+                    false => States::new(),
+                };
                 Ok(Some(RestoreFrom {
                     metadata: point.metadata,
                     states,
+                    point: Some(PointRef {
+                        location,
+                        renames: Vec::new(),
+                        allow_non_restored: false,
+                    }),
                 }))
             })
             .await
@@ -131,27 +212,61 @@ impl Blueprint {
             .map_err(RestartError::Build)
     }
 
-    /// Builds the job: every subtask started and restored (from `restore`, if given), then
-    /// wired to its peers and to a coordinator whose first checkpoint is `first`.
+    /// Builds the job: every subtask started and restored (from `restore`, if given), here or
+    /// elsewhere, then wired to its peers and to a coordinator whose first checkpoint is
+    /// `first`.
     async fn assemble(
         &self,
         restore: Option<&RestoreFrom>,
         first: CheckpointId,
-    ) -> Result<(Vec<Subtask>, CoordinatorTask), Vec<BuildError>> {
-        let (instances, infos) = self.start_all(restore).await?;
+    ) -> Result<(Placed, CoordinatorTask), Vec<BuildError>> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let mut wiring = Wiring::new(&self.plan);
+        if let Some(remote) = &self.remote {
+            let deploy = Deploy {
+                job: &self.job,
+                plan: &self.plan,
+                record: &self.record,
+                point: restore.map(|r| r.point.as_ref().expect("a point elsewhere has a location")),
+                limits: self.limits,
+                events: events_tx.clone(),
+            };
+            let deployed = remote.deploy(deploy).await?;
+            let count = deployed.commands.len();
+            let channels = (deployed.commands, (events_tx, events));
+            let coordinator = CoordinatorTask::new(self.clone(), deployed.operators, channels, first);
+            return Ok((Placed::Elsewhere(deployed.session, count), coordinator));
+        }
+        let share = self.share(restore, &|_| true, events_tx.clone()).await?;
+        let channels = (share.commands, (events_tx, events));
+        let coordinator = CoordinatorTask::new(self.clone(), share.operators, channels, first);
+        Ok((Placed::Here(share.subtasks), coordinator))
+    }
+
+    /// Builds the subtasks that run `here` (every one, for a job in one process), wired to
+    /// each other and to the channels that cross elsewhere; their events go to `events`.
+    async fn share(
+        &self,
+        restore: Option<&RestoreFrom>,
+        here: &(dyn Fn(&SubtaskId) -> bool + Sync),
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Share, Vec<BuildError>> {
+        let (instances, operators) = self.start_all(restore, here).await?;
+        let mut wiring = Wiring::new(&self.plan, here);
         let mut subtasks = Vec::new();
         let mut commands = BTreeMap::new();
         for instance in instances {
             let (command_tx, command_rx) = mpsc::unbounded_channel();
             commands.insert(instance.subtask().clone(), command_tx);
-            let channels = (command_rx, events_tx.clone());
+            let channels = (command_rx, events.clone());
             subtasks.push(self.wire(instance, channels, &mut wiring, restore));
         }
-        let channels = (commands, (events_tx, events));
-        let coordinator = CoordinatorTask::new(self.clone(), infos, channels, first);
-        Ok((subtasks, coordinator))
+        Ok(Share {
+            subtasks,
+            operators,
+            commands,
+            outbound: wiring.outbound,
+            inbound: wiring.inbound,
+        })
     }
 
     /// Loads every module, and starts and restores every subtask: the instances in plan
@@ -160,10 +275,18 @@ impl Blueprint {
     async fn start_all(
         &self,
         restore: Option<&RestoreFrom>,
+        here: &(dyn Fn(&SubtaskId) -> bool + Sync),
     ) -> Result<(Vec<Instance>, Vec<OperatorInfo>), Vec<BuildError>> {
         let mut errors = Vec::new();
         let started_at = std::time::Instant::now();
-        let modules = self.load_modules().await?;
+        let indices = |op: &OperatorPlan| -> Vec<u32> {
+            let id = |index| SubtaskId {
+                operator: op.id.clone(),
+                index,
+            };
+            (0..op.parallelism).filter(|&i| here(&id(i))).collect()
+        };
+        let modules = self.load_modules(&|op| !indices(op).is_empty()).await?;
         tracing::debug!(elapsed = ?started_at.elapsed(), "modules loaded");
         let (mut instances, mut infos) = (Vec::new(), Vec::new());
         for (op, module) in self.plan.operators.iter().zip(&modules) {
@@ -171,14 +294,18 @@ impl Blueprint {
                 id: op.id.clone(),
                 role: op.role,
                 parallelism: op.parallelism,
-                module_sha256: module.sha256.clone(),
+                module_sha256: module.as_ref().map(|m| m.sha256.clone()).unwrap_or_default(),
                 module_name: String::new(),
                 module_version: String::new(),
                 rescale: Rescale::Refuse,
                 remap: None,
             };
+            let (Some(module), indices) = (module, indices(op)) else {
+                infos.push(info);
+                continue;
+            };
             let mut started = Vec::new();
-            for index in 0..op.parallelism {
+            for &index in &indices {
                 match self.start_subtask(op, module, index, &mut info).await {
                     Ok(instance) => started.push(instance),
                     Err(cause) => errors.push(BuildError {
@@ -189,7 +316,7 @@ impl Blueprint {
                 }
             }
             tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "instantiated");
-            if started.len() == op.parallelism as usize {
+            if started.len() == indices.len() {
                 let restored = restore::restore_operator(op, &mut started, restore, &mut info);
                 errors.extend(restored.await.err().unwrap_or_default());
                 tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "restored");
@@ -249,9 +376,12 @@ impl Blueprint {
 
     /// Loads every operator's module (each file once), all at once on the blocking pool: a
     /// cold compile takes seconds (tens for a Python component), and modules compile apart.
-    async fn load_modules(&self) -> Result<Vec<Module>, Vec<BuildError>> {
+    async fn load_modules(
+        &self,
+        needed: &(dyn Fn(&OperatorPlan) -> bool + Sync),
+    ) -> Result<Vec<Option<Module>>, Vec<BuildError>> {
         let mut loads = BTreeMap::new();
-        for op in &self.plan.operators {
+        for op in self.plan.operators.iter().filter(|op| needed(op)) {
             let (engine, path, role) = (self.engine.clone(), op.module.clone(), op.role);
             loads
                 .entry((op.module.clone(), op.role))
@@ -265,9 +395,10 @@ impl Blueprint {
         }
         let (mut modules, mut errors) = (Vec::new(), Vec::new());
         for op in &self.plan.operators {
-            match &loaded[&(op.module.clone(), op.role)] {
-                Ok(module) => modules.push(module.clone()),
-                Err(e) => errors.push(BuildError {
+            match loaded.get(&(op.module.clone(), op.role)) {
+                None => modules.push(None),
+                Some(Ok(module)) => modules.push(Some(module.clone())),
+                Some(Err(e)) => errors.push(BuildError {
                     operator: op.id.clone(),
                     subtask: None,
                     cause: BuildCause::Module(e.clone()),
@@ -343,19 +474,33 @@ fn recover_checkpoint(restore: Option<&RestoreFrom>, op: &OperatorPlan) -> Optio
     has_state.then_some(restore.metadata.checkpoint)
 }
 
-/// The channels of every edge, between every pair of subtasks it connects.
+/// The channels of every edge, between every pair of subtasks it connects that run here, and
+/// the ends of those that cross to another process.
 struct Wiring {
     /// Receivers by (operator index, subtask index).
     inputs: BTreeMap<(usize, u32), Vec<Receiver>>,
     /// Senders by (edge index, upstream subtask), one per reachable downstream subtask.
     senders: BTreeMap<(usize, u32), Vec<Sender>>,
+    /// See [`Share::outbound`].
+    outbound: Vec<(ChannelId, Receiver)>,
+    /// See [`Share::inbound`].
+    inbound: Vec<(ChannelId, Sender)>,
 }
 
 impl Wiring {
-    fn new(plan: &Plan) -> Self {
+    /// The channels of `plan` with an end among the subtasks that run `here`.
+    fn new(plan: &Plan, here: &(dyn Fn(&SubtaskId) -> bool + Sync)) -> Self {
         let mut wiring = Wiring {
             inputs: BTreeMap::new(),
             senders: BTreeMap::new(),
+            outbound: Vec::new(),
+            inbound: Vec::new(),
+        };
+        let runs_here = |op: &OperatorPlan, index| {
+            here(&SubtaskId {
+                operator: op.id.clone(),
+                index,
+            })
         };
         for (e, edge) in plan.edges.iter().enumerate() {
             let (up, down) = (&plan.operators[edge.from], &plan.operators[edge.to]);
@@ -364,10 +509,26 @@ impl Wiring {
                     Partition::Forward => vec![i],
                     _ => (0..down.parallelism).collect(),
                 };
+                let up_here = runs_here(up, i);
                 for j in targets {
+                    let down_here = runs_here(down, j);
+                    if !up_here && !down_here {
+                        continue;
+                    }
                     let (tx, rx) = channel(CHANNEL_RECORDS_MAX);
-                    wiring.senders.entry((e, i)).or_default().push(tx);
-                    wiring.inputs.entry((edge.to, j)).or_default().push(rx);
+                    let id = ChannelId {
+                        edge: e as u32,
+                        from: i,
+                        to: j,
+                    };
+                    match up_here {
+                        true => wiring.senders.entry((e, i)).or_default().push(tx),
+                        false => wiring.inbound.push((id, tx)),
+                    }
+                    match down_here {
+                        true => wiring.inputs.entry((edge.to, j)).or_default().push(rx),
+                        false => wiring.outbound.push((id, rx)),
+                    }
                 }
             }
         }

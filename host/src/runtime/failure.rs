@@ -72,6 +72,9 @@ pub enum BuildCause {
     /// The point's state cannot go to the job's parallelism.
     #[error(transparent)]
     Rescale(#[from] RescaleError),
+    /// Building it failed in another process (a worker), which said why.
+    #[error(transparent)]
+    Remote(RemoteFailure),
 }
 
 /// Why a job could not be rebuilt after a failure (or for a rollback).
@@ -161,6 +164,20 @@ pub enum CheckpointFailure {
     /// The checkpoint could not be completed: its metadata written or its folder published.
     #[error(transparent)]
     Complete(Arc<StoreError>),
+    /// A subtask in another process could not snapshot or write its state, as it says.
+    #[error(transparent)]
+    Remote(RemoteFailure),
+}
+
+/// A failure in another process running subtasks of the job (a worker), in that process's
+/// words: its typed cause stayed there, and crossed as its message.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("on {worker}: {message}")]
+pub struct RemoteFailure {
+    /// The worker.
+    pub worker: String,
+    /// What it said.
+    pub message: String,
 }
 
 /// Why a savepoint asked for (`host save`, `host stop --save`) was not taken.

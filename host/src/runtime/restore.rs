@@ -20,7 +20,7 @@ pub struct Remap {
     pub subtasks: Vec<std::collections::BTreeMap<u32, (u32, u64)>>,
 }
 
-/// Restores `instances`, the started subtasks of `op`, from the point's state of `op`, if it
+/// Restores `instances`, the started subtasks of `op` (all, or those that run here), from the point's state of `op`, if it
 /// has some (an operator new to the job starts empty). Records the remapping in `info`.
 pub(super) async fn restore_operator(
     op: &OperatorPlan,
@@ -53,9 +53,10 @@ pub(super) async fn restore_operator(
         module_sha256: state.module_sha256.clone(),
     };
     let mut errors = Vec::new();
-    for (instance, assigned) in instances.iter_mut().zip(assigned) {
+    // The instances may be a share of the operator's subtasks (the others run elsewhere).
+    for instance in instances.iter_mut() {
         let index = instance.subtask().index;
-        let restored = restored(state.parallelism, &assigned);
+        let restored = restored(state.parallelism, &assigned[index as usize]);
         if let Err(e) = instance.restore(&restored, &origin).await {
             errors.push(error(Some(index), e.into()));
         }

@@ -129,6 +129,15 @@ pub enum SubtaskError {
     /// A downstream subtask is gone: the job is failing elsewhere.
     #[error(transparent)]
     Closed(#[from] Closed),
+    /// The subtask, or a channel it depends on, failed in another process, which said so.
+    #[error(transparent)]
+    Remote(#[from] super::RemoteFailure),
+    /// The process running subtasks of the job is gone.
+    #[error("worker {worker} is gone: its connection to the coordinator closed")]
+    WorkerLost {
+        /// The worker.
+        worker: String,
+    },
 }
 
 /// One subtask, wired and ready to run.
