@@ -82,8 +82,11 @@ fn credit_for(records: usize) -> u32 {
 pub struct Exchange {
     addr: SocketAddr,
     token: Arc<str>,
-    slots: Arc<Mutex<HashMap<(u64, ChannelId), oneshot::Sender<BufReader<TcpStream>>>>>,
+    slots: Arc<Mutex<Slots>>,
 }
+
+/// The inbound links waiting for their connection, by generation and channel.
+type Slots = HashMap<(u64, ChannelId), oneshot::Sender<BufReader<TcpStream>>>;
 
 impl Exchange {
     /// Listens on `addr` (port 0: any) for connections presenting `token`.

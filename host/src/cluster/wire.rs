@@ -96,6 +96,9 @@ pub enum ToWorker {
     Cancel(u64),
 }
 
+/// What one new subtask received of each old one: (old subtask, key groups, bytes).
+pub type Moved = Vec<(u32, u32, u64)>;
+
 /// What a worker says of one operator it runs, for the checkpoint metadata.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Described {
@@ -113,8 +116,9 @@ pub struct Described {
     pub module_version: String,
     /// Whether its operator state rescales by union.
     pub union: bool,
-    /// How its state moved from the point's subtasks.
-    pub remap: Option<(u32, Vec<Vec<(u32, u32, u64)>>)>,
+    /// How its state moved from the point's subtasks: the point's parallelism, and for each
+    /// new subtask, (old subtask, key groups, bytes) it received.
+    pub remap: Option<(u32, Vec<Moved>)>,
 }
 
 impl Described {

@@ -94,10 +94,11 @@ impl Spawner {
                 tracing::warn!(worker = %name, "worker ended: {how}");
                 let _ = self.ended.send(format!("{name} ended: {how}"));
                 let stopping = *self.stop.subscribe().borrow();
-                if self.started.load(Ordering::SeqCst) < 2 * self.workers && !stopping {
-                    if let Err(e) = self.spawn() {
-                        tracing::warn!("no replacement for {name}: {e}");
-                    }
+                if self.started.load(Ordering::SeqCst) < 2 * self.workers
+                    && !stopping
+                    && let Err(e) = self.spawn()
+                {
+                    tracing::warn!("no replacement for {name}: {e}");
                 }
             }
             () = async { drop(stop.wait_for(|stopping| *stopping).await) } => {
