@@ -86,9 +86,12 @@ async fn a_downstream_that_takes_nothing_holds_the_upstream_within_three_windows
         }
         tx.send_control(Message::End).unwrap();
     });
-    // The sender fills what credit allows: the upstream channel, the connection's window and
-    // the downstream channel (a window each), plus a batch held by each link.
-    let bound = 3 * CHANNEL_RECORDS_MAX as usize / records + 2;
+    // The sender fills what credit allows: the upstream channel, the connection's window
+    // (the batch the inbound link holds while the downstream channel is full among them) and
+    // the downstream channel, a window each, plus the batch the outbound link holds while it
+    // waits for credit. A link that granted credit before its channel took the batch would
+    // let one more through.
+    let bound = 3 * CHANNEL_RECORDS_MAX as usize / records + 1;
     while sent.load(Ordering::SeqCst) < bound - 2 {
         tokio::task::yield_now().await;
     }
