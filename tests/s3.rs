@@ -594,3 +594,29 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A store whose bucket does not exist is refused before the job starts, saying once which
+/// bucket at which endpoint, without the server's XML (object_store's error chain repeats it at
+/// every layer).
+#[test]
+fn a_missing_bucket_is_named_once_with_its_endpoint() {
+    let server = S3Server::start();
+    let mut env = server.env("team/x");
+    for (name, value) in &mut env {
+        if name == "HOST_STORE" {
+            *value = "s3://no-such-bucket/team/x".to_owned();
+        }
+    }
+    let dir = Dir::new(LINES).with_env(&env);
+    let job = dir.write_job(&WordCount::default());
+    let output = dir.host(&["run", job.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let said = format!(
+        "bucket `no-such-bucket` does not exist at http://{}",
+        server.endpoint
+    );
+    assert_eq!(stderr.matches(&said).count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("no-such-bucket").count(), 2, "{stderr}");
+    assert!(!stderr.contains('<'), "{stderr}");
+}

@@ -256,6 +256,44 @@ fn the_api_and_metrics_follow_a_running_job_and_save_and_stop_it() {
     assert_eq!(server.json("GET", "/api/jobs", 200)[0]["running"], false);
 }
 
+/// A scrape shows the server up with no job running, as exporters do: the host's build, and
+/// the state folder's jobs by state, every state listed (0 included).
+#[test]
+fn metrics_show_the_build_and_the_jobs_by_state_with_no_job_running() {
+    let dir = Dir::new(100);
+    let server = Server::start(&dir, &[]);
+    let jobs_in = |metrics: &BTreeMap<_, f64>, state: &str| {
+        let labels = BTreeMap::from([("state".to_owned(), state.to_owned())]);
+        metrics.get(&("jobhost_jobs".to_owned(), labels)).copied()
+    };
+    let states = ["running", "crashed", "finished", "stopped", "failed"];
+    let metrics = server.metrics();
+    let version = env!("CARGO_PKG_VERSION").to_owned();
+    let build = (
+        "jobhost_build_info".to_owned(),
+        BTreeMap::from([("version".to_owned(), version)]),
+    );
+    assert_eq!(metrics.get(&build), Some(&1.0), "{metrics:?}");
+    for state in states {
+        assert_eq!(jobs_in(&metrics, state), Some(0.0), "{state}: {metrics:?}");
+    }
+
+    // A job that ran to its end is counted as finished, and none as running.
+    let job_file = dir.write_job(&WordCount::default());
+    dir.start(&[job_file.to_str().unwrap()]).wait_ok();
+    let metrics = server.metrics();
+    for state in states {
+        let expected = if state == "finished" { 1.0 } else { 0.0 };
+        assert_eq!(
+            jobs_in(&metrics, state),
+            Some(expected),
+            "{state}: {metrics:?}"
+        );
+    }
+    assert_eq!(metrics.get(&build), Some(&1.0), "{metrics:?}");
+    assert_eq!(server.json("GET", "/api/jobs", 200)[0]["phase"], "finished");
+}
+
 #[test]
 fn a_token_is_required_off_loopback_and_checked_on_every_request() {
     let dir = Dir::new(10);

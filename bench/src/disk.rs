@@ -155,8 +155,9 @@ pub fn store_round(
     let id: SavepointId = "sp-bench".parse().map_err(anyhow::Error::msg)?;
     let folder = store.complete_savepoint(&metadata, &id)?;
     let write = mib_per_s(total, started.elapsed().as_secs_f64());
-    if !store.has_object_points() {
-        for entry in std::fs::read_dir(&folder)? {
+    // What of it lies on this machine leaves the page cache (an object store's stays remote).
+    if let Some(folder) = store.local_path(&folder) {
+        for entry in std::fs::read_dir(folder)? {
             evict(&entry?.path())?;
         }
     }

@@ -103,8 +103,9 @@ impl Moto {
             bucket: BUCKET.to_owned(),
             prefix: prefix.to_owned(),
         };
-        let points = ObjectPoints::new(Arc::new(s3), url)?;
-        Ok(Store::open(home)?.with_object_points(points))
+        let store = Store::open(home)?;
+        let points = ObjectPoints::new(Arc::new(s3), url, store.layout().clone())?;
+        Ok(store.with_points(points))
     }
 }
 

@@ -157,6 +157,56 @@ pub fn describe_state(state: &JobState, listening: bool) -> String {
     }
 }
 
+/// What became of a job, in one word (`host list` says more): the `state` label of the
+/// `jobhost_jobs` gauge, and `phase` in `host list --json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A process runs it (its control socket answers).
+    Running,
+    /// Its status says running, but no process answers for it.
+    Crashed,
+    /// Every source ended and its final checkpoint was committed.
+    Finished,
+    /// Stopped on request.
+    Stopped,
+    /// Failed.
+    Failed,
+}
+
+impl Phase {
+    /// Every phase, in the order a scrape lists them.
+    pub const ALL: [Phase; 5] = [
+        Phase::Running,
+        Phase::Crashed,
+        Phase::Finished,
+        Phase::Stopped,
+        Phase::Failed,
+    ];
+
+    /// The phase of a job in `state`, whose control socket is `listening` or not.
+    pub fn of(state: &JobState, listening: bool) -> Phase {
+        match state {
+            JobState::Running { .. } if listening => Phase::Running,
+            JobState::Running { .. } => Phase::Crashed,
+            JobState::Finished => Phase::Finished,
+            JobState::Stopped { .. } => Phase::Stopped,
+            JobState::Failed { .. } => Phase::Failed,
+        }
+    }
+
+    /// Its name, as a label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Crashed => "crashed",
+            Phase::Finished => "finished",
+            Phase::Stopped => "stopped",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
 /// One job as `host list` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct JobRow {
@@ -166,6 +216,8 @@ pub struct JobRow {
     pub name: String,
     /// Its state in words.
     pub state: String,
+    /// Its state in one word.
+    pub phase: Phase,
     /// Whether a process runs it now (its control socket answers).
     pub running: bool,
     /// When it started.
@@ -220,6 +272,7 @@ pub fn list(store: &Store) -> Result<Vec<JobRow>, StoreError> {
         rows.push(JobRow {
             time: sample.as_ref().map(SubtaskTime::of),
             state: describe_state(&status.state, running),
+            phase: Phase::of(&status.state, running),
             running,
             job: status.job,
             name: status.name,

@@ -8,8 +8,10 @@
 //! - [`barrier`]: barriers, their alignment, the coordinator's decisions (pure).
 //! - [`durable`]: writes that a crash leaves complete or absent (the store's and the cache's).
 //! - [`store`]: the state folder: checkpoints, savepoints, metadata, the module store
-//!   ([`store::modules`]); points and modules may live on an
-//!   S3-compatible object store instead ([`store::object`], behind the same methods).
+//!   ([`store::modules`]). Where points and modules live is one interface,
+//!   [`store::PointStore`], with two implementations: the folder itself ([`store::local`]) or
+//!   an S3-compatible object store ([`store::object`], whose lease is the generation fence,
+//!   [`store::fence`]); the callers never ask which one they have.
 //! - [`checksum`]: the checksum of every piece, state file and `_metadata` (a leaf).
 //! - [`points`]: what points mean once written: restore points and whether one fits a job
 //!   ([`points::savepoint`], pure), the program a point names ([`points::program`]), lineage

@@ -24,7 +24,10 @@ fn main() -> ExitCode {
     match cli::run(args, home) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", cli::terminal::escaped(&format!("{e:#}")));
+            eprintln!(
+                "error: {}",
+                cli::terminal::escaped(&cli::terminal::said_once(&e))
+            );
             ExitCode::from(1)
         }
     }

@@ -5,9 +5,9 @@
 # - a virtual environment at <target-dir>/venv-python-guests with the pinned, hash-checked
 #   requirements of sdk/python/requirements.lock (pip's cache beside it, in the target dir);
 # - every guest-examples/python/<name>.py and tests/guests/python/<name>.py built by
-#   componentize-py for the world its class's base names (Operator: `operator`, Source:
-#   `source`, Sink: `sink`), unless its inputs (the example, the SDK, the WIT, the lock file)
-#   are unchanged since it was last built.
+#   componentize-py for the world its class's base names (Operator: `operator`, TimedOperator
+#   and WindowOperator: `timed-operator`, Source: `source`, Sink: `sink`), unless its inputs
+#   (the example, the SDK, the WIT, the lock file) are unchanged since it was last built.
 #
 # <target-dir> is $JOBHOST_TARGET_DIR if set, else cargo's target directory. Nothing is
 # installed elsewhere. `build.sh NAME...` builds only those examples (e.g. `counter_v1`).
@@ -42,14 +42,15 @@ fi
 # The world a guest is built for, from the base of its class.
 world_of() {
     local base
-    base="$(grep -oE '^class [A-Za-z_][A-Za-z_0-9]*\((jobhost\.)?(Operator|Source|Sink)\)' "$1" |
+    base="$(grep -oE '^class [A-Za-z_][A-Za-z_0-9]*\((jobhost\.)?(Operator|TimedOperator|WindowOperator|Source|Sink)\)' "$1" |
         head -n1 | sed -E 's/.*\((jobhost\.)?([A-Za-z]+)\)/\2/')"
     case "$base" in
     Operator) echo operator ;;
+    TimedOperator | WindowOperator) echo timed-operator ;;
     Source) echo source ;;
     Sink) echo sink ;;
     *)
-        say "$1: no class derived from Operator, Source or Sink"
+        say "$1: no class derived from Operator, TimedOperator, WindowOperator, Source or Sink"
         return 1
         ;;
     esac

@@ -74,9 +74,10 @@ pub fn check(
 /// Whether the point at `dir` lies in this (local) state folder and belongs to the user
 /// running this process.
 fn written_here(store: &Store, dir: &Path) -> bool {
-    if store.is_on_object_store(dir) {
+    // A point on an object store: whoever holds the bucket's credentials may have written it.
+    let Some(dir) = store.local_path(dir) else {
         return false;
-    }
+    };
     let (Ok(dir), Ok(root)) = (dir.canonicalize(), store.layout().root().canonicalize()) else {
         return false;
     };

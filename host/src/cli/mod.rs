@@ -12,12 +12,12 @@ mod inspect;
 mod new;
 mod points;
 mod progress;
+mod s3;
 mod start;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -27,7 +27,6 @@ use host::jobs;
 use host::points::savepoint::Mapping;
 use host::runtime::{Canary, UpgradeSpec};
 use host::store::Store;
-use host::store::object::{ObjectPoints, StoreUrl};
 
 /// Runs stream jobs of WebAssembly components, with checkpoints and savepoints.
 #[derive(Debug, Parser)]
@@ -330,7 +329,10 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
     };
     Ok(match url {
         None => store,
-        Some(url) => store.with_object_points(object_points(url)?),
+        Some(url) => {
+            let points = s3::object_points(url, store.layout().clone())?;
+            store.with_points(points)
+        }
     })
 }
 
@@ -400,21 +402,6 @@ fn check_job(store: Store, args: CheckArgs, json: bool) -> anyhow::Result<ExitCo
         None,
     )?;
     tokio_runtime()?.block_on(start::check_job(store, prepared, json))
-}
-
-/// The object store at `url` (`s3://bucket/prefix`), configured from the `AWS_*` variables.
-fn object_points(url: &str) -> anyhow::Result<ObjectPoints> {
-    let url = StoreUrl::parse(url).map_err(anyhow::Error::msg)?;
-    host::store::object::install_crypto_provider();
-    let s3 = object_store::aws::AmazonS3Builder::from_env()
-        .with_bucket_name(&url.bucket)
-        // `If-None-Match: *` for `_metadata` and leases, `If-Match` for takeovers.
-        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
-        .build()
-        .with_context(|| format!("cannot use the object store {url}"))?;
-    let points = ObjectPoints::new(Arc::new(s3), url);
-    let points = points.context("cannot start the object store's runtime")?;
-    Ok(fault::multipart_threshold(points))
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

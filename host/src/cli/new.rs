@@ -57,6 +57,12 @@ pub enum NewError {
         /// Why.
         source: serde_json::Error,
     },
+    /// The SDK's WIT declares no package.
+    #[error("no `package` line in the .wit files of {}", .path.display())]
+    NoWitPackage {
+        /// The WIT's folder.
+        path: PathBuf,
+    },
     /// A file of the project could not be written.
     #[error("cannot write {}", .path.display())]
     Write {
@@ -172,10 +178,12 @@ fn rust_files(name: &str, role: NewRole, sdk: &Path) -> Result<Vec<File>, NewErr
         });
     }
     let crate_name = name.replace('-', "_");
+    let (_, package) = contract(&sdk)?;
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
             .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{wit}}", &package)
     };
     let lib = match role {
         NewRole::Operator => RUST_OPERATOR,
@@ -197,6 +205,33 @@ fn rust_files(name: &str, role: NewRole, sdk: &Path) -> Result<Vec<File>, NewErr
         files.push(file("Cargo.lock", lock));
     }
     Ok(files)
+}
+
+/// The contract a project's component implements: the WIT beside the SDK at `sdk` (its
+/// `../../wit`, as a checkout lays them out; the Rust SDK generates its bindings from it), as
+/// the files of a project's `wit/` folder, and the package it declares
+/// (`jobhost:operator@0.3.2`), which the project's README names.
+fn contract(sdk: &Path) -> Result<(Vec<File>, String), NewError> {
+    let wit = interpreted::copied(sdk, "../../wit", "wit", "wit")?;
+    match wit_package(wit.iter().map(|file| file.text.as_str())) {
+        Some(package) => {
+            let package = package.to_owned();
+            Ok((wit, package))
+        }
+        None => Err(NewError::NoWitPackage {
+            path: sdk.join("../../wit"),
+        }),
+    }
+}
+
+/// The package that the `.wit` files `texts` declare, by their `package NAME;` line.
+fn wit_package<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let declared = |line: &'a str| line.trim().strip_prefix("package ")?.strip_suffix(';');
+    texts
+        .into_iter()
+        .flat_map(str::lines)
+        .find_map(declared)
+        .map(str::trim)
 }
 
 const RUST_CARGO: &str = r#"[package]
@@ -230,7 +265,8 @@ cargo build --release --target wasm32-wasip2
 # target/wasm32-wasip2/release/{{crate}}.wasm is the component; name it as `module` in a job file
 ```
 
-See `docs/authoring.md` of the job host for state, versions and what the host forbids.
+The component implements `{{wit}}`, the contract the SDK generates its bindings from. See
+`docs/authoring.md` of the job host for state, versions and what the host forbids.
 "#;
 
 const RUST_OPERATOR: &str = r#"//! {{name}}: upper-cases each record's value, and counts records per key (keyed state, which
@@ -416,3 +452,54 @@ mod tests {
     }
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The package line of the checkout's WIT, read as a person would: the one line that
+    /// starts with `package`.
+    fn checkout_package() -> String {
+        let wit = std::fs::read_to_string(checkout().join("wit/operator.wit")).unwrap();
+        let line = wit.lines().find(|l| l.starts_with("package ")).unwrap();
+        line["package ".len()..line.len() - 1].to_owned()
+    }
+
+    fn readme(files: &[File]) -> &str {
+        let readme = files.iter().find(|f| f.path == Path::new("README.md"));
+        &readme.expect("a README").text
+    }
+
+    #[test]
+    fn every_readme_names_the_wit_package_its_project_implements() {
+        let package = format!("`{}`", checkout_package());
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+            for role in [NewRole::Operator, NewRole::Source, NewRole::Sink] {
+                let files = project_files("fresh-op", lang, role, None).unwrap();
+                let readme = readme(&files);
+                assert!(readme.contains(&package), "{lang:?} {role:?}: {readme}");
+                assert!(!readme.contains("{{"), "{lang:?} {role:?}: {readme}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_wit_that_declares_no_package_is_refused_naming_its_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let sdk = root.path().join("sdk/python");
+        std::fs::create_dir_all(sdk.join("jobhost")).unwrap();
+        std::fs::create_dir_all(root.path().join("wit")).unwrap();
+        let wit = root.path().join("wit/operator.wit");
+        std::fs::write(&wit, "/// package in a comment;\nworld w {}\n").unwrap();
+        let refused = project_files("fresh-op", Lang::Python, NewRole::Sink, Some(sdk));
+        let Err(NewError::NoWitPackage { path }) = refused else {
+            panic!("not refused for its WIT");
+        };
+        assert_eq!(path, root.path().join("sdk/python/../../wit"));
+        std::fs::write(&wit, "/// the contract\npackage a:b@1.2.3;\nworld w {}\n").unwrap();
+        assert_eq!(
+            wit_package([&*std::fs::read_to_string(&wit).unwrap()]),
+            Some("a:b@1.2.3")
+        );
+    }
+}

@@ -67,12 +67,12 @@ impl Prepared {
         self.from.as_ref().map(|(_, job)| job)
     }
 
-    /// Whether running this job takes over the point's job: a point on an object store
+    /// Whether running this job takes over the point's job: a point other machines may share
     /// ([`take_over_point_job`]).
     fn takes_over(&self, store: &Store) -> bool {
         self.from
             .as_ref()
-            .is_some_and(|(dir, _)| store.is_on_object_store(dir))
+            .is_some_and(|(dir, _)| store.resuming_takes_over(dir))
     }
 
     /// Refuses a point's recorded program that grants folders, unless the point was written

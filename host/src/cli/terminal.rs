@@ -19,9 +19,55 @@ pub fn escaped(text: &str) -> String {
     shown
 }
 
+/// `error` and its causes, as `{:#}` joins them, each said once: a cause whose words the
+/// message before it already holds is left out. object_store's errors, for one, print their
+/// causes in their own messages as well as returning them, down to the server's whole answer.
+pub fn said_once(error: &anyhow::Error) -> String {
+    let mut said = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(": ");
+        }
+        said.push_str(&text);
+    }
+    said
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error that prints its cause in its message and returns it too, as object_store's do.
+    #[derive(Debug)]
+    struct Repeating(std::io::Error);
+
+    impl std::fmt::Display for Repeating {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "PUT /bucket/key failed: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeating {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn every_cause_is_said_once() {
+        let answer = std::io::Error::other("404: <Error>NoSuchKey</Error>");
+        let error = anyhow::Error::new(Repeating(answer)).context("cannot keep the module");
+        assert_eq!(
+            said_once(&error),
+            "cannot keep the module: PUT /bucket/key failed: 404: <Error>NoSuchKey</Error>"
+        );
+        let plain = anyhow::Error::new(std::io::Error::other("disk full")).context("writing x");
+        assert_eq!(said_once(&plain), format!("{plain:#}"));
+    }
 
     #[test]
     fn control_characters_are_shown_escaped_and_the_rest_as_is() {

@@ -124,9 +124,11 @@ fn exported_copy(
     shown: &str,
     sha: &str,
 ) -> Result<Option<(PathBuf, Vec<u8>)>, StoreError> {
-    if store.is_on_object_store(dir) {
+    // An export is a folder on this machine; a point on an object store has no modules of its
+    // own.
+    let Some(dir) = store.local_path(dir) else {
         return Ok(None);
-    }
+    };
     let exported = dir.join(EXPORTED_MODULES_DIR).join(module_file_name(sha));
     let Some(bytes) = read_if_present(&exported)? else {
         return Ok(None);
@@ -162,8 +164,8 @@ fn locate(
         return Ok(path);
     }
     let bytes = store.read_module(sha, shown)?;
-    if !store.has_object_points() {
-        return Ok(store.module_location(sha));
+    if let Some(path) = store.local_path(&store.module_location(sha)) {
+        return Ok(path.to_owned());
     }
     let temp = match fetched {
         Some(temp) => temp,

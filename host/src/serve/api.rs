@@ -250,14 +250,16 @@ async fn savepoints(
 }
 
 async fn metrics(State(shared): State<Shared>) -> Result<Response, ApiError> {
-    let samples = blocking(&shared.store, |store| {
-        let running = jobs::list(store)?.into_iter().filter(|r| r.running);
+    let (rows, samples) = blocking(&shared.store, |store| {
+        let rows = jobs::list(store)?;
+        let running = rows.iter().filter(|r| r.running);
         // A job that ends between the listing and the request is left out.
-        Ok(running
+        let samples: Vec<_> = running
             .filter_map(|r| jobs::metrics(store, &r.job).ok())
-            .collect::<Vec<_>>())
+            .collect();
+        Ok((rows, samples))
     })
     .await?;
-    let text = prometheus::encode(&samples);
+    let text = prometheus::encode(&rows, &samples);
     Ok(([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response())
 }

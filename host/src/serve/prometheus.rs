@@ -1,12 +1,17 @@
 //! `/metrics`: every running job's counters in the Prometheus (OpenMetrics) text format,
-//! encoded by `prometheus-client` from samples taken through the jobs' control sockets.
+//! encoded by `prometheus-client` from samples taken through the jobs' control sockets; and,
+//! as exporters do so that a scrape shows the server up with no job running, the host's build
+//! (`jobhost_build_info{version}`) and its jobs by state (`jobhost_jobs{state}`, every state
+//! listed, 0 included).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::jobs::{JobRow, Phase};
 use crate::metrics::{Sample, SubtaskSample};
 
 /// The content type of [`encode`]'s text.
@@ -28,6 +33,11 @@ struct JobLabels {
 struct OperatorLabels {
     job: String,
     operator: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
 }
 
 type Counts = Family<SubtaskLabels, Counter>;
@@ -196,11 +206,28 @@ fn help(name: &str) -> &'static str {
     }
 }
 
-/// The text of `/metrics` for these samples, one per running job.
-pub fn encode(samples: &[Sample]) -> String {
+/// Registers the host's build and how many of `jobs` are in each state.
+fn register_host(registry: &mut Registry, jobs: &[JobRow]) {
+    let version = vec![("version", env!("CARGO_PKG_VERSION"))];
+    registry.register("build", "The host's build.", Info::new(version));
+    let by_state = Family::<StateLabels, Gauge>::default();
+    for phase in Phase::ALL {
+        let count = jobs.iter().filter(|job| job.phase == phase).count();
+        let labels = StateLabels {
+            state: phase.name(),
+        };
+        by_state.get_or_create(&labels).set(count as i64);
+    }
+    registry.register("jobs", "Jobs of the state folder by state.", by_state);
+}
+
+/// The text of `/metrics`: the host's build, `jobs` by state, and `samples`, one per running
+/// job.
+pub fn encode(jobs: &[JobRow], samples: &[Sample]) -> String {
     let families = Families::new();
     samples.iter().for_each(|s| families.add(s));
     let mut registry = Registry::with_prefix("jobhost");
+    register_host(&mut registry, jobs);
     families.register(&mut registry);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)

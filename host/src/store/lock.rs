@@ -95,7 +95,7 @@ impl Store {
                 continue;
             }
             let checkpoints = self.layout.checkpoints(&job);
-            for name in self.list_names(&checkpoints)? {
+            for name in super::local::list_names(&checkpoints)? {
                 if super::Layout::is_in_progress_name(&name) {
                     let dir = checkpoints.join(name);
                     fs::remove_dir_all(&dir).map_err(io_error(&dir))?;

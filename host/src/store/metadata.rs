@@ -166,6 +166,15 @@ pub fn encode(metadata: &Metadata) -> Vec<u8> {
     out
 }
 
+/// [`encode`]d, and checked to decode to `metadata` again: what a back-end publishes (the pair
+/// assertion of every write of `_metadata`).
+pub fn encode_checked(metadata: &Metadata) -> Vec<u8> {
+    let bytes = encode(metadata);
+    // Pair assertion: what is about to be written must decode to what was meant.
+    assert_eq!(decode(&bytes).as_ref(), Ok(metadata), "metadata round trip");
+    bytes
+}
+
 /// Decodes and verifies metadata written by [`encode`], or by a host writing format 1.
 pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
     let header = MAGIC.len() + 4;

@@ -6,14 +6,18 @@
 //! and publishes the folder atomically. On restore, [`Store::read_point`] and
 //! [`Store::read_states`] verify every checksum before any byte reaches a module.
 //!
-//! Points have two back-ends behind these same methods: this folder (synchronous `std::fs`:
-//! the runtime calls it from blocking tasks), or an S3-compatible object store
-//! ([`object`], chosen with [`Store::with_object_points`]), where the jobs' status, locks,
-//! sockets and module cache stay in this folder. Both share the encoding and verification of
-//! `_metadata` and every check of a state file ([`verify_lengths`], [`verify_blob`]).
+//! Points and modules live behind one interface, [`backend::PointStore`]: in this folder
+//! ([`local`]: synchronous `std::fs`, which the runtime calls from blocking tasks), or on an
+//! S3-compatible object store ([`object`], chosen once with [`Store::with_points`]), where
+//! the jobs' status, locks, sockets and the compiled-module cache stay in this folder. The
+//! store's methods never ask which one they have: both share the encoding and verification of
+//! `_metadata` and every check of a state file ([`verify_lengths`], [`verify_blob`]), and the
+//! decisions over leases ([`fence`]).
 
+pub mod backend;
 pub mod fence;
 pub mod layout;
+pub mod local;
 mod lock;
 pub mod metadata;
 pub mod modules;
@@ -35,14 +39,16 @@ use crate::durable;
 use crate::fault::{FaultHook, Phase};
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::snapshot::Held;
+pub use backend::PointStore;
+use fence::Lease;
 pub use layout::Layout;
 use layout::METADATA_FILE;
+use local::LocalPoints;
 pub use lock::{JobLock, StartLock};
 pub use metadata::{
     Definition, Metadata, MetadataError, OperatorState, Origin, StateFile, StateLayout,
 };
 pub use modules::ModuleFault;
-use object::ObjectPoints;
 pub(crate) use read::{verify_blob, verify_lengths};
 
 /// A failure of the state folder, naming the path at fault.
@@ -193,24 +199,30 @@ pub struct Point {
     pub metadata: Metadata,
 }
 
+impl Point {
+    /// Every state file the point's `_metadata` names, with its operator, in the order it
+    /// names them.
+    pub fn state_files(&self) -> Vec<(&OperatorId, &StateFile)> {
+        let operators = self.metadata.operators.iter();
+        operators
+            .flat_map(|op| op.files.iter().map(move |file| (&op.id, file)))
+            .collect()
+    }
+}
+
 /// The state of a point's subtasks, by operator id and subtask index, every checksum verified.
 pub type States = BTreeMap<(OperatorId, u32), Held>;
-
-/// Where the points (checkpoints and savepoints) live.
-#[derive(Clone)]
-enum Points {
-    /// In the state folder.
-    Local,
-    /// On an object store.
-    Object(Arc<ObjectPoints>),
-}
 
 /// The state folder.
 #[derive(Clone)]
 pub struct Store {
     layout: Layout,
     faults: Option<FaultHook>,
-    points: Points,
+    /// Where the points and modules live.
+    points: Arc<dyn PointStore>,
+    /// This machine's file system: where a point given by a folder outside the state folder
+    /// (an export) is read while the points live elsewhere.
+    local: LocalPoints,
     /// The folder of each job's newest point published by this process: where a checkpoint
     /// links (on an object store: copies) the segments it still holds from.
     published: Arc<Mutex<HashMap<JobId, PathBuf>>>,
@@ -248,74 +260,64 @@ impl Store {
         ] {
             durable::create_dir(&dir).map_err(io_error(&dir))?;
         }
-        Ok(Store {
-            layout,
-            faults: None,
-            points: Points::Local,
-            published: Arc::default(),
-        })
+        Ok(Store::at(layout.root()))
     }
 
     /// The state folder at `root`, for commands that only read it: creates and changes
     /// nothing, and a folder that does not exist reads as empty.
     pub fn at(root: impl Into<PathBuf>) -> Store {
+        let layout = Layout::new(root);
+        let local = LocalPoints::new(layout.clone());
         Store {
-            layout: Layout::new(root),
+            layout,
             faults: None,
-            points: Points::Local,
+            points: Arc::new(local.clone()),
+            local,
             published: Arc::default(),
         }
     }
 
-    /// This store, with its checkpoints and savepoints on an object store.
-    pub fn with_object_points(self, points: ObjectPoints) -> Store {
+    /// This store, with its checkpoints, savepoints and module store on `points` (an object
+    /// store, made for this state folder's [`Store::layout`]) instead of this folder; the
+    /// jobs' status, locks, sockets and the compiled-module cache stay in the folder.
+    pub fn with_points(self, points: impl PointStore + 'static) -> Store {
         Store {
-            points: Points::Object(Arc::new(points)),
+            points: Arc::new(points),
             ..self
         }
     }
 
-    /// The object store the points live on, if not this folder.
-    fn object(&self) -> Option<&ObjectPoints> {
-        match &self.points {
-            Points::Local => None,
-            Points::Object(points) => Some(points),
+    /// The back-end of the point at `location`: the store's, or, for a folder outside the
+    /// state folder while the points live elsewhere, this machine's file system.
+    fn at_location(&self, location: &Path) -> &dyn PointStore {
+        match self.points.holds(location) {
+            true => &*self.points,
+            false => &self.local,
         }
     }
 
-    /// Whether the points live on an object store.
-    pub fn has_object_points(&self) -> bool {
-        self.object().is_some()
-    }
-
-    /// A point's location as a person should read it: its URL on the object store, or its
+    /// A point's location as a person should read it: its URL on an object store, or its
     /// folder.
     pub fn display(&self, location: &Path) -> String {
-        self.object()
-            .and_then(|o| o.display(&self.layout, location))
-            .unwrap_or_else(|| location.display().to_string())
+        self.at_location(location).display(location)
     }
 
-    /// The location under the state folder of `s3://…` on this store's object store, if `url`
-    /// is one.
+    /// The location under the state folder that `url` (`s3://…`) names, if it is a URL of
+    /// this store's points.
     pub fn location_of_url(&self, url: &Path) -> Option<PathBuf> {
-        let object = self.object()?;
-        let url = url.to_str()?;
-        let base = object.url().to_string();
-        let relative = url.strip_prefix(&base)?.strip_prefix('/')?;
-        let location = self.layout.root().join(relative.trim_end_matches('/'));
-        self.layout.relative(&location).map(|_| location)
+        self.points.location_of_url(url)
     }
 
-    /// Whether `location` is on the object store (rather than a local folder).
-    pub fn is_on_object_store(&self, location: &Path) -> bool {
-        self.on_object_store(location).is_some()
+    /// Where `location` (a point, or a file of the module store) lies in this machine's file
+    /// system, if it does; `None` on an object store.
+    pub fn local_path<'l>(&self, location: &'l Path) -> Option<&'l Path> {
+        self.at_location(location).local_path(location)
     }
 
-    /// Whether `location` names a point on the object store (rather than a local folder).
-    fn on_object_store(&self, location: &Path) -> Option<&ObjectPoints> {
-        self.object()
-            .filter(|o| o.key(&self.layout, location).is_some())
+    /// Whether a job resuming from the point at `location` takes the point's job over
+    /// ([`Store::take_over`]): where processes on several machines may share the point.
+    pub fn resuming_takes_over(&self, location: &Path) -> bool {
+        self.at_location(location).shared()
     }
 
     #[cfg(any(test, feature = "fault-injection"))]
@@ -339,76 +341,56 @@ impl Store {
         &self.layout
     }
 
-    /// Records a new job and the job file it runs.
+    /// Records a new job and the job file it runs (and, where the points are shared, creates
+    /// its lease).
     pub fn create_job(&self, status: &JobStatus, job_file: &str) -> Result<(), StoreError> {
         let dir = self.layout.checkpoints(&status.job);
         durable::create_dir(&dir).map_err(io_error(&dir))?;
         let path = self.layout.job_file(&status.job);
         durable::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
-        if let Some(object) = self.object() {
-            let holder = format!("{} (pid {})", status.job, std::process::id());
-            let modules = status.modules.clone();
-            object.create_lease(&self.layout, &status.job, holder, modules)?;
-        }
+        let lease = Lease {
+            generation: 1,
+            holder: format!("{} (pid {})", status.job, std::process::id()),
+            running: true,
+            modules: status.modules.clone(),
+        };
+        self.points.create_lease(&status.job, lease)?;
         self.write_status(status)
     }
 
-    /// Takes over `job`, whose point a job of this process resumes from: on an object store,
-    /// raises its lease's generation so that its old process can no longer publish or commit
-    /// ([`fence`]), then removes what its unpublished points left behind. Call it before
-    /// choosing the point. A local state folder needs none of this (its locks and admission
-    /// decide), and nothing happens.
+    /// Takes over `job`, whose point a job of this process resumes from: where the points are
+    /// shared, raises its lease's generation so that its old process can no longer publish or
+    /// commit ([`fence`]), then removes what its unpublished points left behind. Call it
+    /// before choosing the point. A local state folder needs none of this (its locks and
+    /// admission decide), and nothing happens.
     pub fn take_over(&self, job: &JobId) -> Result<(), StoreError> {
-        let Some(object) = self.object() else {
-            return Ok(());
-        };
         let holder = format!("a job resuming from it (pid {})", std::process::id());
-        let generation = object.take_over(&self.layout, job, holder)?;
-        tracing::info!(%job, generation, "took the job's lease over");
-        // What a crash of the old process left: never published, and now it never will be
-        // (a publish already past its first fence check finds the point abandoned).
-        for checkpoint in object.leftovers(&self.layout, job)? {
-            let location = self.layout.checkpoint(job, checkpoint);
-            tracing::info!(
-                "removing {}: a point never published",
-                self.display(&location)
-            );
-            object.abandon_unpublished(&self.layout, &location)?;
-        }
-        Ok(())
+        self.points.take_over(job, holder).map(drop)
     }
 
-    /// Records, on an object store, that this process no longer runs `job` (its lease,
-    /// if it still holds it): `host rm` and `host gc` anywhere may then treat it as ended.
+    /// Records, where the points are shared, that this process no longer runs `job` (its
+    /// lease, if it still holds it): `host rm` and `host gc` anywhere may then treat it as
+    /// ended.
     pub fn release_lease(&self, job: &JobId) -> Result<(), StoreError> {
-        match self.object() {
-            Some(object) => object.release_lease(&self.layout, job),
-            None => Ok(()),
-        }
+        self.points.release_lease(job)
     }
 
-    /// Who runs `job` in another process, as its lease on the object store says (`None`: no
-    /// one, or a local state folder, whose locks [`Store::is_running`] reads).
+    /// Who runs `job` in another process, as its lease says (`None`: no one, or a local state
+    /// folder, whose locks [`Store::is_running`] reads).
     pub fn runs_elsewhere(&self, job: &JobId) -> Result<Option<String>, StoreError> {
-        let Some(object) = self.object() else {
-            return Ok(None);
-        };
-        let lease = object.lease(&self.layout, job)?;
-        let held = object.held(job);
+        let lease = self.points.lease(job)?;
+        let held = self.points.held(job);
         Ok(lease
             .filter(|lease| fence::runs_elsewhere(held, lease))
             .map(|lease| lease.holder))
     }
 
-    /// The modules of every job whose lease on the object store says it runs, wherever: a
-    /// job started elsewhere has put them before any point of its names them.
+    /// The modules of every job whose lease says it runs, wherever: a job started elsewhere
+    /// has put them before any point of its names them.
     pub fn leased_modules(&self) -> Result<Vec<String>, StoreError> {
-        let Some(object) = self.object() else {
-            return Ok(Vec::new());
-        };
         let mut modules = Vec::new();
-        for job in object.jobs(&self.layout)? {
-            let lease = object.lease(&self.layout, &job)?;
+        for job in self.points.jobs()? {
+            let lease = self.points.lease(&job)?;
             modules.extend(
                 lease
                     .filter(|l| l.running)
@@ -438,27 +420,14 @@ impl Store {
 
     /// Every job with a folder here, sorted by id.
     pub fn jobs(&self) -> Result<Vec<JobId>, StoreError> {
-        let mut jobs: Vec<JobId> = self
-            .list_names(&self.layout.jobs())?
-            .into_iter()
-            .filter_map(|name| name.parse().ok())
-            .collect();
+        let mut jobs = local::job_folders(&self.layout)?;
         jobs.sort();
         Ok(jobs)
     }
 
     /// A job's completed, retained checkpoints, oldest first.
     pub fn checkpoints(&self, job: &JobId) -> Result<Vec<CheckpointId>, StoreError> {
-        if let Some(object) = self.object() {
-            let mut ids = object.checkpoints(&self.layout, job)?;
-            ids.sort();
-            return Ok(ids);
-        }
-        let mut ids: Vec<_> = self
-            .list_names(&self.layout.checkpoints(job))?
-            .iter()
-            .filter_map(|name| Layout::parse_checkpoint_name(name))
-            .collect();
+        let mut ids = self.points.checkpoints(job)?;
         ids.sort();
         Ok(ids)
     }
@@ -471,27 +440,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         for &checkpoint in victims {
             let dir = self.layout.checkpoint(job, checkpoint);
-            if let Some(object) = self.object() {
-                object.remove_point(&self.layout, &dir)?;
-                continue;
-            }
-            durable::remove_dir(&dir).map_err(io_error(&dir))?;
+            self.points.remove_point(&dir)?;
         }
         Ok(())
     }
 
-    /// Every savepoint folder's id, sorted.
+    /// Every savepoint's id, sorted.
     pub fn savepoint_ids(&self) -> Result<Vec<SavepointId>, StoreError> {
-        if let Some(object) = self.object() {
-            let mut ids = object.savepoint_ids(&self.layout)?;
-            ids.sort();
-            return Ok(ids);
-        }
-        let mut ids: Vec<SavepointId> = self
-            .list_names(&self.layout.savepoints())?
-            .into_iter()
-            .filter_map(|name| name.parse().ok())
-            .collect();
+        let mut ids = self.points.savepoint_ids()?;
         ids.sort();
         Ok(ids)
     }
@@ -499,78 +455,45 @@ impl Store {
     /// Deletes a savepoint; the only way one is ever removed.
     pub fn remove_savepoint(&self, id: &SavepointId) -> Result<PathBuf, StoreError> {
         let dir = self.layout.savepoint(id);
-        if let Some(object) = self.object() {
-            if !object.has_point(&self.layout, &dir)? {
-                let source = io::Error::from(io::ErrorKind::NotFound);
-                return Err(io_error(&dir)(source));
-            }
-            object.remove_point(&self.layout, &dir)?;
-            return Ok(dir);
+        if !self.points.has_point(&dir)? {
+            let source = io::Error::from(io::ErrorKind::NotFound);
+            return Err(io_error(&dir)(source));
         }
-        durable::remove_dir(&dir).map_err(io_error(&dir))?;
+        self.points.remove_point(&dir)?;
         Ok(dir)
     }
 
     /// The bytes of a point's files or objects: what copying it moves (segments it shares with
     /// other points by hard links included); 0 if they cannot be listed.
     pub fn point_bytes(&self, location: &Path) -> u64 {
-        if let Some(object) = self.on_object_store(location) {
-            return object.bytes_under(&self.layout, location).unwrap_or(0);
-        }
-        let files = fs::read_dir(location).into_iter().flatten().flatten();
-        files
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum()
+        self.at_location(location).point_bytes(location)
     }
 
-    /// Whether `location` holds a point: its `_metadata` on the object store, or a folder.
+    /// Whether `location` holds a point: its `_metadata` on an object store, or a folder.
     pub fn has_point(&self, location: &Path) -> Result<bool, StoreError> {
-        match self.on_object_store(location) {
-            Some(object) => object.has_point(&self.layout, location),
-            None => Ok(location.is_dir()),
-        }
+        self.at_location(location).has_point(location)
     }
 
-    /// Whether `job` is known here: its folder, or anything of it on the object store (a job
-    /// that ran from another state folder on the same store).
+    /// Whether `job` is known here: its folder, or anything of it where the points live (a job
+    /// that ran from another state folder on the same object store).
     pub fn has_job(&self, job: &JobId) -> Result<bool, StoreError> {
-        if self.layout.job(job).is_dir() {
-            return Ok(true);
-        }
-        self.object()
-            .map_or(Ok(false), |object| object.has_job(&self.layout, job))
+        Ok(self.layout.job(job).is_dir() || self.points.has_job(job)?)
     }
 
-    /// Every job that may have points, sorted: those with a folder here and, on an object
-    /// store, those with objects there.
+    /// Every job that may have points, sorted: those with a folder here and those with points
+    /// where the points live.
     pub fn point_jobs(&self) -> Result<Vec<JobId>, StoreError> {
         let mut jobs = self.jobs()?;
-        if let Some(object) = self.object() {
-            jobs.extend(object.jobs(&self.layout)?);
-            jobs.sort();
-            jobs.dedup();
-        }
+        jobs.extend(self.points.jobs()?);
+        jobs.sort();
+        jobs.dedup();
         Ok(jobs)
-    }
-
-    fn list_names(&self, dir: &Path) -> Result<Vec<String>, StoreError> {
-        let entries = match fs::read_dir(dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            other => other.map_err(io_error(dir))?,
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_error(dir))?;
-            if let Ok(name) = entry.file_name().into_string() {
-                names.push(name);
-            }
-        }
-        Ok(names)
     }
 }
 
 #[cfg(test)]
 mod crash_consistency;
+#[cfg(test)]
+mod decisions;
 #[cfg(test)]
 mod tests;

@@ -13,11 +13,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
 use super::layout::parse_module_file_name;
 use super::{Store, StoreError, io_error};
-use crate::durable;
 use crate::ids::sha256_hex;
 
 impl Store {
@@ -37,44 +34,14 @@ impl Store {
             sha256,
             "module stored under its own hash"
         );
-        let location = self.layout.module(sha256);
-        if let Some(object) = self.object() {
-            let bytes = Bytes::copy_from_slice(bytes);
-            return object.put_if_absent(&self.layout, &location, bytes);
-        }
-        match fs::read(&location) {
-            Ok(held) if held == bytes => return Ok(false),
-            Ok(_) => tracing::warn!(
-                path = %location.display(),
-                "replacing a module file whose bytes do not match its name"
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(&location)(e)),
-        }
-        let dir = self.layout.modules();
-        durable::create_dir(&dir).map_err(io_error(&dir))?;
-        durable::write_file(&location, bytes).map_err(io_error(&location))?;
-        Ok(true)
+        self.points.put_module(sha256, bytes)
     }
 
     /// The bytes of module `sha256`, verified against its hash. `point` names the point that
     /// wants it, for the error.
     pub fn read_module(&self, sha256: &str, point: &str) -> Result<Vec<u8>, StoreError> {
-        let location = self.layout.module(sha256);
-        let shown = PathBuf::from(self.display(&location));
-        let bytes = match self.object() {
-            Some(object) => match object.read_object(&self.layout, &location) {
-                Ok(bytes) => Some(bytes.to_vec()),
-                Err(StoreError::Object { source, .. })
-                    if matches!(*source, object_store::Error::NotFound { .. }) =>
-                {
-                    None
-                }
-                Err(e) => return Err(e),
-            },
-            None => read_if_present(&location)?,
-        };
-        let Some(bytes) = bytes else {
+        let shown = PathBuf::from(self.display(&self.layout.module(sha256)));
+        let Some(bytes) = self.points.read_module(sha256)? else {
             return Err(StoreError::ModuleMissing(Box::new(ModuleFault {
                 sha256: sha256.to_owned(),
                 point: point.to_owned(),
@@ -87,10 +54,7 @@ impl Store {
 
     /// The SHA-256 of every module in the module store, sorted.
     pub fn module_hashes(&self) -> Result<Vec<String>, StoreError> {
-        let names = match self.object() {
-            Some(object) => object.names(&self.layout, &self.layout.modules())?,
-            None => self.list_names(&self.layout.modules())?,
-        };
+        let names = self.points.module_names()?;
         let mut hashes: Vec<String> = names
             .iter()
             .filter_map(|name| parse_module_file_name(name))
@@ -103,14 +67,7 @@ impl Store {
     /// Deletes module `sha256` from the module store. Only [`crate::points::gc`] calls this, having
     /// decided that nothing refers to it.
     pub fn remove_module(&self, sha256: &str) -> Result<(), StoreError> {
-        let location = self.layout.module(sha256);
-        if let Some(object) = self.object() {
-            return object.remove_object(&self.layout, &location);
-        }
-        match fs::remove_file(&location) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&location)(e)),
-            _ => durable::sync_dir(&self.layout.modules()).map_err(io_error(&location)),
-        }
+        self.points.remove_module(sha256)
     }
 }
 

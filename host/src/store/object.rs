@@ -1,5 +1,6 @@
-//! The object-store back-end of points: checkpoints and savepoints on S3-compatible storage
-//! (`--store s3://bucket/prefix`), through the `object_store` crate.
+//! The object-store back-end of points and modules ([`super::backend::PointStore`],
+//! implemented in [`backend`]): checkpoints, savepoints and the module store on S3-compatible
+//! storage (`--store s3://bucket/prefix`), through the `object_store` crate.
 //!
 //! Where a barrier's journey ends when the points live on an object store: the keys are the
 //! paths of [`Layout`] relative to the state folder, under the store's prefix
@@ -22,6 +23,7 @@
 //! runtime could starve it. The HTTP connections live on that one runtime, so they are reused
 //! from call to call.
 
+mod backend;
 mod lease;
 mod transfer;
 mod url;
@@ -39,10 +41,10 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 
+use super::backend::PointStore;
 use super::layout::METADATA_FILE;
-use super::metadata::{METADATA_BYTES_MAX, MetadataError};
-use super::{Layout, Point, StateFile, StoreError};
-use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
+use super::{Layout, StoreError};
+use crate::ids::{CheckpointId, JobId};
 
 /// State blobs larger than this go up as multipart uploads.
 pub const MULTIPART_THRESHOLD_BYTES: usize = 16 << 20;
@@ -71,6 +73,8 @@ pub fn install_crypto_provider() {
 pub struct ObjectPoints {
     store: Arc<dyn ObjectStore>,
     url: StoreUrl,
+    /// The state folder whose points these are: a point is named by its path there.
+    layout: Layout,
     prefix: Key,
     /// `Some` until dropped: shut down in the background, since the last clone of the store
     /// may be dropped on an async task, where a blocking shutdown would panic.
@@ -81,9 +85,9 @@ pub struct ObjectPoints {
     multipart_threshold: usize,
 }
 
-/// Where [`ObjectPoints::publish`] is around its `_metadata` put.
+/// Where [`ObjectPoints::put_metadata`] is around its `_metadata` put.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PutStep {
+enum PutStep {
     /// Fenced once, about to put.
     Before,
     /// Put, not yet fenced again.
@@ -117,8 +121,13 @@ fn not_found(e: &object_store::Error) -> bool {
 }
 
 impl ObjectPoints {
-    /// Points at `url` in `store` (built by the caller, with its credentials and endpoint).
-    pub fn new(store: Arc<dyn ObjectStore>, url: StoreUrl) -> io::Result<ObjectPoints> {
+    /// The points of the state folder `layout` lays out, at `url` in `store` (built by the
+    /// caller, with its credentials and endpoint).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        url: StoreUrl,
+        layout: Layout,
+    ) -> io::Result<ObjectPoints> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .thread_name("object-store")
@@ -128,11 +137,31 @@ impl ObjectPoints {
         Ok(ObjectPoints {
             store,
             url,
+            layout,
             prefix,
             runtime: Some(runtime),
             held: Mutex::new(BTreeMap::new()),
             multipart_threshold: MULTIPART_THRESHOLD_BYTES,
         })
+    }
+
+    /// Points in a bucket of this process's memory (`object_store`'s own `InMemory`, with the
+    /// create-only and conditional puts S3 has): the object protocol, leases and fence
+    /// included, run without a server, for unit tests of the store's decisions. Each call
+    /// makes a new bucket; [`ObjectPoints::sharing`] gives another process's view of one.
+    #[cfg(test)]
+    pub fn in_memory(layout: Layout) -> ObjectPoints {
+        let bucket = Arc::new(object_store::memory::InMemory::new());
+        let url = StoreUrl::parse("s3://memory/points").expect("a valid URL");
+        ObjectPoints::new(bucket, url, layout).expect("a runtime starts")
+    }
+
+    /// Another process's view of the same bucket, from the state folder `layout` lays out:
+    /// the same objects, none of this one's leases.
+    #[cfg(test)]
+    pub fn sharing(&self, layout: Layout) -> ObjectPoints {
+        let url = self.url.clone();
+        ObjectPoints::new(self.store.clone(), url, layout).expect("a runtime starts")
     }
 
     /// These points, with state objects above `bytes` sent as multipart uploads (tests: a
@@ -144,7 +173,7 @@ impl ObjectPoints {
     }
 
     /// The store's URL.
-    pub fn url(&self) -> &StoreUrl {
+    fn url(&self) -> &StoreUrl {
         &self.url
     }
 
@@ -156,8 +185,8 @@ impl ObjectPoints {
     }
 
     /// The key of a location under the state folder (`None`: it is not under it).
-    pub fn key(&self, layout: &Layout, location: &Path) -> Option<Key> {
-        let relative = layout.relative(location)?;
+    fn key(&self, location: &Path) -> Option<Key> {
+        let relative = self.layout.relative(location)?;
         let mut key = self.prefix.clone();
         for part in relative.iter() {
             key = key.join(part.to_str()?);
@@ -165,19 +194,14 @@ impl ObjectPoints {
         Some(key)
     }
 
-    fn key_of(&self, layout: &Layout, location: &Path) -> Key {
-        self.key(layout, location)
+    fn key_of(&self, location: &Path) -> Key {
+        self.key(location)
             .unwrap_or_else(|| panic!("{} is not in the state folder", location.display()))
     }
 
     /// The URL of a key, for messages.
-    pub fn url_of(&self, key: &Key) -> String {
+    fn url_of(&self, key: &Key) -> String {
         format!("s3://{}/{key}", self.url.bucket)
-    }
-
-    /// The URL of a location under the state folder, for messages.
-    pub fn display(&self, layout: &Layout, location: &Path) -> Option<String> {
-        self.key(layout, location).map(|key| self.url_of(&key))
     }
 
     /// Every object under `prefix`, with its size.
@@ -244,14 +268,8 @@ impl ObjectPoints {
     }
 
     /// Copies the state objects named in `files` from one point's prefix to another's.
-    pub fn copy_states(
-        &self,
-        layout: &Layout,
-        from: &Path,
-        to: &Path,
-        files: Vec<String>,
-    ) -> Result<(), StoreError> {
-        let (from, to) = (self.key_of(layout, from), self.key_of(layout, to));
+    fn copy_states(&self, from: &Path, to: &Path, files: Vec<String>) -> Result<(), StoreError> {
+        let (from, to) = (self.key_of(from), self.key_of(to));
         let (store, url) = (self.store.clone(), self.url_of(&to));
         self.run(async move {
             futures::stream::iter(files)
@@ -273,19 +291,18 @@ impl ObjectPoints {
     /// Publishes the point at `location`: its `_metadata`, create-only, fenced before and
     /// after. `around_put` runs right before the put and right after it, before the second
     /// check (where a test crashes or stalls), told which.
-    pub fn publish(
+    fn put_metadata(
         &self,
-        layout: &Layout,
         location: &Path,
         job: &JobId,
         checkpoint: CheckpointId,
         bytes: Vec<u8>,
         around_put: impl Fn(PutStep) -> io::Result<()>,
     ) -> Result<(), StoreError> {
-        let key = self.key_of(layout, location).join(METADATA_FILE);
+        let key = self.key_of(location).join(METADATA_FILE);
         let url = self.url_of(&key);
         // A zombie whose job was taken over stops here.
-        self.check_fence(layout, job, checkpoint)?;
+        self.check_fence(job, checkpoint)?;
         let failed = |source| StoreError::Io {
             path: PathBuf::from(url.clone()),
             source,
@@ -303,91 +320,18 @@ impl ObjectPoints {
             // Taken over between the check and the put: the successor abandoned this
             // checkpoint first ([`ObjectPoints::abandon_unpublished`]).
             if matches!(e, object_store::Error::AlreadyExists { .. }) {
-                self.check_fence(layout, job, checkpoint)?;
+                self.check_fence(job, checkpoint)?;
             }
             return Err(object_error(url.clone())(e));
         }
         around_put(PutStep::After).map_err(failed)?;
         // Taken over during the put: the point exists, but not for this process to commit.
-        self.check_fence(layout, job, checkpoint)
-    }
-
-    /// The `_metadata` of the point at `location`, or `None` if it has none. Refuses one
-    /// larger than [`METADATA_BYTES_MAX`] before reading it.
-    pub fn read_metadata(
-        &self,
-        layout: &Layout,
-        location: &Path,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.key_of(layout, location).join(METADATA_FILE);
-        let (store, url) = (self.store.clone(), self.url_of(&key));
-        let read = self.run(async move {
-            let got = store.get(&key).await?;
-            if got.meta.size > METADATA_BYTES_MAX {
-                return Ok(Err(got.meta.size));
-            }
-            Ok(Ok(got.bytes().await?))
-        });
-        match read {
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(object_error(url)(e)),
-            Ok(Err(len)) => Err(StoreError::Metadata {
-                path: PathBuf::from(url),
-                source: MetadataError::TooLarge(len),
-            }),
-            // Empty: abandoned by a takeover, never published.
-            Ok(Ok(bytes)) if bytes.is_empty() => Ok(None),
-            Ok(Ok(bytes)) => Ok(Some(bytes.to_vec())),
-        }
-    }
-
-    /// Whether the point at `location` is published.
-    pub fn has_point(&self, layout: &Layout, location: &Path) -> Result<bool, StoreError> {
-        let key = self.key_of(layout, location).join(METADATA_FILE);
-        let (store, url) = (self.store.clone(), self.url_of(&key));
-        match self.run(async move { store.head(&key).await }) {
-            // Empty: abandoned by a takeover ([`ObjectPoints::abandon_unpublished`]).
-            Ok(meta) => Ok(meta.size > 0),
-            Err(e) if not_found(&e) => Ok(false),
-            Err(e) => Err(object_error(url)(e)),
-        }
-    }
-
-    /// Whether anything of `job` is on the store.
-    pub fn has_job(&self, layout: &Layout, job: &JobId) -> Result<bool, StoreError> {
-        Ok(!self.list(self.key_of(layout, &layout.job(job)))?.is_empty())
-    }
-
-    /// Every job with objects on the store.
-    pub fn jobs(&self, layout: &Layout) -> Result<Vec<JobId>, StoreError> {
-        let prefix = self.key_of(layout, &layout.jobs());
-        let (store, url) = (self.store.clone(), self.url_of(&prefix));
-        let listed = self
-            .run(async move { store.list_with_delimiter(Some(&prefix)).await })
-            .map_err(object_error(url))?;
-        Ok(listed
-            .common_prefixes
-            .iter()
-            .filter_map(|key| key.filename()?.parse().ok())
-            .collect())
-    }
-
-    /// A job's published checkpoints, unsorted.
-    pub fn checkpoints(
-        &self,
-        layout: &Layout,
-        job: &JobId,
-    ) -> Result<Vec<CheckpointId>, StoreError> {
-        let names = self.published_below(self.key_of(layout, &layout.checkpoints(job)))?;
-        Ok(names
-            .iter()
-            .filter_map(|name| Layout::parse_checkpoint_name(name))
-            .collect())
+        self.check_fence(job, checkpoint)
     }
 
     /// A job's checkpoints with objects but no `_metadata`: never published.
-    pub fn leftovers(&self, layout: &Layout, job: &JobId) -> Result<Vec<CheckpointId>, StoreError> {
-        let prefix = self.key_of(layout, &layout.checkpoints(job));
+    fn leftovers(&self, job: &JobId) -> Result<Vec<CheckpointId>, StoreError> {
+        let prefix = self.key_of(&self.layout.checkpoints(job));
         let mut seen = std::collections::BTreeSet::new();
         let mut published = std::collections::BTreeSet::new();
         for (key, _) in self.list(prefix.clone())? {
@@ -406,22 +350,11 @@ impl ObjectPoints {
         Ok(seen.difference(&published).copied().collect())
     }
 
-    /// Every published savepoint's id, unsorted.
-    pub fn savepoint_ids(&self, layout: &Layout) -> Result<Vec<SavepointId>, StoreError> {
-        let names = self.published_below(self.key_of(layout, &layout.savepoints()))?;
-        Ok(names.iter().filter_map(|name| name.parse().ok()).collect())
-    }
-
     /// Writes the object at `location` unless one is there already (`If-None-Match: *`);
     /// returns whether it wrote it. For content-addressed objects (modules), whose bytes under
     /// one name never differ.
-    pub fn put_if_absent(
-        &self,
-        layout: &Layout,
-        location: &Path,
-        bytes: Bytes,
-    ) -> Result<bool, StoreError> {
-        let key = self.key_of(layout, location);
+    fn put_if_absent(&self, location: &Path, bytes: Bytes) -> Result<bool, StoreError> {
+        let key = self.key_of(location);
         let (store, url) = (self.store.clone(), self.url_of(&key));
         let options = PutOptions::from(PutMode::Create);
         match self.run(async move { store.put_opts(&key, bytes.into(), options).await }) {
@@ -435,14 +368,8 @@ impl ObjectPoints {
     }
 
     /// Deletes the one object at `location` (absent already is fine).
-    pub fn remove_object(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
-        self.delete_all(vec![self.key_of(layout, location)])
-    }
-
-    /// Deletes the point (or unpublished leftovers) at `location`, `_metadata` first.
-    pub fn remove_point(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
-        let keys = self.list(self.key_of(layout, location))?;
-        self.delete_all(keys.into_iter().map(|(key, _)| key).collect())
+    fn remove_object(&self, location: &Path) -> Result<(), StoreError> {
+        self.delete_all(vec![self.key_of(location)])
     }
 
     /// Makes the unpublished point at `location` (one a crashed or fenced process left) never
@@ -450,83 +377,34 @@ impl ObjectPoints {
     /// so that the old process's own `_metadata` put, if it is still on its way (past its first
     /// fence check), fails rather than publishes a point whose states are gone. If that put won
     /// the race, the point is published, whole, and stays.
-    pub fn abandon_unpublished(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
+    fn abandon_unpublished(&self, location: &Path) -> Result<(), StoreError> {
         let tombstone = location.join(METADATA_FILE);
-        if !self.put_if_absent(layout, &tombstone, Bytes::new())? {
+        if !self.put_if_absent(&tombstone, Bytes::new())? {
             return Ok(());
         }
-        let metadata = self.key_of(layout, &tombstone);
-        let keys = self.list(self.key_of(layout, location))?;
+        let metadata = self.key_of(&tombstone);
+        let keys = self.list(self.key_of(location))?;
         let states = keys.into_iter().map(|(key, _)| key);
         self.delete_all(states.filter(|key| *key != metadata).collect())
     }
 
     /// Deletes what an unpublished point left at `location`; a published one stays (it may be
     /// what a successor resumes from).
-    pub fn remove_unpublished(&self, layout: &Layout, location: &Path) -> Result<(), StoreError> {
+    fn remove_unpublished(&self, location: &Path) -> Result<(), StoreError> {
         // Published, or abandoned by a successor (which removed the rest, and whose empty
         // `_metadata` must stay to keep it unpublishable).
-        let key = self.key_of(layout, location).join(METADATA_FILE);
+        let key = self.key_of(location).join(METADATA_FILE);
         let (store, url) = (self.store.clone(), self.url_of(&key));
         match self.run(async move { store.head(&key).await }) {
             Ok(_) => Ok(()),
-            Err(e) if not_found(&e) => self.remove_point(layout, location),
+            Err(e) if not_found(&e) => self.remove_point(location),
             Err(e) => Err(object_error(url)(e)),
         }
     }
 
-    /// Reads every state object of `point`, at most [`STATE_READS_PARALLEL_MAX`] at once,
-    /// through the checks every back-end shares ([`super::verify_lengths`],
-    /// [`super::verify_blob`]).
-    pub fn read_states(
-        &self,
-        layout: &Layout,
-        point: &Point,
-        files: &[(&OperatorId, &StateFile)],
-    ) -> Result<Vec<Bytes>, StoreError> {
-        let prefix = self.key_of(layout, &point.dir);
-        let sizes: BTreeMap<Key, u64> = self.list(prefix.clone())?.into_iter().collect();
-        let path_of =
-            |file: &StateFile| PathBuf::from(self.url_of(&prefix.clone().join(file.file.as_str())));
-        let found = files.iter().map(|(_, file)| {
-            let key = prefix.clone().join(file.file.as_str());
-            sizes
-                .get(&key)
-                .copied()
-                .ok_or_else(|| "no such object".to_owned())
-        });
-        super::verify_lengths(files, found.collect(), &path_of)?;
-        let keys: Vec<(usize, Key)> = files
-            .iter()
-            .enumerate()
-            .map(|(n, (_, file))| (n, prefix.clone().join(file.file.as_str())))
-            .collect();
-        let (store, url) = (self.store.clone(), self.url_of(&prefix));
-        let blobs: Vec<(usize, Bytes)> = self
-            .run(async move {
-                futures::stream::iter(keys)
-                    .map(|(n, key)| {
-                        let store = store.clone();
-                        async move {
-                            Ok::<_, object_store::Error>((n, store.get(&key).await?.bytes().await?))
-                        }
-                    })
-                    .buffer_unordered(STATE_READS_PARALLEL_MAX)
-                    .try_collect()
-                    .await
-            })
-            .map_err(object_error(url))?;
-        let mut blobs = blobs;
-        blobs.sort_by_key(|(n, _)| *n);
-        for ((_, file), (_, blob)) in files.iter().zip(&blobs) {
-            super::verify_blob(file, blob, &path_of)?;
-        }
-        Ok(blobs.into_iter().map(|(_, blob)| blob).collect())
-    }
-
     /// The whole object at `location` (a segment).
-    pub fn read_object(&self, layout: &Layout, location: &Path) -> Result<Bytes, StoreError> {
-        let key = self.key_of(layout, location);
+    fn read_object(&self, location: &Path) -> Result<Bytes, StoreError> {
+        let key = self.key_of(location);
         let (store, url) = (self.store.clone(), self.url_of(&key));
         self.run(async move { store.get(&key).await?.bytes().await })
             .map_err(object_error(url))
@@ -534,13 +412,8 @@ impl ObjectPoints {
 
     /// Copies the object at `from`, of an earlier point, to `to`, server-side; false if there
     /// is none (the point was removed, or the object's checkpoint aborted).
-    pub fn copy_if_present(
-        &self,
-        layout: &Layout,
-        from: &Path,
-        to: &Path,
-    ) -> Result<bool, StoreError> {
-        let (from, to) = (self.key_of(layout, from), self.key_of(layout, to));
+    fn copy_if_present(&self, from: &Path, to: &Path) -> Result<bool, StoreError> {
+        let (from, to) = (self.key_of(from), self.key_of(to));
         let (store, url) = (self.store.clone(), self.url_of(&to));
         match self.run(async move { store.copy(&from, &to).await }) {
             Ok(()) => Ok(true),
@@ -550,8 +423,8 @@ impl ObjectPoints {
     }
 
     /// The names of the objects right under `location` (a point's files).
-    pub fn names(&self, layout: &Layout, location: &Path) -> Result<Vec<String>, StoreError> {
-        let prefix = self.key_of(layout, location);
+    fn names(&self, location: &Path) -> Result<Vec<String>, StoreError> {
+        let prefix = self.key_of(location);
         let names = self
             .list(prefix.clone())?
             .into_iter()
@@ -563,11 +436,5 @@ impl ObjectPoints {
                 }
             });
         Ok(names.collect())
-    }
-
-    /// The bytes of every object under `location`.
-    pub fn bytes_under(&self, layout: &Layout, location: &Path) -> Result<u64, StoreError> {
-        let objects = self.list(self.key_of(layout, location))?;
-        Ok(objects.iter().map(|(_, size)| size).sum())
     }
 }

@@ -1,33 +1,28 @@
 //! Reading a point back: its `_metadata` verified ([`Store::read_point`]), then its state
 //! files ([`Store::read_states`]), every check shared by both back-ends ([`verify_lengths`],
 //! [`verify_blob`]); each state file decoded as the point's layout has it, and,
-//! in format 3, its segments read whole (from the point's folder, or from the object store)
-//! and verified before any piece is taken from them.
+//! in format 3, its segments read whole (from the point's folder, or from the object store:
+//! the back-end's [`super::backend::PointStore::read_states`]) and verified before any piece
+//! is taken from them.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
 use super::layout::METADATA_FILE;
-use super::metadata::{self, MetadataError};
-use super::object::ObjectPoints;
-use super::{
-    Layout, Point, StateFile, StateLayout, States, Store, StoreError, io_error, state_file,
-};
+use super::{Point, StateFile, StateLayout, States, Store, StoreError, metadata, state_file};
 use crate::ids::OperatorId;
 use crate::snapshot::Held;
 
 /// Why a state file, verified, does not give its state: the file, or a segment, at fault.
-pub(super) enum Undecodable {
+enum Undecodable {
     StateFile(state_file::StateFileError),
     Segment(state_file::SegmentError),
 }
 
 impl Undecodable {
-    pub(super) fn at(self, store: &Store, point: &Point, file: &StateFile) -> StoreError {
+    fn at(self, store: &Store, point: &Point, file: &StateFile) -> StoreError {
         let (location, problem) = match self {
             Undecodable::StateFile(e) => (point.dir.join(&file.file), e.to_string()),
             Undecodable::Segment(e) => (point.dir.join(e.segment), e.problem),
@@ -40,10 +35,10 @@ impl Undecodable {
 /// A subtask's state from its verified state file, as the point's layout has it; in format 3,
 /// its pieces taken from `segments` (in the point's folder, or on the object store), each
 /// segment verified whole.
-pub(super) fn decode_state(
+fn decode_state(
     point: &Point,
     blob: Bytes,
-    segments: &mut impl state_file::Segments,
+    segments: &mut (impl state_file::Segments + ?Sized),
 ) -> Result<Held, Undecodable> {
     match point.metadata.state_layout {
         StateLayout::Blob => Ok(Held {
@@ -58,142 +53,30 @@ pub(super) fn decode_state(
     }
 }
 
-fn segment_error(segment: &str) -> impl FnOnce(String) -> state_file::SegmentError + '_ {
-    move |problem| state_file::SegmentError {
-        segment: segment.to_owned(),
-        problem,
-    }
-}
-
-/// The segment files of a point being read, each read whole, once, through the capability on
-/// the point's folder.
-pub(super) struct SegmentFiles<'a> {
-    pub(super) folder: &'a cap_std::fs::Dir,
-    pub(super) read: HashMap<String, Bytes>,
-}
-
-impl state_file::Segments for SegmentFiles<'_> {
-    fn bytes(&mut self, name: &str) -> Result<&Bytes, state_file::SegmentError> {
-        if !self.read.contains_key(name) {
-            let bytes = read_segment_file(self.folder, name).map_err(segment_error(name))?;
-            self.read.insert(name.to_owned(), bytes.into());
-        }
-        Ok(&self.read[name])
-    }
-}
-
-/// Segment file `name` of `folder`, refused unread past [`metadata::SEGMENT_BYTES_MAX`].
-fn read_segment_file(folder: &cap_std::fs::Dir, name: &str) -> Result<Vec<u8>, String> {
-    let file = folder.open(name).map_err(|e| e.to_string())?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let max = metadata::SEGMENT_BYTES_MAX;
-    if len > max {
-        return Err(format!(
-            "{len} bytes: larger than any segment ({max} bytes at most)"
-        ));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    io::Read::read_to_end(&mut io::Read::take(file.into_std(), max), &mut bytes)
-        .map_err(|e| e.to_string())?;
-    Ok(bytes)
-}
-
-/// The segments of a point on an object store being read, each fetched whole, once.
-pub(super) struct ObjectSegments<'a> {
-    pub(super) object: &'a ObjectPoints,
-    pub(super) layout: &'a Layout,
-    pub(super) point: &'a Point,
-    pub(super) fetched: HashMap<String, Bytes>,
-}
-
-impl state_file::Segments for ObjectSegments<'_> {
-    fn bytes(&mut self, name: &str) -> Result<&Bytes, state_file::SegmentError> {
-        if !self.fetched.contains_key(name) {
-            let location = self.point.dir.join(name);
-            let max = metadata::SEGMENT_BYTES_MAX;
-            let bytes = self.object.read_object_at_most(self.layout, &location, max);
-            let bytes = bytes.map_err(|e| segment_error(name)(e.to_string()))?;
-            self.fetched.insert(name.to_owned(), bytes);
-        }
-        Ok(&self.fetched[name])
-    }
-}
-
 impl Store {
     /// The names of the files of the point at `location` (`_metadata`, state files, segments),
     /// sorted: what a copy of it holds. Folders inside it (an export's `modules/`) are not
     /// its files.
-    pub fn point_files(&self, location: &std::path::Path) -> Result<Vec<String>, StoreError> {
-        let mut names = match self.on_object_store(location) {
-            Some(object) => object.names(&self.layout, location)?,
-            None => {
-                let mut names = Vec::new();
-                let entries = std::fs::read_dir(location).map_err(super::io_error(location))?;
-                for entry in entries {
-                    let entry = entry.map_err(super::io_error(location))?;
-                    let is_file = entry.file_type().map_err(super::io_error(location))?;
-                    if let (true, Ok(name)) = (is_file.is_file(), entry.file_name().into_string()) {
-                        names.push(name);
-                    }
-                }
-                names
-            }
-        };
+    pub fn point_files(&self, location: &Path) -> Result<Vec<String>, StoreError> {
+        let mut names = self.at_location(location).point_files(location)?;
         names.sort();
         Ok(names)
     }
 
     /// File `name` of the point at `location`, whole.
-    pub fn read_point_file(
-        &self,
-        location: &std::path::Path,
-        name: &str,
-    ) -> Result<Vec<u8>, StoreError> {
-        let path = location.join(name);
-        match self.on_object_store(location) {
-            Some(object) => Ok(object.read_object(&self.layout, &path)?.to_vec()),
-            None => std::fs::read(&path).map_err(super::io_error(&path)),
-        }
+    pub fn read_point_file(&self, location: &Path, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.at_location(location).read_point_file(location, name)
     }
-}
 
-impl Store {
     /// Reads and verifies a point's `_metadata`.
     pub fn read_point(&self, dir: &Path) -> Result<Point, StoreError> {
-        if let Some(object) = self.on_object_store(dir) {
-            let Some(bytes) = object.read_metadata(&self.layout, dir)? else {
-                return Err(StoreError::NotAPoint {
-                    path: PathBuf::from(self.display(dir)),
-                });
-            };
-            let path = PathBuf::from(self.display(&dir.join(METADATA_FILE)));
-            let metadata =
-                metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
-            return Ok(Point {
-                dir: dir.to_owned(),
-                metadata,
+        let at = self.at_location(dir);
+        let Some(bytes) = at.read_metadata(dir)? else {
+            return Err(StoreError::NotAPoint {
+                path: PathBuf::from(self.display(dir)),
             });
-        }
-        let path = dir.join(METADATA_FILE);
-        let file = match fs::File::open(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotAPoint {
-                    path: dir.to_owned(),
-                });
-            }
-            other => other.map_err(io_error(&path))?,
         };
-        let len = file.metadata().map_err(io_error(&path))?.len();
-        if len > metadata::METADATA_BYTES_MAX {
-            let source = MetadataError::TooLarge(len);
-            return Err(StoreError::Metadata { path, source });
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        io::Read::read_to_end(
-            &mut io::Read::take(file, metadata::METADATA_BYTES_MAX),
-            &mut bytes,
-        )
-        .map_err(io_error(&path))?;
+        let path = PathBuf::from(self.display(&dir.join(METADATA_FILE)));
         let metadata =
             metadata::decode(&bytes).map_err(|source| StoreError::Metadata { path, source })?;
         Ok(Point {
@@ -205,10 +88,8 @@ impl Store {
     /// Reads every state file of a point, verifying each length and checksum. The cheap checks
     /// come first, worst problem first: a missing file, then a wrong length, is reported before
     /// any file is read (so `_metadata` from another topology is named as such, and a damaged
-    /// savepoint of many gigabytes is refused at once). In a folder, the files are opened
-    /// through a capability on the point's folder, so a name in `_metadata` can never reach
-    /// outside it; on an object store, each name is one segment of a key under the point's
-    /// prefix, escaped, so it cannot either.
+    /// savepoint of many gigabytes is refused at once). No name in `_metadata` can reach
+    /// outside the point (the back-end's [`super::backend::PointStore::read_states`] says how).
     pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
         let mut states = States::new();
         self.each_state(point, |id, subtask, held| {
@@ -231,54 +112,19 @@ impl Store {
         point: &Point,
         mut take: impl FnMut(&OperatorId, u32, Held),
     ) -> Result<(), StoreError> {
-        let files: Vec<(&OperatorId, &StateFile)> = point
-            .metadata
-            .operators
-            .iter()
-            .flat_map(|op| op.files.iter().map(move |file| (&op.id, file)))
-            .collect();
-        if let Some(object) = self.on_object_store(&point.dir) {
-            let blobs = object.read_states(&self.layout, point, &files)?;
-            let mut segments = ObjectSegments {
-                object,
-                layout: &self.layout,
-                point,
-                fetched: HashMap::new(),
-            };
-            for ((id, file), blob) in files.into_iter().zip(blobs) {
-                let held = decode_state(point, blob, &mut segments)
-                    .map_err(|e| e.at(self, point, file))?;
-                take(id, file.subtask, held);
-            }
-            return Ok(());
-        }
-        let folder = cap_std::fs::Dir::open_ambient_dir(&point.dir, cap_std::ambient_authority())
-            .map_err(io_error(&point.dir))?;
-        let path_of = |file: &StateFile| point.dir.join(&file.file);
-        let lens = files.iter().map(|(_, file)| {
-            let found = folder.metadata(&file.file);
-            found.map(|m| m.len()).map_err(|e| e.to_string())
-        });
-        verify_lengths(&files, lens.collect(), &path_of)?;
-        for (id, file) in files {
-            let blob = folder
-                .read(&file.file)
-                .map_err(|e| corrupt(file, &path_of, e.to_string()))?;
-            verify_blob(file, &blob, &path_of)?;
-            let mut segments = SegmentFiles {
-                folder: &folder,
-                read: HashMap::new(),
-            };
-            let held = decode_state(point, blob.into(), &mut segments)
-                .map_err(|e| e.at(self, point, file))?;
+        let files = point.state_files();
+        let mut decode = |n: usize, blob: Bytes, segments: &mut dyn state_file::Segments| {
+            let (id, file) = files[n];
+            let held = decode_state(point, blob, segments).map_err(|e| e.at(self, point, file))?;
             take(id, file.subtask, held);
-        }
-        Ok(())
+            Ok(())
+        };
+        self.at_location(&point.dir).read_states(point, &mut decode)
     }
 }
 
 /// A state file's problem, naming it.
-fn corrupt(
+pub(super) fn corrupt(
     file: &StateFile,
     path_of: &dyn Fn(&StateFile) -> PathBuf,
     problem: String,

@@ -329,7 +329,7 @@ impl Decoded {
     /// A piece is a slice of its segment as read, not a copy, while the segment is at least
     /// half pieces the state holds: a slice keeps the whole segment in memory, and the pieces
     /// an older checkpoint wrote there may since have been written again.
-    pub fn load(self, segments: &mut impl Segments) -> Result<Held, SegmentError> {
+    pub fn load(self, segments: &mut (impl Segments + ?Sized)) -> Result<Held, SegmentError> {
         let mut key_groups: BTreeMap<u32, Vec<Piece>> = BTreeMap::new();
         for (name, sequence, bits) in &self.segments {
             let at_fault = |problem| SegmentError {

@@ -5,12 +5,12 @@ use crate::barrier::BarrierKind;
 use crate::ids::Role;
 use crate::key_group::KEY_GROUP_FUNCTION;
 
-fn job() -> JobId {
+pub(super) fn job() -> JobId {
     "job-test".parse().unwrap()
 }
 
 /// Operator state only: `state {s}`.
-fn operator_state(s: u32) -> Held {
+pub(super) fn operator_state(s: u32) -> Held {
     Held {
         operator_state: format!("state {s}").into_bytes().into(),
         key_groups: BTreeMap::new(),
@@ -18,13 +18,13 @@ fn operator_state(s: u32) -> Held {
 }
 
 /// Writes a two-subtask checkpoint `n` of operator `counter` and publishes it.
-fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) {
+pub(super) fn write_point(store: &Store, n: u64, kind: BarrierKind) -> (Metadata, PathBuf) {
     let mut states = BTreeMap::from([(0, operator_state(0)), (1, operator_state(1))]);
     write_states(store, n, kind, &mut states)
 }
 
 /// Writes checkpoint `n` of `states` (homing their new pieces) and publishes it.
-fn write_states(
+pub(super) fn write_states(
     store: &Store,
     n: u64,
     kind: BarrierKind,
@@ -195,7 +195,7 @@ fn a_folder_named_as_the_state_folder_keeps_its_mode() {
 }
 
 /// Keyed state of subtask 0 with group 1 whole, changed by a delta at each later checkpoint.
-fn keyed(states: &mut BTreeMap<u32, Held>, n: u64) {
+pub(super) fn keyed(states: &mut BTreeMap<u32, Held>, n: u64) {
     let held = states.entry(0).or_default();
     let changed = match n {
         1 => vec![(1, false, b"group 1, whole".to_vec())],

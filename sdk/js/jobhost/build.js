@@ -20,7 +20,10 @@ export const COMPONENTIZE_OPTIONS = { disableFeatures: ["http", "fetch-event"] }
 
 /** The module at absolute `path` (of world `role`) bundled with what it imports: bytes. */
 export async function bundle(path, role) {
+  // A timed operator links the host's timers before its module runs.
+  const timers = role === "timed-operator" ? `import ${JSON.stringify(join(here, "host-timers.js"))};\n` : "";
   const entry =
+    timers +
     `import ${JSON.stringify(path)};\n` +
     `export { ${WORLD_EXPORTS[role].join(", ")} } from ${JSON.stringify(join(here, "exports.js"))};\n`;
   const result = await esbuild.build({
@@ -30,6 +33,8 @@ export async function bundle(path, role) {
     platform: "neutral",
     mainFields: ["module", "main"],
     target: "es2022",
+    // The WIT interfaces a component imports, which componentize-js links.
+    external: ["jobhost:operator/*"],
     write: false,
     logLevel: "warning",
   });

@@ -9,6 +9,10 @@ export const init = (ctx) => guest().init(ctx);
 export const snapshot = (checkpointId, full) => guest().snapshot(checkpointId, full);
 export const restore = (state, origin) => guest().restore(state, origin);
 export const process = (input) => guest().process(input);
+export const onTimer = (domain, fired) => guest().onTimer(domain, fired);
+export const catchUp = {
+  restoreChanges: (changes, origin) => guest().restoreChanges(changes, origin),
+};
 export const pollBatch = (maxRecords) => guest().pollBatch(maxRecords);
 export const writeBatch = (input) => guest().writeBatch(input);
 export const prepareCommit = (checkpointId) => guest().prepareCommit(checkpointId);

@@ -11,6 +11,7 @@
 import { BatchBuilder, Records } from "./batch.js";
 import { roleOf } from "./roles.js";
 import { KeyedState, StateError, encodeEnvelope, openEnvelope } from "./state.js";
+import { hostTimers } from "./time.js";
 
 /** The text of the `err` a JavaScript exception becomes: `TypeError: x is not a function`. */
 export function errorText(e) {
@@ -84,6 +85,11 @@ export class Guest {
     this.initialized = false;
     this.restored = false;
     this.ended = false;
+    /**
+     * The timers a `TimedOperator` gets as `this.timers`: the host's in a component; a test
+     * may set a `ManualTimers` before `init`.
+     */
+    this.timers = undefined;
   }
 
   /** Runs `fn`, turning whatever it throws into the export's error string. */
@@ -106,6 +112,7 @@ export class Guest {
       this.keyed.range = [context.keyGroupStart, context.keyGroupEnd];
       this.impl.keyed = this.keyed;
       this.impl.ctx = context;
+      if (this.role === "timed-operator") this.impl.timers = this.timers ?? hostTimers();
       checkSync(this.impl.init(context), "init");
       this.initialized = true;
     });
@@ -138,33 +145,54 @@ export class Guest {
       this.checkInitialized("restore");
       if (this.restored) throw new Error("restore was called twice");
       this.restored = true;
-      const impl = this.impl;
-      const blobs = state.operatorStates.filter((blob) => blob.length > 0);
-      const groups = state.keyGroups.filter((group) => group.state.length > 0);
-      if (impl.stateFormat === undefined) {
-        if (blobs.length === 0 && groups.length === 0) return;
-        throw new StateError(
-          `${impl.name} is stateless, but was given ${blobs.length} blob(s) of operator state ` +
-            `and ${groups.length} key group(s) written by ${origin.moduleName} ` +
-            `${origin.moduleVersion}`,
-        );
-      }
-      const format = impl.stateFormat;
-      const version = impl.stateVersion;
-      const payloads = blobs.map((blob) =>
-        openEnvelope(
-          blob,
-          format,
-          version,
-          (v, p) => impl.migrateOperatorState(v, p),
-          "operator state",
-        ),
-      );
-      this.keyed.restore(groups, format, version, (v, value) => impl.migrate(v, value));
-      if (payloads.length > 0) {
-        checkSync(impl.restoreOperatorState(payloads, origin), "restoreOperatorState");
-      }
+      this.load(state, origin, false);
     });
+  }
+
+  /**
+   * `catch-up`'s `restore-changes` (a timed operator's world exports it): the operator state
+   * replaces the one loaded, the key groups' changes apply on top of theirs.
+   */
+  restoreChanges(changes, origin) {
+    this.guard(() => {
+      if (!this.restored) throw new Error("restore-changes was called before restore");
+      this.load(changes, origin, true);
+    });
+  }
+
+  /** Loads `restore`'s state, or `restore-changes`' (`changes`) on top of it. */
+  load(state, origin, changes) {
+    const impl = this.impl;
+    const blobs = state.operatorStates.filter((blob) => blob.length > 0);
+    const groups = state.keyGroups.filter((group) => group.state.length > 0);
+    if (impl.stateFormat === undefined) {
+      if (blobs.length === 0 && groups.length === 0) return;
+      throw new StateError(
+        `${impl.name} is stateless, but was given ${blobs.length} blob(s) of operator state ` +
+          `and ${groups.length} key group(s) written by ${origin.moduleName} ` +
+          `${origin.moduleVersion}`,
+      );
+    }
+    const format = impl.stateFormat;
+    const version = impl.stateVersion;
+    const payloads = blobs.map((blob) =>
+      openEnvelope(
+        blob,
+        format,
+        version,
+        (v, p) => impl.migrateOperatorState(v, p),
+        "operator state",
+      ),
+    );
+    const migrate = (v, value) => impl.migrate(v, value);
+    if (changes) {
+      this.keyed.restoreChanges(state.keyGroups, format, version, migrate);
+    } else {
+      this.keyed.restore(groups, format, version, migrate);
+    }
+    if (payloads.length > 0) {
+      checkSync(impl.restoreOperatorState(payloads, origin), "restoreOperatorState");
+    }
   }
 
   process(input) {
@@ -173,6 +201,19 @@ export class Guest {
       const records = new Records(input);
       const out = new BatchBuilder(records.length);
       checkSync(this.impl.process(records, this.keyed, out), "process");
+      return out.finish();
+    });
+  }
+
+  onTimer(domain, fired) {
+    return this.guard(() => {
+      this.checkInitialized("on-timer");
+      const timers = new Records(fired);
+      if (timers.length > 0 && !timers.hasKeyGroups) {
+        throw new StateError("timers fired without their key groups");
+      }
+      const out = new BatchBuilder(timers.length);
+      checkSync(this.impl.onTimer(domain, timers, this.keyed, out), "onTimer");
       return out.finish();
     });
   }

@@ -67,6 +67,28 @@ export class Operator extends Stateful {
   }
 }
 
+/**
+ * An operator that uses time (world `timed-operator`): it registers timers per key on
+ * `this.timers` (from `process` or `onTimer`) and is called back when they fire.
+ *
+ * `this.timers` (a `Timers`, set before `init`): `register(key, timestamp, domain)`,
+ * `delete(key, timestamp, domain)`, `watermark()` (a BigInt); `domain` a `TimeDomain`.
+ */
+export class TimedOperator extends Operator {
+  /** The host's timers (set before `init`). */
+  timers = undefined;
+
+  /**
+   * Timers of `domain` that fired: each record of `fired` is one timer, its key and timestamp
+   * (values are empty), in timestamp order. Pushes records downstream onto `out`, as `process`
+   * does, and may register and delete timers. Event-time timers fire as the watermark passes
+   * them; processing-time timers by the wall clock (overdue ones at once after a restore).
+   */
+  onTimer(_domain, _fired, _keyed, _out) {
+    throw new Error(`${this.name} does not implement onTimer`);
+  }
+}
+
 /** Produces records; its position must be part of its operator state. */
 export class Source extends Stateful {
   /**
@@ -101,6 +123,7 @@ export class Sink extends Stateful {
 /** The WIT exports of each role's world, as componentize-js names them. */
 export const WORLD_EXPORTS = {
   operator: ["describe", "init", "snapshot", "restore", "process"],
+  "timed-operator": ["describe", "init", "snapshot", "restore", "process", "onTimer", "catchUp"],
   source: ["describe", "init", "snapshot", "restore", "pollBatch"],
   sink: [
     "describe",
@@ -114,9 +137,10 @@ export const WORLD_EXPORTS = {
   ],
 };
 
-/** The role ("operator" | "source" | "sink") of an instance of a role class. */
+/** The role ("operator" | "timed-operator" | "source" | "sink") of an instance of a role class. */
 export function roleOf(impl) {
   for (const [role, base] of [
+    ["timed-operator", TimedOperator],
     ["operator", Operator],
     ["source", Source],
     ["sink", Sink],

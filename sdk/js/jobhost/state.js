@@ -314,24 +314,13 @@ export class KeyedState {
     const loaded = new Map();
     for (const { keyGroup, delta, state } of groups) {
       if (state.length === 0 && !delta) continue;
-      const what = `the keyed state of key group ${keyGroup}`;
-      const found = decodeEnvelope(state, delta);
-      checkEnvelope(found, format, version, migrate !== undefined, what);
-      const old = found.version !== version;
-      if (!Array.isArray(found.payload)) {
-        throw new StateError(`${what} is not a list of [key, value]`);
-      }
+      const { removed, upserts } = decodeGroup(keyGroup, delta, state, format, version, migrate);
       if (!delta && loaded.has(keyGroup)) {
         throw new StateError(`key group ${keyGroup} was given whole twice`);
       }
       const group = loaded.get(keyGroup) ?? new Map();
-      for (const key of found.removed ?? []) group.delete(bytesToKeyString(key));
-      for (const pair of found.payload) {
-        if (!Array.isArray(pair) || pair.length !== 2 || !isBytes(pair[0])) {
-          throw new StateError(`${what} holds an entry that is not [bin key, value]`);
-        }
-        group.set(bytesToKeyString(pair[0]), old ? migrate(found.version, pair[1]) : pair[1]);
-      }
+      for (const key of removed) group.delete(key);
+      for (const [key, value] of upserts) group.set(key, value);
       loaded.set(keyGroup, group);
     }
     for (const [g, group] of loaded) if (group.size === 0) loaded.delete(g);
@@ -343,6 +332,60 @@ export class KeyedState {
     this.based = new Set();
     this.sinceWhole = new Map();
   }
+
+  /**
+   * Applies changes on top of what `restore` loaded (`restore-changes`, a live swap): for each
+   * group changed, its whole state (which replaces the group's; empty: no keys any more) then
+   * deltas, or deltas only. What they change counts as changed since the previous snapshot: a
+   * group replaced goes whole in the next one, a delta's keys as a delta.
+   */
+  restoreChanges(groups, format, version, migrate) {
+    for (const { keyGroup: g, delta, state } of groups) {
+      this.dirty.add(g);
+      if (!delta) {
+        this.groups.delete(g);
+        this.based.delete(g);
+        this.put_.delete(g);
+        this.deleted.delete(g);
+        if (state.length === 0) continue;
+      }
+      const { removed, upserts } = decodeGroup(g, delta, state, format, version, migrate);
+      const group = this.groups.get(g) ?? new Map();
+      const put = keysOf(this.put_, g);
+      for (const key of removed) {
+        if (group.delete(key) && this.based.has(g)) keysOf(this.deleted, g).add(key);
+        put.delete(key);
+      }
+      for (const [key, value] of upserts) {
+        group.set(key, value);
+        put.add(key);
+      }
+      if (group.size > 0) this.groups.set(g, group);
+      else this.groups.delete(g);
+    }
+  }
+}
+
+/**
+ * A group's blob, an envelope of `format` whole or as a delta: the keys it removes and its
+ * `[key, value]` pairs (keys as strings of one char per byte), values migrated by
+ * `migrate(version, value)` when older than `version`.
+ */
+function decodeGroup(keyGroup, delta, state, format, version, migrate) {
+  const what = `the keyed state of key group ${keyGroup}`;
+  const found = decodeEnvelope(state, delta);
+  checkEnvelope(found, format, version, migrate !== undefined, what);
+  const old = found.version !== version;
+  if (!Array.isArray(found.payload)) {
+    throw new StateError(`${what} is not a list of [key, value]`);
+  }
+  const upserts = found.payload.map((pair) => {
+    if (!Array.isArray(pair) || pair.length !== 2 || !isBytes(pair[0])) {
+      throw new StateError(`${what} holds an entry that is not [bin key, value]`);
+    }
+    return [bytesToKeyString(pair[0]), old ? migrate(found.version, pair[1]) : pair[1]];
+  });
+  return { removed: (found.removed ?? []).map(bytesToKeyString), upserts };
 }
 
 /** The set of keys of group `g` in `byGroup`, made if missing. */

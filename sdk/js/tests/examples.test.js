@@ -3,14 +3,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { decodeEnvelope, encodeEnvelope } from "../jobhost/index.js";
-import { ORIGIN, batchOf, example, rowsOf, started, thrown } from "./helpers.js";
+import { Guest, ManualTimers, TimeDomain, decodeEnvelope, encodeEnvelope } from "../jobhost/index.js";
+import { ORIGIN, batchOf, context, example, rowsOf, started, thrown } from "./helpers.js";
 
 const { Tokenizer, lowerCase } = await example("tokenizer");
 const { CounterV1 } = await example("counter_v1");
 const { CounterV2 } = await example("counter_v2");
 const { NullSink } = await example("null_sink");
 const { Faulty } = await example("faulty");
+const { WindowCountV1 } = await example("window_count_v1");
+const { WindowCountV2 } = await example("window_count_v2");
 
 const bytes = (s) => new TextEncoder().encode(s);
 
@@ -154,4 +156,76 @@ test("the faulty operator throws a TypeError where its config says", () => {
   );
   assert.match(thrown(() => started(Faulty, { throw_in: "init" })), /threw in init/);
   assert.match(thrown(() => started(Faulty, { throw_in: "later" })), /^RangeError: throw_in is one of/);
+});
+
+/**
+ * What `window-count` 1.0.0 writes for key group 7 after `a` at 1000 and 2000 (the vector of the
+ * Rust, Python and JavaScript SDKs' window tests, and of guest-examples/rust/window-count-v1).
+ */
+const WINDOW_V1_GROUP = Uint8Array.from([
+  0x93, 0xac, ...bytes("window-count"), 0x01, 0x91, 0x92, 0xc4, 0x01, 0x61, 0x91, 0x94, 0x00,
+  0xcd, 0x27, 0x10, 0x02, 0xc2,
+]);
+
+/** A guest of the window operator `Class`, its timers `timers`, initialised with `config`. */
+function timed(Class, timers, config = {}) {
+  const guest = new Guest(new Class());
+  guest.timers = timers;
+  guest.init(context(config));
+  return guest;
+}
+
+test("window count v1 counts per window, emits at the watermark, writes version 1", () => {
+  const timers = new ManualTimers(() => 7);
+  const v1 = timed(WindowCountV1, timers);
+  assert.equal(v1.role, "timed-operator");
+  assert.deepEqual(rowsOf(v1.process(batchOf([["a", "", 1_000n, 7], ["a", "", 2_000n, 7]]))), []);
+  const saved = v1.snapshot(1n, false);
+  assert.deepEqual(saved.keyGroups, [{ keyGroup: 7, delta: false, state: WINDOW_V1_GROUP }]);
+  v1.process(batchOf([["a", "", 12_000n, 7]]));
+  assert.deepEqual(
+    timers.pending(TimeDomain.EVENT_TIME).map(([, t]) => t),
+    [9_999n, 19_999n],
+  );
+  assert.deepEqual(rowsOf(v1.onTimer(TimeDomain.EVENT_TIME, timers.advanceWatermark(19_999))), [
+    ["a", "a 0 10000 count=2", 9_999n],
+    ["a", "a 10000 20000 count=1", 19_999n],
+  ]);
+  // Without allowed lateness, a record of a window already emitted is late: dropped.
+  assert.deepEqual(rowsOf(v1.process(batchOf([["a", "", 19_000n, 7]]))), []);
+  assert.deepEqual(v1.snapshot(2n, false).keyGroups, [{ keyGroup: 7, delta: false, state: new Uint8Array(0) }]);
+});
+
+test("window count v1 keeps a window its allowed lateness and emits it again", () => {
+  const timers = new ManualTimers(() => 7);
+  const v1 = timed(WindowCountV1, timers, { allowed_lateness_ms: "5000" });
+  v1.process(batchOf([["a", "", 1_000n, 7]]));
+  const fired = v1.onTimer(TimeDomain.EVENT_TIME, timers.advanceWatermark(12_000));
+  assert.deepEqual(rowsOf(fired), [["a", "a 0 10000 count=1", 9_999n]]);
+  assert.deepEqual(rowsOf(v1.process(batchOf([["a", "", 3_000n, 7]]))), [["a", "a 0 10000 count=2", 9_999n]]);
+});
+
+test("window count v2 resumes v1's open windows and sums from then on", () => {
+  // The host keeps the timer v1 registered for its window across the upgrade.
+  const timers = new ManualTimers(() => 7);
+  timers.register(bytes("a"), 9_999, TimeDomain.EVENT_TIME);
+  const v2 = timed(WindowCountV2, timers);
+  const origin = { moduleName: "window-count", moduleVersion: "1.0.0", moduleSha256: "" };
+  v2.restore({ operatorStates: [], keyGroups: [{ keyGroup: 7, delta: false, state: WINDOW_V1_GROUP }] }, origin);
+  v2.process(batchOf([["a", "5", 3_000n, 7], ["a", "7", 13_000n, 7], ["b", "", 4_000n, 7]]));
+  const fired = v2.onTimer(TimeDomain.EVENT_TIME, timers.advanceWatermark(20_000));
+  assert.deepEqual(rowsOf(fired).map(([, value]) => value), [
+    "a 0 10000 count=3 sum=unknown",
+    "b 0 10000 count=1 sum=0",
+    "a 10000 20000 count=1 sum=7",
+  ]);
+  const bad = WINDOW_V1_GROUP.slice();
+  bad[bad.length - 2] = 0xc3; // the count, a `true`
+  const error = thrown(() =>
+    timed(WindowCountV2, new ManualTimers(() => 7)).restore(
+      { operatorStates: [], keyGroups: [{ keyGroup: 7, delta: false, state: bad }] },
+      origin,
+    ),
+  );
+  assert.match(error, /a `window-count` version 1 accumulator is a count, not true/);
 });

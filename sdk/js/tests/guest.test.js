@@ -6,9 +6,12 @@ import { test } from "node:test";
 
 import {
   Guest,
+  ManualTimers,
   Operator,
   Sink,
   Source,
+  TimeDomain,
+  TimedOperator,
   decodeEnvelope,
   encodeEnvelope,
   errorText,
@@ -218,4 +221,59 @@ test("the world's functions delegate to the one registered module", () => {
   assert.deepEqual(rowsOf(world.process(batchOf([["k", "v", 1n]]))), [["k", "v", 1n]]);
   assert.equal(registered().role, "operator");
   unregister();
+});
+
+/** Registers a timer 10 ms after each record of its key; says so when it fires. */
+class Alarm extends TimedOperator {
+  name = "alarm";
+  version = "1.0.0";
+  stateFormat = "alarm";
+  process(records, keyed) {
+    for (const r of records) {
+      keyed.put(r, keyed.get(r, 0) + 1);
+      this.timers.register(r.key, r.timestamp + 10n, TimeDomain.PROCESSING_TIME);
+    }
+  }
+  onTimer(domain, fired, keyed, out) {
+    for (const timer of fired) {
+      out.push(timer.key, `${domain} ${timer.timestamp} after ${keyed.get(timer)}`, timer.timestamp);
+      keyed.delete(timer);
+    }
+  }
+}
+
+test("a timed operator registers timers, is called back, and catches up", () => {
+  const guest = new Guest(new Alarm());
+  assert.equal(guest.role, "timed-operator");
+  const timers = (guest.timers = new ManualTimers(() => 3));
+  guest.init(context());
+  guest.process(batchOf([["k", "", 5n, 3], ["k", "", 7n, 3]]));
+  assert.deepEqual(
+    timers.pending(TimeDomain.PROCESSING_TIME).map(([, t]) => t),
+    [15n, 17n],
+  );
+  const fired = guest.onTimer(TimeDomain.PROCESSING_TIME, timers.advanceClock(15));
+  assert.deepEqual(rowsOf(fired), [["k", "processing-time 15 after 2", 15n]]);
+  // `catch-up`: after a restore, changes apply on top, and are snapshotted as changed.
+  assert.match(thrown(() => world.catchUp.restoreChanges({ operatorStates: [], keyGroups: [] }, ORIGIN)), /no module registered/);
+  const alarm = new Guest(new Alarm());
+  alarm.timers = timers;
+  alarm.init(context());
+  assert.equal(thrown(() => alarm.restoreChanges({ operatorStates: [], keyGroups: [] }, ORIGIN)),
+    "Error: restore-changes was called before restore");
+  alarm.restore({ operatorStates: [], keyGroups: [] }, ORIGIN);
+  const nine = encodeEnvelope("alarm", 1, [[new TextEncoder().encode("k"), 9]]);
+  alarm.restoreChanges({ operatorStates: [], keyGroups: [{ keyGroup: 3, delta: false, state: nine }] }, ORIGIN);
+  assert.deepEqual(alarm.snapshot(2n, false).keyGroups.map((g) => [g.keyGroup, g.delta]), [[3, false]]);
+  const later = alarm.onTimer(TimeDomain.PROCESSING_TIME, timers.advanceClock(17));
+  assert.deepEqual(rowsOf(later), [["k", "processing-time 17 after 9", 17n]]);
+  const unkeyed = batchOf([["k", "", 1n]]);
+  assert.equal(
+    thrown(() => alarm.onTimer(TimeDomain.EVENT_TIME, unkeyed)),
+    "StateError: timers fired without their key groups",
+  );
+  // Without the host's timers (a component imports them) and none set, registering fails.
+  const bare = new Guest(new Alarm());
+  bare.init(context());
+  assert.match(thrown(() => bare.process(batchOf([["k", "", 1n, 3]]))), /^Error: this operator has no timers/);
 });

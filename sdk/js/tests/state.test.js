@@ -240,3 +240,44 @@ test("restore migrates values of an older version, and refuses what it cannot re
   const bad = [{ keyGroup: 0, state: encodeEnvelope("word-count", 1, [["a", 3]]) }];
   assert.throws(() => keyed.restore(bad, "word-count", 1), /not \[bin key, value\]/);
 });
+
+test("restore-changes apply on top of a restore and count as changed", () => {
+  const written = new KeyedState();
+  for (const [key, value] of [["apple", 3], ["pear", 1], ["k1", 1], ["k2", 1], ["k3", 1]]) {
+    written.put(record(key, 0), value);
+  }
+  written.put(record("the", 125), 1);
+  written.put(record("x", 5), 7);
+  const state = new KeyedState();
+  state.restore(written.snapshot(true, "word-count", 1), "word-count", 1);
+  state.snapshot(true, "word-count", 1); // the host's copy of the new module, after `restore`
+  // A delta of group 0 as the Rust SDK writes it: `apple` is now 4 and `pear` is gone.
+  const appleFourPearGone = Uint8Array.from(Buffer.from(
+    "94aa" + hex(bytes("word-count")) + "01" + "91" + "92c405" + hex(bytes("apple")) + "04" +
+      "91c404" + hex(bytes("pear")),
+    "hex",
+  ));
+  state.restoreChanges(
+    [
+      { keyGroup: 0, delta: true, state: appleFourPearGone },
+      { keyGroup: 125, delta: false, state: encodeEnvelope("word-count", 1, [[bytes("the"), 2], [bytes("thy"), 1]]) },
+      { keyGroup: 5, delta: false, state: new Uint8Array(0) },
+    ],
+    "word-count",
+    1,
+  );
+  const held = [...state.entries()].map(([k, v, g]) => [g, new TextDecoder().decode(k), v]);
+  assert.deepEqual(held.sort(), [
+    [0, "apple", 4], [0, "k1", 1], [0, "k2", 1], [0, "k3", 1], [125, "the", 2], [125, "thy", 1],
+  ].sort());
+  const changed = state.snapshot(false, "word-count", 1);
+  assert.deepEqual(
+    changed.map(({ keyGroup, delta, state }) => [keyGroup, delta, state.length === 0 ? null : decodeEnvelope(state, delta)]),
+    [
+      [0, true, { format: "word-count", version: 1, payload: [[bytes("apple"), 4]], removed: [bytes("pear")] }],
+      [5, false, null],
+      [125, false, { format: "word-count", version: 1, payload: [[bytes("the"), 2], [bytes("thy"), 1]] }],
+    ],
+  );
+  assert.deepEqual(state.snapshot(false, "word-count", 1), [], "changes are snapshotted once");
+});

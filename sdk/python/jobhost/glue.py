@@ -5,6 +5,11 @@ snapshotted), looks up the app module's `WitWorld` class and calls the world's e
 hence the one registration line `WitWorld = export(MyOperator)`. It makes one `WitWorld`
 instance per export, so the state of the subtask lives here, in a `_Runtime` shared by them.
 
+A `TimedOperator` is built for world `timed-operator`, which also exports the interface
+`catch-up`: componentize-py looks for its implementation as the class `CatchUp` of the app
+module, which `export` defines there too (in the module that calls it), so that registration
+stays one line.
+
 A world export returning `result<_, string>` fails by raising the generated `Err`; any other
 exception would trap the component. Every export therefore turns an exception into
 `Err("{type}: {message}")`, and writes the traceback of an unexpected one to stderr.
@@ -19,17 +24,24 @@ from typing import Any, Callable, Optional, Type
 from .batch import BatchBuilder, records
 from .errors import JobhostError, StateError
 from .keyed import KeyedState
-from .roles import Context, Module, Operator, Origin, Sink, Source
+from .roles import Context, Module, Operator, Origin, Sink, Source, TimedOperator
 from .state import decode_envelope_of, encode_envelope, unsupported_version
+from .time import HostTimers, TimeDomain, Timers
 
-# Each role's own export, which the world's generated `WitWorld` declares.
-_ROLES = ((Operator, "operator", "process"), (Source, "source", "poll_batch"), (Sink, "sink", "write_batch"))
+# Each role's own export, which the world's generated `WitWorld` declares (a timed operator's
+# world declares `process` too: its own comes first).
+_ROLES = (
+    (TimedOperator, "timed-operator", "on_timer"),
+    (Operator, "operator", "process"),
+    (Source, "source", "poll_batch"),
+    (Sink, "sink", "write_batch"),
+)
 
 
 def export(cls: Type[Module], world: Optional[ModuleType] = None) -> type:
-    """Makes `cls` (a subclass of `Operator`, `Source` or `Sink`) implement the component's
-    world; assign the result to `WitWorld` in the app module. `world` is the generated world
-    module (`wit_world`, the default)."""
+    """Makes `cls` (a subclass of `Operator`, `TimedOperator`, `Source` or `Sink`) implement
+    the component's world; assign the result to `WitWorld` in the app module. `world` is the
+    generated world module (`wit_world`, the default)."""
     role = _role(cls)
     _check_description(cls)
     if world is None:
@@ -38,14 +50,16 @@ def export(cls: Type[Module], world: Optional[ModuleType] = None) -> type:
     err = importlib.import_module("componentize_py_types").Err
     # The world's protocol class is named after its module: `wit_world.WitWorld`.
     protocol = getattr(world, "".join(map(str.capitalize, world.__name__.split("_"))))
-    built_for = [name for _, name, method in _ROLES if hasattr(protocol, method)]
-    if built_for != [role[1]]:
+    built_for = next((name for _, name, method in _ROLES if hasattr(protocol, method)), None)
+    if built_for != role[1]:
         raise TypeError(
             f"{cls.__name__} is a {role[0].__name__}, but this component is built for world "
-            f"{' and '.join(f'`{w}`' for w in built_for) or 'of no role'}: build it for world "
-            f"`{role[1]}`"
+            f"{f'`{built_for}`' if built_for else 'of no role'}: build it for world `{role[1]}`"
         )
     runtime = _Runtime(cls, types, err)
+    if role[0] is TimedOperator:
+        timers = importlib.import_module(world.__name__ + ".imports.timers")
+        runtime.timers = HostTimers(timers, types)
     methods = {
         "describe": lambda self: runtime.describe(),
         "init": lambda self, ctx: runtime.call(runtime.init, ctx),
@@ -54,13 +68,18 @@ def export(cls: Type[Module], world: Optional[ModuleType] = None) -> type:
         ),
         "restore": lambda self, state, origin: runtime.call(runtime.restore, state, origin),
     }
-    if role[0] is Operator:
+    if role[0] is Operator or role[0] is TimedOperator:
         methods["process"] = lambda self, input: runtime.call(runtime.process, input)
-    elif role[0] is Source:
+    if role[0] is TimedOperator:
+        methods["on_timer"] = lambda self, domain, fired: runtime.call(
+            runtime.on_timer, domain, fired
+        )
+        _define_catch_up(world, runtime, sys._getframe(1).f_globals)
+    if role[0] is Source:
         methods["poll_batch"] = lambda self, max_records: runtime.call(
             runtime.poll_batch, max_records
         )
-    else:
+    if role[0] is Sink:
         methods["write_batch"] = lambda self, input: runtime.call(runtime.write_batch, input)
         for name in ("prepare_commit", "commit", "recover"):
             methods[name] = _sink_call(runtime, name)
@@ -68,6 +87,16 @@ def export(cls: Type[Module], world: Optional[ModuleType] = None) -> type:
     glue.__module__ = cls.__module__
     glue.runtime = runtime
     return glue
+
+
+def _define_catch_up(world: ModuleType, runtime: "_Runtime", app: dict) -> None:
+    """Defines `CatchUp`, the implementation of the exported interface `catch-up`, in the app
+    module `app` (its globals), unless it defines its own."""
+    protocol = importlib.import_module(world.__name__ + ".exports").CatchUp
+    restore_changes = lambda self, changes, origin: runtime.call(  # noqa: E731
+        runtime.restore_changes, changes, origin
+    )
+    app.setdefault("CatchUp", type("CatchUp", (protocol,), {"restore_changes": restore_changes}))
 
 
 def _sink_call(runtime: "_Runtime", name: str) -> Callable[[Any, int], None]:
@@ -119,6 +148,9 @@ class _Runtime:
         self._module: Optional[Module] = None
         self.keyed: Optional[KeyedState] = None
         self.ended = False
+        self.timers: Timers = Timers()
+        """The timers a `TimedOperator` gets as `self.timers`: the host's in a component; a
+        test may set a `ManualTimers` before `init`."""
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """Calls `function`, turning any exception into the WIT error."""
@@ -152,6 +184,8 @@ class _Runtime:
         )
         self._module = None
         module = self.cls()
+        if isinstance(module, TimedOperator):
+            module.timers = self.timers
         keyed = KeyedState(
             ctx.key_group_start, ctx.key_group_end, self.cls.state_format, self.cls.state_version
         )
@@ -177,6 +211,14 @@ class _Runtime:
         return self.types.Snapshot(operator_state=operator_state, key_groups=groups)
 
     def restore(self, state: Any, origin: Any) -> None:
+        self._load(state, origin, changes=False)
+
+    def restore_changes(self, changes: Any, origin: Any) -> None:
+        """`catch-up`'s `restore-changes`: the operator state replaces the one loaded, the key
+        groups' changes apply on top of theirs."""
+        self._load(changes, origin, changes=True)
+
+    def _load(self, state: Any, origin: Any, changes: bool) -> None:
         module = self.module()
         origin = Origin(
             origin.module_name, origin.module_version, origin.module_sha256, state.parallelism
@@ -200,7 +242,8 @@ class _Runtime:
             payloads.append(payload)
         assert self.keyed is not None
         groups = [(group.key_group, group.delta, group.state) for group in state.key_groups]
-        self.keyed.restore(groups, module.migrate, str(origin))
+        load = self.keyed.restore_changes if changes else self.keyed.restore
+        load(groups, module.migrate, str(origin))
         module.restore_operator_state(payloads, origin)
 
     def _batch(self, out: BatchBuilder) -> Any:
@@ -210,6 +253,15 @@ class _Runtime:
         module = self.module()
         out = BatchBuilder()
         module.process(records(input), self.keyed, out)  # type: ignore[attr-defined]
+        return self._batch(out)
+
+    def on_timer(self, domain: Any, fired: Any) -> Any:
+        module = self.module()
+        out = BatchBuilder()
+        timers = records(fired)
+        if timers and timers[0].key_group is None:
+            raise JobhostError("timers fired without their key groups")
+        module.on_timer(TimeDomain[domain.name], timers, self.keyed, out)  # type: ignore[attr-defined]
         return self._batch(out)
 
     def poll_batch(self, max_records: int) -> Any:

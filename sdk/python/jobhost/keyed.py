@@ -144,17 +144,8 @@ class KeyedState:
         for number, delta, blob in groups:
             if not blob and not delta:
                 continue
-            if self._format is None:
-                raise StateError(
-                    f"this module keeps no keyed state, but was given the state of key group "
-                    f"{number} written by {origin}"
-                )
-            version, payload, removed = decode_group_of(blob, self._format, delta)
-            if version > self._version:
-                raise unsupported_version(self._format, version, self._version)
-            upserts = _pairs(number, payload)
-            if version != self._version:
-                upserts = {key: migrate(version, value) for key, value in upserts.items()}
+            upserts, removed, old = self._decode(number, delta, blob, migrate, origin)
+            if old:
                 migrated.add(number)
             if not delta and number in loaded:
                 raise StateError(f"key group {number} was given whole twice")
@@ -166,6 +157,61 @@ class KeyedState:
         # The host's next snapshot is full: until then, it holds no group of this state.
         self._dirty, self._put, self._deleted = migrated, {}, {}
         self._based, self._since_whole = set(), {}
+
+    def restore_changes(
+        self,
+        groups: List[Tuple[int, bool, bytes]],
+        migrate: Callable[[int, Any], Any],
+        origin: str,
+    ) -> None:
+        """Applies changes on top of what `restore` loaded (`restore-changes`, a live swap):
+        for each group changed, its whole state (which replaces the group's; empty: no keys
+        any more) then deltas, or deltas only. What they change counts as changed since the
+        previous snapshot: a group replaced goes whole in the next one, a delta's keys as a
+        delta."""
+        for number, delta, blob in groups:
+            self._dirty.add(number)
+            if not delta:
+                self._groups.pop(number, None)
+                self._based.discard(number)
+                self._put.pop(number, None)
+                self._deleted.pop(number, None)
+                if not blob:
+                    continue
+            upserts, removed, _ = self._decode(number, delta, blob, migrate, origin)
+            group = self._groups.setdefault(number, {})
+            put = self._put.setdefault(number, set())
+            for key in removed or ():
+                if group.pop(key, _MISSING) is not _MISSING and number in self._based:
+                    self._deleted.setdefault(number, set()).add(key)
+                put.discard(key)
+            group.update(upserts)
+            put.update(upserts)
+            if not group:
+                del self._groups[number]
+
+    def _decode(
+        self,
+        number: int,
+        delta: bool,
+        blob: bytes,
+        migrate: Callable[[int, Any], Any],
+        origin: str,
+    ) -> Tuple[Dict[bytes, Any], Optional[List[bytes]], bool]:
+        """A group's blob: its values (migrated to the current version), the keys it removes
+        (for a delta), and whether it was of an older version."""
+        if self._format is None:
+            raise StateError(
+                f"this module keeps no keyed state, but was given the state of key group "
+                f"{number} written by {origin}"
+            )
+        version, payload, removed = decode_group_of(blob, self._format, delta)
+        if version > self._version:
+            raise unsupported_version(self._format, version, self._version)
+        upserts = _pairs(number, payload)
+        if version != self._version:
+            upserts = {key: migrate(version, value) for key, value in upserts.items()}
+        return upserts, removed, version != self._version
 
 
 def _pairs(number: int, payload: Any) -> Dict[bytes, Any]:

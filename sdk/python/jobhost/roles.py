@@ -17,6 +17,7 @@ from .batch import BatchBuilder, Record
 from .errors import ConfigError, StateError
 from .keyed import KeyedState
 from .state import unsupported_version
+from .time import TimeDomain, Timers
 
 
 @dataclass
@@ -112,6 +113,27 @@ class Operator(Module):
         """Transforms a batch of input records, pushing output records onto `out`. `keyed`
         holds the keyed state, for records that arrived over a key-by edge."""
         raise NotImplementedError(f"{type(self).__name__} does not implement `process`")
+
+
+class TimedOperator(Operator):
+    """An operator that uses time (world `timed-operator`): it registers timers per key on
+    `self.timers` (from `process` or `on_timer`) and is called back when they fire.
+
+    `self.timers` (a `jobhost.Timers`): `register(key, timestamp, domain)`, `delete(key,
+    timestamp, domain)`, `watermark()`, `domain` a `TimeDomain`: the host's timers, set before
+    `init`."""
+
+    timers: Timers = Timers()
+
+    def on_timer(
+        self, domain: TimeDomain, fired: List[Record], keyed: KeyedState, out: BatchBuilder
+    ) -> None:
+        """Timers of `domain` that fired: each record of `fired` is one timer, its key and
+        timestamp (values are empty), in timestamp order. Pushes records downstream onto `out`,
+        as `process` does, and may register and delete timers. Event-time timers fire as the
+        watermark passes them; processing-time timers by the wall clock (overdue ones at once
+        after a restore)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement `on_timer`")
 
 
 class Source(Module):

@@ -5,8 +5,9 @@
 It puts the SDK and the examples (`guest-examples/python/`, and the fixture of
 `tests/guests/python/`) on `sys.path`, makes msgpack use its pure-Python
 implementation (the one a component runs; `MSGPACK_PUREPYTHON=` set empty tests the C one), and
-generates the bindings of the three worlds with componentize-py, as `wit_operator`,
-`wit_source` and `wit_sink` (`bindings(world)`), for the tests of the glue."""
+generates the bindings of the four worlds with componentize-py, as `wit_operator`,
+`wit_timed_operator`, `wit_source` and `wit_sink` (`bindings(world)`), for the tests of the
+glue."""
 
 import atexit
 import importlib
@@ -39,7 +40,8 @@ def componentize_py():
 
 
 def bindings(world):
-    """The generated world module of `world` (`operator`, `source` or `sink`)."""
+    """The generated world module of `world` (`operator`, `timed-operator`, `source` or
+    `sink`)."""
     global _bindings_dir
     if _bindings_dir is None:
         tool = componentize_py()
@@ -47,14 +49,15 @@ def bindings(world):
             raise RuntimeError("componentize-py is not installed: run sdk/python/build.sh")
         _bindings_dir = tempfile.mkdtemp(prefix="jobhost-bindings-")
         atexit.register(shutil.rmtree, _bindings_dir, ignore_errors=True)
-        for name in ("operator", "source", "sink"):
+        for name in ("operator", "timed-operator", "source", "sink"):
+            module = "wit_" + name.replace("-", "_")
             subprocess.run(
                 [tool, "-q", "-d", os.path.join(ROOT, "wit"), "-w", name,
-                 "--world-module", f"wit_{name}", "bindings", _bindings_dir],
+                 "--world-module", module, "bindings", _bindings_dir],
                 check=True,
             )
         sys.path.insert(0, _bindings_dir)
-    return importlib.import_module(f"wit_{world}")
+    return importlib.import_module("wit_" + world.replace("-", "_"))
 
 
 def load_example(name, world):

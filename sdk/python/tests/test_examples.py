@@ -8,7 +8,15 @@ import unittest
 from contextlib import redirect_stderr
 
 import support
-from jobhost import BatchBuilder, Record, decode_envelope, encode_envelope, records
+from jobhost import (
+    BatchBuilder,
+    ManualTimers,
+    Record,
+    TimeDomain,
+    decode_envelope,
+    encode_envelope,
+    records,
+)
 
 # What `word-counter` 1.0.0 writes for group 0 after counting "apple" three times and "pear"
 # once (docs/state-format.md).
@@ -135,6 +143,69 @@ class CounterTest(unittest.TestCase):
             caught.exception.value,
             "StateError: a `word-count` version 1 value is a count, not 'three'",
         )
+
+
+# What `window-count` 1.0.0 writes for key group 7 after `a` at 1000 and 2000 (the vector of
+# the Rust, Python and JavaScript SDKs' window tests, and of guest-examples/rust/window-count-v1).
+WINDOW_V1_GROUP = b"\x93\xacwindow-count\x01\x91\x92\xc4\x01a\x91\x94\x00\xcd\x27\x10\x02\xc2"
+
+
+def timed(name, timers, **config):
+    """Example `name` built for world `timed-operator`, its timers `timers`, initialized."""
+    glue = support.load_example(name, "timed-operator").WitWorld
+    glue.runtime.timers = timers
+    glue = glue()
+    glue.init(context(**config))
+    return glue
+
+
+def fire(glue, timers, watermark):
+    t = types("timed-operator")
+    return glue.on_timer(t.TimeDomain.EVENT_TIME, t.Batch(*timers.advance_watermark(watermark)))
+
+
+class WindowCountTest(unittest.TestCase):
+    def test_v1_counts_per_window_emits_at_the_watermark_and_writes_version_1(self):
+        timers = ManualTimers(lambda key: 7)
+        v1 = timed("window_count_v1", timers)
+        self.assertEqual(rows(v1.process(batch([(b"a", b"", 1_000), (b"a", b"", 2_000)], [7, 7]))), [])
+        snapshot = v1.snapshot(1, False)
+        self.assertEqual([(g.key_group, g.state) for g in snapshot.key_groups], [(7, WINDOW_V1_GROUP)])
+        v1.process(batch([(b"a", b"", 12_000)], [7]))
+        self.assertEqual(timers.pending(TimeDomain.EVENT_TIME), [(b"a", 9_999), (b"a", 19_999)])
+        self.assertEqual(
+            rows(fire(v1, timers, 19_999)),
+            [(b"a", b"a 0 10000 count=2", 9_999), (b"a", b"a 10000 20000 count=1", 19_999)],
+        )
+        # Without allowed lateness, a record of a window already emitted is late: dropped.
+        self.assertEqual(rows(v1.process(batch([(b"a", b"", 19_000)], [7]))), [])
+        self.assertEqual([(g.key_group, g.state) for g in v1.snapshot(2, False).key_groups], [(7, b"")])
+
+    def test_v1_keeps_a_window_its_allowed_lateness_and_emits_it_again(self):
+        timers = ManualTimers(lambda key: 7)
+        v1 = timed("window_count_v1", timers, allowed_lateness_ms="5000")
+        v1.process(batch([(b"a", b"", 1_000)], [7]))
+        self.assertEqual(rows(fire(v1, timers, 12_000)), [(b"a", b"a 0 10000 count=1", 9_999)])
+        self.assertEqual(rows(v1.process(batch([(b"a", b"", 3_000)], [7]))), [(b"a", b"a 0 10000 count=2", 9_999)])
+
+    def test_v2_resumes_v1_open_windows_and_sums_from_then_on(self):
+        # The host keeps the timer v1 registered for its window across the upgrade.
+        timers = ManualTimers(lambda key: 7)
+        timers.register(b"a", 9_999, TimeDomain.EVENT_TIME)
+        v2 = timed("window_count_v2", timers)
+        t = types("timed-operator")
+        v2.restore(t.Restored(1, [b""], [t.KeyGroupState(7, False, WINDOW_V1_GROUP)]), origin("window-count"))
+        v2.process(batch([(b"a", b"5", 3_000), (b"a", b"7", 13_000), (b"b", b"", 4_000)], [7, 7, 7]))
+        self.assertEqual(
+            [value for _, value, _ in rows(fire(v2, timers, 20_000))],
+            [b"a 0 10000 count=3 sum=unknown", b"b 0 10000 count=1 sum=0", b"a 10000 20000 count=1 sum=7"],
+        )
+        bad = WINDOW_V1_GROUP.replace(b"\x02\xc2", b"\xa1x\xc2")
+        v2 = timed("window_count_v2", ManualTimers(lambda key: 7))
+        with redirect_stderr(io.StringIO()):
+            with self.assertRaises(support.err_type()) as caught:
+                v2.restore(t.Restored(1, [b""], [t.KeyGroupState(7, False, bad)]), origin("window-count"))
+        self.assertIn("a `window-count` version 1 accumulator is a count, not 'x'", caught.exception.value)
 
 
 class FolderTest(unittest.TestCase):

@@ -6,7 +6,18 @@ import unittest
 from contextlib import redirect_stderr
 
 import support
-from jobhost import BatchBuilder, Operator, Sink, Source, encode_envelope, export
+from jobhost import (
+    BatchBuilder,
+    ManualTimers,
+    Operator,
+    Sink,
+    Source,
+    TimeDomain,
+    TimedOperator,
+    encode_envelope,
+    export,
+    records,
+)
 
 
 def types(world="operator"):
@@ -108,6 +119,25 @@ class Collect(Sink):
         raise OSError(5, "Input/output error")
 
 
+class Alarm(TimedOperator):
+    """Registers a timer 10 ms after each record of its key; says so when it fires."""
+
+    name = "alarm"
+    version = "1.0.0"
+    state_format = "alarm"
+
+    def process(self, records, keyed, out):
+        for r in records:
+            keyed.put(r, keyed.get(r, 0) + 1)
+            self.timers.register(r.key, r.timestamp + 10, TimeDomain.PROCESSING_TIME)
+
+    def on_timer(self, domain, fired, keyed, out):
+        for timer in fired:
+            seen = keyed.get(timer)
+            out.push(timer.key, b"%s %d after %d" % (domain.value.encode(), timer.timestamp, seen), timer.timestamp)
+            keyed.delete(timer)
+
+
 class GlueTest(unittest.TestCase):
     def setUp(self):
         self.Err = support.err_type()
@@ -153,6 +183,45 @@ class GlueTest(unittest.TestCase):
             "StateError: this module keeps no keyed state, but was given the state of key group 3 written by old 0.9",
         )
         world.restore(types().Restored(1, [b""], [types().KeyGroupState(3, False, b"")]), origin())
+
+    def test_a_timed_operator_through_the_generated_types(self):
+        t = types("timed-operator")
+        # An app module's globals, as componentize-py imports it.
+        app = {"Alarm": Alarm, "world": support.bindings("timed-operator")}
+        exec("from jobhost import export\nWitWorld = export(Alarm, world)", app)
+        world = app["WitWorld"]
+        timers = world.runtime.timers = ManualTimers(lambda key: 3)
+        world = world()
+        world.init(context())
+        world.process(t.Batch(*BatchBuilder().finish()))
+        rows = BatchBuilder()
+        rows.push(b"k", b"", 5)
+        rows.push(b"k", b"", 7)
+        world.process(t.Batch(*rows.finish()._replace(key_groups=[3, 3])))
+        self.assertEqual(timers.pending(TimeDomain.PROCESSING_TIME), [(b"k", 15), (b"k", 17)])
+        fired = world.on_timer(t.TimeDomain.PROCESSING_TIME, t.Batch(*timers.advance_clock(15)))
+        self.assertIsInstance(fired, t.Batch)
+        self.assertEqual([r.value for r in records(fired)], [b"processing-time 15 after 2"])
+        # `catch-up`: defined in the module that called `export`, as componentize-py wants.
+        catch_up = app["CatchUp"]()
+        changes = t.Restored(1, [b""], [t.KeyGroupState(3, False, encode_envelope("alarm", 1, [[b"k", 9]]))])
+        catch_up.restore_changes(changes, origin())
+        snapshot = world.snapshot(2, False)
+        self.assertEqual([(g.key_group, g.delta) for g in snapshot.key_groups], [(3, False)])
+        fired = world.on_timer(t.TimeDomain.PROCESSING_TIME, t.Batch(*timers.advance_clock(17)))
+        self.assertEqual([r.value for r in records(fired)], [b"processing-time 17 after 9"])
+        self.assert_err(
+            lambda: world.on_timer(t.TimeDomain.EVENT_TIME, t.Batch(b"k", [1], b"", [0], [1], [])),
+            "JobhostError: timers fired without their key groups",
+        )
+
+    def test_operators_without_time_have_no_timers(self):
+        with self.assertRaisesRegex(TypeError, "Alarm is a TimedOperator, but this component is built for world `operator`"):
+            export(Alarm, support.bindings("operator"))
+        with self.assertRaisesRegex(TypeError, "Upper is a Operator, but this component is built for world `timed-operator`"):
+            export(Upper, support.bindings("timed-operator"))
+        with self.assertRaisesRegex(Exception, "this operator has no timers: derive it from TimedOperator"):
+            Alarm().timers.register(b"k", 1, TimeDomain.EVENT_TIME)
 
     def test_a_class_is_built_only_for_its_own_world(self):
         with self.assertRaises(TypeError) as caught:

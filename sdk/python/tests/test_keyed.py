@@ -155,6 +155,37 @@ class KeyedStateTest(unittest.TestCase):
             kinds.append(state.snapshot(False)[0][1])
         self.assertEqual(kinds, [True, False, True])
 
+    def test_restore_changes_apply_on_top_and_count_as_changed(self):
+        written = self.state()
+        written.put(APPLE, 3)
+        written.put(PEAR, 1)
+        written.put(THE, 1)
+        written.put(Record(b"x", b"", 0, 5), 7)
+        for key in (b"k1", b"k2", b"k3"):
+            written.put(Record(key, b"", 0, 0), 1)
+        state = self.state()
+        state.restore(written.snapshot(True), refuse, "word-counter 1.0.0")
+        state.snapshot(True)  # the host's copy of the new module, taken after `restore`
+        changes = [
+            (0, True, APPLE_4_PEAR_GONE),
+            (125, False, encode_envelope("word-count", 1, [[b"the", 2], [b"thy", 1]])),
+            (5, False, b""),
+        ]
+        state.restore_changes(changes, refuse, "word-counter 1.0.0")
+        self.assertEqual(
+            list(state.items()),
+            [(0, b"apple", 4), (0, b"k1", 1), (0, b"k2", 1), (0, b"k3", 1), (125, b"the", 2), (125, b"thy", 1)],
+        )
+        self.assertEqual(
+            decoded(state.snapshot(False)),
+            {
+                0: ("word-count", 1, [[b"apple", 4]], [b"pear"]),
+                5: b"",
+                125: ("word-count", 1, [[b"the", 2], [b"thy", 1]]),
+            },
+        )
+        self.assertEqual(state.snapshot(False), [], "changes are snapshotted once")
+
     def test_restore_migrates_older_versions_and_rewrites_their_groups(self):
         v1 = self.state(1)
         v1.put(APPLE, 3)

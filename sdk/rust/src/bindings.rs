@@ -1,7 +1,7 @@
-//! The bindings of the three worlds of `wit/operator.wit`, generated here once so that no
-//! author runs `wit_bindgen::generate!` or copies the WIT: the `export_*!` macros of this
-//! crate connect an author's type to them. The worlds share one `types` interface, generated
-//! in `operator` and reused by the others.
+//! The bindings of the worlds of `wit/operator.wit`, generated here once so that no author
+//! runs `wit_bindgen::generate!` or copies the WIT: the `export_*!` macros of this crate
+//! connect an author's type to them. The worlds share one `types` interface, generated (every
+//! type of it) in `jobhost-guest-wit` with the `timed-operator` world.
 #![allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
 
 /// The `operator` world: map, filter, flat-map, keyed aggregation.
@@ -12,6 +12,7 @@ pub mod operator {
         default_bindings_module: "jobhost_guest::bindings::operator",
         pub_export_macro: true,
         export_macro_name: "export_operator_world",
+        with: { "jobhost:operator/types@0.3.2": jobhost_guest_wit::types },
     });
 }
 
@@ -24,9 +25,14 @@ pub mod live_operator {
         default_bindings_module: "jobhost_guest::bindings::live_operator",
         pub_export_macro: true,
         export_macro_name: "export_live_operator_world",
-        with: { "jobhost:operator/types@0.3.2": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.2": jobhost_guest_wit::types },
     });
 }
+
+/// The `timed-operator` world: a `live-operator` that imports the host's `timers` and exports
+/// `on-timer`, generated in `jobhost-guest-wit` (see there why).
+/// [`export_timed_operator!`](crate::export_timed_operator) exports it.
+pub use jobhost_guest_wit::timed_operator;
 
 /// The `source` world.
 pub mod source {
@@ -36,7 +42,7 @@ pub mod source {
         default_bindings_module: "jobhost_guest::bindings::source",
         pub_export_macro: true,
         export_macro_name: "export_source_world",
-        with: { "jobhost:operator/types@0.3.2": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.2": jobhost_guest_wit::types },
     });
 }
 
@@ -48,8 +54,8 @@ pub mod sink {
         default_bindings_module: "jobhost_guest::bindings::sink",
         pub_export_macro: true,
         export_macro_name: "export_sink_world",
-        with: { "jobhost:operator/types@0.3.2": crate::bindings::operator::jobhost::operator::types },
+        with: { "jobhost:operator/types@0.3.2": jobhost_guest_wit::types },
     });
 }
 
-pub use operator::jobhost::operator::types;
+pub use jobhost_guest_wit::types;

@@ -2,7 +2,10 @@
 //! `jobhost:operator` worlds (`source`, `operator`, `sink`) of `wit/operator.wit`.
 //!
 //! An author implements one trait, [`Operator`], [`Source`] or [`Sink`], and calls one macro,
-//! [`export_operator!`], [`export_source!`] or [`export_sink!`]. The SDK owns the bindings
+//! [`export_operator!`], [`export_source!`] or [`export_sink!`]. An operator that uses time
+//! also implements [`TimedOperator`] (timers per key, [`time`]) and is exported by
+//! [`export_timed_operator!`]; a [`WindowOperator`] ([`window`], [`aggregate`]) by
+//! [`export_window_operator!`]: both build the `timed-operator` world. The SDK owns the bindings
 //! (generated here from the WIT it carries), holds the author's value between calls, reads
 //! batches as [`Record`]s and builds them with [`BatchBuilder`], and keeps keyed state by key
 //! group ([`Keyed`]): each snapshot carries only the groups that changed, and a job can resume
@@ -37,6 +40,7 @@
 //! `memcmp`, which only that feature builds, say when it pays); enable it in the component's
 //! own crate only.
 
+pub mod aggregate;
 mod batch;
 pub mod bindings;
 pub mod envelope;
@@ -45,10 +49,13 @@ mod keyed;
 pub mod memcmp;
 mod runtime;
 mod state;
+pub mod time;
+mod timed;
+pub mod window;
 
 pub use batch::{BatchBuilder, BatchParts, ColumnarBatch, Columns, Record, Records, records};
 pub use bindings::types::{
-    Batch, Context, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin,
+    Batch, Context, ModuleInfo, PollResult, Rescale, Restored, Snapshot, StateOrigin, TimeDomain,
 };
 pub use envelope::StateFormat;
 pub use keyed::{Key, Keyed, OldEntries};
@@ -58,6 +65,9 @@ pub use runtime::{
 pub use state::{
     decode_state, decode_state_exact, decode_state_version, encode_state, unsupported_version,
 };
+pub use time::{TimerService, Timers, timers};
+pub use timed::TimedOperator;
+pub use window::{LATE_KEY_PREFIX, Window, WindowOperator, Windows};
 
 impl ColumnarBatch for Batch {
     fn columns(&self) -> Columns<'_> {
@@ -68,26 +78,6 @@ impl ColumnarBatch for Batch {
             value_ends: &self.value_ends,
             timestamps: &self.timestamps,
             key_groups: &self.key_groups,
-        }
-    }
-}
-
-impl From<BatchBuilder> for Batch {
-    fn from(builder: BatchBuilder) -> Self {
-        let BatchParts {
-            keys,
-            key_ends,
-            values,
-            value_ends,
-            timestamps,
-        } = builder.finish();
-        Batch {
-            keys,
-            key_ends,
-            values,
-            value_ends,
-            timestamps,
-            key_groups: Vec::new(),
         }
     }
 }

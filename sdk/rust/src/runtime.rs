@@ -199,6 +199,37 @@ pub mod glue {
         })
     }
 
+    /// `init` of a [`TimedOperator`](crate::TimedOperator): in a component, this subtask's
+    /// timers are the host's from now on (natively, the ones a test installed stay).
+    pub fn timed_operator_init<T: crate::TimedOperator>(ctx: Context) -> Result<(), String> {
+        if cfg!(target_family = "wasm") {
+            crate::time::install(std::rc::Rc::new(crate::time::HostTimers));
+        }
+        operator_init::<T>(ctx)
+    }
+
+    pub fn operator_on_timer<T: crate::TimedOperator>(
+        domain: crate::TimeDomain,
+        fired: Batch,
+    ) -> Result<Batch, String> {
+        with(|s: &mut OperatorSubtask<T>| {
+            let fired = records(&fired)?;
+            if !fired.keyed() {
+                return Err("timers fired without their key groups".to_owned());
+            }
+            let range = s.keyed.range();
+            if let Some(g) = fired.key_groups().iter().find(|g| !range.contains(g)) {
+                return Err(format!(
+                    "a timer of key group {g}, not one of this subtask's {range:?}"
+                ));
+            }
+            let mut output = BatchBuilder::new();
+            s.operator
+                .on_timer(domain, fired, &mut s.keyed, &mut output)?;
+            Ok(output.into())
+        })
+    }
+
     pub fn operator_snapshot<T: Operator>(checkpoint: u64, full: bool) -> Result<Snapshot, String> {
         with(|s: &mut OperatorSubtask<T>| {
             let operator_state = s.operator.snapshot(checkpoint)?;

@@ -150,11 +150,13 @@ pub fn files(kit: &Kit, name: &str, role: NewRole, sdk: &Path) -> Result<Vec<Fil
         })
         .collect();
     let role_name = format!("{role:?}").to_ascii_lowercase();
+    let (wit, package) = super::contract(sdk)?;
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{module}}", &module)
             .replace("{{class}}", &class)
             .replace("{{role}}", &role_name)
+            .replace("{{wit}}", &package)
     };
     let role_files = &kit.roles[role as usize];
     let mut files: Vec<File> = kit
@@ -168,7 +170,7 @@ pub fn files(kit: &Kit, name: &str, role: NewRole, sdk: &Path) -> Result<Vec<Fil
         })
         .collect();
     files.extend(copied(sdk, "jobhost", kit.sdk_extension, "jobhost")?);
-    files.extend(copied(sdk, "../../wit", "wit", "wit")?);
+    files.extend(wit);
     files.extend(toolchain(kit, name, sdk)?);
     Ok(files)
 }
@@ -193,7 +195,12 @@ fn module_name(kit: &Kit, name: &str) -> Result<String, NewError> {
 }
 
 /// The files of `sdk/from` ending in `.extension`, as files of the project's folder `to`.
-fn copied(sdk: &Path, from: &str, extension: &str, to: &str) -> Result<Vec<File>, NewError> {
+pub(super) fn copied(
+    sdk: &Path,
+    from: &str,
+    extension: &str,
+    to: &str,
+) -> Result<Vec<File>, NewError> {
     let dir = sdk.join(from);
     let read_dir = |source| NewError::Read {
         path: dir.clone(),

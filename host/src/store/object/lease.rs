@@ -9,14 +9,18 @@ use bytes::Bytes;
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
 
+use super::super::backend::PointStore;
 use super::super::fence::{self, Fence, Lease};
 use super::{LEASE_RACES_MAX, ObjectPoints, not_found, object_error};
 use crate::ids::{CheckpointId, JobId};
-use crate::store::{Layout, StoreError};
+use crate::store::StoreError;
 
 impl ObjectPoints {
     /// Reads a job's lease and its version (`None`: it has none).
-    fn read_lease(&self, key: &Key) -> Result<Option<(Lease, UpdateVersion)>, StoreError> {
+    pub(super) fn read_lease(
+        &self,
+        key: &Key,
+    ) -> Result<Option<(Lease, UpdateVersion)>, StoreError> {
         let (store, url) = (self.store.clone(), self.url_of(key));
         let key = key.clone();
         let got = self.run(async move {
@@ -40,22 +44,10 @@ impl ObjectPoints {
         }
     }
 
-    /// Creates the lease of a job this process starts, running `modules`: generation 1,
-    /// create-only.
-    pub fn create_lease(
-        &self,
-        layout: &Layout,
-        job: &JobId,
-        holder: String,
-        modules: Vec<String>,
-    ) -> Result<(), StoreError> {
-        let key = self.key_of(layout, &layout.lease(job));
-        let lease = Lease {
-            generation: 1,
-            holder,
-            running: true,
-            modules,
-        };
+    /// Creates `lease`, of a job this process starts, create-only, and holds its generation.
+    pub(super) fn create_lease_object(&self, job: &JobId, lease: Lease) -> Result<(), StoreError> {
+        let key = self.key_of(&self.layout.lease(job));
+        let generation = lease.generation;
         let (store, url) = (self.store.clone(), self.url_of(&key));
         let bytes = Bytes::from(fence::encode(&lease));
         self.run(async move {
@@ -67,26 +59,14 @@ impl ObjectPoints {
         self.held
             .lock()
             .expect("not poisoned")
-            .insert(job.clone(), 1);
+            .insert(job.clone(), generation);
         Ok(())
-    }
-
-    /// The lease of `job` as it is now (`None`: it has none).
-    pub fn lease(&self, layout: &Layout, job: &JobId) -> Result<Option<Lease>, StoreError> {
-        let key = self.key_of(layout, &layout.lease(job));
-        Ok(self.read_lease(&key)?.map(|(lease, _)| lease))
-    }
-
-    /// The generation of `job` this process holds (0: none).
-    pub fn held(&self, job: &JobId) -> u64 {
-        let held = self.held.lock().expect("not poisoned");
-        held.get(job).copied().unwrap_or(0)
     }
 
     /// Marks the lease of `job`, which this process ran and no longer runs, as not running,
     /// if it still holds it (a lease taken over, or changed meanwhile, is left as it is).
-    pub fn release_lease(&self, layout: &Layout, job: &JobId) -> Result<(), StoreError> {
-        let key = self.key_of(layout, &layout.lease(job));
+    pub(super) fn release_lease_object(&self, job: &JobId) -> Result<(), StoreError> {
+        let key = self.key_of(&self.layout.lease(job));
         let Some((mut lease, version)) = self.read_lease(&key)? else {
             return Ok(());
         };
@@ -108,13 +88,8 @@ impl ObjectPoints {
 
     /// Takes `job` over: raises its lease's generation by a put conditional on the version
     /// read, retrying if another process changed it meanwhile. Returns the new generation.
-    pub fn take_over(
-        &self,
-        layout: &Layout,
-        job: &JobId,
-        holder: String,
-    ) -> Result<u64, StoreError> {
-        let key = self.key_of(layout, &layout.lease(job));
+    pub(super) fn raise_lease(&self, job: &JobId, holder: String) -> Result<u64, StoreError> {
+        let key = self.key_of(&self.layout.lease(job));
         let mut races = 0;
         loop {
             let now = self.read_lease(&key)?;
@@ -145,12 +120,11 @@ impl ObjectPoints {
     /// process holds ([`fence::decide`]).
     pub(super) fn check_fence(
         &self,
-        layout: &Layout,
         job: &JobId,
         checkpoint: CheckpointId,
     ) -> Result<(), StoreError> {
         let held = self.held(job);
-        let key = self.key_of(layout, &layout.lease(job));
+        let key = self.key_of(&self.layout.lease(job));
         let now = self.read_lease(&key)?.map(|(lease, _)| lease);
         // A job this process did not start (or whose lease it never created) is not its to
         // publish: generation 0 is never held.

@@ -8,17 +8,16 @@ use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::{MULTIPART_PART_BYTES, MULTIPART_PARTS_PARALLEL_MAX, ObjectPoints, object_error};
-use crate::store::{Layout, StoreError};
+use crate::store::StoreError;
 
 impl ObjectPoints {
     /// The object at `location`, whole, refused unread if it is larger than `max` bytes.
-    pub fn read_object_at_most(
+    pub(super) fn read_object_at_most(
         &self,
-        layout: &Layout,
         location: &Path,
         max: u64,
     ) -> Result<Bytes, StoreError> {
-        let key = self.key_of(layout, location);
+        let key = self.key_of(location);
         let (store, url) = (self.store.clone(), self.url_of(&key));
         let read = self.run(async move {
             let got = store.get(&key).await?;
@@ -43,14 +42,13 @@ impl ObjectPoints {
     /// another) goes up in parts;
     /// `midway` runs halfway (where a test crashes or fails the write). A single put sends
     /// `blob` as it lies; the parts of a multipart upload are copied into its buffers.
-    pub fn write_state(
+    pub(super) fn put_state(
         &self,
-        layout: &Layout,
         location: &Path,
         blob: Bytes,
         midway: impl FnOnce() -> io::Result<()>,
     ) -> Result<(), StoreError> {
-        let key = self.key_of(layout, location);
+        let key = self.key_of(location);
         let url = self.url_of(&key);
         let midway_failed = |source| StoreError::Io {
             path: PathBuf::from(url.clone()),
