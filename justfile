@@ -1,7 +1,7 @@
 # Tasks for the job host. `./dev` installs `just` and the wasm target, then runs these.
 
 wasm_target := "wasm32-wasip2"
-guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p window-count-v1 -p window-count-v2 -p file-sink -p null-sink -p counter-v3-wrong -p hostile -p ballast -p generator -p timer-probe"
+guests := "-p line-source -p tokenizer -p counter-v1 -p counter-v2 -p window-count-v1 -p window-count-v2 -p file-sink -p null-sink -p counter-v3-wrong -p hostile -p ballast -p generator -p timer-probe -p contract-0-3-1"
 
 # Cargo's target directory, wherever it is (`target/`, or `CARGO_TARGET_DIR`, or cargo's config),
 # asked of cargo once; exported for the demo, which runs the binaries built there.

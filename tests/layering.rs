@@ -8,11 +8,13 @@
 //! cli -> points -> store, topology       (points listed, checked, exported with no job running)
 //! runtime -> store (writes state blobs, completes checkpoints);  engine -> durable (its cache)
 //! snapshot, store -> checksum;  store, engine -> durable
+//! runtime, engine, snapshot, topology -> time (watermarks and timers, decided without I/O)
 //! ```
 //!
 //! What must never happen, one test each:
-//! 1. The pure decisions (`barrier`, `topology`, `key_group`) import no tokio, no wasmtime, no
-//!    `std::fs`, neither the store nor the engine: they are decided and tested without I/O.
+//! 1. The pure decisions (`barrier`, `topology`, `key_group`, `time`) import no tokio, no
+//!    wasmtime, no `std::fs`, neither the store nor the engine: they are decided and tested
+//!    without I/O.
 //! 2. The engine imports neither the store, the runtime, the control socket nor tokio's
 //!    channels: it runs guests, and is given a cache folder.
 //! 3. The store imports no wasmtime, topology, engine or runtime: state blobs stay opaque bytes.

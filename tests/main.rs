@@ -12,6 +12,7 @@ compile_error!(
 mod bad_input;
 mod cluster;
 mod compile;
+mod contract;
 mod control;
 mod corrupt;
 mod crash;
@@ -34,6 +35,7 @@ mod s3;
 mod savepoint;
 mod scaffold;
 mod serve;
+mod time;
 mod topology;
 mod torture;
 mod upgrade;

@@ -167,7 +167,7 @@ impl Checkpointing {
             job_file: String::new(),
             max_parallelism: MAX_PARALLELISM,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-            state_layout: StateLayout::Chained,
+            state_layout: StateLayout::Timed,
             operators: vec![OperatorState {
                 id: self.operator.clone(),
                 role: Role::Operator,

@@ -228,7 +228,7 @@ impl BenchSavepoint<'_> {
             job_file: String::new(),
             max_parallelism: 128,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-            state_layout: host::store::StateLayout::Chained,
+            state_layout: host::store::StateLayout::Timed,
             operators: vec![OperatorState {
                 role: host::ids::Role::Operator,
                 id: self.operator,

@@ -18,6 +18,8 @@
 //!   ([`points::lineage`]), which modules nothing refers to ([`points::gc`]), a point as one
 //!   self-contained folder ([`points::export`]).
 //! - [`snapshot`]: a subtask's state by key group, and where it goes on resume (pure).
+//! - [`time`]: event time: watermarks ([`time::watermarks`]: a source's, and the least of a
+//!   subtask's inputs') and the timers the host keeps per key group ([`time::timers`]), pure.
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning; why a
 //!   build, a checkpoint or a job failed, typed ([`runtime::JobFailure`] and its kin).
 //! - [`control`]: the control socket of a running job, and its client.
@@ -45,6 +47,30 @@
 //!    call bounded in memory and wall-clock time) and sends the result on (steps 2-3 again).
 //! 5. **Write.** A sink subtask hands it to its guest's `write-batch`, in the transaction that
 //!    the next checkpoint commits ([step 7 of the barrier](#follow-one-barrier)).
+//!
+//! # Follow one watermark
+//! 1. **Derive.** After each poll, a source subtask's [`time::watermarks::Generator`] reads the
+//!    batch's timestamps (any source's, whatever it is made of) and, per the job file's
+//!    strategy, advances the watermark to the greatest minus the bound minus 1 (or to what a
+//!    `timed-source` guest declared, [`engine::time`]); after `idle_ms` without records it
+//!    says `Idle` instead; a source that runs dry sends `i64::MAX`.
+//! 2. **Carry.** [`runtime::partition::Output::time`] sends it on every edge to every
+//!    downstream subtask, in band behind the records it covers; a barrier's alignment holds it
+//!    back with them.
+//! 3. **Combine.** A downstream subtask's [`time::watermarks::Valve`] takes the least watermark
+//!    of its inputs that are not idle, never going back.
+//! 4. **Fire.** When it advances, the subtask's [`time::timers::TimerService`] lists the
+//!    event-time timers it passed, and the subtask hands them to its guest's `on-timer` in
+//!    batches ([`runtime::subtask`]'s `time`), sending what it returns on; processing-time timers
+//!    fire the same way when the wall clock reaches them. Timers come from the guest's
+//!    `register` calls in `process` and `on-timer`, checked and queued by [`engine::time`] and
+//!    carried out when the call returns.
+//! 5. **Forward.** Then the watermark goes on (steps 2-5 again), and into the metrics.
+//! 6. **Checkpoint.** At a barrier, the timers of the key groups whose timers changed, and a
+//!    source's watermark, join the guest's state in [`snapshot::Held`] (the host's own pieces,
+//!    beside the guest's: [`snapshot::Held::merge_timers`]) and are written with it
+//!    ([`store::state_file`]); on resume they go with their key groups
+//!    ([`snapshot::plan_restore`]).
 //!
 //! # Follow one barrier
 //! 1. **Trigger.** The coordinator task ([`runtime::coordinator`]) asks
@@ -74,7 +100,8 @@
 //! 3. **Check.** Every property that decides where a key's state lives is compared
 //!    ([`points::savepoint::check_compatibility`]), before any guest's `restore` sees a byte.
 //! 4. **Distribute.** Each new subtask receives the key groups it owns, at whatever
-//!    parallelism ([`snapshot::plan_restore`], [`runtime`]'s `restore`).
+//!    parallelism ([`snapshot::plan_restore`], [`runtime`]'s `restore`), with their timers,
+//!    which the host rebuilds into the subtask's timer service; a source, its watermark.
 //! 5. **Restore.** The state is lowered into each guest from the bytes read, not from a copy
 //!    ([`engine::borrowed`]); `restore` only loads state.
 //! 6. **Recover.** Once the whole job is built (and, for `host run`, admitted by

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::key_group::subtask_of_key_group;
+use crate::time::watermarks::resumed_position;
 
 /// State bytes a guest wrote for one key group, whole or a delta, and where they are stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,13 +67,19 @@ impl Piece {
 /// writes a group whole again once the deltas since would outgrow it.
 pub type Chain = Vec<Piece>;
 
-/// One subtask's full state, as of its latest snapshot.
+/// One subtask's full state, as of its latest snapshot: its guest's, and the host's own
+/// beside it (its timers, a source's watermark), never mixed with the guest's bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Held {
     /// State not split by key.
     pub operator_state: Bytes,
     /// Keyed state by key group; groups without keys are absent.
     pub key_groups: BTreeMap<u32, Chain>,
+    /// The host's timers of each key group, chained as keyed state is
+    /// ([`crate::time::timers::codec`]); groups without timers are absent.
+    pub timers: BTreeMap<u32, Chain>,
+    /// Sources: the last watermark sent, which the restored source never goes below.
+    pub watermark: Option<i64>,
 }
 
 /// One group of a snapshot, as the WIT's `key-group-state`: number, delta, bytes.
@@ -118,31 +125,25 @@ impl Held {
         changed: Vec<Changed>,
         full: bool,
     ) -> Result<(), BadSnapshot> {
-        if let Some(&(group, ..)) = changed.iter().find(|(group, ..)| !owned.contains(group)) {
-            return Err(BadSnapshot::NotOwned { group, owned });
-        }
-        if let Some(&(group, ..)) = changed
-            .iter()
-            .find(|(group, delta, _)| *delta && (full || !self.key_groups.contains_key(group)))
-        {
-            return Err(BadSnapshot::DeltaWithoutWhole { group });
-        }
+        check_changes(&self.key_groups, &owned, &changed, full)?;
         self.operator_state = operator_state.into();
-        if full {
-            self.key_groups.clear();
-        }
-        for (group, delta, state) in changed {
-            match (delta, state.is_empty()) {
-                // An empty delta changes nothing.
-                (true, true) => {}
-                (true, false) => {
-                    let chain = self.key_groups.entry(group).or_default();
-                    chain.push(Piece::new(state));
-                }
-                (false, true) => drop(self.key_groups.remove(&group)),
-                (false, false) => drop(self.key_groups.insert(group, vec![Piece::new(state)])),
-            }
-        }
+        take_changes(&mut self.key_groups, changed, full);
+        Ok(())
+    }
+
+    /// Takes in the timers of the key groups whose timers changed, as
+    /// [`crate::time::timers::TimerService::checkpoint`] writes them, as [`Held::merge`] takes
+    /// in keyed state (with `full`, every group with timers, and the others have none).
+    /// The timers come from the host's own timer service, which keeps its groups apart by
+    /// owner and writes a delta only on a group it wrote before: an error is the host's bug.
+    pub fn merge_timers(
+        &mut self,
+        owned: std::ops::Range<u32>,
+        changed: Vec<Changed>,
+        full: bool,
+    ) -> Result<(), BadSnapshot> {
+        check_changes(&self.timers, &owned, &changed, full)?;
+        take_changes(&mut self.timers, changed, full);
         Ok(())
     }
 
@@ -152,7 +153,8 @@ impl Held {
     pub fn home_new_pieces(&mut self, segment: &str, sequence: u64) {
         let segment: Arc<str> = segment.into();
         let (mut entry, mut offset) = (0, 0);
-        for piece in self.key_groups.values_mut().flatten() {
+        let keyed = self.key_groups.values_mut().flatten();
+        for piece in keyed.chain(self.timers.values_mut().flatten()) {
             if piece.home.is_none() {
                 piece.home = Some(Home {
                     segment: segment.clone(),
@@ -197,6 +199,45 @@ impl Held {
     }
 }
 
+/// Checks the groups `changed` against the chains `held` before any is taken in: each must be
+/// one of the subtask's (`owned`), and a delta needs the group's whole state held (never in a
+/// `full` snapshot).
+fn check_changes(
+    held: &BTreeMap<u32, Chain>,
+    owned: &std::ops::Range<u32>,
+    changed: &[Changed],
+    full: bool,
+) -> Result<(), BadSnapshot> {
+    if let Some(&(group, ..)) = changed.iter().find(|(group, ..)| !owned.contains(group)) {
+        let owned = owned.clone();
+        return Err(BadSnapshot::NotOwned { group, owned });
+    }
+    if let Some(&(group, ..)) = changed
+        .iter()
+        .find(|(group, delta, _)| *delta && (full || !held.contains_key(group)))
+    {
+        return Err(BadSnapshot::DeltaWithoutWhole { group });
+    }
+    Ok(())
+}
+
+/// Takes checked changes into the chains `held`: each group whole (empty: gone) or as a
+/// delta after its chain; with `full`, the groups not listed are gone.
+fn take_changes(held: &mut BTreeMap<u32, Chain>, changed: Vec<Changed>, full: bool) {
+    if full {
+        held.clear();
+    }
+    for (group, delta, state) in changed {
+        match (delta, state.is_empty()) {
+            // An empty delta changes nothing.
+            (true, true) => {}
+            (true, false) => held.entry(group).or_default().push(Piece::new(state)),
+            (false, true) => drop(held.remove(&group)),
+            (false, false) => drop(held.insert(group, vec![Piece::new(state)])),
+        }
+    }
+}
+
 /// The bytes of a chain.
 pub fn chain_bytes(chain: &Chain) -> u64 {
     chain.iter().map(|p| p.bytes.len() as u64).sum()
@@ -219,6 +260,11 @@ pub struct Assigned {
     pub operator_states: Vec<Bytes>,
     /// Key groups it owns, with their state.
     pub key_groups: BTreeMap<u32, Chain>,
+    /// The timers of the key groups it owns.
+    pub timers: BTreeMap<u32, Chain>,
+    /// Sources: the watermark it resumes after (the old subtask's at the same parallelism,
+    /// else the least of the old subtasks').
+    pub watermark: Option<i64>,
     /// For `host check`'s report: old subtask -> (key groups, bytes) that came from it.
     pub moved: BTreeMap<u32, (u32, u64)>,
 }
@@ -263,29 +309,39 @@ pub fn plan_restore(
     let mut assigned = vec![Assigned::default(); parallelism as usize];
     for (subtask, held) in old.iter().enumerate() {
         let subtask = subtask as u32;
-        for (&group, chain) in &held.key_groups {
-            if group >= max_parallelism
-                || subtask_of_key_group(group, max_parallelism, old_parallelism) != subtask
-            {
+        let owner = |group: u32| {
+            let strays = group >= max_parallelism
+                || subtask_of_key_group(group, max_parallelism, old_parallelism) != subtask;
+            if strays {
                 return Err(RescaleError::StrayGroup {
                     subtask,
                     parallelism: old_parallelism,
                     group,
                 });
             }
-            let owner =
-                &mut assigned[subtask_of_key_group(group, max_parallelism, parallelism) as usize];
+            Ok(subtask_of_key_group(group, max_parallelism, parallelism) as usize)
+        };
+        for (&group, chain) in &held.key_groups {
+            let owner = &mut assigned[owner(group)?];
             owner.key_groups.insert(group, chain.clone());
             let moved = owner.moved.entry(subtask).or_default();
             *moved = (moved.0 + 1, moved.1 + chain_bytes(chain));
         }
-    }
-    let operator_states: Vec<Bytes> = old.iter().map(|h| h.operator_state.clone()).collect();
-    if old_parallelism == parallelism {
-        for (assigned, state) in assigned.iter_mut().zip(operator_states) {
-            assigned.operator_states = vec![state];
+        for (&group, chain) in &held.timers {
+            assigned[owner(group)?].timers.insert(group, chain.clone());
         }
-    } else if operator_states.iter().any(|s| !s.is_empty()) {
+    }
+    if old_parallelism == parallelism {
+        for (assigned, held) in assigned.iter_mut().zip(old) {
+            assigned.operator_states = vec![held.operator_state.clone()];
+            assigned.watermark = held.watermark;
+        }
+        return Ok(assigned);
+    }
+    let least = resumed_position(old.iter().map(|h| h.watermark));
+    assigned.iter_mut().for_each(|a| a.watermark = least);
+    let operator_states: Vec<Bytes> = old.iter().map(|h| h.operator_state.clone()).collect();
+    if operator_states.iter().any(|s| !s.is_empty()) {
         if rescale == Rescale::Refuse {
             return Err(RescaleError::Refused {
                 from: old_parallelism,
@@ -316,6 +372,7 @@ mod tests {
                     .filter(|&g| owner(g, 128, p) == s)
                     .map(|g| (g, vec![Piece::new(vec![g as u8])]))
                     .collect(),
+                ..Held::default()
             })
             .collect()
     }
@@ -488,6 +545,7 @@ mod tests {
             .map(|a| Held {
                 operator_state: Bytes::new(),
                 key_groups: a.key_groups,
+                ..Held::default()
             })
             .collect();
         let to_one = plan_restore(&held, 1, 128, Rescale::Refuse).unwrap();
@@ -498,6 +556,34 @@ mod tests {
                 .iter()
                 .all(|(&g, chain)| chain.len() == 1 && chain[0].bytes[..] == [g as u8])
         );
+    }
+
+    #[test]
+    fn timers_follow_their_key_groups_and_a_source_resumes_after_the_least_watermark() {
+        let mut state = old(2, b"");
+        for (s, held) in state.iter_mut().enumerate() {
+            held.timers = held.key_groups.clone();
+            held.watermark = Some(100 + s as i64);
+        }
+        let same = plan_restore(&state, 2, 128, Rescale::Refuse).unwrap();
+        let watermarks: Vec<_> = same.iter().map(|a| a.watermark).collect();
+        assert_eq!(watermarks, [Some(100), Some(101)]);
+        let to_three = plan_restore(&state, 3, 128, Rescale::Refuse).unwrap();
+        for assigned in &to_three {
+            assert!(assigned.timers.keys().eq(assigned.key_groups.keys()));
+            assert_eq!(
+                assigned.watermark,
+                Some(100),
+                "the least of the old subtasks'"
+            );
+        }
+        state[1].watermark = None;
+        let unknown = plan_restore(&state, 1, 128, Rescale::Refuse).unwrap();
+        assert_eq!(unknown[0].watermark, None, "one old subtask had sent none");
+        assert_eq!(unknown[0].timers.len(), 128);
+        state[0].timers.insert(127, vec![Piece::new(vec![1])]);
+        let stray = plan_restore(&state, 2, 128, Rescale::Refuse).unwrap_err();
+        assert!(matches!(stray, RescaleError::StrayGroup { group: 127, .. }));
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! Each operator is `restored` (the same module), `migrated` (another module or version, and
 //! its `restore` accepted the state), `new` (no state in the point: it starts empty), `dropped`
 //! (state without an operator, allowed by `--allow-non-restored-state`) or `refused` (quoting
-//! the module's own error). With `--json`, the same as one object.
+//! the module's own error); with the timers the point holds pending for it. With `--json`, the
+//! same as one object.
 
 use std::collections::BTreeMap;
 
 use host::ids::OperatorId;
 use host::runtime::{BuildError, OperatorInfo};
 use host::store::Metadata;
+use host::time::Domain;
+use host::time::timers::TimerService;
 use host::topology::Plan;
 
 /// What `run` would do with one operator's state.
@@ -44,6 +47,42 @@ pub struct Verdict {
     pub errors: Vec<String>,
     /// Its id in the point, if `--rename` gave it a new one.
     pub renamed_from: Option<OperatorId>,
+    /// The timers the point holds pending for it, if any.
+    pub timers: Option<Pending>,
+}
+
+/// Timers pending in a point, by clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pending {
+    /// Event-time timers.
+    pub event_time: u64,
+    /// Processing-time timers.
+    pub processing_time: u64,
+}
+
+/// The timers each operator's state in the point holds pending (operators without any are
+/// left out; timers that do not read back are the restore's to refuse). Performs no I/O.
+pub fn pending_timers(
+    max_parallelism: u32,
+    states: &host::store::States,
+) -> BTreeMap<OperatorId, Pending> {
+    let mut pending: BTreeMap<OperatorId, Pending> = BTreeMap::new();
+    for ((operator, _), held) in states {
+        let chains = held
+            .timers
+            .iter()
+            .map(|(&group, chain)| (group, chain.iter().map(|piece| &piece.bytes[..]).collect()));
+        let all = 0..max_parallelism;
+        let Ok(timers) = TimerService::restore(max_parallelism, all, chains) else {
+            continue;
+        };
+        if timers.pending() > 0 {
+            let sum = pending.entry(operator.clone()).or_default();
+            sum.event_time += timers.pending_of(Domain::Event);
+            sum.processing_time += timers.pending_of(Domain::Processing);
+        }
+    }
+    pending
 }
 
 /// Decides each operator's status. `modules` holds the SHA-256 of each operator's module file
@@ -81,6 +120,7 @@ pub fn verdicts(
             to: info.map(|i| format!("{} {}", i.module_name, i.module_version)),
             errors,
             renamed_from: None,
+            timers: None,
         });
     }
     for state in &metadata.operators {
@@ -92,6 +132,7 @@ pub fn verdicts(
                 to: None,
                 errors: Vec::new(),
                 renamed_from: None,
+                timers: None,
             });
         }
     }
@@ -128,6 +169,12 @@ pub fn print(verdicts: &[Verdict], point: &str) {
             v.operator.as_str(),
             status.as_str().unwrap_or("")
         );
+        if let Some(timers) = v.timers {
+            println!(
+                "      timers pending: {} event-time, {} processing-time",
+                timers.event_time, timers.processing_time
+            );
+        }
         for error in &v.errors {
             println!("      {}", super::terminal::escaped(error));
         }

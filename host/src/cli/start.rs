@@ -301,8 +301,12 @@ pub(super) async fn check_job(
 ) -> anyhow::Result<ExitCode> {
     let writable = admission::writable_mounts(&prepared.plan);
     let mut problems = refusals(&store, &prepared, &writable)?;
-    let metadata = prepared.restore.as_ref().map(|r| r.metadata.clone());
-    let metadata = metadata.expect("`check` always has a point");
+    let restore = prepared
+        .restore
+        .as_ref()
+        .expect("`check` always has a point");
+    let metadata = restore.metadata.clone();
+    let timers = check::pending_timers(metadata.max_parallelism, &restore.states);
     let protected = prepared.protected(&store);
     let mut plan = prepared.plan.clone();
     for op in &mut plan.operators {
@@ -325,6 +329,8 @@ pub(super) async fn check_job(
         let renames = &prepared.asked.mapping.renames;
         let renamed = renames.iter().find(|(_, new)| *new == verdict.operator);
         verdict.renamed_from = renamed.map(|(old, _)| old.clone());
+        // The point's states are under the operators' new ids already.
+        verdict.timers = timers.get(&verdict.operator).copied();
     }
     problems.extend(errors.iter().map(ToString::to_string));
     let point = prepared

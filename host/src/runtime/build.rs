@@ -17,7 +17,7 @@ use super::channel::{Receiver, Sender, channel};
 use super::coordinator::{Commands, CoordinatorTask};
 use super::partition::{Output, OutputEdge};
 use super::remote::{ChannelId, Deploy, Placed, PointRef, Remote};
-use super::restore;
+use super::restore::{self, RestoredTime};
 use super::subtask::{Command, Event, Subtask};
 use super::{
     BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
@@ -254,11 +254,11 @@ impl Blueprint {
         let mut wiring = Wiring::new(&self.plan, here);
         let mut subtasks = Vec::new();
         let mut commands = BTreeMap::new();
-        for instance in instances {
+        for started in instances {
             let (command_tx, command_rx) = mpsc::unbounded_channel();
-            commands.insert(instance.subtask().clone(), command_tx);
+            commands.insert(started.0.subtask().clone(), command_tx);
             let channels = (command_rx, events.clone());
-            subtasks.push(self.wire(instance, channels, &mut wiring, restore));
+            subtasks.push(self.wire(started, channels, &mut wiring, restore));
         }
         Ok(Share {
             subtasks,
@@ -276,7 +276,7 @@ impl Blueprint {
         &self,
         restore: Option<&RestoreFrom>,
         here: &(dyn Fn(&SubtaskId) -> bool + Sync),
-    ) -> Result<(Vec<Instance>, Vec<OperatorInfo>), Vec<BuildError>> {
+    ) -> Result<(Vec<Started>, Vec<OperatorInfo>), Vec<BuildError>> {
         let mut errors = Vec::new();
         let started_at = std::time::Instant::now();
         let indices = |op: &OperatorPlan| -> Vec<u32> {
@@ -316,12 +316,17 @@ impl Blueprint {
                 }
             }
             tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "instantiated");
+            let mut times = Vec::new();
             if started.len() == indices.len() {
                 let restored = restore::restore_operator(op, &mut started, restore, &mut info);
-                errors.extend(restored.await.err().unwrap_or_default());
+                match restored.await {
+                    Ok(restored) => times = restored,
+                    Err(refused) => errors.extend(refused),
+                }
                 tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "restored");
             }
-            instances.extend(started);
+            let times = times.into_iter().chain(std::iter::repeat_with(|| None));
+            instances.extend(started.into_iter().zip(times));
             infos.push(info);
         }
         if errors.is_empty() {
@@ -335,7 +340,7 @@ impl Blueprint {
     /// the coordinator and events to it.
     fn wire(
         &self,
-        instance: Instance,
+        (instance, time): Started,
         (commands, events): (
             mpsc::UnboundedReceiver<Command>,
             mpsc::UnboundedSender<Event>,
@@ -349,6 +354,12 @@ impl Blueprint {
         let op_index = op_index.expect("planned operator");
         let op = &operators[op_index];
         let counters = self.metrics.subtask(&id);
+        let (timers, watermark) = match time {
+            Some(RestoredTime { timers, watermark }) => (timers, watermark),
+            None => (TimerService::new(self.plan.max_parallelism), None),
+        };
+        counters.timers_pending(timers.pending());
+        let now = std::time::Instant::now();
         let inputs = wiring.inputs.remove(&(op_index, id.index));
         let inputs = inputs.unwrap_or_default();
         Subtask {
@@ -362,14 +373,14 @@ impl Blueprint {
             store: self.store.clone(),
             job: self.job.clone(),
             records_per_second_max: op.records_per_second_max,
-            generator: Generator::new(op.watermark, None, std::time::Instant::now()),
+            generator: Generator::new(op.watermark, watermark, now),
             recover: recover_checkpoint(restore, op),
             held: None,
             swap: None,
             swapped: None,
             processed_a_batch: false,
             valve: Valve::new(inputs.len()),
-            timers: TimerService::new(self.plan.max_parallelism),
+            timers,
             inputs,
         }
     }
@@ -465,6 +476,9 @@ impl Blueprint {
         Ok(instance)
     }
 }
+
+/// A subtask started (and restored): its instance, and the timers and watermark it restored.
+type Started = (Instance, Option<RestoredTime>);
 
 /// The checkpoint a sink restored from, whose outside world it reconciles (`recover`) once
 /// the job starts; none for other roles, and for a sink the point has no state for.

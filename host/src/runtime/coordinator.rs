@@ -475,7 +475,7 @@ impl CoordinatorTask {
             job_file: self.blueprint.record.job_file.clone(),
             max_parallelism: self.max_parallelism,
             key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-            state_layout: StateLayout::Chained,
+            state_layout: StateLayout::Timed,
             operators: self
                 .operators
                 .iter()

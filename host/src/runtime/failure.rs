@@ -16,6 +16,7 @@ use crate::engine::{EngineError, GuestError};
 use crate::ids::{CheckpointId, OperatorId, SubtaskId};
 use crate::snapshot::{BadSnapshot, RescaleError};
 use crate::store::StoreError;
+use crate::time::timers::TimerStateError;
 
 /// A problem found while building a job, naming the operator (and subtask) at fault.
 #[derive(Debug)]
@@ -72,6 +73,26 @@ pub enum BuildCause {
     /// The point's state cannot go to the job's parallelism.
     #[error(transparent)]
     Rescale(#[from] RescaleError),
+    /// The timers the point holds for a subtask do not read back.
+    #[error("subtask {subtask}: {error}")]
+    Timers {
+        /// The new subtask they were for.
+        subtask: u32,
+        /// What is wrong with them.
+        error: TimerStateError,
+    },
+    /// The point holds pending timers for the operator, and its module cannot take them.
+    #[error(
+        "the point holds {pending} pending timers for subtask {subtask}, but the module keeps \
+         no timers (it does not implement `timed-operator`, with `on-timer`): they would never \
+         fire"
+    )]
+    TimersNotKept {
+        /// The new subtask.
+        subtask: u32,
+        /// Its pending timers.
+        pending: u64,
+    },
     /// Building it failed in another process (a worker), which said why.
     #[error(transparent)]
     Remote(RemoteFailure),

@@ -1,7 +1,9 @@
 //! Restoring an operator's subtasks from a point, at the parallelism it was taken at or
 //! another: the point's state, read back and verified by the store, goes to the new subtasks
 //! as [`snapshot::plan_restore`] decides (key groups, each a chain of pieces, and operator
-//! states), and each subtask's guest `restore`s it. Loading state only: nothing outside the guests.
+//! states), and each subtask's guest `restore`s it. The host's own state goes along: each key
+//! group's timers to the subtask that owns the group, rebuilt into its timer service, and a
+//! source's watermark. Loading state only: nothing outside the guests.
 
 use super::{BuildCause, BuildError, OperatorInfo, RestoreFrom};
 use crate::engine::Instance;
@@ -9,6 +11,7 @@ use crate::engine::bindings::StateOrigin;
 use crate::engine::borrowed::{KeyGroupStateRef, RestoredRef};
 use crate::snapshot::{self, Assigned, Held};
 use crate::store::OperatorState;
+use crate::time::timers::TimerService;
 use crate::topology::OperatorPlan;
 
 /// How an operator's state moved from the point's subtasks to the job's, for `host check`.
@@ -20,19 +23,30 @@ pub struct Remap {
     pub subtasks: Vec<std::collections::BTreeMap<u32, (u32, u64)>>,
 }
 
+/// The host's own state of a restored subtask, beside its guest's.
+#[derive(Debug)]
+pub(super) struct RestoredTime {
+    /// Its pending timers.
+    pub(super) timers: TimerService,
+    /// Sources: the watermark it resumes after.
+    pub(super) watermark: Option<i64>,
+}
+
 /// Restores `instances`, the started subtasks of `op` (all, or those that run here), from the point's state of `op`, if it
 /// has some (an operator new to the job starts empty). Records the remapping in `info`.
+/// Returns each subtask's timers and watermark, as the point holds them (none without state).
 pub(super) async fn restore_operator(
     op: &OperatorPlan,
     instances: &mut [Instance],
     restore: Option<&RestoreFrom>,
     info: &mut OperatorInfo,
-) -> Result<(), Vec<BuildError>> {
+) -> Result<Vec<Option<RestoredTime>>, Vec<BuildError>> {
+    let none = || instances.iter().map(|_| None).collect();
     let Some(restore) = restore else {
-        return Ok(());
+        return Ok(none());
     };
     let Some(state) = restore.metadata.operators.iter().find(|s| s.id == op.id) else {
-        return Ok(());
+        return Ok(none());
     };
     let error = |subtask, cause| BuildError {
         operator: op.id.clone(),
@@ -52,20 +66,50 @@ pub(super) async fn restore_operator(
         module_version: state.module_version.clone(),
         module_sha256: state.module_sha256.clone(),
     };
-    let mut errors = Vec::new();
+    let (mut errors, mut times) = (Vec::new(), Vec::new());
     // The instances may be a share of the operator's subtasks (the others run elsewhere).
     for instance in instances.iter_mut() {
         let index = instance.subtask().index;
-        let restored = restored(state.parallelism, &assigned[index as usize]);
+        let assigned = &assigned[index as usize];
+        match restored_time(instance, assigned, max_parallelism) {
+            Ok(time) => times.push(Some(time)),
+            Err(cause) => errors.push(error(Some(index), cause)),
+        }
+        let restored = restored(state.parallelism, assigned);
         if let Err(e) = instance.restore(&restored, &origin).await {
             errors.push(error(Some(index), e.into()));
         }
     }
     if errors.is_empty() {
-        Ok(())
+        Ok(times)
     } else {
         Err(errors)
     }
+}
+
+/// The timers and watermark `assigned` holds for `instance`'s subtask; refused if they do not
+/// read back, or if its module keeps no timers and some are pending.
+fn restored_time(
+    instance: &Instance,
+    assigned: &Assigned,
+    max_parallelism: u32,
+) -> Result<RestoredTime, BuildCause> {
+    let subtask = instance.subtask().index;
+    let chains = assigned.timers.iter().map(|(&group, chain)| {
+        let pieces = chain.iter().map(|piece| &piece.bytes[..]);
+        (group, pieces.collect())
+    });
+    let owned = instance.key_groups();
+    let timers = TimerService::restore(max_parallelism, owned, chains)
+        .map_err(|error| BuildCause::Timers { subtask, error })?;
+    let pending = timers.pending();
+    if pending > 0 && !instance.keeps_timers() {
+        return Err(BuildCause::TimersNotKept { subtask, pending });
+    }
+    Ok(RestoredTime {
+        timers,
+        watermark: assigned.watermark,
+    })
 }
 
 /// The state of every subtask of the point's operator `state`, in subtask order.

@@ -421,8 +421,13 @@ impl Subtask {
             tokio::task::spawn_blocking(move || drop(old));
             // The host's copy of the new instance's state: a staged one was snapshotted whole
             // beside the running one. Else its first snapshot is full: the copy held is the
-            // old module's.
-            self.held = held;
+            // old module's. The host's own state (timers, watermark) is the subtask's, and
+            // stays: so does its copy of it.
+            let own = self.held.take().map(|h| (h.timers, h.watermark));
+            self.held = held.map(|mut held| {
+                (held.timers, held.watermark) = own.unwrap_or_default();
+                held
+            });
             self.swapped = Some(Swapped::new(&order, arrived));
             let took_over_ms = arrived.elapsed().as_secs_f64() * 1e3;
             tracing::debug!(subtask = %self.id, %checkpoint, took_over_ms, "the new instance took over");
@@ -493,11 +498,17 @@ impl Subtask {
         let (operator_state, changed) = snapshot.into_changes();
         let held = self.held.get_or_insert_with(Held::default);
         let owned = self.instance.key_groups();
-        let merged = held.merge(owned, operator_state, changed, full);
+        let merged = held.merge(owned.clone(), operator_state, changed, full);
         merged.map_err(|problem| SubtaskError::Malformed {
             subtask: self.id.clone(),
             problem: problem.into(),
         })?;
+        // The host's own state, beside the guest's: the timers of the groups whose timers
+        // changed (all of them, whole, when the host's copy is new), a source's watermark.
+        let timers = self.timers.checkpoint(full);
+        let merged = held.merge_timers(owned, timers, full);
+        merged.expect("the timer service writes its own groups, whole before any delta");
+        held.watermark = self.generator.position();
         let (operator, index) = (self.id.operator.as_str(), self.id.index);
         let segment = Layout::segment_file_name(&self.job, checkpoint, operator, index);
         held.home_new_pieces(&segment, checkpoint.0);

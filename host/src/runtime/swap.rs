@@ -481,6 +481,8 @@ async fn restored_instances(
     }
     let restored =
         restore::restore_operator(&prepared.plan, &mut instances, Some(&point), &mut info).await;
+    // The subtasks keep their own timers and watermark across the swap: what the handed-over
+    // state holds of them is theirs already.
     restored.map_err(SwapFailure::Restore)?;
     Ok(instances)
 }
@@ -501,7 +503,7 @@ fn handed_over(
         resumed_from: None,
         max_parallelism: blueprint.plan.max_parallelism,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Chained,
+        state_layout: StateLayout::Timed,
         operators: vec![OperatorState {
             id: running.id.clone(),
             role: running.role,

@@ -24,12 +24,17 @@ pub(crate) fn snapshot() -> impl Strategy<Value = Snapshot> {
 }
 
 /// A subtask's state after up to four checkpoints, each homing its new pieces in a segment of
-/// its own (snapshots that break the contract are refused by `merge`, and skipped).
+/// its own (snapshots that break the contract are refused by `merge`, and skipped): the
+/// guest's keyed state, and the host's timers and watermark beside it.
 pub(crate) fn held() -> impl Strategy<Value = Held> {
-    prop::collection::vec(snapshot(), 1..5).prop_map(|snapshots| {
+    let checkpoint = (snapshot(), snapshot(), prop::option::of(any::<i64>()));
+    prop::collection::vec(checkpoint, 1..5).prop_map(|checkpoints| {
         let mut held = Held::default();
-        for (n, (operator_state, changed, full)) in snapshots.into_iter().enumerate() {
+        for (n, (guest, timers, watermark)) in checkpoints.into_iter().enumerate() {
+            let (operator_state, changed, full) = guest;
             let _ = held.merge(0..GROUPS, operator_state, changed, full);
+            let _ = held.merge_timers(0..GROUPS, timers.1, timers.2);
+            held.watermark = watermark;
             held.home_new_pieces(&format!("c{n}.seg"), n as u64);
         }
         held

@@ -6,6 +6,8 @@
 //! restore, this is read and verified first; each state file is verified against it before
 //! any module sees a byte. Encoding and verification only: no I/O.
 //!
+//! Format 5 holds the host's own state beside each subtask's ([`StateLayout::Timed`]: its
+//! timers by key group, a source's watermark); its fields are format 4's.
 //! Format 4 adds what `host run --from POINT` needs to start the job again without its job
 //! file ([`Definition`]: the folder its relative paths resolve against; the modules are named by
 //! SHA-256 in [`OperatorState::module_sha256`] and kept in the store's module store) and the point
@@ -27,8 +29,8 @@ use crate::key_group::KEY_GROUP_FUNCTION;
 
 /// First bytes of every `_metadata` file.
 pub const MAGIC: &[u8; 8] = b"JHPOINT\0";
-/// The format this host writes. [`decode`] also reads formats 1 to 3.
-pub const FORMAT_VERSION: u32 = 4;
+/// The format this host writes. [`decode`] also reads formats 1 to 4.
+pub const FORMAT_VERSION: u32 = 5;
 /// The first format that records the job's [`Definition`] (and its [`Origin`]).
 pub const DEFINITION_SINCE: u32 = 4;
 /// Length of the XXH3-128 trailer.
@@ -101,8 +103,12 @@ pub enum StateLayout {
     /// whole (format 2).
     Grouped,
     /// Each file holds its subtask's operator state and keyed state by key group, each group
-    /// as a chain: whole, then deltas ([`crate::store::state_file::encode`], format 3).
+    /// as a chain: whole, then deltas (state file format 3, metadata formats 3 and 4).
     Chained,
+    /// As `Chained`, and beside the guest's state the host's own: each key group's timers,
+    /// chained the same way, and a source's watermark ([`crate::store::state_file::encode`],
+    /// state file format 4, metadata format 5).
+    Timed,
 }
 
 /// The state of one operator in a checkpoint.
@@ -394,10 +400,35 @@ mod tests {
         assert_eq!(decoded, expected);
     }
 
+    /// `metadata` as a host writing format 4 wrote it: format 5's body, without the host's
+    /// state beside the guests' (`StateLayout::Timed`).
+    fn encode_format_4(metadata: &Metadata) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&4u32.to_le_bytes());
+        postcard::to_io(metadata, &mut out).unwrap();
+        out.extend_from_slice(&checksum(&out));
+        out
+    }
+
+    #[test]
+    fn format_4_still_decodes_and_format_5_lays_the_host_state_beside() {
+        let chained = Metadata {
+            state_layout: StateLayout::Chained,
+            ..sample()
+        };
+        assert_eq!(decode(&encode_format_4(&chained)), Ok(chained));
+        let timed = Metadata {
+            state_layout: StateLayout::Timed,
+            ..sample()
+        };
+        let bytes = encode(&timed);
+        assert_eq!(bytes[MAGIC.len()..MAGIC.len() + 4], 5u32.to_le_bytes());
+        assert_eq!(decode(&bytes), Ok(timed));
+    }
+
     #[test]
     fn format_4_records_the_definition_and_the_origin() {
-        let bytes = encode(&sample());
-        assert_eq!(bytes[MAGIC.len()..MAGIC.len() + 4], 4u32.to_le_bytes());
+        let bytes = encode_format_4(&sample());
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.definition.unwrap().base_dir, "/jobs/wordcount");
         let origin = decoded.resumed_from.unwrap();

@@ -5,7 +5,6 @@
 //! the back-end's [`super::backend::PointStore::read_states`]) and verified before any piece
 //! is taken from them.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -43,11 +42,15 @@ fn decode_state(
     match point.metadata.state_layout {
         StateLayout::Blob => Ok(Held {
             operator_state: blob,
-            key_groups: BTreeMap::new(),
+            ..Held::default()
         }),
         StateLayout::Grouped => state_file::decode_grouped(&blob).map_err(Undecodable::StateFile),
-        StateLayout::Chained => {
-            let decoded = state_file::decode(&blob).map_err(Undecodable::StateFile)?;
+        StateLayout::Chained | StateLayout::Timed => {
+            let decode = match point.metadata.state_layout {
+                StateLayout::Chained => state_file::decode_format_3,
+                _ => state_file::decode,
+            };
+            let decoded = decode(&blob).map_err(Undecodable::StateFile)?;
             decoded.load(segments).map_err(Undecodable::Segment)
         }
     }

@@ -1,4 +1,4 @@
-//! A subtask's state file, and the segment files its keyed state lives in (format 3).
+//! A subtask's state file, and the segment files its keyed state lives in (format 4).
 //!
 //! A checkpoint writes, per subtask, one segment holding the pieces of keyed state (a key
 //! group whole, or a delta, [`crate::snapshot::Piece`]) written since the subtask's previous
@@ -18,6 +18,11 @@
 //! state file names is verified whole (a byte changed anywhere in a point is refused, even in
 //! a piece no longer held) before any module sees a byte. Encoding only: the store does the
 //! I/O.
+//!
+//! Format 4 keeps the host's own state beside the guest's, never inside its bytes: the pieces
+//! of each key group's timers (chained as keyed state is, [`crate::time::timers::codec`]) go
+//! into the same segments, told apart by a second bitmap per segment, and a source's
+//! watermark is a field of the state file. Format 3 (no timers, no watermark) still reads.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -38,9 +43,21 @@ struct Index<'a> {
     /// `host stop --save` at 100 MiB of operator state).
     #[serde(borrow, with = "serde_bytes")]
     operator_state: &'a [u8],
-    /// The segments holding the keyed state, in the order they were written (each with the
-    /// number of the checkpoint that wrote it), each with the entries of its table that the
-    /// state holds (a bit per entry, least significant first).
+    /// Sources: the last watermark sent.
+    watermark: Option<i64>,
+    /// The segments holding the keyed state and the timers, in the order they were written
+    /// (each with the number of the checkpoint that wrote it), each with the entries of its
+    /// table that the state holds: a bit per entry (least significant first) for the guest's
+    /// keyed state, and another for the timers.
+    #[serde(borrow)]
+    segments: Vec<(&'a str, u64, &'a [u8], &'a [u8])>,
+}
+
+/// A format 3 state file: format 4 without the watermark, and without timers.
+#[derive(Serialize, Deserialize)]
+struct Index3<'a> {
+    #[serde(borrow, with = "serde_bytes")]
+    operator_state: &'a [u8],
     #[serde(borrow)]
     segments: Vec<(&'a str, u64, &'a [u8])>,
 }
@@ -96,8 +113,11 @@ pub struct Encoded<'a> {
 /// Encodes `held`, every piece of which has a home ([`Held::home_new_pieces`]).
 pub fn encode(held: &Held) -> Encoded<'_> {
     let mut segments: BTreeMap<&str, Pieces<'_>> = BTreeMap::new();
+    // Per segment, the entries of timers (the others are the guest's).
+    let mut timers: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     let mut order: Vec<(u64, &str)> = Vec::new();
-    for (&group, chain) in &held.key_groups {
+    let chains = held.key_groups.iter().map(|c| (c, false));
+    for ((&group, chain), timed) in chains.chain(held.timers.iter().map(|c| (c, true))) {
         for (i, piece) in chain.iter().enumerate() {
             let home = piece
                 .home
@@ -115,20 +135,27 @@ pub fn encode(held: &Held) -> Encoded<'_> {
                 checksum: home.checksum,
             };
             entries.insert(home.entry, (entry, &piece.bytes[..]));
+            if timed {
+                timers.entry(&home.segment).or_default().push(home.entry);
+            }
         }
     }
     order.sort();
-    let bitmaps: Vec<Vec<u8>> = order
+    let bitmaps: Vec<(Vec<u8>, Vec<u8>)> = order
         .iter()
-        .map(|(_, name)| bitmap(&segments[name]))
+        .map(|(_, name)| {
+            let timed = timers.get(name).map_or(&[][..], Vec::as_slice);
+            let keyed = segments[name].keys().filter(|e| !timed.contains(e));
+            (bitmap(keyed.copied()), bitmap(timed.iter().copied()))
+        })
         .collect();
-    let named: Vec<(&str, u64, &[u8])> = order
+    let named: Vec<(&str, u64, &[u8], &[u8])> = order
         .iter()
         .zip(&bitmaps)
-        .map(|(&(sequence, name), bits)| (name, sequence, &bits[..]))
+        .map(|(&(sequence, name), (keyed, timed))| (name, sequence, &keyed[..], &timed[..]))
         .collect();
     Encoded {
-        state_file: StateFileBytes::new(&held.operator_state, &named),
+        state_file: StateFileBytes::new(&held.operator_state, held.watermark, &named),
         segments,
     }
 }
@@ -144,7 +171,11 @@ pub struct StateFileBytes {
 }
 
 impl StateFileBytes {
-    fn new(operator_state: &Bytes, segments: &[(&str, u64, &[u8])]) -> Self {
+    fn new(
+        operator_state: &Bytes,
+        watermark: Option<i64>,
+        segments: &[(&str, u64, &[u8], &[u8])],
+    ) -> Self {
         // Postcard writes bytes as their length (a varint) then the bytes, and a struct as its
         // fields in order: the parts are `Index`'s encoding, as a test checks.
         let len = operator_state.len() as u64;
@@ -153,7 +184,7 @@ impl StateFileBytes {
         Self {
             head: encode(postcard::to_stdvec(&len)),
             operator_state: operator_state.clone(),
-            tail: encode(postcard::to_stdvec(segments)),
+            tail: encode(postcard::to_stdvec(&(watermark, segments))),
         }
     }
 
@@ -183,11 +214,11 @@ impl StateFileBytes {
     }
 }
 
-/// A bit per entry of a segment's table, set for the entries held.
-fn bitmap(entries: &Pieces<'_>) -> Vec<u8> {
-    let last = entries.keys().next_back().copied().unwrap_or(0);
+/// A bit per entry of a segment's table, set for `entries` (in increasing order).
+fn bitmap(entries: impl Iterator<Item = u32> + Clone) -> Vec<u8> {
+    let last = entries.clone().max().unwrap_or(0);
     let mut bits = vec![0u8; last as usize / 8 + 1];
-    for &entry in entries.keys() {
+    for entry in entries {
         bits[entry as usize / 8] |= 1 << (entry % 8);
     }
     bits
@@ -269,11 +300,14 @@ pub fn open_segment(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     Ok(table)
 }
 
-/// A state file read back: its operator state, and the segments and entries of its keyed state.
+/// A state file read back: its operator state, a source's watermark, and the segments and
+/// entries of its keyed state and its timers.
 #[derive(Debug)]
 pub struct Decoded {
     operator_state: Bytes,
-    segments: Vec<(String, u64, Vec<u8>)>,
+    watermark: Option<i64>,
+    /// Each segment's name, sequence, and bitmaps of the guest's entries and the timers'.
+    segments: Vec<(String, u64, Vec<u8>, Vec<u8>)>,
 }
 
 /// Why a state file, verified against its checksum, does not decode.
@@ -282,7 +316,7 @@ pub enum StateFileError {
     /// Its bytes are no state file.
     #[error("the state file does not decode: {0}")]
     Undecodable(#[from] postcard::Error),
-    /// It names a file that is no segment (format 3).
+    /// It names a file that is no segment (formats 3 and 4).
     #[error("the state file names `{0}`, which is no segment file")]
     NoSegment(String),
     /// It holds a key group twice (format 2).
@@ -290,20 +324,38 @@ pub enum StateFileError {
     GroupTwice(u32),
 }
 
-/// Reads a state file written by [`encode`]. Segment names are checked: plain file names. The
-/// operator state is a slice of `bytes`, not a copy.
+/// Reads a state file written by [`encode`] (format 4). Segment names are checked: plain file
+/// names. The operator state is a slice of `bytes`, not a copy.
 pub fn decode(bytes: &Bytes) -> Result<Decoded, StateFileError> {
     let index: Index<'_> = postcard::from_bytes(bytes)?;
-    if let Some((bad, ..)) = index.segments.iter().find(|(n, ..)| !is_segment_name(n)) {
+    decoded(bytes, index.operator_state, index.watermark, index.segments)
+}
+
+/// Reads a state file of format 3: keyed state only, no timers, no watermark.
+pub fn decode_format_3(bytes: &Bytes) -> Result<Decoded, StateFileError> {
+    let index: Index3<'_> = postcard::from_bytes(bytes)?;
+    let segments = index.segments.into_iter();
+    let segments = segments.map(|(n, sequence, keyed)| (n, sequence, keyed, &[][..]));
+    decoded(bytes, index.operator_state, None, segments.collect())
+}
+
+/// A state file read back from its parts, its segment names checked.
+fn decoded(
+    bytes: &Bytes,
+    operator_state: &[u8],
+    watermark: Option<i64>,
+    segments: Vec<(&str, u64, &[u8], &[u8])>,
+) -> Result<Decoded, StateFileError> {
+    if let Some((bad, ..)) = segments.iter().find(|(n, ..)| !is_segment_name(n)) {
         return Err(StateFileError::NoSegment((*bad).to_owned()));
     }
+    let segments = segments.into_iter().map(|(n, sequence, keyed, timed)| {
+        (n.to_owned(), sequence, keyed.to_vec(), timed.to_vec())
+    });
     Ok(Decoded {
-        operator_state: bytes.slice_ref(index.operator_state),
-        segments: index
-            .segments
-            .into_iter()
-            .map(|(n, sequence, bits)| (n.to_owned(), sequence, bits.to_vec()))
-            .collect(),
+        operator_state: bytes.slice_ref(operator_state),
+        watermark,
+        segments: segments.collect(),
     })
 }
 
@@ -330,8 +382,8 @@ impl Decoded {
     /// half pieces the state holds: a slice keeps the whole segment in memory, and the pieces
     /// an older checkpoint wrote there may since have been written again.
     pub fn load(self, segments: &mut (impl Segments + ?Sized)) -> Result<Held, SegmentError> {
-        let mut key_groups: BTreeMap<u32, Vec<Piece>> = BTreeMap::new();
-        for (name, sequence, bits) in &self.segments {
+        let (mut key_groups, mut timers) = (BTreeMap::new(), BTreeMap::new());
+        for (name, sequence, keyed, timed) in &self.segments {
             let at_fault = |problem| SegmentError {
                 segment: name.clone(),
                 problem,
@@ -339,13 +391,19 @@ impl Decoded {
             let bytes = segments.bytes(name)?;
             let table = open_segment(bytes).map_err(at_fault)?;
             let segment: Arc<str> = name.as_str().into();
-            let held = table.iter().enumerate().filter(|&(i, _)| is_held(bits, i));
-            let shared = held.map(|(_, e)| e.len).sum::<u64>() * 2 >= bytes.len() as u64;
+            let held = |i: usize| is_held(keyed, i) || is_held(timed, i);
+            let held_len: u64 = (table.iter().enumerate())
+                .filter(|&(i, _)| held(i))
+                .map(|(_, e)| e.len)
+                .sum();
+            let shared = held_len * 2 >= bytes.len() as u64;
             for (i, entry) in table.iter().enumerate() {
-                if !is_held(bits, i) {
-                    continue;
-                }
-                let chain = key_groups.entry(entry.group).or_default();
+                let chains: &mut BTreeMap<u32, Vec<Piece>> = match () {
+                    _ if is_held(keyed, i) => &mut key_groups,
+                    _ if is_held(timed, i) => &mut timers,
+                    _ => continue,
+                };
+                let chain = chains.entry(entry.group).or_default();
                 if entry.len == 0 || entry.delta == chain.is_empty() {
                     let group = entry.group;
                     return Err(at_fault(format!(
@@ -375,6 +433,8 @@ impl Decoded {
         Ok(Held {
             operator_state: self.operator_state,
             key_groups,
+            timers,
+            watermark: self.watermark,
         })
     }
 }
@@ -399,6 +459,7 @@ pub fn decode_grouped(bytes: &Bytes) -> Result<Held, StateFileError> {
     Ok(Held {
         operator_state: bytes.slice_ref(file.operator_state),
         key_groups,
+        ..Held::default()
     })
 }
 

@@ -13,7 +13,7 @@ pub(super) fn job() -> JobId {
 pub(super) fn operator_state(s: u32) -> Held {
     Held {
         operator_state: format!("state {s}").into_bytes().into(),
-        key_groups: BTreeMap::new(),
+        ..Held::default()
     }
 }
 
@@ -84,7 +84,7 @@ pub(super) fn counter_metadata(
         job_file: String::new(),
         max_parallelism: 128,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
-        state_layout: StateLayout::Chained,
+        state_layout: StateLayout::Timed,
         operators: vec![OperatorState {
             role: Role::Operator,
             id: counter,
@@ -118,7 +118,8 @@ fn a_state_file_that_changed_is_refused_with_its_path() {
     let store = Store::open(root.path()).unwrap();
     let (_, dir) = write_point(&store, 1, BarrierKind::Savepoint);
     let victim = dir.join("counter-1.state");
-    fs::write(&victim, b"state XXX").unwrap();
+    // As long as the file (its operator state's length and bytes, no watermark, no segment).
+    fs::write(&victim, b"state XXXX").unwrap();
     let point = store.read_point(&dir).unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
     assert!(
@@ -127,7 +128,7 @@ fn a_state_file_that_changed_is_refused_with_its_path() {
     );
     fs::write(&victim, b"state").unwrap();
     let error = store.read_states(&point).unwrap_err().to_string();
-    assert!(error.contains("5 bytes, metadata says 9"), "{error}");
+    assert!(error.contains("5 bytes, metadata says 10"), "{error}");
 }
 
 #[test]

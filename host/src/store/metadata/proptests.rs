@@ -18,7 +18,8 @@ fn layout() -> impl Strategy<Value = StateLayout> {
     prop_oneof![
         Just(StateLayout::Blob),
         Just(StateLayout::Grouped),
-        Just(StateLayout::Chained)
+        Just(StateLayout::Chained),
+        Just(StateLayout::Timed)
     ]
 }
 

@@ -75,10 +75,11 @@ proptest! {
                 prop_assert!(table.iter().all(|e| e.offset + e.len <= end));
             }
         }
-        // A state file that holds every entry of it.
+        // A state file that holds every entry of it: every other one as a timer.
         let decoded = Decoded {
             operator_state: Bytes::new(),
-            segments: vec![("s.seg".to_owned(), 1, vec![0xff; 64])],
+            watermark: None,
+            segments: vec![("s.seg".to_owned(), 1, vec![0x55; 64], vec![0xaa; 64])],
         };
         let mut segments = InMemory(BTreeMap::from([("s.seg".to_owned(), bytes.into())]));
         if let Err(refusal) = decoded.load(&mut segments) {

@@ -118,7 +118,8 @@ fn a_state_read_back_shares_its_bytes_while_its_segments_are_mostly_held() {
 #[derive(Serialize)]
 struct IndexAsSequences<'a> {
     operator_state: &'a [u8],
-    segments: Vec<(&'a str, u64, &'a [u8])>,
+    watermark: Option<i64>,
+    segments: Vec<(&'a str, u64, &'a [u8], &'a [u8])>,
 }
 
 #[test]
@@ -128,7 +129,8 @@ fn the_operator_state_is_written_as_bytes_in_the_format_it_always_had() {
     let encoded = encode(&state);
     let before = IndexAsSequences {
         operator_state: &state.operator_state,
-        segments: vec![("a.seg", 1, &[1][..])],
+        watermark: None,
+        segments: vec![("a.seg", 1, &[1][..], &[0][..])],
     };
     assert_eq!(
         encoded.state_file.to_vec(),
@@ -144,10 +146,15 @@ fn the_state_file_is_written_in_parts_sharing_the_operator_state() {
     let mut state = held(&[(1, false, b"one")], "a.seg", 1);
     take(&mut state, &[(2, false, b"two")], "b.seg", 2);
     state.operator_state = vec![7u8; 300].into();
+    state.watermark = Some(-7);
     let encoded = encode(&state);
     let whole = postcard::to_stdvec(&Index {
         operator_state: &state.operator_state,
-        segments: vec![("a.seg", 1, &[1][..]), ("b.seg", 2, &[1][..])],
+        watermark: Some(-7),
+        segments: vec![
+            ("a.seg", 1, &[1][..], &[0][..]),
+            ("b.seg", 2, &[1][..], &[0][..]),
+        ],
     })
     .unwrap();
     assert_eq!(encoded.state_file.to_vec(), whole);
@@ -283,4 +290,51 @@ fn state_files_of_format_2_read_as_chains_of_one() {
     assert_eq!(held.key_groups[&3], [Piece::new(&b"three"[..])]);
     assert_eq!(&*held.operator_state, b"pos");
     assert!(decode_grouped(&Bytes::from_static(&[0xff, 0xff])).is_err());
+}
+
+#[test]
+fn timers_and_a_watermark_round_trip_beside_the_keyed_state_and_apart_from_it() {
+    let mut state = Held::default();
+    let keyed = vec![(1, false, b"one".to_vec()), (2, false, b"two".to_vec())];
+    state.merge(0..128, b"pos".to_vec(), keyed, false).unwrap();
+    state
+        .merge_timers(0..128, vec![(2, false, b"t2".to_vec())], false)
+        .unwrap();
+    state.watermark = Some(1_234);
+    state.home_new_pieces("a.seg", 1);
+    state
+        .merge(
+            0..128,
+            b"pos".to_vec(),
+            vec![(1, true, b"+1".to_vec())],
+            false,
+        )
+        .unwrap();
+    let timers = vec![(2, true, b"+t".to_vec()), (5, false, b"t5".to_vec())];
+    state.merge_timers(0..128, timers, false).unwrap();
+    state.home_new_pieces("b.seg", 2);
+    let (_, segments, back) = written_and_read(&state);
+    assert_eq!(back, state);
+    assert_eq!(back.timers[&2].len(), 2, "whole, then a delta");
+    // One segment holds both kinds: entries 0 and 1 the guest's, 2 the timers'.
+    let groups: Vec<u32> = table(&segments, "a.seg").iter().map(|e| e.group).collect();
+    assert_eq!(groups, [1, 2, 2]);
+    assert!(back.key_groups.keys().eq([1, 2].iter()));
+    assert!(back.timers.keys().eq([2, 5].iter()));
+}
+
+#[test]
+fn state_files_of_format_3_still_read_with_neither_timers_nor_watermark() {
+    let state = held(&[(1, false, b"one"), (4, false, b"four")], "a.seg", 1);
+    let encoded = encode(&state);
+    let format_3 = postcard::to_stdvec(&Index3 {
+        operator_state: b"position",
+        segments: vec![("a.seg", 1, &[0b11][..])],
+    })
+    .unwrap();
+    let back = decode_format_3(&Bytes::from(format_3)).unwrap();
+    let back = back.load(&mut InMemory::of(&encoded)).unwrap();
+    assert_eq!(back.key_groups, state.key_groups);
+    assert!(back.timers.is_empty());
+    assert_eq!(back.watermark, None);
 }

@@ -245,7 +245,7 @@ impl Guest for Component {
     }
 
     fn process(input: Batch) -> Result<Batch, String> {
-        let records = Records::new(columns(&input))?;
+        let records = Records::new(columns(&input)).map_err(|e| e.to_string())?;
         if !records.keyed() {
             return Err("timer-probe: put it behind a key-by edge".to_owned());
         }
@@ -259,7 +259,7 @@ impl Guest for Component {
     }
 
     fn on_timer(domain: TimeDomain, fired: Batch) -> Result<Batch, String> {
-        let records = Records::new(columns(&fired))?;
+        let records = Records::new(columns(&fired)).map_err(|e| e.to_string())?;
         let mut output = BatchBuilder::new();
         PROBE.with_borrow_mut(|probe| {
             for timer in records {
