@@ -94,6 +94,23 @@ fn kill_9_of_a_worker_mid_run_restarts_the_job_on_the_workers_left_exactly() {
 }
 
 #[test]
+fn kill_9_of_the_coordinator_stops_every_worker_and_run_from_the_job_resumes_it_exactly() {
+    let dir = Dir::new(LINES);
+    let file = dir.write_job(&job(4, 100));
+    let file = file.to_str().unwrap();
+    let running = dir.start(&[file, "--workers", "3"]);
+    wait_until("output committed", || !dir.committed_output().is_empty());
+    assert_eq!(workers(&dir).len(), 3);
+    let job = running.job.clone();
+    running.kill();
+    // They notice their coordinator's connection closed, stop their subtasks, and exit.
+    wait_until("every worker gone", || workers(&dir).is_empty());
+    dir.start(&[file, "--from", &job, "--workers", "3"])
+        .wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
+
+#[test]
 fn a_savepoint_taken_on_2_workers_at_parallelism_2_resumes_on_3_at_parallelism_4() {
     let dir = Dir::new(LINES);
     let two = dir.write_job(&job(2, 100));
