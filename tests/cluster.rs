@@ -35,8 +35,13 @@ fn workers(dir: &Dir) -> Vec<(u32, String)> {
             .split(|&b| b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let on_home = args.windows(2).any(|w| w[0] == "--home" && w[1] == home.to_str().unwrap());
-        let name = args.windows(2).find(|w| w[0] == "--name").map(|w| w[1].clone());
+        let on_home = args
+            .windows(2)
+            .any(|w| w[0] == "--home" && w[1] == home.to_str().unwrap());
+        let name = args
+            .windows(2)
+            .find(|w| w[0] == "--name")
+            .map(|w| w[1].clone());
         if let (true, true, Some(name)) = (on_home, args.iter().any(|a| a == "worker"), name) {
             found.push((pid, name));
         }

@@ -42,12 +42,17 @@ impl Cluster {
     /// Starts `workers` `host worker` processes on this machine, with `args` (the state
     /// folder, the store) before `worker`, and waits until each joined; refuses if one ends
     /// first.
-    pub(super) async fn start(store: &Store, workers: usize, args: Vec<OsString>) -> anyhow::Result<Cluster> {
+    pub(super) async fn start(
+        store: &Store,
+        workers: usize,
+        args: Vec<OsString>,
+    ) -> anyhow::Result<Cluster> {
         anyhow::ensure!(workers > 0, "--workers must be at least 1");
         let token = hex::encode(rand::random::<[u8; 32]>());
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let pool = Pool::listen(loopback, &token, store.layout().clone()).await?;
-        let exe = std::env::current_exe().context("cannot find the host program to start workers")?;
+        let exe =
+            std::env::current_exe().context("cannot find the host program to start workers")?;
         let mut scheduler = Processes::new(exe, args, workers);
         scheduler.start(pool.addr(), &token)?;
         tokio::select! {

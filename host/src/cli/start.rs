@@ -318,7 +318,14 @@ pub(super) async fn check_job(
             .for_each(|mount| mount.writable = false);
     }
     let engine = engine(&store, CacheMode::ReadOnly)?;
-    let built = build(&store, engine, &mut prepared, (plan, JobId::generate()), None).await;
+    let built = build(
+        &store,
+        engine,
+        &mut prepared,
+        (plan, JobId::generate()),
+        None,
+    )
+    .await;
     let (operators, errors) = match &built {
         Ok(job) => (Some(job.operators()), &[][..]),
         Err(errors) => (None, &errors[..]),
@@ -422,12 +429,18 @@ async fn run_here_or_there(
         let engine = engine(&store, CacheMode::Deferred)?;
         let job_id = JobId::generate();
         let plan = prepared.plan.clone();
-        let job = build(&store, engine.clone(), &mut prepared, (plan, job_id.clone()), remote.clone())
-            .await
-            .map_err(|errors| {
-                let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                prepared.refusal(&problems)
-            })?;
+        let job = build(
+            &store,
+            engine.clone(),
+            &mut prepared,
+            (plan, job_id.clone()),
+            remote.clone(),
+        )
+        .await
+        .map_err(|errors| {
+            let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            prepared.refusal(&problems)
+        })?;
         let admitting = Admitting {
             job: job_id,
             writable_mounts: writable,

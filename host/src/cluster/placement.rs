@@ -61,9 +61,13 @@ partition = "forward"
         assert_eq!(placement.len(), 8);
         for (subtask, worker) in &placement {
             let peer = SubtaskId {
-                operator: if subtask.operator.as_str() == "a" { "b" } else { "a" }
-                    .parse()
-                    .unwrap(),
+                operator: if subtask.operator.as_str() == "a" {
+                    "b"
+                } else {
+                    "a"
+                }
+                .parse()
+                .unwrap(),
                 index: subtask.index,
             };
             assert_eq!(placement[&peer], *worker, "{subtask} and {peer} apart");

@@ -211,44 +211,19 @@ impl Pool {
             alive.map(|(id, w)| (id, w.clone())).collect()
         };
         if workers.is_empty() {
-            return Err(everywhere(deploy.plan, "the pool", "no worker is connected"));
+            let plan = deploy.plan;
+            return Err(everywhere(plan, "the pool", "no worker is connected"));
         }
-        let placement = place(deploy.plan, workers.len());
-        let exchanges: Vec<(SubtaskId, SocketAddr)> = placement
-            .iter()
-            .map(|(subtask, &w)| (subtask.clone(), workers[w].1.exchange))
-            .collect();
-        let mut deployed = BTreeMap::new();
-        for (w, (id, worker)) in workers.iter().enumerate() {
-            let subtasks: Vec<SubtaskId> = placement
-                .iter()
-                .filter(|&(_, &at)| at == w)
-                .map(|(s, _)| s.clone())
-                .collect();
-            if subtasks.is_empty() {
-                continue;
-            }
-            tracing::info!(worker = %worker.name, generation, subtasks = subtasks.len(), "deploying");
-            let deployment = Deployment {
-                job: deploy.job.clone(),
-                generation,
-                job_file: deploy.record.job_file.clone(),
-                base_dir: deploy.record.definition.base_dir.clone().into(),
-                point: deploy.point.cloned(),
-                subtasks: subtasks.clone(),
-                exchanges: exchanges.clone(),
-                memory_bytes_max: deploy.limits.memory_bytes_max as u64,
-                call_ms_max: deploy.limits.call_ms_max,
-            };
-            let _ = worker.to.send(ToWorker::Deploy(Box::new(deployment)));
-            deployed.insert(*id, (worker.clone(), subtasks));
-        }
+        let deployed = send_deployments(&deploy, generation, &workers);
         let operators = self.built(generation, &deployed, deploy.plan).await?;
         let mut session = Remoting {
             job: deploy.job.clone(),
             generation,
             shared: shared.clone(),
-            workers: deployed.iter().map(|(&id, (w, _))| (id, w.clone())).collect(),
+            workers: deployed
+                .iter()
+                .map(|(&id, (w, _))| (id, w.clone()))
+                .collect(),
             events: deploy.events,
             tasks: JoinSet::new(),
         };
@@ -288,24 +263,31 @@ impl Pool {
                 Inbound::Lost if waiting.contains(&id) => {
                     return Err(everywhere(plan, &name, "gone while building"));
                 }
-                Inbound::Message(FromWorker::Built { generation: g, operators }) if g == generation => {
+                Inbound::Message(FromWorker::Built {
+                    generation: g,
+                    operators,
+                }) if g == generation => {
                     waiting.remove(&id);
                     for op in operators {
                         described.entry(op.id.clone()).or_insert(op);
                     }
                 }
-                Inbound::Message(FromWorker::BuildFailed { generation: g, errors: e })
-                    if g == generation =>
-                {
+                Inbound::Message(FromWorker::BuildFailed {
+                    generation: g,
+                    errors: e,
+                }) if g == generation => {
                     waiting.remove(&id);
-                    errors.extend(e.into_iter().map(|(operator, subtask, message)| BuildError {
-                        operator,
-                        subtask,
-                        cause: BuildCause::Remote(RemoteFailure {
-                            worker: name.clone(),
-                            message,
-                        }),
-                    }));
+                    errors.extend(
+                        e.into_iter()
+                            .map(|(operator, subtask, message)| BuildError {
+                                operator,
+                                subtask,
+                                cause: BuildCause::Remote(RemoteFailure {
+                                    worker: name.clone(),
+                                    message,
+                                }),
+                            }),
+                    );
                 }
                 // Late words of an earlier generation, or of a worker not deployed.
                 _ => {}
@@ -314,12 +296,49 @@ impl Pool {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let infos = plan.operators.iter().map(|op| {
-            let described = described.remove(&op.id).expect("every operator placed");
-            described.into_info()
-        });
+        let infos = plan
+            .operators
+            .iter()
+            .map(|op| described.remove(&op.id).expect("every operator placed"));
         Ok(infos.collect())
     }
+}
+
+/// Places `deploy`'s subtasks on `workers` (id, worker) and sends each worker with a share its
+/// deployment of `generation`; returns who got what, by worker id.
+fn send_deployments(
+    deploy: &Deploy<'_>,
+    generation: u64,
+    workers: &[(usize, Worker)],
+) -> BTreeMap<usize, (Worker, Vec<SubtaskId>)> {
+    let placement = place(deploy.plan, workers.len());
+    let exchanges: Vec<(SubtaskId, SocketAddr)> = placement
+        .iter()
+        .map(|(subtask, &w)| (subtask.clone(), workers[w].1.exchange))
+        .collect();
+    let mut deployed = BTreeMap::new();
+    for (w, (id, worker)) in workers.iter().enumerate() {
+        let here = placement.iter().filter(|&(_, &at)| at == w);
+        let subtasks: Vec<SubtaskId> = here.map(|(s, _)| s.clone()).collect();
+        if subtasks.is_empty() {
+            continue;
+        }
+        tracing::info!(worker = %worker.name, generation, subtasks = subtasks.len(), "deploying");
+        let deployment = Deployment {
+            job: deploy.job.clone(),
+            generation,
+            job_file: deploy.record.job_file.clone(),
+            base_dir: deploy.record.definition.base_dir.clone().into(),
+            point: deploy.point.cloned(),
+            subtasks: subtasks.clone(),
+            exchanges: exchanges.clone(),
+            memory_bytes_max: deploy.limits.memory_bytes_max as u64,
+            call_ms_max: deploy.limits.call_ms_max,
+        };
+        let _ = worker.to.send(ToWorker::Deploy(Box::new(deployment)));
+        deployed.insert(*id, (worker.clone(), subtasks));
+    }
+    deployed
 }
 
 /// Forwards the coordinator's commands to one subtask to its worker.
@@ -366,8 +385,7 @@ impl Session for Remoting {
         }
         let (shared, events) = (self.shared.clone(), self.events.clone());
         let (generation, workers) = (self.generation, self.workers.clone());
-        self.tasks
-            .spawn(route(shared, events, generation, workers));
+        self.tasks.spawn(route(shared, events, generation, workers));
     }
 
     fn published(&self, location: &Path) {
@@ -425,9 +443,10 @@ async fn route(
             Inbound::Lost => Event::Failed(SubtaskError::WorkerLost {
                 worker: worker.name.clone(),
             }),
-            Inbound::Message(FromWorker::Event { generation: g, event }) if g == generation => {
-                into_event(&worker.name, event)
-            }
+            Inbound::Message(FromWorker::Event {
+                generation: g,
+                event,
+            }) if g == generation => into_event(&worker.name, event),
             Inbound::Message(_) => continue,
         };
         if events.send(event).is_err() {
@@ -443,17 +462,7 @@ fn into_event(worker: &str, event: RemoteEvent) -> Event {
         message,
     };
     match event {
-        RemoteEvent::Acked {
-            subtask,
-            checkpoint,
-            file,
-            alignment,
-        } => Event::Acked {
-            subtask,
-            checkpoint,
-            file,
-            alignment,
-        },
+        RemoteEvent::Acked(ack) => Event::Acked(ack),
         RemoteEvent::SnapshotFailed {
             checkpoint,
             message,

@@ -10,17 +10,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::barrier::Barrier;
 use crate::ids::{CheckpointId, JobId, OperatorId, SubtaskId};
-use crate::runtime::{OperatorInfo, PointRef, Remap};
-use crate::snapshot::Rescale;
-use crate::store::StateFile;
-use crate::topology::Role;
+use crate::runtime::subtask::Ack;
+use crate::runtime::{OperatorInfo, PointRef};
 
 /// The largest control frame accepted: a job file and a placement fit many times over.
 pub const FRAME_BYTES_MAX: u32 = 16 << 20;
@@ -96,91 +93,11 @@ pub enum ToWorker {
     Cancel(u64),
 }
 
-/// What one new subtask received of each old one: (old subtask, key groups, bytes).
-pub type Moved = Vec<(u32, u32, u64)>;
-
-/// What a worker says of one operator it runs, for the checkpoint metadata.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Described {
-    /// The operator.
-    pub id: OperatorId,
-    /// Its role.
-    pub role: Role,
-    /// Its parallelism.
-    pub parallelism: u32,
-    /// The module's SHA-256.
-    pub module_sha256: String,
-    /// The module's name.
-    pub module_name: String,
-    /// The module's version.
-    pub module_version: String,
-    /// Whether its operator state rescales by union.
-    pub union: bool,
-    /// How its state moved from the point's subtasks: the point's parallelism, and for each
-    /// new subtask, (old subtask, key groups, bytes) it received.
-    pub remap: Option<(u32, Vec<Moved>)>,
-}
-
-impl Described {
-    /// What a worker says of `info`.
-    pub fn of(info: &OperatorInfo) -> Described {
-        Described {
-            id: info.id.clone(),
-            role: info.role,
-            parallelism: info.parallelism,
-            module_sha256: info.module_sha256.clone(),
-            module_name: info.module_name.clone(),
-            module_version: info.module_version.clone(),
-            union: info.rescale == Rescale::Union,
-            remap: info.remap.as_ref().map(|r| {
-                let moved = r.subtasks.iter().map(|m| {
-                    let moved = m.iter().map(|(&old, &(groups, bytes))| (old, groups, bytes));
-                    moved.collect()
-                });
-                (r.from_parallelism, moved.collect())
-            }),
-        }
-    }
-
-    /// Back into the runtime's record of the operator.
-    pub fn into_info(self) -> OperatorInfo {
-        OperatorInfo {
-            id: self.id,
-            role: self.role,
-            parallelism: self.parallelism,
-            module_sha256: self.module_sha256,
-            module_name: self.module_name,
-            module_version: self.module_version,
-            rescale: if self.union {
-                Rescale::Union
-            } else {
-                Rescale::Refuse
-            },
-            remap: self.remap.map(|(from_parallelism, subtasks)| Remap {
-                from_parallelism,
-                subtasks: subtasks
-                    .into_iter()
-                    .map(|m| m.into_iter().map(|(o, g, b)| (o, (g, b))).collect())
-                    .collect(),
-            }),
-        }
-    }
-}
-
 /// What a subtask on a worker tells the coordinator (the runtime's events that cross).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum RemoteEvent {
-    /// Its state for `checkpoint` is durable in the shared store.
-    Acked {
-        /// The subtask.
-        subtask: SubtaskId,
-        /// The checkpoint.
-        checkpoint: CheckpointId,
-        /// Its state file.
-        file: StateFile,
-        /// How long it aligned.
-        alignment: Duration,
-    },
+    /// Its state for a checkpoint is durable in the shared store.
+    Acked(Ack),
     /// It could not snapshot for `checkpoint`.
     SnapshotFailed {
         /// The checkpoint.
@@ -210,8 +127,8 @@ pub enum FromWorker {
     Built {
         /// The generation.
         generation: u64,
-        /// Each operator it runs a subtask of.
-        operators: Vec<Described>,
+        /// Each operator it runs a subtask of, as the checkpoint metadata records it.
+        operators: Vec<OperatorInfo>,
     },
     /// Its share could not be built.
     BuildFailed {
@@ -300,7 +217,10 @@ mod tests {
             .await
             .unwrap();
         let refused = read::<_, ToWorker>(&mut b).await;
-        assert!(matches!(refused, Err(WireError::TooLarge(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(WireError::TooLarge(_))),
+            "{refused:?}"
+        );
         drop(a);
         assert!(read::<_, ToWorker>(&mut b).await.unwrap().is_none());
     }

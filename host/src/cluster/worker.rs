@@ -17,9 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::exchange::{self, Exchange, LinkHello};
-use super::wire::{
-    self, Deployment, Described, FromWorker, Hello, RemoteCommand, RemoteEvent, ToWorker,
-};
+use super::wire::{self, Deployment, FromWorker, Hello, RemoteCommand, RemoteEvent, ToWorker};
 use crate::engine::{Engine, Limits};
 use crate::ids::SubtaskId;
 use crate::points::savepoint::{self, Mapping};
@@ -97,7 +95,11 @@ struct Worker {
 }
 
 /// Runs a worker until its coordinator goes away: `Ok` if nothing was running then.
-pub async fn run(store: Store, engine: Arc<Engine>, config: WorkerConfig) -> Result<(), WorkerError> {
+pub async fn run(
+    store: Store,
+    engine: Arc<Engine>,
+    config: WorkerConfig,
+) -> Result<(), WorkerError> {
     let listen = |source| WorkerError::Listen {
         addr: config.listen,
         source,
@@ -112,7 +114,9 @@ pub async fn run(store: Store, engine: Arc<Engine>, config: WorkerConfig) -> Res
     let stream = TcpStream::connect(config.coordinator)
         .await
         .map_err(|e| coordinator(e.into()))?;
-    stream.set_nodelay(true).map_err(|e| coordinator(e.into()))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| coordinator(e.into()))?;
     let (read, mut write) = stream.into_split();
     let mut read = tokio::io::BufReader::new(read);
     let hello = Hello {
@@ -177,7 +181,11 @@ impl Worker {
                 self.store.note_published(&job, &location);
             }
             ToWorker::Cancel(generation) => {
-                if self.current.as_ref().is_some_and(|c| c.generation <= generation) {
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.generation <= generation)
+                {
                     self.cancel().await;
                 }
                 self.exchange.forget(generation);
@@ -220,7 +228,9 @@ impl Worker {
         let (plan, share) = match built {
             Ok(built) => built,
             Err(errors) => {
-                let _ = self.out.send(FromWorker::BuildFailed { generation, errors });
+                let _ = self
+                    .out
+                    .send(FromWorker::BuildFailed { generation, errors });
                 return;
             }
         };
@@ -239,7 +249,7 @@ impl Worker {
         }
         let here: Vec<_> = deployment.subtasks.iter().map(|s| &s.operator).collect();
         let operators = share.operators.iter().filter(|op| here.contains(&&op.id));
-        let operators = operators.map(Described::of).collect();
+        let operators = operators.cloned().collect();
         let _ = self.out.send(FromWorker::Built {
             generation,
             operators,
@@ -273,7 +283,8 @@ impl Worker {
         &self,
         deployment: &Deployment,
     ) -> Result<(Plan, Share), Vec<(crate::ids::OperatorId, Option<u32>, String)>> {
-        let whole = |operator: crate::ids::OperatorId, message: String| vec![(operator, None, message)];
+        let whole =
+            |operator: crate::ids::OperatorId, message: String| vec![(operator, None, message)];
         let plan = Plan::from_toml(&deployment.job_file, &deployment.base_dir);
         let plan = plan.map_err(|e| whole("job".parse().expect("an id"), e.to_string()))?;
         let restore = match &deployment.point {
@@ -310,7 +321,12 @@ impl Worker {
         Ok((plan, share.map_err(errors)?))
     }
 
-    fn share_spec(&self, deployment: &Deployment, plan: &Plan, restore: Option<RestoreFrom>) -> ShareSpec {
+    fn share_spec(
+        &self,
+        deployment: &Deployment,
+        plan: &Plan,
+        restore: Option<RestoreFrom>,
+    ) -> ShareSpec {
         let layout = self.store.layout();
         let base = &deployment.base_dir;
         let modules = plan.operators.iter().map(|op| op.module.as_path());
@@ -323,7 +339,8 @@ impl Worker {
                 memory_bytes_max: deployment.memory_bytes_max as usize,
                 call_ms_max: deployment.call_ms_max,
             },
-            protected: Protected::new(layout.root(), &layout.cache(), Some(base)).with_modules(modules),
+            protected: Protected::new(layout.root(), &layout.cache(), Some(base))
+                .with_modules(modules),
             here: deployment.subtasks.iter().cloned().collect(),
         }
     }
@@ -355,8 +372,12 @@ impl Worker {
         let Some(mut share) = current.share.take() else {
             return;
         };
-        let exchanges: BTreeMap<&SubtaskId, SocketAddr> =
-            current.deployment.exchanges.iter().map(|(s, a)| (s, *a)).collect();
+        let exchanges: BTreeMap<&SubtaskId, SocketAddr> = current
+            .deployment
+            .exchanges
+            .iter()
+            .map(|(s, a)| (s, *a))
+            .collect();
         for (channel, rx) in std::mem::take(&mut share.outbound) {
             let down = &current.plan.operators[current.plan.edges[channel.edge as usize].to];
             let to = SubtaskId {
@@ -372,7 +393,9 @@ impl Worker {
             let failed = failed.clone();
             current.tasks.spawn(async move {
                 if let Err(e) = exchange::outbound(addr, hello, rx).await {
-                    failed(format!("exchange channel {channel:?} to {addr} (outbound): {e}"));
+                    failed(format!(
+                        "exchange channel {channel:?} to {addr} (outbound): {e}"
+                    ));
                 }
             });
         }
@@ -395,17 +418,7 @@ impl Worker {
 /// never happens on a worker).
 fn remote_event(event: Event) -> Option<RemoteEvent> {
     Some(match event {
-        Event::Acked {
-            subtask,
-            checkpoint,
-            file,
-            alignment,
-        } => RemoteEvent::Acked {
-            subtask,
-            checkpoint,
-            file,
-            alignment,
-        },
+        Event::Acked(ack) => RemoteEvent::Acked(ack),
         Event::SnapshotFailed { checkpoint, error } => RemoteEvent::SnapshotFailed {
             checkpoint,
             message: error.to_string(),
@@ -417,7 +430,10 @@ fn remote_event(event: Event) -> Option<RemoteEvent> {
             message: error.to_string(),
         },
         Event::PeerGone(subtask, _) => RemoteEvent::PeerGone(subtask),
-        Event::Prepared(_) | Event::Staged { .. } | Event::Swapped { .. } | Event::Resumed { .. } => {
+        Event::Prepared(_)
+        | Event::Staged { .. }
+        | Event::Swapped { .. }
+        | Event::Resumed { .. } => {
             return None;
         }
     })

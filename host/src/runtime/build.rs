@@ -26,11 +26,11 @@ use super::{
 use crate::engine::bindings::{self, Context};
 use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
-use crate::store::States;
 use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
 use crate::protected::Protected;
 use crate::snapshot::Rescale;
+use crate::store::States;
 use crate::store::{Store, StoreError};
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
@@ -52,7 +52,7 @@ pub(super) struct Blueprint {
     initial: Option<Arc<RestoreFrom>>,
     /// What the job counts, kept across restarts.
     pub(super) metrics: Arc<JobMetrics>,
-    /// Where the subtasks run when not in this process ([`crate::cluster`]).
+    /// Where the subtasks run when not in this process (`host/src/cluster/`).
     pub(super) remote: Option<Arc<dyn Remote>>,
 }
 
@@ -114,9 +114,7 @@ pub async fn build_share(
         remote: None,
     };
     let here = |subtask: &SubtaskId| spec.here.contains(subtask);
-    blueprint
-        .share(spec.restore.as_ref(), &here, events)
-        .await
+    blueprint.share(spec.restore.as_ref(), &here, events).await
 }
 
 /// Loads, instantiates, initializes and restores every subtask of `spec`, and wires them.
@@ -233,7 +231,8 @@ impl Blueprint {
             let deployed = remote.deploy(deploy).await?;
             let count = deployed.commands.len();
             let channels = (deployed.commands, (events_tx, events));
-            let coordinator = CoordinatorTask::new(self.clone(), deployed.operators, channels, first);
+            let coordinator =
+                CoordinatorTask::new(self.clone(), deployed.operators, channels, first);
             return Ok((Placed::Elsewhere(deployed.session, count), coordinator));
         }
         let share = self.share(restore, &|_| true, events_tx.clone()).await?;
@@ -279,13 +278,7 @@ impl Blueprint {
     ) -> Result<(Vec<Started>, Vec<OperatorInfo>), Vec<BuildError>> {
         let mut errors = Vec::new();
         let started_at = std::time::Instant::now();
-        let indices = |op: &OperatorPlan| -> Vec<u32> {
-            let id = |index| SubtaskId {
-                operator: op.id.clone(),
-                index,
-            };
-            (0..op.parallelism).filter(|&i| here(&id(i))).collect()
-        };
+        let indices = |op: &OperatorPlan| indices_here(op, here);
         let modules = self.load_modules(&|op| !indices(op).is_empty()).await?;
         tracing::debug!(elapsed = ?started_at.elapsed(), "modules loaded");
         let (mut instances, mut infos) = (Vec::new(), Vec::new());
@@ -294,7 +287,10 @@ impl Blueprint {
                 id: op.id.clone(),
                 role: op.role,
                 parallelism: op.parallelism,
-                module_sha256: module.as_ref().map(|m| m.sha256.clone()).unwrap_or_default(),
+                module_sha256: module
+                    .as_ref()
+                    .map(|m| m.sha256.clone())
+                    .unwrap_or_default(),
                 module_name: String::new(),
                 module_version: String::new(),
                 rescale: Rescale::Refuse,
@@ -479,6 +475,15 @@ impl Blueprint {
 
 /// A subtask started (and restored): its instance, and the timers and watermark it restored.
 type Started = (Instance, Option<RestoredTime>);
+
+/// The indices of `op`'s subtasks that run `here`.
+fn indices_here(op: &OperatorPlan, here: &(dyn Fn(&SubtaskId) -> bool + Sync)) -> Vec<u32> {
+    let id = |index| SubtaskId {
+        operator: op.id.clone(),
+        index,
+    };
+    (0..op.parallelism).filter(|&i| here(&id(i))).collect()
+}
 
 /// The checkpoint a sink restored from, whose outside world it reconciles (`recover`) once
 /// the job starts; none for other roles, and for a sink the point has no state for.

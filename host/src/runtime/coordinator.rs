@@ -245,12 +245,12 @@ impl CoordinatorTask {
     /// An event from a subtask (or from a task preparing or swapping an upgrade).
     async fn on_event(&mut self, event: Event, ending: &mut Ending) -> Step {
         match event {
-            Event::Acked {
+            Event::Acked(super::subtask::Ack {
                 subtask,
                 checkpoint,
                 file,
                 alignment,
-            } => {
+            }) => {
                 self.in_flight_since.1 = self.in_flight_since.1.max(alignment);
                 self.on_ack(subtask, checkpoint, file).await;
                 if let Some(fenced) = self.fenced.take() {
@@ -559,9 +559,7 @@ impl Ending {
 
 /// Spawns every subtask; each tells the coordinator how it ended. Returns their tasks, and
 /// each task's subtask by task id (to name one that panicked).
-pub fn spawn_subtasks(
-    subtasks: Vec<Subtask>,
-) -> (JoinSet<()>, BTreeMap<tokio::task::Id, String>) {
+pub fn spawn_subtasks(subtasks: Vec<Subtask>) -> (JoinSet<()>, BTreeMap<tokio::task::Id, String>) {
     let mut tasks = JoinSet::new();
     let mut names = BTreeMap::new();
     for subtask in subtasks {

@@ -53,7 +53,7 @@ pub struct JobSpec {
     pub limits: Limits,
     /// The folders no mount may reach.
     pub protected: Protected,
-    /// Where the subtasks run when not in this process ([`crate::cluster`]); `None`: here.
+    /// Where the subtasks run when not in this process (`host/src/cluster/`); `None`: here.
     pub remote: Option<Arc<dyn remote::Remote>>,
 }
 
@@ -94,8 +94,8 @@ pub struct RestoreFrom {
     pub point: Option<remote::PointRef>,
 }
 
-/// What the checkpoint metadata records of each operator.
-#[derive(Clone, Debug)]
+/// What the checkpoint metadata records of each operator (and a worker tells its coordinator).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OperatorInfo {
     /// Stable id.
     pub id: OperatorId,
@@ -116,11 +116,11 @@ pub struct OperatorInfo {
 }
 
 pub use build::{Share, ShareSpec, build, build_share};
-pub use remote::{ChannelId, PointRef};
 pub use failure::{
     Aborted, BuildCause, BuildError, CheckpointFailure, JobFailure, Malformed, RemoteFailure,
     RestartError, SaveError, SwapFailure,
 };
+pub use remote::{ChannelId, PointRef};
 pub use restore::Remap;
 pub use swap::{Canary, UpgradeSpec, Upgraded};
 

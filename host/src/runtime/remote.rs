@@ -1,4 +1,4 @@
-//! The runtime's side of a job whose subtasks run in other processes ([`crate::cluster`]):
+//! The runtime's side of a job whose subtasks run in other processes (`host/src/cluster/`):
 //! what the coordinator needs of them, with no socket in sight.
 //!
 //! In one process, building a job starts its subtasks here and the coordinator spawns them.
@@ -83,7 +83,8 @@ pub trait Session: Send {
 pub trait Remote: Send + Sync {
     /// Builds `deploy`'s job on the processes it has: every subtask placed, built and
     /// restored, none started. Every error names its operator (and subtask).
-    fn deploy<'a>(&'a self, deploy: Deploy<'a>) -> BoxFuture<'a, Result<Deployed, Vec<BuildError>>>;
+    fn deploy<'a>(&'a self, deploy: Deploy<'a>)
+    -> BoxFuture<'a, Result<Deployed, Vec<BuildError>>>;
 }
 
 /// Where a job's subtasks run for one run of its coordinator.

@@ -15,7 +15,7 @@ use crate::time::timers::TimerService;
 use crate::topology::OperatorPlan;
 
 /// How an operator's state moved from the point's subtasks to the job's, for `host check`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Remap {
     /// The parallelism of the point.
     pub from_parallelism: u32,

@@ -56,17 +56,8 @@ pub enum Command {
 /// What a subtask tells the coordinator.
 #[derive(Debug)]
 pub enum Event {
-    /// Its state for `checkpoint` is durable in `file`.
-    Acked {
-        /// Which subtask.
-        subtask: SubtaskId,
-        /// Which checkpoint.
-        checkpoint: CheckpointId,
-        /// The state file written.
-        file: StateFile,
-        /// How long the subtask held inputs back to align the barrier.
-        alignment: Duration,
-    },
+    /// Its state for a checkpoint is durable.
+    Acked(Ack),
     /// It could not snapshot for `checkpoint`; the checkpoint must be aborted.
     SnapshotFailed {
         /// Which checkpoint.
@@ -110,6 +101,19 @@ pub enum Event {
         /// From the barrier's arrival to the first batch processed.
         pause: Duration,
     },
+}
+
+/// A subtask's state for `checkpoint` is durable in `file`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Ack {
+    /// Which subtask.
+    pub subtask: SubtaskId,
+    /// Which checkpoint.
+    pub checkpoint: CheckpointId,
+    /// The state file written.
+    pub file: StateFile,
+    /// How long the subtask held inputs back to align the barrier.
+    pub alignment: Duration,
 }
 
 /// Why a subtask stopped abnormally.
@@ -531,12 +535,12 @@ impl Subtask {
             let write_ms = since.elapsed().as_secs_f64() * 1e3;
             tracing::debug!(%subtask, %checkpoint, write_ms, ok = write.is_ok(), "state written");
             let event = match write {
-                Ok(file) => Event::Acked {
+                Ok(file) => Event::Acked(Ack {
                     subtask,
                     checkpoint,
                     file,
                     alignment,
-                },
+                }),
                 Err(source) => Event::SnapshotFailed {
                     checkpoint,
                     error: CheckpointFailure::Write { subtask, source },

@@ -290,7 +290,14 @@ mod tests {
 
     fn parts(b: &Batch) -> Parts {
         let b = b.clone();
-        (b.keys, b.key_ends, b.values, b.value_ends, b.timestamps, b.key_groups)
+        (
+            b.keys,
+            b.key_ends,
+            b.values,
+            b.value_ends,
+            b.timestamps,
+            b.key_groups,
+        )
     }
 
     fn cross(encoder: &mut Encoder, decoder: &mut Decoder, sent: &Batch) -> Batch {
@@ -302,7 +309,10 @@ mod tests {
     #[test]
     fn batches_cross_whole_with_and_without_key_groups_on_one_connection() {
         let (mut encoder, mut decoder) = (Encoder::default(), Decoder::default());
-        let plain = batch(&[(b"a", b"1", 5), (b"", b"", -1), (b"word", b"vv", 7)], vec![]);
+        let plain = batch(
+            &[(b"a", b"1", 5), (b"", b"", -1), (b"word", b"vv", 7)],
+            vec![],
+        );
         let grouped = batch(&[(b"x", b"yy", 1), (b"zz", b"", 2)], vec![3, 90]);
         for sent in [&plain, &grouped, &plain, &grouped] {
             assert_eq!(parts(&cross(&mut encoder, &mut decoder, sent)), parts(sent));

@@ -60,7 +60,12 @@ impl Processes {
 impl Spawner {
     /// Starts one worker and its watcher.
     fn spawn(self: &Arc<Self>) -> Result<(), SchedulerError> {
-        let (coordinator, token) = self.target.lock().expect("not poisoned").clone().expect("started");
+        let (coordinator, token) = self
+            .target
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .expect("started");
         let name = format!("worker-{}", self.started.fetch_add(1, Ordering::SeqCst) + 1);
         let mut command = tokio::process::Command::new(&self.exe);
         command
@@ -130,7 +135,8 @@ impl Scheduler for Processes {
     fn stop(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.spawner.stop.send_replace(true);
-            let watchers = std::mem::take(&mut *self.spawner.watchers.lock().expect("not poisoned"));
+            let watchers =
+                std::mem::take(&mut *self.spawner.watchers.lock().expect("not poisoned"));
             for watcher in watchers {
                 let _ = watcher.await;
             }
