@@ -8,7 +8,7 @@ const LINES: usize = 3_000;
 
 /// The word count with every operator at `parallelism`, each source subtask reading
 /// `lines_per_second`, restarted at most twice.
-fn job(parallelism: u32, lines_per_second: u64) -> WordCount {
+pub fn job(parallelism: u32, lines_per_second: u64) -> WordCount {
     WordCount {
         counter_parallelism: parallelism,
         tokenizer_parallelism: parallelism,
@@ -50,6 +50,19 @@ fn workers(dir: &Dir) -> Vec<(u32, String)> {
     found
 }
 
+/// Kills the worker `name` of `dir`'s job with SIGKILL.
+pub fn kill_worker(dir: &Dir, name: &str) {
+    let (pid, _) = workers(dir)
+        .into_iter()
+        .find(|(_, n)| n == name)
+        .unwrap_or_else(|| panic!("{name} runs"));
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
 fn sorted(mut lines: Vec<String>) -> Vec<String> {
     lines.sort();
     lines
@@ -80,15 +93,8 @@ fn kill_9_of_a_worker_mid_run_restarts_the_job_on_the_workers_left_exactly() {
     let running = dir.start(&[file.to_str().unwrap(), "--workers", "3"]);
     // Mid-run: a checkpoint committed, the sources far from done.
     wait_until("output committed", || !dir.committed_output().is_empty());
-    let (pid, name) = workers(&dir)
-        .into_iter()
-        .find(|(_, name)| name == "worker-2")
-        .expect("worker-2 runs");
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let name = "worker-2";
+    kill_worker(&dir, name);
     let (ok, stderr) = running.wait();
     assert!(ok, "the job did not survive the kill of {name}:\n{stderr}");
     assert!(
