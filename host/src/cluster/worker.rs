@@ -24,7 +24,7 @@ use crate::points::savepoint::{self, Mapping};
 use crate::protected::Protected;
 use crate::runtime::coordinator::{Commands, spawn_subtasks};
 use crate::runtime::subtask::{Command, Event};
-use crate::runtime::{JobRecord, RestoreFrom, Share, ShareSpec, build_share};
+use crate::runtime::{ChannelId, JobRecord, RestoreFrom, Share, ShareSpec, build_share};
 use crate::store::Store;
 use crate::topology::Plan;
 
@@ -239,10 +239,10 @@ impl Worker {
         for (channel, tx) in std::mem::take(&mut share.inbound) {
             let connection = self.exchange.expect(generation, channel);
             let failed = self.failed(generation);
+            let at = link(&plan, channel);
             tasks.spawn(async move {
                 if let Err(e) = exchange::inbound(connection, &tx).await {
-                    let at = format!("exchange channel {channel:?} (inbound)");
-                    failed(format!("{at}: {e}"));
+                    failed(format!("{at}, coming in: {e}"));
                     exchange::hold(tx).await;
                 }
             });
@@ -391,11 +391,10 @@ impl Worker {
                 channel,
             };
             let failed = failed.clone();
+            let at = link(&current.plan, channel);
             current.tasks.spawn(async move {
                 if let Err(e) = exchange::outbound(addr, hello, rx).await {
-                    failed(format!(
-                        "exchange channel {channel:?} to {addr} (outbound): {e}"
-                    ));
+                    failed(format!("{at}, going out to {addr}: {e}"));
                 }
             });
         }
@@ -412,6 +411,14 @@ impl Worker {
         });
         tracing::info!(generation, "deployment started");
     }
+}
+
+/// A channel as a person reads it: `the channel from tokenize[2] to counter[1]`.
+fn link(plan: &Plan, channel: ChannelId) -> String {
+    let edge = &plan.edges[channel.edge as usize];
+    let (up, down) = (&plan.operators[edge.from].id, &plan.operators[edge.to].id);
+    let (from, to) = (channel.from, channel.to);
+    format!("the channel from {up}[{from}] to {down}[{to}]")
 }
 
 /// A subtask's event as it crosses to the coordinator (`None`: one of a live swap, which
