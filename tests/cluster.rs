@@ -137,3 +137,29 @@ fn a_savepoint_taken_on_2_workers_at_parallelism_2_resumes_on_3_at_parallelism_4
         .wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
+
+#[test]
+fn the_kubernetes_scheduler_without_an_object_store_is_refused_naming_why() {
+    let dir = Dir::new(10);
+    let file = dir.write_job(&job(1, 100));
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--scheduler",
+        "kubernetes",
+        "--image",
+        "registry.example/jobhost:1",
+        "--advertise",
+        "10.0.0.5",
+    ];
+    let output = dir.host(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the kubernetes scheduler needs --store s3://"),
+        "{stderr}"
+    );
+    assert!(dir.committed_output().is_empty());
+}

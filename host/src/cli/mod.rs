@@ -195,10 +195,8 @@ struct RunArgs {
     /// was written elsewhere (an export, an object store, another user): shown, then granted.
     #[arg(long)]
     trust_grants: bool,
-    /// Run the job's subtasks on N `host worker` processes on this machine, started and
-    /// watched by this one (which coordinates); without it, every subtask runs here.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
+    #[command(flatten)]
+    cluster: cluster::ClusterArgs,
     /// Run in the background: print the job's id and return; its output goes to
     /// `jobs/<id>/log` (see `host logs`).
     #[arg(long)]
@@ -307,7 +305,10 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
         }
         command => {
             let opened = open_store(&command, &home, store.as_deref())?;
-            let workers = cluster::worker_args(&home, store.as_deref());
+            let workers = cluster::WorkerArgsOf {
+                home: home.clone(),
+                store: store.clone(),
+            };
             run_on(opened, command, json, workers)
         }
     }
@@ -337,12 +338,12 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
 }
 
 /// Runs a command that works on the state folder.
-/// `worker_args` are what a worker started here gets before `worker`.
+/// `worker_args` say what a worker started for a job gets before `worker`.
 fn run_on(
     store: Store,
     command: Command,
     json: bool,
-    worker_args: Vec<std::ffi::OsString>,
+    worker_args: cluster::WorkerArgsOf,
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run_job(store, args, worker_args),
@@ -374,7 +375,7 @@ fn run_on(
 fn run_job(
     store: Store,
     args: RunArgs,
-    worker_args: Vec<std::ffi::OsString>,
+    worker_args: cluster::WorkerArgsOf,
 ) -> anyhow::Result<ExitCode> {
     if args.detach {
         return detach::run_detached(&store);
@@ -388,7 +389,7 @@ fn run_job(
         args.checkpoint_interval,
     )?;
     prepared.check_grants(&store, args.trust_grants)?;
-    let workers = args.workers.map(|n| (usize::from(n), worker_args));
+    let workers = args.cluster.wanted().then_some((args.cluster, worker_args));
     tokio_runtime()?.block_on(start::run_job(store, prepared, args.log_file, workers))
 }
 

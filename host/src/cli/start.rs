@@ -398,18 +398,18 @@ fn print_remap(op: &runtime::OperatorInfo) {
 /// time if taking over the point's job on an object store shows that it published a newer
 /// point meanwhile (see [`take_over_point_job`]). With `log_file` (`--detach`), that file
 /// becomes the job's log once the job has an id.
-/// With `workers` (how many, and their arguments), the subtasks run on that many `host
-/// worker` processes, started first and stopped once the job ended.
+/// With `workers` (how many, where, and their arguments), the subtasks run on `host worker`
+/// processes (or Pods), started first and stopped once the job ended.
 pub(super) async fn run_job(
     store: Store,
     prepared: Prepared,
     log_file: Option<PathBuf>,
-    workers: Option<(usize, Vec<std::ffi::OsString>)>,
+    workers: Option<(super::cluster::ClusterArgs, super::cluster::WorkerArgsOf)>,
 ) -> anyhow::Result<ExitCode> {
-    let Some((workers, args)) = workers else {
+    let Some((asked, args)) = workers else {
         return run_here_or_there(store, prepared, log_file, None).await;
     };
-    let cluster = super::cluster::Cluster::start(&store, workers, args).await?;
+    let cluster = super::cluster::Cluster::start(&store, asked, args).await?;
     let ran = run_here_or_there(store, prepared, log_file, Some(cluster.remote())).await;
     cluster.stop().await;
     ran

@@ -31,7 +31,8 @@
 //!   and only re-partitioning edges cross. A scheduler ([`scheduler`]) says how workers come
 //!   to be: `local` runs every subtask in the `host run` process, today's path and the default,
 //!   with no worker, no socket and nothing added to the hot path; `process` starts N `host
-//!   worker` processes on 127.0.0.1 (`host run --workers N`) and watches them.
+//!   worker` processes on 127.0.0.1 (`host run --workers N`) and watches them; `kubernetes`
+//!   creates them as Pods (`--scheduler kubernetes`), labelled by run, with the store on S3.
 //!
 //! # The exchange ([`exchange`])
 //! One TCP connection per channel that crosses workers (upstream subtask to downstream
@@ -78,9 +79,9 @@
 //! # What is not here (yet)
 //! Live upgrades (`host upgrade`) of a job on workers are refused; take a savepoint and run
 //! `--from` it with the new job file. Per-subtask metrics of remote subtasks are not sampled
-//! by `host serve`. The Kubernetes scheduler (`scheduler/kubernetes`) does not exist yet.
-//! Workers read the job's modules from the paths of the job file: they must see the same
-//! files (one machine, or the same image).
+//! by `host serve`. The Kubernetes scheduler ([`scheduler::kubernetes`]) is tested against a
+//! mocked API server only. Workers read the job's modules from the paths of the job file:
+//! they must see the same files (one machine, or the same image).
 
 pub mod exchange;
 pub mod placement;

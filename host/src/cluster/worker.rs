@@ -38,6 +38,9 @@ pub struct WorkerConfig {
     pub name: String,
     /// Where its exchange listens (port 0: any).
     pub listen: SocketAddr,
+    /// The address the other workers reach its exchange at, if not the one it listens on
+    /// (a Pod listening on 0.0.0.0 says its own IP).
+    pub advertise: Option<std::net::IpAddr>,
 }
 
 /// Why a worker stopped.
@@ -119,13 +122,17 @@ pub async fn run(
         .map_err(|e| coordinator(e.into()))?;
     let (read, mut write) = stream.into_split();
     let mut read = tokio::io::BufReader::new(read);
+    let mut reached = exchange.addr();
+    if let Some(ip) = config.advertise {
+        reached.set_ip(ip);
+    }
     let hello = Hello {
         token: config.token.clone(),
         name: config.name.clone(),
-        exchange: exchange.addr(),
+        exchange: reached,
     };
     wire::write(&mut write, &hello).await.map_err(coordinator)?;
-    tracing::info!(name = %config.name, exchange = %exchange.addr(), "worker ready");
+    tracing::info!(name = %config.name, exchange = %reached, "worker ready");
     let (out, mut outgoing) = mpsc::unbounded_channel::<FromWorker>();
     tokio::spawn(async move {
         while let Some(message) = outgoing.recv().await {

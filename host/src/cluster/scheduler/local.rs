@@ -16,8 +16,12 @@ impl Scheduler for Local {
         0
     }
 
-    fn start(&mut self, _coordinator: SocketAddr, _token: &str) -> Result<(), SchedulerError> {
-        Ok(())
+    fn start<'a>(
+        &'a mut self,
+        _coordinator: SocketAddr,
+        _token: &'a str,
+    ) -> BoxFuture<'a, Result<(), SchedulerError>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn ended(&mut self) -> BoxFuture<'_, String> {

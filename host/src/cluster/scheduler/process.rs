@@ -118,9 +118,15 @@ impl Scheduler for Processes {
         self.spawner.workers
     }
 
-    fn start(&mut self, coordinator: SocketAddr, token: &str) -> Result<(), SchedulerError> {
-        *self.spawner.target.lock().expect("not poisoned") = Some((coordinator, token.to_owned()));
-        (0..self.spawner.workers).try_for_each(|_| self.spawner.spawn())
+    fn start<'a>(
+        &'a mut self,
+        coordinator: SocketAddr,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), SchedulerError>> {
+        let target = Some((coordinator, token.to_owned()));
+        *self.spawner.target.lock().expect("not poisoned") = target;
+        let started = (0..self.spawner.workers).try_for_each(|_| self.spawner.spawn());
+        Box::pin(std::future::ready(started))
     }
 
     fn ended(&mut self) -> BoxFuture<'_, String> {
