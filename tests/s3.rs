@@ -18,6 +18,9 @@ const LINES: usize = 3_000;
 /// Longest the S3 server may take to accept connections.
 const SERVER_START_MAX: Duration = Duration::from_secs(60);
 const BUCKET: &str = "points";
+/// An `Authorization` header of the shape S3 wants, which moto takes without checking it.
+const ANY_SIGNATURE: &str = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
+                             SignedHeaders=host, Signature=0";
 
 /// Installs moto once per test process (the script itself skips an installed venv).
 fn moto_venv() -> &'static Path {
@@ -98,6 +101,38 @@ impl S3Server {
             .skip(1)
             .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
             .collect()
+    }
+
+    /// The bytes of the object at `key`.
+    fn object(&self, key: &str) -> Vec<u8> {
+        self.exchange("GET", key, &[])
+    }
+
+    /// Puts `bytes` at `key`, as anyone who can write the bucket could (no lease, no fence).
+    fn plant(&self, key: &str, bytes: &[u8]) {
+        self.exchange("PUT", key, bytes);
+    }
+
+    /// One plain HTTP request on object `key` with `body`; returns the response's body, which
+    /// must be a success's (moto answers with the whole body, then closes). Moto refuses
+    /// objects to a request without credentials, and checks no signature.
+    fn exchange(&self, method: &str, key: &str, body: &[u8]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(&self.endpoint).unwrap();
+        let head = format!(
+            "{method} /{BUCKET}/{key} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\
+             Authorization: {ANY_SIGNATURE}\r\nConnection: close\r\n\r\n",
+            self.endpoint,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&response[..end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 2"), "{method} {key}: {head}");
+        assert!(!head.contains("transfer-encoding: chunked"), "{head}");
+        response[end + 4..].to_vec()
     }
 
     /// The keys under `prefix` with a multipart upload begun and neither completed nor
@@ -407,6 +442,75 @@ fn a_takeover_during_a_publish_never_lets_a_point_without_its_states_appear() {
         [format!("{second_states}_metadata")]
     );
     assert_exactly_once(&second.committed_output(), &input_text(LINES));
+}
+
+/// Issue 30, item 9b: anyone who can write a shared prefix can put a `_metadata` there. A copy
+/// of a job's newest point, planted under a higher number with a forged generation, is passed
+/// over by `--from JOB` with a warning naming it, and left there; the job's own points are
+/// taken, though they are numbered in the epoch after the point it took over.
+#[test]
+fn a_point_planted_on_the_shared_prefix_is_passed_over_by_job_id_and_left_there() {
+    let server = S3Server::start();
+    let prefix = "planted";
+    let (first, second) = two_machines(&server, prefix);
+    let job = first.write_job(&WordCount::default());
+    let a = first.start(&[job.to_str().unwrap()]);
+    let a_id = a.job.clone();
+    a.wait_ok();
+    // B, elsewhere, resumes A's job (taking it over): its checkpoints are in the next epoch.
+    // Its sink gets A's output, as a shared folder would be seen.
+    copy_tree(&first.path().join("output"), &second.path().join("output"));
+    let job_b = second.write_job(&WordCount::default());
+    let job_b = job_b.to_str().unwrap();
+    let b = second.start(&[job_b, "--from", &a_id]);
+    let b_id = b.job.clone();
+    b.wait_ok();
+    let newest = *listed_checkpoints(&second, &b_id).last().unwrap();
+    assert!(newest > 1_000_000_000_000, "B's own epoch: {newest}");
+    let real = format!("s3://{BUCKET}/{prefix}/jobs/{b_id}/checkpoints/{newest}");
+    let chosen = |stdout: &str| stdout.contains(&format!("from {real}:"));
+    let checked = second.host_ok(&["check", job_b, "--from", &b_id]);
+    assert!(chosen(&checked), "{checked}");
+
+    let planted_number = 7_000_000_000_000 + newest % 1_000_000_000_000;
+    let from = format!("{prefix}/jobs/{b_id}/checkpoints/{newest}/");
+    let to = format!("{prefix}/jobs/{b_id}/checkpoints/{planted_number}/");
+    for key in server.keys(&from) {
+        let bytes = server.object(&key);
+        let bytes = match key.ends_with("/_metadata") {
+            false => bytes,
+            true => {
+                let mut forged = host::store::metadata::decode(&bytes).unwrap();
+                assert_eq!(forged.generation, Some(2), "B's lease starts at epoch 1's");
+                forged.checkpoint = host::ids::CheckpointId(planted_number);
+                forged.generation = Some(8);
+                host::store::metadata::encode(&forged)
+            }
+        };
+        server.plant(&key.replacen(&from, &to, 1), &bytes);
+    }
+    let output = second
+        .command(&["check", job_b, "--from", &b_id])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success() && chosen(&stdout),
+        "{stdout}\n{stderr}"
+    );
+    let planted = format!("s3://{BUCKET}/{to}");
+    let planted = planted.trim_end_matches('/');
+    assert!(
+        stderr.contains(&format!("passing over {planted}: ")),
+        "{stderr}"
+    );
+    assert!(
+        server.keys(&to).iter().any(|k| k.ends_with("/_metadata")),
+        "left there"
+    );
 }
 
 /// `rm` and `gc` from another state folder on the same store know the jobs running on other

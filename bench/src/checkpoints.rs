@@ -179,6 +179,7 @@ impl Checkpointing {
             }],
             definition: None,
             resumed_from: None,
+            generation: None,
         }
     }
 }

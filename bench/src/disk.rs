@@ -240,6 +240,7 @@ impl BenchSavepoint<'_> {
             }],
             definition: None,
             resumed_from: None,
+            generation: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use host::ids::JobId;
+use host::ids::{CheckpointId, JobId};
 use host::store::object::{ObjectPoints, StoreUrl};
 use host::store::{JobState, JobStatus, Store};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
@@ -130,7 +130,7 @@ pub fn object_store_bandwidth(
     let job: JobId = "job-bench".parse().map_err(anyhow::Error::msg)?;
     let object = moto.store(&scratch.join("object-home"), "points")?;
     // The job's lease on the object store: a savepoint is published under it.
-    object.create_job(&bench_job(&job)?, "")?;
+    object.create_job(&bench_job(&job)?, "", CheckpointId(1))?;
     let local = Store::open(scratch.join("object-local-home"))?;
     let blob_bytes = sizes.object_store_bytes / BLOBS;
     let blob: Vec<u8> = (0..blob_bytes).map(|i| (i * 31 % 251) as u8).collect();

@@ -95,13 +95,16 @@
 //!    then fsyncs it).
 //! 5. **Forward and ack.** The subtask forwards the barrier and acks to the coordinator.
 //! 6. **Complete.** When every subtask acked ([`runtime::coordinator`]), `_metadata` is
-//!    written and the folder published atomically ([`store`]); retention removes the
+//!    written and the point published atomically, in a folder or on an object store
+//!    ([`store::PointStore::publish`]); retention removes the
 //!    checkpoints past the job's count ([`barrier::retention_victims`]).
 //! 7. **Commit.** The sinks are told to `commit`; a save request is answered.
 //!
 //! # Follow one point back
 //! A job that resumes (`--from`) reads what [the barrier](#follow-one-barrier) wrote:
-//! 1. **Find.** [`points::savepoint`] resolves what `--from` names to a folder.
+//! 1. **Find.** [`points::savepoint`] resolves what `--from` names to a folder (a job id to
+//!    its newest point that the job's lease says its own process wrote:
+//!    [`store::fence::admits`]).
 //! 2. **Verify.** [`store::Store::read_states`] reads the point back, every checksum verified.
 //! 3. **Check.** Every property that decides where a key's state lives is compared
 //!    ([`points::savepoint::check_compatibility`]), before any guest's `restore` sees a byte.

@@ -218,6 +218,7 @@ mod tests {
                 .collect(),
             definition: None,
             resumed_from: None,
+            generation: None,
         }
     }
 

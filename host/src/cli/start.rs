@@ -24,7 +24,7 @@ use host::admission::{self, Conflict};
 use host::barrier::BarrierKind;
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
-use host::ids::JobId;
+use host::ids::{CheckpointId, JobId};
 use host::points::savepoint::{self, Mapping, RestorePoint};
 use host::protected::Protected;
 use host::runtime::remote::Remote;
@@ -445,6 +445,7 @@ async fn run_here_or_there(
             job: job_id,
             writable_mounts: writable,
             modules: job.operators(),
+            first: job.first_checkpoint(),
             last: attempt == 2,
         };
         let Some((status, _claim)) = admit(&store, &prepared, admitting)? else {
@@ -476,6 +477,8 @@ struct Admitting<'a> {
     writable_mounts: Vec<PathBuf>,
     /// Its operators, with the hash of the module each loaded.
     modules: &'a [runtime::OperatorInfo],
+    /// The number its first checkpoint takes (its lease starts at that epoch's generation).
+    first: CheckpointId,
     /// The last attempt: refuse rather than prepare again.
     last: bool,
 }
@@ -494,6 +497,7 @@ fn admit(
         job,
         writable_mounts,
         modules,
+        first,
         last,
     } = admitting;
     let starting = store.lock_starts()?;
@@ -518,7 +522,7 @@ fn admit(
             pid: std::process::id(),
         },
     };
-    store.create_job(&status, &prepared.text)?;
+    store.create_job(&status, &prepared.text, first)?;
     let claim = store.claim_job(&job)?;
     for dir in store.sweep_abandoned(&starting)? {
         tracing::info!(

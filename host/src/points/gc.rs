@@ -149,7 +149,9 @@ mod tests {
             modules: vec![held_sha.clone()],
             state: JobState::Running { pid: 1 },
         };
-        store.create_job(&status, "").unwrap();
+        store
+            .create_job(&status, "", crate::ids::CheckpointId(1))
+            .unwrap();
         let claim = store.claim_job(&job).unwrap();
 
         let dry = collect(&store, true).unwrap();

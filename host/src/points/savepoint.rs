@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ids::{CheckpointId, JobId, OperatorId, Role, SavepointId};
 use crate::key_group::KEY_GROUP_FUNCTION;
-use crate::store::{Metadata, OperatorState, Store, StoreError};
+use crate::store::{Lease, Metadata, OperatorState, Store, StoreError, fence};
 use crate::topology::Plan;
 
 /// What `--from` names.
@@ -156,8 +156,9 @@ pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, Savepoint
             }
         }
         RestorePoint::JobCheckpoint(job, n) => {
+            let lease = store.lease(job)?;
             let dir = store.layout().checkpoint(job, *n);
-            if store.has_point(&dir)? {
+            if store.has_point(&dir)? && stands_for_job(store, lease.as_ref(), &dir, *n)? {
                 return Ok(dir);
             }
             latest_of_job(store, job, Some(*n))?.ok_or_else(not_found)
@@ -191,27 +192,38 @@ pub fn resolve(store: &Store, point: &RestorePoint) -> Result<PathBuf, Savepoint
 
 /// The newest savepoint or retained checkpoint of `job` (numbered `only`, if given). If that
 /// point's `_metadata` is unreadable, it is refused, naming the file: never silently passed
-/// over for an older point, whose output the job has already committed past.
+/// over for an older point, whose output the job has already committed past. A point the
+/// job's lease says its own process could not have written is passed over, with a warning
+/// naming it ([`fence::admits`]), and left where it is.
 fn latest_of_job(
     store: &Store,
     job: &JobId,
     only: Option<CheckpointId>,
 ) -> Result<Option<PathBuf>, SavepointError> {
+    let lease = store.lease(job)?;
     let mut points: Vec<(CheckpointId, PathBuf, Option<StoreError>)> = Vec::new();
+    let mut take = |n, dir: PathBuf, read: Result<Metadata, StoreError>| match read {
+        Ok(m) if admitted(store, lease.as_ref(), &dir, n, &m) => points.push((n, dir, None)),
+        Ok(_) => {}
+        Err(e) => points.push((n, dir, Some(e))),
+    };
     for id in store.savepoint_ids()? {
         let dir = store.layout().savepoint(&id);
         match store.read_point(&dir) {
             Ok(point) if &point.metadata.job == job => {
-                points.push((point.metadata.checkpoint, dir, None))
+                take(point.metadata.checkpoint, dir, Ok(point.metadata))
             }
             Ok(_) => {}
-            Err(e) => points.extend(id.checkpoint_of(job).map(|n| (n, dir, Some(e)))),
+            Err(e) => {
+                if let Some(n) = id.checkpoint_of(job) {
+                    take(n, dir, Err(e));
+                }
+            }
         }
     }
     for n in store.checkpoints(job)? {
         let dir = store.layout().checkpoint(job, n);
-        let unreadable = store.read_point(&dir).err();
-        points.push((n, dir, unreadable));
+        take(n, dir.clone(), store.read_point(&dir).map(|p| p.metadata));
     }
     let newest = points
         .into_iter()
@@ -226,6 +238,44 @@ fn latest_of_job(
             error,
         }),
     }
+}
+
+/// Whether the point at `dir`, listed as checkpoint `listed` of its job, may stand for the job
+/// as its lease (`None`: it has none, and its `_metadata` is not read here) says
+/// ([`admitted`]).
+fn stands_for_job(
+    store: &Store,
+    lease: Option<&Lease>,
+    dir: &Path,
+    listed: CheckpointId,
+) -> Result<bool, StoreError> {
+    if lease.is_none() {
+        return Ok(true);
+    }
+    let metadata = store.read_point(dir)?.metadata;
+    Ok(admitted(store, lease, dir, listed, &metadata))
+}
+
+/// Whether the point at `dir`, listed as checkpoint `listed` of its job, whose `_metadata` is
+/// `metadata`, may stand for the job ([`fence::admits`]); one that may not is named in a
+/// warning, never used, never removed.
+fn admitted(
+    store: &Store,
+    lease: Option<&Lease>,
+    dir: &Path,
+    listed: CheckpointId,
+    metadata: &Metadata,
+) -> bool {
+    let Err(unfit) = fence::admits(lease, listed, metadata.checkpoint, metadata.generation) else {
+        return true;
+    };
+    let shown = store.display(dir);
+    tracing::warn!(
+        "passing over {shown}: {unfit}, so job `{}`'s own process did not write it; to resume \
+         from it anyway, name it: --from {shown}",
+        metadata.job
+    );
+    false
 }
 
 /// Why the state of a point cannot go to a job: each names the operator or property at fault.

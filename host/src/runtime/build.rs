@@ -30,8 +30,7 @@ use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
 use crate::protected::Protected;
 use crate::snapshot::Rescale;
-use crate::store::States;
-use crate::store::{Store, StoreError};
+use crate::store::{States, Store, StoreError, fence};
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
 use crate::topology::{OperatorPlan, Partition, Plan, Role};
@@ -153,7 +152,43 @@ pub async fn build(
     Ok(Job {
         placed,
         coordinator,
+        first,
     })
+}
+
+/// The newest retained checkpoint of `job`, read and verified, that its lease says the job's
+/// own process wrote ([`crate::store::fence::admits`]); one it did not is passed over with a
+/// warning naming it, and left where it is.
+fn latest_checkpoint(
+    store: &Store,
+    job: &JobId,
+    read_states: bool,
+) -> Result<Option<RestoreFrom>, StoreError> {
+    let lease = store.lease(job)?;
+    for checkpoint in store.checkpoints(job)?.into_iter().rev() {
+        let point = store.read_point(&store.layout().checkpoint(job, checkpoint))?;
+        let (recorded, generation) = (point.metadata.checkpoint, point.metadata.generation);
+        if let Err(unfit) = fence::admits(lease.as_ref(), checkpoint, recorded, generation) {
+            let shown = store.display(&point.dir);
+            tracing::warn!("passing over {shown} to restart from: {unfit}");
+            continue;
+        }
+        let states = match read_states {
+            true => store.read_states(&point)?,
+            false => States::new(),
+        };
+        let location = store.layout().relative(&point.dir).unwrap_or(point.dir);
+        return Ok(Some(RestoreFrom {
+            metadata: point.metadata,
+            states,
+            point: Some(PointRef {
+                location,
+                renames: Vec::new(),
+                allow_non_restored: false,
+            }),
+        }));
+    }
+    Ok(None)
 }
 
 impl Blueprint {
@@ -178,27 +213,7 @@ impl Blueprint {
         // Subtasks elsewhere read the point's states themselves.
         let read_states = self.remote.is_none();
         let latest =
-            tokio::task::spawn_blocking(move || -> Result<Option<RestoreFrom>, StoreError> {
-                let Some(&checkpoint) = store.checkpoints(&job)?.last() else {
-                    return Ok(None);
-                };
-                let location = store.layout().checkpoint(&job, checkpoint);
-                let point = store.read_point(&location)?;
-                let location = store.layout().relative(&location).unwrap_or(location);
-                let states = match read_states {
-                    true => store.read_states(&point)?,
-                    false => States::new(),
-                };
-                Ok(Some(RestoreFrom {
-                    metadata: point.metadata,
-                    states,
-                    point: Some(PointRef {
-                        location,
-                        renames: Vec::new(),
-                        allow_non_restored: false,
-                    }),
-                }))
-            })
+            tokio::task::spawn_blocking(move || latest_checkpoint(&store, &job, read_states))
             .await
             .expect("reading a checkpoint does not panic")?;
         let restore = latest.map(Arc::new).or_else(|| self.initial.clone());

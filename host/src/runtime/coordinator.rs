@@ -463,7 +463,8 @@ impl CoordinatorTask {
     }
 
     /// The metadata of the checkpoint `barrier` completes: the job, each operator with its
-    /// module and the state files its subtasks acked.
+    /// module and the state files its subtasks acked, and the generation of the job's lease
+    /// this process holds.
     fn metadata(&self, barrier: Barrier) -> Metadata {
         Metadata {
             job: self.job.clone(),
@@ -496,6 +497,8 @@ impl CoordinatorTask {
                 .collect(),
             definition: Some(self.blueprint.record.definition.clone()),
             resumed_from: self.blueprint.record.resumed_from.clone(),
+            // The generation whose fence the publication passes (none on a local folder).
+            generation: self.store.held_generation(&self.job),
         }
     }
 

@@ -128,6 +128,8 @@ pub use swap::{Canary, UpgradeSpec, Upgraded};
 pub struct Job {
     placed: remote::Placed,
     coordinator: CoordinatorTask,
+    /// The number its first checkpoint takes.
+    first: CheckpointId,
 }
 
 /// A savepoint (or final checkpoint) a job wrote on request.
@@ -238,6 +240,7 @@ impl Job {
         let Job {
             mut placed,
             mut coordinator,
+            ..
         } = self;
         let strategy = coordinator.blueprint().plan.restart;
         let mut restarts = 0;
@@ -293,6 +296,12 @@ impl Job {
     /// The checkpoint the job was restored from, if any.
     pub fn restored_from(&self) -> Option<CheckpointId> {
         self.coordinator.blueprint().initial_checkpoint()
+    }
+
+    /// The number the job's first checkpoint takes: on from the point it resumed, or, taking
+    /// the point's job over, from the next epoch ([`crate::store::fence::first_checkpoint`]).
+    pub fn first_checkpoint(&self) -> CheckpointId {
+        self.first
     }
 
     /// The operators of the job as checkpoint metadata records them.

@@ -501,6 +501,7 @@ fn handed_over(
         job_file: String::new(),
         definition: None,
         resumed_from: None,
+        generation: None,
         max_parallelism: blueprint.plan.max_parallelism,
         key_group_function: KEY_GROUP_FUNCTION.to_owned(),
         state_layout: StateLayout::Timed,

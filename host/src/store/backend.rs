@@ -8,7 +8,7 @@
 //! lease ([`super::fence`]). What both share sits above, in the store: the encoding and every
 //! check of `_metadata` and of the state files, which segments a checkpoint links or copies,
 //! the decisions over leases. Unit tests of those decisions run on the object implementation
-//! over an in-memory bucket ([`super::object::ObjectPoints::in_memory`]): the very protocol
+//! over an in-memory bucket (`ObjectPoints::in_memory`, in test builds): the very protocol
 //! that runs against S3, without a server.
 //!
 //! Every method names its location by its path under the state folder

@@ -134,7 +134,9 @@ fn record_life(root: &Path) -> (Vec<Step>, Vec<Written>) {
     let store = Store::open(root).unwrap();
     durable::record();
     let status = super::tests::status_of(&job());
-    store.create_job(&status, "name = \"alice\"").unwrap();
+    store
+        .create_job(&status, "name = \"alice\"", CheckpointId(1))
+        .unwrap();
     let (mut written, mut states) = (Vec::new(), BTreeMap::new());
     for (n, savepoint) in [(1, false), (2, false), (3, true)] {
         let dir = write_point(&store, n, &mut states, savepoint);

@@ -49,7 +49,8 @@ fn every_backend() -> Vec<(tempfile::TempDir, Store)> {
 }
 
 /// Writes the states of checkpoint `n` of the test job (two subtasks) without publishing
-/// them; returns the metadata that would publish them.
+/// them; returns the metadata that would publish them, with the generation the store holds
+/// (as the coordinator records it).
 fn write_unpublished(store: &Store, n: u64) -> Metadata {
     let counter: OperatorId = "counter".parse().unwrap();
     let files = (0..2)
@@ -59,13 +60,12 @@ fn write_unpublished(store: &Store, n: u64) -> Metadata {
             written.unwrap()
         })
         .collect();
-    counter_metadata(
-        job(),
-        CheckpointId(n),
-        BarrierKind::Checkpoint,
-        counter,
-        files,
-    )
+    let kind = BarrierKind::Checkpoint;
+    let metadata = counter_metadata(job(), CheckpointId(n), kind, counter, files);
+    Metadata {
+        generation: store.held_generation(&job()),
+        ..metadata
+    }
 }
 
 /// Starts the test job on `store`: its folder, its status and (where shared) its lease.
@@ -74,7 +74,7 @@ fn start_job(store: &Store, modules: Vec<String>) {
         modules,
         ..status_of(&job())
     };
-    store.create_job(&status, "").unwrap();
+    store.create_job(&status, "", CheckpointId(1)).unwrap();
 }
 
 #[test]
@@ -198,4 +198,57 @@ fn gc_elsewhere_keeps_the_modules_of_a_job_whose_lease_says_it_runs() {
     assert_eq!(b.runs_elsewhere(&job()).unwrap(), None, "ended");
     let collected = crate::points::gc::collect(&b, false).unwrap();
     assert_eq!(collected.removed, [sha], "nothing names it any more");
+}
+
+/// Machine A runs the test job and publishes checkpoints 1 and 2; someone who can write the
+/// shared prefix (no lease, no fence) then copies checkpoint 2's files under number `planted`,
+/// its `_metadata` rewritten by `forge`. Returns A's store and the location planted.
+fn planted_beside_a_real_point(
+    planted: u64,
+    forge: impl FnOnce(&mut Metadata),
+) -> (tempfile::TempDir, Store, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    let a = Store::open(home.path()).unwrap();
+    let points = ObjectPoints::in_memory(a.layout().clone());
+    let planter = points.sharing(a.layout().clone());
+    let a = a.with_points(points);
+    start_job(&a, Vec::new());
+    for n in 1..=2 {
+        let metadata = write_unpublished(&a, n);
+        a.complete_checkpoint(&metadata).unwrap();
+    }
+    let real = a.layout().checkpoint(&job(), CheckpointId(2));
+    let to = a.layout().checkpoint(&job(), CheckpointId(planted));
+    for name in a.point_files(&real).unwrap() {
+        planter.plant(&to.join(&name), a.read_point_file(&real, &name).unwrap());
+    }
+    let mut metadata = a.read_point(&real).unwrap().metadata;
+    metadata.checkpoint = CheckpointId(planted);
+    forge(&mut metadata);
+    planter.plant(&to.join(METADATA_FILE), metadata::encode(&metadata));
+    assert!(a.has_point(&to).unwrap(), "planted where a point would be");
+    (home, a, to)
+}
+
+#[test]
+fn a_planted_point_with_a_forged_generation_is_never_resumed_from_by_job_id() {
+    use crate::points::savepoint::{RestorePoint, SavepointError, resolve};
+    let e = fence::CHECKPOINT_EPOCH;
+    // Generation 8, ahead of the lease (1), in its own epoch; generation 1 outside its epoch;
+    // none recorded (as before format 5) in generation 8's epoch.
+    for (number, forged) in [(7 * e + 2, Some(8)), (e + 2, Some(1)), (7 * e + 2, None)] {
+        let (_home, a, planted) = planted_beside_a_real_point(number, |m| m.generation = forged);
+        let real = a.layout().checkpoint(&job(), CheckpointId(2));
+        let written = a.read_point(&real).unwrap().metadata.generation;
+        assert_eq!(written, Some(1), "the generation of the writer's lease");
+        let by_id = RestorePoint::Name(job().to_string());
+        assert_eq!(resolve(&a, &by_id).unwrap(), real, "the real newest point");
+        let by_number = RestorePoint::JobCheckpoint(job(), CheckpointId(number));
+        let named = resolve(&a, &by_number);
+        assert!(
+            matches!(named, Err(SavepointError::NotFound(_))),
+            "{named:?}"
+        );
+        assert!(a.has_point(&planted).unwrap(), "passed over, never deleted");
+    }
 }

@@ -33,6 +33,14 @@
 //! the old process, until its next publish fences it, counts on within the epoch of that point:
 //! the two never name a checkpoint, and so never a sink's file or transaction, alike.
 //!
+//! A job's lease starts at the generation of the epoch its checkpoints are numbered in
+//! ([`generation_of`]: epoch 0, generation 1), and each point records the generation its
+//! writer held (`_metadata` format 5). Anyone who can write the shared prefix can put a
+//! `_metadata` there, so resolving a job's id (`--from JOB`) takes only a point that the
+//! job's own process could have written ([`admits`]): one whose generation the lease has
+//! reached and whose number lies in that generation's epoch; any other is passed over, with a
+//! warning naming it, and left where it is.
+//!
 //! This module decides from facts already read; it performs no I/O.
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +62,95 @@ pub fn first_checkpoint(resumed: Option<CheckpointId>, taking_over: bool) -> Che
         }
         Some(resumed) => resumed.next(),
     }
+}
+
+/// The epoch checkpoint number `checkpoint` lies in: epoch `k` holds `k * E + 1` to
+/// `(k + 1) * E`, for `E` = [`CHECKPOINT_EPOCH`]. Performs no I/O.
+pub fn epoch_of(checkpoint: CheckpointId) -> u64 {
+    checkpoint.0.saturating_sub(1) / CHECKPOINT_EPOCH
+}
+
+/// The generation the lease of a job whose first checkpoint is `first` starts at: one past its
+/// epoch, so that the generation a point records names the epoch its number lies in. A job
+/// started afresh holds generation 1; one resuming a job it took over, numbered from the next
+/// epoch on ([`first_checkpoint`]), the generation after. Performs no I/O.
+pub fn generation_of(first: CheckpointId) -> u64 {
+    epoch_of(first) + 1
+}
+
+/// Why a point of a job is passed over when the job's id is resolved: its job's own process
+/// could not have written it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    /// Its `_metadata` names another number than the one it is listed under.
+    #[error("its `_metadata` says checkpoint {recorded}, but it is listed as checkpoint {listed}")]
+    Renumbered {
+        /// The number it is listed under.
+        listed: CheckpointId,
+        /// The number its `_metadata` says.
+        recorded: CheckpointId,
+    },
+    /// Written under a generation the job's lease has not reached.
+    #[error(
+        "it says it was written under generation {generation} of the job's lease, which is at \
+         {current}"
+    )]
+    Ahead {
+        /// The generation it records (or, recording none, that of its number's epoch).
+        generation: u64,
+        /// The lease's generation now.
+        current: u64,
+    },
+    /// Numbered outside the epoch of the generation it records.
+    #[error(
+        "it is numbered {checkpoint}, outside the checkpoints of generation {generation} ({} to {})",
+        (generation.saturating_sub(1)) * CHECKPOINT_EPOCH + 1,
+        generation * CHECKPOINT_EPOCH
+    )]
+    OutsideEpoch {
+        /// Its number.
+        checkpoint: CheckpointId,
+        /// The generation it records.
+        generation: u64,
+    },
+}
+
+/// Whether the point listed as checkpoint `listed` of a job, whose `_metadata` records number
+/// `recorded` and `generation` (`None`: format 4 or older, or written with no lease), may stand
+/// for the job when its id is resolved, the job's lease being `lease` (`None`: it has none: a
+/// local state folder, whose writers its owner trusts, and nothing is refused). Under a lease,
+/// it must be listed under its own number, and only a generation the lease has reached may
+/// have written it, within that generation's epoch; a point recording no generation is taken
+/// to be of its number's epoch. Performs no I/O.
+pub fn admits(
+    lease: Option<&Lease>,
+    listed: CheckpointId,
+    recorded: CheckpointId,
+    generation: Option<u64>,
+) -> Result<(), Unfit> {
+    let Some(lease) = lease else {
+        return Ok(());
+    };
+    if listed != recorded {
+        return Err(Unfit::Renumbered { listed, recorded });
+    }
+    let of_epoch = epoch_of(recorded) + 1;
+    let generation = generation.unwrap_or(of_epoch);
+    if generation > lease.generation {
+        let current = lease.generation;
+        return Err(Unfit::Ahead {
+            generation,
+            current,
+        });
+    }
+    if generation != of_epoch {
+        let checkpoint = recorded;
+        return Err(Unfit::OutsideEpoch {
+            checkpoint,
+            generation,
+        });
+    }
+    Ok(())
 }
 
 /// The contents of a lease object.
@@ -204,6 +301,51 @@ mod tests {
         // A successor of the successor starts the epoch after.
         let next = first_checkpoint(Some(CheckpointId(CHECKPOINT_EPOCH + 40)), true);
         assert_eq!(next, CheckpointId(2 * CHECKPOINT_EPOCH + 1));
+    }
+
+    #[test]
+    fn a_lease_starts_at_the_generation_of_its_jobs_epoch() {
+        assert_eq!(generation_of(first_checkpoint(None, false)), 1);
+        let successor = first_checkpoint(Some(CheckpointId(13)), true);
+        assert_eq!(generation_of(successor), 2);
+        let local = first_checkpoint(Some(CheckpointId(CHECKPOINT_EPOCH + 40)), false);
+        assert_eq!(generation_of(local), 2, "resumed in place: the same epoch");
+        assert_eq!(epoch_of(CheckpointId(CHECKPOINT_EPOCH)), 0);
+        assert_eq!(epoch_of(CheckpointId(CHECKPOINT_EPOCH + 1)), 1);
+    }
+
+    #[test]
+    fn only_a_point_its_jobs_own_process_could_have_written_stands_for_the_job() {
+        let n = CheckpointId;
+        let e = CHECKPOINT_EPOCH;
+        let now = lease(2);
+        // Generation 1 in epoch 0, generation 2 in epoch 1: what the job and a successor
+        // started at the next epoch write.
+        assert_eq!(admits(Some(&now), n(7), n(7), Some(1)), Ok(()));
+        assert_eq!(admits(Some(&now), n(e + 7), n(e + 7), Some(2)), Ok(()));
+        // Before format 5: the generation of its number's epoch.
+        assert_eq!(admits(Some(&now), n(e + 7), n(e + 7), None), Ok(()));
+        let ahead = Unfit::Ahead {
+            generation: 3,
+            current: 2,
+        };
+        assert_eq!(
+            admits(Some(&now), n(2 * e + 7), n(2 * e + 7), Some(3)),
+            Err(ahead.clone())
+        );
+        assert_eq!(
+            admits(Some(&now), n(2 * e + 7), n(2 * e + 7), None),
+            Err(ahead)
+        );
+        let outside = admits(Some(&now), n(2 * e + 7), n(2 * e + 7), Some(1));
+        assert!(
+            matches!(outside, Err(Unfit::OutsideEpoch { .. })),
+            "{outside:?}"
+        );
+        let renumbered = admits(Some(&now), n(9), n(7), Some(1));
+        assert!(matches!(renumbered, Err(Unfit::Renumbered { .. })));
+        // No lease (a local state folder): nothing is refused.
+        assert_eq!(admits(None, n(9), n(7 * e), Some(5)), Ok(()));
     }
 
     #[test]

@@ -129,7 +129,9 @@ mod tests {
         let store = Store::open(root.path()).unwrap();
         let job = JobId::generate();
         assert!(!store.is_running(&job).unwrap(), "a job never started");
-        store.create_job(&status(&job), "").unwrap();
+        store
+            .create_job(&status(&job), "", CheckpointId(1))
+            .unwrap();
         assert!(!store.is_running(&job).unwrap(), "created, not claimed");
         let lock = store.claim_job(&job).unwrap();
         assert!(store.is_running(&job).unwrap());
@@ -149,7 +151,7 @@ mod tests {
         let store = Store::open(root.path()).unwrap();
         let (crashed, running) = (JobId::generate(), JobId::generate());
         for job in [&crashed, &running] {
-            store.create_job(&status(job), "").unwrap();
+            store.create_job(&status(job), "", CheckpointId(1)).unwrap();
             fs::create_dir_all(store.layout().in_progress(job, CheckpointId(7))).unwrap();
             fs::create_dir_all(store.layout().checkpoint(job, CheckpointId(6))).unwrap();
         }

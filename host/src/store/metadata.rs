@@ -6,8 +6,13 @@
 //! restore, this is read and verified first; each state file is verified against it before
 //! any module sees a byte. Encoding and verification only: no I/O.
 //!
-//! Format 5 holds the host's own state beside each subtask's ([`StateLayout::Timed`]: its
-//! timers by key group, a source's watermark); its fields are format 4's.
+//! Format 5 adds the generation of the job's lease that its writer held
+//! ([`Metadata::generation`]), on a store that several machines share: a point whose
+//! generation the lease has not reached, or whose number lies outside that generation's epoch,
+//! was not written by the job's own process, and resolving the job's id passes it over
+//! ([`super::fence::admits`]). Format 4 decodes without one.
+//! Format 5 also holds the host's own state beside each subtask's ([`StateLayout::Timed`]: its
+//! timers by key group, a source's watermark).
 //! Format 4 adds what `host run --from POINT` needs to start the job again without its job
 //! file ([`Definition`]: the folder its relative paths resolve against; the modules are named by
 //! SHA-256 in [`OperatorState::module_sha256`] and kept in the store's module store) and the point
@@ -33,6 +38,8 @@ pub const MAGIC: &[u8; 8] = b"JHPOINT\0";
 pub const FORMAT_VERSION: u32 = 5;
 /// The first format that records the job's [`Definition`] (and its [`Origin`]).
 pub const DEFINITION_SINCE: u32 = 4;
+/// The first format that records the writer's lease generation ([`Metadata::generation`]).
+pub const GENERATION_SINCE: u32 = 5;
 /// Length of the XXH3-128 trailer.
 const CHECKSUM_LEN: usize = 16;
 /// Largest `_metadata` this host reads: it lists files, not state, so even a job of thousands
@@ -73,6 +80,10 @@ pub struct Metadata {
     pub definition: Option<Definition>,
     /// The point the writing job started from, if it resumed from one (format 4 on).
     pub resumed_from: Option<Origin>,
+    /// The generation of the job's lease that the writing process held when it published the
+    /// point, on a store several machines share ([`super::fence`]; format 5 on). `None`:
+    /// written where points are not shared (no lease), or before format 5.
+    pub generation: Option<u64>,
 }
 
 /// The rest of a job's definition, beside [`Metadata::job_file`] (operators, parallelism,
@@ -202,7 +213,35 @@ pub fn decode(bytes: &[u8]) -> Result<Metadata, MetadataError> {
         2 | 3 => Ok(postcard::from_bytes::<Metadata3>(body)
             .map_err(undecodable)?
             .upgrade()),
+        4 => Ok(postcard::from_bytes::<Metadata4>(body)
+            .map_err(undecodable)?
+            .upgrade()),
         _ => postcard::from_bytes(body).map_err(undecodable),
+    }
+}
+
+/// Format 4: format 5 without [`Metadata::generation`]. Postcard writes a struct as its fields
+/// one after another, with nothing around them, so format 3's fields then the two format 4
+/// added read as this.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct Metadata4(Metadata3, Option<Definition>, Option<Origin>);
+
+impl Metadata4 {
+    /// `m` as a host writing format 4 held it (tests write format 4 with it).
+    #[cfg(test)]
+    fn of(m: &Metadata) -> Metadata4 {
+        let (definition, origin) = (m.definition.clone(), m.resumed_from.clone());
+        Metadata4(Metadata3::of(m), definition, origin)
+    }
+
+    fn upgrade(self) -> Metadata {
+        let Metadata4(format_3, definition, resumed_from) = self;
+        Metadata {
+            definition,
+            resumed_from,
+            ..format_3.upgrade()
+        }
     }
 }
 
@@ -222,6 +261,22 @@ struct Metadata3 {
 }
 
 impl Metadata3 {
+    /// `m` as a host writing format 3 held it (tests write format 3 with it).
+    #[cfg(test)]
+    fn of(m: &Metadata) -> Metadata3 {
+        Metadata3 {
+            job: m.job.clone(),
+            checkpoint: m.checkpoint,
+            kind: m.kind,
+            completed_unix_ms: m.completed_unix_ms,
+            job_file: m.job_file.clone(),
+            max_parallelism: m.max_parallelism,
+            key_group_function: m.key_group_function.clone(),
+            state_layout: m.state_layout,
+            operators: m.operators.clone(),
+        }
+    }
+
     fn upgrade(self) -> Metadata {
         Metadata {
             job: self.job,
@@ -235,6 +290,7 @@ impl Metadata3 {
             operators: self.operators,
             definition: None,
             resumed_from: None,
+            generation: None,
         }
     }
 }
@@ -323,6 +379,7 @@ mod format_1 {
             operators,
             definition: None,
             resumed_from: None,
+            generation: None,
         })
     }
 }
@@ -366,27 +423,22 @@ mod tests {
                 checkpoint: CheckpointId(2),
                 savepoint: Some("sp-job-xyz-2-abcd".parse().unwrap()),
             }),
+            generation: Some(3),
         }
+    }
+
+    /// `body` sealed as a `_metadata` of format `version`, as a host writing it did.
+    fn sealed(version: u32, body: &impl Serialize) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&version.to_le_bytes());
+        postcard::to_io(body, &mut out).unwrap();
+        out.extend_from_slice(&checksum(&out));
+        out
     }
 
     /// `sample()` as a host writing format 3 wrote it.
     fn encode_format_3(m: &Metadata) -> Vec<u8> {
-        let old = Metadata3 {
-            job: m.job.clone(),
-            checkpoint: m.checkpoint,
-            kind: m.kind,
-            completed_unix_ms: m.completed_unix_ms,
-            job_file: m.job_file.clone(),
-            max_parallelism: m.max_parallelism,
-            key_group_function: m.key_group_function.clone(),
-            state_layout: m.state_layout,
-            operators: m.operators.clone(),
-        };
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&3u32.to_le_bytes());
-        postcard::to_io(&old, &mut out).unwrap();
-        out.extend_from_slice(&checksum(&out));
-        out
+        sealed(3, &Metadata3::of(m))
     }
 
     #[test]
@@ -395,19 +447,10 @@ mod tests {
         let expected = Metadata {
             definition: None,
             resumed_from: None,
+            generation: None,
             ..sample()
         };
         assert_eq!(decoded, expected);
-    }
-
-    /// `metadata` as a host writing format 4 wrote it: format 5's body, without the host's
-    /// state beside the guests' (`StateLayout::Timed`).
-    fn encode_format_4(metadata: &Metadata) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&4u32.to_le_bytes());
-        postcard::to_io(metadata, &mut out).unwrap();
-        out.extend_from_slice(&checksum(&out));
-        out
     }
 
     #[test]
@@ -416,7 +459,14 @@ mod tests {
             state_layout: StateLayout::Chained,
             ..sample()
         };
-        assert_eq!(decode(&encode_format_4(&chained)), Ok(chained));
+        let as_format_4 = sealed(4, &Metadata4::of(&chained));
+        assert_eq!(
+            decode(&as_format_4),
+            Ok(Metadata {
+                generation: None,
+                ..chained
+            })
+        );
         let timed = Metadata {
             state_layout: StateLayout::Timed,
             ..sample()
@@ -427,9 +477,28 @@ mod tests {
     }
 
     #[test]
-    fn format_4_records_the_definition_and_the_origin() {
-        let bytes = encode_format_4(&sample());
-        let decoded = decode(&bytes).unwrap();
+    fn format_4_still_decodes_without_a_generation() {
+        let m = sample();
+        let decoded = decode(&sealed(4, &Metadata4::of(&m))).expect("format 4 must stay readable");
+        assert_eq!(
+            decoded,
+            Metadata {
+                generation: None,
+                ..m
+            }
+        );
+    }
+
+    #[test]
+    fn format_5_records_the_generation_of_the_writers_lease() {
+        let bytes = encode(&sample());
+        assert_eq!(bytes[MAGIC.len()..MAGIC.len() + 4], 5u32.to_le_bytes());
+        assert_eq!(decode(&bytes).unwrap().generation, Some(3));
+    }
+
+    #[test]
+    fn format_4_on_records_the_definition_and_the_origin() {
+        let decoded = decode(&encode(&sample())).unwrap();
         assert_eq!(decoded.definition.unwrap().base_dir, "/jobs/wordcount");
         let origin = decoded.resumed_from.unwrap();
         assert_eq!(

@@ -40,7 +40,7 @@ use crate::fault::{FaultHook, Phase};
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::snapshot::Held;
 pub use backend::PointStore;
-use fence::Lease;
+pub use fence::Lease;
 pub use layout::Layout;
 use layout::METADATA_FILE;
 use local::LocalPoints;
@@ -341,15 +341,21 @@ impl Store {
         &self.layout
     }
 
-    /// Records a new job and the job file it runs (and, where the points are shared, creates
-    /// its lease).
-    pub fn create_job(&self, status: &JobStatus, job_file: &str) -> Result<(), StoreError> {
+    /// Records a new job and the job file it runs; where the points are shared, creates its
+    /// lease, at the generation of the epoch of `first`, its first checkpoint
+    /// ([`fence::generation_of`]).
+    pub fn create_job(
+        &self,
+        status: &JobStatus,
+        job_file: &str,
+        first: CheckpointId,
+    ) -> Result<(), StoreError> {
         let dir = self.layout.checkpoints(&status.job);
         durable::create_dir(&dir).map_err(io_error(&dir))?;
         let path = self.layout.job_file(&status.job);
         durable::write_file(&path, job_file.as_bytes()).map_err(io_error(&path))?;
         let lease = Lease {
-            generation: 1,
+            generation: fence::generation_of(first),
             holder: format!("{} (pid {})", status.job, std::process::id()),
             running: true,
             modules: status.modules.clone(),
@@ -373,6 +379,17 @@ impl Store {
     /// ended.
     pub fn release_lease(&self, job: &JobId) -> Result<(), StoreError> {
         self.points.release_lease(job)
+    }
+
+    /// The lease of `job` as it is now (`None`: it has none, as on a local state folder).
+    pub fn lease(&self, job: &JobId) -> Result<Option<Lease>, StoreError> {
+        self.points.lease(job)
+    }
+
+    /// The generation of `job`'s lease this process holds, which a point it publishes records
+    /// (`None`: it holds none, as on a local state folder).
+    pub fn held_generation(&self, job: &JobId) -> Option<u64> {
+        Some(self.points.held(job)).filter(|&generation| generation > 0)
     }
 
     /// Who runs `job` in another process, as its lease says (`None`: no one, or a local state

@@ -164,6 +164,15 @@ impl ObjectPoints {
         ObjectPoints::new(self.store.clone(), url, layout).expect("a runtime starts")
     }
 
+    /// Puts `bytes` at `location` as anyone who can write the bucket could: no fence, no
+    /// lease, whatever is there replaced (tests plant points with it).
+    #[cfg(test)]
+    pub fn plant(&self, location: &Path, bytes: Vec<u8>) {
+        let (store, key) = (self.store.clone(), self.key_of(location));
+        let put = self.run(async move { store.put(&key, Bytes::from(bytes).into()).await });
+        put.expect("planted");
+    }
+
     /// These points, with state objects above `bytes` sent as multipart uploads (tests: a
     /// crash can then land in the middle of one).
     #[cfg(any(test, feature = "fault-injection"))]

@@ -96,6 +96,7 @@ pub(super) fn counter_metadata(
         }],
         definition: None,
         resumed_from: None,
+        generation: None,
     }
 }
 

@@ -60,6 +60,7 @@ fn metadata(operators: &[(&str, Role, u32)]) -> Metadata {
             .collect(),
         definition: None,
         resumed_from: None,
+        generation: None,
     }
 }
 

@@ -75,6 +75,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
         prop::collection::vec(operator(), 0..4),
         prop::option::of(text().prop_map(|base_dir| Definition { base_dir })),
         prop::option::of(origin()),
+        prop::option::of(any::<u64>()),
     );
     (head, rest).prop_map(|(head, rest)| Metadata {
         job: head.0.parse().expect("a valid id"),
@@ -88,6 +89,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
         operators: rest.2,
         definition: rest.3,
         resumed_from: rest.4,
+        generation: rest.5,
     })
 }
 
@@ -171,6 +173,26 @@ proptest! {
     #[test]
     fn metadata_round_trips(metadata in metadata()) {
         prop_assert_eq!(decode(&encode(&metadata)), Ok(metadata));
+    }
+
+    /// What a host writing format 4 wrote reads as itself, with no generation recorded.
+    #[test]
+    fn format_4_decodes_without_a_generation(metadata in metadata()) {
+        let body = postcard::to_stdvec(&Metadata4::of(&metadata)).expect("encodes");
+        let expected = Metadata { generation: None, ..metadata };
+        prop_assert_eq!(decode(&sealed(4, &body)), Ok(expected));
+    }
+
+    /// A body of format 5 cut short (its generation, written last, first) is refused, never
+    /// read as a point with another generation or none (the checksum recomputed, so that the
+    /// body's decoder meets the damage).
+    #[test]
+    fn a_body_cut_short_is_refused(metadata in metadata(), cut in 1..=10usize) {
+        let body = body_of(&encode(&metadata));
+        let kept = body.len().saturating_sub(cut);
+        let decoded = decode(&sealed(FORMAT_VERSION, &body[..kept]));
+        prop_assert!(decoded.is_err(), "{decoded:?}");
+        decodes_or_explains(&sealed(FORMAT_VERSION, &body[..kept]))?;
     }
 
     /// A length far beyond the input (of the job id, the first field) is refused at the end

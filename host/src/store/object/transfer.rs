@@ -38,7 +38,7 @@ impl ObjectPoints {
         }
     }
 
-    /// Writes one state object. A blob above [`MULTIPART_THRESHOLD_BYTES`] (unless a test set
+    /// Writes one state object. A blob above [`super::MULTIPART_THRESHOLD_BYTES`] (unless a test set
     /// another) goes up in parts;
     /// `midway` runs halfway (where a test crashes or fails the write). A single put sends
     /// `blob` as it lies; the parts of a multipart upload are copied into its buffers.
