@@ -214,8 +214,8 @@ impl Blueprint {
         let read_states = self.remote.is_none();
         let latest =
             tokio::task::spawn_blocking(move || latest_checkpoint(&store, &job, read_states))
-            .await
-            .expect("reading a checkpoint does not panic")?;
+                .await
+                .expect("reading a checkpoint does not panic")?;
         let restore = latest.map(Arc::new).or_else(|| self.initial.clone());
         let first = restore
             .as_ref()

@@ -11,8 +11,9 @@
 //!   store's `AWS_*`) in its environment.
 //!
 //! Every object is labelled `app.kubernetes.io/name=jobhost`, `app.kubernetes.io/component`
-//! (`worker` or `token`) and `jobhost/run=<run>`; it watches the run's Pods by that label and
-//! deletes them all, and the Secret, when stopped. The state must be on an object store every
+//! (`worker` or `token`) and `jobhost/run=<run>`; it watches the run's Pods by that label
+//! (resuming a watch the API server ends from the last resource version seen) and deletes
+//! them all, and the Secret, when stopped. The state must be on an object store every
 //! Pod reaches (`--store s3://...`): a Pod has no state folder in common with the coordinator.
 
 use std::collections::BTreeMap;
@@ -234,32 +235,54 @@ impl Shared {
     }
 
     /// Watches the run's Pods; reports each that ended (failed, succeeded or deleted) and
-    /// replaces it (at most as many times as there are workers).
+    /// replaces it (at most as many times as there are workers). A watch the API server ends
+    /// is resumed from the last resource version seen; one it refuses ends the watching.
     async fn watch(self: Arc<Self>, selector: String) {
         let params = WatchParams::default().labels(&selector);
-        let stream = match self.pods.watch(&params, "0").await {
-            Ok(stream) => stream,
-            Err(e) => return tracing::warn!("cannot watch the worker Pods: {e}"),
-        };
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            let ended = match event {
-                Ok(WatchEvent::Modified(pod)) => ended_phase(&pod).map(|p| (pod, p)),
-                Ok(WatchEvent::Deleted(pod)) => Some((pod, "deleted".to_owned())),
-                Ok(_) => None,
-                Err(e) => return tracing::warn!("watching the worker Pods: {e}"),
+        let mut version = "0".to_owned();
+        loop {
+            let stream = match self.pods.watch(&params, &version).await {
+                Ok(stream) => stream,
+                Err(e) => return tracing::warn!("cannot watch the worker Pods: {e}"),
             };
-            let Some((pod, how)) = ended else {
-                continue;
-            };
-            let name = pod.metadata.name.unwrap_or_default();
-            tracing::warn!(pod = %name, "worker Pod ended: {how}");
-            let _ = self.ended.send(format!("{name} ended: {how}"));
-            if self.created.load(Ordering::SeqCst) < 2 * self.workers
-                && let Err(e) = self.create().await
-            {
-                tracing::warn!("no replacement for {name}: {e}");
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let pod = match event {
+                    Ok(WatchEvent::Added(pod)) => pod,
+                    Ok(WatchEvent::Modified(pod)) => {
+                        let phase = ended_phase(&pod);
+                        self.on_ended(&pod, phase).await;
+                        pod
+                    }
+                    Ok(WatchEvent::Deleted(pod)) => {
+                        self.on_ended(&pod, Some("deleted".to_owned())).await;
+                        pod
+                    }
+                    Ok(WatchEvent::Bookmark(_)) => continue,
+                    Ok(WatchEvent::Error(e)) => {
+                        return tracing::warn!("watching the worker Pods: {e}");
+                    }
+                    Err(e) => return tracing::warn!("watching the worker Pods: {e}"),
+                };
+                if let Some(seen) = pod.metadata.resource_version {
+                    version = seen;
+                }
             }
+        }
+    }
+
+    /// `pod` ended `how` (if it did): reported, and replaced while replacements are left.
+    async fn on_ended(&self, pod: &Pod, how: Option<String>) {
+        let Some(how) = how else {
+            return;
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        tracing::warn!(pod = %name, "worker Pod ended: {how}");
+        let _ = self.ended.send(format!("{name} ended: {how}"));
+        if self.created.load(Ordering::SeqCst) < 2 * self.workers
+            && let Err(e) = self.create().await
+        {
+            tracing::warn!("no replacement for {name}: {e}");
         }
     }
 }

@@ -90,8 +90,9 @@ fn check_worker_pod(pod: &Value, i: u32) {
 }
 
 /// The API server's side of a start: the Secret, three Pods, the watch (reporting worker 2
-/// failed), and worker 2's replacement.
-async fn serve_start(mut server: ApiServer) -> ApiServer {
+/// failed, then ending), worker 2's replacement, and the watch resumed from the version seen
+/// (left unanswered: returned with the server).
+async fn serve_start(mut server: ApiServer) -> (ApiServer, impl Send) {
     let secret =
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "job-abc-token"}});
     let (method, uri, secret) = next(&mut server, secret).await;
@@ -120,7 +121,17 @@ async fn serve_start(mut server: ApiServer) -> ApiServer {
     let (method, uri, pod) = next(&mut server, replacement).await;
     assert_eq!((method.as_str(), uri.as_str()), ("POST", PODS));
     check_worker_pod(&pod, 4);
-    server
+    let (request, resumed) = server.next_request().await.expect("the watch resumed");
+    let uri = request.uri().to_string();
+    assert!(
+        uri.contains("watch=true") && uri.contains(SELECTOR),
+        "{uri}"
+    );
+    assert!(
+        uri.contains("resourceVersion=7"),
+        "not resumed where it ended: {uri}"
+    );
+    (server, resumed)
 }
 
 /// The API server's side of a stop: the run's Pods deleted by label, then its Secret.
@@ -145,7 +156,8 @@ async fn pods_are_created_labelled_watched_replaced_and_deleted() {
         .await
         .unwrap();
     assert_eq!(pods.ended().await, "job-abc-worker-2 ended: Failed");
-    let server = tokio::spawn(serve_stop(server.await.unwrap()));
+    let (server, _resumed) = server.await.unwrap();
+    let server = tokio::spawn(serve_stop(server));
     pods.stop().await;
     server.await.unwrap();
 }
