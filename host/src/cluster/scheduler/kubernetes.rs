@@ -318,12 +318,7 @@ impl Scheduler for Pods {
     }
 
     fn ended(&mut self) -> BoxFuture<'_, String> {
-        Box::pin(async move {
-            match self.ended.recv().await {
-                Some(ended) => ended,
-                None => std::future::pending().await,
-            }
-        })
+        super::next_ended(&mut self.ended)
     }
 
     fn stop(&mut self) -> BoxFuture<'_, ()> {

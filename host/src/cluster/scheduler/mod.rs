@@ -12,6 +12,7 @@ pub mod process;
 use std::net::SocketAddr;
 
 use futures::future::BoxFuture;
+use tokio::sync::mpsc;
 
 /// Why workers could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,17 @@ pub enum SchedulerError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// The next report of a worker that ended on its own, from the watchers' channel (none ever
+/// once every watcher is gone: the scheduler is stopping).
+fn next_ended(ended: &mut mpsc::UnboundedReceiver<String>) -> BoxFuture<'_, String> {
+    Box::pin(async move {
+        match ended.recv().await {
+            Some(ended) => ended,
+            None => std::future::pending().await,
+        }
+    })
 }
 
 /// Starts, watches and stops a job's workers.
