@@ -12,6 +12,7 @@ compile_error!(
 mod bad_input;
 mod cluster;
 mod compile;
+mod connectors;
 mod contract;
 mod control;
 mod corrupt;
@@ -35,6 +36,8 @@ mod s3;
 mod savepoint;
 mod scaffold;
 mod serve;
+mod servers;
+mod state_tools;
 mod time;
 mod topology;
 mod torture;

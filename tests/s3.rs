@@ -39,13 +39,14 @@ fn moto_venv() -> &'static Path {
 }
 
 /// A `moto_server` on 127.0.0.1 with one bucket; killed when dropped.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
     endpoint: String,
 }
 
 impl S3Server {
-    fn start() -> S3Server {
+    /// Starts a server, with the bucket made.
+    pub(crate) fn start() -> S3Server {
         let venv = moto_venv();
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -94,7 +95,7 @@ impl S3Server {
     }
 
     /// The keys under `prefix` in the bucket.
-    fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
         let response = self.request("GET", &format!("/{BUCKET}?list-type=2&prefix={prefix}"));
         response
             .split("<Key>")
@@ -147,7 +148,7 @@ impl S3Server {
     }
 
     /// What a `host` command needs to use this server, its points under `prefix`.
-    fn env(&self, prefix: &str) -> Vec<(String, String)> {
+    pub(crate) fn env(&self, prefix: &str) -> Vec<(String, String)> {
         [
             ("HOST_STORE", format!("s3://{BUCKET}/{prefix}")),
             ("AWS_ENDPOINT", format!("http://{}", self.endpoint)),

@@ -16,6 +16,7 @@
 //! 8. rescaling 2 -> 3 vs resuming 2 -> 2, through `host` processes as a user runs them;
 //! 9. the tokenizer and the counter in Python and JavaScript against Rust: records/s, the cost
 //!    of a call, component size, cold compile, job start with the cache warm.
+//! 10. `host state read` of 1 M keys into Parquet vs reading the point's files raw.
 //!
 //! The rows of 5, 6 and 8 run the `host` binary built beside this one.
 //!
@@ -39,6 +40,7 @@ mod process;
 mod report;
 mod rescale;
 mod runs;
+mod state_tools;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -104,11 +106,12 @@ enum Bench {
     Rescale,
     Languages,
     Metrics,
+    StateRead,
 }
 
 impl Bench {
     /// Every benchmark, in the order they run (the report's order).
-    const IN_ORDER: [Bench; 12] = [
+    const IN_ORDER: [Bench; 13] = [
         Bench::Pipeline,
         Bench::Peer,
         Bench::Boundary,
@@ -121,6 +124,7 @@ impl Bench {
         Bench::ObjectStore,
         Bench::Rescale,
         Bench::Languages,
+        Bench::StateRead,
     ];
 }
 
@@ -168,6 +172,8 @@ pub struct Sizes {
     pub object_store_bytes: usize,
     /// Distinct keys of the keyed state rescaled.
     pub rescale_keys: usize,
+    /// Keys of the savepoint `host state read` reads.
+    pub state_keys: usize,
     /// Words through each language's tokenizer and counter.
     pub language_words: usize,
     /// Runs of each pipeline configuration (the fastest counts).
@@ -208,6 +214,7 @@ impl Sizes {
             checkpoint_rounds: 30,
             object_store_bytes: 16 << 20,
             rescale_keys: 100_000,
+            state_keys: 100_000,
             language_words: 20_000,
             repetitions: 1,
             languages_quick: true,
@@ -251,6 +258,7 @@ impl Sizes {
             checkpoint_rounds: 250,
             object_store_bytes: 256 << 20,
             rescale_keys: 1_000_000,
+            state_keys: 1_000_000,
             language_words: 1_000_000,
             repetitions: 5,
             languages_quick: false,
@@ -370,6 +378,7 @@ impl Workplace<'_> {
             Bench::Languages => {
                 languages::languages(guests, scratch, sizes, self.share_cache).await
             }
+            Bench::StateRead => state_tools::state_read(guests, scratch, sizes),
         }
     }
 

@@ -100,7 +100,15 @@ string_id!(
 impl JobId {
     /// A fresh, unique, printable job id.
     pub fn generate() -> Self {
-        Self(format!("job-{}", random_suffix(8)))
+        Self::generate_for("job")
+    }
+
+    /// A fresh, unique id for what `kind` wrote (`job`, or a tool that writes points offline,
+    /// e.g. `state-write`): `kind-` and a random suffix.
+    pub fn generate_for(kind: &str) -> Self {
+        let id = Self(format!("{kind}-{}", random_suffix(8)));
+        debug_assert!(check_id(&id.0).is_ok(), "{kind} makes valid ids");
+        id
     }
 }
 

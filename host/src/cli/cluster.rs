@@ -200,6 +200,7 @@ pub(super) fn run_worker(store: Store, args: WorkerArgs) -> anyhow::Result<ExitC
         name: format!("{name} (pid {})", std::process::id()),
         listen: args.listen,
         advertise: args.advertise,
+        env: Arc::new(|name| std::env::var(name).ok()),
     };
     let engine = super::start::engine(&store, CacheMode::ReadWrite)?;
     super::tokio_runtime()?.block_on(worker::run(store, engine, config))?;

@@ -5,6 +5,7 @@
 
 mod check;
 mod cluster;
+mod compile;
 mod detach;
 mod fault;
 mod grants;
@@ -14,6 +15,7 @@ mod points;
 mod progress;
 mod s3;
 mod start;
+mod state;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
@@ -128,6 +130,12 @@ enum Command {
         point: String,
         /// The folder to create (or an empty one).
         dir: PathBuf,
+    },
+    /// Read an operator's state offline, or write a savepoint with it edited, bootstrapped
+    /// from data, or split into another number of key groups (the original is never changed).
+    State {
+        #[command(subcommand)]
+        command: state::StateCommand,
     },
     /// Compile components into the state folder's compiled-module cache, so that the first
     /// job to use one starts without waiting (a Python or JavaScript component takes tens of
@@ -326,6 +334,8 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
         | Command::Gc { dry_run: false }
         | Command::Compile { .. } => Store::open(home)
             .with_context(|| format!("cannot open the state folder {}", home.display()))?,
+        Command::State { command } if command.writes() => Store::open(home)
+            .with_context(|| format!("cannot open the state folder {}", home.display()))?,
         _ => Store::at(home),
     };
     Ok(match url {
@@ -365,7 +375,8 @@ fn run_on(
         Command::Export { point, dir } => points::export(&store, &point, &dir),
         Command::Inspect { point } => inspect::inspect(&store, &point, json),
         Command::Rm { point } => points::rm(&store, &point),
-        Command::Compile { modules } => start::compile(&store, &modules),
+        Command::State { command } => state::run(&store, command),
+        Command::Compile { modules } => compile::compile(&store, &modules),
     }
 }
 

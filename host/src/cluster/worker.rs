@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use super::exchange::{self, Exchange, LinkHello};
 use super::wire::{self, Deployment, FromWorker, Hello, RemoteCommand, RemoteEvent, ToWorker};
+use crate::connectors::secret::{self, Secrets};
 use crate::engine::{Engine, Limits};
 use crate::ids::SubtaskId;
 use crate::points::savepoint::{self, Mapping};
@@ -41,7 +42,13 @@ pub struct WorkerConfig {
     /// The address the other workers reach its exchange at, if not the one it listens on
     /// (a Pod listening on 0.0.0.0 says its own IP).
     pub advertise: Option<std::net::IpAddr>,
+    /// Its environment, as the binary reads it: where the connectors' secrets are read from
+    /// (each worker reads them itself; they never cross the wire).
+    pub env: Env,
 }
+
+/// A process's environment variables, read by the binary.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Why a worker stopped.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +95,7 @@ type Failed = Arc<dyn Fn(String) + Send + Sync>;
 
 /// What a worker holds across deployments.
 struct Worker {
+    env: Env,
     store: Store,
     engine: Arc<Engine>,
     exchange: Exchange,
@@ -142,6 +150,7 @@ pub async fn run(
         }
     });
     let mut worker = Worker {
+        env: config.env,
         store,
         engine,
         exchange,
@@ -307,7 +316,7 @@ impl Worker {
                     savepoint::load_for(&store, &location, &checked, &mapping)
                 });
                 let read = read.await.expect("reading a point does not panic");
-                let first = plan.operators[0].id.clone();
+                let first = first_id(&plan);
                 let (metadata, states) = read.map_err(|e| whole(first, e.to_string()))?;
                 Some(RestoreFrom {
                     metadata,
@@ -316,7 +325,14 @@ impl Worker {
                 })
             }
         };
-        let spec = self.share_spec(deployment, &plan, restore);
+        let env = self.env.clone();
+        let secrets = secret::resolve(&plan, |name| env(name)).map_err(|errors| {
+            let errors = errors
+                .iter()
+                .map(|e| (first_id(&plan), None, e.to_string()));
+            errors.collect::<Vec<_>>()
+        })?;
+        let spec = self.share_spec(deployment, &plan, (restore, secrets));
         let events = self.relay(deployment.generation);
         let share = build_share(self.engine.clone(), self.store.clone(), spec, events).await;
         let errors = |errors: Vec<crate::runtime::BuildError>| -> Vec<_> {
@@ -332,11 +348,11 @@ impl Worker {
         &self,
         deployment: &Deployment,
         plan: &Plan,
-        restore: Option<RestoreFrom>,
+        (restore, secrets): (Option<RestoreFrom>, Secrets),
     ) -> ShareSpec {
         let layout = self.store.layout();
         let base = &deployment.base_dir;
-        let modules = plan.operators.iter().map(|op| op.module.as_path());
+        let modules = plan.operators.iter().filter_map(|op| op.module());
         ShareSpec {
             job: deployment.job.clone(),
             plan: plan.clone(),
@@ -348,6 +364,7 @@ impl Worker {
             },
             protected: Protected::new(layout.root(), &layout.cache(), Some(base))
                 .with_modules(modules),
+            secrets,
             here: deployment.subtasks.iter().cloned().collect(),
         }
     }
@@ -418,6 +435,11 @@ impl Worker {
         });
         tracing::info!(generation, "deployment started");
     }
+}
+
+/// The first operator of `plan`, which a problem of the whole job is reported against.
+fn first_id(plan: &Plan) -> crate::ids::OperatorId {
+    plan.operators[0].id.clone()
 }
 
 /// A channel as a person reads it: `the channel from tokenize[2] to counter[1]`.

@@ -9,9 +9,12 @@
 //! - [`lineage`]: which point came from which job and program (`savepoints --tree`, pure).
 //! - [`gc`]: which modules of the module store nothing refers to any more (`host gc`).
 //! - [`export`]: a point, its modules and its definition as one self-contained folder.
+//! - [`state`]: `host state`: an operator's state read, edited, bootstrapped from data or
+//!   repartitioned, offline, by the host itself (no guest code).
 
 pub mod export;
 pub mod gc;
 pub mod lineage;
 pub mod program;
 pub mod savepoint;
+pub mod state;

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::channel::{Receiver, Sender, channel};
 use super::coordinator::{Commands, CoordinatorTask};
+use super::instance::RoleInstance;
 use super::partition::{Output, OutputEdge};
 use super::remote::{ChannelId, Deploy, Placed, PointRef, Remote};
 use super::restore::{self, RestoredTime};
@@ -23,8 +24,10 @@ use super::{
     BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
     RestartError, RestoreFrom,
 };
+use crate::connectors::secret::Secrets;
+use crate::connectors::{Connector, Setup};
 use crate::engine::bindings::{self, Context};
-use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
+use crate::engine::{Engine, Grants, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
@@ -33,7 +36,7 @@ use crate::snapshot::Rescale;
 use crate::store::{States, Store, StoreError, fence};
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
-use crate::topology::{OperatorPlan, Partition, Plan, Role};
+use crate::topology::{Implementation, OperatorPlan, Partition, Plan, Role};
 
 /// What building, and rebuilding after a failure, starts from.
 #[derive(Clone)]
@@ -46,6 +49,8 @@ pub(super) struct Blueprint {
     limits: Limits,
     /// The folders no mount may reach.
     protected: Arc<Protected>,
+    /// The secrets of its connectors.
+    secrets: Arc<Secrets>,
     /// The point the job was started from, for a restart before its first checkpoint; let
     /// go once one completed (see [`Blueprint::forget_initial`]).
     initial: Option<Arc<RestoreFrom>>,
@@ -87,6 +92,8 @@ pub struct ShareSpec {
     pub limits: Limits,
     /// The folders no mount may reach.
     pub protected: Protected,
+    /// The secrets of its connectors, read here from where the job file says.
+    pub secrets: Secrets,
     /// The subtasks that run here.
     pub here: std::collections::BTreeSet<SubtaskId>,
 }
@@ -108,6 +115,7 @@ pub async fn build_share(
         record: spec.record,
         limits: spec.limits,
         protected: Arc::new(spec.protected),
+        secrets: Arc::new(spec.secrets),
         initial: None,
         metrics,
         remote: None,
@@ -130,6 +138,7 @@ pub async fn build(
         taking_over,
         limits,
         protected,
+        secrets,
         remote,
     } = spec;
     let initial = restore.map(Arc::new);
@@ -142,6 +151,7 @@ pub async fn build(
         record,
         limits,
         protected: Arc::new(protected),
+        secrets: Arc::new(secrets),
         initial: initial.clone(),
         metrics,
         remote,
@@ -302,22 +312,28 @@ impl Blueprint {
                 id: op.id.clone(),
                 role: op.role,
                 parallelism: op.parallelism,
-                module_sha256: module
-                    .as_ref()
-                    .map(|m| m.sha256.clone())
-                    .unwrap_or_default(),
+                // A connector has no module: an empty hash says so in every point.
+                module_sha256: module.as_ref().map_or(String::new(), |m| m.sha256.clone()),
                 module_name: String::new(),
                 module_version: String::new(),
                 rescale: Rescale::Refuse,
                 remap: None,
             };
-            let (Some(module), indices) = (module, indices(op)) else {
+            let indices = indices(op);
+            if indices.is_empty() {
                 infos.push(info);
                 continue;
-            };
+            }
             let mut started = Vec::new();
             for &index in &indices {
-                match self.start_subtask(op, module, index, &mut info).await {
+                let instance = match module {
+                    Some(module) => {
+                        let started = self.start_subtask(op, module, index, &mut info).await;
+                        started.map(RoleInstance::from)
+                    }
+                    None => self.start_connector(op, index, &mut info).await,
+                };
+                match instance {
                     Ok(instance) => started.push(instance),
                     Err(cause) => errors.push(BuildError {
                         operator: op.id.clone(),
@@ -398,18 +414,18 @@ impl Blueprint {
 
     /// Loads every operator's module (each file once), all at once on the blocking pool: a
     /// cold compile takes seconds (tens for a Python component), and modules compile apart.
+    /// A connector has none, and neither has an operator with no subtask here.
     async fn load_modules(
         &self,
         needed: &(dyn Fn(&OperatorPlan) -> bool + Sync),
     ) -> Result<Vec<Option<Module>>, Vec<BuildError>> {
         let mut loads = BTreeMap::new();
         for op in self.plan.operators.iter().filter(|op| needed(op)) {
-            let (engine, path, role) = (self.engine.clone(), op.module.clone(), op.role);
-            loads
-                .entry((op.module.clone(), op.role))
-                .or_insert_with(|| {
-                    tokio::task::spawn_blocking(move || engine.load(&path, role).map_err(Arc::new))
-                });
+            let Some(path) = op.module() else { continue };
+            let (engine, path, role) = (self.engine.clone(), path.to_owned(), op.role);
+            loads.entry((path.clone(), role)).or_insert_with(|| {
+                tokio::task::spawn_blocking(move || engine.load(&path, role).map_err(Arc::new))
+            });
         }
         let mut loaded = BTreeMap::new();
         for (key, load) in loads {
@@ -417,7 +433,11 @@ impl Blueprint {
         }
         let (mut modules, mut errors) = (Vec::new(), Vec::new());
         for op in &self.plan.operators {
-            match loaded.get(&(op.module.clone(), op.role)) {
+            let Some(path) = op.module() else {
+                modules.push(None);
+                continue;
+            };
+            match loaded.get(&(path.to_owned(), op.role)) {
                 None => modules.push(None),
                 Some(Ok(module)) => modules.push(Some(module.clone())),
                 Some(Err(e)) => errors.push(BuildError {
@@ -432,6 +452,35 @@ impl Blueprint {
         } else {
             Err(errors)
         }
+    }
+
+    /// Connects one subtask of the connector operator `op` to its server, and records what it
+    /// is in `info`.
+    async fn start_connector(
+        &self,
+        op: &OperatorPlan,
+        index: u32,
+        info: &mut OperatorInfo,
+    ) -> Result<RoleInstance, BuildCause> {
+        let Implementation::Connector(config) = &op.implementation else {
+            unreachable!("a module's subtask started as a connector")
+        };
+        let subtask = SubtaskId {
+            operator: op.id.clone(),
+            index,
+        };
+        let setup = Setup {
+            job: &self.job,
+            subtask: &subtask,
+            parallelism: op.parallelism,
+            config,
+            secret: self.secrets.of(&op.id),
+        };
+        let connector = Connector::open(setup).await;
+        let connector = connector.map_err(|e| BuildCause::Connector(Arc::new(e)))?;
+        let described = connector.describe();
+        describe_into(info, described);
+        Ok(RoleInstance::Connector(connector))
     }
 
     /// Instantiates one subtask and starts it: `describe`, then `init` (also for a live swap).
@@ -472,24 +521,25 @@ impl Blueprint {
             key_group_end: key_groups.end,
             config: op.config.clone(),
         };
-        let started: Result<(), GuestError> = async {
-            let described = instance.describe().await?;
-            info.module_name = described.name;
-            info.module_version = described.version;
-            info.rescale = match described.rescale {
-                bindings::Rescale::Refuse => Rescale::Refuse,
-                bindings::Rescale::Union => Rescale::Union,
-            };
-            instance.init(&context).await
-        }
-        .await;
-        started?;
+        let described = instance.describe().await?;
+        describe_into(info, described);
+        instance.init(&context).await?;
         Ok(instance)
     }
 }
 
+/// Records what `describe` said in `info`.
+fn describe_into(info: &mut OperatorInfo, described: bindings::ModuleInfo) {
+    info.module_name = described.name;
+    info.module_version = described.version;
+    info.rescale = match described.rescale {
+        bindings::Rescale::Refuse => Rescale::Refuse,
+        bindings::Rescale::Union => Rescale::Union,
+    };
+}
+
 /// A subtask started (and restored): its instance, and the timers and watermark it restored.
-type Started = (Instance, Option<RestoredTime>);
+type Started = (RoleInstance, Option<RestoredTime>);
 
 /// The indices of `op`'s subtasks that run `here`.
 fn indices_here(op: &OperatorPlan, here: &(dyn Fn(&SubtaskId) -> bool + Sync)) -> Vec<u32> {

@@ -10,6 +10,7 @@ mod build;
 pub mod channel;
 pub mod coordinator;
 mod failure;
+pub mod instance;
 pub mod partition;
 pub mod remote;
 mod restore;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::connectors::secret::Secrets;
 use crate::engine::Limits;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::metrics::JobMetrics;
@@ -53,6 +55,8 @@ pub struct JobSpec {
     pub limits: Limits,
     /// The folders no mount may reach.
     pub protected: Protected,
+    /// The secrets of its connectors, read by the caller from where the job file says.
+    pub secrets: Secrets,
     /// Where the subtasks run when not in this process (`host/src/cluster/`); `None`: here.
     pub remote: Option<Arc<dyn remote::Remote>>,
 }

@@ -15,6 +15,7 @@
 //! decisions over leases ([`fence`]).
 
 pub mod backend;
+mod derived;
 pub mod fence;
 pub mod layout;
 pub mod local;
@@ -40,6 +41,7 @@ use crate::fault::{FaultHook, Phase};
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::snapshot::Held;
 pub use backend::PointStore;
+pub use derived::{Deriving, Written};
 pub use fence::Lease;
 pub use layout::Layout;
 use layout::METADATA_FILE;

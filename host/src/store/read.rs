@@ -95,9 +95,14 @@ impl Store {
     /// outside the point (the back-end's [`super::backend::PointStore::read_states`] says how).
     pub fn read_states(&self, point: &Point) -> Result<States, StoreError> {
         let mut states = States::new();
-        self.each_state(point, |id, subtask, held| {
-            states.insert((id.clone(), subtask), held);
-        })?;
+        self.each_state(
+            point,
+            |_| true,
+            |id, subtask, held| {
+                states.insert((id.clone(), subtask), held);
+                Ok::<_, StoreError>(())
+            },
+        )?;
         Ok(states)
     }
 
@@ -105,24 +110,43 @@ impl Store {
     /// them (`host inspect`): in a folder, one state file and its segments are in memory at a
     /// time, however large the point.
     pub fn verify_states(&self, point: &Point) -> Result<(), StoreError> {
-        self.each_state(point, |_, _, held| drop(held))
+        self.each_state(point, |_| true, |_, _, _held| Ok::<_, StoreError>(()))
     }
 
-    /// Reads, verifies and decodes each state file of a point in turn, handing each subtask's
-    /// state to `take` (see [`Store::read_states`] for the order of the checks).
-    fn each_state(
+    /// Reads, verifies and decodes the state files of a point that `only` picks, in turn,
+    /// handing each subtask's state to `take` (see [`Store::read_states`] for the order of the
+    /// checks: every picked file's length is checked before any is read). In a folder, one
+    /// state file and its segments are in memory at a time; the first error of `take` stops.
+    pub fn each_state<E: From<StoreError>>(
         &self,
         point: &Point,
-        mut take: impl FnMut(&OperatorId, u32, Held),
-    ) -> Result<(), StoreError> {
-        let files = point.state_files();
+        only: impl Fn(&(&OperatorId, &StateFile)) -> bool,
+        mut take: impl FnMut(&OperatorId, u32, Held) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // The point as if it held only the files picked: the back-end reads those alone.
+        let mut picked = point.clone();
+        for op in &mut picked.metadata.operators {
+            let id = op.id.clone();
+            op.files.retain(|file| only(&(&id, file)));
+        }
+        let files = picked.state_files();
+        // `take`'s first error, kept: the files after it are read, but not taken.
+        let mut failed: Option<E> = None;
         let mut decode = |n: usize, blob: Bytes, segments: &mut dyn state_file::Segments| {
             let (id, file) = files[n];
             let held = decode_state(point, blob, segments).map_err(|e| e.at(self, point, file))?;
-            take(id, file.subtask, held);
+            if failed.is_none() {
+                failed = take(id, file.subtask, held).err();
+            }
             Ok(())
         };
-        self.at_location(&point.dir).read_states(point, &mut decode)
+        let read = self
+            .at_location(&point.dir)
+            .read_states(&picked, &mut decode);
+        match (read, failed) {
+            (_, Some(e)) => Err(e),
+            (read, None) => read.map_err(E::from),
+        }
     }
 }
 

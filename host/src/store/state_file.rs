@@ -375,6 +375,11 @@ pub trait Segments {
 }
 
 impl Decoded {
+    /// The names of the segments it names, in the order written.
+    pub fn segment_names(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().map(|(name, ..)| name.as_str())
+    }
+
     /// The state, its pieces read from `segments`, each key group's chain checked: one whole
     /// piece, then deltas, in the order written. Errors name the segment at fault.
     ///

@@ -77,7 +77,7 @@ impl Store {
         Ok(to)
     }
 
-    fn publish(&self, metadata: &Metadata, to: &Path) -> Result<(), StoreError> {
+    pub(super) fn publish(&self, metadata: &Metadata, to: &Path) -> Result<(), StoreError> {
         let faults = |phase| self.fault_point(phase, metadata.checkpoint);
         self.points.publish(metadata, to, &faults)?;
         let mut published = self.published.lock().expect("not poisoned");
