@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cli (the binary) -> jobs, serve -> control -> runtime -> engine, barrier, snapshot, store, topology
+//! cli -> cluster -> runtime, points   (a job's subtasks on worker processes)
 //! cli -> points -> store, topology       (points listed, checked, exported with no job running)
 //! runtime -> store (writes state blobs, completes checkpoints);  engine -> durable (its cache)
 //! snapshot, store -> checksum;  store, engine -> durable
@@ -26,6 +27,8 @@
 //!    on a channel, and who sends them is someone else's business.
 //! 7. No library module prints, exits or reads the environment: only the binary (`cli`,
 //!    `main`) talks to the terminal and chooses exit codes; configuration is passed in.
+//! 8. The runtime knows nothing of the cluster (`cluster -> runtime`, never back: a job in one
+//!    process runs no code of it), and the cluster runs no guest itself (no wasmtime).
 //!
 //! Nothing in the library depends on the binary: `cli` and `main` are not part of it, so the
 //! compiler enforces that one.
@@ -206,6 +209,13 @@ fn durable_writes_are_a_leaf_that_both_the_store_and_the_engine_may_use() {
 #[test]
 fn the_runtime_knows_nothing_of_sockets() {
     assert_never("runtime", &["crate::control", "UnixListener", "UnixStream"]);
+}
+
+/// Rule 8.
+#[test]
+fn the_runtime_knows_nothing_of_the_cluster() {
+    assert_never("runtime", &["crate::cluster"]);
+    assert_never("cluster", &["wasmtime"]);
 }
 
 /// Rule 7.

@@ -10,6 +10,7 @@ compile_error!(
 );
 
 mod bad_input;
+mod cluster;
 mod compile;
 mod connectors;
 mod contract;

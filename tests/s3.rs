@@ -725,3 +725,36 @@ fn a_missing_bucket_is_named_once_with_its_endpoint() {
     assert_eq!(stderr.matches("no-such-bucket").count(), 2, "{stderr}");
     assert!(!stderr.contains('<'), "{stderr}");
 }
+
+#[test]
+fn a_job_on_3_workers_with_its_points_on_the_object_store_survives_the_kill_of_one() {
+    let server = S3Server::start();
+    let dir = Dir::new(LINES).with_env(&server.env("team/w"));
+    let file = dir.write_job(&crate::cluster::job(4, 100));
+    let running = dir.start(&[file.to_str().unwrap(), "--workers", "3"]);
+    wait_until("output committed", || !dir.committed_output().is_empty());
+    crate::cluster::kill_worker(&dir, "worker-2");
+    let job = running.job.clone();
+    let (ok, stderr) = running.wait();
+    assert!(
+        ok,
+        "the job did not survive the kill of a worker:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("restarting from the latest checkpoint"),
+        "{stderr}"
+    );
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+    // Its checkpoints, the workers' state files with them, are on the store; none is in the
+    // state folder.
+    let keys = server.keys(&format!("team/w/jobs/{job}/checkpoints/"));
+    assert!(keys.iter().any(|k| k.ends_with("/_metadata")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(".state")), "{keys:?}");
+    let local = dir.home().join("jobs").join(&job).join("checkpoints");
+    let local: Vec<_> = std::fs::read_dir(&local)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(local.is_empty(), "{local:?}");
+}

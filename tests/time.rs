@@ -401,3 +401,21 @@ fn timers_registered_before_a_live_upgrade_fire_in_the_new_module() {
     running.wait_ok();
     assert_output(&dir, &timed.model(100));
 }
+
+#[test]
+fn event_time_windows_on_2_workers_fire_mid_run_and_equal_the_model_through_a_savepoint() {
+    let dir = Dir::new(0);
+    let timed = Timed::default();
+    let job = timed.write(&dir);
+    // The key-by edge crosses workers: windows fire only as the watermark, carried in band
+    // from the other worker's source, passes them; some do while the source still runs (the
+    // job is stopped with a savepoint after).
+    let running = dir.start(&[&job, "--workers", "2"]);
+    wait_for_output_past(&dir, 0);
+    let point = dir.save_and_stop(running);
+    let (pending, _) = pending_in(&dir, &job, &point, "probe");
+    assert!(pending > 0, "the savepoint holds the open windows' timers");
+    dir.start(&[&job, "--from", &point, "--workers", "2"])
+        .wait_ok();
+    assert_output(&dir, &timed.model(100));
+}

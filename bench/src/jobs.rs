@@ -209,8 +209,9 @@ pub(crate) async fn build(
         taking_over: false,
         limits: Limits::default(),
         protected: Protected::new(store.layout().root(), &store.layout().cache(), Some(dir)),
-        // The benchmarks' jobs have no connectors, so no secrets.
+        // The benchmarks' jobs have no connectors, so no secrets; every subtask runs here.
         secrets: Default::default(),
+        remote: None,
     };
     runtime::build(engine.clone(), store.clone(), spec)
         .await

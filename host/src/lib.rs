@@ -23,6 +23,10 @@
 //!   subtask's inputs') and the timers the host keeps per key group ([`time::timers`]), pure.
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning; why a
 //!   build, a checkpoint or a job failed, typed ([`runtime::JobFailure`] and its kin).
+//! - [`cluster`]: a job's subtasks on `host worker` processes (`host run --workers N`): the
+//!   coordinator's pool and deployments ([`cluster::remote`]), the worker
+//!   ([`cluster::worker`]), the exchange of batches between them as Arrow IPC over TCP with
+//!   credit ([`cluster::exchange`]), placement and schedulers.
 //! - [`connectors`]: connectors built into the host (NATS JetStream source and sink,
 //!   PostgreSQL sink), run by the runtime behind the same role calls as components
 //!   ([`runtime::instance`]).
@@ -47,7 +51,9 @@
 //! 2. **Partition.** On a `key-by` edge, [`runtime::partition`] splits the batch by key group
 //!    ([`key_group`]), writing each record's group into it.
 //! 3. **Carry.** [`runtime::channel`] carries it to the next subtask, bounded by records: a full
-//!    channel makes its sender wait (back-pressure).
+//!    channel makes its sender wait (back-pressure). When the next subtask runs on another
+//!    worker, [`cluster::exchange`] drains that channel into a TCP connection and feeds the
+//!    other worker's channel, credit flowing back as it takes each batch.
 //! 4. **Process.** An operator subtask calls `process` on its guest ([`engine::instance`], every
 //!    call bounded in memory and wall-clock time) and sends the result on (steps 2-3 again).
 //! 5. **Write.** A sink subtask hands it to its guest's `write-batch` (or its connector's: rows
@@ -130,6 +136,7 @@
 pub mod admission;
 pub mod barrier;
 pub mod checksum;
+pub mod cluster;
 pub mod connectors;
 pub mod control;
 pub mod durable;

@@ -245,7 +245,7 @@ pub fn chain_bytes(chain: &Chain) -> u64 {
 
 /// How a module's operator state goes to subtasks when the parallelism changes (its
 /// `describe` says).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Rescale {
     /// A parallelism change is refused, unless every old operator state is empty.
     Refuse,

@@ -4,6 +4,7 @@
 //! Only this module prints to stdout. Listings take `--json` for scripts.
 
 mod check;
+mod cluster;
 mod compile;
 mod detach;
 mod fault;
@@ -173,6 +174,9 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         token_file: Option<PathBuf>,
     },
+    /// Run the subtasks a coordinator (`host run --workers`) deploys here, until it goes
+    /// away; the cluster's token comes from `HOST_WORKER_TOKEN`.
+    Worker(cluster::WorkerArgs),
     /// Print a completion script for a shell.
     Completions {
         /// The shell.
@@ -199,6 +203,8 @@ struct RunArgs {
     /// was written elsewhere (an export, an object store, another user): shown, then granted.
     #[arg(long)]
     trust_grants: bool,
+    #[command(flatten)]
+    cluster: cluster::ClusterArgs,
     /// Run in the background: print the job's id and return; its output goes to
     /// `jobs/<id>/log` (see `host logs`).
     #[arg(long)]
@@ -306,8 +312,12 @@ pub fn run(args: Args, home: PathBuf) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         command => {
-            let store = open_store(&command, &home, store.as_deref())?;
-            run_on(store, command, json)
+            let opened = open_store(&command, &home, store.as_deref())?;
+            let workers = cluster::WorkerArgsOf {
+                home: home.clone(),
+                store: store.clone(),
+            };
+            run_on(opened, command, json, workers)
         }
     }
 }
@@ -319,6 +329,7 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
         // Only these write to the state folder; the others create and change nothing in it
         // (but `serve`, which writes its token once: `host::serve::token`).
         Command::Run(_)
+        | Command::Worker(_)
         | Command::Rm { .. }
         | Command::Gc { dry_run: false }
         | Command::Compile { .. } => Store::open(home)
@@ -337,9 +348,16 @@ fn open_store(command: &Command, home: &Path, url: Option<&str>) -> anyhow::Resu
 }
 
 /// Runs a command that works on the state folder.
-fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode> {
+/// `worker_args` say what a worker started for a job gets before `worker`.
+fn run_on(
+    store: Store,
+    command: Command,
+    json: bool,
+    worker_args: cluster::WorkerArgsOf,
+) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run(args) => run_job(store, args),
+        Command::Run(args) => run_job(store, args, worker_args),
+        Command::Worker(args) => cluster::run_worker(store, args),
         Command::Check(args) => check_job(store, args, json),
         Command::New { .. } | Command::Completions { .. } => {
             unreachable!("handled before the state folder is opened")
@@ -365,7 +383,11 @@ fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode
 /// `host run`: hands the job to a process of its own with `--detach`; else prepares it (with
 /// the faults of `--crash-at` and `--fail-write-at` injected, in a test build) and runs it
 /// until it ends.
-fn run_job(store: Store, args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run_job(
+    store: Store,
+    args: RunArgs,
+    worker_args: cluster::WorkerArgsOf,
+) -> anyhow::Result<ExitCode> {
     if args.detach {
         return detach::run_detached(&store);
     }
@@ -378,7 +400,8 @@ fn run_job(store: Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         args.checkpoint_interval,
     )?;
     prepared.check_grants(&store, args.trust_grants)?;
-    tokio_runtime()?.block_on(start::run_job(store, prepared, args.log_file))
+    let workers = args.cluster.wanted().then_some((args.cluster, worker_args));
+    tokio_runtime()?.block_on(start::run_job(store, prepared, args.log_file, workers))
 }
 
 /// `host check`: prepares the job as `run` would, then reports what building it says.

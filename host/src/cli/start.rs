@@ -28,6 +28,7 @@ use host::engine::{CacheMode, Engine, Limits};
 use host::ids::{CheckpointId, JobId};
 use host::points::savepoint::{self, Mapping, RestorePoint};
 use host::protected::Protected;
+use host::runtime::remote::Remote;
 use host::runtime::{self, BuildError, JobRecord, JobSpec, Outcome, RestoreFrom};
 use host::store::{JobLock, JobState, JobStatus, Origin, Store};
 use host::topology::Plan;
@@ -199,8 +200,17 @@ pub(super) fn prepare(
             })?;
             tracing::debug!(elapsed = ?started_at.elapsed(), "point read and verified");
             let shown = store.display(&dir);
+            let location = store.layout().relative(&dir).unwrap_or_else(|| dir.clone());
             let from = (dir, metadata.job.clone());
-            let restore = RestoreFrom { metadata, states };
+            let restore = RestoreFrom {
+                metadata,
+                states,
+                point: Some(runtime::PointRef {
+                    location,
+                    renames: mapping.renames.clone(),
+                    allow_non_restored: mapping.allow_non_restored,
+                }),
+            };
             (Some(from), Some((point, shown)), Some(restore))
         }
     };
@@ -251,8 +261,8 @@ async fn build(
     store: &Store,
     engine: Arc<Engine>,
     prepared: &mut Prepared,
-    plan: Plan,
-    job: JobId,
+    (plan, job): (Plan, JobId),
+    remote: Option<Arc<dyn Remote>>,
 ) -> Result<runtime::Job, Vec<BuildError>> {
     let spec = JobSpec {
         job,
@@ -263,6 +273,7 @@ async fn build(
         limits: Limits::default(),
         protected: prepared.protected(store),
         secrets: prepared.secrets.clone(),
+        remote,
     };
     runtime::build(engine, store.clone(), spec).await
 }
@@ -304,7 +315,14 @@ pub(super) async fn check_job(
         host::connectors::position::of_point(&r.metadata, &r.states)
     });
     let engine = engine(&store, CacheMode::ReadOnly)?;
-    let built = build(&store, engine, &mut prepared, plan, JobId::generate()).await;
+    let built = build(
+        &store,
+        engine,
+        &mut prepared,
+        (plan, JobId::generate()),
+        None,
+    )
+    .await;
     let (operators, errors) = match &built {
         Ok(job) => (Some(job.operators()), &[][..]),
         Err(errors) => (None, &errors[..]),
@@ -380,10 +398,29 @@ fn print_remap(op: &runtime::OperatorInfo) {
 /// time if taking over the point's job on an object store shows that it published a newer
 /// point meanwhile (see [`take_over_point_job`]). With `log_file` (`--detach`), that file
 /// becomes the job's log once the job has an id.
+/// With `workers` (how many, where, and their arguments), the subtasks run on `host worker`
+/// processes (or Pods), started first and stopped once the job ended.
 pub(super) async fn run_job(
+    store: Store,
+    prepared: Prepared,
+    log_file: Option<PathBuf>,
+    workers: Option<(super::cluster::ClusterArgs, super::cluster::WorkerArgsOf)>,
+) -> anyhow::Result<ExitCode> {
+    let Some((asked, args)) = workers else {
+        return run_here_or_there(store, prepared, log_file, None).await;
+    };
+    let cluster = super::cluster::Cluster::start(&store, asked, args).await?;
+    let ran = run_here_or_there(store, prepared, log_file, Some(cluster.remote())).await;
+    cluster.stop().await;
+    ran
+}
+
+/// Starts the job, its subtasks here or through `remote`, and runs it until it ends.
+async fn run_here_or_there(
     store: Store,
     mut prepared: Prepared,
     log_file: Option<PathBuf>,
+    remote: Option<Arc<dyn Remote>>,
 ) -> anyhow::Result<ExitCode> {
     for attempt in 1..=2 {
         let writable = admission::writable_mounts(&prepared.plan);
@@ -392,12 +429,18 @@ pub(super) async fn run_job(
         let engine = engine(&store, CacheMode::Deferred)?;
         let job_id = JobId::generate();
         let plan = prepared.plan.clone();
-        let job = build(&store, engine.clone(), &mut prepared, plan, job_id.clone())
-            .await
-            .map_err(|errors| {
-                let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                prepared.refusal(&problems)
-            })?;
+        let job = build(
+            &store,
+            engine.clone(),
+            &mut prepared,
+            (plan, job_id.clone()),
+            remote.clone(),
+        )
+        .await
+        .map_err(|errors| {
+            let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            prepared.refusal(&problems)
+        })?;
         let admitting = Admitting {
             job: job_id,
             writable_mounts: writable,

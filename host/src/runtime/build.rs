@@ -14,9 +14,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::channel::{Receiver, Sender, channel};
-use super::coordinator::CoordinatorTask;
+use super::coordinator::{Commands, CoordinatorTask};
 use super::instance::RoleInstance;
 use super::partition::{Output, OutputEdge};
+use super::remote::{ChannelId, Deploy, Placed, PointRef, Remote};
 use super::restore::{self, RestoredTime};
 use super::subtask::{Command, Event, Subtask};
 use super::{
@@ -32,7 +33,7 @@ use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
 use crate::protected::Protected;
 use crate::snapshot::Rescale;
-use crate::store::{Store, StoreError, fence};
+use crate::store::{States, Store, StoreError, fence};
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
 use crate::topology::{Implementation, OperatorPlan, Partition, Plan, Role};
@@ -55,6 +56,72 @@ pub(super) struct Blueprint {
     initial: Option<Arc<RestoreFrom>>,
     /// What the job counts, kept across restarts.
     pub(super) metrics: Arc<JobMetrics>,
+    /// Where the subtasks run when not in this process (`host/src/cluster/`).
+    pub(super) remote: Option<Arc<dyn Remote>>,
+}
+
+/// The subtasks of a job that one process runs, built and wired: the whole job in one
+/// process, or a worker's share of it ([`build_share`]).
+pub struct Share {
+    /// The subtasks, ready to run.
+    pub subtasks: Vec<Subtask>,
+    /// What the checkpoint metadata records of each operator (of those with a subtask here:
+    /// the others were not started, and say nothing of their module).
+    pub operators: Vec<OperatorInfo>,
+    /// A command sender per subtask.
+    pub commands: Commands,
+    /// The channels whose upstream subtask runs here and downstream one elsewhere: what the
+    /// upstream sends arrives at this receiver, to be carried over.
+    pub outbound: Vec<(ChannelId, Receiver)>,
+    /// The channels whose downstream subtask runs here and upstream one elsewhere: what is
+    /// carried over goes into this sender.
+    pub inbound: Vec<(ChannelId, Sender)>,
+}
+
+/// What a worker builds its share of a job from.
+pub struct ShareSpec {
+    /// The job.
+    pub job: JobId,
+    /// The validated job file.
+    pub plan: Plan,
+    /// Its job file and where it resolves.
+    pub record: JobRecord,
+    /// State to resume from, checked against the plan and verified.
+    pub restore: Option<RestoreFrom>,
+    /// The guests' limits.
+    pub limits: Limits,
+    /// The folders no mount may reach.
+    pub protected: Protected,
+    /// The secrets of its connectors, read here from where the job file says.
+    pub secrets: Secrets,
+    /// The subtasks that run here.
+    pub here: std::collections::BTreeSet<SubtaskId>,
+}
+
+/// Builds the subtasks of `spec.here` (loaded, started, restored) and wires them to each
+/// other, and to the channels that cross to other processes; their events go to `events`.
+pub async fn build_share(
+    engine: Arc<Engine>,
+    store: Store,
+    spec: ShareSpec,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<Share, Vec<BuildError>> {
+    let metrics = Arc::new(JobMetrics::new(spec.job.clone(), Topology::of(&spec.plan)));
+    let blueprint = Blueprint {
+        engine,
+        store,
+        job: spec.job,
+        plan: spec.plan,
+        record: spec.record,
+        limits: spec.limits,
+        protected: Arc::new(spec.protected),
+        secrets: Arc::new(spec.secrets),
+        initial: None,
+        metrics,
+        remote: None,
+    };
+    let here = |subtask: &SubtaskId| spec.here.contains(subtask);
+    blueprint.share(spec.restore.as_ref(), &here, events).await
 }
 
 /// Loads, instantiates, initializes and restores every subtask of `spec`, and wires them.
@@ -72,6 +139,7 @@ pub async fn build(
         limits,
         protected,
         secrets,
+        remote,
     } = spec;
     let initial = restore.map(Arc::new);
     let metrics = Arc::new(JobMetrics::new(job.clone(), Topology::of(&plan)));
@@ -86,12 +154,13 @@ pub async fn build(
         secrets: Arc::new(secrets),
         initial: initial.clone(),
         metrics,
+        remote,
     };
     let resumed = initial.as_ref().map(|r| r.metadata.checkpoint);
     let first = crate::store::fence::first_checkpoint(resumed, taking_over);
-    let (subtasks, coordinator) = blueprint.assemble(initial.as_deref(), first).await?;
+    let (placed, coordinator) = blueprint.assemble(initial.as_deref(), first).await?;
     Ok(Job {
-        subtasks,
+        placed,
         coordinator,
         first,
     })
@@ -100,7 +169,11 @@ pub async fn build(
 /// The newest retained checkpoint of `job`, read and verified, that its lease says the job's
 /// own process wrote ([`crate::store::fence::admits`]); one it did not is passed over with a
 /// warning naming it, and left where it is.
-fn latest_checkpoint(store: &Store, job: &JobId) -> Result<Option<RestoreFrom>, StoreError> {
+fn latest_checkpoint(
+    store: &Store,
+    job: &JobId,
+    read_states: bool,
+) -> Result<Option<RestoreFrom>, StoreError> {
     let lease = store.lease(job)?;
     for checkpoint in store.checkpoints(job)?.into_iter().rev() {
         let point = store.read_point(&store.layout().checkpoint(job, checkpoint))?;
@@ -110,10 +183,19 @@ fn latest_checkpoint(store: &Store, job: &JobId) -> Result<Option<RestoreFrom>, 
             tracing::warn!("passing over {shown} to restart from: {unfit}");
             continue;
         }
-        let states = store.read_states(&point)?;
+        let states = match read_states {
+            true => store.read_states(&point)?,
+            false => States::new(),
+        };
+        let location = store.layout().relative(&point.dir).unwrap_or(point.dir);
         return Ok(Some(RestoreFrom {
             metadata: point.metadata,
             states,
+            point: Some(PointRef {
+                location,
+                renames: Vec::new(),
+                allow_non_restored: false,
+            }),
         }));
     }
     Ok(None)
@@ -136,11 +218,14 @@ impl Blueprint {
     pub(super) async fn restart(
         &self,
         next: CheckpointId,
-    ) -> Result<(Vec<Subtask>, CoordinatorTask), RestartError> {
+    ) -> Result<(Placed, CoordinatorTask), RestartError> {
         let (store, job) = (self.store.clone(), self.job.clone());
-        let latest = tokio::task::spawn_blocking(move || latest_checkpoint(&store, &job))
-            .await
-            .expect("reading a checkpoint does not panic")?;
+        // Subtasks elsewhere read the point's states themselves.
+        let read_states = self.remote.is_none();
+        let latest =
+            tokio::task::spawn_blocking(move || latest_checkpoint(&store, &job, read_states))
+                .await
+                .expect("reading a checkpoint does not panic")?;
         let restore = latest.map(Arc::new).or_else(|| self.initial.clone());
         let first = restore
             .as_ref()
@@ -150,27 +235,62 @@ impl Blueprint {
             .map_err(RestartError::Build)
     }
 
-    /// Builds the job: every subtask started and restored (from `restore`, if given), then
-    /// wired to its peers and to a coordinator whose first checkpoint is `first`.
+    /// Builds the job: every subtask started and restored (from `restore`, if given), here or
+    /// elsewhere, then wired to its peers and to a coordinator whose first checkpoint is
+    /// `first`.
     async fn assemble(
         &self,
         restore: Option<&RestoreFrom>,
         first: CheckpointId,
-    ) -> Result<(Vec<Subtask>, CoordinatorTask), Vec<BuildError>> {
-        let (instances, infos) = self.start_all(restore).await?;
+    ) -> Result<(Placed, CoordinatorTask), Vec<BuildError>> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let mut wiring = Wiring::new(&self.plan);
+        if let Some(remote) = &self.remote {
+            let deploy = Deploy {
+                job: &self.job,
+                plan: &self.plan,
+                record: &self.record,
+                point: restore.map(|r| r.point.as_ref().expect("a point elsewhere has a location")),
+                limits: self.limits,
+                events: events_tx.clone(),
+            };
+            let deployed = remote.deploy(deploy).await?;
+            let count = deployed.commands.len();
+            let channels = (deployed.commands, (events_tx, events));
+            let coordinator =
+                CoordinatorTask::new(self.clone(), deployed.operators, channels, first);
+            return Ok((Placed::Elsewhere(deployed.session, count), coordinator));
+        }
+        let share = self.share(restore, &|_| true, events_tx.clone()).await?;
+        let channels = (share.commands, (events_tx, events));
+        let coordinator = CoordinatorTask::new(self.clone(), share.operators, channels, first);
+        Ok((Placed::Here(share.subtasks), coordinator))
+    }
+
+    /// Builds the subtasks that run `here` (every one, for a job in one process), wired to
+    /// each other and to the channels that cross elsewhere; their events go to `events`.
+    async fn share(
+        &self,
+        restore: Option<&RestoreFrom>,
+        here: &(dyn Fn(&SubtaskId) -> bool + Sync),
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Share, Vec<BuildError>> {
+        let (instances, operators) = self.start_all(restore, here).await?;
+        let mut wiring = Wiring::new(&self.plan, here);
         let mut subtasks = Vec::new();
         let mut commands = BTreeMap::new();
         for started in instances {
             let (command_tx, command_rx) = mpsc::unbounded_channel();
             commands.insert(started.0.subtask().clone(), command_tx);
-            let channels = (command_rx, events_tx.clone());
+            let channels = (command_rx, events.clone());
             subtasks.push(self.wire(started, channels, &mut wiring, restore));
         }
-        let channels = (commands, (events_tx, events));
-        let coordinator = CoordinatorTask::new(self.clone(), infos, channels, first);
-        Ok((subtasks, coordinator))
+        Ok(Share {
+            subtasks,
+            operators,
+            commands,
+            outbound: wiring.outbound,
+            inbound: wiring.inbound,
+        })
     }
 
     /// Loads every module, and starts and restores every subtask: the instances in plan
@@ -179,10 +299,12 @@ impl Blueprint {
     async fn start_all(
         &self,
         restore: Option<&RestoreFrom>,
+        here: &(dyn Fn(&SubtaskId) -> bool + Sync),
     ) -> Result<(Vec<Started>, Vec<OperatorInfo>), Vec<BuildError>> {
         let mut errors = Vec::new();
         let started_at = std::time::Instant::now();
-        let modules = self.load_modules().await?;
+        let indices = |op: &OperatorPlan| indices_here(op, here);
+        let modules = self.load_modules(&|op| !indices(op).is_empty()).await?;
         tracing::debug!(elapsed = ?started_at.elapsed(), "modules loaded");
         let (mut instances, mut infos) = (Vec::new(), Vec::new());
         for (op, module) in self.plan.operators.iter().zip(&modules) {
@@ -197,8 +319,13 @@ impl Blueprint {
                 rescale: Rescale::Refuse,
                 remap: None,
             };
+            let indices = indices(op);
+            if indices.is_empty() {
+                infos.push(info);
+                continue;
+            }
             let mut started = Vec::new();
-            for index in 0..op.parallelism {
+            for &index in &indices {
                 let instance = match module {
                     Some(module) => {
                         let started = self.start_subtask(op, module, index, &mut info).await;
@@ -217,7 +344,7 @@ impl Blueprint {
             }
             tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "instantiated");
             let mut times = Vec::new();
-            if started.len() == op.parallelism as usize {
+            if started.len() == indices.len() {
                 let restored = restore::restore_operator(op, &mut started, restore, &mut info);
                 match restored.await {
                     Ok(restored) => times = restored,
@@ -287,10 +414,13 @@ impl Blueprint {
 
     /// Loads every operator's module (each file once), all at once on the blocking pool: a
     /// cold compile takes seconds (tens for a Python component), and modules compile apart.
-    /// A connector has none.
-    async fn load_modules(&self) -> Result<Vec<Option<Module>>, Vec<BuildError>> {
+    /// A connector has none, and neither has an operator with no subtask here.
+    async fn load_modules(
+        &self,
+        needed: &(dyn Fn(&OperatorPlan) -> bool + Sync),
+    ) -> Result<Vec<Option<Module>>, Vec<BuildError>> {
         let mut loads = BTreeMap::new();
-        for op in &self.plan.operators {
+        for op in self.plan.operators.iter().filter(|op| needed(op)) {
             let Some(path) = op.module() else { continue };
             let (engine, path, role) = (self.engine.clone(), path.to_owned(), op.role);
             loads.entry((path.clone(), role)).or_insert_with(|| {
@@ -307,9 +437,10 @@ impl Blueprint {
                 modules.push(None);
                 continue;
             };
-            match &loaded[&(path.to_owned(), op.role)] {
-                Ok(module) => modules.push(Some(module.clone())),
-                Err(e) => errors.push(BuildError {
+            match loaded.get(&(path.to_owned(), op.role)) {
+                None => modules.push(None),
+                Some(Ok(module)) => modules.push(Some(module.clone())),
+                Some(Err(e)) => errors.push(BuildError {
                     operator: op.id.clone(),
                     subtask: None,
                     cause: BuildCause::Module(e.clone()),
@@ -413,6 +544,15 @@ fn describe_into(info: &mut OperatorInfo, described: bindings::ModuleInfo) {
 /// A subtask started (and restored): its instance, and the timers and watermark it restored.
 type Started = (RoleInstance, Option<RestoredTime>);
 
+/// The indices of `op`'s subtasks that run `here`.
+fn indices_here(op: &OperatorPlan, here: &(dyn Fn(&SubtaskId) -> bool + Sync)) -> Vec<u32> {
+    let id = |index| SubtaskId {
+        operator: op.id.clone(),
+        index,
+    };
+    (0..op.parallelism).filter(|&i| here(&id(i))).collect()
+}
+
 /// The checkpoint a sink restored from, whose outside world it reconciles (`recover`) once
 /// the job starts; none for other roles, and for a sink the point has no state for.
 fn recover_checkpoint(restore: Option<&RestoreFrom>, op: &OperatorPlan) -> Option<CheckpointId> {
@@ -421,19 +561,33 @@ fn recover_checkpoint(restore: Option<&RestoreFrom>, op: &OperatorPlan) -> Optio
     has_state.then_some(restore.metadata.checkpoint)
 }
 
-/// The channels of every edge, between every pair of subtasks it connects.
+/// The channels of every edge, between every pair of subtasks it connects that run here, and
+/// the ends of those that cross to another process.
 struct Wiring {
     /// Receivers by (operator index, subtask index).
     inputs: BTreeMap<(usize, u32), Vec<Receiver>>,
     /// Senders by (edge index, upstream subtask), one per reachable downstream subtask.
     senders: BTreeMap<(usize, u32), Vec<Sender>>,
+    /// See [`Share::outbound`].
+    outbound: Vec<(ChannelId, Receiver)>,
+    /// See [`Share::inbound`].
+    inbound: Vec<(ChannelId, Sender)>,
 }
 
 impl Wiring {
-    fn new(plan: &Plan) -> Self {
+    /// The channels of `plan` with an end among the subtasks that run `here`.
+    fn new(plan: &Plan, here: &(dyn Fn(&SubtaskId) -> bool + Sync)) -> Self {
         let mut wiring = Wiring {
             inputs: BTreeMap::new(),
             senders: BTreeMap::new(),
+            outbound: Vec::new(),
+            inbound: Vec::new(),
+        };
+        let runs_here = |op: &OperatorPlan, index| {
+            here(&SubtaskId {
+                operator: op.id.clone(),
+                index,
+            })
         };
         for (e, edge) in plan.edges.iter().enumerate() {
             let (up, down) = (&plan.operators[edge.from], &plan.operators[edge.to]);
@@ -442,10 +596,26 @@ impl Wiring {
                     Partition::Forward => vec![i],
                     _ => (0..down.parallelism).collect(),
                 };
+                let up_here = runs_here(up, i);
                 for j in targets {
+                    let down_here = runs_here(down, j);
+                    if !up_here && !down_here {
+                        continue;
+                    }
                     let (tx, rx) = channel(CHANNEL_RECORDS_MAX);
-                    wiring.senders.entry((e, i)).or_default().push(tx);
-                    wiring.inputs.entry((edge.to, j)).or_default().push(rx);
+                    let id = ChannelId {
+                        edge: e as u32,
+                        from: i,
+                        to: j,
+                    };
+                    match up_here {
+                        true => wiring.senders.entry((e, i)).or_default().push(tx),
+                        false => wiring.inbound.push((id, tx)),
+                    }
+                    match down_here {
+                        true => wiring.inputs.entry((edge.to, j)).or_default().push(rx),
+                        false => wiring.outbound.push((id, rx)),
+                    }
                 }
             }
         }

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use super::build::Blueprint;
 use super::channel::Closed;
+use super::remote::{Placed, Session};
 use super::subtask::{Command, Event, Subtask, SubtaskError};
 use super::{
     Aborted, CheckpointFailure, JobFailure, OperatorInfo, Outcome, Request, SaveError, Saved,
@@ -37,7 +38,7 @@ pub use upgrade::UpgradeReply;
 type Reply = oneshot::Sender<Result<Saved, SaveError>>;
 
 /// The commands to every subtask.
-pub(super) type Commands = BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>;
+pub type Commands = BTreeMap<SubtaskId, mpsc::UnboundedSender<Command>>;
 /// Both ends of the subtasks' events (the coordinator's tasks send some too).
 pub(super) type Events = (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>);
 
@@ -83,6 +84,8 @@ pub struct CoordinatorTask {
     upgrading: Option<upgrade::Upgrading>,
     /// Set when the job failed within an upgrade's canary window: why it rolls back.
     rollback: Option<Arc<super::swap::UpgradeError>>,
+    /// While it runs subtasks elsewhere: their deployment.
+    session: Option<Box<dyn Session>>,
 }
 
 impl CoordinatorTask {
@@ -126,6 +129,7 @@ impl CoordinatorTask {
             in_flight_since: (Instant::now(), Duration::ZERO),
             upgrading: None,
             rollback: None,
+            session: None,
             blueprint,
         }
     }
@@ -146,14 +150,25 @@ impl CoordinatorTask {
     }
 
     /// Runs the job's subtasks until the job ends, and says how it ended.
-    pub async fn run(
+    pub(super) async fn run(
         &mut self,
-        subtasks: Vec<Subtask>,
+        placed: Placed,
         requests: &mut mpsc::Receiver<Request>,
     ) -> Outcome {
-        let (mut tasks, names) = spawn_subtasks(subtasks);
+        let (mut tasks, names, running) = match placed {
+            Placed::Here(subtasks) => {
+                let (tasks, names) = spawn_subtasks(subtasks);
+                let running = tasks.len();
+                (tasks, names, running)
+            }
+            Placed::Elsewhere(mut session, running) => {
+                session.start();
+                self.session = Some(session);
+                (JoinSet::new(), BTreeMap::new(), running)
+            }
+        };
         let mut ending = Ending {
-            running: tasks.len(),
+            running,
             peer_gone: None,
         };
         let period = Duration::from_millis(self.checkpoint_interval_ms.max(1));
@@ -176,14 +191,19 @@ impl CoordinatorTask {
             };
             match step {
                 Step::Go => {}
-                Step::End(outcome) => break outcome,
+                Step::End(outcome) => {
+                    self.stop_elsewhere().await;
+                    break outcome;
+                }
                 Step::Fail(failure) => {
                     tasks.shutdown().await;
+                    self.stop_elsewhere().await;
                     self.abort_in_flight(Aborted::Job(failure.clone()));
                     break Outcome::Failed(failure);
                 }
                 Step::Cancel(reply) => {
                     tasks.shutdown().await;
+                    self.stop_elsewhere().await;
                     self.abort_in_flight(Aborted::Cancelled);
                     let _ = reply.send(());
                     break Outcome::Stopped(None);
@@ -196,6 +216,13 @@ impl CoordinatorTask {
         });
         tracing::info!(job = %self.job, ?outcome, "job ended");
         outcome
+    }
+
+    /// Stops the subtasks that run elsewhere, if any, and waits until they have.
+    async fn stop_elsewhere(&mut self) {
+        if let Some(mut session) = self.session.take() {
+            session.stop().await;
+        }
     }
 
     /// A request from the control socket.
@@ -218,12 +245,12 @@ impl CoordinatorTask {
     /// An event from a subtask (or from a task preparing or swapping an upgrade).
     async fn on_event(&mut self, event: Event, ending: &mut Ending) -> Step {
         match event {
-            Event::Acked {
+            Event::Acked(super::subtask::Ack {
                 subtask,
                 checkpoint,
                 file,
                 alignment,
-            } => {
+            }) => {
                 self.in_flight_since.1 = self.in_flight_since.1.max(alignment);
                 self.on_ack(subtask, checkpoint, file).await;
                 if let Some(fenced) = self.fenced.take() {
@@ -354,6 +381,9 @@ impl CoordinatorTask {
                     |s| s.path.clone(),
                 );
                 self.record(barrier, &dir);
+                if let Some(session) = &self.session {
+                    session.published(&dir);
+                }
                 if barrier.kind == BarrierKind::Checkpoint {
                     self.blueprint.forget_initial();
                 }
@@ -532,7 +562,7 @@ impl Ending {
 
 /// Spawns every subtask; each tells the coordinator how it ended. Returns their tasks, and
 /// each task's subtask by task id (to name one that panicked).
-fn spawn_subtasks(subtasks: Vec<Subtask>) -> (JoinSet<()>, BTreeMap<tokio::task::Id, String>) {
+pub fn spawn_subtasks(subtasks: Vec<Subtask>) -> (JoinSet<()>, BTreeMap<tokio::task::Id, String>) {
     let mut tasks = JoinSet::new();
     let mut names = BTreeMap::new();
     for subtask in subtasks {

@@ -98,6 +98,9 @@ pub enum BuildCause {
         /// Its pending timers.
         pending: u64,
     },
+    /// Building it failed in another process (a worker), which said why.
+    #[error(transparent)]
+    Remote(RemoteFailure),
 }
 
 impl From<CallError> for BuildCause {
@@ -196,6 +199,20 @@ pub enum CheckpointFailure {
     /// The checkpoint could not be completed: its metadata written or its folder published.
     #[error(transparent)]
     Complete(Arc<StoreError>),
+    /// A subtask in another process could not snapshot or write its state, as it says.
+    #[error(transparent)]
+    Remote(RemoteFailure),
+}
+
+/// A failure in another process running subtasks of the job (a worker), in that process's
+/// words: its typed cause stayed there, and crossed as its message.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("on {worker}: {message}")]
+pub struct RemoteFailure {
+    /// The worker.
+    pub worker: String,
+    /// What it said.
+    pub message: String,
 }
 
 /// Why a savepoint asked for (`host save`, `host stop --save`) was not taken.

@@ -12,6 +12,7 @@ pub mod coordinator;
 mod failure;
 pub mod instance;
 pub mod partition;
+pub mod remote;
 mod restore;
 pub mod subtask;
 pub mod swap;
@@ -30,7 +31,6 @@ use crate::snapshot::Rescale;
 use crate::store::{Definition, Metadata, Origin, States};
 use crate::topology::{Plan, Role};
 use coordinator::CoordinatorTask;
-use subtask::Subtask;
 
 /// Control requests (save, stop) queued for a job before their senders wait.
 pub const REQUESTS_QUEUED_MAX: usize = 16;
@@ -57,6 +57,8 @@ pub struct JobSpec {
     pub protected: Protected,
     /// The secrets of its connectors, read by the caller from where the job file says.
     pub secrets: Secrets,
+    /// Where the subtasks run when not in this process (`host/src/cluster/`); `None`: here.
+    pub remote: Option<Arc<dyn remote::Remote>>,
 }
 
 /// What every checkpoint and savepoint of a job records beside its state: enough to start the
@@ -90,12 +92,14 @@ impl JobRecord {
 pub struct RestoreFrom {
     /// Its metadata.
     pub metadata: Metadata,
-    /// Its state blobs.
+    /// Its state blobs (none read when the subtasks run elsewhere: they read them).
     pub states: States,
+    /// Where it lies, for subtasks elsewhere to read it; none for state only in memory.
+    pub point: Option<remote::PointRef>,
 }
 
-/// What the checkpoint metadata records of each operator.
-#[derive(Clone, Debug)]
+/// What the checkpoint metadata records of each operator (and a worker tells its coordinator).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OperatorInfo {
     /// Stable id.
     pub id: OperatorId,
@@ -115,17 +119,18 @@ pub struct OperatorInfo {
     pub remap: Option<Remap>,
 }
 
-pub use build::build;
+pub use build::{Share, ShareSpec, build, build_share};
 pub use failure::{
-    Aborted, BuildCause, BuildError, CheckpointFailure, JobFailure, Malformed, RestartError,
-    SaveError, SwapFailure,
+    Aborted, BuildCause, BuildError, CheckpointFailure, JobFailure, Malformed, RemoteFailure,
+    RestartError, SaveError, SwapFailure,
 };
+pub use remote::{ChannelId, PointRef};
 pub use restore::Remap;
 pub use swap::{Canary, UpgradeSpec, Upgraded};
 
 /// A job built and ready to spawn.
 pub struct Job {
-    subtasks: Vec<Subtask>,
+    placed: remote::Placed,
     coordinator: CoordinatorTask,
     /// The number its first checkpoint takes.
     first: CheckpointId,
@@ -237,14 +242,14 @@ impl Job {
     /// names the new one only once the swap is final).
     async fn supervise(self, mut requests: mpsc::Receiver<Request>) -> Outcome {
         let Job {
-            mut subtasks,
+            mut placed,
             mut coordinator,
             ..
         } = self;
         let strategy = coordinator.blueprint().plan.restart;
         let mut restarts = 0;
         loop {
-            let outcome = coordinator.run(subtasks, &mut requests).await;
+            let outcome = coordinator.run(placed, &mut requests).await;
             let Outcome::Failed(failure) = outcome else {
                 return outcome;
             };
@@ -257,7 +262,7 @@ impl Job {
             if let Some(rollback) = coordinator.take_rollback() {
                 tracing::warn!(job = %blueprint.job, "{rollback}");
                 match blueprint.restart(coordinator.next_checkpoint()).await {
-                    Ok(rebuilt) => (subtasks, coordinator) = rebuilt,
+                    Ok(rebuilt) => (placed, coordinator) = rebuilt,
                     Err(error) => {
                         let error = Arc::new(error);
                         return Outcome::Failed(JobFailure::RollbackFailed { rollback, error });
@@ -280,7 +285,7 @@ impl Job {
             tokio::time::sleep(std::time::Duration::from_millis(strategy.delay_ms)).await;
             match blueprint.restart(coordinator.next_checkpoint()).await {
                 Ok((rebuilt, rebuilt_coordinator)) => {
-                    (subtasks, coordinator) = (rebuilt, rebuilt_coordinator)
+                    (placed, coordinator) = (rebuilt, rebuilt_coordinator)
                 }
                 Err(error) => {
                     return Outcome::Failed(JobFailure::RestartFailed {

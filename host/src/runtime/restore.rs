@@ -18,7 +18,7 @@ use crate::time::timers::TimerService;
 use crate::topology::OperatorPlan;
 
 /// How an operator's state moved from the point's subtasks to the job's, for `host check`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Remap {
     /// The parallelism of the point.
     pub from_parallelism: u32,
@@ -78,7 +78,7 @@ pub(super) struct RestoredTime {
     pub(super) watermark: Option<i64>,
 }
 
-/// Restores `instances`, the started subtasks of `op`, from the point's state of `op`, if it
+/// Restores `instances`, the started subtasks of `op` (all, or those that run here), from the point's state of `op`, if it
 /// has some (an operator new to the job starts empty). Records the remapping in `info`.
 /// Returns each subtask's timers and watermark, as the point holds them (none without state).
 pub(super) async fn restore_operator(
@@ -113,13 +113,15 @@ pub(super) async fn restore_operator(
         module_sha256: state.module_sha256.clone(),
     };
     let (mut errors, mut times) = (Vec::new(), Vec::new());
-    for (instance, assigned) in instances.iter_mut().zip(assigned) {
+    // The instances may be a share of the operator's subtasks (the others run elsewhere).
+    for instance in instances.iter_mut() {
         let index = instance.subtask_index();
-        match restored_time(instance, &assigned, max_parallelism) {
+        let assigned = &assigned[index as usize];
+        match restored_time(instance, assigned, max_parallelism) {
             Ok(time) => times.push(Some(time)),
             Err(cause) => errors.push(error(Some(index), cause)),
         }
-        let restored = restored(state.parallelism, &assigned);
+        let restored = restored(state.parallelism, assigned);
         if let Err(e) = instance.restore_state(&restored, &origin).await {
             errors.push(error(Some(index), e));
         }

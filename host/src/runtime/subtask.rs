@@ -59,17 +59,8 @@ pub enum Command {
 /// What a subtask tells the coordinator.
 #[derive(Debug)]
 pub enum Event {
-    /// Its state for `checkpoint` is durable in `file`.
-    Acked {
-        /// Which subtask.
-        subtask: SubtaskId,
-        /// Which checkpoint.
-        checkpoint: CheckpointId,
-        /// The state file written.
-        file: StateFile,
-        /// How long the subtask held inputs back to align the barrier.
-        alignment: Duration,
-    },
+    /// Its state for a checkpoint is durable.
+    Acked(Ack),
     /// It could not snapshot for `checkpoint`; the checkpoint must be aborted.
     SnapshotFailed {
         /// Which checkpoint.
@@ -115,6 +106,19 @@ pub enum Event {
     },
 }
 
+/// A subtask's state for `checkpoint` is durable in `file`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Ack {
+    /// Which subtask.
+    pub subtask: SubtaskId,
+    /// Which checkpoint.
+    pub checkpoint: CheckpointId,
+    /// The state file written.
+    pub file: StateFile,
+    /// How long the subtask held inputs back to align the barrier.
+    pub alignment: Duration,
+}
+
 /// Why a subtask stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum SubtaskError {
@@ -135,6 +139,15 @@ pub enum SubtaskError {
     /// A downstream subtask is gone: the job is failing elsewhere.
     #[error(transparent)]
     Closed(#[from] Closed),
+    /// The subtask, or a channel it depends on, failed in another process, which said so.
+    #[error(transparent)]
+    Remote(#[from] super::RemoteFailure),
+    /// The process running subtasks of the job is gone.
+    #[error("worker {worker} is gone: its connection to the coordinator closed")]
+    WorkerLost {
+        /// The worker.
+        worker: String,
+    },
 }
 
 impl From<CallError> for SubtaskError {
@@ -493,12 +506,12 @@ impl Subtask {
             let write_ms = since.elapsed().as_secs_f64() * 1e3;
             tracing::debug!(%subtask, %checkpoint, write_ms, ok = write.is_ok(), "state written");
             let event = match write {
-                Ok(file) => Event::Acked {
+                Ok(file) => Event::Acked(Ack {
                     subtask,
                     checkpoint,
                     file,
                     alignment,
-                },
+                }),
                 Err(source) => Event::SnapshotFailed {
                     checkpoint,
                     error: CheckpointFailure::Write { subtask, source },

@@ -114,6 +114,12 @@ pub enum UpgradeError {
     /// No such operator.
     #[error("the job has no operator `{0}`")]
     UnknownOperator(OperatorId),
+    /// The job's subtasks run on workers, which do not swap modules live.
+    #[error(
+        "operator `{0}` runs on workers (`--workers`), where modules are not swapped live; \
+         upgrade it with `host stop --save` and `host run --from`"
+    )]
+    OnWorkers(OperatorId),
     /// Sources and sinks are not swapped live.
     #[error(
         "operator `{operator}` is a {role}: only operators (role `operator`) are swapped live; \
@@ -466,6 +472,7 @@ async fn restored_instances(
     let point = RestoreFrom {
         metadata: handed_over(blueprint, running, checkpoint),
         states: states.collect(),
+        point: None,
     };
     let mut info = prepared.info.clone();
     let mut instances = std::mem::take(&mut *prepared.instances.lock().expect("not poisoned"));

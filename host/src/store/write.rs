@@ -85,6 +85,14 @@ impl Store {
         Ok(())
     }
 
+    /// Records that point `location` of `job` was published by another process (the
+    /// coordinator of a job whose subtasks run in this one): later checkpoints written here
+    /// link (or copy) the segments they still hold from it.
+    pub fn note_published(&self, job: &JobId, location: &Path) {
+        let mut published = self.published.lock().expect("not poisoned");
+        published.insert(job.clone(), location.to_owned());
+    }
+
     /// Drops a checkpoint in progress (aborted or failed); one published already (the fence
     /// refused only its commit) stays.
     pub fn abort(&self, job: &JobId, checkpoint: CheckpointId) -> Result<(), StoreError> {

@@ -60,6 +60,10 @@ impl CoordinatorTask {
     /// Starts preparing the upgrade `spec`, or refuses it at once.
     pub(super) fn upgrade(&mut self, spec: UpgradeSpec, reply: UpgradeReply) {
         let operator = spec.operator.clone();
+        if self.blueprint.remote.is_some() {
+            let _ = reply.send(Err(UpgradeError::OnWorkers(operator)));
+            return;
+        }
         let why = match (&self.upgrading, &self.stopping) {
             (Some(_), _) => Some("another upgrade is under way"),
             (_, Some(_)) => Some("the job is stopping"),

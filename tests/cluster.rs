@@ -1,0 +1,165 @@
+//! A job on `host worker` processes (`host run --workers N`): the same output as in one
+//! process, through the kill of a worker, and a savepoint taken on 2 workers resumed on 3 at
+//! another parallelism.
+
+use crate::util::{Dir, WordCount, assert_exactly_once, input_text, wait_until, word_counts};
+
+const LINES: usize = 3_000;
+
+/// The word count with every operator at `parallelism`, each source subtask reading
+/// `lines_per_second`, restarted at most twice.
+pub fn job(parallelism: u32, lines_per_second: u64) -> WordCount {
+    WordCount {
+        counter_parallelism: parallelism,
+        tokenizer_parallelism: parallelism,
+        source_parallelism: parallelism,
+        sink_parallelism: parallelism,
+        lines_per_second,
+        restart_attempts: 2,
+        ..WordCount::default()
+    }
+}
+
+/// The process ids of the workers running on `dir`'s state folder, by name (`worker-2`).
+fn workers(dir: &Dir) -> Vec<(u32, String)> {
+    let home = dir.home();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let on_home = args
+            .windows(2)
+            .any(|w| w[0] == "--home" && w[1] == home.to_str().unwrap());
+        let name = args
+            .windows(2)
+            .find(|w| w[0] == "--name")
+            .map(|w| w[1].clone());
+        if let (true, true, Some(name)) = (on_home, args.iter().any(|a| a == "worker"), name) {
+            found.push((pid, name));
+        }
+    }
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    found
+}
+
+/// Kills the worker `name` of `dir`'s job with SIGKILL.
+pub fn kill_worker(dir: &Dir, name: &str) {
+    let (pid, _) = workers(dir)
+        .into_iter()
+        .find(|(_, n)| n == name)
+        .unwrap_or_else(|| panic!("{name} runs"));
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+fn sorted(mut lines: Vec<String>) -> Vec<String> {
+    lines.sort();
+    lines
+}
+
+#[test]
+fn the_word_count_at_parallelism_4_over_3_workers_commits_what_one_process_commits() {
+    let one = Dir::new(LINES);
+    let file = one.write_job(&job(4, 2_000));
+    one.start(&[file.to_str().unwrap()]).wait_ok();
+    let three = Dir::new(LINES);
+    let file = three.write_job(&job(4, 2_000));
+    three
+        .start(&[file.to_str().unwrap(), "--workers", "3"])
+        .wait_ok();
+    assert_exactly_once(&three.committed_output(), &input_text(LINES));
+    assert_eq!(
+        sorted(three.committed_output()),
+        sorted(one.committed_output())
+    );
+    assert!(workers(&three).is_empty(), "workers outlived their job");
+}
+
+#[test]
+fn kill_9_of_a_worker_mid_run_restarts_the_job_on_the_workers_left_exactly() {
+    let dir = Dir::new(LINES);
+    let file = dir.write_job(&job(4, 100));
+    let running = dir.start(&[file.to_str().unwrap(), "--workers", "3"]);
+    // Mid-run: a checkpoint committed, the sources far from done.
+    wait_until("output committed", || !dir.committed_output().is_empty());
+    let name = "worker-2";
+    kill_worker(&dir, name);
+    let (ok, stderr) = running.wait();
+    assert!(ok, "the job did not survive the kill of {name}:\n{stderr}");
+    assert!(
+        stderr.contains("restarting from the latest checkpoint"),
+        "no restart after the kill of {name}:\n{stderr}"
+    );
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
+
+#[test]
+fn kill_9_of_the_coordinator_stops_every_worker_and_run_from_the_job_resumes_it_exactly() {
+    let dir = Dir::new(LINES);
+    let file = dir.write_job(&job(4, 100));
+    let file = file.to_str().unwrap();
+    let running = dir.start(&[file, "--workers", "3"]);
+    wait_until("output committed", || !dir.committed_output().is_empty());
+    assert_eq!(workers(&dir).len(), 3);
+    let job = running.job.clone();
+    running.kill();
+    // They notice their coordinator's connection closed, stop their subtasks, and exit.
+    wait_until("every worker gone", || workers(&dir).is_empty());
+    dir.start(&[file, "--from", &job, "--workers", "3"])
+        .wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
+
+#[test]
+fn a_savepoint_taken_on_2_workers_at_parallelism_2_resumes_on_3_at_parallelism_4() {
+    let dir = Dir::new(LINES);
+    let two = dir.write_job(&job(2, 100));
+    let running = dir.start(&[two.to_str().unwrap(), "--workers", "2"]);
+    wait_until("output committed", || !dir.committed_output().is_empty());
+    let point = dir.save_and_stop(running);
+    let words: u64 = word_counts(&input_text(LINES)).values().sum();
+    let committed = dir.committed_output().len() as u64;
+    assert!(committed < words, "the job ended before the savepoint");
+    let four = dir.write_job(&job(4, 2_000));
+    let four = four.to_str().unwrap();
+    dir.start(&[four, "--from", &point, "--workers", "3"])
+        .wait_ok();
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
+
+#[test]
+fn the_kubernetes_scheduler_without_an_object_store_is_refused_naming_why() {
+    let dir = Dir::new(10);
+    let file = dir.write_job(&job(1, 100));
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--scheduler",
+        "kubernetes",
+        "--image",
+        "registry.example/jobhost:1",
+        "--advertise",
+        "10.0.0.5",
+    ];
+    let output = dir.host(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the kubernetes scheduler needs --store s3://"),
+        "{stderr}"
+    );
+    assert!(dir.committed_output().is_empty());
+}
