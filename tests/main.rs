@@ -11,6 +11,7 @@ compile_error!(
 
 mod bad_input;
 mod compile;
+mod connectors;
 mod contract;
 mod control;
 mod corrupt;
@@ -34,6 +35,7 @@ mod s3;
 mod savepoint;
 mod scaffold;
 mod serve;
+mod servers;
 mod state_tools;
 mod time;
 mod topology;

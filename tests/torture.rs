@@ -11,6 +11,8 @@
 //!
 //! Quick by default (20 kills); `just torture` runs 200 (`TORTURE_KILLS`), and
 //! `TORTURE_SEED` replays a failure. `crash::phases` strikes each phase deterministically.
+//! The supervisor takes any job that counts words ([`Target`]): `connectors` runs it with a
+//! JetStream source and a PostgreSQL sink.
 
 use std::collections::BTreeMap;
 use std::process::Child;
@@ -33,10 +35,12 @@ const RESTORE_PHASES: [&str; 2] = ["restored", "sink-recovered"];
 /// Rounds begun past the kills wanted, at most, to strike every phase at least once.
 const EXTRA_ROUNDS_MAX: u32 = 10;
 
-struct Rng(u64);
+/// The supervisor's random numbers (xorshift), from its seed.
+pub struct Rng(u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -229,17 +233,44 @@ impl Tally {
     }
 }
 
-/// One round: a fresh job on a fresh input, killed, resumed and killed again until it has
-/// finished its input; the committed output must then be exact. Once `kills_wanted` have
-/// landed, each run aims at a phase not struck yet.
-fn round(rng: &mut Rng, tally: &mut Tally, kills_wanted: u64, seed: u64) {
+/// Reads what a job's sink has committed, given its scratch folder.
+pub type Committed = Box<dyn Fn(&Dir) -> Vec<String>>;
+
+/// What a round runs: a job file on a fresh input, in a scratch folder of its own, and where
+/// the job's sink commits its output.
+pub struct Target {
+    /// The scratch folder (its state folder is the job's).
+    pub dir: Dir,
+    /// The job file.
+    pub job_file: String,
+    /// The input, whose word counts the committed output must hold exactly once.
+    pub input: String,
+    /// What the sink has committed so far.
+    pub committed: Committed,
+}
+
+/// The word count of the torture: lines from a file, counts to the file sink.
+fn file_target(rng: &mut Rng) -> Target {
     let dir = Dir::new(LINES);
     let job = dir.write_job(&WordCount {
         checkpoint_interval_ms: 40 + rng.below(120),
         lines_per_second: 4_000,
         ..WordCount::default()
     });
-    let job = job.to_str().unwrap().to_owned();
+    Target {
+        job_file: job.to_str().unwrap().to_owned(),
+        dir,
+        input: input_text(LINES),
+        committed: Box::new(Dir::committed_output),
+    }
+}
+
+/// One round: a fresh job on a fresh input, killed, resumed and killed again until it has
+/// finished its input; the committed output must then be exact. Once `kills_wanted` have
+/// landed, each run aims at a phase not struck yet.
+fn round(rng: &mut Rng, tally: &mut Tally, kills_wanted: u64, seed: u64, target: &Target) {
+    let dir = &target.dir;
+    let job = target.job_file.clone();
     let mut previous: Option<String> = None;
     for _ in 0..RUNS_PER_ROUND_MAX {
         let mut args = vec![job.clone()];
@@ -255,27 +286,25 @@ fn round(rng: &mut Rng, tally: &mut Tally, kills_wanted: u64, seed: u64) {
             let n = if RESTORE_PHASES.contains(&phase) {
                 1
             } else {
-                let base = previous
-                    .as_deref()
-                    .map_or(0, |p| newest_checkpoint(&dir, p));
+                let base = previous.as_deref().map_or(0, |p| newest_checkpoint(dir, p));
                 base + 1 + rng.below(3)
             };
             args.extend(["--crash-at".to_owned(), format!("{phase}:{n}")]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let ran = match blow {
-            Blow::At(phase) => crash_once(&dir, &args, phase, seed),
-            _ => kill_once(&dir, rng, &args, blow, seed),
+            Blow::At(phase) => crash_once(dir, &args, phase, seed),
+            _ => kill_once(dir, rng, &args, blow, seed),
         };
         if let Some(label) = ran.kill {
             tally.kills += 1;
             *tally.landed.entry(label).or_default() += 1;
         }
         if ran.finished {
-            assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+            assert_exactly_once(&(target.committed)(dir), &target.input);
             return;
         }
-        previous = resumable(&dir, ran.job, previous.is_some());
+        previous = resumable(dir, ran.job, previous.is_some());
     }
     panic!("seed {seed}: a round did not finish within {RUNS_PER_ROUND_MAX} runs");
 }
@@ -295,6 +324,13 @@ fn resumable(dir: &Dir, job: String, resumed: bool) -> Option<String> {
 #[test]
 fn torture_kill_the_host_anywhere_and_lose_nothing() {
     let kills_wanted = env_number("TORTURE_KILLS").unwrap_or(20);
+    supervise("torture", kills_wanted, &mut file_target);
+}
+
+/// The seeded supervisor (`name` in what it prints): rounds of jobs that `fresh` makes, until
+/// `kills_wanted` kills landed and every phase was struck (within a bound), each round's
+/// committed output exact. `TORTURE_SEED` replays a seed.
+pub fn supervise(name: &str, kills_wanted: u64, fresh: &mut dyn FnMut(&mut Rng) -> Target) {
     let seed = env_number("TORTURE_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -302,7 +338,7 @@ fn torture_kill_the_host_anywhere_and_lose_nothing() {
             .as_nanos() as u64
             | 1
     });
-    eprintln!("torture: seed {seed} (TORTURE_SEED={seed} replays it), {kills_wanted} kills");
+    eprintln!("{name}: seed {seed} (TORTURE_SEED={seed} replays it), {kills_wanted} kills");
     let mut rng = Rng(seed);
     let mut tally = Tally::default();
     let (mut rounds, mut extra_rounds) = (0, 0);
@@ -312,11 +348,12 @@ fn torture_kill_the_host_anywhere_and_lose_nothing() {
     {
         extra_rounds += u32::from(tally.kills >= kills_wanted);
         rounds += 1;
-        round(&mut rng, &mut tally, kills_wanted, seed);
+        let target = fresh(&mut rng);
+        round(&mut rng, &mut tally, kills_wanted, seed, &target);
     }
     let kills = tally.kills;
     eprintln!(
-        "torture: {kills} kills over {rounds} rounds, 0 records lost or repeated; kills by phase:\n{}",
+        "{name}: {kills} kills over {rounds} rounds, 0 records lost or repeated; kills by phase:\n{}",
         tally.report()
     );
     assert!(

@@ -39,7 +39,7 @@ async fn run_once(job: host::runtime::Job, scraped: bool) -> anyhow::Result<Run>
         loop {
             ticker.tick().await;
             let scraping = Instant::now();
-            std::hint::black_box(prometheus::encode(&[metrics.sample()]));
+            std::hint::black_box(prometheus::encode(&[], &[metrics.sample()]));
             let mut count = count.lock().expect("not poisoned");
             *count = (count.0 + 1, count.1 + scraping.elapsed());
         }

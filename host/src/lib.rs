@@ -23,6 +23,9 @@
 //!   subtask's inputs') and the timers the host keeps per key group ([`time::timers`]), pure.
 //! - [`runtime`]: builds a job from a plan and runs it: subtasks, channels, partitioning; why a
 //!   build, a checkpoint or a job failed, typed ([`runtime::JobFailure`] and its kin).
+//! - [`connectors`]: connectors built into the host (NATS JetStream source and sink,
+//!   PostgreSQL sink), run by the runtime behind the same role calls as components
+//!   ([`runtime::instance`]).
 //! - [`control`]: the control socket of a running job, and its client.
 //! - [`metrics`]: what a running job counts (atomics per subtask), sampled for `host serve`.
 //! - [`jobs`]: jobs seen from outside their processes, as the CLI and `host serve` share them:
@@ -38,15 +41,17 @@
 //!
 //! # Follow one record
 //! 1. **Poll.** A source subtask ([`runtime::subtask`]) polls its guest for a batch
-//!    (`poll-batch`); the batch is checked before anything reads it
-//!    ([`runtime::subtask::check_returned`]).
+//!    (`poll-batch`), or its connector ([`connectors`]: a JetStream stream read from the
+//!    sequence its checkpoint holds; [`runtime::instance`] calls either); the batch is checked
+//!    before anything reads it ([`runtime::subtask::check_returned`]).
 //! 2. **Partition.** On a `key-by` edge, [`runtime::partition`] splits the batch by key group
 //!    ([`key_group`]), writing each record's group into it.
 //! 3. **Carry.** [`runtime::channel`] carries it to the next subtask, bounded by records: a full
 //!    channel makes its sender wait (back-pressure).
 //! 4. **Process.** An operator subtask calls `process` on its guest ([`engine::instance`], every
 //!    call bounded in memory and wall-clock time) and sends the result on (steps 2-3 again).
-//! 5. **Write.** A sink subtask hands it to its guest's `write-batch`, in the transaction that
+//! 5. **Write.** A sink subtask hands it to its guest's `write-batch` (or its connector's: rows
+//!    copied into a PostgreSQL transaction, records kept for JetStream), in the transaction that
 //!    the next checkpoint commits ([step 7 of the barrier](#follow-one-barrier)).
 //!
 //! # Follow one watermark
@@ -110,7 +115,9 @@
 //!    ([`engine::borrowed`]); `restore` only loads state.
 //! 6. **Recover.** Once the whole job is built (and, for `host run`, admitted by
 //!    [`admission`]), each restored sink's first step is `recover`: it publishes what the point
-//!    prepared and discards what was written after it. `host check` stops before this step.
+//!    prepared and discards what was written after it (a PostgreSQL sink commits the
+//!    transactions the point lists and rolls back the others it prepared:
+//!    [`connectors::postgres`]). `host check` stops before this step.
 //!
 //! Each step where a crash or an I/O error can strike is a phase of `fault.rs`; tests inject
 //! faults there (in a build with the `fault-injection` feature only).
@@ -123,6 +130,7 @@
 pub mod admission;
 pub mod barrier;
 pub mod checksum;
+pub mod connectors;
 pub mod control;
 pub mod durable;
 pub mod engine;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::connectors::config::{ConnectorConfig, ConnectorKind};
 use crate::ids::OperatorId;
 pub use crate::ids::Role;
 pub use crate::time::watermarks::Strategy as WatermarkStrategy;
@@ -67,8 +68,13 @@ pub struct OperatorSpec {
     pub id: String,
     /// Which world the component targets.
     pub role: Role,
-    /// Path of the `.wasm` component, relative to the job file's folder.
-    pub module: PathBuf,
+    /// Path of the `.wasm` component, relative to the job file's folder (or a `connector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<PathBuf>,
+    /// A connector built into the host, instead of a `module` (its `config` is the
+    /// connector's, [`ConnectorConfig`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<ConnectorKind>,
     /// Number of subtasks.
     #[serde(default = "parallelism_default")]
     pub parallelism: u32,
@@ -162,8 +168,8 @@ pub struct OperatorPlan {
     pub id: OperatorId,
     /// Role (world).
     pub role: Role,
-    /// Absolute or job-relative path to the component, resolved against the job file's folder.
-    pub module: PathBuf,
+    /// What runs its subtasks: a component, or a connector built into the host.
+    pub implementation: Implementation,
     /// Number of subtasks.
     pub parallelism: u32,
     /// Configuration as string pairs, sorted by key.
@@ -180,6 +186,34 @@ pub struct OperatorPlan {
     pub memory_bytes_max: Option<u64>,
     /// Deadline per guest call, if the job file sets one.
     pub call_ms_max: Option<u64>,
+}
+
+/// What runs an operator's subtasks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Implementation {
+    /// A WebAssembly component: the path of its `.wasm` file, resolved against the job file's
+    /// folder.
+    Module(PathBuf),
+    /// A connector built into the host (`crate::connectors`), with its configuration.
+    Connector(ConnectorConfig),
+}
+
+impl OperatorPlan {
+    /// The path of its component, if it runs one (not a connector).
+    pub fn module(&self) -> Option<&Path> {
+        match &self.implementation {
+            Implementation::Module(path) => Some(path),
+            Implementation::Connector(_) => None,
+        }
+    }
+
+    /// Its connector's configuration, if it is one.
+    pub fn connector(&self) -> Option<&ConnectorConfig> {
+        match &self.implementation {
+            Implementation::Connector(config) => Some(config),
+            Implementation::Module(_) => None,
+        }
+    }
 }
 
 /// A validated edge between two operators of the plan, by index into [`Plan::operators`].
@@ -239,6 +273,7 @@ impl Plan {
         let index_of = validate::operators(&file.operators, max_parallelism, &mut problems);
         let edges = validate::edges(&file, &index_of, &mut problems);
         validate::roles(&file.operators, &edges, &mut problems);
+        validate::keyed_inputs(&file.operators, &edges, &mut problems);
         let order = validate::topological_order(file.operators.len(), &edges);
         if order.is_none() {
             problems.push(Problem::Cycle);
@@ -309,6 +344,14 @@ fn assemble(
 }
 
 fn resolve_operator(spec: OperatorSpec, base: &Path) -> OperatorPlan {
+    let implementation = match (&spec.module, spec.connector) {
+        (Some(module), None) => Implementation::Module(base.join(module)),
+        (None, Some(kind)) => {
+            let config = ConnectorConfig::parse(kind, spec.role, spec.parallelism, &spec.config);
+            Implementation::Connector(config.expect("validated").resolved_against(base))
+        }
+        _ => unreachable!("validated: a module or a connector"),
+    };
     let mut config: Vec<(String, String)> = spec
         .config
         .into_iter()
@@ -324,7 +367,7 @@ fn resolve_operator(spec: OperatorSpec, base: &Path) -> OperatorPlan {
     OperatorPlan {
         id: spec.id.parse().expect("validated"),
         role: spec.role,
-        module: base.join(spec.module),
+        implementation,
         parallelism: spec.parallelism,
         config,
         mounts: spec

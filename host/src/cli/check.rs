@@ -139,13 +139,19 @@ pub fn verdicts(
     verdicts
 }
 
-/// The SHA-256 of each operator's module file that can be read.
+/// The SHA-256 of each operator's module file that can be read; empty for a connector, as
+/// points record a connector (whose state format is its version).
 pub fn module_hashes(plan: &Plan) -> BTreeMap<OperatorId, String> {
-    let read = |op: &host::topology::OperatorPlan| std::fs::read(&op.module).ok();
+    let hash = |op: &host::topology::OperatorPlan| match op.module() {
+        Some(path) => std::fs::read(path)
+            .ok()
+            .map(|b| host::engine::sha256_hex(&b)),
+        None => Some(String::new()),
+    };
     let hashes = plan
         .operators
         .iter()
-        .filter_map(|op| read(op).map(|bytes| (op.id.clone(), host::engine::sha256_hex(&bytes))));
+        .filter_map(|op| hash(op).map(|sha| (op.id.clone(), sha)));
     hashes.collect()
 }
 

@@ -3,9 +3,10 @@
 
 use std::process::ExitCode;
 
+use host::connectors::position::{self, Position};
 use host::points::savepoint::{self, RestorePoint};
 use host::store::metadata::DEFINITION_SINCE;
-use host::store::{Metadata, OperatorState, Store};
+use host::store::{Metadata, OperatorState, Point, Store};
 
 use super::progress;
 
@@ -16,14 +17,47 @@ pub(super) fn inspect(store: &Store, point: &str, json: bool) -> anyhow::Result<
     let loaded = store.read_point(&dir)?;
     let verifying = format!("verifying {}", dir.display());
     progress::spinning(&verifying, || store.verify_states(&loaded))?;
+    let positions = connector_positions(store, &loaded)?;
     let shown = store.display(&dir);
     if json {
-        let value = point_json(&shown, &loaded.metadata);
+        let mut value = point_json(&shown, &loaded.metadata);
+        value["connector_positions"] = serde_json::to_value(&positions)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_point(&shown, &loaded.metadata);
+        print_positions(&positions);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The position each connector subtask of `point` holds (its state files read again, they
+/// are small: a sequence, transaction ids, the records of a checkpoint not yet committed).
+fn connector_positions(store: &Store, point: &Point) -> anyhow::Result<Vec<Position>> {
+    let mut connectors = Point {
+        dir: point.dir.clone(),
+        metadata: point.metadata.clone(),
+    };
+    connectors.metadata.operators.retain(position::is_connector);
+    if connectors.metadata.operators.is_empty() {
+        return Ok(Vec::new());
+    }
+    let states = store.read_states(&connectors)?;
+    Ok(position::of_point(&connectors.metadata, &states))
+}
+
+/// Prints each connector subtask's position, if the point has connectors.
+pub(super) fn print_positions(positions: &[Position]) {
+    if !positions.is_empty() {
+        println!("  connector positions:");
+    }
+    for p in positions {
+        let position = match &p.position {
+            Ok(text) => text.clone(),
+            Err(error) => format!("unreadable: {error}"),
+        };
+        let position = super::terminal::escaped(&position);
+        println!("    {}[{}]  {position}", p.operator, p.subtask);
+    }
 }
 
 /// The point shown as `path`, as one JSON object.
@@ -72,9 +106,13 @@ fn print_point(path: &str, m: &Metadata) {
         }
     }
     for op in &m.operators {
+        let module = match position::is_connector(op) {
+            true => "connector built into the host".to_owned(),
+            false => format!("sha256:{}", op.module_sha256),
+        };
         println!(
-            "  {}  {} {}  sha256:{}  parallelism {}",
-            op.id, op.module_name, op.module_version, op.module_sha256, op.parallelism
+            "  {}  {} {}  {module}  parallelism {}",
+            op.id, op.module_name, op.module_version, op.parallelism
         );
         for f in &op.files {
             println!(

@@ -4,6 +4,7 @@
 //! Only this module prints to stdout. Listings take `--json` for scripts.
 
 mod check;
+mod compile;
 mod detach;
 mod fault;
 mod grants;
@@ -357,7 +358,7 @@ fn run_on(store: Store, command: Command, json: bool) -> anyhow::Result<ExitCode
         Command::Inspect { point } => inspect::inspect(&store, &point, json),
         Command::Rm { point } => points::rm(&store, &point),
         Command::State { command } => state::run(&store, command),
-        Command::Compile { modules } => start::compile(&store, &modules),
+        Command::Compile { modules } => compile::compile(&store, &modules),
     }
 }
 

@@ -22,6 +22,7 @@ use super::check;
 
 use host::admission::{self, Conflict};
 use host::barrier::BarrierKind;
+use host::connectors::secret::{self, Secrets};
 use host::control;
 use host::engine::{CacheMode, Engine, Limits};
 use host::ids::{CheckpointId, JobId};
@@ -48,6 +49,8 @@ pub(super) struct Prepared {
     point: Option<(RestorePoint, String)>,
     /// The point's state, until the job is built from it.
     restore: Option<RestoreFrom>,
+    /// The secrets of its connectors, read from the environment or their files.
+    secrets: Secrets,
     /// What `prepare` was asked, to prepare the job again.
     asked: Asked,
 }
@@ -114,7 +117,7 @@ impl Prepared {
     /// cache, the job file's folder and its module files.
     fn protected(&self, store: &Store) -> Protected {
         let layout = store.layout();
-        let modules = self.plan.operators.iter().map(|op| op.module.as_path());
+        let modules = self.plan.operators.iter().filter_map(|op| op.module());
         Protected::new(layout.root(), &layout.cache(), Some(&self.base)).with_modules(modules)
     }
 
@@ -176,6 +179,13 @@ pub(super) fn prepare(
     if let Some(ms) = checkpoint_interval {
         plan.checkpoint_interval_ms = ms;
     }
+    let secrets = secret::resolve(&plan, |name| std::env::var(name).ok()).map_err(|errors| {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "cannot read a connector's secret:\n  - {}",
+            errors.join("\n  - ")
+        )
+    })?;
     let from_text = from;
     let (from, point, restore) = match from {
         None => (None, None, None),
@@ -203,6 +213,7 @@ pub(super) fn prepare(
         from,
         point,
         restore,
+        secrets,
         asked: Asked {
             from: from_text.map(str::to_owned),
             mapping: mapping.clone(),
@@ -251,29 +262,12 @@ async fn build(
         restore: prepared.restore.take(),
         limits: Limits::default(),
         protected: prepared.protected(store),
+        secrets: prepared.secrets.clone(),
     };
     runtime::build(engine, store.clone(), spec).await
 }
 
-/// `host compile`: each module into the compiled-module cache, unless it is there; a module
-/// that is no component stops it, naming the module (those before it stay compiled).
-pub(super) fn compile(store: &Store, modules: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let engine = engine(store, CacheMode::ReadWrite)?;
-    for module in modules {
-        let started = std::time::Instant::now();
-        let compiled = engine.compile(module)?;
-        let short = &compiled.sha256[..12];
-        if compiled.was_cached {
-            println!("{} ({short}): already compiled", module.display());
-        } else {
-            let ms = started.elapsed().as_millis();
-            println!("{} ({short}): compiled in {ms} ms", module.display());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
+pub(super) fn engine(store: &Store, cache_mode: CacheMode) -> anyhow::Result<Arc<Engine>> {
     let layout = store.layout();
     let engine = Engine::new(&layout.cache(), &layout.cache_key(), cache_mode);
     Ok(Arc::new(engine.map_err(|e| anyhow::anyhow!("{e:#}"))?))
@@ -306,6 +300,9 @@ pub(super) async fn check_job(
             .iter_mut()
             .for_each(|mount| mount.writable = false);
     }
+    let positions = prepared.restore.as_ref().map_or(Vec::new(), |r| {
+        host::connectors::position::of_point(&r.metadata, &r.states)
+    });
     let engine = engine(&store, CacheMode::ReadOnly)?;
     let built = build(&store, engine, &mut prepared, plan, JobId::generate()).await;
     let (operators, errors) = match &built {
@@ -331,6 +328,7 @@ pub(super) async fn check_job(
     if json {
         let report = serde_json::json!({
             "would_start": would_start, "point": point, "problems": problems, "operators": verdicts,
+            "connector_positions": positions,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(if would_start {
@@ -342,10 +340,12 @@ pub(super) async fn check_job(
     if let (true, Ok(job)) = (would_start, &built) {
         println!("ok: the job would resume from {point}");
         check::print(&verdicts, &point);
+        super::inspect::print_positions(&positions);
         job.operators().iter().for_each(print_remap);
         return Ok(ExitCode::SUCCESS);
     }
     check::print(&verdicts, &point);
+    super::inspect::print_positions(&positions);
     Err(prepared.refusal(&problems))
 }
 
@@ -500,10 +500,11 @@ fn store_modules(
 ) -> anyhow::Result<Vec<String>> {
     let mut hashes = Vec::new();
     for (op, info) in plan.operators.iter().zip(loaded) {
+        // A connector has no module to keep.
+        let Some(path) = op.module() else { continue };
         if hashes.contains(&info.module_sha256) {
             continue;
         }
-        let path = &op.module;
         let bytes = std::fs::read(path)
             .with_context(|| format!("operator `{}`: cannot read {}", op.id, path.display()))?;
         anyhow::ensure!(

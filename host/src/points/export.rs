@@ -76,6 +76,8 @@ pub fn export(store: &Store, dir: &Path, shown: &str, to: &Path) -> Result<Expor
         .operators
         .iter()
         .map(|op| op.module_sha256.as_str())
+        // A connector has no module (its hash is empty): nothing to export for it.
+        .filter(|sha| !sha.is_empty())
         .collect();
     let mut modules = Vec::new();
     for sha in &hashes {

@@ -27,7 +27,7 @@ pub struct PointFacts {
     pub job: JobId,
     /// Its checkpoint number.
     pub checkpoint: CheckpointId,
-    /// Each operator and the short hash of its module: the program.
+    /// Each operator and the short hash of its module (a connector's name): the program.
     pub program: Vec<(String, String)>,
     /// The point its job started from.
     pub origin: Option<Origin>,
@@ -37,10 +37,12 @@ impl PointFacts {
     /// The facts of a point named `name` (its savepoint id, if `savepoint`).
     pub fn of(name: String, savepoint: bool, metadata: &Metadata) -> PointFacts {
         let program = metadata.operators.iter().map(|op| {
-            let short = op
-                .module_sha256
-                .get(..SHORT_HASH_LEN)
-                .unwrap_or(&op.module_sha256);
+            let short = match op.module_sha256.get(..SHORT_HASH_LEN) {
+                // A connector has no module: its name says what runs it.
+                _ if op.module_sha256.is_empty() => op.module_name.as_str(),
+                Some(short) => short,
+                None => &op.module_sha256,
+            };
             (op.id.to_string(), short.to_owned())
         });
         PointFacts {

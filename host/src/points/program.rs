@@ -14,7 +14,7 @@ use crate::store::layout::module_file_name;
 use crate::store::metadata::DEFINITION_SINCE;
 use crate::store::modules::{read_if_present, verify_module};
 use crate::store::{Metadata, Store, StoreError};
-use crate::topology::{Plan, TopologyError};
+use crate::topology::{Implementation, Plan, TopologyError};
 
 /// The folder inside an exported point that holds the modules it names.
 pub const EXPORTED_MODULES_DIR: &str = "modules";
@@ -94,11 +94,15 @@ pub fn of_point(store: &Store, dir: &Path, shown: &str) -> Result<Program, Progr
         })?;
     let mut fetched = None;
     for op in &mut plan.operators {
+        // A connector runs in the host: its definition is its config, in the job file.
+        let Implementation::Module(path) = &mut op.implementation else {
+            continue;
+        };
         let sha = module_of(&metadata, op.id.as_str()).ok_or_else(|| ProgramError::NoModule {
             point: shown.to_owned(),
             operator: op.id.to_string(),
         })?;
-        op.module = locate(store, dir, shown, sha, &mut fetched)?;
+        *path = locate(store, dir, shown, sha, &mut fetched)?;
     }
     Ok(Program {
         text: metadata.job_file.clone(),

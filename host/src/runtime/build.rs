@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::channel::{Receiver, Sender, channel};
 use super::coordinator::CoordinatorTask;
+use super::instance::RoleInstance;
 use super::partition::{Output, OutputEdge};
 use super::restore::{self, RestoredTime};
 use super::subtask::{Command, Event, Subtask};
@@ -22,8 +23,10 @@ use super::{
     BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
     RestartError, RestoreFrom,
 };
+use crate::connectors::secret::Secrets;
+use crate::connectors::{Connector, Setup};
 use crate::engine::bindings::{self, Context};
-use crate::engine::{Engine, Grants, GuestError, Instance, Limits, Module};
+use crate::engine::{Engine, Grants, Instance, Limits, Module};
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::key_group::key_group_range;
 use crate::metrics::{JobMetrics, Topology};
@@ -32,7 +35,7 @@ use crate::snapshot::Rescale;
 use crate::store::{Store, StoreError, fence};
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
-use crate::topology::{OperatorPlan, Partition, Plan, Role};
+use crate::topology::{Implementation, OperatorPlan, Partition, Plan, Role};
 
 /// What building, and rebuilding after a failure, starts from.
 #[derive(Clone)]
@@ -45,6 +48,8 @@ pub(super) struct Blueprint {
     limits: Limits,
     /// The folders no mount may reach.
     protected: Arc<Protected>,
+    /// The secrets of its connectors.
+    secrets: Arc<Secrets>,
     /// The point the job was started from, for a restart before its first checkpoint; let
     /// go once one completed (see [`Blueprint::forget_initial`]).
     initial: Option<Arc<RestoreFrom>>,
@@ -66,6 +71,7 @@ pub async fn build(
         taking_over,
         limits,
         protected,
+        secrets,
     } = spec;
     let initial = restore.map(Arc::new);
     let metrics = Arc::new(JobMetrics::new(job.clone(), Topology::of(&plan)));
@@ -77,6 +83,7 @@ pub async fn build(
         record,
         limits,
         protected: Arc::new(protected),
+        secrets: Arc::new(secrets),
         initial: initial.clone(),
         metrics,
     };
@@ -183,7 +190,8 @@ impl Blueprint {
                 id: op.id.clone(),
                 role: op.role,
                 parallelism: op.parallelism,
-                module_sha256: module.sha256.clone(),
+                // A connector has no module: an empty hash says so in every point.
+                module_sha256: module.as_ref().map_or(String::new(), |m| m.sha256.clone()),
                 module_name: String::new(),
                 module_version: String::new(),
                 rescale: Rescale::Refuse,
@@ -191,7 +199,14 @@ impl Blueprint {
             };
             let mut started = Vec::new();
             for index in 0..op.parallelism {
-                match self.start_subtask(op, module, index, &mut info).await {
+                let instance = match module {
+                    Some(module) => {
+                        let started = self.start_subtask(op, module, index, &mut info).await;
+                        started.map(RoleInstance::from)
+                    }
+                    None => self.start_connector(op, index, &mut info).await,
+                };
+                match instance {
                     Ok(instance) => started.push(instance),
                     Err(cause) => errors.push(BuildError {
                         operator: op.id.clone(),
@@ -272,15 +287,15 @@ impl Blueprint {
 
     /// Loads every operator's module (each file once), all at once on the blocking pool: a
     /// cold compile takes seconds (tens for a Python component), and modules compile apart.
-    async fn load_modules(&self) -> Result<Vec<Module>, Vec<BuildError>> {
+    /// A connector has none.
+    async fn load_modules(&self) -> Result<Vec<Option<Module>>, Vec<BuildError>> {
         let mut loads = BTreeMap::new();
         for op in &self.plan.operators {
-            let (engine, path, role) = (self.engine.clone(), op.module.clone(), op.role);
-            loads
-                .entry((op.module.clone(), op.role))
-                .or_insert_with(|| {
-                    tokio::task::spawn_blocking(move || engine.load(&path, role).map_err(Arc::new))
-                });
+            let Some(path) = op.module() else { continue };
+            let (engine, path, role) = (self.engine.clone(), path.to_owned(), op.role);
+            loads.entry((path.clone(), role)).or_insert_with(|| {
+                tokio::task::spawn_blocking(move || engine.load(&path, role).map_err(Arc::new))
+            });
         }
         let mut loaded = BTreeMap::new();
         for (key, load) in loads {
@@ -288,8 +303,12 @@ impl Blueprint {
         }
         let (mut modules, mut errors) = (Vec::new(), Vec::new());
         for op in &self.plan.operators {
-            match &loaded[&(op.module.clone(), op.role)] {
-                Ok(module) => modules.push(module.clone()),
+            let Some(path) = op.module() else {
+                modules.push(None);
+                continue;
+            };
+            match &loaded[&(path.to_owned(), op.role)] {
+                Ok(module) => modules.push(Some(module.clone())),
                 Err(e) => errors.push(BuildError {
                     operator: op.id.clone(),
                     subtask: None,
@@ -302,6 +321,35 @@ impl Blueprint {
         } else {
             Err(errors)
         }
+    }
+
+    /// Connects one subtask of the connector operator `op` to its server, and records what it
+    /// is in `info`.
+    async fn start_connector(
+        &self,
+        op: &OperatorPlan,
+        index: u32,
+        info: &mut OperatorInfo,
+    ) -> Result<RoleInstance, BuildCause> {
+        let Implementation::Connector(config) = &op.implementation else {
+            unreachable!("a module's subtask started as a connector")
+        };
+        let subtask = SubtaskId {
+            operator: op.id.clone(),
+            index,
+        };
+        let setup = Setup {
+            job: &self.job,
+            subtask: &subtask,
+            parallelism: op.parallelism,
+            config,
+            secret: self.secrets.of(&op.id),
+        };
+        let connector = Connector::open(setup).await;
+        let connector = connector.map_err(|e| BuildCause::Connector(Arc::new(e)))?;
+        let described = connector.describe();
+        describe_into(info, described);
+        Ok(RoleInstance::Connector(connector))
     }
 
     /// Instantiates one subtask and starts it: `describe`, then `init` (also for a live swap).
@@ -342,24 +390,25 @@ impl Blueprint {
             key_group_end: key_groups.end,
             config: op.config.clone(),
         };
-        let started: Result<(), GuestError> = async {
-            let described = instance.describe().await?;
-            info.module_name = described.name;
-            info.module_version = described.version;
-            info.rescale = match described.rescale {
-                bindings::Rescale::Refuse => Rescale::Refuse,
-                bindings::Rescale::Union => Rescale::Union,
-            };
-            instance.init(&context).await
-        }
-        .await;
-        started?;
+        let described = instance.describe().await?;
+        describe_into(info, described);
+        instance.init(&context).await?;
         Ok(instance)
     }
 }
 
+/// Records what `describe` said in `info`.
+fn describe_into(info: &mut OperatorInfo, described: bindings::ModuleInfo) {
+    info.module_name = described.name;
+    info.module_version = described.version;
+    info.rescale = match described.rescale {
+        bindings::Rescale::Refuse => Rescale::Refuse,
+        bindings::Rescale::Union => Rescale::Union,
+    };
+}
+
 /// A subtask started (and restored): its instance, and the timers and watermark it restored.
-type Started = (Instance, Option<RestoredTime>);
+type Started = (RoleInstance, Option<RestoredTime>);
 
 /// The checkpoint a sink restored from, whose outside world it reconciles (`recover`) once
 /// the job starts; none for other roles, and for a sink the point has no state for.

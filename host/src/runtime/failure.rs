@@ -9,7 +9,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::channel::Closed;
+use super::instance::CallError;
 use super::subtask::{BATCH_RECORDS_MAX, SubtaskError};
+use crate::connectors::ConnectorError;
 use jobhost_batch::MalformedBatch;
 
 use crate::engine::{EngineError, GuestError};
@@ -60,6 +62,9 @@ pub enum BuildCause {
     /// Its guest refused or trapped in `describe`, `init` or `restore`.
     #[error(transparent)]
     Guest(#[from] GuestError),
+    /// Its connector could not connect, found its server unfit, or refused its state.
+    #[error(transparent)]
+    Connector(Arc<ConnectorError>),
     /// The point has state for the operator but not for one of its subtasks.
     #[error(
         "checkpoint {checkpoint} has state for the operator but none for its subtask {subtask}"
@@ -93,6 +98,15 @@ pub enum BuildCause {
         /// Its pending timers.
         pending: u64,
     },
+}
+
+impl From<CallError> for BuildCause {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Guest(error) => BuildCause::Guest(error),
+            CallError::Connector(error) => BuildCause::Connector(error),
+        }
+    }
 }
 
 /// Why a job could not be rebuilt after a failure (or for a rollback).

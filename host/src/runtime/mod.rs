@@ -10,6 +10,7 @@ mod build;
 pub mod channel;
 pub mod coordinator;
 mod failure;
+pub mod instance;
 pub mod partition;
 mod restore;
 pub mod subtask;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::connectors::secret::Secrets;
 use crate::engine::Limits;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
 use crate::metrics::JobMetrics;
@@ -53,6 +55,8 @@ pub struct JobSpec {
     pub limits: Limits,
     /// The folders no mount may reach.
     pub protected: Protected,
+    /// The secrets of its connectors, read by the caller from where the job file says.
+    pub secrets: Secrets,
 }
 
 /// What every checkpoint and savepoint of a job records beside its state: enough to start the

@@ -5,6 +5,9 @@
 //! group's timers to the subtask that owns the group, rebuilt into its timer service, and a
 //! source's watermark. Loading state only: nothing outside the guests.
 
+use std::future::Future;
+
+use super::instance::RoleInstance;
 use super::{BuildCause, BuildError, OperatorInfo, RestoreFrom};
 use crate::engine::Instance;
 use crate::engine::bindings::StateOrigin;
@@ -23,6 +26,49 @@ pub struct Remap {
     pub subtasks: Vec<std::collections::BTreeMap<u32, (u32, u64)>>,
 }
 
+/// What restoring needs of a subtask's instance: a component's (a live swap restores those),
+/// or a component's or connector's as a job runs them.
+pub(super) trait Restorable {
+    /// The subtask it belongs to.
+    fn subtask_index(&self) -> u32;
+    /// The key groups its subtask owns.
+    fn owned_key_groups(&self) -> std::ops::Range<u32>;
+    /// Whether it keeps timers (a component of `timed-operator`).
+    fn takes_timers(&self) -> bool;
+    /// Loads state `origin` wrote.
+    fn restore_state(
+        &mut self,
+        state: &RestoredRef<'_>,
+        origin: &StateOrigin,
+    ) -> impl Future<Output = Result<(), BuildCause>> + Send;
+}
+
+/// Both restore the same way: through their own `restore`.
+macro_rules! restorable {
+    ($($instance:ty),*) => {$(
+        impl Restorable for $instance {
+            fn subtask_index(&self) -> u32 {
+                self.subtask().index
+            }
+            fn owned_key_groups(&self) -> std::ops::Range<u32> {
+                self.key_groups()
+            }
+            fn takes_timers(&self) -> bool {
+                self.keeps_timers()
+            }
+            async fn restore_state(
+                &mut self,
+                state: &RestoredRef<'_>,
+                origin: &StateOrigin,
+            ) -> Result<(), BuildCause> {
+                Ok(self.restore(state, origin).await?)
+            }
+        }
+    )*};
+}
+
+restorable!(Instance, RoleInstance);
+
 /// The host's own state of a restored subtask, beside its guest's.
 #[derive(Debug)]
 pub(super) struct RestoredTime {
@@ -37,7 +83,7 @@ pub(super) struct RestoredTime {
 /// Returns each subtask's timers and watermark, as the point holds them (none without state).
 pub(super) async fn restore_operator(
     op: &OperatorPlan,
-    instances: &mut [Instance],
+    instances: &mut [impl Restorable],
     restore: Option<&RestoreFrom>,
     info: &mut OperatorInfo,
 ) -> Result<Vec<Option<RestoredTime>>, Vec<BuildError>> {
@@ -68,14 +114,14 @@ pub(super) async fn restore_operator(
     };
     let (mut errors, mut times) = (Vec::new(), Vec::new());
     for (instance, assigned) in instances.iter_mut().zip(assigned) {
-        let index = instance.subtask().index;
+        let index = instance.subtask_index();
         match restored_time(instance, &assigned, max_parallelism) {
             Ok(time) => times.push(Some(time)),
             Err(cause) => errors.push(error(Some(index), cause)),
         }
         let restored = restored(state.parallelism, &assigned);
-        if let Err(e) = instance.restore(&restored, &origin).await {
-            errors.push(error(Some(index), e.into()));
+        if let Err(e) = instance.restore_state(&restored, &origin).await {
+            errors.push(error(Some(index), e));
         }
     }
     if errors.is_empty() {
@@ -88,20 +134,20 @@ pub(super) async fn restore_operator(
 /// The timers and watermark `assigned` holds for `instance`'s subtask; refused if they do not
 /// read back, or if its module keeps no timers and some are pending.
 fn restored_time(
-    instance: &Instance,
+    instance: &impl Restorable,
     assigned: &Assigned,
     max_parallelism: u32,
 ) -> Result<RestoredTime, BuildCause> {
-    let subtask = instance.subtask().index;
+    let subtask = instance.subtask_index();
     let chains = assigned.timers.iter().map(|(&group, chain)| {
         let pieces = chain.iter().map(|piece| &piece.bytes[..]);
         (group, pieces.collect())
     });
-    let owned = instance.key_groups();
+    let owned = instance.owned_key_groups();
     let timers = TimerService::restore(max_parallelism, owned, chains)
         .map_err(|error| BuildCause::Timers { subtask, error })?;
     let pending = timers.pending();
-    if pending > 0 && !instance.keeps_timers() {
+    if pending > 0 && !instance.takes_timers() {
         return Err(BuildCause::TimersNotKept { subtask, pending });
     }
     Ok(RestoredTime {

@@ -1,6 +1,7 @@
-//! The one loop every subtask runs: take input (or poll the source), call the guest, send the
-//! output on; align barriers, snapshot, forward them; commit when told. A restored sink first
-//! reconciles its outside world with the checkpoint it restored (`recover`).
+//! The one loop every subtask runs: take input (or poll the source, [`source`]), call the
+//! guest, send the output on; align barriers, snapshot, forward them; commit when told. A
+//! restored sink first reconciles its outside world with the checkpoint it restored
+//! (`recover`).
 //!
 //! Each operator and sink subtask logs, at info level, when its guest has processed its first
 //! batch since the subtask started (fresh or restored): `first batch processed
@@ -19,12 +20,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::channel::{Closed, Message, Receiver, batch_len};
+use super::instance::{CallError, RoleInstance};
 use super::partition::{Output, check_batch};
 use super::swap::{Prepared, SwapOrder, Swapped, UpgradeError};
 use super::{CheckpointFailure, Malformed, SwapFailure};
 use crate::barrier::{Aligner, Alignment, Barrier};
+use crate::connectors::ConnectorError;
+use crate::engine::GuestError;
 use crate::engine::bindings::{Batch, PollResult, Snapshot};
-use crate::engine::{GuestError, Instance};
 use crate::fault::Phase;
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::metrics::SubtaskCounters;
@@ -118,6 +121,9 @@ pub enum SubtaskError {
     /// A guest call failed.
     #[error(transparent)]
     Guest(#[from] GuestError),
+    /// A connector call failed.
+    #[error(transparent)]
+    Connector(Arc<ConnectorError>),
     /// The guest produced a batch or a snapshot the host cannot read.
     #[error("{subtask}: {problem}")]
     Malformed {
@@ -131,14 +137,23 @@ pub enum SubtaskError {
     Closed(#[from] Closed),
 }
 
+impl From<CallError> for SubtaskError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Guest(error) => SubtaskError::Guest(error),
+            CallError::Connector(error) => SubtaskError::Connector(error),
+        }
+    }
+}
+
 /// One subtask, wired and ready to run.
 pub struct Subtask {
     /// Which subtask.
     pub id: SubtaskId,
     /// Its operator's role.
     pub role: Role,
-    /// Its guest instance, initialized and restored.
-    pub instance: Instance,
+    /// Its guest instance or connector, initialized and restored.
+    pub instance: RoleInstance,
     /// One channel per upstream subtask (none for a source).
     pub inputs: Vec<Receiver>,
     /// Its outgoing edges (none for a sink).
@@ -197,50 +212,6 @@ impl Subtask {
             counters.trapped();
         }
         ran
-    }
-
-    async fn run_source(mut self) -> Result<(), SubtaskError> {
-        let mut exhausted = false;
-        let mut throttle = Throttle::new(self.records_per_second_max);
-        if let Some(resumed) = self.generator.resumed() {
-            self.send_time(resumed)?;
-        }
-        loop {
-            let wait = throttle.wait();
-            let command = tokio::select! {
-                biased;
-                command = self.commands.recv() => Some(command),
-                () = tokio::time::sleep_until(wait), if !exhausted => None,
-            };
-            match command {
-                Some(Some(Command::Trigger(barrier))) => {
-                    let _ = self.checkpoint(barrier, Duration::ZERO).await?;
-                    self.output.barrier(barrier)?;
-                    if barrier.then_stop {
-                        self.output.end()?;
-                        return Ok(());
-                    }
-                }
-                Some(Some(Command::Commit(_) | Command::Swap(_))) => {
-                    unreachable!("sources have nothing to commit, and are not swapped")
-                }
-                // The coordinator is gone: the job was cancelled.
-                Some(None) => return Ok(()),
-                None => match self.poll(throttle.batch_records_max()).await? {
-                    PollResult::Records(batch) => {
-                        self.check(&batch)?;
-                        throttle.emitted(batch_len(&batch));
-                        self.on_polled(batch).await?;
-                    }
-                    PollResult::End => {
-                        exhausted = true;
-                        let end = self.generator.end();
-                        self.send_time(end)?;
-                        let _ = self.events.send(Event::SourceExhausted);
-                    }
-                },
-            }
-        }
     }
 
     async fn run_downstream(mut self) -> Result<(), SubtaskError> {
@@ -379,7 +350,7 @@ impl Subtask {
     }
 
     /// Polls a source's guest, counting the call as busy time.
-    async fn poll(&mut self, records_max: u32) -> Result<PollResult, GuestError> {
+    async fn poll(&mut self, records_max: u32) -> Result<PollResult, CallError> {
         let since = Instant::now().into_std();
         let polled = self.instance.poll(records_max).await;
         self.counters.busy_since(since);
@@ -408,7 +379,7 @@ impl Subtask {
         if let Some((instance, held)) = order.hand_over(self.id.index, held).await {
             // Freeing the old instance's memory (unmapping every page it touched: about 13 ms
             // at 1 M keys) is no part of the swap: off the hot path.
-            let old = std::mem::replace(&mut self.instance, instance);
+            let old = std::mem::replace(&mut self.instance, instance.into());
             tokio::task::spawn_blocking(move || drop(old));
             // The host's copy of the new instance's state: a staged one was snapshotted whole
             // beside the running one. Else its first snapshot is full: the copy held is the
@@ -463,7 +434,7 @@ impl Subtask {
                 tracing::debug!(%subtask, %checkpoint, full, snapshot_ms, merged_ms, "state taken");
                 held
             }
-            Err(error @ GuestError::Refused { .. }) => {
+            Err(CallError::Guest(error @ GuestError::Refused { .. })) => {
                 let error = CheckpointFailure::Refused(error);
                 let _ = self
                     .events
@@ -562,48 +533,6 @@ async fn next_message(inputs: &mut [Receiver], aligner: &Aligner) -> (usize, Mes
     .await
 }
 
-/// Paces a source to at most `records_per_second_max` records per second.
-struct Throttle {
-    rate: Option<u64>,
-    started: Instant,
-    emitted: u64,
-    idle_until: Instant,
-}
-
-impl Throttle {
-    fn new(rate: Option<u64>) -> Self {
-        let now = Instant::now();
-        Throttle {
-            rate,
-            started: now,
-            emitted: 0,
-            idle_until: now,
-        }
-    }
-
-    /// Batches small enough that a throttled source emits about 20 per second.
-    fn batch_records_max(&self) -> u32 {
-        self.rate.map_or(POLL_RECORDS_MAX, |rate| {
-            (rate / 20).clamp(1, u64::from(POLL_RECORDS_MAX)) as u32
-        })
-    }
-
-    fn emitted(&mut self, records: usize) {
-        self.emitted += records as u64;
-        if records == 0 {
-            self.idle_until = Instant::now() + Duration::from_millis(IDLE_POLL_MS);
-        }
-    }
-
-    /// When the source may be polled next.
-    fn wait(&self) -> Instant {
-        let paced = self.rate.map_or(self.started, |rate| {
-            self.started + Duration::from_secs_f64(self.emitted as f64 / rate as f64)
-        });
-        paced.max(self.idle_until)
-    }
-}
-
 /// Checks a batch a guest returned: at most [`BATCH_RECORDS_MAX`] records, in columns that read
 /// within their bounds ([`check_batch`]).
 pub fn check_returned(batch: &Batch) -> Result<(), Malformed> {
@@ -616,4 +545,7 @@ pub fn check_returned(batch: &Batch) -> Result<(), Malformed> {
 
 #[cfg(test)]
 mod proptests;
+mod source;
+#[cfg(test)]
+mod tests;
 mod time;

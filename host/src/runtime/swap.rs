@@ -522,8 +522,10 @@ pub(super) fn job_file_with(text: &str, plan: &OperatorPlan) -> String {
         .flatten()
         .filter_map(|o| o.as_table_mut());
     for op in named.filter(|o| o.get("id").and_then(|i| i.as_str()) == Some(plan.id.as_str())) {
-        let module = plan.module.to_string_lossy().into_owned();
-        op.insert("module".to_owned(), toml::Value::String(module));
+        if let Some(module) = plan.module() {
+            let module = module.to_string_lossy().into_owned();
+            op.insert("module".to_owned(), toml::Value::String(module));
+        }
         let config = plan.config.iter().cloned();
         let config = config.map(|(k, v)| (k, toml::Value::String(v))).collect();
         op.insert("config".to_owned(), toml::Value::Table(config));

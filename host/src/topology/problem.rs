@@ -5,6 +5,7 @@
 //! that error as a user sees it. Operators are named by their id as written: a per-operator
 //! problem is reported even when the id itself is not a valid one.
 
+use crate::connectors::config::ConfigError;
 use crate::ids::OperatorId;
 
 use super::MEMORY_BYTES_MIN;
@@ -154,6 +155,45 @@ pub enum Problem {
     /// An operator (role `operator`) missing its incoming or its outgoing edges.
     #[error("operator `{operator}`: an operator needs incoming and outgoing edges")]
     OperatorUnconnected {
+        /// The operator.
+        operator: String,
+    },
+    /// An operator with neither a `module` nor a `connector`.
+    #[error("operator `{operator}`: give it a `module` (a .wasm component) or a `connector`")]
+    NoImplementation {
+        /// The operator.
+        operator: String,
+    },
+    /// An operator with both a `module` and a `connector`.
+    #[error("operator `{operator}`: give it a `module` or a `connector`, not both")]
+    ModuleAndConnector {
+        /// The operator.
+        operator: String,
+    },
+    /// A connector with a guest's grants or limits (mounts, clock, memory, call deadline).
+    #[error(
+        "operator `{operator}`: a connector runs in the host, not as a guest: `mounts`, `clock`, \
+         `memory_bytes_max` and `call_ms_max` do not apply"
+    )]
+    ConnectorGrants {
+        /// The operator.
+        operator: String,
+    },
+    /// A connector's `config` that its connector does not take.
+    #[error("operator `{operator}`: {error}")]
+    Connector {
+        /// The operator.
+        operator: String,
+        /// What is wrong with it.
+        error: ConfigError,
+    },
+    /// An upsert sink fed by an edge that is not key-by: its subtasks would apply one key's
+    /// updates in no set order.
+    #[error(
+        "operator `{operator}`: an upsert sink applies each key's updates in order, so its \
+         inputs must be `key-by` edges"
+    )]
+    UnkeyedInput {
         /// The operator.
         operator: String,
     },

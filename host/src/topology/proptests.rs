@@ -47,7 +47,8 @@ fn operator() -> impl Strategy<Value = OperatorSpec> {
         |(id, role, module, parallelism, limits)| OperatorSpec {
             id,
             role,
-            module: module.into(),
+            module: Some(module.into()),
+            connector: None,
             parallelism,
             config: toml::Table::new(),
             mounts: Vec::new(),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::connectors::config::ConnectorKind;
 
 /// A valid job file: four operators, two edges.
 pub(super) const WORDCOUNT: &str = r#"
@@ -51,7 +52,10 @@ fn plan_orders_operators_topologically_and_resolves_paths() {
     let ids: Vec<_> = plan.operators.iter().map(|op| op.id.as_str()).collect();
     assert_eq!(ids, ["lines", "counter", "sink"]);
     assert!(plan.edges.iter().all(|e| e.from < e.to));
-    assert_eq!(plan.operators[0].module, Path::new("/jobs/source.wasm"));
+    assert_eq!(
+        plan.operators[0].module(),
+        Some(Path::new("/jobs/source.wasm"))
+    );
     assert_eq!(plan.operators[2].mounts[0].host, Path::new("/jobs/out"));
     assert_eq!(
         plan.operators[0].config,
@@ -187,6 +191,90 @@ above 0
 rebalance
   - operator `counter`: an operator needs incoming and outgoing edges"
     );
+}
+
+/// A job of a NATS source into a PostgreSQL sink, `{sink}` being the sink's extra lines and
+/// `{edge}` the edge's partition.
+fn connectors_job(source: &str, sink: &str, partition: &str) -> String {
+    format!(
+        "[[operators]]\nid = \"events\"\nrole = \"source\"\n{source}\n\
+         [[operators]]\nid = \"db\"\nrole = \"sink\"\nconnector = \"postgres\"\n{sink}\n\
+         [[edges]]\nfrom = \"events\"\nto = \"db\"\npartition = \"{partition}\"\n"
+    )
+}
+
+const NATS: &str =
+    "connector = \"nats\"\nconfig = { url = \"nats://127.0.0.1:4222\", stream = \"EVENTS\" }";
+const POSTGRES: &str = "config = { url = \"postgres://u@127.0.0.1/db\", table = \"t\" }";
+
+#[test]
+fn connectors_plan_with_their_typed_config() {
+    let plan = Plan::from_toml(
+        &connectors_job(NATS, POSTGRES, "rebalance"),
+        Path::new("/j"),
+    );
+    let plan = plan.unwrap();
+    assert!(plan.operators.iter().all(|op| op.module().is_none()));
+    let kinds: Vec<_> = plan
+        .operators
+        .iter()
+        .map(|op| op.connector().unwrap().kind())
+        .collect();
+    assert_eq!(kinds, [ConnectorKind::Nats, ConnectorKind::Postgres]);
+}
+
+#[test]
+fn an_operator_needs_a_module_or_a_connector_and_a_connector_no_guest_grant() {
+    let both = connectors_job(
+        &format!("module = \"s.wasm\"\n{NATS}"),
+        POSTGRES,
+        "rebalance",
+    );
+    let problems = problems_of(&both);
+    assert_eq!(
+        problems,
+        [Problem::ModuleAndConnector {
+            operator: "events".to_owned()
+        }]
+    );
+    let neither = connectors_job("", &format!("clock = true\n{POSTGRES}"), "rebalance");
+    let problems = problems_of(&neither);
+    assert_eq!(
+        problems,
+        [
+            Problem::NoImplementation {
+                operator: "events".to_owned()
+            },
+            Problem::ConnectorGrants {
+                operator: "db".to_owned()
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_connector_config_is_checked_with_the_job_file() {
+    let text = connectors_job(
+        NATS,
+        "config = { url = \"postgres://u@h/db\" }",
+        "rebalance",
+    );
+    let problems = problems_of(&text);
+    assert_eq!(problems.len(), 1);
+    let message = problems[0].to_string();
+    assert!(
+        message.starts_with("operator `db`: config: missing field `table`"),
+        "{message}"
+    );
+    let upsert = "config = { url = \"postgres://u@h/db\", table = \"t\", mode = \"upsert\" }";
+    let problems = problems_of(&connectors_job(NATS, upsert, "rebalance"));
+    assert_eq!(
+        problems,
+        [Problem::UnkeyedInput {
+            operator: "db".to_owned()
+        }]
+    );
+    assert!(Plan::from_toml(&connectors_job(NATS, upsert, "key-by"), Path::new("/j")).is_ok());
 }
 
 #[test]

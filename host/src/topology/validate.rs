@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::connectors::config::ConnectorConfig;
 use crate::ids::OperatorId;
 use crate::key_group::MAX_PARALLELISM_LIMIT;
 
@@ -55,8 +56,67 @@ pub(super) fn operators(
             }
         }
         limits(op, parallelism_limit, problems);
+        implementation(op, problems);
     }
     index_of
+}
+
+/// Checks that an operator names a module or a connector (not both), that a connector's
+/// config is its connector's, and that a connector asks for no grant or limit of a guest.
+fn implementation(op: &OperatorSpec, problems: &mut Vec<Problem>) {
+    let operator = || op.id.clone();
+    let Some(kind) = op.connector else {
+        if op.module.is_none() {
+            problems.push(Problem::NoImplementation {
+                operator: operator(),
+            });
+        }
+        return;
+    };
+    if op.module.is_some() {
+        problems.push(Problem::ModuleAndConnector {
+            operator: operator(),
+        });
+    }
+    let guest_only = !op.mounts.is_empty()
+        || op.clock
+        || op.memory_bytes_max.is_some()
+        || op.call_ms_max.is_some();
+    if guest_only {
+        problems.push(Problem::ConnectorGrants {
+            operator: operator(),
+        });
+    }
+    if let Err(error) = ConnectorConfig::parse(kind, op.role, op.parallelism, &op.config) {
+        problems.push(Problem::Connector {
+            operator: operator(),
+            error,
+        });
+    }
+}
+
+/// Checks that a connector that needs its input keyed (an upsert sink) gets it over key-by
+/// edges only.
+pub(super) fn keyed_inputs(
+    operators: &[OperatorSpec],
+    edges: &[EdgePlan],
+    problems: &mut Vec<Problem>,
+) {
+    for (i, op) in operators.iter().enumerate() {
+        let Some(kind) = op.connector else { continue };
+        let parsed = ConnectorConfig::parse(kind, op.role, op.parallelism, &op.config);
+        if !parsed.is_ok_and(|config| config.needs_keyed_input()) {
+            continue;
+        }
+        let unkeyed = edges
+            .iter()
+            .any(|e| e.to == i && e.partition != Partition::KeyBy);
+        if unkeyed {
+            problems.push(Problem::UnkeyedInput {
+                operator: op.id.clone(),
+            });
+        }
+    }
 }
 
 /// Checks one operator's parallelism against `parallelism_limit`, and its other limits.

@@ -70,7 +70,13 @@ pub fn bootstrap(store: &Store, request: &Bootstrap) -> Result<Edited, StateErro
     }
     let rows = read_rows(&request.rows, Rows::Upserts)?;
     let groups = by_group(&rows, request, plan.max_parallelism)?;
-    let module = std::fs::read(&op.module).map_err(io_error(&op.module))?;
+    let Some(module_path) = op.module() else {
+        return Err(StateError::Formats {
+            operator: op.id.clone(),
+            problem: "a connector keeps no keyed state to bootstrap".to_owned(),
+        });
+    };
+    let module = std::fs::read(module_path).map_err(io_error(module_path))?;
     let metadata = metadata(&plan, op, text, crate::ids::sha256_hex(&module));
     let mut deriving = store.derive(None, &to, metadata)?;
     let mut states: Vec<Held> = vec![Held::default(); op.parallelism as usize];

@@ -7,7 +7,7 @@ use crate::engine::{Instance, Module};
 use crate::ids::{OperatorId, Role, SubtaskId};
 use crate::runtime::build::Blueprint;
 use crate::runtime::{OperatorInfo, SwapFailure};
-use crate::topology::OperatorPlan;
+use crate::topology::{Implementation, OperatorPlan};
 
 /// A new module, compiled, checked and described, ready to be swapped in.
 pub struct Prepared {
@@ -45,7 +45,7 @@ pub(in crate::runtime) async fn prepare(
         return Err(UpgradeError::NotAnOperator { operator, role });
     }
     let mut plan = current.clone();
-    plan.module = spec.module.clone();
+    plan.implementation = Implementation::Module(spec.module.clone());
     if let Some(config) = &spec.config {
         plan.config = config.clone();
         plan.config.sort();

@@ -7,7 +7,7 @@ fn the_job_file_names_the_swapped_module_and_config() {
     let plan = OperatorPlan {
         id: "b".parse().unwrap(),
         role: Role::Operator,
-        module: "/m/b2.wasm".into(),
+        implementation: crate::topology::Implementation::Module("/m/b2.wasm".into()),
         parallelism: 1,
         config: vec![("y".to_owned(), "2".to_owned())],
         mounts: Vec::new(),
