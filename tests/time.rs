@@ -375,6 +375,66 @@ fn timers_move_with_their_key_groups_from_2_to_3_to_1() {
 }
 
 #[test]
+fn window_timers_move_with_their_keys_through_a_repartition_from_128_to_256_groups() {
+    // Windows kept by the SDK (the portable envelope), each with its timer at the host; the
+    // input spans one window, which fires when the input ends: every timer is pending at the
+    // savepoint.
+    let windows = Timed {
+        probe: "{}".to_owned(),
+        probe_module: guest("window_count_v1"),
+        records_per_second: 1_000,
+        ..Timed::default()
+    };
+    let whole = Dir::new(0);
+    start(&whole, &windows.write(&whole), None).wait_ok();
+    let expected = sorted_output(&whole);
+    assert!(expected.len() >= windows.keys as usize, "{expected:?}");
+
+    let dir = Dir::new(0);
+    let job = windows.write(&dir);
+    let running = start(&dir, &job, None);
+    let id = running.job.clone();
+    wait_until("timers pending", || {
+        time_of(&dir, &id, "probe")
+            .iter()
+            .map(|(_, timers)| timers)
+            .sum::<u64>()
+            > 0
+    });
+    let point = dir.save_and_stop(running);
+    let pending = pending_in(&dir, &job, &point, "probe");
+    assert!(
+        pending.0 > 0,
+        "no event-time timer pending at the savepoint"
+    );
+    let args = [
+        "state",
+        "repartition",
+        &point,
+        "--max-parallelism",
+        "256",
+        "--to",
+        "wider",
+    ];
+    dir.host_ok(&args);
+    let wider = Timed {
+        probe_parallelism: 3,
+        ..windows.clone()
+    }
+    .write(&dir);
+    let text = std::fs::read_to_string(&wider).unwrap();
+    std::fs::write(&wider, format!("max_parallelism = 256\n{text}")).unwrap();
+    // (`wider` is written over `job`: the same file name.)
+    assert_eq!(
+        pending_in(&dir, &wider, "wider", "probe"),
+        pending,
+        "every timer placed again"
+    );
+    start(&dir, &wider, Some("wider")).wait_ok();
+    assert_output(&dir, &expected);
+}
+
+#[test]
 fn timers_registered_before_a_live_upgrade_fire_in_the_new_module() {
     let dir = Dir::new(0);
     let timed = Timed::default();
