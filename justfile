@@ -51,9 +51,16 @@ test: guests
 fuzz cases="100000":
     PROPTEST_CASES={{cases}} {{lint}} cargo test --locked -p host --features fault-injection --lib -- proptests
 
-# The demo: run a word count, save it, upgrade the counter to v2, resume from the savepoint.
+# The demos: the word count (run, save, upgrade the counter to v2, resume from the savepoint),
+# then the windows (a windowed count upgraded live to v2 with its windows open).
 demo: rust-guests host
     bash examples/wordcount/demo.sh
+    bash examples/windows/demo.sh
+
+# The windows demo alone: a windowed count per key upgraded live (`host upgrade`) from v1 to v2
+# while its windows are open; its windows equal an uninterrupted run's.
+demo-windows: rust-guests host
+    bash examples/windows/demo.sh
 
 # The crash torture in full: 200 kills at random moments and at every checkpoint phase.
 torture: rust-guests
