@@ -43,3 +43,4 @@ mod topology;
 mod torture;
 mod upgrade;
 mod util;
+mod windows;
