@@ -85,9 +85,14 @@ fn warm_dir(lines: usize) -> Dir {
     Dir::new(lines)
 }
 
-/// Writes the word count of `job` with the JavaScript tokenizer in place of the Rust one.
-fn write_js_job(dir: &Dir, job: &WordCount) -> PathBuf {
-    let path = dir.write_job(job);
+/// Writes the word count of JavaScript counter `counter` with the JavaScript tokenizer, its
+/// source reading `lines_per_second`.
+fn js_word_count(dir: &Dir, counter: &str, lines_per_second: u64) -> PathBuf {
+    let path = dir.write_job(&WordCount {
+        counter: guest(counter),
+        lines_per_second,
+        ..WordCount::default()
+    });
     swap_module(&path, "tokenizer", "tokenizer_js");
     path
 }
@@ -104,14 +109,7 @@ fn swap_module(path: &Path, from: &str, to: &str) {
 #[test]
 fn a_js_word_count_counts_every_word_exactly_once() {
     let dir = warm_dir(LINES);
-    let job = write_js_job(
-        &dir,
-        &WordCount {
-            counter: guest("counter_v1_js"),
-            lines_per_second: 1_000_000,
-            ..WordCount::default()
-        },
-    );
+    let job = js_word_count(&dir, "counter_v1_js", 1_000_000);
     dir.start(&[job.to_str().unwrap()]).wait_ok();
     assert_exactly_once(&dir.committed_output(), &input_text(LINES));
 }
@@ -121,14 +119,7 @@ fn a_js_counter_saved_then_upgraded_to_v2_gives_the_uninterrupted_output() {
     let dir = warm_dir(LINES);
     // Slower than the Rust tests' 1 500 lines a second: the JS pipeline takes in the whole input
     // at that rate before the savepoint's barrier gets through it.
-    let job = write_js_job(
-        &dir,
-        &WordCount {
-            counter: guest("counter_v1_js"),
-            lines_per_second: 500,
-            ..WordCount::default()
-        },
-    );
+    let job = js_word_count(&dir, "counter_v1_js", 500);
     let (savepoint, _) = dir.run_then_stop_with_savepoint(&job, 1_000);
     assert!(
         !dir.committed_output().is_empty(),
@@ -185,13 +176,7 @@ fn a_rust_counter_upgraded_live_to_the_js_v2_gives_the_uninterrupted_output() {
 /// Resumes `savepoint` of a word count with the JS counter v2; asserts that it ends and that the
 /// output is exact.
 fn resume_with_the_js_v2(dir: &Dir, savepoint: &str) {
-    let job = write_js_job(
-        dir,
-        &WordCount {
-            counter: guest("counter_v2_js"),
-            ..WordCount::default()
-        },
-    );
+    let job = js_word_count(dir, "counter_v2_js", WordCount::default().lines_per_second);
     dir.start(&[job.to_str().unwrap(), "--from", savepoint])
         .wait_ok();
     assert_upgraded_exactly(dir);
@@ -242,14 +227,7 @@ fn a_js_exception_in_process_fails_the_job_naming_the_operator_and_the_exception
 #[test]
 fn a_js_sink_runs_a_job_to_its_end() {
     let dir = warm_dir(LINES);
-    let job = write_js_job(
-        &dir,
-        &WordCount {
-            counter: guest("counter_v1_js"),
-            lines_per_second: 1_000_000,
-            ..WordCount::default()
-        },
-    );
+    let job = js_word_count(&dir, "counter_v1_js", 1_000_000);
     swap_module(&job, "file_sink", "null_sink_js");
     dir.start(&[job.to_str().unwrap()]).wait_ok();
     assert!(dir.host_ok(&["list"]).contains("finished"));
@@ -262,14 +240,7 @@ fn a_js_sink_runs_a_job_to_its_end() {
 #[test]
 fn a_second_start_of_a_js_job_compiles_nothing() {
     let dir = warm_dir(200);
-    let job = write_js_job(
-        &dir,
-        &WordCount {
-            counter: guest("counter_v1_js"),
-            lines_per_second: 1_000_000,
-            ..WordCount::default()
-        },
-    );
+    let job = js_word_count(&dir, "counter_v1_js", 1_000_000);
     dir.start(&[job.to_str().unwrap()]).wait_ok();
     assert_compiled(
         &dir,
