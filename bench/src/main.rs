@@ -20,7 +20,8 @@
 //! 11. event time ([`time`]): a tumbling-window count against a native loop doing the same
 //!     windowing; a timer's cost end to end; a checkpoint of 1 M pending timers, 1 % changed.
 //! 12. the peer job on 1, 2, 3 `host worker` processes vs one process; the exchange between
-//!     workers vs a raw TCP copy of the same bytes ([`cluster`]).
+//!     workers vs a raw TCP copy of the same bytes ([`cluster`]); checkpoints on 3 workers
+//!     vs 1, on moto ([`cluster_checkpoints`]).
 //! 13. connectors, against real servers ([`servers`]): JetStream source throughput vs an
 //!     ordered consumer; the PostgreSQL sink vs `COPY`; latency from publish to a visible row
 //!     ([`connectors`]). Skipped, with a line saying why, when the servers cannot start.
@@ -39,6 +40,7 @@
 mod boundary;
 mod checkpoints;
 mod cluster;
+mod cluster_checkpoints;
 mod connectors;
 mod disk;
 mod jobs;
@@ -121,12 +123,13 @@ enum Bench {
     Time,
     Workers,
     Exchange,
+    WorkerCheckpoints,
     Connectors,
 }
 
 impl Bench {
     /// Every benchmark, in the order they run (the report's order).
-    const IN_ORDER: [Bench; 17] = [
+    const IN_ORDER: [Bench; 18] = [
         Bench::Pipeline,
         Bench::Peer,
         Bench::Boundary,
@@ -143,6 +146,7 @@ impl Bench {
         Bench::Time,
         Bench::Workers,
         Bench::Exchange,
+        Bench::WorkerCheckpoints,
         Bench::Connectors,
     ];
 }
@@ -209,6 +213,8 @@ pub struct Sizes {
     pub checkpoint_timers: usize,
     /// Records of the peer job on worker processes.
     pub worker_records: usize,
+    /// Checkpoints timed on 1 and on 3 worker processes (on moto).
+    pub cluster_checkpoints: usize,
     /// Records through the exchange (a sixteenth of them with 1 KiB values).
     pub exchange_records: usize,
     /// Messages of the JetStream stream read to its end.
@@ -261,6 +267,7 @@ impl Sizes {
             latency_messages: 500,
             latency_rate: 500,
             exchange_records: 200_000,
+            cluster_checkpoints: 1,
             worker_records: 50_000,
             timers: 100_000,
             checkpoint_timers: 100_000,
@@ -314,6 +321,7 @@ impl Sizes {
             latency_messages: 20_000,
             latency_rate: 1_000,
             exchange_records: 4_000_000,
+            cluster_checkpoints: 10,
             worker_records: 10_000_000,
             timers: 1_000_000,
             checkpoint_timers: 1_000_000,
@@ -437,6 +445,9 @@ impl Workplace<'_> {
             Bench::Time => on_own_thread(time::time, guests, scratch, sizes),
             Bench::Workers => cluster::workers(guests, scratch, sizes),
             Bench::Exchange => cluster::exchange(sizes).await,
+            Bench::WorkerCheckpoints => {
+                on_own_thread(cluster_checkpoints::on_s3, guests, scratch, sizes)
+            }
             Bench::Connectors => on_own_thread(connectors::connectors, guests, scratch, sizes),
         }
     }

@@ -139,7 +139,7 @@ impl HostHome {
 }
 
 /// Each line that `stream` yields, with the moment it was read, on a channel (from a thread).
-fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<(Instant, String)> {
+pub fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<(Instant, String)> {
     let (send, receive) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
