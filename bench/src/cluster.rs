@@ -15,10 +15,9 @@
 
 use std::future::poll_fn;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use host::cluster::exchange::{Exchange, LinkHello, inbound, outbound};
 use host::engine::bindings::Batch;
 use host::metrics::SubtaskCounters;
@@ -27,60 +26,9 @@ use host::runtime::channel::{Message, channel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::jobs::{BatchOf, edge, fastest, operator};
-use crate::process::host_binary;
+use crate::jobs::{BatchOf, fastest, peer_text_at};
+use crate::process::host_run;
 use crate::{Row, Sizes};
-
-/// The peer job's file: every operator at `parallelism`, `records` over `keys`.
-fn peer_file(guests: &Path, records: usize, keys: usize, parallelism: u32) -> String {
-    let config = format!("config = {{ records = \"{records}\", keys = \"{keys}\" }}");
-    let module = |name: &str| guests.join(format!("{name}.wasm"));
-    "checkpoint_interval_ms = 0\n".to_owned()
-        + &operator(
-            "generator",
-            "source",
-            &module("generator"),
-            parallelism,
-            &config,
-        )
-        + &operator(
-            "counter",
-            "operator",
-            &module("counter_v1"),
-            parallelism,
-            "",
-        )
-        + &operator("sink", "sink", &module("null_sink"), parallelism, "")
-        + &edge("generator", "counter", "key-by")
-        + &edge("counter", "sink", "forward")
-}
-
-/// Runs `host run FILE [--workers N]` on `home` to its end; returns how long it took.
-fn host_run(home: &Path, file: &Path, workers: Option<u32>) -> anyhow::Result<Duration> {
-    let mut command = Command::new(host_binary()?);
-    command.arg("run").arg(file);
-    if let Some(n) = workers {
-        command.args(["--workers", &n.to_string()]);
-    }
-    command
-        .env("HOST_HOME", home)
-        .env("HOST_LOG", "host=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    let started = Instant::now();
-    let output = command.output().context("starting `host run`")?;
-    let took = started.elapsed();
-    if !output.status.success() {
-        bail!(
-            "`host run {}{}` failed ({}): {}",
-            file.display(),
-            workers.map_or(String::new(), |n| format!(" --workers {n}")),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(took)
-}
 
 /// The peer job on N worker processes against one process, N = 1, 2, 3.
 pub fn workers(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<Row>> {
@@ -91,17 +39,20 @@ pub fn workers(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Ve
     let mut rows = Vec::new();
     for n in [1, 2, 3] {
         let file = dir.join(format!("peer-{n}.toml"));
-        std::fs::write(&file, peer_file(guests, records, keys, n))?;
-        // Unmeasured: compiles the modules into the cache, once for both placements.
-        host_run(&home, &file, Some(n))?;
+        let workers_flag = ["--workers".to_owned(), n.to_string()];
+        std::fs::write(&file, peer_text_at(guests, records, keys, 0, n))?;
+        if n == 1 {
+            // Unmeasured: compiles the modules into the cache, for every run that follows.
+            host_run(&home, &file, &workers_flag)?;
+        }
         let (mut one, mut spread) = (Vec::new(), Vec::new());
         for run in 0..sizes.repetitions.min(3) {
             if run % 2 == 0 {
-                one.push(host_run(&home, &file, None)?);
-                spread.push(host_run(&home, &file, Some(n))?);
+                one.push(host_run(&home, &file, &[])?);
+                spread.push(host_run(&home, &file, &workers_flag)?);
             } else {
-                spread.push(host_run(&home, &file, Some(n))?);
-                one.push(host_run(&home, &file, None)?);
+                spread.push(host_run(&home, &file, &workers_flag)?);
+                one.push(host_run(&home, &file, &[])?);
             }
         }
         let rate = |d: Duration| records as f64 / d.as_secs_f64();

@@ -14,24 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::jobs::{edge, operator};
+use crate::jobs::peer_text_at;
 use crate::process::{PATIENCE, host_binary, lines_of};
 use crate::runs::Runs;
 use crate::store::Moto;
 use crate::{Row, Sizes};
-
-/// The job file: the peer job at parallelism 3 over `keys` keys, never ending, checkpoints
-/// every second.
-fn job_file(guests: &Path, keys: usize) -> String {
-    let config = format!("config = {{ records = \"1000000000000\", keys = \"{keys}\" }}");
-    let module = |name: &str| guests.join(format!("{name}.wasm"));
-    "checkpoint_interval_ms = 1000\n".to_owned()
-        + &operator("generator", "source", &module("generator"), 3, &config)
-        + &operator("counter", "operator", &module("counter_v1"), 3, "")
-        + &operator("sink", "sink", &module("null_sink"), 3, "")
-        + &edge("generator", "counter", "key-by")
-        + &edge("counter", "sink", "forward")
-}
 
 /// The number after `checkpoint=` in a log line.
 fn checkpoint_of(line: &str) -> Option<u64> {
@@ -120,7 +107,8 @@ pub fn on_s3(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<Vec<
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("job.toml");
     let keys = sizes.overhead_keys;
-    std::fs::write(&file, job_file(guests, keys))?;
+    // Never ending: stopped once its checkpoints are timed.
+    std::fs::write(&file, peer_text_at(guests, usize::MAX / 2, keys, 1_000, 3))?;
     let count = sizes.cluster_checkpoints;
     let ms = |times: Vec<Duration>| Runs(times.iter().map(|d| d.as_secs_f64() * 1e3).collect());
     let one = ms(run_on(&file, &dir.join("home-1"), &moto, 1, count)?);

@@ -19,16 +19,15 @@
 //! When the servers cannot be installed or started, every row is skipped with a line saying why.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, stream};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 
 use crate::jobs::{edge, generator_key};
-use crate::process::{HostHome, host_binary};
+use crate::process::{HostHome, host_binary, host_run};
 use crate::servers::Servers;
 use crate::{Row, Sizes};
 
@@ -88,29 +87,6 @@ fn payload(i: usize) -> Bytes {
         PAYLOAD_BYTES.saturating_sub(text.len()),
     ));
     Bytes::from(text)
-}
-
-/// Runs `host run FILE` on `home` to its end; returns how long it took.
-fn host_run(home: &Path, file: &Path) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let output = Command::new(host_binary()?)
-        .arg("run")
-        .arg(file)
-        .env("HOST_HOME", home)
-        .env("HOST_LOG", "host=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()?;
-    let took = started.elapsed();
-    if !output.status.success() {
-        bail!(
-            "`host run {}` failed ({}): {}",
-            file.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(took)
 }
 
 impl Bench<'_> {
@@ -179,10 +155,10 @@ impl Bench<'_> {
         std::fs::write(&file, self.nats_job("THROUGHPUT", true, 0, &null_sink))?;
         let home = self.dir.join("home");
         // Unmeasured: compiles the null sink into the cache.
-        host_run(&home, &file)?;
+        host_run(&home, &file, &[])?;
         let (mut hosted, mut consumed) = (Vec::new(), Vec::new());
         for _ in 0..self.sizes.repetitions.min(3) {
-            hosted.push(host_run(&home, &file)?);
+            hosted.push(host_run(&home, &file, &[])?);
             consumed.push(consume(&js, "THROUGHPUT", count).await?);
         }
         let rate = |d: &Duration| count as f64 / d.as_secs_f64();
@@ -277,11 +253,11 @@ impl Bench<'_> {
         let home = self.dir.join("home");
         // Unmeasured: compiles the generator into the cache.
         self.table(&client, "sunk").await?;
-        host_run(&home, &file)?;
+        host_run(&home, &file, &[])?;
         let (mut sunk, mut copied) = (Vec::new(), Vec::new());
         for _ in 0..self.sizes.repetitions.min(3) {
             self.table(&client, "sunk").await?;
-            sunk.push(host_run(&home, &file)?);
+            sunk.push(host_run(&home, &file, &[])?);
             let written = self.rows(&client, "sunk").await?;
             anyhow::ensure!(
                 written == records,

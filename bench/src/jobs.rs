@@ -151,22 +151,35 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
 
 /// The peer job's file: `records` records over `keys` keys, checkpoints every `interval_ms`.
 pub fn peer_text(guests: &Path, records: usize, keys: usize, interval_ms: u64) -> String {
+    peer_text_at(guests, records, keys, interval_ms, 1)
+}
+
+/// The peer job's file with every operator at `parallelism`.
+pub fn peer_text_at(
+    guests: &Path,
+    records: usize,
+    keys: usize,
+    interval_ms: u64,
+    parallelism: u32,
+) -> String {
+    let config = format!("config = {{ records = \"{records}\", keys = \"{keys}\" }}");
+    let module = |name: &str| guests.join(format!("{name}.wasm"));
     format!("checkpoint_interval_ms = {interval_ms}\n")
         + &operator(
             "generator",
             "source",
-            &guests.join("generator.wasm"),
-            1,
-            &format!("config = {{ records = \"{records}\", keys = \"{keys}\" }}"),
+            &module("generator"),
+            parallelism,
+            &config,
         )
         + &operator(
             "counter",
             "operator",
-            &guests.join("counter_v1.wasm"),
-            1,
+            &module("counter_v1"),
+            parallelism,
             "",
         )
-        + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
+        + &operator("sink", "sink", &module("null_sink"), parallelism, "")
         + &edge("generator", "counter", "key-by")
         + &edge("counter", "sink", "forward")
 }
