@@ -89,6 +89,22 @@ impl Prepared {
         Ok(())
     }
 
+    /// The job as a shadow run takes it ([`host::shadow`]), named by its job file.
+    pub(super) fn into_shadow_side(mut self, store: &Store) -> host::shadow::Side {
+        let name = match &self.job_file {
+            Some(file) => file.display().to_string(),
+            None => "the program that wrote the point".to_owned(),
+        };
+        host::shadow::Side {
+            name,
+            record: self.record(),
+            restore: self.restore.take().expect("prepared from a point"),
+            protected: self.protected(store),
+            secrets: self.secrets.clone(),
+            plan: self.plan,
+        }
+    }
+
     /// The same job prepared again, `--from` resolved anew.
     fn again(&self, store: &Store) -> anyhow::Result<Prepared> {
         let Asked {
@@ -274,6 +290,7 @@ async fn build(
         protected: prepared.protected(store),
         secrets: prepared.secrets.clone(),
         remote,
+        bound: None,
     };
     runtime::build(engine, store.clone(), spec).await
 }
