@@ -63,9 +63,15 @@ fn identical_jobs_agree_and_change_nothing() {
     let report: Json = serde_json::from_str(&out).unwrap();
     assert_eq!(report["agrees"], true);
     let read = &report["input"][0];
-    assert_eq!((&read["subtask"], &read["old"], &read["new"]), (&"lines[0]".into(), &40.into(), &40.into()));
+    assert_eq!(
+        (&read["subtask"], &read["old"], &read["new"]),
+        (&"lines[0]".into(), &40.into(), &40.into())
+    );
     let sink = &report["sinks"][0];
-    assert!(sink["old_records"].as_u64().unwrap() > 40, "40 lines hold more words: {sink}");
+    assert!(
+        sink["old_records"].as_u64().unwrap() > 40,
+        "40 lines hold more words: {sink}"
+    );
     assert_eq!(sink["old_records"], sink["new_records"]);
 }
 
@@ -89,15 +95,24 @@ fn a_counter_that_counts_wrong_differs_at_a_key_it_names() {
     assert_eq!(sink["old_records"], sink["new_records"]);
     let first = &sink["first"][0];
     let key = first["key"].as_str().unwrap();
-    let (was, is) = (first["old"]["value"].as_str().unwrap(), first["new"]["value"].as_str().unwrap());
-    assert!(was.starts_with(&format!("{key} ")) && is.starts_with(&format!("{key} ")), "{first}");
+    let (was, is) = (
+        first["old"]["value"].as_str().unwrap(),
+        first["new"]["value"].as_str().unwrap(),
+    );
+    assert!(
+        was.starts_with(&format!("{key} ")) && is.starts_with(&format!("{key} ")),
+        "{first}"
+    );
     assert_ne!(was, is);
     // The state after the run: the wrong counter holds more for each word it saw.
     let state = &report["states"][0];
     assert_eq!(state["operator"], "counter");
     assert!(state["keys_differing"].as_u64().unwrap() > 0, "{state}");
     let value = &state["first"][0];
-    assert!(value["new"].as_u64().unwrap() > value["old"].as_u64().unwrap(), "{value}");
+    assert!(
+        value["new"].as_u64().unwrap() > value["old"].as_u64().unwrap(),
+        "{value}"
+    );
 }
 
 #[test]
@@ -133,5 +148,8 @@ fn bad_input_is_refused_with_status_2_naming_what_is_at_fault() {
     std::fs::write(&nats, text).unwrap();
     let (code, _, err) = shadow(&dir, &["--from", &point, job, nats.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("operator `lines`") && err.contains("nats"), "{err}");
+    assert!(
+        err.contains("operator `lines`") && err.contains("nats"),
+        "{err}"
+    );
 }

@@ -64,7 +64,8 @@ pub fn shadow(store: &Store, args: ShadowArgs, json: bool) -> ExitCode {
 fn compare(store: &Store, args: ShadowArgs) -> anyhow::Result<Report> {
     let side = |job_file: &Path| -> anyhow::Result<Side> {
         let mapping = Mapping::default();
-        let prepared = super::start::prepare(store, Some(job_file), Some(&args.from), &mapping, None)?;
+        let prepared =
+            super::start::prepare(store, Some(job_file), Some(&args.from), &mapping, None)?;
         Ok(prepared.into_shadow_side(store))
     };
     let (old, new) = (side(&args.old)?, side(&args.new)?);
@@ -79,7 +80,9 @@ fn compare(store: &Store, args: ShadowArgs) -> anyhow::Result<Report> {
 
 /// Reads `500ms`, `30s`, `2m`, `1h`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()

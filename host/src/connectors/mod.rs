@@ -318,9 +318,10 @@ impl Connector {
                 let sink = postgres::Sink::open(&setup, config).await;
                 sink.map(|s| Body::Postgres(Box::new(s)))
             }
-            ConnectorConfig::Capture(captured) => {
-                Ok(Body::Capture(capture::Sink::new(setup.subtask.index, captured)))
-            }
+            ConnectorConfig::Capture(captured) => Ok(Body::Capture(capture::Sink::new(
+                setup.subtask.index,
+                captured,
+            ))),
         };
         match opened {
             Ok(body) => Ok(Connector { subtask, body }),

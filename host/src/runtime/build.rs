@@ -21,8 +21,8 @@ use super::remote::{ChannelId, Deploy, Placed, PointRef, Remote};
 use super::restore::{self, RestoredTime};
 use super::subtask::{Command, Event, Subtask};
 use super::{
-    BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, SourceBound, JobSpec, OperatorInfo,
-    RestartError, RestoreFrom,
+    BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
+    RestartError, RestoreFrom, SourceBound,
 };
 use crate::connectors::secret::Secrets;
 use crate::connectors::{Connector, Setup};

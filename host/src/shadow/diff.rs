@@ -104,38 +104,41 @@ fn unmatched<T: Ord>(a: &[T], b: &[T]) -> Vec<usize> {
     missing
 }
 
-/// The first records of one key that differ, by value, else by timestamp; `None` if they agree.
+/// Whether one key's records differ: as multisets of values, or of timestamps. If so, its
+/// first records that differ, position by position in the order each side took them.
 fn key_diff(key: &[u8], old: &[&Record], new: &[&Record]) -> Option<RecordDiff> {
-    let values = |records: &[&Record]| -> Vec<Vec<u8>> {
-        records.iter().map(|r| r.value.clone()).collect()
-    };
-    let stamps = |records: &[&Record]| -> Vec<i64> { records.iter().map(|r| r.timestamp).collect() };
+    let values =
+        |records: &[&Record]| -> Vec<Vec<u8>> { records.iter().map(|r| r.value.clone()).collect() };
+    let stamps =
+        |records: &[&Record]| -> Vec<i64> { records.iter().map(|r| r.timestamp).collect() };
     let (old_values, new_values) = (values(old), values(new));
     let (old_stamps, new_stamps) = (stamps(old), stamps(new));
-    let by_value = (
-        unmatched(&old_values, &new_values),
-        unmatched(&new_values, &old_values),
+    let agree = |a: &[usize], b: &[usize]| a.is_empty() && b.is_empty();
+    let values_agree = agree(
+        &unmatched(&old_values, &new_values),
+        &unmatched(&new_values, &old_values),
     );
-    let (old_at, new_at) = match by_value {
-        (a, b) if a.is_empty() && b.is_empty() => (
-            unmatched(&old_stamps, &new_stamps),
-            unmatched(&new_stamps, &old_stamps),
-        ),
-        different => different,
-    };
-    if old_at.is_empty() && new_at.is_empty() {
+    let stamps_agree = agree(
+        &unmatched(&old_stamps, &new_stamps),
+        &unmatched(&new_stamps, &old_stamps),
+    );
+    if values_agree && stamps_agree {
         return None;
     }
-    let shown = |records: &[&Record], at: &[usize]| {
-        at.first().map(|&i| Shown {
-            value: key_to_json(&records[i].value),
-            timestamp: records[i].timestamp,
+    let same = |a: &&Record, b: &&Record| a.value == b.value && a.timestamp == b.timestamp;
+    let at = (0..old.len().max(new.len()))
+        .find(|&i| !matches!((old.get(i), new.get(i)), (Some(a), Some(b)) if same(a, b)))
+        .expect("records that differ differ somewhere");
+    let shown = |records: &[&Record]| {
+        records.get(at).map(|record| Shown {
+            value: key_to_json(&record.value),
+            timestamp: record.timestamp,
         })
     };
     Some(RecordDiff {
         key: key_to_json(key),
-        old: shown(old, &old_at),
-        new: shown(new, &new_at),
+        old: shown(old),
+        new: shown(new),
     })
 }
 
@@ -145,7 +148,8 @@ pub fn sink(
     old: &BTreeMap<u32, Vec<Record>>,
     new: &BTreeMap<u32, Vec<Record>>,
 ) -> SinkDiff {
-    let count = |records: &BTreeMap<u32, Vec<Record>>| records.values().map(Vec::len).sum::<usize>();
+    let count =
+        |records: &BTreeMap<u32, Vec<Record>>| records.values().map(Vec::len).sum::<usize>();
     let (old_keys, new_keys) = (by_key(old), by_key(new));
     let keys: BTreeSet<&[u8]> = old_keys.keys().chain(new_keys.keys()).copied().collect();
     let mut diff = SinkDiff {
@@ -236,15 +240,41 @@ mod tests {
         let old = records(&[(0, "a", "a 1", 1), (0, "b", "b 1", 2), (0, "c", "c 1", 5)]);
         let new = records(&[(0, "a", "a 2", 1), (0, "b", "b 1", 2)]);
         let diff = sink(&op(), &old, &new);
-        assert_eq!((diff.old_records, diff.new_records, diff.keys_differing), (3, 2, 2));
-        let shown = |value: &str, timestamp| Some(Shown { value: json!(value), timestamp });
+        assert_eq!(
+            (diff.old_records, diff.new_records, diff.keys_differing),
+            (3, 2, 2)
+        );
+        let shown = |value: &str, timestamp| {
+            Some(Shown {
+                value: json!(value),
+                timestamp,
+            })
+        };
         assert_eq!(
             diff.first,
             [
-                RecordDiff { key: json!("a"), old: shown("a 1", 1), new: shown("a 2", 1) },
-                RecordDiff { key: json!("c"), old: shown("c 1", 5), new: None },
+                RecordDiff {
+                    key: json!("a"),
+                    old: shown("a 1", 1),
+                    new: shown("a 2", 1)
+                },
+                RecordDiff {
+                    key: json!("c"),
+                    old: shown("c 1", 5),
+                    new: None
+                },
             ]
         );
+    }
+
+    #[test]
+    fn the_first_differing_record_is_where_the_sequences_part() {
+        let old = records(&[(0, "a", "a 1", 1), (0, "a", "a 2", 2), (1, "a", "a 3", 3)]);
+        let new = records(&[(0, "a", "a 2", 1), (0, "a", "a 4", 2), (1, "a", "a 6", 3)]);
+        let diff = sink(&op(), &old, &new);
+        let first = &diff.first[0];
+        assert_eq!(first.old.as_ref().unwrap().value, json!("a 1"));
+        assert_eq!(first.new.as_ref().unwrap().value, json!("a 2"));
     }
 
     #[test]
@@ -259,16 +289,34 @@ mod tests {
     #[test]
     fn state_differs_by_value_and_by_keys_only_one_side_holds() {
         let old = BTreeMap::from([(b"a".to_vec(), json!(1)), (b"b".to_vec(), json!(2))]);
-        let new = BTreeMap::from([(b"a".to_vec(), json!(1)), (b"b".to_vec(), json!(4)), (b"c".to_vec(), json!(1))]);
+        let new = BTreeMap::from([
+            (b"a".to_vec(), json!(1)),
+            (b"b".to_vec(), json!(4)),
+            (b"c".to_vec(), json!(1)),
+        ]);
         let diff = state(&"counter".parse().unwrap(), &old, &new);
-        assert_eq!((diff.old_keys, diff.new_keys, diff.keys_differing), (2, 3, 2));
+        assert_eq!(
+            (diff.old_keys, diff.new_keys, diff.keys_differing),
+            (2, 3, 2)
+        );
         assert_eq!(
             diff.first,
             [
-                ValueDiff { key: json!("b"), old: Some(json!(2)), new: Some(json!(4)) },
-                ValueDiff { key: json!("c"), old: None, new: Some(json!(1)) },
+                ValueDiff {
+                    key: json!("b"),
+                    old: Some(json!(2)),
+                    new: Some(json!(4))
+                },
+                ValueDiff {
+                    key: json!("c"),
+                    old: None,
+                    new: Some(json!(1))
+                },
             ]
         );
-        assert_eq!(state(&"counter".parse().unwrap(), &old, &old).keys_differing, 0);
+        assert_eq!(
+            state(&"counter".parse().unwrap(), &old, &old).keys_differing,
+            0
+        );
     }
 }

@@ -247,7 +247,11 @@ pub async fn run(
 
 /// Refuses a job whose source is a connector.
 fn refuse_connector_sources(side: &Side) -> Result<(), ShadowError> {
-    let sources = side.plan.operators.iter().filter(|op| op.role == Role::Source);
+    let sources = side
+        .plan
+        .operators
+        .iter()
+        .filter(|op| op.role == Role::Source);
     for op in sources {
         if let Some(config) = op.connector() {
             return Err(ShadowError::ConnectorSource {
@@ -292,7 +296,9 @@ fn shadow_plan(plan: &Plan) -> (Plan, BTreeMap<OperatorId, Captured>) {
             op.implementation = Implementation::Connector(ConnectorConfig::Capture(capture));
             op.mounts.clear();
         }
-        op.mounts.iter_mut().for_each(|mount| mount.writable = false);
+        op.mounts
+            .iter_mut()
+            .for_each(|mount| mount.writable = false);
     }
     (plan, captured)
 }
@@ -314,6 +320,9 @@ async fn run_side(
         .prefix("host-shadow-")
         .tempdir()
         .map_err(ShadowError::Scratch)?;
+    // Its own, as a state folder should be (whatever the umask made it).
+    let own = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(scratch.path(), own).map_err(ShadowError::Scratch)?;
     let store = Store::open(scratch.path()).map_err(|source| ShadowError::Store {
         job: name.clone(),
         source,
@@ -394,23 +403,29 @@ fn compare_sinks(old: &Ran, new: &Ran) -> Vec<SinkDiff> {
 
 /// The keyed state of every operator (role `operator`) both jobs have, compared; those whose
 /// state the host cannot read (not in the portable envelope) are listed as not compared.
-fn compare_states(
-    old: &Ran,
-    new: &Ran,
-) -> Result<(Vec<StateDiff>, Vec<NotCompared>), ShadowError> {
+fn compare_states(old: &Ran, new: &Ran) -> Result<(Vec<StateDiff>, Vec<NotCompared>), ShadowError> {
     let (old_point, new_point) = (final_point(old)?, final_point(new)?);
     let (mut states, mut not_compared) = (Vec::new(), Vec::new());
-    let operators = old.plan.operators.iter().filter(|op| op.role == Role::Operator);
+    let operators = old
+        .plan
+        .operators
+        .iter()
+        .filter(|op| op.role == Role::Operator);
     for op in operators.filter(|op| new.plan.operator(&op.id).is_some()) {
         let values = (
             keyed_values(old, &old_point, &op.id),
             keyed_values(new, &new_point, &op.id),
         );
         match values {
+            // An operator without keyed state (a tokenizer) has nothing to compare.
+            (Ok(was), Ok(is)) if was.is_empty() && is.is_empty() => {}
             (Ok(was), Ok(is)) => states.push(diff::state(&op.id, &was, &is)),
             (Err(StateError::Foreign { .. } | StateError::Formats { .. }), _)
             | (_, Err(StateError::Foreign { .. } | StateError::Formats { .. })) => {
-                let why = [values.0.err(), values.1.err()].into_iter().flatten().next();
+                let why = [values.0.err(), values.1.err()]
+                    .into_iter()
+                    .flatten()
+                    .next();
                 not_compared.push(NotCompared {
                     operator: op.id.clone(),
                     reason: why.map(|e| e.to_string()).unwrap_or_default(),

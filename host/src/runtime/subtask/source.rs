@@ -7,8 +7,8 @@ use tokio::time::Instant;
 
 use super::{Command, Event, IDLE_POLL_MS, POLL_RECORDS_MAX, Subtask, SubtaskError};
 use crate::engine::bindings::PollResult;
-use crate::runtime::instance::CallError;
 use crate::runtime::channel::batch_len;
+use crate::runtime::instance::CallError;
 
 impl Subtask {
     pub(super) async fn run_source(mut self) -> Result<(), SubtaskError> {
@@ -66,7 +66,10 @@ impl Subtask {
         let left = self.bound.as_ref().and_then(|bound| bound.left(&self.id));
         match left {
             Some(0) => Ok(PollResult::End),
-            Some(left) => self.poll(records_max.min(left.try_into().unwrap_or(u32::MAX))).await,
+            Some(left) => {
+                self.poll(records_max.min(left.try_into().unwrap_or(u32::MAX)))
+                    .await
+            }
             None => self.poll(records_max).await,
         }
     }
