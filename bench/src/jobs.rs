@@ -231,6 +231,7 @@ pub(crate) async fn build(
         // The benchmarks' jobs have no connectors, so no secrets; every subtask runs here.
         secrets: Default::default(),
         remote: None,
+        bound: None,
     };
     runtime::build(engine.clone(), store.clone(), spec)
         .await

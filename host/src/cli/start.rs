@@ -53,6 +53,7 @@ async fn build(
         protected: prepared.protected(store),
         secrets: prepared.secrets.clone(),
         remote,
+        bound: None,
     };
     runtime::build(engine, store.clone(), spec).await
 }

@@ -71,6 +71,22 @@ impl Prepared {
         Ok(())
     }
 
+    /// The job as a shadow run takes it ([`host::shadow`]), named by its job file.
+    pub(in crate::cli) fn into_shadow_side(mut self, store: &Store) -> host::shadow::Side {
+        let name = match &self.job_file {
+            Some(file) => file.display().to_string(),
+            None => "the program that wrote the point".to_owned(),
+        };
+        host::shadow::Side {
+            name,
+            record: self.record(),
+            restore: self.restore.take().expect("prepared from a point"),
+            protected: self.protected(store),
+            secrets: self.secrets.clone(),
+            plan: self.plan,
+        }
+    }
+
     /// The same job prepared again, `--from` resolved anew.
     pub(super) fn again(&self, store: &Store) -> anyhow::Result<Prepared> {
         let Asked {
