@@ -43,6 +43,12 @@ test: guests
     "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover sdk/python/tests
     node --test sdk/js/tests/*.test.js
 
+# Not part of `test`: warm it takes seconds, but cold it first checks every dependency (minutes
+# on 2 cores), which the test build does not share.
+# The host's API documentation, its intra-doc links checked (warnings are errors).
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps -p host
+
 # The decoders' property tests (every `proptests` module of the host: job files, `_metadata`,
 # state files and segments, leases, control requests, HTTP requests, guests' batches and
 # snapshots) at length: `cases` cases each, where `just test` runs proptest's default of 256.

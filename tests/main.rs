@@ -37,6 +37,7 @@ mod savepoint;
 mod scaffold;
 mod serve;
 mod servers;
+mod shadow;
 mod state_tools;
 mod time;
 mod topology;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::util::{Dir, RunningJob, guest, wait_until};
+use crate::util::{Dir, RunningJob, file_sink_table, guest, wait_until};
 
 /// The generator's key sequence (tests/guests/generator): its first state and its step.
 const SEED: u64 = 0x2545_f491_4f6c_dd1d;
@@ -99,14 +99,7 @@ module = "{probe_module}"
 parallelism = {probe_parallelism}
 clock = true
 config = {probe}
-
-[[operators]]
-id = "sink"
-role = "sink"
-module = "{sink}"
-config = {{ dir = "/output" }}
-mounts = [{{ host = "output", guest = "/output", writable = true }}]
-
+{sink}
 [[edges]]
 from = "events"
 to = "probe"
@@ -118,7 +111,7 @@ to = "sink"
 partition = "rebalance"
 "#,
             generator = guest("generator").display(),
-            sink = guest("file_sink").display(),
+            sink = file_sink_table(),
             probe_module = self.probe_module.display(),
             source_parallelism = self.source_parallelism,
             probe_parallelism = self.probe_parallelism,
@@ -457,16 +450,7 @@ fn window_timers_move_with_their_keys_through_a_repartition_from_128_to_256_grou
         pending.0 > 0,
         "no event-time timer pending at the savepoint"
     );
-    let args = [
-        "state",
-        "repartition",
-        &point,
-        "--max-parallelism",
-        "256",
-        "--to",
-        "wider",
-    ];
-    dir.host_ok(&args);
+    dir.repartition(&point, 256, "wider");
     let wider = Timed {
         probe_parallelism: 3,
         ..windows.clone()

@@ -47,6 +47,9 @@ pub enum ConnectorConfig {
     NatsSink(NatsSink),
     /// `connector = "postgres"`, `role = "sink"`.
     PostgresSink(PostgresSink),
+    /// A shadow run's stand-in for a sink, never in a job file
+    /// ([`super::capture`]).
+    Capture(super::capture::Captured),
 }
 
 /// Where a secret is: never the secret itself.
@@ -331,15 +334,19 @@ impl ConnectorConfig {
                 NatsAuth::Token(token) => resolve(token),
             },
             ConnectorConfig::PostgresSink(sink) => sink.password.iter_mut().for_each(resolve),
+            ConnectorConfig::Capture(_) => {}
         }
         self
     }
 
-    /// The connector's kind.
-    pub fn kind(&self) -> ConnectorKind {
+    /// The connector's kind, as a job file names it (a capture is in none).
+    pub fn kind(&self) -> Option<ConnectorKind> {
         match self {
-            ConnectorConfig::NatsSource(_) | ConnectorConfig::NatsSink(_) => ConnectorKind::Nats,
-            ConnectorConfig::PostgresSink(_) => ConnectorKind::Postgres,
+            ConnectorConfig::NatsSource(_) | ConnectorConfig::NatsSink(_) => {
+                Some(ConnectorKind::Nats)
+            }
+            ConnectorConfig::PostgresSink(_) => Some(ConnectorKind::Postgres),
+            ConnectorConfig::Capture(_) => None,
         }
     }
 
@@ -353,6 +360,7 @@ impl ConnectorConfig {
                 NatsAuth::Token(token) => Some(token),
             },
             ConnectorConfig::PostgresSink(sink) => sink.password.as_ref(),
+            ConnectorConfig::Capture(_) => None,
         }
     }
 
