@@ -9,24 +9,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-fail() {
-    echo "demo: FAILED: $*" >&2
-    exit 1
-}
-
-target="${JOBHOST_TARGET_DIR:-}"
-if [ -z "$target" ]; then
-    target=$(cd "$here" && cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-fi
-host="$target/debug/host"
-guests="$target/wasm32-wasip2/guest"
-[ -x "$host" ] || fail "no host binary at $host: build it with \`just host\` (or run \`./dev demo\`)"
-for module in generator window_count_v1 window_count_v2 file_sink; do
-    [ -f "$guests/$module.wasm" ] ||
-        fail "no component $guests/$module.wasm: build them with \`just guests\` (or run \`./dev demo\`)"
-done
+. "$here/../demo-lib.sh"
+need_guests generator window_count_v1 window_count_v2 file_sink
 
 export HOST_HOME="$here/.host"
 cd "$here"
