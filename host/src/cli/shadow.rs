@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use host::engine::CacheMode;
 use host::points::savepoint::Mapping;
-use host::shadow::diff::{RecordDiff, SinkDiff, StateDiff};
 use host::serve::shadows::{ShadowFailed, ShadowRunner};
+use host::shadow::diff::{RecordDiff, SinkDiff, StateDiff};
 use host::shadow::{Limit, Report, Side};
 use host::store::Store;
 use serde_json::Value as Json;

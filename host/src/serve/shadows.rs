@@ -161,13 +161,20 @@ mod tests {
     #[test]
     fn one_shadow_run_per_job_at_a_time_and_its_failure_is_kept() {
         let runner: ShadowRunner = Arc::new(|_, request| {
-            assert_eq!(request.from.as_deref(), Some("job-a"), "the job's latest point");
+            assert_eq!(
+                request.from.as_deref(),
+                Some("job-a"),
+                "the job's latest point"
+            );
             Err(ShadowFailed("no such module".to_owned()))
         });
         let shadows = Shadows::new(runner);
         let job: JobId = "job-a".parse().unwrap();
         let begun = shadows.begin(&job, request()).expect("none runs");
-        assert!(shadows.begin(&job, request()).is_none(), "a second while it runs");
+        assert!(
+            shadows.begin(&job, request()).is_none(),
+            "a second while it runs"
+        );
         assert_eq!(shadows.latest(&job).unwrap().outcome, "running");
         let store = Store::open(tempfile::tempdir().unwrap().path().join("home")).unwrap();
         let ended = shadows.run(&store, &job, begun);
@@ -177,6 +184,9 @@ mod tests {
         );
         assert!(ended.took_ms.is_some());
         assert_eq!(shadows.latest(&job).unwrap().outcome, "failed");
-        assert!(shadows.begin(&job, request()).is_some(), "free once it ended");
+        assert!(
+            shadows.begin(&job, request()).is_some(),
+            "free once it ended"
+        );
     }
 }
