@@ -37,6 +37,7 @@
 // to print as it is, not an HTML tag.
 #![allow(rustdoc::invalid_html_tags)]
 
+mod batches;
 mod boundary;
 mod checkpoints;
 mod cluster;

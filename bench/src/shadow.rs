@@ -12,13 +12,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use host::ids::OperatorId;
-use host::points::state::{self, Bootstrap};
 use host::store::Store;
 
 use crate::jobs::peer_text;
 use crate::process::{host_binary, host_run};
 use crate::runs::Runs;
+use crate::state_tools::bootstrap_counter;
 use crate::{Row, Sizes};
 
 /// Times each command runs (the median counts).
@@ -38,7 +37,11 @@ pub fn shadow_run(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result
     let (old, new) = (dir.join("v1.toml"), dir.join("v2.toml"));
     std::fs::write(&old, format!("name = \"peer\"\n{v1}"))?;
     std::fs::write(&new, format!("name = \"peer\"\n{v2}"))?;
-    let point = bootstrapped(&Store::open(&home)?, &old, &dir)?;
+    // A savepoint of the old job with one counted key: its generator starts at its first
+    // record.
+    let row = "{\"key\":\"k0\",\"value\":0}\n";
+    let point = bootstrap_counter(&Store::open(&home)?, &old, row, "shadowed")?;
+    let point = point.display().to_string();
     let args = ["--from".to_owned(), point.clone()];
     // Both jobs' modules compiled into the cache first, as the old job running and a trial
     // of the new one leave them (a shadow run reads the cache, never writes it).
@@ -67,26 +70,6 @@ pub fn shadow_run(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result
         target: "reported (it runs both jobs: ≈ 0.5×)",
         met: None,
     }])
-}
-
-/// A savepoint of the old job with one counted key, made by `host state bootstrap`: its
-/// generator starts at its first record.
-fn bootstrapped(store: &Store, job_file: &Path, dir: &Path) -> anyhow::Result<String> {
-    let rows = dir.join("rows.jsonl");
-    std::fs::write(&rows, "{\"key\":\"k0\",\"value\":0}\n")?;
-    let counter: OperatorId = "counter".parse().map_err(anyhow::Error::msg)?;
-    let bootstrapped = state::bootstrap(
-        store,
-        &Bootstrap {
-            job_file: job_file.to_owned(),
-            operator: counter,
-            rows,
-            format: "word-count".to_owned(),
-            version: 1,
-            to: "shadowed".parse().map_err(anyhow::Error::msg)?,
-        },
-    )?;
-    Ok(bootstrapped.dir.display().to_string())
 }
 
 /// Runs `host shadow --from POINT OLD NEW` to its end (exit status 0 or 1: they agree or
