@@ -34,6 +34,7 @@ use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::metrics::SubtaskCounters;
 use crate::snapshot::Held;
 use crate::store::{Layout, StateFile, Store};
+use crate::time::WATERMARK_MIN;
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
 use crate::topology::Role;
@@ -362,6 +363,11 @@ impl Subtask {
     async fn on_batch(&mut self, batch: Batch) -> Result<(), SubtaskError> {
         let records = batch_len(&batch);
         self.counters.received(records);
+        let watermark = self.valve.watermark();
+        if watermark != WATERMARK_MIN {
+            let late = batch.timestamps.iter().filter(|&&t| t <= watermark);
+            self.counters.late(late.count());
+        }
         let since = Instant::now().into_std();
         match self.role {
             Role::Sink => {
