@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::channel::{Closed, Message, Receiver, batch_len};
 use super::instance::{CallError, RoleInstance};
+use super::lease::Lease;
 use super::partition::{Output, check_batch};
 use super::swap::{Prepared, SwapOrder, Swapped, UpgradeError};
 use super::{CheckpointFailure, Malformed, SwapFailure};
@@ -149,6 +150,23 @@ pub enum SubtaskError {
         /// The worker.
         worker: String,
     },
+    /// The process running subtasks of the job said nothing within the coordinator's
+    /// timeout: it is taken for lost (and its lease fences its subtasks off).
+    #[error("worker {worker} said nothing for {timeout_ms} ms: taken for lost")]
+    WorkerSilent {
+        /// The worker.
+        worker: String,
+        /// The coordinator's timeout.
+        timeout_ms: u64,
+    },
+    /// The subtask runs on a worker whose lease ended: it does nothing more.
+    #[error("{subtask}: {expired}")]
+    Fenced {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// The lease that ended.
+        expired: super::lease::LeaseExpired,
+    },
 }
 
 impl From<CallError> for SubtaskError {
@@ -203,6 +221,9 @@ pub struct Subtask {
     pub valve: Valve,
     /// Its pending timers (none unless its module keeps timers).
     pub timers: TimerService,
+    /// On a worker: the lease checked before every act on the outside world
+    /// ([`super::lease`]); none in one process.
+    pub lease: Option<Lease>,
 }
 
 /// What the loop of a subtask with inputs does next.
@@ -232,6 +253,7 @@ impl Subtask {
 
     async fn run_downstream(mut self) -> Result<(), SubtaskError> {
         if let Some(checkpoint) = self.recover {
+            self.leased()?;
             self.instance.recover(checkpoint.0).await?;
             let _ = self.store.fault_point(Phase::SinkRecovered, checkpoint);
         }
@@ -314,6 +336,7 @@ impl Subtask {
     }
 
     async fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), SubtaskError> {
+        self.leased()?;
         self.instance.commit(checkpoint.0).await?;
         let _ = self.store.fault_point(Phase::SinkCommitted, checkpoint);
         Ok(())
@@ -348,6 +371,7 @@ impl Subtask {
         let since = Instant::now().into_std();
         match self.role {
             Role::Sink => {
+                self.leased()?;
                 let written = self.instance.write(&batch).await;
                 self.counters.busy_since(since);
                 written?;
@@ -376,6 +400,18 @@ impl Subtask {
         let polled = self.instance.poll(records_max).await;
         self.counters.busy_since(since);
         polled
+    }
+
+    /// `Ok` unless the subtask runs on a worker whose lease ended ([`super::lease`]): checked
+    /// before every act on the outside world.
+    fn leased(&self) -> Result<(), SubtaskError> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        lease.check().map_err(|expired| SubtaskError::Fenced {
+            subtask: self.id.clone(),
+            expired,
+        })
     }
 
     fn check(&self, batch: &Batch) -> Result<(), SubtaskError> {
@@ -436,6 +472,7 @@ impl Subtask {
         barrier: Barrier,
         alignment: Duration,
     ) -> Result<bool, SubtaskError> {
+        self.leased()?;
         let checkpoint = barrier.checkpoint;
         // The first snapshot of an instance is full: from then on, the host's copy of its
         // state is exactly the guest's, and later snapshots carry only what changed.
@@ -507,7 +544,13 @@ impl Subtask {
             self.id.clone(),
             self.events.clone(),
         );
+        let lease = self.lease.clone();
         tokio::task::spawn_blocking(move || {
+            // The write may start long after the snapshot: the lease is checked again.
+            if let Some(Err(expired)) = lease.as_ref().map(Lease::check) {
+                let _ = events.send(Event::Failed(SubtaskError::Fenced { subtask, expired }));
+                return;
+            }
             let since = Instant::now();
             let write =
                 store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &held);
