@@ -13,21 +13,17 @@
 //! as it finds the lease ended (a worker that was stopped, or cut off, for longer than its
 //! coordinator waits: a new generation may run in its place).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use self::link::{Joined, Pings, Said, join, ping, read_in, send_out};
 use super::exchange::{self, Exchange, LinkHello};
-use super::wire::{
-    self, Deployment, FromWorker, Hello, RemoteCommand, RemoteEvent, ToWorker, Welcome, WireError,
-};
+use super::wire::{self, Deployment, FromWorker, RemoteCommand, RemoteEvent, ToWorker};
 use crate::connectors::secret::{self, Secrets};
 use crate::engine::{Engine, Limits};
 use crate::ids::SubtaskId;
@@ -127,12 +123,6 @@ struct Worker {
     lease: Lease,
 }
 
-/// The pings sent and not yet answered: their numbers and when they were sent.
-type Pings = Arc<Mutex<VecDeque<(u64, Instant)>>>;
-
-/// What the control connection brings: a message, or its end (with why, if it failed).
-type Said = Result<Option<ToWorker>, WireError>;
-
 /// Runs a worker until its coordinator goes away (`Ok` if nothing was running then), or its
 /// lease ends.
 pub async fn run(
@@ -179,92 +169,6 @@ pub async fn run(
         lease,
     };
     worker.serve(said).await
-}
-
-/// A worker's connection to its coordinator, welcomed.
-struct Joined {
-    read: tokio::io::BufReader<OwnedReadHalf>,
-    write: OwnedWriteHalf,
-    welcome: Welcome,
-    /// Granted as of the hello.
-    lease: Lease,
-}
-
-/// Connects to the coordinator and says hello; the connection, its welcome, and the lease
-/// it grants as of the hello.
-async fn join(config: &WorkerConfig, reached: SocketAddr) -> Result<Joined, WireError> {
-    let stream = TcpStream::connect(config.coordinator).await?;
-    stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
-    let mut read = tokio::io::BufReader::new(read);
-    let hello = Hello {
-        token: config.token.clone(),
-        name: config.name.clone(),
-        exchange: reached,
-    };
-    let said_hello = Instant::now();
-    wire::write(&mut write, &hello).await?;
-    let closed = || std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-    let welcome: Welcome = wire::read(&mut read).await?.ok_or_else(closed)?;
-    let lease = Lease::new(said_hello, Duration::from_millis(welcome.lease_ms));
-    Ok(Joined {
-        read,
-        write,
-        welcome,
-        lease,
-    })
-}
-
-/// Writes `outgoing` to the coordinator's connection until it fails.
-async fn send_out(mut write: OwnedWriteHalf, mut outgoing: mpsc::UnboundedReceiver<FromWorker>) {
-    while let Some(message) = outgoing.recv().await {
-        if wire::write(&mut write, &message).await.is_err() {
-            break;
-        }
-    }
-}
-
-/// Pings the coordinator every `ping_ms`, noting when each ping was sent.
-async fn ping(out: mpsc::UnboundedSender<FromWorker>, pings: Pings, ping_ms: u64) {
-    let mut beat = tokio::time::interval(Duration::from_millis(ping_ms.max(1)));
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for n in 1.. {
-        beat.tick().await;
-        pings
-            .lock()
-            .expect("not poisoned")
-            .push_back((n, Instant::now()));
-        if out.send(FromWorker::Ping(n)).is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads the coordinator's connection: each pong renews `lease` as of when its ping was
-/// sent; every other message goes to `said`, then its end.
-async fn read_in(
-    mut read: tokio::io::BufReader<OwnedReadHalf>,
-    said: mpsc::UnboundedSender<Said>,
-    lease: Lease,
-    pings: Pings,
-) {
-    loop {
-        let message = wire::read::<_, ToWorker>(&mut read).await;
-        if let Ok(Some(ToWorker::Pong(n))) = message {
-            let mut pings = pings.lock().expect("not poisoned");
-            while let Some(&(sent_n, sent)) = pings.front().filter(|(m, _)| *m <= n) {
-                pings.pop_front();
-                if sent_n == n {
-                    lease.renew(sent);
-                }
-            }
-            continue;
-        }
-        let ended = !matches!(message, Ok(Some(_)));
-        if said.send(message).is_err() || ended {
-            return;
-        }
-    }
 }
 
 impl Worker {
@@ -609,3 +513,5 @@ fn remote_event(event: Event) -> Option<RemoteEvent> {
         }
     })
 }
+
+mod link;

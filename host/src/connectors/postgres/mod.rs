@@ -1,7 +1,8 @@
 //! The PostgreSQL sink, in one of two modes.
 //!
 //! Two-phase (the default): each subtask writes the rows of a checkpoint into one transaction
-//! as they arrive (`COPY ... BINARY`, one per batch), prepares it at the checkpoint's barrier
+//! as they arrive (one `COPY ... BINARY` per transaction, streaming batch after batch, ended
+//! before the transaction is prepared), prepares it at the checkpoint's barrier
 //! (`PREPARE TRANSACTION` with a global id naming the sink, the subtask, the job and the
 //! checkpoint: [`transactions`]) and commits it (`COMMIT PREPARED`) once the checkpoint is
 //! complete. The ids it prepared and has not committed are its state. `recover` after a

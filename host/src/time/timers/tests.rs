@@ -131,7 +131,9 @@ fn a_group_is_written_whole_again_once_its_deltas_would_outgrow_its_budget() {
     let mut chains = BTreeMap::new();
     let timers: Vec<(u32, Timer)> = (0..10).map(|t| event(t, "k")).collect();
     let group = timers[0].0;
-    timers.iter().for_each(|t| drop(register(&mut service, t.clone())));
+    timers
+        .iter()
+        .for_each(|t| drop(register(&mut service, t.clone())));
     take_in(&mut chains, service.checkpoint(false), false);
     let budget = delta_budget(group, 10);
     assert!((30..40).contains(&budget), "{budget}");
@@ -164,7 +166,10 @@ fn a_group_is_written_whole_again_once_its_deltas_would_outgrow_its_budget() {
 fn groups_changing_alike_are_not_rewritten_at_one_checkpoint() {
     let budgets: BTreeSet<u64> = (0..GROUPS).map(|g| delta_budget(g, 1_000)).collect();
     assert!(budgets.len() > 100, "{} distinct budgets", budgets.len());
-    assert!(budgets.iter().all(|b| (3_000..4_000).contains(b)), "{budgets:?}");
+    assert!(
+        budgets.iter().all(|b| (3_000..4_000).contains(b)),
+        "{budgets:?}"
+    );
 }
 
 #[test]
