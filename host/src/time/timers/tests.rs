@@ -133,7 +133,7 @@ fn a_group_is_written_whole_again_once_its_deltas_would_outgrow_its_budget() {
     let group = timers[0].0;
     timers
         .iter()
-        .for_each(|t| drop(register(&mut service, t.clone())));
+        .for_each(|t| assert!(register(&mut service, t.clone())));
     take_in(&mut chains, service.checkpoint(false), false);
     let budget = delta_budget(group, 10);
     assert!((30..40).contains(&budget), "{budget}");
