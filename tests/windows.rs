@@ -186,11 +186,11 @@ fn with_lateness(timed: &Timed, lateness: i64, bound: i64) -> (Vec<String>, usiz
     (lines, dropped, updates)
 }
 
-#[test]
-fn rust_late_records_within_the_lateness_update_their_window_and_beyond_it_are_dropped_and_sent_on()
-{
+/// Late records within the lateness update their window, beyond it are dropped and sent on,
+/// as the model says.
+fn late_records_update_or_go_to_the_side_output(language: Language) {
     let dir = Dir::new(0);
-    let timed = late_records(Language::Rust);
+    let timed = late_records(language);
     start(&dir, &timed.write(&dir), None).wait_ok();
     let (expected, dropped, updates) = with_lateness(&timed, 5_000, 2_000);
     assert!(
@@ -198,6 +198,24 @@ fn rust_late_records_within_the_lateness_update_their_window_and_beyond_it_are_d
         "{dropped} dropped, {updates} updates"
     );
     assert_output(&dir, &expected);
+}
+
+#[test]
+fn rust_late_records_within_the_lateness_update_their_window_and_beyond_it_are_dropped_and_sent_on()
+{
+    late_records_update_or_go_to_the_side_output(Language::Rust);
+}
+
+#[test]
+fn python_late_records_within_the_lateness_update_their_window_and_beyond_it_are_dropped_and_sent_on()
+ {
+    late_records_update_or_go_to_the_side_output(Language::Python);
+}
+
+#[test]
+fn javascript_late_records_within_the_lateness_update_their_window_and_beyond_it_are_dropped_and_sent_on()
+ {
+    late_records_update_or_go_to_the_side_output(Language::JavaScript);
 }
 
 #[test]
@@ -230,12 +248,27 @@ fn javascript_windows_equal_a_model_through_rescale_2_3_1() {
     rescale_2_3_1(Language::JavaScript);
 }
 
+/// Version 1 upgraded live to version 2 mid-run: v2 emits the windows v1 opened.
+fn live_upgrade(language: Language) {
+    let dir = Dir::new(0);
+    let v1 = windowed(language, 1);
+    through_a_live_upgrade(&dir, &v1, &language.module(2));
+    assert_upgraded(&dir, &v1);
+}
+
 #[test]
 fn rust_windows_and_their_timers_carry_over_a_live_upgrade_to_v2() {
-    let dir = Dir::new(0);
-    let v1 = windowed(Language::Rust, 1);
-    through_a_live_upgrade(&dir, &v1, &Language::Rust.module(2));
-    assert_upgraded(&dir, &v1);
+    live_upgrade(Language::Rust);
+}
+
+#[test]
+fn python_windows_and_their_timers_carry_over_a_live_upgrade_to_v2() {
+    live_upgrade(Language::Python);
+}
+
+#[test]
+fn javascript_windows_and_their_timers_carry_over_a_live_upgrade_to_v2() {
+    live_upgrade(Language::JavaScript);
 }
 
 #[test]
