@@ -18,7 +18,8 @@ use rdkafka::message::Headers as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 
-use crate::servers::{Database, PG_PASSWORD_ENV, kafka, servers, unique};
+use crate::connectors::scratch;
+use crate::servers::{Database, PG_PASSWORD_ENV, kafka, unique};
 use crate::torture::{Target, supervise};
 use crate::util::{Dir, assert_exactly_once, guest, input_text};
 
@@ -216,12 +217,6 @@ partition = "key-by"
     }
 }
 
-/// A scratch folder whose `host` commands get the PostgreSQL role's password.
-fn scratch() -> Dir {
-    let password = servers().pg_password.clone();
-    Dir::new(0).with_env(&[(PG_PASSWORD_ENV.to_owned(), password)])
-}
-
 /// Runs `job_file` crashed at `phase` of checkpoint 3 (the host aborts itself); returns the
 /// crashed job's id.
 fn crash_at(dir: &Dir, job_file: &str, phase: &str) -> String {
@@ -258,7 +253,10 @@ fn kafka_to_kafka_counts_each_word_once_through_kill_9_anywhere() {
             committed: Box::new(move |_| {
                 let mut seen = BTreeSet::new();
                 let records = records(&out).into_iter();
-                records.filter(|(_, id)| seen.insert(id.clone())).map(|(v, _)| v).collect()
+                records
+                    .filter(|(_, id)| seen.insert(id.clone()))
+                    .map(|(v, _)| v)
+                    .collect()
             }),
         }
     });
@@ -305,10 +303,15 @@ fn a_savepoint_resumes_with_the_partitions_moved_to_three_source_and_sink_subtas
     // subtask 2 with its offset.
     let shown = |subtask: u32| {
         let prefix = format!("lines[{subtask}]  topic `{lines}`: ");
-        let line = checked.lines().find_map(|l| l.trim().strip_prefix(prefix.as_str()));
+        let line = checked
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()));
         line.unwrap_or_else(|| panic!("{checked}")).to_owned()
     };
-    assert!(shown(0).starts_with("partition 0 offset ") && shown(0).contains(", partition 2 offset "), "{checked}");
+    assert!(
+        shown(0).starts_with("partition 0 offset ") && shown(0).contains(", partition 2 offset "),
+        "{checked}"
+    );
     assert!(shown(1).starts_with("partition 1 offset "), "{checked}");
     dir.start(&[&job_file, "--from", &savepoint]).wait_ok();
     let values = values(&out);
@@ -342,7 +345,11 @@ fn a_broker_down_or_a_missing_topic_is_named_before_the_job_starts() {
     let job_file = Job::new(&lines, Out::Kafka("counts")).write(&dir);
     let up = brokers();
     let text = std::fs::read_to_string(&job_file).unwrap();
-    std::fs::write(&job_file, text.replace(&up, &format!("127.0.0.1:{down_port}"))).unwrap();
+    std::fs::write(
+        &job_file,
+        text.replace(&up, &format!("127.0.0.1:{down_port}")),
+    )
+    .unwrap();
     let at = format!("cannot connect to kafka://127.0.0.1:{down_port} (3 attempts)");
     dir.refused(&["run", &job_file], &["operator `", &at]);
     let missing = unique("missing");

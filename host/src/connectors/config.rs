@@ -341,7 +341,10 @@ struct KafkaTable {
 impl KafkaTable {
     /// Its brokers and topic, checked, and its credentials.
     fn common(&mut self) -> Result<Option<KafkaAuth>, ConfigError> {
-        let broker = |b: &str| b.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        let broker = |b: &str| {
+            b.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        };
         if self.brokers.contains('@') || !self.brokers.split(',').all(broker) {
             return Err(ConfigError::Brokers(self.brokers.clone()));
         }

@@ -155,7 +155,10 @@ fn a_kafka_connectors_bad_brokers_topic_keys_and_secrets_are_refused_naming_them
     let brokers = kafka(Role::Source, "brokers = \"127.0.0.1\"\ntopic = \"t\"");
     assert_eq!(brokers, Err(ConfigError::Brokers("127.0.0.1".to_owned())));
     let in_brokers = kafka(Role::Sink, "brokers = \"me:pw@h:1\"\ntopic = \"t\"");
-    assert_eq!(in_brokers, Err(ConfigError::Brokers("me:pw@h:1".to_owned())));
+    assert_eq!(
+        in_brokers,
+        Err(ConfigError::Brokers("me:pw@h:1".to_owned()))
+    );
     let topic = kafka(Role::Source, "brokers = \"h:1\"\ntopic = \"a b\"");
     assert_eq!(topic, Err(ConfigError::TopicName("a b".to_owned())));
     let prefix = kafka(
@@ -163,10 +166,22 @@ fn a_kafka_connectors_bad_brokers_topic_keys_and_secrets_are_refused_naming_them
         "brokers = \"h:1\"\ntopic = \"t\"\ntransactional_id_prefix = \"p\"",
     );
     assert!(matches!(prefix, Err(ConfigError::Table(m)) if m.contains("transactional_id_prefix")));
-    let stop = kafka(Role::Sink, "brokers = \"h:1\"\ntopic = \"t\"\nstop_at_end = true");
+    let stop = kafka(
+        Role::Sink,
+        "brokers = \"h:1\"\ntopic = \"t\"\nstop_at_end = true",
+    );
     assert!(matches!(stop, Err(ConfigError::Table(m)) if m.contains("stop_at_end")));
-    let inline = kafka(Role::Sink, "brokers = \"h:1\"\ntopic = \"t\"\npassword = \"hunter2\"");
-    assert_eq!(inline, Err(ConfigError::SecretInJobFile { key: "password" }));
-    let alone = kafka(Role::Sink, "brokers = \"h:1\"\ntopic = \"t\"\npassword_env = \"X\"");
+    let inline = kafka(
+        Role::Sink,
+        "brokers = \"h:1\"\ntopic = \"t\"\npassword = \"hunter2\"",
+    );
+    assert_eq!(
+        inline,
+        Err(ConfigError::SecretInJobFile { key: "password" })
+    );
+    let alone = kafka(
+        Role::Sink,
+        "brokers = \"h:1\"\ntopic = \"t\"\npassword_env = \"X\"",
+    );
     assert!(matches!(alone, Err(ConfigError::Secret(_))));
 }

@@ -242,8 +242,9 @@ impl Sink {
                 .set("transactional.id", &id)
                 .set("enable.idempotence", "true")
                 .set("transaction.timeout.ms", "60000");
-            let producer: FutureProducer =
-                config.create().map_err(Cause::kafka("creating a producer"))?;
+            let producer: FutureProducer = config
+                .create()
+                .map_err(Cause::kafka("creating a producer"))?;
             let marker = Arc::new(super::consumer(self.client.clone(), &id)?);
             let init = producer.clone();
             let ready = tokio::task::spawn_blocking(move || init.init_transactions(CALL_TIMEOUT));
@@ -260,7 +261,8 @@ impl Sink {
         let marker = self.writer(subtask).await?.marker.clone();
         let mut asked = TopicPartitionList::new();
         asked.add_partition(&self.topic, 0);
-        let read = tokio::task::spawn_blocking(move || marker.committed_offsets(asked, CALL_TIMEOUT));
+        let read =
+            tokio::task::spawn_blocking(move || marker.committed_offsets(asked, CALL_TIMEOUT));
         let read = read.await.expect("reading offsets does not panic");
         let read = read.map_err(Cause::kafka("reading the sink's committed checkpoint"))?;
         let found = read.find_partition(&self.topic, 0);
@@ -284,7 +286,10 @@ impl Sink {
         producer
             .begin_transaction()
             .map_err(Cause::kafka("beginning a transaction"))?;
-        let ids = format!("{}:{operator}:{}:{}", kept.job, kept.subtask, kept.checkpoint);
+        let ids = format!(
+            "{}:{operator}:{}:{}",
+            kept.job, kept.subtask, kept.checkpoint
+        );
         for (chunk, records) in kept.records.chunks(PRODUCE_IN_FLIGHT_MAX).enumerate() {
             let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
             for (i, record) in records.iter().enumerate() {
@@ -338,7 +343,12 @@ pub fn describe_state(bytes: &[u8]) -> Result<String, StateError> {
         .iter()
         .map(|k| {
             let id = format!("jh:{}:{}", state.prefix, k.subtask);
-            format!("checkpoint {} of {} as {id} ({} records)", k.checkpoint, k.job, k.records.len())
+            format!(
+                "checkpoint {} of {} as {id} ({} records)",
+                k.checkpoint,
+                k.job,
+                k.records.len()
+            )
         })
         .collect();
     Ok(format!("kept to produce: {}", kept.join(", ")))

@@ -131,7 +131,10 @@ impl Source {
             };
             let at = message.timestamp().to_millis();
             let at = at.unwrap_or_else(now_ms);
-            let (key, value) = (message.key().unwrap_or(&[]), message.payload().unwrap_or(&[]));
+            let (key, value) = (
+                message.key().unwrap_or(&[]),
+                message.payload().unwrap_or(&[]),
+            );
             batch.push(key, value, at).map_err(Cause::Batch)?;
             self.positions.insert(message.partition(), message.offset());
         }
