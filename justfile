@@ -43,6 +43,12 @@ test: guests
     "$JOBHOST_TARGET_DIR/venv-python-guests/bin/python" -m unittest discover sdk/python/tests
     node --test sdk/js/tests/*.test.js
 
+# Not part of `test`: warm it takes seconds, but cold it first checks every dependency (minutes
+# on 2 cores), which the test build does not share.
+# The host's API documentation, its intra-doc links checked (warnings are errors).
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps -p host
+
 # The decoders' property tests (every `proptests` module of the host: job files, `_metadata`,
 # state files and segments, leases, control requests, HTTP requests, guests' batches and
 # snapshots) at length: `cases` cases each, where `just test` runs proptest's default of 256.
@@ -51,9 +57,16 @@ test: guests
 fuzz cases="100000":
     PROPTEST_CASES={{cases}} {{lint}} cargo test --locked -p host --features fault-injection --lib -- proptests
 
-# The demo: run a word count, save it, upgrade the counter to v2, resume from the savepoint.
+# The demos: the word count (run, save, upgrade the counter to v2, resume from the savepoint),
+# then the windows (a windowed count upgraded live to v2 with its windows open).
 demo: rust-guests host
     bash examples/wordcount/demo.sh
+    bash examples/windows/demo.sh
+
+# The windows demo alone: a windowed count per key upgraded live (`host upgrade`) from v1 to v2
+# while its windows are open; its windows equal an uninterrupted run's.
+demo-windows: rust-guests host
+    bash examples/windows/demo.sh
 
 # The crash torture in full: 200 kills at random moments and at every checkpoint phase.
 torture: rust-guests

@@ -1,8 +1,10 @@
 //! A job on `host worker` processes (`host run --workers N`): the same output as in one
 //! process, through the kill of a worker, and a savepoint taken on 2 workers resumed on 3 at
-//! another parallelism.
+//! another parallelism; back-pressure across processes.
 
-use crate::util::{Dir, WordCount, assert_exactly_once, input_text, wait_until, word_counts};
+use crate::util::{
+    Dir, WordCount, assert_exactly_once, guest, input_text, wait_until, word_counts,
+};
 
 const LINES: usize = 3_000;
 
@@ -162,4 +164,112 @@ fn the_kubernetes_scheduler_without_an_object_store_is_refused_naming_why() {
         "{stderr}"
     );
     assert!(dir.committed_output().is_empty());
+}
+
+/// Records the generator of the back-pressure job would emit, were it never held back.
+const GENERATED: u64 = 2_000_000;
+
+/// The back-pressure job on 2 workers: the generator (subtask 1 on worker-1) sends every record
+/// both to a file sink beside it (forward: subtask 1 on worker-1 too) and to a `hostile`
+/// operator at parallelism 1 (on worker-0) that sleeps in its first `process` call for ten
+/// minutes, then to a null sink. No checkpoints.
+fn back_pressure_job(dir: &Dir) -> std::path::PathBuf {
+    let module = |name: &str| guest(name).display().to_string();
+    let text = format!(
+        r#"checkpoint_interval_ms = 0
+
+[[operators]]
+id = "generator"
+role = "source"
+module = "{generator}"
+parallelism = 2
+config = {{ records = "{GENERATED}", keys = "1000" }}
+
+[[operators]]
+id = "beside"
+role = "sink"
+module = "{file_sink}"
+parallelism = 2
+config = {{ dir = "/output" }}
+mounts = [{{ host = "output", guest = "/output", writable = true }}]
+
+[[operators]]
+id = "slow"
+role = "operator"
+module = "{hostile}"
+parallelism = 1
+call_ms_max = 900000
+config = {{ misbehave = "sleep", sleep_ms = 600000 }}
+
+[[operators]]
+id = "sink"
+role = "sink"
+module = "{null_sink}"
+parallelism = 1
+
+[[edges]]
+from = "generator"
+to = "beside"
+partition = "forward"
+
+[[edges]]
+from = "generator"
+to = "slow"
+partition = "rebalance"
+
+[[edges]]
+from = "slow"
+to = "sink"
+partition = "forward"
+"#,
+        generator = module("generator"),
+        file_sink = module("file_sink"),
+        hostile = module("hostile"),
+        null_sink = module("null_sink"),
+    );
+    let path = dir.path().join("back-pressure.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Records the file sink's subtask 1 (on worker-1) was given: one byte each (the generator's
+/// values are empty; the sink writes each followed by a newline), but for what its 8 KiB
+/// buffer holds.
+fn written_beside(dir: &Dir) -> u64 {
+    let current = dir.path().join("output/.staging/1.current");
+    std::fs::metadata(current).map_or(0, |m| m.len())
+}
+
+#[test]
+fn a_slow_operator_on_one_worker_holds_back_the_source_on_another_within_its_credit() {
+    let dir = Dir::new(0);
+    let file = back_pressure_job(&dir);
+    let running = dir.start(&[file.to_str().unwrap(), "--workers", "2"]);
+    wait_until("the generator on worker-1 ran", || written_beside(&dir) > 0);
+    // Until its progress stops: the same size at 25 looks in a row, 100 ms apart.
+    let (mut last, mut same) = (written_beside(&dir), 0);
+    wait_until("the generator on worker-1 held back", || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = written_beside(&dir);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        same >= 25
+    });
+    // What may be in flight from generator[1] to the sleeping operator: its local channel into
+    // the outbound link, the link's credit window, the inbound link's batch in hand and the
+    // operator's local channel (each `CHANNEL_RECORDS_MAX`, 8 Ki records), the operator's own
+    // batch and the generator's batch in hand (a poll each, 1 Ki records), and what the file
+    // sink's buffer holds back (8 KiB, one byte a record). Without credit, the sockets'
+    // buffers alone would take hundreds of thousands.
+    let bound = 4 * 8_192 + 3 * 1_024 + 8_192;
+    let held_at = written_beside(&dir);
+    assert!(
+        held_at <= bound,
+        "generator[1] on worker-1 emitted {held_at} records while the operator it feeds on \
+         worker-0 slept: more than the {bound} its credit allows"
+    );
+    assert!(held_at < GENERATED / 2);
+    assert_eq!(workers(&dir).len(), 2);
+    running.kill();
+    wait_until("every worker gone", || workers(&dir).is_empty());
 }

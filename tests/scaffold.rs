@@ -6,7 +6,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::util::{Dir, guest, target_dir};
+use crate::util::{Dir, file_sink_table, line_source_table, target_dir};
 
 /// Lines of input of the jobs: a Python or JavaScript component reads them one batch at a time.
 const LINES: usize = 200;
@@ -56,26 +56,12 @@ fn run_upper_casing_job(dir: &Dir, component: &Path) {
     std::fs::write(
         &job,
         format!(
-            r#"
-[[operators]]
-id = "lines"
-role = "source"
-module = "{source}"
-config = {{ path = "/input/words.txt" }}
-mounts = [{{ host = "input", guest = "/input" }}]
-
+            r#"{source}
 [[operators]]
 id = "shout"
 role = "operator"
 module = "{component}"
-
-[[operators]]
-id = "sink"
-role = "sink"
-module = "{sink}"
-config = {{ dir = "/output" }}
-mounts = [{{ host = "output", guest = "/output", writable = true }}]
-
+{sink}
 [[edges]]
 from = "lines"
 to = "shout"
@@ -86,9 +72,9 @@ from = "shout"
 to = "sink"
 partition = "forward"
 "#,
-            source = guest("line_source").display(),
+            source = line_source_table(),
             component = component.display(),
-            sink = guest("file_sink").display(),
+            sink = file_sink_table(),
         ),
     )
     .unwrap();

@@ -290,15 +290,7 @@ fn state_repartition_from_128_to_256_then_a_rescale_from_2_to_3_is_exact() {
     let dir = Dir::new(LINES);
     let file = dir.write_job(&job("counter_v1", 2, 100));
     let point = savepoint_mid_stream(&dir, &file);
-    dir.host_ok(&[
-        "state",
-        "repartition",
-        &point,
-        "--max-parallelism",
-        "256",
-        "--to",
-        "wider",
-    ]);
+    dir.repartition(&point, 256, "wider");
     let (old, new) = (read_rows(&dir, &point), read_rows(&dir, "wider"));
     let keyed = |rows: &[Json]| -> BTreeMap<String, (u64, u64)> {
         let row = |r: &Json| {

@@ -6,10 +6,10 @@
 //! idle key, and at once after a restore past its due time.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::util::{Dir, RunningJob, guest, wait_until};
+use crate::util::{Dir, RunningJob, file_sink_table, guest, wait_until};
 
 /// The generator's key sequence (tests/guests/generator): its first state and its step.
 const SEED: u64 = 0x2545_f491_4f6c_dd1d;
@@ -21,29 +21,38 @@ fn step(state: &mut u64) -> u64 {
     *state
 }
 
-/// Record `i`'s timestamp, as the generator stamps it (1 ms apart, less its disorder).
-fn timestamp(i: u64, disorder_ms: u64) -> i64 {
+/// Record `i`'s timestamp, as the generator stamps it (`step_ms` apart, less its disorder).
+fn timestamp(i: u64, step_ms: u64, disorder_ms: u64) -> i64 {
     let jitter = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % (disorder_ms + 1);
-    i as i64 - jitter as i64
+    (i * step_ms) as i64 - jitter as i64
 }
 
 /// A job of the generator (keyed records, out of order within `disorder_ms`), then `key-by`,
-/// then the timer probe, then the file sink.
+/// then the timer probe (or another timed operator: `probe_module`, the window tests'), then
+/// the file sink.
 #[derive(Clone)]
-struct Timed {
-    source_parallelism: u32,
-    probe_parallelism: u32,
-    records: u64,
-    keys: u64,
-    disorder_ms: u64,
+pub(crate) struct Timed {
+    pub source_parallelism: u32,
+    pub probe_parallelism: u32,
+    pub records: u64,
+    pub keys: u64,
+    /// The generator's `step_ms`: record `i` is stamped `start_ms + i * step_ms`, less its
+    /// disorder.
+    pub step_ms: u64,
+    pub start_ms: i64,
+    /// The generator's `late_every` and `late_by_ms`: every `late_every`-th record (0: none)
+    /// is stamped `late_by_ms` earlier, in a poll of its own.
+    pub late_every: u64,
+    pub late_by_ms: i64,
+    pub disorder_ms: u64,
     /// The source subtasks that emit nothing (and never run dry), comma-separated.
-    silent: &'static str,
+    pub silent: &'static str,
     /// The source's `watermark` table.
-    watermark: &'static str,
-    records_per_second: u64,
+    pub watermark: &'static str,
+    pub records_per_second: u64,
     /// The probe's config (`window_ms`, `heartbeat_ms`).
-    probe: String,
-    probe_module: PathBuf,
+    pub probe: String,
+    pub probe_module: PathBuf,
 }
 
 impl Default for Timed {
@@ -53,6 +62,10 @@ impl Default for Timed {
             probe_parallelism: 2,
             records: 6_000,
             keys: 40,
+            step_ms: 1,
+            start_ms: 0,
+            late_every: 0,
+            late_by_ms: 0,
             disorder_ms: 30,
             silent: "",
             watermark: "{ out_of_orderness_ms = 30 }",
@@ -64,7 +77,7 @@ impl Default for Timed {
 }
 
 impl Timed {
-    fn write(&self, dir: &Dir) -> String {
+    pub fn write(&self, dir: &Dir) -> String {
         let text = format!(
             r#"
 name = "timed"
@@ -76,7 +89,7 @@ role = "source"
 module = "{generator}"
 parallelism = {source_parallelism}
 records_per_second_max = {rate}
-config = {{ records = "{records}", keys = "{keys}", disorder_ms = "{disorder}", silent = "{silent}" }}
+config = {{ records = "{records}", keys = "{keys}", step_ms = "{step}", start_ms = "{start}", late_every = "{late_every}", late_by_ms = "{late_by}", disorder_ms = "{disorder}", silent = "{silent}" }}
 watermark = {watermark}
 
 [[operators]]
@@ -86,14 +99,7 @@ module = "{probe_module}"
 parallelism = {probe_parallelism}
 clock = true
 config = {probe}
-
-[[operators]]
-id = "sink"
-role = "sink"
-module = "{sink}"
-config = {{ dir = "/output" }}
-mounts = [{{ host = "output", guest = "/output", writable = true }}]
-
+{sink}
 [[edges]]
 from = "events"
 to = "probe"
@@ -105,13 +111,17 @@ to = "sink"
 partition = "rebalance"
 "#,
             generator = guest("generator").display(),
-            sink = guest("file_sink").display(),
+            sink = file_sink_table(),
             probe_module = self.probe_module.display(),
             source_parallelism = self.source_parallelism,
             probe_parallelism = self.probe_parallelism,
             rate = self.records_per_second,
             records = self.records,
             keys = self.keys,
+            step = self.step_ms,
+            start = self.start_ms,
+            late_every = self.late_every,
+            late_by = self.late_by_ms,
             disorder = self.disorder_ms,
             silent = self.silent,
             watermark = self.watermark,
@@ -123,7 +133,7 @@ partition = "rebalance"
     }
 
     /// Each record the source emits: its key and timestamp.
-    fn records(&self) -> Vec<(String, i64)> {
+    pub fn records(&self) -> Vec<(String, i64)> {
         let silent: Vec<u64> = self
             .silent
             .split(',')
@@ -134,23 +144,37 @@ partition = "rebalance"
         for i in 0..self.records {
             let n = step(&mut sequence) % self.keys;
             if !silent.contains(&(i % u64::from(self.source_parallelism))) {
-                records.push((format!("k{n}"), timestamp(i, self.disorder_ms)));
+                let mut at = self.start_ms + timestamp(i, self.step_ms, self.disorder_ms);
+                if self.is_late(i) {
+                    at -= self.late_by_ms;
+                }
+                records.push((format!("k{n}"), at));
             }
         }
         records
     }
 
-    /// The windows the probe emits for these records, sorted: `window <key> <end> <count>`,
-    /// computed without the host.
-    fn model(&self, window_ms: i64) -> Vec<String> {
+    /// Whether the generator stamps record `i` `late_by_ms` earlier.
+    pub fn is_late(&self, i: u64) -> bool {
+        self.late_every > 0 && i % self.late_every == self.late_every - 1
+    }
+
+    /// The records of each key in each tumbling window of `window_ms`, by key and window
+    /// start, computed without the host.
+    pub fn counts(&self, window_ms: i64) -> BTreeMap<(String, i64), u64> {
         let mut counts: BTreeMap<(String, i64), u64> = BTreeMap::new();
         for (key, timestamp) in self.records() {
-            let end = timestamp.div_euclid(window_ms) * window_ms + window_ms - 1;
-            *counts.entry((key, end)).or_default() += 1;
+            let start = timestamp.div_euclid(window_ms) * window_ms;
+            *counts.entry((key, start)).or_default() += 1;
         }
+        counts
+    }
+
+    /// The windows the probe emits for these records, sorted: `window <key> <end> <count>`.
+    fn model(&self, window_ms: i64) -> Vec<String> {
+        let counts = self.counts(window_ms).into_iter();
         let mut lines: Vec<String> = counts
-            .into_iter()
-            .map(|((key, end), count)| format!("window {key} {end} {count}"))
+            .map(|((key, start), count)| format!("window {key} {} {count}", start + window_ms - 1))
             .collect();
         lines.sort();
         lines
@@ -165,8 +189,12 @@ fn sorted_output(dir: &Dir) -> Vec<String> {
 }
 
 /// Asserts the committed output is `expected` (sorted), saying what is missing or extra.
-fn assert_output(dir: &Dir, expected: &[String]) {
-    let output = sorted_output(dir);
+pub(crate) fn assert_output(dir: &Dir, expected: &[String]) {
+    assert_lines(sorted_output(dir), expected);
+}
+
+/// Asserts `output` (sorted) is `expected` (sorted), saying what is missing or extra.
+pub(crate) fn assert_lines(output: Vec<String>, expected: &[String]) {
     let missing: Vec<_> = expected
         .iter()
         .filter(|l| !output.contains(l))
@@ -186,7 +214,7 @@ fn assert_output(dir: &Dir, expected: &[String]) {
 }
 
 /// Waits until the job in `dir` has committed more than `lines` lines.
-fn wait_for_output_past(dir: &Dir, lines: usize) {
+pub(crate) fn wait_for_output_past(dir: &Dir, lines: usize) {
     wait_until("output committed past what came before", || {
         dir.committed_output().len() > lines
     });
@@ -204,7 +232,7 @@ fn stop_once_committed(dir: &Dir, running: RunningJob, expected: &[String]) {
 }
 
 /// `host run JOB --from POINT` (none: a fresh run).
-fn start(dir: &Dir, job: &str, from: Option<&str>) -> RunningJob {
+pub(crate) fn start(dir: &Dir, job: &str, from: Option<&str>) -> RunningJob {
     match from {
         Some(point) => dir.start(&[job, "--from", point]),
         None => dir.start(&[job]),
@@ -212,7 +240,7 @@ fn start(dir: &Dir, job: &str, from: Option<&str>) -> RunningJob {
 }
 
 /// `host list --json`'s event time of `job`'s subtasks of `operator`: (watermark, timers).
-fn time_of(dir: &Dir, job: &str, operator: &str) -> Vec<(Option<i64>, u64)> {
+pub(crate) fn time_of(dir: &Dir, job: &str, operator: &str) -> Vec<(Option<i64>, u64)> {
     let listed: serde_json::Value =
         serde_json::from_str(&dir.host_ok(&["list", "--json"])).unwrap();
     let row = listed.as_array().unwrap().iter().find(|r| r["job"] == job);
@@ -231,7 +259,7 @@ fn time_of(dir: &Dir, job: &str, operator: &str) -> Vec<(Option<i64>, u64)> {
 }
 
 /// `host check JOB --from POINT --json`'s pending timers of `operator`: (event, processing).
-fn pending_in(dir: &Dir, job: &str, point: &str, operator: &str) -> (u64, u64) {
+pub(crate) fn pending_in(dir: &Dir, job: &str, point: &str, operator: &str) -> (u64, u64) {
     let report = dir.host_ok(&["check", job, "--from", point, "--json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     let operators = report["operators"].as_array().unwrap();
@@ -244,23 +272,32 @@ fn pending_in(dir: &Dir, job: &str, point: &str, operator: &str) -> (u64, u64) {
     (count("event_time"), count("processing_time"))
 }
 
+/// Runs `first` until it committed a window, stops it with a savepoint (which must hold pending
+/// event-time timers), resumes from it as `resumed` (the same job, or its probe another
+/// module: `run --from` upgrades it), `kill -9`s that once it committed more, and resumes from
+/// its last checkpoint to the end.
+pub(crate) fn through_save_and_kill_9(dir: &Dir, first: &Timed, resumed: &Timed) {
+    let job = first.write(dir);
+    // Windows fire as the watermark passes them, while the source still runs.
+    let running = start(dir, &job, None);
+    wait_for_output_past(dir, 0);
+    let point = dir.save_and_stop(running);
+    let (pending, _) = pending_in(dir, &job, &point, "probe");
+    assert!(pending > 0, "the savepoint holds the open windows' timers");
+    let job = resumed.write(dir);
+    let committed = dir.committed_output().len();
+    let running = start(dir, &job, Some(&point));
+    wait_for_output_past(dir, committed);
+    let killed = running.job.clone();
+    running.kill();
+    start(dir, &job, Some(&killed)).wait_ok();
+}
+
 #[test]
 fn event_time_windows_over_out_of_order_input_equal_a_model_through_save_and_kill_9() {
     let dir = Dir::new(0);
     let timed = Timed::default();
-    let job = timed.write(&dir);
-    // Windows fire as the watermark passes them, while the source still runs.
-    let running = start(&dir, &job, None);
-    wait_for_output_past(&dir, 0);
-    let point = dir.save_and_stop(running);
-    let (pending, _) = pending_in(&dir, &job, &point, "probe");
-    assert!(pending > 0, "the savepoint holds the open windows' timers");
-    let committed = dir.committed_output().len();
-    let running = start(&dir, &job, Some(&point));
-    wait_for_output_past(&dir, committed);
-    let killed = running.job.clone();
-    running.kill();
-    start(&dir, &job, Some(&killed)).wait_ok();
+    through_save_and_kill_9(&dir, &timed, &timed);
     assert_output(&dir, &timed.model(100));
 }
 
@@ -344,33 +381,39 @@ fn an_overdue_alert_fires_at_once_after_a_restore_past_its_due_time() {
     stop_once_committed(&dir, running, &expected);
 }
 
-#[test]
-fn timers_move_with_their_key_groups_from_2_to_3_to_1() {
-    let dir = Dir::new(0);
-    let timed = Timed::default();
+/// Runs `timed` on 2 probe subtasks, then 3, then 1, each from the previous one's savepoint
+/// (taken once it committed more), the last to the end.
+pub(crate) fn through_rescale_2_3_1(dir: &Dir, timed: &Timed) {
     let mut from: Option<String> = None;
     for probes in [2, 3] {
         let job = Timed {
             probe_parallelism: probes,
             ..timed.clone()
         }
-        .write(&dir);
+        .write(dir);
         if let Some(point) = &from {
             let check = dir.host_ok(&["check", &job, "--from", point]);
             assert!(check.contains("probe: parallelism"), "{check}");
             assert!(check.contains("timers pending"), "{check}");
         }
         let committed = dir.committed_output().len();
-        let running = start(&dir, &job, from.as_deref());
-        wait_for_output_past(&dir, committed);
+        let running = start(dir, &job, from.as_deref());
+        wait_for_output_past(dir, committed);
         from = Some(dir.save_and_stop(running));
     }
     let job = Timed {
         probe_parallelism: 1,
         ..timed.clone()
     }
-    .write(&dir);
-    start(&dir, &job, from.as_deref()).wait_ok();
+    .write(dir);
+    start(dir, &job, from.as_deref()).wait_ok();
+}
+
+#[test]
+fn timers_move_with_their_key_groups_from_2_to_3_to_1() {
+    let dir = Dir::new(0);
+    let timed = Timed::default();
+    through_rescale_2_3_1(&dir, &timed);
     assert_output(&dir, &timed.model(100));
 }
 
@@ -407,16 +450,7 @@ fn window_timers_move_with_their_keys_through_a_repartition_from_128_to_256_grou
         pending.0 > 0,
         "no event-time timer pending at the savepoint"
     );
-    let args = [
-        "state",
-        "repartition",
-        &point,
-        "--max-parallelism",
-        "256",
-        "--to",
-        "wider",
-    ];
-    dir.host_ok(&args);
+    dir.repartition(&point, 256, "wider");
     let wider = Timed {
         probe_parallelism: 3,
         ..windows.clone()
@@ -434,24 +468,19 @@ fn window_timers_move_with_their_keys_through_a_repartition_from_128_to_256_grou
     assert_output(&dir, &expected);
 }
 
-#[test]
-fn timers_registered_before_a_live_upgrade_fire_in_the_new_module() {
-    let dir = Dir::new(0);
-    let timed = Timed::default();
-    let job = timed.write(&dir);
-    let running = start(&dir, &job, None);
-    wait_for_output_past(&dir, 0);
-    // Another file of the same module: the swap restores it from the running one's state,
-    // and the timers stay with the subtasks.
-    let v2 = dir.path().join("timer_probe_v2.wasm");
-    std::fs::copy(guest("timer_probe"), &v2).unwrap();
+/// Runs `timed` until it committed a window, then upgrades its probe live (`host upgrade`) to
+/// `module`, which must restore the running one's state, and lets the job run to the end.
+pub(crate) fn through_a_live_upgrade(dir: &Dir, timed: &Timed, module: &Path) {
+    let job = timed.write(dir);
+    let running = start(dir, &job, None);
+    wait_for_output_past(dir, 0);
     let upgraded = dir.host_ok(&[
         "upgrade",
         &running.job,
         "--operator",
         "probe",
         "--module",
-        v2.to_str().unwrap(),
+        module.to_str().unwrap(),
         "--canary-records",
         "100",
         "--canary-ms",
@@ -459,6 +488,17 @@ fn timers_registered_before_a_live_upgrade_fire_in_the_new_module() {
     ]);
     assert!(upgraded.contains("upgraded operator `probe`"), "{upgraded}");
     running.wait_ok();
+}
+
+#[test]
+fn timers_registered_before_a_live_upgrade_fire_in_the_new_module() {
+    let dir = Dir::new(0);
+    let timed = Timed::default();
+    // Another file of the same module: the swap restores it from the running one's state,
+    // and the timers stay with the subtasks.
+    let v2 = dir.path().join("timer_probe_v2.wasm");
+    std::fs::copy(guest("timer_probe"), &v2).unwrap();
+    through_a_live_upgrade(&dir, &timed, &v2);
     assert_output(&dir, &timed.model(100));
 }
 

@@ -39,6 +39,37 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// A job file's `[[operators]]` table of `lines`, the line source reading `input/words.txt` of
+/// the job's folder (a [`Dir`]).
+pub fn line_source_table() -> String {
+    let mount = r#"{ host = "input", guest = "/input" }"#;
+    operator_table(
+        "lines",
+        "source",
+        "line_source",
+        r#"{ path = "/input/words.txt" }"#,
+        mount,
+    )
+}
+
+/// A job file's `[[operators]]` table of `sink`, the file sink writing into `output/` of the
+/// job's folder (a [`Dir`]), which [`Dir::committed_output`] reads.
+pub fn file_sink_table() -> String {
+    let mount = r#"{ host = "output", guest = "/output", writable = true }"#;
+    operator_table("sink", "sink", "file_sink", r#"{ dir = "/output" }"#, mount)
+}
+
+/// A job file's `[[operators]]` table of operator `id`, of `role`, running the example
+/// component `module` with `config` and one mount.
+fn operator_table(id: &str, role: &str, module: &str, config: &str, mount: &str) -> String {
+    let module = guest(module);
+    let module = module.display();
+    format!(
+        "\n[[operators]]\nid = \"{id}\"\nrole = \"{role}\"\nmodule = \"{module}\"\n\
+         config = {config}\nmounts = [{mount}]\n"
+    )
+}
+
 /// A scratch folder holding a state folder (`home`), an input file and a job file.
 pub struct Dir {
     tmp: tempfile::TempDir,
@@ -337,6 +368,20 @@ partition = "rebalance"
         (id, PathBuf::from(lines.next().expect("savepoint folder")))
     }
 
+    /// `host state repartition POINT --max-parallelism MAX --to TO`, which must succeed.
+    pub fn repartition(&self, point: &str, max_parallelism: u32, to: &str) -> String {
+        let max = max_parallelism.to_string();
+        self.host_ok(&[
+            "state",
+            "repartition",
+            point,
+            "--max-parallelism",
+            &max,
+            "--to",
+            to,
+        ])
+    }
+
     /// `host stop --save` of a running job; returns the savepoint's id once the job ended.
     pub fn save_and_stop(&self, running: RunningJob) -> String {
         let saved = self.host_ok(&["stop", "--save", &running.job]);
@@ -470,6 +515,21 @@ impl RunningJob {
         let job = self.job.clone();
         let (ok, stderr) = self.wait();
         assert!(ok, "job {job} failed:\n{stderr}");
+    }
+
+    /// Waits for the job to fail (exit code 3), panicking with stderr otherwise, and for its
+    /// stderr to say each of `needles`; returns that stderr.
+    pub fn wait_failed(self, needles: &[&str]) -> String {
+        let (code, stderr) = self.wait_code();
+        assert_eq!(
+            code,
+            Some(3),
+            "exit code 3 (the job failed) expected:\n{stderr}"
+        );
+        for needle in needles {
+            assert!(stderr.contains(needle), "expected `{needle}` in:\n{stderr}");
+        }
+        stderr
     }
 
     /// `kill -9`.

@@ -75,6 +75,12 @@ struct Taken {
 struct Checkpointing {
     instance: Instance,
     held: Held,
+    publisher: Publisher,
+}
+
+/// Where a benchmark writes and publishes the checkpoints of one subtask's state, as the
+/// coordinator does, and what each added to the state folder.
+pub(crate) struct Publisher {
     store: Store,
     job: JobId,
     operator: OperatorId,
@@ -114,8 +120,7 @@ impl Checkpointing {
 
     /// Takes checkpoint `next`: snapshot, merge and homing timed, then written and published.
     async fn take(&mut self, full: bool) -> anyhow::Result<Taken> {
-        let checkpoint = CheckpointId(self.next);
-        self.next += 1;
+        let checkpoint = self.publisher.next_checkpoint();
         let started = Instant::now();
         let snapshot = self.instance.snapshot(checkpoint.0, full).await?;
         let whole = snapshot.key_groups.iter().filter(|g| !g.delta).count();
@@ -123,18 +128,52 @@ impl Checkpointing {
         let held = &mut self.held;
         held.merge(self.instance.key_groups(), operator_state, changed, full)
             .map_err(|e| anyhow!(e))?;
-        let segment = Layout::segment_file_name(&self.job, checkpoint, "counter", 0);
-        held.home_new_pieces(&segment, checkpoint.0);
+        self.publisher.home(held, checkpoint);
         let pause = started.elapsed();
-        let file = self
-            .store
-            .write_state(&self.job, checkpoint, &self.operator, 0, held)?;
-        let bytes = self.publish(checkpoint, file)?;
+        let bytes = self.publisher.write_and_publish(checkpoint, held)?;
         Ok(Taken {
             pause,
             bytes,
             whole,
         })
+    }
+}
+
+impl Publisher {
+    /// Checkpoints of `operator` (its one subtask) of job `job` in the state folder `home`.
+    pub(crate) fn open(home: &Path, job: &str, operator: &str) -> anyhow::Result<Publisher> {
+        Ok(Publisher {
+            store: Store::open(home)?,
+            job: job.parse().map_err(anyhow::Error::msg)?,
+            operator: operator.parse().map_err(anyhow::Error::msg)?,
+            next: 1,
+            published: Files::new(),
+        })
+    }
+
+    /// The next checkpoint's number.
+    pub(crate) fn next_checkpoint(&mut self) -> CheckpointId {
+        self.next += 1;
+        CheckpointId(self.next - 1)
+    }
+
+    /// Gives `held`'s new pieces their home in the segment of `checkpoint`, as a subtask does
+    /// before it hands its state to the write.
+    pub(crate) fn home(&self, held: &mut Held, checkpoint: CheckpointId) {
+        let segment = Layout::segment_file_name(&self.job, checkpoint, self.operator.as_str(), 0);
+        held.home_new_pieces(&segment, checkpoint.0);
+    }
+
+    /// Writes `held` as `checkpoint`'s state and publishes it; returns the bytes it added.
+    pub(crate) fn write_and_publish(
+        &mut self,
+        checkpoint: CheckpointId,
+        held: &Held,
+    ) -> anyhow::Result<u64> {
+        let file = self
+            .store
+            .write_state(&self.job, checkpoint, &self.operator, 0, held)?;
+        self.publish(checkpoint, file)
     }
 
     /// Publishes `checkpoint`, whose one state file is `file`, as the coordinator does (its
@@ -210,11 +249,11 @@ pub async fn checkpoint_cost(
     let mut at = Checkpointing {
         instance: counter(guests, scratch).await?,
         held: Held::default(),
-        store: Store::open(scratch.join("checkpoints-home"))?,
-        job: "job-checkpoints".parse().map_err(anyhow::Error::msg)?,
-        operator: "counter".parse().map_err(anyhow::Error::msg)?,
-        next: 1,
-        published: Files::new(),
+        publisher: Publisher::open(
+            &scratch.join("checkpoints-home"),
+            "job-checkpoints",
+            "counter",
+        )?,
     };
     at.fill(keys).await?;
     let full = at.take(true).await?;

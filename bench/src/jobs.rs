@@ -69,6 +69,17 @@ fn write_count(key: &[u8], count: u64, value: &mut Vec<u8>) -> usize {
     black_box(&value).len()
 }
 
+/// The generator's next key (`k<n>`, `n` the next number of its xorshift sequence modulo
+/// `keys`, the sequence's state in `state`), into `key`.
+pub(crate) fn generator_key(state: &mut u64, keys: u64, key: &mut Vec<u8>) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    key.clear();
+    key.push(b'k');
+    key.extend_from_slice(itoa::Buffer::new().format(*state % keys).as_bytes());
+}
+
 /// The peer job's work natively, with the data structure its guests use: generate `records`
 /// keys over `keys` (the generator's sequence), each key's group as the host's key-by gives
 /// it, count each in the SDK's own keyed state ([`jobhost_guest::Keyed`], one table per key
@@ -79,12 +90,7 @@ fn native_peer(records: u64, keys: u64) -> usize {
     let (mut state, mut key, mut value, mut out) =
         (0x2545_f491_4f6c_dd1d_u64, Vec::new(), Vec::new(), 0);
     for i in 0..records {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        key.clear();
-        key.push(b'k');
-        key.extend_from_slice(itoa::Buffer::new().format(state % keys).as_bytes());
+        generator_key(&mut state, keys, &mut key);
         let record = jobhost_batch::Record {
             key: &key,
             value: b"",
@@ -145,22 +151,35 @@ pub fn peer_job(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result<V
 
 /// The peer job's file: `records` records over `keys` keys, checkpoints every `interval_ms`.
 pub fn peer_text(guests: &Path, records: usize, keys: usize, interval_ms: u64) -> String {
+    peer_text_at(guests, records, keys, interval_ms, 1)
+}
+
+/// The peer job's file with every operator at `parallelism`.
+pub fn peer_text_at(
+    guests: &Path,
+    records: usize,
+    keys: usize,
+    interval_ms: u64,
+    parallelism: u32,
+) -> String {
+    let config = format!("config = {{ records = \"{records}\", keys = \"{keys}\" }}");
+    let module = |name: &str| guests.join(format!("{name}.wasm"));
     format!("checkpoint_interval_ms = {interval_ms}\n")
         + &operator(
             "generator",
             "source",
-            &guests.join("generator.wasm"),
-            1,
-            &format!("config = {{ records = \"{records}\", keys = \"{keys}\" }}"),
+            &module("generator"),
+            parallelism,
+            &config,
         )
         + &operator(
             "counter",
             "operator",
-            &guests.join("counter_v1.wasm"),
-            1,
+            &module("counter_v1"),
+            parallelism,
             "",
         )
-        + &operator("sink", "sink", &guests.join("null_sink.wasm"), 1, "")
+        + &operator("sink", "sink", &module("null_sink"), parallelism, "")
         + &edge("generator", "counter", "key-by")
         + &edge("counter", "sink", "forward")
 }
@@ -212,6 +231,7 @@ pub(crate) async fn build(
         // The benchmarks' jobs have no connectors, so no secrets; every subtask runs here.
         secrets: Default::default(),
         remote: None,
+        bound: None,
     };
     runtime::build(engine.clone(), store.clone(), spec)
         .await
@@ -227,7 +247,7 @@ pub(crate) async fn build(
 }
 
 /// Runs a job to its end; returns how long it ran.
-async fn run_to_end(job: Job) -> anyhow::Result<Duration> {
+pub(crate) async fn run_to_end(job: Job) -> anyhow::Result<Duration> {
     Ok(run_counted(job).await?.0)
 }
 

@@ -17,6 +17,14 @@
 //! 9. the tokenizer and the counter in Python and JavaScript against Rust: records/s, the cost
 //!    of a call, component size, cold compile, job start with the cache warm.
 //! 10. `host state read` of 1 M keys into Parquet vs reading the point's files raw.
+//! 11. event time ([`time`]): a tumbling-window count against a native loop doing the same
+//!     windowing; a timer's cost end to end; a checkpoint of 1 M pending timers, 1 % changed.
+//! 12. the peer job on 1, 2, 3 `host worker` processes vs one process; the exchange between
+//!     workers vs a raw TCP copy of the same bytes ([`cluster`]); checkpoints on 3 workers
+//!     vs 1, on moto ([`cluster_checkpoints`]).
+//! 13. connectors, against real servers ([`servers`]): JetStream source throughput vs an
+//!     ordered consumer; the PostgreSQL sink vs `COPY`; latency from publish to a visible row
+//!     ([`connectors`]). Skipped, with a line saying why, when the servers cannot start.
 //!
 //! The rows of 5, 6 and 8 run the `host` binary built beside this one.
 //!
@@ -31,6 +39,9 @@
 
 mod boundary;
 mod checkpoints;
+mod cluster;
+mod cluster_checkpoints;
+mod connectors;
 mod disk;
 mod jobs;
 mod languages;
@@ -40,8 +51,10 @@ mod process;
 mod report;
 mod rescale;
 mod runs;
+mod servers;
 mod state_tools;
 mod store;
+mod time;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -107,11 +120,16 @@ enum Bench {
     Languages,
     Metrics,
     StateRead,
+    Time,
+    Workers,
+    Exchange,
+    WorkerCheckpoints,
+    Connectors,
 }
 
 impl Bench {
     /// Every benchmark, in the order they run (the report's order).
-    const IN_ORDER: [Bench; 13] = [
+    const IN_ORDER: [Bench; 18] = [
         Bench::Pipeline,
         Bench::Peer,
         Bench::Boundary,
@@ -125,6 +143,11 @@ impl Bench {
         Bench::Rescale,
         Bench::Languages,
         Bench::StateRead,
+        Bench::Time,
+        Bench::Workers,
+        Bench::Exchange,
+        Bench::WorkerCheckpoints,
+        Bench::Connectors,
     ];
 }
 
@@ -182,6 +205,26 @@ pub struct Sizes {
     /// components at once (a quick run: a cold Python or JavaScript compile takes tens of
     /// seconds), rather than the tokenizer and the counter, one language after another.
     pub languages_quick: bool,
+    /// Records of the windowed count.
+    pub window_records: usize,
+    /// Event-time timers registered and fired (one a record).
+    pub timers: usize,
+    /// Pending timers whose checkpoints are measured.
+    pub checkpoint_timers: usize,
+    /// Records of the peer job on worker processes.
+    pub worker_records: usize,
+    /// Checkpoints timed on 1 and on 3 worker processes (on moto).
+    pub cluster_checkpoints: usize,
+    /// Records through the exchange (a sixteenth of them with 1 KiB values).
+    pub exchange_records: usize,
+    /// Messages of the JetStream stream read to its end.
+    pub stream_messages: usize,
+    /// Rows through the PostgreSQL sink (and `COPY`).
+    pub sink_rows: usize,
+    /// Messages whose latency to a visible row is measured.
+    pub latency_messages: usize,
+    /// Messages a second they are published at.
+    pub latency_rate: u64,
     /// Keys of the peer job whose checkpoint overhead is measured.
     pub overhead_keys: usize,
     /// Its checkpoint interval.
@@ -218,6 +261,16 @@ impl Sizes {
             language_words: 20_000,
             repetitions: 1,
             languages_quick: true,
+            window_records: 100_000,
+            stream_messages: 20_000,
+            sink_rows: 20_000,
+            latency_messages: 500,
+            latency_rate: 500,
+            exchange_records: 200_000,
+            cluster_checkpoints: 1,
+            worker_records: 50_000,
+            timers: 50_000,
+            checkpoint_timers: 50_000,
             overhead_keys: 100_000,
             overhead_interval_ms: 100,
             overhead_seconds: 4.0,
@@ -262,6 +315,16 @@ impl Sizes {
             language_words: 1_000_000,
             repetitions: 5,
             languages_quick: false,
+            window_records: 10_000_000,
+            stream_messages: 1_000_000,
+            sink_rows: 1_000_000,
+            latency_messages: 20_000,
+            latency_rate: 1_000,
+            exchange_records: 4_000_000,
+            cluster_checkpoints: 10,
+            worker_records: 10_000_000,
+            timers: 1_000_000,
+            checkpoint_timers: 1_000_000,
             overhead_keys: 1_000_000,
             overhead_interval_ms: 1_000,
             overhead_seconds: 25.0,
@@ -379,6 +442,13 @@ impl Workplace<'_> {
                 languages::languages(guests, scratch, sizes, self.share_cache).await
             }
             Bench::StateRead => state_tools::state_read(guests, scratch, sizes),
+            Bench::Time => on_own_thread(time::time, guests, scratch, sizes),
+            Bench::Workers => cluster::workers(guests, scratch, sizes),
+            Bench::Exchange => cluster::exchange(sizes).await,
+            Bench::WorkerCheckpoints => {
+                on_own_thread(cluster_checkpoints::on_s3, guests, scratch, sizes)
+            }
+            Bench::Connectors => on_own_thread(connectors::connectors, guests, scratch, sizes),
         }
     }
 

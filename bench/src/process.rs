@@ -37,6 +37,33 @@ pub fn host_binary() -> anyhow::Result<PathBuf> {
     Ok(host)
 }
 
+/// Runs `host run FILE ARGS` on the state folder `home` to its end, its log at warnings;
+/// returns how long it took, from the command's start to its exit.
+pub fn host_run(home: &Path, file: &Path, args: &[String]) -> anyhow::Result<Duration> {
+    let mut command = Command::new(host_binary()?);
+    command
+        .arg("run")
+        .arg(file)
+        .args(args)
+        .env("HOST_HOME", home)
+        .env("HOST_LOG", "host=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let started = Instant::now();
+    let output = command.output().context("starting `host run`")?;
+    let took = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "`host run {} {}` failed ({}): {}",
+            file.display(),
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(took)
+}
+
 /// A state folder and the `host` binary that works in it.
 pub struct HostHome {
     binary: PathBuf,
@@ -139,7 +166,7 @@ impl HostHome {
 }
 
 /// Each line that `stream` yields, with the moment it was read, on a channel (from a thread).
-fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<(Instant, String)> {
+pub fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<(Instant, String)> {
     let (send, receive) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {

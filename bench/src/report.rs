@@ -144,8 +144,11 @@ noisy. `./dev bench --quick` finishes in under a minute; `--only`, `--words` and
 narrow a run down for profiling or A/B comparisons; CI runs the same quick workloads on the
 test build as `./dev bench-smoke`. Results go to stdout as a table and to `bench.json` in cargo's
 target directory (`target/`, unless `CARGO_TARGET_DIR` or cargo's configuration puts it elsewhere).
-The upgrade, start-up and idle-memory rows run the real `host` binary, the one built beside
-`bench` (`<target-dir>/<profile>/host`; both recipes build both).
+The upgrade, start-up, idle-memory, rescale, worker and connector rows run the real `host`
+binary, the one built beside `bench` (`<target-dir>/<profile>/host`; both recipes build both).
+The connector rows run against a NATS server and a PostgreSQL server that `tests/servers/`
+installs (if missing) and starts, as the connector tests do; when they cannot start, the run
+prints a line saying why and has no connector rows.
 
 Each row compares the host with a baseline doing the same work in the same run, on the same
 cores, and reports the ratio: these machines are shared and their speed drifts by a quarter or

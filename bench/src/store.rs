@@ -31,7 +31,7 @@ const BUCKET: &str = "bench";
 const BLOBS: usize = 8;
 
 /// Moto's S3 server on a free port of 127.0.0.1; killed when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     endpoint: String,
 }
@@ -45,7 +45,7 @@ impl Drop for Moto {
 
 impl Moto {
     /// Starts `moto_server` and creates the bucket.
-    fn start(server: &Path) -> anyhow::Result<Moto> {
+    pub(crate) fn start(server: &Path) -> anyhow::Result<Moto> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -85,6 +85,19 @@ impl Moto {
             bail!("creating bucket {BUCKET} on moto: {response}");
         }
         Ok(())
+    }
+
+    /// The environment of a `host` process whose points live on this server, under `prefix`
+    /// (as the S3 tests give it).
+    pub(crate) fn env(&self, prefix: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("HOST_STORE", format!("s3://{BUCKET}/{prefix}")),
+            ("AWS_ENDPOINT", format!("http://{}", self.endpoint)),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "bench".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "bench".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
     }
 
     /// A state folder under `home` whose points live on this server, under `prefix`.

@@ -9,26 +9,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-fail() {
-    echo "demo: FAILED: $*" >&2
-    exit 1
-}
+. "$here/../demo-lib.sh"
 script="$here/$(basename "${BASH_SOURCE[0]}")"
 trap 'echo "demo: FAILED (exit $?) at line $LINENO: $(sed -n "${LINENO}p" "$script")" >&2' ERR
-
-target="${JOBHOST_TARGET_DIR:-}"
-if [ -z "$target" ]; then
-    target=$(cd "$here" && cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-fi
-host="$target/debug/host"
-guests="$target/wasm32-wasip2/guest"
-[ -x "$host" ] || fail "no host binary at $host: build it with \`just host\` (or run \`./dev demo\`)"
-for module in line_source tokenizer counter_v1 counter_v2 file_sink; do
-    [ -f "$guests/$module.wasm" ] ||
-        fail "no component $guests/$module.wasm: build them with \`just guests\` (or run \`./dev demo\`)"
-done
+need_guests line_source tokenizer counter_v1 counter_v2 file_sink
 
 export HOST_HOME="$here/.host"
 cd "$here"

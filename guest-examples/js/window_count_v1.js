@@ -5,7 +5,8 @@
 // timestamps and, once the watermark reaches the window's end, emits one record: the key, the
 // value `"{key} {start} {end} count={n}"`, at timestamp `end - 1`. Config `allowed_lateness_ms`
 // (default 0) keeps a window that long after its end: a record of it that arrives meanwhile
-// updates it, and it is emitted again. Its state, `window-count` version 1, is each key's open
+// updates it, and it is emitted again; config `late_output = "true"` sends a record too late for
+// its window on downstream (key prefixed `\xfflate:`) rather than only counting it. Its state, `window-count` version 1, is each key's open
 // windows with their counts: the bytes the Rust and Python versions write.
 
 import { WindowOperator, Windows, aggregate, register } from "../../sdk/js/jobhost/index.js";
@@ -20,6 +21,7 @@ export class WindowCountV1 extends WindowOperator {
   init(ctx) {
     const lateness = Number(ctx.config.allowed_lateness_ms ?? "0");
     this.windows = this.windows.allowedLateness(lateness);
+    if ((ctx.config.late_output ?? "false") === "true") this.windows = this.windows.lateOutput();
   }
 
   emit(key, window, count, out) {

@@ -27,6 +27,7 @@ export class WindowCountV2 extends WindowOperator {
   init(ctx) {
     const lateness = Number(ctx.config.allowed_lateness_ms ?? "0");
     this.windows = this.windows.allowedLateness(lateness);
+    if ((ctx.config.late_output ?? "false") === "true") this.windows = this.windows.lateOutput();
   }
 
   emit(key, window, [count, sum], out) {

@@ -5,7 +5,8 @@ For each key, it counts the records of each window `[start, start + 10000)` of t
 timestamps and, once the watermark reaches the window's end, emits one record: the key, the
 value `"{key} {start} {end} count={n}"`, at timestamp `end - 1`. Config `allowed_lateness_ms`
 (default 0) keeps a window that long after its end: a record of it that arrives meanwhile
-updates it, and it is emitted again. Its state, `window-count` version 1, is each key's open
+updates it, and it is emitted again; config `late_output = "true"` sends a record too late for
+its window on downstream (key prefixed `\xfflate:`) rather than only counting it. Its state, `window-count` version 1, is each key's open
 windows with their counts: the bytes the Rust and JavaScript versions write."""
 
 from jobhost import WindowOperator, Windows, aggregate, export
@@ -21,6 +22,8 @@ class WindowCountV1(WindowOperator):
     def init(self, ctx):
         lateness = int(ctx.config.get("allowed_lateness_ms", "0"))
         self.windows = self.windows.allowed_lateness(lateness)
+        if ctx.config.get("late_output", "false") == "true":
+            self.windows = self.windows.late_output()
 
     def emit(self, key, window, count, out):
         value = b"%s %d %d count=%d" % (key, window.start, window.end, count)

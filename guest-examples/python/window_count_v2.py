@@ -27,6 +27,8 @@ class WindowCountV2(WindowOperator):
     def init(self, ctx):
         lateness = int(ctx.config.get("allowed_lateness_ms", "0"))
         self.windows = self.windows.allowed_lateness(lateness)
+        if ctx.config.get("late_output", "false") == "true":
+            self.windows = self.windows.late_output()
 
     def emit(self, key, window, acc, out):
         count, total = acc

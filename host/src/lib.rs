@@ -28,13 +28,18 @@
 //!   ([`cluster::worker`]), the exchange of batches between them as Arrow IPC over TCP with
 //!   credit ([`cluster::exchange`]), placement and schedulers.
 //! - [`connectors`]: connectors built into the host (NATS JetStream source and sink,
-//!   PostgreSQL sink, Kafka source and transactional sink), run by the runtime behind the same role calls as components
-//!   ([`runtime::instance`]).
+//!   PostgreSQL sink, Kafka source and transactional sink), run by the runtime behind the same
+//!   role calls as components ([`runtime::instance`]); and the capture, which stands in for
+//!   every sink in a shadow run.
 //! - [`control`]: the control socket of a running job, and its client.
 //! - [`metrics`]: what a running job counts (atomics per subtask), sampled for `host serve`.
 //! - [`jobs`]: jobs seen from outside their processes, as the CLI and `host serve` share them:
 //!   jobs and points listed, requests to a running job.
 //! - [`serve`]: `host serve`: the HTTP API, `/metrics` and the dashboard.
+//! - [`shadow`]: `host shadow`: an old and a new job run from one point on the same input
+//!   (their sources bounded alike: [`runtime::SourceBound`]), every sink a capture
+//!   ([`connectors::capture`]), checkpoints in a temporary folder; their outputs and keyed
+//!   state compared ([`shadow::diff`]). Changes nothing.
 //! - [`admission`]: whether a job may start beside the running ones (no two write one folder).
 //! - [`key_group`]: where a key's state lives (pinned, recorded in every `_metadata`).
 //! - [`protected`]: the host's own folders, which no mount may reach.
@@ -157,6 +162,7 @@ pub mod points;
 pub mod protected;
 pub mod runtime;
 pub mod serve;
+pub mod shadow;
 pub mod snapshot;
 pub mod store;
 pub mod time;

@@ -14,6 +14,7 @@ mod new;
 mod points;
 mod progress;
 mod s3;
+mod shadow;
 mod start;
 mod state;
 pub mod terminal;
@@ -163,6 +164,10 @@ enum Command {
     },
     /// Dry run: would this job restore from this point? Runs nothing.
     Check(CheckArgs),
+    /// Run the old and the new job from one point on the same input, changing nothing (every
+    /// sink captured, every mount read-only, checkpoints in a temporary folder), and compare
+    /// their output and keyed state. Exit status 0: they agree; 1: they differ; 2: a run failed.
+    Shadow(shadow::ShadowArgs),
     /// Serve the HTTP API, `/metrics` and the dashboard over the state folder, to holders of
     /// a token; prints the dashboard's address with it.
     Serve {
@@ -359,6 +364,7 @@ fn run_on(
         Command::Run(args) => run_job(store, args, worker_args),
         Command::Worker(args) => cluster::run_worker(store, args),
         Command::Check(args) => check_job(store, args, json),
+        Command::Shadow(args) => Ok(shadow::shadow(&store, args, json)),
         Command::New { .. } | Command::Completions { .. } => {
             unreachable!("handled before the state folder is opened")
         }

@@ -23,7 +23,7 @@ const DEFAULT_REGION: &str = "us-east-1";
 /// The points of the state folder `layout` lays out on the object store at `url`
 /// (`s3://bucket/prefix`), configured from the `AWS_*` variables.
 pub fn object_points(url: &str, layout: Layout) -> anyhow::Result<ObjectPoints> {
-    let url = StoreUrl::parse(url).map_err(anyhow::Error::msg)?;
+    let url = StoreUrl::parse(url)?;
     host::store::object::install_crypto_provider();
     let builder = AmazonS3Builder::from_env()
         .with_bucket_name(&url.bucket)

@@ -55,6 +55,9 @@ pub enum ConnectorConfig {
     KafkaSource(KafkaSource),
     /// `connector = "kafka"`, `role = "sink"`.
     KafkaSink(KafkaSink),
+    /// A shadow run's stand-in for a sink, never in a job file
+    /// ([`super::capture`]).
+    Capture(super::capture::Captured),
 }
 
 /// Where a secret is: never the secret itself.
@@ -481,16 +484,22 @@ impl ConnectorConfig {
             | ConnectorConfig::KafkaSink(KafkaSink { auth, .. }) => {
                 auth.iter_mut().for_each(|a| resolve(&mut a.password))
             }
+            ConnectorConfig::Capture(_) => {}
         }
         self
     }
 
-    /// The connector's kind.
-    pub fn kind(&self) -> ConnectorKind {
+    /// The connector's kind, as a job file names it (a capture is in none).
+    pub fn kind(&self) -> Option<ConnectorKind> {
         match self {
-            ConnectorConfig::NatsSource(_) | ConnectorConfig::NatsSink(_) => ConnectorKind::Nats,
-            ConnectorConfig::PostgresSink(_) => ConnectorKind::Postgres,
-            ConnectorConfig::KafkaSource(_) | ConnectorConfig::KafkaSink(_) => ConnectorKind::Kafka,
+            ConnectorConfig::NatsSource(_) | ConnectorConfig::NatsSink(_) => {
+                Some(ConnectorKind::Nats)
+            }
+            ConnectorConfig::PostgresSink(_) => Some(ConnectorKind::Postgres),
+            ConnectorConfig::KafkaSource(_) | ConnectorConfig::KafkaSink(_) => {
+                Some(ConnectorKind::Kafka)
+            }
+            ConnectorConfig::Capture(_) => None,
         }
     }
 
@@ -508,6 +517,7 @@ impl ConnectorConfig {
             | ConnectorConfig::KafkaSink(KafkaSink { auth, .. }) => {
                 auth.as_ref().map(|a| &a.password)
             }
+            ConnectorConfig::Capture(_) => None,
         }
     }
 

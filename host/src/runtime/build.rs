@@ -22,7 +22,7 @@ use super::restore::{self, RestoredTime};
 use super::subtask::{Command, Event, Subtask};
 use super::{
     BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
-    RestartError, RestoreFrom,
+    RestartError, RestoreFrom, SourceBound,
 };
 use crate::connectors::secret::Secrets;
 use crate::connectors::{Connector, Setup};
@@ -58,6 +58,8 @@ pub(super) struct Blueprint {
     pub(super) metrics: Arc<JobMetrics>,
     /// Where the subtasks run when not in this process (`host/src/cluster/`).
     pub(super) remote: Option<Arc<dyn Remote>>,
+    /// How far its sources read, for a bounded run.
+    bound: Option<Arc<SourceBound>>,
 }
 
 /// The subtasks of a job that one process runs, built and wired: the whole job in one
@@ -119,6 +121,7 @@ pub async fn build_share(
         initial: None,
         metrics,
         remote: None,
+        bound: None,
     };
     let here = |subtask: &SubtaskId| spec.here.contains(subtask);
     blueprint.share(spec.restore.as_ref(), &here, events).await
@@ -140,6 +143,7 @@ pub async fn build(
         protected,
         secrets,
         remote,
+        bound,
     } = spec;
     let initial = restore.map(Arc::new);
     let metrics = Arc::new(JobMetrics::new(job.clone(), Topology::of(&plan)));
@@ -155,6 +159,7 @@ pub async fn build(
         initial: initial.clone(),
         metrics,
         remote,
+        bound,
     };
     let resumed = initial.as_ref().map(|r| r.metadata.checkpoint);
     let first = crate::store::fence::first_checkpoint(resumed, taking_over);
@@ -400,6 +405,7 @@ impl Blueprint {
             store: self.store.clone(),
             job: self.job.clone(),
             records_per_second_max: op.records_per_second_max,
+            bound: self.bound.clone().filter(|_| op.role == Role::Source),
             generator: Generator::new(op.watermark, watermark, now),
             recover: recover_checkpoint(restore, op),
             held: None,

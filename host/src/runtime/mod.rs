@@ -6,6 +6,7 @@
 //! [`Job::spawn`]. A spawned job is supervised: when a subtask fails, the job restarts from its
 //! latest completed checkpoint as often as the job file's restart strategy allows.
 
+mod bound;
 mod build;
 pub mod channel;
 pub mod coordinator;
@@ -59,6 +60,8 @@ pub struct JobSpec {
     pub secrets: Secrets,
     /// Where the subtasks run when not in this process (`host/src/cluster/`); `None`: here.
     pub remote: Option<Arc<dyn remote::Remote>>,
+    /// How far its sources read, for a bounded run (`host shadow`); `None`: as far as they go.
+    pub bound: Option<Arc<SourceBound>>,
 }
 
 /// What every checkpoint and savepoint of a job records beside its state: enough to start the
@@ -119,6 +122,7 @@ pub struct OperatorInfo {
     pub remap: Option<Remap>,
 }
 
+pub use bound::SourceBound;
 pub use build::{Share, ShareSpec, build, build_share};
 pub use failure::{
     Aborted, BuildCause, BuildError, CheckpointFailure, JobFailure, Malformed, RemoteFailure,

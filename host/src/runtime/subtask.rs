@@ -181,6 +181,8 @@ pub struct Subtask {
     pub job: JobId,
     /// Sources only: throttle.
     pub records_per_second_max: Option<u64>,
+    /// Sources only: how far a bounded run reads ([`super::SourceBound`]).
+    pub bound: Option<Arc<super::SourceBound>>,
     /// Sinks restored from a point: the checkpoint whose outside world `recover` reconciles
     /// before anything else runs.
     pub recover: Option<CheckpointId>,

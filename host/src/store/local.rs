@@ -20,7 +20,7 @@ use super::fence::Lease;
 use super::layout::METADATA_FILE;
 use super::metadata::{self, MetadataError};
 use super::state_file;
-use super::{Layout, Metadata, Point, StateFile, StoreError, io_error};
+use super::{Layout, Metadata, Point, StateFault, StateFile, StoreError, io_error};
 use crate::durable;
 use crate::fault::Phase;
 use crate::ids::{CheckpointId, JobId, SavepointId};
@@ -184,13 +184,13 @@ impl PointStore for LocalPoints {
         let path_of = |file: &StateFile| point.dir.join(&file.file);
         let lens = files.iter().map(|(_, file)| {
             let found = folder.metadata(&file.file);
-            found.map(|m| m.len()).map_err(|e| e.to_string())
+            found.map(|m| m.len()).map_err(StateFault::Unreadable)
         });
         super::verify_lengths(files, lens.collect(), &path_of)?;
         for (n, (_, file)) in files.iter().enumerate() {
             let blob = folder
                 .read(&file.file)
-                .map_err(|e| super::read::corrupt(file, &path_of, e.to_string()))?;
+                .map_err(|e| super::read::corrupt(file, &path_of, StateFault::Unreadable(e)))?;
             super::verify_blob(file, &blob, &path_of)?;
             let mut segments = SegmentFiles {
                 folder: &folder,
@@ -302,12 +302,11 @@ struct SegmentFiles<'a> {
 impl state_file::Segments for SegmentFiles<'_> {
     fn bytes(&mut self, name: &str) -> Result<&Bytes, state_file::SegmentError> {
         if !self.read.contains_key(name) {
-            let bytes = read_segment_file(self.folder, name).map_err(|problem| {
-                state_file::SegmentError {
+            let bytes =
+                read_segment_file(self.folder, name).map_err(|fault| state_file::SegmentError {
                     segment: name.to_owned(),
-                    problem,
-                }
-            })?;
+                    fault,
+                })?;
             self.read.insert(name.to_owned(), bytes.into());
         }
         Ok(&self.read[name])
@@ -315,17 +314,19 @@ impl state_file::Segments for SegmentFiles<'_> {
 }
 
 /// Segment file `name` of `folder`, refused unread past [`metadata::SEGMENT_BYTES_MAX`].
-fn read_segment_file(folder: &cap_std::fs::Dir, name: &str) -> Result<Vec<u8>, String> {
-    let file = folder.open(name).map_err(|e| e.to_string())?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
+fn read_segment_file(
+    folder: &cap_std::fs::Dir,
+    name: &str,
+) -> Result<Vec<u8>, state_file::SegmentFault> {
+    use state_file::SegmentFault::{TooLarge, Unreadable};
+    let file = folder.open(name).map_err(Unreadable)?;
+    let len = file.metadata().map_err(Unreadable)?.len();
     let max = metadata::SEGMENT_BYTES_MAX;
     if len > max {
-        return Err(format!(
-            "{len} bytes: larger than any segment ({max} bytes at most)"
-        ));
+        return Err(TooLarge { len, max });
     }
     let mut bytes = Vec::with_capacity(len as usize);
     io::Read::read_to_end(&mut io::Read::take(file.into_std(), max), &mut bytes)
-        .map_err(|e| e.to_string())?;
+        .map_err(Unreadable)?;
     Ok(bytes)
 }

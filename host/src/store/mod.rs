@@ -51,6 +51,7 @@ pub use metadata::{
     Definition, Metadata, MetadataError, OperatorState, Origin, StateFile, StateLayout,
 };
 pub use modules::ModuleFault;
+pub use read::StateFault;
 pub(crate) use read::{verify_blob, verify_lengths};
 
 /// A failure of the state folder, naming the path at fault.
@@ -79,12 +80,12 @@ pub enum StoreError {
         source: MetadataError,
     },
     /// A state file does not match what `_metadata` says of it.
-    #[error("{path}: corrupt state file: {problem}")]
+    #[error("{path}: corrupt state file: {fault}")]
     CorruptState {
-        /// The state file.
+        /// The state file (or the segment at fault).
         path: PathBuf,
-        /// Length or checksum mismatch, or missing.
-        problem: String,
+        /// What is wrong with it.
+        fault: StateFault,
     },
     /// A module a point names is not in the module store.
     #[error(

@@ -28,7 +28,7 @@ mod lease;
 mod transfer;
 mod url;
 
-pub use url::StoreUrl;
+pub use url::{StoreUrl, StoreUrlError};
 
 use std::collections::BTreeMap;
 use std::future::Future;

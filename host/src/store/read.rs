@@ -22,13 +22,57 @@ enum Undecodable {
 
 impl Undecodable {
     fn at(self, store: &Store, point: &Point, file: &StateFile) -> StoreError {
-        let (location, problem) = match self {
-            Undecodable::StateFile(e) => (point.dir.join(&file.file), e.to_string()),
-            Undecodable::Segment(e) => (point.dir.join(e.segment), e.problem),
+        let (location, fault) = match self {
+            Undecodable::StateFile(e) => (point.dir.join(&file.file), StateFault::Undecodable(e)),
+            Undecodable::Segment(e) => (point.dir.join(e.segment), StateFault::Segment(e.fault)),
         };
         let path = PathBuf::from(store.display(&location));
-        StoreError::CorruptState { path, problem }
+        StoreError::CorruptState { path, fault }
     }
+}
+
+/// What is wrong with a state file, or with a segment it names, as read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFault {
+    /// Its file cannot be read, or its length cannot be known.
+    #[error("{0}")]
+    Unreadable(std::io::Error),
+    /// The object store holds no object by its name.
+    #[error("no such object")]
+    NoSuchObject,
+    /// Its length is not the one `_metadata` says.
+    #[error("{len} bytes, metadata says {expected}")]
+    Length {
+        /// Its length.
+        len: u64,
+        /// The length `_metadata` says.
+        expected: u64,
+    },
+    /// It is longer than any state file is.
+    #[error("{len} bytes: larger than any state file ({max} bytes at most)")]
+    TooLarge {
+        /// Its length.
+        len: u64,
+        /// The longest a state file may be.
+        max: u64,
+    },
+    /// Fewer or more bytes were read than `_metadata` says.
+    #[error("{read} bytes read, metadata says {expected}")]
+    ReadLength {
+        /// The bytes read.
+        read: u64,
+        /// The length `_metadata` says.
+        expected: u64,
+    },
+    /// Its bytes are not the ones `_metadata`'s checksum says.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// Verified, it does not decode.
+    #[error("{0}")]
+    Undecodable(state_file::StateFileError),
+    /// A segment it names is at fault (the error's path is the segment's).
+    #[error("{0}")]
+    Segment(state_file::SegmentFault),
 }
 
 /// A subtask's state from its verified state file, as the point's layout has it; in format 3,
@@ -150,15 +194,15 @@ impl Store {
     }
 }
 
-/// A state file's problem, naming it.
+/// A state file's fault, naming it.
 pub(super) fn corrupt(
     file: &StateFile,
     path_of: &dyn Fn(&StateFile) -> PathBuf,
-    problem: String,
+    fault: StateFault,
 ) -> StoreError {
     StoreError::CorruptState {
         path: path_of(file),
-        problem,
+        fault,
     }
 }
 
@@ -167,23 +211,25 @@ pub(super) fn corrupt(
 /// any wrong length. Performs no I/O.
 pub(crate) fn verify_lengths(
     files: &[(&OperatorId, &StateFile)],
-    found: Vec<Result<u64, String>>,
+    found: Vec<Result<u64, StateFault>>,
     path_of: &dyn Fn(&StateFile) -> PathBuf,
 ) -> Result<Vec<u64>, StoreError> {
     assert_eq!(files.len(), found.len(), "one finding per file");
     let mut lens = Vec::with_capacity(files.len());
     for ((_, file), len) in files.iter().zip(found) {
-        lens.push(len.map_err(|problem| corrupt(file, path_of, problem))?);
+        lens.push(len.map_err(|fault| corrupt(file, path_of, fault))?);
     }
     for ((_, file), &len) in files.iter().zip(&lens) {
         if len != file.len {
-            let problem = format!("{len} bytes, metadata says {}", file.len);
-            return Err(corrupt(file, path_of, problem));
+            let fault = StateFault::Length {
+                len,
+                expected: file.len,
+            };
+            return Err(corrupt(file, path_of, fault));
         }
         if len > metadata::STATE_FILE_BYTES_MAX {
             let max = metadata::STATE_FILE_BYTES_MAX;
-            let problem = format!("{len} bytes: larger than any state file ({max} bytes at most)");
-            return Err(corrupt(file, path_of, problem));
+            return Err(corrupt(file, path_of, StateFault::TooLarge { len, max }));
         }
     }
     Ok(lens)
@@ -197,11 +243,14 @@ pub(crate) fn verify_blob(
     path_of: &dyn Fn(&StateFile) -> PathBuf,
 ) -> Result<(), StoreError> {
     if blob.len() as u64 != file.len {
-        let problem = format!("{} bytes read, metadata says {}", blob.len(), file.len);
-        return Err(corrupt(file, path_of, problem));
+        let fault = StateFault::ReadLength {
+            read: blob.len() as u64,
+            expected: file.len,
+        };
+        return Err(corrupt(file, path_of, fault));
     }
     if crate::checksum::checksum(blob) != file.checksum {
-        return Err(corrupt(file, path_of, "checksum mismatch".to_owned()));
+        return Err(corrupt(file, path_of, StateFault::Checksum));
     }
     Ok(())
 }

@@ -275,27 +275,24 @@ impl SegmentBytes<'_> {
 
 /// The table of the segment `bytes`, the whole segment verified against its checksum and every
 /// entry within its pieces.
-pub fn open_segment(bytes: &[u8]) -> Result<Vec<Entry>, String> {
-    let short = || "shorter than its table".to_owned();
+pub fn open_segment(bytes: &[u8]) -> Result<Vec<Entry>, SegmentFault> {
+    let short = || SegmentFault::ShorterThanItsTable;
     let summed = bytes.len().checked_sub(16).ok_or_else(short)?;
     if checksum(&bytes[..summed]) != bytes[summed..] {
-        return Err("the segment does not match its checksum".to_owned());
+        return Err(SegmentFault::Checksum);
     }
     let len_at = summed.checked_sub(4).ok_or_else(short)?;
     let table_len = u32::from_le_bytes(bytes[len_at..summed].try_into().expect("4 bytes"));
     let table_at = len_at.checked_sub(table_len as usize).ok_or_else(short)?;
-    let table: Vec<Entry> = postcard::from_bytes(&bytes[table_at..len_at])
-        .map_err(|e| format!("the segment's table does not decode: {e}"))?;
+    let table: Vec<Entry> =
+        postcard::from_bytes(&bytes[table_at..len_at]).map_err(SegmentFault::Table)?;
     let outside = |e: &&Entry| {
         e.offset
             .checked_add(e.len)
             .is_none_or(|end| end > table_at as u64)
     };
     if let Some(entry) = table.iter().find(outside) {
-        return Err(format!(
-            "an entry of key group {} lies outside the segment's pieces",
-            entry.group
-        ));
+        return Err(SegmentFault::EntryOutside(entry.group));
     }
     Ok(table)
 }
@@ -360,12 +357,55 @@ fn decoded(
 }
 
 /// A segment that cannot give what a state file says it holds.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
+#[error("segment {segment}: {fault}")]
 pub struct SegmentError {
     /// The segment's file name.
     pub segment: String,
     /// What is wrong.
-    pub problem: String,
+    pub fault: SegmentFault,
+}
+
+/// What is wrong with a segment.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentFault {
+    /// Its file cannot be read.
+    #[error("{0}")]
+    Unreadable(std::io::Error),
+    /// Its object cannot be read.
+    #[error("{0}")]
+    Unfetched(Box<super::StoreError>),
+    /// It is longer than any segment is.
+    #[error("{len} bytes: larger than any segment ({max} bytes at most)")]
+    TooLarge {
+        /// Its length.
+        len: u64,
+        /// The longest a segment may be.
+        max: u64,
+    },
+    /// Its bytes end before its table does.
+    #[error("shorter than its table")]
+    ShorterThanItsTable,
+    /// Its trailer's checksum is not that of its bytes.
+    #[error("the segment does not match its checksum")]
+    Checksum,
+    /// Its table does not decode.
+    #[error("the segment's table does not decode: {0}")]
+    Table(postcard::Error),
+    /// An entry of this key group points past the pieces.
+    #[error("an entry of key group {0} lies outside the segment's pieces")]
+    EntryOutside(u32),
+    /// A chain that starts with a delta, or an empty piece.
+    #[error("entry {entry} (key group {group}) is out of order")]
+    OutOfOrder {
+        /// The entry's index in the table.
+        entry: usize,
+        /// Its key group.
+        group: u32,
+    },
+    /// A piece that does not match its entry's checksum.
+    #[error("checksum mismatch at offset {0}")]
+    PieceChecksum(u64),
 }
 
 /// Where a decoded state's segments are read from: each whole, by name.
@@ -389,9 +429,9 @@ impl Decoded {
     pub fn load(self, segments: &mut (impl Segments + ?Sized)) -> Result<Held, SegmentError> {
         let (mut key_groups, mut timers) = (BTreeMap::new(), BTreeMap::new());
         for (name, sequence, keyed, timed) in &self.segments {
-            let at_fault = |problem| SegmentError {
+            let at_fault = |fault| SegmentError {
                 segment: name.clone(),
-                problem,
+                fault,
             };
             let bytes = segments.bytes(name)?;
             let table = open_segment(bytes).map_err(at_fault)?;
@@ -410,15 +450,12 @@ impl Decoded {
                 };
                 let chain = chains.entry(entry.group).or_default();
                 if entry.len == 0 || entry.delta == chain.is_empty() {
-                    let group = entry.group;
-                    return Err(at_fault(format!(
-                        "entry {i} (key group {group}) is out of order"
-                    )));
+                    let (entry, group) = (i, entry.group);
+                    return Err(at_fault(SegmentFault::OutOfOrder { entry, group }));
                 }
                 let piece = &bytes[entry.offset as usize..][..entry.len as usize];
                 if checksum(piece) != entry.checksum {
-                    let problem = format!("checksum mismatch at offset {}", entry.offset);
-                    return Err(at_fault(problem));
+                    return Err(at_fault(SegmentFault::PieceChecksum(entry.offset)));
                 }
                 chain.push(Piece {
                     bytes: match shared {

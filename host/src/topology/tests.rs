@@ -218,7 +218,7 @@ fn connectors_plan_with_their_typed_config() {
     let kinds: Vec<_> = plan
         .operators
         .iter()
-        .map(|op| op.connector().unwrap().kind())
+        .map(|op| op.connector().unwrap().kind().unwrap())
         .collect();
     assert_eq!(kinds, [ConnectorKind::Nats, ConnectorKind::Postgres]);
 }

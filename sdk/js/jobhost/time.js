@@ -60,6 +60,25 @@ export class Timers {
   }
 }
 
+/**
+ * `timestamp` as an `s64` argument of the host's `timers`, refused if negative: componentize-js
+ * 0.23 aborts the whole component (a wasm trap: "Internal bindgen error in
+ * coreabi_from_bigint64 validation") when an imported function gets a negative `s64`, whatever
+ * its representation (bytecodealliance/ComponentizeJS#343, open). A clear error instead: the
+ * operator fails naming the timestamp, and `docs/time.md` says what to do.
+ */
+export function timerArgument(timestamp) {
+  const t = BigInt(timestamp);
+  if (t < 0n) {
+    throw new RangeError(
+      `a JavaScript operator cannot set a timer at a negative time (${t}): componentize-js ` +
+        "aborts on a negative s64 import argument (bytecodealliance/ComponentizeJS#343); " +
+        "keep event time at or after 0 (see docs/time.md)",
+    );
+  }
+  return t;
+}
+
 /** The host's timer service: `imports` is the `timers` interface componentize-js links. */
 export class HostTimers extends Timers {
   constructor(imports) {
@@ -68,11 +87,11 @@ export class HostTimers extends Timers {
   }
 
   register(key, timestamp, domain) {
-    this.imports.register(key, BigInt(timestamp), checkDomain(domain));
+    this.imports.register(key, timerArgument(timestamp), checkDomain(domain));
   }
 
   delete(key, timestamp, domain) {
-    this.imports.delete(key, BigInt(timestamp), checkDomain(domain));
+    this.imports.delete(key, timerArgument(timestamp), checkDomain(domain));
   }
 
   watermark() {

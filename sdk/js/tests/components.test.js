@@ -169,3 +169,39 @@ for (const [from, to] of [["rust", "python"], ["python", "js"], ["js", "rust"]])
     assert.deepEqual(emptied.sort(([x], [y]) => x - y), [[7, 0], [9, 0]]);
   });
 }
+
+/** v1 of `language` after `a` at -5000, -1 and 0: what `process` returned or threw. */
+async function v1Negative(language, timers) {
+  globalThis.jobhostTimers = timers;
+  const v1 = await instantiate(wasm(1, language));
+  v1.init(CONTEXT);
+  return [v1, () => v1.process(batch([["a", "", -5_000], ["a", "", -1], ["a", "", 0]]))];
+}
+
+for (const language of ["rust", "python"]) {
+  test(`a ${language} window-count v1 counts records of negative timestamps`, { skip }, async () => {
+    // Event time before 1970 (or a generator's first records, less their disorder): the
+    // records' timestamps, the timers and the watermark are s64.
+    const timers = new ManualTimers((key) => GROUPS[decoder.decode(key)]);
+    const [v1, process] = await v1Negative(language, timers);
+    assert.deepEqual(values(process()), []);
+    const pending = timers.pending(TimeDomain.EVENT_TIME).map(([key, t]) => `${decoder.decode(key)}@${t}`);
+    assert.deepEqual(pending, ["a@-1", "a@9999"]);
+    const fired = v1.onTimer("event-time", timers.advanceWatermark(-1));
+    assert.deepEqual(values(fired), ["a -10000 0 count=2"]);
+    assert.deepEqual(Array.from(fired.timestamps), [-1n]);
+  });
+}
+
+test("a js window-count v1 refuses a timer at a negative time, with an error rather than a trap", { skip }, async () => {
+  // componentize-js aborts the component on a negative s64 import argument
+  // (bytecodealliance/ComponentizeJS#343): the SDK refuses it first, naming it.
+  const timers = new ManualTimers((key) => GROUPS[decoder.decode(key)]);
+  const [v1, process] = await v1Negative("js", timers);
+  assert.throws(process, (e) => String(e.payload ?? e).includes("cannot set a timer at a negative time (-1)"));
+  assert.deepEqual(timers.pending(TimeDomain.EVENT_TIME), []);
+  // The instance is still alive, and the failed batch left nothing behind (the host fails the
+  // job and restores it): a later batch of non-negative times is counted alone.
+  assert.deepEqual(values(v1.process(batch([["a", "", 5]]))), []);
+  assert.deepEqual(values(v1.onTimer("event-time", timers.advanceWatermark(9_999))), ["a 0 10000 count=1"]);
+});

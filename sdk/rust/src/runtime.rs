@@ -334,14 +334,33 @@ pub mod glue {
 #[macro_export]
 macro_rules! export_operator {
     ($t:ty) => {
+        $crate::__export_operator_world!(
+            $t,
+            __JobhostOperator,
+            live_operator,
+            export_live_operator_world,
+            operator_init,
+            {}
+        );
+    };
+}
+
+/// The `Guest` implementations an operator's world (`$world`, of [`crate::bindings`]) asks of
+/// `$t`, on struct `$s`, and its export by macro `$export`: the `operator` functions, `init`
+/// through `glue::$init`, the functions in `{ $extra }` beside them, and `catch-up`'s
+/// `restore-changes`. Shared by [`export_operator!`] and `export_timed_operator!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_operator_world {
+    ($t:ty, $s:ident, $world:ident, $export:ident, $init:ident, { $($extra:tt)* }) => {
         #[doc(hidden)]
-        pub struct __JobhostOperator;
-        impl $crate::bindings::live_operator::Guest for __JobhostOperator {
+        pub struct $s;
+        impl $crate::bindings::$world::Guest for $s {
             fn describe() -> $crate::ModuleInfo {
                 <$t as $crate::Operator>::describe()
             }
             fn init(ctx: $crate::Context) -> Result<(), String> {
-                $crate::glue::operator_init::<$t>(ctx)
+                $crate::glue::$init::<$t>(ctx)
             }
             fn snapshot(checkpoint: u64, full: bool) -> Result<$crate::Snapshot, String> {
                 $crate::glue::operator_snapshot::<$t>(checkpoint, full)
@@ -352,10 +371,9 @@ macro_rules! export_operator {
             fn process(input: $crate::Batch) -> Result<$crate::Batch, String> {
                 $crate::glue::operator_process::<$t>(input)
             }
+            $($extra)*
         }
-        impl $crate::bindings::live_operator::exports::jobhost::operator::catch_up::Guest
-            for __JobhostOperator
-        {
+        impl $crate::bindings::$world::exports::jobhost::operator::catch_up::Guest for $s {
             fn restore_changes(
                 changes: $crate::Restored,
                 origin: $crate::StateOrigin,
@@ -367,9 +385,7 @@ macro_rules! export_operator {
         // `jobhost:operator/catch-up@…#restore-changes`) cannot go into a shared library's
         // version script, and a native build (`cargo test` of a `cdylib`) needs none.
         #[cfg(target_family = "wasm")]
-        $crate::bindings::live_operator::export_live_operator_world!(
-            __JobhostOperator with_types_in $crate::bindings::live_operator
-        );
+        $crate::bindings::$world::$export!($s with_types_in $crate::bindings::$world);
     };
 }
 

@@ -27,45 +27,20 @@ pub trait TimedOperator: Operator {
 #[macro_export]
 macro_rules! export_timed_operator {
     ($t:ty) => {
-        #[doc(hidden)]
-        pub struct __JobhostTimedOperator;
-        impl $crate::bindings::timed_operator::Guest for __JobhostTimedOperator {
-            fn describe() -> $crate::ModuleInfo {
-                <$t as $crate::Operator>::describe()
+        $crate::__export_operator_world!(
+            $t,
+            __JobhostTimedOperator,
+            timed_operator,
+            export_timed_operator_world,
+            timed_operator_init,
+            {
+                fn on_timer(
+                    domain: $crate::TimeDomain,
+                    fired: $crate::Batch,
+                ) -> Result<$crate::Batch, String> {
+                    $crate::glue::operator_on_timer::<$t>(domain, fired)
+                }
             }
-            fn init(ctx: $crate::Context) -> Result<(), String> {
-                $crate::glue::timed_operator_init::<$t>(ctx)
-            }
-            fn snapshot(checkpoint: u64, full: bool) -> Result<$crate::Snapshot, String> {
-                $crate::glue::operator_snapshot::<$t>(checkpoint, full)
-            }
-            fn restore(state: $crate::Restored, origin: $crate::StateOrigin) -> Result<(), String> {
-                $crate::glue::operator_restore::<$t>(state, origin)
-            }
-            fn process(input: $crate::Batch) -> Result<$crate::Batch, String> {
-                $crate::glue::operator_process::<$t>(input)
-            }
-            fn on_timer(
-                domain: $crate::TimeDomain,
-                fired: $crate::Batch,
-            ) -> Result<$crate::Batch, String> {
-                $crate::glue::operator_on_timer::<$t>(domain, fired)
-            }
-        }
-        impl $crate::bindings::timed_operator::exports::jobhost::operator::catch_up::Guest
-            for __JobhostTimedOperator
-        {
-            fn restore_changes(
-                changes: $crate::Restored,
-                origin: $crate::StateOrigin,
-            ) -> Result<(), String> {
-                $crate::glue::operator_restore_changes::<$t>(changes, origin)
-            }
-        }
-        // Only a component exports it (see `export_operator!`).
-        #[cfg(target_family = "wasm")]
-        $crate::bindings::timed_operator::export_timed_operator_world!(
-            __JobhostTimedOperator with_types_in $crate::bindings::timed_operator
         );
     };
 }

@@ -5,7 +5,9 @@
 //! timestamps and, once the watermark reaches the window's end, emits one record: the key, the
 //! value `"{key} {start} {end} count={n}"`, at timestamp `end - 1`. Config
 //! `allowed_lateness_ms` (default 0) keeps a window that long after its end: a record of it
-//! that arrives meanwhile updates it, and it is emitted again. Its state, format
+//! that arrives meanwhile updates it, and it is emitted again; config `late_output = "true"`
+//! sends a record too late for its window on downstream (key prefixed `\xfflate:`, its value
+//! and timestamp) rather than only counting it. Its state, format
 //! `window-count` version 1 (`docs/state-format.md`, *Windows*), is each key's open windows
 //! with their counts; the Python and JavaScript versions write the same bytes.
 
@@ -33,7 +35,10 @@ impl WindowOperator for WindowCount {
 
     fn windows(ctx: &Context) -> Result<Windows<Count>, String> {
         let lateness = config_or(&ctx.config, "allowed_lateness_ms", 0)?;
-        let windows = Windows::tumbling(10_000).allowed_lateness(lateness);
+        let mut windows = Windows::tumbling(10_000).allowed_lateness(lateness);
+        if config_or(&ctx.config, "late_output", false)? {
+            windows = windows.late_output();
+        }
         Ok(windows.aggregate(aggregate::count()))
     }
 

@@ -4,7 +4,7 @@
 //! As version 1, and it also sums the records' values read as integers (an empty value adds 0):
 //! for each window it emits the value `"{key} {start} {end} count={n} sum={sum}"` at timestamp
 //! `end - 1`, `sum=unknown` for a window that version 1 opened (it did not sum). Config
-//! `allowed_lateness_ms` as version 1. Its state is format `window-count` version 2: each
+//! `allowed_lateness_ms` and `late_output` as version 1. Its state is format `window-count` version 2: each
 //! window's accumulator is `[count, sum or nil]`; it reads versions 1 and 2.
 
 use jobhost_guest::aggregate::{self, Count, Sum};
@@ -41,7 +41,10 @@ impl WindowOperator for WindowCount {
 
     fn windows(ctx: &Context) -> Result<Windows<CountAndSum>, String> {
         let lateness = config_or(&ctx.config, "allowed_lateness_ms", 0)?;
-        let windows = Windows::tumbling(10_000).allowed_lateness(lateness);
+        let mut windows = Windows::tumbling(10_000).allowed_lateness(lateness);
+        if config_or(&ctx.config, "late_output", false)? {
+            windows = windows.late_output();
+        }
         let by: fn(&Record<'_>) -> Result<i64, String> = integer_or_zero;
         Ok(windows.aggregate((aggregate::count(), aggregate::sum_by(by))))
     }

@@ -151,6 +151,38 @@ pub fn worker_pod(config: &KubernetesConfig, name: &str, coordinator: SocketAddr
         ]
         .map(str::to_owned),
     );
+    let (env, env_from) = worker_env(config);
+    let container = Container {
+        name: "worker".to_owned(),
+        image: Some(config.image.clone()),
+        args: Some(args),
+        env: Some(env),
+        env_from,
+        ports: Some(vec![ContainerPort {
+            container_port: i32::from(config.exchange_port),
+            name: Some("exchange".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        ..Container::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels(&config.run, "worker")),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".to_owned()),
+            containers: vec![container],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+/// A worker's environment: the run's token and the Pod's IP (which `--advertise` names), and
+/// the variables of `config.env_secret`, if any.
+fn worker_env(config: &KubernetesConfig) -> (Vec<EnvVar>, Option<Vec<EnvFromSource>>) {
     let from = |source| EnvVar {
         value_from: Some(source),
         ..EnvVar::default()
@@ -189,32 +221,7 @@ pub fn worker_pod(config: &KubernetesConfig, name: &str, coordinator: SocketAddr
             ..EnvFromSource::default()
         }]
     });
-    let container = Container {
-        name: "worker".to_owned(),
-        image: Some(config.image.clone()),
-        args: Some(args),
-        env: Some(env),
-        env_from,
-        ports: Some(vec![ContainerPort {
-            container_port: i32::from(config.exchange_port),
-            name: Some("exchange".to_owned()),
-            ..ContainerPort::default()
-        }]),
-        ..Container::default()
-    };
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(labels(&config.run, "worker")),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".to_owned()),
-            containers: vec![container],
-            ..PodSpec::default()
-        }),
-        ..Pod::default()
-    }
+    (env, env_from)
 }
 
 impl Shared {

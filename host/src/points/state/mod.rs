@@ -4,7 +4,7 @@
 //! (`docs/state-format.md`), so the host reads it without any guest code: [`read`] gives every
 //! key and value of an operator (its key groups' chains resolved: whole, then deltas) and its
 //! operator state, as JSON lines or Parquet columns, one subtask's state in memory at a time.
-//! [`write`] makes a new savepoint with keys upserted or deleted (a delta appended to each
+//! [`write()`] makes a new savepoint with keys upserted or deleted (a delta appended to each
 //! group changed; every segment of the original linked, as a checkpoint links them), [`bootstrap`] one from data for
 //! a job that never ran, [`repartition`] one with another number of key groups, every key
 //! placed again by [`crate::key_group`]. None of them changes the point it reads; each new

@@ -203,60 +203,8 @@ impl<W: Write + Send> ParquetRows<W> {
         metadata: Vec<(String, String)>,
     ) -> Result<Self, StateError> {
         let values = value_columns(shape);
-        let field = |name: &str, physical, logical, repetition| {
-            Type::primitive_type_builder(name, physical)
-                .with_repetition(repetition)
-                .with_logical_type(logical)
-                .build()
-                .map(Arc::new)
-        };
-        let key_logical = keys_utf8.then_some(LogicalType::String);
-        let mut fields = vec![
-            field(
-                "key_group",
-                PhysicalType::INT32,
-                Some(LogicalType::integer(32, false)),
-                Repetition::REQUIRED,
-            )?,
-            field(
-                "key",
-                PhysicalType::BYTE_ARRAY,
-                key_logical,
-                Repetition::REQUIRED,
-            )?,
-            field(
-                "version",
-                PhysicalType::INT32,
-                Some(LogicalType::integer(32, false)),
-                Repetition::REQUIRED,
-            )?,
-        ];
-        for column in &values {
-            let kind = column.kind;
-            fields.push(field(
-                &column.name,
-                kind.physical(),
-                kind.logical(),
-                Repetition::OPTIONAL,
-            )?);
-        }
-        let schema = Type::group_type_builder("state")
-            .with_fields(fields)
-            .build()?;
-        let metadata = metadata
-            .into_iter()
-            .map(|(k, v)| KeyValue::new(k, v))
-            .collect();
-        // Dictionaries for the key groups and versions (few values, many rows) only: keys are
-        // unique, and values mostly so, where a dictionary is all cost.
-        let mut properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_dictionary_enabled(false)
-            .set_key_value_metadata(Some(metadata));
-        for column in ["key_group", "version"] {
-            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), true);
-        }
-        let properties = properties.build();
+        let schema = schema(&values, keys_utf8)?;
+        let properties = properties(metadata);
         let writer = SerializedFileWriter::new(out, Arc::new(schema), Arc::new(properties))?;
         Ok(ParquetRows {
             writer,
@@ -326,6 +274,69 @@ impl<W: Write + Send> ParquetRows<W> {
         self.writer.close()?;
         Ok(())
     }
+}
+
+/// The file's schema: the key group, the key (a string if `keys_utf8`), the version, then the
+/// value's `columns`, which may be empty.
+fn schema(columns: &[Column], keys_utf8: bool) -> Result<Type, StateError> {
+    let field = |name: &str, physical, logical, repetition| {
+        Type::primitive_type_builder(name, physical)
+            .with_repetition(repetition)
+            .with_logical_type(logical)
+            .build()
+            .map(Arc::new)
+    };
+    let key_logical = keys_utf8.then_some(LogicalType::String);
+    let mut fields = vec![
+        field(
+            "key_group",
+            PhysicalType::INT32,
+            Some(LogicalType::integer(32, false)),
+            Repetition::REQUIRED,
+        )?,
+        field(
+            "key",
+            PhysicalType::BYTE_ARRAY,
+            key_logical,
+            Repetition::REQUIRED,
+        )?,
+        field(
+            "version",
+            PhysicalType::INT32,
+            Some(LogicalType::integer(32, false)),
+            Repetition::REQUIRED,
+        )?,
+    ];
+    for column in columns {
+        let kind = column.kind;
+        fields.push(field(
+            &column.name,
+            kind.physical(),
+            kind.logical(),
+            Repetition::OPTIONAL,
+        )?);
+    }
+    Ok(Type::group_type_builder("state")
+        .with_fields(fields)
+        .build()?)
+}
+
+/// How the file is written, with these key-value pairs in its footer.
+fn properties(metadata: Vec<(String, String)>) -> WriterProperties {
+    let metadata = metadata
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect();
+    // Dictionaries for the key groups and versions (few values, many rows) only: keys are
+    // unique, and values mostly so, where a dictionary is all cost.
+    let mut properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_key_value_metadata(Some(metadata));
+    for column in ["key_group", "version"] {
+        properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), true);
+    }
+    properties.build()
 }
 
 #[cfg(test)]

@@ -145,27 +145,50 @@ fn place_again(
         }
         Ok::<_, StateError>(())
     })?;
-    let format = match formats.len() {
-        0 => None,
-        1 => formats.pop_first(),
-        _ => {
-            let names: Vec<String> = formats.iter().map(|f| format!("`{f}`")).collect();
-            let problem = format!(
-                "its key groups hold state of formats {}",
-                names.join(" and ")
-            );
-            return Err(StateError::Formats {
-                operator: op.id.clone(),
-                problem,
-            });
-        }
-    };
+    let format = one_format(op, formats)?;
+    let newest = hold(
+        &mut held,
+        placed,
+        timers,
+        format.as_deref().unwrap_or_default(),
+    );
+    Ok((held, format.map(|format| (format, newest))))
+}
+
+/// The one format of `op`'s keyed state (`None` if it holds none); refused if its key groups
+/// hold several.
+fn one_format(
+    op: &OperatorState,
+    mut formats: BTreeSet<String>,
+) -> Result<Option<String>, StateError> {
+    if formats.len() <= 1 {
+        return Ok(formats.pop_first());
+    }
+    let names: Vec<String> = formats.iter().map(|f| format!("`{f}`")).collect();
+    Err(StateError::Formats {
+        operator: op.id.clone(),
+        problem: format!(
+            "its key groups hold state of formats {}",
+            names.join(" and ")
+        ),
+    })
+}
+
+/// Puts the keys `placed` and the `timers` into the subtasks' new states (`held`, with the
+/// number of keys each holds), each key group's keys in a chain of `format`. Returns the newest
+/// version of the state.
+fn hold(
+    held: &mut [(Held, usize)],
+    placed: Placed,
+    timers: BTreeMap<u32, BTreeMap<u32, BTreeSet<Timer>>>,
+    format: &str,
+) -> u32 {
     let mut newest = 0;
     for (subtask, groups) in placed {
         let (held, keys) = &mut held[subtask as usize];
         for (group, entries) in groups {
             *keys += entries.len();
-            let (chain, version) = chain(format.as_deref().unwrap_or_default(), &entries);
+            let (chain, version) = chain(format, &entries);
             newest = newest.max(version);
             held.key_groups.insert(group, chain);
         }
@@ -177,7 +200,7 @@ fn place_again(
                 .insert(group, vec![Piece::new(codec::whole(&set))]);
         }
     }
-    Ok((held, format.map(|format| (format, newest))))
+    newest
 }
 
 /// A key group's chain for `entries`: whole in the oldest version, a delta per newer one.

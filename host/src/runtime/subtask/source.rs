@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::{Command, Event, IDLE_POLL_MS, POLL_RECORDS_MAX, Subtask, SubtaskError};
 use crate::engine::bindings::PollResult;
 use crate::runtime::channel::batch_len;
+use crate::runtime::instance::CallError;
 
 impl Subtask {
     pub(super) async fn run_source(mut self) -> Result<(), SubtaskError> {
@@ -37,9 +38,12 @@ impl Subtask {
                 }
                 // The coordinator is gone: the job was cancelled.
                 Some(None) => return Ok(()),
-                None => match self.poll(throttle.batch_records_max()).await? {
-                    PollResult::Records(batch) => {
+                None => match self.poll_within_bound(throttle.batch_records_max()).await? {
+                    PollResult::Records(mut batch) => {
                         self.check(&batch)?;
+                        if let Some(bound) = &self.bound {
+                            bound.take(&self.id, &mut batch);
+                        }
                         throttle.emitted(batch_len(&batch));
                         self.on_polled(batch).await?;
                     }
@@ -51,6 +55,22 @@ impl Subtask {
                     }
                 },
             }
+        }
+    }
+}
+
+impl Subtask {
+    /// Polls for at most `records_max` records, fewer if the run's bound leaves fewer; past
+    /// the bound, the end, without asking the guest.
+    async fn poll_within_bound(&mut self, records_max: u32) -> Result<PollResult, CallError> {
+        let left = self.bound.as_ref().and_then(|bound| bound.left(&self.id));
+        match left {
+            Some(0) => Ok(PollResult::End),
+            Some(left) => {
+                self.poll(records_max.min(left.try_into().unwrap_or(u32::MAX)))
+                    .await
+            }
+            None => self.poll(records_max).await,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::super::fence::Lease;
 use super::super::layout::METADATA_FILE;
 use super::super::metadata::{self, METADATA_BYTES_MAX, MetadataError};
 use super::super::state_file;
-use super::super::{Layout, Metadata, Point, StateFile, StoreError};
+use super::super::{Layout, Metadata, Point, StateFault, StateFile, StoreError};
 use super::{ObjectPoints, PutStep, STATE_READS_PARALLEL_MAX, not_found, object_error};
 use crate::fault::Phase;
 use crate::ids::{CheckpointId, JobId, OperatorId, SavepointId};
@@ -266,10 +266,7 @@ impl ObjectPoints {
             |file: &StateFile| PathBuf::from(self.url_of(&prefix.clone().join(file.file.as_str())));
         let found = files.iter().map(|(_, file)| {
             let key = prefix.clone().join(file.file.as_str());
-            sizes
-                .get(&key)
-                .copied()
-                .ok_or_else(|| "no such object".to_owned())
+            sizes.get(&key).copied().ok_or(StateFault::NoSuchObject)
         });
         super::super::verify_lengths(files, found.collect(), &path_of)?;
         let keys: Vec<(usize, Key)> = files
@@ -315,7 +312,7 @@ impl state_file::Segments for ObjectSegments<'_> {
             let bytes = self.object.read_object_at_most(&location, max);
             let bytes = bytes.map_err(|e| state_file::SegmentError {
                 segment: name.to_owned(),
-                problem: e.to_string(),
+                fault: state_file::SegmentFault::Unfetched(Box::new(e)),
             })?;
             self.fetched.insert(name.to_owned(), bytes);
         }

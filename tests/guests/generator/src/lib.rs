@@ -1,7 +1,12 @@
 //! A source that generates `records` records (config key) over `keys` distinct keys: record `i`
 //! has key `k<n>` with `n` the `i`-th number of a xorshift sequence modulo `keys`, an empty
 //! value and timestamp `i` (see [`timestamp`] for the config keys `disorder_ms` and `step_ms`,
-//! which spread and shuffle them for the event-time tests). The source of the benchmark job
+//! which spread and shuffle them for the event-time tests; config key `start_ms`, default 0,
+//! is added to every timestamp: event time that starts later, none of it negative). With config
+//! keys `late_every` N (above 0) and `late_by_ms` L, every N-th record (`i % N == N - 1`) is
+//! stamped L ms earlier still, and starts a poll of its own: the watermark the host derives
+//! from the records before it reaches the operator before it, whatever the batching, so which
+//! of them are late for their window is known in advance (with 1 subtask). The source of the benchmark job
 //! that Apache Flink's own benchmarks run (generator -> key-by -> count per key -> discard).
 //! Subtask `s` of `p` emits the records `i` with `i % p == s`; its state is the next `i` and
 //! the sequence's state. The subtasks listed in config key `silent` (comma-separated indices)
@@ -47,6 +52,11 @@ pub struct Generator {
     parallelism: u64,
     step_ms: u64,
     disorder_ms: u64,
+    /// Added to every timestamp.
+    start_ms: i64,
+    /// Every `late_every`-th record is stamped `late_by_ms` earlier (0: none).
+    late_every: u64,
+    late_by_ms: i64,
     /// Emits nothing, and never runs dry.
     silent: bool,
     at: Position,
@@ -73,6 +83,9 @@ impl Source for Generator {
             parallelism: ctx.parallelism.into(),
             step_ms: jobhost_guest::config_or(&ctx.config, "step_ms", 1)?,
             disorder_ms: jobhost_guest::config_or(&ctx.config, "disorder_ms", 0)?,
+            start_ms: jobhost_guest::config_or(&ctx.config, "start_ms", 0)?,
+            late_every: jobhost_guest::config_or(&ctx.config, "late_every", 0)?,
+            late_by_ms: jobhost_guest::config_or(&ctx.config, "late_by_ms", 0)?,
             silent,
             at: Position {
                 next: 0,
@@ -88,6 +101,10 @@ impl Source for Generator {
         let mut key = Vec::with_capacity(16);
         while self.at.next < self.records && output.len() < max_records as usize {
             let i = self.at.next;
+            let late = self.late_every > 0 && i % self.late_every == self.late_every - 1;
+            if late && !output.is_empty() {
+                break;
+            }
             let n = step(&mut self.at.xorshift) % self.keys;
             self.at.next += 1;
             if i % self.parallelism != self.subtask {
@@ -96,7 +113,11 @@ impl Source for Generator {
             key.clear();
             key.push(b'k');
             key.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            output.push(&key, b"", timestamp(i, self.step_ms, self.disorder_ms))?;
+            let mut at = self.start_ms + timestamp(i, self.step_ms, self.disorder_ms);
+            if late {
+                at -= self.late_by_ms;
+            }
+            output.push(&key, b"", at)?;
         }
         Ok(self.at.next < self.records)
     }
