@@ -228,6 +228,25 @@ fn a_snapshot_with_a_stray_key_group_fails_its_checkpoint_not_the_state() {
     );
 }
 
+/// Wasmtime would copy up to 128 MiB out of one call by default; the host bounds it at twice
+/// the guest's memory limit (here 2 x 32 MiB), and 100 entries naming one 1 MiB buffer ask for
+/// 100 MiB: refused before the copy, that checkpoint only.
+#[test]
+fn a_snapshot_of_aliased_buffers_is_refused_before_the_host_copies_them() {
+    let dir = Dir::new(LINES);
+    let lines = "memory_bytes_max = 33554432\nconfig = { misbehave = \"alias-snapshot\", alias_bytes = 1048576, alias_copies = 100, after_records = 1000, once_marker = \"/scratch/aliased\" }";
+    let (code, stderr) = run_hostile(&dir, lines, 1);
+    assert_eq!(code, Some(0), "the job did not recover:\n{stderr}");
+    for needle in [
+        "`snapshot` trapped",
+        "handed the host more than 67108864 bytes in one call",
+        "restarting from the latest checkpoint",
+    ] {
+        assert!(stderr.contains(needle), "expected `{needle}` in:\n{stderr}");
+    }
+    assert_exactly_once(&dir.committed_output(), &input_text(LINES));
+}
+
 #[test]
 fn a_trap_in_snapshot_restarts_the_job_from_its_latest_checkpoint() {
     let dir = Dir::new(LINES);

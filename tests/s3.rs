@@ -200,11 +200,11 @@ fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts() {
     let refusal = dir.host_err(&["save", &job_id]);
     assert!(refusal.contains("No space left on device"), "{refusal}");
     let leftover = format!("{prefix}/jobs/{job_id}/checkpoints/2/");
-    assert!(
-        server.uploads(&leftover).is_empty(),
-        "{:?}",
-        server.uploads(&leftover)
-    );
+    // The refusal comes as soon as one subtask's write fails; the other subtasks' uploads of
+    // that checkpoint end on their own a moment later. None may stay open.
+    wait_until("no multipart upload left open", || {
+        server.uploads(&leftover).is_empty()
+    });
     assert!(
         dir.host_ok(&["inspect", &first])
             .contains("all checksums verified")

@@ -65,6 +65,8 @@ pub enum GuestError {
 /// A live instance owned by one subtask.
 pub struct Instance {
     subtask: SubtaskId,
+    /// The most bytes one call may hand the host ([`super::store_limits::lifted_bytes_max`]).
+    lifted_bytes_max: usize,
     store: Store<HostState>,
     bindings: Bindings,
     /// Its exports that take state, called with state they borrow ([`RestoredRef`]) rather
@@ -86,6 +88,7 @@ impl Engine {
         limits: Limits,
         grants: Grants<'_>,
     ) -> Result<Instance, EngineError> {
+        let lifted_bytes_max = super::store_limits::lifted_bytes_max(limits.memory_bytes_max);
         let state = HostState {
             wasi: wasi_context(&subtask, &grants)?,
             table: ResourceTable::new(),
@@ -95,6 +98,7 @@ impl Engine {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
+        store.set_hostcall_fuel(lifted_bytes_max);
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
             if state.ticks_left == 0 {
@@ -124,6 +128,7 @@ impl Engine {
             StateExports::new(&module.pre, &mut store, &instance).map_err(failed)?;
         Ok(Instance {
             subtask,
+            lifted_bytes_max,
             store,
             bindings,
             state_exports,
@@ -192,10 +197,18 @@ impl Instance {
         // The root cause says what happened ("call stack exhausted", "out of fuel"); the full
         // chain carries the guest backtrace, for the log.
         tracing::debug!(subtask = %self.subtask, call, "guest trapped: {e:?}");
+        let mut trap = e.root_cause().to_string();
+        if trap.starts_with(super::store_limits::LIFTED_TOO_MUCH) {
+            trap = format!(
+                "it handed the host more than {} bytes in one call (twice its memory limit: \
+                 lists aliasing one buffer?); {trap}",
+                self.lifted_bytes_max
+            );
+        }
         GuestError::Trapped {
             subtask: self.subtask.clone(),
             call,
-            trap: e.root_cause().to_string(),
+            trap,
         }
     }
 

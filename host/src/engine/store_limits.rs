@@ -2,7 +2,8 @@
 //! and table elements, each bounded, so that a component cannot make the host allocate without
 //! limit by declaring (or growing) many of them. The counts allow the components the three SDKs
 //! build (a Rust one instantiates a handful of core modules; a Python or JavaScript one, with
-//! its interpreter and the WASI adapter, a few more) with room to spare.
+//! its interpreter and the WASI adapter, a few more) with room to spare. And the bytes the host
+//! copies out of one guest call, bounded before it copies them ([`lifted_bytes_max`]).
 
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 
@@ -27,6 +28,20 @@ pub fn store_limits(memory_bytes_max: usize) -> StoreLimits {
         .trap_on_grow_failure(true)
         .build()
 }
+
+/// The most bytes the host copies out of one call into or out of a guest (a snapshot, a batch,
+/// the arguments of a host call), as wasmtime counts them while it lifts the values (its
+/// "hostcall fuel"): twice the guest's memory limit. All a guest returns lives in its memory at
+/// once, so an honest result fits, with room for the host's records being larger than the
+/// guest's; only lists that alias one buffer (a snapshot naming the same bytes for many key
+/// groups) can ask for more, and they are refused before they are copied.
+pub fn lifted_bytes_max(memory_bytes_max: usize) -> usize {
+    memory_bytes_max.saturating_mul(2)
+}
+
+/// The start of wasmtime's message when a call asked the host to copy more than
+/// [`lifted_bytes_max`].
+pub const LIFTED_TOO_MUCH: &str = "too much data is being copied between the host and the guest";
 
 #[cfg(test)]
 mod tests {

@@ -238,11 +238,21 @@ impl PointStore for LocalPoints {
         durable::publish_dir(&from, to).map_err(io_error(to))
     }
 
+    /// A subtask's write of the checkpoint may still be landing in the folder as it is removed
+    /// (a job stopping with a checkpoint in flight): a file made after the removal listed the
+    /// folder leaves it "not empty", and the removal is tried again.
     fn abort(&self, job: &JobId, checkpoint: CheckpointId) -> Result<(), StoreError> {
         let dir = self.layout.in_progress(job, checkpoint);
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&dir)(e)),
-            _ => Ok(()),
+        let mut attempts = 0;
+        loop {
+            match fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempts < 10 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(&dir)(e)),
+                _ => return Ok(()),
+            }
         }
     }
 

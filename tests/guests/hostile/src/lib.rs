@@ -14,6 +14,9 @@
 //! - `refuse-snapshot`: returns an error from the next `snapshot`;
 //! - `stray-key-group`: returns, in the next `snapshot`, a key group its subtask does not own
 //!   (another subtask's, or one past the job's max parallelism);
+//! - `alias-snapshot`: returns, in the next `snapshot`, `alias_copies` entries for one key
+//!   group that all name the same buffer of `alias_bytes` bytes (what no honest guest does: it
+//!   asks the host to copy the buffer `alias_copies` times);
 //! - `trap-in-changes`: traps in `restore-changes` (a live swap's catch-up);
 //! - `refuse-changes`: returns an error from `restore-changes` (`hostile: refusing the changes
 //!   as configured`);
@@ -73,6 +76,8 @@ struct Config {
     work_ms: u64,
     sleep_ms: u64,
     allocate_bytes: u64,
+    alias_bytes: u64,
+    alias_copies: u64,
     /// The `;`-separated values of the escape modes' keys, by key.
     lists: Vec<(String, Vec<String>)>,
 }
@@ -162,6 +167,23 @@ fn due(state: &State, what: &str) -> bool {
     }
 }
 
+/// `alias_copies` entries for key group 0, all naming one buffer of `alias_bytes` bytes.
+#[allow(unsafe_code)] // the misbehaviour itself: safe Rust cannot alias owned buffers
+fn aliased(config: &Config) -> Vec<KeyGroupState> {
+    let bytes = config.alias_bytes as usize;
+    let buffer = std::mem::ManuallyDrop::new(vec![7u8; bytes]).as_mut_ptr();
+    (0..config.alias_copies)
+        .map(|_| KeyGroupState {
+            key_group: 0,
+            delta: false,
+            // SAFETY: none, deliberately: every entry owns the same buffer, so that the lowered
+            // list names it `alias_copies` times. The guest never frees them (the host fails it
+            // first), which is all this fixture needs.
+            state: unsafe { Vec::from_raw_parts(buffer, bytes, bytes) },
+        })
+        .collect()
+}
+
 /// The hostile operator; it implements the generated bindings directly, to misbehave in ways
 /// the SDK would not let it (its state lives in `STATE`).
 pub struct Hostile;
@@ -180,6 +202,8 @@ impl Guest for Hostile {
             work_ms: number(&ctx, "work_ms", 0)?,
             sleep_ms: number(&ctx, "sleep_ms", 0)?,
             allocate_bytes: number(&ctx, "allocate_bytes", 0)?,
+            alias_bytes: number(&ctx, "alias_bytes", 1 << 20)?,
+            alias_copies: number(&ctx, "alias_copies", 100)?,
             lists: LIST_KEYS
                 .iter()
                 .filter_map(|key| {
@@ -209,13 +233,16 @@ impl Guest for Hostile {
             if due(state, "refuse-snapshot") {
                 return Err("hostile: refusing to snapshot as configured".to_owned());
             }
-            let key_groups = match due(state, "stray-key-group") {
-                true => vec![KeyGroupState {
+            let key_groups = if due(state, "stray-key-group") {
+                vec![KeyGroupState {
                     key_group: state.stray_group,
                     delta: false,
                     state: b"stray".to_vec(),
-                }],
-                false => Vec::new(),
+                }]
+            } else if due(state, "alias-snapshot") {
+                aliased(&state.config)
+            } else {
+                Vec::new()
             };
             Ok(Snapshot {
                 operator_state: encode_state(STATE_VERSION, &state.seen)?,
