@@ -320,7 +320,6 @@ fn a_savepoint_resumes_with_the_partitions_moved_to_three_source_and_sink_subtas
 }
 
 #[test]
-#[ignore = "the transactional sink fails against tansu 0.6.0: librdkafka finds no EndTxn in its ApiVersions (docs/connectors.md)"]
 fn kafka_to_postgres_counts_each_word_once_through_a_crash() {
     let input = input_text(LINES);
     let lines = topic_of(&input, 3);
