@@ -325,7 +325,7 @@ fn a_token_is_required_off_loopback_and_checked_on_every_request() {
 }
 
 /// Every route, the API's, `/metrics`, the dashboard's and an unknown one.
-const ROUTES: [(&str, &str); 10] = [
+const ROUTES: [(&str, &str); 12] = [
     ("GET", "/"),
     ("GET", "/api/jobs"),
     ("GET", "/api/jobs/job-nope"),
@@ -333,6 +333,8 @@ const ROUTES: [(&str, &str); 10] = [
     ("GET", "/api/jobs/job-nope/checkpoints"),
     ("POST", "/api/jobs/job-nope/save"),
     ("POST", "/api/jobs/job-nope/stop?save=true"),
+    ("POST", "/api/jobs/job-nope/shadow"),
+    ("GET", "/api/jobs/job-nope/shadow"),
     ("GET", "/api/savepoints"),
     ("GET", "/metrics"),
     ("GET", "/api/nothing-here"),
@@ -349,8 +351,9 @@ fn every_route_needs_the_token_on_loopback_too() {
             assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
         }
         let (status, body) = server.call(method, path, Some(&server.token));
+        // 415: a shadow run asked without its JSON body, past the token.
         assert!(
-            [200, 404].contains(&status),
+            [200, 404, 415].contains(&status),
             "{method} {path}: {status} {body}"
         );
     }
@@ -491,9 +494,10 @@ fn a_stop_from_another_site_is_refused_and_the_job_runs_on() {
 }
 
 #[test]
-fn the_dashboard_shows_rates_and_its_save_button_makes_a_savepoint() {
+fn the_dashboard_shows_rates_its_save_button_makes_a_savepoint_and_it_runs_a_shadow_run() {
     let dir = Dir::new(30_000);
     let job_file = dir.write_job(&WordCount::default());
+    let wrong = crate::shadow::job_with_counter(&job_file, "counter_v3_wrong");
     let running = dir.start(&[job_file.to_str().unwrap()]);
     let server = Server::start(&dir, &[]);
     let screenshot = crate::util::target_dir().join("dashboard.png");
@@ -505,6 +509,7 @@ fn the_dashboard_shows_rates_and_its_save_button_makes_a_savepoint() {
     );
     let output = Command::new("python3")
         .args([script, &url, screenshot.to_str().unwrap()])
+        .args([&job_file, &wrong])
         .output()
         .expect("python3 runs the browser (tests/browser/setup.sh installs chromium)");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -532,6 +537,16 @@ fn the_dashboard_shows_rates_and_its_save_button_makes_a_savepoint() {
     assert_eq!(new.len(), 1, "{seen}");
     let inspected = dir.host_ok(&["inspect", new[0].as_str().unwrap()]);
     assert!(inspected.contains("all checksums verified"), "{inspected}");
+    // The shadow run from the job's latest point, the counter that counts wrong against the
+    // running one: the page shows that they differ, and where.
+    assert_eq!(seen["shadow_outcome"], "differs", "{seen}");
+    let sink = &seen["shadow_sinks"][0];
+    assert_eq!(sink[0], "sink", "{seen}");
+    assert_eq!(sink[1], sink[2], "as many records, other values: {seen}");
+    assert_ne!(sink[3], "0", "{seen}");
+    let latest = server.json("GET", &format!("/api/jobs/{}/shadow", running.job), 200);
+    assert_eq!(latest["outcome"], "differs", "{latest}");
+    assert_eq!(latest["request"]["records"], 50, "{latest}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
     dir.host_ok(&["stop", &running.job]);
     assert_eq!(running.wait_code().0, Some(0));

@@ -21,7 +21,7 @@ fn point_mid_stream() -> (Dir, PathBuf, String) {
 }
 
 /// A copy of `file` with the counter's module replaced by `counter`.
-fn job_with_counter(file: &Path, counter: &str) -> PathBuf {
+pub fn job_with_counter(file: &Path, counter: &str) -> PathBuf {
     let text = std::fs::read_to_string(file).unwrap();
     let v1 = guest("counter_v1");
     let v1 = v1.to_str().unwrap();

@@ -11,7 +11,8 @@ use host::engine::bindings::Batch;
 use host::engine::{CacheMode, Engine, Instance, Limits};
 use host::topology::Role;
 
-use crate::jobs::{BatchOf, lone_instance};
+use crate::batches::BatchOf;
+use crate::jobs::lone_instance;
 use crate::{Row, Sizes};
 
 /// Record size of the measurement: an 8-byte key and an 8-byte value.

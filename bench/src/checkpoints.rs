@@ -34,7 +34,8 @@ use host::snapshot::Held;
 use host::store::{Layout, Metadata, OperatorState, StateFile, StateLayout, Store};
 use host::topology::{CHECKPOINTS_RETAINED_DEFAULT, Role};
 
-use crate::jobs::{BatchOf, MAX_PARALLELISM, lone_instance};
+use crate::batches::BatchOf;
+use crate::jobs::{MAX_PARALLELISM, lone_instance};
 use crate::{Row, Sizes};
 
 /// A batch of the records with keys `k<n>` for `n` in `keys`, their key groups filled in.

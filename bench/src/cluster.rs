@@ -26,7 +26,8 @@ use host::runtime::channel::{Message, channel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::jobs::{BatchOf, fastest, peer_text_at};
+use crate::batches::BatchOf;
+use crate::jobs::{fastest, peer_text_at};
 use crate::process::host_run;
 use crate::{Row, Sizes};
 

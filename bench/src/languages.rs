@@ -18,9 +18,8 @@ use host::ids::JobId;
 use host::store::Store;
 use host::topology::Role;
 
-use crate::jobs::{
-    BatchOf, SOURCE_MOUNT, build, edge, fastest, lone_instance, operator, write_input,
-};
+use crate::batches::BatchOf;
+use crate::jobs::{SOURCE_MOUNT, build, edge, fastest, lone_instance, operator, write_input};
 use crate::{Row, Sizes};
 
 /// Key groups of the counter's state, as a job's default.

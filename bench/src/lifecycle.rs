@@ -108,19 +108,40 @@ pub fn upgrade_downtime(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::
     let dir = scratch.join("upgrade");
     write_input(&dir, 200_000, 1_000)?;
     let home = HostHome::new(&host_binary()?, dir.join("home"));
+    let mut rows = counter_upgrades(&home, &dir, guests, sizes)?;
+    let bytes = sizes.upgrade_state_bytes;
+    let ballast = Upgrade {
+        name: format!("{} MiB of operator state, same module", bytes >> 20),
+        old: write_job(&dir, "ballast.toml", &ballast_job(guests, bytes))?,
+        new: dir.join("ballast.toml"),
+        subtask: "state[0]",
+    };
+    let warm = Duration::from_millis(500);
+    let measured = measure(&home, &ballast, warm, sizes.upgrade_runs)?;
+    rows.extend(
+        upgrade_rows(&ballast.name, &measured, 1_000.0)
+            .into_iter()
+            .take(1),
+    );
+    Ok(rows)
+}
+
+/// The counter v1 -> v2 through a savepoint and live: live with the generator flat out, then
+/// limited to [`LIVE_RATE`].
+fn counter_upgrades(
+    home: &HostHome,
+    dir: &Path,
+    guests: &Path,
+    sizes: Sizes,
+) -> anyhow::Result<Vec<Row>> {
     let keys = sizes.upgrade_keys;
+    let job = |file: &str, counter: &str, rate: Option<u64>| {
+        write_job(dir, file, &counter_job(guests, keys, counter, rate))
+    };
     let counter = Upgrade {
         name: format!("{} k keys, counter v1 -> v2", keys / 1_000),
-        old: write_job(
-            &dir,
-            "v1.toml",
-            &counter_job(guests, keys, "counter_v1", None),
-        )?,
-        new: write_job(
-            &dir,
-            "v2.toml",
-            &counter_job(guests, keys, "counter_v2", None),
-        )?,
+        old: job("v1.toml", "counter_v1", None)?,
+        new: job("v2.toml", "counter_v2", None)?,
         subtask: "counter[0]",
     };
     // v2's module compiled into the cache beforehand, as a trial run of v2 leaves it.
@@ -128,7 +149,7 @@ pub fn upgrade_downtime(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::
     trial.first_batch(counter.subtask)?;
     trial.terminate()?;
     let warm = Duration::from_millis(sizes.upgrade_warm_ms);
-    let measured = measure(&home, &counter, warm, sizes.upgrade_runs)?;
+    let measured = measure(home, &counter, warm, sizes.upgrade_runs)?;
     let (next, distinct) = generator_position(home.path(), &measured.point, keys)?;
     let name = format!(
         "{} ({} k keys held after {} k records, {:.1} MiB savepoint)",
@@ -138,13 +159,8 @@ pub fn upgrade_downtime(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::
         folder_bytes(&measured.point) as f64 / f64::from(1 << 20)
     );
     let mut rows = upgrade_rows(&name, &measured, 300.0);
-    rows.push(live_swap(
-        &home,
-        &counter,
-        guests,
-        (warm, sizes.upgrade_runs),
-        &measured,
-    )?);
+    let runs = (warm, sizes.upgrade_runs);
+    rows.push(live_swap(home, &counter, guests, runs, &measured)?);
     // The same with the state changing at a rate the job can sustain beside the catch-up.
     let flat_out = next as f64 / warm.as_secs_f64();
     let limited = Upgrade {
@@ -156,38 +172,10 @@ pub fn upgrade_downtime(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::
             LIVE_RATE as f64 * 100.0 / flat_out,
             flat_out / 1e3
         ),
-        old: write_job(
-            &dir,
-            "v1-limited.toml",
-            &counter_job(guests, keys, "counter_v1", Some(LIVE_RATE)),
-        )?,
+        old: job("v1-limited.toml", "counter_v1", Some(LIVE_RATE))?,
         ..counter
     };
-    rows.push(live_swap(
-        &home,
-        &limited,
-        guests,
-        (warm, sizes.upgrade_runs),
-        &measured,
-    )?);
-    let bytes = sizes.upgrade_state_bytes;
-    let ballast = Upgrade {
-        name: format!("{} MiB of operator state, same module", bytes >> 20),
-        old: write_job(&dir, "ballast.toml", &ballast_job(guests, bytes))?,
-        new: dir.join("ballast.toml"),
-        subtask: "state[0]",
-    };
-    let measured = measure(
-        &home,
-        &ballast,
-        Duration::from_millis(500),
-        sizes.upgrade_runs,
-    )?;
-    rows.extend(
-        upgrade_rows(&ballast.name, &measured, 1_000.0)
-            .into_iter()
-            .take(1),
-    );
+    rows.push(live_swap(home, &limited, guests, runs, &measured)?);
     Ok(rows)
 }
 

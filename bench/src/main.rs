@@ -37,6 +37,7 @@
 // to print as it is, not an HTML tag.
 #![allow(rustdoc::invalid_html_tags)]
 
+mod batches;
 mod boundary;
 mod checkpoints;
 mod cluster;
@@ -52,6 +53,7 @@ mod report;
 mod rescale;
 mod runs;
 mod servers;
+mod shadow;
 mod state_tools;
 mod store;
 mod time;
@@ -120,6 +122,7 @@ enum Bench {
     Languages,
     Metrics,
     StateRead,
+    Shadow,
     Time,
     Workers,
     Exchange,
@@ -129,7 +132,7 @@ enum Bench {
 
 impl Bench {
     /// Every benchmark, in the order they run (the report's order).
-    const IN_ORDER: [Bench; 18] = [
+    const IN_ORDER: [Bench; 19] = [
         Bench::Pipeline,
         Bench::Peer,
         Bench::Boundary,
@@ -143,6 +146,7 @@ impl Bench {
         Bench::Rescale,
         Bench::Languages,
         Bench::StateRead,
+        Bench::Shadow,
         Bench::Time,
         Bench::Workers,
         Bench::Exchange,
@@ -197,6 +201,8 @@ pub struct Sizes {
     pub rescale_keys: usize,
     /// Keys of the savepoint `host state read` reads.
     pub state_keys: usize,
+    /// Records of the peer job a shadow run reads.
+    pub shadow_records: usize,
     /// Words through each language's tokenizer and counter.
     pub language_words: usize,
     /// Runs of each pipeline configuration (the fastest counts).
@@ -258,6 +264,7 @@ impl Sizes {
             object_store_bytes: 16 << 20,
             rescale_keys: 100_000,
             state_keys: 100_000,
+            shadow_records: 50_000,
             language_words: 20_000,
             repetitions: 1,
             languages_quick: true,
@@ -312,6 +319,7 @@ impl Sizes {
             object_store_bytes: 256 << 20,
             rescale_keys: 1_000_000,
             state_keys: 1_000_000,
+            shadow_records: 1_000_000,
             language_words: 1_000_000,
             repetitions: 5,
             languages_quick: false,
@@ -442,6 +450,7 @@ impl Workplace<'_> {
                 languages::languages(guests, scratch, sizes, self.share_cache).await
             }
             Bench::StateRead => state_tools::state_read(guests, scratch, sizes),
+            Bench::Shadow => shadow::shadow_run(guests, scratch, sizes),
             Bench::Time => on_own_thread(time::time, guests, scratch, sizes),
             Bench::Workers => cluster::workers(guests, scratch, sizes),
             Bench::Exchange => cluster::exchange(sizes).await,

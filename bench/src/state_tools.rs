@@ -6,10 +6,9 @@
 //! The savepoint is made by `host state bootstrap` from JSON lines (`key-<n>` -> n, a
 //! word-count v1 state) for a counter at parallelism 2: the same pieces a counter writes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use host::ids::OperatorId;
 use host::points::state::{self, Bootstrap, Format, ReadRequest};
 use host::store::Store;
 
@@ -43,51 +42,13 @@ pub fn state_read(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result
         &job_file,
         format!("name = \"state-read\"\n{}", job.concat()),
     )?;
-    let rows = dir.join("rows.jsonl");
-    let text: String = (0..sizes.state_keys)
+    let rows: String = (0..sizes.state_keys)
         .map(|n| format!("{{\"key\":\"key-{n}\",\"value\":{n}}}\n"))
         .collect();
-    std::fs::write(&rows, text)?;
-    let counter: OperatorId = "counter".parse().map_err(anyhow::Error::msg)?;
-    let bootstrapped = state::bootstrap(
-        &store,
-        &Bootstrap {
-            job_file,
-            operator: counter.clone(),
-            rows,
-            format: "word-count".to_owned(),
-            version: 1,
-            to: "keys".parse().map_err(anyhow::Error::msg)?,
-        },
-    )?;
-    let point = store.read_point(&bootstrapped.dir)?;
-    let request = ReadRequest {
-        operator: counter,
-        key: None,
-        key_group: None,
-        format: Format::Parquet,
-    };
+    let point = bootstrap_counter(&store, &job_file, &rows, "keys")?;
     let out = dir.join("keys.parquet");
-    let mut read = Vec::new();
-    let mut raw = Vec::new();
-    let mut state_bytes = 0;
-    for _ in 0..RUNS {
-        let started = Instant::now();
-        let summary = state::read(
-            &store,
-            &point,
-            "keys",
-            &request,
-            std::fs::File::create(&out)?,
-        )?;
-        read.push(started.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(summary.keys as usize == sizes.state_keys, "{summary:?}");
-        let started = Instant::now();
-        state_bytes = read_raw(&bootstrapped.dir)?;
-        raw.push(started.elapsed().as_secs_f64() * 1e3);
-    }
-    let (read, raw) = (Runs(read), Runs(raw));
-    let (ms, raw_ms) = (read.median(), raw.median());
+    let timed = time_reads(&store, &point, &out, sizes.state_keys)?;
+    let (ms, raw_ms) = (timed.read.median(), timed.raw.median());
     let keys = sizes.state_keys;
     let parquet_bytes = std::fs::metadata(&out)?.len();
     Ok(vec![Row {
@@ -95,9 +56,9 @@ pub fn state_read(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result
             "`host state read` of {} k keys ({:.1} MiB of state files and segments) into Parquet \
              ({:.1} MiB){}",
             keys / 1_000,
-            state_bytes as f64 / (1 << 20) as f64,
+            timed.state_bytes as f64 / (1 << 20) as f64,
             parquet_bytes as f64 / (1 << 20) as f64,
-            read.spread("ms"),
+            timed.read.spread("ms"),
         ),
         value: ms,
         unit: "ms",
@@ -107,6 +68,66 @@ pub fn state_read(guests: &Path, scratch: &Path, sizes: Sizes) -> anyhow::Result
         target: "≤ 1 s for 1 M keys",
         met: (keys >= 1_000_000).then_some(ms <= 1_000.0 * keys as f64 / 1e6),
     }])
+}
+
+/// A savepoint `to` of `job_file`'s job with its counter's (`counter`, a word count v1)
+/// keyed state loaded from the JSON lines `rows`, as `host state bootstrap` writes it; returns
+/// its folder.
+pub fn bootstrap_counter(
+    store: &Store,
+    job_file: &Path,
+    rows: &str,
+    to: &str,
+) -> anyhow::Result<PathBuf> {
+    let file = job_file.with_file_name(format!("{to}.jsonl"));
+    std::fs::write(&file, rows)?;
+    let bootstrapped = state::bootstrap(
+        store,
+        &Bootstrap {
+            job_file: job_file.to_owned(),
+            operator: "counter".parse().map_err(anyhow::Error::msg)?,
+            rows: file,
+            format: "word-count".to_owned(),
+            version: 1,
+            to: to.parse().map_err(anyhow::Error::msg)?,
+        },
+    )?;
+    Ok(bootstrapped.dir)
+}
+
+/// The timings of [`state_read`]: the reads into Parquet and the raw reads, each in ms.
+struct Timed {
+    read: Runs,
+    raw: Runs,
+    state_bytes: u64,
+}
+
+/// Times `RUNS` reads of the counter's state of the point in `dir` into Parquet at `out`
+/// (every one of `keys` keys), each followed by a raw read of the point's files.
+fn time_reads(store: &Store, dir: &Path, out: &Path, keys: usize) -> anyhow::Result<Timed> {
+    let point = store.read_point(dir)?;
+    let request = ReadRequest {
+        operator: "counter".parse().map_err(anyhow::Error::msg)?,
+        key: None,
+        key_group: None,
+        format: Format::Parquet,
+    };
+    let (mut read, mut raw, mut state_bytes) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let file = std::fs::File::create(out)?;
+        let summary = state::read(store, &point, "keys", &request, file)?;
+        read.push(started.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(summary.keys as usize == keys, "{summary:?}");
+        let started = Instant::now();
+        state_bytes = read_raw(dir)?;
+        raw.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(Timed {
+        read: Runs(read),
+        raw: Runs(raw),
+        state_bytes,
+    })
 }
 
 /// Reads every file of the point folder `dir` whole; returns the bytes read.

@@ -2,12 +2,14 @@
 """Drives the dashboard in headless Chromium over the DevTools protocol, through a pipe (no
 debugging port): opens the address `host serve` printed (with `?token=`, which sets the cookie
 that the page's requests then send), waits for the topology and its rates, clicks "Save" with
-the mouse, waits for the new savepoint to show in the list, and takes a screenshot.
+the mouse, waits for the new savepoint to show in the list; then types the two job files into
+the shadow run's fields, clicks its button and waits for its result; and takes a screenshot.
 
-Usage: dashboard.py URL SCREENSHOT.png
+Usage: dashboard.py URL SCREENSHOT.png OLD.toml NEW.toml
 Prints JSON: {"address": ..., "edge_labels": [...], "clipped": [...], "savepoints_before": [...],
-"savepoints_after": [...]}, where "address" is the page's address once it loaded (the token
-gone from it) and "clipped" names the operators whose box the drawing cuts off.
+"savepoints_after": [...], "shadow_outcome": ..., "shadow_sinks": [[...], ...]}, where "address"
+is the page's address once it loaded (the token gone from it), "clipped" names the operators
+whose box the drawing cuts off, and the shadow fields are the text the page shows.
 """
 import base64
 import fcntl
@@ -83,7 +85,9 @@ class Browser:
         raise RuntimeError(f"timed out waiting for {what}")
 
     def click(self, selector):
-        box = self.js(f"(() => {{ const r = document.querySelector('{selector}').getBoundingClientRect();"
+        # Scrolled into the window first: a mouse press outside the window reaches nothing.
+        box = self.js(f"(() => {{ const e = document.querySelector('{selector}'); e.scrollIntoView({{block: 'center'}});"
+                      f" const r = e.getBoundingClientRect();"
                       f" return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
@@ -110,7 +114,27 @@ CLIPPED = ("(() => { const s = document.getElementById('topology').getBoundingCl
            " }).map(n => n.dataset.operator); })()")
 
 
-def main(url, screenshot):
+SHADOW_ENDED = ("(() => { const o = document.querySelector('#shadow-outcome span');"
+                " return o && o.textContent !== 'running' ? o.textContent : null; })()")
+SHADOW_SINKS = "[...document.querySelectorAll('#shadow-sinks tr')].slice(1).map(r => [...r.cells].map(c => c.textContent))"
+
+
+def shadow_run(browser, old, new):
+    """Types the job files and a bound into the shadow run's fields, clicks its button, waits
+    for its result: how it ended, and the sinks' rows."""
+    for field, text in (("#shadow-old", old), ("#shadow-new", new), ("#shadow-records", "50")):
+        browser.click(field)
+        browser.call("Input.insertText", text=text)
+    browser.click("#shadow-run")
+    try:
+        outcome = browser.wait_for("the shadow run's result", SHADOW_ENDED)
+    except RuntimeError as e:
+        said = browser.js("document.getElementById('message').textContent")
+        raise RuntimeError(f"{e}; the page says: {said}") from None
+    return outcome, browser.js(SHADOW_SINKS)
+
+
+def main(url, screenshot, old, new):
     # A helper that lingers a moment after the kill must not fail the test at clean-up.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = Browser(profile)
@@ -124,13 +148,15 @@ def main(url, screenshot):
             after = browser.wait_for("a new savepoint in the list",
                                      f"(() => {{ const s = {SAVEPOINTS}; return s.length > {len(before)} ? s : null; }})()")
             browser.wait_for("the rates again", RATES)
+            outcome, sinks = shadow_run(browser, old, new)
             shot = browser.call("Page.captureScreenshot", format="png")
             with open(screenshot, "wb") as f:
                 f.write(base64.b64decode(shot["data"]))
         finally:
             browser.close()
-    print(json.dumps({"address": address, "edge_labels": labels, "clipped": clipped, "savepoints_before": before, "savepoints_after": after}))
+    print(json.dumps({"address": address, "edge_labels": labels, "clipped": clipped, "savepoints_before": before, "savepoints_after": after,
+                      "shadow_outcome": outcome, "shadow_sinks": sinks}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:5])

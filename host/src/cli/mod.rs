@@ -546,7 +546,7 @@ fn serve(
         println!("listening on {url}");
         std::io::Write::flush(&mut std::io::stdout())?;
         tokio::select! {
-            served = host::serve::run(listener, store, token) => served?,
+            served = host::serve::run(listener, store, token, shadow::runner()) => served?,
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok(ExitCode::SUCCESS)

@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use host::engine::CacheMode;
 use host::points::savepoint::Mapping;
+use host::serve::shadows::{ShadowFailed, ShadowRunner};
 use host::shadow::diff::{RecordDiff, SinkDiff, StateDiff};
 use host::shadow::{Limit, Report, Side};
 use host::store::Store;
@@ -57,6 +59,21 @@ pub fn shadow(store: &Store, args: ShadowArgs, json: bool) -> ExitCode {
         true => ExitCode::SUCCESS,
         false => ExitCode::from(1),
     }
+}
+
+/// What `host serve` runs a shadow run with: the same as `host shadow`'s, its failure worded
+/// as here.
+pub fn runner() -> ShadowRunner {
+    Arc::new(|store, request| {
+        let args = ShadowArgs {
+            from: request.from.clone().unwrap_or_default(),
+            old: request.old.clone(),
+            new: request.new.clone(),
+            records: request.records,
+            duration: request.duration(),
+        };
+        compare(store, args).map_err(|error| ShadowFailed(said_once(&error)))
+    })
 }
 
 /// Prepares both jobs from the point (each checked against it as `run` checks it), then runs

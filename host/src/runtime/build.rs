@@ -13,16 +13,16 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::channel::{Receiver, Sender, channel};
+use super::channel::{Receiver, Sender};
 use super::coordinator::{Commands, CoordinatorTask};
 use super::instance::RoleInstance;
-use super::partition::{Output, OutputEdge};
 use super::remote::{ChannelId, Deploy, Placed, PointRef, Remote};
 use super::restore::{self, RestoredTime};
 use super::subtask::{Command, Event, Subtask};
+use super::wiring::Wiring;
 use super::{
-    BuildCause, BuildError, CHANNEL_RECORDS_MAX, Job, JobRecord, JobSpec, OperatorInfo,
-    RestartError, RestoreFrom, SourceBound,
+    BuildCause, BuildError, Job, JobRecord, JobSpec, OperatorInfo, RestartError, RestoreFrom,
+    SourceBound,
 };
 use crate::connectors::secret::Secrets;
 use crate::connectors::{Connector, Setup};
@@ -36,7 +36,7 @@ use crate::snapshot::Rescale;
 use crate::store::{States, Store, StoreError, fence};
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
-use crate::topology::{Implementation, OperatorPlan, Partition, Plan, Role};
+use crate::topology::{Implementation, OperatorPlan, Plan, Role};
 
 /// What building, and rebuilding after a failure, starts from.
 #[derive(Clone)]
@@ -313,52 +313,24 @@ impl Blueprint {
         tracing::debug!(elapsed = ?started_at.elapsed(), "modules loaded");
         let (mut instances, mut infos) = (Vec::new(), Vec::new());
         for (op, module) in self.plan.operators.iter().zip(&modules) {
-            let mut info = OperatorInfo {
-                id: op.id.clone(),
-                role: op.role,
-                parallelism: op.parallelism,
-                // A connector has no module: an empty hash says so in every point.
-                module_sha256: module.as_ref().map_or(String::new(), |m| m.sha256.clone()),
-                module_name: String::new(),
-                module_version: String::new(),
-                rescale: Rescale::Refuse,
-                remap: None,
-            };
+            let mut info = info_of(op, module.as_ref());
             let indices = indices(op);
-            if indices.is_empty() {
-                infos.push(info);
-                continue;
-            }
-            let mut started = Vec::new();
-            for &index in &indices {
-                let instance = match module {
-                    Some(module) => {
-                        let started = self.start_subtask(op, module, index, &mut info).await;
-                        started.map(RoleInstance::from)
+            if !indices.is_empty() {
+                let started = self.start_operator(op, module.as_ref(), &indices, &mut info);
+                let (mut started, refused) = started.await;
+                errors.extend(refused);
+                let mut times = Vec::new();
+                if started.len() == indices.len() {
+                    let restored = restore::restore_operator(op, &mut started, restore, &mut info);
+                    match restored.await {
+                        Ok(restored) => times = restored,
+                        Err(refused) => errors.extend(refused),
                     }
-                    None => self.start_connector(op, index, &mut info).await,
-                };
-                match instance {
-                    Ok(instance) => started.push(instance),
-                    Err(cause) => errors.push(BuildError {
-                        operator: op.id.clone(),
-                        subtask: Some(index),
-                        cause,
-                    }),
+                    tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "restored");
                 }
+                let times = times.into_iter().chain(std::iter::repeat_with(|| None));
+                instances.extend(started.into_iter().zip(times));
             }
-            tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "instantiated");
-            let mut times = Vec::new();
-            if started.len() == indices.len() {
-                let restored = restore::restore_operator(op, &mut started, restore, &mut info);
-                match restored.await {
-                    Ok(restored) => times = restored,
-                    Err(refused) => errors.extend(refused),
-                }
-                tracing::debug!(operator = %op.id, elapsed = ?started_at.elapsed(), "restored");
-            }
-            let times = times.into_iter().chain(std::iter::repeat_with(|| None));
-            instances.extend(started.into_iter().zip(times));
             infos.push(info);
         }
         if errors.is_empty() {
@@ -366,6 +338,37 @@ impl Blueprint {
         } else {
             Err(errors)
         }
+    }
+
+    /// Starts `op`'s subtasks `indices` (its module's instances, or its connector's), each
+    /// described and initialized into `info`; returns those started and the errors of the rest.
+    async fn start_operator(
+        &self,
+        op: &OperatorPlan,
+        module: Option<&Module>,
+        indices: &[u32],
+        info: &mut OperatorInfo,
+    ) -> (Vec<RoleInstance>, Vec<BuildError>) {
+        let (mut started, mut errors) = (Vec::new(), Vec::new());
+        for &index in indices {
+            let instance = match module {
+                Some(module) => {
+                    let started = self.start_subtask(op, module, index, info).await;
+                    started.map(RoleInstance::from)
+                }
+                None => self.start_connector(op, index, info).await,
+            };
+            match instance {
+                Ok(instance) => started.push(instance),
+                Err(cause) => errors.push(BuildError {
+                    operator: op.id.clone(),
+                    subtask: Some(index),
+                    cause,
+                }),
+            }
+        }
+        tracing::debug!(operator = %op.id, "instantiated");
+        (started, errors)
     }
 
     /// A started subtask, given its channels: inputs and outputs from `wiring`, commands from
@@ -537,6 +540,21 @@ impl Blueprint {
     }
 }
 
+/// What a point records of `op` before its subtasks are described: its module's hash (empty
+/// for a connector, which has no module).
+fn info_of(op: &OperatorPlan, module: Option<&Module>) -> OperatorInfo {
+    OperatorInfo {
+        id: op.id.clone(),
+        role: op.role,
+        parallelism: op.parallelism,
+        module_sha256: module.map_or(String::new(), |m| m.sha256.clone()),
+        module_name: String::new(),
+        module_version: String::new(),
+        rescale: Rescale::Refuse,
+        remap: None,
+    }
+}
+
 /// Records what `describe` said in `info`.
 fn describe_into(info: &mut OperatorInfo, described: bindings::ModuleInfo) {
     info.module_name = described.name;
@@ -565,86 +583,4 @@ fn recover_checkpoint(restore: Option<&RestoreFrom>, op: &OperatorPlan) -> Optio
     let restore = restore.filter(|_| op.role == Role::Sink)?;
     let has_state = restore.metadata.operators.iter().any(|s| s.id == op.id);
     has_state.then_some(restore.metadata.checkpoint)
-}
-
-/// The channels of every edge, between every pair of subtasks it connects that run here, and
-/// the ends of those that cross to another process.
-struct Wiring {
-    /// Receivers by (operator index, subtask index).
-    inputs: BTreeMap<(usize, u32), Vec<Receiver>>,
-    /// Senders by (edge index, upstream subtask), one per reachable downstream subtask.
-    senders: BTreeMap<(usize, u32), Vec<Sender>>,
-    /// See [`Share::outbound`].
-    outbound: Vec<(ChannelId, Receiver)>,
-    /// See [`Share::inbound`].
-    inbound: Vec<(ChannelId, Sender)>,
-}
-
-impl Wiring {
-    /// The channels of `plan` with an end among the subtasks that run `here`.
-    fn new(plan: &Plan, here: &(dyn Fn(&SubtaskId) -> bool + Sync)) -> Self {
-        let mut wiring = Wiring {
-            inputs: BTreeMap::new(),
-            senders: BTreeMap::new(),
-            outbound: Vec::new(),
-            inbound: Vec::new(),
-        };
-        let runs_here = |op: &OperatorPlan, index| {
-            here(&SubtaskId {
-                operator: op.id.clone(),
-                index,
-            })
-        };
-        for (e, edge) in plan.edges.iter().enumerate() {
-            let (up, down) = (&plan.operators[edge.from], &plan.operators[edge.to]);
-            for i in 0..up.parallelism {
-                let targets: Vec<u32> = match edge.partition {
-                    Partition::Forward => vec![i],
-                    _ => (0..down.parallelism).collect(),
-                };
-                let up_here = runs_here(up, i);
-                for j in targets {
-                    let down_here = runs_here(down, j);
-                    if !up_here && !down_here {
-                        continue;
-                    }
-                    let (tx, rx) = channel(CHANNEL_RECORDS_MAX);
-                    let id = ChannelId {
-                        edge: e as u32,
-                        from: i,
-                        to: j,
-                    };
-                    match up_here {
-                        true => wiring.senders.entry((e, i)).or_default().push(tx),
-                        false => wiring.inbound.push((id, tx)),
-                    }
-                    match down_here {
-                        true => wiring.inputs.entry((edge.to, j)).or_default().push(rx),
-                        false => wiring.outbound.push((id, rx)),
-                    }
-                }
-            }
-        }
-        wiring
-    }
-
-    fn output(
-        &mut self,
-        plan: &Plan,
-        op_index: usize,
-        subtask: u32,
-        counters: Arc<crate::metrics::SubtaskCounters>,
-    ) -> Output {
-        let edges = plan
-            .edges
-            .iter()
-            .enumerate()
-            .filter(|(_, edge)| edge.from == op_index)
-            .map(|(e, edge)| {
-                let targets = self.senders.remove(&(e, subtask)).expect("wired edge");
-                OutputEdge::new(edge.partition, targets, plan.max_parallelism)
-            })
-            .collect();
-        Output::new(edges, counters)
-    }
 }

@@ -155,18 +155,7 @@ impl CoordinatorTask {
         placed: Placed,
         requests: &mut mpsc::Receiver<Request>,
     ) -> Outcome {
-        let (mut tasks, names, running) = match placed {
-            Placed::Here(subtasks) => {
-                let (tasks, names) = spawn_subtasks(subtasks);
-                let running = tasks.len();
-                (tasks, names, running)
-            }
-            Placed::Elsewhere(mut session, running) => {
-                session.start();
-                self.session = Some(session);
-                (JoinSet::new(), BTreeMap::new(), running)
-            }
-        };
+        let (mut tasks, names, running) = self.start(placed);
         let mut ending = Ending {
             running,
             peer_gone: None,
@@ -216,6 +205,23 @@ impl CoordinatorTask {
         });
         tracing::info!(job = %self.job, ?outcome, "job ended");
         outcome
+    }
+
+    /// Starts the job's subtasks: spawned here, or started on the workers they were deployed
+    /// to; returns the tasks spawned here, their names, and how many subtasks run.
+    fn start(&mut self, placed: Placed) -> (JoinSet<()>, BTreeMap<tokio::task::Id, String>, usize) {
+        match placed {
+            Placed::Here(subtasks) => {
+                let (tasks, names) = spawn_subtasks(subtasks);
+                let running = tasks.len();
+                (tasks, names, running)
+            }
+            Placed::Elsewhere(mut session, running) => {
+                session.start();
+                self.session = Some(session);
+                (JoinSet::new(), BTreeMap::new(), running)
+            }
+        }
     }
 
     /// Stops the subtasks that run elsewhere, if any, and waits until they have.

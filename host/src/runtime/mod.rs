@@ -17,6 +17,7 @@ pub mod remote;
 mod restore;
 pub mod subtask;
 pub mod swap;
+mod wiring;
 
 use std::sync::Arc;
 

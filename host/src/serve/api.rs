@@ -15,6 +15,8 @@
 //! | `GET /api/jobs/{id}/checkpoints` | its checkpoint history (id, duration, size, alignment) |
 //! | `POST /api/jobs/{id}/save` | `host save` |
 //! | `POST /api/jobs/{id}/stop[?save=true]` | `host stop [--save]` |
+//! | `POST /api/jobs/{id}/shadow` | `host shadow --from ID OLD NEW` ([`super::shadows`]); JSON body `{"old", "new", "from"?, "records"?, "for_ms"?}` |
+//! | `GET /api/jobs/{id}/shadow` | the job's latest shadow run: running, or its report |
 //! | `GET /api/savepoints[?job=ID]` | `host savepoints` |
 //! | `GET /metrics` | every running job's metrics, Prometheus text format |
 
@@ -26,6 +28,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::shadows::ShadowRequest;
 use super::{Shared, prometheus};
 use crate::ids::JobId;
 use crate::jobs::{self, RequestError};
@@ -115,6 +118,7 @@ pub fn routes() -> Router<Shared> {
         .route("/api/jobs/{id}/checkpoints", get(checkpoints))
         .route("/api/jobs/{id}/save", post(save))
         .route("/api/jobs/{id}/stop", post(stop))
+        .route("/api/jobs/{id}/shadow", post(shadow).get(latest_shadow))
         .route("/api/savepoints", get(savepoints))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
@@ -229,6 +233,35 @@ async fn stop(
     })
     .await?;
     Ok(Json(json!({ "stopped": stopped, "savepoint": saved })))
+}
+
+/// Runs a shadow run of the job's modules against `request`'s, from the job's latest point or
+/// the one named; answers when it ends, with what it found (a run that failed is an answer
+/// too: `outcome` says which).
+async fn shadow(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    request: Result<Json<ShadowRequest>, axum::extract::rejection::JsonRejection>,
+) -> Answer {
+    let job = job_id(&id)?;
+    let Json(request) = request.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let shadows = shared.shadows.clone();
+    let begun = shadows.begin(&job, request).ok_or_else(|| {
+        let message = format!("a shadow run of {job} is already running; try again once it ends");
+        ApiError::new(StatusCode::CONFLICT, message)
+    })?;
+    let result = blocking(&shared.store, move |store| {
+        Ok(shadows.run(store, &job, begun))
+    });
+    to_json(result.await?)
+}
+
+async fn latest_shadow(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
+    let job = job_id(&id)?;
+    let latest = shared.shadows.latest(&job).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("no shadow run of {job} yet"))
+    })?;
+    to_json(latest)
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! `host serve`: one HTTP server over the state folder (axum on tokio): a JSON API that mirrors
 //! the command line ([`api`]), every running job's metrics at `/metrics` ([`prometheus`]) and a
-//! dashboard (one page, shipped in the binary, [`dashboard`]).
+//! dashboard (one page, shipped in the binary, [`dashboard`]) that also shows each job's latest
+//! shadow run ([`shadows`]).
 //!
 //! It reaches running jobs through their control sockets only ([`crate::jobs`]); the only file
 //! it writes is its token's. Every request, on loopback too, must present the token
@@ -17,6 +18,7 @@ pub mod api;
 pub mod dashboard;
 pub mod in_flight;
 pub mod prometheus;
+pub mod shadows;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -70,6 +72,7 @@ pub enum ServeError {
 pub struct Shared {
     store: Store,
     in_flight: in_flight::InFlight,
+    shadows: shadows::Shadows,
 }
 
 /// Binds `listen`; refuses a non-loopback address without `--token-file` (`token_given`).
@@ -88,16 +91,18 @@ pub async fn bind(
 }
 
 /// Serves the API, `/metrics` and the dashboard over `store`, to those with `token`, until the
-/// process ends.
+/// process ends; shadow runs asked of it are `shadow`'s.
 pub async fn run(
     listener: tokio::net::TcpListener,
     store: Store,
     token: String,
+    shadow: shadows::ShadowRunner,
 ) -> std::io::Result<()> {
     let access = Arc::new(access::Access::new(token, listener.local_addr()?));
     let shared = Shared {
         store,
         in_flight: in_flight::InFlight::default(),
+        shadows: shadows::Shadows::new(shadow),
     };
     let app = api::routes()
         .merge(dashboard::routes())

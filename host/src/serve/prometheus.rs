@@ -62,6 +62,53 @@ struct Families {
     state_bytes: Family<OperatorLabels, Gauge>,
 }
 
+/// The gauges of each subtask: where it is in event time, and its timers.
+fn subtask_gauges() -> Named<GaugeOfSubtask, SubtaskGauge> {
+    vec![
+        (
+            "watermark_milliseconds",
+            |s| s.watermark.map(|w| w as f64),
+            SubtaskGauge::default(),
+        ),
+        (
+            "watermark_lag_seconds",
+            |s| s.watermark_lag_ms.map(|ms| ms as f64 / 1e3),
+            SubtaskGauge::default(),
+        ),
+        (
+            "timers_pending",
+            |s| Some(s.timers_pending as f64),
+            SubtaskGauge::default(),
+        ),
+    ]
+}
+
+/// The gauges of each job's latest checkpoint.
+fn checkpoint_gauges() -> Named<OfCheckpoint, JobGauge> {
+    vec![
+        (
+            "last_checkpoint_duration_seconds",
+            |c| c.duration_ms as f64 / 1e3,
+            JobGauge::default(),
+        ),
+        (
+            "last_checkpoint_alignment_seconds",
+            |c| c.alignment_ms as f64 / 1e3,
+            JobGauge::default(),
+        ),
+        (
+            "last_checkpoint_bytes",
+            |c| c.bytes as f64,
+            JobGauge::default(),
+        ),
+        (
+            "last_checkpoint_id",
+            |c| c.checkpoint as f64,
+            JobGauge::default(),
+        ),
+    ]
+}
+
 impl Families {
     fn new() -> Self {
         Families {
@@ -81,46 +128,9 @@ impl Families {
                     Seconds::default(),
                 ),
             ],
-            gauges: vec![
-                (
-                    "watermark_milliseconds",
-                    |s| s.watermark.map(|w| w as f64),
-                    SubtaskGauge::default(),
-                ),
-                (
-                    "watermark_lag_seconds",
-                    |s| s.watermark_lag_ms.map(|ms| ms as f64 / 1e3),
-                    SubtaskGauge::default(),
-                ),
-                (
-                    "timers_pending",
-                    |s| Some(s.timers_pending as f64),
-                    SubtaskGauge::default(),
-                ),
-            ],
+            gauges: subtask_gauges(),
             restarts: Family::default(),
-            checkpoint: vec![
-                (
-                    "last_checkpoint_duration_seconds",
-                    |c| c.duration_ms as f64 / 1e3,
-                    JobGauge::default(),
-                ),
-                (
-                    "last_checkpoint_alignment_seconds",
-                    |c| c.alignment_ms as f64 / 1e3,
-                    JobGauge::default(),
-                ),
-                (
-                    "last_checkpoint_bytes",
-                    |c| c.bytes as f64,
-                    JobGauge::default(),
-                ),
-                (
-                    "last_checkpoint_id",
-                    |c| c.checkpoint as f64,
-                    JobGauge::default(),
-                ),
-            ],
+            checkpoint: checkpoint_gauges(),
             state_bytes: Family::default(),
         }
     }

@@ -316,17 +316,7 @@ async fn run_side(
     if let Some(refused) = side.protected.refusals(&plan).into_iter().next() {
         return Err(ShadowError::Mount { job: name, refused });
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("host-shadow-")
-        .tempdir()
-        .map_err(ShadowError::Scratch)?;
-    // Its own, as a state folder should be (whatever the umask made it).
-    let own = std::os::unix::fs::PermissionsExt::from_mode(0o700);
-    std::fs::set_permissions(scratch.path(), own).map_err(ShadowError::Scratch)?;
-    let store = Store::open(scratch.path()).map_err(|source| ShadowError::Store {
-        job: name.clone(),
-        source,
-    })?;
+    let (scratch, store) = scratch_store(&name)?;
     let job = JobId::generate();
     let spec = runtime::JobSpec {
         job: job.clone(),
@@ -370,6 +360,22 @@ async fn run_side(
         Outcome::Failed(failure) => Err(ShadowError::Failed { job: name, failure }),
         Outcome::Stopped(_) => unreachable!("nothing asks a shadow run to stop"),
     }
+}
+
+/// A scratch state folder of its own (mode 0700, whatever the umask), removed when dropped,
+/// for the run of job `name`.
+fn scratch_store(name: &str) -> Result<(tempfile::TempDir, Store), ShadowError> {
+    let scratch = tempfile::Builder::new()
+        .prefix("host-shadow-")
+        .tempdir()
+        .map_err(ShadowError::Scratch)?;
+    let own = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(scratch.path(), own).map_err(ShadowError::Scratch)?;
+    let store = Store::open(scratch.path()).map_err(|source| ShadowError::Store {
+        job: name.to_owned(),
+        source,
+    })?;
+    Ok((scratch, store))
 }
 
 /// Each source subtask's records in both runs.
