@@ -28,7 +28,7 @@
 //!   ([`cluster::worker`]), the exchange of batches between them as Arrow IPC over TCP with
 //!   credit ([`cluster::exchange`]), placement and schedulers.
 //! - [`connectors`]: connectors built into the host (NATS JetStream source and sink,
-//!   PostgreSQL sink, Kafka source and transactional sink), run by the runtime behind the same
+//!   PostgreSQL sink, Kafka source and at-least-once sink), run by the runtime behind the same
 //!   role calls as components ([`runtime::instance`]); and the capture, which stands in for
 //!   every sink in a shadow run.
 //! - [`control`]: the control socket of a running job, and its client.

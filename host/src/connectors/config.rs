@@ -26,8 +26,8 @@ pub enum ConnectorKind {
     Nats,
     /// PostgreSQL: a sink (two-phase commit, or upserts at commit).
     Postgres,
-    /// Kafka: a source (partitions read from their offsets) or a sink (a transaction per
-    /// checkpoint, committed at commit).
+    /// Kafka: a source (partitions read from their offsets) or a sink (at least once: each
+    /// checkpoint's records produced at commit, with ids that make a repeat an exact copy).
     Kafka,
 }
 
@@ -169,15 +169,14 @@ pub struct KafkaSource {
     pub auth: Option<KafkaAuth>,
 }
 
-/// A Kafka sink: each checkpoint's records, produced in one transaction at commit.
+/// A Kafka sink: each checkpoint's records, produced at commit (at least once), each with a
+/// deterministic id header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaSink {
     /// `host:port[,host:port...]`, the bootstrap brokers.
     pub brokers: String,
     /// The topic.
     pub topic: String,
-    /// What its `transactional.id`s start with: `{operator}.{topic}` unless set.
-    pub transactional_id_prefix: Option<String>,
     /// Credentials, if the broker asks.
     pub auth: Option<KafkaAuth>,
 }
@@ -334,8 +333,6 @@ struct KafkaTable {
     topic: String,
     /// A source's.
     stop_at_end: Option<bool>,
-    /// A sink's.
-    transactional_id_prefix: Option<String>,
     user: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
@@ -372,11 +369,6 @@ impl KafkaTable {
 }
 
 fn kafka_source(mut t: KafkaTable) -> Result<KafkaSource, ConfigError> {
-    if t.transactional_id_prefix.is_some() {
-        return Err(ConfigError::Table(
-            "a Kafka source takes no `transactional_id_prefix`".to_owned(),
-        ));
-    }
     let auth = t.common()?;
     Ok(KafkaSource {
         brokers: t.brokers,
@@ -392,14 +384,10 @@ fn kafka_sink(mut t: KafkaTable) -> Result<KafkaSink, ConfigError> {
             "a Kafka sink takes no `stop_at_end`".to_owned(),
         ));
     }
-    if let Some(prefix) = &t.transactional_id_prefix {
-        transaction_prefix(prefix)?;
-    }
     let auth = t.common()?;
     Ok(KafkaSink {
         brokers: t.brokers,
         topic: t.topic,
-        transactional_id_prefix: t.transactional_id_prefix,
         auth,
     })
 }

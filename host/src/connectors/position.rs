@@ -110,10 +110,8 @@ mod tests {
             "topic `lines`: partition 0 offset 812, partition 2 from the start"
         );
         let sink = kafka::sink::State {
-            subtask: 1,
-            prefix: "sink.counts".to_owned(),
             kept: vec![kafka::sink::Kept {
-                job: "job-b".to_owned(),
+                ids: "job-b:sink:1:4".to_owned(),
                 subtask: 1,
                 checkpoint: 4,
                 records: Vec::new(),
@@ -123,7 +121,7 @@ mod tests {
         let shown = describe(kafka::sink::NAME, &bytes).unwrap().unwrap();
         assert_eq!(
             shown,
-            "kept to produce: checkpoint 4 of job-b as jh:sink.counts:1 (0 records)"
+            "kept to produce: job-b:sink:1:4 (0 records)"
         );
         assert!(describe(postgres::NAME, &[9]).unwrap().is_err());
     }

@@ -1,24 +1,24 @@
 //! The Kafka source: reads a topic's partitions, each from the offset after the one its
-//! checkpoint holds (`read_committed`: a transaction's records once it commits). No consumer
-//! group and no offsets committed to the broker: the offsets in the checkpoint are the
-//! position, nothing the broker keeps.
+//! checkpoint holds. No consumer group and no offsets committed to the broker: the offsets in
+//! the checkpoint are the position, nothing the broker keeps.
 //!
 //! Partition `p` belongs to subtask `p % parallelism`. Each partition has its own position, so
 //! that a restore hands each partition, with its position, to its new subtask at any
 //! parallelism (every subtask receives every old subtask's state, and keeps its own
 //! partitions'). Each record is one message: its key, its value, and its timestamp (the
 //! producer's create time, or the broker's append time, in milliseconds since the Unix epoch),
-//! so that event time follows the topic. `poll` takes what librdkafka fetched already, without
-//! waiting: the subtask's loop is never held up by a quiet topic.
+//! so that event time follows the topic. Messages are fetched by one task per partition into a
+//! bounded channel, which `poll` drains without waiting: the subtask's loop is never held up
+//! by a quiet topic. It reads what the broker serves (no `read_committed`: this host's sink
+//! writes no transactions), uncompressed or Snappy-compressed batches.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use jobhost_batch::BatchBuilder;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::error::KafkaError;
-use rdkafka::{Message as _, Offset, TopicPartitionList};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::super::config::KafkaSource;
 use super::super::state::{self, StateError};
@@ -30,6 +30,14 @@ use crate::runtime::partition::into_batch;
 pub const NAME: &str = "jobhost:kafka-source";
 /// Its state format ([`State`]).
 pub const STATE_VERSION: u8 = 1;
+/// Messages fetched ahead of `poll`, per subtask.
+pub const PREFETCH_MESSAGES_MAX: usize = 4_096;
+/// Most bytes one fetch asks a partition for.
+pub const FETCH_BYTES_MAX: i32 = 1 << 20;
+/// Longest the broker holds a fetch that finds nothing new.
+pub const FETCH_WAIT_MS: i32 = 500;
+/// Pause after a fetch that found nothing.
+pub const EMPTY_PAUSE_MS: u64 = 20;
 
 /// The position of a subtask: for each of its partitions, the offset of the last message it
 /// emitted (none: from the partition's start).
@@ -43,36 +51,61 @@ pub struct State {
 
 /// One subtask of the source.
 pub struct Source {
-    consumer: Arc<BaseConsumer>,
+    /// Its partitions' clients, taken by the fetching tasks at the first `poll`.
+    clients: Vec<PartitionClient>,
     topic: String,
     /// This subtask's partitions, and the offset each emitted last (-1: none).
     positions: BTreeMap<i32, i64>,
     stop_at_end: bool,
-    /// Whether its partitions are assigned (from the restored positions) yet.
-    assigned: bool,
-    /// Partitions read to their end (with `stop_at_end`).
-    ended: BTreeSet<i32>,
+    /// Started by the first `poll`, once the position is restored.
+    fetching: Option<Fetching>,
+}
+
+/// What one partition's task hands `poll`.
+enum Fetched {
+    Message {
+        partition: i32,
+        offset: i64,
+        timestamp_ms: i64,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// The partition is read to its end (only with `stop_at_end`).
+    End,
+    Failed(Cause),
+}
+
+struct Fetching {
+    received: mpsc::Receiver<Fetched>,
+    tasks: Vec<JoinHandle<()>>,
+    running: usize,
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
 }
 
 impl Source {
-    /// Connects, and finds the topic and its partitions.
+    /// Connects, and finds the topic, its partitions and their leaders.
     pub(in crate::connectors) async fn open(
         setup: &Setup<'_>,
         config: &KafkaSource,
     ) -> Result<Source, Cause> {
-        let mut client = super::client_config(setup, &config.brokers, &config.auth);
-        client.set("enable.partition.eof", "true");
-        let consumer = Arc::new(super::consumer(client, "jobhost")?);
-        let partitions = super::partitions(&consumer, &config.brokers, &config.topic).await?;
+        let client = super::client(setup, &config.brokers, &config.auth).await?;
+        let partitions = super::partitions(&client, &config.brokers, &config.topic).await?;
         let (index, parallelism) = (setup.subtask.index as i32, setup.parallelism as i32);
-        let mine = (0..partitions).filter(|p| p % parallelism == index);
+        let mut clients = Vec::new();
+        for p in (0..partitions).filter(|p| p % parallelism == index) {
+            clients.push(super::partition(&client, &config.topic, p).await?);
+        }
         Ok(Source {
-            consumer,
+            positions: clients.iter().map(|c| (c.partition(), -1)).collect(),
+            clients,
             topic: config.topic.clone(),
-            positions: mine.map(|p| (p, -1)).collect(),
             stop_at_end: config.stop_at_end,
-            assigned: false,
-            ended: BTreeSet::new(),
+            fetching: None,
         })
     }
 
@@ -113,60 +146,116 @@ impl Source {
         &mut self,
         records_max: u32,
     ) -> Result<PollResult, Cause> {
-        if !self.assigned {
-            self.assign()?;
+        if self.fetching.is_none() {
+            self.fetching = Some(self.start());
         }
+        let fetching = self.fetching.as_mut().expect("started above");
         let mut batch = BatchBuilder::new();
         while batch.len() < records_max as usize {
-            let Some(polled) = self.consumer.poll(std::time::Duration::ZERO) else {
+            let Ok(fetched) = fetching.received.try_recv() else {
                 break;
             };
-            let message = match polled {
-                Ok(message) => message,
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    self.ended.insert(partition);
-                    continue;
+            match fetched {
+                Fetched::Message {
+                    partition,
+                    offset,
+                    timestamp_ms,
+                    key,
+                    value,
+                } => {
+                    batch.push(&key, &value, timestamp_ms).map_err(Cause::Batch)?;
+                    self.positions.insert(partition, offset);
                 }
-                Err(error) => return Err(Cause::kafka("fetching messages")(error)),
-            };
-            let at = message.timestamp().to_millis();
-            let at = at.unwrap_or_else(now_ms);
-            let (key, value) = (
-                message.key().unwrap_or(&[]),
-                message.payload().unwrap_or(&[]),
-            );
-            batch.push(key, value, at).map_err(Cause::Batch)?;
-            self.positions.insert(message.partition(), message.offset());
+                Fetched::End => fetching.running -= 1,
+                Fetched::Failed(cause) => return Err(cause),
+            }
         }
-        let ended = self.stop_at_end && self.positions.keys().all(|p| self.ended.contains(p));
-        if batch.is_empty() && ended {
+        if batch.is_empty() && fetching.running == 0 {
             return Ok(PollResult::End);
         }
         Ok(PollResult::Records(into_batch(batch.finish(), Vec::new())))
     }
 
-    /// Assigns its partitions, each from the offset after its position.
-    fn assign(&mut self) -> Result<(), Cause> {
-        let mut assignment = TopicPartitionList::new();
-        for (&partition, &last) in &self.positions {
-            let offset = match last {
-                -1 => Offset::Beginning,
-                last => Offset::Offset(last + 1),
-            };
-            let added = assignment.add_partition_offset(&self.topic, partition, offset);
-            added.map_err(Cause::kafka("assigning partitions"))?;
+    /// One task per partition, fetching from the offset after its position.
+    fn start(&mut self) -> Fetching {
+        let (sender, received) = mpsc::channel(PREFETCH_MESSAGES_MAX);
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.clients)
+            .into_iter()
+            .map(|client| {
+                let fetch = Fetch {
+                    after: self.positions[&client.partition()],
+                    client,
+                    stop_at_end: self.stop_at_end,
+                    sender: sender.clone(),
+                };
+                tokio::spawn(fetch.run())
+            })
+            .collect();
+        Fetching {
+            running: tasks.len(),
+            received,
+            tasks,
         }
-        let assigned = self.consumer.assign(&assignment);
-        assigned.map_err(Cause::kafka("assigning partitions"))?;
-        self.assigned = true;
-        Ok(())
     }
 }
 
-/// Now, in milliseconds since the Unix epoch: the timestamp of a message that has none.
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| d.as_millis() as i64)
+/// One partition's fetching.
+struct Fetch {
+    client: PartitionClient,
+    /// The offset of the last message emitted (-1: none): fetching starts after it.
+    after: i64,
+    stop_at_end: bool,
+    sender: mpsc::Sender<Fetched>,
+}
+
+impl Fetch {
+    async fn run(self) {
+        let sender = self.sender.clone();
+        let last = match self.fetch().await {
+            Ok(()) => Fetched::End,
+            Err(cause) => Fetched::Failed(cause),
+        };
+        let _ = sender.send(last).await;
+    }
+
+    /// Sends every message after `after` to `poll`, in offset order; returns at the
+    /// partition's end (its high watermark) if `stop_at_end`, else never (unless the receiver
+    /// is gone).
+    async fn fetch(&self) -> Result<(), Cause> {
+        let mut next = match self.after {
+            -1 => self.client.get_offset(OffsetAt::Earliest).await,
+            after => Ok(after + 1),
+        }
+        .map_err(Cause::kafka("finding a partition's first offset"))?;
+        loop {
+            let fetched = self
+                .client
+                .fetch_records(next, 1..FETCH_BYTES_MAX, FETCH_WAIT_MS)
+                .await;
+            let (records, high_watermark) = fetched.map_err(Cause::kafka("fetching messages"))?;
+            if records.is_empty() && !self.stop_at_end {
+                // A broker that answers at once rather than holding the fetch is not spun on.
+                tokio::time::sleep(std::time::Duration::from_millis(EMPTY_PAUSE_MS)).await;
+            }
+            for found in records {
+                next = found.offset + 1;
+                let record = found.record;
+                let message = Fetched::Message {
+                    partition: self.client.partition(),
+                    offset: found.offset,
+                    timestamp_ms: record.timestamp.timestamp_millis(),
+                    key: record.key.unwrap_or_default(),
+                    value: record.value.unwrap_or_default(),
+                };
+                if self.sender.send(message).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if self.stop_at_end && next >= high_watermark {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// What a person reads of a source's state: each partition's offset.
