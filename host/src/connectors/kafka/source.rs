@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use jobhost_batch::BatchBuilder;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::record::RecordAndOffset;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -228,15 +229,8 @@ impl Fetch {
         }
         .map_err(Cause::kafka("finding a partition's first offset"))?;
         loop {
-            let fetched = self
-                .client
-                .fetch_records(next, 1..FETCH_BYTES_MAX, FETCH_WAIT_MS)
-                .await;
-            let (records, high_watermark) = fetched.map_err(Cause::kafka("fetching messages"))?;
-            if records.is_empty() && !self.stop_at_end {
-                // A broker that answers at once rather than holding the fetch is not spun on.
-                tokio::time::sleep(std::time::Duration::from_millis(EMPTY_PAUSE_MS)).await;
-            }
+            let (records, high_watermark) = self.fetch_at(next).await?;
+            let found_none = records.is_empty();
             for found in records {
                 next = found.offset + 1;
                 let record = found.record;
@@ -254,6 +248,41 @@ impl Fetch {
             if self.stop_at_end && next >= high_watermark {
                 return Ok(());
             }
+            if found_none {
+                // A broker that answers at once rather than holding the fetch is not spun on.
+                tokio::time::sleep(std::time::Duration::from_millis(EMPTY_PAUSE_MS)).await;
+            }
+        }
+    }
+
+    /// The records from offset `next` on (some of them), and the partition's high watermark.
+    /// A broker that serves only the batches that start at or after the offset asked (tansu
+    /// 0.6.0; Kafka serves the batch that holds it) skips the rest of a batch whose middle is
+    /// asked for, where a restored position often is. So when what comes back does not start
+    /// at `next`, the batch that holds `next` is looked for from earlier offsets (1, 2, 4, ...
+    /// back, to the partition's first), and the records before `next` dropped. (On Kafka, that
+    /// happens only where offsets have gaps: a compacted topic, transaction markers.)
+    async fn fetch_at(&self, next: i64) -> Result<(Vec<RecordAndOffset>, i64), Cause> {
+        let fetch = |from: i64| {
+            let fetched = self.client.fetch_records(from, 1..FETCH_BYTES_MAX, FETCH_WAIT_MS);
+            async { fetched.await.map_err(Cause::kafka("fetching messages")) }
+        };
+        let (records, high_watermark) = fetch(next).await?;
+        if records.first().is_some_and(|r| r.offset == next) || next >= high_watermark {
+            return Ok((records, high_watermark));
+        }
+        let first = self.client.get_offset(OffsetAt::Earliest).await;
+        let first = first.map_err(Cause::kafka("finding a partition's first offset"))?;
+        let mut back = 1;
+        loop {
+            let from = (next - back).max(first);
+            let (mut records, high_watermark) = fetch(from).await?;
+            let from_before = records.first().is_some_and(|r| r.offset < next);
+            if from_before || from == first {
+                records.retain(|r| r.offset >= next);
+                return Ok((records, high_watermark));
+            }
+            back *= 2;
         }
     }
 }
