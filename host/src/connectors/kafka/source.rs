@@ -35,7 +35,7 @@ pub const STATE_VERSION: u8 = 1;
 pub const PREFETCH_MESSAGES_MAX: usize = 4_096;
 /// Most bytes one fetch asks a partition for.
 pub const FETCH_BYTES_MAX: i32 = 1 << 20;
-/// Longest the broker holds a fetch that finds nothing new.
+/// Longest the broker holds a fetch at the partition's end that finds nothing new.
 pub const FETCH_WAIT_MS: i32 = 500;
 /// Pause after a fetch that found nothing.
 pub const EMPTY_PAUSE_MS: u64 = 20;
@@ -228,8 +228,13 @@ impl Fetch {
             after => Ok(after + 1),
         }
         .map_err(Cause::kafka("finding a partition's first offset"))?;
+        // The high watermark last seen: a fetch at it waits for new records (up to
+        // FETCH_WAIT_MS); a fetch below it asks for what is there, without waiting.
+        let mut end = i64::MAX;
         loop {
-            let (records, high_watermark) = self.fetch_at(next).await?;
+            let wait_ms = if next >= end { FETCH_WAIT_MS } else { 0 };
+            let (records, high_watermark) = self.fetch_at(next, wait_ms).await?;
+            end = high_watermark;
             let found_none = records.is_empty();
             for found in records {
                 next = found.offset + 1;
@@ -262,12 +267,16 @@ impl Fetch {
     /// at `next`, the batch that holds `next` is looked for from earlier offsets (1, 2, 4, ...
     /// back, to the partition's first), and the records before `next` dropped. (On Kafka, that
     /// happens only where offsets have gaps: a compacted topic, transaction markers.)
-    async fn fetch_at(&self, next: i64) -> Result<(Vec<RecordAndOffset>, i64), Cause> {
-        let fetch = |from: i64| {
-            let fetched = self.client.fetch_records(from, 1..FETCH_BYTES_MAX, FETCH_WAIT_MS);
+    async fn fetch_at(
+        &self,
+        next: i64,
+        wait_ms: i32,
+    ) -> Result<(Vec<RecordAndOffset>, i64), Cause> {
+        let fetch = |from: i64, wait_ms: i32| {
+            let fetched = self.client.fetch_records(from, 1..FETCH_BYTES_MAX, wait_ms);
             async { fetched.await.map_err(Cause::kafka("fetching messages")) }
         };
-        let (records, high_watermark) = fetch(next).await?;
+        let (records, high_watermark) = fetch(next, wait_ms).await?;
         if records.first().is_some_and(|r| r.offset == next) || next >= high_watermark {
             return Ok((records, high_watermark));
         }
@@ -276,7 +285,7 @@ impl Fetch {
         let mut back = 1;
         loop {
             let from = (next - back).max(first);
-            let (mut records, high_watermark) = fetch(from).await?;
+            let (mut records, high_watermark) = fetch(from, 0).await?;
             let from_before = records.first().is_some_and(|r| r.offset < next);
             if from_before || from == first {
                 records.retain(|r| r.offset >= next);
