@@ -9,8 +9,8 @@
 //! producer's create time, or the broker's append time, in milliseconds since the Unix epoch),
 //! so that event time follows the topic. Messages are fetched by one task per partition into a
 //! bounded channel, which `poll` drains without waiting: the subtask's loop is never held up
-//! by a quiet topic. It reads what the broker serves (no `read_committed`: this host's sink
-//! writes no transactions), uncompressed or Snappy-compressed batches.
+//! by a quiet topic. It fetches `read_committed` (rskafka's fetch), uncompressed or
+//! Snappy-compressed batches.
 
 use std::collections::BTreeMap;
 
