@@ -1,5 +1,6 @@
 //! A job on `host worker` processes (`host run --workers N`): the same output as in one
-//! process, through the kill of a worker, and a savepoint taken on 2 workers resumed on 3 at
+//! process, through the kill of a worker, through a worker stopped (its connections open)
+//! past the heartbeat timeout and resumed, and a savepoint taken on 2 workers resumed on 3 at
 //! another parallelism; back-pressure across processes.
 
 use crate::util::{
@@ -54,15 +55,52 @@ fn workers(dir: &Dir) -> Vec<(u32, String)> {
 
 /// Kills the worker `name` of `dir`'s job with SIGKILL.
 pub fn kill_worker(dir: &Dir, name: &str) {
+    signal_worker(dir, name, "KILL");
+}
+
+/// Sends `signal` (`KILL`, `STOP`, `CONT`) to the worker `name` of `dir`'s job; its pid.
+fn signal_worker(dir: &Dir, name: &str, signal: &str) -> u32 {
     let (pid, _) = workers(dir)
         .into_iter()
         .find(|(_, n)| n == name)
         .unwrap_or_else(|| panic!("{name} runs"));
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .unwrap();
-    assert!(killed.success());
+    assert!(sent.success(), "kill -{signal} {pid}");
+    pid
+}
+
+/// The committed part files of `dir`'s file sink: (checkpoint, subtask) of each.
+fn parts(dir: &Dir) -> Vec<(u64, u32)> {
+    let names = std::fs::read_dir(dir.path().join("output")).unwrap();
+    let names = names.map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    let parsed = names.filter_map(|name| {
+        let rest = name.strip_prefix("part-")?.strip_suffix(".txt")?;
+        let (checkpoint, subtask) = rest.split_once('-')?;
+        Some((checkpoint.parse().ok()?, subtask.parse().ok()?))
+    });
+    parsed.collect()
+}
+
+/// Every file under the file sink's staging folder of `dir`.
+fn staged(dir: &Dir) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.path().join("output/.staging")) else {
+        return Vec::new();
+    };
+    let names = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    sorted(names.collect())
+}
+
+/// The word count's output for `input`, as one process commits it: `word n` for every
+/// occurrence of each word, sorted.
+fn expected_output(input: &str) -> Vec<String> {
+    let counts = word_counts(input);
+    let lines = counts
+        .iter()
+        .flat_map(|(word, n)| (1..=*n).map(move |count| format!("{word} {count}")));
+    sorted(lines.collect())
 }
 
 fn sorted(mut lines: Vec<String>) -> Vec<String> {
@@ -272,4 +310,64 @@ fn a_slow_operator_on_one_worker_holds_back_the_source_on_another_within_its_cre
     assert_eq!(workers(&dir).len(), 2);
     running.kill();
     wait_until("every worker gone", || workers(&dir).is_empty());
+}
+
+#[test]
+fn a_worker_stopped_past_the_heartbeat_timeout_is_replaced_and_fenced_when_it_comes_back() {
+    let dir = Dir::new(LINES);
+    // Slow sources (15 s of input), so that the job outlives the stop and the resumption.
+    let file = dir.write_job(&WordCount {
+        restart_attempts: 5,
+        ..job(4, 50)
+    });
+    let args = [file.to_str().unwrap(), "--workers", "3"];
+    let running = dir.start(&[&args[..], &["--heartbeat-timeout-ms", "2000"]].concat());
+    wait_until("output committed", || !dir.committed_output().is_empty());
+    // SIGSTOP: its process stops, its connections stay open; nothing it holds is committed
+    // from now on, but by a successor.
+    let name = "worker-2";
+    let pid = signal_worker(&dir, name, "STOP");
+    let before = parts(&dir).iter().map(|(c, _)| *c).max().unwrap();
+    // Every sink subtask (one at least ran on worker-2) committed a later checkpoint: the job
+    // noticed the silence and runs on a new generation, on the workers left.
+    wait_until("a checkpoint committed without worker-2", || {
+        let later = parts(&dir).into_iter().filter(|(c, _)| *c > before);
+        let subtasks: std::collections::BTreeSet<u32> = later.map(|(_, s)| s).collect();
+        subtasks.len() == 4
+    });
+    let mut running = running;
+    assert!(
+        running.child.try_wait().unwrap().is_none(),
+        "the job ended before {name} came back"
+    );
+    signal_worker(&dir, name, "CONT");
+    // It comes back to an ended lease: it stops what it ran and ends, on its own.
+    wait_until("the resumed worker ended", || {
+        workers(&dir).iter().all(|(p, _)| *p != pid)
+    });
+    let (code, stderr) = running.wait_code();
+    assert_eq!(
+        code,
+        Some(0),
+        "the job did not survive {name}'s stop:\n{stderr}"
+    );
+    let silent = format!("worker {name} (pid {pid}) said nothing for 2000 ms: taken for lost");
+    assert!(stderr.contains(&silent), "no `{silent}` in:\n{stderr}");
+    assert!(
+        stderr.contains("restarting from the latest checkpoint"),
+        "no restart after {name} fell silent:\n{stderr}"
+    );
+    let fenced = "fenced: no word from the coordinator within the lease's 1500 ms";
+    assert!(
+        stderr.contains(fenced),
+        "{name} did not find itself fenced when it came back:\n{stderr}"
+    );
+    // What is committed is exactly one process's output: nothing the resumed worker wrote
+    // late reached it, and nothing of it is left staged.
+    assert_eq!(
+        sorted(dir.committed_output()),
+        expected_output(&input_text(LINES))
+    );
+    assert_eq!(staged(&dir), Vec::<String>::new(), "left staged");
+    assert!(workers(&dir).is_empty(), "workers outlived their job");
 }

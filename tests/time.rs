@@ -328,6 +328,55 @@ fn an_idle_source_subtask_does_not_hold_the_watermark_back_after_idle_ms() {
     assert_output(&dir, &expected);
 }
 
+#[test]
+fn records_behind_the_watermark_are_counted_late_where_they_arrive() {
+    let dir = Dir::new(0);
+    // Source subtask 0 stamps every 301st record 500 ms earlier (far past the 30 ms bound);
+    // subtask 1 emits nothing and is idle after 1 ms, so that from then on (the first late
+    // record is record 300, some 150 ms in) the probe's watermark is subtask 0's, and the job
+    // runs on once subtask 0 ran dry.
+    let timed = Timed {
+        silent: "1",
+        records: 3_000,
+        records_per_second: 1_000,
+        late_every: 301,
+        late_by_ms: 500,
+        watermark: "{ out_of_orderness_ms = 30, idle_ms = 1 }",
+        ..Timed::default()
+    };
+    let job = timed.write(&dir);
+    let running = start(&dir, &job, None);
+    // Subtask 0 emits the even records; a record within the bound is never behind it.
+    let late = (0..timed.records).filter(|&i| i % 2 == 0 && timed.is_late(i));
+    let late = late.count() as u64;
+    assert_eq!(late, 5);
+    wait_until("every record reached the probes", || {
+        let probes = time_of(&dir, &running.job, "probe");
+        probes
+            .iter()
+            .all(|&(watermark, _)| watermark == Some(i64::MAX))
+    });
+    assert_eq!(late_in(&dir, &running.job, "probe"), late);
+    // Each late record opens again a window that already fired (500 ms behind, windows of
+    // 100 ms), whose timer, in the past, fires at the next watermark: its count goes on
+    // stamped with the window's end, behind the sink's watermark too.
+    assert_eq!(late_in(&dir, &running.job, "sink"), late);
+    dir.host_ok(&["stop", &running.job]);
+    running.wait_ok();
+}
+
+/// `host list --json`'s records behind the watermark of `job`'s subtasks of `operator`, summed.
+fn late_in(dir: &Dir, job: &str, operator: &str) -> u64 {
+    let listed: serde_json::Value =
+        serde_json::from_str(&dir.host_ok(&["list", "--json"])).unwrap();
+    let row = listed.as_array().unwrap().iter().find(|r| r["job"] == job);
+    let subtasks = row.and_then(|r| r["time"].as_array()).unwrap();
+    let of_operator = subtasks.iter().filter(|s| s["operator"] == operator);
+    of_operator
+        .map(|s| s["records_late"].as_u64().unwrap())
+        .sum()
+}
+
 /// A job whose probe alerts each key `heartbeat_ms` after its last record: a few keys, all
 /// their records at once from source subtask 0; subtask 1 emits nothing, so the job runs on.
 fn heartbeats(heartbeat_ms: u64) -> Timed {

@@ -242,6 +242,8 @@ pub struct SubtaskTime {
     pub watermark_lag_ms: Option<i64>,
     /// Timers it keeps pending.
     pub timers_pending: u64,
+    /// Records that came in behind its watermark.
+    pub records_late: u64,
 }
 
 impl SubtaskTime {
@@ -255,6 +257,7 @@ impl SubtaskTime {
                 watermark: s.watermark,
                 watermark_lag_ms: s.watermark_lag_ms,
                 timers_pending: s.timers_pending,
+                records_late: s.records_late,
             })
             .collect()
     }

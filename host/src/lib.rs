@@ -26,7 +26,9 @@
 //! - [`cluster`]: a job's subtasks on `host worker` processes (`host run --workers N`): the
 //!   coordinator's pool and deployments ([`cluster::remote`]), the worker
 //!   ([`cluster::worker`]), the exchange of batches between them as Arrow IPC over TCP with
-//!   credit ([`cluster::exchange`]), placement and schedulers.
+//!   credit ([`cluster::exchange`]), placement and schedulers; a worker's lease, which fences
+//!   off its subtasks once it fell silent past its coordinator's timeout
+//!   ([`runtime::lease`]).
 //! - [`connectors`]: connectors built into the host (NATS JetStream source and sink,
 //!   PostgreSQL sink, Kafka source and at-least-once sink), run by the runtime behind the same
 //!   role calls as components ([`runtime::instance`]); and the capture, which stands in for

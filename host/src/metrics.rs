@@ -35,6 +35,7 @@ pub struct SubtaskCounters {
     traps: AtomicU64,
     watermark: Watermark,
     timers_pending: AtomicU64,
+    records_late: AtomicU64,
 }
 
 /// A subtask's watermark, [`WATERMARK_MIN`] before its first.
@@ -79,6 +80,11 @@ impl SubtaskCounters {
             .fetch_add(since.elapsed().as_nanos() as u64, Relaxed);
     }
 
+    /// `records` came in behind the subtask's watermark.
+    pub fn late(&self, records: usize) {
+        self.records_late.fetch_add(records as u64, Relaxed);
+    }
+
     /// The subtask's guest trapped.
     pub fn trapped(&self) {
         self.traps.fetch_add(1, Relaxed);
@@ -99,6 +105,7 @@ impl SubtaskCounters {
         let watermark = (watermark != WATERMARK_MIN).then_some(watermark);
         SubtaskSample {
             timers_pending: self.timers_pending.load(Relaxed),
+            records_late: self.records_late.load(Relaxed),
             watermark,
             watermark_lag_ms: watermark
                 .filter(|&w| w != WATERMARK_END)
@@ -321,6 +328,10 @@ pub struct SubtaskSample {
     /// Timers it keeps pending, of both clocks.
     #[serde(default)]
     pub timers_pending: u64,
+    /// Records that came in behind its watermark (a timestamp at or below it: late, as Flink
+    /// counts them; a window operator drops those past its allowed lateness).
+    #[serde(default)]
+    pub records_late: u64,
 }
 
 /// Everything a running job counts, at one moment.

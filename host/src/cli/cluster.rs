@@ -15,6 +15,7 @@ use host::cluster::remote::Pool;
 use host::cluster::scheduler::Scheduler;
 use host::cluster::scheduler::kubernetes::{KubernetesConfig, Pods};
 use host::cluster::scheduler::process::{Processes, TOKEN_VARIABLE};
+use host::cluster::wire::Heartbeat;
 use host::cluster::worker::{self, WorkerConfig};
 use host::engine::CacheMode;
 use host::runtime::remote::Remote;
@@ -67,6 +68,17 @@ pub(super) struct ClusterArgs {
     /// kubernetes: the port each worker's exchange listens on.
     #[arg(long, value_name = "PORT", default_value_t = 7000)]
     exchange_port: u16,
+    /// How long a worker may say nothing before it is taken for lost and the job restarts
+    /// without it, in milliseconds (a stopped or cut-off worker keeps its connections open;
+    /// it pings four times per timeout, and fences itself off before the timeout ends).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(40..),
+        requires = "workers"
+    )]
+    heartbeat_timeout_ms: u64,
 }
 
 /// The schedulers `--scheduler` names.
@@ -111,7 +123,10 @@ impl Cluster {
         let workers = usize::from(asked.workers.unwrap_or(1));
         let token = hex::encode(rand::random::<[u8; 32]>());
         let (mut scheduler, listen) = scheduler(&asked, of, workers).await?;
-        let pool = Pool::listen(listen, &token, store.layout().clone()).await?;
+        let heartbeat = Heartbeat {
+            timeout: std::time::Duration::from_millis(asked.heartbeat_timeout_ms),
+        };
+        let pool = Pool::listen(listen, &token, store.layout().clone(), heartbeat).await?;
         let mut reached = pool.addr();
         if let Some(ip) = asked.advertise {
             reached.set_ip(ip);

@@ -69,6 +69,14 @@
 //!   also starts a replacement, which joins the next deployment). Checkpoints go on numbering
 //!   past the aborted one, so nothing a sink prepared then is ever committed: `recover`
 //!   discards it.
+//! - **A worker falls silent** (a stopped process, a partition: its connections stay open): it
+//!   pings its coordinator four times per heartbeat timeout (`--heartbeat-timeout-ms`); once it
+//!   said nothing for the timeout, the coordinator takes it for lost ([`remote`]), closes its
+//!   connection, and goes on as if it had died. The worker's lease
+//!   ([`crate::runtime::lease`]), renewed by the coordinator's answers as of when it pinged, for
+//!   three quarters of the timeout, has ended by then: if the worker comes back, its subtasks
+//!   refuse every act on the outside world (a sink's write, prepare or commit, a snapshot, a
+//!   state file), and the worker stops them all and ends, fenced.
 //! - **The coordinator dies**: every worker sees its control connection close and stops at
 //!   once: no subtask runs on, no sink commits (only the coordinator says commit). `host run
 //!   --from JOB` resumes the job, as after the kill of a single process.

@@ -1,6 +1,12 @@
 //! The coordinator's side: the workers connected to it ([`Pool`]), and deploying a job on
 //! them ([`crate::runtime::remote::Remote`]): placed, built everywhere, then started; commands
 //! out and events in, each tagged with the deployment's generation.
+//!
+//! A worker is lost when its connection closes, or when it says nothing (not even a ping)
+//! within the pool's [`Heartbeat`] timeout: a stopped or partitioned process keeps its
+//! connections open. The pool then closes its connection, so that a worker that comes back
+//! finds its coordinator gone; by then the worker's lease has ended
+//! ([`crate::runtime::lease`]), which fences off whatever its subtasks would still do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -9,12 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::placement::place;
-use super::wire::{self, Deployment, FromWorker, Hello, RemoteCommand, RemoteEvent, ToWorker};
+use super::wire::{
+    self, Deployment, FromWorker, Heartbeat, Hello, RemoteCommand, RemoteEvent, ToWorker,
+};
 use crate::ids::SubtaskId;
 use crate::runtime::channel::Closed;
 use crate::runtime::remote::{Deploy, Deployed, Remote, Session};
@@ -26,8 +35,17 @@ use crate::store::Layout;
 enum Inbound {
     /// A message.
     Message(FromWorker),
-    /// The connection closed: the worker is gone.
-    Lost,
+    /// The worker is gone.
+    Lost(Gone),
+}
+
+/// How a worker was lost.
+#[derive(Clone, Copy, Debug)]
+enum Gone {
+    /// Its connection closed (or failed).
+    Closed,
+    /// It said nothing within the timeout: its connection was closed here.
+    Silent,
 }
 
 /// A connected worker.
@@ -52,6 +70,8 @@ struct Shared {
     generation: AtomicU64,
     /// The state folder's layout: points are named to workers relative to it.
     layout: Layout,
+    /// When a silent worker is taken for lost.
+    heartbeat: Heartbeat,
 }
 
 /// The workers of one `host run`: they connect to its listener.
@@ -76,8 +96,13 @@ pub enum PoolError {
 
 impl Pool {
     /// Listens on `addr` for workers presenting `token`; points are named to them relative to
-    /// `layout`'s state folder.
-    pub async fn listen(addr: SocketAddr, token: &str, layout: Layout) -> Result<Pool, PoolError> {
+    /// `layout`'s state folder; a worker silent for `heartbeat`'s timeout is lost.
+    pub async fn listen(
+        addr: SocketAddr,
+        token: &str,
+        layout: Layout,
+        heartbeat: Heartbeat,
+    ) -> Result<Pool, PoolError> {
         let listen = |source| PoolError::Listen { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(listen)?;
         let addr = listener.local_addr().map_err(listen)?;
@@ -90,6 +115,7 @@ impl Pool {
             joined: Notify::new(),
             generation: AtomicU64::new(0),
             layout,
+            heartbeat,
         });
         let accepting = shared.clone();
         tokio::spawn(async move {
@@ -124,8 +150,8 @@ impl Pool {
 }
 
 impl Shared {
-    /// A worker's connection: its hello checked, then its messages into the inbox until it
-    /// closes.
+    /// A worker's connection: its hello checked and welcomed, then its messages into the
+    /// inbox until it closes or falls silent (then it is closed here).
     async fn admit(self: Arc<Self>, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (read, mut write) = stream.into_split();
@@ -135,44 +161,84 @@ impl Shared {
             Ok(_) => return tracing::warn!("a worker connection without the token refused"),
             Err(e) => return tracing::warn!("a worker connection refused: {e}"),
         };
-        let (to, mut outgoing) = mpsc::unbounded_channel::<ToWorker>();
+        if let Err(e) = wire::write(&mut write, &self.heartbeat.welcome()).await {
+            return tracing::warn!(worker = %hello.name, "{e}");
+        }
+        let (to, outgoing) = mpsc::unbounded_channel::<ToWorker>();
         let id = {
             let mut workers = self.workers.lock().expect("not poisoned");
             workers.push(Worker {
                 name: hello.name.clone(),
                 exchange: hello.exchange,
-                to,
+                to: to.clone(),
                 alive: true,
             });
             workers.len() - 1
         };
         tracing::info!(worker = %hello.name, exchange = %hello.exchange, "worker joined");
         self.joined.notify_waiters();
-        tokio::spawn(async move {
-            while let Some(message) = outgoing.recv().await {
-                if wire::write(&mut write, &message).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (close, closed) = oneshot::channel();
+        tokio::spawn(write_out(write, outgoing, closed));
+        let gone = self.listen_to(id, &hello.name, read, &to).await;
+        // Closes the connection: a silent worker that comes back finds its coordinator gone.
+        drop(close);
+        self.workers.lock().expect("not poisoned")[id].alive = false;
+        tracing::warn!(worker = %hello.name, ?gone, "worker gone");
+        let _ = self.inbox_tx.send((id, Inbound::Lost(gone)));
+    }
+
+    /// Puts worker `id`'s messages into the inbox, answering its pings on `to`, until its
+    /// connection closes or it says nothing within the timeout.
+    async fn listen_to(
+        &self,
+        id: usize,
+        name: &str,
+        mut read: tokio::io::BufReader<OwnedReadHalf>,
+        to: &mpsc::UnboundedSender<ToWorker>,
+    ) -> Gone {
+        let timeout = self.heartbeat.timeout;
         loop {
-            match wire::read::<_, FromWorker>(&mut read).await {
-                Ok(Some(message)) => drop(self.inbox_tx.send((id, Inbound::Message(message)))),
-                end => {
+            let said = tokio::time::timeout(timeout, wire::read::<_, FromWorker>(&mut read));
+            match said.await {
+                Ok(Ok(Some(FromWorker::Ping(n)))) => drop(to.send(ToWorker::Pong(n))),
+                Ok(Ok(Some(message))) => drop(self.inbox_tx.send((id, Inbound::Message(message)))),
+                Ok(end) => {
                     if let Err(e) = end {
-                        tracing::warn!(worker = %hello.name, "{e}");
+                        tracing::warn!(worker = %name, "{e}");
                     }
-                    break;
+                    return Gone::Closed;
+                }
+                Err(_) => {
+                    let timeout_ms = timeout.as_millis() as u64;
+                    tracing::warn!(worker = %name, timeout_ms, "worker said nothing: taken for lost");
+                    return Gone::Silent;
                 }
             }
         }
-        self.workers.lock().expect("not poisoned")[id].alive = false;
-        tracing::warn!(worker = %hello.name, "worker gone");
-        let _ = self.inbox_tx.send((id, Inbound::Lost));
     }
 
     fn worker(&self, id: usize) -> Worker {
         self.workers.lock().expect("not poisoned")[id].clone()
+    }
+}
+
+/// Writes `outgoing` to a worker's connection until it fails or `closed` fires (or its
+/// sender is dropped); the connection's write side is then shut.
+async fn write_out(
+    mut write: OwnedWriteHalf,
+    mut outgoing: mpsc::UnboundedReceiver<ToWorker>,
+    mut closed: oneshot::Receiver<()>,
+) {
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = &mut closed => return,
+            message = outgoing.recv() => message,
+        };
+        let Some(message) = message else { return };
+        if wire::write(&mut write, &message).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -260,7 +326,7 @@ impl Pool {
             };
             let name = self.shared.worker(id).name;
             match inbound {
-                Inbound::Lost if waiting.contains(&id) => {
+                Inbound::Lost(_) if waiting.contains(&id) => {
                     return Err(everywhere(plan, &name, "gone while building"));
                 }
                 Inbound::Message(FromWorker::Built {
@@ -412,7 +478,7 @@ impl Session for Remoting {
             let mut inbox = self.shared.inbox.lock().await;
             while !waiting.is_empty() {
                 match inbox.recv().await {
-                    Some((id, Inbound::Lost)) => drop(waiting.remove(&id)),
+                    Some((id, Inbound::Lost(_))) => drop(waiting.remove(&id)),
                     Some((id, Inbound::Message(FromWorker::Cancelled(g))))
                         if g == self.generation =>
                     {
@@ -440,8 +506,12 @@ async fn route(
             continue;
         };
         let event = match inbound {
-            Inbound::Lost => Event::Failed(SubtaskError::WorkerLost {
+            Inbound::Lost(Gone::Closed) => Event::Failed(SubtaskError::WorkerLost {
                 worker: worker.name.clone(),
+            }),
+            Inbound::Lost(Gone::Silent) => Event::Failed(SubtaskError::WorkerSilent {
+                worker: worker.name.clone(),
+                timeout_ms: shared.heartbeat.timeout.as_millis() as u64,
             }),
             Inbound::Message(FromWorker::Event {
                 generation: g,

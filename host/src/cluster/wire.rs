@@ -2,7 +2,9 @@
 //! connection per worker, opened by the worker, each message a frame of postcard (its length,
 //! u32 little-endian, then its bytes).
 //!
-//! A worker says [`Hello`]; then, for each deployment (a generation), the coordinator sends
+//! A worker says [`Hello`], the coordinator answers [`Welcome`] (how often to beat, and the
+//! lease's term); from then on the worker sends [`FromWorker::Ping`] every beat, answered by
+//! [`ToWorker::Pong`] (see [`crate::runtime::lease`]). For each deployment (a generation), the coordinator sends
 //! [`ToWorker::Deploy`], the worker answers [`FromWorker::Built`] (or why not), the coordinator
 //! sends [`ToWorker::Start`] once every worker built, then commands; events come back until the
 //! job ends or the coordinator says [`ToWorker::Cancel`] (answered by
@@ -31,6 +33,34 @@ pub struct Hello {
     pub name: String,
     /// Where its exchange listens.
     pub exchange: SocketAddr,
+}
+
+/// The coordinator's answer to a [`Hello`]: how the worker keeps its lease.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Welcome {
+    /// How often the worker pings, in milliseconds.
+    pub ping_ms: u64,
+    /// The lease's term, in milliseconds: less than the coordinator's timeout.
+    pub lease_ms: u64,
+}
+
+/// How a coordinator tells a silent worker from a busy one.
+#[derive(Clone, Copy, Debug)]
+pub struct Heartbeat {
+    /// How long a worker may say nothing before it is taken for lost.
+    pub timeout: std::time::Duration,
+}
+
+impl Heartbeat {
+    /// What a worker is told: ping four times per timeout; a lease of three quarters of it
+    /// (so that it ends before the coordinator, counting from a later instant, gives up).
+    pub fn welcome(&self) -> Welcome {
+        let timeout_ms = (self.timeout.as_millis() as u64).max(4);
+        Welcome {
+            ping_ms: timeout_ms / 4,
+            lease_ms: timeout_ms / 4 * 3,
+        }
+    }
 }
 
 /// What one worker runs in one generation of a job.
@@ -91,6 +121,9 @@ pub enum ToWorker {
     },
     /// Stop every subtask of this generation and drop its links.
     Cancel(u64),
+    /// The answer to [`FromWorker::Ping`] with this number: the worker's lease is renewed
+    /// as of when it sent that ping.
+    Pong(u64),
 }
 
 /// What a subtask on a worker tells the coordinator (the runtime's events that cross).
@@ -146,6 +179,8 @@ pub enum FromWorker {
     },
     /// Every subtask of generation `generation` stopped.
     Cancelled(u64),
+    /// A heartbeat, numbered from 1.
+    Ping(u64),
 }
 
 /// Why a frame could not be read or written.

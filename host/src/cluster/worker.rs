@@ -6,24 +6,31 @@
 //! and outbound links; relays commands in and events out; on `cancel`, stops them all. When
 //! the coordinator's connection closes, it stops everything and returns: no subtask of a job
 //! whose coordinator is gone runs on, and no sink commits without it.
+//!
+//! It pings its coordinator every beat and holds a lease renewed by each answer
+//! ([`crate::runtime::lease`]): its subtasks check the lease before every act on the outside
+//! world, and the worker itself stops everything and returns [`WorkerError::Fenced`] as soon
+//! as it finds the lease ended (a worker that was stopped, or cut off, for longer than its
+//! coordinator waits: a new generation may run in its place).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use self::link::{Joined, Pings, Said, join, ping, read_in, send_out};
 use super::exchange::{self, Exchange, LinkHello};
-use super::wire::{self, Deployment, FromWorker, Hello, RemoteCommand, RemoteEvent, ToWorker};
+use super::wire::{self, Deployment, FromWorker, RemoteCommand, RemoteEvent, ToWorker};
 use crate::connectors::secret::{self, Secrets};
 use crate::engine::{Engine, Limits};
 use crate::ids::SubtaskId;
 use crate::points::savepoint::{self, Mapping};
 use crate::protected::Protected;
 use crate::runtime::coordinator::{Commands, spawn_subtasks};
+use crate::runtime::lease::{Lease, LeaseExpired};
 use crate::runtime::subtask::{Command, Event};
 use crate::runtime::{ChannelId, JobRecord, RestoreFrom, Share, ShareSpec, build_share};
 use crate::store::Store;
@@ -76,6 +83,15 @@ pub enum WorkerError {
         /// The generation that was running.
         generation: u64,
     },
+    /// Its lease ended (it was stopped or cut off for longer than its coordinator waits):
+    /// it stopped whatever ran, and ends.
+    #[error("{expired}: stopped {}", .generation.map_or("nothing (none ran)".to_owned(), |g| format!("the subtasks of generation {g}")))]
+    Fenced {
+        /// The generation that was running, if one.
+        generation: Option<u64>,
+        /// The lease.
+        expired: LeaseExpired,
+    },
 }
 
 /// A deployment on this worker: built (and, once started, running).
@@ -103,9 +119,12 @@ struct Worker {
     /// Messages to the coordinator.
     out: mpsc::UnboundedSender<FromWorker>,
     current: Option<Current>,
+    /// Renewed by the coordinator's answers to pings; checked before every act.
+    lease: Lease,
 }
 
-/// Runs a worker until its coordinator goes away: `Ok` if nothing was running then.
+/// Runs a worker until its coordinator goes away (`Ok` if nothing was running then), or its
+/// lease ends.
 pub async fn run(
     store: Store,
     engine: Arc<Engine>,
@@ -118,37 +137,27 @@ pub async fn run(
     let exchange = Exchange::bind(config.listen, &config.token)
         .await
         .map_err(listen)?;
-    let coordinator = |source| WorkerError::Coordinator {
-        addr: config.coordinator,
-        source,
-    };
-    let stream = TcpStream::connect(config.coordinator)
-        .await
-        .map_err(|e| coordinator(e.into()))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| coordinator(e.into()))?;
-    let (read, mut write) = stream.into_split();
-    let mut read = tokio::io::BufReader::new(read);
     let mut reached = exchange.addr();
     if let Some(ip) = config.advertise {
         reached.set_ip(ip);
     }
-    let hello = Hello {
-        token: config.token.clone(),
-        name: config.name.clone(),
-        exchange: reached,
-    };
-    wire::write(&mut write, &hello).await.map_err(coordinator)?;
+    let joined = join(&config, reached).await;
+    let Joined {
+        read,
+        write,
+        welcome,
+        lease,
+    } = joined.map_err(|source| WorkerError::Coordinator {
+        addr: config.coordinator,
+        source,
+    })?;
     tracing::info!(name = %config.name, exchange = %reached, "worker ready");
-    let (out, mut outgoing) = mpsc::unbounded_channel::<FromWorker>();
-    tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            if wire::write(&mut write, &message).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (out, outgoing) = mpsc::unbounded_channel::<FromWorker>();
+    tokio::spawn(send_out(write, outgoing));
+    let pings = Pings::default();
+    tokio::spawn(ping(out.clone(), pings.clone(), welcome.ping_ms));
+    let (said_tx, said) = mpsc::unbounded_channel();
+    tokio::spawn(read_in(read, said_tx, lease.clone(), pings));
     let mut worker = Worker {
         env: config.env,
         store,
@@ -157,21 +166,48 @@ pub async fn run(
         token: config.token,
         out,
         current: None,
+        lease,
     };
-    loop {
-        match wire::read::<_, ToWorker>(&mut read).await {
-            Ok(Some(message)) => worker.on_message(message).await,
-            ended => {
-                if let Err(e) = ended {
-                    tracing::warn!("coordinator: {e}");
-                }
-                return worker.coordinator_lost().await;
-            }
-        }
-    }
+    worker.serve(said).await
 }
 
 impl Worker {
+    /// Serves what the coordinator `said` until its connection ends or the lease does; the
+    /// lease is checked first whenever the worker wakes.
+    async fn serve(&mut self, mut said: mpsc::UnboundedReceiver<Said>) -> Result<(), WorkerError> {
+        loop {
+            let until = tokio::time::Instant::from_std(self.lease.until());
+            let next = tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(until) => None,
+                next = said.recv() => Some(next),
+            };
+            if let Err(expired) = self.lease.check() {
+                return self.fenced(expired).await;
+            }
+            match next {
+                None => {}
+                Some(Some(Ok(Some(message)))) => self.on_message(message).await,
+                Some(ended) => {
+                    if let Some(Err(e)) = ended {
+                        tracing::warn!("coordinator: {e}");
+                    }
+                    return self.coordinator_lost().await;
+                }
+            }
+        }
+    }
+
+    /// The lease ended: stops whatever runs, and says so.
+    async fn fenced(&mut self, expired: LeaseExpired) -> Result<(), WorkerError> {
+        let generation = self.current.as_ref().map(|c| c.generation);
+        self.cancel().await;
+        Err(WorkerError::Fenced {
+            generation,
+            expired,
+        })
+    }
+
     async fn on_message(&mut self, message: ToWorker) {
         match message {
             ToWorker::Deploy(deployment) => {
@@ -196,6 +232,8 @@ impl Worker {
                 let location = self.located(&location);
                 self.store.note_published(&job, &location);
             }
+            // Read (and the lease renewed) as they arrive: none comes this way.
+            ToWorker::Pong(_) => {}
             ToWorker::Cancel(generation) => {
                 if self
                     .current
@@ -366,6 +404,7 @@ impl Worker {
                 .with_modules(modules),
             secrets,
             here: deployment.subtasks.iter().cloned().collect(),
+            lease: Some(self.lease.clone()),
         }
     }
 
@@ -474,3 +513,5 @@ fn remote_event(event: Event) -> Option<RemoteEvent> {
         }
     })
 }
+
+mod link;

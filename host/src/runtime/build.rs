@@ -58,6 +58,8 @@ pub(super) struct Blueprint {
     pub(super) metrics: Arc<JobMetrics>,
     /// Where the subtasks run when not in this process (`host/src/cluster/`).
     pub(super) remote: Option<Arc<dyn Remote>>,
+    /// On a worker: the lease its subtasks check before acting ([`super::lease`]).
+    lease: Option<super::lease::Lease>,
     /// How far its sources read, for a bounded run.
     bound: Option<Arc<SourceBound>>,
 }
@@ -98,6 +100,8 @@ pub struct ShareSpec {
     pub secrets: Secrets,
     /// The subtasks that run here.
     pub here: std::collections::BTreeSet<SubtaskId>,
+    /// The worker's lease, which its subtasks check before acting ([`super::lease`]).
+    pub lease: Option<super::lease::Lease>,
 }
 
 /// Builds the subtasks of `spec.here` (loaded, started, restored) and wires them to each
@@ -122,6 +126,7 @@ pub async fn build_share(
         metrics,
         remote: None,
         bound: None,
+        lease: spec.lease,
     };
     let here = |subtask: &SubtaskId| spec.here.contains(subtask);
     blueprint.share(spec.restore.as_ref(), &here, events).await
@@ -160,6 +165,7 @@ pub async fn build(
         metrics,
         remote,
         bound,
+        lease: None,
     };
     let resumed = initial.as_ref().map(|r| r.metadata.checkpoint);
     let first = crate::store::fence::first_checkpoint(resumed, taking_over);
@@ -418,6 +424,7 @@ impl Blueprint {
             valve: Valve::new(inputs.len()),
             timers,
             inputs,
+            lease: self.lease.clone(),
         }
     }
 

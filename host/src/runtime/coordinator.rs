@@ -10,6 +10,7 @@
 //! A live upgrade ([`upgrade`]) rides on one such checkpoint, and holds further ones back until
 //! its canary window has passed.
 
+mod tasks;
 mod upgrade;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -22,7 +23,7 @@ use tokio::task::JoinSet;
 use super::build::Blueprint;
 use super::channel::Closed;
 use super::remote::{Placed, Session};
-use super::subtask::{Command, Event, Subtask, SubtaskError};
+use super::subtask::{Command, Event};
 use super::{
     Aborted, CheckpointFailure, JobFailure, OperatorInfo, Outcome, Request, SaveError, Saved,
 };
@@ -33,6 +34,8 @@ use crate::key_group::KEY_GROUP_FUNCTION;
 use crate::metrics::{CheckpointStat, JobMetrics};
 use crate::store::{Metadata, OperatorState, StateFile, StateLayout, Store};
 use crate::topology::Role;
+use tasks::panicked;
+pub use tasks::spawn_subtasks;
 pub use upgrade::UpgradeReply;
 
 type Reply = oneshot::Sender<Result<Saved, SaveError>>;
@@ -563,40 +566,5 @@ impl Ending {
             return Step::Go;
         }
         Step::Fail(JobFailure::PeerGone { subtask, closed })
-    }
-}
-
-/// Spawns every subtask; each tells the coordinator how it ended. Returns their tasks, and
-/// each task's subtask by task id (to name one that panicked).
-pub fn spawn_subtasks(subtasks: Vec<Subtask>) -> (JoinSet<()>, BTreeMap<tokio::task::Id, String>) {
-    let mut tasks = JoinSet::new();
-    let mut names = BTreeMap::new();
-    for subtask in subtasks {
-        let (id, events) = (subtask.id.clone(), subtask.events.clone());
-        let name = id.to_string();
-        let handle = tasks.spawn(async move {
-            let event = match subtask.run().await {
-                Ok(()) => Event::Done(id),
-                Err(SubtaskError::Closed(closed)) => Event::PeerGone(id, closed),
-                Err(e) => Event::Failed(e),
-            };
-            let _ = events.send(event);
-        });
-        names.insert(handle.id(), name);
-    }
-    (tasks, names)
-}
-
-/// A subtask's task ended: the job fails if it panicked.
-fn panicked(
-    joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
-    names: &BTreeMap<tokio::task::Id, String>,
-) -> Step {
-    match joined {
-        Err(e) if e.is_panic() => {
-            let name = names.get(&e.id()).cloned().unwrap_or_default();
-            Step::Fail(JobFailure::Panicked(name))
-        }
-        _ => Step::Go,
     }
 }

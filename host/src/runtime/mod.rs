@@ -12,6 +12,7 @@ pub mod channel;
 pub mod coordinator;
 mod failure;
 pub mod instance;
+pub mod lease;
 pub mod partition;
 pub mod remote;
 mod restore;

@@ -21,18 +21,20 @@ use tokio::time::Instant;
 
 use super::channel::{Closed, Message, Receiver, batch_len};
 use super::instance::{CallError, RoleInstance};
+use super::lease::Lease;
 use super::partition::{Output, check_batch};
 use super::swap::{Prepared, SwapOrder, Swapped, UpgradeError};
 use super::{CheckpointFailure, Malformed, SwapFailure};
 use crate::barrier::{Aligner, Alignment, Barrier};
 use crate::connectors::ConnectorError;
 use crate::engine::GuestError;
-use crate::engine::bindings::{Batch, PollResult, Snapshot};
+use crate::engine::bindings::{Batch, PollResult};
 use crate::fault::Phase;
 use crate::ids::{CheckpointId, JobId, SubtaskId};
 use crate::metrics::SubtaskCounters;
 use crate::snapshot::Held;
-use crate::store::{Layout, StateFile, Store};
+use crate::store::{StateFile, Store};
+use crate::time::WATERMARK_MIN;
 use crate::time::timers::TimerService;
 use crate::time::watermarks::{Generator, Valve};
 use crate::topology::Role;
@@ -148,6 +150,23 @@ pub enum SubtaskError {
         /// The worker.
         worker: String,
     },
+    /// The process running subtasks of the job said nothing within the coordinator's
+    /// timeout: it is taken for lost (and its lease fences its subtasks off).
+    #[error("worker {worker} said nothing for {timeout_ms} ms: taken for lost")]
+    WorkerSilent {
+        /// The worker.
+        worker: String,
+        /// The coordinator's timeout.
+        timeout_ms: u64,
+    },
+    /// The subtask runs on a worker whose lease ended: it does nothing more.
+    #[error("{subtask}: {expired}")]
+    Fenced {
+        /// Which subtask.
+        subtask: SubtaskId,
+        /// The lease that ended.
+        expired: super::lease::LeaseExpired,
+    },
 }
 
 impl From<CallError> for SubtaskError {
@@ -202,6 +221,9 @@ pub struct Subtask {
     pub valve: Valve,
     /// Its pending timers (none unless its module keeps timers).
     pub timers: TimerService,
+    /// On a worker: the lease checked before every act on the outside world
+    /// ([`super::lease`]); none in one process.
+    pub lease: Option<Lease>,
 }
 
 /// What the loop of a subtask with inputs does next.
@@ -231,6 +253,7 @@ impl Subtask {
 
     async fn run_downstream(mut self) -> Result<(), SubtaskError> {
         if let Some(checkpoint) = self.recover {
+            self.leased()?;
             self.instance.recover(checkpoint.0).await?;
             let _ = self.store.fault_point(Phase::SinkRecovered, checkpoint);
         }
@@ -313,6 +336,7 @@ impl Subtask {
     }
 
     async fn commit(&mut self, checkpoint: CheckpointId) -> Result<(), SubtaskError> {
+        self.leased()?;
         self.instance.commit(checkpoint.0).await?;
         let _ = self.store.fault_point(Phase::SinkCommitted, checkpoint);
         Ok(())
@@ -339,9 +363,15 @@ impl Subtask {
     async fn on_batch(&mut self, batch: Batch) -> Result<(), SubtaskError> {
         let records = batch_len(&batch);
         self.counters.received(records);
+        let watermark = self.valve.watermark();
+        if watermark != WATERMARK_MIN {
+            let late = batch.timestamps.iter().filter(|&&t| t <= watermark);
+            self.counters.late(late.count());
+        }
         let since = Instant::now().into_std();
         match self.role {
             Role::Sink => {
+                self.leased()?;
                 let written = self.instance.write(&batch).await;
                 self.counters.busy_since(since);
                 written?;
@@ -370,6 +400,18 @@ impl Subtask {
         let polled = self.instance.poll(records_max).await;
         self.counters.busy_since(since);
         polled
+    }
+
+    /// `Ok` unless the subtask runs on a worker whose lease ended ([`super::lease`]): checked
+    /// before every act on the outside world.
+    fn leased(&self) -> Result<(), SubtaskError> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        lease.check().map_err(|expired| SubtaskError::Fenced {
+            subtask: self.id.clone(),
+            expired,
+        })
     }
 
     fn check(&self, batch: &Batch) -> Result<(), SubtaskError> {
@@ -421,110 +463,6 @@ impl Subtask {
             let _ = self.events.send(Event::Resumed { subtask, pause });
         }
     }
-
-    /// Snapshots the guest for `barrier` and writes the blob off the hot path; the ack (or the
-    /// failure) reaches the coordinator once the write is durable. A guest that refuses only
-    /// aborts this checkpoint (and `false` says so); a trap fails the subtask.
-    async fn checkpoint(
-        &mut self,
-        barrier: Barrier,
-        alignment: Duration,
-    ) -> Result<bool, SubtaskError> {
-        let checkpoint = barrier.checkpoint;
-        // The first snapshot of an instance is full: from then on, the host's copy of its
-        // state is exactly the guest's, and later snapshots carry only what changed.
-        let full = self.held.is_none();
-        let since = Instant::now().into_std();
-        let snapshot = async {
-            if self.role == Role::Sink {
-                self.instance.prepare_commit(checkpoint.0).await?;
-            }
-            self.instance.snapshot(checkpoint.0, full).await
-        };
-        let held = match snapshot.await {
-            Ok(snapshot) => {
-                let snapshot_ms = since.elapsed().as_secs_f64() * 1e3;
-                let held = self.take_in(checkpoint, snapshot, full)?;
-                let (subtask, merged_ms) = (&self.id, since.elapsed().as_secs_f64() * 1e3);
-                tracing::debug!(%subtask, %checkpoint, full, snapshot_ms, merged_ms, "state taken");
-                held
-            }
-            Err(CallError::Guest(error @ GuestError::Refused { .. })) => {
-                let error = CheckpointFailure::Refused(error);
-                let _ = self
-                    .events
-                    .send(Event::SnapshotFailed { checkpoint, error });
-                return Ok(false);
-            }
-            Err(trap) => return Err(trap.into()),
-        };
-        self.counters.checkpoint_synced_since(since);
-        self.write_off_the_hot_path(checkpoint, held, alignment);
-        Ok(true)
-    }
-
-    /// Merges a snapshot into the host's copy of the subtask's state, and homes its new pieces
-    /// in the segment this checkpoint writes; returns a copy to write (cheap: the pieces are
-    /// shared, and encoded off the hot path).
-    fn take_in(
-        &mut self,
-        checkpoint: CheckpointId,
-        snapshot: Snapshot,
-        full: bool,
-    ) -> Result<Held, SubtaskError> {
-        let (operator_state, changed) = snapshot.into_changes();
-        let held = self.held.get_or_insert_with(Held::default);
-        let owned = self.instance.key_groups();
-        let merged = held.merge(owned.clone(), operator_state, changed, full);
-        merged.map_err(|problem| SubtaskError::Malformed {
-            subtask: self.id.clone(),
-            problem: problem.into(),
-        })?;
-        // The host's own state, beside the guest's: the timers of the groups whose timers
-        // changed (all of them, whole, when the host's copy is new), a source's watermark.
-        let timers = self.timers.checkpoint(full);
-        let merged = held.merge_timers(owned, timers, full);
-        merged.expect("the timer service writes its own groups, whole before any delta");
-        held.watermark = self.generator.position();
-        let (operator, index) = (self.id.operator.as_str(), self.id.index);
-        let segment = Layout::segment_file_name(&self.job, checkpoint, operator, index);
-        held.home_new_pieces(&segment, checkpoint.0);
-        Ok(held.clone())
-    }
-
-    /// Writes the state on the blocking pool; the ack (or the failure) reaches the coordinator
-    /// once the write is durable.
-    fn write_off_the_hot_path(&self, checkpoint: CheckpointId, held: Held, alignment: Duration) {
-        let (store, job, subtask, events) = (
-            self.store.clone(),
-            self.job.clone(),
-            self.id.clone(),
-            self.events.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let since = Instant::now();
-            let write =
-                store.write_state(&job, checkpoint, &subtask.operator, subtask.index, &held);
-            let write_ms = since.elapsed().as_secs_f64() * 1e3;
-            tracing::debug!(%subtask, %checkpoint, write_ms, ok = write.is_ok(), "state written");
-            let event = match write {
-                Ok(file) => Event::Acked(Ack {
-                    subtask,
-                    checkpoint,
-                    file,
-                    alignment,
-                }),
-                Err(source) => Event::SnapshotFailed {
-                    checkpoint,
-                    error: CheckpointFailure::Write { subtask, source },
-                },
-            };
-            let _ = events.send(event);
-            // Only now, after the ack: this may be the last copy of the state's bytes, and
-            // freeing them (unmapping: about 20 ms at 100 MiB) is no part of the checkpoint.
-            drop(held);
-        });
-    }
 }
 
 /// The next message from any input not held back by alignment, fairly. An input whose sender
@@ -558,6 +496,7 @@ pub fn check_returned(batch: &Batch) -> Result<(), Malformed> {
     Ok(check_batch(batch)?)
 }
 
+mod checkpoint;
 #[cfg(test)]
 mod proptests;
 mod source;

@@ -118,6 +118,7 @@ impl Families {
                 ("batches_in", |s| s.batches_in, Counts::default()),
                 ("batches_out", |s| s.batches_out, Counts::default()),
                 ("guest_traps", |s| s.traps, Counts::default()),
+                ("records_late", |s| s.records_late, Counts::default()),
             ],
             seconds: vec![
                 ("backpressure_seconds", |s| s.blocked_ns, Seconds::default()),

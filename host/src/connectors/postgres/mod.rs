@@ -1,7 +1,8 @@
 //! The PostgreSQL sink, in one of two modes.
 //!
 //! Two-phase (the default): each subtask writes the rows of a checkpoint into one transaction
-//! as they arrive (`COPY ... BINARY`, one per batch), prepares it at the checkpoint's barrier
+//! as they arrive (one `COPY ... BINARY` per transaction, streaming batch after batch, ended
+//! before the transaction is prepared), prepares it at the checkpoint's barrier
 //! (`PREPARE TRANSACTION` with a global id naming the sink, the subtask, the job and the
 //! checkpoint: [`transactions`]) and commits it (`COMMIT PREPARED`) once the checkpoint is
 //! complete. The ids it prepared and has not committed are its state. `recover` after a
@@ -25,11 +26,13 @@ mod rows;
 pub mod transactions;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tokio::task::JoinHandle;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -89,6 +92,9 @@ pub struct Sink {
     parallelism: u32,
     /// Whether a transaction is open on `writer` (two-phase).
     open: bool,
+    /// The `COPY` into the open transaction, once a batch came: one per checkpoint, ended
+    /// before the transaction is prepared, so that rows stream with no round trip per batch.
+    copying: Option<Pin<Box<BinaryCopyInWriter>>>,
     /// Upsert rows since the last checkpoint, by key, and their bytes.
     kept: BTreeMap<ByteBuf, (ByteBuf, i64)>,
     kept_bytes: u64,
@@ -143,6 +149,7 @@ impl Sink {
             index: subtask.index,
             parallelism: setup.parallelism,
             open: false,
+            copying: None,
             kept: BTreeMap::new(),
             kept_bytes: 0,
             reconciled: false,
@@ -227,8 +234,24 @@ impl Sink {
     }
 
     async fn copy(&mut self, batch: &Batch) -> Result<(), Cause> {
-        use futures::pin_mut;
-        use tokio_postgres::binary_copy::BinaryCopyInWriter;
+        let mut writer = match self.copying.take() {
+            Some(writer) => writer,
+            None => self.start_copy().await?,
+        };
+        // On an error the writer is dropped, which aborts the `COPY` and so the transaction.
+        for record in jobhost_batch::Records::of_checked(columns(batch)) {
+            let row = self
+                .columns
+                .row(record.key, record.value, record.timestamp)?;
+            let written = writer.as_mut().write(&row.params()).await;
+            written.map_err(Cause::postgres("copying rows"))?;
+        }
+        self.copying = Some(writer);
+        Ok(())
+    }
+
+    /// Opens a transaction, if none is, and a `COPY` into the table in it.
+    async fn start_copy(&mut self) -> Result<Pin<Box<BinaryCopyInWriter>>, Cause> {
         if !self.open {
             let begun = self.writer.batch_execute("BEGIN").await;
             begun.map_err(Cause::postgres("beginning a transaction"))?;
@@ -240,18 +263,7 @@ impl Sink {
         );
         let sink = self.writer.copy_in(&statement).await;
         let sink = sink.map_err(Cause::postgres("copying rows"))?;
-        let writer = BinaryCopyInWriter::new(sink, &self.columns.types);
-        pin_mut!(writer);
-        for record in jobhost_batch::Records::of_checked(columns(batch)) {
-            let row = self
-                .columns
-                .row(record.key, record.value, record.timestamp)?;
-            let written = writer.as_mut().write(&row.params()).await;
-            written.map_err(Cause::postgres("copying rows"))?;
-        }
-        let finished = writer.finish().await;
-        finished.map_err(Cause::postgres("copying rows"))?;
-        Ok(())
+        Ok(Box::pin(BinaryCopyInWriter::new(sink, &self.columns.types)))
     }
 
     fn keep(&mut self, batch: &Batch) -> Result<(), Cause> {
@@ -295,6 +307,10 @@ impl Sink {
             prefix: self.prefix.clone(),
             job: self.job.clone(),
         };
+        if let Some(mut writer) = self.copying.take() {
+            let finished = writer.as_mut().finish().await;
+            finished.map_err(Cause::postgres("copying rows"))?;
+        }
         let prepare = format!("PREPARE TRANSACTION '{}'", gid.id());
         let prepared = self.writer.batch_execute(&prepare).await;
         // Prepared or not, the transaction is no longer open (a failed PREPARE rolls back).

@@ -126,49 +126,50 @@ fn a_checkpoint_writes_only_the_groups_whose_timers_changed() {
 }
 
 #[test]
-fn a_group_is_written_whole_again_once_its_deltas_would_outgrow_it() {
+fn a_group_is_written_whole_again_once_its_deltas_would_outgrow_its_budget() {
     let mut service = TimerService::new(GROUPS);
-    let (group, first) = event(1, "k");
-    service.register(group, first.clone());
     let mut chains = BTreeMap::new();
+    let timers: Vec<(u32, Timer)> = (0..10).map(|t| event(t, "k")).collect();
+    let group = timers[0].0;
+    timers
+        .iter()
+        .for_each(|t| assert!(register(&mut service, t.clone())));
     take_in(&mut chains, service.checkpoint(false), false);
-    // Each round deletes one timer and adds one: the group holds one timer, and a delta of
-    // two entries would outgrow it.
-    let mut previous = first;
-    for t in 2..5 {
-        service.delete(group, &previous);
-        let (_, next) = event(t, "k");
-        service.register(group, next.clone());
+    let budget = delta_budget(group, 10);
+    assert!((30..40).contains(&budget), "{budget}");
+    // Each round moves one timer (a delta of two entries): deltas while they fit the budget.
+    let mut moved = 0;
+    let whole_at = loop {
+        moved += 1;
+        service.delete(group, &event(moved - 1, "k").1);
+        register(&mut service, event(moved + 9, "k"));
         let written = service.checkpoint(false);
         assert_eq!(written.len(), 1);
-        assert!(!written[0].1, "round {t}: whole again");
-        take_in(&mut chains, written, false);
-        previous = next;
-    }
+        take_in(&mut chains, written.clone(), false);
+        if !written[0].1 {
+            break moved as u64;
+        }
+        assert_eq!(chains[&group].len(), moved as usize + 1);
+    };
+    assert_eq!(whole_at, budget / 2 + 1, "whole once 2 x rounds > {budget}");
     assert_eq!(chains[&group].len(), 1);
-    // Changes that list fewer timers than the group holds go as deltas.
-    for t in 10..40 {
-        service.register(group, event(t, "k").1);
-    }
-    let grown = service.checkpoint(false);
-    assert!(grown[0].1, "30 timers more, to 31: a delta");
-    take_in(&mut chains, grown, false);
-    service.register(group, event(99, "k").1);
-    let small = service.checkpoint(false);
-    assert!(small[0].1, "one more: 31 listed in deltas, for 32 timers");
-    take_in(&mut chains, small, false);
-    assert_eq!(chains[&group].len(), 3);
-    for t in 10..30 {
+    assert_eq!(restored(&chains).pending(), 10);
+    // Every timer gone: the group is written whole and empty, its chain removed.
+    for t in moved..moved + 10 {
         service.delete(group, &event(t, "k").1);
     }
-    let outgrown = service.checkpoint(false);
+    let emptied = service.checkpoint(false);
+    assert_eq!(emptied, vec![(group, false, Vec::new())]);
+}
+
+#[test]
+fn groups_changing_alike_are_not_rewritten_at_one_checkpoint() {
+    let budgets: BTreeSet<u64> = (0..GROUPS).map(|g| delta_budget(g, 1_000)).collect();
+    assert!(budgets.len() > 100, "{} distinct budgets", budgets.len());
     assert!(
-        !outgrown[0].1,
-        "51 listed in deltas for 12 timers: whole again"
+        budgets.iter().all(|b| (3_000..4_000).contains(b)),
+        "{budgets:?}"
     );
-    take_in(&mut chains, outgrown, false);
-    assert_eq!(chains[&group].len(), 1);
-    assert_eq!(restored(&chains).pending(), 12);
 }
 
 #[test]
