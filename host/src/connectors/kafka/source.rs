@@ -8,8 +8,9 @@
 //! partitions'). Each record is one message: its key, its value, and its timestamp (the
 //! producer's create time, or the broker's append time, in milliseconds since the Unix epoch),
 //! so that event time follows the topic. Messages are fetched by one task per partition into a
-//! bounded channel, which `poll` drains without waiting: the subtask's loop is never held up
-//! by a quiet topic. It fetches `read_committed` (rskafka's fetch), uncompressed or
+//! bounded channel of its own, which `poll` drains without waiting, a message of each
+//! partition in turn: the subtask's loop is never held up by a quiet topic, and no partition
+//! waits behind another's backlog. It fetches `read_committed` (rskafka's fetch), uncompressed or
 //! Snappy-compressed batches.
 
 use std::collections::BTreeMap;
@@ -31,8 +32,8 @@ use crate::runtime::partition::into_batch;
 pub const NAME: &str = "jobhost:kafka-source";
 /// Its state format ([`State`]).
 pub const STATE_VERSION: u8 = 1;
-/// Messages fetched ahead of `poll`, per subtask.
-pub const PREFETCH_MESSAGES_MAX: usize = 4_096;
+/// Messages fetched ahead of `poll`, per partition.
+pub const PREFETCH_MESSAGES_MAX: usize = 1_024;
 /// Most bytes one fetch asks a partition for.
 pub const FETCH_BYTES_MAX: i32 = 1 << 20;
 /// Longest the broker holds a fetch at the partition's end that finds nothing new.
@@ -76,10 +77,10 @@ enum Fetched {
     Failed(Cause),
 }
 
+/// Each partition's channel (none once it ended), taken from in turn, and its task.
 struct Fetching {
-    received: mpsc::Receiver<Fetched>,
+    received: Vec<Option<mpsc::Receiver<Fetched>>>,
     tasks: Vec<JoinHandle<()>>,
-    running: usize,
 }
 
 impl Drop for Fetching {
@@ -152,26 +153,32 @@ impl Source {
         }
         let fetching = self.fetching.as_mut().expect("started above");
         let mut batch = BatchBuilder::new();
-        while batch.len() < records_max as usize {
-            let Ok(fetched) = fetching.received.try_recv() else {
-                break;
-            };
-            match fetched {
-                Fetched::Message {
-                    partition,
-                    offset,
-                    timestamp_ms,
-                    key,
-                    value,
-                } => {
-                    batch.push(&key, &value, timestamp_ms).map_err(Cause::Batch)?;
-                    self.positions.insert(partition, offset);
+        // A message from each partition in turn, so that none waits behind another's backlog.
+        let mut took = true;
+        while took && batch.len() < records_max as usize {
+            took = false;
+            for channel in &mut fetching.received {
+                let Some(fetched) = channel.as_mut().and_then(|r| r.try_recv().ok()) else {
+                    continue;
+                };
+                took = true;
+                match fetched {
+                    Fetched::Message {
+                        partition,
+                        offset,
+                        timestamp_ms,
+                        key,
+                        value,
+                    } => {
+                        batch.push(&key, &value, timestamp_ms).map_err(Cause::Batch)?;
+                        self.positions.insert(partition, offset);
+                    }
+                    Fetched::End => *channel = None,
+                    Fetched::Failed(cause) => return Err(cause),
                 }
-                Fetched::End => fetching.running -= 1,
-                Fetched::Failed(cause) => return Err(cause),
             }
         }
-        if batch.is_empty() && fetching.running == 0 {
+        if batch.is_empty() && fetching.received.iter().all(Option::is_none) {
             return Ok(PollResult::End);
         }
         Ok(PollResult::Records(into_batch(batch.finish(), Vec::new())))
@@ -179,24 +186,22 @@ impl Source {
 
     /// One task per partition, fetching from the offset after its position.
     fn start(&mut self) -> Fetching {
-        let (sender, received) = mpsc::channel(PREFETCH_MESSAGES_MAX);
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.clients)
-            .into_iter()
-            .map(|client| {
-                let fetch = Fetch {
-                    after: self.positions[&client.partition()],
-                    client,
-                    stop_at_end: self.stop_at_end,
-                    sender: sender.clone(),
-                };
-                tokio::spawn(fetch.run())
-            })
-            .collect();
-        Fetching {
-            running: tasks.len(),
-            received,
-            tasks,
+        let mut fetching = Fetching {
+            received: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for client in std::mem::take(&mut self.clients) {
+            let (sender, received) = mpsc::channel(PREFETCH_MESSAGES_MAX);
+            let fetch = Fetch {
+                after: self.positions[&client.partition()],
+                client,
+                stop_at_end: self.stop_at_end,
+                sender,
+            };
+            fetching.tasks.push(tokio::spawn(fetch.run()));
+            fetching.received.push(Some(received));
         }
+        fetching
     }
 }
 
