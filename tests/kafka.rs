@@ -31,7 +31,9 @@ fn brokers() -> String {
 
 /// `future`'s output, on a runtime of its own.
 fn block_on<F: Future>(future: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     runtime.unwrap().block_on(future)
 }
 
@@ -67,7 +69,10 @@ fn topic_of(input: &str, partitions: i32) -> String {
             headers: BTreeMap::new(),
             timestamp: chrono::Utc::now(),
         };
-        by_partition.entry(i as i32 % partitions).or_default().push(record);
+        by_partition
+            .entry(i as i32 % partitions)
+            .or_default()
+            .push(record);
     }
     block_on(async {
         let client = client().await;
@@ -112,7 +117,10 @@ async fn read_partition(partition: &PartitionClient) -> Vec<Produced> {
     let mut next = partition.get_offset(OffsetAt::Earliest).await.unwrap();
     let mut out = Vec::new();
     while next < end {
-        let (fetched, _) = partition.fetch_records(next, 1..1 << 20, 1_000).await.unwrap();
+        let (fetched, _) = partition
+            .fetch_records(next, 1..1 << 20, 1_000)
+            .await
+            .unwrap();
         for found in fetched {
             next = found.offset + 1;
             let record = found.record;

@@ -556,7 +556,10 @@ impl RunningJob {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 let stderr = self.stderr.join().unwrap();
-                panic!("job {} did not end within {max:?}; its stderr:\n{stderr}", self.job);
+                panic!(
+                    "job {} did not end within {max:?}; its stderr:\n{stderr}",
+                    self.job
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

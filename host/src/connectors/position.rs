@@ -119,10 +119,7 @@ mod tests {
         };
         let bytes = encode(kafka::sink::STATE_VERSION, &sink);
         let shown = describe(kafka::sink::NAME, &bytes).unwrap().unwrap();
-        assert_eq!(
-            shown,
-            "kept to produce: job-b:sink:1:4 (0 records)"
-        );
+        assert_eq!(shown, "kept to produce: job-b:sink:1:4 (0 records)");
         assert!(describe(postgres::NAME, &[9]).unwrap().is_err());
     }
 }

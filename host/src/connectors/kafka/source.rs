@@ -170,7 +170,9 @@ impl Source {
                         key,
                         value,
                     } => {
-                        batch.push(&key, &value, timestamp_ms).map_err(Cause::Batch)?;
+                        batch
+                            .push(&key, &value, timestamp_ms)
+                            .map_err(Cause::Batch)?;
                         self.positions.insert(partition, offset);
                     }
                     Fetched::End => *channel = None,
