@@ -405,9 +405,17 @@ fn a_broker_down_or_a_missing_topic_is_named_before_the_job_starts() {
     )
     .unwrap();
     let at = format!("cannot connect to kafka://127.0.0.1:{down_port} (3 attempts)");
-    dir.refused(&["run", &job_file], &["operator `", &at]);
+    let refused = dir.refused(
+        &["run", &job_file],
+        &["operator `", &at, "Connection refused"],
+    );
+    eprintln!("broker down: {refused}");
     let missing = unique("missing");
     let job_file = Job::new(&lines, Out::Kafka(&missing)).write(&dir);
     let named = format!("topic `{missing}` does not exist on {up}");
-    dir.refused(&["run", &job_file], &["operator `sink`", &named]);
+    let refused = dir.refused(&["run", &job_file], &["operator `sink`", &named]);
+    eprintln!("sink's topic missing: {refused}");
+    let job_file = Job::new(&missing, Out::Kafka(&lines)).write(&dir);
+    let refused = dir.refused(&["run", &job_file], &["operator `lines`", &named]);
+    eprintln!("source's topic missing: {refused}");
 }

@@ -43,7 +43,9 @@ async fn client(
         }
         // Boxed: rskafka's nested futures would otherwise make every future that opens a
         // connector (up to a worker's `run`) deeper than rustc's layout limit.
-        Box::pin(builder.build())
+        // Its errors' text already holds their sources: as text, they are said once.
+        let built = Box::pin(builder.build());
+        async { built.await.map_err(|e| e.to_string()) }
     })
     .await
 }
@@ -88,10 +90,12 @@ async fn partition(client: &Client, topic: &str, partition: i32) -> Result<Parti
 
 impl Cause {
     /// A Kafka failure while `doing`.
+    /// rskafka's errors say their sources in their own text: the reason is that text, so that
+    /// the chain does not say them twice.
     pub fn kafka(doing: &'static str) -> impl Fn(rskafka::client::error::Error) -> Cause {
         move |error| Cause::Kafka {
             doing,
-            reason: Chain::of(error),
+            reason: Chain(error.to_string().into()),
         }
     }
 }
