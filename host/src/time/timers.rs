@@ -86,17 +86,17 @@ pub struct TimerStateError {
 }
 
 /// How many timers the deltas of key group `group` may list since its whole state, for a
-/// group of `timers` timers, before it is written whole again: 3 to 4 times its timers, the
+/// group of `timers` timers, before it is written whole again: 3 to 5 times its timers, the
 /// factor spread over the groups by their number. Deltas cost what changed; a whole rewrite
 /// costs the group; a restore reads the whole state and its deltas. At 3x, a group whose
-/// timers all move once per 100 checkpoints is rewritten about every 150: the rewrites add a
-/// third of what the deltas write, and a restore reads at most 4 + 1 times the group. The
-/// spread keeps groups that change alike (keys spread evenly over them) from being rewritten at
-/// the same checkpoint, which would make that checkpoint's pause a full one's.
+/// timers all move once per 100 checkpoints is rewritten about every 150: the rewrites add at
+/// most a third of what the deltas write, and a restore reads at most 5 + 1 times the group.
+/// The spread keeps groups that change alike (keys spread evenly over them) from being
+/// rewritten at the same checkpoint, which would make that checkpoint's pause a full one's.
 pub fn delta_budget(group: u32, timers: u64) -> u64 {
     // The group number's bits mixed (Fibonacci hashing), its top 8 bits: 0 to 255.
     let spread = u64::from(group.wrapping_mul(0x9e37_79b9) >> 24);
-    timers * 3 + timers * spread / 256
+    timers * 3 + timers * spread / 128
 }
 
 impl TimerService {

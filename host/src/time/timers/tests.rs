@@ -136,7 +136,7 @@ fn a_group_is_written_whole_again_once_its_deltas_would_outgrow_its_budget() {
         .for_each(|t| assert!(register(&mut service, t.clone())));
     take_in(&mut chains, service.checkpoint(false), false);
     let budget = delta_budget(group, 10);
-    assert!((30..40).contains(&budget), "{budget}");
+    assert!((30..50).contains(&budget), "{budget}");
     // Each round moves one timer (a delta of two entries): deltas while they fit the budget.
     let mut moved = 0;
     let whole_at = loop {
@@ -167,7 +167,7 @@ fn groups_changing_alike_are_not_rewritten_at_one_checkpoint() {
     let budgets: BTreeSet<u64> = (0..GROUPS).map(|g| delta_budget(g, 1_000)).collect();
     assert!(budgets.len() > 100, "{} distinct budgets", budgets.len());
     assert!(
-        budgets.iter().all(|b| (3_000..4_000).contains(b)),
+        budgets.iter().all(|b| (3_000..5_000).contains(b)),
         "{budgets:?}"
     );
 }
