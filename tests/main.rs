@@ -23,6 +23,7 @@ mod expect;
 mod hostile;
 mod integrity;
 mod javascript;
+mod kafka;
 mod languages;
 mod layering;
 mod limits;

@@ -5,7 +5,7 @@
 //! `<target-dir>/servers/<pid>/`. They end with the test process (a parent-death signal). Each
 //! test makes its own stream and database, so that tests share the servers and not their data.
 //! A second PostgreSQL server, with `max_prepared_transactions = 0`, starts only for the test
-//! that needs one.
+//! that needs one, and a Kafka-compatible broker (tansu) only for the Kafka tests ([`kafka`]).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -73,6 +73,26 @@ pub fn postgres_without_prepared_transactions() -> u16 {
         )]);
         wait_for_postgres(port);
         create_role(port, &servers().pg_password);
+        port
+    })
+}
+
+/// The port of a Kafka-compatible broker (tansu, in-memory storage), installed if missing by
+/// `tests/servers/install-tansu.sh` (a `cargo install`, once per machine) and started by
+/// `tests/servers/kafka.sh` on first use, apart from the other servers: only the Kafka tests
+/// pay for it.
+pub fn kafka() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let lock = target_dir().join("servers/install-tansu.lock");
+        let status = script("install-tansu.sh", &[&lock])
+            .status()
+            .expect("running install-tansu.sh");
+        assert!(status.success(), "tests/servers/install-tansu.sh failed");
+        let port = free_port();
+        let dir = process_dir().join("kafka");
+        keep_running(vec![script("kafka.sh", &[&dir, &port.to_string()])]);
+        wait_for_port(port, "tansu");
         port
     })
 }

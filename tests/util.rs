@@ -554,7 +554,12 @@ impl RunningJob {
             }
             if started.elapsed() > max {
                 let _ = self.child.kill();
-                panic!("job {} did not end within {max:?}", self.job);
+                let _ = self.child.wait();
+                let stderr = self.stderr.join().unwrap();
+                panic!(
+                    "job {} did not end within {max:?}; its stderr:\n{stderr}",
+                    self.job
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -30,8 +30,9 @@
 //!   off its subtasks once it fell silent past its coordinator's timeout
 //!   ([`runtime::lease`]).
 //! - [`connectors`]: connectors built into the host (NATS JetStream source and sink,
-//!   PostgreSQL sink), run by the runtime behind the same role calls as components
-//!   ([`runtime::instance`]); and the capture, which stands in for every sink in a shadow run.
+//!   PostgreSQL sink, Kafka source and at-least-once sink), run by the runtime behind the same
+//!   role calls as components ([`runtime::instance`]); and the capture, which stands in for
+//!   every sink in a shadow run.
 //! - [`control`]: the control socket of a running job, and its client.
 //! - [`metrics`]: what a running job counts (atomics per subtask), sampled for `host serve`.
 //! - [`jobs`]: jobs seen from outside their processes, as the CLI and `host serve` share them:
@@ -52,7 +53,7 @@
 //! # Follow one record
 //! 1. **Poll.** A source subtask ([`runtime::subtask`]) polls its guest for a batch
 //!    (`poll-batch`), or its connector ([`connectors`]: a JetStream stream read from the
-//!    sequence its checkpoint holds; [`runtime::instance`] calls either); the batch is checked
+//!    sequence its checkpoint holds, Kafka partitions from their offsets; [`runtime::instance`] calls either); the batch is checked
 //!    before anything reads it ([`runtime::subtask::check_returned`]).
 //! 2. **Partition.** On a `key-by` edge, [`runtime::partition`] splits the batch by key group
 //!    ([`key_group`]), writing each record's group into it.
@@ -63,7 +64,7 @@
 //! 4. **Process.** An operator subtask calls `process` on its guest ([`engine::instance`], every
 //!    call bounded in memory and wall-clock time) and sends the result on (steps 2-3 again).
 //! 5. **Write.** A sink subtask hands it to its guest's `write-batch` (or its connector's: rows
-//!    copied into a PostgreSQL transaction, records kept for JetStream), in the transaction that
+//!    copied into a PostgreSQL transaction, records kept for JetStream or Kafka), in the transaction that
 //!    the next checkpoint commits ([step 7 of the barrier](#follow-one-barrier)).
 //!
 //! # Follow one watermark
@@ -129,7 +130,8 @@
 //!    [`admission`]), each restored sink's first step is `recover`: it publishes what the point
 //!    prepared and discards what was written after it (a PostgreSQL sink commits the
 //!    transactions the point lists and rolls back the others it prepared:
-//!    [`connectors::postgres`]). `host check` stops before this step.
+//!    [`connectors::postgres`]; a Kafka sink fences the old subtasks' producers and produces
+//!    what their markers do not show committed: [`connectors::kafka::sink`]). `host check` stops before this step.
 //!
 //! Each step where a crash or an I/O error can strike is a phase of `fault.rs`; tests inject
 //! faults there (in a build with the `fault-injection` feature only).

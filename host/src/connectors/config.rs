@@ -26,6 +26,9 @@ pub enum ConnectorKind {
     Nats,
     /// PostgreSQL: a sink (two-phase commit, or upserts at commit).
     Postgres,
+    /// Kafka: a source (partitions read from their offsets) or a sink (at least once: each
+    /// checkpoint's records produced at commit, with ids that make a repeat an exact copy).
+    Kafka,
 }
 
 impl ConnectorKind {
@@ -34,6 +37,7 @@ impl ConnectorKind {
         match self {
             ConnectorKind::Nats => "nats",
             ConnectorKind::Postgres => "postgres",
+            ConnectorKind::Kafka => "kafka",
         }
     }
 }
@@ -47,6 +51,10 @@ pub enum ConnectorConfig {
     NatsSink(NatsSink),
     /// `connector = "postgres"`, `role = "sink"`.
     PostgresSink(PostgresSink),
+    /// `connector = "kafka"`, `role = "source"`.
+    KafkaSource(KafkaSource),
+    /// `connector = "kafka"`, `role = "sink"`.
+    KafkaSink(KafkaSink),
     /// A shadow run's stand-in for a sink, never in a job file
     /// ([`super::capture`]).
     Capture(super::capture::Captured),
@@ -139,6 +147,40 @@ pub struct PostgresSink {
     pub transaction_prefix: Option<String>,
 }
 
+/// How a Kafka connector authenticates: SASL PLAIN over plain TCP, if the broker asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaAuth {
+    /// The user.
+    pub user: String,
+    /// Where the password is.
+    pub password: SecretRef,
+}
+
+/// A Kafka source: a topic's partitions, each read from the offset after its checkpoint's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSource {
+    /// `host:port[,host:port...]`, the bootstrap brokers.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+    /// Whether each subtask ends once its partitions are read to their end (tests, demos).
+    pub stop_at_end: bool,
+    /// Credentials, if the broker asks.
+    pub auth: Option<KafkaAuth>,
+}
+
+/// A Kafka sink: each checkpoint's records, produced at commit (at least once), each with a
+/// deterministic id header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSink {
+    /// `host:port[,host:port...]`, the bootstrap brokers.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+    /// Credentials, if the broker asks.
+    pub auth: Option<KafkaAuth>,
+}
+
 /// Why a connector's `config` table cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -202,6 +244,14 @@ pub enum ConfigError {
         /// Its filters (1 for the whole stream).
         filters: usize,
     },
+    /// Not a Kafka topic name.
+    #[error(
+        "config: topic `{0}` is not a Kafka topic name: 1 to 249 letters, digits, `.`, `_` or `-`"
+    )]
+    TopicName(String),
+    /// Not a list of `host:port` brokers.
+    #[error("config: brokers `{0}` is not a list of host:port, separated by commas")]
+    Brokers(String),
     /// A name NATS cannot take.
     #[error("config: `{key}` = `{value}` is not a valid NATS name")]
     NatsName {
@@ -275,6 +325,82 @@ struct PostgresTable {
     transaction_prefix: Option<String>,
 }
 
+/// The keys of a Kafka connector's table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaTable {
+    brokers: String,
+    topic: String,
+    /// A source's.
+    stop_at_end: Option<bool>,
+    user: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+impl KafkaTable {
+    /// Its brokers and topic, checked, and its credentials.
+    fn common(&mut self) -> Result<Option<KafkaAuth>, ConfigError> {
+        let broker = |b: &str| {
+            b.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        };
+        if self.brokers.contains('@') || !self.brokers.split(',').all(broker) {
+            return Err(ConfigError::Brokers(self.brokers.clone()));
+        }
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        let topic = &self.topic;
+        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(plain) {
+            return Err(ConfigError::TopicName(topic.clone()));
+        }
+        let password = secret(
+            self.password_env.take(),
+            self.password_file.take(),
+            "give `password_env` or `password_file`, not both",
+        )?;
+        match (self.user.take(), password) {
+            (None, None) => Ok(None),
+            (Some(user), Some(password)) => Ok(Some(KafkaAuth { user, password })),
+            _ => Err(ConfigError::Secret(
+                "`user` needs a password (`password_env` or `password_file`), and a password a `user`",
+            )),
+        }
+    }
+}
+
+fn kafka_source(mut t: KafkaTable) -> Result<KafkaSource, ConfigError> {
+    let auth = t.common()?;
+    Ok(KafkaSource {
+        brokers: t.brokers,
+        topic: t.topic,
+        stop_at_end: t.stop_at_end.unwrap_or(false),
+        auth,
+    })
+}
+
+fn kafka_sink(mut t: KafkaTable) -> Result<KafkaSink, ConfigError> {
+    if t.stop_at_end.is_some() {
+        return Err(ConfigError::Table(
+            "a Kafka sink takes no `stop_at_end`".to_owned(),
+        ));
+    }
+    let auth = t.common()?;
+    Ok(KafkaSink {
+        brokers: t.brokers,
+        topic: t.topic,
+        auth,
+    })
+}
+
+/// A prefix of transaction ids: 1 to 64 letters, digits, `_`, `-` or `.`.
+fn transaction_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if prefix.is_empty() || prefix.len() > 64 || !prefix.chars().all(plain) {
+        return Err(ConfigError::TransactionPrefix(prefix.to_owned()));
+    }
+    Ok(())
+}
+
 impl ConnectorConfig {
     /// The configuration of connector `kind` in `role`, at `parallelism`, from its `config`
     /// table. Secret file paths stay as written ([`ConnectorConfig::resolved_against`]).
@@ -304,6 +430,14 @@ impl ConnectorConfig {
                 let t: PostgresTable = value.try_into().map_err(bad)?;
                 postgres_sink(t).map(ConnectorConfig::PostgresSink)
             }
+            (ConnectorKind::Kafka, Role::Source) => {
+                let t: KafkaTable = value.try_into().map_err(bad)?;
+                kafka_source(t).map(ConnectorConfig::KafkaSource)
+            }
+            (ConnectorKind::Kafka, Role::Sink) => {
+                let t: KafkaTable = value.try_into().map_err(bad)?;
+                kafka_sink(t).map(ConnectorConfig::KafkaSink)
+            }
             (kind, role) => Err(ConfigError::Role {
                 kind: kind.name(),
                 role: match role {
@@ -312,7 +446,7 @@ impl ConnectorConfig {
                     Role::Sink => "sink",
                 },
                 roles: match kind {
-                    ConnectorKind::Nats => "source, sink",
+                    ConnectorKind::Nats | ConnectorKind::Kafka => "source, sink",
                     ConnectorKind::Postgres => "sink",
                 },
             }),
@@ -334,6 +468,10 @@ impl ConnectorConfig {
                 NatsAuth::Token(token) => resolve(token),
             },
             ConnectorConfig::PostgresSink(sink) => sink.password.iter_mut().for_each(resolve),
+            ConnectorConfig::KafkaSource(KafkaSource { auth, .. })
+            | ConnectorConfig::KafkaSink(KafkaSink { auth, .. }) => {
+                auth.iter_mut().for_each(|a| resolve(&mut a.password))
+            }
             ConnectorConfig::Capture(_) => {}
         }
         self
@@ -346,6 +484,9 @@ impl ConnectorConfig {
                 Some(ConnectorKind::Nats)
             }
             ConnectorConfig::PostgresSink(_) => Some(ConnectorKind::Postgres),
+            ConnectorConfig::KafkaSource(_) | ConnectorConfig::KafkaSink(_) => {
+                Some(ConnectorKind::Kafka)
+            }
             ConnectorConfig::Capture(_) => None,
         }
     }
@@ -360,6 +501,10 @@ impl ConnectorConfig {
                 NatsAuth::Token(token) => Some(token),
             },
             ConnectorConfig::PostgresSink(sink) => sink.password.as_ref(),
+            ConnectorConfig::KafkaSource(KafkaSource { auth, .. })
+            | ConnectorConfig::KafkaSink(KafkaSink { auth, .. }) => {
+                auth.as_ref().map(|a| &a.password)
+            }
             ConnectorConfig::Capture(_) => None,
         }
     }
@@ -494,10 +639,7 @@ fn postgres_sink(t: PostgresTable) -> Result<PostgresSink, ConfigError> {
         return Err(ConfigError::TableName(t.table));
     }
     if let Some(prefix) = &t.transaction_prefix {
-        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
-        if prefix.is_empty() || prefix.len() > 64 || !prefix.chars().all(plain) {
-            return Err(ConfigError::TransactionPrefix(prefix.clone()));
-        }
+        transaction_prefix(prefix)?;
     }
     Ok(PostgresSink {
         url: t.url,

@@ -1,4 +1,5 @@
-//! Connectors built into the host: a NATS JetStream source and sink, a PostgreSQL sink. They
+//! Connectors built into the host: a NATS JetStream source and sink, a PostgreSQL sink, a
+//! Kafka source and sink. They
 //! play the roles components play (a source is polled, a sink writes, prepares and commits),
 //! behind the same calls, so that the runtime runs a connector's subtask as it runs a guest's:
 //! barriers, checkpoints, restore at another parallelism and `recover` are the same.
@@ -15,6 +16,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod kafka;
 pub mod nats;
 pub mod position;
 pub mod postgres;
@@ -63,6 +65,8 @@ enum Body {
     NatsSource(Box<nats::source::Source>),
     NatsSink(Box<nats::sink::Sink>),
     Postgres(Box<postgres::Sink>),
+    KafkaSource(Box<kafka::source::Source>),
+    KafkaSink(Box<kafka::sink::Sink>),
     Capture(capture::Sink),
 }
 
@@ -100,6 +104,14 @@ pub enum Cause {
         stream: String,
         /// The server.
         url: String,
+    },
+    /// The topic does not exist.
+    #[error("topic `{topic}` does not exist on {brokers}")]
+    NoTopic {
+        /// The topic.
+        topic: String,
+        /// The brokers asked.
+        brokers: String,
     },
     /// The stream deduplicates for less time than a repeated commit needs.
     #[error(
@@ -179,6 +191,14 @@ pub enum Cause {
     /// The NATS server or client failed.
     #[error("{doing}: {reason}")]
     Nats {
+        /// What the connector was doing.
+        doing: &'static str,
+        /// Why it failed.
+        reason: Chain,
+    },
+    /// The Kafka broker or client failed.
+    #[error("{doing}: {reason}")]
+    Kafka {
         /// What the connector was doing.
         doing: &'static str,
         /// Why it failed.
@@ -318,6 +338,14 @@ impl Connector {
                 let sink = postgres::Sink::open(&setup, config).await;
                 sink.map(|s| Body::Postgres(Box::new(s)))
             }
+            ConnectorConfig::KafkaSource(config) => {
+                let source = kafka::source::Source::open(&setup, config).await;
+                source.map(|s| Body::KafkaSource(Box::new(s)))
+            }
+            ConnectorConfig::KafkaSink(config) => {
+                let sink = kafka::sink::Sink::open(&setup, config).await;
+                sink.map(|s| Body::KafkaSink(Box::new(s)))
+            }
             ConnectorConfig::Capture(captured) => Ok(Body::Capture(capture::Sink::new(
                 setup.subtask.index,
                 captured,
@@ -344,6 +372,8 @@ impl Connector {
             Body::NatsSource(_) => nats::source::NAME,
             Body::NatsSink(_) => nats::sink::NAME,
             Body::Postgres(_) => postgres::NAME,
+            Body::KafkaSource(_) => kafka::source::NAME,
+            Body::KafkaSink(_) => kafka::sink::NAME,
             Body::Capture(_) => capture::NAME,
         }
     }
@@ -364,6 +394,8 @@ impl Connector {
             Body::NatsSource(_) => nats::source::STATE_VERSION,
             Body::NatsSink(_) => nats::sink::STATE_VERSION,
             Body::Postgres(_) => postgres::STATE_VERSION,
+            Body::KafkaSource(_) => kafka::source::STATE_VERSION,
+            Body::KafkaSink(_) => kafka::sink::STATE_VERSION,
             Body::Capture(_) => capture::STATE_VERSION,
         };
         ModuleInfo {
@@ -379,6 +411,8 @@ impl Connector {
             Body::NatsSource(source) => source.snapshot(),
             Body::NatsSink(sink) => sink.snapshot(checkpoint),
             Body::Postgres(sink) => sink.snapshot(checkpoint),
+            Body::KafkaSource(source) => source.snapshot(),
+            Body::KafkaSink(sink) => sink.snapshot(checkpoint),
             Body::Capture(_) => Vec::new(),
         };
         Ok(Snapshot {
@@ -412,6 +446,8 @@ impl Connector {
             Body::NatsSource(source) => source.restore(states),
             Body::NatsSink(sink) => sink.restore(states),
             Body::Postgres(sink) => sink.restore(states),
+            Body::KafkaSource(source) => source.restore(states),
+            Body::KafkaSink(sink) => sink.restore(states),
             Body::Capture(_) => Ok(()),
         };
         restored.map_err(|e| self.failed("restore")(e.into()))
@@ -419,10 +455,11 @@ impl Connector {
 
     /// Sources: at most `records_max` records, or the end.
     pub async fn poll(&mut self, records_max: u32) -> Result<PollResult, ConnectorError> {
-        let Body::NatsSource(source) = &mut self.body else {
-            unreachable!("`poll` called on a sink connector")
+        let polled = match &mut self.body {
+            Body::NatsSource(source) => source.poll(records_max).await,
+            Body::KafkaSource(source) => source.poll(records_max).await,
+            _ => unreachable!("`poll` called on a sink connector"),
         };
-        let polled = source.poll(records_max).await;
         polled.map_err(self.failed("poll-batch"))
     }
 
@@ -431,11 +468,14 @@ impl Connector {
         let written = match &mut self.body {
             Body::NatsSink(sink) => sink.write(batch),
             Body::Postgres(sink) => sink.write(batch).await,
+            Body::KafkaSink(sink) => sink.write(batch),
+            Body::NatsSource(_) | Body::KafkaSource(_) => {
+                unreachable!("`write-batch` called on a source connector")
+            }
             Body::Capture(sink) => {
                 sink.write(batch);
                 Ok(())
             }
-            Body::NatsSource(_) => unreachable!("`write-batch` called on a source connector"),
         };
         written.map_err(self.failed("write-batch"))
     }
@@ -448,8 +488,14 @@ impl Connector {
                 Ok(())
             }
             Body::Postgres(sink) => sink.prepare_commit(checkpoint).await,
+            Body::KafkaSink(sink) => {
+                sink.prepare_commit(checkpoint);
+                Ok(())
+            }
+            Body::NatsSource(_) | Body::KafkaSource(_) => {
+                unreachable!("`prepare-commit` called on a source connector")
+            }
             Body::Capture(_) => Ok(()),
-            Body::NatsSource(_) => unreachable!("`prepare-commit` called on a source connector"),
         };
         prepared.map_err(self.failed("prepare-commit"))
     }
@@ -459,8 +505,11 @@ impl Connector {
         let committed = match &mut self.body {
             Body::NatsSink(sink) => sink.commit(checkpoint).await,
             Body::Postgres(sink) => sink.commit(checkpoint).await,
+            Body::KafkaSink(sink) => sink.commit(checkpoint).await,
+            Body::NatsSource(_) | Body::KafkaSource(_) => {
+                unreachable!("`commit` called on a source connector")
+            }
             Body::Capture(_) => Ok(()),
-            Body::NatsSource(_) => unreachable!("`commit` called on a source connector"),
         };
         committed.map_err(self.failed("commit"))
     }
@@ -471,8 +520,11 @@ impl Connector {
         let recovered = match &mut self.body {
             Body::NatsSink(sink) => sink.recover().await,
             Body::Postgres(sink) => sink.recover(checkpoint).await,
+            Body::KafkaSink(sink) => sink.recover().await,
+            Body::NatsSource(_) | Body::KafkaSource(_) => {
+                unreachable!("`recover` called on a source connector")
+            }
             Body::Capture(_) => Ok(()),
-            Body::NatsSource(_) => unreachable!("`recover` called on a source connector"),
         };
         recovered.map_err(self.failed("recover"))
     }
@@ -485,6 +537,8 @@ pub fn name_of(config: &ConnectorConfig) -> &'static str {
         ConnectorConfig::NatsSource(_) => nats::source::NAME,
         ConnectorConfig::NatsSink(_) => nats::sink::NAME,
         ConnectorConfig::PostgresSink(_) => postgres::NAME,
+        ConnectorConfig::KafkaSource(_) => kafka::source::NAME,
+        ConnectorConfig::KafkaSink(_) => kafka::sink::NAME,
         ConnectorConfig::Capture(_) => capture::NAME,
     }
 }

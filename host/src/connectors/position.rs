@@ -3,7 +3,7 @@
 //! check`). Pure: decoding only.
 
 use super::state::StateError;
-use super::{nats, postgres};
+use super::{kafka, nats, postgres};
 use crate::ids::OperatorId;
 use crate::store::{Metadata, OperatorState, States};
 
@@ -65,6 +65,8 @@ pub fn describe(module_name: &str, bytes: &[u8]) -> Option<Result<String, StateE
         nats::source::NAME => nats::source::describe_state,
         nats::sink::NAME => nats::sink::describe_state,
         postgres::NAME => postgres::describe_state,
+        kafka::source::NAME => kafka::source::describe_state,
+        kafka::sink::NAME => kafka::sink::describe_state,
         _ => return None,
     };
     Some(describe(bytes))
@@ -97,6 +99,27 @@ mod tests {
         let shown = describe(postgres::NAME, &bytes).unwrap().unwrap();
         assert_eq!(shown, "prepared, to commit: jh:db.counts:1:job-b:3");
         assert!(describe("word-counter", &bytes).is_none());
+        let source = kafka::source::State {
+            topic: "lines".to_owned(),
+            positions: [(0, 812), (2, -1)].into(),
+        };
+        let bytes = encode(kafka::source::STATE_VERSION, &source);
+        let shown = describe(kafka::source::NAME, &bytes).unwrap().unwrap();
+        assert_eq!(
+            shown,
+            "topic `lines`: partition 0 offset 812, partition 2 from the start"
+        );
+        let sink = kafka::sink::State {
+            kept: vec![kafka::sink::Kept {
+                ids: "job-b:sink:1:4".to_owned(),
+                subtask: 1,
+                checkpoint: 4,
+                records: Vec::new(),
+            }],
+        };
+        let bytes = encode(kafka::sink::STATE_VERSION, &sink);
+        let shown = describe(kafka::sink::NAME, &bytes).unwrap().unwrap();
+        assert_eq!(shown, "kept to produce: job-b:sink:1:4 (0 records)");
         assert!(describe(postgres::NAME, &[9]).unwrap().is_err());
     }
 }
