@@ -1,11 +1,7 @@
 //! A connector's `config` table, typed: what the job file says of a NATS JetStream source or
-//! sink, or of a PostgreSQL sink, checked when the job file is validated (before anything
-//! connects), so that every mistake is reported at once with the job file's other problems.
-//!
-//! Secrets are never in the job file: a connector names the environment variable or the file
-//! that holds its password (`password_env`, `password_file`), and the job file, which every
-//! point records verbatim, holds only that name. A password in a URL, or a `password` key, is
-//! refused. Pure: parsing and checking only, no I/O.
+//! sink ([`nats`]), a PostgreSQL sink, or a Kafka source or sink ([`kafka`]), checked when the
+//! job file is validated (before anything connects), so that every mistake is reported at once
+//! with the job file's other problems.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -13,6 +9,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Role;
+use kafka::{KafkaTable, kafka_sink, kafka_source};
+use nats::{NatsTable, nats_sink, nats_source};
 
 /// How long a NATS sink's stream must deduplicate unless its config says otherwise:
 /// JetStream's own default duplicate window (two minutes).
@@ -262,47 +260,6 @@ pub enum ConfigError {
     },
 }
 
-/// The keys of a NATS connector's table as written (a source's and a sink's: each role
-/// refuses the other's own keys).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NatsTable {
-    url: String,
-    stream: String,
-    /// A source's.
-    subjects: Option<Vec<String>>,
-    /// A source's.
-    stop_at_end: Option<bool>,
-    /// A sink's.
-    subject: Option<String>,
-    /// A sink's.
-    duplicate_window_min_ms: Option<u64>,
-    user: Option<String>,
-    password_env: Option<String>,
-    password_file: Option<PathBuf>,
-    token_env: Option<String>,
-    token_file: Option<PathBuf>,
-}
-
-impl NatsTable {
-    /// Its url and stream, checked, and its credentials.
-    fn common(&mut self) -> Result<NatsAuth, ConfigError> {
-        nats_url(&self.url)?;
-        nats_name("stream", &self.stream, true)?;
-        let password = secret(
-            self.password_env.take(),
-            self.password_file.take(),
-            "give `password_env` or `password_file`, not both",
-        )?;
-        let token = secret(
-            self.token_env.take(),
-            self.token_file.take(),
-            "give `token_env` or `token_file`, not both",
-        )?;
-        nats_auth(self.user.take(), password, token)
-    }
-}
-
 /// Refuses `key` in the table of a connector whose role does not take it.
 fn not_for(role: &str, key: &str, present: bool) -> Result<(), ConfigError> {
     match present {
@@ -323,73 +280,6 @@ struct PostgresTable {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     transaction_prefix: Option<String>,
-}
-
-/// The keys of a Kafka connector's table as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KafkaTable {
-    brokers: String,
-    topic: String,
-    /// A source's.
-    stop_at_end: Option<bool>,
-    user: Option<String>,
-    password_env: Option<String>,
-    password_file: Option<PathBuf>,
-}
-
-impl KafkaTable {
-    /// Its brokers and topic, checked, and its credentials.
-    fn common(&mut self) -> Result<Option<KafkaAuth>, ConfigError> {
-        let broker = |b: &str| {
-            b.rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        };
-        if self.brokers.contains('@') || !self.brokers.split(',').all(broker) {
-            return Err(ConfigError::Brokers(self.brokers.clone()));
-        }
-        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        let topic = &self.topic;
-        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(plain) {
-            return Err(ConfigError::TopicName(topic.clone()));
-        }
-        let password = secret(
-            self.password_env.take(),
-            self.password_file.take(),
-            "give `password_env` or `password_file`, not both",
-        )?;
-        match (self.user.take(), password) {
-            (None, None) => Ok(None),
-            (Some(user), Some(password)) => Ok(Some(KafkaAuth { user, password })),
-            _ => Err(ConfigError::Secret(
-                "`user` needs a password (`password_env` or `password_file`), and a password a `user`",
-            )),
-        }
-    }
-}
-
-fn kafka_source(mut t: KafkaTable) -> Result<KafkaSource, ConfigError> {
-    let auth = t.common()?;
-    Ok(KafkaSource {
-        brokers: t.brokers,
-        topic: t.topic,
-        stop_at_end: t.stop_at_end.unwrap_or(false),
-        auth,
-    })
-}
-
-fn kafka_sink(mut t: KafkaTable) -> Result<KafkaSink, ConfigError> {
-    if t.stop_at_end.is_some() {
-        return Err(ConfigError::Table(
-            "a Kafka sink takes no `stop_at_end`".to_owned(),
-        ));
-    }
-    let auth = t.common()?;
-    Ok(KafkaSink {
-        brokers: t.brokers,
-        topic: t.topic,
-        auth,
-    })
 }
 
 /// A prefix of transaction ids: 1 to 64 letters, digits, `_`, `-` or `.`.
@@ -530,103 +420,6 @@ fn secret(
     }
 }
 
-/// NATS credentials: a user and password, a token, or none.
-fn nats_auth(
-    user: Option<String>,
-    password: Option<SecretRef>,
-    token: Option<SecretRef>,
-) -> Result<NatsAuth, ConfigError> {
-    match (user, password, token) {
-        (None, None, None) => Ok(NatsAuth::None),
-        (Some(user), Some(password), None) => Ok(NatsAuth::UserPassword { user, password }),
-        (None, None, Some(token)) => Ok(NatsAuth::Token(token)),
-        (Some(_), None, _) | (None, Some(_), _) => Err(ConfigError::Secret(
-            "`user` needs a password (`password_env` or `password_file`), and a password a `user`",
-        )),
-        _ => Err(ConfigError::Secret(
-            "give a user and password, or a token, not both",
-        )),
-    }
-}
-
-/// A NATS URL without credentials.
-fn nats_url(url: &str) -> Result<(), ConfigError> {
-    let addr = async_nats::ServerAddr::from_str(url).map_err(|e| ConfigError::Url {
-        kind: "NATS",
-        reason: e.to_string(),
-    })?;
-    if addr.has_user_pass() {
-        return Err(ConfigError::SecretInUrl);
-    }
-    Ok(())
-}
-
-/// A stream or subject name NATS takes: no white space, not empty; a stream name without
-/// `.`, `*` or `>`.
-fn nats_name(key: &'static str, value: &str, stream: bool) -> Result<(), ConfigError> {
-    let forbidden = |c: char| c.is_whitespace() || (stream && matches!(c, '.' | '*' | '>'));
-    if value.is_empty() || value.contains(forbidden) {
-        return Err(ConfigError::NatsName {
-            key,
-            value: value.to_owned(),
-        });
-    }
-    Ok(())
-}
-
-fn nats_source(mut t: NatsTable, parallelism: u32) -> Result<NatsSource, ConfigError> {
-    not_for("source", "subject", t.subject.is_some())?;
-    not_for(
-        "source",
-        "duplicate_window_min_ms",
-        t.duplicate_window_min_ms.is_some(),
-    )?;
-    let auth = t.common()?;
-    let subjects = t.subjects.unwrap_or_default();
-    for subject in &subjects {
-        nats_name("subjects", subject, false)?;
-    }
-    let filters = subjects.len().max(1);
-    if parallelism as usize > filters {
-        return Err(ConfigError::ParallelismAboveSubjects {
-            parallelism,
-            filters,
-        });
-    }
-    Ok(NatsSource {
-        url: t.url,
-        stream: t.stream,
-        subjects,
-        stop_at_end: t.stop_at_end.unwrap_or(false),
-        auth,
-    })
-}
-
-fn nats_sink(mut t: NatsTable) -> Result<NatsSink, ConfigError> {
-    not_for("sink", "subjects", t.subjects.is_some())?;
-    not_for("sink", "stop_at_end", t.stop_at_end.is_some())?;
-    let auth = t.common()?;
-    let subject = t
-        .subject
-        .ok_or_else(|| ConfigError::Table("missing field `subject`".to_owned()))?;
-    nats_name("subject", &subject, false)?;
-    if subject.contains(['*', '>']) {
-        return Err(ConfigError::NatsName {
-            key: "subject",
-            value: subject,
-        });
-    }
-    Ok(NatsSink {
-        url: t.url,
-        stream: t.stream,
-        subject,
-        duplicate_window_min_ms: t
-            .duplicate_window_min_ms
-            .unwrap_or(DUPLICATE_WINDOW_MIN_MS_DEFAULT),
-        auth,
-    })
-}
-
 fn postgres_sink(t: PostgresTable) -> Result<PostgresSink, ConfigError> {
     let url = tokio_postgres::Config::from_str(&t.url).map_err(|e| ConfigError::Url {
         kind: "PostgreSQL",
@@ -668,5 +461,7 @@ fn is_table_name(table: &str) -> bool {
     parts.len() <= 2 && parts.into_iter().all(part)
 }
 
+mod kafka;
+mod nats;
 #[cfg(test)]
 mod tests;
