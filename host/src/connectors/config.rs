@@ -1,5 +1,5 @@
 //! A connector's `config` table, typed: what the job file says of a NATS JetStream source or
-//! sink ([`nats`]), a PostgreSQL sink, or a Kafka source or sink ([`kafka`]), checked when the
+//! sink (`config/nats.rs`), a PostgreSQL sink, or a Kafka source or sink (`config/kafka.rs`), checked when the
 //! job file is validated (before anything connects), so that every mistake is reported at once
 //! with the job file's other problems.
 
