@@ -251,6 +251,9 @@ fn javascript_windows_equal_a_model_through_rescale_2_3_1() {
 /// Version 1 upgraded live to version 2 mid-run: v2 emits the windows v1 opened.
 fn live_upgrade(language: Language) {
     let dir = Dir::new(0);
+    // v2 compiled first, as `host compile` does before an upgrade: a Python or JavaScript
+    // component's cold compile (tens of seconds) could outlast the job it upgrades.
+    dir.host_ok(&["compile", language.module(2).to_str().unwrap()]);
     let v1 = windowed(language, 1);
     through_a_live_upgrade(&dir, &v1, &language.module(2));
     assert_upgraded(&dir, &v1);
