@@ -68,6 +68,12 @@ demo: rust-guests host
 demo-windows: rust-guests host
     bash examples/windows/demo.sh
 
+# The connectors demo: a word count from a Kafka topic into a PostgreSQL table, exactly once
+# through a kill -9. Not part of `demo`: it installs and starts its servers (tansu: a `cargo
+# install` of several minutes on first use; PostgreSQL from Debian's packages).
+demo-connectors: rust-guests host
+    bash examples/connectors/demo.sh
+
 # The crash torture in full: 200 kills at random moments and at every checkpoint phase.
 torture: rust-guests
     TORTURE_KILLS=200 cargo test --locked -p host --features fault-injection --test e2e torture -- --nocapture
