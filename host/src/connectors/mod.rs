@@ -17,6 +17,7 @@
 pub mod capture;
 pub mod config;
 pub mod kafka;
+pub mod kept;
 pub mod nats;
 pub mod position;
 pub mod postgres;

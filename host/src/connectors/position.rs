@@ -109,8 +109,8 @@ mod tests {
             shown,
             "topic `lines`: partition 0 offset 812, partition 2 from the start"
         );
-        let sink = kafka::sink::State {
-            kept: vec![kafka::sink::Kept {
+        let sink = crate::connectors::kept::State::<kafka::sink::Record> {
+            kept: vec![crate::connectors::kept::Kept {
                 ids: "job-b:sink:1:4".to_owned(),
                 subtask: 1,
                 checkpoint: 4,

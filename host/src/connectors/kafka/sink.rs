@@ -23,19 +23,18 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::super::config::KafkaSink;
-use super::super::state::{self, StateError};
-use super::super::{Cause, Setup, owns_old};
+use super::super::kept::{self, Keeper};
+use super::super::state::StateError;
+use super::super::{Cause, Setup};
 use super::partitioner::partition_of;
 use crate::engine::bindings::Batch;
 use crate::runtime::partition::columns;
 
 /// Its name, as points record it.
 pub const NAME: &str = "jobhost:kafka-sink";
-/// Its state format ([`State`]): 2 since the sink is at least once (1 was the transactional
+/// Its state format ([`kept::State`] of [`Record`]s): 2 since the sink is at least once (1 was the transactional
 /// sink's, with its transactional ids' prefix).
 pub const STATE_VERSION: u8 = 2;
-/// Most bytes of records a subtask keeps between two checkpoints.
-pub const BUFFER_BYTES_MAX: u64 = 256 << 20;
 /// Most bytes of records (keys, values, ids) in one produce request.
 pub const PRODUCE_BYTES_MAX: usize = 512 << 10;
 /// The header each record carries: `{job}:{operator}:{subtask}:{checkpoint}:{index}`, the
@@ -54,38 +53,14 @@ pub struct Record {
 }
 
 /// The records a checkpoint kept, not yet produced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Kept {
-    /// `job:operator:subtask:checkpoint`: record `i`'s id is `{ids}:{i}`.
-    pub ids: String,
-    /// The subtask that kept them.
-    pub subtask: u32,
-    /// The checkpoint they belong to.
-    pub checkpoint: u64,
-    /// The records.
-    pub records: Vec<Record>,
-}
-
-/// A subtask's state: what it kept and has not produced.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    /// Oldest first.
-    pub kept: Vec<Kept>,
-}
+type Kept = kept::Kept<Record>;
 
 /// One subtask of the sink.
 pub struct Sink {
     /// The topic's partitions, by index.
     partitions: Vec<PartitionClient>,
-    /// `job:operator:subtask`, the start of the ids of what it keeps.
-    ids: String,
-    index: u32,
-    parallelism: u32,
-    /// Records since the last checkpoint, and their bytes.
-    open: Vec<Record>,
-    open_bytes: u64,
-    /// Kept for checkpoints, not yet produced.
-    kept: Vec<Kept>,
+    /// Records since the last checkpoint, and kept for checkpoints, not yet produced.
+    keeper: Keeper<Record>,
 }
 
 impl Sink {
@@ -100,81 +75,46 @@ impl Sink {
         for p in 0..count {
             partitions.push(super::partition(&client, &config.topic, p).await?);
         }
-        let subtask = setup.subtask;
         Ok(Sink {
             partitions,
-            ids: format!("{}:{}:{}", setup.job, subtask.operator, subtask.index),
-            index: subtask.index,
-            parallelism: setup.parallelism,
-            open: Vec::new(),
-            open_bytes: 0,
-            kept: Vec::new(),
+            keeper: Keeper::new(setup),
         })
     }
 
     /// What it kept and has not produced, encoded.
     pub(in crate::connectors) fn snapshot(&self, _checkpoint: u64) -> Vec<u8> {
-        let state = State {
-            kept: self.kept.clone(),
-        };
-        state::encode(STATE_VERSION, &state)
+        self.keeper.snapshot(STATE_VERSION)
     }
 
     /// Takes over what the old subtasks it succeeds kept (old `j` for new `j % parallelism`).
     pub(in crate::connectors) fn restore(&mut self, states: &[&[u8]]) -> Result<(), StateError> {
-        for bytes in states {
-            let old: State = state::decode(STATE_VERSION, bytes)?;
-            let mine = old.kept.into_iter();
-            let mine = mine.filter(|k| owns_old(self.index, self.parallelism, k.subtask));
-            self.kept.extend(mine);
-        }
-        self.kept.sort_by_key(|k| (k.checkpoint, k.subtask));
-        Ok(())
+        self.keeper.restore(STATE_VERSION, states)
     }
 
     /// Keeps a batch's records for the next checkpoint.
     pub(in crate::connectors) fn write(&mut self, batch: &Batch) -> Result<(), Cause> {
-        let records = jobhost_batch::Records::of_checked(columns(batch));
-        for record in records {
-            self.open_bytes += (record.key.len() + record.value.len()) as u64;
-            self.open.push(Record {
+        for record in jobhost_batch::Records::of_checked(columns(batch)) {
+            let bytes = record.key.len() + record.value.len();
+            let kept = Record {
                 key: ByteBuf::from(record.key),
                 value: ByteBuf::from(record.value),
                 timestamp: record.timestamp,
-            });
+            };
+            self.keeper.push(kept, bytes);
         }
-        if self.open_bytes > BUFFER_BYTES_MAX {
-            return Err(Cause::Buffer {
-                bytes: self.open_bytes,
-                max: BUFFER_BYTES_MAX,
-            });
-        }
-        Ok(())
+        self.keeper.check_bound()
     }
 
     /// Keeps what was written since the last checkpoint as checkpoint `checkpoint`'s.
     pub(in crate::connectors) fn prepare_commit(&mut self, checkpoint: u64) {
-        if self.open.is_empty() {
-            return;
-        }
-        self.open_bytes = 0;
-        self.kept.push(Kept {
-            ids: format!("{}:{checkpoint}", self.ids),
-            subtask: self.index,
-            checkpoint,
-            records: std::mem::take(&mut self.open),
-        });
+        self.keeper.prepare_commit(checkpoint);
     }
 
     /// Produces what checkpoint `checkpoint` and earlier ones kept.
     pub(in crate::connectors) async fn commit(&mut self, checkpoint: u64) -> Result<(), Cause> {
-        while self
-            .kept
-            .first()
-            .is_some_and(|k| k.checkpoint <= checkpoint)
-        {
-            self.produce(&self.kept[0]).await?;
-            self.kept.remove(0);
+        while let Some(kept) = self.keeper.next_due(checkpoint) {
+            self.produce(kept).await?;
+            self.keeper.committed_next();
         }
         Ok(())
     }
@@ -244,14 +184,5 @@ async fn produce_in_order(
 
 /// What a person reads of a sink's state: the checkpoints it kept records of.
 pub fn describe_state(bytes: &[u8]) -> Result<String, StateError> {
-    let state: State = state::decode(STATE_VERSION, bytes)?;
-    if state.kept.is_empty() {
-        return Ok("nothing kept to produce".to_owned());
-    }
-    let kept: Vec<String> = state
-        .kept
-        .iter()
-        .map(|k| format!("{} ({} records)", k.ids, k.records.len()))
-        .collect();
-    Ok(format!("kept to produce: {}", kept.join(", ")))
+    kept::describe::<Record>(STATE_VERSION, bytes, "produce")
 }

@@ -10,58 +10,32 @@
 //! `j` to new `j % parallelism`), which publishes them under their original ids.
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
-use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::super::config::NatsSink;
-use super::super::state::{self, StateError};
-use super::super::{Cause, Setup, owns_old};
+use super::super::kept::{self, Keeper};
+use super::super::state::StateError;
+use super::super::{Cause, Setup};
 use crate::engine::bindings::Batch;
 use crate::runtime::partition::columns;
 
 /// Its name, as points record it.
 pub const NAME: &str = "jobhost:nats-sink";
-/// Its state format ([`State`]).
+/// Its state format ([`kept::State`] of payloads).
 pub const STATE_VERSION: u8 = 1;
-/// Most bytes of records a subtask keeps between two checkpoints.
-pub const BUFFER_BYTES_MAX: u64 = 256 << 20;
 /// Messages published before their acknowledgements are awaited.
 pub const PUBLISH_IN_FLIGHT_MAX: usize = 1_024;
 
-/// The records a checkpoint kept, not yet published.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Kept {
-    /// `job:operator:subtask:checkpoint`: record `i`'s message id is `{ids}:{i}`.
-    pub ids: String,
-    /// The subtask that kept them.
-    pub subtask: u32,
-    /// The checkpoint they belong to.
-    pub checkpoint: u64,
-    /// Their values, the messages' payloads.
-    pub records: Vec<ByteBuf>,
-}
-
-/// A subtask's state: what it kept and has not published.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    /// Oldest first.
-    pub kept: Vec<Kept>,
-}
+/// The records a checkpoint kept, not yet published: their values, the messages' payloads.
+type Kept = kept::Kept<ByteBuf>;
 
 /// One subtask of the sink.
 pub struct Sink {
     context: jetstream::Context,
     subject: String,
     stream: String,
-    /// `job:operator:subtask`, the start of the ids of what it keeps.
-    ids: String,
-    index: u32,
-    parallelism: u32,
-    /// Records since the last checkpoint, and their bytes.
-    open: Vec<ByteBuf>,
-    open_bytes: u64,
-    /// Kept for checkpoints, not yet published.
-    kept: Vec<Kept>,
+    /// Records since the last checkpoint, and kept for checkpoints, not yet published.
+    keeper: Keeper<ByteBuf>,
 }
 
 impl Sink {
@@ -93,79 +67,43 @@ impl Sink {
                 found: "none of its subjects".to_owned(),
             });
         }
-        let subtask = setup.subtask;
         Ok(Sink {
             context,
             subject: config.subject.clone(),
             stream: config.stream.clone(),
-            ids: format!("{}:{}:{}", setup.job, subtask.operator, subtask.index),
-            index: subtask.index,
-            parallelism: setup.parallelism,
-            open: Vec::new(),
-            open_bytes: 0,
-            kept: Vec::new(),
+            keeper: Keeper::new(setup),
         })
     }
 
     /// What it kept and has not published, encoded.
     pub(in crate::connectors) fn snapshot(&self, _checkpoint: u64) -> Vec<u8> {
-        let state = State {
-            kept: self.kept.clone(),
-        };
-        state::encode(STATE_VERSION, &state)
+        self.keeper.snapshot(STATE_VERSION)
     }
 
     /// Takes over what the old subtasks it succeeds kept (old `j` for new `j % parallelism`).
     pub(in crate::connectors) fn restore(&mut self, states: &[&[u8]]) -> Result<(), StateError> {
-        for bytes in states {
-            let old: State = state::decode(STATE_VERSION, bytes)?;
-            let mine = old.kept.into_iter();
-            let mine = mine.filter(|k| owns_old(self.index, self.parallelism, k.subtask));
-            self.kept.extend(mine);
-        }
-        self.kept.sort_by_key(|k| (k.checkpoint, k.subtask));
-        Ok(())
+        self.keeper.restore(STATE_VERSION, states)
     }
 
     /// Keeps a batch's values for the next checkpoint.
     pub(in crate::connectors) fn write(&mut self, batch: &Batch) -> Result<(), Cause> {
-        let records = jobhost_batch::Records::of_checked(columns(batch));
-        for record in records {
-            self.open_bytes += record.value.len() as u64;
-            self.open.push(ByteBuf::from(record.value));
+        for record in jobhost_batch::Records::of_checked(columns(batch)) {
+            let bytes = record.value.len();
+            self.keeper.push(ByteBuf::from(record.value), bytes);
         }
-        if self.open_bytes > BUFFER_BYTES_MAX {
-            return Err(Cause::Buffer {
-                bytes: self.open_bytes,
-                max: BUFFER_BYTES_MAX,
-            });
-        }
-        Ok(())
+        self.keeper.check_bound()
     }
 
     /// Keeps what was written since the last checkpoint as checkpoint `checkpoint`'s.
     pub(in crate::connectors) fn prepare_commit(&mut self, checkpoint: u64) {
-        if self.open.is_empty() {
-            return;
-        }
-        self.open_bytes = 0;
-        self.kept.push(Kept {
-            ids: format!("{}:{checkpoint}", self.ids),
-            subtask: self.index,
-            checkpoint,
-            records: std::mem::take(&mut self.open),
-        });
+        self.keeper.prepare_commit(checkpoint);
     }
 
     /// Publishes what checkpoint `checkpoint` and earlier ones kept.
     pub(in crate::connectors) async fn commit(&mut self, checkpoint: u64) -> Result<(), Cause> {
-        while self
-            .kept
-            .first()
-            .is_some_and(|k| k.checkpoint <= checkpoint)
-        {
-            self.publish(&self.kept[0]).await?;
-            self.kept.remove(0);
+        while let Some(kept) = self.keeper.next_due(checkpoint) {
+            self.publish(kept).await?;
+            self.keeper.committed_next();
         }
         Ok(())
     }
@@ -224,16 +162,7 @@ fn matches(filter: &str, subject: &str) -> bool {
 
 /// What a person reads of a sink's state: the checkpoints it kept records of.
 pub fn describe_state(bytes: &[u8]) -> Result<String, StateError> {
-    let state: State = state::decode(STATE_VERSION, bytes)?;
-    if state.kept.is_empty() {
-        return Ok("nothing kept to publish".to_owned());
-    }
-    let kept: Vec<String> = state
-        .kept
-        .iter()
-        .map(|k| format!("{} ({} records)", k.ids, k.records.len()))
-        .collect();
-    Ok(format!("kept to publish: {}", kept.join(", ")))
+    kept::describe::<ByteBuf>(STATE_VERSION, bytes, "publish")
 }
 
 #[cfg(test)]
